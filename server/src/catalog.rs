@@ -1,0 +1,445 @@
+//! The databases on disk: one SQLite file per database under `<data_dir>/databases/`.
+//!
+//! The catalog owns every path decision (names are checked before they touch the file system),
+//! opens connections with the server's settings (WAL, durable commits, busy timeout, the
+//! authorizer), and counts the sessions using each database so that `DROP DATABASE` never
+//! removes a file from under a client.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::{Connection, OpenFlags};
+
+/// The database every server has after its first start.
+pub const DEFAULT_DATABASE: &str = "default";
+/// PostgreSQL's identifier limit, kept so names look the same to every client.
+pub const MAX_NAME_LEN: usize = 63;
+const FILE_SUFFIX: &str = ".sqlite";
+
+/// Why a catalog operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("invalid database name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+    #[error("database \"{0}\" does not exist")]
+    NotFound(String),
+    #[error("database \"{0}\" already exists")]
+    AlreadyExists(String),
+    #[error(
+        "database \"{name}\" is being accessed by {sessions} session(s); disconnect them (or connect to another database) and retry"
+    )]
+    InUse { name: String, sessions: usize },
+    #[error("the database \"{DEFAULT_DATABASE}\" cannot be dropped: clients land there when they name no other")]
+    DefaultDatabase,
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// How a session may use the database it connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadWrite,
+    /// Opened read-only by SQLite itself, so no statement can write, whatever it is.
+    ReadOnly,
+}
+
+/// A database as `SHOW DATABASES` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub name: String,
+    /// The database file plus its write-ahead log.
+    pub size_bytes: u64,
+}
+
+/// The set of databases in one data directory.
+#[derive(Debug)]
+pub struct Catalog {
+    dir: PathBuf,
+    busy_timeout: Duration,
+    /// Sessions per database; the lock also serialises create, drop and connect.
+    sessions: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Held by a session while it uses a database; dropping it releases the database.
+#[derive(Debug)]
+pub struct Lease {
+    name: String,
+    sessions: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut sessions = lock(&self.sessions);
+        if let Some(count) = sessions.get_mut(&self.name) {
+            *count -= 1;
+            if *count == 0 {
+                sessions.remove(&self.name);
+            }
+        }
+    }
+}
+
+/// Checks a database name: it becomes a file name, so only a safe alphabet is allowed.
+pub fn validate_name(name: &str) -> Result<(), CatalogError> {
+    let invalid = |reason: &str| CatalogError::InvalidName {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let first = name.chars().next().ok_or_else(|| invalid("a name cannot be empty"))?;
+    if name.len() > MAX_NAME_LEN {
+        return Err(invalid(&format!("a name is at most {MAX_NAME_LEN} characters")));
+    }
+    if !(first.is_ascii_lowercase() || first == '_') {
+        return Err(invalid("a name starts with a lowercase letter or '_'"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(invalid("use only lowercase letters, digits and '_'"));
+    }
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the counts half-updated (each update is a
+    // single map operation), so a poisoned lock is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Catalog {
+    /// Opens the catalog in `data_dir`, creating the directory layout and the default database
+    /// when missing.
+    pub fn open(data_dir: &Path, busy_timeout: Duration) -> Result<Catalog, CatalogError> {
+        let dir = data_dir.join("databases");
+        std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Io {
+            action: "creating directory",
+            path: dir.clone(),
+            source,
+        })?;
+        let catalog = Catalog {
+            dir,
+            busy_timeout,
+            sessions: Arc::default(),
+        };
+        if !catalog.exists(DEFAULT_DATABASE) {
+            catalog.create(DEFAULT_DATABASE)?;
+        }
+        Ok(catalog)
+    }
+
+    /// The directory holding the database files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of database `name` (which must be valid).
+    pub fn path_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}{FILE_SUFFIX}"))
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        validate_name(name).is_ok() && self.path_of(name).is_file()
+    }
+
+    /// Creates an empty database in WAL mode.
+    pub fn create(&self, name: &str) -> Result<(), CatalogError> {
+        validate_name(name)?;
+        let _guard = lock(&self.sessions);
+        let path = self.path_of(name);
+        if path.exists() {
+            return Err(CatalogError::AlreadyExists(name.to_owned()));
+        }
+        let sqlite_err = |source| CatalogError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_err)?;
+        // WAL is persistent in the file: readers never block the writer, and a backup's read
+        // transaction never blocks commits.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite_err)?;
+        drop(conn);
+        self.sync_dir()
+    }
+
+    /// Drops a database that no session is using. Returns false when it did not exist and
+    /// `if_exists` was given.
+    pub fn drop_database(&self, name: &str, if_exists: bool) -> Result<bool, CatalogError> {
+        validate_name(name)?;
+        if name == DEFAULT_DATABASE {
+            return Err(CatalogError::DefaultDatabase);
+        }
+        let sessions = lock(&self.sessions);
+        let path = self.path_of(name);
+        if !path.is_file() {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(CatalogError::NotFound(name.to_owned()))
+            };
+        }
+        if let Some(&count) = sessions.get(name) {
+            return Err(CatalogError::InUse {
+                name: name.to_owned(),
+                sessions: count,
+            });
+        }
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::remove_file(&side) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(CatalogError::Io {
+                        action: "removing",
+                        path: side,
+                        source,
+                    });
+                }
+            }
+        }
+        std::fs::remove_file(&path).map_err(|source| CatalogError::Io {
+            action: "removing",
+            path: path.clone(),
+            source,
+        })?;
+        drop(sessions);
+        self.sync_dir()?;
+        Ok(true)
+    }
+
+    /// Every database, sorted by name.
+    pub fn list(&self) -> Result<Vec<DatabaseInfo>, CatalogError> {
+        let io_err = |source| CatalogError::Io {
+            action: "listing",
+            path: self.dir.clone(),
+            source,
+        };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(FILE_SUFFIX)) else {
+                continue;
+            };
+            if validate_name(name).is_err() {
+                continue;
+            }
+            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            let path = entry.path();
+            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            out.push(DatabaseInfo {
+                name: name.to_owned(),
+                size_bytes: size(&path) + size(&wal),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Opens a connection for a session and registers the session as a user of the database.
+    pub fn connect(&self, name: &str, access: Access) -> Result<(Connection, Lease), CatalogError> {
+        validate_name(name)?;
+        let mut sessions = lock(&self.sessions);
+        let path = self.path_of(name);
+        if !path.is_file() {
+            return Err(CatalogError::NotFound(name.to_owned()));
+        }
+        let conn = self.open_connection(&path, access)?;
+        *sessions.entry(name.to_owned()).or_default() += 1;
+        Ok((
+            conn,
+            Lease {
+                name: name.to_owned(),
+                sessions: Arc::clone(&self.sessions),
+            },
+        ))
+    }
+
+    fn open_connection(&self, path: &Path, access: Access) -> Result<Connection, CatalogError> {
+        let sqlite_err = |source| CatalogError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let mode = match access {
+            Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+            Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        };
+        let mut conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(sqlite_err)?;
+        conn.busy_timeout(self.busy_timeout).map_err(sqlite_err)?;
+        if access == Access::ReadWrite {
+            // FULL: a commit is on disk when the client hears about it.
+            conn.pragma_update(None, "synchronous", "FULL")
+                .map_err(sqlite_err)?;
+        }
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(sqlite_err)?;
+        conn.authorizer(Some(authorize)).map_err(sqlite_err)?;
+        Ok(conn)
+    }
+
+    /// Checkpoints every database's write-ahead log into its main file (used at shutdown).
+    /// Returns the databases that could not be checkpointed, with why.
+    pub fn checkpoint_all(&self) -> Vec<(String, String)> {
+        let mut failures = Vec::new();
+        let databases = match self.list() {
+            Ok(list) => list,
+            Err(e) => return vec![("*".into(), e.to_string())],
+        };
+        for db in databases {
+            let path = self.path_of(&db.name);
+            let result = self
+                .open_connection(&path, Access::ReadWrite)
+                .map_err(|e| e.to_string())
+                .and_then(|conn| {
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0))
+                        .map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(0) => {}
+                Ok(_) => failures.push((db.name, "a reader kept the log busy".into())),
+                Err(e) => failures.push((db.name, e)),
+            }
+        }
+        failures
+    }
+
+    fn sync_dir(&self) -> Result<(), CatalogError> {
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| CatalogError::Io {
+                action: "syncing directory",
+                path: self.dir.clone(),
+                source,
+            })
+    }
+}
+
+/// Pragmas that the server manages; a client changing them would void its durability or
+/// concurrency promises.
+const SERVER_MANAGED_PRAGMAS: &[&str] = &[
+    "journal_mode",
+    "synchronous",
+    "locking_mode",
+    "writable_schema",
+    "query_only",
+    "temp_store_directory",
+    "data_store_directory",
+];
+
+/// SQLite's authorizer for client connections: no other files may be opened (ATTACH would
+/// read or create any file the server can reach) and server-managed pragmas stay as set.
+fn authorize(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: Some(_),
+        } if SERVER_MANAGED_PRAGMAS
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path(), Duration::from_secs(1)).unwrap();
+        (dir, catalog)
+    }
+
+    #[test]
+    fn path_tricks_and_odd_names_are_refused() {
+        for name in ["", "../x", "/", "a/b", "A", "1abc", "a.b", &"x".repeat(64)] {
+            assert!(validate_name(name).is_err(), "{name:?} was accepted");
+        }
+        for name in ["default", "a", "_x", "sales_2026", &"x".repeat(63)] {
+            validate_name(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn default_database_exists_in_wal_mode() {
+        let (_dir, catalog) = catalog();
+        let (conn, _lease) = catalog.connect(DEFAULT_DATABASE, Access::ReadWrite).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn drop_refuses_a_database_in_use_and_then_succeeds() {
+        let (_dir, catalog) = catalog();
+        catalog.create("sales").unwrap();
+        let lease = catalog.connect("sales", Access::ReadOnly).unwrap();
+        assert!(matches!(
+            catalog.drop_database("sales", false),
+            Err(CatalogError::InUse { sessions: 1, .. })
+        ));
+        drop(lease);
+        assert!(catalog.drop_database("sales", false).unwrap());
+        assert!(!catalog.drop_database("sales", true).unwrap());
+        assert!(!catalog.path_of("sales").exists());
+    }
+
+    #[test]
+    fn attach_and_server_managed_pragmas_are_denied() {
+        let (dir, catalog) = catalog();
+        let (conn, _lease) = catalog.connect(DEFAULT_DATABASE, Access::ReadWrite).unwrap();
+        let target = dir.path().join("stolen.db");
+        let attach = format!("ATTACH DATABASE '{}' AS x", target.display());
+        assert!(conn.execute_batch(&attach).is_err());
+        assert!(!target.exists());
+        assert!(conn.execute_batch("PRAGMA journal_mode = DELETE").is_err());
+        assert!(conn.execute_batch("PRAGMA synchronous = OFF").is_err());
+        // Reading a managed pragma is fine.
+        conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+    }
+
+    #[test]
+    fn vacuum_into_cannot_write_other_files() {
+        let (dir, catalog) = catalog();
+        let (conn, _lease) = catalog.connect(DEFAULT_DATABASE, Access::ReadWrite).unwrap();
+        let target = dir.path().join("copy.db");
+        let vacuum = format!("VACUUM INTO '{}'", target.display());
+        assert!(conn.execute_batch(&vacuum).is_err());
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn read_only_access_refuses_writes() {
+        let (_dir, catalog) = catalog();
+        let (conn, _lease) = catalog.connect(DEFAULT_DATABASE, Access::ReadOnly).unwrap();
+        let err = conn.execute_batch("CREATE TABLE t(x)").unwrap_err();
+        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::ReadOnly));
+    }
+}

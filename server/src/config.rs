@@ -1,0 +1,370 @@
+//! The server's configuration file: TOML read with serde, checked before anything starts.
+//!
+//! Rule for relative paths: a relative path in a config file is resolved against the directory
+//! that holds that config file, never against the process's working directory. So
+//! `config/cairn.toml` saying `data_dir = "../data"` means `<checkout>/data` wherever `cairn`
+//! is started from.
+//!
+//! Every error names the file, the line and column, and the key, so an operator can go straight
+//! to the mistake. Nothing falls back to a silent default for a value that was written wrong.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::roles::Role;
+use crate::scram::ScramVerifier;
+
+/// The path `cairn serve` reads when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/cairn.toml";
+
+/// A configuration that parsed and passed every check; paths are absolute.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration came from (absolute).
+    pub source: PathBuf,
+    /// Where the PostgreSQL wire protocol listens.
+    pub listen: SocketAddr,
+    /// The data directory: databases, credentials, the lock file.
+    pub data_dir: PathBuf,
+    /// How long a statement waits for another connection's write lock before failing.
+    pub busy_timeout: Duration,
+    /// How long shutdown waits for running statements to finish.
+    pub shutdown_grace: Duration,
+    /// The users who may log in, in the order of their names.
+    pub users: Vec<UserConfig>,
+}
+
+/// One `[users.NAME]` table.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    pub role: Role,
+    pub credential: CredentialSource,
+}
+
+/// Where a user's password comes from. The config never holds a plaintext password.
+#[derive(Debug, Clone)]
+pub enum CredentialSource {
+    /// Read the password from this environment variable at start-up.
+    Env(String),
+    /// A SCRAM-SHA-256 verifier printed by `cairn passwd`.
+    Scram(ScramVerifier),
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}{}", key.as_ref().map(|k| format!(" (key `{k}`)")).unwrap_or_default())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    #[serde(default)]
+    users: BTreeMap<String, Spanned<RawUser>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Spanned<String>,
+    data_dir: Spanned<String>,
+    #[serde(default = "default_busy_timeout_ms")]
+    busy_timeout_ms: Spanned<u64>,
+    #[serde(default = "default_shutdown_grace_ms")]
+    shutdown_grace_ms: u64,
+}
+
+fn default_busy_timeout_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 5_000)
+}
+
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    role: Role,
+    password_env: Option<Spanned<String>>,
+    scram: Option<Spanned<String>>,
+}
+
+impl Config {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let absolute = std::path::absolute(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &absolute)
+    }
+
+    /// Parses config text as if it had been read from `path` (absolute).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let located = Locator { text, path };
+        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            let offset = err.span().map(|s| s.start).unwrap_or(0);
+            located.error(offset, err.message().to_owned())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("/"));
+
+        let listen = parse_listen(&raw.server.listen).map_err(|m| located.at(&raw.server.listen, m))?;
+        if raw.server.data_dir.get_ref().trim().is_empty() {
+            return Err(located.at(&raw.server.data_dir, "data_dir must not be empty".into()));
+        }
+        let data_dir = base.join(raw.server.data_dir.get_ref());
+        let data_dir = normalize(&data_dir);
+        if *raw.server.busy_timeout_ms.get_ref() == 0 {
+            return Err(located.at(
+                &raw.server.busy_timeout_ms,
+                "busy_timeout_ms must be at least 1: with 0, concurrent writers fail at once with \"database is locked\"".into(),
+            ));
+        }
+
+        let mut users = Vec::with_capacity(raw.users.len());
+        for (name, user) in &raw.users {
+            let span = user.span();
+            let user = user.get_ref();
+            let credential = match (&user.password_env, &user.scram) {
+                (Some(env), None) => {
+                    let var = env.get_ref();
+                    if var.is_empty() || var.contains('=') || var.contains('\0') {
+                        return Err(located.at(env, format!("password_env must name an environment variable, got {var:?}")));
+                    }
+                    CredentialSource::Env(var.clone())
+                }
+                (None, Some(secret)) => CredentialSource::Scram(
+                    ScramVerifier::parse(secret.get_ref()).map_err(|m| {
+                        located.at(secret, format!("{m}; run `cairn passwd` to print a valid secret"))
+                    })?,
+                ),
+                (Some(env), Some(_)) => {
+                    return Err(located.at(
+                        env,
+                        format!("user {name:?} names both password_env and scram; keep one"),
+                    ));
+                }
+                (None, None) => {
+                    return Err(located.error(
+                        span.start,
+                        format!(
+                            "user {name:?} has no password: add password_env = \"VAR\" or scram = \"…\" (printed by `cairn passwd`)"
+                        ),
+                    ));
+                }
+            };
+            if let Err(message) = crate::roles::validate_user_name(name) {
+                return Err(located.error(span.start, message));
+            }
+            users.push(UserConfig {
+                name: name.clone(),
+                role: user.role,
+                credential,
+            });
+        }
+
+        Ok(Config {
+            source: path.to_owned(),
+            listen,
+            data_dir,
+            busy_timeout: Duration::from_millis(*raw.server.busy_timeout_ms.get_ref()),
+            shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
+            users,
+        })
+    }
+}
+
+fn parse_listen(value: &Spanned<String>) -> Result<SocketAddr, String> {
+    value.get_ref().parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "invalid listen address {:?}: write an IP address and a port, such as \"127.0.0.1:5480\" or \"[::1]:5480\"",
+            value.get_ref()
+        )
+    })
+}
+
+/// Removes `.` and `..` components without touching the file system (the directory may not
+/// exist yet).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Turns byte offsets into `file:line:column` errors that also name the key.
+struct Locator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Locator<'_> {
+    fn at<T>(&self, spanned: &Spanned<T>, message: String) -> ConfigError {
+        self.error(spanned.span().start, message)
+    }
+
+    fn error(&self, offset: usize, message: String) -> ConfigError {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let column = before[line_start..].chars().count() + 1;
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            column,
+            key: self.key_at(line_start),
+            message,
+        }
+    }
+
+    /// The dotted key written on the line starting at `line_start`, prefixed by the table
+    /// header above it.
+    fn key_at(&self, line_start: usize) -> Option<String> {
+        let line = self.text[line_start..].lines().next().unwrap_or("");
+        let table = self.text[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+        let own = line
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .filter(|k| !k.is_empty() && !k.starts_with('#'));
+        let header = line.trim();
+        if header.starts_with('[') {
+            return Some(header.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+        }
+        match (table, own) {
+            (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+            (None, Some(k)) => Some(k),
+            (Some(t), None) => Some(t),
+            (None, None) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:5480"
+data_dir = "../data"
+
+[users.admin]
+role = "admin"
+password_env = "CAIRN_ADMIN_PASSWORD"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/cairn/cairn.toml"))
+    }
+
+    fn invalid(text: &str) -> (usize, usize, Option<String>, String) {
+        match parse(text) {
+            Err(ConfigError::Invalid {
+                line,
+                column,
+                key,
+                message,
+                ..
+            }) => (line, column, key, message),
+            other => panic!("expected an invalid-config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn relative_data_dir_is_resolved_against_the_config_files_directory() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/etc/data"));
+        assert_eq!(config.listen, "127.0.0.1:5480".parse().unwrap());
+        assert_eq!(config.users.len(), 1);
+        assert_eq!(config.users[0].role, Role::Admin);
+    }
+
+    #[test]
+    fn unknown_key_names_line_column_and_key() {
+        let text = GOOD.replace("data_dir = \"../data\"", "data_dir = \"../data\"\nlisten_port = 5");
+        let (line, column, key, message) = invalid(&text);
+        assert_eq!((line, column), (5, 1));
+        assert_eq!(key.as_deref(), Some("server.listen_port"));
+        assert!(message.contains("unknown field `listen_port`"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let text = GOOD.replace("data_dir = \"../data\"", "data_dir = \"../data\"\nbusy_timeout_ms = \"soon\"");
+        let (line, _, key, message) = invalid(&text);
+        assert_eq!(line, 5);
+        assert_eq!(key.as_deref(), Some("server.busy_timeout_ms"));
+        assert!(message.contains("invalid type"), "{message}");
+    }
+
+    #[test]
+    fn bad_address_says_how_to_write_one() {
+        let text = GOOD.replace("127.0.0.1:5480", "localhost:99999");
+        let (line, column, key, message) = invalid(&text);
+        assert_eq!((line, column), (3, 10));
+        assert_eq!(key.as_deref(), Some("server.listen"));
+        assert!(message.contains("127.0.0.1:5480"), "{message}");
+    }
+
+    #[test]
+    fn unknown_role_lists_the_roles() {
+        let text = GOOD.replace("role = \"admin\"", "role = \"root\"");
+        let (line, _, key, message) = invalid(&text);
+        assert_eq!(line, 7);
+        assert_eq!(key.as_deref(), Some("users.admin.role"));
+        assert!(message.contains("readonly"), "{message}");
+    }
+
+    #[test]
+    fn user_without_password_is_refused() {
+        let text = GOOD.replace("password_env = \"CAIRN_ADMIN_PASSWORD\"", "");
+        let (_, _, _, message) = invalid(&text);
+        assert!(message.contains("has no password"), "{message}");
+    }
+
+    #[test]
+    fn malformed_scram_secret_is_refused() {
+        let text = GOOD.replace("password_env = \"CAIRN_ADMIN_PASSWORD\"", "scram = \"md5abc\"");
+        let (line, _, key, message) = invalid(&text);
+        assert_eq!(line, 8);
+        assert_eq!(key.as_deref(), Some("users.admin.scram"));
+        assert!(message.contains("cairn passwd"), "{message}");
+    }
+}

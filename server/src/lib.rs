@@ -1,0 +1,20 @@
+//! The Cairn server as a library: the `cairn` binary and the tests both start it through
+//! [`Server::start`]. See ARCHITECTURE.md for the map.
+
+pub mod catalog;
+pub mod config;
+pub mod credentials;
+pub mod data_dir_lock;
+pub mod error;
+pub mod logging;
+mod pg;
+pub mod roles;
+pub mod scram;
+pub mod server;
+pub mod session;
+pub mod sql;
+pub mod sqlstate;
+
+pub use config::Config;
+pub use error::Error;
+pub use server::{Server, ServerHandle};

@@ -1,0 +1,181 @@
+//! Between session results and wire messages: rows to `DataRow`s with the described types,
+//! wire parameters to SQLite values, and errors to `ErrorResponse`s.
+
+use std::sync::Arc;
+
+use futures::stream;
+use pgwire::api::Type;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use rusqlite::types::Value;
+
+use crate::session::{Column, CommandTag, Executed, TransactionChange};
+use crate::sql::types::SqlType;
+use crate::sqlstate::{self, SqlError};
+
+/// The PostgreSQL type a column or parameter is described with.
+pub fn pg_type(ty: SqlType) -> Type {
+    match ty {
+        SqlType::Int8 => Type::INT8,
+        SqlType::Float8 => Type::FLOAT8,
+        SqlType::Text => Type::TEXT,
+        SqlType::Bytea => Type::BYTEA,
+    }
+}
+
+pub fn error_response(error: SqlError) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), error.code.into(), error.message)))
+}
+
+pub fn fields(columns: &[Column], format: &Format) -> Vec<FieldInfo> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| FieldInfo::new(c.name.clone(), None, None, pg_type(c.ty), format.format_for(i)))
+        .collect()
+}
+
+/// Turns one executed statement into a wire response.
+pub fn response(executed: Executed, format: &Format) -> PgWireResult<Response> {
+    let Executed {
+        columns,
+        rows,
+        tag,
+        transaction,
+    } = executed;
+    let Some(columns) = columns else {
+        let tag = wire_tag(&tag);
+        return Ok(match transaction {
+            TransactionChange::Started => Response::TransactionStart(tag),
+            TransactionChange::Ended => Response::TransactionEnd(tag),
+            TransactionChange::Unchanged => Response::Execution(tag),
+        });
+    };
+    let schema = Arc::new(fields(&columns, format));
+    let mut encoder = DataRowEncoder::new(Arc::clone(&schema));
+    let mut encoded = Vec::with_capacity(rows.len());
+    for row in rows {
+        for (value, column) in row.into_iter().zip(&columns) {
+            encode_value(&mut encoder, value, column)?;
+        }
+        encoded.push(Ok(encoder.take_row()));
+    }
+    let mut response = QueryResponse::new(schema, stream::iter(encoded));
+    if tag.command == "INSERT" {
+        // "INSERT 0 n", as PostgreSQL reports inserts (the 0 is the obsolete OID).
+        response.set_command_tag("INSERT 0");
+    } else {
+        response.set_command_tag(&tag.command);
+    }
+    Ok(Response::Query(response))
+}
+
+fn wire_tag(tag: &CommandTag) -> Tag {
+    let wire = Tag::new(&tag.command);
+    match (tag.command.as_str(), tag.rows) {
+        ("INSERT", Some(rows)) => wire.with_oid(0).with_rows(rows),
+        (_, Some(rows)) => wire.with_rows(rows),
+        (_, None) => wire,
+    }
+}
+
+/// Encodes a value as its column's described type. SQLite lets any column hold any class;
+/// values convert where nothing is lost, and otherwise the client gets an error naming the
+/// column rather than a value it would misread.
+fn encode_value(encoder: &mut DataRowEncoder, value: Value, column: &Column) -> PgWireResult<()> {
+    let mismatch = |class: &str| {
+        error_response(SqlError::new(
+            sqlstate::DATATYPE_MISMATCH,
+            format!(
+                "column \"{}\" is described as {} but holds a {class} value that does not convert; CAST it in the query (for example CAST({} AS TEXT))",
+                column.name,
+                pg_type(column.ty).name(),
+                column.name
+            ),
+        ))
+    };
+    match (column.ty, value) {
+        (_, Value::Null) => encoder.encode_field(&None::<i64>),
+        (SqlType::Int8, Value::Integer(i)) => encoder.encode_field(&i),
+        (SqlType::Int8, Value::Real(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => encoder.encode_field(&(f as i64)),
+        (SqlType::Int8, Value::Text(t)) => match t.trim().parse::<i64>() {
+            Ok(i) => encoder.encode_field(&i),
+            Err(_) => Err(mismatch("text")),
+        },
+        (SqlType::Int8, Value::Real(_)) => Err(mismatch("real")),
+        (SqlType::Int8, Value::Blob(_)) => Err(mismatch("blob")),
+        (SqlType::Float8, Value::Real(f)) => encoder.encode_field(&f),
+        (SqlType::Float8, Value::Integer(i)) => encoder.encode_field(&(i as f64)),
+        (SqlType::Float8, Value::Text(t)) => match t.trim().parse::<f64>() {
+            Ok(f) => encoder.encode_field(&f),
+            Err(_) => Err(mismatch("text")),
+        },
+        (SqlType::Float8, Value::Blob(_)) => Err(mismatch("blob")),
+        (SqlType::Text, Value::Text(t)) => encoder.encode_field(&t),
+        (SqlType::Text, Value::Integer(i)) => encoder.encode_field(&i.to_string()),
+        (SqlType::Text, Value::Real(f)) => encoder.encode_field(&f.to_string()),
+        (SqlType::Text, Value::Blob(b)) => encoder.encode_field(&hex_escape(&b)),
+        (SqlType::Bytea, Value::Blob(b)) => encoder.encode_field(&b),
+        (SqlType::Bytea, Value::Text(t)) => encoder.encode_field(&t.into_bytes()),
+        (SqlType::Bytea, Value::Integer(i)) => encoder.encode_field(&i.to_string().into_bytes()),
+        (SqlType::Bytea, Value::Real(f)) => encoder.encode_field(&f.to_string().into_bytes()),
+    }
+}
+
+/// PostgreSQL's text form of bytea: `\x` and lowercase hex.
+fn hex_escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(2 + bytes.len() * 2);
+    out.push_str("\\x");
+    for b in bytes {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Reads the bound parameters as SQLite values, decoding each by its type.
+pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<Vec<Value>> {
+    (0..portal.parameter_len())
+        .map(|i| {
+            let ty = types.get(i).unwrap_or(&Type::TEXT);
+            let value = match *ty {
+                Type::INT2 => portal.parameter::<i16>(i, ty)?.map(|v| Value::Integer(v.into())),
+                Type::INT4 => portal.parameter::<i32>(i, ty)?.map(|v| Value::Integer(v.into())),
+                Type::INT8 => portal.parameter::<i64>(i, ty)?.map(Value::Integer),
+                Type::FLOAT4 => portal.parameter::<f32>(i, ty)?.map(|v| Value::Real(v.into())),
+                Type::FLOAT8 => portal.parameter::<f64>(i, ty)?.map(Value::Real),
+                Type::BOOL => portal.parameter::<bool>(i, ty)?.map(|v| Value::Integer(v.into())),
+                Type::BYTEA => portal.parameter::<Vec<u8>>(i, ty)?.map(Value::Blob),
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+                    portal.parameter::<String>(i, ty)?.map(Value::Text)
+                }
+                _ => {
+                    return Err(error_response(SqlError::new(
+                        sqlstate::DATATYPE_MISMATCH,
+                        format!(
+                            "parameter ${} has type {}, which Cairn does not take; send it as int8, float8, text, bytea or bool",
+                            i + 1,
+                            ty.name()
+                        ),
+                    )));
+                }
+            };
+            Ok(value.unwrap_or(Value::Null))
+        })
+        .collect()
+}
+
+/// The format a statement's result columns are described with before a portal exists.
+pub fn statement_format() -> Format {
+    Format::UnifiedText
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytea_text_form_is_backslash_x_hex() {
+        assert_eq!(hex_escape(&[0, 0xab, 0x10]), "\\x00ab10");
+    }
+}

@@ -1,0 +1,44 @@
+//! Roles and what each may do. A user has exactly one role, declared in the config.
+
+use serde::Deserialize;
+
+/// What a logged-in user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including creating and dropping databases.
+    Admin,
+    /// Read any database, plus the backup, export and restore statements.
+    Backup,
+    /// Read and write rows and schema in existing databases.
+    Readwrite,
+    /// Read only: every write is refused.
+    Readonly,
+}
+
+impl Role {
+    /// The role's name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Backup => "backup",
+            Role::Readwrite => "readwrite",
+            Role::Readonly => "readonly",
+        }
+    }
+
+    /// Whether SQL from this role may change a database file.
+    pub fn may_write(self) -> bool {
+        matches!(self, Role::Admin | Role::Readwrite)
+    }
+
+    /// Whether this role may create and drop databases.
+    pub fn may_manage_databases(self) -> bool {
+        self == Role::Admin
+    }
+}
+
+/// User names become file names (generated credentials), so they follow the database rule.
+pub fn validate_user_name(name: &str) -> Result<(), String> {
+    crate::catalog::validate_name(name).map_err(|e| format!("invalid user name: {e}"))
+}

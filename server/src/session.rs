@@ -1,0 +1,745 @@
+//! One client's session: a user with a role, connected to one database through its own
+//! SQLite connection. Executes the server's statements itself and hands every other
+//! statement to SQLite. Knows nothing about the wire protocol, so it is tested directly.
+//!
+//! Transactions follow PostgreSQL, because that is what PostgreSQL clients and drivers
+//! expect: a multi-statement query runs as one implicit transaction, and after an error inside
+//! an explicit transaction every statement is refused until `ROLLBACK` (a `COMMIT` then rolls
+//! back).
+
+use std::sync::Arc;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode};
+
+use crate::catalog::{Access, Catalog, CatalogError, Lease};
+use crate::roles::Role;
+use crate::sql::lexer::{self, Spanned, Token};
+use crate::sql::params::{self, Schema};
+use crate::sql::server_statement::{self, ServerStatement};
+use crate::sql::types::{self, SqlType};
+use crate::sqlstate::{self, SqlError};
+
+/// A result column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub ty: SqlType,
+}
+
+/// The command tag a client sees (`INSERT 0 3`, `SELECT 2`, `CREATE TABLE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTag {
+    pub command: String,
+    /// Row count, for the commands that report one.
+    pub rows: Option<usize>,
+}
+
+/// How a statement changed the session's transaction state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionChange {
+    Unchanged,
+    Started,
+    Ended,
+}
+
+/// What one statement produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    /// `Some` for statements that return rows (even zero rows).
+    pub columns: Option<Vec<Column>>,
+    pub rows: Vec<Vec<Value>>,
+    pub tag: CommandTag,
+    pub transaction: TransactionChange,
+}
+
+/// A statement prepared by the extended protocol.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub sql: String,
+    kind: PreparedKind,
+    /// One entry per `$n`: the inferred type, or `None` if it could not be inferred.
+    pub param_types: Vec<Option<SqlType>>,
+    /// `Some` if the statement returns rows.
+    pub columns: Option<Vec<Column>>,
+}
+
+#[derive(Debug, Clone)]
+enum PreparedKind {
+    Server(ServerStatement),
+    Sqlite,
+}
+
+/// A connected session.
+#[derive(Debug)]
+pub struct Session {
+    user: String,
+    role: Role,
+    database: String,
+    conn: Connection,
+    catalog: Arc<Catalog>,
+    /// PostgreSQL's "current transaction is aborted" state.
+    failed_transaction: bool,
+    _lease: Lease,
+}
+
+impl Session {
+    /// Connects `user` to `database`; the database must exist.
+    pub fn open(catalog: Arc<Catalog>, user: &str, role: Role, database: &str) -> Result<Session, CatalogError> {
+        let access = if role.may_write() {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+        let (conn, lease) = catalog.connect(database, access)?;
+        Ok(Session {
+            user: user.to_owned(),
+            role,
+            database: database.to_owned(),
+            conn,
+            catalog,
+            failed_transaction: false,
+            _lease: lease,
+        })
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Runs a simple-protocol query string: every statement in order, stopping at the first
+    /// error, which is the last element.
+    pub fn execute_query(&mut self, sql: &str) -> Vec<Result<Executed, SqlError>> {
+        let statements = match lexer::split(sql) {
+            Ok(s) => s,
+            Err(e) => return vec![Err(SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))],
+        };
+        // PostgreSQL runs a multi-statement query as one transaction unless it manages
+        // transactions itself or contains statements that cannot run inside one.
+        let implicit = statements.len() > 1
+            && self.conn.is_autocommit()
+            && !self.failed_transaction
+            && statements.iter().all(|s| {
+                !is_transaction_control(&s.tokens) && server_statement::parse(&s.tokens).is_none()
+            });
+        if implicit && let Err(e) = self.conn.execute_batch("BEGIN") {
+            return vec![Err(self.sql_error(e))];
+        }
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in &statements {
+            let result = self.execute_statement(statement);
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        if implicit {
+            let failed = results.last().is_some_and(|r| r.is_err());
+            let end = if failed { "ROLLBACK" } else { "COMMIT" };
+            // The implicit transaction is gone either way, so is its aborted state.
+            self.failed_transaction = false;
+            if let Err(e) = self.conn.execute_batch(end) {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                if !failed {
+                    results.push(Err(self.sql_error(e)));
+                }
+            }
+            // The client saw no BEGIN, so it must see no transaction state change either.
+            for executed in results.iter_mut().flatten() {
+                executed.transaction = TransactionChange::Unchanged;
+            }
+        }
+        results
+    }
+
+    fn execute_statement(&mut self, statement: &lexer::Statement<'_>) -> Result<Executed, SqlError> {
+        match server_statement::parse(&statement.tokens) {
+            Some(Ok(server)) => self.run_server(&server),
+            Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
+            None => self.run_sqlite(statement.text, &statement.tokens, &[], None),
+        }
+    }
+
+    /// Prepares one statement for the extended protocol.
+    pub fn prepare(&mut self, sql: &str) -> Result<Prepared, SqlError> {
+        let mut statements = lexer::split(sql).map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
+        if statements.len() > 1 {
+            return Err(SqlError::new(
+                sqlstate::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        let Some(statement) = statements.pop() else {
+            return Ok(Prepared {
+                sql: String::new(),
+                kind: PreparedKind::Sqlite,
+                param_types: Vec::new(),
+                columns: None,
+            });
+        };
+        match server_statement::parse(&statement.tokens) {
+            Some(Ok(server)) => Ok(Prepared {
+                sql: sql.to_owned(),
+                columns: server_columns(&server),
+                kind: PreparedKind::Server(server),
+                param_types: Vec::new(),
+            }),
+            Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
+            None => {
+                let stmt = self.conn.prepare(statement.text).map_err(|e| self.sql_error(e))?;
+                let count = param_count(&statement.tokens, stmt.parameter_count());
+                let param_types = params::infer(&statement.tokens, count, &SqliteSchema(&self.conn));
+                let columns = if stmt.column_count() == 0 {
+                    None
+                } else {
+                    let declared = declared_columns(&stmt);
+                    // Columns without a declared type (expressions, NUMERIC) take the type of
+                    // the first row's value, when the statement can be run without parameters
+                    // and without side effects; otherwise they are text.
+                    let peeked = if count == 0 && stmt.readonly() && declared.iter().any(|(_, ty)| ty.is_none()) {
+                        first_row(stmt)
+                    } else {
+                        None
+                    };
+                    let peeked: Vec<Vec<Value>> = peeked.into_iter().collect();
+                    Some(resolve_columns(declared, &peeked))
+                };
+                Ok(Prepared {
+                    sql: statement.text.to_owned(),
+                    kind: PreparedKind::Sqlite,
+                    param_types,
+                    columns,
+                })
+            }
+        }
+    }
+
+    /// Executes a prepared statement with its parameters (`params[i]` is `$i+1`).
+    pub fn execute_prepared(&mut self, prepared: &Prepared, params: &[Value]) -> Result<Executed, SqlError> {
+        match &prepared.kind {
+            PreparedKind::Server(server) => self.run_server(server),
+            PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed {
+                columns: None,
+                rows: Vec::new(),
+                tag: CommandTag {
+                    command: String::new(),
+                    rows: None,
+                },
+                transaction: TransactionChange::Unchanged,
+            }),
+            PreparedKind::Sqlite => {
+                let tokens = lexer::tokenize(&prepared.sql)
+                    .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
+                self.run_sqlite(&prepared.sql, &tokens, params, prepared.columns.as_deref())
+            }
+        }
+    }
+
+    fn run_server(&mut self, statement: &ServerStatement) -> Result<Executed, SqlError> {
+        if self.failed_transaction {
+            return Err(aborted_transaction());
+        }
+        let done = |command: &str| Executed {
+            columns: None,
+            rows: Vec::new(),
+            tag: CommandTag {
+                command: command.to_owned(),
+                rows: None,
+            },
+            transaction: TransactionChange::Unchanged,
+        };
+        match statement {
+            ServerStatement::ShowDatabases => {
+                let list = self.catalog.list().map_err(catalog_error)?;
+                let rows: Vec<Vec<Value>> = list
+                    .into_iter()
+                    .map(|db| vec![Value::Text(db.name), Value::Integer(db.size_bytes as i64)])
+                    .collect();
+                Ok(Executed {
+                    columns: server_columns(statement),
+                    tag: CommandTag {
+                        command: "SHOW".into(),
+                        rows: Some(rows.len()),
+                    },
+                    rows,
+                    transaction: TransactionChange::Unchanged,
+                })
+            }
+            ServerStatement::CreateDatabase { name } => {
+                self.require_database_management("CREATE DATABASE")?;
+                self.refuse_in_transaction("CREATE DATABASE")?;
+                self.catalog.create(name).map_err(catalog_error)?;
+                tracing::info!(database = %name, user = %self.user, "database created");
+                Ok(done("CREATE DATABASE"))
+            }
+            ServerStatement::DropDatabase { name, if_exists } => {
+                self.require_database_management("DROP DATABASE")?;
+                self.refuse_in_transaction("DROP DATABASE")?;
+                if *name == self.database {
+                    return Err(SqlError::new(
+                        sqlstate::OBJECT_IN_USE,
+                        format!("cannot drop the currently open database \"{name}\"; connect to another database first"),
+                    ));
+                }
+                if self.catalog.drop_database(name, *if_exists).map_err(catalog_error)? {
+                    tracing::info!(database = %name, user = %self.user, "database dropped");
+                }
+                Ok(done("DROP DATABASE"))
+            }
+        }
+    }
+
+    fn require_database_management(&self, what: &str) -> Result<(), SqlError> {
+        if self.role.may_manage_databases() {
+            Ok(())
+        } else {
+            Err(SqlError::new(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied: {what} needs the admin role; user \"{}\" has role {}",
+                    self.user,
+                    self.role.name()
+                ),
+            ))
+        }
+    }
+
+    fn refuse_in_transaction(&self, what: &str) -> Result<(), SqlError> {
+        if self.conn.is_autocommit() {
+            Ok(())
+        } else {
+            Err(SqlError::new(
+                sqlstate::ACTIVE_SQL_TRANSACTION,
+                format!("{what} cannot run inside a transaction block"),
+            ))
+        }
+    }
+
+    fn run_sqlite(
+        &mut self,
+        sql: &str,
+        tokens: &[Spanned<'_>],
+        params: &[Value],
+        described: Option<&[Column]>,
+    ) -> Result<Executed, SqlError> {
+        let control = transaction_control(tokens);
+        if self.failed_transaction {
+            return self.in_failed_transaction(control);
+        }
+        let was_autocommit = self.conn.is_autocommit();
+        let result = self.step_sqlite(sql, tokens, params, described);
+        let now_autocommit = self.conn.is_autocommit();
+        match result {
+            Ok(mut executed) => {
+                executed.transaction = match (was_autocommit, now_autocommit) {
+                    (true, false) => TransactionChange::Started,
+                    (false, true) => TransactionChange::Ended,
+                    _ => TransactionChange::Unchanged,
+                };
+                Ok(executed)
+            }
+            Err(e) => {
+                if !was_autocommit || !now_autocommit {
+                    self.failed_transaction = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// PostgreSQL's aborted-transaction state: only ROLLBACK (or COMMIT, which rolls back)
+    /// gets out of it.
+    fn in_failed_transaction(&mut self, control: Option<Control>) -> Result<Executed, SqlError> {
+        match control {
+            Some(Control::Commit | Control::Rollback) => {
+                if !self.conn.is_autocommit() {
+                    self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql_error(e))?;
+                }
+                self.failed_transaction = false;
+                Ok(Executed {
+                    columns: None,
+                    rows: Vec::new(),
+                    tag: CommandTag {
+                        command: "ROLLBACK".into(),
+                        rows: None,
+                    },
+                    transaction: TransactionChange::Ended,
+                })
+            }
+            _ => Err(aborted_transaction()),
+        }
+    }
+
+    fn step_sqlite(
+        &mut self,
+        sql: &str,
+        tokens: &[Spanned<'_>],
+        params: &[Value],
+        described: Option<&[Column]>,
+    ) -> Result<Executed, SqlError> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql_error(e))?;
+        bind(&mut stmt, tokens, params)?;
+        let command = command_name(tokens);
+        if stmt.column_count() == 0 {
+            stmt.raw_execute().map_err(|e| self.sql_error(e))?;
+            drop(stmt);
+            let rows = match command.as_str() {
+                "INSERT" | "UPDATE" | "DELETE" => Some(self.conn.changes() as usize),
+                _ => None,
+            };
+            return Ok(Executed {
+                columns: None,
+                rows: Vec::new(),
+                tag: CommandTag { command, rows },
+                transaction: TransactionChange::Unchanged,
+            });
+        }
+        let declared = declared_columns(&stmt);
+        let width = declared.len();
+        let mut rows = Vec::new();
+        let mut cursor = stmt.raw_query();
+        loop {
+            match cursor.next() {
+                Ok(Some(row)) => {
+                    let mut values = Vec::with_capacity(width);
+                    for i in 0..width {
+                        values.push(row.get::<_, Value>(i).map_err(|e| self.sql_error(e))?);
+                    }
+                    rows.push(values);
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.sql_error(e)),
+            }
+        }
+        drop(cursor);
+        drop(stmt);
+        let columns = match described {
+            Some(described) => described.to_vec(),
+            None => resolve_columns(declared, &rows),
+        };
+        let command = match command.as_str() {
+            "INSERT" | "UPDATE" | "DELETE" => command,
+            _ => "SELECT".to_owned(),
+        };
+        Ok(Executed {
+            columns: Some(columns),
+            tag: CommandTag {
+                command,
+                rows: Some(rows.len()),
+            },
+            rows,
+            transaction: TransactionChange::Unchanged,
+        })
+    }
+
+    fn sql_error(&self, e: rusqlite::Error) -> SqlError {
+        let mut error = SqlError::from_sqlite(&e);
+        if e.sqlite_error_code() == Some(ErrorCode::ReadOnly) && !self.role.may_write() {
+            error.message = format!(
+                "cannot write: user \"{}\" has role {}, which is read-only ({})",
+                self.user,
+                self.role.name(),
+                error.message
+            );
+        }
+        error
+    }
+}
+
+fn aborted_transaction() -> SqlError {
+    SqlError::new(
+        sqlstate::IN_FAILED_SQL_TRANSACTION,
+        "current transaction is aborted, commands ignored until end of transaction block (send ROLLBACK)".into(),
+    )
+}
+
+fn catalog_error(e: CatalogError) -> SqlError {
+    let code = match &e {
+        CatalogError::InvalidName { .. } => sqlstate::INVALID_NAME,
+        CatalogError::NotFound(_) => sqlstate::INVALID_CATALOG_NAME,
+        CatalogError::AlreadyExists(_) => sqlstate::DUPLICATE_DATABASE,
+        CatalogError::InUse { .. } | CatalogError::DefaultDatabase => sqlstate::OBJECT_IN_USE,
+        CatalogError::Io { .. } | CatalogError::Sqlite { .. } => sqlstate::IO_ERROR,
+    };
+    SqlError::new(code, e.to_string())
+}
+
+fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
+    match statement {
+        ServerStatement::ShowDatabases => Some(vec![
+            Column {
+                name: "name".into(),
+                ty: SqlType::Text,
+            },
+            Column {
+                name: "size_bytes".into(),
+                ty: SqlType::Int8,
+            },
+        ]),
+        ServerStatement::CreateDatabase { .. } | ServerStatement::DropDatabase { .. } => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Begin,
+    Commit,
+    Rollback,
+    Savepoint,
+}
+
+fn transaction_control(tokens: &[Spanned<'_>]) -> Option<Control> {
+    let first = tokens.first()?;
+    let second = tokens.get(1).map(|t| &t.token);
+    let to_savepoint = second.is_some_and(|t| t.is_keyword("to"))
+        || tokens.get(2).is_some_and(|t| t.token.is_keyword("to"));
+    match &first.token {
+        t if t.is_keyword("begin") => Some(Control::Begin),
+        t if t.is_keyword("commit") || t.is_keyword("end") => Some(Control::Commit),
+        t if t.is_keyword("rollback") && !to_savepoint => Some(Control::Rollback),
+        t if t.is_keyword("rollback") || t.is_keyword("savepoint") || t.is_keyword("release") => {
+            Some(Control::Savepoint)
+        }
+        _ => None,
+    }
+}
+
+fn is_transaction_control(tokens: &[Spanned<'_>]) -> bool {
+    transaction_control(tokens).is_some()
+}
+
+/// The command word(s) of a tag: `INSERT`, `CREATE TABLE`, `BEGIN`.
+fn command_name(tokens: &[Spanned<'_>]) -> String {
+    let words: Vec<String> = tokens
+        .iter()
+        .filter_map(|t| match t.token {
+            Token::Word(w) => Some(w.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect();
+    let first = words.first().cloned().unwrap_or_default();
+    match first.as_str() {
+        "CREATE" | "DROP" | "ALTER" => {
+            let object = words
+                .iter()
+                .skip(1)
+                .find(|w| !matches!(w.as_str(), "TEMP" | "TEMPORARY" | "UNIQUE" | "VIRTUAL"));
+            match object {
+                Some(o) => format!("{first} {o}"),
+                None => first,
+            }
+        }
+        "REPLACE" => "INSERT".into(),
+        "END" => "COMMIT".into(),
+        "WITH" => {
+            // WITH … INSERT/UPDATE/DELETE: the first of those at the top level names it.
+            let mut depth = 0i32;
+            for t in tokens {
+                match &t.token {
+                    Token::Punct("(") => depth += 1,
+                    Token::Punct(")") => depth -= 1,
+                    Token::Word(w) if depth == 0 => {
+                        let w = w.to_ascii_uppercase();
+                        if matches!(w.as_str(), "INSERT" | "UPDATE" | "DELETE" | "SELECT") {
+                            return w;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "SELECT".into()
+        }
+        _ => first,
+    }
+}
+
+/// PostgreSQL counts parameters by the highest `$n`; SQLite-style `?` are counted by SQLite.
+fn param_count(tokens: &[Spanned<'_>], sqlite_count: usize) -> usize {
+    match params::max_param(tokens) {
+        0 => sqlite_count,
+        n => n,
+    }
+}
+
+fn bind(stmt: &mut rusqlite::Statement<'_>, tokens: &[Spanned<'_>], values: &[Value]) -> Result<(), SqlError> {
+    let expected = param_count(tokens, stmt.parameter_count());
+    if values.len() != expected {
+        return Err(SqlError::new(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!(
+                "bind message supplies {} parameters, but the statement requires {expected}",
+                values.len()
+            ),
+        ));
+    }
+    let dollar = params::max_param(tokens) > 0;
+    for (i, value) in values.iter().enumerate() {
+        // SQLite numbers `$n` parameters by first appearance, so bind them by name.
+        let index = if dollar {
+            match stmt.parameter_index(&format!("${}", i + 1)) {
+                Ok(Some(index)) => index,
+                Ok(None) => continue,
+                Err(e) => return Err(SqlError::from_sqlite(&e)),
+            }
+        } else {
+            i + 1
+        };
+        stmt.raw_bind_parameter(index, value)
+            .map_err(|e| SqlError::from_sqlite(&e))?;
+    }
+    Ok(())
+}
+
+fn declared_columns(stmt: &rusqlite::Statement<'_>) -> Vec<(String, Option<SqlType>)> {
+    stmt.columns()
+        .map(|c| (c.name().to_owned(), c.decl_type().and_then(types::from_declared)))
+        .collect()
+}
+
+/// Gives every column a type: its declared one, else the first non-NULL value's, else text.
+fn resolve_columns(declared: Vec<(String, Option<SqlType>)>, rows: &[Vec<Value>]) -> Vec<Column> {
+    declared
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, ty))| Column {
+            name,
+            ty: ty
+                .or_else(|| rows.iter().find_map(|r| r.get(i).and_then(types::of_value)))
+                .unwrap_or(SqlType::Text),
+        })
+        .collect()
+}
+
+fn first_row(mut stmt: rusqlite::Statement<'_>) -> Option<Vec<Value>> {
+    let width = stmt.column_count();
+    let mut rows = stmt.raw_query();
+    let row = rows.next().ok()??;
+    (0..width).map(|i| row.get::<_, Value>(i).ok()).collect()
+}
+
+/// Table columns as SQLite declares them, for parameter inference.
+struct SqliteSchema<'c>(&'c Connection);
+
+impl Schema for SqliteSchema<'_> {
+    fn columns(&self, table: &str) -> Vec<(String, Option<SqlType>)> {
+        let Ok(mut stmt) = self.0.prepare("SELECT name, type FROM pragma_table_info(?1)") else {
+            return Vec::new();
+        };
+        stmt.query_map([table], |row| {
+            let name: String = row.get(0)?;
+            let decl: String = row.get(1)?;
+            Ok((name, types::from_declared(&decl)))
+        })
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn session(role: Role) -> (tempfile::TempDir, Session) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Arc::new(Catalog::open(dir.path(), Duration::from_secs(1)).unwrap());
+        let session = Session::open(catalog, "alice", role, "default").unwrap();
+        (dir, session)
+    }
+
+    fn ok(results: Vec<Result<Executed, SqlError>>) -> Vec<Executed> {
+        results.into_iter().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn tags_and_rows_look_like_postgresql() {
+        let (_dir, mut s) = session(Role::Admin);
+        let out = ok(s.execute_query(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t(name) VALUES ('a'), ('b'); SELECT id, name, count(*) OVER () AS n FROM t",
+        ));
+        assert_eq!(out[0].tag.command, "CREATE TABLE");
+        assert_eq!(out[1].tag, CommandTag { command: "INSERT".into(), rows: Some(2) });
+        assert_eq!(out[2].tag, CommandTag { command: "SELECT".into(), rows: Some(2) });
+        let types: Vec<SqlType> = out[2].columns.as_ref().unwrap().iter().map(|c| c.ty).collect();
+        assert_eq!(types, vec![SqlType::Int8, SqlType::Text, SqlType::Int8]);
+    }
+
+    #[test]
+    fn multi_statement_query_is_one_implicit_transaction() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(x INTEGER UNIQUE)"));
+        let results = s.execute_query("INSERT INTO t VALUES (1); INSERT INTO t VALUES (1)");
+        let err = results.last().unwrap().as_ref().unwrap_err();
+        assert_eq!(err.code, sqlstate::UNIQUE_VIOLATION);
+        let count = ok(s.execute_query("SELECT count(*) FROM t"));
+        assert_eq!(count[0].rows, vec![vec![Value::Integer(0)]]);
+    }
+
+    #[test]
+    fn error_in_explicit_transaction_aborts_it_until_rollback() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(x INTEGER)"));
+        let begin = ok(s.execute_query("BEGIN"));
+        assert_eq!(begin[0].transaction, TransactionChange::Started);
+        ok(s.execute_query("INSERT INTO t VALUES (1)"));
+        assert!(s.execute_query("SELEC 1")[0].is_err());
+        let refused = s.execute_query("INSERT INTO t VALUES (2)");
+        assert_eq!(refused[0].as_ref().unwrap_err().code, sqlstate::IN_FAILED_SQL_TRANSACTION);
+        let commit = ok(s.execute_query("COMMIT"));
+        assert_eq!(commit[0].tag.command, "ROLLBACK");
+        assert_eq!(commit[0].transaction, TransactionChange::Ended);
+        let count = ok(s.execute_query("SELECT count(*) FROM t"));
+        assert_eq!(count[0].rows, vec![vec![Value::Integer(0)]]);
+    }
+
+    #[test]
+    fn readonly_role_cannot_write_and_is_told_why() {
+        let (_dir, mut s) = session(Role::Readonly);
+        let err = s.execute_query("CREATE TABLE t(x)").pop().unwrap().unwrap_err();
+        assert_eq!(err.code, sqlstate::READ_ONLY_SQL_TRANSACTION);
+        assert!(err.message.contains("role readonly"), "{}", err.message);
+        let err = s.execute_query("CREATE DATABASE x").pop().unwrap().unwrap_err();
+        assert_eq!(err.code, sqlstate::INSUFFICIENT_PRIVILEGE);
+    }
+
+    #[test]
+    fn prepared_statements_bind_dollar_parameters_by_number() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(a INTEGER, b TEXT)"));
+        let insert = s.prepare("INSERT INTO t(b, a) VALUES ($2, $1)").unwrap();
+        assert_eq!(insert.param_types, vec![Some(SqlType::Int8), Some(SqlType::Text)]);
+        s.execute_prepared(&insert, &[Value::Integer(7), Value::Text("seven".into())])
+            .unwrap();
+        let select = s.prepare("SELECT b, a * 2 FROM t WHERE a = $1").unwrap();
+        let out = s.execute_prepared(&select, &[Value::Integer(7)]).unwrap();
+        assert_eq!(out.rows, vec![vec![Value::Text("seven".into()), Value::Integer(14)]]);
+        let err = s.execute_prepared(&select, &[]).unwrap_err();
+        assert_eq!(err.code, sqlstate::PROTOCOL_VIOLATION);
+    }
+
+    #[test]
+    fn expression_columns_without_parameters_are_typed_by_their_value() {
+        let (_dir, mut s) = session(Role::Admin);
+        let prepared = s.prepare("SELECT count(*) AS n, 1.5, 'x'").unwrap();
+        let types: Vec<SqlType> = prepared.columns.unwrap().iter().map(|c| c.ty).collect();
+        assert_eq!(types, vec![SqlType::Int8, SqlType::Float8, SqlType::Text]);
+    }
+
+    #[test]
+    fn cannot_drop_the_database_in_use() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE DATABASE other"));
+        let err = s.execute_query("DROP DATABASE default").pop().unwrap().unwrap_err();
+        assert_eq!(err.code, sqlstate::OBJECT_IN_USE);
+        ok(s.execute_query("DROP DATABASE other"));
+        let err = s.execute_query("CREATE DATABASE \"../x\"").pop().unwrap().unwrap_err();
+        assert_eq!(err.code, sqlstate::INVALID_NAME);
+    }
+}
