@@ -32,7 +32,9 @@ pub enum CatalogError {
         "database \"{name}\" is being accessed by {sessions} session(s); disconnect them (or connect to another database) and retry"
     )]
     InUse { name: String, sessions: usize },
-    #[error("the database \"{DEFAULT_DATABASE}\" cannot be dropped: clients land there when they name no other")]
+    #[error(
+        "the database \"{DEFAULT_DATABASE}\" cannot be dropped: clients land there when they name no other"
+    )]
     DefaultDatabase,
     #[error("{action} {path}: {source}")]
     Io {
@@ -97,9 +99,14 @@ pub fn validate_name(name: &str) -> Result<(), CatalogError> {
         name: name.to_owned(),
         reason: reason.to_owned(),
     };
-    let first = name.chars().next().ok_or_else(|| invalid("a name cannot be empty"))?;
+    let first = name
+        .chars()
+        .next()
+        .ok_or_else(|| invalid("a name cannot be empty"))?;
     if name.len() > MAX_NAME_LEN {
-        return Err(invalid(&format!("a name is at most {MAX_NAME_LEN} characters")));
+        return Err(invalid(&format!(
+            "a name is at most {MAX_NAME_LEN} characters"
+        )));
     }
     if !(first.is_ascii_lowercase() || first == '_') {
         return Err(invalid("a name starts with a lowercase letter or '_'"));
@@ -116,7 +123,9 @@ pub fn validate_name(name: &str) -> Result<(), CatalogError> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding this lock cannot leave the counts half-updated (each update is a
     // single map operation), so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Catalog {
@@ -312,8 +321,10 @@ impl Catalog {
                 .open_connection(&path, Access::ReadWrite)
                 .map_err(|e| e.to_string())
                 .and_then(|conn| {
-                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get::<_, i64>(0))
-                        .map_err(|e| e.to_string())
+                    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                        row.get::<_, i64>(0)
+                    })
+                    .map_err(|e| e.to_string())
                 });
             match result {
                 Ok(0) => {}
@@ -388,7 +399,9 @@ mod tests {
     #[test]
     fn default_database_exists_in_wal_mode() {
         let (_dir, catalog) = catalog();
-        let (conn, _lease) = catalog.connect(DEFAULT_DATABASE, Access::ReadWrite).unwrap();
+        let (conn, _lease) = catalog
+            .connect(DEFAULT_DATABASE, Access::ReadWrite)
+            .unwrap();
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
@@ -413,7 +426,9 @@ mod tests {
     #[test]
     fn attach_and_server_managed_pragmas_are_denied() {
         let (dir, catalog) = catalog();
-        let (conn, _lease) = catalog.connect(DEFAULT_DATABASE, Access::ReadWrite).unwrap();
+        let (conn, _lease) = catalog
+            .connect(DEFAULT_DATABASE, Access::ReadWrite)
+            .unwrap();
         let target = dir.path().join("stolen.db");
         let attach = format!("ATTACH DATABASE '{}' AS x", target.display());
         assert!(conn.execute_batch(&attach).is_err());
@@ -428,7 +443,9 @@ mod tests {
     #[test]
     fn vacuum_into_cannot_write_other_files() {
         let (dir, catalog) = catalog();
-        let (conn, _lease) = catalog.connect(DEFAULT_DATABASE, Access::ReadWrite).unwrap();
+        let (conn, _lease) = catalog
+            .connect(DEFAULT_DATABASE, Access::ReadWrite)
+            .unwrap();
         let target = dir.path().join("copy.db");
         let vacuum = format!("VACUUM INTO '{}'", target.display());
         assert!(conn.execute_batch(&vacuum).is_err());

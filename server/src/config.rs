@@ -132,7 +132,8 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or(Path::new("/"));
 
-        let listen = parse_listen(&raw.server.listen).map_err(|m| located.at(&raw.server.listen, m))?;
+        let listen =
+            parse_listen(&raw.server.listen).map_err(|m| located.at(&raw.server.listen, m))?;
         if raw.server.data_dir.get_ref().trim().is_empty() {
             return Err(located.at(&raw.server.data_dir, "data_dir must not be empty".into()));
         }
@@ -153,13 +154,19 @@ impl Config {
                 (Some(env), None) => {
                     let var = env.get_ref();
                     if var.is_empty() || var.contains('=') || var.contains('\0') {
-                        return Err(located.at(env, format!("password_env must name an environment variable, got {var:?}")));
+                        return Err(located.at(
+                            env,
+                            format!("password_env must name an environment variable, got {var:?}"),
+                        ));
                     }
                     CredentialSource::Env(var.clone())
                 }
                 (None, Some(secret)) => CredentialSource::Scram(
                     ScramVerifier::parse(secret.get_ref()).map_err(|m| {
-                        located.at(secret, format!("{m}; run `cairn passwd` to print a valid secret"))
+                        located.at(
+                            secret,
+                            format!("{m}; run `cairn passwd` to print a valid secret"),
+                        )
                     })?,
                 ),
                 (Some(env), Some(_)) => {
@@ -265,7 +272,12 @@ impl Locator<'_> {
             .filter(|k| !k.is_empty() && !k.starts_with('#'));
         let header = line.trim();
         if header.starts_with('[') {
-            return Some(header.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+            return Some(
+                header
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .trim()
+                    .to_owned(),
+            );
         }
         match (table, own) {
             (Some(t), Some(k)) => Some(format!("{t}.{k}")),
@@ -318,7 +330,10 @@ password_env = "CAIRN_ADMIN_PASSWORD"
 
     #[test]
     fn unknown_key_names_line_column_and_key() {
-        let text = GOOD.replace("data_dir = \"../data\"", "data_dir = \"../data\"\nlisten_port = 5");
+        let text = GOOD.replace(
+            "data_dir = \"../data\"",
+            "data_dir = \"../data\"\nlisten_port = 5",
+        );
         let (line, column, key, message) = invalid(&text);
         assert_eq!((line, column), (5, 1));
         assert_eq!(key.as_deref(), Some("server.listen_port"));
@@ -327,7 +342,10 @@ password_env = "CAIRN_ADMIN_PASSWORD"
 
     #[test]
     fn wrong_type_names_the_key() {
-        let text = GOOD.replace("data_dir = \"../data\"", "data_dir = \"../data\"\nbusy_timeout_ms = \"soon\"");
+        let text = GOOD.replace(
+            "data_dir = \"../data\"",
+            "data_dir = \"../data\"\nbusy_timeout_ms = \"soon\"",
+        );
         let (line, _, key, message) = invalid(&text);
         assert_eq!(line, 5);
         assert_eq!(key.as_deref(), Some("server.busy_timeout_ms"));
@@ -361,7 +379,10 @@ password_env = "CAIRN_ADMIN_PASSWORD"
 
     #[test]
     fn malformed_scram_secret_is_refused() {
-        let text = GOOD.replace("password_env = \"CAIRN_ADMIN_PASSWORD\"", "scram = \"md5abc\"");
+        let text = GOOD.replace(
+            "password_env = \"CAIRN_ADMIN_PASSWORD\"",
+            "scram = \"md5abc\"",
+        );
         let (line, _, key, message) = invalid(&text);
         assert_eq!(line, 8);
         assert_eq!(key.as_deref(), Some("users.admin.scram"));

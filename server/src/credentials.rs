@@ -90,13 +90,18 @@ impl UserDirectory {
 
     /// The verifier to run the SCRAM exchange with: the user's, or the decoy.
     pub fn verifier_for(&self, name: &str) -> &ScramVerifier {
-        self.users.get(name).map(|u| &u.verifier).unwrap_or(&self.decoy)
+        self.users
+            .get(name)
+            .map(|u| &u.verifier)
+            .unwrap_or(&self.decoy)
     }
 }
 
 /// Where the generated password of `user` is kept.
 pub fn generated_password_file(data_dir: &Path, user: &str) -> PathBuf {
-    data_dir.join("credentials").join(format!("{user}.password"))
+    data_dir
+        .join("credentials")
+        .join(format!("{user}.password"))
 }
 
 fn read_or_generate(path: &Path) -> Result<String, CredentialError> {
@@ -157,16 +162,24 @@ mod tests {
         let path = generated_password_file(dir.path(), "admin");
         let first = std::fs::read_to_string(&path).unwrap();
         assert_eq!(first.trim().len(), GENERATED_PASSWORD_LEN);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         UserDirectory::resolve(&users, dir.path(), |_| None).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "regenerated on restart");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            first,
+            "regenerated on restart"
+        );
     }
 
     #[test]
     fn set_variable_writes_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let users = admin(CredentialSource::Env("PW".into()));
-        let directory = UserDirectory::resolve(&users, dir.path(), |_| Some("secret".into())).unwrap();
+        let directory =
+            UserDirectory::resolve(&users, dir.path(), |_| Some("secret".into())).unwrap();
         assert!(!generated_password_file(dir.path(), "admin").exists());
         assert_eq!(directory.get("admin").unwrap().role, Role::Admin);
         assert!(directory.get("nobody").is_none());

@@ -24,7 +24,10 @@ pub enum LockError {
         holder: String,
     },
     #[error("locking {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl DataDirLock {
@@ -80,7 +83,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = DataDirLock::acquire(dir.path()).unwrap();
         let err = DataDirLock::acquire(dir.path()).unwrap_err();
-        assert!(err.to_string().contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
         DataDirLock::acquire(dir.path()).unwrap();
     }

@@ -20,7 +20,9 @@ pub enum Error {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr}: {source}; is another server using the port? change [server] listen in the config")]
+    #[error(
+        "cannot listen on {addr}: {source}; is another server using the port? change [server] listen in the config"
+    )]
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]
-#[command(name = "cairn", version, about = "A database server: SQLite storage, PostgreSQL wire protocol")]
+#[command(
+    name = "cairn",
+    version,
+    about = "A database server: SQLite storage, PostgreSQL wire protocol"
+)]
 struct Cli {
     /// How log lines are written to standard error.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -52,8 +56,10 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let server = Server::start(config).await?;
         let name = tokio::select! {
             _ = terminate.recv() => "SIGTERM",
@@ -75,10 +81,15 @@ fn passwd() -> anyhow::Result<()> {
         eprintln!("Type the password and press Enter (it is echoed; pipe it in to avoid that):");
     }
     let mut line = String::new();
-    stdin.lock().read_line(&mut line).context("reading the password from standard input")?;
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']);
     if password.is_empty() {
-        bail!("empty password: write the password on standard input, e.g. `printf '%s' \"$PW\" | cairn passwd`");
+        bail!(
+            "empty password: write the password on standard input, e.g. `printf '%s' \"$PW\" | cairn passwd`"
+        );
     }
     println!("{}", ScramVerifier::from_password(password));
     Ok(())

@@ -60,18 +60,28 @@ impl ScramVerifier {
         let rest = text
             .strip_prefix(PREFIX)
             .ok_or_else(|| format!("a scram secret starts with {PREFIX:?}"))?;
-        let (params, keys) = rest
-            .split_once('$')
-            .ok_or("a scram secret has the form SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>")?;
-        let (iterations, salt) = params.split_once(':').ok_or("missing ':' between iterations and salt")?;
-        let (stored_key, server_key) = keys.split_once(':').ok_or("missing ':' between StoredKey and ServerKey")?;
+        let (params, keys) = rest.split_once('$').ok_or(
+            "a scram secret has the form SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>",
+        )?;
+        let (iterations, salt) = params
+            .split_once(':')
+            .ok_or("missing ':' between iterations and salt")?;
+        let (stored_key, server_key) = keys
+            .split_once(':')
+            .ok_or("missing ':' between StoredKey and ServerKey")?;
         let iterations: usize = iterations
             .parse()
             .map_err(|_| format!("iterations {iterations:?} is not a number"))?;
         if iterations < DEFAULT_ITERATIONS {
-            return Err(format!("iterations must be at least {DEFAULT_ITERATIONS}, got {iterations}"));
+            return Err(format!(
+                "iterations must be at least {DEFAULT_ITERATIONS}, got {iterations}"
+            ));
         }
-        let decode = |what: &str, b64: &str| BASE64.decode(b64).map_err(|_| format!("{what} is not valid base64"));
+        let decode = |what: &str, b64: &str| {
+            BASE64
+                .decode(b64)
+                .map_err(|_| format!("{what} is not valid base64"))
+        };
         let verifier = ScramVerifier {
             iterations,
             salt: decode("salt", salt)?,
@@ -126,13 +136,28 @@ mod tests {
         let a = ScramVerifier::from_password_and_salt("pencil", b"0123456789abcdef", 4096);
         let b = ScramVerifier::from_password_and_salt("pencil", b"0123456789abcdef", 4096);
         assert_eq!(a, b);
-        assert_ne!(a, ScramVerifier::from_password_and_salt("pencil2", b"0123456789abcdef", 4096));
+        assert_ne!(
+            a,
+            ScramVerifier::from_password_and_salt("pencil2", b"0123456789abcdef", 4096)
+        );
     }
 
     #[test]
     fn malformed_secrets_say_what_is_wrong() {
-        assert!(ScramVerifier::parse("md5abc").unwrap_err().contains("starts with"));
-        assert!(ScramVerifier::parse("SCRAM-SHA-256$10:AAAA$AAAA:AAAA").unwrap_err().contains("at least"));
-        assert!(ScramVerifier::parse("SCRAM-SHA-256$4096:!!$AAAA:AAAA").unwrap_err().contains("base64"));
+        assert!(
+            ScramVerifier::parse("md5abc")
+                .unwrap_err()
+                .contains("starts with")
+        );
+        assert!(
+            ScramVerifier::parse("SCRAM-SHA-256$10:AAAA$AAAA:AAAA")
+                .unwrap_err()
+                .contains("at least")
+        );
+        assert!(
+            ScramVerifier::parse("SCRAM-SHA-256$4096:!!$AAAA:AAAA")
+                .unwrap_err()
+                .contains("base64")
+        );
     }
 }

@@ -43,9 +43,11 @@ impl Server {
             })?;
         let lock = DataDirLock::acquire(&config.data_dir)?;
         let catalog = Arc::new(Catalog::open(&config.data_dir, config.busy_timeout)?);
-        let users = Arc::new(UserDirectory::resolve(&config.users, &config.data_dir, |var| {
-            std::env::var(var).ok()
-        })?);
+        let users = Arc::new(UserDirectory::resolve(
+            &config.users,
+            &config.data_dir,
+            |var| std::env::var(var).ok(),
+        )?);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Listen {
@@ -94,7 +96,13 @@ impl ServerHandle {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken, config: Config, lock: DataDirLock) {
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    config: Config,
+    lock: DataDirLock,
+) {
     let connections = TaskTracker::new();
     let disconnect = CancellationToken::new();
     loop {

@@ -85,7 +85,12 @@ pub struct Session {
 
 impl Session {
     /// Connects `user` to `database`; the database must exist.
-    pub fn open(catalog: Arc<Catalog>, user: &str, role: Role, database: &str) -> Result<Session, CatalogError> {
+    pub fn open(
+        catalog: Arc<Catalog>,
+        user: &str,
+        role: Role,
+        database: &str,
+    ) -> Result<Session, CatalogError> {
         let access = if role.may_write() {
             Access::ReadWrite
         } else {
@@ -159,17 +164,24 @@ impl Session {
         results
     }
 
-    fn execute_statement(&mut self, statement: &lexer::Statement<'_>) -> Result<Executed, SqlError> {
+    fn execute_statement(
+        &mut self,
+        statement: &lexer::Statement<'_>,
+    ) -> Result<Executed, SqlError> {
         match server_statement::parse(&statement.tokens) {
             Some(Ok(server)) => self.run_server(&server),
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
-            None => self.run_sqlite(statement.text, &statement.tokens, &[], None),
+            None => {
+                let sql = sqlite_spelling(&statement.tokens).unwrap_or(statement.text);
+                self.run_sqlite(sql, &statement.tokens, &[], None)
+            }
         }
     }
 
     /// Prepares one statement for the extended protocol.
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared, SqlError> {
-        let mut statements = lexer::split(sql).map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
+        let mut statements =
+            lexer::split(sql).map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
         if statements.len() > 1 {
             return Err(SqlError::new(
                 sqlstate::SYNTAX_ERROR,
@@ -193,9 +205,13 @@ impl Session {
             }),
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
-                let stmt = self.conn.prepare(statement.text).map_err(|e| self.sql_error(e))?;
+                let stmt = self
+                    .conn
+                    .prepare(sqlite_spelling(&statement.tokens).unwrap_or(statement.text))
+                    .map_err(|e| self.sql_error(e))?;
                 let count = param_count(&statement.tokens, stmt.parameter_count());
-                let param_types = params::infer(&statement.tokens, count, &SqliteSchema(&self.conn));
+                let param_types =
+                    params::infer(&statement.tokens, count, &SqliteSchema(&self.conn));
                 let columns = if stmt.column_count() == 0 {
                     None
                 } else {
@@ -203,7 +219,10 @@ impl Session {
                     // Columns without a declared type (expressions, NUMERIC) take the type of
                     // the first row's value, when the statement can be run without parameters
                     // and without side effects; otherwise they are text.
-                    let peeked = if count == 0 && stmt.readonly() && declared.iter().any(|(_, ty)| ty.is_none()) {
+                    let peeked = if count == 0
+                        && stmt.readonly()
+                        && declared.iter().any(|(_, ty)| ty.is_none())
+                    {
                         first_row(stmt)
                     } else {
                         None
@@ -222,7 +241,11 @@ impl Session {
     }
 
     /// Executes a prepared statement with its parameters (`params[i]` is `$i+1`).
-    pub fn execute_prepared(&mut self, prepared: &Prepared, params: &[Value]) -> Result<Executed, SqlError> {
+    pub fn execute_prepared(
+        &mut self,
+        prepared: &Prepared,
+        params: &[Value],
+    ) -> Result<Executed, SqlError> {
         match &prepared.kind {
             PreparedKind::Server(server) => self.run_server(server),
             PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed {
@@ -237,7 +260,8 @@ impl Session {
             PreparedKind::Sqlite => {
                 let tokens = lexer::tokenize(&prepared.sql)
                     .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
-                self.run_sqlite(&prepared.sql, &tokens, params, prepared.columns.as_deref())
+                let sql = sqlite_spelling(&tokens).unwrap_or(&prepared.sql);
+                self.run_sqlite(sql, &tokens, params, prepared.columns.as_deref())
             }
         }
     }
@@ -285,10 +309,16 @@ impl Session {
                 if *name == self.database {
                     return Err(SqlError::new(
                         sqlstate::OBJECT_IN_USE,
-                        format!("cannot drop the currently open database \"{name}\"; connect to another database first"),
+                        format!(
+                            "cannot drop the currently open database \"{name}\"; connect to another database first"
+                        ),
                     ));
                 }
-                if self.catalog.drop_database(name, *if_exists).map_err(catalog_error)? {
+                if self
+                    .catalog
+                    .drop_database(name, *if_exists)
+                    .map_err(catalog_error)?
+                {
                     tracing::info!(database = %name, user = %self.user, "database dropped");
                 }
                 Ok(done("DROP DATABASE"))
@@ -360,7 +390,9 @@ impl Session {
         match control {
             Some(Control::Commit | Control::Rollback) => {
                 if !self.conn.is_autocommit() {
-                    self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql_error(e))?;
+                    self.conn
+                        .execute_batch("ROLLBACK")
+                        .map_err(|e| self.sql_error(e))?;
                 }
                 self.failed_transaction = false;
                 Ok(Executed {
@@ -487,6 +519,22 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
     }
 }
 
+/// PostgreSQL spellings that drivers send and SQLite does not know, in SQLite's words:
+/// `START TRANSACTION …` and `BEGIN ISOLATION LEVEL …` / `BEGIN READ WRITE` become `BEGIN`
+/// (SQLite transactions are serializable; access modes come from the user's role).
+fn sqlite_spelling(tokens: &[Spanned<'_>]) -> Option<&'static str> {
+    let first = &tokens.first()?.token;
+    let second = tokens.get(1).map(|t| &t.token);
+    let starts = first.is_keyword("start") && second.is_some_and(|t| t.is_keyword("transaction"));
+    let begin_with_modes = first.is_keyword("begin")
+        && second.is_some_and(|t| {
+            ["isolation", "read", "not", "deferrable", "work"]
+                .iter()
+                .any(|kw| t.is_keyword(kw))
+        });
+    (starts || begin_with_modes).then_some("BEGIN")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Control {
     Begin,
@@ -501,7 +549,7 @@ fn transaction_control(tokens: &[Spanned<'_>]) -> Option<Control> {
     let to_savepoint = second.is_some_and(|t| t.is_keyword("to"))
         || tokens.get(2).is_some_and(|t| t.token.is_keyword("to"));
     match &first.token {
-        t if t.is_keyword("begin") => Some(Control::Begin),
+        t if t.is_keyword("begin") || t.is_keyword("start") => Some(Control::Begin),
         t if t.is_keyword("commit") || t.is_keyword("end") => Some(Control::Commit),
         t if t.is_keyword("rollback") && !to_savepoint => Some(Control::Rollback),
         t if t.is_keyword("rollback") || t.is_keyword("savepoint") || t.is_keyword("release") => {
@@ -538,6 +586,7 @@ fn command_name(tokens: &[Spanned<'_>]) -> String {
         }
         "REPLACE" => "INSERT".into(),
         "END" => "COMMIT".into(),
+        "START" => "BEGIN".into(),
         "WITH" => {
             // WITH … INSERT/UPDATE/DELETE: the first of those at the top level names it.
             let mut depth = 0i32;
@@ -568,7 +617,11 @@ fn param_count(tokens: &[Spanned<'_>], sqlite_count: usize) -> usize {
     }
 }
 
-fn bind(stmt: &mut rusqlite::Statement<'_>, tokens: &[Spanned<'_>], values: &[Value]) -> Result<(), SqlError> {
+fn bind(
+    stmt: &mut rusqlite::Statement<'_>,
+    tokens: &[Spanned<'_>],
+    values: &[Value],
+) -> Result<(), SqlError> {
     let expected = param_count(tokens, stmt.parameter_count());
     if values.len() != expected {
         return Err(SqlError::new(
@@ -599,7 +652,12 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, tokens: &[Spanned<'_>], values: &[Va
 
 fn declared_columns(stmt: &rusqlite::Statement<'_>) -> Vec<(String, Option<SqlType>)> {
     stmt.columns()
-        .map(|c| (c.name().to_owned(), c.decl_type().and_then(types::from_declared)))
+        .map(|c| {
+            (
+                c.name().to_owned(),
+                c.decl_type().and_then(types::from_declared),
+            )
+        })
         .collect()
 }
 
@@ -629,7 +687,10 @@ struct SqliteSchema<'c>(&'c Connection);
 
 impl Schema for SqliteSchema<'_> {
     fn columns(&self, table: &str) -> Vec<(String, Option<SqlType>)> {
-        let Ok(mut stmt) = self.0.prepare("SELECT name, type FROM pragma_table_info(?1)") else {
+        let Ok(mut stmt) = self
+            .0
+            .prepare("SELECT name, type FROM pragma_table_info(?1)")
+        else {
             return Vec::new();
         };
         stmt.query_map([table], |row| {
@@ -665,9 +726,27 @@ mod tests {
             "CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t(name) VALUES ('a'), ('b'); SELECT id, name, count(*) OVER () AS n FROM t",
         ));
         assert_eq!(out[0].tag.command, "CREATE TABLE");
-        assert_eq!(out[1].tag, CommandTag { command: "INSERT".into(), rows: Some(2) });
-        assert_eq!(out[2].tag, CommandTag { command: "SELECT".into(), rows: Some(2) });
-        let types: Vec<SqlType> = out[2].columns.as_ref().unwrap().iter().map(|c| c.ty).collect();
+        assert_eq!(
+            out[1].tag,
+            CommandTag {
+                command: "INSERT".into(),
+                rows: Some(2)
+            }
+        );
+        assert_eq!(
+            out[2].tag,
+            CommandTag {
+                command: "SELECT".into(),
+                rows: Some(2)
+            }
+        );
+        let types: Vec<SqlType> = out[2]
+            .columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.ty)
+            .collect();
         assert_eq!(types, vec![SqlType::Int8, SqlType::Text, SqlType::Int8]);
     }
 
@@ -691,7 +770,10 @@ mod tests {
         ok(s.execute_query("INSERT INTO t VALUES (1)"));
         assert!(s.execute_query("SELEC 1")[0].is_err());
         let refused = s.execute_query("INSERT INTO t VALUES (2)");
-        assert_eq!(refused[0].as_ref().unwrap_err().code, sqlstate::IN_FAILED_SQL_TRANSACTION);
+        assert_eq!(
+            refused[0].as_ref().unwrap_err().code,
+            sqlstate::IN_FAILED_SQL_TRANSACTION
+        );
         let commit = ok(s.execute_query("COMMIT"));
         assert_eq!(commit[0].tag.command, "ROLLBACK");
         assert_eq!(commit[0].transaction, TransactionChange::Ended);
@@ -702,10 +784,18 @@ mod tests {
     #[test]
     fn readonly_role_cannot_write_and_is_told_why() {
         let (_dir, mut s) = session(Role::Readonly);
-        let err = s.execute_query("CREATE TABLE t(x)").pop().unwrap().unwrap_err();
+        let err = s
+            .execute_query("CREATE TABLE t(x)")
+            .pop()
+            .unwrap()
+            .unwrap_err();
         assert_eq!(err.code, sqlstate::READ_ONLY_SQL_TRANSACTION);
         assert!(err.message.contains("role readonly"), "{}", err.message);
-        let err = s.execute_query("CREATE DATABASE x").pop().unwrap().unwrap_err();
+        let err = s
+            .execute_query("CREATE DATABASE x")
+            .pop()
+            .unwrap()
+            .unwrap_err();
         assert_eq!(err.code, sqlstate::INSUFFICIENT_PRIVILEGE);
     }
 
@@ -714,12 +804,18 @@ mod tests {
         let (_dir, mut s) = session(Role::Admin);
         ok(s.execute_query("CREATE TABLE t(a INTEGER, b TEXT)"));
         let insert = s.prepare("INSERT INTO t(b, a) VALUES ($2, $1)").unwrap();
-        assert_eq!(insert.param_types, vec![Some(SqlType::Int8), Some(SqlType::Text)]);
+        assert_eq!(
+            insert.param_types,
+            vec![Some(SqlType::Int8), Some(SqlType::Text)]
+        );
         s.execute_prepared(&insert, &[Value::Integer(7), Value::Text("seven".into())])
             .unwrap();
         let select = s.prepare("SELECT b, a * 2 FROM t WHERE a = $1").unwrap();
         let out = s.execute_prepared(&select, &[Value::Integer(7)]).unwrap();
-        assert_eq!(out.rows, vec![vec![Value::Text("seven".into()), Value::Integer(14)]]);
+        assert_eq!(
+            out.rows,
+            vec![vec![Value::Text("seven".into()), Value::Integer(14)]]
+        );
         let err = s.execute_prepared(&select, &[]).unwrap_err();
         assert_eq!(err.code, sqlstate::PROTOCOL_VIOLATION);
     }
@@ -736,10 +832,18 @@ mod tests {
     fn cannot_drop_the_database_in_use() {
         let (_dir, mut s) = session(Role::Admin);
         ok(s.execute_query("CREATE DATABASE other"));
-        let err = s.execute_query("DROP DATABASE default").pop().unwrap().unwrap_err();
+        let err = s
+            .execute_query("DROP DATABASE default")
+            .pop()
+            .unwrap()
+            .unwrap_err();
         assert_eq!(err.code, sqlstate::OBJECT_IN_USE);
         ok(s.execute_query("DROP DATABASE other"));
-        let err = s.execute_query("CREATE DATABASE \"../x\"").pop().unwrap().unwrap_err();
+        let err = s
+            .execute_query("CREATE DATABASE \"../x\"")
+            .pop()
+            .unwrap()
+            .unwrap_err();
         assert_eq!(err.code, sqlstate::INVALID_NAME);
     }
 }

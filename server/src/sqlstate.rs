@@ -53,7 +53,9 @@ impl SqlError {
                 let message = message.clone().unwrap_or_else(|| failure.to_string());
                 let code = match failure.code {
                     ErrorCode::ConstraintViolation => match failure.extended_code {
-                        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => UNIQUE_VIOLATION,
+                        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                            UNIQUE_VIOLATION
+                        }
                         ffi::SQLITE_CONSTRAINT_NOTNULL => NOT_NULL_VIOLATION,
                         ffi::SQLITE_CONSTRAINT_FOREIGNKEY => FOREIGN_KEY_VIOLATION,
                         ffi::SQLITE_CONSTRAINT_CHECK => CHECK_VIOLATION,
@@ -77,7 +79,9 @@ impl SqlError {
                 (code, message)
             }
             rusqlite::Error::SqlInputError { msg, .. } => (by_message(msg), msg.clone()),
-            rusqlite::Error::InvalidParameterName(name) => (PROTOCOL_VIOLATION, format!("invalid parameter name {name}")),
+            rusqlite::Error::InvalidParameterName(name) => {
+                (PROTOCOL_VIOLATION, format!("invalid parameter name {name}"))
+            }
             other => (INTERNAL_ERROR, other.to_string()),
         };
         SqlError { code, message }
@@ -86,7 +90,10 @@ impl SqlError {
 
 /// SQLITE_ERROR covers every SQL mistake; its message says which one.
 fn by_message(message: &str) -> &'static str {
-    if message.contains("syntax error") || message.contains("incomplete input") || message.contains("unrecognized token") {
+    if message.contains("syntax error")
+        || message.contains("incomplete input")
+        || message.contains("unrecognized token")
+    {
         SYNTAX_ERROR
     } else if message.starts_with("no such table") {
         UNDEFINED_TABLE

@@ -1,1 +1,15 @@
-fn main(){}
+//! End-to-end tests: the real `cairn` binary on a real socket, driven by real clients
+//! (tokio-postgres and psql). Each test starts its own server on a free loopback port with its
+//! own temporary data directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod auth;
+mod config_errors;
+mod databases;
+mod examples;
+mod lifecycle;
+mod protocol;
+mod psql;

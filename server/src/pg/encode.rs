@@ -25,14 +25,26 @@ pub fn pg_type(ty: SqlType) -> Type {
 }
 
 pub fn error_response(error: SqlError) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), error.code.into(), error.message)))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "ERROR".into(),
+        error.code.into(),
+        error.message,
+    )))
 }
 
 pub fn fields(columns: &[Column], format: &Format) -> Vec<FieldInfo> {
     columns
         .iter()
         .enumerate()
-        .map(|(i, c)| FieldInfo::new(c.name.clone(), None, None, pg_type(c.ty), format.format_for(i)))
+        .map(|(i, c)| {
+            FieldInfo::new(
+                c.name.clone(),
+                None,
+                None,
+                pg_type(c.ty),
+                format.format_for(i),
+            )
+        })
         .collect()
 }
 
@@ -98,7 +110,9 @@ fn encode_value(encoder: &mut DataRowEncoder, value: Value, column: &Column) -> 
     match (column.ty, value) {
         (_, Value::Null) => encoder.encode_field(&None::<i64>),
         (SqlType::Int8, Value::Integer(i)) => encoder.encode_field(&i),
-        (SqlType::Int8, Value::Real(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => encoder.encode_field(&(f as i64)),
+        (SqlType::Int8, Value::Real(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+            encoder.encode_field(&(f as i64))
+        }
         (SqlType::Int8, Value::Text(t)) => match t.trim().parse::<i64>() {
             Ok(i) => encoder.encode_field(&i),
             Err(_) => Err(mismatch("text")),

@@ -8,11 +8,11 @@ mod startup;
 
 use std::sync::{Arc, Mutex};
 
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::{AuthDriver, DefaultServerParameterProvider, StartupHandler};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ClientInfo, ErrorHandler, METADATA_USER, PgWireServerHandlers};
 use pgwire::error::PgWireError;
-use pgwire::api::auth::{AuthDriver, DefaultServerParameterProvider, StartupHandler};
-use pgwire::api::auth::sasl::scram::ScramAuth;
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,7 +35,9 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("catalog", &self.catalog).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +77,10 @@ impl Shared {
             let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
             match guard.as_mut() {
                 Some(session) => work(session),
-                None => Err(SqlError::new(sqlstate::PROTOCOL_VIOLATION, "not logged in".into())),
+                None => Err(SqlError::new(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "not logged in".into(),
+                )),
             }
         });
         task.await.unwrap_or_else(|e| {
@@ -101,7 +106,10 @@ impl ConnectionHandlers {
     pub fn new(shared: Arc<Shared>) -> ConnectionHandlers {
         let session: SessionSlot = Arc::default();
         ConnectionHandlers {
-            startup: Arc::new(startup::Startup::new(Arc::clone(&shared), Arc::clone(&session))),
+            startup: Arc::new(startup::Startup::new(
+                Arc::clone(&shared),
+                Arc::clone(&session),
+            )),
             query: Arc::new(query::QueryHandler::new(shared, session)),
         }
     }
@@ -137,7 +145,12 @@ impl ErrorHandler for NameTheUser {
         if let PgWireError::InvalidPassword(user) = error
             && user.is_empty()
         {
-            user.clone_from(client.metadata().get(METADATA_USER).unwrap_or(&String::new()));
+            user.clone_from(
+                client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .unwrap_or(&String::new()),
+            );
         }
     }
 }

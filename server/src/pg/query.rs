@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use futures::Sink;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response};
+use pgwire::api::results::{
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response,
+};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
@@ -39,7 +41,11 @@ impl QueryHandler {
             shared: Arc::clone(&shared),
             session: Arc::clone(&session),
         });
-        QueryHandler { shared, session, parser }
+        QueryHandler {
+            shared,
+            session,
+            parser,
+        }
     }
 }
 
@@ -55,7 +61,10 @@ impl SimpleQueryHandler for QueryHandler {
         let sql = query.to_owned();
         let results = self
             .shared
-            .run(&self.session, move |session| Ok(session.execute_query(&sql)))
+            .run(
+                &self.session,
+                move |session| Ok(session.execute_query(&sql)),
+            )
             .await
             .map_err(error_response)?;
         if results.is_empty() {
@@ -96,7 +105,10 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let statement = &target.statement;
         let fields = result_fields(&statement.prepared, &encode::statement_format());
-        Ok(DescribeStatementResponse::new(statement.param_types.clone(), fields))
+        Ok(DescribeStatementResponse::new(
+            statement.param_types.clone(),
+            fields,
+        ))
     }
 
     async fn do_describe_portal<C>(
@@ -110,11 +122,19 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let fields = result_fields(&portal.statement.statement.prepared, &portal.result_column_format);
+        let fields = result_fields(
+            &portal.statement.statement.prepared,
+            &portal.result_column_format,
+        );
         Ok(DescribePortalResponse::new(fields))
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Self::Statement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Self::Statement>,
@@ -126,7 +146,9 @@ impl ExtendedQueryHandler for QueryHandler {
         let prepared = statement.prepared.clone();
         let executed = self
             .shared
-            .run(&self.session, move |session| session.execute_prepared(&prepared, &params))
+            .run(&self.session, move |session| {
+                session.execute_prepared(&prepared, &params)
+            })
             .await
             .map_err(error_response)?;
         encode::response(executed, &portal.result_column_format)
@@ -152,7 +174,12 @@ pub struct Parser {
 impl QueryParser for Parser {
     type Statement = ParsedStatement;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Self::Statement>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -177,14 +204,24 @@ impl QueryParser for Parser {
                     .unwrap_or(Type::TEXT)
             })
             .collect();
-        Ok(Some(ParsedStatement { prepared, param_types }))
+        Ok(Some(ParsedStatement {
+            prepared,
+            param_types,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
         Ok(stmt.param_types.clone())
     }
 
-    fn get_result_schema(&self, stmt: &Self::Statement, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(result_fields(&stmt.prepared, format.unwrap_or(&encode::statement_format())))
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(result_fields(
+            &stmt.prepared,
+            format.unwrap_or(&encode::statement_format()),
+        ))
     }
 }

@@ -32,7 +32,9 @@ pub(super) struct ScramSource(pub Arc<UserDirectory>);
 impl AuthSource for ScramSource {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         // Only SCRAM is offered, and it asks for get_scram_secret.
-        Err(PgWireError::InvalidPassword(login.user().unwrap_or_default().to_owned()))
+        Err(PgWireError::InvalidPassword(
+            login.user().unwrap_or_default().to_owned(),
+        ))
     }
 
     async fn get_scram_secret(&self, login: &LoginInfo) -> PgWireResult<(ScramSecret, Option<()>)> {
@@ -53,13 +55,21 @@ impl Startup {
     }
 
     /// After the password checked out: open the session, then tell the client it is in.
-    async fn finish<C>(&self, client: &mut C, final_message: Option<Authentication>) -> PgWireResult<()>
+    async fn finish<C>(
+        &self,
+        client: &mut C,
+        final_message: Option<Authentication>,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+        let user = client
+            .metadata()
+            .get(METADATA_USER)
+            .cloned()
+            .unwrap_or_default();
         let database = client
             .metadata()
             .get(METADATA_DATABASE)
@@ -70,9 +80,15 @@ impl Startup {
         };
         let catalog = Arc::clone(&self.shared.catalog);
         let (user_c, database_c) = (user.clone(), database.clone());
-        let opened = tokio::task::spawn_blocking(move || Session::open(catalog, &user_c, role, &database_c))
-            .await
-            .map_err(|e| fatal(sqlstate::INTERNAL_ERROR, format!("opening the session failed: {e}")))?;
+        let opened =
+            tokio::task::spawn_blocking(move || Session::open(catalog, &user_c, role, &database_c))
+                .await
+                .map_err(|e| {
+                    fatal(
+                        sqlstate::INTERNAL_ERROR,
+                        format!("opening the session failed: {e}"),
+                    )
+                })?;
         let session = opened.map_err(|e| match e {
             CatalogError::NotFound(_) | CatalogError::InvalidName { .. } => fatal(
                 sqlstate::INVALID_CATALOG_NAME,
@@ -84,17 +100,28 @@ impl Startup {
         })?;
         *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
         tracing::debug!(%user, %database, role = role.name(), peer = %client.socket_addr(), "logged in");
-        self.shared.auth_driver.complete_authentication(client, final_message).await
+        self.shared
+            .auth_driver
+            .complete_authentication(client, final_message)
+            .await
     }
 }
 
 fn fatal(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message)))
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        code.into(),
+        message,
+    )))
 }
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -105,21 +132,36 @@ impl StartupHandler for Startup {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
                 if self.shared.stopping.is_cancelled() {
-                    return Err(fatal(sqlstate::ADMIN_SHUTDOWN, "the server is shutting down".into()));
+                    return Err(fatal(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        "the server is shutting down".into(),
+                    ));
                 }
                 let mechanism = self.shared.scram.create();
-                self.shared.auth_driver.begin_authentication(client, mechanism).await
+                self.shared
+                    .auth_driver
+                    .begin_authentication(client, mechanism)
+                    .await
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {
-                self.shared.auth_driver.advance_authentication(client, message).await
+                self.shared
+                    .auth_driver
+                    .advance_authentication(client, message)
+                    .await
             }
             _ => return Ok(()),
         };
         match outcome {
             Ok(AuthOutcome::InProgress) => Ok(()),
-            Ok(AuthOutcome::Authenticated { final_message, .. }) => self.finish(client, final_message).await,
+            Ok(AuthOutcome::Authenticated { final_message, .. }) => {
+                self.finish(client, final_message).await
+            }
             Err(e) => {
-                let user = client.metadata().get(METADATA_USER).cloned().unwrap_or_default();
+                let user = client
+                    .metadata()
+                    .get(METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default();
                 tracing::info!(%user, peer = %client.socket_addr(), error = %e, "login refused");
                 Err(e)
             }

@@ -68,12 +68,18 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
                 continue;
             }
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                i = text[i..].find('\n').map(|n| i + n + 1).unwrap_or(bytes.len());
+                i = text[i..]
+                    .find('\n')
+                    .map(|n| i + n + 1)
+                    .unwrap_or(bytes.len());
                 continue;
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 // SQLite accepts a comment left open at the end of the input; so do we.
-                i = text[i + 2..].find("*/").map(|n| i + 2 + n + 2).unwrap_or(bytes.len());
+                i = text[i + 2..]
+                    .find("*/")
+                    .map(|n| i + 2 + n + 2)
+                    .unwrap_or(bytes.len());
                 continue;
             }
             b'\'' => {
@@ -106,7 +112,9 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
                     Err(_) => Token::Punct(&text[start..i]),
                 }
             }
-            b'?' | b':' | b'@' if bytes.get(i + 1).is_some_and(|b| is_word_byte(*b)) || c == b'?' => {
+            b'?' | b':' | b'@'
+                if bytes.get(i + 1).is_some_and(|b| is_word_byte(*b)) || c == b'?' =>
+            {
                 i += 1;
                 while i < bytes.len() && is_word_byte(bytes[i]) {
                     i += 1;
@@ -267,7 +275,8 @@ mod tests {
 
     #[test]
     fn parameters_and_quoted_identifiers_are_recognised() {
-        let tokens = tokenize("SELECT \"Col\"\"x\", $12, ?, :name FROM [t] WHERE a <= 'it''s'").unwrap();
+        let tokens =
+            tokenize("SELECT \"Col\"\"x\", $12, ?, :name FROM [t] WHERE a <= 'it''s'").unwrap();
         let kinds: Vec<_> = tokens.into_iter().map(|t| t.token).collect();
         assert!(kinds.contains(&Token::QuotedIdent("Col\"x".into())));
         assert!(kinds.contains(&Token::Param(12)));

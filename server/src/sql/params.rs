@@ -76,14 +76,20 @@ pub fn infer(tokens: &[Spanned<'_>], count: usize, schema: &dyn Schema) -> Vec<O
 }
 
 fn is_comparison(token: &Token<'_>) -> bool {
-    matches!(token, Token::Punct("=" | "==" | "<" | ">" | "<=" | ">=" | "<>" | "!="))
+    matches!(
+        token,
+        Token::Punct("=" | "==" | "<" | ">" | "<=" | ">=" | "<>" | "!=")
+    )
 }
 
 /// Tables named after FROM, JOIN, UPDATE and INTO (the last part of `schema.table`).
 fn referenced_tables(words: &[&Token<'_>]) -> Vec<String> {
     let mut tables = Vec::new();
     for (i, token) in words.iter().enumerate() {
-        if ["from", "join", "update", "into"].iter().any(|kw| token.is_keyword(kw)) {
+        if ["from", "join", "update", "into"]
+            .iter()
+            .any(|kw| token.is_keyword(kw))
+        {
             let mut j = i + 1;
             if words.get(j).is_some_and(|t| t.is_keyword("or")) {
                 j += 2; // UPDATE OR REPLACE t
@@ -101,16 +107,29 @@ fn referenced_tables(words: &[&Token<'_>]) -> Vec<String> {
     tables
 }
 
-fn infer_insert_values(words: &[&Token<'_>], schema: &dyn Schema, set: &mut dyn FnMut(usize, Option<SqlType>)) {
-    let Some(into) = words.iter().position(|t| t.is_keyword("into")) else { return };
-    if !words.first().is_some_and(|t| t.is_keyword("insert") || t.is_keyword("replace")) {
+fn infer_insert_values(
+    words: &[&Token<'_>],
+    schema: &dyn Schema,
+    set: &mut dyn FnMut(usize, Option<SqlType>),
+) {
+    let Some(into) = words.iter().position(|t| t.is_keyword("into")) else {
+        return;
+    };
+    if !words
+        .first()
+        .is_some_and(|t| t.is_keyword("insert") || t.is_keyword("replace"))
+    {
         return;
     }
     let mut i = into + 1;
-    let Some(mut table) = words.get(i).and_then(|t| t.identifier()) else { return };
+    let Some(mut table) = words.get(i).and_then(|t| t.identifier()) else {
+        return;
+    };
     i += 1;
     if words.get(i) == Some(&&Token::Punct(".")) {
-        let Some(last) = words.get(i + 1).and_then(|t| t.identifier()) else { return };
+        let Some(last) = words.get(i + 1).and_then(|t| t.identifier()) else {
+            return;
+        };
         table = last;
         i += 2;
     }
@@ -232,7 +251,9 @@ mod tests {
             vec![Some(Float8), Some(Int8)]
         );
         assert_eq!(
-            infer_sql("SELECT * FROM accounts a WHERE $1 < a.balance AND name <> $2 LIMIT $3 OFFSET $4"),
+            infer_sql(
+                "SELECT * FROM accounts a WHERE $1 < a.balance AND name <> $2 LIMIT $3 OFFSET $4"
+            ),
             vec![Some(Float8), Some(Text), Some(Int8), Some(Int8)]
         );
     }

@@ -15,8 +15,13 @@ pub enum ServerStatement {
 pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> {
     let words: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();
     match words.as_slice() {
-        [first, second, rest @ ..] if first.is_keyword("create") && second.is_keyword("database") => {
-            Some(database_name(rest, "CREATE DATABASE name").map(|name| ServerStatement::CreateDatabase { name }))
+        [first, second, rest @ ..]
+            if first.is_keyword("create") && second.is_keyword("database") =>
+        {
+            Some(
+                database_name(rest, "CREATE DATABASE name")
+                    .map(|name| ServerStatement::CreateDatabase { name }),
+            )
         }
         [first, second, rest @ ..] if first.is_keyword("drop") && second.is_keyword("database") => {
             let (if_exists, rest) = match rest {
@@ -28,27 +33,42 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
                     .map(|name| ServerStatement::DropDatabase { name, if_exists }),
             )
         }
-        [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("databases") => Some(match rest {
-            [] => Ok(ServerStatement::ShowDatabases),
-            [extra, ..] => Err(format!("unexpected {} after SHOW DATABASES", describe(extra))),
-        }),
+        [first, second, rest @ ..]
+            if first.is_keyword("show") && second.is_keyword("databases") =>
+        {
+            Some(match rest {
+                [] => Ok(ServerStatement::ShowDatabases),
+                [extra, ..] => Err(format!(
+                    "unexpected {} after SHOW DATABASES",
+                    describe(extra)
+                )),
+            })
+        }
         _ => None,
     }
 }
 
 fn database_name(rest: &[&Token<'_>], syntax: &str) -> Result<String, String> {
     match rest {
-        [name] => name
-            .identifier()
-            .ok_or_else(|| format!("expected a database name, found {}; syntax: {syntax}", describe(name))),
+        [name] => name.identifier().ok_or_else(|| {
+            format!(
+                "expected a database name, found {}; syntax: {syntax}",
+                describe(name)
+            )
+        }),
         [] => Err(format!("missing database name; syntax: {syntax}")),
-        [_, extra, ..] => Err(format!("unexpected {} after the database name; syntax: {syntax}", describe(extra))),
+        [_, extra, ..] => Err(format!(
+            "unexpected {} after the database name; syntax: {syntax}",
+            describe(extra)
+        )),
     }
 }
 
 fn describe(token: &Token<'_>) -> String {
     match token {
-        Token::Word(w) | Token::Number(w) | Token::Punct(w) | Token::SqliteParam(w) => format!("`{w}`"),
+        Token::Word(w) | Token::Number(w) | Token::Punct(w) | Token::SqliteParam(w) => {
+            format!("`{w}`")
+        }
         Token::QuotedIdent(s) => format!("\"{s}\""),
         Token::Str(s) => format!("'{s}'"),
         Token::Param(n) => format!("${n}"),
@@ -68,7 +88,9 @@ mod tests {
     fn recognises_the_database_statements() {
         assert_eq!(
             parse_text("create database Sales"),
-            Some(Ok(ServerStatement::CreateDatabase { name: "sales".into() }))
+            Some(Ok(ServerStatement::CreateDatabase {
+                name: "sales".into()
+            }))
         );
         assert_eq!(
             parse_text("DROP DATABASE IF EXISTS \"x\""),
@@ -77,7 +99,10 @@ mod tests {
                 if_exists: true
             }))
         );
-        assert_eq!(parse_text("SHOW DATABASES"), Some(Ok(ServerStatement::ShowDatabases)));
+        assert_eq!(
+            parse_text("SHOW DATABASES"),
+            Some(Ok(ServerStatement::ShowDatabases))
+        );
     }
 
     #[test]

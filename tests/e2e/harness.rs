@@ -1,0 +1,244 @@
+//! Starts and stops the real `cairn` binary for a test.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+pub const ADMIN_PASSWORD: &str = "admin-pw";
+pub const READER_PASSWORD: &str = "reader-pw";
+pub const WRITER_PASSWORD: &str = "writer-pw";
+/// How long a server may take to start or stop before the test fails (generous: CI machines
+/// are slow, and this bounds a hang rather than measuring speed).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn cairn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+}
+
+/// A SCRAM secret printed by `cairn passwd`.
+pub fn scram_secret(password: &str) -> String {
+    let mut child = cairn()
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "cairn passwd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A config with an admin, a readonly user (both from environment variables) and a readwrite
+/// user given as a SCRAM secret.
+pub fn standard_config() -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:0"
+data_dir = "data"
+shutdown_grace_ms = 5000
+
+[users.admin]
+role = "admin"
+password_env = "CAIRN_TEST_ADMIN_PASSWORD"
+
+[users.reader]
+role = "readonly"
+password_env = "CAIRN_TEST_READER_PASSWORD"
+
+[users.writer]
+role = "readwrite"
+scram = "{}"
+"#,
+        scram_secret(WRITER_PASSWORD)
+    )
+}
+
+/// A directory holding a config file (and, once started, the data directory beside it).
+pub struct Site {
+    pub dir: tempfile::TempDir,
+}
+
+impl Site {
+    pub fn new(config: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cairn.toml"), config).unwrap();
+        Site { dir }
+    }
+
+    pub fn standard() -> Site {
+        Site::new(&standard_config())
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("cairn.toml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn start(&self) -> TestServer {
+        TestServer::start(&self.config_path(), &[])
+    }
+}
+
+/// A running `cairn serve`.
+pub struct TestServer {
+    child: Option<Child>,
+    pub port: u16,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    /// Starts the binary and waits until it logs the address it listens on.
+    pub fn start(config: &Path, extra_args: &[&str]) -> TestServer {
+        let mut child = cairn()
+            .args(extra_args)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("CAIRN_TEST_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("CAIRN_TEST_READER_PASSWORD", READER_PASSWORD)
+            .env("CAIRN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = mpsc::channel();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(port) = listening_port(&line) {
+                    let _ = port_tx.send(port);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let port = match port_rx.recv_timeout(PATIENCE) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; its log:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        TestServer {
+            child: Some(child),
+            port,
+            logs,
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn url(&self, user: &str, password: &str, database: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={database}",
+            self.port
+        )
+    }
+
+    pub async fn connect(
+        &self,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url(user, password, database), NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    pub async fn admin(&self, database: &str) -> Client {
+        self.connect("admin", ADMIN_PASSWORD, database)
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(self) -> (ExitStatus, String) {
+        self.stop("TERM")
+    }
+
+    /// Sends `signal` (TERM, INT, …) and waits for the process to exit.
+    pub fn stop(mut self, signal: &str) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = wait_with_patience(&mut child);
+        (status, self.logs())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn wait_with_patience(child: &mut Child) -> ExitStatus {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process did not exit within {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn listening_port(line: &str) -> Option<u16> {
+    let rest = line.split("listening on ").nth(1)?;
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    addr.rsplit(':').next()?.parse().ok()
+}
+
+/// The server's message for a database error (tokio-postgres's Display says only "db error").
+pub fn message(err: &tokio_postgres::Error) -> String {
+    err.as_db_error()
+        .map(|db| db.message().to_owned())
+        .unwrap_or_else(|| err.to_string())
+}
