@@ -108,6 +108,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the binary and waits until it logs the address it listens on.
     pub fn start(config: &Path, extra_args: &[&str]) -> TestServer {
+        Self::start_with_log_level(config, extra_args, "info")
+    }
+
+    /// Starts the binary with `CAIRN_LOG` set to `level`.
+    pub fn start_with_log_level(config: &Path, extra_args: &[&str], level: &str) -> TestServer {
         let mut child = cairn()
             .args(extra_args)
             .arg("serve")
@@ -115,7 +120,7 @@ impl TestServer {
             .arg(config)
             .env("CAIRN_TEST_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("CAIRN_TEST_READER_PASSWORD", READER_PASSWORD)
-            .env("CAIRN_LOG", "info")
+            .env("CAIRN_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -153,6 +158,19 @@ impl TestServer {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle` (bounded by the test's patience).
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !self.logs().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with {needle:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -91,3 +91,36 @@ fn every_resolved_path_is_logged_at_start_up() {
     let (status, logs) = server.stop("INT");
     assert!(status.success(), "SIGINT should exit 0 too\n{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_running_statement_finish() {
+    let site = Site::standard();
+    let server =
+        TestServer::start_with_log_level(&site.config_path(), &[], "info,cairn_server=debug");
+    let client = server.admin("default").await;
+    // A statement that runs for a while: counting to a few million in a recursive CTE. Sent
+    // as one simple-protocol message, so that it is wholly running when shutdown begins.
+    let running = tokio::spawn(async move {
+        let messages = client
+            .simple_query(
+                "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 3000000) SELECT count(*) FROM c",
+            )
+            .await?;
+        Ok::<_, tokio_postgres::Error>(messages.into_iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        }))
+    });
+    let stopped = tokio::task::spawn_blocking(move || {
+        server.wait_for_log("statement running");
+        server.terminate()
+    });
+    let count = running
+        .await
+        .unwrap()
+        .expect("the running statement must complete");
+    assert_eq!(count.as_deref(), Some("3000000"));
+    let (status, logs) = stopped.await.unwrap();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("waiting for running statements"), "{logs}");
+}

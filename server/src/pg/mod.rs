@@ -76,7 +76,14 @@ impl Shared {
         let task = self.statements.spawn_blocking(move || {
             let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
             match guard.as_mut() {
-                Some(session) => work(session),
+                Some(session) => {
+                    tracing::debug!(
+                        database = session.database(),
+                        user = session.user(),
+                        "statement running"
+                    );
+                    work(session)
+                }
                 None => Err(SqlError::new(
                     sqlstate::PROTOCOL_VIOLATION,
                     "not logged in".into(),
