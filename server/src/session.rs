@@ -131,7 +131,12 @@ impl Session {
             && statements.iter().all(|s| {
                 !is_transaction_control(&s.tokens) && server_statement::parse(&s.tokens).is_none()
             });
-        if implicit && let Err(e) = self.conn.execute_batch("BEGIN") {
+        let begin = if self.role.may_write() {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
+        if implicit && let Err(e) = self.conn.execute_batch(begin) {
             return vec![Err(self.sql_error(e))];
         }
         let mut results = Vec::with_capacity(statements.len());
@@ -172,7 +177,7 @@ impl Session {
             Some(Ok(server)) => self.run_server(&server),
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
-                let sql = sqlite_spelling(&statement.tokens).unwrap_or(statement.text);
+                let sql = sqlite_spelling(&statement.tokens, self.role).unwrap_or(statement.text);
                 self.run_sqlite(sql, &statement.tokens, &[], None)
             }
         }
@@ -207,7 +212,9 @@ impl Session {
             None => {
                 let stmt = self
                     .conn
-                    .prepare(sqlite_spelling(&statement.tokens).unwrap_or(statement.text))
+                    .prepare(
+                        sqlite_spelling(&statement.tokens, self.role).unwrap_or(statement.text),
+                    )
                     .map_err(|e| self.sql_error(e))?;
                 let count = param_count(&statement.tokens, stmt.parameter_count());
                 let param_types =
@@ -260,7 +267,7 @@ impl Session {
             PreparedKind::Sqlite => {
                 let tokens = lexer::tokenize(&prepared.sql)
                     .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
-                let sql = sqlite_spelling(&tokens).unwrap_or(&prepared.sql);
+                let sql = sqlite_spelling(&tokens, self.role).unwrap_or(&prepared.sql);
                 self.run_sqlite(sql, &tokens, params, prepared.columns.as_deref())
             }
         }
@@ -519,20 +526,43 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
     }
 }
 
-/// PostgreSQL spellings that drivers send and SQLite does not know, in SQLite's words:
-/// `START TRANSACTION …` and `BEGIN ISOLATION LEVEL …` / `BEGIN READ WRITE` become `BEGIN`
-/// (SQLite transactions are serializable; access modes come from the user's role).
-fn sqlite_spelling(tokens: &[Spanned<'_>]) -> Option<&'static str> {
+/// How a transaction-starting statement is spelled for SQLite, when that differs from what
+/// the client sent.
+///
+/// PostgreSQL's `START TRANSACTION …` and `BEGIN ISOLATION LEVEL …` are unknown to SQLite.
+/// And SQLite's plain `BEGIN` is deferred: a transaction that reads and then writes fails at
+/// once with "database is locked" when another writer got there first, where PostgreSQL
+/// clients expect to wait. So for roles that may write, a transaction starts `IMMEDIATE`
+/// (taking the write lock, waiting up to the busy timeout), unless the client declared it
+/// `READ ONLY`. SQLite transactions are serializable whatever isolation level is asked for.
+fn sqlite_spelling(tokens: &[Spanned<'_>], role: Role) -> Option<&'static str> {
     let first = &tokens.first()?.token;
     let second = tokens.get(1).map(|t| &t.token);
     let starts = first.is_keyword("start") && second.is_some_and(|t| t.is_keyword("transaction"));
-    let begin_with_modes = first.is_keyword("begin")
-        && second.is_some_and(|t| {
-            ["isolation", "read", "not", "deferrable", "work"]
-                .iter()
-                .any(|kw| t.is_keyword(kw))
+    let begins = first.is_keyword("begin")
+        && second.is_none_or(|t| {
+            [
+                "transaction",
+                "isolation",
+                "read",
+                "not",
+                "deferrable",
+                "work",
+            ]
+            .iter()
+            .any(|kw| t.is_keyword(kw))
         });
-    (starts || begin_with_modes).then_some("BEGIN")
+    if !(starts || begins) {
+        return None;
+    }
+    let read_only = tokens
+        .windows(2)
+        .any(|w| w[0].token.is_keyword("read") && w[1].token.is_keyword("only"));
+    Some(if role.may_write() && !read_only {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -826,6 +856,26 @@ mod tests {
         let prepared = s.prepare("SELECT count(*) AS n, 1.5, 'x'").unwrap();
         let types: Vec<SqlType> = prepared.columns.unwrap().iter().map(|c| c.ty).collect();
         assert_eq!(types, vec![SqlType::Int8, SqlType::Float8, SqlType::Text]);
+    }
+
+    #[test]
+    fn transaction_starts_take_the_write_lock_unless_read_only() {
+        let spell = |sql: &str, role| sqlite_spelling(&lexer::tokenize(sql).unwrap(), role);
+        assert_eq!(spell("BEGIN", Role::Readwrite), Some("BEGIN IMMEDIATE"));
+        assert_eq!(
+            spell(
+                "START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+                Role::Admin
+            ),
+            Some("BEGIN IMMEDIATE")
+        );
+        assert_eq!(
+            spell("START TRANSACTION READ ONLY", Role::Admin),
+            Some("BEGIN")
+        );
+        assert_eq!(spell("BEGIN", Role::Readonly), Some("BEGIN"));
+        assert_eq!(spell("BEGIN EXCLUSIVE", Role::Admin), None);
+        assert_eq!(spell("SELECT 1", Role::Admin), None);
     }
 
     #[test]

@@ -255,3 +255,56 @@ async fn eight_concurrent_writers_lose_no_rows() {
         .get(0);
     assert_eq!(n, WRITERS * INSERTS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_read_modify_write_transactions_wait_instead_of_failing() {
+    const CLIENTS: i64 = 4;
+    const TRANSFERS: i64 = 50;
+    let site = Site::standard();
+    let server = site.start();
+    let setup = server.admin("default").await;
+    setup
+        .batch_execute(
+            "CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
+             INSERT INTO accounts VALUES (1, 1000), (2, 1000), (3, 1000), (4, 1000)",
+        )
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut client = server.admin("default").await;
+        tasks.push(tokio::spawn(async move {
+            for t in 0..TRANSFERS {
+                let (from, to) = (1 + (c + t) % 4, 1 + (c + t + 1) % 4);
+                let tx = client.transaction().await?;
+                let balance: i64 = tx
+                    .query_one("SELECT balance FROM accounts WHERE id = $1", &[&from])
+                    .await?
+                    .get(0);
+                tx.execute(
+                    "UPDATE accounts SET balance = $1 WHERE id = $2",
+                    &[&(balance - 7), &from],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE accounts SET balance = balance + 7 WHERE id = $1",
+                    &[&to],
+                )
+                .await?;
+                tx.commit().await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }));
+    }
+    for task in tasks {
+        if let Err(e) = task.await.unwrap() {
+            panic!("a transfer failed: {}", message(&e));
+        }
+    }
+    let total: i64 = setup
+        .query_one("SELECT sum(balance) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(total, 4000);
+}
