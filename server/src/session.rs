@@ -53,6 +53,21 @@ pub struct Executed {
     pub transaction: TransactionChange,
 }
 
+impl Executed {
+    /// A statement that returns no rows.
+    fn command(command: &str, rows: Option<usize>) -> Executed {
+        Executed {
+            columns: None,
+            rows: Vec::new(),
+            tag: CommandTag {
+                command: command.to_owned(),
+                rows,
+            },
+            transaction: TransactionChange::Unchanged,
+        }
+    }
+}
+
 /// A statement prepared by the extended protocol.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -255,15 +270,7 @@ impl Session {
     ) -> Result<Executed, SqlError> {
         match &prepared.kind {
             PreparedKind::Server(server) => self.run_server(server),
-            PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed {
-                columns: None,
-                rows: Vec::new(),
-                tag: CommandTag {
-                    command: String::new(),
-                    rows: None,
-                },
-                transaction: TransactionChange::Unchanged,
-            }),
+            PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed::command("", None)),
             PreparedKind::Sqlite => {
                 let tokens = lexer::tokenize(&prepared.sql)
                     .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
@@ -277,15 +284,6 @@ impl Session {
         if self.failed_transaction {
             return Err(aborted_transaction());
         }
-        let done = |command: &str| Executed {
-            columns: None,
-            rows: Vec::new(),
-            tag: CommandTag {
-                command: command.to_owned(),
-                rows: None,
-            },
-            transaction: TransactionChange::Unchanged,
-        };
         match statement {
             ServerStatement::ShowDatabases => {
                 let list = self.catalog.list().map_err(catalog_error)?;
@@ -308,7 +306,7 @@ impl Session {
                 self.refuse_in_transaction("CREATE DATABASE")?;
                 self.catalog.create(name).map_err(catalog_error)?;
                 tracing::info!(database = %name, user = %self.user, "database created");
-                Ok(done("CREATE DATABASE"))
+                Ok(Executed::command("CREATE DATABASE", None))
             }
             ServerStatement::DropDatabase { name, if_exists } => {
                 self.require_database_management("DROP DATABASE")?;
@@ -328,7 +326,7 @@ impl Session {
                 {
                     tracing::info!(database = %name, user = %self.user, "database dropped");
                 }
-                Ok(done("DROP DATABASE"))
+                Ok(Executed::command("DROP DATABASE", None))
             }
         }
     }
@@ -403,13 +401,8 @@ impl Session {
                 }
                 self.failed_transaction = false;
                 Ok(Executed {
-                    columns: None,
-                    rows: Vec::new(),
-                    tag: CommandTag {
-                        command: "ROLLBACK".into(),
-                        rows: None,
-                    },
                     transaction: TransactionChange::Ended,
+                    ..Executed::command("ROLLBACK", None)
                 })
             }
             _ => Err(aborted_transaction()),
@@ -433,12 +426,7 @@ impl Session {
                 "INSERT" | "UPDATE" | "DELETE" => Some(self.conn.changes() as usize),
                 _ => None,
             };
-            return Ok(Executed {
-                columns: None,
-                rows: Vec::new(),
-                tag: CommandTag { command, rows },
-                transaction: TransactionChange::Unchanged,
-            });
+            return Ok(Executed::command(&command, rows));
         }
         let declared = declared_columns(&stmt);
         let width = declared.len();
