@@ -378,6 +378,17 @@ password_env = "CAIRN_ADMIN_PASSWORD"
     }
 
     #[test]
+    fn user_name_that_cannot_be_a_file_name_is_refused() {
+        let text = GOOD.replace("[users.admin]", "[users.\"../root\"]");
+        let (line, _, _, message) = invalid(&text);
+        assert_eq!(line, 6);
+        assert!(
+            message.starts_with("invalid user name \"../root\""),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn malformed_scram_secret_is_refused() {
         let text = GOOD.replace(
             "password_env = \"CAIRN_ADMIN_PASSWORD\"",

@@ -40,5 +40,10 @@ impl Role {
 
 /// User names become file names (generated credentials), so they follow the database rule.
 pub fn validate_user_name(name: &str) -> Result<(), String> {
-    crate::catalog::validate_name(name).map_err(|e| format!("invalid user name: {e}"))
+    match crate::catalog::validate_name(name) {
+        Err(crate::catalog::CatalogError::InvalidName { reason, .. }) => {
+            Err(format!("invalid user name {name:?}: {reason}"))
+        }
+        _ => Ok(()),
+    }
 }
