@@ -1,27 +1,12 @@
 //! Bad config files stop start-up with file:line:column and the key.
 
-use std::process::Stdio;
+use std::path::Path;
 
-use crate::harness::{Site, cairn, standard_config};
-
-/// Starts `cairn serve` on `config` and returns its exit status and standard error.
-fn serve_with(config: &str) -> (std::process::ExitStatus, String, Site) {
-    let site = Site::new(config);
-    let out = cairn()
-        .args(["serve", "--config"])
-        .arg(site.config_path())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        site,
-    )
-}
+use crate::harness::{Site, serve_until_exit, standard_config};
 
 fn assert_refused(config: &str, line: usize, key: &str, words: &str) {
-    let (status, stderr, site) = serve_with(config);
+    let site = Site::new(config);
+    let (status, stderr) = serve_until_exit(&site.config_path());
     assert!(
         !status.success(),
         "server started with a bad config:\n{stderr}"
@@ -78,13 +63,8 @@ fn unknown_role() {
 
 #[test]
 fn missing_config_file_names_the_path() {
-    let out = cairn()
-        .args(["serve", "--config", "/nonexistent/cairn.toml"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stderr) = serve_until_exit(Path::new("/nonexistent/cairn.toml"));
+    assert!(!status.success());
     assert!(
         stderr.contains("cannot read config file /nonexistent/cairn.toml"),
         "{stderr}"

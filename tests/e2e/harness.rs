@@ -69,6 +69,23 @@ scram = "{}"
     )
 }
 
+/// Runs `cairn serve --config <config>` until it exits (for configs or data directories it
+/// must refuse) and returns its exit status and standard error.
+pub fn serve_until_exit(config: &Path) -> (ExitStatus, String) {
+    let out = cairn()
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("CAIRN_TEST_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("CAIRN_TEST_READER_PASSWORD", READER_PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A directory holding a config file (and, once started, the data directory beside it).
 pub struct Site {
     pub dir: tempfile::TempDir,
@@ -202,6 +219,12 @@ impl TestServer {
         self.connect("admin", ADMIN_PASSWORD, database)
             .await
             .unwrap()
+    }
+
+    /// Fails unless a fresh connection can still log in and run a query.
+    pub async fn assert_still_serving(&self) {
+        let client = self.admin("default").await;
+        client.simple_query("SELECT 1").await.unwrap();
     }
 
     /// Sends SIGTERM and waits for the process to exit.

@@ -1,8 +1,6 @@
 //! Start-up, shutdown, the data directory lock, log formats.
 
-use std::process::Stdio;
-
-use crate::harness::{Site, TestServer, cairn};
+use crate::harness::{Site, TestServer, serve_until_exit};
 
 #[tokio::test]
 async fn sigterm_exits_zero_after_checkpointing() {
@@ -32,16 +30,8 @@ async fn sigterm_exits_zero_after_checkpointing() {
 fn a_second_server_on_the_same_data_directory_is_refused() {
     let site = Site::standard();
     let first = site.start();
-    let out = cairn()
-        .args(["serve", "--config"])
-        .arg(site.config_path())
-        .env("CAIRN_TEST_ADMIN_PASSWORD", "x")
-        .env("CAIRN_TEST_READER_PASSWORD", "x")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stderr) = serve_until_exit(&site.config_path());
+    assert!(!status.success());
     assert!(
         stderr.contains("is in use by another cairn server"),
         "{stderr}"
