@@ -37,6 +37,41 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The users who may log in, in the order of their names.
     pub users: Vec<UserConfig>,
+    /// The only directory plugin libraries are loaded from.
+    pub plugin_dir: PathBuf,
+    /// The plugins to load at start-up, in the order of their names.
+    pub plugins: Vec<PluginDecl>,
+}
+
+/// One `[plugins.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginDecl {
+    /// The plugin's name; the library's descriptor must carry the same.
+    pub name: String,
+    pub library: LibrarySource,
+    /// A disabled plugin is listed by `SHOW PLUGINS` but not loaded.
+    pub enabled: bool,
+    pub config: PluginConfigSource,
+}
+
+/// Where a plugin's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibrarySource {
+    /// Linked into the server.
+    Builtin,
+    /// A file name in the plugin directory.
+    File(String),
+}
+
+/// Where a plugin's own config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginConfigSource {
+    /// No config: the plugin gets an empty table.
+    None,
+    /// `[plugins.NAME.config]`, as TOML text.
+    Inline(String),
+    /// `config_file = "…"`: read (again) every time the plugin is loaded or reloaded.
+    File(PathBuf),
 }
 
 /// One `[users.NAME]` table.
@@ -80,6 +115,22 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     users: BTreeMap<String, Spanned<RawUser>>,
+    #[serde(default)]
+    plugins: BTreeMap<String, Spanned<RawPlugin>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    library: Spanned<String>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    config_file: Option<Spanned<String>>,
+    config: Option<toml::Table>,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -91,6 +142,12 @@ struct RawServer {
     busy_timeout_ms: Spanned<u64>,
     #[serde(default = "default_shutdown_grace_ms")]
     shutdown_grace_ms: u64,
+    #[serde(default = "default_plugin_dir")]
+    plugin_dir: String,
+}
+
+fn default_plugin_dir() -> String {
+    "plugins".into()
 }
 
 fn default_busy_timeout_ms() -> Spanned<u64> {
@@ -194,14 +251,74 @@ impl Config {
             });
         }
 
+        let mut plugins = Vec::with_capacity(raw.plugins.len());
+        for (name, plugin) in &raw.plugins {
+            let span = plugin.span();
+            let plugin = plugin.get_ref();
+            if let Err(message) = validate_plugin_name(name) {
+                return Err(located.error(span.start, message));
+            }
+            let file = plugin.library.get_ref();
+            let library = if file == "builtin" {
+                LibrarySource::Builtin
+            } else if file.is_empty() || file.contains('/') || file == "." || file == ".." {
+                return Err(located.at(
+                    &plugin.library,
+                    format!(
+                        "library must be a file name in the plugin directory (or \"builtin\"), got {file:?}; plugins load only from plugin_dir"
+                    ),
+                ));
+            } else {
+                LibrarySource::File(file.clone())
+            };
+            let config = match (&plugin.config_file, &plugin.config) {
+                (Some(file), Some(_)) => {
+                    return Err(located.at(
+                        file,
+                        format!("plugin {name:?} has both config_file and a config table; keep one"),
+                    ));
+                }
+                (Some(file), None) => {
+                    PluginConfigSource::File(normalize(&base.join(file.get_ref())))
+                }
+                (None, Some(table)) => PluginConfigSource::Inline(
+                    toml::to_string(table).map_err(|e| located.error(span.start, e.to_string()))?,
+                ),
+                (None, None) => PluginConfigSource::None,
+            };
+            plugins.push(PluginDecl {
+                name: name.clone(),
+                library,
+                enabled: plugin.enabled,
+                config,
+            });
+        }
+
         Ok(Config {
             source: path.to_owned(),
+            plugin_dir: normalize(&base.join(&raw.server.plugin_dir)),
+            plugins,
             listen,
             data_dir,
             busy_timeout: Duration::from_millis(*raw.server.busy_timeout_ms.get_ref()),
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
             users,
         })
+    }
+}
+
+/// Plugin names become the prefix of `CALL name.procedure()`: plain SQL identifiers.
+pub fn validate_plugin_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && name.len() <= 63;
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid plugin name {name:?}: use lowercase letters, digits and underscores, starting with a letter or underscore (at most 63)"
+        ))
     }
 }
 

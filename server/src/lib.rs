@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod data_dir_lock;
 pub mod error;
 pub mod logging;
+pub mod plugin;
 mod pg;
 pub mod roles;
 pub mod scram;

@@ -32,6 +32,11 @@ impl Role {
         matches!(self, Role::Admin | Role::Readwrite)
     }
 
+    /// Whether this role may call plugin procedures, which run with the server's privileges.
+    pub fn may_call_plugins(self) -> bool {
+        matches!(self, Role::Admin | Role::Backup)
+    }
+
     /// Whether this role may create and drop databases.
     pub fn may_manage_databases(self) -> bool {
         self == Role::Admin

@@ -17,6 +17,8 @@ use crate::credentials::UserDirectory;
 use crate::data_dir_lock::DataDirLock;
 use crate::error::Error;
 use crate::pg::{ConnectionHandlers, Shared};
+use crate::plugin::Plugins;
+use cairn_plugin_api::EventKind;
 
 /// Entry point of the server library.
 #[derive(Debug)]
@@ -69,8 +71,12 @@ impl Server {
             "listening on {local_addr}"
         );
 
+        let plugins = Plugins::new(&config, Arc::clone(&catalog)).await;
+        plugins.load_declared().await;
+        plugins.emit(EventKind::Startup, "", "");
+
         let shutdown = CancellationToken::new();
-        let shared = Arc::new(Shared::new(Arc::clone(&catalog), users));
+        let shared = Arc::new(Shared::new(Arc::clone(&catalog), plugins, users));
         let task = tokio::spawn(serve(listener, shared, shutdown.clone(), config, lock));
         Ok(ServerHandle {
             local_addr,
@@ -145,6 +151,7 @@ async fn serve(
     disconnect.cancel();
     connections.close();
     connections.wait().await;
+    shared.plugins.stop_all().await;
     let catalog = Arc::clone(&shared.catalog);
     match tokio::task::spawn_blocking(move || catalog.checkpoint_all()).await {
         Ok(failures) => {

@@ -13,10 +13,11 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode};
 
 use crate::catalog::{Access, Catalog, CatalogError, Lease};
+use crate::plugin::Plugins;
 use crate::roles::Role;
 use crate::sql::lexer::{self, Spanned, Token};
 use crate::sql::params::{self, Schema};
-use crate::sql::server_statement::{self, ServerStatement};
+use crate::sql::server_statement::{self, Literal, ServerStatement};
 use crate::sql::types::{self, SqlType};
 use crate::sqlstate::{self, SqlError};
 
@@ -54,6 +55,11 @@ pub struct Executed {
 }
 
 impl Executed {
+    /// What an empty query string produces.
+    pub fn empty() -> Executed {
+        Executed::command("", None)
+    }
+
     /// A statement that returns no rows.
     fn command(command: &str, rows: Option<usize>) -> Executed {
         Executed {
@@ -93,6 +99,7 @@ pub struct Session {
     database: String,
     conn: Connection,
     catalog: Arc<Catalog>,
+    plugins: Arc<Plugins>,
     /// PostgreSQL's "current transaction is aborted" state.
     failed_transaction: bool,
     _lease: Lease,
@@ -102,6 +109,7 @@ impl Session {
     /// Connects `user` to `database`; the database must exist.
     pub fn open(
         catalog: Arc<Catalog>,
+        plugins: Arc<Plugins>,
         user: &str,
         role: Role,
         database: &str,
@@ -118,6 +126,7 @@ impl Session {
             database: database.to_owned(),
             conn,
             catalog,
+            plugins,
             failed_transaction: false,
             _lease: lease,
         })
@@ -219,7 +228,7 @@ impl Session {
         match server_statement::parse(&statement.tokens) {
             Some(Ok(server)) => Ok(Prepared {
                 sql: sql.to_owned(),
-                columns: server_columns(&server),
+                columns: self.server_columns(&server),
                 kind: PreparedKind::Server(server),
                 param_types: Vec::new(),
             }),
@@ -292,7 +301,7 @@ impl Session {
                     .map(|db| vec![Value::Text(db.name), Value::Integer(db.size_bytes as i64)])
                     .collect();
                 Ok(Executed {
-                    columns: server_columns(statement),
+                    columns: self.server_columns(statement),
                     tag: CommandTag {
                         command: "SHOW".into(),
                         rows: Some(rows.len()),
@@ -306,6 +315,8 @@ impl Session {
                 self.refuse_in_transaction("CREATE DATABASE")?;
                 self.catalog.create(name).map_err(catalog_error)?;
                 tracing::info!(database = %name, user = %self.user, "database created");
+                self.plugins
+                    .emit(cairn_plugin_api::EventKind::DatabaseCreated, name, "");
                 Ok(Executed::command("CREATE DATABASE", None))
             }
             ServerStatement::DropDatabase { name, if_exists } => {
@@ -325,9 +336,110 @@ impl Session {
                     .map_err(catalog_error)?
                 {
                     tracing::info!(database = %name, user = %self.user, "database dropped");
+                    self.plugins
+                        .emit(cairn_plugin_api::EventKind::DatabaseDropped, name, "");
                 }
                 Ok(Executed::command("DROP DATABASE", None))
             }
+            ServerStatement::ShowPlugins => {
+                let rows: Vec<Vec<Value>> = self
+                    .plugins
+                    .list()
+                    .into_iter()
+                    .map(|p| {
+                        vec![
+                            Value::Text(p.name),
+                            Value::Text(p.version),
+                            Value::Text(p.abi),
+                            Value::Text(p.state.into()),
+                            Value::Text(p.library),
+                            p.last_error.map_or(Value::Null, Value::Text),
+                            Value::Text(p.description),
+                        ]
+                    })
+                    .collect();
+                Ok(Executed {
+                    columns: self.server_columns(statement),
+                    tag: CommandTag {
+                        command: "SHOW".into(),
+                        rows: Some(rows.len()),
+                    },
+                    rows,
+                    transaction: TransactionChange::Unchanged,
+                })
+            }
+            ServerStatement::LoadPlugin { file } => {
+                self.require_admin("LOAD PLUGIN")?;
+                let name = block_on(self.plugins.load_file(file)).map_err(plugin_error)?;
+                tracing::info!(plugin = %name, user = %self.user, "plugin loaded by LOAD PLUGIN");
+                Ok(Executed::command("LOAD PLUGIN", None))
+            }
+            ServerStatement::UnloadPlugin { name } => {
+                self.require_admin("UNLOAD PLUGIN")?;
+                block_on(self.plugins.unload(name)).map_err(plugin_error)?;
+                Ok(Executed::command("UNLOAD PLUGIN", None))
+            }
+            ServerStatement::ReloadPlugin { name } => {
+                self.require_admin("RELOAD PLUGIN")?;
+                block_on(self.plugins.reload(name)).map_err(plugin_error)?;
+                Ok(Executed::command("RELOAD PLUGIN", None))
+            }
+            ServerStatement::Call(call) => {
+                if !self.role.may_call_plugins() {
+                    return Err(SqlError::new(
+                        sqlstate::INSUFFICIENT_PRIVILEGE,
+                        format!(
+                            "permission denied: CALL needs the admin or backup role (plugins run with the server's privileges); user \"{}\" has role {}",
+                            self.user,
+                            self.role.name()
+                        ),
+                    ));
+                }
+                let args: Vec<(Option<String>, cairn_plugin_api::Value)> = call
+                    .args
+                    .iter()
+                    .map(|(name, literal)| {
+                        let value = match literal {
+                            Literal::Null => cairn_plugin_api::Value::Null,
+                            Literal::Integer(i) => cairn_plugin_api::Value::Integer(*i),
+                            Literal::Real(r) => cairn_plugin_api::Value::Real(*r),
+                            Literal::Text(t) => cairn_plugin_api::Value::Text(t.clone()),
+                        };
+                        (name.clone(), value)
+                    })
+                    .collect();
+                let (columns, rows) =
+                    block_on(self.plugins.call(&call.plugin, &call.procedure, &args))
+                        .map_err(plugin_error)?;
+                let rows: Vec<Vec<Value>> = rows
+                    .into_iter()
+                    .map(|row| row.into_iter().map(plugin_value).collect())
+                    .collect();
+                Ok(Executed {
+                    columns: Some(columns.into_iter().map(plugin_column).collect()),
+                    tag: CommandTag {
+                        command: "CALL".into(),
+                        rows: None,
+                    },
+                    rows,
+                    transaction: TransactionChange::Unchanged,
+                })
+            }
+        }
+    }
+
+    fn require_admin(&self, what: &str) -> Result<(), SqlError> {
+        self.require_database_management(what)?;
+        self.refuse_in_transaction(what)
+    }
+
+    fn server_columns(&self, statement: &ServerStatement) -> Option<Vec<Column>> {
+        match statement {
+            ServerStatement::Call(call) => self
+                .plugins
+                .procedure_columns(&call.plugin, &call.procedure)
+                .map(|columns| columns.into_iter().map(plugin_column).collect()),
+            other => server_columns(other),
         }
     }
 
@@ -480,6 +592,52 @@ impl Session {
     }
 }
 
+/// Runs a plugin operation to completion from a statement's blocking thread.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(future),
+        // Only unit tests run sessions outside the server's runtime.
+        Err(_) => futures::executor::block_on(future),
+    }
+}
+
+fn plugin_error(e: crate::plugin::PluginError) -> SqlError {
+    use crate::plugin::PluginError as E;
+    let code = match &e {
+        E::Unknown(_) => sqlstate::UNDEFINED_OBJECT,
+        E::UnknownProcedure { .. } => sqlstate::UNDEFINED_FUNCTION,
+        E::MissingFile { .. } => sqlstate::UNDEFINED_FILE,
+        E::OutsideDir { .. } | E::BadFileName(_) => sqlstate::INSUFFICIENT_PRIVILEGE,
+        E::Load(_) | E::NoBuiltin(_) | E::NameMismatch { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
+        E::AlreadyRunning(_) | E::NotRunning(..) => sqlstate::OBJECT_IN_USE,
+        _ => sqlstate::EXTERNAL_ROUTINE_EXCEPTION,
+    };
+    SqlError::new(code, e.to_string())
+}
+
+fn plugin_value(value: cairn_plugin_api::Value) -> Value {
+    match value {
+        cairn_plugin_api::Value::Null => Value::Null,
+        cairn_plugin_api::Value::Integer(i) => Value::Integer(i),
+        cairn_plugin_api::Value::Real(r) => Value::Real(r),
+        cairn_plugin_api::Value::Text(t) => Value::Text(t),
+        cairn_plugin_api::Value::Blob(b) => Value::Blob(b),
+    }
+}
+
+fn plugin_column(column: cairn_plugin_api::Column) -> Column {
+    use cairn_plugin_api::ColumnType;
+    Column {
+        name: column.name,
+        ty: match column.ty {
+            ColumnType::Integer => SqlType::Int8,
+            ColumnType::Real => SqlType::Float8,
+            ColumnType::Text => SqlType::Text,
+            ColumnType::Blob => SqlType::Bytea,
+        },
+    }
+}
+
 fn aborted_transaction() -> SqlError {
     SqlError::new(
         sqlstate::IN_FAILED_SQL_TRANSACTION,
@@ -510,7 +668,30 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
                 ty: SqlType::Int8,
             },
         ]),
-        ServerStatement::CreateDatabase { .. } | ServerStatement::DropDatabase { .. } => None,
+        ServerStatement::ShowPlugins => Some(
+            [
+                ("name", SqlType::Text),
+                ("version", SqlType::Text),
+                ("abi", SqlType::Text),
+                ("state", SqlType::Text),
+                ("library", SqlType::Text),
+                ("last_error", SqlType::Text),
+                ("description", SqlType::Text),
+            ]
+            .into_iter()
+            .map(|(name, ty)| Column {
+                name: name.into(),
+                ty,
+            })
+            .collect(),
+        ),
+        // A procedure that is not registered: the call will fail with the reason.
+        ServerStatement::Call(_) => Some(Vec::new()),
+        ServerStatement::CreateDatabase { .. }
+        | ServerStatement::DropDatabase { .. }
+        | ServerStatement::LoadPlugin { .. }
+        | ServerStatement::UnloadPlugin { .. }
+        | ServerStatement::ReloadPlugin { .. } => None,
     }
 }
 
@@ -729,8 +910,25 @@ mod tests {
     fn session(role: Role) -> (tempfile::TempDir, Session) {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Arc::new(Catalog::open(dir.path(), Duration::from_secs(1)).unwrap());
-        let session = Session::open(catalog, "alice", role, "default").unwrap();
+        let plugins = no_plugins(&catalog, dir.path());
+        let session = Session::open(catalog, plugins, "alice", role, "default").unwrap();
         (dir, session)
+    }
+
+    /// A plugin system with nothing declared, on a runtime that outlives the test.
+    fn no_plugins(catalog: &Arc<Catalog>, dir: &std::path::Path) -> Arc<Plugins> {
+        let runtime = Box::leak(Box::new(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        ));
+        let config = crate::Config::parse(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n",
+            &dir.join("cairn.toml"),
+        )
+        .unwrap();
+        runtime.block_on(Plugins::new(&config, Arc::clone(catalog)))
     }
 
     fn ok(results: Vec<Result<Executed, SqlError>>) -> Vec<Executed> {

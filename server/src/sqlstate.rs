@@ -32,6 +32,10 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const ADMIN_SHUTDOWN: &str = "57P01";
 pub const IO_ERROR: &str = "58030";
 pub const INTERNAL_ERROR: &str = "XX000";
+pub const UNDEFINED_OBJECT: &str = "42704";
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+pub const UNDEFINED_FILE: &str = "58P01";
+pub const EXTERNAL_ROUTINE_EXCEPTION: &str = "38000";
 
 /// An error for the client: SQLSTATE and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,12 +18,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::catalog::Catalog;
 use crate::credentials::UserDirectory;
+use crate::plugin::Plugins;
 use crate::session::Session;
 use crate::sqlstate::{self, SqlError};
 
 /// What every connection shares.
 pub struct Shared {
     pub catalog: Arc<Catalog>,
+    pub plugins: Arc<Plugins>,
     pub users: Arc<UserDirectory>,
     /// Statements running on blocking threads; shutdown waits for them.
     pub statements: TaskTracker,
@@ -42,7 +44,7 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(catalog: Arc<Catalog>, users: Arc<UserDirectory>) -> Shared {
+    pub fn new(catalog: Arc<Catalog>, plugins: Arc<Plugins>, users: Arc<UserDirectory>) -> Shared {
         let mut parameters = DefaultServerParameterProvider::default();
         // Clients read the leading number as PostgreSQL's major version to pick features.
         parameters.server_version = format!("15.0 (Cairn {})", env!("CARGO_PKG_VERSION"));
@@ -51,6 +53,7 @@ impl Shared {
         scram.set_iterations(crate::scram::DEFAULT_ITERATIONS);
         Shared {
             catalog,
+            plugins,
             users,
             statements: TaskTracker::new(),
             stopping: CancellationToken::new(),

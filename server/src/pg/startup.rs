@@ -79,9 +79,11 @@ impl Startup {
             return Err(PgWireError::InvalidPassword(user));
         };
         let catalog = Arc::clone(&self.shared.catalog);
+        let plugins = Arc::clone(&self.shared.plugins);
         let (user_c, database_c) = (user.clone(), database.clone());
-        let opened =
-            tokio::task::spawn_blocking(move || Session::open(catalog, &user_c, role, &database_c))
+        let opened = tokio::task::spawn_blocking(move || {
+            Session::open(catalog, plugins, &user_c, role, &database_c)
+        })
                 .await
                 .map_err(|e| {
                     fatal(

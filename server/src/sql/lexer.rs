@@ -143,7 +143,7 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
             _ => {
                 let two = text.get(i..i + 2);
                 let len = match two {
-                    Some("<=" | ">=" | "<>" | "!=" | "==" | "||" | "<<" | ">>" | "->") => 2,
+                    Some("<=" | ">=" | "<>" | "!=" | "==" | "||" | "<<" | ">>" | "->" | "=>") => 2,
                     _ => text[i..].chars().next().map(char::len_utf8).unwrap_or(1),
                 };
                 i += len;

@@ -1,0 +1,245 @@
+/*
+ * cairn_plugin.h — the Cairn plugin ABI, major version 1, for C.
+ *
+ * The same ABI as the Rust module `cairn_plugin_api::abi`; a test in plugin-api/tests
+ * compiles this header and compares every size and offset with the Rust types, so the two
+ * cannot drift apart.
+ *
+ * A plugin is a shared library exporting one data symbol, `cairn_plugin_v1`, of type
+ * CairnPluginDescriptor. Rules:
+ *  - Every table starts with its own size; fields are only appended, in a new minor version.
+ *    Whoever reads a table treats fields beyond its size as absent.
+ *  - Strings (CairnStr) and values passed into a call are borrowed for that call only.
+ *  - Memory is freed by the side that allocated it.
+ *  - Futures may be polled from any thread, never concurrently; `drop` is called once.
+ *  - A plugin runs inside the server process: it is trusted code.
+ */
+#ifndef CAIRN_PLUGIN_H
+#define CAIRN_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CAIRN_ABI_MAJOR 1u
+#define CAIRN_ABI_MINOR 0u
+/* "CAIRNPLG" read as a little-endian 64-bit integer. */
+#define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
+#define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
+#define CAIRN_DESCRIPTOR_HEADER_SIZE 24u
+
+typedef uint32_t CairnStatus;
+#define CAIRN_OK 0u
+#define CAIRN_ERROR 1u
+
+typedef uint32_t CairnPoll;
+#define CAIRN_PENDING 0u
+#define CAIRN_READY 1u
+
+typedef uint32_t CairnErrorCode;
+#define CAIRN_ERROR_FAILED 1u
+#define CAIRN_ERROR_PANICKED 2u
+#define CAIRN_ERROR_INVALID_ARGUMENT 3u
+#define CAIRN_ERROR_UNSUPPORTED 4u
+#define CAIRN_ERROR_REFUSED 5u
+
+typedef uint32_t CairnValueKind;
+#define CAIRN_VALUE_NULL 0u
+#define CAIRN_VALUE_INTEGER 1u
+#define CAIRN_VALUE_REAL 2u
+#define CAIRN_VALUE_TEXT 3u
+#define CAIRN_VALUE_BLOB 4u
+
+typedef uint32_t CairnLogLevel;
+#define CAIRN_LOG_ERROR 1u
+#define CAIRN_LOG_WARN 2u
+#define CAIRN_LOG_INFO 3u
+#define CAIRN_LOG_DEBUG 4u
+#define CAIRN_LOG_TRACE 5u
+
+typedef uint32_t CairnEventKind;
+#define CAIRN_EVENT_STARTUP 1u
+#define CAIRN_EVENT_SHUTDOWN 2u
+#define CAIRN_EVENT_DATABASE_CREATED 3u
+#define CAIRN_EVENT_DATABASE_DROPPED 4u
+#define CAIRN_EVENT_BACKUP_STARTED 5u
+#define CAIRN_EVENT_BACKUP_FINISHED 6u
+#define CAIRN_EVENT_BACKUP_FAILED 7u
+
+/* A borrowed run of bytes; not NUL-terminated. */
+typedef struct CairnStr {
+    const uint8_t *ptr;
+    size_t len;
+} CairnStr;
+
+/* One SQL value; `kind` says which field holds it. */
+typedef struct CairnValue {
+    CairnValueKind kind;
+    uint32_t reserved;
+    int64_t integer;
+    double real;
+    CairnStr bytes; /* text (UTF-8) or blob */
+} CairnValue;
+
+/* A procedure argument; `name` is empty for a positional one. */
+typedef struct CairnArg {
+    CairnStr name;
+    CairnValue value;
+} CairnArg;
+
+/* A declared result column. */
+typedef struct CairnColumn {
+    CairnStr name;
+    CairnValueKind kind;
+    uint32_t reserved;
+} CairnColumn;
+
+/* Where a call or a future writes its result; owned by the caller. */
+typedef struct CairnOutput {
+    uint32_t size;
+    uint32_t reserved;
+    void *ctx;
+    void (*set_error)(void *ctx, CairnErrorCode code, CairnStr message);
+    void (*set_columns)(void *ctx, const CairnColumn *columns, size_t count);
+    void (*push_row)(void *ctx, const CairnValue *values, size_t count);
+    void (*set_message)(void *ctx, CairnStr message);
+} CairnOutput;
+
+typedef struct CairnWakerVTable CairnWakerVTable;
+
+/* How a future asks to be polled again; borrowed for a poll, clone it to keep it. */
+typedef struct CairnWaker {
+    const void *data;
+    const CairnWakerVTable *vtable;
+} CairnWaker;
+
+struct CairnWakerVTable {
+    CairnWaker (*clone)(const void *data);
+    void (*wake)(const void *data);
+    void (*wake_by_ref)(const void *data);
+    void (*drop)(const void *data);
+};
+
+/* An asynchronous operation. A C plugin that finishes at once returns a future whose
+ * `poll` writes the result and returns CAIRN_READY on the first call. */
+typedef struct CairnFuture {
+    void *state;
+    CairnPoll (*poll)(void *state, const CairnWaker *waker, const CairnOutput *output);
+    void (*drop)(void *state);
+} CairnFuture;
+
+/* A server event, borrowed for the call. */
+typedef struct CairnEvent {
+    uint32_t size;
+    CairnEventKind kind;
+    CairnStr database;
+    CairnStr detail;
+} CairnEvent;
+
+/* A procedure, callable as CALL <plugin>.<name>(args...). */
+typedef struct CairnProcedureSpec {
+    uint32_t size;
+    uint32_t reserved;
+    CairnStr name;
+    CairnStr description;
+    const CairnColumn *columns;
+    size_t column_count;
+    void *ctx;
+    CairnFuture (*call)(void *ctx, const CairnArg *args, size_t count);
+    void (*drop_ctx)(void *ctx);
+} CairnProcedureSpec;
+
+/* A job run on a cron schedule (UTC; 5 fields, or 6 with seconds first). */
+typedef struct CairnJobSpec {
+    uint32_t size;
+    uint32_t reserved;
+    CairnStr name;
+    CairnStr cron;
+    void *ctx;
+    CairnFuture (*run)(void *ctx);
+    void (*drop_ctx)(void *ctx);
+} CairnJobSpec;
+
+/* The server's services, valid for as long as the plugin is loaded. */
+typedef struct CairnHost CairnHost;
+struct CairnHost {
+    uint32_t size;
+    uint32_t abi_minor;
+    void *ctx;
+    CairnLogLevel max_log_level;
+    uint32_t reserved;
+    void (*log)(const CairnHost *host, CairnLogLevel level, CairnStr target, CairnStr message);
+    CairnStatus (*list_databases)(const CairnHost *host, const CairnOutput *output);
+    CairnFuture (*execute_sql)(const CairnHost *host, CairnStr database, CairnStr sql,
+                               const CairnValue *params, size_t param_count);
+    CairnStatus (*register_procedure)(const CairnHost *host, const CairnProcedureSpec *spec,
+                                      const CairnOutput *output);
+    CairnStatus (*subscribe)(const CairnHost *host, uint64_t mask);
+    CairnStatus (*schedule)(const CairnHost *host, const CairnJobSpec *spec,
+                            const CairnOutput *output);
+    CairnFuture (*sleep)(const CairnHost *host, uint64_t millis);
+};
+
+/* The plugin's functions; only `create` is required. */
+typedef struct CairnPluginVTable {
+    uint32_t size;
+    uint32_t reserved;
+    CairnStatus (*create)(const CairnHost *host, CairnStr config, void **instance,
+                          const CairnOutput *output);
+    CairnFuture (*start)(void *instance);
+    CairnFuture (*stop)(void *instance);
+    CairnFuture (*on_event)(void *instance, const CairnEvent *event);
+    void (*destroy)(void *instance);
+} CairnPluginVTable;
+
+/* What a plugin exports as `cairn_plugin_v1`. The first five fields are the header. */
+typedef struct CairnPluginDescriptor {
+    uint64_t magic;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    uint32_t min_host_minor;
+    uint32_t size;
+    CairnStr name;
+    CairnStr version;
+    CairnStr description;
+    const CairnPluginVTable *vtable;
+} CairnPluginDescriptor;
+
+/* A string literal as a CairnStr. */
+#define CAIRN_STR(literal) ((CairnStr){(const uint8_t *)(literal), sizeof(literal) - 1})
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CAIRN_EXPORT __attribute__((visibility("default")))
+#else
+#define CAIRN_EXPORT
+#endif
+
+/* Layout on the 64-bit targets Cairn supports; the Rust side asserts the same numbers. */
+#if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
+_Static_assert(sizeof(CairnStr) == 16, "CairnStr layout");
+_Static_assert(sizeof(CairnValue) == 40, "CairnValue layout");
+_Static_assert(offsetof(CairnValue, bytes) == 24, "CairnValue layout");
+_Static_assert(sizeof(CairnArg) == 56, "CairnArg layout");
+_Static_assert(sizeof(CairnColumn) == 24, "CairnColumn layout");
+_Static_assert(sizeof(CairnOutput) == 48, "CairnOutput layout");
+_Static_assert(sizeof(CairnWaker) == 16, "CairnWaker layout");
+_Static_assert(sizeof(CairnWakerVTable) == 32, "CairnWakerVTable layout");
+_Static_assert(sizeof(CairnFuture) == 24, "CairnFuture layout");
+_Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
+_Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
+_Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
+_Static_assert(sizeof(CairnHost) == 80, "CairnHost layout");
+_Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
+_Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
+_Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");
+_Static_assert(sizeof(CairnPluginDescriptor) == 80, "CairnPluginDescriptor layout");
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAIRN_PLUGIN_H */

@@ -1,0 +1,432 @@
+//! The C ABI between the server and a plugin: `#[repr(C)]` data and `extern "C"` function
+//! pointers, nothing else. `include/cairn_plugin.h` declares the same types for C, and a
+//! test compares the two layouts field by field.
+//!
+//! # Compatibility rules
+//! - Every table (a struct of function pointers or of fields another release may extend)
+//!   starts with its own `size`. New fields are only ever appended, in a new minor version;
+//!   the reader treats a field that lies beyond the table's `size` as absent.
+//! - A change to an existing field, or a removal, is a new major version, and the exported
+//!   symbol's name changes with it (`cairn_plugin_v1`, `cairn_plugin_v2`, …).
+//! - Memory is freed by the side that allocated it. Strings and values passed into a call are
+//!   borrowed for the duration of that call only; the receiver copies what it keeps.
+//! - Function pointers a table may lack are `Option`s: a C `NULL` is a valid `None`.
+
+use std::ffi::c_void;
+
+/// The ABI major version. A plugin built for another major is refused.
+pub const CAIRN_ABI_MAJOR: u32 = 1;
+/// The ABI minor version: what this build of the crate knows. Minor versions only append.
+pub const CAIRN_ABI_MINOR: u32 = 0;
+/// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
+pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
+/// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
+pub const CAIRN_PLUGIN_SYMBOL: &str = "cairn_plugin_v1";
+
+/// A status returned by the synchronous functions of the ABI.
+pub type CairnStatus = u32;
+/// Success.
+pub const CAIRN_OK: CairnStatus = 0;
+/// Failure; the details were written to the call's [`CairnOutput`] with `set_error`.
+pub const CAIRN_ERROR: CairnStatus = 1;
+
+/// What a [`CairnFuture`]'s `poll` returns.
+pub type CairnPoll = u32;
+/// Not finished: the poller will be woken through the waker it passed.
+pub const CAIRN_PENDING: CairnPoll = 0;
+/// Finished: the result (rows or an error) was written to the output during this poll.
+pub const CAIRN_READY: CairnPoll = 1;
+
+/// Error codes passed to [`CairnOutput::set_error`].
+pub type CairnErrorCode = u32;
+/// The operation failed; the message says why.
+pub const CAIRN_ERROR_FAILED: CairnErrorCode = 1;
+/// The plugin panicked (or crashed in a way it caught). The host marks the plugin failed.
+pub const CAIRN_ERROR_PANICKED: CairnErrorCode = 2;
+/// The arguments were not what the callee accepts.
+pub const CAIRN_ERROR_INVALID_ARGUMENT: CairnErrorCode = 3;
+/// The other side does not offer this function (its table is too old).
+pub const CAIRN_ERROR_UNSUPPORTED: CairnErrorCode = 4;
+/// The caller may not do this (for example a procedure name that is taken).
+pub const CAIRN_ERROR_REFUSED: CairnErrorCode = 5;
+
+/// The type tag of a [`CairnValue`] and of a [`CairnColumn`].
+pub type CairnValueKind = u32;
+/// SQL NULL.
+pub const CAIRN_VALUE_NULL: CairnValueKind = 0;
+/// A 64-bit signed integer in `integer`.
+pub const CAIRN_VALUE_INTEGER: CairnValueKind = 1;
+/// A 64-bit float in `real`.
+pub const CAIRN_VALUE_REAL: CairnValueKind = 2;
+/// UTF-8 text in `bytes`.
+pub const CAIRN_VALUE_TEXT: CairnValueKind = 3;
+/// Bytes in `bytes`.
+pub const CAIRN_VALUE_BLOB: CairnValueKind = 4;
+
+/// Log levels of [`CairnHost::log`], most severe first.
+pub type CairnLogLevel = u32;
+/// An error.
+pub const CAIRN_LOG_ERROR: CairnLogLevel = 1;
+/// A warning.
+pub const CAIRN_LOG_WARN: CairnLogLevel = 2;
+/// Information an operator wants by default.
+pub const CAIRN_LOG_INFO: CairnLogLevel = 3;
+/// Detail for debugging.
+pub const CAIRN_LOG_DEBUG: CairnLogLevel = 4;
+/// Everything.
+pub const CAIRN_LOG_TRACE: CairnLogLevel = 5;
+
+/// Server events a plugin can subscribe to; bit `1 << kind` in a subscription mask.
+pub type CairnEventKind = u32;
+/// All plugins have started and the server is serving.
+pub const CAIRN_EVENT_STARTUP: CairnEventKind = 1;
+/// The server is shutting down; plugins are stopped next.
+pub const CAIRN_EVENT_SHUTDOWN: CairnEventKind = 2;
+/// A database was created; `database` names it.
+pub const CAIRN_EVENT_DATABASE_CREATED: CairnEventKind = 3;
+/// A database was dropped; `database` names it.
+pub const CAIRN_EVENT_DATABASE_DROPPED: CairnEventKind = 4;
+/// A backup started; `detail` holds the backup id.
+pub const CAIRN_EVENT_BACKUP_STARTED: CairnEventKind = 5;
+/// A backup finished; `detail` holds the archive path.
+pub const CAIRN_EVENT_BACKUP_FINISHED: CairnEventKind = 6;
+/// A backup failed; `detail` holds the error.
+pub const CAIRN_EVENT_BACKUP_FAILED: CairnEventKind = 7;
+
+/// A borrowed run of bytes (UTF-8 where the field says text). Not NUL-terminated.
+/// `ptr` may be null only when `len` is 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnStr {
+    /// First byte.
+    pub ptr: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+
+/// One SQL value. `kind` says which field holds it; the others are zero.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnValue {
+    /// One of the `CAIRN_VALUE_*` constants.
+    pub kind: CairnValueKind,
+    /// Zero; keeps the layout explicit.
+    pub reserved: u32,
+    /// The value of an integer.
+    pub integer: i64,
+    /// The value of a real.
+    pub real: f64,
+    /// The bytes of a text or a blob.
+    pub bytes: CairnStr,
+}
+
+/// An argument of a procedure call: `name` is empty for a positional argument and holds the
+/// name for `name => value`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnArg {
+    /// The argument's name, or empty.
+    pub name: CairnStr,
+    /// The argument's value.
+    pub value: CairnValue,
+}
+
+/// A result column a procedure declares.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnColumn {
+    /// The column's name.
+    pub name: CairnStr,
+    /// The column's type, a `CAIRN_VALUE_*` constant other than NULL. Every value in the
+    /// column has this type or is NULL.
+    pub kind: CairnValueKind,
+    /// Zero.
+    pub reserved: u32,
+}
+
+/// Where a call or a future writes its result. It belongs to the caller and is valid for the
+/// duration of the call (for a future: of the `poll` that returns [`CAIRN_READY`]).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnOutput {
+    /// `size_of::<CairnOutput>()` as the caller built it.
+    pub size: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The caller's context, passed back to every function below.
+    pub ctx: *mut c_void,
+    /// Reports failure. The message is copied.
+    pub set_error:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, code: CairnErrorCode, message: CairnStr)>,
+    /// Declares the result's columns (for results whose columns are not known in advance).
+    pub set_columns:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, columns: *const CairnColumn, count: usize)>,
+    /// Appends one row. The values are copied.
+    pub push_row:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, values: *const CairnValue, count: usize)>,
+    /// Sets a one-line summary (a command tag such as `INSERT 0 3`).
+    pub set_message: Option<unsafe extern "C" fn(ctx: *mut c_void, message: CairnStr)>,
+}
+
+/// A waker, as in Rust's `std::task::RawWaker`: how a future tells its poller to poll again.
+/// The waker passed to `poll` is borrowed for that call; `clone` it to keep it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnWaker {
+    /// The waker's data, passed to its functions.
+    pub data: *const c_void,
+    /// The waker's functions.
+    pub vtable: *const CairnWakerVTable,
+}
+
+/// The functions of a [`CairnWaker`]. All four are required.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnWakerVTable {
+    /// Returns a new waker that wakes the same task.
+    pub clone: unsafe extern "C" fn(data: *const c_void) -> CairnWaker,
+    /// Wakes the task and releases this waker.
+    pub wake: unsafe extern "C" fn(data: *const c_void),
+    /// Wakes the task; the waker stays valid.
+    pub wake_by_ref: unsafe extern "C" fn(data: *const c_void),
+    /// Releases this waker.
+    pub drop: unsafe extern "C" fn(data: *const c_void),
+}
+
+/// An asynchronous operation, polled by the other side's executor (the server's runtime for
+/// plugin futures). `poll` may be called from any thread but never concurrently; after it
+/// returns [`CAIRN_READY`] it is not called again. `drop` is called exactly once, finished or
+/// not, and releases `state`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnFuture {
+    /// The future's state, owned by the side that made the future.
+    pub state: *mut c_void,
+    /// Advances the future. On [`CAIRN_READY`] the result has been written to `output`.
+    pub poll: Option<
+        unsafe extern "C" fn(
+            state: *mut c_void,
+            waker: *const CairnWaker,
+            output: *const CairnOutput,
+        ) -> CairnPoll,
+    >,
+    /// Releases the state.
+    pub drop: Option<unsafe extern "C" fn(state: *mut c_void)>,
+}
+
+/// A server event delivered to a subscribed plugin. Borrowed for the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnEvent {
+    /// `size_of::<CairnEvent>()` as the host built it.
+    pub size: u32,
+    /// One of the `CAIRN_EVENT_*` constants.
+    pub kind: CairnEventKind,
+    /// The database concerned, or empty.
+    pub database: CairnStr,
+    /// Further detail (a backup id, a path, an error), or empty.
+    pub detail: CairnStr,
+}
+
+/// A procedure a plugin registers, callable as `CALL <plugin>.<name>(args…)`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnProcedureSpec {
+    /// `size_of::<CairnProcedureSpec>()` as the plugin built it.
+    pub size: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The procedure's name: `[a-z_][a-z0-9_]*`.
+    pub name: CairnStr,
+    /// One line for `SHOW PLUGINS`-style listings.
+    pub description: CairnStr,
+    /// The columns of the rows the procedure returns (may be empty).
+    pub columns: *const CairnColumn,
+    /// Number of columns.
+    pub column_count: usize,
+    /// The plugin's context for this procedure. The host owns it once registered and releases
+    /// it with `drop_ctx` when the procedure is unregistered.
+    pub ctx: *mut c_void,
+    /// Starts a call. The arguments are borrowed for this call only. The future writes the
+    /// rows (matching `columns`) or an error to its output.
+    pub call: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, args: *const CairnArg, count: usize) -> CairnFuture,
+    >,
+    /// Releases `ctx`.
+    pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+}
+
+/// A job a plugin schedules. The host runs it on its cron schedule and never starts a run
+/// while the previous one is still running.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnJobSpec {
+    /// `size_of::<CairnJobSpec>()` as the plugin built it.
+    pub size: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The job's name, unique within the plugin.
+    pub name: CairnStr,
+    /// A cron expression in UTC: 5 fields (minute precision) or 6 (with seconds first).
+    pub cron: CairnStr,
+    /// The plugin's context for this job, owned by the host once scheduled.
+    pub ctx: *mut c_void,
+    /// Starts one run.
+    pub run: Option<unsafe extern "C" fn(ctx: *mut c_void) -> CairnFuture>,
+    /// Releases `ctx`.
+    pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+}
+
+/// The services the server offers a plugin instance. The host passes it to `create`; it stays
+/// valid until the host calls `destroy`. Every function may be called from any thread.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnHost {
+    /// `size_of::<CairnHost>()` as the host built it: functions beyond it are absent.
+    pub size: u32,
+    /// The host's ABI minor version.
+    pub abi_minor: u32,
+    /// The host's context, private to the host.
+    pub ctx: *mut c_void,
+    /// The most verbose level the server currently logs (a `CAIRN_LOG_*` constant): events
+    /// above it would be discarded, so a plugin need not format them.
+    pub max_log_level: CairnLogLevel,
+    /// Zero.
+    pub reserved: u32,
+    /// Writes a line to the server's log, tagged with the plugin's name.
+    pub log: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            level: CairnLogLevel,
+            target: CairnStr,
+            message: CairnStr,
+        ),
+    >,
+    /// Writes one row per database (a text column `name`) to `output`.
+    pub list_databases:
+        Option<unsafe extern "C" fn(host: *const CairnHost, output: *const CairnOutput) -> CairnStatus>,
+    /// Runs SQL (one or more statements; `$1`… bound to `params`) against a database with the
+    /// admin role. The future writes the last statement's columns and rows, and its command
+    /// tag as the message.
+    pub execute_sql: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            database: CairnStr,
+            sql: CairnStr,
+            params: *const CairnValue,
+            param_count: usize,
+        ) -> CairnFuture,
+    >,
+    /// Registers a procedure. On failure, `spec.ctx` is released with `spec.drop_ctx`.
+    pub register_procedure: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            spec: *const CairnProcedureSpec,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Sets which events (`1 << CAIRN_EVENT_*`) are delivered to the plugin's `on_event`.
+    pub subscribe: Option<unsafe extern "C" fn(host: *const CairnHost, mask: u64) -> CairnStatus>,
+    /// Schedules a job. On failure, `spec.ctx` is released with `spec.drop_ctx`.
+    pub schedule: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            spec: *const CairnJobSpec,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// A future that completes after `millis` milliseconds, on the host's timer.
+    pub sleep: Option<unsafe extern "C" fn(host: *const CairnHost, millis: u64) -> CairnFuture>,
+}
+
+/// The functions of a plugin. Only `create` is required.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnPluginVTable {
+    /// `size_of::<CairnPluginVTable>()` as the plugin built it.
+    pub size: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// Makes an instance from the plugin's config (TOML text, borrowed for the call). On
+    /// success, stores the instance in `*instance` and returns [`CAIRN_OK`]; on failure
+    /// writes the error to `output` and returns [`CAIRN_ERROR`].
+    pub create: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            config: CairnStr,
+            instance: *mut *mut c_void,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Starts the instance: register procedures, schedule jobs, subscribe to events.
+    pub start: Option<unsafe extern "C" fn(instance: *mut c_void) -> CairnFuture>,
+    /// Stops the instance. The host has already unregistered its procedures and jobs.
+    pub stop: Option<unsafe extern "C" fn(instance: *mut c_void) -> CairnFuture>,
+    /// Delivers one event the instance subscribed to. Events reach an instance one at a
+    /// time, in order.
+    pub on_event:
+        Option<unsafe extern "C" fn(instance: *mut c_void, event: *const CairnEvent) -> CairnFuture>,
+    /// Releases the instance. Nothing of it is called afterwards.
+    pub destroy: Option<unsafe extern "C" fn(instance: *mut c_void)>,
+}
+
+/// What a plugin exports under the name [`CAIRN_PLUGIN_SYMBOL`]. The host reads the first five
+/// fields (the header, which never changes within a major) before anything else, and runs no
+/// plugin code unless they are right.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnPluginDescriptor {
+    /// [`CAIRN_PLUGIN_MAGIC`].
+    pub magic: u64,
+    /// The ABI major version the plugin was built for.
+    pub abi_major: u32,
+    /// The ABI minor version the plugin was built for.
+    pub abi_minor: u32,
+    /// The oldest host minor the plugin works with (it needs what that minor added).
+    pub min_host_minor: u32,
+    /// `size_of::<CairnPluginDescriptor>()` as the plugin built it.
+    pub size: u32,
+    /// The plugin's name, `[a-z_][a-z0-9_]*`: the prefix of its procedures.
+    pub name: CairnStr,
+    /// The plugin's version, free text (semver recommended).
+    pub version: CairnStr,
+    /// One line saying what the plugin does.
+    pub description: CairnStr,
+    /// The plugin's functions.
+    pub vtable: *const CairnPluginVTable,
+}
+
+
+/// The size of the descriptor header every descriptor of this major starts with.
+pub const CAIRN_DESCRIPTOR_HEADER_SIZE: usize = 24;
+
+impl CairnStr {
+    /// The empty string.
+    pub const EMPTY: CairnStr = CairnStr {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
+
+    /// Borrows a Rust string. The view is valid as long as `s` is.
+    pub const fn new(s: &str) -> CairnStr {
+        CairnStr {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// Borrows bytes. The view is valid as long as `b` is.
+    pub const fn from_bytes(b: &[u8]) -> CairnStr {
+        CairnStr {
+            ptr: b.as_ptr(),
+            len: b.len(),
+        }
+    }
+}
+
+/// Whether a table whose writer declared `size` bytes contains the pointer-sized field that
+/// starts at `offset`: how the reader of an older or newer table tells which functions it has.
+pub const fn has_pointer_field(size: u32, offset: usize) -> bool {
+    size as usize >= offset + std::mem::size_of::<usize>()
+}

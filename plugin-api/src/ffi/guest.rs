@@ -1,0 +1,481 @@
+//! The plugin side of the ABI: the function table `export_plugin!` exports for a
+//! [`Plugin`], and [`HostRef`], the plugin's way to call the host's functions.
+
+use std::ffi::c_void;
+use std::future::Future;
+use std::mem::offset_of;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use tracing::instrument::WithSubscriber;
+
+use super::{ImportedFuture, catch, export_future};
+use crate::abi::{
+    self, CairnArg, CairnColumn, CairnEvent, CairnFuture, CairnHost, CairnJobSpec, CairnOutput,
+    CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus, CairnStr,
+    has_pointer_field,
+};
+use crate::{Args, Event, Host, Outcome, Plugin, PluginConfig, PluginError, Procedure, Reply, Value};
+
+/// Boxed future as the SDK passes them around.
+pub(crate) type BoxOutcome = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// The descriptor `export_plugin!` exports.
+#[doc(hidden)]
+pub const fn descriptor(
+    name: &'static str,
+    version: &'static str,
+    description: &'static str,
+    vtable: &'static CairnPluginVTable,
+) -> CairnPluginDescriptor {
+    CairnPluginDescriptor {
+        magic: abi::CAIRN_PLUGIN_MAGIC,
+        abi_major: abi::CAIRN_ABI_MAJOR,
+        abi_minor: abi::CAIRN_ABI_MINOR,
+        // The SDK degrades gracefully (`PluginError::Unsupported`) when a host lacks a
+        // function, so an SDK-built plugin loads on any host of this major.
+        min_host_minor: 0,
+        size: size_of::<CairnPluginDescriptor>() as u32,
+        name: CairnStr::new(name),
+        version: CairnStr::new(version),
+        description: CairnStr::new(description),
+        vtable,
+    }
+}
+
+/// The function table `export_plugin!` exports for `P`.
+#[doc(hidden)]
+pub const fn vtable<P: Plugin>() -> CairnPluginVTable {
+    CairnPluginVTable {
+        size: size_of::<CairnPluginVTable>() as u32,
+        reserved: 0,
+        create: Some(create::<P>),
+        start: Some(start::<P>),
+        stop: Some(stop::<P>),
+        on_event: Some(on_event::<P>),
+        destroy: Some(destroy::<P>),
+    }
+}
+
+/// What the SDK needs of an instance without knowing its type.
+pub(crate) trait ErasedInstance: Send + Sync {
+    fn call(self: Arc<Self>, procedure: String, args: Args) -> BoxOutcome;
+    fn run_job(self: Arc<Self>, job: String) -> BoxOutcome;
+}
+
+struct Instance<P> {
+    plugin: P,
+    host: Host,
+}
+
+impl<P: Plugin> ErasedInstance for Instance<P> {
+    fn call(self: Arc<Self>, procedure: String, args: Args) -> BoxOutcome {
+        let dispatch = self.host.dispatch().clone();
+        Box::pin(
+            async move {
+                self.plugin
+                    .call(&self.host, &procedure, args)
+                    .await
+                    .map(Reply::rows)
+            }
+            .with_subscriber(dispatch),
+        )
+    }
+
+    fn run_job(self: Arc<Self>, job: String) -> BoxOutcome {
+        let dispatch = self.host.dispatch().clone();
+        Box::pin(
+            async move {
+                self.plugin
+                    .run_job(&self.host, &job)
+                    .await
+                    .map(|()| Reply::default())
+            }
+            .with_subscriber(dispatch),
+        )
+    }
+}
+
+unsafe extern "C" fn create<P: Plugin>(
+    host: *const CairnHost,
+    config: CairnStr,
+    instance: *mut *mut c_void,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let raw = HostRef(host);
+    let dispatch = crate::logging::dispatch(raw.clone());
+    let created = tracing::dispatcher::with_default(&dispatch, || {
+        catch(|| {
+            // SAFETY: the ABI: `config` is borrowed for this call.
+            let config = unsafe { super::text(config, "the plugin config") }?;
+            let plugin = P::new(PluginConfig::new(config))?;
+            let erased = |weak: &Weak<Instance<P>>| -> Weak<dyn ErasedInstance> { weak.clone() };
+            Ok(Arc::new_cyclic(|weak| Instance {
+                plugin,
+                host: Host::new(raw.clone(), erased(weak), dispatch.clone()),
+            }))
+        })
+    });
+    match created {
+        Ok(created) if !instance.is_null() => {
+            // SAFETY: the ABI: `instance` points to writable storage for one pointer.
+            unsafe { *instance = Arc::into_raw(created).cast_mut().cast() };
+            abi::CAIRN_OK
+        }
+        Ok(_) => abi::CAIRN_ERROR,
+        Err(e) => {
+            // SAFETY: the ABI: `output` is valid for this call.
+            unsafe { super::output::write(output, Err(e)) };
+            abi::CAIRN_ERROR
+        }
+    }
+}
+
+/// A new strong reference to the instance behind `instance`.
+///
+/// # Safety
+/// `instance` was made by `create::<P>` and not yet destroyed.
+unsafe fn instance<P: Plugin>(instance: *mut c_void) -> Arc<Instance<P>> {
+    let ptr = instance.cast_const().cast::<Instance<P>>();
+    // SAFETY: the pointer came from `Arc::into_raw` in `create` and that reference is alive
+    // until `destroy`, so taking one more is sound.
+    unsafe {
+        Arc::increment_strong_count(ptr);
+        Arc::from_raw(ptr)
+    }
+}
+
+unsafe extern "C" fn start<P: Plugin>(handle: *mut c_void) -> CairnFuture {
+    // SAFETY: the ABI: the host passes the instance it got from `create`.
+    let this = unsafe { instance::<P>(handle) };
+    let dispatch = this.host.dispatch().clone();
+    export_future(
+        async move {
+            this.plugin
+                .start(&this.host)
+                .await
+                .map(|()| Reply::default())
+        }
+        .with_subscriber(dispatch),
+    )
+}
+
+unsafe extern "C" fn stop<P: Plugin>(handle: *mut c_void) -> CairnFuture {
+    // SAFETY: as in `start`.
+    let this = unsafe { instance::<P>(handle) };
+    let dispatch = this.host.dispatch().clone();
+    export_future(
+        async move {
+            this.plugin
+                .stop(&this.host)
+                .await
+                .map(|()| Reply::default())
+        }
+        .with_subscriber(dispatch),
+    )
+}
+
+unsafe extern "C" fn on_event<P: Plugin>(
+    handle: *mut c_void,
+    event: *const CairnEvent,
+) -> CairnFuture {
+    // SAFETY: as in `start`.
+    let this = unsafe { instance::<P>(handle) };
+    // SAFETY: the ABI: `event` is borrowed for this call.
+    let event = match catch(|| unsafe { read_event(event) }) {
+        Ok(Some(event)) => event,
+        // An event kind this plugin's SDK does not know: nothing to do.
+        Ok(None) => return super::future::ready(Ok(Reply::default())),
+        Err(e) => return super::future::ready(Err(e)),
+    };
+    let dispatch = this.host.dispatch().clone();
+    export_future(
+        async move {
+            this.plugin
+                .on_event(&this.host, event)
+                .await
+                .map(|()| Reply::default())
+        }
+        .with_subscriber(dispatch),
+    )
+}
+
+/// # Safety
+/// `event` is null or points to a valid event borrowed for the call.
+unsafe fn read_event(event: *const CairnEvent) -> Result<Option<Event>, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let Some(event) = (unsafe { event.as_ref() }) else {
+        return Err(PluginError::InvalidArgument("no event".into()));
+    };
+    let Some(kind) = crate::EventKind::from_abi(event.kind) else {
+        return Ok(None);
+    };
+    // SAFETY: the event's strings are borrowed for the call.
+    let database = unsafe { super::text(event.database, "the event's database") }?;
+    // SAFETY: as above.
+    let detail = unsafe { super::text(event.detail, "the event's detail") }?;
+    Ok(Some(Event {
+        kind,
+        database: (!database.is_empty()).then_some(database),
+        detail: (!detail.is_empty()).then_some(detail),
+    }))
+}
+
+unsafe extern "C" fn destroy<P: Plugin>(handle: *mut c_void) {
+    let ptr = handle.cast_const().cast::<Instance<P>>();
+    // SAFETY: the ABI: `destroy` is called once, with the pointer `create` made; this
+    // releases the reference `create` handed out.
+    let this = unsafe { Arc::from_raw(ptr) };
+    let _ = catch(|| {
+        drop(this);
+        Ok(())
+    });
+}
+
+/// The context of a registered procedure.
+struct ProcedureCtx {
+    instance: Arc<dyn ErasedInstance>,
+    name: String,
+}
+
+unsafe extern "C" fn call_procedure(
+    ctx: *mut c_void,
+    args: *const CairnArg,
+    count: usize,
+) -> CairnFuture {
+    // SAFETY: the ABI: `ctx` is the `ProcedureCtx` we registered, alive until `drop_ctx`.
+    let ctx = unsafe { &*ctx.cast_const().cast::<ProcedureCtx>() };
+    // SAFETY: the ABI: `args` points to `count` arguments borrowed for this call.
+    match catch(|| unsafe { read_args(args, count) }) {
+        Ok(args) => export_future(Arc::clone(&ctx.instance).call(ctx.name.clone(), args)),
+        Err(e) => super::future::ready(Err(e)),
+    }
+}
+
+/// # Safety
+/// `args` points to `count` valid arguments, or `count` is 0.
+unsafe fn read_args(args: *const CairnArg, count: usize) -> Result<Args, PluginError> {
+    let args: &[CairnArg] = if count == 0 || args.is_null() {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(args, count) }
+    };
+    let mut out = Args::default();
+    for arg in args {
+        // SAFETY: each argument's strings are borrowed for the call.
+        let name = unsafe { super::text(arg.name, "an argument name") }?;
+        // SAFETY: as above.
+        let value = unsafe { super::value(&arg.value) }?;
+        if name.is_empty() {
+            out.positional.push(value);
+        } else {
+            out.named.push((name, value));
+        }
+    }
+    Ok(out)
+}
+
+unsafe extern "C" fn drop_procedure(ctx: *mut c_void) {
+    // SAFETY: the ABI: called once, with the box `register_procedure` made.
+    let ctx = unsafe { Box::from_raw(ctx.cast::<ProcedureCtx>()) };
+    let _ = catch(|| {
+        drop(ctx);
+        Ok(())
+    });
+}
+
+/// The context of a scheduled job.
+struct JobCtx {
+    instance: Arc<dyn ErasedInstance>,
+    name: String,
+}
+
+unsafe extern "C" fn run_job(ctx: *mut c_void) -> CairnFuture {
+    // SAFETY: the ABI: `ctx` is the `JobCtx` we scheduled, alive until `drop_ctx`.
+    let ctx = unsafe { &*ctx.cast_const().cast::<JobCtx>() };
+    export_future(Arc::clone(&ctx.instance).run_job(ctx.name.clone()))
+}
+
+unsafe extern "C" fn drop_job(ctx: *mut c_void) {
+    // SAFETY: the ABI: called once, with the box `schedule` made.
+    let ctx = unsafe { Box::from_raw(ctx.cast::<JobCtx>()) };
+    let _ = catch(|| {
+        drop(ctx);
+        Ok(())
+    });
+}
+
+/// The host's function table, as a plugin holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct HostRef(*const CairnHost);
+
+// SAFETY: the ABI: the host table stays valid for as long as the plugin is loaded (the host
+// never frees it) and its functions may be called from any thread.
+unsafe impl Send for HostRef {}
+// SAFETY: as above; the table itself is never written after `create`.
+unsafe impl Sync for HostRef {}
+
+impl HostRef {
+    fn table(&self) -> Option<&CairnHost> {
+        // SAFETY: the ABI: the pointer the host passed to `create` stays valid (see `Send`).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// A host function, if the host's table has it.
+    fn function<F: Copy>(
+        &self,
+        offset: usize,
+        get: impl FnOnce(&CairnHost) -> Option<F>,
+        name: &str,
+    ) -> Result<F, PluginError> {
+        self.table()
+            .filter(|t| has_pointer_field(t.size, offset))
+            .and_then(get)
+            .ok_or_else(|| PluginError::Unsupported(format!("the host function `{name}`")))
+    }
+
+    pub(crate) fn abi_minor(&self) -> u32 {
+        self.table().map_or(0, |t| t.abi_minor)
+    }
+
+    pub(crate) fn max_log_level(&self) -> abi::CairnLogLevel {
+        self.table().map_or(abi::CAIRN_LOG_INFO, |t| t.max_log_level)
+    }
+
+    pub(crate) fn log(&self, level: abi::CairnLogLevel, target: &str, message: &str) {
+        if let Ok(log) = self.function(offset_of!(CairnHost, log), |t| t.log, "log") {
+            // SAFETY: a host function called with its own table and strings that outlive it.
+            unsafe { log(self.0, level, CairnStr::new(target), CairnStr::new(message)) }
+        }
+    }
+
+    pub(crate) fn list_databases(&self) -> Outcome {
+        let list = self.function(
+            offset_of!(CairnHost, list_databases),
+            |t| t.list_databases,
+            "list_databases",
+        )?;
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`; the output lives across the call.
+        unsafe { list(self.0, &output) };
+        collector.into_outcome()
+    }
+
+    pub(crate) fn execute_sql(
+        &self,
+        database: &str,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<ImportedFuture, PluginError> {
+        let execute =
+            self.function(offset_of!(CairnHost, execute_sql), |t| t.execute_sql, "execute_sql")?;
+        let params: Vec<_> = params.iter().map(super::borrow_value).collect();
+        // SAFETY: as in `log`; the host copies the strings and parameters before returning.
+        let raw = unsafe {
+            execute(
+                self.0,
+                CairnStr::new(database),
+                CairnStr::new(sql),
+                params.as_ptr(),
+                params.len(),
+            )
+        };
+        // SAFETY: a fresh future returned by the host.
+        Ok(unsafe { ImportedFuture::new(raw) })
+    }
+
+    pub(crate) fn register_procedure(
+        &self,
+        procedure: &Procedure,
+        instance: Arc<dyn ErasedInstance>,
+    ) -> Result<(), PluginError> {
+        let register = self.function(
+            offset_of!(CairnHost, register_procedure),
+            |t| t.register_procedure,
+            "register_procedure",
+        )?;
+        let columns: Vec<CairnColumn> = procedure
+            .columns
+            .iter()
+            .map(|c| CairnColumn {
+                name: CairnStr::new(&c.name),
+                kind: c.ty.to_abi(),
+                reserved: 0,
+            })
+            .collect();
+        let ctx = Box::new(ProcedureCtx {
+            instance,
+            name: procedure.name.clone(),
+        });
+        let spec = CairnProcedureSpec {
+            size: size_of::<CairnProcedureSpec>() as u32,
+            reserved: 0,
+            name: CairnStr::new(&procedure.name),
+            description: CairnStr::new(&procedure.description),
+            columns: columns.as_ptr(),
+            column_count: columns.len(),
+            ctx: Box::into_raw(ctx).cast(),
+            call: Some(call_procedure),
+            drop_ctx: Some(drop_procedure),
+        };
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`; the host takes ownership of `ctx` (releasing it on failure).
+        let status = unsafe { register(self.0, &spec, &output) };
+        status_outcome(status, collector)
+    }
+
+    pub(crate) fn subscribe(&self, mask: u64) -> Result<(), PluginError> {
+        let subscribe = self.function(offset_of!(CairnHost, subscribe), |t| t.subscribe, "subscribe")?;
+        // SAFETY: as in `log`.
+        match unsafe { subscribe(self.0, mask) } {
+            abi::CAIRN_OK => Ok(()),
+            _ => Err(PluginError::Refused("the host refused the subscription".into())),
+        }
+    }
+
+    pub(crate) fn schedule(
+        &self,
+        name: &str,
+        cron: &str,
+        instance: Arc<dyn ErasedInstance>,
+    ) -> Result<(), PluginError> {
+        let schedule = self.function(offset_of!(CairnHost, schedule), |t| t.schedule, "schedule")?;
+        let ctx = Box::new(JobCtx {
+            instance,
+            name: name.to_owned(),
+        });
+        let spec = CairnJobSpec {
+            size: size_of::<CairnJobSpec>() as u32,
+            reserved: 0,
+            name: CairnStr::new(name),
+            cron: CairnStr::new(cron),
+            ctx: Box::into_raw(ctx).cast(),
+            run: Some(run_job),
+            drop_ctx: Some(drop_job),
+        };
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `register_procedure`.
+        let status = unsafe { schedule(self.0, &spec, &output) };
+        status_outcome(status, collector)
+    }
+
+    pub(crate) fn sleep(&self, millis: u64) -> Result<ImportedFuture, PluginError> {
+        let sleep = self.function(offset_of!(CairnHost, sleep), |t| t.sleep, "sleep")?;
+        // SAFETY: as in `log`.
+        let raw = unsafe { sleep(self.0, millis) };
+        // SAFETY: a fresh future returned by the host.
+        Ok(unsafe { ImportedFuture::new(raw) })
+    }
+}
+
+fn status_outcome(status: CairnStatus, collector: super::Collector) -> Result<(), PluginError> {
+    match (status, collector.into_outcome()) {
+        (abi::CAIRN_OK, _) => Ok(()),
+        (_, Err(e)) => Err(e),
+        (_, Ok(_)) => Err(PluginError::Refused("the host refused without a reason".into())),
+    }
+}

@@ -1,0 +1,886 @@
+//! The server's side of the ABI (feature `host`): reading a library's descriptor without
+//! running it, opening it, and calling a plugin through its function table; and the host
+//! function table that forwards a plugin's calls to [`HostServices`].
+
+use std::ffi::c_void;
+use std::future::Future;
+use std::mem::offset_of;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{ImportedFuture, catch, export_future};
+use crate::abi::{
+    self, CairnArg, CairnEvent, CairnFuture, CairnHost, CairnJobSpec, CairnOutput,
+    CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus, CairnStr,
+    CairnValue, has_pointer_field,
+};
+use crate::{Column, ColumnType, Outcome, PluginError, Reply, Value};
+
+/// Why a library is not loaded. The messages follow PostgreSQL's "incompatible library":
+/// what is wrong, the versions on each side, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read or opened as a shared library.
+    #[error("cannot open plugin library {path}: {message}")]
+    Open {
+        /// The library.
+        path: PathBuf,
+        /// The system's reason.
+        message: String,
+    },
+    /// The library exports no descriptor of any ABI major.
+    #[error(
+        "{path} is not a Cairn plugin: it exports no symbol `{symbol}`; build it with cairn-plugin-api's export_plugin! (or define `{symbol}` as in cairn_plugin.h)",
+        symbol = abi::CAIRN_PLUGIN_SYMBOL
+    )]
+    NotAPlugin {
+        /// The library.
+        path: PathBuf,
+    },
+    /// The library exports a descriptor for another ABI major only.
+    #[error(
+        "incompatible library {path}: ABI major version mismatch; the server speaks ABI {host}.{host_minor}, the library was built for ABI {plugin}.x (it exports `cairn_plugin_v{plugin}`); rebuild the plugin against a cairn-plugin-api release for ABI {host}",
+        host = abi::CAIRN_ABI_MAJOR, host_minor = abi::CAIRN_ABI_MINOR
+    )]
+    OtherMajor {
+        /// The library.
+        path: PathBuf,
+        /// The major it was built for.
+        plugin: u32,
+    },
+    /// The descriptor does not start with the magic number.
+    #[error(
+        "incompatible library {path}: `{symbol}` is not a Cairn plugin descriptor (magic number {found:#018x}, expected {expected:#018x}); the file is damaged or was not built with cairn-plugin-api",
+        symbol = abi::CAIRN_PLUGIN_SYMBOL, expected = abi::CAIRN_PLUGIN_MAGIC
+    )]
+    BadMagic {
+        /// The library.
+        path: PathBuf,
+        /// The first eight bytes found.
+        found: u64,
+    },
+    /// The descriptor's header names another major than its symbol.
+    #[error(
+        "incompatible library {path}: its descriptor says ABI {plugin}.{plugin_minor} under the symbol for ABI {host}; the server speaks ABI {host}.{host_minor}; rebuild the plugin against a cairn-plugin-api release for ABI {host}",
+        host = abi::CAIRN_ABI_MAJOR, host_minor = abi::CAIRN_ABI_MINOR
+    )]
+    MajorMismatch {
+        /// The library.
+        path: PathBuf,
+        /// The major in the descriptor.
+        plugin: u32,
+        /// The minor in the descriptor.
+        plugin_minor: u32,
+    },
+    /// The descriptor is shorter than ABI 1.0's.
+    #[error(
+        "incompatible library {path}: its descriptor is truncated ({size} bytes, ABI {major}.0 needs at least {needed}); the file is damaged or was built from a broken header",
+        major = abi::CAIRN_ABI_MAJOR
+    )]
+    Truncated {
+        /// The library.
+        path: PathBuf,
+        /// The size the descriptor declares.
+        size: u32,
+        /// The smallest valid size.
+        needed: usize,
+    },
+    /// The plugin needs functions this server does not have yet.
+    #[error(
+        "incompatible library {path}: plugin `{name}` {version} needs a server with ABI {major}.{needs} or newer, this server speaks ABI {major}.{host}; upgrade Cairn or use an older build of the plugin",
+        major = abi::CAIRN_ABI_MAJOR, host = abi::CAIRN_ABI_MINOR
+    )]
+    NeedsNewerHost {
+        /// The library.
+        path: PathBuf,
+        /// The plugin's name.
+        name: String,
+        /// The plugin's version.
+        version: String,
+        /// The oldest host minor it accepts.
+        needs: u32,
+    },
+    /// A field of the descriptor is unusable.
+    #[error("invalid plugin descriptor in {path}: {what}")]
+    Invalid {
+        /// The library.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// What a descriptor says about its plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescriptorInfo {
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// What it does.
+    pub description: String,
+    /// The ABI major it was built for.
+    pub abi_major: u32,
+    /// The ABI minor it was built for.
+    pub abi_minor: u32,
+    /// The oldest host minor it accepts.
+    pub min_host_minor: u32,
+}
+
+/// The fields every descriptor of this major starts with.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    magic: u64,
+    abi_major: u32,
+    abi_minor: u32,
+    min_host_minor: u32,
+    size: u32,
+}
+
+impl Header {
+    fn parse(bytes: &[u8]) -> Option<Header> {
+        let u32_at = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+        };
+        Some(Header {
+            magic: u64::from_ne_bytes(bytes.get(0..8)?.try_into().ok()?),
+            abi_major: u32_at(8)?,
+            abi_minor: u32_at(12)?,
+            min_host_minor: u32_at(16)?,
+            size: u32_at(20)?,
+        })
+    }
+
+    /// The checks that need nothing but the header, in PostgreSQL's order: magic, then
+    /// major, then size.
+    fn check(&self, path: &Path) -> Result<(), LoadError> {
+        if self.magic != abi::CAIRN_PLUGIN_MAGIC {
+            return Err(LoadError::BadMagic {
+                path: path.to_owned(),
+                found: self.magic,
+            });
+        }
+        if self.abi_major != abi::CAIRN_ABI_MAJOR {
+            return Err(LoadError::MajorMismatch {
+                path: path.to_owned(),
+                plugin: self.abi_major,
+                plugin_minor: self.abi_minor,
+            });
+        }
+        if (self.size as usize) < size_of::<CairnPluginDescriptor>() {
+            return Err(LoadError::Truncated {
+                path: path.to_owned(),
+                size: self.size,
+                needed: size_of::<CairnPluginDescriptor>(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn check_info(info: &DescriptorInfo, path: &Path) -> Result<(), LoadError> {
+    if info.min_host_minor > abi::CAIRN_ABI_MINOR {
+        return Err(LoadError::NeedsNewerHost {
+            path: path.to_owned(),
+            name: info.name.clone(),
+            version: info.version.clone(),
+            needs: info.min_host_minor,
+        });
+    }
+    Ok(())
+}
+
+fn descriptor_text(bytes: &[u8], what: &str, path: &Path) -> Result<String, LoadError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| LoadError::Invalid {
+        path: path.to_owned(),
+        what: format!("the plugin's {what} is not valid UTF-8"),
+    })
+}
+
+/// Reads a library's descriptor from the file, without loading it: no code of the library
+/// runs (not even its constructors). Checks everything [`open`] checks before calling it.
+pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
+    use object::{Object, ObjectSegment, ObjectSymbol, RelocationTarget};
+    let open_error = |message: String| LoadError::Open {
+        path: path.to_owned(),
+        message,
+    };
+    let data = std::fs::read(path).map_err(|e| open_error(e.to_string()))?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| open_error(format!("not a shared library this system can load ({e})")))?;
+    let symbol = file
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok(abi::CAIRN_PLUGIN_SYMBOL) && s.is_definition());
+    let Some(symbol) = symbol else {
+        return Err(other_major(&file, path));
+    };
+    let read_at = |address: u64, len: u64| -> Option<&[u8]> {
+        file.segments().find_map(|segment| {
+            let (start, size) = (segment.address(), segment.size());
+            if address < start || address.checked_add(len)? > start + size {
+                return None;
+            }
+            let bytes = segment.data().ok()?;
+            let offset = usize::try_from(address - start).ok()?;
+            let len = usize::try_from(len).ok()?;
+            bytes.get(offset..offset + len)
+        })
+    };
+    let base = symbol.address();
+    let header_bytes = read_at(base, abi::CAIRN_DESCRIPTOR_HEADER_SIZE as u64)
+        .ok_or_else(|| LoadError::Truncated {
+            path: path.to_owned(),
+            size: symbol.size() as u32,
+            needed: size_of::<CairnPluginDescriptor>(),
+        })?;
+    let header = Header::parse(header_bytes).ok_or_else(|| open_error("unreadable".into()))?;
+    header.check(path)?;
+    let Some(bytes) = read_at(base, size_of::<CairnPluginDescriptor>() as u64) else {
+        return Err(LoadError::Truncated {
+            path: path.to_owned(),
+            size: symbol.size() as u32,
+            needed: size_of::<CairnPluginDescriptor>(),
+        });
+    };
+    // Pointers in a shared library are filled in by the loader: the file holds a relative
+    // relocation whose addend is the target's address (or, without one, the address itself).
+    let relocations: Vec<(u64, object::Relocation)> = file
+        .dynamic_relocations()
+        .map(|r| r.filter(|(at, _)| *at >= base && *at < base + bytes.len() as u64).collect())
+        .unwrap_or_default();
+    let pointer_at = |field: usize| -> u64 {
+        let address = base + field as u64;
+        relocations
+            .iter()
+            .find(|(at, r)| *at == address && r.target() == RelocationTarget::Absolute)
+            .map(|(_, r)| r.addend() as u64)
+            .unwrap_or_else(|| {
+                bytes
+                    .get(field..field + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_ne_bytes)
+            })
+    };
+    let len_at = |field: usize| -> u64 {
+        bytes
+            .get(field..field + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
+    let string = |field: usize, what: &str| -> Result<String, LoadError> {
+        let ptr = pointer_at(field);
+        let len = len_at(field + offset_of!(CairnStr, len));
+        if len == 0 {
+            return Ok(String::new());
+        }
+        let raw = read_at(ptr, len).ok_or_else(|| LoadError::Invalid {
+            path: path.to_owned(),
+            what: format!("the plugin's {what} points outside the library"),
+        })?;
+        descriptor_text(raw, what, path)
+    };
+    let info = DescriptorInfo {
+        name: string(offset_of!(CairnPluginDescriptor, name), "name")?,
+        version: string(offset_of!(CairnPluginDescriptor, version), "version")?,
+        description: string(offset_of!(CairnPluginDescriptor, description), "description")?,
+        abi_major: header.abi_major,
+        abi_minor: header.abi_minor,
+        min_host_minor: header.min_host_minor,
+    };
+    check_info(&info, path)?;
+    Ok(info)
+}
+
+/// The error for a library without `cairn_plugin_v1`: another major's symbol, or none.
+fn other_major(file: &object::File<'_>, path: &Path) -> LoadError {
+    use object::{Object, ObjectSymbol};
+    let other = file.dynamic_symbols().find_map(|s| {
+        s.name()
+            .ok()?
+            .strip_prefix("cairn_plugin_v")?
+            .parse::<u32>()
+            .ok()
+    });
+    match other {
+        Some(plugin) => LoadError::OtherMajor {
+            path: path.to_owned(),
+            plugin,
+        },
+        None => LoadError::NotAPlugin {
+            path: path.to_owned(),
+        },
+    }
+}
+
+/// A plugin's descriptor and function table, checked and ready to make instances.
+#[derive(Debug, Clone)]
+pub struct PluginLibrary {
+    info: DescriptorInfo,
+    vtable: VTable,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct VTable {
+    create: Option<
+        unsafe extern "C" fn(*const CairnHost, CairnStr, *mut *mut c_void, *const CairnOutput) -> CairnStatus,
+    >,
+    start: Option<unsafe extern "C" fn(*mut c_void) -> CairnFuture>,
+    stop: Option<unsafe extern "C" fn(*mut c_void) -> CairnFuture>,
+    on_event: Option<unsafe extern "C" fn(*mut c_void, *const CairnEvent) -> CairnFuture>,
+    destroy: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+impl PluginLibrary {
+    /// Opens the library at `path` and checks its descriptor. The file is first read with
+    /// [`inspect`], so a library that is refused never runs any code. The library is never
+    /// closed (a plugin's thread-local destructors would run after its code is unmapped).
+    pub fn open(path: &Path) -> Result<PluginLibrary, LoadError> {
+        inspect(path)?;
+        // RTLD_NODELETE: even if someone closed the handle, the code stays mapped.
+        #[cfg(target_os = "linux")]
+        const NODELETE: std::os::raw::c_int = 0x1000;
+        #[cfg(not(target_os = "linux"))]
+        const NODELETE: std::os::raw::c_int = 0x80;
+        let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL | NODELETE;
+        // SAFETY: loading runs the library's initialisers. We only load files from the
+        // configured plugin directory (the operator's trusted code) whose descriptor `inspect`
+        // has just found valid without running anything.
+        let library = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
+            .map_err(|e| LoadError::Open {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        // SAFETY: the symbol is the descriptor's data (checked statically above); we read it
+        // as a pointer to that data, which libloading returns for a data symbol.
+        let symbol = unsafe {
+            library.get::<*const CairnPluginDescriptor>(abi::CAIRN_PLUGIN_SYMBOL.as_bytes())
+        }
+        .map_err(|_| LoadError::NotAPlugin {
+            path: path.to_owned(),
+        })?;
+        let descriptor: *const CairnPluginDescriptor = *symbol;
+        // Never unload: the handle is deliberately leaked.
+        std::mem::forget(library);
+        // SAFETY: the library stays mapped forever, so its descriptor is `'static`; `read`
+        // checks the header before reading any further.
+        unsafe { PluginLibrary::read(descriptor, path) }
+    }
+
+    /// A plugin linked into the server itself, through the same descriptor.
+    pub fn builtin(descriptor: &'static CairnPluginDescriptor) -> Result<PluginLibrary, LoadError> {
+        // SAFETY: a reference to a static descriptor is valid forever.
+        unsafe { PluginLibrary::read(descriptor, Path::new("builtin")) }
+    }
+
+    /// # Safety
+    /// `descriptor` points to at least the 24-byte header, valid forever; the rest is read
+    /// only if the header's `size` covers it.
+    unsafe fn read(
+        descriptor: *const CairnPluginDescriptor,
+        path: &Path,
+    ) -> Result<PluginLibrary, LoadError> {
+        // SAFETY: guaranteed by the caller: the header is readable.
+        let header_bytes = unsafe {
+            std::slice::from_raw_parts(descriptor.cast::<u8>(), abi::CAIRN_DESCRIPTOR_HEADER_SIZE)
+        };
+        let header = Header::parse(header_bytes).ok_or_else(|| LoadError::Invalid {
+            path: path.to_owned(),
+            what: "unreadable header".into(),
+        })?;
+        header.check(path)?;
+        // SAFETY: `check` made sure the descriptor declares at least our full size.
+        let d = unsafe { &*descriptor };
+        let text = |s: CairnStr, what: &str| {
+            // SAFETY: descriptor strings are static data of the library (the ABI's rule).
+            descriptor_text(unsafe { super::bytes(s) }, what, path)
+        };
+        let info = DescriptorInfo {
+            name: text(d.name, "name")?,
+            version: text(d.version, "version")?,
+            description: text(d.description, "description")?,
+            abi_major: d.abi_major,
+            abi_minor: d.abi_minor,
+            min_host_minor: d.min_host_minor,
+        };
+        check_info(&info, path)?;
+        // SAFETY: the vtable pointer of a valid descriptor points to static data.
+        let Some(table) = (unsafe { d.vtable.as_ref() }) else {
+            return Err(LoadError::Invalid {
+                path: path.to_owned(),
+                what: "no function table".into(),
+            });
+        };
+        let has = |offset| has_pointer_field(table.size, offset);
+        let vtable = VTable {
+            create: table
+                .create
+                .filter(|_| has(offset_of!(CairnPluginVTable, create))),
+            start: table.start.filter(|_| has(offset_of!(CairnPluginVTable, start))),
+            stop: table.stop.filter(|_| has(offset_of!(CairnPluginVTable, stop))),
+            on_event: table
+                .on_event
+                .filter(|_| has(offset_of!(CairnPluginVTable, on_event))),
+            destroy: table
+                .destroy
+                .filter(|_| has(offset_of!(CairnPluginVTable, destroy))),
+        };
+        if vtable.create.is_none() {
+            return Err(LoadError::Invalid {
+                path: path.to_owned(),
+                what: "the function table has no `create`".into(),
+            });
+        }
+        Ok(PluginLibrary { info, vtable })
+    }
+
+    /// What the descriptor says.
+    pub fn info(&self) -> &DescriptorInfo {
+        &self.info
+    }
+
+    /// Makes an instance with `host` as its services and `config` as its config.
+    pub fn create(&self, host: HostTable, config: &str) -> Result<PluginInstance, PluginError> {
+        let Some(create) = self.vtable.create else {
+            return Err(PluginError::Unsupported("create".into()));
+        };
+        let mut instance: *mut c_void = std::ptr::null_mut();
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: the plugin's `create` with a host table that lives forever, a config and an
+        // output that live across the call, and storage for the instance pointer.
+        let status = unsafe { create(host.0, CairnStr::new(config), &mut instance, &output) };
+        match (status, collector.into_outcome()) {
+            (abi::CAIRN_OK, _) if !instance.is_null() => Ok(PluginInstance {
+                vtable: self.vtable,
+                instance,
+            }),
+            (_, Err(e)) => Err(e),
+            _ => Err(PluginError::failed("create failed without saying why")),
+        }
+    }
+}
+
+/// One instance of a plugin. Dropping it calls the plugin's `destroy`.
+#[derive(Debug)]
+pub struct PluginInstance {
+    vtable: VTable,
+    instance: *mut c_void,
+}
+
+// SAFETY: the ABI: an instance's functions may be called from any thread.
+unsafe impl Send for PluginInstance {}
+// SAFETY: as above, concurrently too (the plugin synchronises its own state).
+unsafe impl Sync for PluginInstance {}
+
+impl PluginInstance {
+    fn future(
+        &self,
+        f: Option<unsafe extern "C" fn(*mut c_void) -> CairnFuture>,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        match f {
+            // SAFETY: a function of this instance's table, with the instance it made.
+            Some(f) => Box::pin(unsafe { ImportedFuture::new(f(self.instance)) }),
+            None => Box::pin(std::future::ready(Ok(Reply::default()))),
+        }
+    }
+
+    /// The plugin's `start`.
+    pub fn start(&self) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        self.future(self.vtable.start)
+    }
+
+    /// The plugin's `stop`.
+    pub fn stop(&self) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        self.future(self.vtable.stop)
+    }
+
+    /// Delivers an event.
+    pub fn on_event(
+        &self,
+        kind: abi::CairnEventKind,
+        database: &str,
+        detail: &str,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        let Some(on_event) = self.vtable.on_event else {
+            return Box::pin(std::future::ready(Ok(Reply::default())));
+        };
+        let event = CairnEvent {
+            size: size_of::<CairnEvent>() as u32,
+            kind,
+            database: CairnStr::new(database),
+            detail: CairnStr::new(detail),
+        };
+        // SAFETY: as in `future`; the event is borrowed for the call only (the ABI's rule).
+        Box::pin(unsafe { ImportedFuture::new(on_event(self.instance, &event)) })
+    }
+}
+
+impl Drop for PluginInstance {
+    fn drop(&mut self) {
+        if let Some(destroy) = self.vtable.destroy {
+            // SAFETY: called once, with the instance `create` made; nothing of it is called
+            // afterwards.
+            unsafe { destroy(self.instance) }
+        }
+    }
+}
+
+/// A procedure a plugin registered. Dropping it releases the plugin's context.
+#[derive(Debug)]
+pub struct ForeignProcedure {
+    /// The procedure's name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// The columns of its rows.
+    pub columns: Vec<Column>,
+    ctx: *mut c_void,
+    call: unsafe extern "C" fn(*mut c_void, *const CairnArg, usize) -> CairnFuture,
+    drop_ctx: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+// SAFETY: the ABI: a procedure may be called from any thread, concurrently.
+unsafe impl Send for ForeignProcedure {}
+// SAFETY: as above.
+unsafe impl Sync for ForeignProcedure {}
+
+impl ForeignProcedure {
+    /// Starts a call with positional (`None`) and named arguments.
+    pub fn call(&self, args: &[(Option<String>, Value)]) -> ImportedFuture {
+        let abi_args: Vec<CairnArg> = args
+            .iter()
+            .map(|(name, value)| CairnArg {
+                name: name.as_deref().map_or(CairnStr::EMPTY, CairnStr::new),
+                value: super::borrow_value(value),
+            })
+            .collect();
+        // SAFETY: the plugin's function with its own context; the arguments live across the
+        // call, and the plugin copies what it keeps.
+        let raw = unsafe { (self.call)(self.ctx, abi_args.as_ptr(), abi_args.len()) };
+        // SAFETY: a fresh future from the plugin.
+        unsafe { ImportedFuture::new(raw) }
+    }
+}
+
+impl Drop for ForeignProcedure {
+    fn drop(&mut self) {
+        if let Some(drop_ctx) = self.drop_ctx {
+            // SAFETY: the context is released once, here.
+            unsafe { drop_ctx(self.ctx) }
+        }
+    }
+}
+
+/// A job a plugin scheduled. Dropping it releases the plugin's context.
+#[derive(Debug)]
+pub struct ForeignJob {
+    /// The job's name.
+    pub name: String,
+    /// Its cron expression.
+    pub cron: String,
+    ctx: *mut c_void,
+    run: unsafe extern "C" fn(*mut c_void) -> CairnFuture,
+    drop_ctx: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+// SAFETY: the ABI: a job may be run from any thread.
+unsafe impl Send for ForeignJob {}
+// SAFETY: as above.
+unsafe impl Sync for ForeignJob {}
+
+impl ForeignJob {
+    /// Starts one run.
+    pub fn run(&self) -> ImportedFuture {
+        // SAFETY: the plugin's function with its own context.
+        let raw = unsafe { (self.run)(self.ctx) };
+        // SAFETY: a fresh future from the plugin.
+        unsafe { ImportedFuture::new(raw) }
+    }
+}
+
+impl Drop for ForeignJob {
+    fn drop(&mut self) {
+        if let Some(drop_ctx) = self.drop_ctx {
+            // SAFETY: the context is released once, here.
+            unsafe { drop_ctx(self.ctx) }
+        }
+    }
+}
+
+/// A boxed future as host services return them.
+pub type BoxOutcome = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// What the server provides behind a plugin's [`CairnHost`] table. One per plugin instance,
+/// so every call knows which plugin made it.
+pub trait HostServices: Send + Sync {
+    /// A log line from the plugin.
+    fn log(&self, level: abi::CairnLogLevel, target: &str, message: &str);
+    /// The databases' names.
+    fn list_databases(&self) -> Result<Vec<String>, PluginError>;
+    /// Runs SQL against a database.
+    fn execute_sql(&self, database: String, sql: String, params: Vec<Value>) -> BoxOutcome;
+    /// Registers a procedure.
+    fn register_procedure(&self, procedure: ForeignProcedure) -> Result<(), PluginError>;
+    /// Sets the event subscription mask.
+    fn subscribe(&self, mask: u64) -> Result<(), PluginError>;
+    /// Schedules a job.
+    fn schedule(&self, job: ForeignJob) -> Result<(), PluginError>;
+    /// Completes after `duration`.
+    fn sleep(&self, duration: Duration) -> BoxOutcome;
+}
+
+/// A host function table for one plugin instance. It is never freed: a plugin may hold the
+/// pointer (in a thread of its own, say) after it was unloaded, so the services behind it
+/// must turn calls from an unloaded plugin into errors rather than disappear.
+#[derive(Debug, Clone, Copy)]
+pub struct HostTable(*const CairnHost);
+
+impl HostTable {
+    /// A table forwarding to `services`; `max_log_level` is the most verbose level the server
+    /// logs.
+    pub fn new(services: Arc<dyn HostServices>, max_log_level: abi::CairnLogLevel) -> HostTable {
+        let ctx: *mut Arc<dyn HostServices> = Box::into_raw(Box::new(services));
+        let table = Box::new(CairnHost {
+            size: size_of::<CairnHost>() as u32,
+            abi_minor: abi::CAIRN_ABI_MINOR,
+            ctx: ctx.cast(),
+            max_log_level,
+            reserved: 0,
+            log: Some(host_log),
+            list_databases: Some(host_list_databases),
+            execute_sql: Some(host_execute_sql),
+            register_procedure: Some(host_register_procedure),
+            subscribe: Some(host_subscribe),
+            schedule: Some(host_schedule),
+            sleep: Some(host_sleep),
+        });
+        HostTable(Box::leak(table))
+    }
+}
+
+/// # Safety
+/// `host` is a table made by [`HostTable::new`] (never freed).
+unsafe fn services<'a>(host: *const CairnHost) -> Option<&'a Arc<dyn HostServices>> {
+    // SAFETY: guaranteed by the caller; the ctx is the leaked `Arc` `new` made.
+    unsafe { host.as_ref().and_then(|h| h.ctx.cast::<Arc<dyn HostServices>>().as_ref()) }
+}
+
+unsafe extern "C" fn host_log(
+    host: *const CairnHost,
+    level: abi::CairnLogLevel,
+    target: CairnStr,
+    message: CairnStr,
+) {
+    let _ = catch(|| {
+        // SAFETY: the ABI: the plugin passes the table it was given.
+        if let Some(services) = unsafe { services(host) } {
+            // SAFETY: the strings are borrowed for the call.
+            let (target, message) = unsafe { (super::bytes(target), super::bytes(message)) };
+            services.log(
+                level,
+                &String::from_utf8_lossy(target),
+                &String::from_utf8_lossy(message),
+            );
+        }
+        Ok(())
+    });
+}
+
+unsafe extern "C" fn host_list_databases(
+    host: *const CairnHost,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        let names = services.list_databases()?;
+        Ok(Reply {
+            columns: Some(vec![Column::new("name", ColumnType::Text)]),
+            rows: names.into_iter().map(|n| vec![Value::Text(n)]).collect(),
+            message: None,
+        })
+    });
+    let status = if outcome.is_ok() { abi::CAIRN_OK } else { abi::CAIRN_ERROR };
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::write(output, outcome) };
+    status
+}
+
+unsafe extern "C" fn host_execute_sql(
+    host: *const CairnHost,
+    database: CairnStr,
+    sql: CairnStr,
+    params: *const CairnValue,
+    param_count: usize,
+) -> CairnFuture {
+    let started = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the strings and parameters are borrowed for the call; we copy them.
+        let (database, sql, params) = unsafe {
+            (
+                super::text(database, "the database name")?,
+                super::text(sql, "the SQL text")?,
+                super::values(params, param_count)?,
+            )
+        };
+        Ok(services.execute_sql(database, sql, params))
+    });
+    match started {
+        Ok(future) => export_future(future),
+        Err(e) => super::future::ready(Err(e)),
+    }
+}
+
+unsafe extern "C" fn host_register_procedure(
+    host: *const CairnHost,
+    spec: *const CairnProcedureSpec,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `spec` is valid for the call; from here on we own its ctx.
+        let procedure = unsafe { read_procedure(spec) }?;
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services.register_procedure(procedure).map(|()| Reply::default())
+    });
+    let status = if outcome.is_ok() { abi::CAIRN_OK } else { abi::CAIRN_ERROR };
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::write(output, outcome) };
+    status
+}
+
+/// Takes a procedure spec; on any error its ctx is released.
+///
+/// # Safety
+/// `spec` is null or valid for the call, with `size` telling which fields exist.
+unsafe fn read_procedure(spec: *const CairnProcedureSpec) -> Result<ForeignProcedure, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let spec = unsafe { spec.as_ref() }
+        .ok_or_else(|| PluginError::InvalidArgument("no procedure spec".into()))?;
+    let has = |offset| has_pointer_field(spec.size, offset);
+    if !has(offset_of!(CairnProcedureSpec, drop_ctx)) {
+        return Err(PluginError::InvalidArgument(format!(
+            "procedure spec of {} bytes is truncated",
+            spec.size
+        )));
+    }
+    // From here on the ctx is ours: build the owner first so an error releases it.
+    let Some(call) = spec.call else {
+        if let Some(drop_ctx) = spec.drop_ctx {
+            // SAFETY: releasing the ctx the plugin handed over.
+            unsafe { drop_ctx(spec.ctx) };
+        }
+        return Err(PluginError::InvalidArgument("procedure without a call function".into()));
+    };
+    let mut procedure = ForeignProcedure {
+        name: String::new(),
+        description: String::new(),
+        columns: Vec::new(),
+        ctx: spec.ctx,
+        call,
+        drop_ctx: spec.drop_ctx,
+    };
+    // SAFETY: the spec's strings are borrowed for the call.
+    procedure.name = unsafe { super::text(spec.name, "the procedure name") }?;
+    // SAFETY: as above.
+    procedure.description = unsafe { super::text(spec.description, "the description") }?;
+    let columns: &[abi::CairnColumn] = if spec.column_count == 0 || spec.columns.is_null() {
+        &[]
+    } else {
+        // SAFETY: the spec's columns are borrowed for the call.
+        unsafe { std::slice::from_raw_parts(spec.columns, spec.column_count) }
+    };
+    for column in columns {
+        // SAFETY: as above.
+        let name = unsafe { super::text(column.name, "a column name") }?;
+        let ty = ColumnType::from_abi(column.kind).ok_or_else(|| {
+            PluginError::InvalidArgument(format!("column {name} has unknown type {}", column.kind))
+        })?;
+        procedure.columns.push(Column { name, ty });
+    }
+    Ok(procedure)
+}
+
+unsafe extern "C" fn host_subscribe(host: *const CairnHost, mask: u64) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services.subscribe(mask)
+    });
+    if outcome.is_ok() { abi::CAIRN_OK } else { abi::CAIRN_ERROR }
+}
+
+unsafe extern "C" fn host_schedule(
+    host: *const CairnHost,
+    spec: *const CairnJobSpec,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `spec` is valid for the call; from here on we own its ctx.
+        let job = unsafe { read_job(spec) }?;
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services.schedule(job).map(|()| Reply::default())
+    });
+    let status = if outcome.is_ok() { abi::CAIRN_OK } else { abi::CAIRN_ERROR };
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::write(output, outcome) };
+    status
+}
+
+/// Takes a job spec; on any error its ctx is released.
+///
+/// # Safety
+/// As for [`read_procedure`].
+unsafe fn read_job(spec: *const CairnJobSpec) -> Result<ForeignJob, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let spec = unsafe { spec.as_ref() }
+        .ok_or_else(|| PluginError::InvalidArgument("no job spec".into()))?;
+    if !has_pointer_field(spec.size, offset_of!(CairnJobSpec, drop_ctx)) {
+        return Err(PluginError::InvalidArgument(format!(
+            "job spec of {} bytes is truncated",
+            spec.size
+        )));
+    }
+    let Some(run) = spec.run else {
+        if let Some(drop_ctx) = spec.drop_ctx {
+            // SAFETY: releasing the ctx the plugin handed over.
+            unsafe { drop_ctx(spec.ctx) };
+        }
+        return Err(PluginError::InvalidArgument("job without a run function".into()));
+    };
+    let mut job = ForeignJob {
+        name: String::new(),
+        cron: String::new(),
+        ctx: spec.ctx,
+        run,
+        drop_ctx: spec.drop_ctx,
+    };
+    // SAFETY: the spec's strings are borrowed for the call.
+    job.name = unsafe { super::text(spec.name, "the job name") }?;
+    // SAFETY: as above.
+    job.cron = unsafe { super::text(spec.cron, "the cron expression") }?;
+    Ok(job)
+}
+
+unsafe extern "C" fn host_sleep(host: *const CairnHost, millis: u64) -> CairnFuture {
+    let started = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        Ok(services.sleep(Duration::from_millis(millis)))
+    });
+    match started {
+        Ok(future) => export_future(future),
+        Err(e) => super::future::ready(Err(e)),
+    }
+}
+
+fn no_host() -> PluginError {
+    PluginError::InvalidArgument("called without the host table it was given".into())
+}

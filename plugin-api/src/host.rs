@@ -1,0 +1,126 @@
+//! [`Host`]: what the server offers a plugin.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Weak;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tracing::Dispatch;
+
+use crate::ffi::ImportedFuture;
+use crate::ffi::guest::{ErasedInstance, HostRef};
+use crate::{EventKind, Outcome, PluginError, Procedure, Reply, Value};
+
+/// The server, as a plugin sees it. Cheap to clone; valid for as long as the plugin is loaded.
+#[derive(Clone)]
+pub struct Host {
+    raw: HostRef,
+    instance: Weak<dyn ErasedInstance>,
+    dispatch: Dispatch,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("abi_minor", &self.abi_minor())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    pub(crate) fn new(raw: HostRef, instance: Weak<dyn ErasedInstance>, dispatch: Dispatch) -> Host {
+        Host {
+            raw,
+            instance,
+            dispatch,
+        }
+    }
+
+    pub(crate) fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// The server's ABI minor version: a function added in a later minor returns
+    /// [`PluginError::Unsupported`] on an older server.
+    pub fn abi_minor(&self) -> u32 {
+        self.raw.abi_minor()
+    }
+
+    /// The names of the server's databases.
+    pub fn databases(&self) -> Result<Vec<String>, PluginError> {
+        let reply = self.raw.list_databases()?;
+        Ok(reply
+            .rows
+            .into_iter()
+            .filter_map(|row| match row.into_iter().next() {
+                Some(Value::Text(name)) => Some(name),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Runs SQL against `database` with the admin role: one or more statements, `$1`… bound
+    /// to `params`. The reply holds the last statement's columns and rows, and its command tag
+    /// as the message.
+    pub fn execute(&self, database: &str, sql: &str, params: &[Value]) -> HostCall {
+        HostCall(self.raw.execute_sql(database, sql, params))
+    }
+
+    /// Registers a procedure callable as `CALL <plugin>.<name>(…)`; calls reach
+    /// [`Plugin::call`](crate::Plugin::call).
+    pub fn register_procedure(&self, procedure: Procedure) -> Result<(), PluginError> {
+        let instance = self.instance()?;
+        self.raw.register_procedure(&procedure, instance)
+    }
+
+    /// Delivers these events to [`Plugin::on_event`](crate::Plugin::on_event) (replacing any
+    /// earlier subscription).
+    pub fn subscribe(&self, events: &[EventKind]) -> Result<(), PluginError> {
+        let mask = events.iter().fold(0u64, |m, k| m | (1u64 << k.to_abi()));
+        self.raw.subscribe(mask)
+    }
+
+    /// Runs [`Plugin::run_job`](crate::Plugin::run_job) with `job` on a cron schedule in UTC:
+    /// 5 fields (`*/5 * * * *`) or 6 with seconds first (`*/10 * * * * *`). A run never starts
+    /// while the previous run of the same job is still going.
+    pub fn schedule(&self, job: &str, cron: &str) -> Result<(), PluginError> {
+        let instance = self.instance()?;
+        self.raw.schedule(job, cron, instance)
+    }
+
+    /// Completes after `duration`, on the server's timer.
+    pub fn sleep(&self, duration: Duration) -> HostCall {
+        let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+        HostCall(self.raw.sleep(millis))
+    }
+
+    /// Writes one line to the server's log at `level`, tagged with the plugin's name. Plugins
+    /// normally use `tracing`'s macros, which end up here.
+    pub fn log(&self, level: tracing::Level, message: &str) {
+        self.raw
+            .log(crate::logging::level_to_abi(level), "plugin", message);
+    }
+
+    fn instance(&self) -> Result<std::sync::Arc<dyn ErasedInstance>, PluginError> {
+        self.instance
+            .upgrade()
+            .ok_or_else(|| PluginError::failed("the plugin instance is being destroyed"))
+    }
+}
+
+/// A host service in progress; await it.
+#[derive(Debug)]
+#[must_use = "a host call does nothing unless awaited"]
+pub struct HostCall(Result<ImportedFuture, PluginError>);
+
+impl Future for HostCall {
+    type Output = Result<Reply, PluginError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        match &mut self.get_mut().0 {
+            Ok(future) => Pin::new(future).poll(cx),
+            Err(e) => Poll::Ready(Err(e.clone())),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! The trait a plugin implements, and what the server hands it.
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+
+use crate::abi;
+use crate::{Args, Column, Host, PluginError, Value};
+
+/// A Cairn plugin. Implement it, then export it with [`export_plugin!`](crate::export_plugin).
+///
+/// The server makes one instance per load with [`Plugin::new`], then calls
+/// [`start`](Plugin::start); the other methods are called as things happen, possibly at the
+/// same time from several threads, until [`stop`](Plugin::stop). Every method runs on the
+/// server's executor: await host services ([`Host::execute`], [`Host::sleep`]) rather than
+/// blocking, and do not call `tokio::spawn` or tokio timers (this library's copy of tokio has
+/// no runtime). A panic is caught; the server then marks the plugin failed.
+#[async_trait]
+pub trait Plugin: Send + Sync + Sized + 'static {
+    /// Makes an instance from the operator's config. Refuse a bad config here, with a
+    /// [`PluginError::Config`] naming the key: the server then keeps the previous instance
+    /// (on reload) or reports the plugin failed (at start).
+    fn new(config: PluginConfig) -> Result<Self, PluginError>;
+
+    /// Starts: register procedures, schedule jobs, subscribe to events.
+    async fn start(&self, host: &Host) -> Result<(), PluginError> {
+        let _ = host;
+        Ok(())
+    }
+
+    /// Stops. The server has already unregistered the plugin's procedures and jobs.
+    async fn stop(&self, host: &Host) -> Result<(), PluginError> {
+        let _ = host;
+        Ok(())
+    }
+
+    /// One event the plugin subscribed to ([`Host::subscribe`]). Events arrive one at a time,
+    /// in order.
+    async fn on_event(&self, host: &Host, event: Event) -> Result<(), PluginError> {
+        let _ = (host, event);
+        Ok(())
+    }
+
+    /// A call of one of the plugin's procedures ([`Host::register_procedure`]): returns its
+    /// rows, each matching the procedure's declared columns.
+    async fn call(
+        &self,
+        host: &Host,
+        procedure: &str,
+        args: Args,
+    ) -> Result<Vec<Vec<Value>>, PluginError> {
+        let _ = (host, args);
+        Err(PluginError::failed(format!(
+            "procedure `{procedure}` is registered but not implemented"
+        )))
+    }
+
+    /// One run of a scheduled job ([`Host::schedule`]). The server never starts a run of a job
+    /// while its previous run is still going.
+    async fn run_job(&self, host: &Host, job: &str) -> Result<(), PluginError> {
+        let _ = host;
+        Err(PluginError::failed(format!(
+            "job `{job}` is scheduled but not implemented"
+        )))
+    }
+}
+
+/// The plugin's own config: the TOML table the operator wrote for it (`[plugins.<name>.config]`
+/// or its `config_file`).
+#[derive(Debug, Clone, Default)]
+pub struct PluginConfig {
+    text: String,
+}
+
+impl PluginConfig {
+    /// A config from TOML text.
+    pub fn new(text: impl Into<String>) -> PluginConfig {
+        PluginConfig { text: text.into() }
+    }
+
+    /// The TOML text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The config as a typed value; an error names the line and the key.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        toml::from_str(&self.text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| self.text[..span.start.min(self.text.len())].lines().count().max(1));
+            let message = e.message().to_owned();
+            PluginError::Config(match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            })
+        })
+    }
+}
+
+/// A server event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The database concerned, if any.
+    pub database: Option<String>,
+    /// Further detail (a backup id, a path, an error), if any.
+    pub detail: Option<String>,
+}
+
+/// The kinds of server events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// All plugins have started and the server is serving.
+    Startup,
+    /// The server is shutting down.
+    Shutdown,
+    /// A database was created.
+    DatabaseCreated,
+    /// A database was dropped.
+    DatabaseDropped,
+    /// A backup started.
+    BackupStarted,
+    /// A backup finished.
+    BackupFinished,
+    /// A backup failed.
+    BackupFailed,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Startup,
+        EventKind::Shutdown,
+        EventKind::DatabaseCreated,
+        EventKind::DatabaseDropped,
+        EventKind::BackupStarted,
+        EventKind::BackupFinished,
+        EventKind::BackupFailed,
+    ];
+
+    /// The ABI constant of this kind.
+    pub fn to_abi(self) -> abi::CairnEventKind {
+        match self {
+            EventKind::Startup => abi::CAIRN_EVENT_STARTUP,
+            EventKind::Shutdown => abi::CAIRN_EVENT_SHUTDOWN,
+            EventKind::DatabaseCreated => abi::CAIRN_EVENT_DATABASE_CREATED,
+            EventKind::DatabaseDropped => abi::CAIRN_EVENT_DATABASE_DROPPED,
+            EventKind::BackupStarted => abi::CAIRN_EVENT_BACKUP_STARTED,
+            EventKind::BackupFinished => abi::CAIRN_EVENT_BACKUP_FINISHED,
+            EventKind::BackupFailed => abi::CAIRN_EVENT_BACKUP_FAILED,
+        }
+    }
+
+    /// The kind of an ABI constant, if this SDK knows it.
+    pub fn from_abi(kind: abi::CairnEventKind) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.to_abi() == kind)
+    }
+
+    /// The kind's name in logs and in `SHOW PLUGINS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Startup => "startup",
+            EventKind::Shutdown => "shutdown",
+            EventKind::DatabaseCreated => "database_created",
+            EventKind::DatabaseDropped => "database_dropped",
+            EventKind::BackupStarted => "backup_started",
+            EventKind::BackupFinished => "backup_finished",
+            EventKind::BackupFailed => "backup_failed",
+        }
+    }
+}
+
+/// A procedure to register: its name and the columns of the rows it returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Procedure {
+    /// Called as `CALL <plugin>.<name>(…)`.
+    pub name: String,
+    /// One line saying what it does.
+    pub description: String,
+    /// The columns of its rows.
+    pub columns: Vec<Column>,
+}
+
+impl Procedure {
+    /// A procedure called `name` that returns no columns yet.
+    pub fn new(name: impl Into<String>) -> Procedure {
+        Procedure {
+            name: name.into(),
+            description: String::new(),
+            columns: Vec::new(),
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Procedure {
+        self.description = description.into();
+        self
+    }
+
+    /// Appends a result column.
+    pub fn column(mut self, name: impl Into<String>, ty: crate::ColumnType) -> Procedure {
+        self.columns.push(Column::new(name, ty));
+        self
+    }
+}

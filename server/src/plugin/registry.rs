@@ -1,0 +1,877 @@
+//! The set of plugins, their state, and what they registered.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use cairn_plugin_api::abi;
+use cairn_plugin_api::ffi::host::{
+    ForeignJob, ForeignProcedure, HostTable, LoadError, PluginInstance, PluginLibrary,
+};
+use cairn_plugin_api::{Column, ColumnType, EventKind, PluginError as ApiError, Value};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use super::services::PluginServices;
+use crate::catalog::Catalog;
+use crate::config::{Config, LibrarySource, PluginConfigSource, PluginDecl};
+
+/// Why a plugin statement failed. Each message says what, where, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("no plugin named \"{0}\"; SHOW PLUGINS lists them")]
+    Unknown(String),
+    #[error("plugin library {path} does not exist; copy it into the plugin directory {dir}")]
+    MissingFile { path: PathBuf, dir: PathBuf },
+    #[error("plugin library {path} is outside the plugin directory {dir}; plugins load only from there")]
+    OutsideDir { path: PathBuf, dir: PathBuf },
+    #[error("plugin file name {0:?} must be a plain file name in the plugin directory")]
+    BadFileName(String),
+    #[error("no builtin plugin named \"{0}\"; use a library file name instead of \"builtin\"")]
+    NoBuiltin(String),
+    #[error(
+        "library {path} holds plugin \"{found}\" but the config declares it as \"{declared}\"; rename the [plugins.{found}] table"
+    )]
+    NameMismatch {
+        path: PathBuf,
+        found: String,
+        declared: String,
+    },
+    #[error("plugin \"{0}\" is already running; use RELOAD PLUGIN {0} to load a new copy")]
+    AlreadyRunning(String),
+    #[error("plugin \"{0}\" is not running (it is {1})")]
+    NotRunning(String, &'static str),
+    #[error("cannot read the config file {path} of plugin \"{plugin}\": {message}")]
+    ConfigFile {
+        plugin: String,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("the server config no longer parses, so nothing was reloaded: {0}")]
+    ServerConfig(String),
+    #[error("plugin \"{plugin}\" refused its config: {message}")]
+    Create { plugin: String, message: String },
+    #[error("plugin \"{plugin}\" failed to start: {message}")]
+    Start { plugin: String, message: String },
+    #[error("cannot copy plugin library {path} for reloading: {message}")]
+    Copy { path: PathBuf, message: String },
+    #[error("no procedure {plugin}.{procedure}{hint}")]
+    UnknownProcedure {
+        plugin: String,
+        procedure: String,
+        hint: String,
+    },
+    #[error("{plugin}.{procedure}: {message}")]
+    Procedure {
+        plugin: String,
+        procedure: String,
+        message: String,
+    },
+    #[error(
+        "{plugin}.{procedure} panicked: {message}; plugin \"{plugin}\" is now failed and its procedures and jobs are disabled (RELOAD PLUGIN {plugin} to restart it)"
+    )]
+    Panicked {
+        plugin: String,
+        procedure: String,
+        message: String,
+    },
+}
+
+/// A plugin's state as `SHOW PLUGINS` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Running,
+    Disabled,
+    Failed,
+}
+
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Disabled => "disabled",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// One row of `SHOW PLUGINS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginRow {
+    pub name: String,
+    pub version: String,
+    pub abi: String,
+    pub state: &'static str,
+    pub library: String,
+    pub last_error: Option<String>,
+    pub description: String,
+}
+
+struct Entry {
+    library: LibrarySource,
+    version: String,
+    abi: String,
+    description: String,
+    state: State,
+    last_error: Option<String>,
+    loaded: Option<Loaded>,
+}
+
+/// A running (or failed, not yet unloaded) instance.
+struct Loaded {
+    generation: u64,
+    instance: Arc<PluginInstance>,
+    services: Arc<PluginServices>,
+    events: mpsc::UnboundedSender<(u32, String, String)>,
+}
+
+struct RegisteredProcedure {
+    plugin: String,
+    generation: u64,
+    procedure: ForeignProcedure,
+}
+
+struct JobRunner {
+    plugin: String,
+    generation: u64,
+    job: ForeignJob,
+    /// Cleared when the job is unregistered: a firing that races the removal does nothing.
+    active: AtomicBool,
+    running: AtomicBool,
+    plugins: Weak<Plugins>,
+}
+
+/// The builtin plugins: linked into the server, loaded through the same descriptor.
+fn builtin(name: &str) -> Option<&'static abi::CairnPluginDescriptor> {
+    let _ = name;
+    None
+}
+
+/// All plugins of one server.
+pub struct Plugins {
+    me: Weak<Plugins>,
+    config_source: PathBuf,
+    plugin_dir: PathBuf,
+    /// Fresh copies of libraries for RELOAD live here (emptied at start-up).
+    copies_dir: PathBuf,
+    declared: Mutex<Vec<PluginDecl>>,
+    catalog: Arc<Catalog>,
+    runtime: Handle,
+    log_dispatch: tracing::Dispatch,
+    scheduler: Option<JobScheduler>,
+    generations: AtomicU64,
+    /// Serialises load, unload and reload.
+    management: tokio::sync::Mutex<()>,
+    entries: Mutex<BTreeMap<String, Entry>>,
+    procedures: Mutex<HashMap<String, Arc<RegisteredProcedure>>>,
+    jobs: Mutex<HashMap<(String, String), (uuid::Uuid, Arc<JobRunner>)>>,
+}
+
+impl std::fmt::Debug for Plugins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugins")
+            .field("plugin_dir", &self.plugin_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Plugins {
+    /// The plugin system of a server; loads nothing yet.
+    pub async fn new(config: &Config, catalog: Arc<Catalog>) -> Arc<Plugins> {
+        let scheduler = match JobScheduler::new().await {
+            Ok(s) => match s.start().await {
+                Ok(()) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "the plugin job scheduler did not start; plugins cannot schedule jobs");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "the plugin job scheduler did not start; plugins cannot schedule jobs");
+                None
+            }
+        };
+        let copies_dir = config.data_dir.join("plugin-copies");
+        // Copies from a previous run are no longer mapped by anyone.
+        let _ = std::fs::remove_dir_all(&copies_dir);
+        Arc::new_cyclic(|me| Plugins {
+            me: me.clone(),
+            config_source: config.source.clone(),
+            plugin_dir: config.plugin_dir.clone(),
+            copies_dir,
+            declared: Mutex::new(config.plugins.clone()),
+            catalog,
+            runtime: Handle::current(),
+            log_dispatch: tracing::dispatcher::get_default(tracing::Dispatch::clone),
+            scheduler,
+            generations: AtomicU64::new(1),
+            management: tokio::sync::Mutex::new(()),
+            entries: Mutex::new(BTreeMap::new()),
+            procedures: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Loads every plugin the config declares (disabled ones are only listed). A plugin
+    /// that fails is logged and marked failed; the others load regardless.
+    pub async fn load_declared(&self) {
+        tracing::info!(path = %self.plugin_dir.display(), "plugin directory");
+        let declared = lock(&self.declared).clone();
+        for decl in declared {
+            if !decl.enabled {
+                lock(&self.entries).insert(
+                    decl.name.clone(),
+                    Entry {
+                        library: decl.library.clone(),
+                        version: String::new(),
+                        abi: String::new(),
+                        description: String::new(),
+                        state: State::Disabled,
+                        last_error: None,
+                        loaded: None,
+                    },
+                );
+                tracing::info!(plugin = %decl.name, "plugin disabled in the config; not loaded");
+                continue;
+            }
+            let _guard = self.management.lock().await;
+            if let Err(e) = self.load(&decl, false).await {
+                tracing::error!(plugin = %decl.name, error = %e, "plugin not loaded; the server goes on without it");
+            }
+        }
+    }
+
+    /// `LOAD PLUGIN 'file'`: loads a library from the plugin directory. Its config is the
+    /// `[plugins.NAME]` table of the server config, if there is one.
+    pub async fn load_file(&self, file: &str) -> Result<String, PluginError> {
+        if file.is_empty() || file.contains('/') || file == "." || file == ".." {
+            return Err(PluginError::BadFileName(file.to_owned()));
+        }
+        let _guard = self.management.lock().await;
+        let path = self.library_path(file)?;
+        let info = PluginLibrary::open(&path)?.info().clone();
+        let decl = lock(&self.declared)
+            .iter()
+            .find(|d| d.name == info.name)
+            .cloned()
+            .map(|mut d| {
+                d.library = LibrarySource::File(file.to_owned());
+                d
+            })
+            .unwrap_or(PluginDecl {
+                name: info.name.clone(),
+                library: LibrarySource::File(file.to_owned()),
+                enabled: true,
+                config: PluginConfigSource::None,
+            });
+        self.load(&decl, false).await?;
+        Ok(info.name)
+    }
+
+    /// `UNLOAD PLUGIN name`: stops it and unregisters everything it registered.
+    pub async fn unload(&self, name: &str) -> Result<(), PluginError> {
+        let _guard = self.management.lock().await;
+        self.unload_locked(name).await
+    }
+
+    /// `RELOAD PLUGIN name`: re-reads the plugin's config and loads a fresh copy of its
+    /// library. A library or config the new copy refuses leaves the running one untouched.
+    pub async fn reload(&self, name: &str) -> Result<(), PluginError> {
+        let _guard = self.management.lock().await;
+        let library = lock(&self.entries)
+            .get(name)
+            .map(|e| e.library.clone())
+            .ok_or_else(|| PluginError::Unknown(name.to_owned()))?;
+        let fresh = Config::load(&self.config_source)
+            .map_err(|e| PluginError::ServerConfig(e.to_string()))?;
+        let mut decl = fresh
+            .plugins
+            .iter()
+            .find(|d| d.name == name)
+            .cloned()
+            .unwrap_or(PluginDecl {
+                name: name.to_owned(),
+                library: library.clone(),
+                enabled: true,
+                config: PluginConfigSource::None,
+            });
+        if !decl.enabled {
+            decl.enabled = true;
+        }
+        *lock(&self.declared) = fresh.plugins.clone();
+        self.load(&decl, true).await
+    }
+
+    /// Loads `decl`. With `replace`, an instance already running under that name is stopped
+    /// once the new one has been created (so a refused config keeps the old one).
+    async fn load(&self, decl: &PluginDecl, replace: bool) -> Result<(), PluginError> {
+        let result = self.try_load(decl, replace).await;
+        if let Err(e) = &result {
+            let mut entries = lock(&self.entries);
+            let keep_running = entries
+                .get(&decl.name)
+                .is_some_and(|e| e.state == State::Running);
+            if !keep_running {
+                let entry = entries.entry(decl.name.clone()).or_insert_with(|| Entry {
+                    library: decl.library.clone(),
+                    version: String::new(),
+                    abi: String::new(),
+                    description: String::new(),
+                    state: State::Failed,
+                    last_error: None,
+                    loaded: None,
+                });
+                entry.state = State::Failed;
+                entry.library = decl.library.clone();
+                entry.last_error = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn try_load(&self, decl: &PluginDecl, replace: bool) -> Result<(), PluginError> {
+        let running = lock(&self.entries)
+            .get(&decl.name)
+            .is_some_and(|e| e.state == State::Running);
+        if running && !replace {
+            return Err(PluginError::AlreadyRunning(decl.name.clone()));
+        }
+        let (library, path) = match &decl.library {
+            LibrarySource::Builtin => {
+                let descriptor =
+                    builtin(&decl.name).ok_or_else(|| PluginError::NoBuiltin(decl.name.clone()))?;
+                (PluginLibrary::builtin(descriptor)?, PathBuf::from("builtin"))
+            }
+            LibrarySource::File(file) => {
+                let path = self.library_path(file)?;
+                let load_from = if replace { self.fresh_copy(&path)? } else { path.clone() };
+                (PluginLibrary::open(&load_from)?, path)
+            }
+        };
+        let info = library.info().clone();
+        if info.name != decl.name {
+            return Err(PluginError::NameMismatch {
+                path,
+                found: info.name,
+                declared: decl.name.clone(),
+            });
+        }
+        let config = self.plugin_config(decl)?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let services = Arc::new(PluginServices {
+            plugin: decl.name.clone(),
+            generation,
+            plugins: self.me.clone(),
+            catalog: Arc::clone(&self.catalog),
+            runtime: self.runtime.clone(),
+            log_dispatch: self.log_dispatch.clone(),
+            attached: AtomicBool::new(true),
+            subscriptions: AtomicU64::new(0),
+        });
+        let table = HostTable::new(
+            Arc::clone(&services) as Arc<dyn cairn_plugin_api::ffi::host::HostServices>,
+            max_log_level(),
+        );
+        let instance = match library.create(table, &config) {
+            Ok(instance) => Arc::new(instance),
+            Err(e) => {
+                services.detach();
+                return Err(PluginError::Create {
+                    plugin: decl.name.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        if replace {
+            // The new instance accepted its config: now the old one goes.
+            let _ = self.unload_locked(&decl.name).await;
+        }
+        let (events, receiver) = mpsc::unbounded_channel();
+        self.runtime.spawn(deliver_events(
+            self.me.clone(),
+            decl.name.clone(),
+            generation,
+            Arc::clone(&instance),
+            Arc::clone(&services),
+            receiver,
+        ));
+        lock(&self.entries).insert(
+            decl.name.clone(),
+            Entry {
+                library: decl.library.clone(),
+                version: info.version.clone(),
+                abi: format!("{}.{}", info.abi_major, info.abi_minor),
+                description: info.description.clone(),
+                state: State::Running,
+                last_error: None,
+                loaded: Some(Loaded {
+                    generation,
+                    instance: Arc::clone(&instance),
+                    services: Arc::clone(&services),
+                    events,
+                }),
+            },
+        );
+        if let Err(e) = instance.start().await {
+            let message = e.to_string();
+            self.fail(&decl.name, generation, &message);
+            return Err(PluginError::Start {
+                plugin: decl.name.clone(),
+                message,
+            });
+        }
+        tracing::info!(
+            plugin = %decl.name,
+            version = %info.version,
+            abi = %format!("{}.{}", info.abi_major, info.abi_minor),
+            library = %path.display(),
+            "plugin loaded"
+        );
+        Ok(())
+    }
+
+    async fn unload_locked(&self, name: &str) -> Result<(), PluginError> {
+        let loaded = {
+            let mut entries = lock(&self.entries);
+            let entry = entries
+                .get_mut(name)
+                .ok_or_else(|| PluginError::Unknown(name.to_owned()))?;
+            let was = entry.state;
+            let loaded = entry.loaded.take();
+            if was == State::Running {
+                entry.state = State::Disabled;
+            }
+            match (was, loaded) {
+                (State::Disabled, _) => {
+                    return Err(PluginError::NotRunning(name.to_owned(), "disabled"));
+                }
+                (_, loaded) => (was, loaded),
+            }
+        };
+        let (was, loaded) = loaded;
+        if let Some(loaded) = loaded {
+            self.unregister(name, loaded.generation);
+            loaded.services.detach();
+            if was == State::Running {
+                if let Err(e) = loaded.instance.stop().await {
+                    tracing::warn!(plugin = %name, error = %e, "plugin stop reported an error");
+                }
+            }
+            // Dropping the last reference calls the plugin's `destroy`.
+            drop(loaded);
+        }
+        if was == State::Failed {
+            if let Some(entry) = lock(&self.entries).get_mut(name) {
+                entry.state = State::Disabled;
+            }
+        }
+        tracing::info!(plugin = %name, "plugin unloaded");
+        Ok(())
+    }
+
+    /// Marks a plugin instance failed: its procedures and jobs are unregistered and its
+    /// host services refused. Called when it panics or its `start` fails.
+    fn fail(&self, name: &str, generation: u64, message: &str) {
+        let mut entries = lock(&self.entries);
+        let Some(entry) = entries.get_mut(name) else {
+            return;
+        };
+        let current = entry.loaded.as_ref().map(|l| l.generation) == Some(generation);
+        if !current || entry.state != State::Running {
+            return;
+        }
+        entry.state = State::Failed;
+        entry.last_error = Some(message.to_owned());
+        if let Some(loaded) = &entry.loaded {
+            loaded.services.detach();
+        }
+        drop(entries);
+        self.unregister(name, generation);
+        tracing::error!(plugin = %name, error = %message, "plugin failed; its procedures and jobs are disabled");
+    }
+
+    fn unregister(&self, plugin: &str, generation: u64) {
+        lock(&self.procedures).retain(|_, p| !(p.plugin == plugin && p.generation == generation));
+        let removed: Vec<(uuid::Uuid, Arc<JobRunner>)> = {
+            let mut jobs = lock(&self.jobs);
+            let keys: Vec<_> = jobs
+                .iter()
+                .filter(|(_, (_, r))| r.plugin == plugin && r.generation == generation)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter().filter_map(|k| jobs.remove(&k)).collect()
+        };
+        for (uuid, runner) in removed {
+            runner.active.store(false, Ordering::Release);
+            if let Some(scheduler) = self.scheduler.clone() {
+                self.runtime.spawn(async move {
+                    if let Err(e) = scheduler.remove(&uuid).await {
+                        tracing::debug!(error = %e, "removing a plugin job");
+                    }
+                });
+            }
+        }
+    }
+
+    pub(super) fn register_procedure(
+        &self,
+        plugin: &str,
+        generation: u64,
+        procedure: ForeignProcedure,
+    ) -> Result<(), ApiError> {
+        crate::config::validate_plugin_name(&procedure.name).map_err(|m| {
+            ApiError::InvalidArgument(m.replace("plugin name", "procedure name"))
+        })?;
+        let key = format!("{plugin}.{}", procedure.name);
+        let mut procedures = lock(&self.procedures);
+        if procedures.contains_key(&key) {
+            return Err(ApiError::Refused(format!("procedure {key} is already registered")));
+        }
+        procedures.insert(
+            key,
+            Arc::new(RegisteredProcedure {
+                plugin: plugin.to_owned(),
+                generation,
+                procedure,
+            }),
+        );
+        Ok(())
+    }
+
+    pub(super) fn schedule(
+        &self,
+        plugin: &str,
+        generation: u64,
+        job: ForeignJob,
+    ) -> Result<(), ApiError> {
+        let Some(scheduler) = self.scheduler.clone() else {
+            return Err(ApiError::Refused("the job scheduler is not running".into()));
+        };
+        let key = (plugin.to_owned(), job.name.clone());
+        if lock(&self.jobs).contains_key(&key) {
+            return Err(ApiError::Refused(format!(
+                "job {}.{} is already scheduled",
+                plugin, job.name
+            )));
+        }
+        // tokio-cron-scheduler wants seconds first; a 5-field expression runs at second 0.
+        let fields = job.cron.split_whitespace().count();
+        let cron = match fields {
+            5 => format!("0 {}", job.cron),
+            6 => job.cron.clone(),
+            _ => {
+                return Err(ApiError::InvalidArgument(format!(
+                    "cron expression {:?} has {fields} fields; write 5 (minute hour day month weekday) or 6 (with seconds first)",
+                    job.cron
+                )));
+            }
+        };
+        let runner = Arc::new(JobRunner {
+            plugin: plugin.to_owned(),
+            generation,
+            job,
+            active: AtomicBool::new(true),
+            running: AtomicBool::new(false),
+            plugins: self.me.clone(),
+        });
+        let fire = Arc::clone(&runner);
+        let cron_job = Job::new_async(cron.as_str(), move |_, _| {
+            let runner = Arc::clone(&fire);
+            Box::pin(async move { runner.fire().await })
+        })
+        .map_err(|e| {
+            ApiError::InvalidArgument(format!("invalid cron expression {:?}: {e}", runner.job.cron))
+        })?;
+        let uuid = cron_job.guid();
+        lock(&self.jobs).insert(key, (uuid, runner));
+        self.runtime.spawn(async move {
+            if let Err(e) = scheduler.add(cron_job).await {
+                tracing::error!(error = %e, "scheduling a plugin job failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// `SHOW PLUGINS`.
+    pub fn list(&self) -> Vec<PluginRow> {
+        lock(&self.entries)
+            .iter()
+            .map(|(name, e)| PluginRow {
+                name: name.clone(),
+                version: e.version.clone(),
+                abi: e.abi.clone(),
+                state: e.state.name(),
+                library: match &e.library {
+                    LibrarySource::Builtin => "builtin".into(),
+                    LibrarySource::File(f) => f.clone(),
+                },
+                last_error: e.last_error.clone(),
+                description: e.description.clone(),
+            })
+            .collect()
+    }
+
+    /// The declared result columns of `plugin.procedure`.
+    pub fn procedure_columns(&self, plugin: &str, procedure: &str) -> Option<Vec<Column>> {
+        lock(&self.procedures)
+            .get(&format!("{plugin}.{procedure}"))
+            .map(|p| p.procedure.columns.clone())
+    }
+
+    /// Runs `CALL plugin.procedure(args)` and returns its columns and rows, checked against
+    /// the declared columns.
+    pub async fn call(
+        &self,
+        plugin: &str,
+        procedure: &str,
+        args: &[(Option<String>, Value)],
+    ) -> Result<(Vec<Column>, Vec<Vec<Value>>), PluginError> {
+        let registered = lock(&self.procedures)
+            .get(&format!("{plugin}.{procedure}"))
+            .cloned();
+        let Some(registered) = registered else {
+            return Err(PluginError::UnknownProcedure {
+                plugin: plugin.to_owned(),
+                procedure: procedure.to_owned(),
+                hint: self.why_no_procedure(plugin),
+            });
+        };
+        let outcome = registered.procedure.call(args).await;
+        let error = |message: String| PluginError::Procedure {
+            plugin: plugin.to_owned(),
+            procedure: procedure.to_owned(),
+            message,
+        };
+        match outcome {
+            Err(e) if e.is_panic() => {
+                let message = e.message().to_owned();
+                self.fail(
+                    plugin,
+                    registered.generation,
+                    &format!("panicked in procedure {procedure}: {message}"),
+                );
+                Err(PluginError::Panicked {
+                    plugin: plugin.to_owned(),
+                    procedure: procedure.to_owned(),
+                    message,
+                })
+            }
+            Err(e) => Err(error(e.to_string())),
+            Ok(reply) => {
+                let columns = registered.procedure.columns.clone();
+                let rows = conform(&columns, reply.rows).map_err(error)?;
+                Ok((columns, rows))
+            }
+        }
+    }
+
+    fn why_no_procedure(&self, plugin: &str) -> String {
+        match lock(&self.entries).get(plugin) {
+            None => format!(": there is no plugin \"{plugin}\" (SHOW PLUGINS lists them)"),
+            Some(e) if e.state == State::Failed => format!(
+                ": plugin \"{plugin}\" is failed ({}); RELOAD PLUGIN {plugin} after fixing it",
+                e.last_error.as_deref().unwrap_or("no error recorded")
+            ),
+            Some(e) if e.state == State::Disabled => {
+                format!(": plugin \"{plugin}\" is disabled")
+            }
+            Some(_) => format!(": plugin \"{plugin}\" registered no such procedure"),
+        }
+    }
+
+    /// Delivers an event to every running plugin subscribed to its kind.
+    pub fn emit(&self, kind: EventKind, database: &str, detail: &str) {
+        let bit = 1u64 << kind.to_abi();
+        for entry in lock(&self.entries).values() {
+            if let Some(loaded) = &entry.loaded
+                && entry.state == State::Running
+                && loaded.services.subscriptions.load(Ordering::Acquire) & bit != 0
+            {
+                let _ = loaded
+                    .events
+                    .send((kind.to_abi(), database.to_owned(), detail.to_owned()));
+            }
+        }
+    }
+
+    /// Stops every running plugin (at shutdown), after telling them.
+    pub async fn stop_all(&self) {
+        self.emit(EventKind::Shutdown, "", "");
+        let names: Vec<String> = lock(&self.entries)
+            .iter()
+            .filter(|(_, e)| e.loaded.is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let _guard = self.management.lock().await;
+        for name in names {
+            if let Err(e) = self.unload_locked(&name).await {
+                tracing::warn!(plugin = %name, error = %e, "stopping plugin");
+            }
+        }
+        if let Some(mut scheduler) = self.scheduler.clone() {
+            let _ = scheduler.shutdown().await;
+        }
+    }
+
+    fn library_path(&self, file: &str) -> Result<PathBuf, PluginError> {
+        let path = self.plugin_dir.join(file);
+        if !path.exists() {
+            return Err(PluginError::MissingFile {
+                path,
+                dir: self.plugin_dir.clone(),
+            });
+        }
+        // A symlink in the plugin directory must not lead out of it.
+        let real = std::fs::canonicalize(&path).map_err(|e| PluginError::Copy {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let dir = std::fs::canonicalize(&self.plugin_dir).unwrap_or(self.plugin_dir.clone());
+        if real.parent() != Some(dir.as_path()) {
+            return Err(PluginError::OutsideDir {
+                path: real,
+                dir: self.plugin_dir.clone(),
+            });
+        }
+        Ok(path)
+    }
+
+    /// A copy of `path` under a new name: the dynamic loader would hand back the library
+    /// already mapped for the old name.
+    fn fresh_copy(&self, path: &Path) -> Result<PathBuf, PluginError> {
+        let copy_error = |e: std::io::Error| PluginError::Copy {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(&self.copies_dir).map_err(copy_error)?;
+        let n = self.generations.fetch_add(1, Ordering::Relaxed);
+        let name = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let copy = self.copies_dir.join(format!("{n}-{name}"));
+        std::fs::copy(path, &copy).map_err(copy_error)?;
+        Ok(copy)
+    }
+
+    fn plugin_config(&self, decl: &PluginDecl) -> Result<String, PluginError> {
+        match &decl.config {
+            PluginConfigSource::None => Ok(String::new()),
+            PluginConfigSource::Inline(text) => Ok(text.clone()),
+            PluginConfigSource::File(path) => {
+                std::fs::read_to_string(path).map_err(|e| PluginError::ConfigFile {
+                    plugin: decl.name.clone(),
+                    path: path.clone(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+impl JobRunner {
+    async fn fire(&self) {
+        if !self.active.load(Ordering::Acquire) {
+            return;
+        }
+        if self.running.swap(true, Ordering::AcqRel) {
+            tracing::warn!(plugin = %self.plugin, job = %self.job.name, "previous run still going; this run is skipped");
+            return;
+        }
+        let outcome = self.job.run().await;
+        self.running.store(false, Ordering::Release);
+        match outcome {
+            Ok(_) => tracing::debug!(plugin = %self.plugin, job = %self.job.name, "job run finished"),
+            Err(e) if e.is_panic() => {
+                if let Some(plugins) = self.plugins.upgrade() {
+                    plugins.fail(
+                        &self.plugin,
+                        self.generation,
+                        &format!("panicked in job {}: {}", self.job.name, e.message()),
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(plugin = %self.plugin, job = %self.job.name, error = %e, "job run failed");
+            }
+        }
+    }
+}
+
+async fn deliver_events(
+    plugins: Weak<Plugins>,
+    name: String,
+    generation: u64,
+    instance: Arc<PluginInstance>,
+    services: Arc<PluginServices>,
+    mut receiver: mpsc::UnboundedReceiver<(u32, String, String)>,
+) {
+    while let Some((kind, database, detail)) = receiver.recv().await {
+        if !services.attached.load(Ordering::Acquire) {
+            break;
+        }
+        match instance.on_event(kind, &database, &detail).await {
+            Ok(_) => {}
+            Err(e) if e.is_panic() => {
+                if let Some(plugins) = plugins.upgrade() {
+                    plugins.fail(&name, generation, &format!("panicked in on_event: {}", e.message()));
+                }
+                break;
+            }
+            Err(e) => tracing::warn!(plugin = %name, error = %e, "plugin event handler failed"),
+        }
+    }
+}
+
+/// Checks rows against declared columns: the right width, and each value of the column's
+/// type or NULL (an integer is accepted where a real is declared).
+fn conform(columns: &[Column], rows: Vec<Vec<Value>>) -> Result<Vec<Vec<Value>>, String> {
+    rows.into_iter()
+        .enumerate()
+        .map(|(r, row)| {
+            if row.len() != columns.len() {
+                return Err(format!(
+                    "row {} has {} values but the procedure declares {} columns",
+                    r + 1,
+                    row.len(),
+                    columns.len()
+                ));
+            }
+            row.into_iter()
+                .zip(columns)
+                .map(|(value, column)| match (value, column.ty) {
+                    (Value::Null, _) => Ok(Value::Null),
+                    (Value::Integer(i), ColumnType::Real) => Ok(Value::Real(i as f64)),
+                    (v @ Value::Integer(_), ColumnType::Integer)
+                    | (v @ Value::Real(_), ColumnType::Real)
+                    | (v @ Value::Text(_), ColumnType::Text)
+                    | (v @ Value::Blob(_), ColumnType::Blob) => Ok(v),
+                    (v, ty) => Err(format!(
+                        "row {} column {}: a {v:?} where the procedure declares {ty:?}",
+                        r + 1,
+                        column.name
+                    )),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn max_log_level() -> abi::CairnLogLevel {
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::OFF | LevelFilter::ERROR => abi::CAIRN_LOG_ERROR,
+        LevelFilter::WARN => abi::CAIRN_LOG_WARN,
+        LevelFilter::INFO => abi::CAIRN_LOG_INFO,
+        LevelFilter::DEBUG => abi::CAIRN_LOG_DEBUG,
+        _ => abi::CAIRN_LOG_TRACE,
+    }
+}

@@ -1,0 +1,199 @@
+//! What the server offers one plugin instance through its host table.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use cairn_plugin_api::abi;
+use cairn_plugin_api::ffi::host::{BoxOutcome, ForeignJob, ForeignProcedure, HostServices};
+use cairn_plugin_api::{Column, ColumnType, PluginError, Reply, Value};
+use tokio::runtime::Handle;
+
+use super::registry::Plugins;
+use crate::catalog::Catalog;
+use crate::roles::Role;
+use crate::session::{Executed, Session};
+use crate::sql::types::SqlType;
+
+/// The host side of one plugin instance.
+pub(super) struct PluginServices {
+    pub(super) plugin: String,
+    pub(super) generation: u64,
+    pub(super) plugins: Weak<Plugins>,
+    pub(super) catalog: Arc<Catalog>,
+    pub(super) runtime: Handle,
+    /// The server's own log, captured at start-up. A builtin plugin shares the server's copy
+    /// of `tracing`, and its calls run under the SDK's forwarding dispatcher: logging under
+    /// that one again would loop.
+    pub(super) log_dispatch: tracing::Dispatch,
+    /// Cleared when the instance is unloaded or fails: later calls are refused.
+    pub(super) attached: AtomicBool,
+    /// Bit `1 << kind` per subscribed event kind.
+    pub(super) subscriptions: AtomicU64,
+}
+
+impl std::fmt::Debug for PluginServices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginServices")
+            .field("plugin", &self.plugin)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginServices {
+    fn check_attached(&self) -> Result<(), PluginError> {
+        if self.attached.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(PluginError::Refused(format!(
+                "plugin {} was unloaded or failed; its host services are gone",
+                self.plugin
+            )))
+        }
+    }
+
+    fn registry(&self) -> Result<Arc<Plugins>, PluginError> {
+        self.check_attached()?;
+        self.plugins
+            .upgrade()
+            .ok_or_else(|| PluginError::Refused("the server is shutting down".into()))
+    }
+
+    pub(super) fn detach(&self) {
+        self.attached.store(false, Ordering::Release);
+    }
+}
+
+impl HostServices for PluginServices {
+    fn log(&self, level: abi::CairnLogLevel, target: &str, message: &str) {
+        let plugin = self.plugin.as_str();
+        tracing::dispatcher::with_default(&self.log_dispatch, || match level {
+            abi::CAIRN_LOG_ERROR => tracing::error!(plugin, module = target, "{message}"),
+            abi::CAIRN_LOG_WARN => tracing::warn!(plugin, module = target, "{message}"),
+            abi::CAIRN_LOG_INFO => tracing::info!(plugin, module = target, "{message}"),
+            abi::CAIRN_LOG_DEBUG => tracing::debug!(plugin, module = target, "{message}"),
+            _ => tracing::trace!(plugin, module = target, "{message}"),
+        });
+    }
+
+    fn list_databases(&self) -> Result<Vec<String>, PluginError> {
+        self.check_attached()?;
+        let list = self
+            .catalog
+            .list()
+            .map_err(|e| PluginError::failed(e.to_string()))?;
+        Ok(list.into_iter().map(|db| db.name).collect())
+    }
+
+    fn execute_sql(&self, database: String, sql: String, params: Vec<Value>) -> BoxOutcome {
+        let plugins = match self.registry() {
+            Ok(plugins) => plugins,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let catalog = Arc::clone(&self.catalog);
+        let user = format!("plugin:{}", self.plugin);
+        let task = self.runtime.spawn_blocking(move || {
+            let mut session = Session::open(catalog, plugins, &user, Role::Admin, &database)
+                .map_err(|e| PluginError::failed(e.to_string()))?;
+            let executed = if params.is_empty() {
+                let mut results = session.execute_query(&sql);
+                results
+                    .pop()
+                    .unwrap_or_else(|| Ok(Executed::empty()))
+                    .map_err(|e| PluginError::failed(e.to_string()))?
+            } else {
+                let prepared = session
+                    .prepare(&sql)
+                    .map_err(|e| PluginError::failed(e.to_string()))?;
+                let params: Vec<rusqlite::types::Value> = params.into_iter().map(to_sqlite).collect();
+                session
+                    .execute_prepared(&prepared, &params)
+                    .map_err(|e| PluginError::failed(e.to_string()))?
+            };
+            Ok(reply(executed))
+        });
+        Box::pin(async move {
+            task.await
+                .unwrap_or_else(|e| Err(PluginError::failed(format!("the statement failed unexpectedly: {e}"))))
+        })
+    }
+
+    fn register_procedure(&self, procedure: ForeignProcedure) -> Result<(), PluginError> {
+        self.registry()?
+            .register_procedure(&self.plugin, self.generation, procedure)
+    }
+
+    fn subscribe(&self, mask: u64) -> Result<(), PluginError> {
+        self.check_attached()?;
+        self.subscriptions.store(mask, Ordering::Release);
+        Ok(())
+    }
+
+    fn schedule(&self, job: ForeignJob) -> Result<(), PluginError> {
+        self.registry()?.schedule(&self.plugin, self.generation, job)
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxOutcome {
+        // Made inside the runtime so that the timer belongs to it, whoever polls.
+        let sleep = {
+            let _entered = self.runtime.enter();
+            tokio::time::sleep(duration)
+        };
+        Box::pin(async move {
+            sleep.await;
+            Ok(Reply::default())
+        })
+    }
+}
+
+pub(super) fn to_sqlite(value: Value) -> rusqlite::types::Value {
+    match value {
+        Value::Null => rusqlite::types::Value::Null,
+        Value::Integer(i) => rusqlite::types::Value::Integer(i),
+        Value::Real(r) => rusqlite::types::Value::Real(r),
+        Value::Text(s) => rusqlite::types::Value::Text(s),
+        Value::Blob(b) => rusqlite::types::Value::Blob(b),
+    }
+}
+
+pub(super) fn from_sqlite(value: rusqlite::types::Value) -> Value {
+    match value {
+        rusqlite::types::Value::Null => Value::Null,
+        rusqlite::types::Value::Integer(i) => Value::Integer(i),
+        rusqlite::types::Value::Real(r) => Value::Real(r),
+        rusqlite::types::Value::Text(s) => Value::Text(s),
+        rusqlite::types::Value::Blob(b) => Value::Blob(b),
+    }
+}
+
+fn reply(executed: Executed) -> Reply {
+    let columns = executed.columns.map(|columns| {
+        columns
+            .into_iter()
+            .map(|c| {
+                let ty = match c.ty {
+                    SqlType::Int8 => ColumnType::Integer,
+                    SqlType::Float8 => ColumnType::Real,
+                    SqlType::Text => ColumnType::Text,
+                    SqlType::Bytea => ColumnType::Blob,
+                };
+                Column::new(c.name, ty)
+            })
+            .collect()
+    });
+    let message = match executed.tag.rows {
+        Some(rows) if executed.tag.command == "INSERT" => format!("INSERT 0 {rows}"),
+        Some(rows) => format!("{} {rows}", executed.tag.command),
+        None => executed.tag.command.clone(),
+    };
+    Reply {
+        columns,
+        rows: executed
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().map(from_sqlite).collect())
+            .collect(),
+        message: Some(message),
+    }
+}
