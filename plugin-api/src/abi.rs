@@ -104,7 +104,6 @@ pub struct CairnStr {
     pub len: usize,
 }
 
-
 /// One SQL value. `kind` says which field holds it; the others are zero.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -304,8 +303,9 @@ pub struct CairnHost {
         ),
     >,
     /// Writes one row per database (a text column `name`) to `output`.
-    pub list_databases:
-        Option<unsafe extern "C" fn(host: *const CairnHost, output: *const CairnOutput) -> CairnStatus>,
+    pub list_databases: Option<
+        unsafe extern "C" fn(host: *const CairnHost, output: *const CairnOutput) -> CairnStatus,
+    >,
     /// Runs SQL (one or more statements; `$1`… bound to `params`) against a database with the
     /// admin role. The future writes the last statement's columns and rows, and its command
     /// tag as the message.
@@ -365,8 +365,9 @@ pub struct CairnPluginVTable {
     pub stop: Option<unsafe extern "C" fn(instance: *mut c_void) -> CairnFuture>,
     /// Delivers one event the instance subscribed to. Events reach an instance one at a
     /// time, in order.
-    pub on_event:
-        Option<unsafe extern "C" fn(instance: *mut c_void, event: *const CairnEvent) -> CairnFuture>,
+    pub on_event: Option<
+        unsafe extern "C" fn(instance: *mut c_void, event: *const CairnEvent) -> CairnFuture,
+    >,
     /// Releases the instance. Nothing of it is called afterwards.
     pub destroy: Option<unsafe extern "C" fn(instance: *mut c_void)>,
 }
@@ -396,7 +397,6 @@ pub struct CairnPluginDescriptor {
     /// The plugin's functions.
     pub vtable: *const CairnPluginVTable,
 }
-
 
 /// The size of the descriptor header every descriptor of this major starts with.
 pub const CAIRN_DESCRIPTOR_HEADER_SIZE: usize = 24;

@@ -29,7 +29,11 @@ impl std::fmt::Debug for Host {
 }
 
 impl Host {
-    pub(crate) fn new(raw: HostRef, instance: Weak<dyn ErasedInstance>, dispatch: Dispatch) -> Host {
+    pub(crate) fn new(
+        raw: HostRef,
+        instance: Weak<dyn ErasedInstance>,
+        dispatch: Dispatch,
+    ) -> Host {
         Host {
             raw,
             instance,

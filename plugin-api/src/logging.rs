@@ -7,8 +7,8 @@
 use std::io;
 
 use tracing::{Dispatch, Level, Metadata};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::abi;
 use crate::ffi::guest::HostRef;

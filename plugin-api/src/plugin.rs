@@ -85,9 +85,12 @@ impl PluginConfig {
     /// The config as a typed value; an error names the line and the key.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
         toml::from_str(&self.text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|span| self.text[..span.start.min(self.text.len())].lines().count().max(1));
+            let line = e.span().map(|span| {
+                self.text[..span.start.min(self.text.len())]
+                    .lines()
+                    .count()
+                    .max(1)
+            });
             let message = e.message().to_owned();
             PluginError::Config(match line {
                 Some(line) => format!("line {line}: {message}"),

@@ -28,25 +28,95 @@ macro_rules! layout {
 fn rust_layouts() -> Vec<Layout> {
     vec![
         layout!(CairnStr { ptr, len }),
-        layout!(CairnValue { kind, reserved, integer, real, bytes }),
+        layout!(CairnValue {
+            kind,
+            reserved,
+            integer,
+            real,
+            bytes
+        }),
         layout!(CairnArg { name, value }),
-        layout!(CairnColumn { name, kind, reserved }),
-        layout!(CairnOutput { size, reserved, ctx, set_error, set_columns, push_row, set_message }),
+        layout!(CairnColumn {
+            name,
+            kind,
+            reserved
+        }),
+        layout!(CairnOutput {
+            size,
+            reserved,
+            ctx,
+            set_error,
+            set_columns,
+            push_row,
+            set_message
+        }),
         layout!(CairnWaker { data, vtable }),
-        layout!(CairnWakerVTable { clone, wake, wake_by_ref, drop }),
+        layout!(CairnWakerVTable {
+            clone,
+            wake,
+            wake_by_ref,
+            drop
+        }),
         layout!(CairnFuture { state, poll, drop }),
-        layout!(CairnEvent { size, kind, database, detail }),
+        layout!(CairnEvent {
+            size,
+            kind,
+            database,
+            detail
+        }),
         layout!(CairnProcedureSpec {
-            size, reserved, name, description, columns, column_count, ctx, call, drop_ctx
+            size,
+            reserved,
+            name,
+            description,
+            columns,
+            column_count,
+            ctx,
+            call,
+            drop_ctx
         }),
-        layout!(CairnJobSpec { size, reserved, name, cron, ctx, run, drop_ctx }),
+        layout!(CairnJobSpec {
+            size,
+            reserved,
+            name,
+            cron,
+            ctx,
+            run,
+            drop_ctx
+        }),
         layout!(CairnHost {
-            size, abi_minor, ctx, max_log_level, reserved, log, list_databases, execute_sql,
-            register_procedure, subscribe, schedule, sleep
+            size,
+            abi_minor,
+            ctx,
+            max_log_level,
+            reserved,
+            log,
+            list_databases,
+            execute_sql,
+            register_procedure,
+            subscribe,
+            schedule,
+            sleep
         }),
-        layout!(CairnPluginVTable { size, reserved, create, start, stop, on_event, destroy }),
+        layout!(CairnPluginVTable {
+            size,
+            reserved,
+            create,
+            start,
+            stop,
+            on_event,
+            destroy
+        }),
         layout!(CairnPluginDescriptor {
-            magic, abi_major, abi_minor, min_host_minor, size, name, version, description, vtable
+            magic,
+            abi_major,
+            abi_minor,
+            min_host_minor,
+            size,
+            name,
+            version,
+            description,
+            vtable
         }),
     ]
 }
@@ -56,14 +126,35 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         ($($name:ident),* $(,)?) => { vec![$((stringify!($name), $name as u64)),*] };
     }
     constants![
-        CAIRN_ABI_MAJOR, CAIRN_ABI_MINOR, CAIRN_PLUGIN_MAGIC, CAIRN_DESCRIPTOR_HEADER_SIZE,
-        CAIRN_OK, CAIRN_ERROR, CAIRN_PENDING, CAIRN_READY,
-        CAIRN_ERROR_FAILED, CAIRN_ERROR_PANICKED, CAIRN_ERROR_INVALID_ARGUMENT,
-        CAIRN_ERROR_UNSUPPORTED, CAIRN_ERROR_REFUSED,
-        CAIRN_VALUE_NULL, CAIRN_VALUE_INTEGER, CAIRN_VALUE_REAL, CAIRN_VALUE_TEXT, CAIRN_VALUE_BLOB,
-        CAIRN_LOG_ERROR, CAIRN_LOG_WARN, CAIRN_LOG_INFO, CAIRN_LOG_DEBUG, CAIRN_LOG_TRACE,
-        CAIRN_EVENT_STARTUP, CAIRN_EVENT_SHUTDOWN, CAIRN_EVENT_DATABASE_CREATED,
-        CAIRN_EVENT_DATABASE_DROPPED, CAIRN_EVENT_BACKUP_STARTED, CAIRN_EVENT_BACKUP_FINISHED,
+        CAIRN_ABI_MAJOR,
+        CAIRN_ABI_MINOR,
+        CAIRN_PLUGIN_MAGIC,
+        CAIRN_DESCRIPTOR_HEADER_SIZE,
+        CAIRN_OK,
+        CAIRN_ERROR,
+        CAIRN_PENDING,
+        CAIRN_READY,
+        CAIRN_ERROR_FAILED,
+        CAIRN_ERROR_PANICKED,
+        CAIRN_ERROR_INVALID_ARGUMENT,
+        CAIRN_ERROR_UNSUPPORTED,
+        CAIRN_ERROR_REFUSED,
+        CAIRN_VALUE_NULL,
+        CAIRN_VALUE_INTEGER,
+        CAIRN_VALUE_REAL,
+        CAIRN_VALUE_TEXT,
+        CAIRN_VALUE_BLOB,
+        CAIRN_LOG_ERROR,
+        CAIRN_LOG_WARN,
+        CAIRN_LOG_INFO,
+        CAIRN_LOG_DEBUG,
+        CAIRN_LOG_TRACE,
+        CAIRN_EVENT_STARTUP,
+        CAIRN_EVENT_SHUTDOWN,
+        CAIRN_EVENT_DATABASE_CREATED,
+        CAIRN_EVENT_DATABASE_DROPPED,
+        CAIRN_EVENT_BACKUP_STARTED,
+        CAIRN_EVENT_BACKUP_FINISHED,
         CAIRN_EVENT_BACKUP_FAILED,
     ]
 }
@@ -113,9 +204,15 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnHost>(), 80);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
-    assert_eq!(offset_of!(CairnPluginDescriptor, name), CAIRN_DESCRIPTOR_HEADER_SIZE);
+    assert_eq!(
+        offset_of!(CairnPluginDescriptor, name),
+        CAIRN_DESCRIPTOR_HEADER_SIZE
+    );
     assert_eq!(CAIRN_PLUGIN_MAGIC.to_le_bytes(), *b"CAIRNPLG");
-    assert_eq!(CAIRN_PLUGIN_SYMBOL, format!("cairn_plugin_v{CAIRN_ABI_MAJOR}"));
+    assert_eq!(
+        CAIRN_PLUGIN_SYMBOL,
+        format!("cairn_plugin_v{CAIRN_ABI_MAJOR}")
+    );
 }
 
 #[test]
@@ -155,5 +252,9 @@ fn c_header_matches_rust_types() {
         .filter(|(k, v)| c.get(*k) != Some(v))
         .map(|(k, v)| format!("{k}: Rust {v}, C {:?}", c.get(k)))
         .collect();
-    assert!(drift.is_empty(), "cairn_plugin.h drifted from abi.rs:\n{}", drift.join("\n"));
+    assert!(
+        drift.is_empty(),
+        "cairn_plugin.h drifted from abi.rs:\n{}",
+        drift.join("\n")
+    );
 }

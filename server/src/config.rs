@@ -275,7 +275,9 @@ impl Config {
                 (Some(file), Some(_)) => {
                     return Err(located.at(
                         file,
-                        format!("plugin {name:?} has both config_file and a config table; keep one"),
+                        format!(
+                            "plugin {name:?} has both config_file and a config table; keep one"
+                        ),
                     ));
                 }
                 (Some(file), None) => {

@@ -34,6 +34,21 @@ enum Command {
     },
     /// Read a password on standard input and print its SCRAM-SHA-256 secret for `scram = "…"`.
     Passwd,
+    /// Plugin libraries.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Print a library's plugin descriptor and whether this server can load it, without
+    /// running any of the library's code. Exit status 1 if it cannot be loaded.
+    Inspect {
+        /// The shared library file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +57,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Passwd => passwd(),
+        Command::Plugin {
+            command: PluginCommand::Inspect { file },
+        } => inspect_plugin(&file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -72,6 +90,30 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
     // Statements abandoned after the grace period may still hold blocking threads; do not
     // wait for them.
     runtime.shutdown_background();
+    Ok(())
+}
+
+fn inspect_plugin(file: &std::path::Path) -> anyhow::Result<()> {
+    use cairn_plugin_api::abi::{CAIRN_ABI_MAJOR, CAIRN_ABI_MINOR};
+    use cairn_plugin_api::ffi::host::inspect;
+    println!("file:        {}", file.display());
+    println!("server ABI:  {CAIRN_ABI_MAJOR}.{CAIRN_ABI_MINOR}");
+    let info = match inspect(file) {
+        Ok(info) => info,
+        Err(e) => {
+            println!("compatible:  no");
+            bail!("{e}");
+        }
+    };
+    println!("name:        {}", info.name);
+    println!("version:     {}", info.version);
+    println!("description: {}", info.description);
+    println!("ABI:         {}.{}", info.abi_major, info.abi_minor);
+    println!(
+        "needs host:  {}.{} or newer",
+        info.abi_major, info.min_host_minor
+    );
+    println!("compatible:  yes");
     Ok(())
 }
 

@@ -11,5 +11,6 @@ mod config_errors;
 mod databases;
 mod examples;
 mod lifecycle;
+mod plugins;
 mod protocol;
 mod psql;

@@ -15,7 +15,9 @@ use crate::abi::{
     CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus, CairnStr,
     has_pointer_field,
 };
-use crate::{Args, Event, Host, Outcome, Plugin, PluginConfig, PluginError, Procedure, Reply, Value};
+use crate::{
+    Args, Event, Host, Outcome, Plugin, PluginConfig, PluginError, Procedure, Reply, Value,
+};
 
 /// Boxed future as the SDK passes them around.
 pub(crate) type BoxOutcome = Pin<Box<dyn Future<Output = Outcome> + Send>>;
@@ -340,7 +342,8 @@ impl HostRef {
     }
 
     pub(crate) fn max_log_level(&self) -> abi::CairnLogLevel {
-        self.table().map_or(abi::CAIRN_LOG_INFO, |t| t.max_log_level)
+        self.table()
+            .map_or(abi::CAIRN_LOG_INFO, |t| t.max_log_level)
     }
 
     pub(crate) fn log(&self, level: abi::CairnLogLevel, target: &str, message: &str) {
@@ -369,8 +372,11 @@ impl HostRef {
         sql: &str,
         params: &[Value],
     ) -> Result<ImportedFuture, PluginError> {
-        let execute =
-            self.function(offset_of!(CairnHost, execute_sql), |t| t.execute_sql, "execute_sql")?;
+        let execute = self.function(
+            offset_of!(CairnHost, execute_sql),
+            |t| t.execute_sql,
+            "execute_sql",
+        )?;
         let params: Vec<_> = params.iter().map(super::borrow_value).collect();
         // SAFETY: as in `log`; the host copies the strings and parameters before returning.
         let raw = unsafe {
@@ -428,11 +434,17 @@ impl HostRef {
     }
 
     pub(crate) fn subscribe(&self, mask: u64) -> Result<(), PluginError> {
-        let subscribe = self.function(offset_of!(CairnHost, subscribe), |t| t.subscribe, "subscribe")?;
+        let subscribe = self.function(
+            offset_of!(CairnHost, subscribe),
+            |t| t.subscribe,
+            "subscribe",
+        )?;
         // SAFETY: as in `log`.
         match unsafe { subscribe(self.0, mask) } {
             abi::CAIRN_OK => Ok(()),
-            _ => Err(PluginError::Refused("the host refused the subscription".into())),
+            _ => Err(PluginError::Refused(
+                "the host refused the subscription".into(),
+            )),
         }
     }
 
@@ -442,7 +454,8 @@ impl HostRef {
         cron: &str,
         instance: Arc<dyn ErasedInstance>,
     ) -> Result<(), PluginError> {
-        let schedule = self.function(offset_of!(CairnHost, schedule), |t| t.schedule, "schedule")?;
+        let schedule =
+            self.function(offset_of!(CairnHost, schedule), |t| t.schedule, "schedule")?;
         let ctx = Box::new(JobCtx {
             instance,
             name: name.to_owned(),
@@ -476,6 +489,8 @@ fn status_outcome(status: CairnStatus, collector: super::Collector) -> Result<()
     match (status, collector.into_outcome()) {
         (abi::CAIRN_OK, _) => Ok(()),
         (_, Err(e)) => Err(e),
-        (_, Ok(_)) => Err(PluginError::Refused("the host refused without a reason".into())),
+        (_, Ok(_)) => Err(PluginError::Refused(
+            "the host refused without a reason".into(),
+        )),
     }
 }

@@ -232,11 +232,13 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
         })
     };
     let base = symbol.address();
-    let header_bytes = read_at(base, abi::CAIRN_DESCRIPTOR_HEADER_SIZE as u64)
-        .ok_or_else(|| LoadError::Truncated {
-            path: path.to_owned(),
-            size: symbol.size() as u32,
-            needed: size_of::<CairnPluginDescriptor>(),
+    let header_bytes =
+        read_at(base, abi::CAIRN_DESCRIPTOR_HEADER_SIZE as u64).ok_or_else(|| {
+            LoadError::Truncated {
+                path: path.to_owned(),
+                size: symbol.size() as u32,
+                needed: size_of::<CairnPluginDescriptor>(),
+            }
         })?;
     let header = Header::parse(header_bytes).ok_or_else(|| open_error("unreadable".into()))?;
     header.check(path)?;
@@ -251,7 +253,10 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
     // relocation whose addend is the target's address (or, without one, the address itself).
     let relocations: Vec<(u64, object::Relocation)> = file
         .dynamic_relocations()
-        .map(|r| r.filter(|(at, _)| *at >= base && *at < base + bytes.len() as u64).collect())
+        .map(|r| {
+            r.filter(|(at, _)| *at >= base && *at < base + bytes.len() as u64)
+                .collect()
+        })
         .unwrap_or_default();
     let pointer_at = |field: usize| -> u64 {
         let address = base + field as u64;
@@ -287,7 +292,10 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
     let info = DescriptorInfo {
         name: string(offset_of!(CairnPluginDescriptor, name), "name")?,
         version: string(offset_of!(CairnPluginDescriptor, version), "version")?,
-        description: string(offset_of!(CairnPluginDescriptor, description), "description")?,
+        description: string(
+            offset_of!(CairnPluginDescriptor, description),
+            "description",
+        )?,
         abi_major: header.abi_major,
         abi_minor: header.abi_minor,
         min_host_minor: header.min_host_minor,
@@ -327,7 +335,12 @@ pub struct PluginLibrary {
 #[derive(Debug, Clone, Copy)]
 struct VTable {
     create: Option<
-        unsafe extern "C" fn(*const CairnHost, CairnStr, *mut *mut c_void, *const CairnOutput) -> CairnStatus,
+        unsafe extern "C" fn(
+            *const CairnHost,
+            CairnStr,
+            *mut *mut c_void,
+            *const CairnOutput,
+        ) -> CairnStatus,
     >,
     start: Option<unsafe extern "C" fn(*mut c_void) -> CairnFuture>,
     stop: Option<unsafe extern "C" fn(*mut c_void) -> CairnFuture>,
@@ -350,10 +363,12 @@ impl PluginLibrary {
         // SAFETY: loading runs the library's initialisers. We only load files from the
         // configured plugin directory (the operator's trusted code) whose descriptor `inspect`
         // has just found valid without running anything.
-        let library = unsafe { libloading::os::unix::Library::open(Some(path), flags) }
-            .map_err(|e| LoadError::Open {
-                path: path.to_owned(),
-                message: e.to_string(),
+        let library =
+            unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| {
+                LoadError::Open {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                }
             })?;
         // SAFETY: the symbol is the descriptor's data (checked statically above); we read it
         // as a pointer to that data, which libloading returns for a data symbol.
@@ -420,8 +435,12 @@ impl PluginLibrary {
             create: table
                 .create
                 .filter(|_| has(offset_of!(CairnPluginVTable, create))),
-            start: table.start.filter(|_| has(offset_of!(CairnPluginVTable, start))),
-            stop: table.stop.filter(|_| has(offset_of!(CairnPluginVTable, stop))),
+            start: table
+                .start
+                .filter(|_| has(offset_of!(CairnPluginVTable, start))),
+            stop: table
+                .stop
+                .filter(|_| has(offset_of!(CairnPluginVTable, stop))),
             on_event: table
                 .on_event
                 .filter(|_| has(offset_of!(CairnPluginVTable, on_event))),
@@ -667,7 +686,10 @@ impl HostTable {
 /// `host` is a table made by [`HostTable::new`] (never freed).
 unsafe fn services<'a>(host: *const CairnHost) -> Option<&'a Arc<dyn HostServices>> {
     // SAFETY: guaranteed by the caller; the ctx is the leaked `Arc` `new` made.
-    unsafe { host.as_ref().and_then(|h| h.ctx.cast::<Arc<dyn HostServices>>().as_ref()) }
+    unsafe {
+        host.as_ref()
+            .and_then(|h| h.ctx.cast::<Arc<dyn HostServices>>().as_ref())
+    }
 }
 
 unsafe extern "C" fn host_log(
@@ -705,7 +727,11 @@ unsafe extern "C" fn host_list_databases(
             message: None,
         })
     });
-    let status = if outcome.is_ok() { abi::CAIRN_OK } else { abi::CAIRN_ERROR };
+    let status = if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    };
     // SAFETY: the ABI: `output` is valid for the call.
     unsafe { super::output::write(output, outcome) };
     status
@@ -747,9 +773,15 @@ unsafe extern "C" fn host_register_procedure(
         let procedure = unsafe { read_procedure(spec) }?;
         // SAFETY: as in `host_log`.
         let services = unsafe { services(host) }.ok_or_else(no_host)?;
-        services.register_procedure(procedure).map(|()| Reply::default())
+        services
+            .register_procedure(procedure)
+            .map(|()| Reply::default())
     });
-    let status = if outcome.is_ok() { abi::CAIRN_OK } else { abi::CAIRN_ERROR };
+    let status = if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    };
     // SAFETY: the ABI: `output` is valid for the call.
     unsafe { super::output::write(output, outcome) };
     status
@@ -776,7 +808,9 @@ unsafe fn read_procedure(spec: *const CairnProcedureSpec) -> Result<ForeignProce
             // SAFETY: releasing the ctx the plugin handed over.
             unsafe { drop_ctx(spec.ctx) };
         }
-        return Err(PluginError::InvalidArgument("procedure without a call function".into()));
+        return Err(PluginError::InvalidArgument(
+            "procedure without a call function".into(),
+        ));
     };
     let mut procedure = ForeignProcedure {
         name: String::new(),
@@ -813,7 +847,11 @@ unsafe extern "C" fn host_subscribe(host: *const CairnHost, mask: u64) -> CairnS
         let services = unsafe { services(host) }.ok_or_else(no_host)?;
         services.subscribe(mask)
     });
-    if outcome.is_ok() { abi::CAIRN_OK } else { abi::CAIRN_ERROR }
+    if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    }
 }
 
 unsafe extern "C" fn host_schedule(
@@ -828,7 +866,11 @@ unsafe extern "C" fn host_schedule(
         let services = unsafe { services(host) }.ok_or_else(no_host)?;
         services.schedule(job).map(|()| Reply::default())
     });
-    let status = if outcome.is_ok() { abi::CAIRN_OK } else { abi::CAIRN_ERROR };
+    let status = if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    };
     // SAFETY: the ABI: `output` is valid for the call.
     unsafe { super::output::write(output, outcome) };
     status
@@ -853,7 +895,9 @@ unsafe fn read_job(spec: *const CairnJobSpec) -> Result<ForeignJob, PluginError>
             // SAFETY: releasing the ctx the plugin handed over.
             unsafe { drop_ctx(spec.ctx) };
         }
-        return Err(PluginError::InvalidArgument("job without a run function".into()));
+        return Err(PluginError::InvalidArgument(
+            "job without a run function".into(),
+        ));
     };
     let mut job = ForeignJob {
         name: String::new(),

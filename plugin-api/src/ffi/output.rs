@@ -121,7 +121,8 @@ pub(super) unsafe fn write(output: *const CairnOutput, outcome: Outcome) {
     let has = |offset| has_pointer_field(out.size, offset);
     match outcome {
         Err(e) => {
-            if let (true, Some(set_error)) = (has(offset_of!(CairnOutput, set_error)), out.set_error)
+            if let (true, Some(set_error)) =
+                (has(offset_of!(CairnOutput, set_error)), out.set_error)
             {
                 // SAFETY: a function of a valid output, called with its own ctx and a string
                 // that lives across the call.

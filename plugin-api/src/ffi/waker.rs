@@ -74,7 +74,10 @@ pub(super) unsafe fn adopt(waker: *const CairnWaker) -> Waker {
 }
 
 fn raw(waker: CairnWaker) -> RawWaker {
-    RawWaker::new(Box::into_raw(Box::new(waker)).cast_const().cast(), &RAW_VTABLE)
+    RawWaker::new(
+        Box::into_raw(Box::new(waker)).cast_const().cast(),
+        &RAW_VTABLE,
+    )
 }
 
 static RAW_VTABLE: RawWakerVTable =

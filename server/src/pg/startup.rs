@@ -84,13 +84,13 @@ impl Startup {
         let opened = tokio::task::spawn_blocking(move || {
             Session::open(catalog, plugins, &user_c, role, &database_c)
         })
-                .await
-                .map_err(|e| {
-                    fatal(
-                        sqlstate::INTERNAL_ERROR,
-                        format!("opening the session failed: {e}"),
-                    )
-                })?;
+        .await
+        .map_err(|e| {
+            fatal(
+                sqlstate::INTERNAL_ERROR,
+                format!("opening the session failed: {e}"),
+            )
+        })?;
         let session = opened.map_err(|e| match e {
             CatalogError::NotFound(_) | CatalogError::InvalidName { .. } => fatal(
                 sqlstate::INVALID_CATALOG_NAME,

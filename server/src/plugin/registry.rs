@@ -27,7 +27,9 @@ pub enum PluginError {
     Unknown(String),
     #[error("plugin library {path} does not exist; copy it into the plugin directory {dir}")]
     MissingFile { path: PathBuf, dir: PathBuf },
-    #[error("plugin library {path} is outside the plugin directory {dir}; plugins load only from there")]
+    #[error(
+        "plugin library {path} is outside the plugin directory {dir}; plugins load only from there"
+    )]
     OutsideDir { path: PathBuf, dir: PathBuf },
     #[error("plugin file name {0:?} must be a plain file name in the plugin directory")]
     BadFileName(String),
@@ -348,11 +350,18 @@ impl Plugins {
             LibrarySource::Builtin => {
                 let descriptor =
                     builtin(&decl.name).ok_or_else(|| PluginError::NoBuiltin(decl.name.clone()))?;
-                (PluginLibrary::builtin(descriptor)?, PathBuf::from("builtin"))
+                (
+                    PluginLibrary::builtin(descriptor)?,
+                    PathBuf::from("builtin"),
+                )
             }
             LibrarySource::File(file) => {
                 let path = self.library_path(file)?;
-                let load_from = if replace { self.fresh_copy(&path)? } else { path.clone() };
+                let load_from = if replace {
+                    self.fresh_copy(&path)?
+                } else {
+                    path.clone()
+                };
                 (PluginLibrary::open(&load_from)?, path)
             }
         };
@@ -527,13 +536,14 @@ impl Plugins {
         generation: u64,
         procedure: ForeignProcedure,
     ) -> Result<(), ApiError> {
-        crate::config::validate_plugin_name(&procedure.name).map_err(|m| {
-            ApiError::InvalidArgument(m.replace("plugin name", "procedure name"))
-        })?;
+        crate::config::validate_plugin_name(&procedure.name)
+            .map_err(|m| ApiError::InvalidArgument(m.replace("plugin name", "procedure name")))?;
         let key = format!("{plugin}.{}", procedure.name);
         let mut procedures = lock(&self.procedures);
         if procedures.contains_key(&key) {
-            return Err(ApiError::Refused(format!("procedure {key} is already registered")));
+            return Err(ApiError::Refused(format!(
+                "procedure {key} is already registered"
+            )));
         }
         procedures.insert(
             key,
@@ -588,7 +598,10 @@ impl Plugins {
             Box::pin(async move { runner.fire().await })
         })
         .map_err(|e| {
-            ApiError::InvalidArgument(format!("invalid cron expression {:?}: {e}", runner.job.cron))
+            ApiError::InvalidArgument(format!(
+                "invalid cron expression {:?}: {e}",
+                runner.job.cron
+            ))
         })?;
         let uuid = cron_job.guid();
         lock(&self.jobs).insert(key, (uuid, runner));
@@ -789,7 +802,9 @@ impl JobRunner {
         let outcome = self.job.run().await;
         self.running.store(false, Ordering::Release);
         match outcome {
-            Ok(_) => tracing::debug!(plugin = %self.plugin, job = %self.job.name, "job run finished"),
+            Ok(_) => {
+                tracing::debug!(plugin = %self.plugin, job = %self.job.name, "job run finished")
+            }
             Err(e) if e.is_panic() => {
                 if let Some(plugins) = self.plugins.upgrade() {
                     plugins.fail(
@@ -822,7 +837,11 @@ async fn deliver_events(
             Ok(_) => {}
             Err(e) if e.is_panic() => {
                 if let Some(plugins) = plugins.upgrade() {
-                    plugins.fail(&name, generation, &format!("panicked in on_event: {}", e.message()));
+                    plugins.fail(
+                        &name,
+                        generation,
+                        &format!("panicked in on_event: {}", e.message()),
+                    );
                 }
                 break;
             }

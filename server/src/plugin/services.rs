@@ -69,11 +69,15 @@ impl HostServices for PluginServices {
     fn log(&self, level: abi::CairnLogLevel, target: &str, message: &str) {
         let plugin = self.plugin.as_str();
         tracing::dispatcher::with_default(&self.log_dispatch, || match level {
-            abi::CAIRN_LOG_ERROR => tracing::error!(plugin, module = target, "{message}"),
-            abi::CAIRN_LOG_WARN => tracing::warn!(plugin, module = target, "{message}"),
-            abi::CAIRN_LOG_INFO => tracing::info!(plugin, module = target, "{message}"),
-            abi::CAIRN_LOG_DEBUG => tracing::debug!(plugin, module = target, "{message}"),
-            _ => tracing::trace!(plugin, module = target, "{message}"),
+            abi::CAIRN_LOG_ERROR => {
+                tracing::error!(plugin = %plugin, module = %target, "{message}")
+            }
+            abi::CAIRN_LOG_WARN => tracing::warn!(plugin = %plugin, module = %target, "{message}"),
+            abi::CAIRN_LOG_INFO => tracing::info!(plugin = %plugin, module = %target, "{message}"),
+            abi::CAIRN_LOG_DEBUG => {
+                tracing::debug!(plugin = %plugin, module = %target, "{message}")
+            }
+            _ => tracing::trace!(plugin = %plugin, module = %target, "{message}"),
         });
     }
 
@@ -106,7 +110,8 @@ impl HostServices for PluginServices {
                 let prepared = session
                     .prepare(&sql)
                     .map_err(|e| PluginError::failed(e.to_string()))?;
-                let params: Vec<rusqlite::types::Value> = params.into_iter().map(to_sqlite).collect();
+                let params: Vec<rusqlite::types::Value> =
+                    params.into_iter().map(to_sqlite).collect();
                 session
                     .execute_prepared(&prepared, &params)
                     .map_err(|e| PluginError::failed(e.to_string()))?
@@ -114,8 +119,11 @@ impl HostServices for PluginServices {
             Ok(reply(executed))
         });
         Box::pin(async move {
-            task.await
-                .unwrap_or_else(|e| Err(PluginError::failed(format!("the statement failed unexpectedly: {e}"))))
+            task.await.unwrap_or_else(|e| {
+                Err(PluginError::failed(format!(
+                    "the statement failed unexpectedly: {e}"
+                )))
+            })
         })
     }
 
@@ -131,7 +139,8 @@ impl HostServices for PluginServices {
     }
 
     fn schedule(&self, job: ForeignJob) -> Result<(), PluginError> {
-        self.registry()?.schedule(&self.plugin, self.generation, job)
+        self.registry()?
+            .schedule(&self.plugin, self.generation, job)
     }
 
     fn sleep(&self, duration: Duration) -> BoxOutcome {

@@ -91,16 +91,21 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
                     .map(|name| ServerStatement::ReloadPlugin { name }),
             )
         }
-        [first, rest @ ..] if first.is_keyword("call") => Some(call(rest).map(ServerStatement::Call)),
+        [first, rest @ ..] if first.is_keyword("call") => {
+            Some(call(rest).map(ServerStatement::Call))
+        }
         _ => None,
     }
 }
 
 fn plugin_name(rest: &[&Token<'_>], syntax: &str) -> Result<String, String> {
     match rest {
-        [name] => name
-            .identifier()
-            .ok_or_else(|| format!("expected a plugin name, found {}; syntax: {syntax}", describe(name))),
+        [name] => name.identifier().ok_or_else(|| {
+            format!(
+                "expected a plugin name, found {}; syntax: {syntax}",
+                describe(name)
+            )
+        }),
         [] => Err(format!("missing plugin name; syntax: {syntax}")),
         [_, extra, ..] => Err(format!(
             "unexpected {} after the plugin name; syntax: {syntax}",
@@ -113,20 +118,28 @@ const CALL_SYNTAX: &str = "CALL plugin.procedure(arg, …, name => arg); argumen
 
 fn call(rest: &[&Token<'_>]) -> Result<Call, String> {
     let (plugin, procedure, rest) = match rest {
-        [plugin, Token::Punct("."), procedure, rest @ ..] => (
-            plugin.identifier(),
-            procedure.identifier(),
-            rest,
-        ),
-        _ => return Err(format!("expected plugin.procedure after CALL; syntax: {CALL_SYNTAX}")),
+        [plugin, Token::Punct("."), procedure, rest @ ..] => {
+            (plugin.identifier(), procedure.identifier(), rest)
+        }
+        _ => {
+            return Err(format!(
+                "expected plugin.procedure after CALL; syntax: {CALL_SYNTAX}"
+            ));
+        }
     };
     let (Some(plugin), Some(procedure)) = (plugin, procedure) else {
-        return Err(format!("expected plugin.procedure after CALL; syntax: {CALL_SYNTAX}"));
+        return Err(format!(
+            "expected plugin.procedure after CALL; syntax: {CALL_SYNTAX}"
+        ));
     };
     let inner = match rest {
         [Token::Punct("("), inner @ .., Token::Punct(")")] => inner,
         [] => &[][..],
-        _ => return Err(format!("expected (arguments) after {plugin}.{procedure}; syntax: {CALL_SYNTAX}")),
+        _ => {
+            return Err(format!(
+                "expected (arguments) after {plugin}.{procedure}; syntax: {CALL_SYNTAX}"
+            ));
+        }
     };
     let mut args = Vec::new();
     for arg in inner.split(|t| **t == Token::Punct(",")) {
@@ -135,9 +148,12 @@ fn call(rest: &[&Token<'_>]) -> Result<Call, String> {
         }
         let (name, value) = match arg {
             [name, Token::Punct("=>"), value @ ..] => {
-                let name = name
-                    .identifier()
-                    .ok_or_else(|| format!("expected an argument name before =>, found {}", describe(name)))?;
+                let name = name.identifier().ok_or_else(|| {
+                    format!(
+                        "expected an argument name before =>, found {}",
+                        describe(name)
+                    )
+                })?;
                 (Some(name), value)
             }
             value => (None, value),
@@ -162,7 +178,11 @@ fn literal(tokens: &[&Token<'_>]) -> Result<Literal, String> {
         [w] if !negative && w.is_keyword("true") => Literal::Integer(1),
         [w] if !negative && w.is_keyword("false") => Literal::Integer(0),
         [Token::Number(n)] => {
-            let text = if negative { format!("-{n}") } else { (*n).to_owned() };
+            let text = if negative {
+                format!("-{n}")
+            } else {
+                (*n).to_owned()
+            };
             match text.parse::<i64>() {
                 Ok(i) => Literal::Integer(i),
                 Err(_) => Literal::Real(
@@ -241,14 +261,21 @@ mod tests {
 
     #[test]
     fn recognises_the_plugin_statements() {
-        assert_eq!(parse_text("show plugins"), Some(Ok(ServerStatement::ShowPlugins)));
+        assert_eq!(
+            parse_text("show plugins"),
+            Some(Ok(ServerStatement::ShowPlugins))
+        );
         assert_eq!(
             parse_text("LOAD PLUGIN 'libx.so'"),
-            Some(Ok(ServerStatement::LoadPlugin { file: "libx.so".into() }))
+            Some(Ok(ServerStatement::LoadPlugin {
+                file: "libx.so".into()
+            }))
         );
         assert_eq!(
             parse_text("reload plugin Hello"),
-            Some(Ok(ServerStatement::ReloadPlugin { name: "hello".into() }))
+            Some(Ok(ServerStatement::ReloadPlugin {
+                name: "hello".into()
+            }))
         );
         assert_eq!(
             parse_text("CALL hello.greet('ann', -3, 2.5, null, dry_run => true)"),

@@ -1,0 +1,107 @@
+/*
+ * `adder`: an example Cairn plugin in plain C, against cairn_plugin.h alone.
+ *
+ *   CALL adder.add(2, 40)   -> one row, sum = 42
+ *
+ * Build (any C compiler; the server loads it from its plugin directory):
+ *   cc -shared -fPIC -O2 -I ../../plugin-api/include adder.c -o libadder.so
+ */
+#include <stdlib.h>
+
+#include "cairn_plugin.h"
+
+typedef struct Instance {
+    const CairnHost *host;
+} Instance;
+
+/* One call of `add`: the arguments are copied here, because they are only borrowed. */
+typedef struct AddCall {
+    int valid;
+    int64_t a, b;
+} AddCall;
+
+static CairnPoll add_poll(void *state, const CairnWaker *waker, const CairnOutput *out) {
+    (void)waker;
+    AddCall *call = state;
+    if (!call->valid) {
+        out->set_error(out->ctx, CAIRN_ERROR_INVALID_ARGUMENT,
+                       CAIRN_STR("add takes two integers, as in CALL adder.add(2, 40)"));
+        return CAIRN_READY;
+    }
+    CairnValue sum = {0};
+    sum.kind = CAIRN_VALUE_INTEGER;
+    sum.integer = call->a + call->b;
+    out->push_row(out->ctx, &sum, 1);
+    return CAIRN_READY;
+}
+
+static void free_state(void *state) { free(state); }
+
+static CairnFuture add_call(void *ctx, const CairnArg *args, size_t count) {
+    (void)ctx;
+    AddCall *call = calloc(1, sizeof *call);
+    if (call && count == 2 && args[0].value.kind == CAIRN_VALUE_INTEGER &&
+        args[1].value.kind == CAIRN_VALUE_INTEGER) {
+        call->valid = 1;
+        call->a = args[0].value.integer;
+        call->b = args[1].value.integer;
+    }
+    CairnFuture future = {call, add_poll, free_state};
+    return future;
+}
+
+/* A future that is done at once, with nothing to report. */
+static CairnPoll done_poll(void *state, const CairnWaker *waker, const CairnOutput *out) {
+    (void)state; (void)waker; (void)out;
+    return CAIRN_READY;
+}
+
+static void no_state(void *state) { (void)state; }
+
+static CairnStatus create(const CairnHost *host, CairnStr config, void **instance,
+                          const CairnOutput *out) {
+    (void)config; (void)out;
+    Instance *self = calloc(1, sizeof *self);
+    if (!self) return CAIRN_ERROR;
+    self->host = host;
+    *instance = self;
+    return CAIRN_OK;
+}
+
+static CairnFuture start(void *instance) {
+    Instance *self = instance;
+    const CairnHost *host = self->host;
+    CairnColumn sum = {CAIRN_STR("sum"), CAIRN_VALUE_INTEGER, 0};
+    CairnProcedureSpec spec = {0};
+    spec.size = sizeof spec;
+    spec.name = CAIRN_STR("add");
+    spec.description = CAIRN_STR("Adds two integers");
+    spec.columns = &sum;
+    spec.column_count = 1;
+    spec.call = add_call;
+    host->register_procedure(host, &spec, NULL);
+    host->log(host, CAIRN_LOG_INFO, CAIRN_STR("adder"), CAIRN_STR("C plugin started; try CALL adder.add(2, 40)"));
+    CairnFuture done = {NULL, done_poll, no_state};
+    return done;
+}
+
+static void destroy(void *instance) { free(instance); }
+
+static const CairnPluginVTable vtable = {
+    .size = sizeof(CairnPluginVTable),
+    .create = create,
+    .start = start,
+    .destroy = destroy,
+};
+
+CAIRN_EXPORT const CairnPluginDescriptor cairn_plugin_v1 = {
+    .magic = CAIRN_PLUGIN_MAGIC,
+    .abi_major = CAIRN_ABI_MAJOR,
+    .abi_minor = CAIRN_ABI_MINOR,
+    .min_host_minor = 0,
+    .size = sizeof(CairnPluginDescriptor),
+    .name = {(const uint8_t *)"adder", 5},
+    .version = {(const uint8_t *)"1.0.0", 5},
+    .description = {(const uint8_t *)"Example plugin in C: adds two integers", 38},
+    .vtable = &vtable,
+};

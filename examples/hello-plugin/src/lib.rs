@@ -1,0 +1,162 @@
+//! `hello`: an example Cairn plugin.
+//!
+//! - `CALL hello.greet('Ann')` returns one row, `Hello, Ann!` (the greeting comes from the
+//!   plugin's config);
+//! - `CALL hello.databases()` lists the server's databases with their table counts, through
+//!   the host's SQL service;
+//! - when a database is created, it logs a line (an event hook);
+//! - a scheduled job logs `tick` and counts its runs (`CALL hello.ticks()`).
+//!
+//! Build it with `cargo build -p hello-plugin`, copy `target/debug/libhello_plugin.so` into
+//! the server's plugin directory, and declare it in the server config:
+//!
+//! ```toml
+//! [plugins.hello]
+//! library = "libhello_plugin.so"
+//! [plugins.hello.config]
+//! greeting = "Hello"
+//! tick = "*/10 * * * * *"
+//! ```
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use cairn_plugin_api::serde::Deserialize;
+use cairn_plugin_api::tracing::info;
+use cairn_plugin_api::{
+    Args, ColumnType, Event, EventKind, Host, Plugin, PluginConfig, PluginError, Procedure, Value,
+    async_trait, export_plugin,
+};
+
+/// The plugin's config table.
+#[derive(Debug, Deserialize)]
+#[serde(crate = "cairn_plugin_api::serde", deny_unknown_fields)]
+struct Settings {
+    /// The first word of every greeting.
+    #[serde(default = "default_greeting")]
+    greeting: String,
+    /// When the `tick` job runs (cron, UTC).
+    #[serde(default = "default_tick")]
+    tick: String,
+}
+
+fn default_greeting() -> String {
+    "Hello".into()
+}
+
+fn default_tick() -> String {
+    "0 * * * *".into()
+}
+
+/// The plugin's state.
+#[derive(Debug)]
+pub struct Hello {
+    settings: Settings,
+    ticks: AtomicI64,
+}
+
+#[async_trait]
+impl Plugin for Hello {
+    fn new(config: PluginConfig) -> Result<Self, PluginError> {
+        Ok(Hello {
+            settings: config.parse()?,
+            ticks: AtomicI64::new(0),
+        })
+    }
+
+    async fn start(&self, host: &Host) -> Result<(), PluginError> {
+        host.register_procedure(
+            Procedure::new("greet")
+                .description("Greets its argument")
+                .column("greeting", ColumnType::Text),
+        )?;
+        host.register_procedure(
+            Procedure::new("databases")
+                .description("Each database and how many tables it has")
+                .column("name", ColumnType::Text)
+                .column("tables", ColumnType::Integer),
+        )?;
+        host.register_procedure(
+            Procedure::new("ticks")
+                .description("How many times the tick job ran")
+                .column("ticks", ColumnType::Integer),
+        )?;
+        host.subscribe(&[EventKind::DatabaseCreated])?;
+        host.schedule("tick", &self.settings.tick)?;
+        info!(greeting = %self.settings.greeting, tick = %self.settings.tick, "hello plugin started");
+        Ok(())
+    }
+
+    async fn stop(&self, _host: &Host) -> Result<(), PluginError> {
+        info!("hello plugin stopped");
+        Ok(())
+    }
+
+    async fn call(
+        &self,
+        host: &Host,
+        procedure: &str,
+        args: Args,
+    ) -> Result<Vec<Vec<Value>>, PluginError> {
+        match procedure {
+            "greet" => {
+                let who = match args.get(0) {
+                    None => "world".to_owned(),
+                    Some(Value::Text(t)) => t.clone(),
+                    Some(other) => {
+                        return Err(PluginError::InvalidArgument(format!(
+                            "greet takes a text argument, got {other:?}"
+                        )));
+                    }
+                };
+                Ok(vec![vec![
+                    format!("{}, {who}!", self.settings.greeting).into(),
+                ]])
+            }
+            "databases" => {
+                let mut rows = Vec::new();
+                for name in host.databases()? {
+                    let reply = host
+                        .execute(
+                            &name,
+                            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                            &[],
+                        )
+                        .await?;
+                    let tables = reply
+                        .rows
+                        .first()
+                        .and_then(|row| row.first())
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    rows.push(vec![Value::Text(name), tables]);
+                }
+                Ok(rows)
+            }
+            "ticks" => Ok(vec![vec![self.ticks.load(Ordering::Relaxed).into()]]),
+            other => Err(PluginError::failed(format!("no procedure {other}"))),
+        }
+    }
+
+    async fn on_event(&self, _host: &Host, event: Event) -> Result<(), PluginError> {
+        if event.kind == EventKind::DatabaseCreated {
+            info!(
+                database = event.database.as_deref().unwrap_or(""),
+                "hello noticed a new database"
+            );
+        }
+        Ok(())
+    }
+
+    async fn run_job(&self, _host: &Host, job: &str) -> Result<(), PluginError> {
+        let n = self.ticks.fetch_add(1, Ordering::Relaxed) + 1;
+        info!(job, n, "tick");
+        Ok(())
+    }
+}
+
+export_plugin!(
+    Hello,
+    name: "hello",
+    version: env!("CARGO_PKG_VERSION"),
+    description: "Example plugin: greets, lists databases, ticks"
+);

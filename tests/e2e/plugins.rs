@@ -1,0 +1,489 @@
+//! Plugins through the real binary: the Rust and C examples, every refusal, contained panics,
+//! the plugin statements and `cairn plugin inspect`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::{READER_PASSWORD, Site, TestServer, cairn, message, standard_config};
+
+/// Where cargo put this build's cdylibs (the e2e target depends on the plugin crates).
+fn cdylib(crate_name: &str) -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_cairn"));
+    let path = bin
+        .parent()
+        .unwrap()
+        .join("deps")
+        .join(format!("lib{crate_name}.so"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Compiles a C plugin with the system compiler.
+fn compile_c(source: &str, include: &str, defines: &[&str], out: &Path) {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args([
+            "-shared",
+            "-fPIC",
+            "-std=c11",
+            "-Wall",
+            "-Wno-unused-function",
+            "-Werror",
+        ])
+        .arg("-I")
+        .arg(repo().join(include))
+        .args(defines.iter().map(|d| format!("-D{d}")))
+        .arg(repo().join(source))
+        .arg("-o")
+        .arg(out)
+        .status()
+        .unwrap_or_else(|e| panic!("running the C compiler `{cc}` failed ({e}); install gcc"));
+    assert!(status.success(), "compiling {source} failed");
+}
+
+/// A site whose `plugins/` directory holds the given libraries, with `plugins` appended to
+/// the standard config.
+fn site_with(libraries: &[(&str, Library)], plugins: &str) -> Site {
+    let site = Site::new(&format!("{}\n{plugins}", standard_config()));
+    let dir = site.dir.path().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, library) in libraries {
+        let target = dir.join(file);
+        match library {
+            Library::Rust(name) => {
+                std::fs::copy(cdylib(name), &target).unwrap();
+            }
+            Library::C {
+                source,
+                include,
+                defines,
+            } => compile_c(source, include, defines, &target),
+        }
+    }
+    site
+}
+
+enum Library {
+    Rust(&'static str),
+    C {
+        source: &'static str,
+        include: &'static str,
+        defines: &'static [&'static str],
+    },
+}
+
+const ADDER: Library = Library::C {
+    source: "examples/c-plugin/adder.c",
+    include: "plugin-api/include",
+    defines: &[],
+};
+
+fn broken(define: &'static [&'static str]) -> Library {
+    Library::C {
+        source: "tests/fixtures/c-plugins/broken.c",
+        include: "plugin-api/include",
+        defines: define,
+    }
+}
+
+async fn plugin_rows(server: &TestServer) -> Vec<(String, String, Option<String>)> {
+    let client = server.admin("default").await;
+    client
+        .query("SHOW PLUGINS", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("name"), r.get("state"), r.get("last_error")))
+        .collect()
+}
+
+async fn state_of(server: &TestServer, name: &str) -> (String, Option<String>) {
+    plugin_rows(server)
+        .await
+        .into_iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, s, e)| (s, e))
+        .unwrap_or_else(|| panic!("no plugin {name} in SHOW PLUGINS"))
+}
+
+#[tokio::test]
+async fn rust_and_c_examples_load_and_answer_call() {
+    let site = site_with(
+        &[
+            ("libhello_plugin.so", Library::Rust("hello_plugin")),
+            ("libadder.so", ADDER),
+        ],
+        r#"
+[plugins.hello]
+library = "libhello_plugin.so"
+[plugins.hello.config]
+greeting = "Howdy"
+tick = "* * * * * *"
+
+[plugins.adder]
+library = "libadder.so"
+"#,
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+
+    let greeting: String = client
+        .query_one("CALL hello.greet('Ann')", &[])
+        .await
+        .unwrap()
+        .get("greeting");
+    assert_eq!(greeting, "Howdy, Ann!");
+    let sum: i64 = client
+        .query_one("CALL adder.add(2, 40)", &[])
+        .await
+        .unwrap()
+        .get("sum");
+    assert_eq!(sum, 42);
+    let err = client.query("CALL adder.add('x')", &[]).await.unwrap_err();
+    assert!(message(&err).contains("add takes two integers"), "{err:?}");
+
+    let rows = plugin_rows(&server).await;
+    assert!(
+        rows.contains(&("hello".into(), "running".into(), None)),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&("adder".into(), "running".into(), None)),
+        "{rows:?}"
+    );
+
+    // Host services: the SQL service, through a procedure.
+    client.batch_execute("CREATE TABLE t(x)").await.unwrap();
+    let tables: Vec<(String, i64)> = client
+        .query("CALL hello.databases()", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("name"), r.get("tables")))
+        .collect();
+    assert_eq!(tables, vec![("default".to_owned(), 1)]);
+
+    // An event hook, and log lines tagged with the plugin's name.
+    client.batch_execute("CREATE DATABASE fresh").await.unwrap();
+    server.wait_for_log("hello noticed a new database");
+    server.wait_for_log("plugin=hello");
+    server.wait_for_log("plugin=adder");
+    let line = server
+        .logs()
+        .lines()
+        .find(|l| l.contains("hello noticed a new database"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains("plugin=hello") && line.contains("fresh"),
+        "{line}"
+    );
+
+    // The scheduled job (every second) runs.
+    server.wait_for_log("tick job=\"tick\" n=1");
+    let ticks: i64 = client
+        .query_one("CALL hello.ticks()", &[])
+        .await
+        .unwrap()
+        .get("ticks");
+    assert!(ticks >= 1);
+
+    // Procedures run with the server's privileges: a readonly user may not call them.
+    let reader = server
+        .connect("reader", READER_PASSWORD, "default")
+        .await
+        .unwrap();
+    let err = reader.query("CALL hello.greet()", &[]).await.unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("hello plugin stopped"), "{logs}");
+}
+
+#[tokio::test]
+async fn every_refusal_names_the_problem_and_the_server_keeps_serving() {
+    let site = site_with(
+        &[
+            ("not_a_plugin.so", broken(&["NOT_A_PLUGIN"])),
+            ("bad_magic.so", broken(&["BAD_MAGIC"])),
+            ("truncated.so", broken(&["TRUNCATED"])),
+            ("abi_v2.so", broken(&["ABI_V2"])),
+            ("needs_newer.so", broken(&["NEEDS_NEWER"])),
+            ("start_error.so", broken(&["START_ERROR"])),
+            ("libpanicky_plugin.so", Library::Rust("panicky_plugin")),
+        ],
+        r#"
+[plugins.not_a_plugin]
+library = "not_a_plugin.so"
+[plugins.bad_magic]
+library = "bad_magic.so"
+[plugins.truncated]
+library = "truncated.so"
+[plugins.abi_v2]
+library = "abi_v2.so"
+[plugins.future_plugin]
+library = "needs_newer.so"
+[plugins.failing_start]
+library = "start_error.so"
+[plugins.panicky]
+library = "libpanicky_plugin.so"
+[plugins.panicky.config]
+start = "panic"
+"#,
+    );
+    let server = site.start();
+    let expected = [
+        (
+            "not_a_plugin",
+            "is not a Cairn plugin: it exports no symbol `cairn_plugin_v1`",
+        ),
+        (
+            "bad_magic",
+            "is not a Cairn plugin descriptor (magic number",
+        ),
+        (
+            "truncated",
+            "its descriptor is truncated (24 bytes, ABI 1.0 needs at least 80)",
+        ),
+        (
+            "abi_v2",
+            "the server speaks ABI 1.0, the library was built for ABI 2.x",
+        ),
+        (
+            "future_plugin",
+            "needs a server with ABI 1.7 or newer, this server speaks ABI 1.0",
+        ),
+        ("failing_start", "failed to start: disk on fire"),
+        (
+            "panicky",
+            "failed to start: panicked: the fixture was told to panic in start",
+        ),
+    ];
+    for (name, fragment) in expected {
+        let (state, error) = state_of(&server, name).await;
+        assert_eq!(state, "failed", "{name}");
+        let error = error.unwrap_or_default();
+        assert!(error.contains(fragment), "{name}: {error}");
+        assert!(server.logs().contains(fragment), "{name} not logged");
+    }
+    server.assert_still_serving().await;
+
+    // The same refusals through LOAD PLUGIN, as errors to the client.
+    let client = server.admin("default").await;
+    for (file, fragment) in [
+        ("not_a_plugin.so", "is not a Cairn plugin"),
+        ("bad_magic.so", "magic number"),
+        ("abi_v2.so", "ABI major version mismatch"),
+        ("needs_newer.so", "upgrade Cairn"),
+        ("missing.so", "does not exist"),
+        ("../cairn.toml", "must be a plain file name"),
+    ] {
+        let err = client
+            .batch_execute(&format!("LOAD PLUGIN '{file}'"))
+            .await
+            .unwrap_err();
+        assert!(
+            message(&err).contains(fragment),
+            "{file}: {}",
+            message(&err)
+        );
+    }
+    client.simple_query("SELECT 1").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panic_in_a_procedure_fails_the_plugin_not_the_server() {
+    let site = site_with(
+        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    let one: i64 = client
+        .query_one("CALL panicky.fine()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+
+    let err = client.query("CALL panicky.boom()", &[]).await.unwrap_err();
+    assert!(
+        message(&err).contains("panicked: boom was called"),
+        "{}",
+        message(&err)
+    );
+    let (state, error) = state_of(&server, "panicky").await;
+    assert_eq!(state, "failed");
+    assert!(error.unwrap().contains("boom was called"));
+    // Its procedures are disabled, and say why.
+    let err = client.query("CALL panicky.fine()", &[]).await.unwrap_err();
+    assert!(message(&err).contains("is failed"), "{}", message(&err));
+    server.assert_still_serving().await;
+
+    // A reload brings a fresh instance.
+    client.batch_execute("RELOAD PLUGIN panicky").await.unwrap();
+    let one: i64 = client
+        .query_one("CALL panicky.fine()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+}
+
+#[tokio::test]
+async fn a_panic_in_a_scheduled_job_fails_the_plugin_not_the_server() {
+    let site = site_with(
+        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n[plugins.panicky.config]\nexplode = \"* * * * * *\"\n",
+    );
+    let server = site.start();
+    server.wait_for_log("panicked in job explode: the scheduled job exploded");
+    let (state, _) = state_of(&server, "panicky").await;
+    assert_eq!(state, "failed");
+    server.assert_still_serving().await;
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+}
+
+#[tokio::test]
+async fn plugins_built_for_other_minor_versions_load() {
+    let site = site_with(
+        &[
+            (
+                "older_minor.so",
+                Library::C {
+                    source: "tests/fixtures/c-plugins/older_minor.c",
+                    include: "tests/fixtures/c-plugins/abi-1.0",
+                    defines: &[],
+                },
+            ),
+            ("newer_minor.so", broken(&["NEWER_MINOR"])),
+        ],
+        "[plugins.older_minor]\nlibrary = \"older_minor.so\"\n[plugins.newer_minor]\nlibrary = \"newer_minor.so\"\n",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    let answer: i64 = client
+        .query_one("CALL older_minor.answer()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(answer, 42);
+    assert_eq!(state_of(&server, "newer_minor").await.0, "running");
+}
+
+#[tokio::test]
+async fn load_unload_and_reload_statements() {
+    let site = site_with(&[("libhello_plugin.so", Library::Rust("hello_plugin"))], "");
+    let server = site.start();
+    let client = server.admin("default").await;
+    assert!(plugin_rows(&server).await.is_empty());
+
+    client
+        .batch_execute("LOAD PLUGIN 'libhello_plugin.so'")
+        .await
+        .unwrap();
+    assert_eq!(state_of(&server, "hello").await.0, "running");
+    let greeting: String = client
+        .query_one("CALL hello.greet()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(greeting, "Hello, world!");
+    let err = client
+        .batch_execute("LOAD PLUGIN 'libhello_plugin.so'")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("already running"),
+        "{}",
+        message(&err)
+    );
+
+    // Only admins manage plugins.
+    let reader = server
+        .connect("reader", READER_PASSWORD, "default")
+        .await
+        .unwrap();
+    let err = reader
+        .batch_execute("UNLOAD PLUGIN hello")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501");
+
+    client.batch_execute("UNLOAD PLUGIN hello").await.unwrap();
+    assert_eq!(state_of(&server, "hello").await.0, "disabled");
+    let err = client.query("CALL hello.greet()", &[]).await.unwrap_err();
+    assert!(message(&err).contains("disabled"), "{}", message(&err));
+    server.wait_for_log("hello plugin stopped");
+
+    // Reload picks up the config written since.
+    let config = format!(
+        "{}\n[plugins.hello]\nlibrary = \"libhello_plugin.so\"\n[plugins.hello.config]\ngreeting = \"Hi\"\n",
+        standard_config()
+    );
+    std::fs::write(site.config_path(), &config).unwrap();
+    client.batch_execute("RELOAD PLUGIN hello").await.unwrap();
+    let greeting: String = client
+        .query_one("CALL hello.greet('Bo')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(greeting, "Hi, Bo!");
+
+    // A config the plugin refuses keeps the running instance.
+    std::fs::write(
+        site.config_path(),
+        config.replace("greeting = \"Hi\"", "greting = \"Yo\""),
+    )
+    .unwrap();
+    let err = client
+        .batch_execute("RELOAD PLUGIN hello")
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("greting"), "{}", message(&err));
+    let greeting: String = client
+        .query_one("CALL hello.greet('Bo')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(greeting, "Hi, Bo!");
+    assert_eq!(state_of(&server, "hello").await.0, "running");
+}
+
+#[test]
+fn inspect_prints_the_descriptor_without_loading() {
+    let out = cairn()
+        .args(["plugin", "inspect"])
+        .arg(cdylib("hello_plugin"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("name:        hello"), "{stdout}");
+    assert!(stdout.contains("ABI:         1.0"), "{stdout}");
+    assert!(stdout.contains("compatible:  yes"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("abi_v2.so");
+    compile_c(
+        "tests/fixtures/c-plugins/broken.c",
+        "plugin-api/include",
+        &["ABI_V2"],
+        &bad,
+    );
+    let out = cairn()
+        .args(["plugin", "inspect"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("compatible:  no"));
+    assert!(stderr.contains("built for ABI 2.x"), "{stderr}");
+}
