@@ -153,6 +153,9 @@ fn builtin(name: &str) -> Option<&'static abi::CairnPluginDescriptor> {
     None
 }
 
+/// (plugin, job name).
+type JobKey = (String, String);
+
 /// All plugins of one server.
 pub struct Plugins {
     me: Weak<Plugins>,
@@ -170,7 +173,7 @@ pub struct Plugins {
     management: tokio::sync::Mutex<()>,
     entries: Mutex<BTreeMap<String, Entry>>,
     procedures: Mutex<HashMap<String, Arc<RegisteredProcedure>>>,
-    jobs: Mutex<HashMap<(String, String), (uuid::Uuid, Arc<JobRunner>)>>,
+    jobs: Mutex<HashMap<JobKey, (uuid::Uuid, Arc<JobRunner>)>>,
 }
 
 impl std::fmt::Debug for Plugins {
@@ -469,18 +472,18 @@ impl Plugins {
         if let Some(loaded) = loaded {
             self.unregister(name, loaded.generation);
             loaded.services.detach();
-            if was == State::Running {
-                if let Err(e) = loaded.instance.stop().await {
-                    tracing::warn!(plugin = %name, error = %e, "plugin stop reported an error");
-                }
+            if was == State::Running
+                && let Err(e) = loaded.instance.stop().await
+            {
+                tracing::warn!(plugin = %name, error = %e, "plugin stop reported an error");
             }
             // Dropping the last reference calls the plugin's `destroy`.
             drop(loaded);
         }
-        if was == State::Failed {
-            if let Some(entry) = lock(&self.entries).get_mut(name) {
-                entry.state = State::Disabled;
-            }
+        if was == State::Failed
+            && let Some(entry) = lock(&self.entries).get_mut(name)
+        {
+            entry.state = State::Disabled;
         }
         tracing::info!(plugin = %name, "plugin unloaded");
         Ok(())
