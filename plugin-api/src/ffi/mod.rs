@@ -127,3 +127,140 @@ fn catch<T>(f: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
         .unwrap_or_else(|payload| Err(PluginError::Panicked(panic_message(payload.as_ref()))))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use super::*;
+    use crate::{Outcome, Reply};
+
+    #[derive(Default)]
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Pending once (asking to be woken), then ready with `outcome`.
+    struct YieldOnce(Option<Outcome>, bool);
+
+    impl Future for YieldOnce {
+        type Output = Outcome;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+            if !self.1 {
+                self.1 = true;
+                cx.waker().wake_by_ref();
+                let keep = cx.waker().clone();
+                drop(keep);
+                return Poll::Pending;
+            }
+            Poll::Ready(self.0.take().unwrap_or(Ok(Reply::default())))
+        }
+    }
+
+    fn round_trip(future: impl Future<Output = Outcome> + Send + 'static) -> ImportedFuture {
+        // SAFETY: a fresh future from `export_future`.
+        unsafe { ImportedFuture::new(export_future(future)) }
+    }
+
+    fn poll(future: &mut ImportedFuture, waker: &Waker) -> Poll<Outcome> {
+        Pin::new(future).poll(&mut Context::from_waker(waker))
+    }
+
+    #[test]
+    fn a_future_crosses_the_abi_and_back_with_its_wakeups_and_rows() {
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        let reply = Reply::rows(vec![vec![
+            Value::Integer(i64::MIN),
+            Value::Real(-0.5),
+            Value::Text("snow ☃".into()),
+            Value::Blob(vec![0, 255]),
+            Value::Null,
+        ]]);
+        let mut imported = round_trip(YieldOnce(Some(Ok(reply.clone())), false));
+        assert!(poll(&mut imported, &waker).is_pending());
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "the wake-up crossed back"
+        );
+        match poll(&mut imported, &waker) {
+            Poll::Ready(Ok(got)) => assert_eq!(got.rows, reply.rows),
+            other => panic!("{other:?}"),
+        }
+        drop(imported);
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&counter),
+            1,
+            "every lent waker was released"
+        );
+    }
+
+    #[test]
+    fn a_panic_while_polling_is_reported_not_unwound() {
+        let waker = Waker::noop();
+        let mut imported = round_trip(async { panic!("kaboom") });
+        match poll(&mut imported, waker) {
+            Poll::Ready(Err(PluginError::Panicked(m))) => assert_eq!(m, "kaboom"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dropping_an_unfinished_future_releases_its_state() {
+        let state = Arc::new(());
+        let held = Arc::clone(&state);
+        let mut imported = round_trip(async move {
+            let _held = held;
+            std::future::pending::<Outcome>().await
+        });
+        assert!(poll(&mut imported, Waker::noop()).is_pending());
+        assert_eq!(Arc::strong_count(&state), 2);
+        drop(imported);
+        assert_eq!(Arc::strong_count(&state), 1);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused_with_its_row() {
+        let mut collector = Collector::default();
+        let output = collector.output();
+        let bad = [0xffu8, 0xfe];
+        let value = CairnValue {
+            kind: abi::CAIRN_VALUE_TEXT,
+            reserved: 0,
+            integer: 0,
+            real: 0.0,
+            bytes: CairnStr::from_bytes(&bad),
+        };
+        let push_row = output.push_row.unwrap();
+        // SAFETY: the output's own function with its ctx and a value that outlives the call.
+        unsafe { push_row(output.ctx, &value, 1) };
+        match collector.into_outcome() {
+            Err(PluginError::InvalidArgument(m)) => assert!(m.contains("row 1"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_value_kind_is_refused() {
+        let value = CairnValue {
+            kind: 99,
+            reserved: 0,
+            integer: 0,
+            real: 0.0,
+            bytes: CairnStr::EMPTY,
+        };
+        // SAFETY: an empty `CairnStr`.
+        let err = unsafe { super::value(&value) }.unwrap_err();
+        assert!(err.to_string().contains("unknown value kind 99"));
+    }
+}
