@@ -60,6 +60,19 @@ impl Executed {
         Executed::command("", None)
     }
 
+    /// A server statement that returns rows (no transaction change).
+    fn rows(command: &str, columns: Option<Vec<Column>>, rows: Vec<Vec<Value>>) -> Executed {
+        Executed {
+            columns,
+            tag: CommandTag {
+                command: command.to_owned(),
+                rows: Some(rows.len()),
+            },
+            rows,
+            transaction: TransactionChange::Unchanged,
+        }
+    }
+
     /// A statement that returns no rows.
     fn command(command: &str, rows: Option<usize>) -> Executed {
         Executed {
@@ -300,15 +313,7 @@ impl Session {
                     .into_iter()
                     .map(|db| vec![Value::Text(db.name), Value::Integer(db.size_bytes as i64)])
                     .collect();
-                Ok(Executed {
-                    columns: self.server_columns(statement),
-                    tag: CommandTag {
-                        command: "SHOW".into(),
-                        rows: Some(rows.len()),
-                    },
-                    rows,
-                    transaction: TransactionChange::Unchanged,
-                })
+                Ok(Executed::rows("SHOW", self.server_columns(statement), rows))
             }
             ServerStatement::CreateDatabase { name } => {
                 self.require_database_management("CREATE DATABASE")?;
@@ -358,15 +363,7 @@ impl Session {
                         ]
                     })
                     .collect();
-                Ok(Executed {
-                    columns: self.server_columns(statement),
-                    tag: CommandTag {
-                        command: "SHOW".into(),
-                        rows: Some(rows.len()),
-                    },
-                    rows,
-                    transaction: TransactionChange::Unchanged,
-                })
+                Ok(Executed::rows("SHOW", self.server_columns(statement), rows))
             }
             ServerStatement::LoadPlugin { file } => {
                 self.require_admin("LOAD PLUGIN")?;
@@ -415,15 +412,11 @@ impl Session {
                     .into_iter()
                     .map(|row| row.into_iter().map(plugin_value).collect())
                     .collect();
-                Ok(Executed {
-                    columns: Some(columns.into_iter().map(plugin_column).collect()),
-                    tag: CommandTag {
-                        command: "CALL".into(),
-                        rows: None,
-                    },
-                    rows,
-                    transaction: TransactionChange::Unchanged,
-                })
+                let columns = Some(columns.into_iter().map(plugin_column).collect());
+                let mut executed = Executed::rows("CALL", columns, rows);
+                // PostgreSQL's tag for CALL carries no count.
+                executed.tag.rows = None;
+                Ok(executed)
             }
         }
     }

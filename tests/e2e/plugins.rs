@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use tokio_postgres::Client;
+
 use crate::harness::{READER_PASSWORD, Site, TestServer, cairn, message, standard_config};
 
 /// Where cargo put this build's cdylibs (the e2e target depends on the plugin crates).
@@ -90,6 +92,11 @@ fn broken(define: &'static [&'static str]) -> Library {
     }
 }
 
+/// The first column of the only row `sql` returns.
+async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(client: &Client, sql: &str) -> T {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 async fn plugin_rows(server: &TestServer) -> Vec<(String, String, Option<String>)> {
     let client = server.admin("default").await;
     client
@@ -131,17 +138,9 @@ library = "libadder.so"
     let server = site.start();
     let client = server.admin("default").await;
 
-    let greeting: String = client
-        .query_one("CALL hello.greet('Ann')", &[])
-        .await
-        .unwrap()
-        .get("greeting");
+    let greeting: String = one(&client, "CALL hello.greet('Ann')").await;
     assert_eq!(greeting, "Howdy, Ann!");
-    let sum: i64 = client
-        .query_one("CALL adder.add(2, 40)", &[])
-        .await
-        .unwrap()
-        .get("sum");
+    let sum: i64 = one(&client, "CALL adder.add(2, 40)").await;
     assert_eq!(sum, 42);
     let err = client.query("CALL adder.add('x')", &[]).await.unwrap_err();
     assert!(message(&err).contains("add takes two integers"), "{err:?}");
@@ -185,11 +184,7 @@ library = "libadder.so"
 
     // The scheduled job (every second) runs.
     server.wait_for_log("tick job=\"tick\" n=1");
-    let ticks: i64 = client
-        .query_one("CALL hello.ticks()", &[])
-        .await
-        .unwrap()
-        .get("ticks");
+    let ticks: i64 = one(&client, "CALL hello.ticks()").await;
     assert!(ticks >= 1);
 
     // Procedures run with the server's privileges: a readonly user may not call them.
@@ -304,12 +299,7 @@ async fn a_panic_in_a_procedure_fails_the_plugin_not_the_server() {
     );
     let server = site.start();
     let client = server.admin("default").await;
-    let one: i64 = client
-        .query_one("CALL panicky.fine()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(one, 1);
+    assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);
 
     let err = client.query("CALL panicky.boom()", &[]).await.unwrap_err();
     assert!(
@@ -327,12 +317,7 @@ async fn a_panic_in_a_procedure_fails_the_plugin_not_the_server() {
 
     // A reload brings a fresh instance.
     client.batch_execute("RELOAD PLUGIN panicky").await.unwrap();
-    let one: i64 = client
-        .query_one("CALL panicky.fine()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(one, 1);
+    assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);
 }
 
 #[tokio::test]
@@ -368,11 +353,7 @@ async fn plugins_built_for_other_minor_versions_load() {
     );
     let server = site.start();
     let client = server.admin("default").await;
-    let answer: i64 = client
-        .query_one("CALL older_minor.answer()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let answer: i64 = one(&client, "CALL older_minor.answer()").await;
     assert_eq!(answer, 42);
     assert_eq!(state_of(&server, "newer_minor").await.0, "running");
 }
@@ -389,11 +370,7 @@ async fn load_unload_and_reload_statements() {
         .await
         .unwrap();
     assert_eq!(state_of(&server, "hello").await.0, "running");
-    let greeting: String = client
-        .query_one("CALL hello.greet()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let greeting: String = one(&client, "CALL hello.greet()").await;
     assert_eq!(greeting, "Hello, world!");
     let err = client
         .batch_execute("LOAD PLUGIN 'libhello_plugin.so'")
@@ -429,11 +406,7 @@ async fn load_unload_and_reload_statements() {
     );
     std::fs::write(site.config_path(), &config).unwrap();
     client.batch_execute("RELOAD PLUGIN hello").await.unwrap();
-    let greeting: String = client
-        .query_one("CALL hello.greet('Bo')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let greeting: String = one(&client, "CALL hello.greet('Bo')").await;
     assert_eq!(greeting, "Hi, Bo!");
 
     // A config the plugin refuses keeps the running instance.
@@ -447,11 +420,7 @@ async fn load_unload_and_reload_statements() {
         .await
         .unwrap_err();
     assert!(message(&err).contains("greting"), "{}", message(&err));
-    let greeting: String = client
-        .query_one("CALL hello.greet('Bo')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let greeting: String = one(&client, "CALL hello.greet('Bo')").await;
     assert_eq!(greeting, "Hi, Bo!");
     assert_eq!(state_of(&server, "hello").await.0, "running");
 }

@@ -549,6 +549,23 @@ impl Drop for PluginInstance {
     }
 }
 
+/// A context a plugin handed over with a procedure or a job: released exactly once, when the
+/// owner is dropped.
+#[derive(Debug)]
+struct ForeignCtx {
+    ctx: *mut c_void,
+    drop_ctx: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+impl Drop for ForeignCtx {
+    fn drop(&mut self) {
+        if let Some(drop_ctx) = self.drop_ctx {
+            // SAFETY: the ABI: the plugin's own release function, called once with its ctx.
+            unsafe { drop_ctx(self.ctx) }
+        }
+    }
+}
+
 /// A procedure a plugin registered. Dropping it releases the plugin's context.
 #[derive(Debug)]
 pub struct ForeignProcedure {
@@ -558,9 +575,8 @@ pub struct ForeignProcedure {
     pub description: String,
     /// The columns of its rows.
     pub columns: Vec<Column>,
-    ctx: *mut c_void,
+    ctx: ForeignCtx,
     call: unsafe extern "C" fn(*mut c_void, *const CairnArg, usize) -> CairnFuture,
-    drop_ctx: Option<unsafe extern "C" fn(*mut c_void)>,
 }
 
 // SAFETY: the ABI: a procedure may be called from any thread, concurrently.
@@ -580,18 +596,9 @@ impl ForeignProcedure {
             .collect();
         // SAFETY: the plugin's function with its own context; the arguments live across the
         // call, and the plugin copies what it keeps.
-        let raw = unsafe { (self.call)(self.ctx, abi_args.as_ptr(), abi_args.len()) };
+        let raw = unsafe { (self.call)(self.ctx.ctx, abi_args.as_ptr(), abi_args.len()) };
         // SAFETY: a fresh future from the plugin.
         unsafe { ImportedFuture::new(raw) }
-    }
-}
-
-impl Drop for ForeignProcedure {
-    fn drop(&mut self) {
-        if let Some(drop_ctx) = self.drop_ctx {
-            // SAFETY: the context is released once, here.
-            unsafe { drop_ctx(self.ctx) }
-        }
     }
 }
 
@@ -602,9 +609,8 @@ pub struct ForeignJob {
     pub name: String,
     /// Its cron expression.
     pub cron: String,
-    ctx: *mut c_void,
+    ctx: ForeignCtx,
     run: unsafe extern "C" fn(*mut c_void) -> CairnFuture,
-    drop_ctx: Option<unsafe extern "C" fn(*mut c_void)>,
 }
 
 // SAFETY: the ABI: a job may be run from any thread.
@@ -616,18 +622,9 @@ impl ForeignJob {
     /// Starts one run.
     pub fn run(&self) -> ImportedFuture {
         // SAFETY: the plugin's function with its own context.
-        let raw = unsafe { (self.run)(self.ctx) };
+        let raw = unsafe { (self.run)(self.ctx.ctx) };
         // SAFETY: a fresh future from the plugin.
         unsafe { ImportedFuture::new(raw) }
-    }
-}
-
-impl Drop for ForeignJob {
-    fn drop(&mut self) {
-        if let Some(drop_ctx) = self.drop_ctx {
-            // SAFETY: the context is released once, here.
-            unsafe { drop_ctx(self.ctx) }
-        }
     }
 }
 
@@ -802,12 +799,12 @@ unsafe fn read_procedure(spec: *const CairnProcedureSpec) -> Result<ForeignProce
             spec.size
         )));
     }
-    // From here on the ctx is ours: build the owner first so an error releases it.
+    // From here on the ctx is ours: an early return releases it.
+    let ctx = ForeignCtx {
+        ctx: spec.ctx,
+        drop_ctx: spec.drop_ctx,
+    };
     let Some(call) = spec.call else {
-        if let Some(drop_ctx) = spec.drop_ctx {
-            // SAFETY: releasing the ctx the plugin handed over.
-            unsafe { drop_ctx(spec.ctx) };
-        }
         return Err(PluginError::InvalidArgument(
             "procedure without a call function".into(),
         ));
@@ -816,9 +813,8 @@ unsafe fn read_procedure(spec: *const CairnProcedureSpec) -> Result<ForeignProce
         name: String::new(),
         description: String::new(),
         columns: Vec::new(),
-        ctx: spec.ctx,
+        ctx,
         call,
-        drop_ctx: spec.drop_ctx,
     };
     // SAFETY: the spec's strings are borrowed for the call.
     procedure.name = unsafe { super::text(spec.name, "the procedure name") }?;
@@ -890,11 +886,11 @@ unsafe fn read_job(spec: *const CairnJobSpec) -> Result<ForeignJob, PluginError>
             spec.size
         )));
     }
+    let ctx = ForeignCtx {
+        ctx: spec.ctx,
+        drop_ctx: spec.drop_ctx,
+    };
     let Some(run) = spec.run else {
-        if let Some(drop_ctx) = spec.drop_ctx {
-            // SAFETY: releasing the ctx the plugin handed over.
-            unsafe { drop_ctx(spec.ctx) };
-        }
         return Err(PluginError::InvalidArgument(
             "job without a run function".into(),
         ));
@@ -902,9 +898,8 @@ unsafe fn read_job(spec: *const CairnJobSpec) -> Result<ForeignJob, PluginError>
     let mut job = ForeignJob {
         name: String::new(),
         cron: String::new(),
-        ctx: spec.ctx,
+        ctx,
         run,
-        drop_ctx: spec.drop_ctx,
     };
     // SAFETY: the spec's strings are borrowed for the call.
     job.name = unsafe { super::text(spec.name, "the job name") }?;
