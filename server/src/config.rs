@@ -439,6 +439,44 @@ password_env = "CAIRN_ADMIN_PASSWORD"
     }
 
     #[test]
+    fn plugins_are_declared_with_a_library_and_their_own_config() {
+        let text = format!(
+            "{GOOD}\n[plugins.hello]\nlibrary = \"libhello.so\"\n[plugins.hello.config]\ngreeting = \"Hi\"\n\n[plugins.backup]\nlibrary = \"builtin\"\nenabled = false\nconfig_file = \"backup.toml\"\n"
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.plugin_dir, PathBuf::from("/etc/cairn/plugins"));
+        assert_eq!(
+            config.plugins,
+            vec![
+                PluginDecl {
+                    name: "backup".into(),
+                    library: LibrarySource::Builtin,
+                    enabled: false,
+                    config: PluginConfigSource::File(PathBuf::from("/etc/cairn/backup.toml")),
+                },
+                PluginDecl {
+                    name: "hello".into(),
+                    library: LibrarySource::File("libhello.so".into()),
+                    enabled: true,
+                    config: PluginConfigSource::Inline("greeting = \"Hi\"\n".into()),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_plugin_library_outside_the_plugin_directory_is_refused() {
+        let text = format!("{GOOD}\n[plugins.evil]\nlibrary = \"../../tmp/evil.so\"\n");
+        let (line, _, key, message) = invalid(&text);
+        assert_eq!(line, 11);
+        assert_eq!(key.as_deref(), Some("plugins.evil.library"));
+        assert!(
+            message.contains("plugins load only from plugin_dir"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn relative_data_dir_is_resolved_against_the_config_files_directory() {
         let config = parse(GOOD).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/etc/data"));
