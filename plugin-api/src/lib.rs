@@ -71,6 +71,8 @@
 //! See `README.md` beside this crate for the walk from `cargo new --lib` to a loaded plugin,
 //! and for the compatibility promise.
 
+#![warn(missing_docs)]
+
 pub mod abi;
 mod error;
 pub mod ffi;
