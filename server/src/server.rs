@@ -65,15 +65,15 @@ impl Server {
         tracing::info!(path = %config.data_dir.display(), "data directory");
         tracing::info!(path = %catalog.dir().display(), "databases");
         tracing::info!(path = %lock.path().display(), "lock file");
+        let plugins = Plugins::new(&config, Arc::clone(&catalog)).await;
+        plugins.load_declared().await;
+        plugins.emit(EventKind::Startup, "", "");
+        // Last, once plugins are up: tests and operators take this line to mean "ready".
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             sqlite = rusqlite::version(),
             "listening on {local_addr}"
         );
-
-        let plugins = Plugins::new(&config, Arc::clone(&catalog)).await;
-        plugins.load_declared().await;
-        plugins.emit(EventKind::Startup, "", "");
 
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared::new(Arc::clone(&catalog), plugins, users));
