@@ -120,6 +120,17 @@ pub fn validate_name(name: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// Checks the name of something else that follows the database-name rule (a user, a plugin,
+/// a procedure); the message starts with `invalid <kind> name`.
+pub fn validate_identifier(kind: &str, name: &str) -> Result<(), String> {
+    match validate_name(name) {
+        Err(CatalogError::InvalidName { reason, .. }) => {
+            Err(format!("invalid {kind} name {name:?}: {reason}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding this lock cannot leave the counts half-updated (each update is a
     // single map operation), so a poisoned lock is still usable.

@@ -255,7 +255,7 @@ impl Config {
         for (name, plugin) in &raw.plugins {
             let span = plugin.span();
             let plugin = plugin.get_ref();
-            if let Err(message) = validate_plugin_name(name) {
+            if let Err(message) = crate::catalog::validate_identifier("plugin", name) {
                 return Err(located.error(span.start, message));
             }
             let file = plugin.library.get_ref();
@@ -306,21 +306,6 @@ impl Config {
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
             users,
         })
-    }
-}
-
-/// Plugin names become the prefix of `CALL name.procedure()`: plain SQL identifiers.
-pub fn validate_plugin_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let valid = matches!(chars.next(), Some('a'..='z' | '_'))
-        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
-        && name.len() <= 63;
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid plugin name {name:?}: use lowercase letters, digits and underscores, starting with a letter or underscore (at most 63)"
-        ))
     }
 }
 

@@ -45,10 +45,5 @@ impl Role {
 
 /// User names become file names (generated credentials), so they follow the database rule.
 pub fn validate_user_name(name: &str) -> Result<(), String> {
-    match crate::catalog::validate_name(name) {
-        Err(crate::catalog::CatalogError::InvalidName { reason, .. }) => {
-            Err(format!("invalid user name {name:?}: {reason}"))
-        }
-        _ => Ok(()),
-    }
+    crate::catalog::validate_identifier("user", name)
 }

@@ -1,5 +1,5 @@
 //! The running server: start-up in a fixed order (data directory lock, catalog, users,
-//! listener), the accept loop, and graceful shutdown. The binary and the tests both drive it
+//! listener, plugins), the accept loop, and graceful shutdown. The binary and the tests both drive it
 //! through [`Server::start`] and [`ServerHandle`].
 
 use std::net::SocketAddr;

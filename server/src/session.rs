@@ -292,7 +292,7 @@ impl Session {
     ) -> Result<Executed, SqlError> {
         match &prepared.kind {
             PreparedKind::Server(server) => self.run_server(server),
-            PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed::command("", None)),
+            PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed::empty()),
             PreparedKind::Sqlite => {
                 let tokens = lexer::tokenize(&prepared.sql)
                     .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;

@@ -197,7 +197,12 @@ library = "libadder.so"
 
     let (status, logs) = server.terminate();
     assert!(status.success(), "{logs}");
-    assert!(logs.contains("hello plugin stopped"), "{logs}");
+    // The shutdown event is handled before the plugin is stopped.
+    let saw = logs
+        .find("hello saw the server shutting down")
+        .expect(&logs);
+    let stopped = logs.find("hello plugin stopped").expect(&logs);
+    assert!(saw < stopped, "{logs}");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //!   plugin's config);
 //! - `CALL hello.databases()` lists the server's databases with their table counts, through
 //!   the host's SQL service;
-//! - when a database is created, it logs a line (an event hook);
+//! - when a database is created, and when the server shuts down, it logs a line (event hooks);
 //! - a scheduled job logs `tick` and counts its runs (`CALL hello.ticks()`).
 //!
 //! Build it with `cargo build -p hello-plugin`, copy `target/debug/libhello_plugin.so` into
@@ -80,7 +80,7 @@ impl Plugin for Hello {
                 .description("How many times the tick job ran")
                 .column("ticks", ColumnType::Integer),
         )?;
-        host.subscribe(&[EventKind::DatabaseCreated])?;
+        host.subscribe(&[EventKind::DatabaseCreated, EventKind::Shutdown])?;
         host.schedule("tick", &self.settings.tick)?;
         info!(greeting = %self.settings.greeting, tick = %self.settings.tick, "hello plugin started");
         Ok(())
@@ -138,11 +138,13 @@ impl Plugin for Hello {
     }
 
     async fn on_event(&self, _host: &Host, event: Event) -> Result<(), PluginError> {
-        if event.kind == EventKind::DatabaseCreated {
-            info!(
+        match event.kind {
+            EventKind::DatabaseCreated => info!(
                 database = event.database.as_deref().unwrap_or(""),
                 "hello noticed a new database"
-            );
+            ),
+            EventKind::Shutdown => info!("hello saw the server shutting down"),
+            _ => {}
         }
         Ok(())
     }

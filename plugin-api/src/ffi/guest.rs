@@ -11,7 +11,7 @@ use tracing::instrument::WithSubscriber;
 
 use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
-    self, CairnArg, CairnColumn, CairnEvent, CairnFuture, CairnHost, CairnJobSpec, CairnOutput,
+    self, CairnArg, CairnEvent, CairnFuture, CairnHost, CairnJobSpec, CairnOutput,
     CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus, CairnStr,
     has_pointer_field,
 };
@@ -402,15 +402,7 @@ impl HostRef {
             |t| t.register_procedure,
             "register_procedure",
         )?;
-        let columns: Vec<CairnColumn> = procedure
-            .columns
-            .iter()
-            .map(|c| CairnColumn {
-                name: CairnStr::new(&c.name),
-                kind: c.ty.to_abi(),
-                reserved: 0,
-            })
-            .collect();
+        let columns = super::borrow_columns(&procedure.columns);
         let ctx = Box::new(ProcedureCtx {
             instance,
             name: procedure.name.clone(),

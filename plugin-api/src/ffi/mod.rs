@@ -91,6 +91,18 @@ unsafe fn values(values: *const CairnValue, count: usize) -> Result<Vec<Value>, 
     slice.iter().map(|v| unsafe { value(v) }).collect()
 }
 
+/// Borrows columns for the ABI; the views live as long as `columns`.
+fn borrow_columns(columns: &[crate::Column]) -> Vec<abi::CairnColumn> {
+    columns
+        .iter()
+        .map(|c| abi::CairnColumn {
+            name: CairnStr::new(&c.name),
+            kind: c.ty.to_abi(),
+            reserved: 0,
+        })
+        .collect()
+}
+
 /// Borrows a value for the ABI; the view lives as long as `v`.
 fn borrow_value(v: &Value) -> CairnValue {
     let mut out = CairnValue {

@@ -135,14 +135,7 @@ pub(super) unsafe fn write(output: *const CairnOutput, outcome: Outcome) {
                 has(offset_of!(CairnOutput, set_columns)),
                 out.set_columns,
             ) {
-                let abi_columns: Vec<CairnColumn> = columns
-                    .iter()
-                    .map(|c| CairnColumn {
-                        name: CairnStr::new(&c.name),
-                        kind: c.ty.to_abi(),
-                        reserved: 0,
-                    })
-                    .collect();
+                let abi_columns = super::borrow_columns(columns);
                 // SAFETY: as above; the columns outlive the call.
                 unsafe { set_columns(out.ctx, abi_columns.as_ptr(), abi_columns.len()) }
             }

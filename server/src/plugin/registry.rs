@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::host::{
-    ForeignJob, ForeignProcedure, HostTable, LoadError, PluginInstance, PluginLibrary,
+    ForeignJob, ForeignProcedure, HostTable, LoadError, PluginInstance, PluginLibrary, inspect,
 };
 use cairn_plugin_api::{Column, ColumnType, EventKind, PluginError as ApiError, Value};
 use tokio::runtime::Handle;
@@ -123,12 +123,39 @@ struct Entry {
     loaded: Option<Loaded>,
 }
 
+impl Entry {
+    /// An entry with nothing loaded (yet).
+    fn empty(library: LibrarySource, state: State) -> Entry {
+        Entry {
+            library,
+            version: String::new(),
+            abi: String::new(),
+            description: String::new(),
+            state,
+            last_error: None,
+            loaded: None,
+        }
+    }
+}
+
+/// An event waiting for an instance's event task.
+struct QueuedEvent {
+    kind: EventKind,
+    database: String,
+    detail: String,
+    /// Told once the instance has handled the event (or will never handle it).
+    handled: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// How long shutdown waits for plugins to handle the shutdown event.
+const SHUTDOWN_EVENT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running (or failed, not yet unloaded) instance.
 struct Loaded {
     generation: u64,
     instance: Arc<PluginInstance>,
     services: Arc<PluginServices>,
-    events: mpsc::UnboundedSender<(u32, String, String)>,
+    events: mpsc::UnboundedSender<QueuedEvent>,
 }
 
 struct RegisteredProcedure {
@@ -234,15 +261,7 @@ impl Plugins {
             if !decl.enabled {
                 lock(&self.entries).insert(
                     decl.name.clone(),
-                    Entry {
-                        library: decl.library.clone(),
-                        version: String::new(),
-                        abi: String::new(),
-                        description: String::new(),
-                        state: State::Disabled,
-                        last_error: None,
-                        loaded: None,
-                    },
+                    Entry::empty(decl.library.clone(), State::Disabled),
                 );
                 tracing::info!(plugin = %decl.name, "plugin disabled in the config; not loaded");
                 continue;
@@ -262,7 +281,8 @@ impl Plugins {
         }
         let _guard = self.management.lock().await;
         let path = self.library_path(file)?;
-        let info = PluginLibrary::open(&path)?.info().clone();
+        // Only the name is needed here; `load` maps the library.
+        let info = inspect(&path)?;
         let decl = lock(&self.declared)
             .iter()
             .find(|d| d.name == info.name)
@@ -297,6 +317,7 @@ impl Plugins {
             .ok_or_else(|| PluginError::Unknown(name.to_owned()))?;
         let fresh = Config::load(&self.config_source)
             .map_err(|e| PluginError::ServerConfig(e.to_string()))?;
+        // A plugin loaded by hand (not in the config) reloads with no config.
         let mut decl = fresh
             .plugins
             .iter()
@@ -304,13 +325,12 @@ impl Plugins {
             .cloned()
             .unwrap_or(PluginDecl {
                 name: name.to_owned(),
-                library: library.clone(),
+                library,
                 enabled: true,
                 config: PluginConfigSource::None,
             });
-        if !decl.enabled {
-            decl.enabled = true;
-        }
+        // RELOAD is an explicit request to run it, whatever `enabled` says.
+        decl.enabled = true;
         *lock(&self.declared) = fresh.plugins.clone();
         self.load(&decl, true).await
     }
@@ -325,15 +345,9 @@ impl Plugins {
                 .get(&decl.name)
                 .is_some_and(|e| e.state == State::Running);
             if !keep_running {
-                let entry = entries.entry(decl.name.clone()).or_insert_with(|| Entry {
-                    library: decl.library.clone(),
-                    version: String::new(),
-                    abi: String::new(),
-                    description: String::new(),
-                    state: State::Failed,
-                    last_error: None,
-                    loaded: None,
-                });
+                let entry = entries
+                    .entry(decl.name.clone())
+                    .or_insert_with(|| Entry::empty(decl.library.clone(), State::Failed));
                 entry.state = State::Failed;
                 entry.library = decl.library.clone();
                 entry.last_error = Some(e.to_string());
@@ -451,27 +465,22 @@ impl Plugins {
     }
 
     async fn unload_locked(&self, name: &str) -> Result<(), PluginError> {
-        let loaded = {
+        let (was, loaded) = {
             let mut entries = lock(&self.entries);
             let entry = entries
                 .get_mut(name)
                 .ok_or_else(|| PluginError::Unknown(name.to_owned()))?;
+            if entry.state == State::Disabled {
+                return Err(PluginError::NotRunning(name.to_owned(), "disabled"));
+            }
             let was = entry.state;
-            let loaded = entry.loaded.take();
-            if was == State::Running {
-                entry.state = State::Disabled;
-            }
-            match (was, loaded) {
-                (State::Disabled, _) => {
-                    return Err(PluginError::NotRunning(name.to_owned(), "disabled"));
-                }
-                (_, loaded) => (was, loaded),
-            }
+            entry.state = State::Disabled;
+            (was, entry.loaded.take())
         };
-        let (was, loaded) = loaded;
         if let Some(loaded) = loaded {
             self.unregister(name, loaded.generation);
             loaded.services.detach();
+            // A failed instance is not asked to stop: it may be in any state.
             if was == State::Running
                 && let Err(e) = loaded.instance.stop().await
             {
@@ -479,11 +488,6 @@ impl Plugins {
             }
             // Dropping the last reference calls the plugin's `destroy`.
             drop(loaded);
-        }
-        if was == State::Failed
-            && let Some(entry) = lock(&self.entries).get_mut(name)
-        {
-            entry.state = State::Disabled;
         }
         tracing::info!(plugin = %name, "plugin unloaded");
         Ok(())
@@ -539,8 +543,8 @@ impl Plugins {
         generation: u64,
         procedure: ForeignProcedure,
     ) -> Result<(), ApiError> {
-        crate::config::validate_plugin_name(&procedure.name)
-            .map_err(|m| ApiError::InvalidArgument(m.replace("plugin name", "procedure name")))?;
+        crate::catalog::validate_identifier("procedure", &procedure.name)
+            .map_err(ApiError::InvalidArgument)?;
         let key = format!("{plugin}.{}", procedure.name);
         let mut procedures = lock(&self.procedures);
         if procedures.contains_key(&key) {
@@ -703,24 +707,54 @@ impl Plugins {
         }
     }
 
-    /// Delivers an event to every running plugin subscribed to its kind.
+    /// Delivers an event to every running plugin subscribed to its kind, without waiting.
     pub fn emit(&self, kind: EventKind, database: &str, detail: &str) {
+        self.queue(kind, database, detail, false);
+    }
+
+    /// Queues an event; with `acknowledged`, returns a receiver per plugin that fires once
+    /// that plugin has handled it.
+    fn queue(
+        &self,
+        kind: EventKind,
+        database: &str,
+        detail: &str,
+        acknowledged: bool,
+    ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
         let bit = 1u64 << kind.to_abi();
+        let mut handled = Vec::new();
         for entry in lock(&self.entries).values() {
             if let Some(loaded) = &entry.loaded
                 && entry.state == State::Running
                 && loaded.services.subscriptions.load(Ordering::Acquire) & bit != 0
             {
-                let _ = loaded
-                    .events
-                    .send((kind.to_abi(), database.to_owned(), detail.to_owned()));
+                let (tell, told) = tokio::sync::oneshot::channel();
+                let event = QueuedEvent {
+                    kind,
+                    database: database.to_owned(),
+                    detail: detail.to_owned(),
+                    handled: acknowledged.then_some(tell),
+                };
+                if loaded.events.send(event).is_ok() && acknowledged {
+                    handled.push(told);
+                }
             }
         }
+        handled
     }
 
-    /// Stops every running plugin (at shutdown), after telling them.
+    /// Stops every running plugin (at shutdown), after they have handled the shutdown event
+    /// (waiting a bounded time for it).
     pub async fn stop_all(&self) {
-        self.emit(EventKind::Shutdown, "", "");
+        let handled = self.queue(EventKind::Shutdown, "", "", true);
+        let waited =
+            tokio::time::timeout(SHUTDOWN_EVENT_PATIENCE, futures::future::join_all(handled)).await;
+        if waited.is_err() {
+            tracing::warn!(
+                patience_ms = SHUTDOWN_EVENT_PATIENCE.as_millis() as u64,
+                "a plugin did not handle the shutdown event in time; stopping it anyway"
+            );
+        }
         let names: Vec<String> = lock(&self.entries)
             .iter()
             .filter(|(_, e)| e.loaded.is_some())
@@ -746,9 +780,9 @@ impl Plugins {
             });
         }
         // A symlink in the plugin directory must not lead out of it.
-        let real = std::fs::canonicalize(&path).map_err(|e| PluginError::Copy {
+        let real = std::fs::canonicalize(&path).map_err(|_| PluginError::MissingFile {
             path: path.clone(),
-            message: e.to_string(),
+            dir: self.plugin_dir.clone(),
         })?;
         let dir = std::fs::canonicalize(&self.plugin_dir).unwrap_or(self.plugin_dir.clone());
         if real.parent() != Some(dir.as_path()) {
@@ -830,13 +864,19 @@ async fn deliver_events(
     generation: u64,
     instance: Arc<PluginInstance>,
     services: Arc<PluginServices>,
-    mut receiver: mpsc::UnboundedReceiver<(u32, String, String)>,
+    mut receiver: mpsc::UnboundedReceiver<QueuedEvent>,
 ) {
-    while let Some((kind, database, detail)) = receiver.recv().await {
+    while let Some(event) = receiver.recv().await {
         if !services.attached.load(Ordering::Acquire) {
             break;
         }
-        match instance.on_event(kind, &database, &detail).await {
+        let outcome = instance
+            .on_event(event.kind.to_abi(), &event.database, &event.detail)
+            .await;
+        if let Some(handled) = event.handled {
+            let _ = handled.send(());
+        }
+        match outcome {
             Ok(_) => {}
             Err(e) if e.is_panic() => {
                 if let Some(plugins) = plugins.upgrade() {
