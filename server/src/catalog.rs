@@ -247,6 +247,68 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Installs a prepared database file (a verified restore, in this directory) as `name`.
+    /// Without `replace`, `name` must not exist. With it, an existing `name` must have no
+    /// session; its log is checkpointed first, so the swap (one rename) leaves either the old
+    /// database whole or the new one, whatever happens.
+    pub fn install(&self, name: &str, prepared: &Path, replace: bool) -> Result<(), CatalogError> {
+        validate_name(name)?;
+        let sqlite_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CatalogError::Sqlite { path, source }
+        };
+        // Databases live in WAL mode; the prepared file is not open anywhere yet.
+        let conn = Connection::open_with_flags(
+            prepared,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_err(prepared))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite_err(prepared))?;
+        conn.close().map_err(|(_, e)| sqlite_err(prepared)(e))?;
+
+        let sessions = lock(&self.sessions);
+        let path = self.path_of(name);
+        if path.exists() {
+            if !replace {
+                return Err(CatalogError::AlreadyExists(name.to_owned()));
+            }
+            if let Some(&count) = sessions.get(name) {
+                return Err(CatalogError::InUse {
+                    name: name.to_owned(),
+                    sessions: count,
+                });
+            }
+            let old = self.open_connection(&path, Access::ReadWrite)?;
+            old.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(sqlite_err(&path))?;
+            old.close().map_err(|(_, e)| sqlite_err(&path)(e))?;
+            for suffix in ["-wal", "-shm"] {
+                let side = PathBuf::from(format!("{}{suffix}", path.display()));
+                match std::fs::remove_file(&side) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => {
+                        return Err(CatalogError::Io {
+                            action: "removing",
+                            path: side,
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        std::fs::rename(prepared, &path).map_err(|source| CatalogError::Io {
+            action: "renaming into",
+            path: path.clone(),
+            source,
+        })?;
+        drop(sessions);
+        self.sync_dir()
+    }
+
     /// Every database, sorted by name.
     pub fn list(&self) -> Result<Vec<DatabaseInfo>, CatalogError> {
         let io_err = |source| CatalogError::Io {
@@ -278,13 +340,32 @@ impl Catalog {
 
     /// Opens a connection for a session and registers the session as a user of the database.
     pub fn connect(&self, name: &str, access: Access) -> Result<(Connection, Lease), CatalogError> {
+        self.connect_attaching(name, access, None)
+    }
+
+    /// As [`Catalog::connect`], with another database file attached read-only as `schema`
+    /// (clients cannot ATTACH; the server can, before the authorizer is installed).
+    pub fn connect_attaching(
+        &self,
+        name: &str,
+        access: Access,
+        attach: Option<(&str, &Path)>,
+    ) -> Result<(Connection, Lease), CatalogError> {
         validate_name(name)?;
         let mut sessions = lock(&self.sessions);
         let path = self.path_of(name);
         if !path.is_file() {
             return Err(CatalogError::NotFound(name.to_owned()));
         }
-        let conn = self.open_connection(&path, access)?;
+        let mut conn = self.open_connection(&path, access)?;
+        if let Some((schema, file)) = attach {
+            attach_read_only(&conn, schema, file)?;
+        }
+        conn.authorizer(Some(authorize))
+            .map_err(|source| CatalogError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
         *sessions.entry(name.to_owned()).or_default() += 1;
         Ok((
             conn,
@@ -304,8 +385,11 @@ impl Catalog {
             Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
             Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
         };
-        let mut conn = Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .map_err(sqlite_err)?;
+        let conn = Connection::open_with_flags(
+            path,
+            mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(sqlite_err)?;
         conn.busy_timeout(self.busy_timeout).map_err(sqlite_err)?;
         if access == Access::ReadWrite {
             // FULL: a commit is on disk when the client hears about it.
@@ -314,7 +398,6 @@ impl Catalog {
         }
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite_err)?;
-        conn.authorizer(Some(authorize)).map_err(sqlite_err)?;
         Ok(conn)
     }
 
@@ -355,6 +438,24 @@ impl Catalog {
                 source,
             })
     }
+}
+
+fn attach_read_only(conn: &Connection, schema: &str, file: &Path) -> Result<(), CatalogError> {
+    // A URI, so the attachment is read-only whatever the session's own access is.
+    let mut uri = String::from("file:");
+    for c in file.display().to_string().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    conn.execute("ATTACH DATABASE ?1 AS ?2", [uri.as_str(), schema])
+        .map(drop)
+        .map_err(|source| CatalogError::Sqlite {
+            path: file.to_owned(),
+            source,
+        })
 }
 
 /// Pragmas that the server manages; a client changing them would void its durability or

@@ -41,6 +41,8 @@ pub struct Config {
     pub plugin_dir: PathBuf,
     /// The plugins to load at start-up, in the order of their names.
     pub plugins: Vec<PluginDecl>,
+    /// Where SQL may write and read backup archives.
+    pub backup: crate::backup::PathRules,
 }
 
 /// One `[plugins.NAME]` table.
@@ -117,6 +119,30 @@ struct RawConfig {
     users: BTreeMap<String, Spanned<RawUser>>,
     #[serde(default)]
     plugins: BTreeMap<String, Spanned<RawPlugin>>,
+    #[serde(default)]
+    backup: RawBackup,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    #[serde(default = "default_backup_dir")]
+    directory: Spanned<String>,
+    #[serde(default)]
+    allowed_directories: Vec<Spanned<String>>,
+}
+
+impl Default for RawBackup {
+    fn default() -> RawBackup {
+        RawBackup {
+            directory: default_backup_dir(),
+            allowed_directories: Vec::new(),
+        }
+    }
+}
+
+fn default_backup_dir() -> Spanned<String> {
+    Spanned::new(0..0, "backups".into())
 }
 
 #[derive(Deserialize)]
@@ -296,7 +322,28 @@ impl Config {
             });
         }
 
+        let mut directories = Vec::new();
+        for dir in std::iter::once(&raw.backup.directory).chain(&raw.backup.allowed_directories) {
+            if dir.get_ref().trim().is_empty() {
+                return Err(located.at(dir, "a backup directory must not be empty".into()));
+            }
+            let resolved = normalize(&base.join(dir.get_ref()));
+            if resolved == Path::new("/") {
+                return Err(located.at(
+                    dir,
+                    "the root directory cannot hold backups: name a directory for them".into(),
+                ));
+            }
+            directories.push(resolved);
+        }
+        let backup_directory = directories.remove(0);
+        let backup = crate::backup::PathRules {
+            directory: backup_directory,
+            allowed: directories,
+        };
+
         Ok(Config {
+            backup,
             source: path.to_owned(),
             plugin_dir: normalize(&base.join(&raw.server.plugin_dir)),
             plugins,

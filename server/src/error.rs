@@ -15,6 +15,8 @@ pub enum Error {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Credentials(#[from] CredentialError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error("creating data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,

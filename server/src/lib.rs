@@ -1,6 +1,7 @@
 //! The Cairn server as a library: the `cairn` binary and the tests both start it through
 //! [`Server::start`]. See ARCHITECTURE.md for the map.
 
+pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod credentials;

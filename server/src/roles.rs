@@ -37,6 +37,11 @@ impl Role {
         matches!(self, Role::Admin | Role::Backup)
     }
 
+    /// Whether this role may back up and restore databases and read the backup history.
+    pub fn may_back_up(self) -> bool {
+        matches!(self, Role::Admin | Role::Backup)
+    }
+
     /// Whether this role may create and drop databases.
     pub fn may_manage_databases(self) -> bool {
         self == Role::Admin

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backup::Backups;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::credentials::UserDirectory;
@@ -65,7 +66,20 @@ impl Server {
         tracing::info!(path = %config.data_dir.display(), "data directory");
         tracing::info!(path = %catalog.dir().display(), "databases");
         tracing::info!(path = %lock.path().display(), "lock file");
-        let plugins = Plugins::new(&config, Arc::clone(&catalog)).await;
+        let backups = Arc::new(Backups::open(
+            Arc::clone(&catalog),
+            &config.data_dir,
+            config.backup.clone(),
+            config.busy_timeout,
+        )?);
+        tracing::info!(path = %config.backup.directory.display(), "backups");
+        let plugins = Plugins::new(&config, Arc::clone(&catalog), Arc::clone(&backups)).await;
+        let events = Arc::downgrade(&plugins);
+        backups.set_event_sink(Box::new(move |kind, database, detail| {
+            if let Some(plugins) = events.upgrade() {
+                plugins.emit(kind, database, detail);
+            }
+        }));
         plugins.load_declared().await;
         plugins.emit(EventKind::Startup, "", "");
         // Last, once plugins are up: tests and operators take this line to mean "ready".
@@ -76,7 +90,7 @@ impl Server {
         );
 
         let shutdown = CancellationToken::new();
-        let shared = Arc::new(Shared::new(Arc::clone(&catalog), plugins, users));
+        let shared = Arc::new(Shared::new(Arc::clone(&catalog), plugins, backups, users));
         let task = tokio::spawn(serve(listener, shared, shutdown.clone(), config, lock));
         Ok(ServerHandle {
             local_addr,
@@ -151,6 +165,10 @@ async fn serve(
     disconnect.cancel();
     connections.close();
     connections.wait().await;
+    let backups = Arc::clone(&shared.backups);
+    if let Err(e) = tokio::task::spawn_blocking(move || backups.abort_all()).await {
+        tracing::warn!(error = %e, "stopping running backups failed");
+    }
     shared.plugins.stop_all().await;
     let catalog = Arc::clone(&shared.catalog);
     match tokio::task::spawn_blocking(move || catalog.checkpoint_all()).await {

@@ -35,6 +35,10 @@ pub const INTERNAL_ERROR: &str = "XX000";
 pub const UNDEFINED_OBJECT: &str = "42704";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const UNDEFINED_FILE: &str = "58P01";
+pub const DUPLICATE_FILE: &str = "58P02";
+pub const QUERY_CANCELED: &str = "57014";
+pub const DATA_CORRUPTED: &str = "XX001";
+pub const INVALID_PARAMETER_VALUE: &str = "22023";
 pub const EXTERNAL_ROUTINE_EXCEPTION: &str = "38000";
 
 /// An error for the client: SQLSTATE and message.

@@ -16,6 +16,7 @@ use pgwire::error::PgWireError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backup::Backups;
 use crate::catalog::Catalog;
 use crate::credentials::UserDirectory;
 use crate::plugin::Plugins;
@@ -26,6 +27,7 @@ use crate::sqlstate::{self, SqlError};
 pub struct Shared {
     pub catalog: Arc<Catalog>,
     pub plugins: Arc<Plugins>,
+    pub backups: Arc<Backups>,
     pub users: Arc<UserDirectory>,
     /// Statements running on blocking threads; shutdown waits for them.
     pub statements: TaskTracker,
@@ -44,7 +46,12 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(catalog: Arc<Catalog>, plugins: Arc<Plugins>, users: Arc<UserDirectory>) -> Shared {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        plugins: Arc<Plugins>,
+        backups: Arc<Backups>,
+        users: Arc<UserDirectory>,
+    ) -> Shared {
         let mut parameters = DefaultServerParameterProvider::default();
         // Clients read the leading number as PostgreSQL's major version to pick features.
         parameters.server_version = format!("15.0 (Cairn {})", env!("CARGO_PKG_VERSION"));
@@ -54,6 +61,7 @@ impl Shared {
         Shared {
             catalog,
             plugins,
+            backups,
             users,
             statements: TaskTracker::new(),
             stopping: CancellationToken::new(),

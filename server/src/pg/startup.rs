@@ -80,9 +80,10 @@ impl Startup {
         };
         let catalog = Arc::clone(&self.shared.catalog);
         let plugins = Arc::clone(&self.shared.plugins);
+        let backups = Arc::clone(&self.shared.backups);
         let (user_c, database_c) = (user.clone(), database.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            Session::open(catalog, plugins, &user_c, role, &database_c)
+            Session::open(catalog, plugins, backups, &user_c, role, &database_c)
         })
         .await
         .map_err(|e| {

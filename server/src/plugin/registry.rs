@@ -192,6 +192,7 @@ pub struct Plugins {
     copies_dir: PathBuf,
     declared: Mutex<Vec<PluginDecl>>,
     catalog: Arc<Catalog>,
+    backups: Arc<crate::backup::Backups>,
     runtime: Handle,
     log_dispatch: tracing::Dispatch,
     scheduler: Option<JobScheduler>,
@@ -217,7 +218,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Plugins {
     /// The plugin system of a server; loads nothing yet.
-    pub async fn new(config: &Config, catalog: Arc<Catalog>) -> Arc<Plugins> {
+    pub async fn new(
+        config: &Config,
+        catalog: Arc<Catalog>,
+        backups: Arc<crate::backup::Backups>,
+    ) -> Arc<Plugins> {
         let scheduler = match JobScheduler::new().await {
             Ok(s) => match s.start().await {
                 Ok(()) => Some(s),
@@ -241,6 +246,7 @@ impl Plugins {
             copies_dir,
             declared: Mutex::new(config.plugins.clone()),
             catalog,
+            backups,
             runtime: Handle::current(),
             log_dispatch: tracing::dispatcher::get_default(tracing::Dispatch::clone),
             scheduler,
@@ -397,6 +403,7 @@ impl Plugins {
             generation,
             plugins: self.me.clone(),
             catalog: Arc::clone(&self.catalog),
+            backups: Arc::clone(&self.backups),
             runtime: self.runtime.clone(),
             log_dispatch: self.log_dispatch.clone(),
             attached: AtomicBool::new(true),

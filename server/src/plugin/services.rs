@@ -21,6 +21,7 @@ pub(super) struct PluginServices {
     pub(super) generation: u64,
     pub(super) plugins: Weak<Plugins>,
     pub(super) catalog: Arc<Catalog>,
+    pub(super) backups: Arc<crate::backup::Backups>,
     pub(super) runtime: Handle,
     /// The server's own log, captured at start-up. A builtin plugin shares the server's copy
     /// of `tracing`, and its calls run under the SDK's forwarding dispatcher: logging under
@@ -96,10 +97,12 @@ impl HostServices for PluginServices {
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let catalog = Arc::clone(&self.catalog);
+        let backups = Arc::clone(&self.backups);
         let user = format!("plugin:{}", self.plugin);
         let task = self.runtime.spawn_blocking(move || {
-            let mut session = Session::open(catalog, plugins, &user, Role::Admin, &database)
-                .map_err(|e| PluginError::failed(e.to_string()))?;
+            let mut session =
+                Session::open(catalog, plugins, backups, &user, Role::Admin, &database)
+                    .map_err(|e| PluginError::failed(e.to_string()))?;
             let executed = if params.is_empty() {
                 let mut results = session.execute_query(&sql);
                 results

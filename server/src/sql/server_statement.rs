@@ -13,6 +13,31 @@ pub enum ServerStatement {
     UnloadPlugin { name: String },
     ReloadPlugin { name: String },
     Call(Call),
+    Backup(Backup),
+    BackupAbort,
+    CancelBackup { id: i64 },
+    Restore(Restore),
+    ShowBackups,
+}
+
+/// `BACKUP DATABASE [name] TO 'file' [WITH (…)]`, or OrientDB's console form
+/// `BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backup {
+    /// `None`: the session's database.
+    pub database: Option<String>,
+    pub path: String,
+    /// Options as written (`compression_level`, `buffer_size`, `max_rate`); checked when run.
+    pub options: Vec<(String, Literal)>,
+    pub detached: bool,
+}
+
+/// `RESTORE DATABASE name FROM 'file' [WITH (replace)]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restore {
+    pub database: String,
+    pub path: String,
+    pub replace: bool,
 }
 
 /// `CALL plugin.procedure(args…)`.
@@ -94,7 +119,214 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         [first, rest @ ..] if first.is_keyword("call") => {
             Some(call(rest).map(ServerStatement::Call))
         }
+        [first, second, rest @ ..] if first.is_keyword("backup") && second.is_keyword("abort") => {
+            Some(match rest {
+                [] => Ok(ServerStatement::BackupAbort),
+                [extra, ..] => Err(format!(
+                    "unexpected {} after BACKUP ABORT (it stops the backup of the current database; CANCEL BACKUP id stops any)",
+                    describe(extra)
+                )),
+            })
+        }
+        [first, second, ..] if first.is_keyword("backup") && second.is_keyword("database") => {
+            Some(backup(&tokens[2..]).map(ServerStatement::Backup))
+        }
+        [first, second, rest @ ..] if first.is_keyword("cancel") && second.is_keyword("backup") => {
+            Some(match rest {
+                [Token::Number(n)] => n
+                    .parse()
+                    .map(|id| ServerStatement::CancelBackup { id })
+                    .map_err(|_| format!("backup id must be an integer, got {n}")),
+                _ => Err("syntax: CANCEL BACKUP id (the id column of SHOW BACKUPS)".into()),
+            })
+        }
+        [first, second, rest @ ..]
+            if first.is_keyword("restore") && second.is_keyword("database") =>
+        {
+            Some(restore(rest).map(ServerStatement::Restore))
+        }
+        [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("backups") => {
+            Some(match rest {
+                [] => Ok(ServerStatement::ShowBackups),
+                [extra, ..] => Err(format!(
+                    "unexpected {} after SHOW BACKUPS; to filter or sort, use SELECT … FROM backups()",
+                    describe(extra)
+                )),
+            })
+        }
         _ => None,
+    }
+}
+
+const BACKUP_SYNTAX: &str = "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]";
+const RESTORE_SYNTAX: &str = "RESTORE DATABASE name FROM 'file.zip' [WITH (replace)]";
+
+fn backup(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
+    let words: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();
+    let Some(to) = words.iter().position(|t| t.is_keyword("to")) else {
+        return console_backup(tokens);
+    };
+    let database = match &words[..to] {
+        [] => None,
+        [name] => Some(name.identifier().ok_or_else(|| {
+            format!(
+                "expected a database name, found {}; syntax: {BACKUP_SYNTAX}",
+                describe(name)
+            )
+        })?),
+        [_, extra, ..] => {
+            return Err(format!(
+                "unexpected {} before TO; syntax: {BACKUP_SYNTAX}",
+                describe(extra)
+            ));
+        }
+    };
+    let (path, rest) = match &words[to + 1..] {
+        [Token::Str(path), rest @ ..] => (path.clone(), rest),
+        _ => {
+            return Err(format!(
+                "expected a quoted file name after TO; syntax: {BACKUP_SYNTAX}"
+            ));
+        }
+    };
+    let mut options = with_options(rest, BACKUP_SYNTAX)?;
+    let detached = take_flag(&mut options, "detached")?;
+    Ok(Backup {
+        database,
+        path,
+        options,
+        detached,
+    })
+}
+
+/// OrientDB's console form: the path is written bare, options as `-name=value`.
+fn console_backup(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
+    let mut groups = adjacent_groups(tokens).into_iter();
+    let Some(path) = groups.next() else {
+        return Err(format!("missing archive file; syntax: {BACKUP_SYNTAX}"));
+    };
+    let mut options = Vec::new();
+    for group in groups {
+        let Some((name, value)) = group.strip_prefix('-').and_then(|g| g.split_once('=')) else {
+            return Err(format!(
+                "unexpected `{group}`; the console form takes -compressionLevel=N and -bufferSize=N (incremental backups are not supported); syntax: BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N]"
+            ));
+        };
+        let name = match name {
+            "compressionLevel" => "compression_level",
+            "bufferSize" => "buffer_size",
+            other => {
+                return Err(format!(
+                    "unknown option -{other}; the console form takes -compressionLevel=N and -bufferSize=N"
+                ));
+            }
+        };
+        let value = value
+            .parse::<i64>()
+            .map(Literal::Integer)
+            .unwrap_or_else(|_| Literal::Text(value.to_owned()));
+        options.push((name.to_owned(), value));
+    }
+    Ok(Backup {
+        database: None,
+        path,
+        options,
+        detached: false,
+    })
+}
+
+/// Joins tokens written without white space between them (`/tmp/a-b.zip` lexes as several).
+fn adjacent_groups(tokens: &[Spanned<'_>]) -> Vec<String> {
+    let mut groups: Vec<String> = Vec::new();
+    let mut last_end = None;
+    for t in tokens {
+        let text = match &t.token {
+            Token::Word(w) | Token::Number(w) | Token::Punct(w) | Token::SqliteParam(w) => {
+                (*w).to_owned()
+            }
+            Token::Str(s) | Token::QuotedIdent(s) => s.clone(),
+            Token::Param(n) => format!("${n}"),
+        };
+        match groups.last_mut() {
+            Some(group) if last_end == Some(t.start) => group.push_str(&text),
+            _ => groups.push(text),
+        }
+        last_end = Some(t.end);
+    }
+    groups
+}
+
+fn restore(rest: &[&Token<'_>]) -> Result<Restore, String> {
+    let (database, rest) = match rest {
+        [name, from, Token::Str(path), rest @ ..] if from.is_keyword("from") => {
+            let name = name.identifier().ok_or_else(|| {
+                format!(
+                    "expected a database name, found {}; syntax: {RESTORE_SYNTAX}",
+                    describe(name)
+                )
+            })?;
+            ((name, path.clone()), rest)
+        }
+        _ => return Err(format!("syntax: {RESTORE_SYNTAX}")),
+    };
+    let mut options = with_options(rest, RESTORE_SYNTAX)?;
+    let replace = take_flag(&mut options, "replace")?;
+    if let Some((name, _)) = options.first() {
+        return Err(format!(
+            "unknown RESTORE option {name}; syntax: {RESTORE_SYNTAX}"
+        ));
+    }
+    Ok(Restore {
+        database: database.0,
+        path: database.1,
+        replace,
+    })
+}
+
+/// `WITH (name = literal, flag, …)`; nothing at all is no options.
+fn with_options(rest: &[&Token<'_>], syntax: &str) -> Result<Vec<(String, Literal)>, String> {
+    let inner = match rest {
+        [] => return Ok(Vec::new()),
+        [with, Token::Punct("("), inner @ .., Token::Punct(")")] if with.is_keyword("with") => {
+            inner
+        }
+        [extra, ..] => {
+            return Err(format!(
+                "unexpected {}; options go in WITH (…); syntax: {syntax}",
+                describe(extra)
+            ));
+        }
+    };
+    let mut options = Vec::new();
+    for option in inner.split(|t| **t == Token::Punct(",")) {
+        let (name, value) = match option {
+            [name] => (name, Literal::Integer(1)),
+            [name, Token::Punct("="), value @ ..] => (name, literal(value)?),
+            _ => {
+                return Err(format!(
+                    "expected name = value in WITH (…); syntax: {syntax}"
+                ));
+            }
+        };
+        let name = name
+            .identifier()
+            .ok_or_else(|| format!("expected an option name, found {}", describe(name)))?;
+        options.push((name, value));
+    }
+    Ok(options)
+}
+
+/// Removes a boolean option (`detached`, `detached = true`) and says whether it was set.
+fn take_flag(options: &mut Vec<(String, Literal)>, flag: &str) -> Result<bool, String> {
+    let Some(at) = options.iter().position(|(name, _)| name == flag) else {
+        return Ok(false);
+    };
+    match options.remove(at).1 {
+        Literal::Integer(0) => Ok(false),
+        Literal::Integer(1) => Ok(true),
+        other => Err(format!(
+            "{flag} is a flag: write {flag}, or {flag} = true/false (got {other:?})"
+        )),
     }
 }
 
@@ -319,5 +551,76 @@ mod tests {
         assert!(err.contains("unexpected `b`"), "{err}");
         let err = parse_text("CREATE DATABASE 'x'").unwrap().unwrap_err();
         assert!(err.contains("expected a database name"), "{err}");
+    }
+
+    #[test]
+    fn recognises_the_backup_statements() {
+        assert_eq!(
+            parse_text(
+                "BACKUP DATABASE sales TO 'a.zip' WITH (compression_level = 9, buffer_size = '2MiB', detached)"
+            ),
+            Some(Ok(ServerStatement::Backup(Backup {
+                database: Some("sales".into()),
+                path: "a.zip".into(),
+                options: vec![
+                    ("compression_level".into(), Literal::Integer(9)),
+                    ("buffer_size".into(), Literal::Text("2MiB".into())),
+                ],
+                detached: true,
+            })))
+        );
+        assert_eq!(
+            parse_text("backup database to 'b.zip'"),
+            Some(Ok(ServerStatement::Backup(Backup {
+                database: None,
+                path: "b.zip".into(),
+                options: vec![],
+                detached: false,
+            })))
+        );
+        assert_eq!(
+            parse_text("BACKUP DATABASE /tmp/my-db.zip -compressionLevel=1 -bufferSize=65536"),
+            Some(Ok(ServerStatement::Backup(Backup {
+                database: None,
+                path: "/tmp/my-db.zip".into(),
+                options: vec![
+                    ("compression_level".into(), Literal::Integer(1)),
+                    ("buffer_size".into(), Literal::Integer(65536)),
+                ],
+                detached: false,
+            })))
+        );
+        assert!(matches!(
+            parse_text("BACKUP DATABASE x.zip -incremental"),
+            Some(Err(m)) if m.contains("incremental")
+        ));
+        assert_eq!(
+            parse_text("BACKUP ABORT"),
+            Some(Ok(ServerStatement::BackupAbort))
+        );
+        assert_eq!(
+            parse_text("cancel backup 12"),
+            Some(Ok(ServerStatement::CancelBackup { id: 12 }))
+        );
+        assert_eq!(
+            parse_text("RESTORE DATABASE copy FROM 'a.zip' WITH (replace)"),
+            Some(Ok(ServerStatement::Restore(Restore {
+                database: "copy".into(),
+                path: "a.zip".into(),
+                replace: true,
+            })))
+        );
+        assert!(matches!(
+            parse_text("RESTORE DATABASE copy FROM 'a.zip' WITH (overwrite)"),
+            Some(Err(_))
+        ));
+        assert_eq!(
+            parse_text("show backups"),
+            Some(Ok(ServerStatement::ShowBackups))
+        );
+        assert!(matches!(
+            parse_text("BACKUP DATABASE TO a.zip"),
+            Some(Err(m)) if m.contains("quoted")
+        ));
     }
 }

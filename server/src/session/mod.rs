@@ -12,6 +12,9 @@ use std::sync::Arc;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode};
 
+mod backup;
+
+use crate::backup::Backups;
 use crate::catalog::{Access, Catalog, CatalogError, Lease};
 use crate::plugin::Plugins;
 use crate::roles::Role;
@@ -113,6 +116,7 @@ pub struct Session {
     conn: Connection,
     catalog: Arc<Catalog>,
     plugins: Arc<Plugins>,
+    backups: Arc<Backups>,
     /// PostgreSQL's "current transaction is aborted" state.
     failed_transaction: bool,
     _lease: Lease,
@@ -123,6 +127,7 @@ impl Session {
     pub fn open(
         catalog: Arc<Catalog>,
         plugins: Arc<Plugins>,
+        backups: Arc<Backups>,
         user: &str,
         role: Role,
         database: &str,
@@ -132,7 +137,11 @@ impl Session {
         } else {
             Access::ReadOnly
         };
-        let (conn, lease) = catalog.connect(database, access)?;
+        // Roles that may back up also read the backup history, as schema `cairn`.
+        let history = role
+            .may_back_up()
+            .then(|| (crate::backup::history::SCHEMA, backups.history().path()));
+        let (conn, lease) = catalog.connect_attaching(database, access, history)?;
         Ok(Session {
             user: user.to_owned(),
             role,
@@ -140,6 +149,7 @@ impl Session {
             conn,
             catalog,
             plugins,
+            backups,
             failed_transaction: false,
             _lease: lease,
         })
@@ -214,8 +224,8 @@ impl Session {
             Some(Ok(server)) => self.run_server(&server),
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
-                let sql = sqlite_spelling(&statement.tokens, self.role).unwrap_or(statement.text);
-                self.run_sqlite(sql, &statement.tokens, &[], None)
+                let sql = self.sqlite_text(statement.text, &statement.tokens)?;
+                self.run_sqlite(&sql, &statement.tokens, &[], None)
             }
         }
     }
@@ -247,12 +257,8 @@ impl Session {
             }),
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
-                let stmt = self
-                    .conn
-                    .prepare(
-                        sqlite_spelling(&statement.tokens, self.role).unwrap_or(statement.text),
-                    )
-                    .map_err(|e| self.sql_error(e))?;
+                let sql = self.sqlite_text(statement.text, &statement.tokens)?;
+                let stmt = self.conn.prepare(&sql).map_err(|e| self.sql_error(e))?;
                 let count = param_count(&statement.tokens, stmt.parameter_count());
                 let param_types =
                     params::infer(&statement.tokens, count, &SqliteSchema(&self.conn));
@@ -296,8 +302,8 @@ impl Session {
             PreparedKind::Sqlite => {
                 let tokens = lexer::tokenize(&prepared.sql)
                     .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
-                let sql = sqlite_spelling(&tokens, self.role).unwrap_or(&prepared.sql);
-                self.run_sqlite(sql, &tokens, params, prepared.columns.as_deref())
+                let sql = self.sqlite_text(&prepared.sql, &tokens)?;
+                self.run_sqlite(&sql, &tokens, params, prepared.columns.as_deref())
             }
         }
     }
@@ -332,6 +338,14 @@ impl Session {
                         sqlstate::OBJECT_IN_USE,
                         format!(
                             "cannot drop the currently open database \"{name}\"; connect to another database first"
+                        ),
+                    ));
+                }
+                if let Some(id) = self.backups.running_id(name) {
+                    return Err(SqlError::new(
+                        sqlstate::OBJECT_IN_USE,
+                        format!(
+                            "database \"{name}\" is being backed up (backup {id}); wait for it to finish or stop it with CANCEL BACKUP {id}, then retry"
                         ),
                     ));
                 }
@@ -381,6 +395,11 @@ impl Session {
                 block_on(self.plugins.reload(name)).map_err(plugin_error)?;
                 Ok(Executed::command("RELOAD PLUGIN", None))
             }
+            ServerStatement::Backup(_)
+            | ServerStatement::BackupAbort
+            | ServerStatement::CancelBackup { .. }
+            | ServerStatement::Restore(_)
+            | ServerStatement::ShowBackups => self.run_backup_statement(statement),
             ServerStatement::Call(call) => {
                 if !self.role.may_call_plugins() {
                     return Err(SqlError::new(
@@ -419,6 +438,20 @@ impl Session {
                 Ok(executed)
             }
         }
+    }
+
+    /// What SQLite is given for a statement that is not ours: transaction starts spelled the
+    /// way the role needs, table functions resolved.
+    fn sqlite_text<'a>(
+        &self,
+        text: &'a str,
+        tokens: &[Spanned<'_>],
+    ) -> Result<std::borrow::Cow<'a, str>, SqlError> {
+        if let Some(spelling) = sqlite_spelling(tokens, self.role) {
+            return Ok(std::borrow::Cow::Borrowed(spelling));
+        }
+        let offset = tokens.first().map_or(0, |t| t.start);
+        self.rewrite_table_functions(text, offset, tokens)
     }
 
     fn require_admin(&self, what: &str) -> Result<(), SqlError> {
@@ -680,6 +713,11 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
         ),
         // A procedure that is not registered: the call will fail with the reason.
         ServerStatement::Call(_) => Some(Vec::new()),
+        ServerStatement::Backup(_)
+        | ServerStatement::BackupAbort
+        | ServerStatement::CancelBackup { .. }
+        | ServerStatement::Restore(_)
+        | ServerStatement::ShowBackups => Some(backup::columns(statement)),
         ServerStatement::CreateDatabase { .. }
         | ServerStatement::DropDatabase { .. }
         | ServerStatement::LoadPlugin { .. }
@@ -903,13 +941,14 @@ mod tests {
     fn session(role: Role) -> (tempfile::TempDir, Session) {
         let dir = tempfile::tempdir().unwrap();
         let catalog = Arc::new(Catalog::open(dir.path(), Duration::from_secs(1)).unwrap());
-        let plugins = no_plugins(&catalog, dir.path());
-        let session = Session::open(catalog, plugins, "alice", role, "default").unwrap();
+        let (plugins, backups) = no_plugins(&catalog, dir.path());
+        let session = Session::open(catalog, plugins, backups, "alice", role, "default").unwrap();
         (dir, session)
     }
 
-    /// A plugin system with nothing declared, on a runtime that outlives the test.
-    fn no_plugins(catalog: &Arc<Catalog>, dir: &std::path::Path) -> Arc<Plugins> {
+    /// A plugin system with nothing declared, on a runtime that outlives the test, and
+    /// backups going to `<dir>/backups`.
+    fn no_plugins(catalog: &Arc<Catalog>, dir: &std::path::Path) -> (Arc<Plugins>, Arc<Backups>) {
         let runtime = Box::leak(Box::new(
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -921,7 +960,21 @@ mod tests {
             &dir.join("cairn.toml"),
         )
         .unwrap();
-        runtime.block_on(Plugins::new(&config, Arc::clone(catalog)))
+        let backups = Arc::new(
+            Backups::open(
+                Arc::clone(catalog),
+                dir,
+                config.backup.clone(),
+                Duration::from_secs(1),
+            )
+            .unwrap(),
+        );
+        let plugins = runtime.block_on(Plugins::new(
+            &config,
+            Arc::clone(catalog),
+            Arc::clone(&backups),
+        ));
+        (plugins, backups)
     }
 
     fn ok(results: Vec<Result<Executed, SqlError>>) -> Vec<Executed> {
@@ -1074,5 +1127,56 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.code, sqlstate::INVALID_NAME);
+    }
+
+    #[test]
+    fn backup_then_restore_gives_the_same_rows_and_history_records_both() {
+        let (dir, mut s) = session(Role::Admin);
+        ok(s.execute_query(
+            "CREATE TABLE t(x INTEGER, y TEXT); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) INSERT INTO t SELECT x, 'row ' || x FROM c",
+        ));
+        let backup = ok(s.execute_query("BACKUP DATABASE TO 'a.zip' WITH (compression_level = 1)"));
+        assert_eq!(backup[0].rows[0][1], Value::Text("default".into()));
+        assert!(dir.path().join("backups/a.zip").is_file());
+        ok(s.execute_query("RESTORE DATABASE copy FROM 'a.zip'"));
+        let copy = Connection::open(dir.path().join("databases/copy.sqlite")).unwrap();
+        let count: i64 = copy
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 1000);
+        let history = ok(s.execute_query(
+            "SELECT kind, status FROM backups() WHERE status = 'complete' ORDER BY id",
+        ));
+        assert_eq!(
+            history[0].rows,
+            vec![
+                vec![Value::Text("backup".into()), Value::Text("complete".into())],
+                vec![
+                    Value::Text("restore".into()),
+                    Value::Text("complete".into())
+                ],
+            ]
+        );
+        let err = s
+            .execute_query("RESTORE DATABASE copy FROM 'a.zip'")
+            .pop()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, sqlstate::DUPLICATE_DATABASE);
+        let again = s.execute_query("BACKUP DATABASE TO 'a.zip'").pop().unwrap();
+        assert_eq!(again.unwrap_err().code, sqlstate::DUPLICATE_FILE);
+    }
+
+    #[test]
+    fn read_only_users_cannot_back_up_or_read_the_history() {
+        let (_dir, mut s) = session(Role::Readonly);
+        for sql in [
+            "BACKUP DATABASE TO 'a.zip'",
+            "SELECT * FROM backups()",
+            "SHOW BACKUPS",
+        ] {
+            let err = s.execute_query(sql).pop().unwrap().unwrap_err();
+            assert_eq!(err.code, sqlstate::INSUFFICIENT_PRIVILEGE, "{sql}");
+        }
     }
 }

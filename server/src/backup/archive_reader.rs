@@ -1,0 +1,274 @@
+//! Reading an archive back: every check a restore relies on. Nothing is trusted before it is
+//! checked: entry names (no `..`, no absolute paths, nothing unexpected), the manifest, every
+//! entry's CRC, size and SHA-256, and finally SQLite's own integrity check of the database.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+use sha2::{Digest as _, Sha256};
+
+use super::error::BackupError;
+use super::manifest::{self, Manifest};
+use super::progress::Progress;
+
+/// An archive whose structure and manifest have been checked.
+#[derive(Debug)]
+pub struct ArchiveReader {
+    path: PathBuf,
+    zip: zip::ZipArchive<BufReader<File>>,
+    pub manifest: Manifest,
+}
+
+/// What a full verification found.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub manifest: Manifest,
+    pub database_bytes: u64,
+}
+
+impl ArchiveReader {
+    /// Opens `path` and checks its entry names and manifest.
+    pub fn open(path: &Path) -> Result<ArchiveReader, BackupError> {
+        let not_archive = |reason: String| BackupError::NotAnArchive {
+            path: path.to_owned(),
+            reason,
+        };
+        let file = File::open(path).map_err(|source| BackupError::Io {
+            action: "opening",
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut zip = zip::ZipArchive::new(BufReader::new(file))
+            .map_err(|e| not_archive(format!("not a readable ZIP file ({e})")))?;
+        let names: Vec<String> = zip
+            .file_names()
+            .map(|name| name.map(|n| n.into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| not_archive(format!("unreadable entry name ({e})")))?;
+        for name in &names {
+            check_entry_name(name).map_err(|reason| BackupError::Damaged {
+                path: path.to_owned(),
+                entry: name.clone(),
+                reason,
+            })?;
+        }
+        let mut text = String::new();
+        zip.by_name(manifest::MANIFEST_ENTRY)
+            .map_err(|_| not_archive(format!("it has no {}", manifest::MANIFEST_ENTRY)))?
+            .read_to_string(&mut text)
+            .map_err(|e| BackupError::Damaged {
+                path: path.to_owned(),
+                entry: manifest::MANIFEST_ENTRY.into(),
+                reason: e.to_string(),
+            })?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| BackupError::Damaged {
+            path: path.to_owned(),
+            entry: manifest::MANIFEST_ENTRY.into(),
+            reason: format!("invalid manifest: {e}"),
+        })?;
+        if manifest.format != manifest::FORMAT_NAME {
+            return Err(not_archive(format!(
+                "its manifest says format {:?}, not {:?}",
+                manifest.format,
+                manifest::FORMAT_NAME
+            )));
+        }
+        if manifest.format_version > manifest::FORMAT_VERSION {
+            return Err(BackupError::Unsupported {
+                path: path.to_owned(),
+                reason: format!(
+                    "archive format {} was written by Cairn {}; this server reads format {} and older: upgrade Cairn to restore it",
+                    manifest.format_version,
+                    manifest.server_version,
+                    manifest::FORMAT_VERSION
+                ),
+            });
+        }
+        for name in &names {
+            if name != manifest::MANIFEST_ENTRY && !manifest.entries.iter().any(|e| &e.name == name)
+            {
+                return Err(BackupError::Damaged {
+                    path: path.to_owned(),
+                    entry: name.clone(),
+                    reason: "the entry is not listed in the manifest".into(),
+                });
+            }
+        }
+        for entry in &manifest.entries {
+            if !names.contains(&entry.name) {
+                return Err(BackupError::Damaged {
+                    path: path.to_owned(),
+                    entry: entry.name.clone(),
+                    reason: "listed in the manifest but missing from the archive".into(),
+                });
+            }
+        }
+        if !manifest
+            .entries
+            .iter()
+            .any(|e| e.name == manifest::DATABASE_ENTRY)
+        {
+            return Err(not_archive(format!(
+                "its manifest lists no {}",
+                manifest::DATABASE_ENTRY
+            )));
+        }
+        Ok(ArchiveReader {
+            path: path.to_owned(),
+            zip,
+            manifest,
+        })
+    }
+
+    /// Bytes of every listed entry, uncompressed.
+    pub fn total_size(&self) -> u64 {
+        self.manifest.entries.iter().map(|e| e.size).sum()
+    }
+
+    /// Writes the database entry to `dest` (a new file), checking CRC, size and SHA-256 on the
+    /// way, then runs SQLite's integrity check on it. `dest` is left for the caller to remove
+    /// on error.
+    pub fn extract_database(
+        &mut self,
+        dest: &Path,
+        progress: &Progress,
+    ) -> Result<Verified, BackupError> {
+        let damaged = |reason: String| BackupError::Damaged {
+            path: self.path.clone(),
+            entry: manifest::DATABASE_ENTRY.into(),
+            reason,
+        };
+        let Some(expected) = self
+            .manifest
+            .entries
+            .iter()
+            .find(|e| e.name == manifest::DATABASE_ENTRY)
+            .cloned()
+        else {
+            return Err(damaged("not listed in the manifest".into()));
+        };
+        progress.set_total(expected.size);
+        let out = File::create_new(dest).map_err(|source| BackupError::Io {
+            action: "creating",
+            path: dest.to_owned(),
+            source,
+        })?;
+        let mut out = BufWriter::with_capacity(1 << 20, out);
+        let mut entry = self
+            .zip
+            .by_name(manifest::DATABASE_ENTRY)
+            .map_err(|e| damaged(e.to_string()))?;
+        let mut sha = Sha256::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            progress.check()?;
+            let n = entry
+                .read(&mut buffer)
+                .map_err(|e| damaged(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > expected.size {
+                return Err(damaged(format!(
+                    "longer than the {} bytes the manifest lists",
+                    expected.size
+                )));
+            }
+            sha.update(&buffer[..n]);
+            out.write_all(&buffer[..n])
+                .map_err(|source| BackupError::Io {
+                    action: "writing",
+                    path: dest.to_owned(),
+                    source,
+                })?;
+            progress.advance(n as u64);
+        }
+        drop(entry);
+        let io = |source| BackupError::Io {
+            action: "writing",
+            path: dest.to_owned(),
+            source,
+        };
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        if size != expected.size {
+            return Err(damaged(format!(
+                "{size} bytes, but the manifest lists {}",
+                expected.size
+            )));
+        }
+        let actual = manifest::hex(&sha.finalize());
+        if actual != expected.sha256 {
+            return Err(damaged(format!(
+                "SHA-256 {actual} does not match the manifest's {}",
+                expected.sha256
+            )));
+        }
+        integrity_check(dest, &self.manifest).map_err(damaged)?;
+        Ok(Verified {
+            manifest: self.manifest.clone(),
+            database_bytes: size,
+        })
+    }
+}
+
+/// Refuses names that could write outside a restore directory or that we never write.
+fn check_entry_name(name: &str) -> Result<(), String> {
+    let unsafe_name = name.starts_with('/')
+        || name.starts_with('\\')
+        || name.contains('\\')
+        || name.split('/').any(|part| part == "..")
+        || name.as_bytes().get(1) == Some(&b':')
+        || name.contains('\0');
+    if unsafe_name {
+        return Err(
+            "unsafe entry name (absolute, or containing '..'); refusing the archive".into(),
+        );
+    }
+    if name != manifest::MANIFEST_ENTRY && name != manifest::DATABASE_ENTRY {
+        return Err(format!(
+            "unexpected entry; a Cairn archive holds only {} and {}",
+            manifest::MANIFEST_ENTRY,
+            manifest::DATABASE_ENTRY
+        ));
+    }
+    Ok(())
+}
+
+/// SQLite's `PRAGMA integrity_check` plus the page geometry the manifest promises.
+fn integrity_check(path: &Path, manifest: &Manifest) -> Result<(), String> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("SQLite cannot open it: {e}"))?;
+    let mut stmt = conn
+        .prepare("PRAGMA integrity_check")
+        .map_err(|e| format!("not a SQLite database: {e}"))?;
+    let problems: Vec<String> = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| format!("SQLite integrity check failed: {e}"))?;
+    if problems != ["ok"] {
+        let shown: Vec<&str> = problems.iter().take(5).map(String::as_str).collect();
+        return Err(format!("SQLite integrity check: {}", shown.join("; ")));
+    }
+    let pragma = |name: &str| {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map(|v| v as u64)
+            .map_err(|e| e.to_string())
+    };
+    let (page_size, page_count) = (pragma("page_size")?, pragma("page_count")?);
+    if (page_size, page_count) != (manifest.page_size, manifest.page_count) {
+        return Err(format!(
+            "{page_count} pages of {page_size} bytes, but the manifest lists {} of {}",
+            manifest.page_count, manifest.page_size
+        ));
+    }
+    Ok(())
+}

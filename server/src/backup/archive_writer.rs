@@ -1,0 +1,160 @@
+//! Writing a backup archive: snapshot, then stream the copy through the parallel compressor
+//! into a temporary ZIP next to the target, sync, and publish under the final name.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sha2::{Digest as _, Sha256};
+
+use super::deflate::{self, DeflateOptions};
+use super::error::BackupError;
+use super::files::TempFile;
+use super::manifest::{self, Manifest, ManifestEntry};
+use super::options::BackupOptions;
+use super::progress::{Progress, RateLimit};
+use super::snapshot;
+use super::zip_writer::{DosTime, Method, ZipWriter};
+
+/// A finished archive.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub path: PathBuf,
+    /// Size of the archive file.
+    pub bytes: u64,
+    pub manifest: Manifest,
+}
+
+/// Backs up the database open on `source` (named `database`) to `target`, which must not
+/// exist. On any failure or cancellation nothing is left under `target` and no temporary
+/// file remains.
+pub fn write(
+    source: &Connection,
+    database: &str,
+    target: &Path,
+    options: &BackupOptions,
+    busy: Duration,
+    progress: &Progress,
+) -> Result<Written, BackupError> {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    if target.exists() {
+        return Err(BackupError::TargetExists {
+            path: target.to_owned(),
+        });
+    }
+    progress.check()?;
+    let copy = TempFile::in_dir(dir, ".snapshot");
+    let snapshot = snapshot::take(source, copy.path(), busy)?;
+    progress.set_total(snapshot.size);
+    progress.check()?;
+
+    let archive = TempFile::in_dir(dir, ".zip");
+    let io = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| BackupError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let input = File::open(copy.path()).map_err(io("reading", copy.path()))?;
+    let file = File::create_new(archive.path()).map_err(io("creating", archive.path()))?;
+    let mut zip = ZipWriter::new(BufWriter::with_capacity(options.buffer_size, file))
+        .map_err(io("writing", archive.path()))?;
+    let modified = DosTime::from_utc(snapshot.taken_at);
+    let method = if options.compression_level == 0 {
+        Method::Stored
+    } else {
+        Method::Deflated
+    };
+    zip.start_entry(manifest::DATABASE_ENTRY, method, snapshot.size, modified)
+        .map_err(io("writing", archive.path()))?;
+
+    let mut sha = Sha256::new();
+    let mut limit = options.max_rate.map(RateLimit::new);
+    let mut pace_error = None;
+    let deflate_options = DeflateOptions {
+        level: options.compression_level,
+        chunk_size: options.buffer_size,
+        threads: options.threads,
+    };
+    let result = deflate::compress(
+        BufReader::with_capacity(options.buffer_size, input),
+        snapshot.size,
+        deflate_options,
+        |chunk| {
+            sha.update(chunk);
+            progress.advance(chunk.len() as u64);
+            let paced = match limit.as_mut() {
+                Some(limit) => limit.pace(chunk.len() as u64, progress),
+                None => progress.check(),
+            };
+            paced.map_err(|e| {
+                pace_error = Some(e);
+                std::io::Error::other("stopped")
+            })
+        },
+        |bytes| zip.write_data(bytes),
+    );
+    let digest = match result {
+        Ok(digest) => digest,
+        Err(_) if pace_error.is_some() => {
+            return Err(pace_error.unwrap_or(BackupError::Aborted));
+        }
+        Err(e) => return Err(io("writing", archive.path())(e)),
+    };
+    zip.finish_entry(digest.crc32, digest.size)
+        .map_err(io("writing", archive.path()))?;
+    drop(copy);
+
+    let manifest = Manifest {
+        format: manifest::FORMAT_NAME.into(),
+        format_version: manifest::FORMAT_VERSION,
+        server_version: env!("CARGO_PKG_VERSION").into(),
+        sqlite_version: rusqlite::version().into(),
+        database: database.into(),
+        kind: "full".into(),
+        created_at: snapshot
+            .taken_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        page_size: snapshot.page_size,
+        page_count: snapshot.page_count,
+        compression_level: options.compression_level,
+        entries: vec![ManifestEntry {
+            name: manifest::DATABASE_ENTRY.into(),
+            size: snapshot.size,
+            sha256: manifest::hex(&sha.finalize()),
+        }],
+    };
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| io("writing", archive.path())(std::io::Error::other(e)))?;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+    encoder
+        .write_all(&json)
+        .map_err(io("writing", archive.path()))?;
+    let compressed = encoder.finish().map_err(io("writing", archive.path()))?;
+    zip.start_entry(
+        manifest::MANIFEST_ENTRY,
+        Method::Deflated,
+        json.len() as u64,
+        modified,
+    )
+    .and_then(|()| zip.write_data(&compressed))
+    .and_then(|()| zip.finish_entry(crc32fast::hash(&json), json.len() as u64))
+    .map_err(io("writing", archive.path()))?;
+    let (buffered, bytes) = zip.finish().map_err(io("writing", archive.path()))?;
+    let file = buffered
+        .into_inner()
+        .map_err(|e| io("writing", archive.path())(e.into_error()))?;
+    file.sync_all().map_err(io("syncing", archive.path()))?;
+    drop(file);
+    progress.check()?;
+    archive.publish(target)?;
+    Ok(Written {
+        path: target.to_owned(),
+        bytes,
+        manifest,
+    })
+}

@@ -1,0 +1,53 @@
+//! Why a backup, a verification or a restore failed.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{action} {path}: {source}")]
+    Sqlite {
+        action: &'static str,
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("{path} already exists; choose another file name (backups never overwrite a file)")]
+    TargetExists { path: PathBuf },
+    #[error("{0}")]
+    PathRefused(String),
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error(
+        "a backup of database \"{database}\" is already running (id {id}); wait for it or stop it with BACKUP ABORT"
+    )]
+    AlreadyRunning { database: String, id: i64 },
+    #[error(
+        "the database stayed locked for {} ms, so no snapshot could be taken; retry, or raise busy_timeout_ms",
+        waited.as_millis()
+    )]
+    Busy { waited: std::time::Duration },
+    #[error("the backup was aborted")]
+    Aborted,
+    #[error("{path} is not a Cairn backup archive: {reason}")]
+    NotAnArchive { path: PathBuf, reason: String },
+    #[error("{path}: entry \"{entry}\" is damaged: {reason}")]
+    Damaged {
+        path: PathBuf,
+        entry: String,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
+    #[error("backup history {path}: {source}")]
+    History {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}

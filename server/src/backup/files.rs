@@ -1,0 +1,145 @@
+//! Durable file handling: every archive and restored database is written under a temporary
+//! name in its final directory, synced, and only then given its final name, so a crash or a
+//! failure never leaves a partial file under a name that looks complete.
+
+use std::path::{Path, PathBuf};
+
+use super::error::BackupError;
+
+/// Every temporary file we create starts with this; start-up removes leftovers.
+pub const TEMP_PREFIX: &str = ".cairn-tmp-";
+
+/// A temporary file that is removed when dropped, unless it was published.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    /// A fresh temporary name in `dir` (nothing is created yet).
+    pub fn in_dir(dir: &Path, suffix: &str) -> TempFile {
+        TempFile {
+            path: dir.join(format!(
+                "{TEMP_PREFIX}{}{suffix}",
+                uuid::Uuid::new_v4().simple()
+            )),
+            armed: true,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Gives the (synced) file its final name without ever replacing an existing file, then
+    /// syncs the directory so the name survives a crash.
+    pub fn publish(mut self, target: &Path) -> Result<(), BackupError> {
+        let io = |action, source| BackupError::Io {
+            action,
+            path: target.to_owned(),
+            source,
+        };
+        // A hard link fails if the target exists: an atomic "rename without replacing".
+        match std::fs::hard_link(&self.path, target) {
+            Ok(()) => {
+                std::fs::remove_file(&self.path).map_err(|e| io("removing the temporary", e))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(BackupError::TargetExists {
+                    path: target.to_owned(),
+                });
+            }
+            // File systems without hard links: check, then rename.
+            Err(_) => {
+                if target.exists() {
+                    return Err(BackupError::TargetExists {
+                        path: target.to_owned(),
+                    });
+                }
+                std::fs::rename(&self.path, target).map_err(|e| io("renaming into", e))?;
+            }
+        }
+        self.armed = false;
+        sync_dir(target.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Leaves the file where it is (someone else moved it under its final name).
+    pub fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Makes a directory's entries (a new or renamed file) durable.
+pub fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| BackupError::Io {
+            action: "syncing directory",
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Removes the temporary files a crash or a kill left in `dir`; returns what it removed.
+/// Only call this where no backup can be running (at start-up).
+pub fn remove_stale_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let stale = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TEMP_PREFIX));
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if stale && is_file && std::fs::remove_file(entry.path()).is_ok() {
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_never_replaces_and_drop_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.zip");
+        let temp = TempFile::in_dir(dir.path(), ".zip");
+        std::fs::write(temp.path(), b"one").unwrap();
+        temp.publish(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"one");
+
+        let temp = TempFile::in_dir(dir.path(), ".zip");
+        std::fs::write(temp.path(), b"two").unwrap();
+        assert!(matches!(
+            temp.publish(&target),
+            Err(BackupError::TargetExists { .. })
+        ));
+        assert_eq!(std::fs::read(&target).unwrap(), b"one");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "the temporary file was left behind");
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".cairn-tmp-abc.zip"), b"x").unwrap();
+        std::fs::write(dir.path().join("keep.zip"), b"x").unwrap();
+        let removed = remove_stale_temp_files(dir.path());
+        assert_eq!(removed.len(), 1);
+        assert!(dir.path().join("keep.zip").exists());
+    }
+}

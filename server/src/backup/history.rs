@@ -1,0 +1,220 @@
+//! The backup history: one row per backup or restore, in `<data_dir>/system/backups.sqlite`,
+//! so `SHOW BACKUPS` and `backups()` survive a restart. Sessions allowed to see it attach it
+//! read-only as schema `cairn`; only this module writes it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::error::BackupError;
+
+/// The schema a session reads the history through, and the table.
+pub const SCHEMA: &str = "cairn";
+pub const TABLE: &str = "backups";
+
+/// A backup's state, as the `status` column spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Complete,
+    Failed,
+    Aborted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Complete => "complete",
+            Status::Failed => "failed",
+            Status::Aborted => "aborted",
+        }
+    }
+}
+
+/// One row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: i64,
+    pub database: String,
+    pub kind: String,
+    pub status: String,
+    pub path: String,
+    pub bytes: Option<i64>,
+    pub backup_error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct History {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+const CREATE: &str = "
+CREATE TABLE IF NOT EXISTS backups (
+    id               INTEGER PRIMARY KEY,
+    database         TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    progress_percent REAL NOT NULL DEFAULT 0,
+    start_ts         TEXT NOT NULL,
+    end_ts           TEXT,
+    path             TEXT NOT NULL,
+    bytes            INTEGER,
+    backup_error     TEXT,
+    requested_by     TEXT NOT NULL
+);
+PRAGMA user_version = 1;
+";
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl History {
+    /// Opens (or creates) the history under `data_dir`. Rows still `running` belong to a
+    /// server that stopped without finishing them: they become `failed`.
+    pub fn open(data_dir: &Path) -> Result<History, BackupError> {
+        let dir = data_dir.join("system");
+        std::fs::create_dir_all(&dir).map_err(|source| BackupError::Io {
+            action: "creating directory",
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("backups.sqlite");
+        let err = |source| BackupError::History {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.execute_batch(CREATE).map_err(err)?;
+        let stale = conn
+            .execute(
+                "UPDATE backups SET status = 'failed', end_ts = ?1, backup_error = 'the server stopped while this ran' WHERE status = 'running'",
+                [now()],
+            )
+            .map_err(err)?;
+        if stale > 0 {
+            tracing::warn!(
+                count = stale,
+                "backups that were running when the server stopped are marked failed"
+            );
+        }
+        Ok(History {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, BackupError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(|source| BackupError::History {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Records a new running job; returns its id.
+    pub fn start(
+        &self,
+        database: &str,
+        kind: &str,
+        path: &Path,
+        requested_by: &str,
+    ) -> Result<i64, BackupError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO backups (database, kind, status, start_ts, path, requested_by) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
+                params![database, kind, now(), path.display().to_string(), requested_by],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn progress(&self, id: i64, percent: f64) -> Result<(), BackupError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE backups SET progress_percent = round(?2, 1) WHERE id = ?1 AND status = 'running'",
+                params![id, percent],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn finish(
+        &self,
+        id: i64,
+        status: Status,
+        bytes: Option<u64>,
+        error: Option<&str>,
+    ) -> Result<(), BackupError> {
+        let progress = if status == Status::Complete {
+            Some(100.0)
+        } else {
+            None
+        };
+        self.with(|c| {
+            c.execute(
+                "UPDATE backups SET status = ?2, end_ts = ?3, bytes = ?4, backup_error = ?5, progress_percent = coalesce(?6, progress_percent) WHERE id = ?1",
+                params![id, status.as_str(), now(), bytes.map(|b| b as i64), error, progress],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn get(&self, id: i64) -> Result<Option<Record>, BackupError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, database, kind, status, path, bytes, backup_error FROM backups WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Record {
+                        id: r.get(0)?,
+                        database: r.get(1)?,
+                        kind: r.get(2)?,
+                        status: r.get(3)?,
+                        path: r.get(4)?,
+                        bytes: r.get(5)?,
+                        backup_error: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// The most recent rows, newest first (for plugins).
+    pub fn recent(&self, database: Option<&str>, limit: i64) -> Result<Vec<Record>, BackupError> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, database, kind, status, path, bytes, backup_error FROM backups WHERE ?1 IS NULL OR database = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            stmt.query_map(params![database, limit], |r| {
+                Ok(Record {
+                    id: r.get(0)?,
+                    database: r.get(1)?,
+                    kind: r.get(2)?,
+                    status: r.get(3)?,
+                    path: r.get(4)?,
+                    bytes: r.get(5)?,
+                    backup_error: r.get(6)?,
+                })
+            })?
+            .collect()
+        })
+    }
+}

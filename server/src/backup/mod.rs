@@ -1,0 +1,27 @@
+//! Backups: consistent snapshots of live databases written as ZIP archives, verified and
+//! restored. The archive format is in docs/FORMATS.md.
+//!
+//! Layers, bottom up: [`zip_writer`] and [`deflate`] (the container and parallel compression),
+//! [`snapshot`] (a consistent copy without blocking writers), [`archive_writer`] and
+//! [`archive_reader`] (one archive, with its manifest and checks), [`files`] and [`paths`]
+//! (durable publishing, where SQL may put files), [`history`] and [`jobs`] (backups as
+//! watchable, abortable jobs).
+
+pub mod archive_reader;
+pub mod archive_writer;
+pub mod deflate;
+pub mod error;
+pub mod files;
+pub mod history;
+pub mod jobs;
+pub mod manifest;
+pub mod options;
+pub mod paths;
+pub mod progress;
+pub mod snapshot;
+pub mod zip_writer;
+
+pub use error::BackupError;
+pub use jobs::{Backups, Job, Outcome, Stopped};
+pub use options::BackupOptions;
+pub use paths::PathRules;

@@ -1,0 +1,177 @@
+//! Where SQL may read and write archives. `BACKUP … TO 'x.zip'` and `RESTORE … FROM 'x.zip'`
+//! run with the server's file-system rights, so a client names files only inside directories
+//! the operator chose: relative paths resolve under the backup directory, absolute paths must
+//! lie under it or under one of the allowed directories. Symbolic links are resolved before
+//! the check, so a link cannot lead out.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::error::BackupError;
+
+/// The operator's choice of directories (absolute paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRules {
+    pub directory: PathBuf,
+    pub allowed: Vec<PathBuf>,
+}
+
+impl PathRules {
+    /// Every directory archives may be in: the backup directory first.
+    pub fn roots(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.directory.as_path()).chain(self.allowed.iter().map(PathBuf::as_path))
+    }
+
+    /// The file a new archive named `requested` goes to; its directory is created if needed.
+    pub fn archive_target(&self, requested: &str) -> Result<PathBuf, BackupError> {
+        let (path, root) = self.lexical(requested)?;
+        let parent = path.parent().unwrap_or(&root).to_owned();
+        std::fs::create_dir_all(&parent).map_err(|source| BackupError::Io {
+            action: "creating directory",
+            path: parent.clone(),
+            source,
+        })?;
+        self.check_real(&parent, &root, requested)?;
+        if path.exists() {
+            return Err(BackupError::TargetExists { path });
+        }
+        Ok(path)
+    }
+
+    /// The existing archive named `requested`.
+    pub fn archive_source(&self, requested: &str) -> Result<PathBuf, BackupError> {
+        let (path, root) = self.lexical(requested)?;
+        if !path.is_file() {
+            return Err(BackupError::Io {
+                action: "reading",
+                path,
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        self.check_real(&path, &root, requested)?;
+        Ok(path)
+    }
+
+    fn lexical(&self, requested: &str) -> Result<(PathBuf, PathBuf), BackupError> {
+        if requested.trim().is_empty() {
+            return Err(BackupError::PathRefused(
+                "empty archive path; write a file name such as 'sales.zip'".into(),
+            ));
+        }
+        let requested_path = Path::new(requested);
+        if requested_path.is_relative() {
+            let mut path = self.directory.clone();
+            for component in requested_path.components() {
+                match component {
+                    Component::Normal(part) => path.push(part),
+                    Component::CurDir => {}
+                    _ => {
+                        return Err(BackupError::PathRefused(format!(
+                            "archive path '{requested}' leaves the backup directory {}; use a path inside it, or an absolute path under an allowed directory",
+                            self.directory.display()
+                        )));
+                    }
+                }
+            }
+            if path == self.directory {
+                return Err(BackupError::PathRefused(format!(
+                    "archive path '{requested}' names the backup directory itself; add a file name"
+                )));
+            }
+            return Ok((path, self.directory.clone()));
+        }
+        let normalized = normalize(requested_path);
+        match self
+            .roots()
+            .find(|root| normalized.starts_with(root) && normalized != *root)
+        {
+            Some(root) => Ok((normalized.clone(), root.to_owned())),
+            None => Err(self.outside(requested)),
+        }
+    }
+
+    /// Resolves links in `path` and checks it is still under `root`.
+    fn check_real(&self, path: &Path, root: &Path, requested: &str) -> Result<(), BackupError> {
+        let real = path.canonicalize().map_err(|source| BackupError::Io {
+            action: "resolving",
+            path: path.to_owned(),
+            source,
+        })?;
+        let real_root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+        if real.starts_with(&real_root) {
+            Ok(())
+        } else {
+            Err(self.outside(requested))
+        }
+    }
+
+    fn outside(&self, requested: &str) -> BackupError {
+        let allowed: Vec<String> = self.roots().map(|p| p.display().to_string()).collect();
+        BackupError::PathRefused(format!(
+            "archive path '{requested}' is outside the directories backups may use ({}); use a relative path (it resolves under {}) or add the directory to [backup] allowed_directories in the config",
+            allowed.join(", "),
+            self.directory.display()
+        ))
+    }
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> (tempfile::TempDir, PathRules) {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = PathRules {
+            directory: dir.path().join("backups"),
+            allowed: vec![dir.path().join("extra")],
+        };
+        std::fs::create_dir_all(&rules.directory).unwrap();
+        std::fs::create_dir_all(&rules.allowed[0]).unwrap();
+        (dir, rules)
+    }
+
+    #[test]
+    fn relative_paths_stay_in_the_backup_directory() {
+        let (_dir, rules) = rules();
+        let path = rules.archive_target("daily/a.zip").unwrap();
+        assert_eq!(path, rules.directory.join("daily/a.zip"));
+        for bad in ["../a.zip", "daily/../../a.zip", "", "."] {
+            assert!(rules.archive_target(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn absolute_paths_only_under_allowed_directories() {
+        let (dir, rules) = rules();
+        let ok = rules.allowed[0].join("a.zip");
+        assert_eq!(rules.archive_target(ok.to_str().unwrap()).unwrap(), ok);
+        let outside = dir.path().join("elsewhere.zip");
+        let err = rules
+            .archive_target(outside.to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allowed_directories"), "{err}");
+        let sneaky = format!("{}/../x.zip", rules.allowed[0].display());
+        assert!(rules.archive_target(&sneaky).is_err());
+    }
+
+    #[test]
+    fn a_symbolic_link_cannot_lead_out() {
+        let (dir, rules) = rules();
+        std::os::unix::fs::symlink(dir.path(), rules.directory.join("out")).unwrap();
+        assert!(rules.archive_target("out/a.zip").is_err());
+    }
+}

@@ -1,0 +1,344 @@
+//! A streaming ZIP writer for entries whose bytes are compressed elsewhere.
+//!
+//! Why not the `zip` crate's writer: it compresses an entry on one thread, and its API for
+//! pre-compressed entries (`add_prepared_file`) holds the whole compressed entry in memory. A
+//! backup compresses one large entry on every core and must keep memory bounded, so it needs to
+//! append compressed bytes as they come. Reading (verify, restore) uses the `zip` crate.
+//!
+//! What is written (APPNOTE 6.3.10): local header, data, central directory, end record; Zip64
+//! extra fields and end records only when a size or offset needs them. Local headers are patched
+//! in place once the CRC and sizes are known, so no data descriptors are used.
+
+use std::io::{self, Seek, SeekFrom, Write};
+
+/// How an entry's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Stored,
+    Deflated,
+}
+
+impl Method {
+    fn code(self) -> u16 {
+        match self {
+            Method::Stored => 0,
+            Method::Deflated => 8,
+        }
+    }
+}
+
+/// A timestamp in the MS-DOS form ZIP headers use (no time zone; we write UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DosTime {
+    pub date: u16,
+    pub time: u16,
+}
+
+impl DosTime {
+    pub fn from_utc(at: chrono::DateTime<chrono::Utc>) -> DosTime {
+        use chrono::{Datelike, Timelike};
+        let year = at.year().clamp(1980, 2107) as u16;
+        DosTime {
+            date: ((year - 1980) << 9) | ((at.month() as u16) << 5) | at.day() as u16,
+            time: ((at.hour() as u16) << 11)
+                | ((at.minute() as u16) << 5)
+                | (at.second() as u16 / 2),
+        }
+    }
+}
+
+const U32_LIMIT: u64 = 0xFFFF_FFFF;
+/// An entry at least this large gets Zip64 sizes in its local header. Below it, even stored
+/// (incompressible) deflate output cannot reach 4 GiB: deflate adds 5 bytes per 64 KiB block.
+const ZIP64_ENTRY_THRESHOLD: u64 = U32_LIMIT - (64 << 20);
+const VERSION_ZIP64: u16 = 45;
+const VERSION_DEFAULT: u16 = 20;
+/// "Made by" Unix (3), spec 4.5: readers then honour the permission bits below.
+const VERSION_MADE_BY: u16 = (3 << 8) | VERSION_ZIP64;
+/// Regular file, mode 0600: the archive holds a whole database.
+const EXTERNAL_ATTRIBUTES: u32 = 0o100600 << 16;
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    method: Method,
+    modified: DosTime,
+    zip64: bool,
+    header_offset: u64,
+    crc32: u32,
+    compressed: u64,
+    size: u64,
+}
+
+/// Writes one archive to `out`, entry by entry.
+#[derive(Debug)]
+pub struct ZipWriter<W: Write + Seek> {
+    out: W,
+    position: u64,
+    entries: Vec<Entry>,
+    open: Option<Entry>,
+}
+
+impl<W: Write + Seek> ZipWriter<W> {
+    /// Starts an archive at the current position of `out` (normally an empty file).
+    pub fn new(mut out: W) -> io::Result<ZipWriter<W>> {
+        let position = out.stream_position()?;
+        Ok(ZipWriter {
+            out,
+            position,
+            entries: Vec::new(),
+            open: None,
+        })
+    }
+
+    /// Starts an entry of `size` uncompressed bytes; its data follows through [`Self::write_data`].
+    pub fn start_entry(
+        &mut self,
+        name: &str,
+        method: Method,
+        size: u64,
+        modified: DosTime,
+    ) -> io::Result<()> {
+        if self.open.is_some() {
+            return Err(io::Error::other("the previous ZIP entry is still open"));
+        }
+        let zip64 = size >= ZIP64_ENTRY_THRESHOLD;
+        let entry = Entry {
+            name: name.to_owned(),
+            method,
+            modified,
+            zip64,
+            header_offset: self.position,
+            crc32: 0,
+            compressed: 0,
+            size,
+        };
+        let header = local_header(&entry);
+        self.put(&header)?;
+        self.open = Some(entry);
+        Ok(())
+    }
+
+    /// Appends bytes of the open entry as they are stored (already compressed if deflated).
+    pub fn write_data(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some(entry) = self.open.as_mut() else {
+            return Err(io::Error::other("no ZIP entry is open"));
+        };
+        entry.compressed += bytes.len() as u64;
+        self.put(bytes)
+    }
+
+    /// Closes the open entry: its CRC-32 and uncompressed size go into the local header.
+    pub fn finish_entry(&mut self, crc32: u32, size: u64) -> io::Result<()> {
+        let Some(mut entry) = self.open.take() else {
+            return Err(io::Error::other("no ZIP entry is open"));
+        };
+        if size != entry.size {
+            return Err(io::Error::other(format!(
+                "ZIP entry {} announced {} bytes but {size} were written",
+                entry.name, entry.size
+            )));
+        }
+        if !entry.zip64 && entry.compressed >= U32_LIMIT {
+            return Err(io::Error::other(format!(
+                "ZIP entry {} grew past 4 GiB when compressed",
+                entry.name
+            )));
+        }
+        entry.crc32 = crc32;
+        let header = local_header(&entry);
+        self.out.seek(SeekFrom::Start(entry.header_offset))?;
+        self.out.write_all(&header)?;
+        self.out.seek(SeekFrom::Start(self.position))?;
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Writes the central directory and end records; returns the writer and the archive size.
+    pub fn finish(mut self) -> io::Result<(W, u64)> {
+        if self.open.is_some() {
+            return Err(io::Error::other("a ZIP entry is still open"));
+        }
+        let directory_offset = self.position;
+        let mut directory = Vec::new();
+        for entry in &self.entries {
+            central_header(entry, &mut directory);
+        }
+        self.put(&directory)?;
+        let directory_size = directory.len() as u64;
+        let count = self.entries.len() as u64;
+        let needs_zip64 = directory_offset >= U32_LIMIT || count >= 0xFFFF;
+        let mut end = Vec::new();
+        if needs_zip64 {
+            let record_offset = self.position;
+            // Zip64 end of central directory record.
+            end.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
+            end.extend_from_slice(&44u64.to_le_bytes());
+            end.extend_from_slice(&VERSION_MADE_BY.to_le_bytes());
+            end.extend_from_slice(&VERSION_ZIP64.to_le_bytes());
+            end.extend_from_slice(&0u32.to_le_bytes());
+            end.extend_from_slice(&0u32.to_le_bytes());
+            end.extend_from_slice(&count.to_le_bytes());
+            end.extend_from_slice(&count.to_le_bytes());
+            end.extend_from_slice(&directory_size.to_le_bytes());
+            end.extend_from_slice(&directory_offset.to_le_bytes());
+            // Zip64 end of central directory locator.
+            end.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
+            end.extend_from_slice(&0u32.to_le_bytes());
+            end.extend_from_slice(&record_offset.to_le_bytes());
+            end.extend_from_slice(&1u32.to_le_bytes());
+        }
+        end.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+        end.extend_from_slice(&0u16.to_le_bytes());
+        end.extend_from_slice(&0u16.to_le_bytes());
+        let short_count = count.min(0xFFFF) as u16;
+        end.extend_from_slice(&short_count.to_le_bytes());
+        end.extend_from_slice(&short_count.to_le_bytes());
+        end.extend_from_slice(&(directory_size.min(U32_LIMIT) as u32).to_le_bytes());
+        end.extend_from_slice(&(directory_offset.min(U32_LIMIT) as u32).to_le_bytes());
+        end.extend_from_slice(&0u16.to_le_bytes());
+        self.put(&end)?;
+        self.out.flush()?;
+        Ok((self.out, self.position))
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.position += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+fn local_header(entry: &Entry) -> Vec<u8> {
+    let mut h = Vec::with_capacity(30 + entry.name.len() + 20);
+    h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    let version = if entry.zip64 {
+        VERSION_ZIP64
+    } else {
+        VERSION_DEFAULT
+    };
+    h.extend_from_slice(&version.to_le_bytes());
+    h.extend_from_slice(&0u16.to_le_bytes()); // flags
+    h.extend_from_slice(&entry.method.code().to_le_bytes());
+    h.extend_from_slice(&entry.modified.time.to_le_bytes());
+    h.extend_from_slice(&entry.modified.date.to_le_bytes());
+    h.extend_from_slice(&entry.crc32.to_le_bytes());
+    if entry.zip64 {
+        h.extend_from_slice(&(U32_LIMIT as u32).to_le_bytes());
+        h.extend_from_slice(&(U32_LIMIT as u32).to_le_bytes());
+    } else {
+        h.extend_from_slice(&(entry.compressed as u32).to_le_bytes());
+        h.extend_from_slice(&(entry.size as u32).to_le_bytes());
+    }
+    h.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
+    let extra_len: u16 = if entry.zip64 { 20 } else { 0 };
+    h.extend_from_slice(&extra_len.to_le_bytes());
+    h.extend_from_slice(entry.name.as_bytes());
+    if entry.zip64 {
+        h.extend_from_slice(&1u16.to_le_bytes());
+        h.extend_from_slice(&16u16.to_le_bytes());
+        h.extend_from_slice(&entry.size.to_le_bytes());
+        h.extend_from_slice(&entry.compressed.to_le_bytes());
+    }
+    h
+}
+
+fn central_header(entry: &Entry, out: &mut Vec<u8>) {
+    let mut extra = Vec::new();
+    let mut field = |value: u64, forced: bool| -> u32 {
+        if forced || value >= U32_LIMIT {
+            extra.extend_from_slice(&value.to_le_bytes());
+            U32_LIMIT as u32
+        } else {
+            value as u32
+        }
+    };
+    let size = field(entry.size, entry.zip64);
+    let compressed = field(entry.compressed, entry.zip64);
+    let offset = field(entry.header_offset, false);
+    let version = if extra.is_empty() {
+        VERSION_DEFAULT
+    } else {
+        VERSION_ZIP64
+    };
+    out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    out.extend_from_slice(&VERSION_MADE_BY.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // flags
+    out.extend_from_slice(&entry.method.code().to_le_bytes());
+    out.extend_from_slice(&entry.modified.time.to_le_bytes());
+    out.extend_from_slice(&entry.modified.date.to_le_bytes());
+    out.extend_from_slice(&entry.crc32.to_le_bytes());
+    out.extend_from_slice(&compressed.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
+    let extra_len = if extra.is_empty() { 0 } else { 4 + extra.len() };
+    out.extend_from_slice(&(extra_len as u16).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // comment length
+    out.extend_from_slice(&0u16.to_le_bytes()); // disk number
+    out.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+    out.extend_from_slice(&EXTERNAL_ATTRIBUTES.to_le_bytes());
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(entry.name.as_bytes());
+    if !extra.is_empty() {
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+        out.extend_from_slice(&extra);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Cursor, Read};
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn the_zip_crate_reads_what_we_write() {
+        let data = b"hello hello hello hello".repeat(1000);
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new())).unwrap();
+        let when = DosTime::from_utc(chrono::Utc::now());
+        zip.start_entry("a.txt", Method::Deflated, data.len() as u64, when)
+            .unwrap();
+        for part in deflate(&data).chunks(100) {
+            zip.write_data(part).unwrap();
+        }
+        zip.finish_entry(crc32fast::hash(&data), data.len() as u64)
+            .unwrap();
+        zip.start_entry("b.txt", Method::Stored, 3, when).unwrap();
+        zip.write_data(b"abc").unwrap();
+        zip.finish_entry(crc32fast::hash(b"abc"), 3).unwrap();
+        let (cursor, size) = zip.finish().unwrap();
+        assert_eq!(size as usize, cursor.get_ref().len());
+
+        let mut archive = zip::ZipArchive::new(cursor).unwrap();
+        let mut out = Vec::new();
+        archive
+            .by_name("a.txt")
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+        let mut out = String::new();
+        archive
+            .by_name("b.txt")
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "abc");
+    }
+
+    #[test]
+    fn a_wrong_size_is_refused() {
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new())).unwrap();
+        let when = DosTime::from_utc(chrono::Utc::now());
+        zip.start_entry("a", Method::Stored, 3, when).unwrap();
+        zip.write_data(b"ab").unwrap();
+        assert!(zip.finish_entry(0, 2).is_err());
+    }
+}
