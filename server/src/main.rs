@@ -1,9 +1,12 @@
 //! `cairn`: the server binary. Parses arguments, sets up logging, and maps errors to exit codes.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use cairn_server::backup::options::parse_size;
+use cairn_server::backup::progress::Progress;
+use cairn_server::backup::{BackupError, BackupOptions, offline};
 use cairn_server::logging::{self, LogFormat};
 use cairn_server::scram::ScramVerifier;
 use cairn_server::{Config, Server};
@@ -39,6 +42,44 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Take a consistent backup of one database of a live or stopped data directory.
+    Backup {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The database to back up.
+        #[arg(long)]
+        database: String,
+        /// The archive to write; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+        /// 0 (store) to 9 (smallest).
+        #[arg(long, default_value_t = cairn_server::backup::options::DEFAULT_LEVEL)]
+        compression_level: u32,
+        /// The unit of reading and compressing, such as 1MiB.
+        #[arg(long, default_value = "1MiB")]
+        buffer_size: String,
+    },
+    /// Check an archive: every entry's CRC, the manifest's sizes and SHA-256 hashes, and
+    /// SQLite's integrity check of the database. Exit status 1 if anything is wrong.
+    Verify {
+        /// The archive.
+        file: PathBuf,
+    },
+    /// Restore an archive into a stopped server's data directory, after verifying it.
+    Restore {
+        /// The archive.
+        file: PathBuf,
+        /// The server's data directory (the server must be stopped).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The database to create (or replace, with --replace).
+        #[arg(long)]
+        database: String,
+        /// Replace an existing database of that name.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +101,20 @@ fn main() -> std::process::ExitCode {
         Command::Plugin {
             command: PluginCommand::Inspect { file },
         } => inspect_plugin(&file),
+        Command::Backup {
+            data_dir,
+            database,
+            to,
+            compression_level,
+            buffer_size,
+        } => backup(&data_dir, &database, &to, compression_level, &buffer_size),
+        Command::Verify { file } => verify(&file),
+        Command::Restore {
+            file,
+            data_dir,
+            database,
+            replace,
+        } => restore(&file, &data_dir, &database, replace),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -115,6 +170,94 @@ fn inspect_plugin(file: &std::path::Path) -> anyhow::Result<()> {
     );
     println!("compatible:  yes");
     Ok(())
+}
+
+fn backup(
+    data_dir: &Path,
+    database: &str,
+    to: &Path,
+    level: u32,
+    buffer_size: &str,
+) -> anyhow::Result<()> {
+    let mut options = BackupOptions::default();
+    options.set_level(i64::from(level))?;
+    options.set_buffer_size(parse_size(buffer_size)?)?;
+    let written = with_progress("backing up", |progress| {
+        offline::backup(data_dir, database, to, &options, progress)
+    })?;
+    println!("archive:   {}", written.path.display());
+    println!("database:  {database}");
+    println!("bytes:     {}", written.bytes);
+    println!("snapshot:  {}", written.manifest.created_at);
+    Ok(())
+}
+
+fn verify(file: &Path) -> anyhow::Result<()> {
+    let verified = with_progress("verifying", |progress| offline::verify(file, progress))?;
+    let manifest = &verified.manifest;
+    println!("archive:   {}", file.display());
+    println!("database:  {}", manifest.database);
+    println!("snapshot:  {}", manifest.created_at);
+    println!(
+        "written by Cairn {} (format {})",
+        manifest.server_version, manifest.format_version
+    );
+    println!(
+        "pages:     {} of {} bytes",
+        manifest.page_count, manifest.page_size
+    );
+    println!("result:    ok (CRC, SHA-256 and SQLite integrity check passed)");
+    Ok(())
+}
+
+fn restore(file: &Path, data_dir: &Path, database: &str, replace: bool) -> anyhow::Result<()> {
+    let verified = with_progress("restoring", |progress| {
+        offline::restore(data_dir, file, database, replace, progress)
+    })?;
+    println!(
+        "restored database \"{database}\" ({} bytes, snapshot of \"{}\" at {})",
+        verified.database_bytes, verified.manifest.database, verified.manifest.created_at
+    );
+    Ok(())
+}
+
+/// Runs `work` with a progress bar on standard error when it is a terminal.
+fn with_progress<T>(
+    what: &'static str,
+    work: impl FnOnce(&Progress) -> Result<T, BackupError> + Send,
+) -> anyhow::Result<T>
+where
+    T: Send,
+{
+    let progress = Progress::default();
+    if !std::io::stderr().is_terminal() {
+        return Ok(work(&progress)?);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let (position, total) = progress.position();
+                bar.set_length(total);
+                bar.set_position(position);
+                std::thread::park_timeout(std::time::Duration::from_millis(100));
+            }
+        });
+        let result = work(&progress);
+        done.store(true, std::sync::atomic::Ordering::Release);
+        watcher.thread().unpark();
+        result
+    });
+    bar.finish_and_clear();
+    Ok(result?)
 }
 
 fn passwd() -> anyhow::Result<()> {

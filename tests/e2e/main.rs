@@ -7,6 +7,7 @@
 mod harness;
 
 mod auth;
+mod backups;
 mod config_errors;
 mod databases;
 mod examples;

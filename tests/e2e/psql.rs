@@ -4,7 +4,7 @@ use std::process::Command;
 
 use crate::harness::{ADMIN_PASSWORD, Site, TestServer};
 
-fn psql(server: &TestServer, database: &str, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn psql(server: &TestServer, database: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("psql")
         .arg(format!(
             "postgresql://admin@127.0.0.1:{}/{database}",

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,7 +61,13 @@ pub fn write(
         }
     };
     let input = File::open(copy.path()).map_err(io("reading", copy.path()))?;
-    let file = File::create_new(archive.path()).map_err(io("creating", archive.path()))?;
+    // The archive holds every row of the database: owner-only, like the database files.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(archive.path())
+        .map_err(io("creating", archive.path()))?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(options.buffer_size, file))
         .map_err(io("writing", archive.path()))?;
     let modified = DosTime::from_utc(snapshot.taken_at);

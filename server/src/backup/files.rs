@@ -101,8 +101,13 @@ pub fn remove_stale_temp_files(dir: &Path) -> Vec<PathBuf> {
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(TEMP_PREFIX));
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if stale && is_file && std::fs::remove_file(entry.path()).is_ok() {
+        let removed_it = match entry.file_type() {
+            Ok(t) if stale && t.is_file() => std::fs::remove_file(entry.path()).is_ok(),
+            // `cairn verify` extracts into a scratch directory.
+            Ok(t) if stale && t.is_dir() => std::fs::remove_dir_all(entry.path()).is_ok(),
+            _ => false,
+        };
+        if removed_it {
             removed.push(entry.path());
         }
     }

@@ -15,6 +15,7 @@ pub mod files;
 pub mod history;
 pub mod jobs;
 pub mod manifest;
+pub mod offline;
 pub mod options;
 pub mod paths;
 pub mod progress;

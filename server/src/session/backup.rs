@@ -63,6 +63,10 @@ pub(super) fn columns(statement: &ServerStatement) -> Vec<Column> {
 
 /// Maps a backup failure to the SQLSTATE a PostgreSQL client would expect.
 pub(crate) fn backup_error(e: BackupError) -> SqlError {
+    let e = match e {
+        BackupError::Catalog(e) => return catalog_error(e),
+        other => other,
+    };
     let code = match &e {
         BackupError::PathRefused(_) => sqlstate::INSUFFICIENT_PRIVILEGE,
         BackupError::TargetExists { .. } => sqlstate::DUPLICATE_FILE,
@@ -79,15 +83,10 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         BackupError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
             sqlstate::DISK_FULL
         }
-        BackupError::Catalog(_) => {
-            let BackupError::Catalog(e) = e else {
-                unreachable!()
-            };
-            return catalog_error(e);
-        }
-        BackupError::Io { .. } | BackupError::Sqlite { .. } | BackupError::History { .. } => {
-            sqlstate::IO_ERROR
-        }
+        BackupError::Catalog(_)
+        | BackupError::Io { .. }
+        | BackupError::Sqlite { .. }
+        | BackupError::History { .. } => sqlstate::IO_ERROR,
     };
     SqlError::new(code, e.to_string())
 }

@@ -1,0 +1,112 @@
+//! The command-line side of backups: `cairn backup`, `cairn verify` and `cairn restore` work on
+//! a data directory or an archive directly, without a running server.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::archive_reader::{ArchiveReader, Verified};
+use super::archive_writer::{self, Written};
+use super::error::BackupError;
+use super::history::{History, Status};
+use super::jobs::restore_into;
+use super::options::BackupOptions;
+use super::progress::Progress;
+use crate::catalog::{Catalog, validate_name};
+use crate::data_dir_lock::DataDirLock;
+
+/// How long the CLI waits for a lock held by a live server's writers.
+const BUSY: Duration = Duration::from_secs(5);
+
+/// Takes the same consistent snapshot the server takes, from a live or stopped data
+/// directory (SQLite's own locking keeps the two processes apart), into the new file `to`.
+pub fn backup(
+    data_dir: &Path,
+    database: &str,
+    to: &Path,
+    options: &BackupOptions,
+    progress: &Progress,
+) -> Result<Written, BackupError> {
+    validate_name(database)?;
+    let file = data_dir
+        .join("databases")
+        .join(format!("{database}.sqlite"));
+    if !file.is_file() {
+        return Err(crate::catalog::CatalogError::NotFound(database.to_owned()).into());
+    }
+    let source = Connection::open_with_flags(
+        &file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| BackupError::Sqlite {
+        action: "opening",
+        path: file.clone(),
+        source,
+    })?;
+    source
+        .busy_timeout(BUSY)
+        .map_err(|source| BackupError::Sqlite {
+            action: "opening",
+            path: file.clone(),
+            source,
+        })?;
+    let to = std::path::absolute(to).map_err(|source| BackupError::Io {
+        action: "resolving",
+        path: to.to_owned(),
+        source,
+    })?;
+    archive_writer::write(&source, database, &to, options, BUSY, progress)
+}
+
+/// Checks everything a restore would check, extracting the database to a scratch file next
+/// to the archive (or in the system's temporary directory) that is removed afterwards.
+pub fn verify(archive: &Path, progress: &Progress) -> Result<Verified, BackupError> {
+    let mut reader = ArchiveReader::open(archive)?;
+    let parent = archive.parent().unwrap_or(Path::new("."));
+    let scratch = tempfile::Builder::new()
+        .prefix(super::files::TEMP_PREFIX)
+        .tempdir_in(parent)
+        .or_else(|_| tempfile::Builder::new().prefix("cairn-verify-").tempdir())
+        .map_err(|source| BackupError::Io {
+            action: "creating a scratch directory near",
+            path: archive.to_owned(),
+            source,
+        })?;
+    let database: PathBuf = scratch.path().join("database.sqlite");
+    reader.extract_database(&database, progress)
+}
+
+/// Restores into the data directory of a stopped server (the data directory lock proves it
+/// is stopped) and records the restore in the backup history.
+pub fn restore(
+    data_dir: &Path,
+    archive: &Path,
+    database: &str,
+    replace: bool,
+    progress: &Progress,
+) -> Result<Verified, BackupError> {
+    validate_name(database)?;
+    let _lock = DataDirLock::acquire(data_dir).map_err(|e| {
+        BackupError::PathRefused(format!(
+            "{e}; `cairn restore` works on a stopped server's data directory (use RESTORE DATABASE on a running one)"
+        ))
+    })?;
+    let catalog = Catalog::open(data_dir, BUSY)?;
+    if !replace && catalog.exists(database) {
+        return Err(crate::catalog::CatalogError::AlreadyExists(database.to_owned()).into());
+    }
+    let archive = std::path::absolute(archive).map_err(|source| BackupError::Io {
+        action: "resolving",
+        path: archive.to_owned(),
+        source,
+    })?;
+    let history = History::open(data_dir)?;
+    let id = history.start(database, "restore", &archive, "cli")?;
+    let result = restore_into(&catalog, &archive, database, replace, progress);
+    let _ = match &result {
+        Ok(v) => history.finish(id, Status::Complete, Some(v.database_bytes), None),
+        Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),
+    };
+    result
+}

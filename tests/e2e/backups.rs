@@ -1,0 +1,444 @@
+//! Backups with the real binary: BACKUP and RESTORE through psql and tokio-postgres, archives
+//! checked by `unzip`, Python's `zipfile` and `sqlite3`, and the `cairn` CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::harness::{Site, TestServer, cairn, message, standard_config};
+use crate::psql::psql;
+
+fn backups_dir(site: &Site) -> PathBuf {
+    site.dir.path().join("backups")
+}
+
+/// The values of the first column of every row.
+async fn column(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("").to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Names in `dir` that start like our temporary files.
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".cairn-tmp-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `rows` accounts holding 100 each, padded so that a backup takes a while.
+async fn accounts(client: &Client, rows: u32) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL, note TEXT);
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+             INSERT INTO accounts SELECT x, 100, 'account ' || x || ' ' || hex(randomblob(200)) FROM c"
+        ))
+        .await
+        .unwrap();
+}
+
+fn run(command: &mut Command) -> (bool, String) {
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_and_restore_through_psql_give_identical_rows_and_a_standard_archive() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    accounts(&admin, 2000).await;
+
+    let (ok, stdout, stderr) = psql(
+        &server,
+        "default",
+        &["-A", "-t", "-c", "BACKUP DATABASE TO 'first.zip'"],
+    );
+    assert!(ok, "{stderr}");
+    let archive = backups_dir(&site).join("first.zip");
+    assert!(
+        stdout.contains(&format!("|default|{}|", archive.display())),
+        "{stdout}"
+    );
+
+    let (ok, out) = run(Command::new("unzip").arg("-t").arg(&archive));
+    assert!(ok && out.contains("No errors detected"), "{out}");
+    let (ok, out) = run(Command::new("python3").args([
+        "-c",
+        "import json, sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; m = json.loads(z.read('manifest.json')); print(m['database'], m['entries'][0]['name'], len(m['entries'][0]['sha256']))",
+    ]).arg(&archive));
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "default database.sqlite 64");
+    let unpacked = tempfile::tempdir().unwrap();
+    let (ok, out) = run(Command::new("unzip")
+        .arg("-q")
+        .arg(&archive)
+        .arg("-d")
+        .arg(unpacked.path()));
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new("sqlite3")
+        .arg(unpacked.path().join("database.sqlite"))
+        .arg("PRAGMA integrity_check; SELECT count(*), sum(balance) FROM accounts;"));
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "ok\n2000|200000");
+    let (ok, out) = run(cairn().arg("verify").arg(&archive));
+    assert!(ok && out.contains("result:    ok"), "{out}");
+
+    let (ok, stdout, stderr) = psql(
+        &server,
+        "default",
+        &["-A", "-t", "-c", "RESTORE DATABASE copy FROM 'first.zip'"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("copy|first.zip|"), "{stdout}");
+    let copy = server.admin("copy").await;
+    let query = "SELECT id || ':' || balance || ':' || note FROM accounts ORDER BY id";
+    assert_eq!(column(&admin, query).await, column(&copy, query).await);
+
+    let history = column(
+        &admin,
+        "SELECT kind || ' ' || status FROM backups() ORDER BY id",
+    )
+    .await;
+    assert_eq!(history, ["backup complete", "restore complete"]);
+    server.assert_still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_taken_during_concurrent_transfers_restore_to_the_constant_total() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    accounts(&admin, 20_000).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for seed in 0..2u64 {
+        let client = server.admin("default").await;
+        let (stop, commits) = (Arc::clone(&stop), Arc::clone(&commits));
+        writers.push(tokio::spawn(async move {
+            let mut i = seed;
+            while !stop.load(Ordering::Relaxed) {
+                i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let from = (i >> 33) % 20_000 + 1;
+                let to = (i >> 17) % 20_000 + 1;
+                let amount = (i >> 50) % 50 + 1;
+                client
+                    .batch_execute(&format!(
+                        "BEGIN; UPDATE accounts SET balance = balance - {amount} WHERE id = {from}; UPDATE accounts SET balance = balance + {amount} WHERE id = {to}; COMMIT"
+                    ))
+                    .await
+                    .unwrap();
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut during = Vec::new();
+    for n in 0..3 {
+        let before = commits.load(Ordering::Relaxed);
+        admin
+            .simple_query(&format!(
+                "BACKUP DATABASE TO 'load-{n}.zip' WITH (compression_level = 9)"
+            ))
+            .await
+            .unwrap();
+        during.push(commits.load(Ordering::Relaxed) - before);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(
+        during.iter().any(|&n| n > 0),
+        "writers never committed while a backup ran: {during:?}"
+    );
+    for n in 0..3 {
+        admin
+            .simple_query(&format!(
+                "RESTORE DATABASE restored_{n} FROM 'load-{n}.zip'"
+            ))
+            .await
+            .unwrap();
+        let restored = server.admin(&format!("restored_{n}")).await;
+        let total = column(
+            &restored,
+            "SELECT sum(balance) || '/' || count(*) FROM accounts",
+        )
+        .await;
+        assert_eq!(total, ["2000000/20000"], "archive {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_archive_is_refused_by_restore_and_verify_naming_the_entry() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    accounts(&admin, 3000).await;
+    admin
+        .simple_query("BACKUP DATABASE TO 'good.zip'")
+        .await
+        .unwrap();
+    let good = backups_dir(&site).join("good.zip");
+    let mut bytes = std::fs::read(&good).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    let bad = backups_dir(&site).join("bad.zip");
+    std::fs::write(&bad, bytes).unwrap();
+
+    let err = admin
+        .simple_query("RESTORE DATABASE broken FROM 'bad.zip'")
+        .await
+        .unwrap_err();
+    let text = message(&err);
+    assert!(text.contains("\"database.sqlite\" is damaged"), "{text}");
+    assert_eq!(err.code().unwrap().code(), "XX001");
+    assert_eq!(
+        column(&admin, "SHOW DATABASES").await,
+        ["default"],
+        "a failed restore must not create the database"
+    );
+    assert!(temporaries(&site.data_dir().join("databases")).is_empty());
+
+    let (ok, out) = run(cairn().arg("verify").arg(&bad));
+    assert!(!ok, "{out}");
+    assert!(out.contains("\"database.sqlite\" is damaged"), "{out}");
+
+    // An archive whose entries try to leave the restore directory.
+    let evil = backups_dir(&site).join("evil.zip");
+    let (ok, out) = run(Command::new("python3").args([
+        "-c",
+        "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w'); z.writestr('manifest.json', '{}'); z.writestr('../escaped.sqlite', 'x'); z.writestr('/abs.sqlite', 'x'); z.close()",
+    ]).arg(&evil));
+    assert!(ok, "{out}");
+    let err = admin
+        .simple_query("RESTORE DATABASE evil FROM 'evil.zip'")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("unsafe entry name"),
+        "{}",
+        message(&err)
+    );
+    assert!(!site.dir.path().join("escaped.sqlite").exists());
+    server.assert_still_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_backup_refuses_a_second_and_drop_and_aborting_it_leaves_no_file() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin.simple_query("CREATE DATABASE big").await.unwrap();
+    let big = server.admin("big").await;
+    accounts(&big, 10_000).await;
+
+    // 64 KiB a second keeps the backup running for a minute: long enough to act on it.
+    let started = column(
+        &admin,
+        "BACKUP DATABASE big TO 'slow.zip' WITH (max_rate = '64KiB', buffer_size = '64KiB', detached)",
+    )
+    .await;
+    let id = started[0].clone();
+
+    let err = admin
+        .simple_query("BACKUP DATABASE big TO 'second.zip'")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("already running"),
+        "{}",
+        message(&err)
+    );
+    drop(big);
+    let err = admin.simple_query("DROP DATABASE big").await.unwrap_err();
+    assert!(
+        message(&err).contains("being backed up"),
+        "{}",
+        message(&err)
+    );
+    let status = column(
+        &admin,
+        &format!("SELECT status FROM backups() WHERE id = {id}"),
+    )
+    .await;
+    assert_eq!(status, ["running"]);
+
+    let big = server.admin("big").await;
+    let aborted = column(&big, "BACKUP ABORT").await;
+    assert_eq!(aborted, std::slice::from_ref(&id));
+    assert!(!backups_dir(&site).join("slow.zip").exists());
+    assert!(
+        temporaries(&backups_dir(&site)).is_empty(),
+        "{:?}",
+        temporaries(&backups_dir(&site))
+    );
+    let status = column(
+        &admin,
+        &format!("SELECT status FROM backups() WHERE id = {id}"),
+    )
+    .await;
+    assert_eq!(status, ["aborted"]);
+    assert_eq!(
+        column(&big, "BACKUP ABORT").await,
+        [""],
+        "nothing left to abort"
+    );
+    let err = admin.simple_query("CANCEL BACKUP 999").await.unwrap_err();
+    assert!(message(&err).contains("no backup with id 999"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_outside_the_allowed_directories_and_read_only_users_are_refused() {
+    let site = Site::standard();
+    let outside = site.dir.path().join("outside.zip");
+    let server = site.start();
+    let admin = server.admin("default").await;
+    for (sql, expected) in [
+        (
+            format!("BACKUP DATABASE TO '{}'", outside.display()),
+            "outside the directories",
+        ),
+        (
+            "BACKUP DATABASE TO '../outside.zip'".into(),
+            "leaves the backup directory",
+        ),
+        (
+            "BACKUP DATABASE TO 'x.zip' WITH (compression_level = 12)".into(),
+            "0 (store) to 9",
+        ),
+    ] {
+        let err = admin.simple_query(&sql).await.unwrap_err();
+        assert!(message(&err).contains(expected), "{sql}: {}", message(&err));
+    }
+    assert!(!outside.exists());
+    let reader = server
+        .connect("reader", crate::harness::READER_PASSWORD, "default")
+        .await
+        .unwrap();
+    let err = reader
+        .simple_query("BACKUP DATABASE TO 'r.zip'")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("needs the admin or backup role"),
+        "{}",
+        message(&err)
+    );
+    assert_eq!(err.code().unwrap().code(), "42501");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_backs_up_a_live_server_and_restores_into_a_stopped_one() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    accounts(&admin, 1000).await;
+    let archive = site.dir.path().join("cli.zip");
+    let (ok, out) = run(cairn()
+        .arg("backup")
+        .arg("--data-dir")
+        .arg(site.data_dir())
+        .args(["--database", "default", "--to"])
+        .arg(&archive));
+    assert!(ok, "{out}");
+    let (ok, out) = run(cairn()
+        .arg("restore")
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(site.data_dir())
+        .args(["--database", "from_cli"]));
+    assert!(
+        !ok,
+        "restoring under a running server must be refused: {out}"
+    );
+    assert!(out.contains("stopped server"), "{out}");
+    drop(admin);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    let (ok, out) = run(cairn()
+        .arg("restore")
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(site.data_dir())
+        .args(["--database", "from_cli"]));
+    assert!(ok, "{out}");
+    let server = site.start();
+    let restored = server.admin("from_cli").await;
+    assert_eq!(
+        column(&restored, "SELECT sum(balance) FROM accounts").await,
+        ["100000"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_leaves_no_archive_and_the_next_start_removes_its_temporaries() {
+    let site = Site::new(&standard_config());
+    let server = site.start();
+    let admin = server.admin("default").await;
+    accounts(&admin, 10_000).await;
+    let id = column(
+        &admin,
+        "BACKUP DATABASE TO 'killed.zip' WITH (max_rate = '64KiB', buffer_size = '64KiB', detached)",
+    )
+    .await[0]
+        .clone();
+    // The job has its temporary files once it reports progress (the history is updated
+    // about once a second); poll for that, within a bound.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let started = column(
+            &admin,
+            &format!("SELECT progress_percent > 0 FROM backups() WHERE id = {id}"),
+        )
+        .await;
+        if started == ["1"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never made progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!temporaries(&backups_dir(&site)).is_empty());
+    drop(admin);
+    let _ = server.stop("KILL");
+    assert!(!backups_dir(&site).join("killed.zip").exists());
+
+    let server = TestServer::start(&site.config_path(), &[]);
+    assert!(temporaries(&backups_dir(&site)).is_empty());
+    let admin = server.admin("default").await;
+    let status = column(
+        &admin,
+        &format!("SELECT status || ': ' || backup_error FROM backups() WHERE id = {id}"),
+    )
+    .await;
+    assert_eq!(status, ["failed: the server stopped while this ran"]);
+}
