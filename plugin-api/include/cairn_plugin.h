@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 0u
+#define CAIRN_ABI_MINOR 1u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -181,6 +181,12 @@ struct CairnHost {
     CairnStatus (*schedule)(const CairnHost *host, const CairnJobSpec *spec,
                             const CairnOutput *output);
     CairnFuture (*sleep)(const CairnHost *host, uint64_t millis);
+    /* Since 1.1: check `size` before calling (a 1.0 host's table ends above). */
+    CairnFuture (*backup_database)(const CairnHost *host, CairnStr database, CairnStr path,
+                                   const CairnArg *options, size_t option_count);
+    CairnFuture (*verify_archive)(const CairnHost *host, CairnStr path);
+    CairnStatus (*list_backups)(const CairnHost *host, CairnStr database, uint64_t limit,
+                                const CairnOutput *output);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -231,7 +237,7 @@ _Static_assert(sizeof(CairnFuture) == 24, "CairnFuture layout");
 _Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
 _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
-_Static_assert(sizeof(CairnHost) == 80, "CairnHost layout");
+_Static_assert(sizeof(CairnHost) == 104, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
 _Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 0;
+pub const CAIRN_ABI_MINOR: u32 = 1;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -338,6 +338,35 @@ pub struct CairnHost {
     >,
     /// A future that completes after `millis` milliseconds, on the host's timer.
     pub sleep: Option<unsafe extern "C" fn(host: *const CairnHost, millis: u64) -> CairnFuture>,
+    /// Since 1.1. Backs up `database` (a consistent snapshot, as `BACKUP DATABASE`) to the
+    /// archive `path`: relative paths resolve under the server's backup directory, absolute
+    /// ones must lie under an allowed directory. `options` are named arguments
+    /// (`compression_level`, `buffer_size`, `max_rate`). The future writes one row: `id`,
+    /// `database`, `path`, `bytes`, `duration` (seconds).
+    pub backup_database: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            database: CairnStr,
+            path: CairnStr,
+            options: *const CairnArg,
+            option_count: usize,
+        ) -> CairnFuture,
+    >,
+    /// Since 1.1. Verifies the archive `path` (same path rules) as `cairn verify` does. The
+    /// future writes one row: `database`, `created_at`, `page_size`, `page_count`, `bytes`.
+    pub verify_archive:
+        Option<unsafe extern "C" fn(host: *const CairnHost, path: CairnStr) -> CairnFuture>,
+    /// Since 1.1. Writes the newest `limit` rows of the backup history of `database` (empty:
+    /// every database) to `output`: `id`, `database`, `kind`, `status`, `path`, `bytes`,
+    /// `backup_error`.
+    pub list_backups: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            database: CairnStr,
+            limit: u64,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
 }
 
 /// The functions of a plugin. Only `create` is required.

@@ -93,6 +93,32 @@ impl Host {
         self.raw.schedule(job, cron, instance)
     }
 
+    /// Backs up `database` to the archive `path` (since ABI 1.1), exactly as `BACKUP
+    /// DATABASE` does: a consistent snapshot, written under a temporary name and published
+    /// only when complete, recorded in the backup history. A relative `path` resolves under
+    /// the server's backup directory; an absolute one must lie under a directory the
+    /// server's config allows. `options` are `compression_level` (0–9), `buffer_size`
+    /// (`'1MiB'` or bytes) and `max_rate`. The reply has one row: `id`, `database`, `path`
+    /// (absolute), `bytes` (archive size), `duration` (seconds).
+    pub fn backup(&self, database: &str, path: &str, options: &[(&str, Value)]) -> HostCall {
+        HostCall(self.raw.backup_database(database, path, options))
+    }
+
+    /// Verifies the archive at `path` (since ABI 1.1; same path rules as [`Host::backup`]):
+    /// every entry's CRC, the manifest's sizes and SHA-256 hashes, and SQLite's integrity
+    /// check. The reply has one row: `database`, `created_at`, `page_size`, `page_count`,
+    /// `bytes` (of the database); a damaged archive is an error naming the entry.
+    pub fn verify_archive(&self, path: &str) -> HostCall {
+        HostCall(self.raw.verify_archive(path))
+    }
+
+    /// The newest `limit` rows of the backup history (since ABI 1.1), of `database` or of
+    /// every database: `id`, `database`, `kind` (`backup`, `restore`), `status` (`running`,
+    /// `complete`, `failed`, `aborted`), `path`, `bytes`, `backup_error`.
+    pub fn backups(&self, database: Option<&str>, limit: u64) -> Result<Reply, PluginError> {
+        self.raw.list_backups(database.unwrap_or(""), limit)
+    }
+
     /// Completes after `duration`, on the server's timer.
     pub fn sleep(&self, duration: Duration) -> HostCall {
         let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);

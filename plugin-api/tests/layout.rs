@@ -96,7 +96,10 @@ fn rust_layouts() -> Vec<Layout> {
             register_procedure,
             subscribe,
             schedule,
-            sleep
+            sleep,
+            backup_database,
+            verify_archive,
+            list_backups
         }),
         layout!(CairnPluginVTable {
             size,
@@ -201,7 +204,7 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 80);
+    assert_eq!(size_of::<CairnHost>(), 104);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
     assert_eq!(

@@ -166,6 +166,23 @@ library = "libadder.so"
         .collect();
     assert_eq!(tables, vec![("default".to_owned(), 1)]);
 
+    // Host services since ABI 1.1: back up, verify, read the history; same path rules as SQL.
+    let row = client
+        .query_one("CALL hello.snapshot('default', 'from-plugin.zip')", &[])
+        .await
+        .unwrap();
+    let path: String = row.get("path");
+    assert!(path.ends_with("/backups/from-plugin.zip"), "{path}");
+    assert!(std::path::Path::new(&path).is_file());
+    assert_eq!(row.get::<_, String>("verified_database"), "default");
+    let history = client.query("CALL hello.history()", &[]).await.unwrap();
+    assert_eq!(history[0].get::<_, String>("status"), "complete");
+    let err = client
+        .query("CALL hello.snapshot('default', '/etc/evil.zip')", &[])
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("outside the directories"), "{err:?}");
+
     // An event hook, and log lines tagged with the plugin's name.
     client.batch_execute("CREATE DATABASE fresh").await.unwrap();
     server.wait_for_log("hello noticed a new database");
@@ -252,11 +269,11 @@ start = "panic"
         ),
         (
             "abi_v2",
-            "the server speaks ABI 1.0, the library was built for ABI 2.x",
+            "the server speaks ABI 1.1, the library was built for ABI 2.x",
         ),
         (
             "future_plugin",
-            "needs a server with ABI 1.7 or newer, this server speaks ABI 1.0",
+            "needs a server with ABI 1.7 or newer, this server speaks ABI 1.1",
         ),
         ("failing_start", "failed to start: disk on fire"),
         (
@@ -440,7 +457,7 @@ fn inspect_prints_the_descriptor_without_loading() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("name:        hello"), "{stdout}");
-    assert!(stdout.contains("ABI:         1.0"), "{stdout}");
+    assert!(stdout.contains("ABI:         1.1"), "{stdout}");
     assert!(stdout.contains("compatible:  yes"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();

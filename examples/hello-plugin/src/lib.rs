@@ -5,7 +5,10 @@
 //! - `CALL hello.databases()` lists the server's databases with their table counts, through
 //!   the host's SQL service;
 //! - when a database is created, and when the server shuts down, it logs a line (event hooks);
-//! - a scheduled job logs `tick` and counts its runs (`CALL hello.ticks()`).
+//! - a scheduled job logs `tick` and counts its runs (`CALL hello.ticks()`);
+//! - `CALL hello.snapshot('default', 'hello.zip')` backs a database up through the host's
+//!   backup service, verifies the archive, and returns its path and size;
+//!   `CALL hello.history()` lists the newest backups.
 //!
 //! Build it with `cargo build -p hello-plugin`, copy `target/debug/libhello_plugin.so` into
 //! the server's plugin directory, and declare it in the server config:
@@ -80,6 +83,19 @@ impl Plugin for Hello {
                 .description("How many times the tick job ran")
                 .column("ticks", ColumnType::Integer),
         )?;
+        host.register_procedure(
+            Procedure::new("snapshot")
+                .description("Backs up a database to an archive and verifies it")
+                .column("path", ColumnType::Text)
+                .column("bytes", ColumnType::Integer)
+                .column("verified_database", ColumnType::Text),
+        )?;
+        host.register_procedure(
+            Procedure::new("history")
+                .description("The ten newest backups and restores")
+                .column("id", ColumnType::Integer)
+                .column("status", ColumnType::Text),
+        )?;
         host.subscribe(&[EventKind::DatabaseCreated, EventKind::Shutdown])?;
         host.schedule("tick", &self.settings.tick)?;
         info!(greeting = %self.settings.greeting, tick = %self.settings.tick, "hello plugin started");
@@ -133,6 +149,44 @@ impl Plugin for Hello {
                 Ok(rows)
             }
             "ticks" => Ok(vec![vec![self.ticks.load(Ordering::Relaxed).into()]]),
+            "snapshot" => {
+                let (Some(Value::Text(database)), Some(Value::Text(file))) =
+                    (args.get(0), args.get(1))
+                else {
+                    return Err(PluginError::InvalidArgument(
+                        "snapshot takes a database name and an archive file name".into(),
+                    ));
+                };
+                let level = args
+                    .named("compression_level")
+                    .cloned()
+                    .unwrap_or(Value::Integer(6));
+                let backup = host
+                    .backup(database, file, &[("compression_level", level)])
+                    .await?;
+                let row = backup.rows.into_iter().next().unwrap_or_default();
+                let (Some(Value::Text(path)), Some(bytes)) = (row.get(2), row.get(3)) else {
+                    return Err(PluginError::failed("the backup reply had no path"));
+                };
+                let verified = host.verify_archive(path).await?;
+                let database = verified
+                    .rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                Ok(vec![vec![
+                    Value::Text(path.clone()),
+                    bytes.clone(),
+                    database,
+                ]])
+            }
+            "history" => Ok(host
+                .backups(None, 10)?
+                .rows
+                .into_iter()
+                .map(|row| row.into_iter().step_by(3).take(2).collect())
+                .collect()),
             other => Err(PluginError::failed(format!("no procedure {other}"))),
         }
     }

@@ -248,34 +248,10 @@ unsafe extern "C" fn call_procedure(
     // SAFETY: the ABI: `ctx` is the `ProcedureCtx` we registered, alive until `drop_ctx`.
     let ctx = unsafe { &*ctx.cast_const().cast::<ProcedureCtx>() };
     // SAFETY: the ABI: `args` points to `count` arguments borrowed for this call.
-    match catch(|| unsafe { read_args(args, count) }) {
+    match catch(|| unsafe { super::args(args, count) }) {
         Ok(args) => export_future(Arc::clone(&ctx.instance).call(ctx.name.clone(), args)),
         Err(e) => super::future::ready(Err(e)),
     }
-}
-
-/// # Safety
-/// `args` points to `count` valid arguments, or `count` is 0.
-unsafe fn read_args(args: *const CairnArg, count: usize) -> Result<Args, PluginError> {
-    let args: &[CairnArg] = if count == 0 || args.is_null() {
-        &[]
-    } else {
-        // SAFETY: guaranteed by the caller.
-        unsafe { std::slice::from_raw_parts(args, count) }
-    };
-    let mut out = Args::default();
-    for arg in args {
-        // SAFETY: each argument's strings are borrowed for the call.
-        let name = unsafe { super::text(arg.name, "an argument name") }?;
-        // SAFETY: as above.
-        let value = unsafe { super::value(&arg.value) }?;
-        if name.is_empty() {
-            out.positional.push(value);
-        } else {
-            out.named.push((name, value));
-        }
-    }
-    Ok(out)
 }
 
 unsafe extern "C" fn drop_procedure(ctx: *mut c_void) {
@@ -390,6 +366,63 @@ impl HostRef {
         };
         // SAFETY: a fresh future returned by the host.
         Ok(unsafe { ImportedFuture::new(raw) })
+    }
+
+    pub(crate) fn backup_database(
+        &self,
+        database: &str,
+        path: &str,
+        options: &[(&str, Value)],
+    ) -> Result<ImportedFuture, PluginError> {
+        let backup = self.function(
+            offset_of!(CairnHost, backup_database),
+            |t| t.backup_database,
+            "backup_database",
+        )?;
+        let options: Vec<CairnArg> = options
+            .iter()
+            .map(|(name, value)| CairnArg {
+                name: CairnStr::new(name),
+                value: super::borrow_value(value),
+            })
+            .collect();
+        // SAFETY: as in `log`; the host copies the strings and options before returning.
+        let raw = unsafe {
+            backup(
+                self.0,
+                CairnStr::new(database),
+                CairnStr::new(path),
+                options.as_ptr(),
+                options.len(),
+            )
+        };
+        // SAFETY: a fresh future returned by the host.
+        Ok(unsafe { ImportedFuture::new(raw) })
+    }
+
+    pub(crate) fn verify_archive(&self, path: &str) -> Result<ImportedFuture, PluginError> {
+        let verify = self.function(
+            offset_of!(CairnHost, verify_archive),
+            |t| t.verify_archive,
+            "verify_archive",
+        )?;
+        // SAFETY: as in `log`; the host copies the path before returning.
+        let raw = unsafe { verify(self.0, CairnStr::new(path)) };
+        // SAFETY: a fresh future returned by the host.
+        Ok(unsafe { ImportedFuture::new(raw) })
+    }
+
+    pub(crate) fn list_backups(&self, database: &str, limit: u64) -> Outcome {
+        let list = self.function(
+            offset_of!(CairnHost, list_backups),
+            |t| t.list_backups,
+            "list_backups",
+        )?;
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`; the output lives across the call.
+        unsafe { list(self.0, CairnStr::new(database), limit, &output) };
+        collector.into_outcome()
     }
 
     pub(crate) fn register_procedure(

@@ -16,7 +16,7 @@ use crate::abi::{
     CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus, CairnStr,
     CairnValue, has_pointer_field,
 };
-use crate::{Column, ColumnType, Outcome, PluginError, Reply, Value};
+use crate::{Args, Column, ColumnType, Outcome, PluginError, Reply, Value};
 
 /// Why a library is not loaded. The messages follow PostgreSQL's "incompatible library":
 /// what is wrong, the versions on each side, and what to do.
@@ -648,6 +648,12 @@ pub trait HostServices: Send + Sync {
     fn schedule(&self, job: ForeignJob) -> Result<(), PluginError>;
     /// Completes after `duration`.
     fn sleep(&self, duration: Duration) -> BoxOutcome;
+    /// Backs up a database to an archive (ABI 1.1).
+    fn backup_database(&self, database: String, path: String, options: Args) -> BoxOutcome;
+    /// Verifies an archive (ABI 1.1).
+    fn verify_archive(&self, path: String) -> BoxOutcome;
+    /// The newest rows of the backup history (ABI 1.1).
+    fn list_backups(&self, database: Option<String>, limit: u64) -> Outcome;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -674,6 +680,9 @@ impl HostTable {
             subscribe: Some(host_subscribe),
             schedule: Some(host_schedule),
             sleep: Some(host_sleep),
+            backup_database: Some(host_backup_database),
+            verify_archive: Some(host_verify_archive),
+            list_backups: Some(host_list_backups),
         });
         HostTable(Box::leak(table))
     }
@@ -758,6 +767,69 @@ unsafe extern "C" fn host_execute_sql(
         Ok(future) => export_future(future),
         Err(e) => super::future::ready(Err(e)),
     }
+}
+
+unsafe extern "C" fn host_backup_database(
+    host: *const CairnHost,
+    database: CairnStr,
+    path: CairnStr,
+    options: *const CairnArg,
+    option_count: usize,
+) -> CairnFuture {
+    let started = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the strings and options are borrowed for the call; we copy them.
+        let (database, path, options) = unsafe {
+            (
+                super::text(database, "the database name")?,
+                super::text(path, "the archive path")?,
+                super::args(options, option_count)?,
+            )
+        };
+        Ok(services.backup_database(database, path, options))
+    });
+    match started {
+        Ok(future) => export_future(future),
+        Err(e) => super::future::ready(Err(e)),
+    }
+}
+
+unsafe extern "C" fn host_verify_archive(host: *const CairnHost, path: CairnStr) -> CairnFuture {
+    let started = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the string is borrowed for the call; we copy it.
+        let path = unsafe { super::text(path, "the archive path") }?;
+        Ok(services.verify_archive(path))
+    });
+    match started {
+        Ok(future) => export_future(future),
+        Err(e) => super::future::ready(Err(e)),
+    }
+}
+
+unsafe extern "C" fn host_list_backups(
+    host: *const CairnHost,
+    database: CairnStr,
+    limit: u64,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the string is borrowed for the call; we copy it.
+        let database = unsafe { super::text(database, "the database name") }?;
+        services.list_backups((!database.is_empty()).then_some(database), limit)
+    });
+    let status = if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    };
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::write(output, outcome) };
+    status
 }
 
 unsafe extern "C" fn host_register_procedure(

@@ -17,8 +17,8 @@ mod waker;
 pub use future::{ImportedFuture, export_future};
 pub use output::Collector;
 
-use crate::abi::{self, CairnPluginDescriptor, CairnPluginVTable, CairnStr, CairnValue};
-use crate::{PluginError, Value};
+use crate::abi::{self, CairnArg, CairnPluginDescriptor, CairnPluginVTable, CairnStr, CairnValue};
+use crate::{Args, PluginError, Value};
 
 // SAFETY: a `CairnStr` is a read-only view; the ABI requires the bytes to stay valid and
 // unchanged for as long as the view is used, from any thread. Descriptors put them in statics.
@@ -89,6 +89,32 @@ unsafe fn values(values: *const CairnValue, count: usize) -> Result<Vec<Value>, 
     let slice = unsafe { std::slice::from_raw_parts(values, count) };
     // SAFETY: each element satisfies the rule, as guaranteed by the caller.
     slice.iter().map(|v| unsafe { value(v) }).collect()
+}
+
+/// Copies borrowed arguments: unnamed ones are positional.
+///
+/// # Safety
+/// `args` points to `count` valid arguments, or `count` is 0.
+pub(super) unsafe fn args(args: *const CairnArg, count: usize) -> Result<Args, PluginError> {
+    let args: &[CairnArg] = if count == 0 || args.is_null() {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(args, count) }
+    };
+    let mut out = Args::default();
+    for arg in args {
+        // SAFETY: each argument's strings are borrowed for the call.
+        let name = unsafe { text(arg.name, "an argument name") }?;
+        // SAFETY: as above.
+        let value = unsafe { value(&arg.value) }?;
+        if name.is_empty() {
+            out.positional.push(value);
+        } else {
+            out.named.push((name, value));
+        }
+    }
+    Ok(out)
 }
 
 /// Borrows columns for the ABI; the views live as long as `columns`.

@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::host::{BoxOutcome, ForeignJob, ForeignProcedure, HostServices};
-use cairn_plugin_api::{Column, ColumnType, PluginError, Reply, Value};
+use cairn_plugin_api::{Args, Column, ColumnType, PluginError, Reply, Value};
 use tokio::runtime::Handle;
 
 use super::registry::Plugins;
+use crate::backup::progress::Progress;
+use crate::backup::{BackupError, Outcome};
 use crate::catalog::Catalog;
 use crate::roles::Role;
+use crate::session::options_from;
 use crate::session::{Executed, Session};
+use crate::sql::server_statement::Literal;
 use crate::sql::types::SqlType;
 
 /// The host side of one plugin instance.
@@ -156,6 +160,164 @@ impl HostServices for PluginServices {
             sleep.await;
             Ok(Reply::default())
         })
+    }
+
+    fn backup_database(&self, database: String, path: String, options: Args) -> BoxOutcome {
+        let started = (|| {
+            self.check_attached()?;
+            if !options.positional.is_empty() {
+                return Err(PluginError::InvalidArgument(
+                    "backup options are named: compression_level, buffer_size, max_rate".into(),
+                ));
+            }
+            let written: Vec<(String, Literal)> = options
+                .named
+                .into_iter()
+                .map(|(name, value)| (name, literal(value)))
+                .collect();
+            let options = options_from(&written).map_err(plugin_backup_error)?;
+            self.backups
+                .start(
+                    &database,
+                    &path,
+                    options,
+                    &format!("plugin:{}", self.plugin),
+                )
+                .map_err(plugin_backup_error)
+        })();
+        let job = match started {
+            Ok(job) => job,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let task = self.runtime.spawn_blocking(move || {
+            let (outcome, took) = job.wait();
+            match outcome {
+                Outcome::Complete(written) => Ok(Reply {
+                    columns: Some(vec![
+                        Column::new("id", ColumnType::Integer),
+                        Column::new("database", ColumnType::Text),
+                        Column::new("path", ColumnType::Text),
+                        Column::new("bytes", ColumnType::Integer),
+                        Column::new("duration", ColumnType::Real),
+                    ]),
+                    rows: vec![vec![
+                        Value::Integer(job.id),
+                        Value::Text(job.database.clone()),
+                        Value::Text(written.path.display().to_string()),
+                        Value::Integer(written.bytes as i64),
+                        Value::Real(took.as_secs_f64()),
+                    ]],
+                    message: Some("BACKUP".into()),
+                }),
+                Outcome::Aborted => Err(PluginError::failed(format!(
+                    "backup {} was aborted; no archive was written",
+                    job.id
+                ))),
+                Outcome::Failed(message) => Err(PluginError::failed(format!(
+                    "backup {} failed: {message}; no archive was written",
+                    job.id
+                ))),
+            }
+        });
+        Box::pin(async move {
+            task.await.unwrap_or_else(|e| {
+                Err(PluginError::failed(format!(
+                    "the backup thread failed: {e}"
+                )))
+            })
+        })
+    }
+
+    fn verify_archive(&self, path: String) -> BoxOutcome {
+        if let Err(e) = self.check_attached() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let backups = Arc::clone(&self.backups);
+        let task = self.runtime.spawn_blocking(move || {
+            let source = backups
+                .rules()
+                .archive_source(&path)
+                .map_err(plugin_backup_error)?;
+            let verified = crate::backup::offline::verify(&source, &Progress::default())
+                .map_err(plugin_backup_error)?;
+            let m = verified.manifest;
+            Ok(Reply {
+                columns: Some(vec![
+                    Column::new("database", ColumnType::Text),
+                    Column::new("created_at", ColumnType::Text),
+                    Column::new("page_size", ColumnType::Integer),
+                    Column::new("page_count", ColumnType::Integer),
+                    Column::new("bytes", ColumnType::Integer),
+                ]),
+                rows: vec![vec![
+                    Value::Text(m.database),
+                    Value::Text(m.created_at),
+                    Value::Integer(m.page_size as i64),
+                    Value::Integer(m.page_count as i64),
+                    Value::Integer(verified.database_bytes as i64),
+                ]],
+                message: Some("VERIFY".into()),
+            })
+        });
+        Box::pin(async move {
+            task.await
+                .unwrap_or_else(|e| Err(PluginError::failed(format!("verification failed: {e}"))))
+        })
+    }
+
+    fn list_backups(&self, database: Option<String>, limit: u64) -> cairn_plugin_api::Outcome {
+        self.check_attached()?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let records = self
+            .backups
+            .history()
+            .recent(database.as_deref(), limit)
+            .map_err(plugin_backup_error)?;
+        let optional_int = |v: Option<i64>| v.map_or(Value::Null, Value::Integer);
+        Ok(Reply {
+            columns: Some(vec![
+                Column::new("id", ColumnType::Integer),
+                Column::new("database", ColumnType::Text),
+                Column::new("kind", ColumnType::Text),
+                Column::new("status", ColumnType::Text),
+                Column::new("path", ColumnType::Text),
+                Column::new("bytes", ColumnType::Integer),
+                Column::new("backup_error", ColumnType::Text),
+            ]),
+            rows: records
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        Value::Integer(r.id),
+                        Value::Text(r.database),
+                        Value::Text(r.kind),
+                        Value::Text(r.status),
+                        Value::Text(r.path),
+                        optional_int(r.bytes),
+                        r.backup_error.map_or(Value::Null, Value::Text),
+                    ]
+                })
+                .collect(),
+            message: None,
+        })
+    }
+}
+
+fn literal(value: Value) -> Literal {
+    match value {
+        Value::Null | Value::Blob(_) => Literal::Null,
+        Value::Integer(i) => Literal::Integer(i),
+        Value::Real(r) => Literal::Real(r),
+        Value::Text(t) => Literal::Text(t),
+    }
+}
+
+fn plugin_backup_error(e: BackupError) -> PluginError {
+    match e {
+        BackupError::InvalidOption(m) | BackupError::PathRefused(m) => {
+            PluginError::InvalidArgument(m)
+        }
+        other => PluginError::failed(other.to_string()),
     }
 }
 

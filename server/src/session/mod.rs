@@ -14,6 +14,8 @@ use rusqlite::{Connection, ErrorCode};
 
 mod backup;
 
+pub(crate) use backup::options_from;
+
 use crate::backup::Backups;
 use crate::catalog::{Access, Catalog, CatalogError, Lease};
 use crate::plugin::Plugins;

@@ -1,0 +1,408 @@
+//! The backup benchmark. Builds a database of realistic, compressible rows (1 GiB by default;
+//! `CAIRN_BENCH_MB` changes it) and prints, in one run:
+//! - backup throughput for Cairn at levels 1, 6 and 9 next to `sqlite3 .backup` + `zip -N`;
+//! - restore throughput next to `unzip`;
+//! - Cairn's peak memory during a level-6 backup;
+//! - a writer's max gap between commits and p99 commit latency with no backup, during a Cairn
+//!   backup, and during an OrientDB-style backup (a lock held for the whole copy and zip).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cairn_server::backup::BackupOptions;
+use cairn_server::backup::offline;
+use cairn_server::backup::progress::Progress;
+use rusqlite::{Connection, params};
+
+const WORDS: &[&str] = &[
+    "alpha",
+    "harbor",
+    "granite",
+    "willow",
+    "copper",
+    "meadow",
+    "falcon",
+    "cinder",
+    "lantern",
+    "orchid",
+    "summit",
+    "timber",
+    "velvet",
+    "quartz",
+    "ember",
+    "glacier",
+    "hollow",
+    "juniper",
+    "kestrel",
+    "marble",
+    "nectar",
+    "oyster",
+    "pepper",
+    "raven",
+    "saffron",
+    "thistle",
+    "umber",
+    "violet",
+    "walnut",
+    "yarrow",
+    "zephyr",
+    "delivery",
+    "invoice",
+    "refund",
+    "express",
+    "standard",
+    "priority",
+    "warehouse",
+    "returned",
+    "pending",
+    "shipped",
+    "customer",
+    "requested",
+    "gift",
+    "wrapping",
+    "fragile",
+    "morning",
+    "evening",
+    "weekend",
+    "backorder",
+];
+const CITIES: &[&str] = &[
+    "Lisbon", "Porto", "Madrid", "Lyon", "Berlin", "Hamburg", "Vienna", "Prague", "Warsaw", "Oslo",
+    "Dublin", "Leeds", "Turin", "Ghent", "Basel", "Aarhus",
+];
+const STATUSES: &[&str] = &[
+    "new",
+    "paid",
+    "shipped",
+    "delivered",
+    "returned",
+    "cancelled",
+];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, list: &[&'a str]) -> &'a str {
+        list[(self.next() % list.len() as u64) as usize]
+    }
+}
+
+fn build(path: &Path, megabytes: u64) -> u64 {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "OFF").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE orders(id INTEGER PRIMARY KEY, customer TEXT, email TEXT, city TEXT,
+             status TEXT, amount REAL, created_at TEXT, note TEXT);
+         CREATE TABLE ticks(id INTEGER PRIMARY KEY, at INTEGER);",
+    )
+    .unwrap();
+    let target = megabytes << 20;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut id = 0i64;
+    loop {
+        conn.execute_batch("BEGIN").unwrap();
+        {
+            let mut insert = conn
+                .prepare_cached("INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .unwrap();
+            for _ in 0..100_000 {
+                id += 1;
+                let first = rng.pick(WORDS);
+                let last = rng.pick(WORDS);
+                let words = 3 + rng.next() % 10;
+                let note: Vec<&str> = (0..words).map(|_| rng.pick(WORDS)).collect();
+                let day = rng.next() % 1500;
+                insert
+                    .execute(params![
+                        id,
+                        format!("{first} {last}"),
+                        format!("{first}.{last}{}@example.com", rng.next() % 1000),
+                        rng.pick(CITIES),
+                        rng.pick(STATUSES),
+                        (rng.next() % 100_000) as f64 / 100.0,
+                        format!(
+                            "2022-{:02}-{:02}T{:02}:{:02}:00Z",
+                            1 + day % 12,
+                            1 + day % 28,
+                            rng.next() % 24,
+                            rng.next() % 60
+                        ),
+                        note.join(" "),
+                    ])
+                    .unwrap();
+            }
+        }
+        conn.execute_batch("COMMIT").unwrap();
+        let size: i64 = conn
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if size as u64 >= target {
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap();
+            return size as u64;
+        }
+    }
+}
+
+fn mb_per_s(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / 1e6 / took.as_secs_f64()
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// Peak resident memory of this process since the last reset (Linux).
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_memory_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn cairn_backup(data_dir: &Path, to: &Path, level: u32) -> Duration {
+    let _ = std::fs::remove_file(to);
+    let mut options = BackupOptions::default();
+    options.set_level(i64::from(level)).unwrap();
+    let started = Instant::now();
+    offline::backup(data_dir, "bench", to, &options, &Progress::default()).unwrap();
+    started.elapsed()
+}
+
+fn run(command: &mut Command) {
+    let status = command.status().unwrap();
+    assert!(status.success(), "{command:?} failed");
+}
+
+fn sqlite3_and_zip(db: &Path, scratch: &Path, level: u32) -> (Duration, u64) {
+    let copy = scratch.join("copy.sqlite");
+    let zip = scratch.join(format!("zip{level}.zip"));
+    let _ = std::fs::remove_file(&copy);
+    let _ = std::fs::remove_file(&zip);
+    let started = Instant::now();
+    run(Command::new("sqlite3")
+        .arg(db)
+        .arg(format!(".backup '{}'", copy.display())));
+    run(Command::new("zip")
+        .arg(format!("-{level}"))
+        .args(["-q", "-j"])
+        .arg(&zip)
+        .arg(&copy));
+    let took = started.elapsed();
+    let _ = std::fs::remove_file(&copy);
+    (took, file_size(&zip))
+}
+
+#[derive(Debug)]
+struct WriterStats {
+    commits: usize,
+    max_gap: Duration,
+    p99: Duration,
+}
+
+/// Runs `during` while a writer commits one small transaction after another.
+fn with_writer(db: &Path, during: impl FnOnce()) -> WriterStats {
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let db = db.to_owned();
+        std::thread::spawn(move || {
+            let conn = Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(600)).unwrap();
+            conn.pragma_update(None, "synchronous", "FULL").unwrap();
+            let mut latencies = Vec::new();
+            let mut last = Instant::now();
+            let mut max_gap = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                conn.execute(
+                    "INSERT INTO ticks(at) VALUES (?1)",
+                    [latencies.len() as i64],
+                )
+                .unwrap();
+                let now = Instant::now();
+                latencies.push(now - started);
+                max_gap = max_gap.max(now - last);
+                last = now;
+            }
+            latencies.sort();
+            let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+            WriterStats {
+                commits: latencies.len(),
+                max_gap,
+                p99,
+            }
+        })
+    };
+    // Let the writer settle before measuring.
+    std::thread::sleep(Duration::from_millis(300));
+    during();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap()
+}
+
+/// OrientDB's way: take the database lock, copy and zip the file serially, then release.
+fn locked_backup(db: &Path, to: &Path) {
+    let conn = Connection::open(db).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let copy = to.with_extension("copy");
+    {
+        let mut dest = Connection::open(&copy).unwrap();
+        let backup = rusqlite::backup::Backup::new(&conn, &mut dest).unwrap();
+        backup.step(-1).unwrap();
+    }
+    let file = std::fs::File::create(to).unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    zip.start_file(
+        "database.sqlite",
+        zip::write::SimpleFileOptions::default().compression_level(Some(6)),
+    )
+    .unwrap();
+    std::io::copy(&mut std::fs::File::open(&copy).unwrap(), &mut zip).unwrap();
+    zip.finish().unwrap().sync_all().unwrap();
+    conn.execute_batch("COMMIT").unwrap();
+    let _ = std::fs::remove_file(copy);
+}
+
+fn main() {
+    let megabytes: u64 = std::env::var("CAIRN_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let root = tempfile::Builder::new()
+        .prefix("cairn-bench-")
+        .tempdir_in(
+            std::env::var_os("CAIRN_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from),
+        )
+        .unwrap();
+    let data_dir = root.path().join("data");
+    let scratch = root.path().join("scratch");
+    std::fs::create_dir_all(data_dir.join("databases")).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    let db = data_dir.join("databases/bench.sqlite");
+
+    let started = Instant::now();
+    let size = build(&db, megabytes);
+    println!(
+        "# Cairn backup benchmark\n\ndatabase: {:.0} MB of orders rows, built in {:.1} s; {} cores\n",
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    println!("## Backup throughput (MB of database per second)\n");
+    println!(
+        "| level | Cairn MB/s | Cairn archive MB | sqlite3 .backup + zip MB/s | zip archive MB | speed-up |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for level in [1, 6, 9] {
+        let archive = scratch.join(format!("cairn{level}.zip"));
+        let ours = cairn_backup(&data_dir, &archive, level);
+        let (theirs, zip_size) = sqlite3_and_zip(&db, &scratch, level);
+        println!(
+            "| {level} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2}× |",
+            mb_per_s(size, ours),
+            file_size(&archive) as f64 / 1e6,
+            mb_per_s(size, theirs),
+            zip_size as f64 / 1e6,
+            theirs.as_secs_f64() / ours.as_secs_f64()
+        );
+        let _ = std::fs::remove_file(scratch.join(format!("zip{level}.zip")));
+        if level != 6 {
+            let _ = std::fs::remove_file(&archive);
+        }
+    }
+
+    println!("\n## Peak memory (level 6)\n");
+    let archive = scratch.join("memory.zip");
+    reset_peak_memory();
+    cairn_backup(&data_dir, &archive, 6);
+    println!(
+        "peak resident memory of the whole benchmark process during the backup: {:.1} MiB\n",
+        peak_memory_mib()
+    );
+    let _ = std::fs::remove_file(&archive);
+
+    println!("## Restore throughput (MB of database per second)\n");
+    let archive = scratch.join("cairn6.zip");
+    let restore_dir = root.path().join("restore");
+    let started = Instant::now();
+    offline::restore(
+        &restore_dir,
+        &archive,
+        "restored",
+        false,
+        &Progress::default(),
+    )
+    .unwrap();
+    let ours = started.elapsed();
+    let unzip_dir = scratch.join("unzipped");
+    let started = Instant::now();
+    run(Command::new("unzip")
+        .arg("-q")
+        .arg(&archive)
+        .arg("-d")
+        .arg(&unzip_dir));
+    run(Command::new("sync").arg(unzip_dir.join("database.sqlite")));
+    let theirs = started.elapsed();
+    println!("| Cairn restore (verify, fsync, integrity check) | unzip + sync |\n|---|---|");
+    println!(
+        "| {:.1} | {:.1} |\n",
+        mb_per_s(size, ours),
+        mb_per_s(size, theirs)
+    );
+    let _ = std::fs::remove_dir_all(&restore_dir);
+    let _ = std::fs::remove_dir_all(&unzip_dir);
+
+    println!("## A writer committing small transactions (synchronous = FULL)\n");
+    println!("| while | commits | max gap between commits | p99 commit latency |");
+    println!("|---|---|---|---|");
+    let show = |label: &str, stats: WriterStats| {
+        println!(
+            "| {label} | {} | {:.1} ms | {:.2} ms |",
+            stats.commits,
+            stats.max_gap.as_secs_f64() * 1e3,
+            stats.p99.as_secs_f64() * 1e3
+        );
+    };
+    show(
+        "no backup (5 s)",
+        with_writer(&db, || std::thread::sleep(Duration::from_secs(5))),
+    );
+    let archive = scratch.join("stall.zip");
+    show(
+        "Cairn backup, level 6",
+        with_writer(&db, || {
+            cairn_backup(&data_dir, &archive, 6);
+        }),
+    );
+    let locked = scratch.join("locked.zip");
+    show(
+        "OrientDB-style locked backup, level 6",
+        with_writer(&db, || locked_backup(&db, &locked)),
+    );
+    std::io::stdout().flush().unwrap();
+}
