@@ -471,6 +471,25 @@ password_env = "CAIRN_ADMIN_PASSWORD"
     }
 
     #[test]
+    fn backup_directories_resolve_against_the_config_file() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.backup.directory, Path::new("/etc/cairn/backups"));
+        assert!(config.backup.allowed.is_empty());
+        let text = format!(
+            "{GOOD}\n[backup]\ndirectory = \"../archives\"\nallowed_directories = [\"/mnt/nas\"]\n"
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.backup.directory, Path::new("/etc/archives"));
+        assert_eq!(config.backup.allowed, [PathBuf::from("/mnt/nas")]);
+        let (line, _, key, message) = invalid(&format!(
+            "{GOOD}\n[backup]\nallowed_directories = [\"/\"]\n"
+        ));
+        assert_eq!(line, 11);
+        assert_eq!(key.as_deref(), Some("backup.allowed_directories"));
+        assert!(message.contains("root directory"), "{message}");
+    }
+
+    #[test]
     fn plugins_are_declared_with_a_library_and_their_own_config() {
         let text = format!(
             "{GOOD}\n[plugins.hello]\nlibrary = \"libhello.so\"\n[plugins.hello.config]\ngreeting = \"Hi\"\n\n[plugins.backup]\nlibrary = \"builtin\"\nenabled = false\nconfig_file = \"backup.toml\"\n"
