@@ -225,6 +225,8 @@ struct WriterStats {
 
 /// Runs `during` while a writer commits one small transaction after another.
 fn with_writer(db: &Path, during: impl FnOnce()) -> WriterStats {
+    // Start from a clean page cache: no earlier phase's writeback in this one's figures.
+    run(&mut Command::new("sync"));
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let stop = Arc::clone(&stop);
@@ -264,15 +266,18 @@ fn with_writer(db: &Path, during: impl FnOnce()) -> WriterStats {
     writer.join().unwrap()
 }
 
-/// OrientDB's way: take the database lock, copy and zip the file serially, then release.
+/// OrientDB's way: take the database lock, copy and zip serially, then release. The lock is
+/// SQLite's write lock, held by one connection while another reads the copy.
 fn locked_backup(db: &Path, to: &Path) {
     let conn = Connection::open(db).unwrap();
     conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     let copy = to.with_extension("copy");
     {
+        let reader = Connection::open(db).unwrap();
         let mut dest = Connection::open(&copy).unwrap();
-        let backup = rusqlite::backup::Backup::new(&conn, &mut dest).unwrap();
-        backup.step(-1).unwrap();
+        let backup = rusqlite::backup::Backup::new(&reader, &mut dest).unwrap();
+        let step = backup.step(-1).unwrap();
+        assert_eq!(step, rusqlite::backup::StepResult::Done);
     }
     let file = std::fs::File::create(to).unwrap();
     let mut zip = zip::ZipWriter::new(file);
@@ -313,6 +318,17 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
+    // CAIRN_BENCH_ONLY=stall runs only the writer-stall section.
+    let only_stall = std::env::var("CAIRN_BENCH_ONLY").is_ok_and(|v| v == "stall");
+    if !only_stall {
+        throughput(&data_dir, &db, &scratch, root.path(), size);
+    }
+    stalls(&data_dir, &db, &scratch);
+    std::io::stdout().flush().unwrap();
+}
+
+fn throughput(data_dir: &Path, db: &Path, scratch: &Path, root: &Path, size: u64) {
+    let (data_dir, db, scratch) = (data_dir.to_owned(), db.to_owned(), scratch.to_owned());
     println!("## Backup throughput (MB of database per second)\n");
     println!(
         "| level | Cairn MB/s | Cairn archive MB | sqlite3 .backup + zip MB/s | zip archive MB | speed-up |"
@@ -348,7 +364,7 @@ fn main() {
 
     println!("## Restore throughput (MB of database per second)\n");
     let archive = scratch.join("cairn6.zip");
-    let restore_dir = root.path().join("restore");
+    let restore_dir = root.join("restore");
     let started = Instant::now();
     offline::restore(
         &restore_dir,
@@ -376,7 +392,9 @@ fn main() {
     );
     let _ = std::fs::remove_dir_all(&restore_dir);
     let _ = std::fs::remove_dir_all(&unzip_dir);
+}
 
+fn stalls(data_dir: &Path, db: &Path, scratch: &Path) {
     println!("## A writer committing small transactions (synchronous = FULL)\n");
     println!("| while | commits | max gap between commits | p99 commit latency |");
     println!("|---|---|---|---|");
@@ -390,19 +408,19 @@ fn main() {
     };
     show(
         "no backup (5 s)",
-        with_writer(&db, || std::thread::sleep(Duration::from_secs(5))),
+        with_writer(db, || std::thread::sleep(Duration::from_secs(5))),
     );
     let archive = scratch.join("stall.zip");
     show(
         "Cairn backup, level 6",
-        with_writer(&db, || {
-            cairn_backup(&data_dir, &archive, 6);
+        with_writer(db, || {
+            cairn_backup(data_dir, &archive, 6);
         }),
     );
     let locked = scratch.join("locked.zip");
     show(
         "OrientDB-style locked backup, level 6",
-        with_writer(&db, || locked_backup(&db, &locked)),
+        with_writer(db, || locked_backup(db, &locked)),
     );
     std::io::stdout().flush().unwrap();
 }

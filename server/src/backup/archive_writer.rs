@@ -2,7 +2,7 @@
 //! into a temporary ZIP next to the target, sync, and publish under the final name.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +12,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::deflate::{self, DeflateOptions};
 use super::error::BackupError;
-use super::files::TempFile;
+use super::files::{PacedFile, TempFile};
+
+/// How much archive data may wait in the page cache before it is synced (see [`PacedFile`]).
+const SYNC_EVERY: u64 = 8 << 20;
 use super::manifest::{self, Manifest, ManifestEntry};
 use super::options::BackupOptions;
 use super::progress::{Progress, RateLimit};
@@ -68,8 +71,8 @@ pub fn write(
         .mode(0o600)
         .open(archive.path())
         .map_err(io("creating", archive.path()))?;
-    let mut zip = ZipWriter::new(BufWriter::with_capacity(options.buffer_size, file))
-        .map_err(io("writing", archive.path()))?;
+    let paced = PacedFile::new(file, options.buffer_size, SYNC_EVERY);
+    let mut zip = ZipWriter::new(paced).map_err(io("writing", archive.path()))?;
     let modified = DosTime::from_utc(snapshot.taken_at);
     let method = if options.compression_level == 0 {
         Method::Stored
@@ -151,11 +154,8 @@ pub fn write(
     .and_then(|()| zip.write_data(&compressed))
     .and_then(|()| zip.finish_entry(crc32fast::hash(&json), json.len() as u64))
     .map_err(io("writing", archive.path()))?;
-    let (buffered, bytes) = zip.finish().map_err(io("writing", archive.path()))?;
-    let file = buffered
-        .into_inner()
-        .map_err(|e| io("writing", archive.path())(e.into_error()))?;
-    file.sync_all().map_err(io("syncing", archive.path()))?;
+    let (paced, bytes) = zip.finish().map_err(io("writing", archive.path()))?;
+    let file = paced.finish().map_err(io("syncing", archive.path()))?;
     drop(file);
     progress.check()?;
     archive.publish(target)?;

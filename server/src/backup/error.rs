@@ -22,6 +22,10 @@ pub enum BackupError {
     TargetExists { path: PathBuf },
     #[error("{0}")]
     PathRefused(String),
+    #[error(
+        "{0}; `cairn restore` works on a stopped server's data directory (use RESTORE DATABASE on a running one)"
+    )]
+    ServerRunning(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error(

@@ -14,7 +14,8 @@ use super::jobs::restore_into;
 use super::options::BackupOptions;
 use super::progress::Progress;
 use crate::catalog::{Catalog, validate_name};
-use crate::data_dir_lock::DataDirLock;
+use crate::data_dir_lock::{DataDirLock, LockError};
+use std::os::unix::fs::DirBuilderExt;
 
 /// How long the CLI waits for a lock held by a live server's writers.
 const BUSY: Duration = Duration::from_secs(5);
@@ -87,10 +88,23 @@ pub fn restore(
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
     validate_name(database)?;
-    let _lock = DataDirLock::acquire(data_dir).map_err(|e| {
-        BackupError::PathRefused(format!(
-            "{e}; `cairn restore` works on a stopped server's data directory (use RESTORE DATABASE on a running one)"
-        ))
+    // Restoring onto a new machine starts from an empty data directory.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|source| BackupError::Io {
+            action: "creating the data directory",
+            path: data_dir.to_owned(),
+            source,
+        })?;
+    let _lock = DataDirLock::acquire(data_dir).map_err(|e| match e {
+        LockError::InUse { .. } => BackupError::ServerRunning(e.to_string()),
+        LockError::Io { path, source } => BackupError::Io {
+            action: "locking",
+            path,
+            source,
+        },
     })?;
     let catalog = Catalog::open(data_dir, BUSY)?;
     if !replace && catalog.exists(database) {

@@ -77,6 +77,8 @@ pub struct ZipWriter<W: Write + Seek> {
     position: u64,
     entries: Vec<Entry>,
     open: Option<Entry>,
+    /// Entries at least this large get Zip64 sizes (lowered by tests to exercise Zip64).
+    zip64_threshold: u64,
 }
 
 impl<W: Write + Seek> ZipWriter<W> {
@@ -88,7 +90,14 @@ impl<W: Write + Seek> ZipWriter<W> {
             position,
             entries: Vec::new(),
             open: None,
+            zip64_threshold: ZIP64_ENTRY_THRESHOLD,
         })
+    }
+
+    #[cfg(test)]
+    fn with_zip64_threshold(mut self, threshold: u64) -> Self {
+        self.zip64_threshold = threshold;
+        self
     }
 
     /// Starts an entry of `size` uncompressed bytes; its data follows through [`Self::write_data`].
@@ -102,7 +111,7 @@ impl<W: Write + Seek> ZipWriter<W> {
         if self.open.is_some() {
             return Err(io::Error::other("the previous ZIP entry is still open"));
         }
-        let zip64 = size >= ZIP64_ENTRY_THRESHOLD;
+        let zip64 = size >= self.zip64_threshold;
         let entry = Entry {
             name: name.to_owned(),
             method,
@@ -331,6 +340,32 @@ mod tests {
             .read_to_string(&mut out)
             .unwrap();
         assert_eq!(out, "abc");
+    }
+
+    #[test]
+    fn zip64_entries_read_back() {
+        let data = b"zip64 ".repeat(10_000);
+        let mut zip = ZipWriter::new(Cursor::new(Vec::new()))
+            .unwrap()
+            .with_zip64_threshold(0);
+        let when = DosTime::from_utc(chrono::Utc::now());
+        zip.start_entry("big", Method::Deflated, data.len() as u64, when)
+            .unwrap();
+        zip.write_data(&deflate(&data)).unwrap();
+        zip.finish_entry(crc32fast::hash(&data), data.len() as u64)
+            .unwrap();
+        let (cursor, _) = zip.finish().unwrap();
+        let bytes = cursor.into_inner();
+        // The local header carries the Zip64 extra field (header id 1).
+        assert_eq!(&bytes[30 + 3..30 + 3 + 2], &1u16.to_le_bytes());
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        let mut out = Vec::new();
+        archive
+            .by_name("big")
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
     }
 
     #[test]

@@ -71,7 +71,9 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         BackupError::PathRefused(_) => sqlstate::INSUFFICIENT_PRIVILEGE,
         BackupError::TargetExists { .. } => sqlstate::DUPLICATE_FILE,
         BackupError::InvalidOption(_) => sqlstate::INVALID_PARAMETER_VALUE,
-        BackupError::AlreadyRunning { .. } => sqlstate::OBJECT_IN_USE,
+        BackupError::AlreadyRunning { .. } | BackupError::ServerRunning(_) => {
+            sqlstate::OBJECT_IN_USE
+        }
         BackupError::Aborted => sqlstate::QUERY_CANCELED,
         BackupError::Busy { .. } => sqlstate::LOCK_NOT_AVAILABLE,
         BackupError::NotAnArchive { .. }
