@@ -33,6 +33,10 @@ pub enum CatalogError {
     )]
     InUse { name: String, sessions: usize },
     #[error(
+        "database \"{0}\" is being read by another process (a `cairn backup`?), so its log cannot be folded in; retry when it is done"
+    )]
+    Busy(String),
+    #[error(
         "the database \"{DEFAULT_DATABASE}\" cannot be dropped: clients land there when they name no other"
     )]
     DefaultDatabase,
@@ -223,20 +227,7 @@ impl Catalog {
                 sessions: count,
             });
         }
-        for suffix in ["-wal", "-shm"] {
-            let side = PathBuf::from(format!("{}{suffix}", path.display()));
-            match std::fs::remove_file(&side) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(CatalogError::Io {
-                        action: "removing",
-                        path: side,
-                        source,
-                    });
-                }
-            }
-        }
+        remove_sidecars(&path)?;
         std::fs::remove_file(&path).map_err(|source| CatalogError::Io {
             action: "removing",
             path: path.clone(),
@@ -279,26 +270,17 @@ impl Catalog {
                     sessions: count,
                 });
             }
+            // Every committed page must be in the main file before its log goes: a reader in
+            // another process (`cairn backup`) can keep the checkpoint from finishing.
             let old = self.open_connection(&path, Access::ReadWrite)?;
-            old.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(sqlite_err(&path))?;
+            let busy: i64 = old
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(sqlite_err(&path))?;
             old.close().map_err(|(_, e)| sqlite_err(&path)(e))?;
-            for suffix in ["-wal", "-shm"] {
-                let side = PathBuf::from(format!("{}{suffix}", path.display()));
-                match std::fs::remove_file(&side) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(CatalogError::Io {
-                            action: "removing",
-                            path: side,
-                            source,
-                        });
-                    }
-                }
+            if busy != 0 {
+                return Err(CatalogError::Busy(name.to_owned()));
             }
+            remove_sidecars(&path)?;
         }
         std::fs::rename(prepared, &path).map_err(|source| CatalogError::Io {
             action: "renaming into",
@@ -438,6 +420,25 @@ impl Catalog {
                 source,
             })
     }
+}
+
+/// Removes a database file's `-wal` and `-shm` companions (absent ones are fine).
+fn remove_sidecars(path: &Path) -> Result<(), CatalogError> {
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&side) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    action: "removing",
+                    path: side,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn attach_read_only(conn: &Connection, schema: &str, file: &Path) -> Result<(), CatalogError> {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::harness::{Site, TestServer, cairn, message, standard_config};
+use crate::harness::{Site, TestServer, cairn, refused, standard_config};
 use crate::psql::psql;
 
 fn backups_dir(site: &Site) -> PathBuf {
@@ -211,12 +211,12 @@ async fn a_corrupted_archive_is_refused_by_restore_and_verify_naming_the_entry()
     let bad = backups_dir(&site).join("bad.zip");
     std::fs::write(&bad, bytes).unwrap();
 
-    let err = admin
-        .simple_query("RESTORE DATABASE broken FROM 'bad.zip'")
-        .await
-        .unwrap_err();
-    let text = message(&err);
-    assert!(text.contains("\"database.sqlite\" is damaged"), "{text}");
+    let err = refused(
+        &admin,
+        "RESTORE DATABASE broken FROM 'bad.zip'",
+        "\"database.sqlite\" is damaged",
+    )
+    .await;
     assert_eq!(err.code().unwrap().code(), "XX001");
     assert_eq!(
         column(&admin, "SHOW DATABASES").await,
@@ -236,15 +236,12 @@ async fn a_corrupted_archive_is_refused_by_restore_and_verify_naming_the_entry()
         "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w'); z.writestr('manifest.json', '{}'); z.writestr('../escaped.sqlite', 'x'); z.writestr('/abs.sqlite', 'x'); z.close()",
     ]).arg(&evil));
     assert!(ok, "{out}");
-    let err = admin
-        .simple_query("RESTORE DATABASE evil FROM 'evil.zip'")
-        .await
-        .unwrap_err();
-    assert!(
-        message(&err).contains("unsafe entry name"),
-        "{}",
-        message(&err)
-    );
+    refused(
+        &admin,
+        "RESTORE DATABASE evil FROM 'evil.zip'",
+        "unsafe entry name",
+    )
+    .await;
     assert!(!site.dir.path().join("escaped.sqlite").exists());
     server.assert_still_serving().await;
 }
@@ -266,22 +263,14 @@ async fn a_running_backup_refuses_a_second_and_drop_and_aborting_it_leaves_no_fi
     .await;
     let id = started[0].clone();
 
-    let err = admin
-        .simple_query("BACKUP DATABASE big TO 'second.zip'")
-        .await
-        .unwrap_err();
-    assert!(
-        message(&err).contains("already running"),
-        "{}",
-        message(&err)
-    );
+    refused(
+        &admin,
+        "BACKUP DATABASE big TO 'second.zip'",
+        "already running",
+    )
+    .await;
     drop(big);
-    let err = admin.simple_query("DROP DATABASE big").await.unwrap_err();
-    assert!(
-        message(&err).contains("being backed up"),
-        "{}",
-        message(&err)
-    );
+    refused(&admin, "DROP DATABASE big", "being backed up").await;
     let status = column(
         &admin,
         &format!("SELECT status FROM backups() WHERE id = {id}"),
@@ -309,8 +298,7 @@ async fn a_running_backup_refuses_a_second_and_drop_and_aborting_it_leaves_no_fi
         [""],
         "nothing left to abort"
     );
-    let err = admin.simple_query("CANCEL BACKUP 999").await.unwrap_err();
-    assert!(message(&err).contains("no backup with id 999"));
+    refused(&admin, "CANCEL BACKUP 999", "no backup with id 999").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,23 +321,19 @@ async fn paths_outside_the_allowed_directories_and_read_only_users_are_refused()
             "0 (store) to 9",
         ),
     ] {
-        let err = admin.simple_query(&sql).await.unwrap_err();
-        assert!(message(&err).contains(expected), "{sql}: {}", message(&err));
+        refused(&admin, &sql, expected).await;
     }
     assert!(!outside.exists());
     let reader = server
         .connect("reader", crate::harness::READER_PASSWORD, "default")
         .await
         .unwrap();
-    let err = reader
-        .simple_query("BACKUP DATABASE TO 'r.zip'")
-        .await
-        .unwrap_err();
-    assert!(
-        message(&err).contains("needs the admin or backup role"),
-        "{}",
-        message(&err)
-    );
+    let err = refused(
+        &reader,
+        "BACKUP DATABASE TO 'r.zip'",
+        "needs the admin or backup role",
+    )
+    .await;
     assert_eq!(err.code().unwrap().code(), "42501");
 }
 

@@ -277,6 +277,21 @@ fn listening_port(line: &str) -> Option<u16> {
     addr.rsplit(':').next()?.parse().ok()
 }
 
+/// Runs `sql`, which must fail with a message containing `expected`; returns the error so the
+/// caller can check its SQLSTATE.
+pub async fn refused(client: &Client, sql: &str, expected: &str) -> tokio_postgres::Error {
+    let err = client
+        .simple_query(sql)
+        .await
+        .expect_err(&format!("{sql} should have been refused"));
+    assert!(
+        message(&err).contains(expected),
+        "{sql}: expected a message containing {expected:?}, got {:?}",
+        message(&err)
+    );
+    err
+}
+
 /// The server's message for a database error (tokio-postgres's Display says only "db error").
 pub fn message(err: &tokio_postgres::Error) -> String {
     err.as_db_error()

@@ -181,11 +181,15 @@ impl Plugin for Hello {
                     database,
                 ]])
             }
+            // The history's columns are id, database, kind, status, …: keep id and status.
             "history" => Ok(host
                 .backups(None, 10)?
                 .rows
                 .into_iter()
-                .map(|row| row.into_iter().step_by(3).take(2).collect())
+                .map(|row| {
+                    let column = |i: usize| row.get(i).cloned().unwrap_or(Value::Null);
+                    vec![column(0), column(3)]
+                })
                 .collect()),
             other => Err(PluginError::failed(format!("no procedure {other}"))),
         }

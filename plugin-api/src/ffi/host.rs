@@ -733,14 +733,8 @@ unsafe extern "C" fn host_list_databases(
             message: None,
         })
     });
-    let status = if outcome.is_ok() {
-        abi::CAIRN_OK
-    } else {
-        abi::CAIRN_ERROR
-    };
     // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { super::output::write(output, outcome) };
-    status
+    unsafe { answer(output, outcome) }
 }
 
 unsafe extern "C" fn host_execute_sql(
@@ -763,10 +757,7 @@ unsafe extern "C" fn host_execute_sql(
         };
         Ok(services.execute_sql(database, sql, params))
     });
-    match started {
-        Ok(future) => export_future(future),
-        Err(e) => super::future::ready(Err(e)),
-    }
+    start(started)
 }
 
 unsafe extern "C" fn host_backup_database(
@@ -789,10 +780,7 @@ unsafe extern "C" fn host_backup_database(
         };
         Ok(services.backup_database(database, path, options))
     });
-    match started {
-        Ok(future) => export_future(future),
-        Err(e) => super::future::ready(Err(e)),
-    }
+    start(started)
 }
 
 unsafe extern "C" fn host_verify_archive(host: *const CairnHost, path: CairnStr) -> CairnFuture {
@@ -803,10 +791,7 @@ unsafe extern "C" fn host_verify_archive(host: *const CairnHost, path: CairnStr)
         let path = unsafe { super::text(path, "the archive path") }?;
         Ok(services.verify_archive(path))
     });
-    match started {
-        Ok(future) => export_future(future),
-        Err(e) => super::future::ready(Err(e)),
-    }
+    start(started)
 }
 
 unsafe extern "C" fn host_list_backups(
@@ -822,14 +807,8 @@ unsafe extern "C" fn host_list_backups(
         let database = unsafe { super::text(database, "the database name") }?;
         services.list_backups((!database.is_empty()).then_some(database), limit)
     });
-    let status = if outcome.is_ok() {
-        abi::CAIRN_OK
-    } else {
-        abi::CAIRN_ERROR
-    };
     // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { super::output::write(output, outcome) };
-    status
+    unsafe { answer(output, outcome) }
 }
 
 unsafe extern "C" fn host_register_procedure(
@@ -846,14 +825,8 @@ unsafe extern "C" fn host_register_procedure(
             .register_procedure(procedure)
             .map(|()| Reply::default())
     });
-    let status = if outcome.is_ok() {
-        abi::CAIRN_OK
-    } else {
-        abi::CAIRN_ERROR
-    };
     // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { super::output::write(output, outcome) };
-    status
+    unsafe { answer(output, outcome) }
 }
 
 /// Takes a procedure spec; on any error its ctx is released.
@@ -934,14 +907,8 @@ unsafe extern "C" fn host_schedule(
         let services = unsafe { services(host) }.ok_or_else(no_host)?;
         services.schedule(job).map(|()| Reply::default())
     });
-    let status = if outcome.is_ok() {
-        abi::CAIRN_OK
-    } else {
-        abi::CAIRN_ERROR
-    };
     // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { super::output::write(output, outcome) };
-    status
+    unsafe { answer(output, outcome) }
 }
 
 /// Takes a job spec; on any error its ctx is released.
@@ -986,6 +953,27 @@ unsafe extern "C" fn host_sleep(host: *const CairnHost, millis: u64) -> CairnFut
         let services = unsafe { services(host) }.ok_or_else(no_host)?;
         Ok(services.sleep(Duration::from_millis(millis)))
     });
+    start(started)
+}
+
+/// Writes a synchronous host function's outcome to its output; returns the matching status.
+///
+/// # Safety
+/// `output` is valid for the call.
+unsafe fn answer(output: *const CairnOutput, outcome: Outcome) -> CairnStatus {
+    let status = if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { super::output::write(output, outcome) };
+    status
+}
+
+/// Hands an asynchronous host function's future (or the error that kept it from starting)
+/// to the plugin.
+fn start(started: Result<BoxOutcome, PluginError>) -> CairnFuture {
     match started {
         Ok(future) => export_future(future),
         Err(e) => super::future::ready(Err(e)),

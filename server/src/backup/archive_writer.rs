@@ -108,13 +108,9 @@ pub fn write(
         },
         |bytes| zip.write_data(bytes),
     );
-    let digest = match result {
-        Ok(digest) => digest,
-        Err(_) if pace_error.is_some() => {
-            return Err(pace_error.unwrap_or(BackupError::Aborted));
-        }
-        Err(e) => return Err(io("writing", archive.path())(e)),
-    };
+    // An abort or cancellation seen while pacing is reported as itself, not as I/O.
+    let digest =
+        result.map_err(|e| pace_error.unwrap_or_else(|| io("writing", archive.path())(e)))?;
     zip.finish_entry(digest.crc32, digest.size)
         .map_err(io("writing", archive.path()))?;
     drop(copy);

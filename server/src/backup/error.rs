@@ -39,6 +39,10 @@ pub enum BackupError {
     Busy { waited: std::time::Duration },
     #[error("the backup was aborted")]
     Aborted,
+    #[error("backup {id} was aborted; no archive was written")]
+    JobAborted { id: i64 },
+    #[error("backup {id} failed: {message}; no archive was written")]
+    JobFailed { id: i64, message: String },
     #[error("{path} is not a Cairn backup archive: {reason}")]
     NotAnArchive { path: PathBuf, reason: String },
     #[error("{path}: entry \"{entry}\" is damaged: {reason}")]

@@ -45,6 +45,21 @@ pub struct Record {
     pub backup_error: Option<String>,
 }
 
+/// The columns [`record`] reads, in its order.
+const RECORD_COLUMNS: &str = "id, database, kind, status, path, bytes, backup_error";
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        id: r.get(0)?,
+        database: r.get(1)?,
+        kind: r.get(2)?,
+        status: r.get(3)?,
+        path: r.get(4)?,
+        bytes: r.get(5)?,
+        backup_error: r.get(6)?,
+    })
+}
+
 #[derive(Debug)]
 pub struct History {
     path: PathBuf,
@@ -179,19 +194,9 @@ impl History {
     pub fn get(&self, id: i64) -> Result<Option<Record>, BackupError> {
         self.with(|c| {
             c.query_row(
-                "SELECT id, database, kind, status, path, bytes, backup_error FROM backups WHERE id = ?1",
+                &format!("SELECT {RECORD_COLUMNS} FROM backups WHERE id = ?1"),
                 [id],
-                |r| {
-                    Ok(Record {
-                        id: r.get(0)?,
-                        database: r.get(1)?,
-                        kind: r.get(2)?,
-                        status: r.get(3)?,
-                        path: r.get(4)?,
-                        bytes: r.get(5)?,
-                        backup_error: r.get(6)?,
-                    })
-                },
+                record,
             )
             .optional()
         })
@@ -200,20 +205,10 @@ impl History {
     /// The most recent rows, newest first (for plugins).
     pub fn recent(&self, database: Option<&str>, limit: i64) -> Result<Vec<Record>, BackupError> {
         self.with(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, database, kind, status, path, bytes, backup_error FROM backups WHERE ?1 IS NULL OR database = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            stmt.query_map(params![database, limit], |r| {
-                Ok(Record {
-                    id: r.get(0)?,
-                    database: r.get(1)?,
-                    kind: r.get(2)?,
-                    status: r.get(3)?,
-                    path: r.get(4)?,
-                    bytes: r.get(5)?,
-                    backup_error: r.get(6)?,
-                })
-            })?
+            c.prepare(&format!(
+                "SELECT {RECORD_COLUMNS} FROM backups WHERE ?1 IS NULL OR database = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(params![database, limit], record)?
             .collect()
         })
     }

@@ -64,16 +64,21 @@ struct Running {
 pub struct Job {
     pub id: i64,
     pub database: String,
-    pub path: PathBuf,
     started: Instant,
     completion: Arc<Completion>,
 }
 
 impl Job {
-    /// Blocks until the job ends; returns how, and how long it ran.
-    pub fn wait(&self) -> (Outcome, Duration) {
-        let outcome = self.completion.wait();
-        (outcome, self.started.elapsed())
+    /// Blocks until the job ends: the archive and how long it took, or why there is none.
+    pub fn finished(&self) -> Result<(Written, Duration), BackupError> {
+        match self.completion.wait() {
+            Outcome::Complete(written) => Ok((written, self.started.elapsed())),
+            Outcome::Aborted => Err(BackupError::JobAborted { id: self.id }),
+            Outcome::Failed(message) => Err(BackupError::JobFailed {
+                id: self.id,
+                message,
+            }),
+        }
     }
 }
 
@@ -221,7 +226,6 @@ impl Backups {
         let job = Job {
             id,
             database: database.to_owned(),
-            path: target.clone(),
             started: Instant::now(),
             completion: Arc::clone(&completion),
         };
@@ -340,21 +344,18 @@ impl Backups {
     }
 
     /// Aborts backup `id` wherever it runs. `None`: no backup has that id.
-    pub fn cancel(&self, id: i64) -> Result<Option<(String, Stopped)>, BackupError> {
+    pub fn cancel(&self, id: i64) -> Result<Option<Stopped>, BackupError> {
         let database = lock(&self.running)
             .iter()
             .find(|(_, r)| r.id == id)
             .map(|(db, _)| db.clone());
         match database {
-            Some(database) => {
-                let stopped = self.abort_database(&database);
-                Ok(Some((database, stopped)))
-            }
+            Some(database) => Ok(Some(self.abort_database(&database))),
             None => Ok(self
                 .history
                 .get(id)?
                 .filter(|r| r.kind == "backup")
-                .map(|r| (r.database, Stopped::NotRunning(Some(id))))),
+                .map(|_| Stopped::NotRunning(Some(id)))),
         }
     }
 

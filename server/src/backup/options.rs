@@ -1,6 +1,7 @@
 //! The options of one backup, from `WITH (…)`, the OrientDB console flags, the CLI or a plugin.
 
 use super::error::BackupError;
+use crate::sql::server_statement::Literal;
 
 pub const DEFAULT_LEVEL: u32 = 6;
 pub const DEFAULT_BUFFER: usize = 1 << 20;
@@ -32,6 +33,36 @@ impl Default for BackupOptions {
 }
 
 impl BackupOptions {
+    /// Options as written in SQL (`WITH (…)`, console flags) or passed by a plugin, checked.
+    pub fn from_written(written: &[(String, Literal)]) -> Result<BackupOptions, BackupError> {
+        let mut options = BackupOptions::default();
+        for (name, value) in written {
+            let size = |value: &Literal| match value {
+                Literal::Integer(n) if *n > 0 => Ok(*n as u64),
+                Literal::Text(text) => parse_size(text),
+                other => Err(BackupError::InvalidOption(format!(
+                    "{name} must be a size such as '1MiB' or a number of bytes, got {other}"
+                ))),
+            };
+            match (name.as_str(), value) {
+                ("compression_level", Literal::Integer(level)) => options.set_level(*level)?,
+                ("buffer_size", value) => options.set_buffer_size(size(value)?)?,
+                ("max_rate", value) => options.set_max_rate(size(value)?)?,
+                ("compression_level", other) => {
+                    return Err(BackupError::InvalidOption(format!(
+                        "compression_level must be an integer 0–9, got {other}"
+                    )));
+                }
+                (other, _) => {
+                    return Err(BackupError::InvalidOption(format!(
+                        "unknown option {other}; BACKUP takes compression_level, buffer_size, max_rate and detached"
+                    )));
+                }
+            }
+        }
+        Ok(options)
+    }
+
     pub fn set_level(&mut self, level: i64) -> Result<(), BackupError> {
         if !(0..=9).contains(&level) {
             return Err(BackupError::InvalidOption(format!(

@@ -42,7 +42,7 @@ impl PathRules {
         let (path, root) = self.lexical(requested)?;
         if !path.is_file() {
             return Err(BackupError::Io {
-                action: "reading",
+                action: "there is no archive at",
                 path,
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });

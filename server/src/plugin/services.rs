@@ -11,10 +11,9 @@ use tokio::runtime::Handle;
 
 use super::registry::Plugins;
 use crate::backup::progress::Progress;
-use crate::backup::{BackupError, Outcome};
+use crate::backup::{BackupError, BackupOptions};
 use crate::catalog::Catalog;
 use crate::roles::Role;
-use crate::session::options_from;
 use crate::session::{Executed, Session};
 use crate::sql::server_statement::Literal;
 use crate::sql::types::SqlType;
@@ -65,6 +64,22 @@ impl PluginServices {
             .ok_or_else(|| PluginError::Refused("the server is shutting down".into()))
     }
 
+    /// Runs blocking work (SQLite, file I/O) on the runtime's blocking pool as a future.
+    fn blocking(
+        &self,
+        what: &'static str,
+        work: impl FnOnce() -> cairn_plugin_api::Outcome + Send + 'static,
+    ) -> BoxOutcome {
+        let task = self.runtime.spawn_blocking(work);
+        Box::pin(async move {
+            task.await.unwrap_or_else(|e| {
+                Err(PluginError::failed(format!(
+                    "{what} failed unexpectedly: {e}"
+                )))
+            })
+        })
+    }
+
     pub(super) fn detach(&self) {
         self.attached.store(false, Ordering::Release);
     }
@@ -103,7 +118,7 @@ impl HostServices for PluginServices {
         let catalog = Arc::clone(&self.catalog);
         let backups = Arc::clone(&self.backups);
         let user = format!("plugin:{}", self.plugin);
-        let task = self.runtime.spawn_blocking(move || {
+        self.blocking("the statement", move || {
             let mut session =
                 Session::open(catalog, plugins, backups, &user, Role::Admin, &database)
                     .map_err(|e| PluginError::failed(e.to_string()))?;
@@ -124,13 +139,6 @@ impl HostServices for PluginServices {
                     .map_err(|e| PluginError::failed(e.to_string()))?
             };
             Ok(reply(executed))
-        });
-        Box::pin(async move {
-            task.await.unwrap_or_else(|e| {
-                Err(PluginError::failed(format!(
-                    "the statement failed unexpectedly: {e}"
-                )))
-            })
         })
     }
 
@@ -170,12 +178,12 @@ impl HostServices for PluginServices {
                     "backup options are named: compression_level, buffer_size, max_rate".into(),
                 ));
             }
-            let written: Vec<(String, Literal)> = options
+            let written = options
                 .named
                 .into_iter()
-                .map(|(name, value)| (name, literal(value)))
-                .collect();
-            let options = options_from(&written).map_err(plugin_backup_error)?;
+                .map(|(name, value)| literal(&name, value).map(|value| (name, value)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let options = BackupOptions::from_written(&written).map_err(plugin_backup_error)?;
             self.backups
                 .start(
                     &database,
@@ -189,41 +197,24 @@ impl HostServices for PluginServices {
             Ok(job) => job,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let task = self.runtime.spawn_blocking(move || {
-            let (outcome, took) = job.wait();
-            match outcome {
-                Outcome::Complete(written) => Ok(Reply {
-                    columns: Some(vec![
-                        Column::new("id", ColumnType::Integer),
-                        Column::new("database", ColumnType::Text),
-                        Column::new("path", ColumnType::Text),
-                        Column::new("bytes", ColumnType::Integer),
-                        Column::new("duration", ColumnType::Real),
-                    ]),
-                    rows: vec![vec![
-                        Value::Integer(job.id),
-                        Value::Text(job.database.clone()),
-                        Value::Text(written.path.display().to_string()),
-                        Value::Integer(written.bytes as i64),
-                        Value::Real(took.as_secs_f64()),
-                    ]],
-                    message: Some("BACKUP".into()),
-                }),
-                Outcome::Aborted => Err(PluginError::failed(format!(
-                    "backup {} was aborted; no archive was written",
-                    job.id
-                ))),
-                Outcome::Failed(message) => Err(PluginError::failed(format!(
-                    "backup {} failed: {message}; no archive was written",
-                    job.id
-                ))),
-            }
-        });
-        Box::pin(async move {
-            task.await.unwrap_or_else(|e| {
-                Err(PluginError::failed(format!(
-                    "the backup thread failed: {e}"
-                )))
+        self.blocking("the backup", move || {
+            let (written, took) = job.finished().map_err(plugin_backup_error)?;
+            Ok(Reply {
+                columns: Some(vec![
+                    Column::new("id", ColumnType::Integer),
+                    Column::new("database", ColumnType::Text),
+                    Column::new("path", ColumnType::Text),
+                    Column::new("bytes", ColumnType::Integer),
+                    Column::new("duration", ColumnType::Real),
+                ]),
+                rows: vec![vec![
+                    Value::Integer(job.id),
+                    Value::Text(job.database.clone()),
+                    Value::Text(written.path.display().to_string()),
+                    Value::Integer(written.bytes as i64),
+                    Value::Real(took.as_secs_f64()),
+                ]],
+                message: Some("BACKUP".into()),
             })
         })
     }
@@ -233,7 +224,7 @@ impl HostServices for PluginServices {
             return Box::pin(std::future::ready(Err(e)));
         }
         let backups = Arc::clone(&self.backups);
-        let task = self.runtime.spawn_blocking(move || {
+        self.blocking("the verification", move || {
             let source = backups
                 .rules()
                 .archive_source(&path)
@@ -258,10 +249,6 @@ impl HostServices for PluginServices {
                 ]],
                 message: Some("VERIFY".into()),
             })
-        });
-        Box::pin(async move {
-            task.await
-                .unwrap_or_else(|e| Err(PluginError::failed(format!("verification failed: {e}"))))
         })
     }
 
@@ -303,13 +290,18 @@ impl HostServices for PluginServices {
     }
 }
 
-fn literal(value: Value) -> Literal {
-    match value {
-        Value::Null | Value::Blob(_) => Literal::Null,
+fn literal(name: &str, value: Value) -> Result<Literal, PluginError> {
+    Ok(match value {
+        Value::Null => Literal::Null,
         Value::Integer(i) => Literal::Integer(i),
         Value::Real(r) => Literal::Real(r),
         Value::Text(t) => Literal::Text(t),
-    }
+        Value::Blob(_) => {
+            return Err(PluginError::InvalidArgument(format!(
+                "backup option {name} cannot be a blob"
+            )));
+        }
+    })
 }
 
 fn plugin_backup_error(e: BackupError) -> PluginError {

@@ -5,11 +5,10 @@ use std::borrow::Cow;
 
 use rusqlite::types::Value;
 
-use super::{Column, Executed, Session, catalog_error};
-use crate::backup::options::parse_size;
-use crate::backup::{BackupError, BackupOptions, Outcome, Stopped, history};
+use super::{Column, Executed, Session, catalog_error, columns};
+use crate::backup::{BackupError, BackupOptions, Stopped, history};
 use crate::sql::lexer::{Spanned, Token};
-use crate::sql::server_statement::{Backup, Literal, ServerStatement};
+use crate::sql::server_statement::{Backup, ServerStatement};
 use crate::sql::types::SqlType;
 use crate::sqlstate::{self, SqlError};
 
@@ -27,37 +26,28 @@ const HISTORY_COLUMNS: &[(&str, SqlType)] = &[
     ("requested_by", SqlType::Text),
 ];
 
-fn columns_of(list: &[(&str, SqlType)]) -> Vec<Column> {
-    list.iter()
-        .map(|(name, ty)| Column {
-            name: (*name).into(),
-            ty: *ty,
-        })
-        .collect()
-}
-
 /// The result columns of a backup statement.
-pub(super) fn columns(statement: &ServerStatement) -> Vec<Column> {
+pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
     match statement {
         ServerStatement::Backup(Backup { detached: true, .. })
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. } => {
-            columns_of(&[("id", SqlType::Int8), ("status", SqlType::Text)])
+            columns(&[("id", SqlType::Int8), ("status", SqlType::Text)])
         }
-        ServerStatement::Backup(_) => columns_of(&[
+        ServerStatement::Backup(_) => columns(&[
             ("id", SqlType::Int8),
             ("database", SqlType::Text),
             ("path", SqlType::Text),
             ("bytes", SqlType::Int8),
             ("duration", SqlType::Float8),
         ]),
-        ServerStatement::Restore(_) => columns_of(&[
+        ServerStatement::Restore(_) => columns(&[
             ("database", SqlType::Text),
             ("path", SqlType::Text),
             ("bytes", SqlType::Int8),
             ("created_at", SqlType::Text),
         ]),
-        _ => columns_of(HISTORY_COLUMNS),
+        _ => columns(HISTORY_COLUMNS),
     }
 }
 
@@ -74,7 +64,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         BackupError::AlreadyRunning { .. } | BackupError::ServerRunning(_) => {
             sqlstate::OBJECT_IN_USE
         }
-        BackupError::Aborted => sqlstate::QUERY_CANCELED,
+        BackupError::Aborted | BackupError::JobAborted { .. } => sqlstate::QUERY_CANCELED,
         BackupError::Busy { .. } => sqlstate::LOCK_NOT_AVAILABLE,
         BackupError::NotAnArchive { .. }
         | BackupError::Damaged { .. }
@@ -86,41 +76,12 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
             sqlstate::DISK_FULL
         }
         BackupError::Catalog(_)
+        | BackupError::JobFailed { .. }
         | BackupError::Io { .. }
         | BackupError::Sqlite { .. }
         | BackupError::History { .. } => sqlstate::IO_ERROR,
     };
     SqlError::new(code, e.to_string())
-}
-
-/// Options written in SQL, checked.
-pub(crate) fn options_from(written: &[(String, Literal)]) -> Result<BackupOptions, BackupError> {
-    let mut options = BackupOptions::default();
-    for (name, value) in written {
-        let size = |value: &Literal| match value {
-            Literal::Integer(n) if *n > 0 => Ok(*n as u64),
-            Literal::Text(text) => parse_size(text),
-            other => Err(BackupError::InvalidOption(format!(
-                "{name} must be a size such as '1MiB' or a number of bytes, got {other:?}"
-            ))),
-        };
-        match (name.as_str(), value) {
-            ("compression_level", Literal::Integer(level)) => options.set_level(*level)?,
-            ("buffer_size", value) => options.set_buffer_size(size(value)?)?,
-            ("max_rate", value) => options.set_max_rate(size(value)?)?,
-            ("compression_level", other) => {
-                return Err(BackupError::InvalidOption(format!(
-                    "compression_level must be an integer 0–9, got {other:?}"
-                )));
-            }
-            (other, _) => {
-                return Err(BackupError::InvalidOption(format!(
-                    "unknown option {other}; BACKUP takes compression_level, buffer_size, max_rate and detached"
-                )));
-            }
-        }
-    }
-    Ok(options)
 }
 
 impl Session {
@@ -136,12 +97,12 @@ impl Session {
             _ => "SHOW BACKUPS",
         };
         self.require_backup_role(what)?;
-        let columns = Some(columns(statement));
+        let columns = Some(result_columns(statement));
         match statement {
             ServerStatement::Backup(backup) => {
                 self.refuse_in_transaction(what)?;
                 let database = backup.database.as_deref().unwrap_or(&self.database);
-                let options = options_from(&backup.options).map_err(backup_error)?;
+                let options = BackupOptions::from_written(&backup.options).map_err(backup_error)?;
                 let job = self
                     .backups
                     .start(database, &backup.path, options, &self.user)
@@ -150,30 +111,15 @@ impl Session {
                     let row = vec![Value::Integer(job.id), Value::Text("running".into())];
                     return Ok(Executed::rows("BACKUP", columns, vec![row]));
                 }
-                let (outcome, took) = job.wait();
-                match outcome {
-                    Outcome::Complete(written) => {
-                        let row = vec![
-                            Value::Integer(job.id),
-                            Value::Text(job.database.clone()),
-                            Value::Text(written.path.display().to_string()),
-                            Value::Integer(written.bytes as i64),
-                            Value::Real(took.as_secs_f64()),
-                        ];
-                        Ok(Executed::rows("BACKUP", columns, vec![row]))
-                    }
-                    Outcome::Aborted => Err(SqlError::new(
-                        sqlstate::QUERY_CANCELED,
-                        format!("backup {} was aborted; no archive was written", job.id),
-                    )),
-                    Outcome::Failed(message) => Err(SqlError::new(
-                        sqlstate::IO_ERROR,
-                        format!(
-                            "backup {} failed: {message}; no archive was written",
-                            job.id
-                        ),
-                    )),
-                }
+                let (written, took) = job.finished().map_err(backup_error)?;
+                let row = vec![
+                    Value::Integer(job.id),
+                    Value::Text(job.database.clone()),
+                    Value::Text(written.path.display().to_string()),
+                    Value::Integer(written.bytes as i64),
+                    Value::Real(took.as_secs_f64()),
+                ];
+                Ok(Executed::rows("BACKUP", columns, vec![row]))
             }
             ServerStatement::BackupAbort => {
                 let row = stopped_row(self.backups.abort_database(&self.database));
@@ -181,7 +127,7 @@ impl Session {
             }
             ServerStatement::CancelBackup { id } => {
                 match self.backups.cancel(*id).map_err(backup_error)? {
-                    Some((_, stopped)) => Ok(Executed::rows(
+                    Some(stopped) => Ok(Executed::rows(
                         "CANCEL BACKUP",
                         columns,
                         vec![stopped_row(stopped)],

@@ -14,8 +14,6 @@ use rusqlite::{Connection, ErrorCode};
 
 mod backup;
 
-pub(crate) use backup::options_from;
-
 use crate::backup::Backups;
 use crate::catalog::{Access, Catalog, CatalogError, Lease};
 use crate::plugin::Plugins;
@@ -679,47 +677,44 @@ fn catalog_error(e: CatalogError) -> SqlError {
         CatalogError::NotFound(_) => sqlstate::INVALID_CATALOG_NAME,
         CatalogError::AlreadyExists(_) => sqlstate::DUPLICATE_DATABASE,
         CatalogError::InUse { .. } | CatalogError::DefaultDatabase => sqlstate::OBJECT_IN_USE,
+        CatalogError::Busy(_) => sqlstate::LOCK_NOT_AVAILABLE,
         CatalogError::Io { .. } | CatalogError::Sqlite { .. } => sqlstate::IO_ERROR,
     };
     SqlError::new(code, e.to_string())
 }
 
+/// Result columns from `(name, type)` pairs.
+fn columns(list: &[(&str, SqlType)]) -> Vec<Column> {
+    list.iter()
+        .map(|(name, ty)| Column {
+            name: (*name).into(),
+            ty: *ty,
+        })
+        .collect()
+}
+
 fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
     match statement {
-        ServerStatement::ShowDatabases => Some(vec![
-            Column {
-                name: "name".into(),
-                ty: SqlType::Text,
-            },
-            Column {
-                name: "size_bytes".into(),
-                ty: SqlType::Int8,
-            },
-        ]),
-        ServerStatement::ShowPlugins => Some(
-            [
-                ("name", SqlType::Text),
-                ("version", SqlType::Text),
-                ("abi", SqlType::Text),
-                ("state", SqlType::Text),
-                ("library", SqlType::Text),
-                ("last_error", SqlType::Text),
-                ("description", SqlType::Text),
-            ]
-            .into_iter()
-            .map(|(name, ty)| Column {
-                name: name.into(),
-                ty,
-            })
-            .collect(),
-        ),
+        ServerStatement::ShowDatabases => Some(columns(&[
+            ("name", SqlType::Text),
+            ("size_bytes", SqlType::Int8),
+        ])),
+        ServerStatement::ShowPlugins => Some(columns(&[
+            ("name", SqlType::Text),
+            ("version", SqlType::Text),
+            ("abi", SqlType::Text),
+            ("state", SqlType::Text),
+            ("library", SqlType::Text),
+            ("last_error", SqlType::Text),
+            ("description", SqlType::Text),
+        ])),
         // A procedure that is not registered: the call will fail with the reason.
         ServerStatement::Call(_) => Some(Vec::new()),
         ServerStatement::Backup(_)
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. }
         | ServerStatement::Restore(_)
-        | ServerStatement::ShowBackups => Some(backup::columns(statement)),
+        | ServerStatement::ShowBackups => Some(backup::result_columns(statement)),
         ServerStatement::CreateDatabase { .. }
         | ServerStatement::DropDatabase { .. }
         | ServerStatement::LoadPlugin { .. }
@@ -979,6 +974,11 @@ mod tests {
         (plugins, backups)
     }
 
+    /// The error that ends running `sql`.
+    fn error_of(s: &mut Session, sql: &str) -> SqlError {
+        s.execute_query(sql).pop().unwrap().unwrap_err()
+    }
+
     fn ok(results: Vec<Result<Executed, SqlError>>) -> Vec<Executed> {
         results.into_iter().map(|r| r.unwrap()).collect()
     }
@@ -1048,18 +1048,10 @@ mod tests {
     #[test]
     fn readonly_role_cannot_write_and_is_told_why() {
         let (_dir, mut s) = session(Role::Readonly);
-        let err = s
-            .execute_query("CREATE TABLE t(x)")
-            .pop()
-            .unwrap()
-            .unwrap_err();
+        let err = error_of(&mut s, "CREATE TABLE t(x)");
         assert_eq!(err.code, sqlstate::READ_ONLY_SQL_TRANSACTION);
         assert!(err.message.contains("role readonly"), "{}", err.message);
-        let err = s
-            .execute_query("CREATE DATABASE x")
-            .pop()
-            .unwrap()
-            .unwrap_err();
+        let err = error_of(&mut s, "CREATE DATABASE x");
         assert_eq!(err.code, sqlstate::INSUFFICIENT_PRIVILEGE);
     }
 
@@ -1116,18 +1108,10 @@ mod tests {
     fn cannot_drop_the_database_in_use() {
         let (_dir, mut s) = session(Role::Admin);
         ok(s.execute_query("CREATE DATABASE other"));
-        let err = s
-            .execute_query("DROP DATABASE default")
-            .pop()
-            .unwrap()
-            .unwrap_err();
+        let err = error_of(&mut s, "DROP DATABASE default");
         assert_eq!(err.code, sqlstate::OBJECT_IN_USE);
         ok(s.execute_query("DROP DATABASE other"));
-        let err = s
-            .execute_query("CREATE DATABASE \"../x\"")
-            .pop()
-            .unwrap()
-            .unwrap_err();
+        let err = error_of(&mut s, "CREATE DATABASE \"../x\"");
         assert_eq!(err.code, sqlstate::INVALID_NAME);
     }
 
@@ -1159,14 +1143,10 @@ mod tests {
                 ],
             ]
         );
-        let err = s
-            .execute_query("RESTORE DATABASE copy FROM 'a.zip'")
-            .pop()
-            .unwrap()
-            .unwrap_err();
+        let err = error_of(&mut s, "RESTORE DATABASE copy FROM 'a.zip'");
         assert_eq!(err.code, sqlstate::DUPLICATE_DATABASE);
-        let again = s.execute_query("BACKUP DATABASE TO 'a.zip'").pop().unwrap();
-        assert_eq!(again.unwrap_err().code, sqlstate::DUPLICATE_FILE);
+        let err = error_of(&mut s, "BACKUP DATABASE TO 'a.zip'");
+        assert_eq!(err.code, sqlstate::DUPLICATE_FILE);
     }
 
     #[test]
@@ -1177,7 +1157,7 @@ mod tests {
             "SELECT * FROM backups()",
             "SHOW BACKUPS",
         ] {
-            let err = s.execute_query(sql).pop().unwrap().unwrap_err();
+            let err = error_of(&mut s, sql);
             assert_eq!(err.code, sqlstate::INSUFFICIENT_PRIVILEGE, "{sql}");
         }
     }

@@ -58,6 +58,18 @@ pub enum Literal {
     Text(String),
 }
 
+impl std::fmt::Display for Literal {
+    /// As it would be written in SQL.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Literal::Null => f.write_str("NULL"),
+            Literal::Integer(i) => write!(f, "{i}"),
+            Literal::Real(r) => write!(f, "{r}"),
+            Literal::Text(t) => write!(f, "'{}'", t.replace('\'', "''")),
+        }
+    }
+}
+
 /// Recognises a server statement. `None`: not ours, hand it to SQLite. `Some(Err)`: it starts
 /// like one of ours but is malformed; the message says what was expected.
 pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> {
@@ -67,7 +79,7 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
             if first.is_keyword("create") && second.is_keyword("database") =>
         {
             Some(
-                database_name(rest, "CREATE DATABASE name")
+                only_name(rest, "database", "CREATE DATABASE name")
                     .map(|name| ServerStatement::CreateDatabase { name }),
             )
         }
@@ -77,7 +89,7 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
                 _ => (false, rest),
             };
             Some(
-                database_name(rest, "DROP DATABASE [IF EXISTS] name")
+                only_name(rest, "database", "DROP DATABASE [IF EXISTS] name")
                     .map(|name| ServerStatement::DropDatabase { name, if_exists }),
             )
         }
@@ -106,13 +118,13 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         }
         [first, second, rest @ ..] if first.is_keyword("unload") && second.is_keyword("plugin") => {
             Some(
-                plugin_name(rest, "UNLOAD PLUGIN name")
+                only_name(rest, "plugin", "UNLOAD PLUGIN name")
                     .map(|name| ServerStatement::UnloadPlugin { name }),
             )
         }
         [first, second, rest @ ..] if first.is_keyword("reload") && second.is_keyword("plugin") => {
             Some(
-                plugin_name(rest, "RELOAD PLUGIN name")
+                only_name(rest, "plugin", "RELOAD PLUGIN name")
                     .map(|name| ServerStatement::ReloadPlugin { name }),
             )
         }
@@ -325,23 +337,7 @@ fn take_flag(options: &mut Vec<(String, Literal)>, flag: &str) -> Result<bool, S
         Literal::Integer(0) => Ok(false),
         Literal::Integer(1) => Ok(true),
         other => Err(format!(
-            "{flag} is a flag: write {flag}, or {flag} = true/false (got {other:?})"
-        )),
-    }
-}
-
-fn plugin_name(rest: &[&Token<'_>], syntax: &str) -> Result<String, String> {
-    match rest {
-        [name] => name.identifier().ok_or_else(|| {
-            format!(
-                "expected a plugin name, found {}; syntax: {syntax}",
-                describe(name)
-            )
-        }),
-        [] => Err(format!("missing plugin name; syntax: {syntax}")),
-        [_, extra, ..] => Err(format!(
-            "unexpected {} after the plugin name; syntax: {syntax}",
-            describe(extra)
+            "{flag} is a flag: write {flag}, or {flag} = true/false (got {other})"
         )),
     }
 }
@@ -434,17 +430,18 @@ fn literal(tokens: &[&Token<'_>]) -> Result<Literal, String> {
     Ok(value)
 }
 
-fn database_name(rest: &[&Token<'_>], syntax: &str) -> Result<String, String> {
+/// The statement's last word: one `kind` name (`database`, `plugin`) and nothing after it.
+fn only_name(rest: &[&Token<'_>], kind: &str, syntax: &str) -> Result<String, String> {
     match rest {
         [name] => name.identifier().ok_or_else(|| {
             format!(
-                "expected a database name, found {}; syntax: {syntax}",
+                "expected a {kind} name, found {}; syntax: {syntax}",
                 describe(name)
             )
         }),
-        [] => Err(format!("missing database name; syntax: {syntax}")),
+        [] => Err(format!("missing {kind} name; syntax: {syntax}")),
         [_, extra, ..] => Err(format!(
-            "unexpected {} after the database name; syntax: {syntax}",
+            "unexpected {} after the {kind} name; syntax: {syntax}",
             describe(extra)
         )),
     }
