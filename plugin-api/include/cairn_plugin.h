@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 1u
+#define CAIRN_ABI_MINOR 2u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -68,6 +68,8 @@ typedef uint32_t CairnEventKind;
 #define CAIRN_EVENT_BACKUP_STARTED 5u
 #define CAIRN_EVENT_BACKUP_FINISHED 6u
 #define CAIRN_EVENT_BACKUP_FAILED 7u
+/* Since 1.2. */
+#define CAIRN_EVENT_ALERT 8u
 
 /* A borrowed run of bytes; not NUL-terminated. */
 typedef struct CairnStr {
@@ -187,6 +189,11 @@ struct CairnHost {
     CairnFuture (*verify_archive)(const CairnHost *host, CairnStr path);
     CairnStatus (*list_backups)(const CairnHost *host, CairnStr database, uint64_t limit,
                                 const CairnOutput *output);
+    /* Since 1.2. */
+    CairnStatus (*state_directory)(const CairnHost *host, const CairnOutput *output);
+    CairnStatus (*archive_directory)(const CairnHost *host, CairnStr path,
+                                     const CairnOutput *output);
+    CairnStatus (*raise_alert)(const CairnHost *host, CairnStr database, CairnStr message);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -237,7 +244,7 @@ _Static_assert(sizeof(CairnFuture) == 24, "CairnFuture layout");
 _Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
 _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
-_Static_assert(sizeof(CairnHost) == 104, "CairnHost layout");
+_Static_assert(sizeof(CairnHost) == 128, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
 _Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 1;
+pub const CAIRN_ABI_MINOR: u32 = 2;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -92,6 +92,9 @@ pub const CAIRN_EVENT_BACKUP_STARTED: CairnEventKind = 5;
 pub const CAIRN_EVENT_BACKUP_FINISHED: CairnEventKind = 6;
 /// A backup failed; `detail` holds the error.
 pub const CAIRN_EVENT_BACKUP_FAILED: CairnEventKind = 7;
+/// Since 1.2. A plugin raised an alert ([`CairnHost::raise_alert`]): `database` names the
+/// database concerned (may be empty), `detail` is `plugin: message`.
+pub const CAIRN_EVENT_ALERT: CairnEventKind = 8;
 
 /// A borrowed run of bytes (UTF-8 where the field says text). Not NUL-terminated.
 /// `ptr` may be null only when `len` is 0.
@@ -365,6 +368,30 @@ pub struct CairnHost {
             database: CairnStr,
             limit: u64,
             output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Since 1.2. Writes one row, `path`: a directory private to this plugin under the
+    /// server's data directory (created if missing), kept across restarts and reloads.
+    pub state_directory: Option<
+        unsafe extern "C" fn(host: *const CairnHost, output: *const CairnOutput) -> CairnStatus,
+    >,
+    /// Since 1.2. Resolves the directory `path` by the backup path rules (relative: under the
+    /// server's backup directory; absolute: under an allowed directory), creates it if
+    /// missing, and writes one row, `path`: the absolute directory.
+    pub archive_directory: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            path: CairnStr,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Since 1.2. Logs `message` at error level and delivers a [`CAIRN_EVENT_ALERT`] to every
+    /// plugin subscribed to it, for alerting. `database` may be empty.
+    pub raise_alert: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            database: CairnStr,
+            message: CairnStr,
         ) -> CairnStatus,
     >,
 }

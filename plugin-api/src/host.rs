@@ -1,6 +1,7 @@
 //! [`Host`]: what the server offers a plugin.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Weak;
 use std::task::{Context, Poll};
@@ -119,6 +120,27 @@ impl Host {
         self.raw.list_backups(database.unwrap_or(""), limit)
     }
 
+    /// A directory private to this plugin under the server's data directory (since ABI 1.2),
+    /// created if missing and kept across restarts and reloads: the place for the plugin's
+    /// own state files.
+    pub fn state_directory(&self) -> Result<PathBuf, PluginError> {
+        single_path(self.raw.state_directory()?)
+    }
+
+    /// The absolute directory `path` names under the server's backup path rules (since ABI
+    /// 1.2), created if missing: relative paths resolve under the backup directory, absolute
+    /// ones must lie under a directory the server's config allows. Use it to list and tidy the
+    /// archives a plugin wrote with [`Host::backup`].
+    pub fn archive_directory(&self, path: &str) -> Result<PathBuf, PluginError> {
+        single_path(self.raw.archive_directory(path)?)
+    }
+
+    /// Logs `message` at error level and delivers an [`EventKind::Alert`] about `database`
+    /// (if any) to every plugin subscribed to alerts (since ABI 1.2).
+    pub fn alert(&self, database: Option<&str>, message: &str) -> Result<(), PluginError> {
+        self.raw.raise_alert(database.unwrap_or(""), message)
+    }
+
     /// Completes after `duration`, on the server's timer.
     pub fn sleep(&self, duration: Duration) -> HostCall {
         let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
@@ -136,6 +158,19 @@ impl Host {
         self.instance
             .upgrade()
             .ok_or_else(|| PluginError::failed("the plugin instance is being destroyed"))
+    }
+}
+
+/// The one text value of a one-row reply, as a path.
+fn single_path(reply: Reply) -> Result<PathBuf, PluginError> {
+    match reply
+        .rows
+        .into_iter()
+        .next()
+        .and_then(|row| row.into_iter().next())
+    {
+        Some(Value::Text(path)) => Ok(PathBuf::from(path)),
+        _ => Err(PluginError::failed("the server answered without a path")),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! A plugin has its own copy of `tracing`, whose global dispatcher the server never sees. The
 //! SDK runs every call into the plugin under a dispatcher that formats each event and hands
-//! the line to the host's `log` function, which tags it with the plugin's name.
+//! the line to the host's `log` function, which tags it with the plugin's name. A plugin
+//! linked into the server (a builtin) shares the server's `tracing`, and logs straight into it.
 
 use std::io;
 
@@ -14,6 +15,12 @@ use crate::abi;
 use crate::ffi::guest::HostRef;
 
 pub(crate) fn dispatch(host: HostRef) -> Dispatch {
+    // A plugin linked into the server shares the server's copy of `tracing`, whose global
+    // subscriber is already the server's log: forwarding through the host would re-enter
+    // the dispatcher that is delivering the event.
+    if tracing::dispatcher::has_been_set() {
+        return tracing::dispatcher::get_default(Dispatch::clone);
+    }
     // Plugins that log through the `log` crate: route it into `tracing` (once per library).
     let _ = tracing_log::LogTracer::init();
     let max = match host.max_log_level() {

@@ -128,11 +128,14 @@ pub enum EventKind {
     BackupFinished,
     /// A backup failed.
     BackupFailed,
+    /// A plugin raised an alert ([`Host::alert`](crate::Host::alert); since ABI 1.2): the
+    /// detail is `plugin: message`.
+    Alert,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Startup,
         EventKind::Shutdown,
         EventKind::DatabaseCreated,
@@ -140,6 +143,7 @@ impl EventKind {
         EventKind::BackupStarted,
         EventKind::BackupFinished,
         EventKind::BackupFailed,
+        EventKind::Alert,
     ];
 
     /// The ABI constant of this kind.
@@ -152,6 +156,7 @@ impl EventKind {
             EventKind::BackupStarted => abi::CAIRN_EVENT_BACKUP_STARTED,
             EventKind::BackupFinished => abi::CAIRN_EVENT_BACKUP_FINISHED,
             EventKind::BackupFailed => abi::CAIRN_EVENT_BACKUP_FAILED,
+            EventKind::Alert => abi::CAIRN_EVENT_ALERT,
         }
     }
 
@@ -170,6 +175,7 @@ impl EventKind {
             EventKind::BackupStarted => "backup_started",
             EventKind::BackupFinished => "backup_finished",
             EventKind::BackupFailed => "backup_failed",
+            EventKind::Alert => "alert",
         }
     }
 }

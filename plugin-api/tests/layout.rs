@@ -99,7 +99,10 @@ fn rust_layouts() -> Vec<Layout> {
             sleep,
             backup_database,
             verify_archive,
-            list_backups
+            list_backups,
+            state_directory,
+            archive_directory,
+            raise_alert
         }),
         layout!(CairnPluginVTable {
             size,
@@ -159,6 +162,7 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         CAIRN_EVENT_BACKUP_STARTED,
         CAIRN_EVENT_BACKUP_FINISHED,
         CAIRN_EVENT_BACKUP_FAILED,
+        CAIRN_EVENT_ALERT,
     ]
 }
 
@@ -204,7 +208,7 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 104);
+    assert_eq!(size_of::<CairnHost>(), 128);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
     assert_eq!(

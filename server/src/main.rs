@@ -133,10 +133,17 @@ fn serve(config_path: PathBuf) -> anyhow::Result<()> {
             signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut interrupt =
             signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let server = Server::start(config).await?;
-        let name = tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
+        let name = loop {
+            tokio::select! {
+                _ = terminate.recv() => break "SIGTERM",
+                _ = interrupt.recv() => break "SIGINT",
+                _ = hangup.recv() => {
+                    tracing::info!(signal = "SIGHUP", "reloading plugins and their configs");
+                    server.reload_plugins().await;
+                }
+            }
         };
         tracing::info!(signal = name, "stopping");
         server.shutdown().await;

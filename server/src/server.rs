@@ -31,6 +31,7 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    plugins: std::sync::Weak<Plugins>,
 }
 
 impl Server {
@@ -90,12 +91,14 @@ impl Server {
         );
 
         let shutdown = CancellationToken::new();
+        let reloader = Arc::downgrade(&plugins);
         let shared = Arc::new(Shared::new(Arc::clone(&catalog), plugins, backups, users));
         let task = tokio::spawn(serve(listener, shared, shutdown.clone(), config, lock));
         Ok(ServerHandle {
             local_addr,
             shutdown,
             task,
+            plugins: reloader,
         })
     }
 }
@@ -104,6 +107,14 @@ impl ServerHandle {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Reloads every plugin that is running or failed, as `RELOAD PLUGIN` does for
+    /// one: what SIGHUP does. A plugin that refuses its new config keeps running the old one.
+    pub async fn reload_plugins(&self) {
+        if let Some(plugins) = self.plugins.upgrade() {
+            plugins.reload_all().await;
+        }
     }
 
     /// Stops accepting, lets running statements finish (up to the configured grace),

@@ -7,6 +7,7 @@
 mod harness;
 
 mod auth;
+mod automatic_backup;
 mod backups;
 mod config_errors;
 mod databases;

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 use crate::harness::{READER_PASSWORD, Site, TestServer, cairn, message, standard_config};
 
 /// Where cargo put this build's cdylibs (the e2e target depends on the plugin crates).
-fn cdylib(crate_name: &str) -> PathBuf {
+pub(crate) fn cdylib(crate_name: &str) -> PathBuf {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_cairn"));
     let path = bin
         .parent()
@@ -269,11 +269,11 @@ start = "panic"
         ),
         (
             "abi_v2",
-            "the server speaks ABI 1.1, the library was built for ABI 2.x",
+            "the server speaks ABI 1.2, the library was built for ABI 2.x",
         ),
         (
             "future_plugin",
-            "needs a server with ABI 1.7 or newer, this server speaks ABI 1.1",
+            "needs a server with ABI 1.7 or newer, this server speaks ABI 1.2",
         ),
         ("failing_start", "failed to start: disk on fire"),
         (
@@ -457,7 +457,7 @@ fn inspect_prints_the_descriptor_without_loading() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("name:        hello"), "{stdout}");
-    assert!(stdout.contains("ABI:         1.1"), "{stdout}");
+    assert!(stdout.contains("ABI:         1.2"), "{stdout}");
     assert!(stdout.contains("compatible:  yes"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();

@@ -412,6 +412,49 @@ impl HostRef {
         Ok(unsafe { ImportedFuture::new(raw) })
     }
 
+    pub(crate) fn state_directory(&self) -> Outcome {
+        let directory = self.function(
+            offset_of!(CairnHost, state_directory),
+            |t| t.state_directory,
+            "state_directory",
+        )?;
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`; the output lives across the call.
+        unsafe { directory(self.0, &output) };
+        collector.into_outcome()
+    }
+
+    pub(crate) fn archive_directory(&self, path: &str) -> Outcome {
+        let directory = self.function(
+            offset_of!(CairnHost, archive_directory),
+            |t| t.archive_directory,
+            "archive_directory",
+        )?;
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`; the path and the output live across the call.
+        unsafe { directory(self.0, CairnStr::new(path), &output) };
+        collector.into_outcome()
+    }
+
+    pub(crate) fn raise_alert(&self, database: &str, message: &str) -> Result<(), PluginError> {
+        let raise = self.function(
+            offset_of!(CairnHost, raise_alert),
+            |t| t.raise_alert,
+            "raise_alert",
+        )?;
+        // SAFETY: as in `log`; the host copies the strings before returning.
+        let status = unsafe { raise(self.0, CairnStr::new(database), CairnStr::new(message)) };
+        if status == abi::CAIRN_OK {
+            Ok(())
+        } else {
+            Err(PluginError::Refused(
+                "the server did not take the alert".into(),
+            ))
+        }
+    }
+
     pub(crate) fn list_backups(&self, database: &str, limit: u64) -> Outcome {
         let list = self.function(
             offset_of!(CairnHost, list_backups),

@@ -654,6 +654,12 @@ pub trait HostServices: Send + Sync {
     fn verify_archive(&self, path: String) -> BoxOutcome;
     /// The newest rows of the backup history (ABI 1.1).
     fn list_backups(&self, database: Option<String>, limit: u64) -> Outcome;
+    /// The plugin's private state directory (ABI 1.2).
+    fn state_directory(&self) -> Result<PathBuf, PluginError>;
+    /// A directory resolved by the backup path rules, created if missing (ABI 1.2).
+    fn archive_directory(&self, path: String) -> Result<PathBuf, PluginError>;
+    /// Logs an alert and delivers it to subscribed plugins (ABI 1.2).
+    fn raise_alert(&self, database: Option<String>, message: String) -> Result<(), PluginError>;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -683,6 +689,9 @@ impl HostTable {
             backup_database: Some(host_backup_database),
             verify_archive: Some(host_verify_archive),
             list_backups: Some(host_list_backups),
+            state_directory: Some(host_state_directory),
+            archive_directory: Some(host_archive_directory),
+            raise_alert: Some(host_raise_alert),
         });
         HostTable(Box::leak(table))
     }
@@ -809,6 +818,70 @@ unsafe extern "C" fn host_list_backups(
     });
     // SAFETY: the ABI: `output` is valid for the call.
     unsafe { answer(output, outcome) }
+}
+
+/// A one-row reply holding a path, as the directory functions answer.
+fn path_reply(path: PathBuf) -> Reply {
+    Reply {
+        columns: Some(vec![Column::new("path", ColumnType::Text)]),
+        rows: vec![vec![Value::Text(path.display().to_string())]],
+        message: None,
+    }
+}
+
+unsafe extern "C" fn host_state_directory(
+    host: *const CairnHost,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services.state_directory().map(path_reply)
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
+}
+
+unsafe extern "C" fn host_archive_directory(
+    host: *const CairnHost,
+    path: CairnStr,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the string is borrowed for the call; we copy it.
+        let path = unsafe { super::text(path, "the directory") }?;
+        services.archive_directory(path).map(path_reply)
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
+}
+
+unsafe extern "C" fn host_raise_alert(
+    host: *const CairnHost,
+    database: CairnStr,
+    message: CairnStr,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the strings are borrowed for the call; we copy them.
+        let (database, message) = unsafe {
+            (
+                super::text(database, "the database name")?,
+                super::text(message, "the alert")?,
+            )
+        };
+        services
+            .raise_alert((!database.is_empty()).then_some(database), message)
+            .map(|()| Reply::default())
+    });
+    if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    }
 }
 
 unsafe extern "C" fn host_register_procedure(

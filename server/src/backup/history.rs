@@ -64,6 +64,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 pub struct History {
     path: PathBuf,
     conn: Mutex<Connection>,
+    interrupted: Vec<PathBuf>,
 }
 
 const CREATE: &str = "
@@ -110,22 +111,34 @@ impl History {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.execute_batch(CREATE).map_err(err)?;
-        let stale = conn
-            .execute(
-                "UPDATE backups SET status = 'failed', end_ts = ?1, backup_error = 'the server stopped while this ran' WHERE status = 'running'",
-                [now()],
+        let interrupted = conn
+            .prepare(
+                "UPDATE backups SET status = 'failed', end_ts = ?1, backup_error = 'the server stopped while this ran' WHERE status = 'running' RETURNING path",
             )
+            .and_then(|mut update| {
+                update
+                    .query_map([now()], |row| row.get::<_, String>(0))?
+                    .map(|path| path.map(PathBuf::from))
+                    .collect::<rusqlite::Result<Vec<PathBuf>>>()
+            })
             .map_err(err)?;
-        if stale > 0 {
+        if !interrupted.is_empty() {
             tracing::warn!(
-                count = stale,
+                count = interrupted.len(),
                 "backups that were running when the server stopped are marked failed"
             );
         }
         Ok(History {
             path,
             conn: Mutex::new(conn),
+            interrupted,
         })
+    }
+
+    /// The targets of the jobs a stopped server left running (their temporary files lie
+    /// beside them).
+    pub fn interrupted(&self) -> &[PathBuf] {
+        &self.interrupted
     }
 
     pub fn path(&self) -> &Path {
@@ -155,6 +168,25 @@ impl History {
             c.execute(
                 "INSERT INTO backups (database, kind, status, start_ts, path, requested_by) VALUES (?1, ?2, 'running', ?3, ?4, ?5)",
                 params![database, kind, now(), path.display().to_string(), requested_by],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Records a backup that failed before it could start (its target could not be made).
+    pub fn failed_to_start(
+        &self,
+        database: &str,
+        kind: &str,
+        path: &str,
+        error: &str,
+        requested_by: &str,
+    ) -> Result<i64, BackupError> {
+        self.with(|c| {
+            let now = now();
+            c.execute(
+                "INSERT INTO backups (database, kind, status, start_ts, end_ts, path, backup_error, requested_by) VALUES (?1, ?2, 'failed', ?3, ?3, ?4, ?5, ?6)",
+                params![database, kind, now, path, error, requested_by],
             )?;
             Ok(c.last_insert_rowid())
         })

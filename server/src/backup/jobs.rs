@@ -128,11 +128,22 @@ impl Backups {
             source,
         })?;
         let history = History::open(data_dir)?;
-        let dirs: Vec<PathBuf> = rules
+        // Interrupted jobs may have written into subdirectories of the roots (a plugin's
+        // target directory): their temporaries lie beside their targets.
+        let beside_interrupted = history
+            .interrupted()
+            .iter()
+            .filter_map(|target| target.parent())
+            .filter(|dir| rules.roots().any(|root| dir.starts_with(root)))
+            .map(Path::to_owned);
+        let mut dirs: Vec<PathBuf> = rules
             .roots()
             .map(Path::to_owned)
             .chain([catalog.dir().to_owned()])
+            .chain(beside_interrupted)
             .collect();
+        dirs.sort();
+        dirs.dedup();
         for dir in dirs {
             for removed in files::remove_stale_temp_files(&dir) {
                 tracing::warn!(path = %removed.display(), "removed a temporary file left by an interrupted backup or restore");
@@ -180,7 +191,27 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
-        let target = self.rules.archive_target(requested)?;
+        let target = match self.rules.archive_target(requested) {
+            Ok(target) => target,
+            // The request was sound but the file system refused: that is a failed backup,
+            // and an unattended caller finds it in the history like any other.
+            Err(e @ BackupError::Io { .. }) if self.catalog.exists(database) => {
+                let message = e.to_string();
+                tracing::error!(database, error = %message, "backup failed before it started");
+                self.emit(EventKind::BackupFailed, database, &message);
+                if let Err(recording) = self.history.failed_to_start(
+                    database,
+                    "backup",
+                    requested,
+                    &message,
+                    requested_by,
+                ) {
+                    tracing::error!(error = %recording, "could not record a failed backup in the history");
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         self.start_at(database, target, options, requested_by)
     }
 

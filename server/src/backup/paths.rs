@@ -37,6 +37,29 @@ impl PathRules {
         Ok(path)
     }
 
+    /// The directory `requested` names (the backup directory itself included, for an empty
+    /// path or "."), created if needed.
+    pub fn archive_directory(&self, requested: &str) -> Result<PathBuf, BackupError> {
+        let trimmed = requested.trim();
+        let (path, root) = if trimmed.is_empty() || trimmed == "." {
+            (self.directory.clone(), self.directory.clone())
+        } else if let Some(root) = self
+            .roots()
+            .find(|root| normalize(Path::new(trimmed)) == *root)
+        {
+            (root.to_owned(), root.to_owned())
+        } else {
+            self.lexical(trimmed)?
+        };
+        std::fs::create_dir_all(&path).map_err(|source| BackupError::Io {
+            action: "creating directory",
+            path: path.clone(),
+            source,
+        })?;
+        self.check_real(&path, &root, requested)?;
+        Ok(path)
+    }
+
     /// The existing archive named `requested`.
     pub fn archive_source(&self, requested: &str) -> Result<PathBuf, BackupError> {
         let (path, root) = self.lexical(requested)?;
@@ -173,5 +196,20 @@ mod tests {
         let (dir, rules) = rules();
         std::os::unix::fs::symlink(dir.path(), rules.directory.join("out")).unwrap();
         assert!(rules.archive_target("out/a.zip").is_err());
+    }
+
+    #[test]
+    fn directories_resolve_like_archives_and_may_be_a_root() {
+        let (dir, rules) = rules();
+        assert_eq!(rules.archive_directory("").unwrap(), rules.directory);
+        assert_eq!(rules.archive_directory(".").unwrap(), rules.directory);
+        let nightly = rules.archive_directory("nightly").unwrap();
+        assert_eq!(nightly, rules.directory.join("nightly"));
+        assert!(nightly.is_dir());
+        let extra = rules.allowed[0].to_str().unwrap();
+        assert_eq!(rules.archive_directory(extra).unwrap(), rules.allowed[0]);
+        assert!(rules.archive_directory("../x").is_err());
+        let outside = dir.path().join("elsewhere");
+        assert!(rules.archive_directory(outside.to_str().unwrap()).is_err());
     }
 }

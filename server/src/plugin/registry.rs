@@ -171,13 +171,17 @@ struct JobRunner {
     /// Cleared when the job is unregistered: a firing that races the removal does nothing.
     active: AtomicBool,
     running: AtomicBool,
+    /// Whether the current run's overlap with later firings was logged.
+    overlap_reported: AtomicBool,
     plugins: Weak<Plugins>,
 }
 
 /// The builtin plugins: linked into the server, loaded through the same descriptor.
 fn builtin(name: &str) -> Option<&'static abi::CairnPluginDescriptor> {
-    let _ = name;
-    None
+    match name {
+        "automatic_backup" => Some(&automatic_backup::cairn_plugin_v1),
+        _ => None,
+    }
 }
 
 /// (plugin, job name).
@@ -190,6 +194,8 @@ pub struct Plugins {
     plugin_dir: PathBuf,
     /// Fresh copies of libraries for RELOAD live here (emptied at start-up).
     copies_dir: PathBuf,
+    /// `<data_dir>/plugin-state`: one private directory per plugin, kept across runs.
+    state_root: PathBuf,
     declared: Mutex<Vec<PluginDecl>>,
     catalog: Arc<Catalog>,
     backups: Arc<crate::backup::Backups>,
@@ -244,6 +250,7 @@ impl Plugins {
             config_source: config.source.clone(),
             plugin_dir: config.plugin_dir.clone(),
             copies_dir,
+            state_root: config.data_dir.join("plugin-state"),
             declared: Mutex::new(config.plugins.clone()),
             catalog,
             backups,
@@ -341,6 +348,23 @@ impl Plugins {
         self.load(&decl, true).await
     }
 
+    /// Reloads every plugin that is running or failed (SIGHUP); each outcome is logged.
+    pub async fn reload_all(&self) {
+        let names: Vec<String> = lock(&self.entries)
+            .iter()
+            .filter(|(_, e)| e.loaded.is_some() || e.state == State::Failed)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            match self.reload(&name).await {
+                Ok(()) => tracing::info!(plugin = %name, "plugin reloaded"),
+                Err(e) => {
+                    tracing::error!(plugin = %name, error = %e, "plugin reload refused; the running instance goes on")
+                }
+            }
+        }
+    }
+
     /// Loads `decl`. With `replace`, an instance already running under that name is stopped
     /// once the new one has been created (so a refused config keeps the old one).
     async fn load(&self, decl: &PluginDecl, replace: bool) -> Result<(), PluginError> {
@@ -408,6 +432,7 @@ impl Plugins {
             log_dispatch: self.log_dispatch.clone(),
             attached: AtomicBool::new(true),
             subscriptions: AtomicU64::new(0),
+            state_directory: self.state_root.join(&decl.name),
         });
         let table = HostTable::new(
             Arc::clone(&services) as Arc<dyn cairn_plugin_api::ffi::host::HostServices>,
@@ -604,6 +629,7 @@ impl Plugins {
             job,
             active: AtomicBool::new(true),
             running: AtomicBool::new(false),
+            overlap_reported: AtomicBool::new(false),
             plugins: self.me.clone(),
         });
         let fire = Arc::clone(&runner);
@@ -840,9 +866,13 @@ impl JobRunner {
             return;
         }
         if self.running.swap(true, Ordering::AcqRel) {
-            tracing::warn!(plugin = %self.plugin, job = %self.job.name, "previous run still going; this run is skipped");
+            // Said once per long run, not at every firing it overlaps.
+            if !self.overlap_reported.swap(true, Ordering::AcqRel) {
+                tracing::debug!(plugin = %self.plugin, job = %self.job.name, "previous run still going; firings are skipped until it ends");
+            }
             return;
         }
+        self.overlap_reported.store(false, Ordering::Release);
         let outcome = self.job.run().await;
         self.running.store(false, Ordering::Release);
         match outcome {

@@ -1,5 +1,7 @@
 //! What the server offers one plugin instance through its host table.
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -34,6 +36,8 @@ pub(super) struct PluginServices {
     pub(super) attached: AtomicBool,
     /// Bit `1 << kind` per subscribed event kind.
     pub(super) subscriptions: AtomicU64,
+    /// `<data_dir>/plugin-state/<plugin>`, made on first request.
+    pub(super) state_directory: PathBuf,
 }
 
 impl std::fmt::Debug for PluginServices {
@@ -288,6 +292,44 @@ impl HostServices for PluginServices {
             message: None,
         })
     }
+
+    fn state_directory(&self) -> Result<PathBuf, PluginError> {
+        self.check_attached()?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.state_directory)
+            .map_err(|e| {
+                PluginError::failed(format!(
+                    "cannot create the plugin state directory {}: {e}",
+                    self.state_directory.display()
+                ))
+            })?;
+        Ok(self.state_directory.clone())
+    }
+
+    fn archive_directory(&self, path: String) -> Result<PathBuf, PluginError> {
+        self.check_attached()?;
+        self.backups
+            .rules()
+            .archive_directory(&path)
+            .map_err(plugin_backup_error)
+    }
+
+    fn raise_alert(&self, database: Option<String>, message: String) -> Result<(), PluginError> {
+        let plugins = self.registry()?;
+        let database = database.unwrap_or_default();
+        tracing::dispatcher::with_default(
+            &self.log_dispatch,
+            || tracing::error!(plugin = %self.plugin, database = %database, alert = true, "{message}"),
+        );
+        plugins.emit(
+            cairn_plugin_api::EventKind::Alert,
+            &database,
+            &format!("{}: {message}", self.plugin),
+        );
+        Ok(())
+    }
 }
 
 fn literal(name: &str, value: Value) -> Result<Literal, PluginError> {
@@ -309,6 +351,8 @@ fn plugin_backup_error(e: BackupError) -> PluginError {
         BackupError::InvalidOption(m) | BackupError::PathRefused(m) => {
             PluginError::InvalidArgument(m)
         }
+        // A caller that runs backups on a schedule tells "busy" from "broken" by this.
+        e @ BackupError::AlreadyRunning { .. } => PluginError::Refused(e.to_string()),
         other => PluginError::failed(other.to_string()),
     }
 }

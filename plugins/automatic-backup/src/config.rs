@@ -1,0 +1,404 @@
+//! The plugin's config (`config/automatic-backup.toml`), read and checked once: a value that
+//! cannot work is refused here, with the key named, so the server keeps serving without this
+//! plugin (at start) or keeps the running config (on reload).
+
+use std::time::Duration;
+
+use cairn_plugin_api::{PluginConfig, PluginError, Value};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::duration;
+use crate::naming::Template;
+use crate::retention::Retention;
+use crate::schedule::Schedule;
+
+/// What the operator wrote, before checking.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Written {
+    #[serde(default = "yes")]
+    enabled: bool,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    first_time: Option<String>,
+    delay: Option<String>,
+    #[serde(default)]
+    db_include: Vec<String>,
+    #[serde(default)]
+    db_exclude: Vec<String>,
+    #[serde(default = "full")]
+    mode: String,
+    #[serde(default = "default_directory")]
+    target_directory: String,
+    #[serde(default = "default_file_name")]
+    target_file_name: String,
+    compression_level: Option<i64>,
+    buffer_size: Option<Size>,
+    max_rate: Option<Size>,
+    #[serde(default = "yes")]
+    verify: bool,
+    #[serde(default)]
+    on_previous_running: Overlap,
+    #[serde(default = "default_retries")]
+    retries: u32,
+    #[serde(default = "default_retry_delay")]
+    retry_delay: String,
+    #[serde(default = "yes")]
+    catch_up: bool,
+    retention: Option<WrittenRetention>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WrittenRetention {
+    #[serde(default)]
+    keep_last: u32,
+    #[serde(default)]
+    keep_hourly: u32,
+    #[serde(default)]
+    keep_daily: u32,
+    #[serde(default)]
+    keep_weekly: u32,
+    #[serde(default)]
+    keep_monthly: u32,
+    #[serde(default)]
+    keep_yearly: u32,
+    keep_within: Option<String>,
+    #[serde(default = "one")]
+    min_keep: u32,
+}
+
+/// A size as bytes or as text ("1MiB"); the server reads both.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(i64),
+    Text(String),
+}
+
+/// What a run does when the previous run of the same database is still going.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overlap {
+    /// This run is dropped; the next one is the next scheduled time.
+    #[default]
+    Skip,
+    /// This run starts as soon as the previous one ends.
+    Wait,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn full() -> String {
+    "full".into()
+}
+fn default_directory() -> String {
+    "automatic".into()
+}
+fn default_file_name() -> String {
+    "${DBNAME}-${DATE:yyyyMMddHHmmss}.zip".into()
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_retry_delay() -> String {
+    "1m".into()
+}
+
+/// A checked config.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub enabled: bool,
+    pub schedule: Schedule,
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+    pub target_directory: String,
+    pub template: Template,
+    /// Options for the server's backup (`compression_level`, `buffer_size`, `max_rate`).
+    pub backup_options: Vec<(&'static str, Value)>,
+    pub verify: bool,
+    pub on_previous_running: Overlap,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub catch_up: bool,
+    /// `None`: every archive is kept.
+    pub retention: Option<Retention>,
+}
+
+fn key_error(key: &str, message: impl std::fmt::Display) -> PluginError {
+    PluginError::Config(format!("`{key}` {message}"))
+}
+
+impl Policy {
+    /// Reads and checks the config.
+    pub fn from_config(config: &PluginConfig) -> Result<Policy, PluginError> {
+        let written: Written = config.parse()?;
+        let zone: Tz = match &written.timezone {
+            None => Tz::UTC,
+            Some(name) => name.parse().map_err(|_| {
+                key_error(
+                    "timezone",
+                    format!("{name:?} is not an IANA time zone; write one such as \"Europe/Berlin\" or \"UTC\""),
+                )
+            })?,
+        };
+        let schedule = match (&written.schedule, &written.first_time, &written.delay) {
+            (Some(cron), None, None) => {
+                Schedule::cron(cron, zone).map_err(|m| key_error("schedule", m))?
+            }
+            (None, Some(first_time), Some(delay)) => {
+                let delay = duration::parse(delay).map_err(|m| key_error("delay", m))?;
+                Schedule::every(first_time, delay, zone).map_err(|(key, m)| key_error(key, m))?
+            }
+            (Some(_), _, _) => {
+                return Err(key_error(
+                    "schedule",
+                    "and `first_time`/`delay` are both set; keep one way of saying when",
+                ));
+            }
+            (None, Some(_), None) => {
+                return Err(key_error(
+                    "delay",
+                    "is missing; `first_time` needs a `delay` (\"1d\", \"4h\")",
+                ));
+            }
+            (None, None, Some(_)) => {
+                return Err(key_error(
+                    "first_time",
+                    "is missing; `delay` needs a `first_time` (\"02:00:00\")",
+                ));
+            }
+            (None, None, None) => {
+                return Err(key_error(
+                    "schedule",
+                    "is missing; write a cron expression (schedule = \"0 2 * * *\") or first_time and delay",
+                ));
+            }
+        };
+        let include = patterns("db_include", &written.db_include)?;
+        let exclude = patterns("db_exclude", &written.db_exclude)?;
+        match written.mode.as_str() {
+            "full" => {}
+            "export" => {
+                return Err(key_error(
+                    "mode",
+                    "\"export\" writes EXPORT DATABASE files, which this server cannot make yet; use \"full\"",
+                ));
+            }
+            other => {
+                return Err(key_error(
+                    "mode",
+                    format!(
+                        "{other:?} is not a mode; write \"full\" (or \"export\" once the server has EXPORT DATABASE)"
+                    ),
+                ));
+            }
+        }
+        if written.target_directory.trim().is_empty() {
+            return Err(key_error(
+                "target_directory",
+                "is empty; write a directory such as \"automatic\" (it resolves under the server's backup directory)",
+            ));
+        }
+        let template = Template::parse(&written.target_file_name)
+            .map_err(|m| key_error("target_file_name", m))?;
+        let mut backup_options = Vec::new();
+        if let Some(level) = written.compression_level {
+            if !(0..=9).contains(&level) {
+                return Err(key_error(
+                    "compression_level",
+                    format!("is {level}; write 0 (store) to 9 (smallest)"),
+                ));
+            }
+            backup_options.push(("compression_level", Value::Integer(level)));
+        }
+        for (key, size) in [
+            ("buffer_size", &written.buffer_size),
+            ("max_rate", &written.max_rate),
+        ] {
+            match size {
+                Some(Size::Bytes(n)) if *n <= 0 => {
+                    return Err(key_error(
+                        key,
+                        format!("is {n}; write a positive size such as \"1MiB\""),
+                    ));
+                }
+                Some(Size::Bytes(n)) => backup_options.push((key, Value::Integer(*n))),
+                Some(Size::Text(text)) => backup_options.push((key, Value::Text(text.clone()))),
+                None => {}
+            }
+        }
+        let retry_delay =
+            duration::parse(&written.retry_delay).map_err(|m| key_error("retry_delay", m))?;
+        let retention = written
+            .retention
+            .map(|r| -> Result<Retention, PluginError> {
+                let keep_within = r
+                    .keep_within
+                    .as_deref()
+                    .map(duration::parse)
+                    .transpose()
+                    .map_err(|m| key_error("retention.keep_within", m))?;
+                let retention = Retention {
+                    keep_last: r.keep_last,
+                    keep_hourly: r.keep_hourly,
+                    keep_daily: r.keep_daily,
+                    keep_weekly: r.keep_weekly,
+                    keep_monthly: r.keep_monthly,
+                    keep_yearly: r.keep_yearly,
+                    keep_within,
+                    min_keep: r.min_keep,
+                };
+                if !retention.has_rules() {
+                    return Err(key_error(
+                        "retention",
+                        "has no keep_* rule, so it would keep only min_keep archives; add a rule (keep_daily = 7) or remove [retention] to keep every archive",
+                    ));
+                }
+                if retention.min_keep == 0 {
+                    return Err(key_error(
+                        "retention.min_keep",
+                        "is 0, which would allow deleting the only good copy; write 1 or more",
+                    ));
+                }
+                Ok(retention)
+            })
+            .transpose()?;
+        if retention.is_some() && !written.verify {
+            return Err(key_error(
+                "verify",
+                "is false while [retention] is set: pruning runs only after a verified backup; set verify = true or remove [retention]",
+            ));
+        }
+        Ok(Policy {
+            enabled: written.enabled,
+            schedule,
+            include,
+            exclude,
+            target_directory: written.target_directory,
+            template,
+            backup_options,
+            verify: written.verify,
+            on_previous_running: written.on_previous_running,
+            retries: written.retries,
+            retry_delay,
+            catch_up: written.catch_up,
+            retention,
+        })
+    }
+
+    /// Whether `database` is backed up: included (an empty include list includes all) and
+    /// not excluded (exclude wins).
+    pub fn includes(&self, database: &str) -> bool {
+        let included = self.include.is_empty() || self.include.iter().any(|p| p.matches(database));
+        included && !self.exclude.iter().any(|p| p.matches(database))
+    }
+}
+
+fn patterns(key: &str, written: &[String]) -> Result<Vec<glob::Pattern>, PluginError> {
+    written
+        .iter()
+        .map(|p| {
+            glob::Pattern::new(p)
+                .map_err(|e| key_error(key, format!("has {p:?}, which is not a name or glob: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Result<Policy, PluginError> {
+        Policy::from_config(&PluginConfig::new(text))
+    }
+
+    fn refusal(text: &str) -> String {
+        match policy(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_shipped_config_is_valid() {
+        let shipped = include_str!("../../../config/automatic-backup.toml");
+        let policy = policy(shipped).unwrap();
+        assert!(policy.enabled);
+        assert!(policy.verify);
+        assert!(policy.retention.is_some());
+    }
+
+    #[test]
+    fn include_and_exclude_take_names_and_globs_and_exclude_wins() {
+        let p = policy("schedule = \"0 2 * * *\"\ndb_include = [\"sales*\", \"hr\"]\ndb_exclude = [\"sales_tmp\"]").unwrap();
+        assert!(p.includes("sales"));
+        assert!(p.includes("sales_eu"));
+        assert!(p.includes("hr"));
+        assert!(!p.includes("sales_tmp"));
+        assert!(!p.includes("crm"));
+        let all = policy("schedule = \"0 2 * * *\"\ndb_exclude = [\"scratch\"]").unwrap();
+        assert!(all.includes("crm"));
+        assert!(!all.includes("scratch"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        for (text, key) in [
+            ("", "`schedule` is missing"),
+            ("schedule = \"0 2 * *\"", "`schedule`"),
+            (
+                "schedule = \"0 2 * * *\"\ntimezone = \"Mars/Olympus\"",
+                "`timezone`",
+            ),
+            ("first_time = \"02:00:00\"", "`delay` is missing"),
+            ("first_time = \"2am\"\ndelay = \"1d\"", "`first_time`"),
+            ("first_time = \"02:00:00\"\ndelay = \"5h\"", "`delay`"),
+            ("schedule = \"0 2 * * *\"\nmode = \"export\"", "`mode`"),
+            ("schedule = \"0 2 * * *\"\nmode = \"incremental\"", "`mode`"),
+            (
+                "schedule = \"0 2 * * *\"\ncompression_level = 12",
+                "`compression_level`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\ntarget_file_name = \"backup.zip\"",
+                "`target_file_name`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\nretry_delay = \"soon\"",
+                "`retry_delay`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\n[retention]\nmin_keep = 2",
+                "`retention`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\n[retention]\nkeep_daily = 7\nmin_keep = 0",
+                "`retention.min_keep`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\nverify = false\n[retention]\nkeep_daily = 7",
+                "`verify`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\ndb_include = [\"[\"]",
+                "`db_include`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\ncompresion_level = 1",
+                "unknown field `compresion_level`",
+            ),
+        ] {
+            let message = refusal(text);
+            assert!(
+                message.contains(key),
+                "{text:?} gave {message:?}, not naming {key}"
+            );
+        }
+    }
+}

@@ -1,0 +1,690 @@
+//! The plugin: its procedures, a once-a-second check per database, and one run from backup to
+//! verification to pruning.
+//!
+//! The server's job scheduler fires each database's check every second and never overlaps
+//! two firings of one job; the check does nothing until the database's next run is due. Times
+//! come from [`Schedule`] in the configured zone, not from the server's UTC cron, so DST and
+//! restarts are handled in one place that is tested with explicit instants.
+
+use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use cairn_plugin_api::{
+    Args, ColumnType, Event, EventKind, Host, Plugin, PluginConfig, PluginError, Procedure, Reply,
+    Value, tracing,
+};
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::FutureExt;
+
+use crate::archives::{self, Verdict};
+use crate::config::{Overlap, Policy};
+use crate::state::{ArchiveRecord, Armed, State, StateFile};
+
+/// Each database's check fires every second.
+const TICK: &str = "* * * * * *";
+/// Job names are this prefix and the database name.
+const JOB_PREFIX: &str = "backup ";
+/// Retries back off up to this far apart.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+/// How often a run waiting for someone else's backup of the same database looks again.
+const BUSY_POLL: Duration = Duration::from_secs(1);
+
+/// The automatic-backup plugin.
+#[derive(Debug)]
+pub struct AutomaticBackup {
+    policy: Policy,
+    ready: OnceLock<Ready>,
+    /// One lock per database: two runs of one database never overlap.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Each scheduled database's next run, as in the state file, for the per-second check.
+    due: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+/// What `start` found out: where archives go and where state lives.
+#[derive(Debug)]
+struct Ready {
+    directory: PathBuf,
+    state: StateFile,
+}
+
+/// A run that ended well.
+struct Done {
+    path: String,
+    bytes: u64,
+    pruned: usize,
+}
+
+/// Why one attempt did not end well.
+enum Attempt {
+    /// Another backup of the database is running (someone's BACKUP, or the previous
+    /// instance's run during a reload).
+    Busy(String),
+    Failed(String),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn optional_text(text: Option<String>) -> Value {
+    text.map_or(Value::Null, Value::Text)
+}
+
+fn failed(e: impl std::fmt::Display) -> PluginError {
+    PluginError::failed(e.to_string())
+}
+
+#[cairn_plugin_api::async_trait]
+impl Plugin for AutomaticBackup {
+    fn new(config: PluginConfig) -> Result<Self, PluginError> {
+        Ok(AutomaticBackup {
+            policy: Policy::from_config(&config)?,
+            ready: OnceLock::new(),
+            locks: Mutex::new(HashMap::new()),
+            due: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn start(&self, host: &Host) -> Result<(), PluginError> {
+        if host.abi_minor() < 2 {
+            return Err(PluginError::failed(format!(
+                "this plugin needs a server with plugin ABI 1.2 or later; this one offers 1.{}",
+                host.abi_minor()
+            )));
+        }
+        let directory = host
+            .archive_directory(&self.policy.target_directory)
+            .map_err(|e| {
+                PluginError::Config(format!(
+                    "`target_directory` {:?}: {}",
+                    self.policy.target_directory,
+                    e.message()
+                ))
+            })?;
+        let state = StateFile::in_directory(&host.state_directory()?);
+        state.read().map_err(failed)?;
+        let _ = self.ready.set(Ready { directory, state });
+
+        host.register_procedure(
+            Procedure::new("status")
+                .description("One row per database: last run, its outcome, archives kept, next run")
+                .column("database", ColumnType::Text)
+                .column("last_run", ColumnType::Text)
+                .column("last_status", ColumnType::Text)
+                .column("last_error", ColumnType::Text)
+                .column("last_archive", ColumnType::Text)
+                .column("archives_kept", ColumnType::Integer)
+                .column("next_run", ColumnType::Text),
+        )?;
+        host.register_procedure(
+            Procedure::new("run")
+                .description("run('db'): back up, verify and prune one database now")
+                .column("database", ColumnType::Text)
+                .column("archive", ColumnType::Text)
+                .column("bytes", ColumnType::Integer)
+                .column("pruned", ColumnType::Integer),
+        )?;
+        host.register_procedure(
+            Procedure::new("prune")
+                .description(
+                    "prune(dry_run => true[, database => 'db']): what retention keeps and removes",
+                )
+                .column("database", ColumnType::Text)
+                .column("archive", ColumnType::Text)
+                .column("created_at", ColumnType::Text)
+                .column("action", ColumnType::Text)
+                .column("reason", ColumnType::Text),
+        )?;
+        host.subscribe(&[EventKind::DatabaseCreated])?;
+        if !self.policy.enabled {
+            tracing::info!("automatic backups are disabled (enabled = false); run() still works");
+            return Ok(());
+        }
+        let mut armed = 0;
+        for database in host.databases()? {
+            if self.policy.includes(&database) {
+                self.arm(host, &database)?;
+                armed += 1;
+            }
+        }
+        tracing::info!(
+            databases = armed,
+            schedule = %self.policy.schedule.key(),
+            directory = %self.ready()?.directory.display(),
+            "automatic backups scheduled"
+        );
+        Ok(())
+    }
+
+    async fn on_event(&self, host: &Host, event: Event) -> Result<(), PluginError> {
+        match (event.kind, event.database) {
+            (EventKind::DatabaseCreated, Some(database))
+                if self.policy.enabled && self.policy.includes(&database) =>
+            {
+                self.arm(host, &database)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn call(
+        &self,
+        host: &Host,
+        procedure: &str,
+        args: Args,
+    ) -> Result<Vec<Vec<Value>>, PluginError> {
+        match procedure {
+            "status" => self.status(host),
+            "run" => {
+                let database = args
+                    .get(0)
+                    .or_else(|| args.named("database"))
+                    .and_then(Value::as_text)
+                    .ok_or_else(|| {
+                        PluginError::InvalidArgument(
+                            "run needs the database: CALL automatic_backup.run('sales')".into(),
+                        )
+                    })?
+                    .to_owned();
+                if !host.databases()?.contains(&database) {
+                    return Err(PluginError::InvalidArgument(format!(
+                        "there is no database {database:?}"
+                    )));
+                }
+                let done = self.run_now(host, &database).await?;
+                Ok(vec![vec![
+                    Value::Text(database),
+                    Value::Text(done.path),
+                    Value::Integer(i64::try_from(done.bytes).unwrap_or(i64::MAX)),
+                    Value::Integer(done.pruned as i64),
+                ]])
+            }
+            "prune" => {
+                let dry_run = match args.named("dry_run").or_else(|| args.get(0)) {
+                    None | Some(Value::Null) => true,
+                    Some(value) => value.as_bool().ok_or_else(|| {
+                        PluginError::InvalidArgument("dry_run is true or false".into())
+                    })?,
+                };
+                let only = args
+                    .named("database")
+                    .or_else(|| args.get(1))
+                    .and_then(Value::as_text)
+                    .map(str::to_owned);
+                self.prune_call(dry_run, only)
+            }
+            other => Err(PluginError::InvalidArgument(format!(
+                "automatic_backup has no procedure {other}; it has status, run and prune"
+            ))),
+        }
+    }
+
+    async fn run_job(&self, host: &Host, job: &str) -> Result<(), PluginError> {
+        match job.strip_prefix(JOB_PREFIX) {
+            Some(database) => self.check(host, database).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl AutomaticBackup {
+    fn ready(&self) -> Result<&Ready, PluginError> {
+        self.ready
+            .get()
+            .ok_or_else(|| PluginError::failed("the plugin has not started"))
+    }
+
+    fn run_lock(&self, database: &str) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(lock(&self.locks).entry(database.to_owned()).or_default())
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, PluginError> {
+        let (answer, _) = self.ready()?.state.update(change).map_err(failed)?;
+        Ok(answer)
+    }
+
+    /// Puts `database` on the schedule: its next run from the state file (or afresh), and
+    /// its per-second check.
+    fn arm(&self, host: &Host, database: &str) -> Result<(), PluginError> {
+        let policy = &self.policy;
+        let at = now();
+        let (armed, next) = self.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            let armed = entry.arm(&policy.schedule, at, policy.catch_up);
+            (armed, entry.next_run)
+        })?;
+        match armed {
+            Armed::CatchUp => tracing::info!(
+                database,
+                "a run came due while the server was down; it runs now (catch_up)"
+            ),
+            Armed::Missed => tracing::warn!(
+                database,
+                "a run came due while the server was down; skipped because catch_up = false"
+            ),
+            Armed::Waiting => {}
+        }
+        let Some(next) = next else {
+            return Err(PluginError::Config(format!(
+                "`schedule` {} never comes due again",
+                policy.schedule.key()
+            )));
+        };
+        lock(&self.due).insert(database.to_owned(), next);
+        match host.schedule(&format!("{JOB_PREFIX}{database}"), TICK) {
+            // Dropped and created again: the check from before is still there.
+            Ok(()) | Err(PluginError::Refused(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The per-second check: runs the database if it is due.
+    async fn check(&self, host: &Host, database: &str) -> Result<(), PluginError> {
+        let Some(due) = lock(&self.due).get(database).copied() else {
+            return Ok(());
+        };
+        if now() < due {
+            return Ok(());
+        }
+        if !host.databases()?.iter().any(|d| d == database) {
+            lock(&self.due).remove(database);
+            return Ok(());
+        }
+        let run_lock = self.run_lock(database);
+        let guard = match self.policy.on_previous_running {
+            Overlap::Wait => run_lock.lock_owned().await,
+            Overlap::Skip => match run_lock.try_lock_owned() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    self.skipped(database, "the previous run of this database is still going")?;
+                    return Ok(());
+                }
+            },
+        };
+        let started = now();
+        let outcome = self
+            .run_with_retries(host, database, self.policy.retries)
+            .await;
+        let (policy, ended) = (&self.policy, now());
+        let next = self.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            entry.advance(&policy.schedule, policy.on_previous_running, started, ended);
+            entry.next_run
+        })?;
+        drop(guard);
+        match next {
+            Some(next) => {
+                lock(&self.due).insert(database.to_owned(), next);
+            }
+            None => {
+                lock(&self.due).remove(database);
+            }
+        }
+        if let Err(Attempt::Busy(why)) = outcome {
+            self.skipped(database, &why)?;
+        }
+        Ok(())
+    }
+
+    /// Records a run that did not happen, and moves the schedule on.
+    fn skipped(&self, database: &str, why: &str) -> Result<(), PluginError> {
+        tracing::warn!(database, reason = %why, "scheduled run skipped (on_previous_running = \"skip\")");
+        let (policy, at) = (&self.policy, now());
+        let next = self.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            entry.last_status = Some("skipped".into());
+            entry.last_error = Some(why.to_owned());
+            entry.advance(&policy.schedule, Overlap::Skip, at, at);
+            entry.next_run
+        })?;
+        if let Some(next) = next {
+            lock(&self.due).insert(database.to_owned(), next);
+        }
+        Ok(())
+    }
+
+    /// `run('db')`: one attempt now, with the same lock as scheduled runs.
+    async fn run_now(&self, host: &Host, database: &str) -> Result<Done, PluginError> {
+        let run_lock = self.run_lock(database);
+        let _guard = match self.policy.on_previous_running {
+            Overlap::Wait => run_lock.lock_owned().await,
+            Overlap::Skip => run_lock.try_lock_owned().map_err(|_| {
+                PluginError::Refused(format!(
+                    "a run of {database:?} is in progress; not starting another (on_previous_running = \"skip\")"
+                ))
+            })?,
+        };
+        match self.run_with_retries(host, database, 0).await {
+            Ok(done) => Ok(done),
+            Err(Attempt::Busy(why)) => Err(PluginError::Refused(why)),
+            Err(Attempt::Failed(why)) => Err(PluginError::failed(why)),
+        }
+    }
+
+    /// One run: up to `retries` more attempts after a failure, backing off; a panic counts
+    /// as a failure. The outcome is recorded in the state, failures are logged and alerted.
+    async fn run_with_retries(
+        &self,
+        host: &Host,
+        database: &str,
+        retries: u32,
+    ) -> Result<Done, Attempt> {
+        let started = now();
+        let record = |status: &str, error: Option<String>| {
+            let result = self.update(|state| {
+                let entry = state.databases.entry(database.to_owned()).or_default();
+                entry.last_run = Some(started);
+                entry.last_status = Some(status.to_owned());
+                entry.last_error = error;
+            });
+            if let Err(e) = result {
+                tracing::error!(database, error = %e, "could not record a run in the state file");
+            }
+        };
+        record("running", None);
+        let mut delay = self.policy.retry_delay;
+        let mut attempt = 1;
+        loop {
+            let outcome = AssertUnwindSafe(self.attempt(host, database))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    Err(Attempt::Failed(format!("the run panicked: {message}")))
+                });
+            match outcome {
+                Ok(done) => {
+                    let done = self.after_success(database, done);
+                    record("ok", None);
+                    tracing::info!(database, archive = %done.path, bytes = done.bytes, pruned = done.pruned, "automatic backup complete");
+                    return Ok(done);
+                }
+                Err(Attempt::Busy(why)) if self.policy.on_previous_running == Overlap::Wait => {
+                    tracing::debug!(database, reason = %why, "waiting for the running backup");
+                    let _ = host.sleep(BUSY_POLL).await;
+                }
+                Err(Attempt::Busy(why)) => {
+                    record("skipped", Some(why.clone()));
+                    return Err(Attempt::Busy(why));
+                }
+                Err(Attempt::Failed(why)) if attempt <= retries => {
+                    tracing::error!(database, attempt, retries, retry_in_s = delay.as_secs(), error = %why, "automatic backup failed; retrying");
+                    record("retrying", Some(why));
+                    let _ = host.sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                    attempt += 1;
+                }
+                Err(Attempt::Failed(why)) => {
+                    let message = format!(
+                        "automatic backup of {database:?} failed after {attempt} attempt(s): {why}"
+                    );
+                    // The alert is logged at error level by the server.
+                    if let Err(e) = host.alert(Some(database), &message) {
+                        tracing::error!(database, alert_error = %e, "{message}");
+                    }
+                    record("failed", Some(why.clone()));
+                    return Err(Attempt::Failed(why));
+                }
+            }
+        }
+    }
+
+    /// Backs up, and verifies if configured.
+    async fn attempt(&self, host: &Host, database: &str) -> Result<Done, Attempt> {
+        let ready = self.ready().map_err(|e| Attempt::Failed(e.to_string()))?;
+        let zone = self.policy.schedule.zone();
+        let mut file = self
+            .policy
+            .template
+            .render(database, now().with_timezone(&zone));
+        if ready.directory.join(&file).exists() {
+            // A run in the same second as the last (run() right after a scheduled run):
+            // the next second makes a new name if the template has seconds.
+            let _ = host
+                .sleep(Duration::from_millis(
+                    1000 - u64::from(now().timestamp_subsec_millis()),
+                ))
+                .await;
+            file = self
+                .policy
+                .template
+                .render(database, now().with_timezone(&zone));
+        }
+        let path = ready.directory.join(&file).display().to_string();
+        let reply = host
+            .backup(database, &path, &self.policy.backup_options)
+            .await
+            .map_err(|e| match e {
+                PluginError::Refused(why) => Attempt::Busy(why),
+                other => Attempt::Failed(other.message().to_owned()),
+            })?;
+        let bytes = cell(&reply, "bytes")
+            .and_then(Value::as_integer)
+            .and_then(|b| u64::try_from(b).ok())
+            .unwrap_or(0);
+        let path = cell(&reply, "path")
+            .and_then(Value::as_text)
+            .map_or(path, str::to_owned);
+        let (created_at, verified) = if self.policy.verify {
+            match self.verify(host, database, &path).await {
+                Ok(created_at) => (created_at, true),
+                Err(why) => {
+                    // Out of the template's names, so nobody takes it for a good archive
+                    // and retention never counts it; kept for a post-mortem.
+                    let aside = format!("{path}.unverified");
+                    let moved = std::fs::rename(&path, &aside)
+                        .map(|()| format!("; the archive was renamed to {aside}"))
+                        .unwrap_or_default();
+                    return Err(Attempt::Failed(format!(
+                        "the new archive failed verification: {why}{moved}"
+                    )));
+                }
+            }
+        } else {
+            (now(), false)
+        };
+        self.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            entry.archives.push(ArchiveRecord {
+                file: file.clone(),
+                created_at,
+                bytes,
+                verified,
+            });
+            entry.last_archive = Some(path.clone());
+        })
+        .map_err(|e| Attempt::Failed(e.to_string()))?;
+        Ok(Done {
+            path,
+            bytes,
+            pruned: 0,
+        })
+    }
+
+    /// Reopens the archive and checks it; returns its snapshot time.
+    async fn verify(
+        &self,
+        host: &Host,
+        database: &str,
+        path: &str,
+    ) -> Result<DateTime<Utc>, String> {
+        let reply = host
+            .verify_archive(path)
+            .await
+            .map_err(|e| e.message().to_owned())?;
+        let named = cell(&reply, "database").and_then(Value::as_text);
+        if named != Some(database) {
+            return Err(format!("its manifest names database {named:?}"));
+        }
+        cell(&reply, "created_at")
+            .and_then(Value::as_text)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| "its manifest has no creation time".into())
+    }
+
+    /// Prunes after a verified success; a pruning error is logged, not a failed run.
+    fn after_success(&self, database: &str, mut done: Done) -> Done {
+        if self.policy.retention.is_none() || !self.policy.verify {
+            return done;
+        }
+        match self.prune(database, false) {
+            Ok(verdicts) => done.pruned = verdicts.iter().filter(|v| v.remove).count(),
+            Err(e) => {
+                tracing::error!(database, error = %e, "pruning old archives failed; they stay until the next run")
+            }
+        }
+        done
+    }
+
+    /// Applies retention to `database`'s archives (or only says what it would do).
+    fn prune(&self, database: &str, dry_run: bool) -> Result<Vec<Verdict>, PluginError> {
+        let ready = self.ready()?;
+        let Some(retention) = &self.policy.retention else {
+            return Err(PluginError::InvalidArgument(
+                "the config has no [retention], so every archive is kept".into(),
+            ));
+        };
+        let records = ready
+            .state
+            .read()
+            .map_err(failed)?
+            .databases
+            .get(database)
+            .map(|d| d.archives.clone())
+            .unwrap_or_default();
+        let verdicts = archives::review(
+            &ready.directory,
+            database,
+            &self.policy.template,
+            &records,
+            retention,
+            self.policy.schedule.zone(),
+        );
+        if dry_run {
+            return Ok(verdicts);
+        }
+        let mut gone: BTreeSet<String> = records.iter().map(|r| r.file.clone()).collect();
+        for verdict in &verdicts {
+            if !verdict.remove {
+                gone.remove(&verdict.file);
+                continue;
+            }
+            let path = ready.directory.join(&verdict.file);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(database, archive = %path.display(), "old archive removed by retention")
+                }
+                Err(e) => {
+                    tracing::error!(database, archive = %path.display(), error = %e, "could not remove an old archive");
+                    gone.remove(&verdict.file);
+                }
+            }
+        }
+        self.update(|state| {
+            if let Some(entry) = state.databases.get_mut(database) {
+                entry.archives.retain(|r| !gone.contains(&r.file));
+            }
+        })?;
+        Ok(verdicts)
+    }
+
+    fn prune_call(
+        &self,
+        dry_run: bool,
+        only: Option<String>,
+    ) -> Result<Vec<Vec<Value>>, PluginError> {
+        let databases: Vec<String> = match only {
+            Some(database) => vec![database],
+            None => self
+                .ready()?
+                .state
+                .read()
+                .map_err(failed)?
+                .databases
+                .into_keys()
+                .collect(),
+        };
+        let mut rows = Vec::new();
+        for database in databases {
+            let run_lock = self.run_lock(&database);
+            let _guard = run_lock.try_lock_owned().map_err(|_| {
+                PluginError::Refused(format!(
+                    "a run of {database:?} is in progress; prune after it ends"
+                ))
+            })?;
+            for verdict in self.prune(&database, dry_run)? {
+                let action = match (verdict.remove, dry_run) {
+                    (false, _) => "keep",
+                    (true, true) => "remove",
+                    (true, false) => "removed",
+                };
+                rows.push(vec![
+                    Value::Text(database.clone()),
+                    Value::Text(verdict.file),
+                    Value::Text(time_text(verdict.created_at)),
+                    Value::Text(action.into()),
+                    Value::Text(verdict.reason),
+                ]);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn status(&self, host: &Host) -> Result<Vec<Vec<Value>>, PluginError> {
+        let ready = self.ready()?;
+        let mut state = ready.state.read().map_err(failed)?;
+        for database in host.databases()? {
+            if self.policy.includes(&database) {
+                state.databases.entry(database).or_default();
+            }
+        }
+        let due = lock(&self.due).clone();
+        Ok(state
+            .databases
+            .into_iter()
+            .map(|(database, entry)| {
+                let kept = entry
+                    .archives
+                    .iter()
+                    .filter(|r| ready.directory.join(&r.file).is_file())
+                    .count();
+                let next = due.get(&database).copied().map(time_text);
+                vec![
+                    Value::Text(database),
+                    optional_text(entry.last_run.map(time_text)),
+                    optional_text(entry.last_status),
+                    optional_text(entry.last_error),
+                    optional_text(entry.last_archive),
+                    Value::Integer(kept as i64),
+                    optional_text(next),
+                ]
+            })
+            .collect())
+    }
+}
+
+/// The value of `column` in the first row of a host reply.
+fn cell<'a>(reply: &'a Reply, column: &str) -> Option<&'a Value> {
+    let index = reply
+        .columns
+        .as_ref()?
+        .iter()
+        .position(|c| c.name == column)?;
+    reply.rows.first()?.get(index)
+}

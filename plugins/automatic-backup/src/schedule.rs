@@ -1,0 +1,349 @@
+//! When runs are due: a cron expression or OrientDB's `first_time` plus `delay`, read as
+//! wall-clock times in one time zone.
+//!
+//! Every schedule is a set of wall-clock times, and each of them runs once. A time that does
+//! not exist (the spring-forward gap) runs at the first instant after the gap; a time that
+//! happens twice (the fall-back overlap) runs at its first occurrence only.
+
+use chrono::{
+    DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
+};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+
+/// A validated schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    when: When,
+    zone: Tz,
+    /// What the operator wrote, zone included: a persisted next run belongs to this text.
+    key: String,
+}
+
+#[derive(Debug, Clone)]
+enum When {
+    Cron(Box<Cron>),
+    /// Times of day (sorted) on every `every_days`-th day counted from 1970-01-01.
+    Daily {
+        times: Vec<NaiveTime>,
+        every_days: i64,
+    },
+}
+
+/// How far a search looks ahead before it gives up (a cron for 30 February, say).
+const SEARCH_LIMIT: usize = 10_000;
+
+impl Schedule {
+    /// A cron schedule: 5 fields (minute first) or 6 (second first), in `zone`.
+    pub fn cron(expression: &str, zone: Tz) -> Result<Schedule, String> {
+        let fields = expression.split_whitespace().count();
+        if fields != 5 && fields != 6 {
+            return Err(format!(
+                "{expression:?} has {fields} fields; write 5 (minute hour day month weekday) or 6 (second first)"
+            ));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .build()
+            .parse(expression)
+            .map_err(|e| format!("{expression:?} is not a cron expression: {e}"))?;
+        let schedule = Schedule {
+            when: When::Cron(Box::new(cron)),
+            zone,
+            key: format!("cron {expression} in {zone}"),
+        };
+        if schedule.next_after(Utc::now()).is_none() {
+            return Err(format!("{expression:?} never comes due"));
+        }
+        Ok(schedule)
+    }
+
+    /// OrientDB's schedule: `first_time` ("HH:MM:SS") and then every `delay`, in `zone`. A
+    /// delay under a day must divide the day (the times repeat each day); a longer one must be
+    /// whole days (counted from 1970-01-01, so a restart does not move them).
+    pub fn every(
+        first_time: &str,
+        delay: std::time::Duration,
+        zone: Tz,
+    ) -> Result<Schedule, (&'static str, String)> {
+        let first = NaiveTime::parse_from_str(first_time.trim(), "%H:%M:%S").map_err(|_| {
+            (
+                "first_time",
+                format!(
+                    "{first_time:?} is not a time of day; write \"HH:MM:SS\", e.g. \"02:30:00\""
+                ),
+            )
+        })?;
+        let seconds = delay.as_secs();
+        let day = 86_400;
+        let when = if seconds >= day {
+            if !seconds.is_multiple_of(day) {
+                return Err((
+                    "delay",
+                    format!(
+                        "{seconds} s is more than a day but not whole days; write \"1d\", \"2d\", \"7d\" or use `schedule`"
+                    ),
+                ));
+            }
+            When::Daily {
+                times: vec![first],
+                every_days: (seconds / day) as i64,
+            }
+        } else {
+            if !day.is_multiple_of(seconds) {
+                return Err((
+                    "delay",
+                    format!(
+                        "{seconds} s does not divide a day, so the times would drift from day to day; write one that does (\"30m\", \"4h\", \"6h\") or use `schedule`"
+                    ),
+                ));
+            }
+            let start = u64::from(first.num_seconds_from_midnight()) % seconds;
+            let mut times: Vec<NaiveTime> = (0..day / seconds)
+                .filter_map(|k| {
+                    let at = u32::try_from(start + k * seconds).ok()?;
+                    NaiveTime::from_num_seconds_from_midnight_opt(at, 0)
+                })
+                .collect();
+            times.sort();
+            When::Daily {
+                times,
+                every_days: 1,
+            }
+        };
+        let key = format!("first_time {first} delay {seconds}s in {zone}");
+        Ok(Schedule { when, zone, key })
+    }
+
+    /// The text a persisted next run is tied to.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The zone times are read in.
+    pub fn zone(&self) -> Tz {
+        self.zone
+    }
+
+    /// The first due instant strictly after `after`, if any.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.when {
+            When::Cron(cron) => {
+                let mut from = after.with_timezone(&self.zone);
+                for _ in 0..SEARCH_LIMIT {
+                    let next = cron.find_next_occurrence(&from, false).ok()?;
+                    if self.is_repeat(&next) {
+                        from = next;
+                        continue;
+                    }
+                    return Some(next.with_timezone(&Utc));
+                }
+                None
+            }
+            When::Daily { times, every_days } => {
+                let start = after
+                    .with_timezone(&self.zone)
+                    .date_naive()
+                    .checked_sub_days(Days::new(1))?;
+                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+                (0..SEARCH_LIMIT as u64)
+                    .filter_map(|d| start.checked_add_days(Days::new(d)))
+                    .filter(|date| (*date - epoch).num_days().rem_euclid(*every_days) == 0)
+                    .flat_map(|date| times.iter().map(move |t| date.and_time(*t)))
+                    .filter_map(|local| self.resolve(local))
+                    .find(|at| *at > after)
+            }
+        }
+    }
+
+    /// The instant a wall-clock time runs at: the first of two in an overlap, the end of the
+    /// gap for one that does not exist.
+    fn resolve(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+        match self.zone.from_local_datetime(&local) {
+            LocalResult::Single(at) => Some(at.with_timezone(&Utc)),
+            LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+            LocalResult::None => {
+                // Gaps are whole minutes and at most a few hours long.
+                (1..=6 * 60).find_map(|minute| {
+                    let later = local + chrono::Duration::minutes(minute);
+                    let later = later.date().and_hms_opt(later.hour(), later.minute(), 0)?;
+                    match self.zone.from_local_datetime(&later) {
+                        LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => {
+                            Some(at.with_timezone(&Utc))
+                        }
+                        LocalResult::None => None,
+                    }
+                })
+            }
+        }
+    }
+
+    /// Whether `at` is the second occurrence of a wall-clock time (fall-back overlap).
+    fn is_repeat(&self, at: &DateTime<Tz>) -> bool {
+        matches!(
+            self.zone.from_local_datetime(&at.naive_local()),
+            LocalResult::Ambiguous(first, _) if first != *at
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::{America::New_York, Europe::Berlin, UTC};
+    use std::time::Duration;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// The first `n` due instants after `start`, as RFC 3339 in UTC.
+    fn sequence(schedule: &Schedule, start: &str, n: usize) -> Vec<String> {
+        let mut at = utc(start);
+        (0..n)
+            .map(|_| {
+                at = schedule.next_after(at).unwrap();
+                at.to_rfc3339()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cron_with_five_or_six_fields() {
+        let every_15 = Schedule::cron("*/15 * * * *", UTC).unwrap();
+        assert_eq!(
+            sequence(&every_15, "2026-01-01T10:07:00Z", 3),
+            [
+                "2026-01-01T10:15:00+00:00",
+                "2026-01-01T10:30:00+00:00",
+                "2026-01-01T10:45:00+00:00"
+            ]
+        );
+        let every_5s = Schedule::cron("*/5 * * * * *", UTC).unwrap();
+        assert_eq!(
+            sequence(&every_5s, "2026-01-01T10:00:03Z", 2),
+            ["2026-01-01T10:00:05+00:00", "2026-01-01T10:00:10+00:00"]
+        );
+        for bad in ["* * * *", "* * * * * * *", "61 * * * *", "not cron at all"] {
+            assert!(Schedule::cron(bad, UTC).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn cron_times_are_read_in_the_zone() {
+        // 02:00 in Berlin is 01:00 UTC in winter and 00:00 UTC in summer.
+        let nightly = Schedule::cron("0 2 * * *", Berlin).unwrap();
+        assert_eq!(
+            sequence(&nightly, "2026-01-10T12:00:00Z", 1),
+            ["2026-01-11T01:00:00+00:00"]
+        );
+        assert_eq!(
+            sequence(&nightly, "2026-07-10T12:00:00Z", 1),
+            ["2026-07-11T00:00:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn spring_forward_gap_runs_once_at_the_next_valid_time() {
+        // Berlin, 29 March 2026: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
+        let nightly = Schedule::cron("30 2 * * *", Berlin).unwrap();
+        assert_eq!(
+            sequence(&nightly, "2026-03-28T12:00:00Z", 3),
+            [
+                "2026-03-29T01:00:00+00:00", // 03:00 CEST: the first instant after the gap
+                "2026-03-30T00:30:00+00:00", // 02:30 CEST
+                "2026-03-31T00:30:00+00:00"
+            ]
+        );
+        // New York, 8 March 2026: 02:00 EST jumps to 03:00 EDT (07:00 UTC).
+        let every = Schedule::every("02:30:00", Duration::from_secs(86_400), New_York).unwrap();
+        assert_eq!(
+            sequence(&every, "2026-03-07T12:00:00Z", 3),
+            [
+                "2026-03-08T07:00:00+00:00",
+                "2026-03-09T06:30:00+00:00",
+                "2026-03-10T06:30:00+00:00"
+            ]
+        );
+        // Every 15 minutes: the four times inside the gap collapse into one run at 03:00.
+        let quarterly = Schedule::cron("*/15 * * * *", Berlin).unwrap();
+        assert_eq!(
+            sequence(&quarterly, "2026-03-29T00:40:00Z", 3),
+            [
+                "2026-03-29T00:45:00+00:00", // 01:45 CET
+                "2026-03-29T01:00:00+00:00", // 03:00 CEST
+                "2026-03-29T01:15:00+00:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn fall_back_overlap_runs_once() {
+        // Berlin, 25 October 2026: 02:00-03:00 happens twice (00:00-01:00 UTC in CEST, then
+        // 01:00-02:00 UTC in CET).
+        let nightly = Schedule::cron("30 2 * * *", Berlin).unwrap();
+        assert_eq!(
+            sequence(&nightly, "2026-10-24T12:00:00Z", 2),
+            ["2026-10-25T00:30:00+00:00", "2026-10-26T01:30:00+00:00"]
+        );
+        // Hourly: 02:00 runs in its first occurrence only, 03:00 follows two hours later.
+        let hourly = Schedule::cron("0 * * * *", Berlin).unwrap();
+        assert_eq!(
+            sequence(&hourly, "2026-10-24T23:30:00Z", 3),
+            [
+                "2026-10-25T00:00:00+00:00", // 02:00 CEST
+                "2026-10-25T02:00:00+00:00", // 03:00 CET (02:00 CET is a repeat)
+                "2026-10-25T03:00:00+00:00"
+            ]
+        );
+        // New York, 1 November 2026: 01:00-02:00 happens twice.
+        let every = Schedule::every("01:30:00", Duration::from_secs(86_400), New_York).unwrap();
+        assert_eq!(
+            sequence(&every, "2026-10-31T12:00:00Z", 2),
+            ["2026-11-01T05:30:00+00:00", "2026-11-02T06:30:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn first_time_and_delay_repeat_from_the_first_time() {
+        let four_hourly = Schedule::every("02:00:00", Duration::from_secs(4 * 3600), UTC).unwrap();
+        assert_eq!(
+            sequence(&four_hourly, "2026-05-01T07:00:00Z", 4),
+            [
+                "2026-05-01T10:00:00+00:00",
+                "2026-05-01T14:00:00+00:00",
+                "2026-05-01T18:00:00+00:00",
+                "2026-05-01T22:00:00+00:00"
+            ]
+        );
+        // OrientDB's complaint: a first_time already passed today runs tomorrow, and a
+        // restart does not move it.
+        let daily = Schedule::every("01:00:00", Duration::from_secs(86_400), UTC).unwrap();
+        assert_eq!(
+            sequence(&daily, "2026-05-01T01:00:01Z", 1),
+            ["2026-05-02T01:00:00+00:00"]
+        );
+        let weekly = Schedule::every("03:00:00", Duration::from_secs(7 * 86_400), UTC).unwrap();
+        let runs = sequence(&weekly, "2026-05-01T00:00:00Z", 3);
+        let days: Vec<i64> = runs
+            .windows(2)
+            .map(|w| (utc(&w[1]) - utc(&w[0])).num_days())
+            .collect();
+        assert_eq!(days, [7, 7]);
+        assert!(matches!(
+            Schedule::every("25:00:00", Duration::from_secs(3600), UTC),
+            Err(("first_time", _))
+        ));
+        assert!(matches!(
+            Schedule::every("01:00:00", Duration::from_secs(7 * 3600), UTC),
+            Err(("delay", _))
+        ));
+        assert!(matches!(
+            Schedule::every("01:00:00", Duration::from_secs(36 * 3600), UTC),
+            Err(("delay", _))
+        ));
+    }
+}

@@ -1,0 +1,322 @@
+//! What the plugin remembers across restarts and reloads, in `state.json` in its state
+//! directory: per database, when the next run is due, how the last one went, and the ledger
+//! of archives it wrote (the only files retention may ever delete).
+//!
+//! Every change is a read-modify-write under an exclusive lock on `state.lock`, written to a
+//! temporary file and renamed, so two instances (an old one finishing a run during a reload,
+//! and its replacement) never lose each other's changes and a crash never leaves half a file.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Overlap;
+use crate::schedule::Schedule;
+
+/// The state file's layout version.
+const VERSION: u32 = 1;
+
+/// Everything remembered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    pub databases: BTreeMap<String, DatabaseState>,
+}
+
+/// One database's schedule, last outcome and archives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseState {
+    /// The schedule `next_run` was computed from ([`Schedule::key`]).
+    pub schedule: Option<String>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub last_run: Option<DateTime<Utc>>,
+    /// `running`, `ok`, `failed`, `skipped` or `interrupted`.
+    pub last_status: Option<String>,
+    pub last_error: Option<String>,
+    pub last_archive: Option<String>,
+    /// The archives this plugin wrote, oldest first.
+    #[serde(default)]
+    pub archives: Vec<ArchiveRecord>,
+}
+
+/// An archive this plugin wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveRecord {
+    /// The file name in the target directory.
+    pub file: String,
+    /// The snapshot's instant, from the archive's manifest.
+    pub created_at: DateTime<Utc>,
+    /// The archive's size when it was written.
+    pub bytes: u64,
+    /// Whether it was reopened and every checksum matched.
+    pub verified: bool,
+}
+
+/// What arming a database at start-up found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Armed {
+    /// A next run in the future (kept, or computed afresh).
+    Waiting,
+    /// A run came due while the server was down; it runs now, once.
+    CatchUp,
+    /// A run came due while the server was down and `catch_up` is off: skipped.
+    Missed,
+}
+
+impl DatabaseState {
+    /// Sets `next_run` when an instance starts: a new schedule starts afresh from `now`; a
+    /// run that came due while nobody was running (or whose run a crash interrupted) is kept
+    /// due with `catch_up`, and skipped without.
+    pub fn arm(&mut self, schedule: &Schedule, now: DateTime<Utc>, catch_up: bool) -> Armed {
+        if self.last_status.as_deref() == Some("running") {
+            self.last_status = Some("interrupted".into());
+            self.last_error = Some("the server stopped during this run".into());
+        }
+        let same_schedule = self.schedule.as_deref() == Some(schedule.key());
+        match self.next_run {
+            Some(due) if same_schedule && due <= now => {
+                if catch_up {
+                    Armed::CatchUp
+                } else {
+                    self.next_run = schedule.next_after(now);
+                    Armed::Missed
+                }
+            }
+            Some(_) if same_schedule => Armed::Waiting,
+            _ => {
+                self.schedule = Some(schedule.key().to_owned());
+                self.next_run = schedule.next_after(now);
+                Armed::Waiting
+            }
+        }
+    }
+
+    /// Sets `next_run` after a run that was due at `due`, started at `started` and ended at
+    /// `now`. `skip` drops the times that came due during the run; `wait` runs once right
+    /// away if any did. Times missed before the run started are covered by it either way.
+    pub fn advance(
+        &mut self,
+        schedule: &Schedule,
+        overlap: Overlap,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        self.schedule = Some(schedule.key().to_owned());
+        self.next_run = match overlap {
+            Overlap::Skip => schedule.next_after(now),
+            Overlap::Wait => schedule.next_after(started),
+        };
+    }
+}
+
+/// Why the state file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a state file this plugin can read ({message}); move it away to start afresh (retention then leaves the archives it listed alone)"
+    )]
+    Unreadable { path: PathBuf, message: String },
+}
+
+/// The state file of one plugin.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+    lock: PathBuf,
+}
+
+impl StateFile {
+    /// The state file in `directory`.
+    pub fn in_directory(directory: &Path) -> StateFile {
+        StateFile {
+            path: directory.join("state.json"),
+            lock: directory.join("state.lock"),
+        }
+    }
+
+    /// The current state.
+    pub fn read(&self) -> Result<State, StateError> {
+        self.update(|_| ()).map(|((), state)| state)
+    }
+
+    /// Applies `change` to the current state and saves it; returns what `change` returned and
+    /// the new state.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut State) -> T,
+    ) -> Result<(T, State), StateError> {
+        let io = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| StateError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(io("opening", &self.lock))?;
+        lock.lock().map_err(io("locking", &self.lock))?;
+        let mut state = match std::fs::read(&self.path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<State>(&bytes).map_err(|e| StateError::Unreadable {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(io("reading", &self.path)(e)),
+        };
+        if state.version > VERSION {
+            return Err(StateError::Unreadable {
+                path: self.path.clone(),
+                message: format!("layout version {} is newer than {VERSION}", state.version),
+            });
+        }
+        let before = serde_json::to_vec(&state).ok();
+        let answer = change(&mut state);
+        state.version = VERSION;
+        let after = serde_json::to_vec_pretty(&state).map_err(|e| StateError::Unreadable {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        if before.as_deref() != serde_json::to_vec(&state).ok().as_deref() {
+            let temporary = self.path.with_extension("json.tmp");
+            let mut file = File::create(&temporary).map_err(io("creating", &temporary))?;
+            file.write_all(&after)
+                .and_then(|()| file.sync_all())
+                .map_err(io("writing", &temporary))?;
+            std::fs::rename(&temporary, &self.path).map_err(io("renaming", &temporary))?;
+        }
+        Ok((answer, state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::UTC;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn nightly() -> Schedule {
+        Schedule::cron("0 2 * * *", UTC).unwrap()
+    }
+
+    #[test]
+    fn a_first_start_waits_for_the_next_time() {
+        let mut db = DatabaseState::default();
+        assert_eq!(
+            db.arm(&nightly(), at("2026-05-01T10:00:00Z"), true),
+            Armed::Waiting
+        );
+        assert_eq!(db.next_run, Some(at("2026-05-02T02:00:00Z")));
+    }
+
+    #[test]
+    fn catch_up_after_downtime_runs_once() {
+        let schedule = nightly();
+        let mut db = DatabaseState::default();
+        db.arm(&schedule, at("2026-05-01T10:00:00Z"), true);
+        // The server was down from 1 May to 4 May 09:00: three nightly runs were missed.
+        let restart = at("2026-05-04T09:00:00Z");
+        assert_eq!(db.arm(&schedule, restart, true), Armed::CatchUp);
+        assert_eq!(db.next_run, Some(at("2026-05-02T02:00:00Z")));
+        // The catch-up run covers all three: the next is tonight, not the 3rd or the 4th.
+        for overlap in [Overlap::Skip, Overlap::Wait] {
+            let mut after = db.clone();
+            after.advance(&schedule, overlap, restart, at("2026-05-04T09:05:00Z"));
+            assert_eq!(after.next_run, Some(at("2026-05-05T02:00:00Z")));
+        }
+        // Without catch_up the missed runs are dropped.
+        let mut skipping = db.clone();
+        assert_eq!(skipping.arm(&schedule, restart, false), Armed::Missed);
+        assert_eq!(skipping.next_run, Some(at("2026-05-05T02:00:00Z")));
+    }
+
+    #[test]
+    fn a_run_interrupted_by_a_crash_is_caught_up_and_marked() {
+        let schedule = nightly();
+        let mut db = DatabaseState {
+            schedule: Some(schedule.key().into()),
+            next_run: Some(at("2026-05-02T02:00:00Z")),
+            last_status: Some("running".into()),
+            ..DatabaseState::default()
+        };
+        assert_eq!(
+            db.arm(&schedule, at("2026-05-02T02:10:00Z"), true),
+            Armed::CatchUp
+        );
+        assert_eq!(db.last_status.as_deref(), Some("interrupted"));
+    }
+
+    #[test]
+    fn a_changed_schedule_starts_afresh() {
+        let mut db = DatabaseState::default();
+        db.arm(&nightly(), at("2026-05-01T10:00:00Z"), true);
+        let hourly = Schedule::cron("0 * * * *", UTC).unwrap();
+        assert_eq!(
+            db.arm(&hourly, at("2026-05-03T10:30:00Z"), true),
+            Armed::Waiting
+        );
+        assert_eq!(db.next_run, Some(at("2026-05-03T11:00:00Z")));
+    }
+
+    #[test]
+    fn runs_longer_than_the_interval_skip_or_wait() {
+        let every_10m = Schedule::cron("*/10 * * * *", UTC).unwrap();
+        let mut db = DatabaseState::default();
+        // Due at 10:00, ran until 10:25: 10:10 and 10:20 came due meanwhile.
+        db.advance(
+            &every_10m,
+            Overlap::Skip,
+            at("2026-05-01T10:00:00Z"),
+            at("2026-05-01T10:25:00Z"),
+        );
+        assert_eq!(db.next_run, Some(at("2026-05-01T10:30:00Z")));
+        db.advance(
+            &every_10m,
+            Overlap::Wait,
+            at("2026-05-01T10:00:00Z"),
+            at("2026-05-01T10:25:00Z"),
+        );
+        assert_eq!(db.next_run, Some(at("2026-05-01T10:10:00Z")));
+    }
+
+    #[test]
+    fn updates_survive_and_a_damaged_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_directory(dir.path());
+        assert!(file.read().unwrap().databases.is_empty());
+        file.update(|s| {
+            s.databases.entry("sales".into()).or_default().last_status = Some("ok".into())
+        })
+        .unwrap();
+        let again = StateFile::in_directory(dir.path()).read().unwrap();
+        assert_eq!(again.databases["sales"].last_status.as_deref(), Some("ok"));
+        assert!(!dir.path().join("state.json.tmp").exists());
+        std::fs::write(dir.path().join("state.json"), "{not json").unwrap();
+        let message = file.read().unwrap_err().to_string();
+        assert!(
+            message.contains("state.json") && message.contains("move it away"),
+            "{message}"
+        );
+    }
+}
