@@ -284,6 +284,18 @@ retries = 1
 retry_delay = "1s"
 "#,
     );
+    // The example plugin stands in for an alerting plugin: it logs the alerts it receives.
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(
+        site.config_path(),
+        format!(
+            "{config}\n[plugins.hello]\nlibrary = \"libhello_plugin.so\"\n[plugins.hello.config]\ngreeting = \"Hi\"\ntick = \"0 0 1 1 *\"\n"
+        ),
+    )
+    .unwrap();
+    let plugins = site.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(cdylib("hello_plugin"), plugins.join("libhello_plugin.so")).unwrap();
     let server = site.start();
     let admin = server.admin("default").await;
     // The target directory becomes unusable: a file where the directory should be (the
@@ -307,6 +319,7 @@ retry_delay = "1s"
     assert!(failed.len() >= 2, "{failed:?}");
     assert!(failed.iter().all(|r| r.contains_key("backup_error")));
     server.wait_for_log("failed after 2 attempt(s)");
+    server.wait_for_log("hello heard an alert");
 
     std::fs::remove_file(&dir).unwrap();
     std::fs::create_dir(&dir).unwrap();

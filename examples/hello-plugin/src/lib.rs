@@ -96,7 +96,13 @@ impl Plugin for Hello {
                 .column("id", ColumnType::Integer)
                 .column("status", ColumnType::Text),
         )?;
-        host.subscribe(&[EventKind::DatabaseCreated, EventKind::Shutdown])?;
+        // Alerts (ABI 1.2) are what an alerting plugin would forward to a pager; an older
+        // server never sends them.
+        host.subscribe(&[
+            EventKind::DatabaseCreated,
+            EventKind::Shutdown,
+            EventKind::Alert,
+        ])?;
         host.schedule("tick", &self.settings.tick)?;
         info!(greeting = %self.settings.greeting, tick = %self.settings.tick, "hello plugin started");
         Ok(())
@@ -202,6 +208,11 @@ impl Plugin for Hello {
                 "hello noticed a new database"
             ),
             EventKind::Shutdown => info!("hello saw the server shutting down"),
+            EventKind::Alert => info!(
+                database = event.database.as_deref().unwrap_or(""),
+                alert = event.detail.as_deref().unwrap_or(""),
+                "hello heard an alert"
+            ),
             _ => {}
         }
         Ok(())

@@ -331,9 +331,8 @@ impl AutomaticBackup {
                 lock(&self.due).remove(database);
             }
         }
-        if let Err(Attempt::Busy(why)) = outcome {
-            self.skipped(database, &why)?;
-        }
+        // A failure was recorded, logged and alerted by the run; the schedule goes on.
+        let _ = outcome;
         Ok(())
     }
 
@@ -419,6 +418,7 @@ impl AutomaticBackup {
                     let _ = host.sleep(BUSY_POLL).await;
                 }
                 Err(Attempt::Busy(why)) => {
+                    tracing::warn!(database, reason = %why, "run skipped (on_previous_running = \"skip\")");
                     record("skipped", Some(why.clone()));
                     return Err(Attempt::Busy(why));
                 }
