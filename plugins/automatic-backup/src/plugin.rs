@@ -313,7 +313,8 @@ impl AutomaticBackup {
             },
         };
         let started = now();
-        let outcome = self
+        // A failure is recorded, logged and alerted by the run itself; the schedule goes on.
+        let _ = self
             .run_with_retries(host, database, self.policy.retries)
             .await;
         let (policy, ended) = (&self.policy, now());
@@ -331,8 +332,6 @@ impl AutomaticBackup {
                 lock(&self.due).remove(database);
             }
         }
-        // A failure was recorded, logged and alerted by the run; the schedule goes on.
-        let _ = outcome;
         Ok(())
     }
 
