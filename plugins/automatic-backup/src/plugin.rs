@@ -259,9 +259,12 @@ impl AutomaticBackup {
     fn arm(&self, host: &Host, database: &str) -> Result<(), PluginError> {
         let policy = &self.policy;
         let at = now();
+        let backup_running = host
+            .backups(Some(database), 1)
+            .is_ok_and(|reply| cell(&reply, "status").and_then(Value::as_text) == Some("running"));
         let (armed, next) = self.update(|state| {
             let entry = state.databases.entry(database.to_owned()).or_default();
-            let armed = entry.arm(&policy.schedule, at, policy.catch_up);
+            let armed = entry.arm(&policy.schedule, at, policy.catch_up, backup_running);
             (armed, entry.next_run)
         })?;
         match armed {

@@ -70,9 +70,16 @@ pub enum Armed {
 impl DatabaseState {
     /// Sets `next_run` when an instance starts: a new schedule starts afresh from `now`; a
     /// run that came due while nobody was running (or whose run a crash interrupted) is kept
-    /// due with `catch_up`, and skipped without.
-    pub fn arm(&mut self, schedule: &Schedule, now: DateTime<Utc>, catch_up: bool) -> Armed {
-        if self.last_status.as_deref() == Some("running") {
+    /// due with `catch_up`, and skipped without. `backup_running` says whether the server is
+    /// running a backup of this database (a previous instance's run, during a reload).
+    pub fn arm(
+        &mut self,
+        schedule: &Schedule,
+        now: DateTime<Utc>,
+        catch_up: bool,
+        backup_running: bool,
+    ) -> Armed {
+        if self.last_status.as_deref() == Some("running") && !backup_running {
             self.last_status = Some("interrupted".into());
             self.last_error = Some("the server stopped during this run".into());
         }
@@ -224,7 +231,7 @@ mod tests {
     fn a_first_start_waits_for_the_next_time() {
         let mut db = DatabaseState::default();
         assert_eq!(
-            db.arm(&nightly(), at("2026-05-01T10:00:00Z"), true),
+            db.arm(&nightly(), at("2026-05-01T10:00:00Z"), true, false),
             Armed::Waiting
         );
         assert_eq!(db.next_run, Some(at("2026-05-02T02:00:00Z")));
@@ -234,10 +241,10 @@ mod tests {
     fn catch_up_after_downtime_runs_once() {
         let schedule = nightly();
         let mut db = DatabaseState::default();
-        db.arm(&schedule, at("2026-05-01T10:00:00Z"), true);
+        db.arm(&schedule, at("2026-05-01T10:00:00Z"), true, false);
         // The server was down from 1 May to 4 May 09:00: three nightly runs were missed.
         let restart = at("2026-05-04T09:00:00Z");
-        assert_eq!(db.arm(&schedule, restart, true), Armed::CatchUp);
+        assert_eq!(db.arm(&schedule, restart, true, false), Armed::CatchUp);
         assert_eq!(db.next_run, Some(at("2026-05-02T02:00:00Z")));
         // The catch-up run covers all three: the next is tonight, not the 3rd or the 4th.
         for overlap in [Overlap::Skip, Overlap::Wait] {
@@ -247,7 +254,10 @@ mod tests {
         }
         // Without catch_up the missed runs are dropped.
         let mut skipping = db.clone();
-        assert_eq!(skipping.arm(&schedule, restart, false), Armed::Missed);
+        assert_eq!(
+            skipping.arm(&schedule, restart, false, false),
+            Armed::Missed
+        );
         assert_eq!(skipping.next_run, Some(at("2026-05-05T02:00:00Z")));
     }
 
@@ -261,19 +271,26 @@ mod tests {
             ..DatabaseState::default()
         };
         assert_eq!(
-            db.arm(&schedule, at("2026-05-02T02:10:00Z"), true),
+            db.arm(&schedule, at("2026-05-02T02:10:00Z"), true, false),
             Armed::CatchUp
         );
         assert_eq!(db.last_status.as_deref(), Some("interrupted"));
+        // During a reload the previous instance's run is still going: not interrupted.
+        let mut reloading = DatabaseState {
+            last_status: Some("running".into()),
+            ..db.clone()
+        };
+        reloading.arm(&schedule, at("2026-05-02T02:10:00Z"), true, true);
+        assert_eq!(reloading.last_status.as_deref(), Some("running"));
     }
 
     #[test]
     fn a_changed_schedule_starts_afresh() {
         let mut db = DatabaseState::default();
-        db.arm(&nightly(), at("2026-05-01T10:00:00Z"), true);
+        db.arm(&nightly(), at("2026-05-01T10:00:00Z"), true, false);
         let hourly = Schedule::cron("0 * * * *", UTC).unwrap();
         assert_eq!(
-            db.arm(&hourly, at("2026-05-03T10:30:00Z"), true),
+            db.arm(&hourly, at("2026-05-03T10:30:00Z"), true, false),
             Armed::Waiting
         );
         assert_eq!(db.next_run, Some(at("2026-05-03T11:00:00Z")));
