@@ -193,7 +193,8 @@ struct CairnHost {
     CairnStatus (*state_directory)(const CairnHost *host, const CairnOutput *output);
     CairnStatus (*archive_directory)(const CairnHost *host, CairnStr path,
                                      const CairnOutput *output);
-    CairnStatus (*raise_alert)(const CairnHost *host, CairnStr database, CairnStr message);
+    CairnStatus (*raise_alert)(const CairnHost *host, CairnStr database, CairnStr message,
+                               const CairnOutput *output);
 };
 
 /* The plugin's functions; only `create` is required. */

@@ -386,12 +386,14 @@ pub struct CairnHost {
         ) -> CairnStatus,
     >,
     /// Since 1.2. Logs `message` at error level and delivers a [`CAIRN_EVENT_ALERT`] to every
-    /// plugin subscribed to it, for alerting. `database` may be empty.
+    /// plugin subscribed to it, for alerting. `database` may be empty. On failure the reason
+    /// is written to `output`.
     pub raise_alert: Option<
         unsafe extern "C" fn(
             host: *const CairnHost,
             database: CairnStr,
             message: CairnStr,
+            output: *const CairnOutput,
         ) -> CairnStatus,
     >,
 }

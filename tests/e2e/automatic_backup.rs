@@ -411,17 +411,25 @@ async fn a_reload_changes_the_schedule_and_a_bad_config_keeps_the_old_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_mid_run_leaves_no_partial_archive_and_the_next_start_catches_up() {
-    // Due a few seconds from now, then not until tomorrow: a run after the restart can only
-    // be the catch-up.
-    let due = chrono::Utc::now() + chrono::Duration::seconds(3);
-    let schedule = due.format("%S %M %H * * *").to_string();
-    let slow = format!(
-        "schedule = \"{schedule}\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\nmax_rate = \"64KiB\"\nbuffer_size = \"64KiB\"\n"
-    );
-    let site = site(&slow);
+    let site =
+        site("schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\n");
     let server = site.start();
     let admin = server.admin("default").await;
     filled(&admin, 2000).await;
+    // Due two seconds from now, then not until tomorrow: a run after the restart can only be
+    // the catch-up. Set by a reload, so a slow start cannot make the test miss the time.
+    let due = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let schedule = due.format("%S %M %H * * *").to_string();
+    write_settings(
+        &site,
+        &format!(
+            "schedule = \"{schedule}\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\nmax_rate = \"64KiB\"\nbuffer_size = \"64KiB\"\n"
+        ),
+    );
+    admin
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
     let dir = archive_dir(&site);
     wait_until("the scheduled run is writing", || async {
         history(&admin, "default")

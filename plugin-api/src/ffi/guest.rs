@@ -444,15 +444,18 @@ impl HostRef {
             |t| t.raise_alert,
             "raise_alert",
         )?;
-        // SAFETY: as in `log`; the host copies the strings before returning.
-        let status = unsafe { raise(self.0, CairnStr::new(database), CairnStr::new(message)) };
-        if status == abi::CAIRN_OK {
-            Ok(())
-        } else {
-            Err(PluginError::Refused(
-                "the server did not take the alert".into(),
-            ))
-        }
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`; the strings and the output live across the call.
+        unsafe {
+            raise(
+                self.0,
+                CairnStr::new(database),
+                CairnStr::new(message),
+                &output,
+            )
+        };
+        collector.into_outcome().map(drop)
     }
 
     pub(crate) fn list_backups(&self, database: &str, limit: u64) -> Outcome {

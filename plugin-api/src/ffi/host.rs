@@ -862,6 +862,7 @@ unsafe extern "C" fn host_raise_alert(
     host: *const CairnHost,
     database: CairnStr,
     message: CairnStr,
+    output: *const CairnOutput,
 ) -> CairnStatus {
     let outcome = catch(|| {
         // SAFETY: as in `host_log`.
@@ -877,11 +878,8 @@ unsafe extern "C" fn host_raise_alert(
             .raise_alert((!database.is_empty()).then_some(database), message)
             .map(|()| Reply::default())
     });
-    if outcome.is_ok() {
-        abi::CAIRN_OK
-    } else {
-        abi::CAIRN_ERROR
-    }
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
 }
 
 unsafe extern "C" fn host_register_procedure(

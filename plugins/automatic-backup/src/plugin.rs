@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct AutomaticBackup {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Each scheduled database's next run, as in the state file, for the per-second check.
     due: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Set by `stop` (unload, reload, shutdown).
+    stopped: AtomicBool,
 }
 
 /// What `start` found out: where archives go and where state lives.
@@ -93,7 +96,15 @@ impl Plugin for AutomaticBackup {
             ready: OnceLock::new(),
             locks: Mutex::new(HashMap::new()),
             due: Mutex::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
         })
+    }
+
+    async fn stop(&self, _host: &Host) -> Result<(), PluginError> {
+        // A run still going (a retry waiting, a wait for someone else's backup) ends at its
+        // next step instead of outliving the instance.
+        self.stopped.store(true, Ordering::Release);
+        Ok(())
     }
 
     async fn start(&self, host: &Host) -> Result<(), PluginError> {
@@ -320,6 +331,10 @@ impl AutomaticBackup {
         let _ = self
             .run_with_retries(host, database, self.policy.retries)
             .await;
+        if self.stopped.load(Ordering::Acquire) {
+            // The instance that replaced this one keeps the schedule now.
+            return Ok(());
+        }
         let (policy, ended) = (&self.policy, now());
         let next = self.update(|state| {
             let entry = state.databases.entry(database.to_owned()).or_default();
@@ -397,6 +412,11 @@ impl AutomaticBackup {
         let mut delay = self.policy.retry_delay;
         let mut attempt = 1;
         loop {
+            if self.stopped.load(Ordering::Acquire) {
+                let why = "the plugin was reloaded or stopped during this run".to_owned();
+                record("interrupted", Some(why.clone()));
+                return Err(Attempt::Failed(why));
+            }
             let outcome = AssertUnwindSafe(self.attempt(host, database))
                 .catch_unwind()
                 .await
@@ -428,7 +448,7 @@ impl AutomaticBackup {
                     tracing::error!(database, attempt, retries, retry_in_s = delay.as_secs(), error = %why, "automatic backup failed; retrying");
                     record("retrying", Some(why));
                     let _ = host.sleep(delay).await;
-                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                    delay = delay.saturating_mul(2).min(MAX_RETRY_DELAY);
                     attempt += 1;
                 }
                 Err(Attempt::Failed(why)) => {
@@ -542,7 +562,8 @@ impl AutomaticBackup {
 
     /// Prunes after a verified success; a pruning error is logged, not a failed run.
     fn after_success(&self, database: &str, mut done: Done) -> Done {
-        if self.policy.retention.is_none() || !self.policy.verify {
+        // The config refuses [retention] without verify, so a success here is verified.
+        if self.policy.retention.is_none() {
             return done;
         }
         match self.prune(database, false) {

@@ -21,7 +21,7 @@ use crate::schedule::Schedule;
 const VERSION: u32 = 1;
 
 /// Everything remembered.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
     pub databases: BTreeMap<String, DatabaseState>,
@@ -193,14 +193,15 @@ impl StateFile {
                 message: format!("layout version {} is newer than {VERSION}", state.version),
             });
         }
-        let before = serde_json::to_vec(&state).ok();
-        let answer = change(&mut state);
         state.version = VERSION;
-        let after = serde_json::to_vec_pretty(&state).map_err(|e| StateError::Unreadable {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        if before.as_deref() != serde_json::to_vec(&state).ok().as_deref() {
+        let before = state.clone();
+        let answer = change(&mut state);
+        // Reading (a change that changes nothing) writes nothing.
+        if state != before {
+            let after = serde_json::to_vec_pretty(&state).map_err(|e| StateError::Unreadable {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
             let temporary = self.path.with_extension("json.tmp");
             let mut file = File::create(&temporary).map_err(io("creating", &temporary))?;
             file.write_all(&after)
@@ -322,6 +323,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::in_directory(dir.path());
         assert!(file.read().unwrap().databases.is_empty());
+        assert!(
+            !dir.path().join("state.json").exists(),
+            "a read wrote the file"
+        );
         file.update(|s| {
             s.databases.entry("sales".into()).or_default().last_status = Some("ok".into())
         })
