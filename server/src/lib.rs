@@ -7,6 +7,7 @@ pub mod config;
 pub mod credentials;
 pub mod data_dir_lock;
 pub mod error;
+pub mod export;
 pub mod logging;
 mod pg;
 pub mod plugin;

@@ -80,6 +80,36 @@ enum Command {
         #[arg(long)]
         replace: bool,
     },
+    /// Export one database of a live or stopped data directory as gzip JSON lines, from one
+    /// read transaction (writers go on).
+    Export {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The database to export.
+        #[arg(long)]
+        database: String,
+        /// The file to write (by convention `.json.gz`); it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+        /// 1 (fastest) to 9 (smallest).
+        #[arg(long, default_value_t = cairn_server::backup::options::DEFAULT_LEVEL)]
+        compression_level: u32,
+    },
+    /// Import an export into a stopped server's data directory, checking every line.
+    Import {
+        /// The export file.
+        file: PathBuf,
+        /// The server's data directory (the server must be stopped).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The database to create (default: the one the file names).
+        #[arg(long)]
+        database: Option<String>,
+        /// Replace an existing database of that name.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +145,18 @@ fn main() -> std::process::ExitCode {
             database,
             replace,
         } => restore(&file, &data_dir, &database, replace),
+        Command::Export {
+            data_dir,
+            database,
+            to,
+            compression_level,
+        } => export(&data_dir, &database, &to, compression_level),
+        Command::Import {
+            file,
+            data_dir,
+            database,
+            replace,
+        } => import(&file, &data_dir, database.as_deref(), replace),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -189,7 +231,7 @@ fn backup(
     let mut options = BackupOptions::default();
     options.set_level(i64::from(level))?;
     options.set_buffer_size(parse_size(buffer_size)?)?;
-    let written = with_progress("backing up", |progress| {
+    let written = with_progress("backing up", Unit::Bytes, |progress| {
         offline::backup(data_dir, database, to, &options, progress)
     })?;
     println!("archive:   {}", written.path.display());
@@ -200,7 +242,9 @@ fn backup(
 }
 
 fn verify(file: &Path) -> anyhow::Result<()> {
-    let verified = with_progress("verifying", |progress| offline::verify(file, progress))?;
+    let verified = with_progress("verifying", Unit::Bytes, |progress| {
+        offline::verify(file, progress)
+    })?;
     let manifest = &verified.manifest;
     println!("archive:   {}", file.display());
     println!("database:  {}", manifest.database);
@@ -218,7 +262,7 @@ fn verify(file: &Path) -> anyhow::Result<()> {
 }
 
 fn restore(file: &Path, data_dir: &Path, database: &str, replace: bool) -> anyhow::Result<()> {
-    let verified = with_progress("restoring", |progress| {
+    let verified = with_progress("restoring", Unit::Bytes, |progress| {
         offline::restore(data_dir, file, database, replace, progress)
     })?;
     println!(
@@ -228,9 +272,56 @@ fn restore(file: &Path, data_dir: &Path, database: &str, replace: bool) -> anyho
     Ok(())
 }
 
+fn export(data_dir: &Path, database: &str, to: &Path, level: u32) -> anyhow::Result<()> {
+    let mut options = BackupOptions::default();
+    options.set_level(i64::from(level))?;
+    let exported = with_progress("exporting", Unit::Rows, |progress| {
+        offline::export(data_dir, database, to, &options, progress)
+    })?;
+    let header = &exported.header;
+    println!("export:    {}", exported.path.display());
+    println!("database:  {database}");
+    println!("bytes:     {}", exported.bytes);
+    println!("tables:    {}", header.tables);
+    println!("rows:      {}", header.rows);
+    println!("snapshot:  {}", header.created_at);
+    Ok(())
+}
+
+fn import(
+    file: &Path,
+    data_dir: &Path,
+    database: Option<&str>,
+    replace: bool,
+) -> anyhow::Result<()> {
+    let imported = with_progress("importing", Unit::Rows, |progress| {
+        offline::import(data_dir, file, database, replace, progress)
+    })?;
+    let name = database.unwrap_or(&imported.header.database);
+    for (table, rows) in &imported.tables {
+        println!("imported {rows} rows into table \"{table}\"");
+    }
+    println!(
+        "imported database \"{name}\" ({} tables, {} rows; export of \"{}\" taken at {})",
+        imported.tables.len(),
+        imported.header.rows,
+        imported.header.database,
+        imported.header.created_at
+    );
+    Ok(())
+}
+
+/// What a progress bar counts.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Bytes,
+    Rows,
+}
+
 /// Runs `work` with a progress bar on standard error when it is a terminal.
 fn with_progress<T>(
     what: &'static str,
+    unit: Unit,
     work: impl FnOnce(&Progress) -> Result<T, BackupError> + Send,
 ) -> anyhow::Result<T>
 where
@@ -242,9 +333,10 @@ where
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
+        indicatif::ProgressStyle::with_template(match unit {
+            Unit::Bytes => "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            Unit::Rows => "{msg} [{bar:40}] {human_pos}/{human_len} rows {per_sec} eta {eta}",
+        })
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message(what);

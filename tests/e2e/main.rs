@@ -12,6 +12,7 @@ mod backups;
 mod config_errors;
 mod databases;
 mod examples;
+mod exports;
 mod lifecycle;
 mod plugins;
 mod protocol;

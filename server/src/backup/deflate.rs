@@ -49,8 +49,39 @@ struct Done {
 /// progress, cancellation: an error from it stops everything), and hands the compressed
 /// stream to `sink` in order.
 pub fn compress<R, I, S>(
-    mut input: R,
+    input: R,
     size: u64,
+    options: DeflateOptions,
+    inspect: I,
+    sink: S,
+) -> io::Result<Digest>
+where
+    R: Read + Send,
+    I: FnMut(&[u8]) -> io::Result<()> + Send,
+    S: FnMut(&[u8]) -> io::Result<()>,
+{
+    pipeline(input, Some(size), options, inspect, sink)
+}
+
+/// As [`compress`], for input of unknown length (a generated stream): reads `input` to its
+/// end.
+pub fn compress_to_end<R, I, S>(
+    input: R,
+    options: DeflateOptions,
+    inspect: I,
+    sink: S,
+) -> io::Result<Digest>
+where
+    R: Read + Send,
+    I: FnMut(&[u8]) -> io::Result<()> + Send,
+    S: FnMut(&[u8]) -> io::Result<()>,
+{
+    pipeline(input, None, options, inspect, sink)
+}
+
+fn pipeline<R, I, S>(
+    mut input: R,
+    size: Option<u64>,
     options: DeflateOptions,
     mut inspect: I,
     mut sink: S,
@@ -72,7 +103,7 @@ where
         let (done_tx, done_rx) = sync_channel::<Done>(in_flight);
         let job_rx = Arc::new(Mutex::new(job_rx));
 
-        let reader = scope.spawn(move || -> io::Result<Digest> {
+        let reader = scope.spawn(move || -> io::Result<(Digest, u64)> {
             let mut crc = crc32fast::Hasher::new();
             let mut read: u64 = 0;
             let mut index = 0u64;
@@ -82,18 +113,35 @@ where
                 if token_rx.recv().is_err() {
                     return Err(io::Error::other("compression stopped"));
                 }
-                let want = (size - read).min(chunk_size as u64) as usize;
-                let mut data = vec![0u8; want];
-                input.read_exact(&mut data).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("reading byte {read} of {size}: {e} (did the file shrink?)"),
-                    )
-                })?;
+                let (data, last) = match size {
+                    Some(size) => {
+                        let want = (size - read).min(chunk_size as u64) as usize;
+                        let mut data = vec![0u8; want];
+                        input.read_exact(&mut data).map_err(|e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!(
+                                    "reading byte {read} of {size}: {e} (did the file shrink?)"
+                                ),
+                            )
+                        })?;
+                        let last = read + want as u64 == size;
+                        (data, last)
+                    }
+                    None => {
+                        let mut data = Vec::with_capacity(chunk_size);
+                        (&mut input)
+                            .take(chunk_size as u64)
+                            .read_to_end(&mut data)?;
+                        // A short chunk is the end; a full one may be followed by an empty
+                        // last chunk, which still ends the stream properly.
+                        let last = data.len() < chunk_size;
+                        (data, last)
+                    }
+                };
                 inspect(&data)?;
                 crc.update(&data);
-                read += want as u64;
-                let last = read == size;
+                read += data.len() as u64;
                 let next_dictionary = data[data.len().saturating_sub(WINDOW)..].to_vec();
                 let job = Job {
                     index,
@@ -106,10 +154,11 @@ where
                 }
                 index += 1;
                 if last {
-                    return Ok(Digest {
+                    let digest = Digest {
                         crc32: crc.finalize(),
-                        size,
-                    });
+                        size: read,
+                    };
+                    return Ok((digest, index));
                 }
             }
         });
@@ -132,8 +181,7 @@ where
         match (written, digest) {
             (Err(e), _) => Err(e),
             (Ok(_), Err(e)) => Err(e),
-            (Ok(chunks), Ok(digest)) => {
-                let expected = digest.size.div_ceil(chunk_size as u64).max(1);
+            (Ok(chunks), Ok((digest, expected))) => {
                 if chunks == expected {
                     Ok(digest)
                 } else {
@@ -273,6 +321,36 @@ mod tests {
         }
         roundtrip(&[], 6, 64 * 1024, 2);
         roundtrip(b"x", 6, 64 * 1024, 2);
+    }
+
+    #[test]
+    fn a_stream_of_unknown_length_is_read_to_its_end() {
+        for len in [0, 1, 64 * 1024, 64 * 1024 * 3, 1_000_000] {
+            let data = sample(len);
+            let mut out = Vec::new();
+            let options = DeflateOptions {
+                level: 6,
+                chunk_size: 64 * 1024,
+                threads: 2,
+            };
+            let digest = compress_to_end(
+                &data[..],
+                options,
+                |_| Ok(()),
+                |bytes| {
+                    out.extend_from_slice(bytes);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(digest.size, len as u64);
+            assert_eq!(digest.crc32, crc32fast::hash(&data));
+            let mut plain = Vec::new();
+            flate2::read::DeflateDecoder::new(&out[..])
+                .read_to_end(&mut plain)
+                .unwrap();
+            assert_eq!(plain, data, "length {len}");
+        }
     }
 
     #[test]

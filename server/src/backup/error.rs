@@ -23,7 +23,7 @@ pub enum BackupError {
     #[error("{0}")]
     PathRefused(String),
     #[error(
-        "{0}; `cairn restore` works on a stopped server's data directory (use RESTORE DATABASE on a running one)"
+        "{0}; `cairn restore` and `cairn import` work on a stopped server's data directory (use RESTORE DATABASE or IMPORT DATABASE on a running one)"
     )]
     ServerRunning(String),
     #[error("invalid option: {0}")]
@@ -53,6 +53,15 @@ pub enum BackupError {
     },
     #[error("{path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },
+    #[error("{path}: line {line}: {reason}; nothing was imported")]
+    BadExport {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
+    /// The compressor stopped reading (its own error says why).
+    #[error("the compressor stopped")]
+    PipeClosed,
     #[error("backup history {path}: {source}")]
     History {
         path: PathBuf,

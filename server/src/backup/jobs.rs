@@ -1,5 +1,6 @@
-//! Backups as jobs: at most one per database, each on its own thread, recorded in the history,
-//! watchable and abortable. `BACKUP DATABASE` without `detached` starts a job and waits for it.
+//! Backups, exports and imports as jobs: at most one per database, recorded in the history,
+//! watchable and abortable. A backup or an export runs on its own thread (`BACKUP DATABASE`
+//! without `detached` starts one and waits for it); an import runs on its caller's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,14 +18,62 @@ use super::options::BackupOptions;
 use super::paths::PathRules;
 use super::progress::Progress;
 use crate::catalog::{Access, Catalog};
+use crate::export::{self, Exported, Imported};
 
 /// Called with backup events (the server forwards them to plugins).
 pub type EventSink = Box<dyn Fn(EventKind, &str, &str) + Send + Sync>;
 
+/// What a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A ZIP archive of the storage (`BACKUP DATABASE`).
+    Backup,
+    /// A gzip JSON-lines export (`EXPORT DATABASE`).
+    Export,
+}
+
+impl Kind {
+    /// As the history's `kind` column spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Backup => "backup",
+            Kind::Export => "export",
+        }
+    }
+}
+
+/// What a finished job made.
+#[derive(Debug, Clone)]
+pub enum Product {
+    Archive(Written),
+    Export(Exported),
+    Import(Imported),
+}
+
+impl Product {
+    /// The file written or read.
+    pub fn path(&self) -> &Path {
+        match self {
+            Product::Archive(w) => &w.path,
+            Product::Export(e) => &e.path,
+            Product::Import(_) => Path::new(""),
+        }
+    }
+
+    /// Bytes of the file written.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Product::Archive(w) => w.bytes,
+            Product::Export(e) => e.bytes,
+            Product::Import(i) => i.bytes,
+        }
+    }
+}
+
 /// How a job ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Complete(Written),
+    Complete(Box<Product>),
     Failed(String),
     Aborted,
 }
@@ -69,10 +118,10 @@ pub struct Job {
 }
 
 impl Job {
-    /// Blocks until the job ends: the archive and how long it took, or why there is none.
-    pub fn finished(&self) -> Result<(Written, Duration), BackupError> {
+    /// Blocks until the job ends: what it made and how long it took, or why there is none.
+    pub fn finished(&self) -> Result<(Product, Duration), BackupError> {
         match self.completion.wait() {
-            Outcome::Complete(written) => Ok((written, self.started.elapsed())),
+            Outcome::Complete(product) => Ok((*product, self.started.elapsed())),
             Outcome::Aborted => Err(BackupError::JobAborted { id: self.id }),
             Outcome::Failed(message) => Err(BackupError::JobFailed {
                 id: self.id,
@@ -191,17 +240,29 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
+        self.start_kind(Kind::Backup, database, requested, options, requested_by)
+    }
+
+    /// Starts a backup or an export of `database` to `requested` (resolved by the path rules).
+    pub fn start_kind(
+        self: &Arc<Self>,
+        kind: Kind,
+        database: &str,
+        requested: &str,
+        options: BackupOptions,
+        requested_by: &str,
+    ) -> Result<Job, BackupError> {
         let target = match self.rules.archive_target(requested) {
             Ok(target) => target,
             // The request was sound but the file system refused: that is a failed backup,
             // and an unattended caller finds it in the history like any other.
             Err(e @ BackupError::Io { .. }) if self.catalog.exists(database) => {
                 let message = e.to_string();
-                tracing::error!(database, error = %message, "backup failed before it started");
+                tracing::error!(database, kind = kind.as_str(), error = %message, "failed before it started");
                 self.emit(EventKind::BackupFailed, database, &message);
                 if let Err(recording) = self.history.failed_to_start(
                     database,
-                    "backup",
+                    kind.as_str(),
                     requested,
                     &message,
                     requested_by,
@@ -212,12 +273,13 @@ impl Backups {
             }
             Err(e) => return Err(e),
         };
-        self.start_at(database, target, options, requested_by)
+        self.start_at(kind, database, target, options, requested_by)
     }
 
-    /// As [`Self::start`], with the target path already decided (trusted callers).
+    /// As [`Self::start_kind`], with the target path already decided (trusted callers).
     pub fn start_at(
         self: &Arc<Self>,
+        kind: Kind,
         database: &str,
         target: PathBuf,
         options: BackupOptions,
@@ -235,7 +297,7 @@ impl Backups {
         let (source, lease) = self.catalog.connect(database, Access::ReadOnly)?;
         let id = self
             .history
-            .start(database, "backup", &target, requested_by)?;
+            .start(database, kind.as_str(), &target, requested_by)?;
         let progress = Arc::new(Progress::default());
         let completion = Arc::new(Completion::default());
         running.insert(
@@ -247,7 +309,7 @@ impl Backups {
             },
         );
         drop(running);
-        tracing::info!(id, database, path = %target.display(), level = options.compression_level, by = requested_by, "backup started");
+        tracing::info!(id, database, kind = kind.as_str(), path = %target.display(), level = options.compression_level, by = requested_by, "started");
         self.emit(
             EventKind::BackupStarted,
             database,
@@ -263,12 +325,21 @@ impl Backups {
         let this = Arc::clone(self);
         let database = database.to_owned();
         let spawned = std::thread::Builder::new()
-            .name(format!("backup-{id}"))
+            .name(format!("{}-{id}", kind.as_str()))
             .spawn(move || {
-                let result = this.run(id, &source, &database, &target, &options, &progress);
+                let result = this.reporting_progress(id, &progress, || match kind {
+                    Kind::Backup => archive_writer::write(
+                        &source, &database, &target, &options, this.busy, &progress,
+                    )
+                    .map(Product::Archive),
+                    Kind::Export => {
+                        export::writer::write(&source, &database, &target, &options, &progress)
+                            .map(Product::Export)
+                    }
+                });
                 drop(source);
                 drop(lease);
-                this.finish(id, &database, result, &completion);
+                this.finish(id, kind.as_str(), &database, result.as_ref(), &completion);
             });
         if let Err(e) = spawned {
             let outcome = Outcome::Failed(format!("cannot start a backup thread: {e}"));
@@ -281,15 +352,8 @@ impl Backups {
         Ok(job)
     }
 
-    fn run(
-        &self,
-        id: i64,
-        source: &rusqlite::Connection,
-        database: &str,
-        target: &Path,
-        options: &BackupOptions,
-        progress: &Progress,
-    ) -> Result<Written, BackupError> {
+    /// Runs `work` while a watcher thread copies its progress into the history.
+    fn reporting_progress<T>(&self, id: i64, progress: &Progress, work: impl FnOnce() -> T) -> T {
         // Progress goes to the history about once a second, from a watcher thread.
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -304,8 +368,7 @@ impl Backups {
                     }
                 }
             });
-            let result =
-                archive_writer::write(source, database, target, options, self.busy, progress);
+            let result = work();
             done.store(true, std::sync::atomic::Ordering::Release);
             watcher.thread().unpark();
             result
@@ -315,26 +378,32 @@ impl Backups {
     fn finish(
         &self,
         id: i64,
+        kind: &str,
         database: &str,
-        result: Result<Written, BackupError>,
+        result: Result<&Product, &BackupError>,
         completion: &Completion,
     ) {
+        // Backup events are about files written; an import writes a database.
+        let emit = |event, detail: &str| {
+            if kind != "import" {
+                self.emit(event, database, detail);
+            }
+        };
         let (outcome, recorded) = match result {
-            Ok(written) => {
-                tracing::info!(id, database, path = %written.path.display(), bytes = written.bytes, "backup complete");
-                self.emit(
+            Ok(product) => {
+                tracing::info!(id, database, kind, path = %product.path().display(), bytes = product.bytes(), "complete");
+                emit(
                     EventKind::BackupFinished,
-                    database,
-                    &written.path.display().to_string(),
+                    &product.path().display().to_string(),
                 );
-                let recorded = self
-                    .history
-                    .finish(id, Status::Complete, Some(written.bytes), None);
-                (Outcome::Complete(written), recorded)
+                let recorded =
+                    self.history
+                        .finish(id, Status::Complete, Some(product.bytes()), None);
+                (Outcome::Complete(Box::new(product.clone())), recorded)
             }
             Err(BackupError::Aborted) => {
-                tracing::info!(id, database, "backup aborted");
-                self.emit(EventKind::BackupFailed, database, "aborted");
+                tracing::info!(id, database, kind, "aborted");
+                emit(EventKind::BackupFailed, "aborted");
                 let recorded = self
                     .history
                     .finish(id, Status::Aborted, None, Some("aborted"));
@@ -342,8 +411,8 @@ impl Backups {
             }
             Err(e) => {
                 let message = e.to_string();
-                tracing::error!(id, database, error = %message, "backup failed");
-                self.emit(EventKind::BackupFailed, database, &message);
+                tracing::error!(id, database, kind, error = %message, "failed");
+                emit(EventKind::BackupFailed, &message);
                 let recorded = self
                     .history
                     .finish(id, Status::Failed, None, Some(&message));
@@ -355,6 +424,65 @@ impl Backups {
         }
         lock(&self.running).remove(database);
         completion.set(outcome);
+    }
+
+    /// Imports the export `requested` (resolved by the path rules) as database `name`: a new
+    /// database, or with `replace` an existing one that no session uses. It runs on the
+    /// caller's thread as a job of `name`, so it shows in the history with its progress
+    /// and CANCEL BACKUP stops it; nothing is installed unless the whole file checked out.
+    /// Without a `name`, the database is the one the file's header names.
+    pub fn import(
+        &self,
+        name: Option<&str>,
+        requested: &str,
+        replace: bool,
+        requested_by: &str,
+    ) -> Result<Imported, BackupError> {
+        let source = self.rules.archive_source(requested)?;
+        let named_in_file;
+        let name = match name {
+            Some(name) => name,
+            None => {
+                named_in_file = export::reader::header(&source)?.database;
+                named_in_file.as_str()
+            }
+        };
+        crate::catalog::validate_name(name)?;
+        if !replace && self.catalog.exists(name) {
+            return Err(crate::catalog::CatalogError::AlreadyExists(name.to_owned()).into());
+        }
+        let mut running = lock(&self.running);
+        if let Some(job) = running.get(name) {
+            return Err(BackupError::AlreadyRunning {
+                database: name.to_owned(),
+                id: job.id,
+            });
+        }
+        let id = self.history.start(name, "import", &source, requested_by)?;
+        let progress = Arc::new(Progress::default());
+        let completion = Arc::new(Completion::default());
+        running.insert(
+            name.to_owned(),
+            Running {
+                id,
+                progress: Arc::clone(&progress),
+                completion: Arc::clone(&completion),
+            },
+        );
+        drop(running);
+        tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "import started");
+        let result = self.reporting_progress(id, &progress, || {
+            export::import_into(&self.catalog, &source, name, replace, &progress)
+        });
+        let product = result.as_ref().map(|i| Product::Import(i.clone()));
+        self.finish(
+            id,
+            "import",
+            name,
+            product.as_ref().map_err(|e| *e),
+            &completion,
+        );
+        result
     }
 
     /// Aborts the running backup of `database` and waits until it has cleaned up.
@@ -385,7 +513,7 @@ impl Backups {
             None => Ok(self
                 .history
                 .get(id)?
-                .filter(|r| r.kind == "backup")
+                .filter(|r| ["backup", "export", "import"].contains(&r.kind.as_str()))
                 .map(|_| Stopped::NotRunning(Some(id)))),
         }
     }

@@ -1,5 +1,6 @@
-//! The command-line side of backups: `cairn backup`, `cairn verify` and `cairn restore` work on
-//! a data directory or an archive directly, without a running server.
+//! The command-line side of backups and exports: `cairn backup`, `cairn verify`,
+//! `cairn restore`, `cairn export` and `cairn import` work on a data directory or a file
+//! directly, without a running server.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +16,7 @@ use super::options::BackupOptions;
 use super::progress::Progress;
 use crate::catalog::{Catalog, validate_name};
 use crate::data_dir_lock::{DataDirLock, LockError};
+use crate::export::{Exported, Imported};
 use std::os::unix::fs::DirBuilderExt;
 
 /// How long the CLI waits for a lock held by a live server's writers.
@@ -29,6 +31,35 @@ pub fn backup(
     options: &BackupOptions,
     progress: &Progress,
 ) -> Result<Written, BackupError> {
+    let source = open_source(data_dir, database)?;
+    let to = absolute(to)?;
+    archive_writer::write(&source, database, &to, options, BUSY, progress)
+}
+
+/// Exports one database of a live or stopped data directory, from one read transaction,
+/// into the new file `to`.
+pub fn export(
+    data_dir: &Path,
+    database: &str,
+    to: &Path,
+    options: &BackupOptions,
+    progress: &Progress,
+) -> Result<Exported, BackupError> {
+    let source = open_source(data_dir, database)?;
+    let to = absolute(to)?;
+    crate::export::writer::write(&source, database, &to, options, progress)
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, BackupError> {
+    std::path::absolute(path).map_err(|source| BackupError::Io {
+        action: "resolving",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A read-only connection to `database` that waits out a live server's writers.
+fn open_source(data_dir: &Path, database: &str) -> Result<Connection, BackupError> {
     validate_name(database)?;
     let file = data_dir
         .join("databases")
@@ -52,12 +83,7 @@ pub fn backup(
             path: file.clone(),
             source,
         })?;
-    let to = std::path::absolute(to).map_err(|source| BackupError::Io {
-        action: "resolving",
-        path: to.to_owned(),
-        source,
-    })?;
-    archive_writer::write(&source, database, &to, options, BUSY, progress)
+    Ok(source)
 }
 
 /// Checks everything a restore would check, extracting the database to a scratch file next
@@ -78,8 +104,8 @@ pub fn verify(archive: &Path, progress: &Progress) -> Result<Verified, BackupErr
     reader.extract_database(&database, progress)
 }
 
-/// Restores into the data directory of a stopped server (the data directory lock proves it
-/// is stopped) and records the restore in the backup history.
+/// Restores into the data directory of a stopped server and records the restore in the
+/// backup history.
 pub fn restore(
     data_dir: &Path,
     archive: &Path,
@@ -88,7 +114,52 @@ pub fn restore(
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
     validate_name(database)?;
-    // Restoring onto a new machine starts from an empty data directory.
+    let archive = absolute(archive)?;
+    let (_lock, catalog, history) = open_stopped(data_dir)?;
+    if !replace && catalog.exists(database) {
+        return Err(crate::catalog::CatalogError::AlreadyExists(database.to_owned()).into());
+    }
+    let id = history.start(database, "restore", &archive, "cli")?;
+    let result = restore_into(&catalog, &archive, database, replace, progress);
+    let _ = match &result {
+        Ok(v) => history.finish(id, Status::Complete, Some(v.database_bytes), None),
+        Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),
+    };
+    result
+}
+
+/// Imports an export into the data directory of a stopped server as `database` (by default
+/// the database the file names) and records the import in the history.
+pub fn import(
+    data_dir: &Path,
+    file: &Path,
+    database: Option<&str>,
+    replace: bool,
+    progress: &Progress,
+) -> Result<Imported, BackupError> {
+    let file = absolute(file)?;
+    let named_in_file;
+    let database = match database {
+        Some(name) => name,
+        None => {
+            named_in_file = crate::export::reader::header(&file)?.database;
+            named_in_file.as_str()
+        }
+    };
+    validate_name(database)?;
+    let (_lock, catalog, history) = open_stopped(data_dir)?;
+    let id = history.start(database, "import", &file, "cli")?;
+    let result = crate::export::import_into(&catalog, &file, database, replace, progress);
+    let _ = match &result {
+        Ok(i) => history.finish(id, Status::Complete, Some(i.bytes), None),
+        Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),
+    };
+    result
+}
+
+/// The catalog and history of a stopped server's data directory (made if missing: restoring
+/// onto a new machine starts from nothing). The lock proves no server runs.
+fn open_stopped(data_dir: &Path) -> Result<(DataDirLock, Catalog, History), BackupError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -98,7 +169,7 @@ pub fn restore(
             path: data_dir.to_owned(),
             source,
         })?;
-    let _lock = DataDirLock::acquire(data_dir).map_err(|e| match e {
+    let lock = DataDirLock::acquire(data_dir).map_err(|e| match e {
         LockError::InUse { .. } => BackupError::ServerRunning(e.to_string()),
         LockError::Io { path, source } => BackupError::Io {
             action: "locking",
@@ -107,20 +178,6 @@ pub fn restore(
         },
     })?;
     let catalog = Catalog::open(data_dir, BUSY)?;
-    if !replace && catalog.exists(database) {
-        return Err(crate::catalog::CatalogError::AlreadyExists(database.to_owned()).into());
-    }
-    let archive = std::path::absolute(archive).map_err(|source| BackupError::Io {
-        action: "resolving",
-        path: archive.to_owned(),
-        source,
-    })?;
     let history = History::open(data_dir)?;
-    let id = history.start(database, "restore", &archive, "cli")?;
-    let result = restore_into(&catalog, &archive, database, replace, progress);
-    let _ = match &result {
-        Ok(v) => history.finish(id, Status::Complete, Some(v.database_bytes), None),
-        Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),
-    };
-    result
+    Ok((lock, catalog, history))
 }

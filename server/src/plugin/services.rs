@@ -214,8 +214,8 @@ impl HostServices for PluginServices {
                 rows: vec![vec![
                     Value::Integer(job.id),
                     Value::Text(job.database.clone()),
-                    Value::Text(written.path.display().to_string()),
-                    Value::Integer(written.bytes as i64),
+                    Value::Text(written.path().display().to_string()),
+                    Value::Integer(written.bytes() as i64),
                     Value::Real(took.as_secs_f64()),
                 ]],
                 message: Some("BACKUP".into()),

@@ -1,11 +1,13 @@
 //! The backup statements of a session: BACKUP DATABASE, BACKUP ABORT, CANCEL BACKUP,
-//! RESTORE DATABASE and SHOW BACKUPS, plus the `backups()` table function.
+//! RESTORE DATABASE, EXPORT DATABASE, IMPORT DATABASE and SHOW BACKUPS, plus the
+//! `backups()` table function.
 
 use std::borrow::Cow;
 
 use rusqlite::types::Value;
 
 use super::{Column, Executed, Session, catalog_error, columns};
+use crate::backup::jobs::{Kind, Product};
 use crate::backup::{BackupError, BackupOptions, Stopped, history};
 use crate::sql::lexer::{Spanned, Token};
 use crate::sql::server_statement::{Backup, ServerStatement};
@@ -30,6 +32,7 @@ const HISTORY_COLUMNS: &[(&str, SqlType)] = &[
 pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
     match statement {
         ServerStatement::Backup(Backup { detached: true, .. })
+        | ServerStatement::Export(Backup { detached: true, .. })
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. } => {
             columns(&[("id", SqlType::Int8), ("status", SqlType::Text)])
@@ -40,6 +43,20 @@ pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
             ("path", SqlType::Text),
             ("bytes", SqlType::Int8),
             ("duration", SqlType::Float8),
+        ]),
+        ServerStatement::Export(_) => columns(&[
+            ("id", SqlType::Int8),
+            ("database", SqlType::Text),
+            ("path", SqlType::Text),
+            ("bytes", SqlType::Int8),
+            ("tables", SqlType::Int8),
+            ("rows", SqlType::Int8),
+            ("duration", SqlType::Float8),
+        ]),
+        ServerStatement::Import(_) => columns(&[
+            ("database", SqlType::Text),
+            ("table_name", SqlType::Text),
+            ("rows", SqlType::Int8),
         ]),
         ServerStatement::Restore(_) => columns(&[
             ("database", SqlType::Text),
@@ -68,7 +85,8 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         BackupError::Busy { .. } => sqlstate::LOCK_NOT_AVAILABLE,
         BackupError::NotAnArchive { .. }
         | BackupError::Damaged { .. }
-        | BackupError::Unsupported { .. } => sqlstate::DATA_CORRUPTED,
+        | BackupError::Unsupported { .. }
+        | BackupError::BadExport { .. } => sqlstate::DATA_CORRUPTED,
         BackupError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             sqlstate::UNDEFINED_FILE
         }
@@ -79,6 +97,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         | BackupError::JobFailed { .. }
         | BackupError::Io { .. }
         | BackupError::Sqlite { .. }
+        | BackupError::PipeClosed
         | BackupError::History { .. } => sqlstate::IO_ERROR,
     };
     SqlError::new(code, e.to_string())
@@ -94,6 +113,8 @@ impl Session {
             ServerStatement::BackupAbort => "BACKUP ABORT",
             ServerStatement::CancelBackup { .. } => "CANCEL BACKUP",
             ServerStatement::Restore(_) => "RESTORE DATABASE",
+            ServerStatement::Export(_) => "EXPORT DATABASE",
+            ServerStatement::Import(_) => "IMPORT DATABASE",
             _ => "SHOW BACKUPS",
         };
         self.require_backup_role(what)?;
@@ -115,11 +136,71 @@ impl Session {
                 let row = vec![
                     Value::Integer(job.id),
                     Value::Text(job.database.clone()),
-                    Value::Text(written.path.display().to_string()),
-                    Value::Integer(written.bytes as i64),
+                    Value::Text(written.path().display().to_string()),
+                    Value::Integer(written.bytes() as i64),
                     Value::Real(took.as_secs_f64()),
                 ];
                 Ok(Executed::rows("BACKUP", columns, vec![row]))
+            }
+            ServerStatement::Export(export) => {
+                self.refuse_in_transaction(what)?;
+                let database = export.database.as_deref().unwrap_or(&self.database);
+                let options = BackupOptions::from_written(&export.options).map_err(backup_error)?;
+                let job = self
+                    .backups
+                    .start_kind(Kind::Export, database, &export.path, options, &self.user)
+                    .map_err(backup_error)?;
+                if export.detached {
+                    let row = vec![Value::Integer(job.id), Value::Text("running".into())];
+                    return Ok(Executed::rows("EXPORT", columns, vec![row]));
+                }
+                let (product, took) = job.finished().map_err(backup_error)?;
+                let (tables, rows) = match &product {
+                    Product::Export(e) => (e.header.tables, e.header.rows),
+                    _ => (0, 0),
+                };
+                let row = vec![
+                    Value::Integer(job.id),
+                    Value::Text(job.database.clone()),
+                    Value::Text(product.path().display().to_string()),
+                    Value::Integer(product.bytes() as i64),
+                    Value::Integer(tables as i64),
+                    Value::Integer(rows as i64),
+                    Value::Real(took.as_secs_f64()),
+                ];
+                Ok(Executed::rows("EXPORT", columns, vec![row]))
+            }
+            ServerStatement::Import(import) => {
+                self.refuse_in_transaction(what)?;
+                let imported = self
+                    .backups
+                    .import(
+                        import.database.as_deref(),
+                        &import.path,
+                        import.replace,
+                        &self.user,
+                    )
+                    .map_err(backup_error)?;
+                let database = import
+                    .database
+                    .clone()
+                    .unwrap_or_else(|| imported.header.database.clone());
+                if !import.replace {
+                    self.plugins
+                        .emit(cairn_plugin_api::EventKind::DatabaseCreated, &database, "");
+                }
+                let rows = imported
+                    .tables
+                    .into_iter()
+                    .map(|(table, rows)| {
+                        vec![
+                            Value::Text(database.clone()),
+                            Value::Text(table),
+                            Value::Integer(rows as i64),
+                        ]
+                    })
+                    .collect();
+                Ok(Executed::rows("IMPORT", columns, rows))
             }
             ServerStatement::BackupAbort => {
                 let row = stopped_row(self.backups.abort_database(&self.database));

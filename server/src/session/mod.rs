@@ -399,6 +399,8 @@ impl Session {
             | ServerStatement::BackupAbort
             | ServerStatement::CancelBackup { .. }
             | ServerStatement::Restore(_)
+            | ServerStatement::Export(_)
+            | ServerStatement::Import(_)
             | ServerStatement::ShowBackups => self.run_backup_statement(statement),
             ServerStatement::Call(call) => {
                 if !self.role.may_call_plugins() {
@@ -714,6 +716,8 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. }
         | ServerStatement::Restore(_)
+        | ServerStatement::Export(_)
+        | ServerStatement::Import(_)
         | ServerStatement::ShowBackups => Some(backup::result_columns(statement)),
         ServerStatement::CreateDatabase { .. }
         | ServerStatement::DropDatabase { .. }

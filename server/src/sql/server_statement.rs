@@ -5,19 +5,46 @@ use super::lexer::{Spanned, Token};
 /// A statement the server executes itself.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerStatement {
-    CreateDatabase { name: String },
-    DropDatabase { name: String, if_exists: bool },
+    CreateDatabase {
+        name: String,
+    },
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+    },
     ShowDatabases,
     ShowPlugins,
-    LoadPlugin { file: String },
-    UnloadPlugin { name: String },
-    ReloadPlugin { name: String },
+    LoadPlugin {
+        file: String,
+    },
+    UnloadPlugin {
+        name: String,
+    },
+    ReloadPlugin {
+        name: String,
+    },
     Call(Call),
     Backup(Backup),
     BackupAbort,
-    CancelBackup { id: i64 },
+    CancelBackup {
+        id: i64,
+    },
     Restore(Restore),
     ShowBackups,
+    /// `EXPORT DATABASE [name] TO 'file.json.gz' [WITH (…)]`, or the console form
+    /// `EXPORT DATABASE file.json.gz [-compressionLevel=N]`.
+    Export(Backup),
+    Import(Import),
+}
+
+/// `IMPORT DATABASE name FROM 'file.json.gz' [WITH (replace)]`, or OrientDB's console form
+/// `IMPORT DATABASE file.json.gz`, which imports into the database the file names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Import {
+    /// `None`: the database named in the file's header.
+    pub database: Option<String>,
+    pub path: String,
+    pub replace: bool,
 }
 
 /// `BACKUP DATABASE [name] TO 'file' [WITH (…)]`, or OrientDB's console form
@@ -141,7 +168,15 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
             })
         }
         [first, second, ..] if first.is_keyword("backup") && second.is_keyword("database") => {
-            Some(backup(&tokens[2..]).map(ServerStatement::Backup))
+            Some(backup(&tokens[2..], &BACKUP).map(ServerStatement::Backup))
+        }
+        [first, second, ..] if first.is_keyword("export") && second.is_keyword("database") => {
+            Some(backup(&tokens[2..], &EXPORT).map(ServerStatement::Export))
+        }
+        [first, second, rest @ ..]
+            if first.is_keyword("import") && second.is_keyword("database") =>
+        {
+            Some(import(&tokens[2..], rest).map(ServerStatement::Import))
         }
         [first, second, rest @ ..] if first.is_keyword("cancel") && second.is_keyword("backup") => {
             Some(match rest {
@@ -155,7 +190,7 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         [first, second, rest @ ..]
             if first.is_keyword("restore") && second.is_keyword("database") =>
         {
-            Some(restore(rest).map(ServerStatement::Restore))
+            Some(restore(rest, RESTORE_SYNTAX).map(ServerStatement::Restore))
         }
         [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("backups") => {
             Some(match rest {
@@ -170,25 +205,40 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
     }
 }
 
-const BACKUP_SYNTAX: &str = "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]";
-const RESTORE_SYNTAX: &str = "RESTORE DATABASE name FROM 'file.zip' [WITH (replace)]";
+/// How a statement that writes a file (BACKUP, EXPORT) is spelt, for its error messages.
+struct FileStatement {
+    syntax: &'static str,
+    console: &'static str,
+}
 
-fn backup(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
+const BACKUP: FileStatement = FileStatement {
+    syntax: "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]",
+    console: "BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N] (incremental backups are not supported)",
+};
+const EXPORT: FileStatement = FileStatement {
+    syntax: "EXPORT DATABASE [name] TO 'file.json.gz' [WITH (compression_level = 1..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]",
+    console: "EXPORT DATABASE file.json.gz [-compressionLevel=N] [-bufferSize=N] (OrientDB's -includeClass and similar filters are not supported: an export is the whole database)",
+};
+const RESTORE_SYNTAX: &str = "RESTORE DATABASE name FROM 'file.zip' [WITH (replace)]";
+const IMPORT_SYNTAX: &str = "IMPORT DATABASE name FROM 'file.json.gz' [WITH (replace)], or IMPORT DATABASE file.json.gz (into the database the file names)";
+
+fn backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<Backup, String> {
+    let syntax = statement.syntax;
     let words: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();
     let Some(to) = words.iter().position(|t| t.is_keyword("to")) else {
-        return console_backup(tokens);
+        return console_backup(tokens, statement);
     };
     let database = match &words[..to] {
         [] => None,
         [name] => Some(name.identifier().ok_or_else(|| {
             format!(
-                "expected a database name, found {}; syntax: {BACKUP_SYNTAX}",
+                "expected a database name, found {}; syntax: {syntax}",
                 describe(name)
             )
         })?),
         [_, extra, ..] => {
             return Err(format!(
-                "unexpected {} before TO; syntax: {BACKUP_SYNTAX}",
+                "unexpected {} before TO; syntax: {syntax}",
                 describe(extra)
             ));
         }
@@ -197,11 +247,11 @@ fn backup(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
         [Token::Str(path), rest @ ..] => (path.clone(), rest),
         _ => {
             return Err(format!(
-                "expected a quoted file name after TO; syntax: {BACKUP_SYNTAX}"
+                "expected a quoted file name after TO; syntax: {syntax}"
             ));
         }
     };
-    let mut options = with_options(rest, BACKUP_SYNTAX)?;
+    let mut options = with_options(rest, syntax)?;
     let detached = take_flag(&mut options, "detached")?;
     Ok(Backup {
         database,
@@ -212,16 +262,17 @@ fn backup(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
 }
 
 /// OrientDB's console form: the path is written bare, options as `-name=value`.
-fn console_backup(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
+fn console_backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<Backup, String> {
     let mut groups = adjacent_groups(tokens).into_iter();
     let Some(path) = groups.next() else {
-        return Err(format!("missing archive file; syntax: {BACKUP_SYNTAX}"));
+        return Err(format!("missing file name; syntax: {}", statement.syntax));
     };
     let mut options = Vec::new();
     for group in groups {
         let Some((name, value)) = group.strip_prefix('-').and_then(|g| g.split_once('=')) else {
             return Err(format!(
-                "unexpected `{group}`; the console form takes -compressionLevel=N and -bufferSize=N (incremental backups are not supported); syntax: BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N]"
+                "unexpected `{group}`; the console form is {}",
+                statement.console
             ));
         };
         let name = match name {
@@ -229,7 +280,8 @@ fn console_backup(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
             "bufferSize" => "buffer_size",
             other => {
                 return Err(format!(
-                    "unknown option -{other}; the console form takes -compressionLevel=N and -bufferSize=N"
+                    "unknown option -{other}; the console form is {}",
+                    statement.console
                 ));
             }
         };
@@ -268,25 +320,48 @@ fn adjacent_groups(tokens: &[Spanned<'_>]) -> Vec<String> {
     groups
 }
 
-fn restore(rest: &[&Token<'_>]) -> Result<Restore, String> {
+fn import(tokens: &[Spanned<'_>], rest: &[&Token<'_>]) -> Result<Import, String> {
+    if rest.iter().any(|t| t.is_keyword("from")) {
+        let full = restore(rest, IMPORT_SYNTAX)?;
+        return Ok(Import {
+            database: Some(full.database),
+            path: full.path,
+            replace: full.replace,
+        });
+    }
+    let mut groups = adjacent_groups(tokens).into_iter();
+    let Some(path) = groups.next() else {
+        return Err(format!("missing file name; syntax: {IMPORT_SYNTAX}"));
+    };
+    if let Some(extra) = groups.next() {
+        return Err(format!(
+            "unexpected `{extra}`: OrientDB's import options (-merge, -preserveClusterIDs, …) do not apply here; syntax: {IMPORT_SYNTAX}"
+        ));
+    }
+    Ok(Import {
+        database: None,
+        path,
+        replace: false,
+    })
+}
+
+fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
     let (database, rest) = match rest {
         [name, from, Token::Str(path), rest @ ..] if from.is_keyword("from") => {
             let name = name.identifier().ok_or_else(|| {
                 format!(
-                    "expected a database name, found {}; syntax: {RESTORE_SYNTAX}",
+                    "expected a database name, found {}; syntax: {syntax}",
                     describe(name)
                 )
             })?;
             ((name, path.clone()), rest)
         }
-        _ => return Err(format!("syntax: {RESTORE_SYNTAX}")),
+        _ => return Err(format!("syntax: {syntax}")),
     };
-    let mut options = with_options(rest, RESTORE_SYNTAX)?;
+    let mut options = with_options(rest, syntax)?;
     let replace = take_flag(&mut options, "replace")?;
     if let Some((name, _)) = options.first() {
-        return Err(format!(
-            "unknown RESTORE option {name}; syntax: {RESTORE_SYNTAX}"
-        ));
+        return Err(format!("unknown option {name}; syntax: {syntax}"));
     }
     Ok(Restore {
         database: database.0,
