@@ -99,8 +99,10 @@ impl Host {
     /// only when complete, recorded in the backup history. A relative `path` resolves under
     /// the server's backup directory; an absolute one must lie under a directory the
     /// server's config allows. `options` are `compression_level` (0–9), `buffer_size`
-    /// (`'1MiB'` or bytes) and `max_rate`. The reply has one row: `id`, `database`, `path`
-    /// (absolute), `bytes` (archive size), `duration` (seconds).
+    /// (`'1MiB'` or bytes), `max_rate`, and `format`: `'zip'` (the default, a backup
+    /// archive) or `'export'` (an `EXPORT DATABASE` file, gzip JSON lines; level 1–9;
+    /// since ABI 1.2). The reply has one row: `id`, `database`, `path` (absolute), `bytes`
+    /// (file size), `duration` (seconds).
     pub fn backup(&self, database: &str, path: &str, options: &[(&str, Value)]) -> HostCall {
         HostCall(self.raw.backup_database(database, path, options))
     }
@@ -108,13 +110,16 @@ impl Host {
     /// Verifies the archive at `path` (since ABI 1.1; same path rules as [`Host::backup`]):
     /// every entry's CRC, the manifest's sizes and SHA-256 hashes, and SQLite's integrity
     /// check. The reply has one row: `database`, `created_at`, `page_size`, `page_count`,
-    /// `bytes` (of the database); a damaged archive is an error naming the entry.
+    /// `bytes` (of the database); a damaged archive is an error naming the entry. An export
+    /// (a gzip file, since ABI 1.2) is read through and every line checked; its row is
+    /// `database`, `created_at`, `tables`, `rows`, `bytes` (of the file), and a damaged
+    /// one is an error naming the line.
     pub fn verify_archive(&self, path: &str) -> HostCall {
         HostCall(self.raw.verify_archive(path))
     }
 
     /// The newest `limit` rows of the backup history (since ABI 1.1), of `database` or of
-    /// every database: `id`, `database`, `kind` (`backup`, `restore`), `status` (`running`,
+    /// every database: `id`, `database`, `kind` (`backup`, `restore`, `export`, `import`), `status` (`running`,
     /// `complete`, `failed`, `aborted`), `path`, `bytes`, `backup_error`.
     pub fn backups(&self, database: Option<&str>, limit: u64) -> Result<Reply, PluginError> {
         self.raw.list_backups(database.unwrap_or(""), limit)

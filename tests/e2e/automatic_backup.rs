@@ -505,3 +505,86 @@ async fn the_plugin_also_loads_as_a_shared_library() {
     assert_eq!(row["archives_kept"], "1");
     server.wait_for_log("automatic backup complete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_mode_writes_verified_exports_by_the_template_and_retains_them() {
+    let site = site(
+        r#"
+schedule = "*/2 * * * * *"
+db_include = ["sales"]
+mode = "export"
+target_directory = "auto"
+[retention]
+keep_last = 2
+"#,
+    );
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin.batch_execute("CREATE DATABASE sales").await.unwrap();
+    filled(&server.admin("sales").await, 200).await;
+    let exports = || async {
+        rows(
+            &admin,
+            "SELECT path FROM backups() WHERE database = 'sales' AND kind = 'export' AND status = 'complete' ORDER BY id",
+        )
+        .await
+        .into_iter()
+        .map(|r| r["path"].clone())
+        .collect::<Vec<_>>()
+    };
+    wait_until("three scheduled exports", || async {
+        exports().await.len() >= 3
+    })
+    .await;
+    write_settings(
+        &site,
+        "enabled = false\nschedule = \"*/2 * * * * *\"\nmode = \"export\"\ntarget_directory = \"auto\"\n[retention]\nkeep_last = 2\n",
+    );
+    admin
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
+    wait_until("the last run has finished", || async {
+        last_status(&admin, "sales").await == "ok"
+    })
+    .await;
+    // No backups in export mode, only exports; the two newest are kept, by the default
+    // template's names (`sales-YYYYMMDDHHMMSS.json.gz`).
+    assert!(history(&admin, "sales").await.is_empty());
+    let written = exports().await;
+    let newest_two: Vec<String> = written[written.len() - 2..]
+        .iter()
+        .map(|p| {
+            Path::new(p)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(files(&archive_dir(&site)), newest_two);
+    for name in &newest_two {
+        let stamp = name
+            .strip_prefix("sales-")
+            .and_then(|n| n.strip_suffix(".json.gz"))
+            .unwrap_or_else(|| panic!("{name} does not fit the template"));
+        assert!(
+            stamp.len() == 14 && stamp.chars().all(|c| c.is_ascii_digit()),
+            "{name}"
+        );
+    }
+    admin
+        .batch_execute(&format!(
+            "IMPORT DATABASE sales_copy FROM 'auto/{}'",
+            newest_two[1]
+        ))
+        .await
+        .unwrap();
+    let copy = server.admin("sales_copy").await;
+    let count: i64 = copy
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 200);
+}

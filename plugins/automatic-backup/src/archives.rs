@@ -6,7 +6,7 @@
 //! else in the directory (foreign files, temporary files, other databases' archives, files
 //! changed since) is never touched.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -105,9 +105,13 @@ fn eligible(
     }
 }
 
-/// The database an archive's `manifest.json` names.
+/// The database an archive's `manifest.json` (or an export's header line) names.
 pub fn manifest_database(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut magic = [0u8; 2];
+    if file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b] {
+        return export_database(path);
+    }
     let mut archive = zip::ZipArchive::new(file).map_err(|e| e.to_string())?;
     let mut entry = archive
         .by_name("manifest.json")
@@ -126,6 +130,25 @@ pub fn manifest_database(path: &Path) -> Result<String, String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| "no database in the manifest".into())
+}
+
+/// The database an export's first line (its header) names.
+fn export_database(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    // A header is a few hundred bytes; a huge first line is not ours.
+    std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+        .take(1 << 20)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let header: serde_json::Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+    if header["format"] != "cairn-export" {
+        return Err("not a Cairn export header".into());
+    }
+    header["database"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "no database in the export header".into())
 }
 
 #[cfg(test)]
@@ -213,5 +236,27 @@ mod tests {
             ]
         );
         assert_eq!(manifest_database(&dir.path().join("notes.txt")).ok(), None);
+    }
+
+    #[test]
+    fn an_export_names_its_database_in_its_header_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, first_line: &str| {
+            let path = dir.path().join(name);
+            let mut gz = flate2::write::GzEncoder::new(
+                std::fs::File::create(&path).unwrap(),
+                flate2::Compression::fast(),
+            );
+            writeln!(gz, "{first_line}\n[1,\"row\"]").unwrap();
+            gz.finish().unwrap();
+            path
+        };
+        let export = write(
+            "sales.json.gz",
+            r#"{"format":"cairn-export","version":1,"database":"sales"}"#,
+        );
+        assert_eq!(manifest_database(&export).unwrap(), "sales");
+        let other = write("other.json.gz", r#"{"format":"something-else"}"#);
+        assert!(manifest_database(&other).is_err());
     }
 }

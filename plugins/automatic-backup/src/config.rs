@@ -31,8 +31,8 @@ struct Written {
     mode: String,
     #[serde(default = "default_directory")]
     target_directory: String,
-    #[serde(default = "default_file_name")]
-    target_file_name: String,
+    /// Default: by mode (see [`default_file_name`]).
+    target_file_name: Option<String>,
     compression_level: Option<i64>,
     buffer_size: Option<Size>,
     max_rate: Option<Size>,
@@ -100,8 +100,12 @@ fn full() -> String {
 fn default_directory() -> String {
     "automatic".into()
 }
-fn default_file_name() -> String {
-    "${DBNAME}-${DATE:yyyyMMddHHmmss}.zip".into()
+/// The default `target_file_name` of each mode.
+fn default_file_name(mode: &str) -> &'static str {
+    match mode {
+        "export" => "${DBNAME}-${DATE:yyyyMMddHHmmss}.json.gz",
+        _ => "${DBNAME}-${DATE:yyyyMMddHHmmss}.zip",
+    }
 }
 fn default_retries() -> u32 {
     3
@@ -182,37 +186,44 @@ impl Policy {
         };
         let include = patterns("db_include", &written.db_include)?;
         let exclude = patterns("db_exclude", &written.db_exclude)?;
-        match written.mode.as_str() {
-            "full" => {}
-            "export" => {
-                return Err(key_error(
-                    "mode",
-                    "\"export\" writes EXPORT DATABASE files, which this server cannot make yet; use \"full\"",
-                ));
-            }
+        let export = match written.mode.as_str() {
+            "full" => false,
+            "export" => true,
             other => {
                 return Err(key_error(
                     "mode",
                     format!(
-                        "{other:?} is not a mode; write \"full\" (or \"export\" once the server has EXPORT DATABASE)"
+                        "{other:?} is not a mode; write \"full\" (ZIP archives of the storage) or \"export\" (EXPORT DATABASE files: gzip JSON lines)"
                     ),
                 ));
             }
-        }
+        };
         if written.target_directory.trim().is_empty() {
             return Err(key_error(
                 "target_directory",
                 "is empty; write a directory such as \"automatic\" (it resolves under the server's backup directory)",
             ));
         }
-        let template = Template::parse(&written.target_file_name)
-            .map_err(|m| key_error("target_file_name", m))?;
+        let file_name = written
+            .target_file_name
+            .as_deref()
+            .unwrap_or(default_file_name(&written.mode));
+        let template = Template::parse(file_name).map_err(|m| key_error("target_file_name", m))?;
         let mut backup_options = Vec::new();
+        if export {
+            backup_options.push(("format", Value::Text("export".into())));
+        }
         if let Some(level) = written.compression_level {
-            if !(0..=9).contains(&level) {
+            let lowest = i64::from(export);
+            if !(lowest..=9).contains(&level) {
+                let range = if export {
+                    "1 (fastest) to 9 (smallest); an export is gzip, which has no stored mode"
+                } else {
+                    "0 (store) to 9 (smallest)"
+                };
                 return Err(key_error(
                     "compression_level",
-                    format!("is {level}; write 0 (store) to 9 (smallest)"),
+                    format!("is {level}; write {range}"),
                 ));
             }
             backup_options.push(("compression_level", Value::Integer(level)));
@@ -359,7 +370,10 @@ mod tests {
             ("first_time = \"02:00:00\"", "`delay` is missing"),
             ("first_time = \"2am\"\ndelay = \"1d\"", "`first_time`"),
             ("first_time = \"02:00:00\"\ndelay = \"5h\"", "`delay`"),
-            ("schedule = \"0 2 * * *\"\nmode = \"export\"", "`mode`"),
+            (
+                "schedule = \"0 2 * * *\"\nmode = \"export\"\ncompression_level = 0",
+                "`compression_level`",
+            ),
             ("schedule = \"0 2 * * *\"\nmode = \"incremental\"", "`mode`"),
             (
                 "schedule = \"0 2 * * *\"\ncompression_level = 12",

@@ -12,6 +12,7 @@ use cairn_plugin_api::{Args, Column, ColumnType, PluginError, Reply, Value};
 use tokio::runtime::Handle;
 
 use super::registry::Plugins;
+use crate::backup::jobs::Kind;
 use crate::backup::progress::Progress;
 use crate::backup::{BackupError, BackupOptions};
 use crate::catalog::Catalog;
@@ -179,17 +180,20 @@ impl HostServices for PluginServices {
             self.check_attached()?;
             if !options.positional.is_empty() {
                 return Err(PluginError::InvalidArgument(
-                    "backup options are named: compression_level, buffer_size, max_rate".into(),
+                    "backup options are named: format, compression_level, buffer_size, max_rate"
+                        .into(),
                 ));
             }
-            let written = options
+            let mut written = options
                 .named
                 .into_iter()
                 .map(|(name, value)| literal(&name, value).map(|value| (name, value)))
                 .collect::<Result<Vec<_>, _>>()?;
+            let kind = take_format(&mut written)?;
             let options = BackupOptions::from_written(&written).map_err(plugin_backup_error)?;
             self.backups
-                .start(
+                .start_kind(
+                    kind,
                     &database,
                     &path,
                     options,
@@ -233,6 +237,28 @@ impl HostServices for PluginServices {
                 .rules()
                 .archive_source(&path)
                 .map_err(plugin_backup_error)?;
+            if crate::export::looks_like_export(&source) {
+                let read = crate::export::reader::verify(&source, &Progress::default())
+                    .map_err(plugin_backup_error)?;
+                let h = read.header;
+                return Ok(Reply {
+                    columns: Some(vec![
+                        Column::new("database", ColumnType::Text),
+                        Column::new("created_at", ColumnType::Text),
+                        Column::new("tables", ColumnType::Integer),
+                        Column::new("rows", ColumnType::Integer),
+                        Column::new("bytes", ColumnType::Integer),
+                    ]),
+                    rows: vec![vec![
+                        Value::Text(h.database),
+                        Value::Text(h.created_at),
+                        Value::Integer(h.tables as i64),
+                        Value::Integer(h.rows as i64),
+                        Value::Integer(read.bytes as i64),
+                    ]],
+                    message: Some("VERIFY".into()),
+                });
+            }
             let verified = crate::backup::offline::verify(&source, &Progress::default())
                 .map_err(plugin_backup_error)?;
             let m = verified.manifest;
@@ -344,6 +370,21 @@ fn literal(name: &str, value: Value) -> Result<Literal, PluginError> {
             )));
         }
     })
+}
+
+/// Removes the `format` option: `'zip'` (the default) is a backup archive, `'export'` an
+/// EXPORT DATABASE file.
+fn take_format(written: &mut Vec<(String, Literal)>) -> Result<Kind, PluginError> {
+    let Some(at) = written.iter().position(|(name, _)| name == "format") else {
+        return Ok(Kind::Backup);
+    };
+    match written.remove(at).1 {
+        Literal::Text(format) if format == "zip" => Ok(Kind::Backup),
+        Literal::Text(format) if format == "export" => Ok(Kind::Export),
+        other => Err(PluginError::InvalidArgument(format!(
+            "format must be 'zip' (a backup archive) or 'export' (an EXPORT DATABASE file), got {other}"
+        ))),
+    }
 }
 
 fn plugin_backup_error(e: BackupError) -> PluginError {
