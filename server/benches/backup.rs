@@ -4,7 +4,11 @@
 //! - restore throughput next to `unzip`;
 //! - Cairn's peak memory during a level-6 backup;
 //! - a writer's max gap between commits and p99 commit latency with no backup, during a Cairn
-//!   backup, and during an OrientDB-style backup (a lock held for the whole copy and zip).
+//!   backup, and during an OrientDB-style backup (a lock held for the whole copy and zip);
+//! - export and import throughput next to `sqlite3 .dump | gzip -6` and its restore
+//!   (`zcat | sqlite3`), and the peak memory of each at two database sizes.
+//!
+//! `CAIRN_BENCH_ONLY=stall` or `=export` runs only that section.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -318,12 +322,16 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    // CAIRN_BENCH_ONLY=stall runs only the writer-stall section.
-    let only_stall = std::env::var("CAIRN_BENCH_ONLY").is_ok_and(|v| v == "stall");
-    if !only_stall {
+    let only = std::env::var("CAIRN_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() {
         throughput(&data_dir, &db, &scratch, root.path(), size);
     }
-    stalls(&data_dir, &db, &scratch);
+    if only.is_empty() || only == "stall" {
+        stalls(&data_dir, &db, &scratch);
+    }
+    if only.is_empty() || only == "export" {
+        exports(&data_dir, &db, &scratch, root.path(), size, megabytes);
+    }
     std::io::stdout().flush().unwrap();
 }
 
@@ -392,6 +400,117 @@ fn throughput(data_dir: &Path, db: &Path, scratch: &Path, root: &Path, size: u64
     );
     let _ = std::fs::remove_dir_all(&restore_dir);
     let _ = std::fs::remove_dir_all(&unzip_dir);
+}
+
+/// Exports `data_dir`'s bench database to `to`; the time and the peak memory.
+fn cairn_export(data_dir: &Path, to: &Path) -> (Duration, f64) {
+    let _ = std::fs::remove_file(to);
+    reset_peak_memory();
+    let started = Instant::now();
+    offline::export(
+        data_dir,
+        "bench",
+        to,
+        &BackupOptions::default(),
+        &Progress::default(),
+    )
+    .unwrap();
+    (started.elapsed(), peak_memory_mib())
+}
+
+/// Imports `file` into a fresh data directory; the time and the peak memory.
+fn cairn_import(file: &Path, data_dir: &Path) -> (Duration, f64) {
+    let _ = std::fs::remove_dir_all(data_dir);
+    reset_peak_memory();
+    let started = Instant::now();
+    offline::import(
+        data_dir,
+        file,
+        Some("imported"),
+        false,
+        &Progress::default(),
+    )
+    .unwrap();
+    (started.elapsed(), peak_memory_mib())
+}
+
+/// How long a shell pipeline takes (it must succeed).
+fn timed_shell(command: &str) -> Duration {
+    let started = Instant::now();
+    run(Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -o pipefail; {command}")));
+    started.elapsed()
+}
+
+fn exports(data_dir: &Path, db: &Path, scratch: &Path, root: &Path, size: u64, megabytes: u64) {
+    println!("## Export and import (MB of database per second)\n");
+    let export = scratch.join("bench.json.gz");
+    let (ours, export_peak) = cairn_export(data_dir, &export);
+    let dump = scratch.join("bench.sql.gz");
+    let theirs = timed_shell(&format!(
+        "sqlite3 '{}' .dump | gzip -6 > '{}'",
+        db.display(),
+        dump.display()
+    ));
+    println!("| | Cairn EXPORT (level 6) | sqlite3 .dump \\| gzip -6 |\n|---|---|---|");
+    println!(
+        "| export MB/s | {:.1} | {:.1} |",
+        mb_per_s(size, ours),
+        mb_per_s(size, theirs)
+    );
+    println!(
+        "| file MB | {:.1} | {:.1} |",
+        file_size(&export) as f64 / 1e6,
+        file_size(&dump) as f64 / 1e6
+    );
+    let import_dir = root.join("import");
+    let (ours_in, import_peak) = cairn_import(&export, &import_dir);
+    let restored = scratch.join("restored.sqlite");
+    let theirs_in = timed_shell(&format!(
+        "zcat '{}' | sqlite3 '{}' && sync '{}'",
+        dump.display(),
+        restored.display(),
+        restored.display()
+    ));
+    println!(
+        "| import MB/s | {:.1} | {:.1} |",
+        mb_per_s(size, ours_in),
+        mb_per_s(size, theirs_in)
+    );
+    println!(
+        "| export speed-up | {:.2}× | |",
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+    println!(
+        "| import speed-up | {:.2}× | |\n",
+        theirs_in.as_secs_f64() / ours_in.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&import_dir);
+    let _ = std::fs::remove_file(&dump);
+    let _ = std::fs::remove_file(&restored);
+
+    // The same at a quarter of the size: bounded memory does not grow with the database.
+    let small_dir = root.join("small");
+    std::fs::create_dir_all(small_dir.join("databases")).unwrap();
+    let small_size = build(&small_dir.join("databases/bench.sqlite"), megabytes / 4);
+    let small_export = scratch.join("small.json.gz");
+    let (_, small_export_peak) = cairn_export(&small_dir, &small_export);
+    let (_, small_import_peak) = cairn_import(&small_export, &root.join("small-import"));
+    println!("### Peak resident memory of the whole benchmark process\n");
+    println!("| database | export | import |\n|---|---|---|");
+    println!(
+        "| {:.0} MB | {small_export_peak:.1} MiB | {small_import_peak:.1} MiB |",
+        small_size as f64 / 1e6
+    );
+    println!(
+        "| {:.0} MB | {export_peak:.1} MiB | {import_peak:.1} MiB |\n",
+        size as f64 / 1e6
+    );
+    let _ = std::fs::remove_dir_all(&small_dir);
+    let _ = std::fs::remove_dir_all(root.join("small-import"));
+    let _ = std::fs::remove_file(&small_export);
+    let _ = std::fs::remove_file(&export);
 }
 
 fn stalls(data_dir: &Path, db: &Path, scratch: &Path) {
