@@ -52,3 +52,81 @@ pub fn looks_like_export(file: &Path) -> bool {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .is_ok_and(|()| magic == [0x1f, 0x8b])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::BackupOptions;
+    use rusqlite::Connection;
+
+    fn export(db: &Connection, dir: &Path) -> std::path::PathBuf {
+        let file = dir.join("export.json.gz");
+        writer::write(
+            db,
+            "src",
+            &file,
+            &BackupOptions::default(),
+            &Progress::default(),
+        )
+        .unwrap();
+        file
+    }
+
+    #[test]
+    fn a_virtual_table_comes_back_with_its_shadow_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Connection::open(dir.path().join("src.sqlite")).unwrap();
+        db.execute_batch(
+            "CREATE VIRTUAL TABLE docs USING fts5(title, body);
+             INSERT INTO docs VALUES ('one', 'hello world'), ('two', 'goodbye moon');",
+        )
+        .unwrap();
+        let file = export(&db, dir.path());
+        let into = dir.path().join("copy.sqlite");
+        let imported = reader::load(&file, &into, &Progress::default()).unwrap();
+        assert_eq!(imported.tables[0], ("docs".to_owned(), 0));
+        let copy = Connection::open(&into).unwrap();
+        let title: String = copy
+            .query_row("SELECT title FROM docs WHERE docs MATCH 'moon'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(title, "two");
+        copy.execute_batch("INSERT INTO docs(docs) VALUES ('integrity-check')")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_cancelled_export_or_import_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Connection::open(dir.path().join("src.sqlite")).unwrap();
+        db.execute_batch(
+            "CREATE TABLE t(x);
+             WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 20000)
+             INSERT INTO t SELECT i FROM c;",
+        )
+        .unwrap();
+        let cancelled = Progress::default();
+        cancelled.cancel();
+        let target = dir.path().join("never.json.gz");
+        let result = writer::write(&db, "src", &target, &BackupOptions::default(), &cancelled);
+        assert!(matches!(result, Err(BackupError::Aborted)), "{result:?}");
+        let file = export(&db, dir.path());
+        let into = dir.path().join("never.sqlite");
+        let catalog =
+            Catalog::open(&dir.path().join("data"), std::time::Duration::from_secs(1)).unwrap();
+        let result = import_into(&catalog, &file, "never", false, &cancelled);
+        assert!(matches!(result, Err(BackupError::Aborted)), "{result:?}");
+        assert!(!catalog.exists("never") && !into.exists());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .chain(std::fs::read_dir(catalog.dir()).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["data", "default.sqlite", "export.json.gz", "src.sqlite"]
+        );
+    }
+}
