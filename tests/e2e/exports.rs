@@ -313,13 +313,21 @@ async fn damaged_exports_are_refused_with_the_line_and_leave_no_database() {
     refused(
         &admin,
         "IMPORT DATABASE good.json.gz",
-        "database \"default\" already exists",
+        "the file holds database \"default\", which already exists",
     )
     .await;
     admin
         .batch_execute("IMPORT DATABASE restored FROM 'good.json.gz'")
         .await
         .unwrap();
+    // An export at level 0 is refused before it starts: gzip has no stored mode.
+    refused(
+        &admin,
+        "EXPORT DATABASE TO 'stored.json.gz' WITH (compression_level = 0)",
+        "compression_level of an export must be 1 (fastest) to 9",
+    )
+    .await;
+    assert!(!dir.join("stored.json.gz").exists());
     server.assert_still_serving().await;
 }
 

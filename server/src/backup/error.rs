@@ -39,10 +39,18 @@ pub enum BackupError {
     Busy { waited: std::time::Duration },
     #[error("the backup was aborted")]
     Aborted,
-    #[error("backup {id} was aborted; no archive was written")]
-    JobAborted { id: i64 },
-    #[error("backup {id} failed: {message}; no archive was written")]
-    JobFailed { id: i64, message: String },
+    #[error("{kind} {id} was aborted; no file was written")]
+    JobAborted { kind: &'static str, id: i64 },
+    #[error("{kind} {id} failed: {message}; no file was written")]
+    JobFailed {
+        kind: &'static str,
+        id: i64,
+        message: String,
+    },
+    #[error(
+        "the file holds database \"{database}\", which already exists; import it under another name with IMPORT DATABASE name FROM 'file' (add WITH (replace) to replace it)"
+    )]
+    ImportTargetExists { database: String },
     #[error("{path} is not a Cairn backup archive: {reason}")]
     NotAnArchive { path: PathBuf, reason: String },
     #[error("{path}: entry \"{entry}\" is damaged: {reason}")]

@@ -112,6 +112,7 @@ struct Running {
 #[derive(Debug)]
 pub struct Job {
     pub id: i64,
+    pub kind: Kind,
     pub database: String,
     started: Instant,
     completion: Arc<Completion>,
@@ -122,8 +123,12 @@ impl Job {
     pub fn finished(&self) -> Result<(Product, Duration), BackupError> {
         match self.completion.wait() {
             Outcome::Complete(product) => Ok((*product, self.started.elapsed())),
-            Outcome::Aborted => Err(BackupError::JobAborted { id: self.id }),
+            Outcome::Aborted => Err(BackupError::JobAborted {
+                kind: self.kind.as_str(),
+                id: self.id,
+            }),
             Outcome::Failed(message) => Err(BackupError::JobFailed {
+                kind: self.kind.as_str(),
                 id: self.id,
                 message,
             }),
@@ -252,6 +257,11 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
+        if kind == Kind::Export && options.compression_level == 0 {
+            return Err(BackupError::InvalidOption(
+                "compression_level of an export must be 1 (fastest) to 9 (smallest): gzip has no stored mode".into(),
+            ));
+        }
         let target = match self.rules.archive_target(requested) {
             Ok(target) => target,
             // The request was sound but the file system refused: that is a failed backup,
@@ -318,6 +328,7 @@ impl Backups {
 
         let job = Job {
             id,
+            kind,
             database: database.to_owned(),
             started: Instant::now(),
             completion: Arc::clone(&completion),
@@ -444,6 +455,11 @@ impl Backups {
             Some(name) => name,
             None => {
                 named_in_file = export::reader::header(&source)?.database;
+                if !replace && self.catalog.exists(&named_in_file) {
+                    return Err(BackupError::ImportTargetExists {
+                        database: named_in_file,
+                    });
+                }
                 named_in_file.as_str()
             }
         };
