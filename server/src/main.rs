@@ -335,7 +335,7 @@ where
     bar.set_style(
         indicatif::ProgressStyle::with_template(match unit {
             Unit::Bytes => "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            Unit::Rows => "{msg} [{bar:40}] {human_pos}/{human_len} rows {per_sec} eta {eta}",
+            Unit::Rows => "{msg} [{bar:40}] {human_pos}/{human_len} rows eta {eta}",
         })
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
