@@ -1,14 +1,16 @@
 //! Backups with the real binary: BACKUP and RESTORE through psql and tokio-postgres, archives
 //! checked by `unzip`, Python's `zipfile` and `sqlite3`, and the `cairn` CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use crate::harness::{Site, TestServer, cairn, refused, standard_config};
+use crate::harness::{
+    Site, TestServer, cairn, refused, standard_config, temporaries, wait_for_progress,
+};
 use crate::psql::psql;
 
 fn backups_dir(site: &Site) -> PathBuf {
@@ -27,19 +29,6 @@ async fn column(client: &Client, sql: &str) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// Names in `dir` that start like our temporary files.
-fn temporaries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(".cairn-tmp-"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// `rows` accounts holding 100 each, padded so that a backup takes a while.
@@ -382,47 +371,40 @@ async fn the_cli_backs_up_a_live_server_and_restores_into_a_stopped_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_leaves_no_archive_and_the_next_start_removes_its_temporaries() {
-    let site = Site::new(&standard_config());
-    let server = site.start();
-    let admin = server.admin("default").await;
-    accounts(&admin, 10_000).await;
-    let id = column(
-        &admin,
-        "BACKUP DATABASE TO 'killed.zip' WITH (max_rate = '64KiB', buffer_size = '64KiB', detached)",
-    )
-    .await[0]
-        .clone();
-    // The job has its temporary files once it reports progress (the history is updated
-    // about once a second); poll for that, within a bound.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let started = column(
+async fn a_killed_server_leaves_no_archive_or_export_and_the_next_start_removes_its_temporaries() {
+    for (kind, file) in [("BACKUP", "killed.zip"), ("EXPORT", "killed.json.gz")] {
+        let site = Site::new(&standard_config());
+        let server = site.start();
+        let admin = server.admin("default").await;
+        accounts(&admin, 10_000).await;
+        let id = column(
             &admin,
-            &format!("SELECT progress_percent > 0 FROM backups() WHERE id = {id}"),
+            &format!(
+                "{kind} DATABASE TO '{file}' WITH (max_rate = '64KiB', buffer_size = '64KiB', detached)"
+            ),
+        )
+        .await[0]
+            .clone();
+        wait_for_progress(&admin, &id).await;
+        assert!(!temporaries(&backups_dir(&site)).is_empty());
+        drop(admin);
+        let _ = server.stop("KILL");
+        assert!(!backups_dir(&site).join(file).exists());
+
+        let server = TestServer::start(&site.config_path(), &[]);
+        assert!(temporaries(&backups_dir(&site)).is_empty(), "{kind}");
+        let admin = server.admin("default").await;
+        let status = column(
+            &admin,
+            &format!("SELECT kind || ' ' || status || ': ' || backup_error FROM backups() WHERE id = {id}"),
         )
         .await;
-        if started == ["1"] {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backup never made progress"
+        assert_eq!(
+            status,
+            [format!(
+                "{} failed: the server stopped while this ran",
+                kind.to_lowercase()
+            )]
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(!temporaries(&backups_dir(&site)).is_empty());
-    drop(admin);
-    let _ = server.stop("KILL");
-    assert!(!backups_dir(&site).join("killed.zip").exists());
-
-    let server = TestServer::start(&site.config_path(), &[]);
-    assert!(temporaries(&backups_dir(&site)).is_empty());
-    let admin = server.admin("default").await;
-    let status = column(
-        &admin,
-        &format!("SELECT status || ': ' || backup_error FROM backups() WHERE id = {id}"),
-    )
-    .await;
-    assert_eq!(status, ["failed: the server stopped while this ran"]);
 }

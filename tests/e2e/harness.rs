@@ -298,3 +298,37 @@ pub fn message(err: &tokio_postgres::Error) -> String {
         .map(|db| db.message().to_owned())
         .unwrap_or_else(|| err.to_string())
 }
+
+/// Names in `dir` that start like our temporary files.
+pub fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".cairn-tmp-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until job `id` has reported progress in `backups()` (the history is updated about
+/// once a second), by which time its temporary files exist.
+pub async fn wait_for_progress(client: &Client, id: &str) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let sql = format!("SELECT progress_percent > 0 FROM backups() WHERE id = {id}");
+    loop {
+        let rows = client.simple_query(&sql).await.unwrap();
+        let started = rows.iter().any(|m| {
+            matches!(m, tokio_postgres::SimpleQueryMessage::Row(row) if row.get(0) == Some("1"))
+        });
+        if started {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {id} never made progress"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
