@@ -626,6 +626,64 @@ mod tests {
     }
 
     #[test]
+    fn recognises_the_export_and_import_statements() {
+        assert_eq!(
+            parse_text("EXPORT DATABASE sales TO 's.json.gz' WITH (compression_level = 9)"),
+            Some(Ok(ServerStatement::Export(Backup {
+                database: Some("sales".into()),
+                path: "s.json.gz".into(),
+                options: vec![("compression_level".into(), Literal::Integer(9))],
+                detached: false,
+            })))
+        );
+        assert_eq!(
+            parse_text("export database /tmp/my-db.json.gz -compressionLevel=1"),
+            Some(Ok(ServerStatement::Export(Backup {
+                database: None,
+                path: "/tmp/my-db.json.gz".into(),
+                options: vec![("compression_level".into(), Literal::Integer(1))],
+                detached: false,
+            })))
+        );
+        assert_eq!(
+            parse_text("IMPORT DATABASE copy FROM 's.json.gz' WITH (replace)"),
+            Some(Ok(ServerStatement::Import(Import {
+                database: Some("copy".into()),
+                path: "s.json.gz".into(),
+                replace: true,
+            })))
+        );
+        assert_eq!(
+            parse_text("IMPORT DATABASE /tmp/my-db.json.gz"),
+            Some(Ok(ServerStatement::Import(Import {
+                database: None,
+                path: "/tmp/my-db.json.gz".into(),
+                replace: false,
+            })))
+        );
+        for (bad, expected) in [
+            (
+                "EXPORT DATABASE x.json.gz -includeClass=a",
+                "unknown option -includeClass",
+            ),
+            (
+                "IMPORT DATABASE x.json.gz -merge=true",
+                "-merge, -preserveClusterIDs",
+            ),
+            (
+                "IMPORT DATABASE copy FROM 'x' WITH (merge)",
+                "unknown option merge",
+            ),
+            ("IMPORT DATABASE", "missing file name"),
+        ] {
+            let Some(Err(message)) = parse_text(bad) else {
+                panic!("{bad} was accepted");
+            };
+            assert!(message.contains(expected), "{bad}: {message}");
+        }
+    }
+
+    #[test]
     fn recognises_the_backup_statements() {
         assert_eq!(
             parse_text(
