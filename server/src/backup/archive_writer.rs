@@ -92,7 +92,7 @@ pub fn write(
     };
     let result = deflate::compress(
         BufReader::with_capacity(options.buffer_size, input),
-        snapshot.size,
+        Some(snapshot.size),
         deflate_options,
         |chunk| {
             sha.update(chunk);

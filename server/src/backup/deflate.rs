@@ -45,41 +45,10 @@ struct Done {
     bytes: io::Result<Vec<u8>>,
 }
 
-/// Reads exactly `size` bytes of `input`, shows each chunk to `inspect` in order (hashing,
-/// progress, cancellation: an error from it stops everything), and hands the compressed
-/// stream to `sink` in order.
+/// Reads exactly `size` bytes of `input` (a file), or with `None` all of it (a generated
+/// stream), shows each chunk to `inspect` in order (hashing, progress, cancellation: an
+/// error from it stops everything), and hands the compressed stream to `sink` in order.
 pub fn compress<R, I, S>(
-    input: R,
-    size: u64,
-    options: DeflateOptions,
-    inspect: I,
-    sink: S,
-) -> io::Result<Digest>
-where
-    R: Read + Send,
-    I: FnMut(&[u8]) -> io::Result<()> + Send,
-    S: FnMut(&[u8]) -> io::Result<()>,
-{
-    pipeline(input, Some(size), options, inspect, sink)
-}
-
-/// As [`compress`], for input of unknown length (a generated stream): reads `input` to its
-/// end.
-pub fn compress_to_end<R, I, S>(
-    input: R,
-    options: DeflateOptions,
-    inspect: I,
-    sink: S,
-) -> io::Result<Digest>
-where
-    R: Read + Send,
-    I: FnMut(&[u8]) -> io::Result<()> + Send,
-    S: FnMut(&[u8]) -> io::Result<()>,
-{
-    pipeline(input, None, options, inspect, sink)
-}
-
-fn pipeline<R, I, S>(
     mut input: R,
     size: Option<u64>,
     options: DeflateOptions,
@@ -283,7 +252,7 @@ mod tests {
         let mut out = Vec::new();
         let digest = compress(
             data,
-            data.len() as u64,
+            Some(data.len() as u64),
             DeflateOptions {
                 level,
                 chunk_size,
@@ -333,8 +302,9 @@ mod tests {
                 chunk_size: 64 * 1024,
                 threads: 2,
             };
-            let digest = compress_to_end(
+            let digest = compress(
                 &data[..],
+                None,
                 options,
                 |_| Ok(()),
                 |bytes| {
@@ -372,7 +342,7 @@ mod tests {
         let mut seen = 0;
         let result = compress(
             &data[..],
-            data.len() as u64,
+            Some(data.len() as u64),
             DeflateOptions {
                 level: 6,
                 chunk_size: 64 * 1024,
@@ -395,7 +365,7 @@ mod tests {
     fn a_short_input_is_an_error() {
         let result = compress(
             &b"abc"[..],
-            10,
+            Some(10),
             DeflateOptions {
                 level: 6,
                 chunk_size: 64 * 1024,

@@ -232,6 +232,21 @@ impl Backups {
         }
     }
 
+    /// The job table, provided `database` has no job running.
+    fn claim(
+        &self,
+        database: &str,
+    ) -> Result<MutexGuard<'_, HashMap<String, Running>>, BackupError> {
+        let running = lock(&self.running);
+        match running.get(database) {
+            Some(job) => Err(BackupError::AlreadyRunning {
+                database: database.to_owned(),
+                id: job.id,
+            }),
+            None => Ok(running),
+        }
+    }
+
     /// The running backup of `database`, if any.
     pub fn running_id(&self, database: &str) -> Option<i64> {
         lock(&self.running).get(database).map(|r| r.id)
@@ -257,10 +272,8 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
-        if kind == Kind::Export && options.compression_level == 0 {
-            return Err(BackupError::InvalidOption(
-                "compression_level of an export must be 1 (fastest) to 9 (smallest): gzip has no stored mode".into(),
-            ));
+        if kind == Kind::Export {
+            export::writer::check_options(&options)?;
         }
         let target = match self.rules.archive_target(requested) {
             Ok(target) => target,
@@ -295,29 +308,14 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
-        let mut running = lock(&self.running);
-        if let Some(job) = running.get(database) {
-            return Err(BackupError::AlreadyRunning {
-                database: database.to_owned(),
-                id: job.id,
-            });
-        }
+        let mut running = self.claim(database)?;
         // Opening the source now reports a missing database before a job exists, and the
         // lease keeps DROP DATABASE away until the job ends.
         let (source, lease) = self.catalog.connect(database, Access::ReadOnly)?;
         let id = self
             .history
             .start(database, kind.as_str(), &target, requested_by)?;
-        let progress = Arc::new(Progress::default());
-        let completion = Arc::new(Completion::default());
-        running.insert(
-            database.to_owned(),
-            Running {
-                id,
-                progress: Arc::clone(&progress),
-                completion: Arc::clone(&completion),
-            },
-        );
+        let (progress, completion) = register(&mut running, database, id);
         drop(running);
         tracing::info!(id, database, kind = kind.as_str(), path = %target.display(), level = options.compression_level, by = requested_by, "started");
         self.emit(
@@ -467,24 +465,9 @@ impl Backups {
         if !replace && self.catalog.exists(name) {
             return Err(crate::catalog::CatalogError::AlreadyExists(name.to_owned()).into());
         }
-        let mut running = lock(&self.running);
-        if let Some(job) = running.get(name) {
-            return Err(BackupError::AlreadyRunning {
-                database: name.to_owned(),
-                id: job.id,
-            });
-        }
+        let mut running = self.claim(name)?;
         let id = self.history.start(name, "import", &source, requested_by)?;
-        let progress = Arc::new(Progress::default());
-        let completion = Arc::new(Completion::default());
-        running.insert(
-            name.to_owned(),
-            Running {
-                id,
-                progress: Arc::clone(&progress),
-                completion: Arc::clone(&completion),
-            },
-        );
+        let (progress, completion) = register(&mut running, name, id);
         drop(running);
         tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "import started");
         let result = self.reporting_progress(id, &progress, || {
@@ -592,6 +575,26 @@ impl Backups {
     }
 }
 
+/// Enters job `id` of `database` in the job table; returns what its work and its watchers
+/// share.
+fn register(
+    running: &mut HashMap<String, Running>,
+    database: &str,
+    id: i64,
+) -> (Arc<Progress>, Arc<Completion>) {
+    let progress = Arc::new(Progress::default());
+    let completion = Arc::new(Completion::default());
+    running.insert(
+        database.to_owned(),
+        Running {
+            id,
+            progress: Arc::clone(&progress),
+            completion: Arc::clone(&completion),
+        },
+    );
+    (progress, completion)
+}
+
 /// Verifies `archive` and installs its database as `name` in `catalog`.
 pub fn restore_into(
     catalog: &Catalog,
@@ -602,10 +605,30 @@ pub fn restore_into(
 ) -> Result<Verified, BackupError> {
     crate::catalog::validate_name(name)?;
     let mut reader = ArchiveReader::open(archive)?;
-    let temp = TempFile::in_dir(catalog.dir(), ".restore");
-    let verified = reader.extract_database(temp.path(), progress)?;
+    install_prepared(catalog, name, replace, ".restore", |path| {
+        reader.extract_database(path, progress)
+    })
+}
+
+/// Makes a database file with `prepare` under a temporary name in the catalog's directory,
+/// then installs it as `name` (a new database, or with `replace` one that no session uses).
+/// If anything fails, the temporary file is removed and nothing is installed.
+pub fn install_prepared<T>(
+    catalog: &Catalog,
+    name: &str,
+    replace: bool,
+    suffix: &str,
+    prepare: impl FnOnce(&Path) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    crate::catalog::validate_name(name)?;
+    // Before the work, so a taken name is refused at once (install checks again).
+    if !replace && catalog.exists(name) {
+        return Err(crate::catalog::CatalogError::AlreadyExists(name.to_owned()).into());
+    }
+    let temp = TempFile::in_dir(catalog.dir(), suffix);
+    let made = prepare(temp.path())?;
     catalog.install(name, temp.path(), replace)?;
     // The file now lives under its final name; nothing is left to remove.
     temp.keep();
-    Ok(verified)
+    Ok(made)
 }

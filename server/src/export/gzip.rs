@@ -16,8 +16,13 @@ pub fn write<W: Write, R: Read + Send>(
     let mut header = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
     header[4..8].copy_from_slice(&mtime.to_le_bytes());
     out.write_all(&header)?;
-    let digest =
-        deflate::compress_to_end(input, options, |_| Ok(()), |bytes| out.write_all(bytes))?;
+    let digest = deflate::compress(
+        input,
+        None,
+        options,
+        |_| Ok(()),
+        |bytes| out.write_all(bytes),
+    )?;
     out.write_all(&digest.crc32.to_le_bytes())?;
     // ISIZE is the length modulo 2^32.
     out.write_all(&(digest.size as u32).to_le_bytes())?;

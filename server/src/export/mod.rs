@@ -18,7 +18,7 @@ pub use reader::Imported;
 pub use writer::Exported;
 
 use crate::backup::BackupError;
-use crate::backup::files::TempFile;
+use crate::backup::jobs::install_prepared;
 use crate::backup::progress::Progress;
 use crate::catalog::Catalog;
 
@@ -32,17 +32,11 @@ pub fn import_into(
     replace: bool,
     progress: &Progress,
 ) -> Result<Imported, BackupError> {
-    crate::catalog::validate_name(name)?;
-    if !replace && catalog.exists(name) {
-        return Err(crate::catalog::CatalogError::AlreadyExists(name.to_owned()).into());
-    }
-    let temp = TempFile::in_dir(catalog.dir(), ".import");
-    let imported = reader::load(file, temp.path(), progress)?;
-    progress.check()?;
-    catalog.install(name, temp.path(), replace)?;
-    // The file now lives under its final name; nothing is left to remove.
-    temp.keep();
-    Ok(imported)
+    install_prepared(catalog, name, replace, ".import", |path| {
+        let imported = reader::load(file, path, progress)?;
+        progress.check()?;
+        Ok(imported)
+    })
 }
 
 /// Whether `file` starts like a gzip file (an export) rather than a ZIP (a backup archive).

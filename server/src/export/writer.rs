@@ -47,11 +47,7 @@ pub fn write(
     options: &BackupOptions,
     progress: &Progress,
 ) -> Result<Exported, BackupError> {
-    if options.compression_level == 0 {
-        return Err(BackupError::InvalidOption(
-            "compression_level of an export must be 1 (fastest) to 9 (smallest): gzip has no stored mode".into(),
-        ));
-    }
+    check_options(options)?;
     if target.exists() {
         return Err(BackupError::TargetExists {
             path: target.to_owned(),
@@ -112,8 +108,9 @@ pub fn write(
             pending_rows: 0,
             progress,
             limit: limit.as_mut(),
+            target,
         };
-        let produced = write_lines(&transaction, &header, &tables, &others, &mut lines, target);
+        let produced = write_lines(&transaction, &header, &tables, &others, &mut lines);
         // Closing the pipe ends the compressed stream (or stops it, after a failure).
         drop(lines);
         let compressed = compressor
@@ -142,6 +139,16 @@ pub fn write(
         bytes,
         header,
     })
+}
+
+/// Refuses options an export cannot honour (jobs check before they start).
+pub fn check_options(options: &BackupOptions) -> Result<(), BackupError> {
+    if options.compression_level == 0 {
+        return Err(BackupError::InvalidOption(
+            "compression_level of an export must be 1 (fastest) to 9 (smallest): gzip has no stored mode".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the settings and the schema, and counts every table's rows.
@@ -310,8 +317,8 @@ fn write_lines(
     tables: &[TablePlan],
     others: &[Entry],
     lines: &mut Lines<'_, '_>,
-    target: &Path,
 ) -> Result<(), BackupError> {
+    let target = lines.target;
     let sqlite = |action| {
         move |source| BackupError::Sqlite {
             action,
@@ -370,12 +377,16 @@ struct Lines<'a, 'p> {
     pending_rows: u64,
     progress: &'p Progress,
     limit: Option<&'a mut RateLimit>,
+    target: &'p Path,
 }
 
 impl Lines<'_, '_> {
     fn object<T: serde::Serialize>(&mut self, value: &T) -> Result<(), BackupError> {
-        serde_json::to_writer(&mut self.buffer, value)
-            .map_err(|e| BackupError::InvalidOption(format!("cannot write JSON: {e}")))?;
+        serde_json::to_writer(&mut self.buffer, value).map_err(|e| BackupError::Io {
+            action: "encoding a line of",
+            path: self.target.to_owned(),
+            source: std::io::Error::other(e),
+        })?;
         self.buffer.push(b'\n');
         self.maybe_send()
     }
