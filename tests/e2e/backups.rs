@@ -1,35 +1,17 @@
 //! Backups with the real binary: BACKUP and RESTORE through psql and tokio-postgres, archives
 //! checked by `unzip`, Python's `zipfile` and `sqlite3`, and the `cairn` CLI.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
 use crate::harness::{
-    Site, TestServer, cairn, refused, standard_config, temporaries, wait_for_progress,
+    Site, TestServer, backups_dir, cairn, column, refused, run, standard_config, temporaries,
+    wait_for_progress,
 };
 use crate::psql::psql;
-
-fn backups_dir(site: &Site) -> PathBuf {
-    site.dir.path().join("backups")
-}
-
-/// The values of the first column of every row.
-async fn column(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("").to_owned()),
-            _ => None,
-        })
-        .collect()
-}
 
 /// `rows` accounts holding 100 each, padded so that a backup takes a while.
 async fn accounts(client: &Client, rows: u32) {
@@ -41,18 +23,6 @@ async fn accounts(client: &Client, rows: u32) {
         ))
         .await
         .unwrap();
-}
-
-fn run(command: &mut Command) -> (bool, String) {
-    let out = command.output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

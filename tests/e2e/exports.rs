@@ -7,45 +7,15 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
-use crate::harness::{Site, cairn, message, refused};
+use crate::harness::{Site, backups_dir, cairn, column, message, refused, run};
 use crate::psql::psql;
-
-fn backups_dir(site: &Site) -> PathBuf {
-    site.dir.path().join("backups")
-}
 
 fn database_file(site: &Site, name: &str) -> PathBuf {
     site.data_dir()
         .join("databases")
         .join(format!("{name}.sqlite"))
-}
-
-/// The values of the first column of every row.
-async fn column(client: &Client, sql: &str) -> Vec<String> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("").to_owned()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn run(command: &mut Command) -> (bool, String) {
-    let out = command.output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// `sqlite3 file .dump` (waiting out the server's brief locks, as any second process must).

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 pub const ADMIN_PASSWORD: &str = "admin-pw";
 pub const READER_PASSWORD: &str = "reader-pw";
@@ -331,4 +331,36 @@ pub async fn wait_for_progress(client: &Client, id: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The backup directory of a site with the standard config.
+pub fn backups_dir(site: &Site) -> PathBuf {
+    site.dir.path().join("backups")
+}
+
+/// The values of the first column of every row.
+pub async fn column(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("").to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs a command to its end: whether it succeeded, and its standard output and error.
+pub fn run(command: &mut Command) -> (bool, String) {
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

@@ -60,12 +60,12 @@ impl PathRules {
         Ok(path)
     }
 
-    /// The existing archive named `requested`.
+    /// The existing archive or export file named `requested`.
     pub fn archive_source(&self, requested: &str) -> Result<PathBuf, BackupError> {
         let (path, root) = self.lexical(requested)?;
         if !path.is_file() {
             return Err(BackupError::Io {
-                action: "there is no archive at",
+                action: "there is no file at",
                 path,
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
