@@ -74,6 +74,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod backup_options;
 mod error;
 pub mod ffi;
 mod host;

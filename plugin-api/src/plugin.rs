@@ -21,6 +21,19 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// (on reload) or reports the plugin failed (at start).
     fn new(config: PluginConfig) -> Result<Self, PluginError>;
 
+    /// Checks what [`start`](Plugin::start) will need from the server (the directories it
+    /// writes, its state directory, the databases it names) before anything is stopped. On
+    /// a reload the previous instance is still running while this runs, and keeps running
+    /// if it refuses: the operator sees the error as a refused config. Called once, right
+    /// after [`new`](Plugin::new), with this instance's host. Use only the host's immediate
+    /// services here ([`Host::databases`], [`Host::archive_directory`],
+    /// [`Host::state_directory`]); register nothing (that is `start`'s job). The default
+    /// checks nothing.
+    fn prepare(&self, host: &Host) -> Result<(), PluginError> {
+        let _ = host;
+        Ok(())
+    }
+
     /// Starts: register procedures, schedule jobs, subscribe to events.
     async fn start(&self, host: &Host) -> Result<(), PluginError> {
         let _ = host;

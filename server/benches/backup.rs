@@ -379,6 +379,7 @@ fn throughput(data_dir: &Path, db: &Path, scratch: &Path, root: &Path, size: u64
         &archive,
         "restored",
         false,
+        offline::DataDir::CreateIfMissing,
         &Progress::default(),
     )
     .unwrap();
@@ -428,6 +429,7 @@ fn cairn_import(file: &Path, data_dir: &Path) -> (Duration, f64) {
         file,
         Some("imported"),
         false,
+        offline::DataDir::CreateIfMissing,
         &Progress::default(),
     )
     .unwrap();

@@ -13,6 +13,8 @@ use std::time::Duration;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::disk_space::DataDisk;
+
 /// The database every server has after its first start.
 pub const DEFAULT_DATABASE: &str = "default";
 /// PostgreSQL's identifier limit, kept so names look the same to every client.
@@ -74,6 +76,8 @@ pub struct DatabaseInfo {
 pub struct Catalog {
     dir: PathBuf,
     busy_timeout: Duration,
+    /// The disk the databases are on: whether it is full.
+    disk: Arc<DataDisk>,
     /// Sessions per database; the lock also serialises create, drop and connect.
     sessions: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -144,9 +148,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Catalog {
-    /// Opens the catalog in `data_dir`, creating the directory layout and the default database
-    /// when missing.
-    pub fn open(data_dir: &Path, busy_timeout: Duration) -> Result<Catalog, CatalogError> {
+    /// Opens the catalog in `data_dir` (on `disk`), creating the directory layout and the
+    /// default database when missing.
+    pub fn open(
+        data_dir: &Path,
+        busy_timeout: Duration,
+        disk: Arc<DataDisk>,
+    ) -> Result<Catalog, CatalogError> {
         let dir = data_dir.join("databases");
         std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Io {
             action: "creating directory",
@@ -156,6 +164,7 @@ impl Catalog {
         let catalog = Catalog {
             dir,
             busy_timeout,
+            disk,
             sessions: Arc::default(),
         };
         if !catalog.exists(DEFAULT_DATABASE) {
@@ -169,6 +178,11 @@ impl Catalog {
         &self.dir
     }
 
+    /// The disk the databases are on.
+    pub fn disk(&self) -> &DataDisk {
+        &self.disk
+    }
+
     /// The file of database `name` (which must be valid).
     pub fn path_of(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}{FILE_SUFFIX}"))
@@ -178,7 +192,10 @@ impl Catalog {
         validate_name(name).is_ok() && self.path_of(name).is_file()
     }
 
-    /// Creates an empty database in WAL mode.
+    /// Creates an empty database in WAL mode. It is made whole under a temporary name and
+    /// only then renamed to its own, so a crash never leaves a half-made database (empty,
+    /// not in WAL mode) holding a name nobody was told about; start-up removes the
+    /// temporary.
     pub fn create(&self, name: &str) -> Result<(), CatalogError> {
         validate_name(name)?;
         let _guard = lock(&self.sessions);
@@ -186,22 +203,19 @@ impl Catalog {
         if path.exists() {
             return Err(CatalogError::AlreadyExists(name.to_owned()));
         }
-        let sqlite_err = |source| CatalogError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite_err)?;
-        // WAL is persistent in the file: readers never block the writer, and a backup's read
-        // transaction never blocks commits.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sqlite_err)?;
-        drop(conn);
+        let temporary = crate::new_file::temporary_name(&self.dir, ".create");
+        let made = make_empty_database(&temporary).and_then(|()| {
+            std::fs::rename(&temporary, &path).map_err(|source| CatalogError::Io {
+                action: "renaming into",
+                path: path.clone(),
+                source,
+            })
+        });
+        if made.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+            let _ = remove_sidecars(&temporary);
+        }
+        made?;
         self.sync_dir()
     }
 
@@ -422,6 +436,35 @@ impl Catalog {
     }
 }
 
+/// An empty database in WAL mode at `path` (a new file, owner-only), synced.
+fn make_empty_database(path: &Path) -> Result<(), CatalogError> {
+    let sqlite_err = |source| CatalogError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let io_err = |action| {
+        move |source| CatalogError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    crate::new_file::create_new(path).map_err(io_err("creating"))?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_err)?;
+    // WAL is persistent in the file: readers never block the writer, and a backup's read
+    // transaction never blocks commits.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sqlite_err)?;
+    conn.close().map_err(|(_, e)| sqlite_err(e))?;
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("syncing"))
+}
+
 /// Removes a database file's `-wal` and `-shm` companions (absent ones are fine).
 fn remove_sidecars(path: &Path) -> Result<(), CatalogError> {
     for suffix in ["-wal", "-shm"] {
@@ -495,7 +538,8 @@ mod tests {
 
     fn catalog() -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::open(dir.path(), Duration::from_secs(1)).unwrap();
+        let disk = Arc::new(DataDisk::new(dir.path(), 0));
+        let catalog = Catalog::open(dir.path(), Duration::from_secs(1), disk).unwrap();
         (dir, catalog)
     }
 
@@ -519,6 +563,37 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn crash_during_create_database_leaves_no_half_made_database_under_its_name() {
+        let (dir, catalog) = catalog();
+        catalog.create("sales").unwrap();
+        // Complete under its own name: WAL in the header (bytes 18 and 19 are 2), owner-only.
+        let path = catalog.path_of("sales");
+        let header = std::fs::read(&path).unwrap();
+        assert!(header.len() >= 100, "{} bytes", header.len());
+        assert_eq!((header[18], header[19]), (2, 2), "not in WAL mode");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Nothing else is left in the directory but the databases.
+        let mut names: Vec<String> = std::fs::read_dir(catalog.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["default.sqlite", "sales.sqlite"]);
+        // What a crash between the steps leaves is a temporary, which is not a database.
+        make_empty_database(&catalog.dir().join(".cairn-tmp-x.create")).unwrap();
+        let listed: Vec<String> = catalog
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        assert_eq!(listed, ["default", "sales"]);
+        drop(dir);
     }
 
     #[test]

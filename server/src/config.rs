@@ -35,6 +35,8 @@ pub struct Config {
     pub busy_timeout: Duration,
     /// How long shutdown waits for running statements to finish.
     pub shutdown_grace: Duration,
+    /// Bytes kept allocated on the data disk, released for the admin when it fills (0: none).
+    pub reserved_space: u64,
     /// The users who may log in, in the order of their names.
     pub users: Vec<UserConfig>,
     /// The only directory plugin libraries are loaded from.
@@ -170,6 +172,15 @@ struct RawServer {
     shutdown_grace_ms: u64,
     #[serde(default = "default_plugin_dir")]
     plugin_dir: String,
+    reserved_space: Option<Spanned<RawSize>>,
+}
+
+/// A size as bytes or as text ("64MiB").
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(i64),
+    Text(String),
 }
 
 fn default_plugin_dir() -> String {
@@ -342,9 +353,26 @@ impl Config {
             allowed: directories,
         };
 
+        let reserved_space = match &raw.server.reserved_space {
+            None => crate::disk_space::DEFAULT_RESERVE,
+            Some(size) => {
+                let bytes = match size.get_ref() {
+                    RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| {
+                        format!(
+                            "reserved_space is {n}; write a size such as \"64MiB\", or 0 for none"
+                        )
+                    }),
+                    RawSize::Text(text) => cairn_plugin_api::backup_options::parse_size(text)
+                        .map_err(|e| format!("reserved_space: {}", e.message())),
+                };
+                bytes.map_err(|m| located.at(size, m))?
+            }
+        };
+
         Ok(Config {
             backup,
             source: path.to_owned(),
+            reserved_space,
             plugin_dir: normalize(&base.join(&raw.server.plugin_dir)),
             plugins,
             listen,

@@ -61,11 +61,13 @@ impl DataDirLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        file.set_len(0)
+        // The pid only tells a second server who holds the lock; on a full disk it may not
+        // be writable, and the lock holds all the same.
+        let _ = file
+            .set_len(0)
             .and_then(|()| file.rewind())
             .and_then(|()| writeln!(file, "{}", std::process::id()))
-            .and_then(|()| file.sync_all())
-            .map_err(io)?;
+            .and_then(|()| file.sync_all());
         Ok(DataDirLock { _file: file, path })
     }
 

@@ -79,6 +79,9 @@ enum Command {
         /// Replace an existing database of that name.
         #[arg(long)]
         replace: bool,
+        /// Make the data directory if it does not exist (restoring onto a new machine).
+        #[arg(long)]
+        create_data_dir: bool,
     },
     /// Export one database of a live or stopped data directory as gzip JSON lines, from one
     /// read transaction (writers go on).
@@ -109,6 +112,9 @@ enum Command {
         /// Replace an existing database of that name.
         #[arg(long)]
         replace: bool,
+        /// Make the data directory if it does not exist (importing onto a new machine).
+        #[arg(long)]
+        create_data_dir: bool,
     },
 }
 
@@ -123,6 +129,9 @@ enum PluginCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // As PostgreSQL does: whatever else creates a file in this process (SQLite's journals, a
+    // plugin), it is the owner's only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     logging::init(cli.log_format);
     let result = match cli.command {
@@ -144,7 +153,14 @@ fn main() -> std::process::ExitCode {
             data_dir,
             database,
             replace,
-        } => restore(&file, &data_dir, &database, replace),
+            create_data_dir,
+        } => restore(
+            &file,
+            &data_dir,
+            &database,
+            replace,
+            data_dir_rule(create_data_dir),
+        ),
         Command::Export {
             data_dir,
             database,
@@ -156,7 +172,14 @@ fn main() -> std::process::ExitCode {
             data_dir,
             database,
             replace,
-        } => import(&file, &data_dir, database.as_deref(), replace),
+            create_data_dir,
+        } => import(
+            &file,
+            &data_dir,
+            database.as_deref(),
+            replace,
+            data_dir_rule(create_data_dir),
+        ),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -261,9 +284,23 @@ fn verify(file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restore(file: &Path, data_dir: &Path, database: &str, replace: bool) -> anyhow::Result<()> {
+fn data_dir_rule(create: bool) -> offline::DataDir {
+    if create {
+        offline::DataDir::CreateIfMissing
+    } else {
+        offline::DataDir::Existing
+    }
+}
+
+fn restore(
+    file: &Path,
+    data_dir: &Path,
+    database: &str,
+    replace: bool,
+    create: offline::DataDir,
+) -> anyhow::Result<()> {
     let verified = with_progress("restoring", Unit::Bytes, |progress| {
-        offline::restore(data_dir, file, database, replace, progress)
+        offline::restore(data_dir, file, database, replace, create, progress)
     })?;
     println!(
         "restored database \"{database}\" ({} bytes, snapshot of \"{}\" at {})",
@@ -293,9 +330,10 @@ fn import(
     data_dir: &Path,
     database: Option<&str>,
     replace: bool,
+    create: offline::DataDir,
 ) -> anyhow::Result<()> {
     let imported = with_progress("importing", Unit::Rows, |progress| {
-        offline::import(data_dir, file, database, replace, progress)
+        offline::import(data_dir, file, database, replace, create, progress)
     })?;
     let name = database.unwrap_or(&imported.header.database);
     for (table, rows) in &imported.tables {

@@ -42,6 +42,12 @@ impl Role {
         matches!(self, Role::Admin | Role::Backup)
     }
 
+    /// Whether this role's statements may still write while the data disk is full: the
+    /// admin's, who needs the reserved room to free space.
+    pub fn may_write_on_a_full_disk(self) -> bool {
+        self == Role::Admin
+    }
+
     /// Whether this role may create and drop databases.
     pub fn may_manage_databases(self) -> bool {
         self == Role::Admin

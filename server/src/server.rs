@@ -16,6 +16,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::credentials::UserDirectory;
 use crate::data_dir_lock::DataDirLock;
+use crate::disk_space::DataDisk;
 use crate::error::Error;
 use crate::pg::{ConnectionHandlers, Shared};
 use crate::plugin::Plugins;
@@ -46,7 +47,16 @@ impl Server {
                 source,
             })?;
         let lock = DataDirLock::acquire(&config.data_dir)?;
-        let catalog = Arc::new(Catalog::open(&config.data_dir, config.busy_timeout)?);
+        // Before anything else writes: on a full disk the reserve is what lets us start.
+        let disk = Arc::new(DataDisk::new(&config.data_dir, config.reserved_space));
+        if let Err(e) = disk.check() {
+            tracing::warn!(path = %config.data_dir.display(), error = %e, "cannot read the free space of the data disk");
+        }
+        let catalog = Arc::new(Catalog::open(
+            &config.data_dir,
+            config.busy_timeout,
+            Arc::clone(&disk),
+        )?);
         let users = Arc::new(UserDirectory::resolve(
             &config.users,
             &config.data_dir,
@@ -91,6 +101,7 @@ impl Server {
         );
 
         let shutdown = CancellationToken::new();
+        tokio::spawn(watch_disk(disk, shutdown.clone()));
         let reloader = Arc::downgrade(&plugins);
         let shared = Arc::new(Shared::new(Arc::clone(&catalog), plugins, backups, users));
         let task = tokio::spawn(serve(listener, shared, shutdown.clone(), config, lock));
@@ -123,6 +134,24 @@ impl ServerHandle {
         self.shutdown.cancel();
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "server task ended abnormally");
+        }
+    }
+}
+
+/// Looks at the data disk's free space every second until shutdown (see `disk_space`).
+async fn watch_disk(disk: Arc<DataDisk>, shutdown: CancellationToken) {
+    let mut every_second = tokio::time::interval(std::time::Duration::from_secs(1));
+    every_second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every_second.tick() => {}
+        }
+        let disk = Arc::clone(&disk);
+        // Making the reserve writes: off the async threads.
+        let looked = tokio::task::spawn_blocking(move || disk.check()).await;
+        if let Ok(Err(e)) = looked {
+            tracing::debug!(error = %e, "reading the data disk's free space");
         }
     }
 }

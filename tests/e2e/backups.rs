@@ -341,6 +341,65 @@ async fn the_cli_backs_up_a_live_server_and_restores_into_a_stopped_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_and_import_with_a_mistyped_data_dir_are_refused() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    accounts(&admin, 10).await;
+    admin
+        .batch_execute("BACKUP DATABASE TO 'cli.zip'; EXPORT DATABASE TO 'cli.json.gz'")
+        .await
+        .unwrap();
+    drop(admin);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let archive = backups_dir(&site).join("cli.zip");
+    let export = backups_dir(&site).join("cli.json.gz");
+    let typo = site.dir.path().join("dta");
+    for (command, file) in [("restore", &archive), ("import", &export)] {
+        let (ok, out) = run(cairn()
+            .arg(command)
+            .arg(file)
+            .arg("--data-dir")
+            .arg(&typo)
+            .args(["--database", "copy"]));
+        assert!(
+            !ok,
+            "{command} into a missing data directory succeeded: {out}"
+        );
+        assert!(
+            out.contains("does not exist") && out.contains("--create-data-dir"),
+            "{command}: {out}"
+        );
+        assert!(!typo.exists(), "{command} made the mistyped directory");
+        // An existing directory that is not a data directory is refused too.
+        let (ok, out) = run(cairn()
+            .arg(command)
+            .arg(file)
+            .arg("--data-dir")
+            .arg(site.dir.path())
+            .args(["--database", "copy"]));
+        assert!(!ok, "{out}");
+        assert!(out.contains("not a Cairn data directory"), "{out}");
+    }
+    // Asked for, a new data directory is made: restoring onto a new machine.
+    for (command, file, fresh) in [
+        ("restore", &archive, "fresh_restore"),
+        ("import", &export, "fresh_import"),
+    ] {
+        let fresh = site.dir.path().join(fresh);
+        let (ok, out) = run(cairn()
+            .arg(command)
+            .arg(file)
+            .arg("--data-dir")
+            .arg(&fresh)
+            .args(["--database", "copy", "--create-data-dir"]));
+        assert!(ok, "{command}: {out}");
+        assert!(fresh.join("databases/copy.sqlite").is_file());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_leaves_no_archive_or_export_and_the_next_start_removes_its_temporaries() {
     for (kind, file) in [("BACKUP", "killed.zip"), ("EXPORT", "killed.json.gz")] {
         let site = Site::new(&standard_config());

@@ -179,11 +179,16 @@ impl TestServer {
 
     /// Waits until a log line contains `needle` (bounded by the test's patience).
     pub fn wait_for_log(&self, needle: &str) {
+        self.wait_for_logs(needle, 1);
+    }
+
+    /// Waits until `count` log lines contain `needle`.
+    pub fn wait_for_logs(&self, needle: &str, count: usize) {
         let deadline = std::time::Instant::now() + PATIENCE;
-        while !self.logs().contains(needle) {
+        while self.logs().matches(needle).count() < count {
             assert!(
                 std::time::Instant::now() < deadline,
-                "no log line with {needle:?}:\n{}",
+                "fewer than {count} log lines with {needle:?}:\n{}",
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(10));

@@ -17,3 +17,4 @@ mod lifecycle;
 mod plugins;
 mod protocol;
 mod psql;
+mod unattended;

@@ -314,6 +314,56 @@ start = "panic"
 }
 
 #[tokio::test]
+async fn a_refused_reload_a_new_instance_that_fails_to_start_brings_the_previous_one_back() {
+    let site = site_with(
+        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);
+
+    // The new config passes `new` but fails in `start`, after the old instance stopped.
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(
+        site.config_path(),
+        format!("{config}[plugins.panicky.config]\nstart = \"error\"\n"),
+    )
+    .unwrap();
+    let err = client
+        .batch_execute("RELOAD PLUGIN panicky")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("told to fail in start")
+            && message(&err).contains("previous instance")
+            && message(&err).contains("started again"),
+        "{}",
+        message(&err)
+    );
+    let (state, error) = state_of(&server, "panicky").await;
+    assert_eq!(state, "running");
+    assert!(
+        error
+            .unwrap_or_default()
+            .contains("previous instance runs again"),
+        "SHOW PLUGINS should say the reload failed"
+    );
+    assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);
+
+    // SIGHUP takes the same path and says so in the log.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    server.wait_for_logs("the previous library and config were started again", 2);
+    server.wait_for_log("plugin reload failed");
+    assert_eq!(state_of(&server, "panicky").await.0, "running");
+    assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);
+}
+
+#[tokio::test]
 async fn a_panic_in_a_procedure_fails_the_plugin_not_the_server() {
     let site = site_with(
         &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],

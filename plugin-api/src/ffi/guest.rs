@@ -112,10 +112,14 @@ unsafe extern "C" fn create<P: Plugin>(
             let config = unsafe { super::text(config, "the plugin config") }?;
             let plugin = P::new(PluginConfig::new(config))?;
             let erased = |weak: &Weak<Instance<P>>| -> Weak<dyn ErasedInstance> { weak.clone() };
-            Ok(Arc::new_cyclic(|weak| Instance {
+            let created = Arc::new_cyclic(|weak| Instance {
                 plugin,
                 host: Host::new(raw.clone(), erased(weak), dispatch.clone()),
-            }))
+            });
+            // Refused here, the instance never existed for the host: on a reload, the
+            // running one goes on.
+            created.plugin.prepare(&created.host)?;
+            Ok(created)
         })
     });
     match created {

@@ -1,35 +1,45 @@
 //! Retention on disk: which of the archives in the ledger may go, and removing them.
 //!
 //! An archive is considered only if every check passes: it is in the ledger (this plugin
-//! wrote it), it was verified, it is still the file that was written (same size), its name is
-//! one the template makes for the database, and its manifest names the database. Everything
-//! else in the directory (foreign files, temporary files, other databases' archives, files
-//! changed since) is never touched.
+//! wrote it), it was verified, it is still the file that was written (same size, same kind of
+//! contents), its name is one the template makes for the database, and its manifest names the
+//! database. Everything else in the directory (foreign files, temporary files, other
+//! databases' archives, files changed since) is never touched. Each kind (ZIP archives,
+//! exports) is retained on its own, so files of one kind never push out those of the other.
+//! A record whose file is missing is dropped only when its directory is the very directory
+//! it was written in: a missing or replaced directory (an unmounted file system) proves
+//! nothing, and its records wait for it to come back.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::naming::Template;
 use crate::retention::Retention;
-use crate::state::ArchiveRecord;
+use crate::state::{ArchiveKind, ArchiveRecord};
 
 /// What retention decided for one archive of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub file: String,
+    /// Where the file is.
+    pub path: PathBuf,
     pub created_at: DateTime<Utc>,
+    /// What the file holds, when it is one of ours.
+    pub kind: Option<ArchiveKind>,
     pub remove: bool,
     /// The rules that keep it, why it is out of retention's reach, or "expired".
     pub reason: String,
 }
 
-/// Decides what retention keeps among `records` (the ledger of `database`). Records whose
-/// file is gone are left out, so the caller can drop them from the ledger.
+/// Decides what retention keeps among `records` (the ledger of `database`); `target` is the
+/// directory of records that do not name theirs. Records whose file is gone from a directory
+/// that is still theirs are left out, so the caller can drop them from the ledger.
 pub fn review(
-    directory: &Path,
+    target: &Path,
     database: &str,
     template: &Template,
     records: &[ArchiveRecord],
@@ -37,81 +47,155 @@ pub fn review(
     zone: Tz,
 ) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
-    let mut candidates = Vec::new();
+    let mut candidates: BTreeMap<ArchiveKind, Vec<&ArchiveRecord>> = BTreeMap::new();
     for record in records {
-        match eligible(directory, database, template, record) {
+        match eligible(target, database, template, record) {
             Eligibility::Gone => {}
-            Eligibility::Untouchable(why) => verdicts.push(Verdict {
+            Eligibility::Untouchable(kind, why) => verdicts.push(Verdict {
                 file: record.file.clone(),
+                path: path_of(target, record),
                 created_at: record.created_at,
+                kind,
                 remove: false,
                 reason: why,
             }),
-            Eligibility::Candidate => candidates.push(record),
+            Eligibility::Candidate(kind) => candidates.entry(kind).or_default().push(record),
         }
     }
-    let created: Vec<DateTime<Utc>> = candidates.iter().map(|r| r.created_at).collect();
-    for (record, reasons) in candidates.iter().zip(retention.plan(&created, zone)) {
-        verdicts.push(Verdict {
-            file: record.file.clone(),
-            created_at: record.created_at,
-            remove: reasons.is_empty(),
-            reason: if reasons.is_empty() {
-                "expired".into()
-            } else {
-                format!("kept: {}", reasons.join(", "))
-            },
-        });
+    for (kind, records) in candidates {
+        let created: Vec<DateTime<Utc>> = records.iter().map(|r| r.created_at).collect();
+        for (record, reasons) in records.iter().zip(retention.plan(&created, zone)) {
+            verdicts.push(Verdict {
+                file: record.file.clone(),
+                path: path_of(target, record),
+                created_at: record.created_at,
+                kind: Some(kind),
+                remove: reasons.is_empty(),
+                reason: if reasons.is_empty() {
+                    "expired".into()
+                } else {
+                    format!("kept: {}", reasons.join(", "))
+                },
+            });
+        }
     }
     verdicts.sort_by_key(|v| std::cmp::Reverse(v.created_at));
     verdicts
 }
 
+/// The file of `record`: in the directory it was written in, or in `target`.
+pub fn path_of(target: &Path, record: &ArchiveRecord) -> PathBuf {
+    record
+        .directory
+        .as_ref()
+        .map_or(target, |d| d.path.as_path())
+        .join(&record.file)
+}
+
 enum Eligibility {
     Gone,
-    Untouchable(String),
-    Candidate,
+    Untouchable(Option<ArchiveKind>, String),
+    Candidate(ArchiveKind),
 }
 
 fn eligible(
-    directory: &Path,
+    target: &Path,
     database: &str,
     template: &Template,
     record: &ArchiveRecord,
 ) -> Eligibility {
-    let path = directory.join(&record.file);
+    let untouchable =
+        |kind, why: &str| Eligibility::Untouchable(kind, format!("left alone: {why}"));
+    let directory_present = match &record.directory {
+        Some(directory) => directory.is_present(),
+        None => target.is_dir(),
+    };
+    if !directory_present {
+        let directory = record
+            .directory
+            .as_ref()
+            .map_or(target, |d| d.path.as_path());
+        return untouchable(
+            record.kind,
+            &format!(
+                "its directory {} is missing or is not the one it was written in (unmounted? re-created?); kept in the ledger until it is back",
+                directory.display()
+            ),
+        );
+    }
+    let path = path_of(target, record);
     let metadata = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Eligibility::Gone,
-        Err(e) => return Eligibility::Untouchable(format!("left alone: cannot read it ({e})")),
+        Err(e) => return untouchable(record.kind, &format!("cannot read it ({e})")),
     };
-    let untouchable = |why: &str| Eligibility::Untouchable(format!("left alone: {why}"));
     if !metadata.file_type().is_file() {
-        return untouchable("not a regular file");
+        return untouchable(record.kind, "not a regular file");
     }
     if !record.verified {
-        return untouchable("never verified");
+        return untouchable(record.kind, "never verified");
     }
     if metadata.len() != record.bytes {
-        return untouchable("changed since it was written");
+        return untouchable(record.kind, "changed since it was written");
     }
     if !template.matches(database, &record.file) {
-        return untouchable("its name does not fit target_file_name");
+        return untouchable(record.kind, "its name does not fit target_file_name");
+    }
+    let actual = match kind_of(&path) {
+        Ok(kind) => kind,
+        Err(why) => return untouchable(record.kind, &why),
+    };
+    if let Some(recorded) = record.kind
+        && recorded != actual
+    {
+        return untouchable(
+            Some(actual),
+            &format!(
+                "it holds {}, but it was recorded as {}",
+                describe(actual),
+                describe(recorded)
+            ),
+        );
     }
     match manifest_database(&path) {
-        Ok(named) if named == database => Eligibility::Candidate,
-        Ok(named) => untouchable(&format!("its manifest names database {named:?}")),
-        Err(why) => untouchable(&format!("its manifest cannot be read ({why})")),
+        Ok(named) if named == database => Eligibility::Candidate(actual),
+        Ok(named) => untouchable(
+            Some(actual),
+            &format!("its manifest names database {named:?}"),
+        ),
+        Err(why) => untouchable(
+            Some(actual),
+            &format!("its manifest cannot be read ({why})"),
+        ),
+    }
+}
+
+fn describe(kind: ArchiveKind) -> &'static str {
+    match kind {
+        ArchiveKind::Full => "a ZIP backup archive",
+        ArchiveKind::Export => "a gzip export",
+    }
+}
+
+/// What a file holds, by its first bytes.
+pub fn kind_of(path: &Path) -> Result<ArchiveKind, String> {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| format!("cannot read its first bytes ({e})"))?;
+    match magic {
+        [0x1f, 0x8b, _, _] => Ok(ArchiveKind::Export),
+        [b'P', b'K', 3, 4] => Ok(ArchiveKind::Full),
+        _ => Err("it is neither a ZIP archive nor a gzip export".into()),
     }
 }
 
 /// The database an archive's `manifest.json` (or an export's header line) names.
 pub fn manifest_database(path: &Path) -> Result<String, String> {
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut magic = [0u8; 2];
-    if file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b] {
+    if kind_of(path)? == ArchiveKind::Export {
         return export_database(path);
     }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| e.to_string())?;
     let mut entry = archive
         .by_name("manifest.json")
@@ -154,9 +238,159 @@ fn export_database(path: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::DirectoryId;
     use chrono::TimeZone;
     use chrono_tz::UTC;
     use std::io::Write;
+
+    /// An export whose header names `database`.
+    fn write_export(path: &Path, database: &str) -> u64 {
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let header =
+            serde_json::json!({"format": "cairn-export", "version": 1, "database": database});
+        writeln!(gz, "{header}").unwrap();
+        gz.finish().unwrap();
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    /// A ledger record of `file` in `dir`, written on 1 May 2026 at `hour`.
+    fn record(
+        dir: &Path,
+        file: &str,
+        bytes: u64,
+        hour: u32,
+        kind: Option<ArchiveKind>,
+    ) -> ArchiveRecord {
+        ArchiveRecord {
+            file: file.into(),
+            created_at: Utc.with_ymd_and_hms(2026, 5, 1, hour, 0, 0).unwrap(),
+            bytes,
+            verified: true,
+            kind,
+            directory: Some(DirectoryId::of(dir).unwrap()),
+        }
+    }
+
+    fn summary(verdicts: &[Verdict]) -> Vec<(String, bool)> {
+        verdicts
+            .iter()
+            .map(|v| (v.file.clone(), v.remove))
+            .collect()
+    }
+
+    #[test]
+    fn retention_never_counts_a_file_of_another_kind() {
+        // Three nights of ZIP backups, then `mode = "export"` with a `.zip` name (as an older
+        // version allowed) wrote four exports: keep_last = 3 must not delete the backups.
+        let dir = tempfile::tempdir().unwrap();
+        let template = Template::parse("${DBNAME}-${DATE:yyyyMMddHHmmss}.zip").unwrap();
+        let mut ledger = Vec::new();
+        for hour in 1..=3 {
+            let file = format!("sales-202605010{hour}0000.zip");
+            let bytes = write_archive(&dir.path().join(&file), "sales");
+            ledger.push(record(
+                dir.path(),
+                &file,
+                bytes,
+                hour,
+                Some(ArchiveKind::Full),
+            ));
+        }
+        for hour in 4..=7 {
+            let file = format!("sales-202605010{hour}0000.zip");
+            let bytes = write_export(&dir.path().join(&file), "sales");
+            // Older ledgers did not say what they wrote.
+            ledger.push(record(dir.path(), &file, bytes, hour, None));
+        }
+        let keep_last_3 = Retention {
+            keep_last: 3,
+            min_keep: 1,
+            ..Retention::default()
+        };
+        let verdicts = review(dir.path(), "sales", &template, &ledger, &keep_last_3, UTC);
+        let removed: Vec<&str> = verdicts
+            .iter()
+            .filter(|v| v.remove)
+            .map(|v| v.file.as_str())
+            .collect();
+        assert_eq!(removed, ["sales-20260501040000.zip"], "{verdicts:#?}");
+        assert!(
+            verdicts
+                .iter()
+                .filter(|v| v.kind == Some(ArchiveKind::Full))
+                .all(|v| !v.remove)
+        );
+        // A file recorded as a backup that now holds an export is left alone.
+        let swapped = &ledger[0];
+        let bytes = write_export(&dir.path().join(&swapped.file), "sales");
+        let mut changed = swapped.clone();
+        changed.bytes = bytes;
+        let verdicts = review(
+            dir.path(),
+            "sales",
+            &template,
+            &[changed],
+            &keep_last_3,
+            UTC,
+        );
+        assert!(
+            !verdicts[0].remove && verdicts[0].reason.contains("recorded as a ZIP"),
+            "{verdicts:?}"
+        );
+    }
+
+    #[test]
+    fn orphaned_archives_a_missing_directory_is_not_a_reason_to_forget() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("auto");
+        std::fs::create_dir(&dir).unwrap();
+        let template = Template::parse("${DBNAME}-${DATE:yyyyMMddHHmmss}.zip").unwrap();
+        let ledger: Vec<ArchiveRecord> = (1..=3)
+            .map(|hour| {
+                let file = format!("sales-202605010{hour}0000.zip");
+                let bytes = write_archive(&dir.join(&file), "sales");
+                record(&dir, &file, bytes, hour, Some(ArchiveKind::Full))
+            })
+            .collect();
+        let keep_last_1 = Retention {
+            keep_last: 1,
+            min_keep: 1,
+            ..Retention::default()
+        };
+        // The directory is briefly gone: nothing is forgotten, nothing removed.
+        std::fs::rename(&dir, root.path().join("away")).unwrap();
+        let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
+        assert_eq!(verdicts.len(), 3, "records were dropped: {verdicts:?}");
+        assert!(
+            verdicts
+                .iter()
+                .all(|v| !v.remove && v.reason.contains("missing"))
+        );
+        // An empty directory in its place (an unmounted mount point) is not it either.
+        std::fs::create_dir(&dir).unwrap();
+        let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
+        assert_eq!(verdicts.len(), 3, "records were dropped: {verdicts:?}");
+        assert!(verdicts.iter().all(|v| !v.remove));
+        // Back again: retention applies as before.
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::rename(root.path().join("away"), &dir).unwrap();
+        let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
+        assert_eq!(
+            summary(&verdicts),
+            [
+                ("sales-20260501030000.zip".into(), false),
+                ("sales-20260501020000.zip".into(), true),
+                ("sales-20260501010000.zip".into(), true),
+            ]
+        );
+        // A file deleted by hand from its own directory is forgotten.
+        std::fs::remove_file(dir.join("sales-20260501010000.zip")).unwrap();
+        let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
+        assert_eq!(verdicts.len(), 2);
+    }
 
     /// A ZIP holding a manifest naming `database` (and a stand-in database entry).
     fn write_archive(path: &Path, database: &str) -> u64 {
@@ -185,6 +419,8 @@ mod tests {
                 created_at,
                 bytes,
                 verified: true,
+                kind: Some(ArchiveKind::Full),
+                directory: Some(DirectoryId::of(dir.path()).unwrap()),
             });
         }
         // Day 2 was replaced by another database's archive (of the same size, so only the

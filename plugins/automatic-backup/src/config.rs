@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use cairn_plugin_api::{PluginConfig, PluginError, Value};
+use cairn_plugin_api::{PluginConfig, PluginError, Value, backup_options};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::duration;
+use crate::duration::{self, Span};
 use crate::naming::Template;
 use crate::retention::Retention;
 use crate::schedule::Schedule;
+use crate::state::ArchiveKind;
 
 /// What the operator wrote, before checking.
 #[derive(Debug, Deserialize)]
@@ -100,11 +101,20 @@ fn full() -> String {
 fn default_directory() -> String {
     "automatic".into()
 }
-/// The default `target_file_name` of each mode.
-fn default_file_name(mode: &str) -> &'static str {
-    match mode {
-        "export" => "${DBNAME}-${DATE:yyyyMMddHHmmss}.json.gz",
-        _ => "${DBNAME}-${DATE:yyyyMMddHHmmss}.zip",
+/// The default `target_file_name` of each kind.
+fn default_file_name(kind: ArchiveKind) -> &'static str {
+    match kind {
+        ArchiveKind::Export => "${DBNAME}-${DATE:yyyyMMddHHmmss}.json.gz",
+        ArchiveKind::Full => "${DBNAME}-${DATE:yyyyMMddHHmmss}.zip",
+    }
+}
+
+/// The ending every file name of a kind must have: retention and operators tell the kinds
+/// apart by it.
+fn extension(kind: ArchiveKind) -> &'static str {
+    match kind {
+        ArchiveKind::Export => ".json.gz",
+        ArchiveKind::Full => ".zip",
     }
 }
 fn default_retries() -> u32 {
@@ -119,6 +129,8 @@ fn default_retry_delay() -> String {
 pub struct Policy {
     pub enabled: bool,
     pub schedule: Schedule,
+    /// What each run writes (`mode`).
+    pub kind: ArchiveKind,
     include: Vec<glob::Pattern>,
     exclude: Vec<glob::Pattern>,
     pub target_directory: String,
@@ -186,9 +198,9 @@ impl Policy {
         };
         let include = patterns("db_include", &written.db_include)?;
         let exclude = patterns("db_exclude", &written.db_exclude)?;
-        let export = match written.mode.as_str() {
-            "full" => false,
-            "export" => true,
+        let kind = match written.mode.as_str() {
+            "full" => ArchiveKind::Full,
+            "export" => ArchiveKind::Export,
             other => {
                 return Err(key_error(
                     "mode",
@@ -198,6 +210,7 @@ impl Policy {
                 ));
             }
         };
+        let export = kind == ArchiveKind::Export;
         if written.target_directory.trim().is_empty() {
             return Err(key_error(
                 "target_directory",
@@ -207,8 +220,36 @@ impl Policy {
         let file_name = written
             .target_file_name
             .as_deref()
-            .unwrap_or(default_file_name(&written.mode));
+            .unwrap_or(default_file_name(kind));
         let template = Template::parse(file_name).map_err(|m| key_error("target_file_name", m))?;
+        if !template.ends_with(extension(kind)) {
+            return Err(key_error(
+                "target_file_name",
+                format!(
+                    "{file_name:?} does not end with {:?}, but mode = \"{}\" writes {} files; name them so (other tools and retention tell kinds apart by the name)",
+                    extension(kind),
+                    kind.mode(),
+                    if export {
+                        "gzip JSON-lines export"
+                    } else {
+                        "ZIP archive"
+                    }
+                ),
+            ));
+        }
+        // Two runs closer together than the names' finest field would want one name.
+        if let Some(interval) = schedule.shortest_interval(chrono::Utc::now())
+            && interval < template.resolution()
+        {
+            return Err(key_error(
+                "target_file_name",
+                format!(
+                    "{file_name:?} tells runs apart only to the {} field, but the schedule runs as often as every {}; two runs would want one name and the second would fail. Add finer fields (${{DATE:yyyyMMddHHmmss}})",
+                    template.finest_field(),
+                    describe(interval)
+                ),
+            ));
+        }
         let mut backup_options = Vec::new();
         if export {
             backup_options.push(("format", Value::Text("export".into())));
@@ -228,21 +269,36 @@ impl Policy {
             }
             backup_options.push(("compression_level", Value::Integer(level)));
         }
-        for (key, size) in [
-            ("buffer_size", &written.buffer_size),
-            ("max_rate", &written.max_rate),
+        // Checked by the server's own rules now, so no run is refused for them later.
+        type Check = fn(u64) -> Result<u64, PluginError>;
+        for (key, size, check) in [
+            (
+                "buffer_size",
+                &written.buffer_size,
+                backup_options::check_buffer_size as Check,
+            ),
+            (
+                "max_rate",
+                &written.max_rate,
+                backup_options::check_max_rate,
+            ),
         ] {
-            match size {
-                Some(Size::Bytes(n)) if *n <= 0 => {
-                    return Err(key_error(
+            let bytes = match size {
+                None => continue,
+                Some(Size::Bytes(n)) => u64::try_from(*n).map_err(|_| {
+                    key_error(
                         key,
                         format!("is {n}; write a positive size such as \"1MiB\""),
-                    ));
+                    )
+                })?,
+                Some(Size::Text(text)) => {
+                    backup_options::parse_size(text).map_err(|e| key_error(key, e.message()))?
                 }
-                Some(Size::Bytes(n)) => backup_options.push((key, Value::Integer(*n))),
-                Some(Size::Text(text)) => backup_options.push((key, Value::Text(text.clone()))),
-                None => {}
-            }
+            };
+            let bytes = check(bytes).map_err(|e| key_error(key, e.message()))?;
+            let bytes = i64::try_from(bytes)
+                .map_err(|_| key_error(key, format!("{bytes} bytes is too large")))?;
+            backup_options.push((key, Value::Integer(bytes)));
         }
         let retry_delay =
             duration::parse(&written.retry_delay).map_err(|m| key_error("retry_delay", m))?;
@@ -252,7 +308,7 @@ impl Policy {
                 let keep_within = r
                     .keep_within
                     .as_deref()
-                    .map(duration::parse)
+                    .map(Span::parse)
                     .transpose()
                     .map_err(|m| key_error("retention.keep_within", m))?;
                 let retention = Retention {
@@ -289,6 +345,7 @@ impl Policy {
         Ok(Policy {
             enabled: written.enabled,
             schedule,
+            kind,
             include,
             exclude,
             target_directory: written.target_directory,
@@ -308,6 +365,28 @@ impl Policy {
     pub fn includes(&self, database: &str) -> bool {
         let included = self.include.is_empty() || self.include.iter().any(|p| p.matches(database));
         included && !self.exclude.iter().any(|p| p.matches(database))
+    }
+}
+
+impl Policy {
+    /// The `db_include` patterns that match none of `databases`.
+    pub fn unmatched_includes(&self, databases: &[String]) -> Vec<String> {
+        self.include
+            .iter()
+            .filter(|p| !databases.iter().any(|d| p.matches(d)))
+            .map(|p| p.as_str().to_owned())
+            .collect()
+    }
+}
+
+/// "1 s", "15 min", "2 h", "7 days": an interval for a message.
+fn describe(interval: chrono::Duration) -> String {
+    let seconds = interval.num_seconds();
+    match seconds {
+        s if s % 86_400 == 0 => format!("{} day(s)", s / 86_400),
+        s if s % 3_600 == 0 => format!("{} h", s / 3_600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 
@@ -356,6 +435,90 @@ mod tests {
         let all = policy("schedule = \"0 2 * * *\"\ndb_exclude = [\"scratch\"]").unwrap();
         assert!(all.includes("crm"));
         assert!(!all.includes("scratch"));
+    }
+
+    #[test]
+    fn retention_must_never_count_a_file_of_another_kind_the_name_fits_the_mode() {
+        let export_as_zip = refusal(
+            "schedule = \"0 2 * * *\"\nmode = \"export\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMddHHmmss}.zip\"",
+        );
+        assert!(
+            export_as_zip.contains("`target_file_name`") && export_as_zip.contains(".json.gz"),
+            "{export_as_zip}"
+        );
+        let zip_as_export = refusal(
+            "schedule = \"0 2 * * *\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMddHHmmss}.json.gz\"",
+        );
+        assert!(zip_as_export.contains(".zip"), "{zip_as_export}");
+        let export = policy("schedule = \"0 2 * * *\"\nmode = \"export\"").unwrap();
+        assert_eq!(export.kind, ArchiveKind::Export);
+        assert_eq!(
+            policy("schedule = \"0 2 * * *\"").unwrap().kind,
+            ArchiveKind::Full
+        );
+    }
+
+    #[test]
+    fn validate_at_load_sizes_and_a_template_coarser_than_the_schedule() {
+        for (text, key) in [
+            ("buffer_size = \"1KiB\"", "`buffer_size`"),
+            ("buffer_size = \"1 parsec\"", "`buffer_size`"),
+            ("buffer_size = 100", "`buffer_size`"),
+            ("buffer_size = \"1GiB\"", "`buffer_size`"),
+            ("max_rate = 0", "`max_rate`"),
+            ("max_rate = \"0MiB\"", "`max_rate`"),
+            ("max_rate = -5", "`max_rate`"),
+        ] {
+            let message = refusal(&format!("schedule = \"0 2 * * *\"\n{text}"));
+            assert!(message.contains(key), "{text:?} gave {message:?}");
+        }
+        // Accepted sizes reach the server as bytes.
+        let p = policy("schedule = \"0 2 * * *\"\nbuffer_size = \"1MiB\"\nmax_rate = \"50MiB\"")
+            .unwrap();
+        assert!(
+            p.backup_options
+                .contains(&("buffer_size", Value::Integer(1 << 20)))
+        );
+        assert!(
+            p.backup_options
+                .contains(&("max_rate", Value::Integer(50 << 20)))
+        );
+        // A daily name with an hourly schedule: every run after the first would fail.
+        let coarse = refusal(
+            "schedule = \"0 * * * *\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMdd}.zip\"",
+        );
+        assert!(
+            coarse.contains("`target_file_name`") && coarse.contains("1 h"),
+            "{coarse}"
+        );
+        let coarse = refusal(
+            "first_time = \"00:00:00\"\ndelay = \"30m\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMddHH}.zip\"",
+        );
+        assert!(coarse.contains("30 min"), "{coarse}");
+        // Daily names for a daily schedule are fine.
+        policy("schedule = \"0 2 * * *\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMdd}.zip\"")
+            .unwrap();
+    }
+
+    #[test]
+    fn keep_within_follows_restics_units() {
+        let p = policy("schedule = \"0 2 * * *\"\n[retention]\nkeep_within = \"1y\"").unwrap();
+        assert_eq!(
+            p.retention.unwrap().keep_within,
+            Some(Span::parse("1y").unwrap())
+        );
+        let m = refusal("schedule = \"0 2 * * *\"\n[retention]\nkeep_within = \"6m\"");
+        assert!(
+            m.contains("`retention.keep_within`") && m.contains("months"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn db_include_patterns_that_match_no_database_are_named() {
+        let p = policy("schedule = \"0 2 * * *\"\ndb_include = [\"salse*\", \"hr\"]").unwrap();
+        let databases = vec!["default".to_owned(), "hr".to_owned(), "sales".to_owned()];
+        assert_eq!(p.unmatched_includes(&databases), ["salse*"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! directory the same way.
 
 mod archives;
+mod clock;
 mod config;
 mod duration;
 mod naming;
@@ -13,6 +14,7 @@ mod plugin;
 mod retention;
 mod schedule;
 mod state;
+mod timetable;
 
 pub use plugin::AutomaticBackup;
 

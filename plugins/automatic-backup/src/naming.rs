@@ -20,11 +20,18 @@ enum Part {
 }
 
 impl Template {
-    /// Parses `text`; it must name the database and the date, and be a file name.
+    /// Parses `text`; it must name the database and the date (every field down to its
+    /// finest, so names never repeat), and be a file name that is not one of Cairn's
+    /// temporary names.
     pub fn parse(text: &str) -> Result<Template, String> {
         if text.contains('/') || text.contains('\\') {
             return Err(format!(
                 "{text:?} contains a directory separator; put directories in target_directory"
+            ));
+        }
+        if text.starts_with(TEMPORARY_PREFIX) {
+            return Err(format!(
+                "{text:?} starts with {TEMPORARY_PREFIX:?}, which names Cairn's temporary files (removed at every start); choose another name"
             ));
         }
         let mut parts = Vec::new();
@@ -58,7 +65,52 @@ impl Template {
                 "{text:?} has no ${{DATE:…}}, so each run would overwrite the last name"
             ));
         }
-        Ok(Template { parts })
+        let template = Template { parts };
+        // Down to the finest field, every coarser one is there: "HHmm" alone repeats daily.
+        let finest = FIELDS
+            .iter()
+            .rposition(|(letter, _, _)| template.has(*letter))
+            .unwrap_or(0);
+        if let Some((letter, pattern, _)) = FIELDS[..finest]
+            .iter()
+            .find(|(letter, _, _)| !template.has(*letter))
+        {
+            let (_, finest_pattern, _) = FIELDS[finest];
+            return Err(format!(
+                "{text:?} has {finest_pattern} but no {pattern} (`{letter}`), so its names repeat; write every field from the year down, e.g. ${{DATE:yyyyMMddHHmmss}}"
+            ));
+        }
+        Ok(template)
+    }
+
+    fn has(&self, letter: char) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Field(l, _) if *l == letter))
+    }
+
+    /// How far apart two instants must be for their names to differ: the finest date
+    /// field's unit (a month and a year at their shortest).
+    pub fn resolution(&self) -> chrono::Duration {
+        FIELDS
+            .iter()
+            .rev()
+            .find(|(letter, _, _)| self.has(*letter))
+            .map_or(chrono::Duration::days(365), |(_, _, unit)| *unit)
+    }
+
+    /// The finest date field as written (`dd`, `HH`, `ss`), for messages.
+    pub fn finest_field(&self) -> &'static str {
+        FIELDS
+            .iter()
+            .rev()
+            .find(|(letter, _, _)| self.has(*letter))
+            .map_or("yyyy", |(_, pattern, _)| *pattern)
+    }
+
+    /// Whether every name ends with `suffix` (".zip", ".json.gz").
+    pub fn ends_with(&self, suffix: &str) -> bool {
+        matches!(self.parts.last(), Some(Part::Text(text)) if text.ends_with(suffix))
     }
 
     /// The file name for `database` at `at` (in the schedule's zone).
@@ -102,6 +154,20 @@ impl Template {
         rest.is_empty()
     }
 }
+
+/// The start of every temporary file Cairn writes (and removes at start-up).
+pub const TEMPORARY_PREFIX: &str = ".cairn-tmp-";
+
+/// The date fields from the coarsest: letter, as written, and the unit it counts.
+const FIELDS: [(char, &str, chrono::Duration); 7] = [
+    ('y', "yyyy", chrono::Duration::days(365)),
+    ('M', "MM", chrono::Duration::days(28)),
+    ('d', "dd", chrono::Duration::days(1)),
+    ('H', "HH", chrono::Duration::hours(1)),
+    ('m', "mm", chrono::Duration::minutes(1)),
+    ('s', "ss", chrono::Duration::seconds(1)),
+    ('S', "SSS", chrono::Duration::milliseconds(1)),
+];
 
 fn push_text(parts: &mut Vec<Part>, text: &str) {
     if !text.is_empty() {
@@ -201,6 +267,11 @@ mod tests {
             "${DBNAME}-${DATE:yyyyMMddQ}.zip",
             "../${DBNAME}-${DATE:yyyyMMddHHmmss}.zip",
             "${DBNAME}-${DATE:yyyy/MM}.zip",
+            // Names that repeat: no day, or no date above the time.
+            "${DBNAME}-${DATE:yyyyMM-HHmm}.zip",
+            "${DBNAME}-${DATE:HHmmss}.zip",
+            // A backup named like a temporary file is deleted at the next start.
+            ".cairn-tmp-${DBNAME}-${DATE:yyyyMMddHHmmss}.zip",
         ] {
             assert!(Template::parse(bad).is_err(), "{bad:?} was accepted");
         }

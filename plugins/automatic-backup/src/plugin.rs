@@ -2,14 +2,22 @@
 //! verification to pruning.
 //!
 //! The server's job scheduler fires each database's check every second and never overlaps
-//! two firings of one job; the check does nothing until the database's next run is due. Times
-//! come from [`Schedule`] in the configured zone, not from the server's UTC cron, so DST and
-//! restarts are handled in one place that is tested with explicit instants.
+//! two firings of one job; the check does nothing until the [`Timetable`] says the database is
+//! due. Times come from [`Schedule`](crate::schedule::Schedule) in the configured zone, not
+//! from the server's UTC cron, so DST and restarts are handled in one place that is tested with
+//! a fake clock.
+//!
+//! Each archive is recorded with the identity of the directory it was written in, so retention
+//! never takes a missing or replaced directory for deleted archives.
+//!
+//! An instance is replaced on reload: its successor first checks (in `prepare`, while this
+//! one still runs) that it can work, then this one is stopped. A run of a stopped instance
+//! ends at its next step, and records its outcome only while no newer run has begun.
 
 use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -21,8 +29,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::FutureExt;
 
 use crate::archives::{self, Verdict};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Overlap, Policy};
-use crate::state::{ArchiveRecord, Armed, State, StateFile};
+use crate::naming::TEMPORARY_PREFIX;
+use crate::state::{ArchiveRecord, Armed, DirectoryId, State, StateFile};
+use crate::timetable::Timetable;
 
 /// Each database's check fires every second.
 const TICK: &str = "* * * * * *";
@@ -37,13 +48,17 @@ const BUSY_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct AutomaticBackup {
     policy: Policy,
+    timetable: Timetable,
     ready: OnceLock<Ready>,
     /// One lock per database: two runs of one database never overlap.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Each scheduled database's next run, as in the state file, for the per-second check.
-    due: Mutex<HashMap<String, DateTime<Utc>>>,
     /// Set by `stop` (unload, reload, shutdown).
     stopped: AtomicBool,
+    /// Wakes every wait (a retry's back-off, a wait for another backup) at `stop`.
+    stopping: tokio::sync::Notify,
+    /// Names this instance's runs in the state file.
+    instance: String,
+    runs: AtomicU64,
 }
 
 /// What `start` found out: where archives go and where state lives.
@@ -72,10 +87,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn now() -> DateTime<Utc> {
-    Utc::now()
-}
-
 fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
@@ -91,42 +102,25 @@ fn failed(e: impl std::fmt::Display) -> PluginError {
 #[cairn_plugin_api::async_trait]
 impl Plugin for AutomaticBackup {
     fn new(config: PluginConfig) -> Result<Self, PluginError> {
-        Ok(AutomaticBackup {
-            policy: Policy::from_config(&config)?,
-            ready: OnceLock::new(),
-            locks: Mutex::new(HashMap::new()),
-            due: Mutex::new(HashMap::new()),
-            stopped: AtomicBool::new(false),
-        })
+        AutomaticBackup::with_clock(config, Arc::new(SystemClock))
+    }
+
+    fn prepare(&self, host: &Host) -> Result<(), PluginError> {
+        // Everything start needs, checked while a predecessor still runs.
+        self.open(host).map(drop)
     }
 
     async fn stop(&self, _host: &Host) -> Result<(), PluginError> {
         // A run still going (a retry waiting, a wait for someone else's backup) ends at its
         // next step instead of outliving the instance.
         self.stopped.store(true, Ordering::Release);
+        self.stopping.notify_waiters();
         Ok(())
     }
 
     async fn start(&self, host: &Host) -> Result<(), PluginError> {
-        if host.abi_minor() < 2 {
-            return Err(PluginError::failed(format!(
-                "this plugin needs a server with plugin ABI 1.2 or later; this one offers 1.{}",
-                host.abi_minor()
-            )));
-        }
-        let directory = host
-            .archive_directory(&self.policy.target_directory)
-            .map_err(|e| {
-                PluginError::Config(format!(
-                    "`target_directory` {:?}: {}",
-                    self.policy.target_directory,
-                    e.message()
-                ))
-            })?;
-        let state = StateFile::in_directory(&host.state_directory()?);
-        state.read().map_err(failed)?;
-        let _ = self.ready.set(Ready { directory, state });
-
+        let ready = self.open(host)?;
+        let _ = self.ready.set(ready);
         host.register_procedure(
             Procedure::new("status")
                 .description("One row per database: last run, its outcome, archives kept, next run")
@@ -155,15 +149,20 @@ impl Plugin for AutomaticBackup {
                 .column("archive", ColumnType::Text)
                 .column("created_at", ColumnType::Text)
                 .column("action", ColumnType::Text)
-                .column("reason", ColumnType::Text),
+                .column("reason", ColumnType::Text)
+                .column("kind", ColumnType::Text),
         )?;
         host.subscribe(&[EventKind::DatabaseCreated])?;
         if !self.policy.enabled {
             tracing::info!("automatic backups are disabled (enabled = false); run() still works");
             return Ok(());
         }
+        let databases = host.databases()?;
+        for pattern in self.policy.unmatched_includes(&databases) {
+            tracing::warn!(pattern = %pattern, databases = %databases.join(", "), "a db_include pattern matches no database; nothing is backed up for it until such a database exists");
+        }
         let mut armed = 0;
-        for database in host.databases()? {
+        for database in databases {
             if self.policy.includes(&database) {
                 self.arm(host, &database)?;
                 armed += 1;
@@ -250,6 +249,65 @@ impl Plugin for AutomaticBackup {
 }
 
 impl AutomaticBackup {
+    /// An instance reading the time from `clock`.
+    fn with_clock(
+        config: PluginConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<AutomaticBackup, PluginError> {
+        let policy = Policy::from_config(&config)?;
+        let instance = format!("{}-{}", std::process::id(), clock.now().timestamp_micros());
+        let timetable = Timetable::new(
+            policy.schedule.clone(),
+            policy.on_previous_running,
+            policy.catch_up,
+            clock,
+        );
+        Ok(AutomaticBackup {
+            policy,
+            timetable,
+            ready: OnceLock::new(),
+            locks: Mutex::new(HashMap::new()),
+            stopped: AtomicBool::new(false),
+            stopping: tokio::sync::Notify::new(),
+            instance,
+            runs: AtomicU64::new(0),
+        })
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.timetable.now()
+    }
+
+    /// Resolves and checks what the instance works with: a target directory it may write,
+    /// and a readable state file.
+    fn open(&self, host: &Host) -> Result<Ready, PluginError> {
+        if host.abi_minor() < 2 {
+            return Err(PluginError::failed(format!(
+                "this plugin needs a server with plugin ABI 1.2 or later; this one offers 1.{}",
+                host.abi_minor()
+            )));
+        }
+        let target = &self.policy.target_directory;
+        let directory = host.archive_directory(target).map_err(|e| {
+            PluginError::Config(format!("`target_directory` {target:?}: {}", e.message()))
+        })?;
+        let unusable = |e: std::io::Error| {
+            PluginError::Config(format!(
+                "`target_directory` {target:?}: {} cannot be written ({e}); fix the directory, then RELOAD PLUGIN automatic_backup",
+                directory.display()
+            ))
+        };
+        DirectoryId::of(&directory).map_err(unusable)?;
+        // Writable, as a backup will need: a probe file under the temporary prefix, which
+        // start-up removes should we die right here.
+        let probe = directory.join(format!("{TEMPORARY_PREFIX}probe-{}", self.instance));
+        std::fs::File::create_new(&probe).map_err(unusable)?;
+        let _ = std::fs::remove_file(&probe);
+        let state = StateFile::in_directory(&host.state_directory()?);
+        state.read().map_err(failed)?;
+        Ok(Ready { directory, state })
+    }
+
     fn ready(&self) -> Result<&Ready, PluginError> {
         self.ready
             .get()
@@ -265,19 +323,29 @@ impl AutomaticBackup {
         Ok(answer)
     }
 
+    /// Waits `duration`, or less if the instance stops meanwhile.
+    async fn pause(&self, host: &Host, duration: Duration) {
+        let stopping = self.stopping.notified();
+        let mut stopping = std::pin::pin!(stopping);
+        // Registered before the flag is read, so a stop in between still wakes us.
+        stopping.as_mut().enable();
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let sleep = std::pin::pin!(host.sleep(duration));
+        futures::future::select(sleep, stopping).await;
+    }
+
     /// Puts `database` on the schedule: its next run from the state file (or afresh), and
     /// its per-second check.
     fn arm(&self, host: &Host, database: &str) -> Result<(), PluginError> {
-        let policy = &self.policy;
-        let at = now();
         let backup_running = host
             .backups(Some(database), 1)
             .is_ok_and(|reply| cell(&reply, "status").and_then(Value::as_text) == Some("running"));
-        let (armed, next) = self.update(|state| {
-            let entry = state.databases.entry(database.to_owned()).or_default();
-            let armed = entry.arm(&policy.schedule, at, policy.catch_up, backup_running);
-            (armed, entry.next_run)
-        })?;
+        let (armed, next) = self
+            .timetable
+            .arm(&self.ready()?.state, database, backup_running)
+            .map_err(failed)?;
         match armed {
             Armed::CatchUp => tracing::info!(
                 database,
@@ -289,13 +357,12 @@ impl AutomaticBackup {
             ),
             Armed::Waiting => {}
         }
-        let Some(next) = next else {
+        if next.is_none() {
             return Err(PluginError::Config(format!(
                 "`schedule` {} never comes due again",
-                policy.schedule.key()
+                self.policy.schedule.key()
             )));
-        };
-        lock(&self.due).insert(database.to_owned(), next);
+        }
         match host.schedule(&format!("{JOB_PREFIX}{database}"), TICK) {
             // Dropped and created again: the check from before is still there.
             Ok(()) | Err(PluginError::Refused(_)) => Ok(()),
@@ -305,14 +372,11 @@ impl AutomaticBackup {
 
     /// The per-second check: runs the database if it is due.
     async fn check(&self, host: &Host, database: &str) -> Result<(), PluginError> {
-        let Some(due) = lock(&self.due).get(database).copied() else {
-            return Ok(());
-        };
-        if now() < due {
+        if self.stopped.load(Ordering::Acquire) || !self.timetable.is_due(database) {
             return Ok(());
         }
         if !host.databases()?.iter().any(|d| d == database) {
-            lock(&self.due).remove(database);
+            self.timetable.forget(database);
             return Ok(());
         }
         let run_lock = self.run_lock(database);
@@ -321,12 +385,19 @@ impl AutomaticBackup {
             Overlap::Skip => match run_lock.try_lock_owned() {
                 Ok(guard) => guard,
                 Err(_) => {
-                    self.skipped(database, "the previous run of this database is still going")?;
+                    tracing::warn!(
+                        database,
+                        "scheduled run skipped: the previous run of this database is still going (on_previous_running = \"skip\")"
+                    );
+                    let now = self.now();
+                    self.timetable
+                        .advance(&self.ready()?.state, database, now, Some(Overlap::Skip))
+                        .map_err(failed)?;
                     return Ok(());
                 }
             },
         };
-        let started = now();
+        let started = self.now();
         // A failure is recorded, logged and alerted by the run itself; the schedule goes on.
         let _ = self
             .run_with_retries(host, database, self.policy.retries)
@@ -335,38 +406,10 @@ impl AutomaticBackup {
             // The instance that replaced this one keeps the schedule now.
             return Ok(());
         }
-        let (policy, ended) = (&self.policy, now());
-        let next = self.update(|state| {
-            let entry = state.databases.entry(database.to_owned()).or_default();
-            entry.advance(&policy.schedule, policy.on_previous_running, started, ended);
-            entry.next_run
-        })?;
+        self.timetable
+            .advance(&self.ready()?.state, database, started, None)
+            .map_err(failed)?;
         drop(guard);
-        match next {
-            Some(next) => {
-                lock(&self.due).insert(database.to_owned(), next);
-            }
-            None => {
-                lock(&self.due).remove(database);
-            }
-        }
-        Ok(())
-    }
-
-    /// Records a run that did not happen, and moves the schedule on.
-    fn skipped(&self, database: &str, why: &str) -> Result<(), PluginError> {
-        tracing::warn!(database, reason = %why, "scheduled run skipped (on_previous_running = \"skip\")");
-        let (policy, at) = (&self.policy, now());
-        let next = self.update(|state| {
-            let entry = state.databases.entry(database.to_owned()).or_default();
-            entry.last_status = Some("skipped".into());
-            entry.last_error = Some(why.to_owned());
-            entry.advance(&policy.schedule, Overlap::Skip, at, at);
-            entry.next_run
-        })?;
-        if let Some(next) = next {
-            lock(&self.due).insert(database.to_owned(), next);
-        }
         Ok(())
     }
 
@@ -396,24 +439,41 @@ impl AutomaticBackup {
         database: &str,
         retries: u32,
     ) -> Result<Done, Attempt> {
-        let started = now();
+        let run = format!(
+            "{}-{}",
+            self.instance,
+            self.runs.fetch_add(1, Ordering::Relaxed)
+        );
+        let started = self.now();
+        if let Err(e) = self.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            entry.begin(&run, started);
+        }) {
+            tracing::error!(database, error = %e, "could not record a run in the state file");
+        }
         let record = |status: &str, error: Option<String>| {
             let result = self.update(|state| {
                 let entry = state.databases.entry(database.to_owned()).or_default();
-                entry.last_run = Some(started);
-                entry.last_status = Some(status.to_owned());
-                entry.last_error = error;
+                entry.record(&run, status, error)
             });
-            if let Err(e) = result {
-                tracing::error!(database, error = %e, "could not record a run in the state file");
+            match result {
+                Ok(true) => {}
+                Ok(false) => tracing::info!(
+                    database,
+                    status,
+                    "a newer run of this database has begun since; its outcome stands"
+                ),
+                Err(e) => {
+                    tracing::error!(database, error = %e, "could not record a run in the state file")
+                }
             }
         };
-        record("running", None);
         let mut delay = self.policy.retry_delay;
         let mut attempt = 1;
         loop {
             if self.stopped.load(Ordering::Acquire) {
                 let why = "the plugin was reloaded or stopped during this run".to_owned();
+                tracing::info!(database, "the run ends: {why}");
                 record("interrupted", Some(why.clone()));
                 return Err(Attempt::Failed(why));
             }
@@ -437,7 +497,7 @@ impl AutomaticBackup {
                 }
                 Err(Attempt::Busy(why)) if self.policy.on_previous_running == Overlap::Wait => {
                     tracing::debug!(database, reason = %why, "waiting for the running backup");
-                    let _ = host.sleep(BUSY_POLL).await;
+                    self.pause(host, BUSY_POLL).await;
                 }
                 Err(Attempt::Busy(why)) => {
                     tracing::warn!(database, reason = %why, "run skipped (on_previous_running = \"skip\")");
@@ -447,7 +507,7 @@ impl AutomaticBackup {
                 Err(Attempt::Failed(why)) if attempt <= retries => {
                     tracing::error!(database, attempt, retries, retry_in_s = delay.as_secs(), error = %why, "automatic backup failed; retrying");
                     record("retrying", Some(why));
-                    let _ = host.sleep(delay).await;
+                    self.pause(host, delay).await;
                     delay = delay.saturating_mul(2).min(MAX_RETRY_DELAY);
                     attempt += 1;
                 }
@@ -469,23 +529,29 @@ impl AutomaticBackup {
     /// Backs up, and verifies if configured.
     async fn attempt(&self, host: &Host, database: &str) -> Result<Done, Attempt> {
         let ready = self.ready().map_err(|e| Attempt::Failed(e.to_string()))?;
+        // A missing directory is this run's failure: the server would make a new one, and
+        // the archives of the old one would look deleted.
+        let directory = DirectoryId::of(&ready.directory).map_err(|e| {
+            Attempt::Failed(format!(
+                "the target directory {} is missing or unusable ({e}); nothing was written and no archive was forgotten; bring it back (or create it) and the next run writes there",
+                ready.directory.display()
+            ))
+        })?;
         let zone = self.policy.schedule.zone();
         let mut file = self
             .policy
             .template
-            .render(database, now().with_timezone(&zone));
+            .render(database, self.now().with_timezone(&zone));
         if ready.directory.join(&file).exists() {
             // A run in the same second as the last (run() right after a scheduled run):
             // the next second makes a new name if the template has seconds.
-            let _ = host
-                .sleep(Duration::from_millis(
-                    1000 - u64::from(now().timestamp_subsec_millis()),
-                ))
+            let to_next_second = 1000 - u64::from(self.now().timestamp_subsec_millis());
+            self.pause(host, Duration::from_millis(to_next_second))
                 .await;
             file = self
                 .policy
                 .template
-                .render(database, now().with_timezone(&zone));
+                .render(database, self.now().with_timezone(&zone));
         }
         let path = ready.directory.join(&file).display().to_string();
         let reply = host
@@ -518,8 +584,9 @@ impl AutomaticBackup {
                 }
             }
         } else {
-            (now(), false)
+            (self.now(), false)
         };
+        let kind = self.policy.kind;
         self.update(|state| {
             let entry = state.databases.entry(database.to_owned()).or_default();
             entry.archives.push(ArchiveRecord {
@@ -527,6 +594,8 @@ impl AutomaticBackup {
                 created_at,
                 bytes,
                 verified,
+                kind: Some(kind),
+                directory: Some(directory),
             });
             entry.last_archive = Some(path.clone());
         })
@@ -602,26 +671,31 @@ impl AutomaticBackup {
         if dry_run {
             return Ok(verdicts);
         }
-        let mut gone: BTreeSet<String> = records.iter().map(|r| r.file.clone()).collect();
+        // Records without a verdict are files gone from their own directory.
+        let mut gone: BTreeSet<PathBuf> = records
+            .iter()
+            .map(|r| archives::path_of(&ready.directory, r))
+            .collect();
         for verdict in &verdicts {
             if !verdict.remove {
-                gone.remove(&verdict.file);
+                gone.remove(&verdict.path);
                 continue;
             }
-            let path = ready.directory.join(&verdict.file);
-            match std::fs::remove_file(&path) {
+            match std::fs::remove_file(&verdict.path) {
                 Ok(()) => {
-                    tracing::info!(database, archive = %path.display(), "old archive removed by retention")
+                    tracing::info!(database, archive = %verdict.path.display(), "old archive removed by retention")
                 }
                 Err(e) => {
-                    tracing::error!(database, archive = %path.display(), error = %e, "could not remove an old archive");
-                    gone.remove(&verdict.file);
+                    tracing::error!(database, archive = %verdict.path.display(), error = %e, "could not remove an old archive");
+                    gone.remove(&verdict.path);
                 }
             }
         }
         self.update(|state| {
             if let Some(entry) = state.databases.get_mut(database) {
-                entry.archives.retain(|r| !gone.contains(&r.file));
+                entry
+                    .archives
+                    .retain(|r| !gone.contains(&archives::path_of(&ready.directory, r)));
             }
         })?;
         Ok(verdicts)
@@ -663,6 +737,7 @@ impl AutomaticBackup {
                     Value::Text(time_text(verdict.created_at)),
                     Value::Text(action.into()),
                     Value::Text(verdict.reason),
+                    optional_text(verdict.kind.map(|k| k.mode().to_owned())),
                 ]);
             }
         }
@@ -672,22 +747,22 @@ impl AutomaticBackup {
     fn status(&self, host: &Host) -> Result<Vec<Vec<Value>>, PluginError> {
         let ready = self.ready()?;
         let mut state = ready.state.read().map_err(failed)?;
-        for database in host.databases()? {
-            if self.policy.includes(&database) {
-                state.databases.entry(database).or_default();
+        let databases = host.databases()?;
+        for database in &databases {
+            if self.policy.includes(database) {
+                state.databases.entry(database.clone()).or_default();
             }
         }
-        let due = lock(&self.due).clone();
-        Ok(state
+        let mut rows: Vec<Vec<Value>> = state
             .databases
             .into_iter()
             .map(|(database, entry)| {
                 let kept = entry
                     .archives
                     .iter()
-                    .filter(|r| ready.directory.join(&r.file).is_file())
+                    .filter(|r| archives::path_of(&ready.directory, r).is_file())
                     .count();
-                let next = due.get(&database).copied().map(time_text);
+                let next = self.timetable.next_run(&database).map(time_text);
                 vec![
                     Value::Text(database),
                     optional_text(entry.last_run.map(time_text)),
@@ -698,7 +773,23 @@ impl AutomaticBackup {
                     optional_text(next),
                 ]
             })
-            .collect())
+            .collect();
+        // An include that matches nothing is most likely a typo: say so where status is read.
+        for pattern in self.policy.unmatched_includes(&databases) {
+            rows.push(vec![
+                Value::Text(pattern.clone()),
+                Value::Null,
+                Value::Text("no_match".into()),
+                Value::Text(format!(
+                    "db_include pattern {pattern:?} matches no database (there are: {}); nothing is backed up for it",
+                    databases.join(", ")
+                )),
+                Value::Null,
+                Value::Integer(0),
+                Value::Null,
+            ]);
+        }
+        Ok(rows)
     }
 }
 

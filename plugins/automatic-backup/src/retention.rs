@@ -1,12 +1,13 @@
 //! Which archives to keep, with restic's `forget` semantics: the rules are OR-ed; `keep_last`
 //! keeps the newest n; `keep_hourly` … `keep_yearly` keep the newest archive in each of the
 //! newest n calendar buckets (in the schedule's zone) that hold one; `keep_within` keeps every
-//! archive within that long of the newest. `min_keep` is a floor no rule set goes under.
-
-use std::time::Duration;
+//! archive strictly newer than the newest one minus the span (on the calendar, as restic
+//! counts it). `min_keep` is a floor no rule set goes under.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
+
+use crate::duration::Span;
 
 /// A calendar bucket: (year, ordinal/week/month, hour, 0) as the rule needs.
 type Bucket = (i32, u32, u32, u32);
@@ -21,7 +22,7 @@ pub struct Retention {
     pub keep_weekly: u32,
     pub keep_monthly: u32,
     pub keep_yearly: u32,
-    pub keep_within: Option<Duration>,
+    pub keep_within: Option<Span>,
     pub min_keep: u32,
 }
 
@@ -77,12 +78,9 @@ impl Retention {
             }
         }
         if let (Some(within), Some(&newest)) = (self.keep_within, newest_first.first()) {
-            let within = chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
-            let since = created[newest]
-                .checked_sub_signed(within)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let since = within.before(created[newest], zone);
             for &i in &newest_first {
-                if created[i] >= since {
+                if created[i] > since {
                     reasons[i].push("within");
                 }
             }
@@ -189,17 +187,15 @@ mod tests {
     }
 
     #[test]
-    fn keep_within_counts_back_from_the_newest_archive() {
+    fn keep_within_boundary_keeps_only_strictly_newer_as_restic_does() {
         let created = a_year_of_dailies();
         let policy = Retention {
-            keep_within: Some(Duration::from_secs(3 * 86_400)),
+            keep_within: Some(Span::parse("3d").unwrap()),
             ..Retention::default()
         };
-        // Three days before 31 December 02:00 is 28 December 02:00, which is kept.
-        assert_eq!(
-            kept_days(&created, &policy),
-            ["12-28", "12-29", "12-30", "12-31"]
-        );
+        // restic keeps snapshots strictly newer than newest − within: 28 December 02:00 is
+        // exactly three days before 31 December 02:00, so it goes.
+        assert_eq!(kept_days(&created, &policy), ["12-29", "12-30", "12-31"]);
     }
 
     #[test]

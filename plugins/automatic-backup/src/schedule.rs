@@ -3,10 +3,13 @@
 //!
 //! Every schedule is a set of wall-clock times, and each of them runs once. A time that does
 //! not exist (the spring-forward gap) runs at the first instant after the gap; a time that
-//! happens twice (the fall-back overlap) runs at its first occurrence only.
+//! happens twice (the fall-back overlap) runs at its first occurrence only. Due instants are
+//! whole seconds, and the next one is always strictly after the instant asked about, whatever
+//! that instant is (inside a repeated hour, or with a fraction of a second).
 
 use chrono::{
-    DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
+    DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, TimeZone,
+    Timelike, Utc,
 };
 use chrono_tz::Tz;
 use croner::Cron;
@@ -24,11 +27,19 @@ pub struct Schedule {
 #[derive(Debug, Clone)]
 enum When {
     Cron(Box<Cron>),
-    /// Times of day (sorted) on every `every_days`-th day counted from 1970-01-01.
-    Daily {
-        times: Vec<NaiveTime>,
-        every_days: i64,
+    /// OrientDB's schedule: the first run at `first`, then every delay.
+    Every {
+        first: NaiveTime,
+        step: Step,
     },
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// A delay under a day that divides it: these times of day (sorted), every day.
+    TimesOfDay(Vec<NaiveTime>),
+    /// Whole days: `first` on every n-th day counted from the first run's day.
+    Days(i64),
 }
 
 /// How far a search looks ahead before it gives up (a cron for 30 February, say).
@@ -53,15 +64,15 @@ impl Schedule {
             zone,
             key: format!("cron {expression} in {zone}"),
         };
-        if schedule.next_after(Utc::now()).is_none() {
+        if schedule.next_after(Utc::now(), None).is_none() {
             return Err(format!("{expression:?} never comes due"));
         }
         Ok(schedule)
     }
 
-    /// OrientDB's schedule: `first_time` ("HH:MM:SS") and then every `delay`, in `zone`. A
-    /// delay under a day must divide the day (the times repeat each day); a longer one must be
-    /// whole days (counted from 1970-01-01, so a restart does not move them).
+    /// OrientDB's schedule: the first run at `first_time` ("HH:MM:SS"; tomorrow if it has
+    /// passed today), then every `delay`, in `zone`. A delay under a day must divide the day
+    /// (the times repeat each day); a longer one must be whole days.
     pub fn every(
         first_time: &str,
         delay: std::time::Duration,
@@ -77,7 +88,7 @@ impl Schedule {
         })?;
         let seconds = delay.as_secs();
         let day = 86_400;
-        let when = if seconds >= day {
+        let step = if seconds >= day {
             if !seconds.is_multiple_of(day) {
                 return Err((
                     "delay",
@@ -86,12 +97,9 @@ impl Schedule {
                     ),
                 ));
             }
-            When::Daily {
-                times: vec![first],
-                every_days: (seconds / day) as i64,
-            }
+            Step::Days((seconds / day) as i64)
         } else {
-            if !day.is_multiple_of(seconds) {
+            if seconds == 0 || !day.is_multiple_of(seconds) {
                 return Err((
                     "delay",
                     format!(
@@ -107,13 +115,14 @@ impl Schedule {
                 })
                 .collect();
             times.sort();
-            When::Daily {
-                times,
-                every_days: 1,
-            }
+            Step::TimesOfDay(times)
         };
         let key = format!("first_time {first} delay {seconds}s in {zone}");
-        Ok(Schedule { when, zone, key })
+        Ok(Schedule {
+            when: When::Every { first, step },
+            zone,
+            key,
+        })
     }
 
     /// The text a persisted next run is tied to.
@@ -126,14 +135,77 @@ impl Schedule {
         self.zone
     }
 
-    /// The first due instant strictly after `after`, if any.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    /// The shortest time between two runs, or `None` for a schedule that runs once or never
+    /// (looked up over the next runs from `from`): a file name must tell apart runs this
+    /// close together.
+    pub fn shortest_interval(&self, from: DateTime<Utc>) -> Option<chrono::Duration> {
+        match &self.when {
+            When::Every {
+                step: Step::TimesOfDay(times),
+                ..
+            } => {
+                let day = chrono::Duration::days(1);
+                if times.len() < 2 {
+                    return Some(day);
+                }
+                times
+                    .windows(2)
+                    .map(|w| w[1] - w[0])
+                    .min()
+                    .map(|gap| gap.min(day))
+            }
+            When::Every {
+                step: Step::Days(n),
+                ..
+            } => Some(chrono::Duration::days(*n)),
+            When::Cron(_) => {
+                // Enough runs to see a year of a daily schedule and every minute of an hour.
+                let mut at = self.next_after(from, None)?;
+                let mut shortest: Option<chrono::Duration> = None;
+                for _ in 0..400 {
+                    let Some(next) = self.next_after(at, None) else {
+                        break;
+                    };
+                    let gap = next - at;
+                    shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
+                    at = next;
+                }
+                shortest
+            }
+        }
+    }
+
+    /// The first run of a schedule armed at `now`: `first_time`'s next occurrence for
+    /// OrientDB's schedule (never a time before it), the next cron time otherwise.
+    pub fn first_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match &self.when {
+            When::Cron(_) => self.next_after(now, None),
+            When::Every { first, .. } => self.days_from(now)?.find_map(|date| {
+                self.resolve(date.and_time(*first))
+                    .filter(|at| *at > now.trunc_subsecs(0))
+            }),
+        }
+    }
+
+    /// The first due instant strictly after `after`, a whole second, if any. `first_run` is
+    /// when the schedule first ran (or is first due): OrientDB's schedule counts whole days
+    /// from it and never runs before it; a cron schedule needs none.
+    pub fn next_after(
+        &self,
+        after: DateTime<Utc>,
+        first_run: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
+        // Whole seconds: due times never inherit the fraction of the instant they follow.
+        let after = after.trunc_subsecs(0);
+        let not_before = first_run.map_or(after, |first| first.max(after));
         match &self.when {
             When::Cron(cron) => {
                 let mut from = after.with_timezone(&self.zone);
                 for _ in 0..SEARCH_LIMIT {
                     let next = cron.find_next_occurrence(&from, false).ok()?;
-                    if self.is_repeat(&next) {
+                    // croner searches wall-clock times: from inside a repeated hour it can
+                    // answer the first occurrence, which is already past.
+                    if next.with_timezone(&Utc) <= after || self.is_repeat(&next) {
                         from = next;
                         continue;
                     }
@@ -141,20 +213,37 @@ impl Schedule {
                 }
                 None
             }
-            When::Daily { times, every_days } => {
-                let start = after
-                    .with_timezone(&self.zone)
-                    .date_naive()
-                    .checked_sub_days(Days::new(1))?;
-                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
-                (0..SEARCH_LIMIT as u64)
-                    .filter_map(|d| start.checked_add_days(Days::new(d)))
-                    .filter(|date| (*date - epoch).num_days().rem_euclid(*every_days) == 0)
-                    .flat_map(|date| times.iter().map(move |t| date.and_time(*t)))
-                    .filter_map(|local| self.resolve(local))
-                    .find(|at| *at > after)
+            When::Every {
+                step: Step::TimesOfDay(times),
+                ..
+            } => self
+                .days_from(after)?
+                .flat_map(|date| times.iter().map(move |t| date.and_time(*t)))
+                .filter_map(|local| self.resolve(local))
+                .find(|at| *at > after && *at >= not_before),
+            When::Every {
+                first,
+                step: Step::Days(every),
+            } => {
+                let anchor = match first_run {
+                    Some(first) => first.with_timezone(&self.zone).date_naive(),
+                    None => NaiveDate::from_ymd_opt(1970, 1, 1)?,
+                };
+                self.days_from(after)?
+                    .filter(|date| (*date - anchor).num_days().rem_euclid(*every) == 0)
+                    .filter_map(|date| self.resolve(date.and_time(*first)))
+                    .find(|at| *at > after && *at >= not_before)
             }
         }
+    }
+
+    /// Local dates from the day before `at`'s (a zone far from UTC) onwards, bounded.
+    fn days_from(&self, at: DateTime<Utc>) -> Option<impl Iterator<Item = NaiveDate>> {
+        let start = at
+            .with_timezone(&self.zone)
+            .date_naive()
+            .checked_sub_days(Days::new(1))?;
+        Some((0..SEARCH_LIMIT as u64).filter_map(move |d| start.checked_add_days(Days::new(d))))
     }
 
     /// The instant a wall-clock time runs at: the first of two in an overlap, the end of the
@@ -205,7 +294,7 @@ mod tests {
         let mut at = utc(start);
         (0..n)
             .map(|_| {
-                at = schedule.next_after(at).unwrap();
+                at = schedule.next_after(at, None).unwrap();
                 at.to_rfc3339()
             })
             .collect()
@@ -304,6 +393,55 @@ mod tests {
         assert_eq!(
             sequence(&every, "2026-10-31T12:00:00Z", 2),
             ["2026-11-01T05:30:00+00:00", "2026-11-02T06:30:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn dst_fall_back_storm_a_start_inside_the_repeated_hour_is_never_due_in_the_past() {
+        // Berlin, 25 October 2026: 02:15 CET (the second 02:15) is 01:15 UTC. 02:30 ran at its
+        // first occurrence (00:30 UTC); the next run is tomorrow's, never 00:30 UTC again.
+        let nightly = Schedule::cron("30 2 * * *", Berlin).unwrap();
+        for start in [
+            "2026-10-25T01:15:00Z",
+            "2026-10-25T01:15:00.250Z",
+            "2026-10-25T01:29:59Z",
+            "2026-10-25T00:45:00Z",
+        ] {
+            let at = utc(start);
+            assert_eq!(
+                nightly.next_after(at, None),
+                Some(utc("2026-10-26T01:30:00Z")),
+                "after {start}"
+            );
+        }
+        // An interval inside the repeated hour: its wall-clock times already ran.
+        let quarterly = Schedule::cron("*/15 * * * *", Berlin).unwrap();
+        assert_eq!(
+            sequence(&quarterly, "2026-10-25T01:10:00Z", 2),
+            ["2026-10-25T02:00:00+00:00", "2026-10-25T02:15:00+00:00"]
+        );
+    }
+
+    #[test]
+    fn runs_one_second_late_due_times_are_whole_seconds_of_the_schedule() {
+        let every_second = Schedule::cron("* * * * * *", UTC).unwrap();
+        assert_eq!(
+            every_second.next_after(utc("2026-05-01T10:00:05.300Z"), None),
+            Some(utc("2026-05-01T10:00:06Z"))
+        );
+        let even = Schedule::cron("*/2 * * * * *", UTC).unwrap();
+        assert_eq!(
+            even.next_after(utc("2026-05-01T10:00:04.999Z"), None),
+            Some(utc("2026-05-01T10:00:06Z"))
+        );
+        assert_eq!(
+            even.next_after(utc("2026-05-01T10:00:05.001Z"), None),
+            Some(utc("2026-05-01T10:00:06Z"))
+        );
+        let every = Schedule::every("00:00:00", Duration::from_secs(30), UTC).unwrap();
+        assert_eq!(
+            every.next_after(utc("2026-05-01T10:00:29.900Z"), None),
+            Some(utc("2026-05-01T10:00:30Z"))
         );
     }
 

@@ -7,8 +7,9 @@
 //! and its replacement) never lose each other's changes and a crash never leaves half a file.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -17,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::Overlap;
 use crate::schedule::Schedule;
 
-/// The state file's layout version.
-const VERSION: u32 = 1;
+/// The state file's layout version (docs/FORMATS.md). 2 added archive kinds and directories,
+/// first runs and run ownership; a plugin that reads only 1 refuses a 2, rather than prune by
+/// a ledger it half understands.
+const VERSION: u32 = 2;
 
 /// Everything remembered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,8 +36,15 @@ pub struct DatabaseState {
     /// The schedule `next_run` was computed from ([`Schedule::key`]).
     pub schedule: Option<String>,
     pub next_run: Option<DateTime<Utc>>,
+    /// The first run of this schedule: OrientDB's `first_time` schedule counts from it.
+    #[serde(default)]
+    pub first_run: Option<DateTime<Utc>>,
+    /// The run the `last_*` fields describe: only that run may change them, so an instance
+    /// replaced during its run cannot overwrite its successor's outcome.
+    #[serde(default)]
+    pub run: Option<String>,
     pub last_run: Option<DateTime<Utc>>,
-    /// `running`, `ok`, `failed`, `skipped` or `interrupted`.
+    /// `running`, `retrying`, `ok`, `failed`, `skipped` or `interrupted`.
     pub last_status: Option<String>,
     pub last_error: Option<String>,
     pub last_archive: Option<String>,
@@ -43,10 +53,30 @@ pub struct DatabaseState {
     pub archives: Vec<ArchiveRecord>,
 }
 
+/// What kind of file an archive is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveKind {
+    /// A ZIP backup archive (`mode = "full"`).
+    Full,
+    /// A gzip JSON-lines export (`mode = "export"`).
+    Export,
+}
+
+impl ArchiveKind {
+    /// As the config's `mode` spells it.
+    pub fn mode(self) -> &'static str {
+        match self {
+            ArchiveKind::Full => "full",
+            ArchiveKind::Export => "export",
+        }
+    }
+}
+
 /// An archive this plugin wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveRecord {
-    /// The file name in the target directory.
+    /// The file name in its directory.
     pub file: String,
     /// The snapshot's instant, from the archive's manifest.
     pub created_at: DateTime<Utc>,
@@ -54,6 +84,48 @@ pub struct ArchiveRecord {
     pub bytes: u64,
     /// Whether it was reopened and every checksum matched.
     pub verified: bool,
+    /// What was written; absent in ledgers from before kinds were recorded (then the file's
+    /// own first bytes tell).
+    #[serde(default)]
+    pub kind: Option<ArchiveKind>,
+    /// The directory it was written in; absent in older ledgers (then the current target
+    /// directory).
+    #[serde(default)]
+    pub directory: Option<DirectoryId>,
+}
+
+/// A directory and its identity when an archive was written there. A directory that is
+/// missing, or is another directory now (an unmounted file system's mount point, a
+/// directory re-created empty), holds no evidence that its archives are gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryId {
+    pub path: PathBuf,
+    pub device: u64,
+    pub inode: u64,
+}
+
+impl DirectoryId {
+    /// The identity of the directory at `path` now.
+    pub fn of(path: &Path) -> std::io::Result<DirectoryId> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path)?;
+        if !metadata.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+        Ok(DirectoryId {
+            path: path.to_owned(),
+            device: metadata.dev(),
+            inode: metadata.ino(),
+        })
+    }
+
+    /// Whether `path` is still this directory.
+    pub fn is_present(&self) -> bool {
+        DirectoryId::of(&self.path).is_ok_and(|now| now == *self)
+    }
 }
 
 /// What arming a database at start-up found.
@@ -68,10 +140,11 @@ pub enum Armed {
 }
 
 impl DatabaseState {
-    /// Sets `next_run` when an instance starts: a new schedule starts afresh from `now`; a
-    /// run that came due while nobody was running (or whose run a crash interrupted) is kept
-    /// due with `catch_up`, and skipped without. `backup_running` says whether the server is
-    /// running a backup of this database (a previous instance's run, during a reload).
+    /// Sets `next_run` when an instance starts: a new schedule starts afresh from `now` (its
+    /// first run); a run that came due while nobody was running (or whose run a crash
+    /// interrupted) is kept due with `catch_up`, and skipped without. `backup_running` says
+    /// whether the server is running a backup of this database (a previous instance's run,
+    /// during a reload).
     pub fn arm(
         &mut self,
         schedule: &Schedule,
@@ -84,39 +157,71 @@ impl DatabaseState {
             self.last_error = Some("the server stopped during this run".into());
         }
         let same_schedule = self.schedule.as_deref() == Some(schedule.key());
+        if same_schedule && self.first_run.is_none() {
+            // A state file from before the first run was kept: the pending run anchors it.
+            self.first_run = self.next_run;
+        }
         match self.next_run {
             Some(due) if same_schedule && due <= now => {
                 if catch_up {
                     Armed::CatchUp
                 } else {
-                    self.next_run = schedule.next_after(now);
+                    self.next_run = schedule.next_after(now, self.first_run);
                     Armed::Missed
                 }
             }
             Some(_) if same_schedule => Armed::Waiting,
             _ => {
                 self.schedule = Some(schedule.key().to_owned());
-                self.next_run = schedule.next_after(now);
+                self.next_run = schedule.first_after(now);
+                self.first_run = self.next_run;
                 Armed::Waiting
             }
         }
     }
 
-    /// Sets `next_run` after a run that was due at `due`, started at `started` and ended at
-    /// `now`. `skip` drops the times that came due during the run; `wait` runs once right
-    /// away if any did. Times missed before the run started are covered by it either way.
+    /// Sets `next_run` after a run that started at `started` and ended at `ended`. `skip`
+    /// drops the times that came due during the run; `wait` runs once right away if any did.
+    /// Times missed before the run started are covered by it either way. The next run is
+    /// always a time of the schedule after `started`, so however the clock and the zone move,
+    /// a run is followed by at most one catch-up, never by a burst.
     pub fn advance(
         &mut self,
         schedule: &Schedule,
         overlap: Overlap,
         started: DateTime<Utc>,
-        now: DateTime<Utc>,
+        ended: DateTime<Utc>,
     ) {
-        self.schedule = Some(schedule.key().to_owned());
+        if self.schedule.as_deref() != Some(schedule.key()) {
+            // Armed under another schedule meanwhile: this one starts afresh.
+            self.schedule = Some(schedule.key().to_owned());
+            self.next_run = schedule.first_after(ended);
+            self.first_run = self.next_run;
+            return;
+        }
         self.next_run = match overlap {
-            Overlap::Skip => schedule.next_after(now),
-            Overlap::Wait => schedule.next_after(started),
+            Overlap::Skip => schedule.next_after(ended.max(started), self.first_run),
+            Overlap::Wait => schedule.next_after(started, self.first_run),
         };
+    }
+
+    /// Makes `run` the run this entry describes, running since `at`.
+    pub fn begin(&mut self, run: &str, at: DateTime<Utc>) {
+        self.run = Some(run.to_owned());
+        self.last_run = Some(at);
+        self.last_status = Some("running".into());
+        self.last_error = None;
+    }
+
+    /// Records `status` for `run`, unless another run has begun since (its outcome stands).
+    /// Returns whether it was recorded.
+    pub fn record(&mut self, run: &str, status: &str, error: Option<String>) -> bool {
+        if self.run.as_deref() != Some(run) {
+            return false;
+        }
+        self.last_status = Some(status.to_owned());
+        self.last_error = error;
+        true
     }
 }
 
@@ -174,6 +279,7 @@ impl StateFile {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&self.lock)
             .map_err(io("opening", &self.lock))?;
         lock.lock().map_err(io("locking", &self.lock))?;
@@ -203,7 +309,14 @@ impl StateFile {
                 message: e.to_string(),
             })?;
             let temporary = self.path.with_extension("json.tmp");
-            let mut file = File::create(&temporary).map_err(io("creating", &temporary))?;
+            // It lists the archives: owner-only, like everything Cairn writes.
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&temporary)
+                .map_err(io("creating", &temporary))?;
             file.write_all(&after)
                 .and_then(|()| file.sync_all())
                 .map_err(io("writing", &temporary))?;
@@ -283,6 +396,60 @@ mod tests {
         };
         reloading.arm(&schedule, at("2026-05-02T02:10:00Z"), true, true);
         assert_eq!(reloading.last_status.as_deref(), Some("running"));
+    }
+
+    #[test]
+    fn first_time_is_the_first_run_then_every_delay() {
+        // OrientDB: the first run is at first_time (tomorrow if it has passed), then every
+        // delay; never a run before first_time.
+        let every_30s =
+            Schedule::every("12:00:00", std::time::Duration::from_secs(30), UTC).unwrap();
+        let mut db = DatabaseState::default();
+        db.arm(&every_30s, at("2026-05-01T11:58:00Z"), true, false);
+        assert_eq!(db.next_run, Some(at("2026-05-01T12:00:00Z")));
+        db.advance(
+            &every_30s,
+            Overlap::Skip,
+            at("2026-05-01T12:00:00Z"),
+            at("2026-05-01T12:00:02Z"),
+        );
+        assert_eq!(db.next_run, Some(at("2026-05-01T12:00:30Z")));
+        // Passed today: tomorrow.
+        let mut late = DatabaseState::default();
+        late.arm(&every_30s, at("2026-05-01T12:00:01Z"), true, false);
+        assert_eq!(late.next_run, Some(at("2026-05-02T12:00:00Z")));
+        // Whole days count from the first run, not from a fixed epoch.
+        let weekly =
+            Schedule::every("03:00:00", std::time::Duration::from_secs(7 * 86_400), UTC).unwrap();
+        let mut db = DatabaseState::default();
+        db.arm(&weekly, at("2026-05-05T10:00:00Z"), true, false);
+        assert_eq!(db.next_run, Some(at("2026-05-06T03:00:00Z")));
+        db.advance(
+            &weekly,
+            Overlap::Skip,
+            at("2026-05-06T03:00:00Z"),
+            at("2026-05-06T03:00:05Z"),
+        );
+        assert_eq!(db.next_run, Some(at("2026-05-13T03:00:00Z")));
+    }
+
+    #[test]
+    fn reload_during_a_retry_wait_the_old_instance_cannot_overwrite_the_new_outcome() {
+        let mut db = DatabaseState::default();
+        // The old instance's run fails and waits to retry; a reload replaces the instance,
+        // whose run succeeds; then the old instance wakes up and ends its run.
+        db.begin("old-1", at("2026-05-01T02:00:00Z"));
+        assert!(db.record("old-1", "retrying", Some("disk full".into())));
+        db.begin("new-1", at("2026-05-01T02:00:05Z"));
+        assert!(db.record("new-1", "ok", None));
+        assert!(!db.record(
+            "old-1",
+            "interrupted",
+            Some("the plugin was reloaded".into())
+        ));
+        assert_eq!(db.last_status.as_deref(), Some("ok"));
+        assert_eq!(db.last_error, None);
+        assert_eq!(db.last_run, Some(at("2026-05-01T02:00:05Z")));
     }
 
     #[test]

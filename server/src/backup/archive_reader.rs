@@ -54,15 +54,37 @@ impl ArchiveReader {
                 reason,
             })?;
         }
+        let damaged = |entry: &str, reason: String| BackupError::Damaged {
+            path: path.to_owned(),
+            entry: entry.to_owned(),
+            reason,
+        };
         let mut text = String::new();
-        zip.by_name(manifest::MANIFEST_ENTRY)
-            .map_err(|_| not_archive(format!("it has no {}", manifest::MANIFEST_ENTRY)))?
-            .read_to_string(&mut text)
-            .map_err(|e| BackupError::Damaged {
-                path: path.to_owned(),
-                entry: manifest::MANIFEST_ENTRY.into(),
-                reason: e.to_string(),
-            })?;
+        {
+            let mut entry = zip
+                .by_name(manifest::MANIFEST_ENTRY)
+                .map_err(|_| not_archive(format!("it has no {}", manifest::MANIFEST_ENTRY)))?;
+            // Read whole, so bounded: a crafted archive may declare, or inflate to, gigabytes.
+            let too_long = |bytes: u64| {
+                damaged(
+                    manifest::MANIFEST_ENTRY,
+                    format!(
+                        "{bytes} bytes or more; a manifest is at most {} bytes",
+                        manifest::MAX_MANIFEST_BYTES
+                    ),
+                )
+            };
+            if entry.size() > manifest::MAX_MANIFEST_BYTES {
+                return Err(too_long(entry.size()));
+            }
+            (&mut entry)
+                .take(manifest::MAX_MANIFEST_BYTES + 1)
+                .read_to_string(&mut text)
+                .map_err(|e| damaged(manifest::MANIFEST_ENTRY, e.to_string()))?;
+            if text.len() as u64 > manifest::MAX_MANIFEST_BYTES {
+                return Err(too_long(text.len() as u64));
+            }
+        }
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| BackupError::Damaged {
             path: path.to_owned(),
             entry: manifest::MANIFEST_ENTRY.into(),
@@ -104,16 +126,40 @@ impl ArchiveReader {
                     reason: "listed in the manifest but missing from the archive".into(),
                 });
             }
+            // The ZIP's own record of the size must agree, so neither can be inflated alone.
+            let declared = zip
+                .by_name(&entry.name)
+                .map_err(|e| damaged(&entry.name, e.to_string()))?
+                .size();
+            if declared != entry.size {
+                return Err(damaged(
+                    &entry.name,
+                    format!(
+                        "the archive declares {declared} bytes, the manifest {}",
+                        entry.size
+                    ),
+                ));
+            }
         }
-        if !manifest
+        let Some(database) = manifest
             .entries
             .iter()
-            .any(|e| e.name == manifest::DATABASE_ENTRY)
-        {
+            .find(|e| e.name == manifest::DATABASE_ENTRY)
+        else {
             return Err(not_archive(format!(
                 "its manifest lists no {}",
                 manifest::DATABASE_ENTRY
             )));
+        };
+        // A database file is exactly its pages.
+        if manifest.page_size.checked_mul(manifest.page_count) != Some(database.size) {
+            return Err(damaged(
+                manifest::DATABASE_ENTRY,
+                format!(
+                    "the manifest lists {} bytes, but {} pages of {} bytes",
+                    database.size, manifest.page_count, manifest.page_size
+                ),
+            ));
         }
         Ok(ArchiveReader {
             path: path.to_owned(),
@@ -150,7 +196,22 @@ impl ArchiveReader {
             return Err(damaged("not listed in the manifest".into()));
         };
         progress.set_total(expected.size);
-        let out = File::create_new(dest).map_err(|source| BackupError::Io {
+        // Refused before the first byte: the database must fit where it is going.
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        let available = crate::disk_space::available(dir).map_err(|source| BackupError::Io {
+            action: "reading the free space of",
+            path: dir.to_owned(),
+            source,
+        })?;
+        if available < expected.size {
+            return Err(BackupError::NoSpace {
+                what: "restoring this archive's database",
+                path: dir.to_owned(),
+                needed: expected.size,
+                available,
+            });
+        }
+        let out = crate::new_file::create_new(dest).map_err(|source| BackupError::Io {
             action: "creating",
             path: dest.to_owned(),
             source,
@@ -271,4 +332,117 @@ fn integrity_check(path: &Path, manifest: &Manifest) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::zip_writer::{DosTime, Method, ZipWriter};
+
+    /// An archive holding `manifest` (as written) and a database entry that declares
+    /// `declared` bytes but stores only `data`, deflated.
+    fn crafted(dir: &Path, manifest: &str, declared: u64, data: &[u8]) -> PathBuf {
+        let path = dir.join("crafted.zip");
+        let deflate = |bytes: &[u8]| {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        };
+        let when = DosTime::from_utc(chrono::Utc::now());
+        let mut zip = ZipWriter::new(File::create(&path).unwrap()).unwrap();
+        zip.start_entry(manifest::DATABASE_ENTRY, Method::Deflated, declared, when)
+            .unwrap();
+        zip.write_data(&deflate(data)).unwrap();
+        zip.finish_entry(crc32fast::hash(data), declared).unwrap();
+        let json = manifest.as_bytes();
+        zip.start_entry(
+            manifest::MANIFEST_ENTRY,
+            Method::Deflated,
+            json.len() as u64,
+            when,
+        )
+        .unwrap();
+        zip.write_data(&deflate(json)).unwrap();
+        zip.finish_entry(crc32fast::hash(json), json.len() as u64)
+            .unwrap();
+        zip.finish().unwrap();
+        path
+    }
+
+    fn manifest_json(size: u64, page_size: u64, page_count: u64) -> String {
+        serde_json::json!({
+            "format": "cairn-backup", "format_version": 1, "server_version": "0.1.0",
+            "sqlite_version": "3.54.1", "database": "sales", "kind": "full",
+            "created_at": "2026-11-21T11:26:41.113Z", "page_size": page_size,
+            "page_count": page_count, "compression_level": 6,
+            "entries": [{"name": "database.sqlite", "size": size, "sha256": "00"}]
+        })
+        .to_string()
+    }
+
+    fn refusal(path: &Path) -> String {
+        match ArchiveReader::open(path) {
+            Ok(_) => panic!("{} was accepted", path.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn crafted_archive_a_huge_manifest_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        // Valid JSON, padded with whitespace far past what any manifest needs.
+        let padded = format!("{}{}", manifest_json(4096, 4096, 1), " ".repeat(2 << 20));
+        let path = crafted(dir.path(), &padded, 4096, &[0; 4096]);
+        assert!(std::fs::metadata(&path).unwrap().len() < 64 << 10);
+        let message = refusal(&path);
+        assert!(
+            message.contains("manifest.json") && message.contains("at most 1048576 bytes"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn crafted_archive_declared_sizes_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        // The manifest claims a gigabyte the ZIP does not.
+        let path = crafted(
+            dir.path(),
+            &manifest_json(1 << 30, 4096, (1 << 30) / 4096),
+            4096,
+            &[0; 4096],
+        );
+        let message = refusal(&path);
+        assert!(
+            message.contains("the archive declares 4096 bytes, the manifest 1073741824"),
+            "{message}"
+        );
+        // Sizes that agree with each other but not with the pages the manifest lists.
+        let path = crafted(dir.path(), &manifest_json(4096, 4096, 2), 4096, &[0; 4096]);
+        let message = refusal(&path);
+        assert!(message.contains("2 pages of 4096 bytes"), "{message}");
+    }
+
+    #[test]
+    fn crafted_archive_larger_than_the_free_space_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // A petabyte, by every declaration, in a few kilobytes.
+        let size = 1u64 << 50;
+        let path = crafted(
+            dir.path(),
+            &manifest_json(size, 4096, size / 4096),
+            size,
+            &[0; 4096],
+        );
+        let mut reader = ArchiveReader::open(&path).unwrap();
+        let dest = dir.path().join("restored.sqlite");
+        let err = reader
+            .extract_database(&dest, &Progress::default())
+            .unwrap_err();
+        assert!(
+            matches!(err, BackupError::NoSpace { needed, .. } if needed == size),
+            "{err}"
+        );
+        assert!(err.to_string().contains("nothing was written"), "{err}");
+        assert!(!dest.exists());
+    }
 }

@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,13 +63,8 @@ pub fn write(
         }
     };
     let input = File::open(copy.path()).map_err(io("reading", copy.path()))?;
-    // The archive holds every row of the database: owner-only, like the database files.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(archive.path())
-        .map_err(io("creating", archive.path()))?;
+    let file =
+        crate::new_file::create_new(archive.path()).map_err(io("creating", archive.path()))?;
     let paced = PacedFile::new(file, options.buffer_size, SYNC_EVERY);
     let mut zip = ZipWriter::new(paced).map_err(io("writing", archive.path()))?;
     let modified = DosTime::from_utc(snapshot.taken_at);

@@ -26,6 +26,30 @@ pub enum BackupError {
         "{0}; `cairn restore` and `cairn import` work on a stopped server's data directory (use RESTORE DATABASE or IMPORT DATABASE on a running one)"
     )]
     ServerRunning(String),
+    #[error(
+        "the data directory {path} {reason}; check --data-dir (it is the server's `data_dir`), or add --create-data-dir to start a new one there"
+    )]
+    NoDataDir { path: PathBuf, reason: String },
+    #[error(
+        "{what} needs {} in {path}, which has {} free; free some space (or choose another place) and retry; nothing was written",
+        crate::disk_space::describe(*needed),
+        crate::disk_space::describe(*available)
+    )]
+    NoSpace {
+        what: &'static str,
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    #[error(
+        "row {row} of table \"{table}\" encodes to {bytes} bytes, more than the {limit} bytes an export line may hold (so that an import's memory stays bounded); back this database up with BACKUP DATABASE instead"
+    )]
+    RowTooLong {
+        table: String,
+        row: u64,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error(

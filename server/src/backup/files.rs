@@ -6,8 +6,24 @@ use std::path::{Path, PathBuf};
 
 use super::error::BackupError;
 
-/// Every temporary file we create starts with this; start-up removes leftovers.
-pub const TEMP_PREFIX: &str = ".cairn-tmp-";
+pub use crate::new_file::TEMP_PREFIX;
+
+/// Refuses a path with a component in the temporary pattern: start-up deletes such files, so
+/// an archive by that name would be accepted, recorded complete, then lost.
+pub fn refuse_reserved(path: &Path) -> Result<(), BackupError> {
+    let reserved = path.components().any(|c| {
+        c.as_os_str()
+            .to_str()
+            .is_some_and(|part| part.starts_with(TEMP_PREFIX))
+    });
+    if reserved {
+        return Err(BackupError::PathRefused(format!(
+            "'{}': names starting with {TEMP_PREFIX} are Cairn's temporary files, which are removed at every start; choose another name",
+            path.display()
+        )));
+    }
+    Ok(())
+}
 
 /// A temporary file that is removed when dropped, unless it was published.
 #[derive(Debug)]
@@ -20,10 +36,7 @@ impl TempFile {
     /// A fresh temporary name in `dir` (nothing is created yet).
     pub fn in_dir(dir: &Path, suffix: &str) -> TempFile {
         TempFile {
-            path: dir.join(format!(
-                "{TEMP_PREFIX}{}{suffix}",
-                uuid::Uuid::new_v4().simple()
-            )),
+            path: crate::new_file::temporary_name(dir, suffix),
             armed: true,
         }
     }
@@ -187,6 +200,22 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"one");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "the temporary file was left behind");
+    }
+
+    #[test]
+    fn a_backup_named_like_a_temporary_file_is_refused() {
+        for reserved in [
+            ".cairn-tmp-x.zip",
+            "daily/.cairn-tmp-x.zip",
+            ".cairn-tmp-d/a.zip",
+        ] {
+            let err = refuse_reserved(Path::new(reserved))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("temporary files"), "{reserved}: {err}");
+        }
+        refuse_reserved(Path::new("daily/sales.zip")).unwrap();
+        refuse_reserved(Path::new("x.cairn-tmp-.zip")).unwrap();
     }
 
     #[test]

@@ -81,7 +81,6 @@ CREATE TABLE IF NOT EXISTS backups (
     backup_error     TEXT,
     requested_by     TEXT NOT NULL
 );
-PRAGMA user_version = 1;
 ";
 
 fn now() -> String {
@@ -111,6 +110,13 @@ impl History {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         conn.execute_batch(CREATE).map_err(err)?;
+        // Written only once: a start on a full disk must not need to write.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if version == 0 {
+            conn.pragma_update(None, "user_version", 1).map_err(err)?;
+        }
         let interrupted = conn
             .prepare(
                 "UPDATE backups SET status = 'failed', end_ts = ?1, backup_error = 'the server stopped while this ran' WHERE status = 'running' RETURNING path",

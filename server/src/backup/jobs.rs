@@ -277,9 +277,12 @@ impl Backups {
         }
         let target = match self.rules.archive_target(requested) {
             Ok(target) => target,
-            // The request was sound but the file system refused: that is a failed backup,
-            // and an unattended caller finds it in the history like any other.
-            Err(e @ BackupError::Io { .. }) if self.catalog.exists(database) => {
+            // The request was sound but the file system refused, or the name is taken:
+            // that is a failed attempt, and an unattended caller finds it in the history
+            // like any other.
+            Err(e @ (BackupError::Io { .. } | BackupError::TargetExists { .. }))
+                if self.catalog.exists(database) =>
+            {
                 let message = e.to_string();
                 tracing::error!(database, kind = kind.as_str(), error = %message, "failed before it started");
                 self.emit(EventKind::BackupFailed, database, &message);

@@ -9,6 +9,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const FORMAT_NAME: &str = "cairn-backup";
 pub const MANIFEST_ENTRY: &str = "manifest.json";
 pub const DATABASE_ENTRY: &str = "database.sqlite";
+/// The largest manifest a reader accepts. Ours are a few hundred bytes; the bound keeps a
+/// crafted archive from costing its inflated size in memory.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -31,6 +31,7 @@ pub fn backup(
     options: &BackupOptions,
     progress: &Progress,
 ) -> Result<Written, BackupError> {
+    super::files::refuse_reserved(to)?;
     let source = open_source(data_dir, database)?;
     let to = absolute(to)?;
     archive_writer::write(&source, database, &to, options, BUSY, progress)
@@ -45,6 +46,7 @@ pub fn export(
     options: &BackupOptions,
     progress: &Progress,
 ) -> Result<Exported, BackupError> {
+    super::files::refuse_reserved(to)?;
     let source = open_source(data_dir, database)?;
     let to = absolute(to)?;
     crate::export::writer::write(&source, database, &to, options, progress)
@@ -104,6 +106,15 @@ pub fn verify(archive: &Path, progress: &Progress) -> Result<Verified, BackupErr
     reader.extract_database(&database, progress)
 }
 
+/// What the CLI may do with the data directory it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDir {
+    /// It must be an existing server's data directory (a mistyped path is refused).
+    Existing,
+    /// Made if missing (`--create-data-dir`): restoring onto a new machine.
+    CreateIfMissing,
+}
+
 /// Restores into the data directory of a stopped server and records the restore in the
 /// backup history.
 pub fn restore(
@@ -111,11 +122,12 @@ pub fn restore(
     archive: &Path,
     database: &str,
     replace: bool,
+    create: DataDir,
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
     validate_name(database)?;
     let archive = absolute(archive)?;
-    let (_lock, catalog, history) = open_stopped(data_dir)?;
+    let (_lock, catalog, history) = open_stopped(data_dir, create)?;
     if !replace && catalog.exists(database) {
         return Err(crate::catalog::CatalogError::AlreadyExists(database.to_owned()).into());
     }
@@ -135,6 +147,7 @@ pub fn import(
     file: &Path,
     database: Option<&str>,
     replace: bool,
+    create: DataDir,
     progress: &Progress,
 ) -> Result<Imported, BackupError> {
     let file = absolute(file)?;
@@ -147,7 +160,7 @@ pub fn import(
         }
     };
     validate_name(database)?;
-    let (_lock, catalog, history) = open_stopped(data_dir)?;
+    let (_lock, catalog, history) = open_stopped(data_dir, create)?;
     let id = history.start(database, "import", &file, "cli")?;
     let result = crate::export::import_into(&catalog, &file, database, replace, progress);
     let _ = match &result {
@@ -157,9 +170,27 @@ pub fn import(
     result
 }
 
-/// The catalog and history of a stopped server's data directory (made if missing: restoring
-/// onto a new machine starts from nothing). The lock proves no server runs.
-fn open_stopped(data_dir: &Path) -> Result<(DataDirLock, Catalog, History), BackupError> {
+/// The catalog and history of a stopped server's data directory (made if missing only when
+/// asked: a mistyped path must not become a new data directory that nobody serves). The lock
+/// proves no server runs.
+fn open_stopped(
+    data_dir: &Path,
+    create: DataDir,
+) -> Result<(DataDirLock, Catalog, History), BackupError> {
+    if create == DataDir::Existing {
+        let refused = |reason: &str| BackupError::NoDataDir {
+            path: data_dir.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if !data_dir.is_dir() {
+            return Err(refused("does not exist"));
+        }
+        if !data_dir.join("databases").is_dir() {
+            return Err(refused(
+                "is not a Cairn data directory (it has no databases/ directory)",
+            ));
+        }
+    }
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -177,7 +208,9 @@ fn open_stopped(data_dir: &Path) -> Result<(DataDirLock, Catalog, History), Back
             source,
         },
     })?;
-    let catalog = Catalog::open(data_dir, BUSY)?;
+    // The CLI keeps no reserve of its own (the server manages it): it only reads the disk.
+    let disk = std::sync::Arc::new(crate::disk_space::DataDisk::new(data_dir, 0));
+    let catalog = Catalog::open(data_dir, BUSY, disk)?;
     let history = History::open(data_dir)?;
     Ok((lock, catalog, history))
 }

@@ -1,12 +1,12 @@
 //! The options of one backup, from `WITH (…)`, the OrientDB console flags, the CLI or a plugin.
 
+use cairn_plugin_api::backup_options;
+
 use super::error::BackupError;
 use crate::sql::server_statement::Literal;
 
 pub const DEFAULT_LEVEL: u32 = 6;
 pub const DEFAULT_BUFFER: usize = 1 << 20;
-const MIN_BUFFER: usize = 64 << 10;
-const MAX_BUFFER: usize = 64 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupOptions {
@@ -74,55 +74,24 @@ impl BackupOptions {
     }
 
     pub fn set_buffer_size(&mut self, bytes: u64) -> Result<(), BackupError> {
-        if !(MIN_BUFFER as u64..=MAX_BUFFER as u64).contains(&bytes) {
-            return Err(BackupError::InvalidOption(format!(
-                "buffer_size must be between 64KiB and 64MiB, got {bytes} bytes"
-            )));
-        }
-        self.buffer_size = bytes as usize;
+        self.buffer_size = backup_options::check_buffer_size(bytes).map_err(invalid)? as usize;
         Ok(())
     }
 
     pub fn set_max_rate(&mut self, bytes_per_second: u64) -> Result<(), BackupError> {
-        if bytes_per_second == 0 {
-            return Err(BackupError::InvalidOption(
-                "max_rate must be more than 0 (leave it out for no limit)".into(),
-            ));
-        }
-        self.max_rate = Some(bytes_per_second);
+        self.max_rate = Some(backup_options::check_max_rate(bytes_per_second).map_err(invalid)?);
         Ok(())
     }
 }
 
-/// Parses a size such as `1MiB`, `512KiB`, `4MB`, `1048576`.
+/// Parses a size such as `1MiB`, `512KiB`, `4MB`, `1048576` (the plugin API's rules, so a
+/// plugin checks its config exactly as a backup is checked).
 pub fn parse_size(text: &str) -> Result<u64, BackupError> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => {
-            return Err(BackupError::InvalidOption(format!(
-                "size '{text}': unknown unit '{unit}'; write bytes or use KiB, MiB, GiB (or kB, MB, GB)"
-            )));
-        }
-    };
-    let value: u64 = number.parse().map_err(|_| {
-        BackupError::InvalidOption(format!(
-            "size '{text}' is not a number with an optional unit, such as '1MiB'"
-        ))
-    })?;
-    value
-        .checked_mul(multiplier)
-        .ok_or_else(|| BackupError::InvalidOption(format!("size '{text}' is too large")))
+    backup_options::parse_size(text).map_err(invalid)
+}
+
+fn invalid(e: cairn_plugin_api::PluginError) -> BackupError {
+    BackupError::InvalidOption(e.message().to_owned())
 }
 
 #[cfg(test)]

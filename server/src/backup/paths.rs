@@ -7,6 +7,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::error::BackupError;
+use super::files;
 
 /// The operator's choice of directories (absolute paths).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,7 @@ impl PathRules {
 
     /// The file a new archive named `requested` goes to; its directory is created if needed.
     pub fn archive_target(&self, requested: &str) -> Result<PathBuf, BackupError> {
+        files::refuse_reserved(Path::new(requested))?;
         let (path, root) = self.lexical(requested)?;
         let parent = path.parent().unwrap_or(&root).to_owned();
         std::fs::create_dir_all(&parent).map_err(|source| BackupError::Io {
@@ -40,6 +42,7 @@ impl PathRules {
     /// The directory `requested` names (the backup directory itself included, for an empty
     /// path or "."), created if needed.
     pub fn archive_directory(&self, requested: &str) -> Result<PathBuf, BackupError> {
+        files::refuse_reserved(Path::new(requested))?;
         let trimmed = requested.trim();
         let (path, root) = if trimmed.is_empty() || trimmed == "." {
             (self.directory.clone(), self.directory.clone())

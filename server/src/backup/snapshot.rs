@@ -34,11 +34,16 @@ pub fn take(source: &Connection, dest: &Path, busy: Duration) -> Result<Snapshot
         path: dest.to_owned(),
         source,
     };
+    // Every row of the database lands here: owner-only before the first page is copied
+    // (SQLite keeps the mode of a file it opens, and gives its journal the same).
+    crate::new_file::create_new(dest).map_err(|source| BackupError::Io {
+        action: "creating the snapshot",
+        path: dest.to_owned(),
+        source,
+    })?;
     let mut copy = Connection::open_with_flags(
         dest,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| sqlite("creating the snapshot", e))?;
     // The copy is rewritten from scratch if we crash; it needs no durability of its own.

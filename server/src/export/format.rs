@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_NAME: &str = "cairn-export";
 /// The version this server writes; it reads this one only (see the version log).
 pub const FORMAT_VERSION: u32 = 1;
+/// The longest line (a row's encoded values) a writer writes and a reader accepts: an
+/// import holds one line in memory at a time, so this bounds its memory whatever the file.
+pub const MAX_LINE_BYTES: usize = 256 << 20;
 
 /// The first line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

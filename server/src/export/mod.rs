@@ -91,6 +91,74 @@ mod tests {
     }
 
     #[test]
+    fn crafted_export_one_huge_row_is_refused_in_bounded_memory() {
+        // A small file whose one row inflates past the line bound: refused at the bound,
+        // not read whole (it compresses to well under a megabyte).
+        let dir = tempfile::tempdir().unwrap();
+        let db = Connection::open(dir.path().join("src.sqlite")).unwrap();
+        db.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES ('small');")
+            .unwrap();
+        let good = export(&db, dir.path());
+        let mut lines: Vec<String> = {
+            use std::io::BufRead;
+            let gz = flate2::read::GzDecoder::new(std::fs::File::open(&good).unwrap());
+            std::io::BufReader::new(gz)
+                .lines()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let row = lines.iter().position(|l| l.starts_with('[')).unwrap();
+        lines.truncate(row);
+        let crafted = dir.path().join("crafted.json.gz");
+        {
+            use std::io::Write;
+            let mut gz = flate2::write::GzEncoder::new(
+                std::fs::File::create(&crafted).unwrap(),
+                flate2::Compression::fast(),
+            );
+            for line in &lines {
+                writeln!(gz, "{line}").unwrap();
+            }
+            gz.write_all(b"[\"").unwrap();
+            let chunk = vec![b'a'; 1 << 20];
+            for _ in 0..=(format::MAX_LINE_BYTES >> 20) {
+                gz.write_all(&chunk).unwrap();
+            }
+            gz.write_all(b"\"]\n").unwrap();
+            gz.finish().unwrap();
+        }
+        assert!(std::fs::metadata(&crafted).unwrap().len() < 4 << 20);
+        let err = reader::verify(&crafted, &Progress::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("longer than")
+                && err.to_string().contains(&format!("line {}", row + 1)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_row_too_long_for_an_import_is_refused_by_the_export() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Connection::open(dir.path().join("src.sqlite")).unwrap();
+        // Base64 makes 210 MB of blob a line of 280 MB, over the 256 MiB bound.
+        db.execute_batch("CREATE TABLE big(b); INSERT INTO big VALUES (zeroblob(210000000));")
+            .unwrap();
+        let target = dir.path().join("big.json.gz");
+        let result = writer::write(
+            &db,
+            "src",
+            &target,
+            &BackupOptions::default(),
+            &Progress::default(),
+        );
+        assert!(
+            matches!(&result, Err(BackupError::RowTooLong { table, row: 1, .. }) if table == "big"),
+            "{result:?}"
+        );
+        assert!(!target.exists());
+    }
+
+    #[test]
     fn a_cancelled_export_or_import_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = Connection::open(dir.path().join("src.sqlite")).unwrap();
@@ -107,8 +175,9 @@ mod tests {
         assert!(matches!(result, Err(BackupError::Aborted)), "{result:?}");
         let file = export(&db, dir.path());
         let into = dir.path().join("never.sqlite");
-        let catalog =
-            Catalog::open(&dir.path().join("data"), std::time::Duration::from_secs(1)).unwrap();
+        let data = dir.path().join("data");
+        let disk = std::sync::Arc::new(crate::disk_space::DataDisk::new(&data, 0));
+        let catalog = Catalog::open(&data, std::time::Duration::from_secs(1), disk).unwrap();
         let result = import_into(&catalog, &file, "never", false, &cancelled);
         assert!(matches!(result, Err(BackupError::Aborted)), "{result:?}");
         assert!(!catalog.exists("never") && !into.exists());

@@ -34,11 +34,14 @@ pub fn verify(file: &Path, progress: &Progress) -> Result<Imported, BackupError>
 /// Loads `file` into the new database file `into` (which must not exist), in one
 /// transaction; the caller installs it.
 pub fn load(file: &Path, into: &Path, progress: &Progress) -> Result<Imported, BackupError> {
+    crate::new_file::create_new(into).map_err(|source| BackupError::Io {
+        action: "creating",
+        path: into.to_owned(),
+        source,
+    })?;
     let mut conn = Connection::open_with_flags(
         into,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|source| BackupError::Sqlite {
         action: "creating",
@@ -129,18 +132,33 @@ fn read(
         line: number,
         reason,
     };
-    // Reads the next line; `false` at the end of the file.
+    // Reads the next line, at most MAX_LINE_BYTES of it; `false` at the end of the file.
     let mut next = |line: &mut Vec<u8>, number: &mut u64| -> Result<bool, BackupError> {
         line.clear();
         *number += 1;
-        let n = lines.read_until(b'\n', line).map_err(|e| {
-            let reason = if *number == 1 && e.kind() == std::io::ErrorKind::InvalidInput {
-                format!("not a gzip file ({e}); an export is a .json.gz written by EXPORT DATABASE")
-            } else {
-                format!("the file is damaged or cut short ({e})")
-            };
-            bad(*number, reason)
-        })?;
+        let limit = format::MAX_LINE_BYTES as u64 + 1;
+        let n = (&mut lines)
+            .take(limit)
+            .read_until(b'\n', line)
+            .map_err(|e| {
+                let reason = if *number == 1 && e.kind() == std::io::ErrorKind::InvalidInput {
+                    format!(
+                        "not a gzip file ({e}); an export is a .json.gz written by EXPORT DATABASE"
+                    )
+                } else {
+                    format!("the file is damaged or cut short ({e})")
+                };
+                bad(*number, reason)
+            })?;
+        if line.len() > format::MAX_LINE_BYTES {
+            return Err(bad(
+                *number,
+                format!(
+                    "the line is longer than {} bytes, the most an export line may be; EXPORT DATABASE never writes one",
+                    format::MAX_LINE_BYTES
+                ),
+            ));
+        }
         Ok(n > 0)
     };
 

@@ -4,7 +4,6 @@
 //! file that is synced and then published under its final name.
 
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -81,13 +80,7 @@ pub fn write(
             source,
         }
     };
-    // The export holds every row of the database: owner-only, like the database files.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(temp.path())
-        .map_err(io("creating"))?;
+    let file = crate::new_file::create_new(temp.path()).map_err(io("creating"))?;
     let mut out = PacedFile::new(file, options.buffer_size, SYNC_EVERY);
     let deflate = DeflateOptions {
         level: options.compression_level,
@@ -338,6 +331,7 @@ fn write_lines(
         let mut written = 0u64;
         while let Some(row) = cursor.next().map_err(sqlite("reading rows for"))? {
             let line = &mut lines.buffer;
+            let start = line.len();
             line.push(b'[');
             for i in 0..width {
                 if i > 0 {
@@ -348,6 +342,16 @@ fn write_lines(
             }
             line.extend_from_slice(b"]\n");
             written += 1;
+            // Every file written here must import within bounded memory.
+            let length = line.len() - start - 1;
+            if length > format::MAX_LINE_BYTES {
+                return Err(BackupError::RowTooLong {
+                    table: name.clone(),
+                    row: written,
+                    bytes: length,
+                    limit: format::MAX_LINE_BYTES,
+                });
+            }
             lines.row_done()?;
         }
         if written != *rows {

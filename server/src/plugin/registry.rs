@@ -59,6 +59,10 @@ pub enum PluginError {
     Create { plugin: String, message: String },
     #[error("plugin \"{plugin}\" failed to start: {message}")]
     Start { plugin: String, message: String },
+    #[error(
+        "plugin \"{plugin}\" failed to start: {message}; the previous instance (its library and config as before the reload) was started again and runs on"
+    )]
+    Restored { plugin: String, message: String },
     #[error("cannot copy plugin library {path} for reloading: {message}")]
     Copy { path: PathBuf, message: String },
     #[error("no procedure {plugin}.{procedure}{hint}")]
@@ -156,6 +160,25 @@ struct Loaded {
     instance: Arc<PluginInstance>,
     services: Arc<PluginServices>,
     events: mpsc::UnboundedSender<QueuedEvent>,
+    origin: Origin,
+}
+
+/// What an instance was made from: enough to make it again when its replacement fails to
+/// start after it was stopped.
+#[derive(Clone)]
+struct Origin {
+    library: PluginLibrary,
+    source: LibrarySource,
+    /// The library file as the operator named it ("builtin" for a builtin).
+    path: PathBuf,
+    config: String,
+}
+
+/// An instance made and checked (its `create` and `prepare` accepted), not yet started.
+struct Created {
+    generation: u64,
+    instance: Arc<PluginInstance>,
+    services: Arc<PluginServices>,
 }
 
 struct RegisteredProcedure {
@@ -358,8 +381,18 @@ impl Plugins {
         for name in names {
             match self.reload(&name).await {
                 Ok(()) => tracing::info!(plugin = %name, "plugin reloaded"),
+                Err(e @ (PluginError::Restored { .. } | PluginError::Start { .. })) => {
+                    tracing::error!(plugin = %name, error = %e, "plugin reload failed")
+                }
                 Err(e) => {
-                    tracing::error!(plugin = %name, error = %e, "plugin reload refused; the running instance goes on")
+                    let running = lock(&self.entries)
+                        .get(&name)
+                        .is_some_and(|e| e.state == State::Running);
+                    if running {
+                        tracing::error!(plugin = %name, error = %e, "plugin reload refused; the running instance goes on")
+                    } else {
+                        tracing::error!(plugin = %name, error = %e, "plugin reload refused; the plugin stays failed")
+                    }
                 }
             }
         }
@@ -420,10 +453,70 @@ impl Plugins {
                 declared: decl.name.clone(),
             });
         }
-        let config = self.plugin_config(decl)?;
+        let origin = Origin {
+            library,
+            source: decl.library.clone(),
+            path,
+            config: self.plugin_config(decl)?,
+        };
+        // The new instance checks its config and what it needs while the old one still runs.
+        let created = self.instantiate(&decl.name, &origin)?;
+        let previous = if replace && running {
+            lock(&self.entries)
+                .get(&decl.name)
+                .and_then(|e| e.loaded.as_ref())
+                .map(|l| l.origin.clone())
+        } else {
+            None
+        };
+        if replace {
+            // The new instance accepted its config: now the old one goes.
+            let _ = self.unload_locked(&decl.name).await;
+        }
+        let failure = match self.activate(&decl.name, created, origin).await {
+            Ok(()) => return Ok(()),
+            Err(failure) => failure,
+        };
+        let Some(previous) = previous else {
+            return Err(failure);
+        };
+        // It failed after the old one stopped: the old one runs again rather than nothing.
+        let restarted = match self.instantiate(&decl.name, &previous) {
+            Ok(created) => self.activate(&decl.name, created, previous).await,
+            Err(e) => Err(e),
+        };
+        match restarted {
+            Ok(()) => {
+                let message = failure.to_string();
+                if let Some(entry) = lock(&self.entries).get_mut(&decl.name) {
+                    entry.last_error = Some(format!(
+                        "reload failed ({message}); the previous instance runs again"
+                    ));
+                }
+                tracing::error!(plugin = %decl.name, error = %message, "the reloaded plugin failed to start; the previous library and config were started again");
+                Err(PluginError::Restored {
+                    plugin: decl.name.clone(),
+                    message,
+                })
+            }
+            Err(again) => {
+                tracing::error!(plugin = %decl.name, error = %again, "restarting the previous instance failed too; the plugin is failed");
+                Err(PluginError::Start {
+                    plugin: decl.name.clone(),
+                    message: format!(
+                        "{failure}; restarting the previous instance failed too: {again}"
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Makes an instance of `origin` with its own host services; the plugin checks its config
+    /// and what it needs (`create`, then the SDK's `prepare`) without starting.
+    fn instantiate(&self, name: &str, origin: &Origin) -> Result<Created, PluginError> {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let services = Arc::new(PluginServices {
-            plugin: decl.name.clone(),
+            plugin: name.to_owned(),
             generation,
             plugins: self.me.clone(),
             catalog: Arc::clone(&self.catalog),
@@ -432,39 +525,55 @@ impl Plugins {
             log_dispatch: self.log_dispatch.clone(),
             attached: AtomicBool::new(true),
             subscriptions: AtomicU64::new(0),
-            state_directory: self.state_root.join(&decl.name),
+            state_directory: self.state_root.join(name),
         });
         let table = HostTable::new(
             Arc::clone(&services) as Arc<dyn cairn_plugin_api::ffi::host::HostServices>,
             max_log_level(),
         );
-        let instance = match library.create(table, &config) {
-            Ok(instance) => Arc::new(instance),
+        match origin.library.create(table, &origin.config) {
+            Ok(instance) => Ok(Created {
+                generation,
+                instance: Arc::new(instance),
+                services,
+            }),
             Err(e) => {
                 services.detach();
-                return Err(PluginError::Create {
-                    plugin: decl.name.clone(),
+                Err(PluginError::Create {
+                    plugin: name.to_owned(),
                     message: e.to_string(),
-                });
+                })
             }
-        };
-        if replace {
-            // The new instance accepted its config: now the old one goes.
-            let _ = self.unload_locked(&decl.name).await;
         }
+    }
+
+    /// Makes `created` the plugin's running instance and starts it.
+    async fn activate(
+        &self,
+        name: &str,
+        created: Created,
+        origin: Origin,
+    ) -> Result<(), PluginError> {
+        let Created {
+            generation,
+            instance,
+            services,
+        } = created;
+        let info = origin.library.info().clone();
+        let path = origin.path.clone();
         let (events, receiver) = mpsc::unbounded_channel();
         self.runtime.spawn(deliver_events(
             self.me.clone(),
-            decl.name.clone(),
+            name.to_owned(),
             generation,
             Arc::clone(&instance),
             Arc::clone(&services),
             receiver,
         ));
         lock(&self.entries).insert(
-            decl.name.clone(),
+            name.to_owned(),
             Entry {
-                library: decl.library.clone(),
+                library: origin.source.clone(),
                 version: info.version.clone(),
                 abi: format!("{}.{}", info.abi_major, info.abi_minor),
                 description: info.description.clone(),
@@ -473,21 +582,22 @@ impl Plugins {
                 loaded: Some(Loaded {
                     generation,
                     instance: Arc::clone(&instance),
-                    services: Arc::clone(&services),
+                    services,
                     events,
+                    origin,
                 }),
             },
         );
         if let Err(e) = instance.start().await {
             let message = e.to_string();
-            self.fail(&decl.name, generation, &message);
+            self.fail(name, generation, &message);
             return Err(PluginError::Start {
-                plugin: decl.name.clone(),
+                plugin: name.to_owned(),
                 message,
             });
         }
         tracing::info!(
-            plugin = %decl.name,
+            plugin = %name,
             version = %info.version,
             abi = %format!("{}.{}", info.abi_major, info.abi_minor),
             library = %path.display(),

@@ -82,6 +82,9 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         BackupError::AlreadyRunning { .. } | BackupError::ServerRunning(_) => {
             sqlstate::OBJECT_IN_USE
         }
+        BackupError::NoDataDir { .. } => sqlstate::UNDEFINED_FILE,
+        BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
+        BackupError::RowTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
         BackupError::Aborted | BackupError::JobAborted { .. } => sqlstate::QUERY_CANCELED,
         BackupError::Busy { .. } => sqlstate::LOCK_NOT_AVAILABLE,
         BackupError::NotAnArchive { .. }

@@ -557,6 +557,16 @@ impl Session {
         described: Option<&[Column]>,
     ) -> Result<Executed, SqlError> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql_error(e))?;
+        // On a full disk the room left is the admin's, to free space with.
+        if !stmt.readonly()
+            && !self.role.may_write_on_a_full_disk()
+            && self.catalog.disk().is_full()
+        {
+            return Err(SqlError::new(
+                sqlstate::DISK_FULL,
+                self.catalog.disk().refusal(),
+            ));
+        }
         bind(&mut stmt, tokens, params)?;
         let command = command_name(tokens);
         if stmt.column_count() == 0 {
@@ -607,6 +617,10 @@ impl Session {
     }
 
     fn sql_error(&self, e: rusqlite::Error) -> SqlError {
+        if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+            // At once, not at the next periodic look: the reserve is released now.
+            let _ = self.catalog.disk().check();
+        }
         let mut error = SqlError::from_sqlite(&e);
         if e.sqlite_error_code() == Some(ErrorCode::ReadOnly) && !self.role.may_write() {
             error.message = format!(
@@ -941,7 +955,8 @@ mod tests {
 
     fn session(role: Role) -> (tempfile::TempDir, Session) {
         let dir = tempfile::tempdir().unwrap();
-        let catalog = Arc::new(Catalog::open(dir.path(), Duration::from_secs(1)).unwrap());
+        let disk = Arc::new(crate::disk_space::DataDisk::new(dir.path(), 0));
+        let catalog = Arc::new(Catalog::open(dir.path(), Duration::from_secs(1), disk).unwrap());
         let (plugins, backups) = no_plugins(&catalog, dir.path());
         let session = Session::open(catalog, plugins, backups, "alice", role, "default").unwrap();
         (dir, session)

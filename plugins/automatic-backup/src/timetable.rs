@@ -1,0 +1,286 @@
+//! The per-second decision: which database is due now, and moving its schedule on after a
+//! run. The plugin's check asks [`Timetable::is_due`] every second and calls
+//! [`Timetable::advance`] after each run; time comes only from the [`Clock`], so the tests
+//! below drive whole nights (DST changes included) through exactly this code.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::Overlap;
+use crate::schedule::Schedule;
+use crate::state::{Armed, StateError, StateFile};
+
+/// Each scheduled database's next run, as in the state file.
+#[derive(Debug)]
+pub struct Timetable {
+    schedule: Schedule,
+    overlap: Overlap,
+    catch_up: bool,
+    clock: Arc<dyn Clock>,
+    due: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Timetable {
+    pub fn new(
+        schedule: Schedule,
+        overlap: Overlap,
+        catch_up: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Timetable {
+        Timetable {
+            schedule,
+            overlap,
+            catch_up,
+            clock,
+            due: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Puts `database` on the timetable: its next run from the state file, or afresh.
+    /// `backup_running`: the server is backing it up (a previous instance's run).
+    pub fn arm(
+        &self,
+        state: &StateFile,
+        database: &str,
+        backup_running: bool,
+    ) -> Result<(Armed, Option<DateTime<Utc>>), StateError> {
+        let now = self.now();
+        let ((armed, next), _) = state.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            let armed = entry.arm(&self.schedule, now, self.catch_up, backup_running);
+            (armed, entry.next_run)
+        })?;
+        self.set(database, next);
+        Ok((armed, next))
+    }
+
+    /// Whether `database` is due now.
+    pub fn is_due(&self, database: &str) -> bool {
+        lock(&self.due)
+            .get(database)
+            .is_some_and(|due| *due <= self.now())
+    }
+
+    /// Moves `database`'s schedule on after a run (or a skipped one) that started at
+    /// `started` and ends now; returns the next run.
+    pub fn advance(
+        &self,
+        state: &StateFile,
+        database: &str,
+        started: DateTime<Utc>,
+        overlap: Option<Overlap>,
+    ) -> Result<Option<DateTime<Utc>>, StateError> {
+        let ended = self.now();
+        let overlap = overlap.unwrap_or(self.overlap);
+        let (next, _) = state.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            entry.advance(&self.schedule, overlap, started, ended);
+            entry.next_run
+        })?;
+        self.set(database, next);
+        Ok(next)
+    }
+
+    /// The next run of `database`, if it is scheduled.
+    pub fn next_run(&self, database: &str) -> Option<DateTime<Utc>> {
+        lock(&self.due).get(database).copied()
+    }
+
+    /// Takes `database` off the timetable (it was dropped).
+    pub fn forget(&self, database: &str) {
+        lock(&self.due).remove(database);
+    }
+
+    fn set(&self, database: &str, next: Option<DateTime<Utc>>) {
+        let mut due = lock(&self.due);
+        match next {
+            Some(next) => due.insert(database.to_owned(), next),
+            None => due.remove(database),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use chrono::Duration;
+    use chrono_tz::{Europe::Berlin, UTC};
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// The server fires the check every second, up to half a second late.
+    const TICK_LATENESS_MS: i64 = 300;
+
+    /// Fires the check every second from the clock's time until `until`; each due run takes
+    /// `run_takes`. Returns the start of every run.
+    fn tick_until(
+        timetable: &Timetable,
+        clock: &FakeClock,
+        state: &StateFile,
+        until: DateTime<Utc>,
+        run_takes: Duration,
+    ) -> Vec<DateTime<Utc>> {
+        let mut runs = Vec::new();
+        while clock.now() < until {
+            if timetable.is_due("sales") {
+                let started = clock.now();
+                runs.push(started);
+                clock.advance(run_takes);
+                timetable.advance(state, "sales", started, None).unwrap();
+            }
+            // The next firing: the next whole second, a little late.
+            let now = clock.now();
+            let next_second = now.timestamp() + 1;
+            clock.set(
+                DateTime::from_timestamp(next_second, 0).unwrap()
+                    + Duration::milliseconds(TICK_LATENESS_MS),
+            );
+        }
+        runs
+    }
+
+    fn setup(
+        schedule: Schedule,
+        start: &str,
+    ) -> (tempfile::TempDir, Arc<FakeClock>, StateFile, Timetable) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(FakeClock::at(at(start)));
+        let state = StateFile::in_directory(dir.path());
+        let timetable = Timetable::new(schedule, Overlap::Skip, true, clock.clone());
+        (dir, clock, state, timetable)
+    }
+
+    #[test]
+    fn dst_fall_back_backup_storm_restart_or_run_end_inside_the_repeated_hour() {
+        // Berlin, 25 October 2026: 02:00-03:00 happens twice (00:00-01:00 UTC in CEST, then
+        // 01:00-02:00 UTC in CET). 02:30 runs once, at 00:30 UTC.
+        let nightly = || Schedule::cron("30 2 * * *", Berlin).unwrap();
+        let (_dir, clock, state, timetable) = setup(nightly(), "2026-10-24T12:00:00Z");
+        timetable.arm(&state, "sales", false).unwrap();
+        let runs = tick_until(
+            &timetable,
+            &clock,
+            &state,
+            at("2026-10-25T00:31:00Z"),
+            Duration::seconds(20),
+        );
+        assert_eq!(runs.len(), 1, "{runs:?}");
+
+        // A run that ends inside the repeated hour.
+        let (_dir, clock, state, timetable) = setup(nightly(), "2026-10-25T00:29:00Z");
+        timetable.arm(&state, "sales", false).unwrap();
+        let runs = tick_until(
+            &timetable,
+            &clock,
+            &state,
+            at("2026-10-25T01:45:00Z"),
+            Duration::minutes(45),
+        );
+        assert_eq!(runs.len(), 1, "one night, one run: {runs:?}");
+        assert_eq!(
+            timetable.next_run("sales"),
+            Some(at("2026-10-26T01:30:00Z"))
+        );
+
+        // A (re)start at 01:15 UTC, 02:15 CET, inside the repeated hour: a new schedule is
+        // armed there, as after a config change.
+        let (_dir, clock, state, _) = setup(nightly(), "2026-10-25T01:15:00Z");
+        let restarted = Timetable::new(nightly(), Overlap::Skip, true, clock.clone());
+        restarted.arm(&state, "sales", false).unwrap();
+        let runs = tick_until(
+            &restarted,
+            &clock,
+            &state,
+            at("2026-10-25T02:00:00Z"),
+            Duration::seconds(2),
+        );
+        assert!(runs.is_empty(), "a storm of {} runs: {runs:?}", runs.len());
+        assert_eq!(
+            restarted.next_run("sales"),
+            Some(at("2026-10-26T01:30:00Z"))
+        );
+        // And the next night runs once.
+        let runs = tick_until(
+            &restarted,
+            &clock,
+            &state,
+            at("2026-10-26T02:00:00Z"),
+            Duration::seconds(2),
+        );
+        assert_eq!(runs, [at("2026-10-26T01:30:00.300Z")]);
+    }
+
+    #[test]
+    fn runs_one_second_late_every_second_means_every_second() {
+        let (_dir, clock, state, timetable) = setup(
+            Schedule::cron("* * * * * *", UTC).unwrap(),
+            "2026-05-01T10:00:00.300Z",
+        );
+        timetable.arm(&state, "sales", false).unwrap();
+        let runs = tick_until(
+            &timetable,
+            &clock,
+            &state,
+            at("2026-05-01T10:01:00Z"),
+            Duration::milliseconds(200),
+        );
+        assert_eq!(runs.len(), 59, "{runs:?}");
+
+        let (_dir, clock, state, timetable) = setup(
+            Schedule::cron("*/2 * * * * *", UTC).unwrap(),
+            "2026-05-01T10:00:00.300Z",
+        );
+        timetable.arm(&state, "sales", false).unwrap();
+        let runs = tick_until(
+            &timetable,
+            &clock,
+            &state,
+            at("2026-05-01T10:01:00Z"),
+            Duration::milliseconds(200),
+        );
+        assert_eq!(runs.len(), 29, "{runs:?}");
+        assert!(
+            runs.iter().all(|r| r.timestamp() % 2 == 0),
+            "runs on odd seconds: {runs:?}"
+        );
+    }
+
+    #[test]
+    fn first_time_is_the_first_run_driven_by_the_clock() {
+        let every_30s =
+            Schedule::every("12:00:00", std::time::Duration::from_secs(30), UTC).unwrap();
+        let (_dir, clock, state, timetable) = setup(every_30s, "2026-05-01T11:58:00Z");
+        timetable.arm(&state, "sales", false).unwrap();
+        let runs = tick_until(
+            &timetable,
+            &clock,
+            &state,
+            at("2026-05-01T12:01:01Z"),
+            Duration::seconds(1),
+        );
+        assert_eq!(
+            runs,
+            [
+                at("2026-05-01T12:00:00.300Z"),
+                at("2026-05-01T12:00:30.300Z"),
+                at("2026-05-01T12:01:00.300Z")
+            ]
+        );
+    }
+}
