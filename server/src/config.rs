@@ -589,6 +589,25 @@ password_env = "CAIRN_ADMIN_PASSWORD"
     }
 
     #[test]
+    fn reserved_space_is_a_size_and_defaults_to_64_mib() {
+        assert_eq!(parse(GOOD).unwrap().reserved_space, 64 << 20);
+        let with = |value: &str| {
+            GOOD.replace(
+                "data_dir = \"../data\"",
+                &format!("data_dir = \"../data\"\nreserved_space = {value}"),
+            )
+        };
+        assert_eq!(parse(&with("\"16MiB\"")).unwrap().reserved_space, 16 << 20);
+        assert_eq!(parse(&with("0")).unwrap().reserved_space, 0);
+        for bad in ["\"lots\"", "-1"] {
+            let (line, _, key, message) = invalid(&with(bad));
+            assert_eq!(line, 5, "{bad}");
+            assert_eq!(key.as_deref(), Some("server.reserved_space"), "{bad}");
+            assert!(message.contains("reserved_space"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
     fn bad_address_says_how_to_write_one() {
         let text = GOOD.replace("127.0.0.1:5480", "localhost:99999");
         let (line, column, key, message) = invalid(&text);

@@ -116,6 +116,18 @@ pub(crate) async fn complete_backups(client: &Client, database: &str) -> usize {
         .count()
 }
 
+/// Settings that back up `default` into `auto` once a year: a schedule that never fires
+/// during a test.
+pub(crate) const YEARLY: &str =
+    "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\n";
+
+/// A cron schedule due two seconds from now, then not until tomorrow: a run after it can only
+/// be a catch-up or a retry. Set it by a reload, so a slow start cannot miss the time.
+pub(crate) fn due_in_two_seconds() -> String {
+    let due = chrono::Utc::now() + chrono::Duration::seconds(2);
+    due.format("%S %M %H * * *").to_string()
+}
+
 /// `rows` rows of incompressible text, so that a rate-limited backup takes a while.
 pub(crate) async fn filled(client: &Client, rows: u32) {
     client
@@ -376,9 +388,7 @@ compression_level = 0
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changes_the_schedule_and_a_bad_config_keeps_the_old_one() {
-    let yearly =
-        "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\n";
-    let site = site(yearly);
+    let site = site(YEARLY);
     let server = site.start();
     let admin = server.admin("default").await;
     let next = status(&admin, "default").await["next_run"].clone();
@@ -409,15 +419,12 @@ async fn a_reload_changes_the_schedule_and_a_bad_config_keeps_the_old_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_mid_run_leaves_no_partial_archive_and_the_next_start_catches_up() {
-    let site =
-        site("schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\n");
+    let site = site(YEARLY);
     let server = site.start();
     let admin = server.admin("default").await;
     filled(&admin, 2000).await;
-    // Due two seconds from now, then not until tomorrow: a run after the restart can only be
-    // the catch-up. Set by a reload, so a slow start cannot make the test miss the time.
-    let due = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let schedule = due.format("%S %M %H * * *").to_string();
+    // A run after the restart can only be the catch-up.
+    let schedule = due_in_two_seconds();
     write_settings(
         &site,
         &format!(

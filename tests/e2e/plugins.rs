@@ -92,6 +92,14 @@ fn broken(define: &'static [&'static str]) -> Library {
     }
 }
 
+/// A site with the panicky fixture declared, with no config (it starts fine).
+fn panicky_site() -> Site {
+    site_with(
+        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
+    )
+}
+
 /// The first column of the only row `sql` returns.
 async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(client: &Client, sql: &str) -> T {
     client.query_one(sql, &[]).await.unwrap().get(0)
@@ -315,10 +323,7 @@ start = "panic"
 
 #[tokio::test]
 async fn a_refused_reload_a_new_instance_that_fails_to_start_brings_the_previous_one_back() {
-    let site = site_with(
-        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
-        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
-    );
+    let site = panicky_site();
     let server = site.start();
     let client = server.admin("default").await;
     assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);
@@ -365,10 +370,7 @@ async fn a_refused_reload_a_new_instance_that_fails_to_start_brings_the_previous
 
 #[tokio::test]
 async fn a_panic_in_a_procedure_fails_the_plugin_not_the_server() {
-    let site = site_with(
-        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
-        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
-    );
+    let site = panicky_site();
     let server = site.start();
     let client = server.admin("default").await;
     assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);

@@ -6,8 +6,8 @@
 use std::process::Command;
 
 use crate::automatic_backup::{
-    archive_dir, complete_backups, files, filled, history, last_status, rows, site, status,
-    wait_until, write_settings,
+    YEARLY, archive_dir, complete_backups, due_in_two_seconds, files, filled, history, last_status,
+    rows, site, status, wait_until, write_settings,
 };
 use crate::harness::refused;
 
@@ -90,44 +90,91 @@ async fn a_refused_reload_must_not_stop_the_running_schedule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_during_a_retry_wait_cannot_overwrite_the_new_instances_ok() {
-    let site =
-        site("schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\n");
+    let site = site(YEARLY);
     let server = site.start();
     let admin = server.admin("default").await;
-    // Due two seconds from now, then not until tomorrow; a retry waits three seconds.
-    let due = chrono::Utc::now() + chrono::Duration::seconds(2);
+    // A retry waits three seconds.
     let settings = format!(
         "schedule = \"{}\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\nretries = 5\nretry_delay = \"3s\"\n",
-        due.format("%S %M %H * * *")
+        due_in_two_seconds()
     );
     write_settings(&site, &settings);
     admin
         .batch_execute("RELOAD PLUGIN automatic_backup")
         .await
         .unwrap();
-    // The run fails (its directory is gone) and waits to retry.
+    // The run fails (a file stands where its directory should be) and waits to retry.
     let dir = archive_dir(&site);
     std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"in the way").unwrap();
     wait_until("the run is waiting to retry", || async {
         last_status(&admin, "default").await == "retrying"
     })
     .await;
+    std::fs::remove_file(&dir).unwrap();
     std::fs::create_dir(&dir).unwrap();
     // The reload stops the waiting instance; its successor catches the run up.
     admin
         .batch_execute("RELOAD PLUGIN automatic_backup")
         .await
         .unwrap();
-    server.wait_for_log("the run ends: the plugin was reloaded or stopped during this run");
     wait_until("the new instance's run succeeded", || async {
         last_status(&admin, "default").await == "ok"
     })
     .await;
-    // Longer than the old instance's retry delay: it has nothing left to overwrite with.
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    // The old instance's last act: its run ends when it sees it was stopped.
+    server.wait_for_log("the run ends: the plugin was reloaded or stopped during this run");
     let row = status(&admin, "default").await;
     assert_eq!(row["last_status"], "ok", "{row:?}");
     assert!(!row.contains_key("last_error"), "{row:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_a_running_backup_keeps_its_archive_and_raises_no_alarm() {
+    let site = site(YEARLY);
+    let server = site.start();
+    let admin = server.admin("default").await;
+    filled(&admin, 1000).await; // about 1 MB: some seconds at 256 KiB/s
+    write_settings(
+        &site,
+        &format!(
+            "schedule = \"{}\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\nmax_rate = \"256KiB\"\nbuffer_size = \"64KiB\"\n",
+            due_in_two_seconds()
+        ),
+    );
+    admin
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
+    wait_until("the scheduled backup is running", || async {
+        history(&admin, "default")
+            .await
+            .iter()
+            .any(|r| r["status"] == "running")
+    })
+    .await;
+    // Reloaded mid-backup: the old instance can no longer ask the server to verify.
+    admin
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
+    server.wait_for_log("the archive is kept but not verified");
+    let dir = archive_dir(&site);
+    let names = files(&dir);
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("default-") && n.ends_with(".zip")),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.ends_with(".unverified")),
+        "a good archive was set aside as damaged: {names:?}"
+    );
+    assert!(
+        !server.logs().contains("failed after"),
+        "a reload raised a failure alert"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,8 +227,7 @@ async fn validate_at_load_not_at_the_first_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_backup_is_recorded_in_the_history() {
     // Every attempt is recorded: a run whose file name is taken fails, and backups() says so.
-    let site =
-        site("schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\n");
+    let site = site(YEARLY);
     let server = site.start();
     let admin = server.admin("default").await;
     admin
@@ -211,17 +257,20 @@ async fn orphaned_archives_a_briefly_absent_directory_forgets_none_of_them() {
     .await;
     let dir = archive_dir(&site);
     let aside = site.dir.path().join("auto.away");
+    let gone_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     std::fs::rename(&dir, &aside).unwrap();
-    wait_until("a run failed on the missing directory", || async {
+    wait_until("a run ended after the directory went away", || async {
         let row = status(&admin, "default").await;
-        row.get("last_error")
-            .is_some_and(|e| e.contains("missing or unusable"))
+        row.get("last_run").is_some_and(|t| *t > gone_at)
+            && ["ok", "failed"].contains(&row["last_status"].as_str())
     })
     .await;
     assert!(
         !dir.exists(),
         "a run made a new, empty target directory in place of the missing one"
     );
+    let row = status(&admin, "default").await;
+    assert!(row["last_error"].contains("missing or unusable"), "{row:?}");
     std::fs::rename(&aside, &dir).unwrap();
     let before = complete_backups(&admin, "default").await;
     wait_until("two more backups after the directory came back", || async {
@@ -504,29 +553,35 @@ async fn crash_during_create_database_leaves_no_database_nobody_was_told_about()
     use crate::harness::Site;
     let site = Site::standard();
     let databases = site.data_dir().join("databases");
-    for round in 0..8u64 {
+    let count = || std::fs::read_dir(&databases).map_or(0, |d| d.count());
+    for round in 0..16u64 {
         let server = site.start();
-        let admin = server.admin("default").await;
-        // CREATE DATABASE after CREATE DATABASE, until the kill lands in one of them.
-        let creating = tokio::spawn(async move {
-            for n in 0.. {
-                if admin
-                    .batch_execute(&format!("CREATE DATABASE r{round}_{n}"))
-                    .await
-                    .is_err()
-                {
-                    break;
+        // Four clients create database after database, until the kill lands in some.
+        let mut creators = Vec::new();
+        for client in 0..4 {
+            let admin = server.admin("default").await;
+            creators.push(tokio::spawn(async move {
+                for n in 0.. {
+                    let sql = format!("CREATE DATABASE r{round}_{client}_{n}");
+                    if admin.batch_execute(&sql).await.is_err() {
+                        break;
+                    }
                 }
-            }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(30 + 17 * round)).await;
+            }));
+        }
+        let before = count();
+        while count() < before + 8 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         let killed = Command::new("kill")
             .args(["-KILL", &server.pid().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
         drop(server);
-        let _ = creating.await;
+        for creator in creators {
+            let _ = creator.await;
+        }
         // Whatever is under a database's name is a whole database in WAL mode.
         for entry in std::fs::read_dir(&databases).unwrap() {
             let path = entry.unwrap().path();

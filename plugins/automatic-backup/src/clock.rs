@@ -46,3 +46,11 @@ impl Clock for FakeClock {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// An instant written as RFC 3339 ("2026-10-25T01:15:00Z"), for tests.
+#[cfg(test)]
+pub fn instant(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+        .with_timezone(&Utc)
+}

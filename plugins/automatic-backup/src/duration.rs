@@ -166,13 +166,8 @@ impl Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::instant as at;
     use chrono_tz::{Europe::Berlin, UTC};
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn reads_units_and_sums() {

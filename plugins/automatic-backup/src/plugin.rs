@@ -489,6 +489,12 @@ impl AutomaticBackup {
                     Err(Attempt::Failed(format!("the run panicked: {message}")))
                 });
             match outcome {
+                // Stopped meanwhile: the successor has the schedule; no retry, no alert.
+                Err(Attempt::Failed(why)) if self.stopped.load(Ordering::Acquire) => {
+                    tracing::info!(database, "the run ends: {why}");
+                    record("interrupted", Some(why.clone()));
+                    return Err(Attempt::Failed(why));
+                }
                 Ok(done) => {
                     let done = self.after_success(database, done);
                     record("ok", None);
@@ -571,6 +577,12 @@ impl AutomaticBackup {
         let (created_at, verified) = if self.policy.verify {
             match self.verify(host, database, &path).await {
                 Ok(created_at) => (created_at, true),
+                // Stopped while the backup ran, this instance can no longer ask the server
+                // to verify: the archive is kept, unverified (retention leaves it alone).
+                Err(_) if self.stopped.load(Ordering::Acquire) => {
+                    tracing::warn!(database, archive = %path, "the plugin was reloaded or stopped while this backup ran: the archive is kept but not verified, so retention leaves it alone");
+                    (self.now(), false)
+                }
                 Err(why) => {
                     // Out of the template's names, so nobody takes it for a good archive
                     // and retention never counts it; kept for a post-mortem.
@@ -600,6 +612,11 @@ impl AutomaticBackup {
             entry.last_archive = Some(path.clone());
         })
         .map_err(|e| Attempt::Failed(e.to_string()))?;
+        if self.policy.verify && !verified {
+            return Err(Attempt::Failed(format!(
+                "the plugin was reloaded or stopped while this backup ran; its archive {path} is kept, unverified"
+            )));
+        }
         Ok(Done {
             path,
             bytes,

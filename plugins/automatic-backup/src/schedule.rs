@@ -280,14 +280,9 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::instant as utc;
     use chrono_tz::{America::New_York, Europe::Berlin, UTC};
     use std::time::Duration;
-
-    fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     /// The first `n` due instants after `start`, as RFC 3339 in UTC.
     fn sequence(schedule: &Schedule, start: &str, n: usize) -> Vec<String> {

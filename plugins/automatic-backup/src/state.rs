@@ -329,13 +329,8 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::instant as at;
     use chrono_tz::UTC;
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     fn nightly() -> Schedule {
         Schedule::cron("0 2 * * *", UTC).unwrap()

@@ -115,165 +115,119 @@ impl Timetable {
 mod tests {
     use super::*;
     use crate::clock::FakeClock;
+    use crate::clock::instant as at;
     use chrono::Duration;
     use chrono_tz::{Europe::Berlin, UTC};
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .unwrap()
-            .with_timezone(&Utc)
-    }
 
     /// The server fires the check every second, up to half a second late.
     const TICK_LATENESS_MS: i64 = 300;
 
-    /// Fires the check every second from the clock's time until `until`; each due run takes
-    /// `run_takes`. Returns the start of every run.
-    fn tick_until(
-        timetable: &Timetable,
-        clock: &FakeClock,
-        state: &StateFile,
-        until: DateTime<Utc>,
-        run_takes: Duration,
-    ) -> Vec<DateTime<Utc>> {
-        let mut runs = Vec::new();
-        while clock.now() < until {
-            if timetable.is_due("sales") {
-                let started = clock.now();
-                runs.push(started);
-                clock.advance(run_takes);
-                timetable.advance(state, "sales", started, None).unwrap();
-            }
-            // The next firing: the next whole second, a little late.
-            let now = clock.now();
-            let next_second = now.timestamp() + 1;
-            clock.set(
-                DateTime::from_timestamp(next_second, 0).unwrap()
-                    + Duration::milliseconds(TICK_LATENESS_MS),
-            );
-        }
-        runs
+    /// One database on a timetable, a state file and a fake clock.
+    struct Simulation {
+        _dir: tempfile::TempDir,
+        clock: Arc<FakeClock>,
+        state: StateFile,
+        timetable: Timetable,
     }
 
-    fn setup(
-        schedule: Schedule,
-        start: &str,
-    ) -> (tempfile::TempDir, Arc<FakeClock>, StateFile, Timetable) {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(FakeClock::at(at(start)));
-        let state = StateFile::in_directory(dir.path());
-        let timetable = Timetable::new(schedule, Overlap::Skip, true, clock.clone());
-        (dir, clock, state, timetable)
+    impl Simulation {
+        /// Armed at `start` (a first start, or a start with a changed schedule).
+        fn armed(schedule: Schedule, start: &str) -> Simulation {
+            let dir = tempfile::tempdir().unwrap();
+            let clock = Arc::new(FakeClock::at(at(start)));
+            let state = StateFile::in_directory(dir.path());
+            let timetable = Timetable::new(schedule, Overlap::Skip, true, clock.clone());
+            timetable.arm(&state, "sales", false).unwrap();
+            Simulation {
+                _dir: dir,
+                clock,
+                state,
+                timetable,
+            }
+        }
+
+        /// Fires the check every second until `until`; each due run takes `run_takes`.
+        /// Returns the start of every run.
+        fn tick_until(&self, until: &str, run_takes: Duration) -> Vec<DateTime<Utc>> {
+            let until = at(until);
+            let mut runs = Vec::new();
+            while self.clock.now() < until {
+                if self.timetable.is_due("sales") {
+                    let started = self.clock.now();
+                    runs.push(started);
+                    self.clock.advance(run_takes);
+                    self.timetable
+                        .advance(&self.state, "sales", started, None)
+                        .unwrap();
+                }
+                // The next firing: the next whole second, a little late.
+                let next_second = self.clock.now().timestamp() + 1;
+                self.clock.set(
+                    DateTime::from_timestamp(next_second, 0).unwrap()
+                        + Duration::milliseconds(TICK_LATENESS_MS),
+                );
+            }
+            runs
+        }
+
+        fn next_run(&self) -> Option<DateTime<Utc>> {
+            self.timetable.next_run("sales")
+        }
+    }
+
+    fn nightly_in_berlin() -> Schedule {
+        Schedule::cron("30 2 * * *", Berlin).unwrap()
     }
 
     #[test]
     fn dst_fall_back_backup_storm_restart_or_run_end_inside_the_repeated_hour() {
         // Berlin, 25 October 2026: 02:00-03:00 happens twice (00:00-01:00 UTC in CEST, then
         // 01:00-02:00 UTC in CET). 02:30 runs once, at 00:30 UTC.
-        let nightly = || Schedule::cron("30 2 * * *", Berlin).unwrap();
-        let (_dir, clock, state, timetable) = setup(nightly(), "2026-10-24T12:00:00Z");
-        timetable.arm(&state, "sales", false).unwrap();
-        let runs = tick_until(
-            &timetable,
-            &clock,
-            &state,
-            at("2026-10-25T00:31:00Z"),
-            Duration::seconds(20),
-        );
+        let night = Simulation::armed(nightly_in_berlin(), "2026-10-24T12:00:00Z");
+        let runs = night.tick_until("2026-10-25T00:31:00Z", Duration::seconds(20));
         assert_eq!(runs.len(), 1, "{runs:?}");
 
         // A run that ends inside the repeated hour.
-        let (_dir, clock, state, timetable) = setup(nightly(), "2026-10-25T00:29:00Z");
-        timetable.arm(&state, "sales", false).unwrap();
-        let runs = tick_until(
-            &timetable,
-            &clock,
-            &state,
-            at("2026-10-25T01:45:00Z"),
-            Duration::minutes(45),
-        );
+        let long_run = Simulation::armed(nightly_in_berlin(), "2026-10-25T00:29:00Z");
+        let runs = long_run.tick_until("2026-10-25T01:45:00Z", Duration::minutes(45));
         assert_eq!(runs.len(), 1, "one night, one run: {runs:?}");
-        assert_eq!(
-            timetable.next_run("sales"),
-            Some(at("2026-10-26T01:30:00Z"))
-        );
+        assert_eq!(long_run.next_run(), Some(at("2026-10-26T01:30:00Z")));
 
-        // A (re)start at 01:15 UTC, 02:15 CET, inside the repeated hour: a new schedule is
-        // armed there, as after a config change.
-        let (_dir, clock, state, _) = setup(nightly(), "2026-10-25T01:15:00Z");
-        let restarted = Timetable::new(nightly(), Overlap::Skip, true, clock.clone());
-        restarted.arm(&state, "sales", false).unwrap();
-        let runs = tick_until(
-            &restarted,
-            &clock,
-            &state,
-            at("2026-10-25T02:00:00Z"),
-            Duration::seconds(2),
-        );
+        // A (re)start at 01:15 UTC, 02:15 CET, inside the repeated hour, arming a new
+        // schedule there (as after a config change).
+        let restart = Simulation::armed(nightly_in_berlin(), "2026-10-25T01:15:00Z");
+        let runs = restart.tick_until("2026-10-25T02:00:00Z", Duration::seconds(2));
         assert!(runs.is_empty(), "a storm of {} runs: {runs:?}", runs.len());
-        assert_eq!(
-            restarted.next_run("sales"),
-            Some(at("2026-10-26T01:30:00Z"))
-        );
+        assert_eq!(restart.next_run(), Some(at("2026-10-26T01:30:00Z")));
         // And the next night runs once.
-        let runs = tick_until(
-            &restarted,
-            &clock,
-            &state,
-            at("2026-10-26T02:00:00Z"),
-            Duration::seconds(2),
-        );
+        let runs = restart.tick_until("2026-10-26T02:00:00Z", Duration::seconds(2));
         assert_eq!(runs, [at("2026-10-26T01:30:00.300Z")]);
     }
 
     #[test]
     fn runs_one_second_late_every_second_means_every_second() {
-        let (_dir, clock, state, timetable) = setup(
-            Schedule::cron("* * * * * *", UTC).unwrap(),
-            "2026-05-01T10:00:00.300Z",
-        );
-        timetable.arm(&state, "sales", false).unwrap();
-        let runs = tick_until(
-            &timetable,
-            &clock,
-            &state,
-            at("2026-05-01T10:01:00Z"),
-            Duration::milliseconds(200),
-        );
-        assert_eq!(runs.len(), 59, "{runs:?}");
-
-        let (_dir, clock, state, timetable) = setup(
-            Schedule::cron("*/2 * * * * *", UTC).unwrap(),
-            "2026-05-01T10:00:00.300Z",
-        );
-        timetable.arm(&state, "sales", false).unwrap();
-        let runs = tick_until(
-            &timetable,
-            &clock,
-            &state,
-            at("2026-05-01T10:01:00Z"),
-            Duration::milliseconds(200),
-        );
-        assert_eq!(runs.len(), 29, "{runs:?}");
-        assert!(
-            runs.iter().all(|r| r.timestamp() % 2 == 0),
-            "runs on odd seconds: {runs:?}"
-        );
+        for (cron, expected) in [("* * * * * *", 59), ("*/2 * * * * *", 29)] {
+            let minute = Simulation::armed(
+                Schedule::cron(cron, UTC).unwrap(),
+                "2026-05-01T10:00:00.300Z",
+            );
+            let runs = minute.tick_until("2026-05-01T10:01:00Z", Duration::milliseconds(200));
+            assert_eq!(runs.len(), expected, "{cron}: {runs:?}");
+            if cron.starts_with("*/2") {
+                assert!(
+                    runs.iter().all(|r| r.timestamp() % 2 == 0),
+                    "runs on odd seconds: {runs:?}"
+                );
+            }
+        }
     }
 
     #[test]
     fn first_time_is_the_first_run_driven_by_the_clock() {
         let every_30s =
             Schedule::every("12:00:00", std::time::Duration::from_secs(30), UTC).unwrap();
-        let (_dir, clock, state, timetable) = setup(every_30s, "2026-05-01T11:58:00Z");
-        timetable.arm(&state, "sales", false).unwrap();
-        let runs = tick_until(
-            &timetable,
-            &clock,
-            &state,
-            at("2026-05-01T12:01:01Z"),
-            Duration::seconds(1),
-        );
+        let noon = Simulation::armed(every_30s, "2026-05-01T11:58:00Z");
+        let runs = noon.tick_until("2026-05-01T12:01:01Z", Duration::seconds(1));
         assert_eq!(
             runs,
             [
