@@ -4,14 +4,15 @@
 //! databases, back them up to another disk; and the server must still start. SQLite needs a
 //! little room for all of these (a `-shm` file to read a WAL database, a page of the backup
 //! history). So, as CockroachDB does with its ballast, the server keeps `reserved_space`
-//! allocated in a file of the data directory, `reserved-space`, and releases it when the disk
-//! fills; until the disk has room again, only the admin's statements may write, so the room
-//! stays the admin's. The reserve is made again once there is space for it and more.
+//! allocated in a file of the data directory, `reserved-space` (at most a quarter of the
+//! disk), and releases it when the disk fills; until the disk has room again, only the admin's statements may write, so the room
+//! stays the admin's. The reserve is made again once there is space for it and more. It must
+//! be larger than a WAL checkpoint can grow a database file (SQLite's automatic checkpoint
+//! runs at about 4 MiB of log), or the first checkpoint after the release eats it.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The reserve's file in the data directory.
 pub const RESERVE_FILE: &str = "reserved-space";
@@ -20,8 +21,16 @@ pub const DEFAULT_RESERVE: u64 = 64 << 20;
 
 /// Bytes an unprivileged writer may still allocate on the file system holding `path`.
 pub fn available(path: &Path) -> std::io::Result<u64> {
+    Ok(space(path)?.0)
+}
+
+/// (free for an unprivileged writer, total size) of the file system holding `path`.
+fn space(path: &Path) -> std::io::Result<(u64, u64)> {
     let stats = rustix::fs::statvfs(path)?;
-    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+    Ok((
+        stats.f_bavail.saturating_mul(stats.f_frsize),
+        stats.f_blocks.saturating_mul(stats.f_frsize),
+    ))
 }
 
 /// The data disk: whether it is full, and the reserve kept for that moment.
@@ -29,33 +38,38 @@ pub fn available(path: &Path) -> std::io::Result<u64> {
 pub struct DataDisk {
     dir: PathBuf,
     reserve: PathBuf,
+    /// `reserved_space`: the most the reserve holds.
     reserved: u64,
+    /// What it holds on this disk (at most a quarter of it, so a small disk is never
+    /// counted full for good); known at the first check.
+    reserve_size: AtomicU64,
     full: AtomicBool,
     /// One check at a time: two would both release, or both make, the reserve.
     checking: Mutex<()>,
 }
 
 impl DataDisk {
-    /// The disk holding `data_dir`, keeping `reserved` bytes for the admin (0: none).
+    /// The disk holding `data_dir`, keeping up to `reserved` bytes for the admin (0: none).
     pub fn new(data_dir: &Path, reserved: u64) -> DataDisk {
         DataDisk {
             dir: data_dir.to_owned(),
             reserve: data_dir.join(RESERVE_FILE),
             reserved,
+            reserve_size: AtomicU64::new(reserved),
             full: AtomicBool::new(false),
             checking: Mutex::new(()),
         }
     }
 
     /// Below this much free space the disk counts as full.
-    fn full_below(&self) -> u64 {
-        (self.reserved / 16).max(1 << 20)
+    fn full_below(reserve: u64) -> u64 {
+        (reserve / 16).max(1 << 20)
     }
 
     /// The free space at which the disk counts as having room again: the reserve can be
     /// made and still leave twice the full mark free.
-    fn room_above(&self) -> u64 {
-        self.reserved + 2 * self.full_below()
+    fn room_above(reserve: u64) -> u64 {
+        reserve + 2 * DataDisk::full_below(reserve)
     }
 
     /// Whether writes by others than the admin are refused for lack of space.
@@ -69,25 +83,37 @@ impl DataDisk {
     /// restart does not hand the admin's room to everyone. Returns the free space.
     pub fn check(&self) -> std::io::Result<u64> {
         let _one_at_a_time = self.checking.lock().unwrap_or_else(|p| p.into_inner());
-        let mut free = available(&self.dir)?;
-        let mut present = self.reserved > 0 && self.reserve.is_file();
-        if self.reserved > 0 && !present && free >= self.room_above() {
-            self.make_reserve()?;
+        let (mut free, total) = space(&self.dir)?;
+        let reserve = self.reserved.min(total / 4);
+        self.reserve_size.store(reserve, Ordering::Release);
+        let (full_below, room_above) =
+            (DataDisk::full_below(reserve), DataDisk::room_above(reserve));
+        if reserve == 0 && self.reserve.is_file() {
+            // The reserve was turned off: its room goes back to everyone.
+            let _ = std::fs::remove_file(&self.reserve);
+            free = available(&self.dir)?;
+        }
+        let mut present = reserve > 0 && self.reserve.is_file();
+        if reserve > 0 && !present && free >= room_above {
+            self.make_reserve(reserve)?;
             present = true;
             free = available(&self.dir)?;
         }
         let mut released = false;
-        if present && free < self.full_below() {
+        if present && free < full_below {
             released = std::fs::remove_file(&self.reserve).is_ok();
             present = !released;
             free = available(&self.dir).unwrap_or(free);
         }
-        let full = free < self.full_below() || (self.reserved > 0 && !present);
-        let was_full = self.full.swap(full, Ordering::AcqRel);
+        // Full below the mark, and until there is room above it again (no flapping).
+        let was_full = self.is_full();
+        let short = if was_full { room_above } else { full_below };
+        let full = free < short || (reserve > 0 && !present);
+        self.full.store(full, Ordering::Release);
         if released {
-            tracing::error!(path = %self.dir.display(), free = %describe(free), reserve = %describe(self.reserved), "the data disk is full: released the reserve for the admin; statements that write are refused for all other users until space is freed (drop a database or rows, or grow the disk)");
+            tracing::error!(path = %self.dir.display(), free = %describe(free), reserve = %describe(reserve), "the data disk is full: released the reserve for the admin; statements that write are refused for all other users until space is freed (drop a database or rows, or grow the disk)");
         } else if full && !was_full {
-            tracing::error!(path = %self.dir.display(), free = %describe(free), reserve = %describe(self.reserved), "the data disk has too little room to keep its reserve; statements that write are refused for all but the admin until space is freed");
+            tracing::error!(path = %self.dir.display(), free = %describe(free), reserve = %describe(reserve), "the data disk has too little room to keep its reserve; statements that write are refused for all but the admin until space is freed");
         } else if !full && was_full {
             tracing::info!(path = %self.dir.display(), free = %describe(free), "the data disk has room again; every user may write");
         }
@@ -97,31 +123,38 @@ impl DataDisk {
     /// What a refused write is told.
     pub fn refusal(&self) -> String {
         let free = available(&self.dir).map_or_else(|_| "unknown".into(), describe);
+        let resume = DataDisk::room_above(self.reserve_size.load(Ordering::Acquire));
         format!(
-            "the data disk is full ({free} free in {}, and writes resume at {}): statements that write are refused for all but the admin until space is freed; the admin can drop databases or rows, or back them up to another disk",
+            "the data disk is full ({free} free in {}, and writes resume at {}): statements that write are refused for all but the admin until space is freed; the admin can drop databases, or back them up to another disk",
             self.dir.display(),
-            describe(self.room_above())
+            describe(resume)
         )
     }
 
-    /// Allocates the reserve (really allocated, not a sparse file), under a temporary name
-    /// until it is whole.
-    fn make_reserve(&self) -> std::io::Result<()> {
+    /// Allocates a reserve of `len` bytes (really allocated, not a sparse file), under a
+    /// temporary name until it is whole.
+    fn make_reserve(&self, len: u64) -> std::io::Result<()> {
+        // A crash while making one leaves a temporary here, where start-up does not look.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(crate::new_file::TEMP_PREFIX) && name.ends_with(".reserve") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let temporary = crate::new_file::temporary_name(&self.dir, ".reserve");
-        let made = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
+        let made = crate::new_file::create_new(&temporary)
             .and_then(|file| {
-                allocate(&file, self.reserved)?;
+                allocate(&file, len)?;
                 file.sync_all()
             })
             .and_then(|()| std::fs::rename(&temporary, &self.reserve));
         if made.is_err() {
             let _ = std::fs::remove_file(&temporary);
         } else {
-            tracing::info!(path = %self.reserve.display(), size = %describe(self.reserved), "reserved space on the data disk for when it fills");
+            tracing::info!(path = %self.reserve.display(), size = %describe(len), "reserved space on the data disk for when it fills");
         }
         made
     }
@@ -179,7 +212,15 @@ mod tests {
         disk.check().unwrap();
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "only the reserve, no temporaries");
-        // None is kept when none is asked for.
+        // A leftover of a crash while making one goes when one is made next.
+        std::fs::remove_file(&reserve).unwrap();
+        let leftover = dir.path().join(".cairn-tmp-crashed.reserve");
+        std::fs::write(&leftover, b"half").unwrap();
+        disk.check().unwrap();
+        assert!(reserve.is_file() && !leftover.exists());
+        // Turned off, the reserve goes; none is kept when none is asked for.
+        DataDisk::new(dir.path(), 0).check().unwrap();
+        assert!(!reserve.exists());
         let other = tempfile::tempdir().unwrap();
         DataDisk::new(other.path(), 0).check().unwrap();
         assert!(!other.path().join(RESERVE_FILE).exists());

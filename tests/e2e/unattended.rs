@@ -271,6 +271,16 @@ async fn orphaned_archives_a_briefly_absent_directory_forgets_none_of_them() {
     );
     let row = status(&admin, "default").await;
     assert!(row["last_error"].contains("missing or unusable"), "{row:?}");
+    // Nor does a reload make a stand-in: the schedule goes on, failing, until it is back.
+    admin
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
+    assert!(
+        !dir.exists(),
+        "the reload made a new, empty target directory"
+    );
+    server.wait_for_log("it is not made anew");
     std::fs::rename(&aside, &dir).unwrap();
     let before = complete_backups(&admin, "default").await;
     wait_until("two more backups after the directory came back", || async {

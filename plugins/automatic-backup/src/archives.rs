@@ -126,7 +126,16 @@ fn eligible(
     let path = path_of(target, record);
     let metadata = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Eligibility::Gone,
+        // Only the directory it was written in can say it is gone.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && record.directory.is_some() => {
+            return Eligibility::Gone;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return untouchable(
+                record.kind,
+                "not found, and recorded before directories were, so nothing says where it went; kept in the ledger",
+            );
+        }
         Err(e) => return untouchable(record.kind, &format!("cannot read it ({e})")),
     };
     if !metadata.file_type().is_file() {
@@ -390,6 +399,13 @@ mod tests {
         std::fs::remove_file(dir.join("sales-20260501010000.zip")).unwrap();
         let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
         assert_eq!(verdicts.len(), 2);
+        // A record from before directories were recorded is never forgotten on a missing
+        // file: nothing says its directory is the one it was written in.
+        let mut legacy = ledger[0].clone();
+        legacy.directory = None;
+        let verdicts = review(&dir, "sales", &template, &[legacy], &keep_last_1, UTC);
+        assert_eq!(verdicts.len(), 1);
+        assert!(!verdicts[0].remove && verdicts[0].reason.contains("kept in the ledger"));
     }
 
     /// A ZIP holding a manifest naming `database` (and a stand-in database entry).

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use cairn_plugin_api::{PluginConfig, PluginError, Value, backup_options};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
@@ -151,8 +152,9 @@ fn key_error(key: &str, message: impl std::fmt::Display) -> PluginError {
 }
 
 impl Policy {
-    /// Reads and checks the config.
-    pub fn from_config(config: &PluginConfig) -> Result<Policy, PluginError> {
+    /// Reads and checks the config; `now` is when it starts to apply (names are checked on
+    /// the runs of the year from then).
+    pub fn from_config(config: &PluginConfig, now: DateTime<Utc>) -> Result<Policy, PluginError> {
         let written: Written = config.parse()?;
         let zone: Tz = match &written.timezone {
             None => Tz::UTC,
@@ -237,16 +239,17 @@ impl Policy {
                 ),
             ));
         }
-        // Two runs closer together than the names' finest field would want one name.
-        if let Some(interval) = schedule.shortest_interval(chrono::Utc::now())
-            && interval < template.resolution()
-        {
+        // Two runs that would want one name: the second would fail, every time.
+        if let Some((first, second)) = name_collision(&template, &schedule, now) {
+            let zone = schedule.zone();
+            let local = |t: DateTime<Utc>| t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z");
             return Err(key_error(
                 "target_file_name",
                 format!(
-                    "{file_name:?} tells runs apart only to the {} field, but the schedule runs as often as every {}; two runs would want one name and the second would fail. Add finer fields (${{DATE:yyyyMMddHHmmss}})",
-                    template.finest_field(),
-                    describe(interval)
+                    "{file_name:?} gives the runs at {} and {} the same name ({}): the second would fail. Add finer fields (${{DATE:yyyyMMddHHmmss}})",
+                    local(first),
+                    local(second),
+                    template.render("db", first.with_timezone(&zone))
                 ),
             ));
         }
@@ -379,15 +382,40 @@ impl Policy {
     }
 }
 
-/// "1 s", "15 min", "2 h", "7 days": an interval for a message.
-fn describe(interval: chrono::Duration) -> String {
-    let seconds = interval.num_seconds();
-    match seconds {
-        s if s % 86_400 == 0 => format!("{} day(s)", s / 86_400),
-        s if s % 3_600 == 0 => format!("{} h", s / 3_600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
+/// How many runs are looked at from the first run, and from before each DST change.
+const RUNS_LOOKED_AT: usize = 5_000;
+
+/// The first two runs the template would give one name, looked for among the runs from
+/// `now` and around each change of the zone's offset in the year from `now`. A schedule's
+/// wall-clock times only grow (a repeated hour's times are skipped), so equal names can only
+/// be those of consecutive runs.
+fn name_collision(
+    template: &Template,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let zone = schedule.zone();
+    let first = schedule.first_after(now)?;
+    let windows = std::iter::once(first - chrono::Duration::seconds(1))
+        .chain(schedule.offset_changes(now, 366));
+    for start in windows {
+        let mut at = start;
+        let mut previous: Option<(DateTime<Utc>, String)> = None;
+        for _ in 0..RUNS_LOOKED_AT {
+            let Some(next) = schedule.next_after(at, Some(first)) else {
+                break;
+            };
+            let name = template.render("db", next.with_timezone(&zone));
+            if let Some((when, earlier)) = &previous
+                && *earlier == name
+            {
+                return Some((*when, next));
+            }
+            previous = Some((next, name));
+            at = next;
+        }
     }
+    None
 }
 
 fn patterns(key: &str, written: &[String]) -> Result<Vec<glob::Pattern>, PluginError> {
@@ -404,8 +432,13 @@ fn patterns(key: &str, written: &[String]) -> Result<Vec<glob::Pattern>, PluginE
 mod tests {
     use super::*;
 
+    /// When the tests' configs start to apply.
+    fn now() -> DateTime<Utc> {
+        crate::clock::instant("2026-01-15T12:00:00Z")
+    }
+
     fn policy(text: &str) -> Result<Policy, PluginError> {
-        Policy::from_config(&PluginConfig::new(text))
+        Policy::from_config(&PluginConfig::new(text), now())
     }
 
     fn refusal(text: &str) -> String {
@@ -488,16 +521,34 @@ mod tests {
             "schedule = \"0 * * * *\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMdd}.zip\"",
         );
         assert!(
-            coarse.contains("`target_file_name`") && coarse.contains("1 h"),
+            coarse.contains("`target_file_name`")
+                && coarse.contains("2026-01-15 13:00:00 UTC and 2026-01-15 14:00:00 UTC")
+                && coarse.contains("db-20260115.zip"),
             "{coarse}"
         );
         let coarse = refusal(
             "first_time = \"00:00:00\"\ndelay = \"30m\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMddHH}.zip\"",
         );
-        assert!(coarse.contains("30 min"), "{coarse}");
-        // Daily names for a daily schedule are fine.
-        policy("schedule = \"0 2 * * *\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMdd}.zip\"")
-            .unwrap();
+        assert!(coarse.contains("the same name"), "{coarse}");
+        // Daily names for a daily schedule are fine, in zones with DST too (the spring day is
+        // 23 hours long, yet each run has its own date).
+        for zone in [
+            "UTC",
+            "Europe/Berlin",
+            "America/New_York",
+            "Australia/Lord_Howe",
+        ] {
+            policy(&format!(
+                "schedule = \"0 2 * * *\"\ntimezone = \"{zone}\"\ntarget_file_name = \"${{DBNAME}}-${{DATE:yyyyMMdd}}.zip\""
+            ))
+            .unwrap_or_else(|e| panic!("{zone}: {e}"));
+        }
+        // Names that collide only on the day the clocks spring forward in Berlin: 02:30 does
+        // not exist and runs at 03:00, in the same hour as the run at 03:30.
+        let spring = refusal(
+            "schedule = \"30 2,3 * * *\"\ntimezone = \"Europe/Berlin\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMddHH}.zip\"",
+        );
+        assert!(spring.contains("2026-03-29 03:"), "{spring}");
     }
 
     #[test]

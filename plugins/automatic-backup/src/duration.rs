@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Days, LocalResult, Months, TimeZone, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// A number and its unit, as written.
@@ -136,17 +136,25 @@ impl Span {
         Ok(span)
     }
 
-    /// The instant `self` before `newest`, in `zone`'s calendar: restic's
-    /// `newest.AddDate(-years, -months, -days).Add(-hours)`, with a month that has no such
-    /// day clamped to its last day.
+    /// The instant `self` before `newest`, in `zone`'s calendar, exactly as restic computes
+    /// `newest.AddDate(-years, -months, -days).Add(-hours)`: Go's `AddDate` moves the month
+    /// first and lets the day run on past a short month's end (31 March minus a month is
+    /// "31 February", that is 3 March), then moves the days.
     pub fn before(&self, newest: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
+        self.try_before(newest, zone)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    fn try_before(&self, newest: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
         let local = newest.with_timezone(&zone).naive_local();
-        let calendar = local
-            .checked_sub_months(Months::new(self.months))
-            .and_then(|t| t.checked_sub_days(Days::new(self.days)));
-        let Some(calendar) = calendar else {
-            return DateTime::<Utc>::MIN_UTC;
-        };
+        let months =
+            i64::from(local.year()) * 12 + i64::from(local.month0()) - i64::from(self.months);
+        let year = i32::try_from(months.div_euclid(12)).ok()?;
+        let month = u32::try_from(months.rem_euclid(12)).ok()? + 1;
+        let days_into = i64::from(local.day()) - 1 - i64::try_from(self.days).ok()?;
+        let date = NaiveDate::from_ymd_opt(year, month, 1)?
+            .checked_add_signed(chrono::Duration::try_days(days_into)?)?;
+        let calendar = date.and_time(local.time());
         let at = match zone.from_local_datetime(&calendar) {
             LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
             // In a spring-forward gap: the first instant after it.
@@ -154,12 +162,12 @@ impl Span {
                 .find_map(|minute| {
                     zone.from_local_datetime(&(calendar + chrono::Duration::minutes(minute)))
                         .earliest()
-                })
-                .map_or(DateTime::<Utc>::MIN_UTC, |t| t.with_timezone(&Utc)),
+                })?
+                .with_timezone(&Utc),
         };
-        let seconds = i64::try_from(self.seconds).unwrap_or(i64::MAX);
-        at.checked_sub_signed(chrono::Duration::seconds(seconds))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        at.checked_sub_signed(chrono::Duration::try_seconds(
+            i64::try_from(self.seconds).ok()?,
+        )?)
     }
 }
 
@@ -212,8 +220,18 @@ mod tests {
     fn spans_count_back_on_the_calendar_as_restic_does() {
         let newest = at("2026-03-31T02:00:00Z");
         let month = Span::parse("1mo").unwrap();
-        // No 31 February: the month's last day.
-        assert_eq!(month.before(newest, UTC), at("2026-02-28T02:00:00Z"));
+        // "31 February 2026" is 3 March, as in Go (restic): the day runs on past the month.
+        assert_eq!(month.before(newest, UTC), at("2026-03-03T02:00:00Z"));
+        let month_and_days = Span::parse("1mo2d").unwrap();
+        assert_eq!(
+            month_and_days.before(newest, UTC),
+            at("2026-03-01T02:00:00Z")
+        );
+        let fourteen = Span::parse("14mo").unwrap();
+        assert_eq!(
+            fourteen.before(at("2026-01-15T00:00:00Z"), UTC),
+            at("2024-11-15T00:00:00Z")
+        );
         let year = Span::parse("1y").unwrap();
         assert_eq!(year.before(newest, UTC), at("2025-03-31T02:00:00Z"));
         // A calendar day across the spring-forward change in Berlin is 23 hours long.

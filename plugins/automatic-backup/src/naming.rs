@@ -69,13 +69,13 @@ impl Template {
         // Down to the finest field, every coarser one is there: "HHmm" alone repeats daily.
         let finest = FIELDS
             .iter()
-            .rposition(|(letter, _, _)| template.has(*letter))
+            .rposition(|(letter, _)| template.has(*letter))
             .unwrap_or(0);
-        if let Some((letter, pattern, _)) = FIELDS[..finest]
+        if let Some((letter, pattern)) = FIELDS[..finest]
             .iter()
-            .find(|(letter, _, _)| !template.has(*letter))
+            .find(|(letter, _)| !template.has(*letter))
         {
-            let (_, finest_pattern, _) = FIELDS[finest];
+            let (_, finest_pattern) = FIELDS[finest];
             return Err(format!(
                 "{text:?} has {finest_pattern} but no {pattern} (`{letter}`), so its names repeat; write every field from the year down, e.g. ${{DATE:yyyyMMddHHmmss}}"
             ));
@@ -87,25 +87,6 @@ impl Template {
         self.parts
             .iter()
             .any(|p| matches!(p, Part::Field(l, _) if *l == letter))
-    }
-
-    /// How far apart two instants must be for their names to differ: the finest date
-    /// field's unit (a month and a year at their shortest).
-    pub fn resolution(&self) -> chrono::Duration {
-        FIELDS
-            .iter()
-            .rev()
-            .find(|(letter, _, _)| self.has(*letter))
-            .map_or(chrono::Duration::days(365), |(_, _, unit)| *unit)
-    }
-
-    /// The finest date field as written (`dd`, `HH`, `ss`), for messages.
-    pub fn finest_field(&self) -> &'static str {
-        FIELDS
-            .iter()
-            .rev()
-            .find(|(letter, _, _)| self.has(*letter))
-            .map_or("yyyy", |(_, pattern, _)| *pattern)
     }
 
     /// Whether every name ends with `suffix` (".zip", ".json.gz").
@@ -158,15 +139,15 @@ impl Template {
 /// The start of every temporary file Cairn writes (and removes at start-up).
 pub const TEMPORARY_PREFIX: &str = ".cairn-tmp-";
 
-/// The date fields from the coarsest: letter, as written, and the unit it counts.
-const FIELDS: [(char, &str, chrono::Duration); 7] = [
-    ('y', "yyyy", chrono::Duration::days(365)),
-    ('M', "MM", chrono::Duration::days(28)),
-    ('d', "dd", chrono::Duration::days(1)),
-    ('H', "HH", chrono::Duration::hours(1)),
-    ('m', "mm", chrono::Duration::minutes(1)),
-    ('s', "ss", chrono::Duration::seconds(1)),
-    ('S', "SSS", chrono::Duration::milliseconds(1)),
+/// The date fields from the coarsest: letter, and as written.
+const FIELDS: [(char, &str); 7] = [
+    ('y', "yyyy"),
+    ('M', "MM"),
+    ('d', "dd"),
+    ('H', "HH"),
+    ('m', "mm"),
+    ('s', "ss"),
+    ('S', "SSS"),
 ];
 
 fn push_text(parts: &mut Vec<Part>, text: &str) {

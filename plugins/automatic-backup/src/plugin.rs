@@ -120,6 +120,7 @@ impl Plugin for AutomaticBackup {
 
     async fn start(&self, host: &Host) -> Result<(), PluginError> {
         let ready = self.open(host)?;
+        adopt_records_without_directory(&ready)?;
         let _ = self.ready.set(ready);
         host.register_procedure(
             Procedure::new("status")
@@ -254,7 +255,7 @@ impl AutomaticBackup {
         config: PluginConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<AutomaticBackup, PluginError> {
-        let policy = Policy::from_config(&config)?;
+        let policy = Policy::from_config(&config, clock.now())?;
         let instance = format!("{}-{}", std::process::id(), clock.now().timestamp_micros());
         let timetable = Timetable::new(
             policy.schedule.clone(),
@@ -287,10 +288,28 @@ impl AutomaticBackup {
                 host.abi_minor()
             )));
         }
+        let state = StateFile::in_directory(&host.state_directory()?);
+        let known = state.read().map_err(failed)?;
+        // Directories this plugin wrote archives in that are missing now (an unmounted disk).
+        let missing: BTreeSet<PathBuf> = known
+            .databases
+            .values()
+            .flat_map(|d| &d.archives)
+            .filter_map(|r| r.directory.as_ref())
+            .filter(|d| !d.path.exists())
+            .map(|d| d.path.clone())
+            .collect();
         let target = &self.policy.target_directory;
         let directory = host.archive_directory(target).map_err(|e| {
             PluginError::Config(format!("`target_directory` {target:?}: {}", e.message()))
         })?;
+        if missing.contains(&directory) {
+            // The server just made it anew, empty: taken back, so that runs fail (and say
+            // why) until the real one is back, rather than fill a stand-in.
+            let _ = std::fs::remove_dir(&directory);
+            tracing::warn!(directory = %directory.display(), "the target directory, where this plugin wrote archives, is missing; it is not made anew, and runs fail until it is back (create it to start an empty one)");
+            return Ok(Ready { directory, state });
+        }
         let unusable = |e: std::io::Error| {
             PluginError::Config(format!(
                 "`target_directory` {target:?}: {} cannot be written ({e}); fix the directory, then RELOAD PLUGIN automatic_backup",
@@ -298,13 +317,12 @@ impl AutomaticBackup {
             ))
         };
         DirectoryId::of(&directory).map_err(unusable)?;
-        // Writable, as a backup will need: a probe file under the temporary prefix, which
-        // start-up removes should we die right here.
+        // Writable, as a backup will need: an empty probe file, removed at once (and any a
+        // crash left here before).
+        remove_stale_probes(&directory);
         let probe = directory.join(format!("{TEMPORARY_PREFIX}probe-{}", self.instance));
         std::fs::File::create_new(&probe).map_err(unusable)?;
         let _ = std::fs::remove_file(&probe);
-        let state = StateFile::in_directory(&host.state_directory()?);
-        state.read().map_err(failed)?;
         Ok(Ready { directory, state })
     }
 
@@ -321,6 +339,21 @@ impl AutomaticBackup {
     fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, PluginError> {
         let (answer, _) = self.ready()?.state.update(change).map_err(failed)?;
         Ok(answer)
+    }
+
+    /// Why a run of this instance must end now, if it must: it was stopped (a reload, an
+    /// unload, shutdown), or the server no longer runs it (it was marked failed) and refuses
+    /// its calls.
+    fn ended(&self, host: &Host) -> Option<String> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Some("the plugin was reloaded or stopped during this run".into());
+        }
+        match host.databases() {
+            Err(PluginError::Refused(why)) => {
+                Some(format!("the server no longer runs this instance ({why})"))
+            }
+            _ => None,
+        }
     }
 
     /// Waits `duration`, or less if the instance stops meanwhile.
@@ -349,11 +382,11 @@ impl AutomaticBackup {
         match armed {
             Armed::CatchUp => tracing::info!(
                 database,
-                "a run came due while the server was down; it runs now (catch_up)"
+                "a run came due and was not run (the server was down, or the plugin was reloaded); it runs now (catch_up)"
             ),
             Armed::Missed => tracing::warn!(
                 database,
-                "a run came due while the server was down; skipped because catch_up = false"
+                "a run came due and was not run (the server was down, or the plugin was reloaded); skipped because catch_up = false"
             ),
             Armed::Waiting => {}
         }
@@ -445,10 +478,11 @@ impl AutomaticBackup {
             self.runs.fetch_add(1, Ordering::Relaxed)
         );
         let started = self.now();
-        if let Err(e) = self.update(|state| {
+        let began = self.update(|state| {
             let entry = state.databases.entry(database.to_owned()).or_default();
             entry.begin(&run, started);
-        }) {
+        });
+        if let Err(e) = &began {
             tracing::error!(database, error = %e, "could not record a run in the state file");
         }
         let record = |status: &str, error: Option<String>| {
@@ -458,6 +492,11 @@ impl AutomaticBackup {
             });
             match result {
                 Ok(true) => {}
+                Ok(false) if began.is_err() => tracing::error!(
+                    database,
+                    status,
+                    "this run's outcome is not in the state file: its start could not be recorded"
+                ),
                 Ok(false) => tracing::info!(
                     database,
                     status,
@@ -471,8 +510,7 @@ impl AutomaticBackup {
         let mut delay = self.policy.retry_delay;
         let mut attempt = 1;
         loop {
-            if self.stopped.load(Ordering::Acquire) {
-                let why = "the plugin was reloaded or stopped during this run".to_owned();
+            if let Some(why) = self.ended(host) {
                 tracing::info!(database, "the run ends: {why}");
                 record("interrupted", Some(why.clone()));
                 return Err(Attempt::Failed(why));
@@ -489,8 +527,9 @@ impl AutomaticBackup {
                     Err(Attempt::Failed(format!("the run panicked: {message}")))
                 });
             match outcome {
-                // Stopped meanwhile: the successor has the schedule; no retry, no alert.
-                Err(Attempt::Failed(why)) if self.stopped.load(Ordering::Acquire) => {
+                // Stopped (or failed) meanwhile: no retry, no alert, no "busy" from a server
+                // that only refuses because this instance is gone.
+                Err(Attempt::Failed(why) | Attempt::Busy(why)) if self.ended(host).is_some() => {
                     tracing::info!(database, "the run ends: {why}");
                     record("interrupted", Some(why.clone()));
                     return Err(Attempt::Failed(why));
@@ -567,6 +606,8 @@ impl AutomaticBackup {
                 PluginError::Refused(why) => Attempt::Busy(why),
                 other => Attempt::Failed(other.message().to_owned()),
             })?;
+        // Where the archive really went: the directory as it is now, after the server wrote.
+        let directory = DirectoryId::of(&ready.directory).unwrap_or(directory);
         let bytes = cell(&reply, "bytes")
             .and_then(Value::as_integer)
             .and_then(|b| u64::try_from(b).ok())
@@ -808,6 +849,39 @@ impl AutomaticBackup {
         }
         Ok(rows)
     }
+}
+
+/// Removes the probe files a crash left in `directory` (only ours: `.cairn-tmp-probe-…`).
+fn remove_stale_probes(directory: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return;
+    };
+    let prefix = format!("{TEMPORARY_PREFIX}probe-");
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Ledger records from before directories were recorded: those whose file is in the target
+/// directory now are recorded as written there, so that retention may act on them (and
+/// forget them only once they are gone from that very directory).
+fn adopt_records_without_directory(ready: &Ready) -> Result<(), PluginError> {
+    let Ok(directory) = DirectoryId::of(&ready.directory) else {
+        return Ok(());
+    };
+    ready
+        .state
+        .update(|state| {
+            for record in state.databases.values_mut().flat_map(|d| &mut d.archives) {
+                if record.directory.is_none() && directory.path.join(&record.file).is_file() {
+                    record.directory = Some(directory.clone());
+                }
+            }
+        })
+        .map(drop)
+        .map_err(failed)
 }
 
 /// The value of `column` in the first row of a host reply.

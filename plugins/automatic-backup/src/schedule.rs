@@ -8,8 +8,8 @@
 //! that instant is (inside a repeated hour, or with a fraction of a second).
 
 use chrono::{
-    DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, SubsecRound, TimeZone,
-    Timelike, Utc,
+    DateTime, Days, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, SubsecRound,
+    TimeZone, Timelike, Utc,
 };
 use chrono_tz::Tz;
 use croner::Cron;
@@ -64,7 +64,9 @@ impl Schedule {
             zone,
             key: format!("cron {expression} in {zone}"),
         };
-        if schedule.next_after(Utc::now(), None).is_none() {
+        // Without a year field, a time that comes due at all does so within a leap cycle of
+        // any instant: a fixed one keeps the answer the same whatever the date.
+        if schedule.next_after(DateTime::UNIX_EPOCH, None).is_none() {
             return Err(format!("{expression:?} never comes due"));
         }
         Ok(schedule)
@@ -135,44 +137,28 @@ impl Schedule {
         self.zone
     }
 
-    /// The shortest time between two runs, or `None` for a schedule that runs once or never
-    /// (looked up over the next runs from `from`): a file name must tell apart runs this
-    /// close together.
-    pub fn shortest_interval(&self, from: DateTime<Utc>) -> Option<chrono::Duration> {
-        match &self.when {
-            When::Every {
-                step: Step::TimesOfDay(times),
-                ..
-            } => {
-                let day = chrono::Duration::days(1);
-                if times.len() < 2 {
-                    return Some(day);
+    /// Instants shortly before each change of the zone's UTC offset in the `days` days from
+    /// `from`: where a DST change can make two runs look alike.
+    pub fn offset_changes(&self, from: DateTime<Utc>, days: u32) -> Vec<DateTime<Utc>> {
+        let offset = |at: DateTime<Utc>| self.zone.offset_from_utc_datetime(&at.naive_utc()).fix();
+        let day = chrono::Duration::days(1);
+        (0..i64::from(days))
+            .map(|d| from + day * d as i32)
+            .filter(|start| offset(*start) != offset(*start + day))
+            .map(|start| {
+                // Narrowed to the minute, then an hour earlier.
+                let (mut before, mut after) = (start, start + day);
+                while after - before > chrono::Duration::minutes(1) {
+                    let middle = before + (after - before) / 2;
+                    if offset(middle) == offset(before) {
+                        before = middle;
+                    } else {
+                        after = middle;
+                    }
                 }
-                times
-                    .windows(2)
-                    .map(|w| w[1] - w[0])
-                    .min()
-                    .map(|gap| gap.min(day))
-            }
-            When::Every {
-                step: Step::Days(n),
-                ..
-            } => Some(chrono::Duration::days(*n)),
-            When::Cron(_) => {
-                // Enough runs to see a year of a daily schedule and every minute of an hour.
-                let mut at = self.next_after(from, None)?;
-                let mut shortest: Option<chrono::Duration> = None;
-                for _ in 0..400 {
-                    let Some(next) = self.next_after(at, None) else {
-                        break;
-                    };
-                    let gap = next - at;
-                    shortest = Some(shortest.map_or(gap, |s| s.min(gap)));
-                    at = next;
-                }
-                shortest
-            }
-        }
+                before - chrono::Duration::hours(1)
+            })
+            .collect()
     }
 
     /// The first run of a schedule armed at `now`: `first_time`'s next occurrence for
@@ -200,16 +186,19 @@ impl Schedule {
         let not_before = first_run.map_or(after, |first| first.max(after));
         match &self.when {
             When::Cron(cron) => {
-                let mut from = after.with_timezone(&self.zone);
+                // The cron's times are wall-clock times: found on a clock without DST (UTC
+                // standing for the zone's wall clock), then resolved by this module's rule,
+                // whatever croner would do in a gap or an overlap.
+                let mut wall =
+                    Utc.from_utc_datetime(&after.with_timezone(&self.zone).naive_local());
                 for _ in 0..SEARCH_LIMIT {
-                    let next = cron.find_next_occurrence(&from, false).ok()?;
-                    // croner searches wall-clock times: from inside a repeated hour it can
-                    // answer the first occurrence, which is already past.
-                    if next.with_timezone(&Utc) <= after || self.is_repeat(&next) {
-                        from = next;
-                        continue;
+                    wall = cron.find_next_occurrence(&wall, false).ok()?;
+                    // A wall-clock time already past (a repeated hour's, one in a gap that
+                    // resolved to its end) is not due again.
+                    match self.resolve(wall.naive_utc()) {
+                        Some(at) if at > after => return Some(at),
+                        _ => continue,
                     }
-                    return Some(next.with_timezone(&Utc));
                 }
                 None
             }
@@ -266,14 +255,6 @@ impl Schedule {
                 })
             }
         }
-    }
-
-    /// Whether `at` is the second occurrence of a wall-clock time (fall-back overlap).
-    fn is_repeat(&self, at: &DateTime<Tz>) -> bool {
-        matches!(
-            self.zone.from_local_datetime(&at.naive_local()),
-            LocalResult::Ambiguous(first, _) if first != *at
-        )
     }
 }
 
@@ -360,6 +341,28 @@ mod tests {
                 "2026-03-29T00:45:00+00:00", // 01:45 CET
                 "2026-03-29T01:00:00+00:00", // 03:00 CEST
                 "2026-03-29T01:15:00+00:00"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cron_of_several_times_keeps_its_gap_and_overlap_times_too() {
+        // Twice a day: croner alone drops 02:30 on the spring day; it runs at 03:00 here.
+        let twice = Schedule::cron("30 2,14 * * *", Berlin).unwrap();
+        assert_eq!(
+            sequence(&twice, "2026-03-28T20:00:00Z", 3),
+            [
+                "2026-03-29T01:00:00+00:00", // 03:00 CEST
+                "2026-03-29T12:30:00+00:00", // 14:30 CEST
+                "2026-03-30T00:30:00+00:00"
+            ]
+        );
+        assert_eq!(
+            sequence(&twice, "2026-10-24T20:00:00Z", 3),
+            [
+                "2026-10-25T00:30:00+00:00", // 02:30 CEST, once
+                "2026-10-25T13:30:00+00:00", // 14:30 CET
+                "2026-10-26T01:30:00+00:00"
             ]
         );
     }

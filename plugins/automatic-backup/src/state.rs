@@ -154,7 +154,9 @@ impl DatabaseState {
     ) -> Armed {
         if self.last_status.as_deref() == Some("running") && !backup_running {
             self.last_status = Some("interrupted".into());
-            self.last_error = Some("the server stopped during this run".into());
+            self.last_error = Some(
+                "this run was cut short (the server stopped, or the plugin was reloaded)".into(),
+            );
         }
         let same_schedule = self.schedule.as_deref() == Some(schedule.key());
         if same_schedule && self.first_run.is_none() {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::config::Overlap;
 use crate::schedule::Schedule;
-use crate::state::{Armed, StateError, StateFile};
+use crate::state::{Armed, DatabaseState, StateError, StateFile};
 
 /// Each scheduled database's next run, as in the state file.
 #[derive(Debug)]
@@ -20,7 +20,14 @@ pub struct Timetable {
     overlap: Overlap,
     catch_up: bool,
     clock: Arc<dyn Clock>,
-    due: Mutex<HashMap<String, DateTime<Utc>>>,
+    due: Mutex<HashMap<String, Due>>,
+}
+
+/// One database's next run, and the first run of its schedule (see `DatabaseState`).
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    next: DateTime<Utc>,
+    first_run: Option<DateTime<Utc>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -56,12 +63,12 @@ impl Timetable {
         backup_running: bool,
     ) -> Result<(Armed, Option<DateTime<Utc>>), StateError> {
         let now = self.now();
-        let ((armed, next), _) = state.update(|state| {
+        let ((armed, next, first_run), _) = state.update(|state| {
             let entry = state.databases.entry(database.to_owned()).or_default();
             let armed = entry.arm(&self.schedule, now, self.catch_up, backup_running);
-            (armed, entry.next_run)
+            (armed, entry.next_run, entry.first_run)
         })?;
-        self.set(database, next);
+        self.set(database, next, first_run);
         Ok((armed, next))
     }
 
@@ -69,7 +76,7 @@ impl Timetable {
     pub fn is_due(&self, database: &str) -> bool {
         lock(&self.due)
             .get(database)
-            .is_some_and(|due| *due <= self.now())
+            .is_some_and(|due| due.next <= self.now())
     }
 
     /// Moves `database`'s schedule on after a run (or a skipped one) that started at
@@ -83,18 +90,35 @@ impl Timetable {
     ) -> Result<Option<DateTime<Utc>>, StateError> {
         let ended = self.now();
         let overlap = overlap.unwrap_or(self.overlap);
-        let (next, _) = state.update(|state| {
+        let saved = state.update(|state| {
             let entry = state.databases.entry(database.to_owned()).or_default();
             entry.advance(&self.schedule, overlap, started, ended);
-            entry.next_run
-        })?;
-        self.set(database, next);
-        Ok(next)
+            (entry.next_run, entry.first_run)
+        });
+        match saved {
+            Ok(((next, first_run), _)) => {
+                self.set(database, next, first_run);
+                Ok(next)
+            }
+            Err(e) => {
+                // Not saved (a full disk, say): the schedule still moves on here, or the run
+                // just done would be due again at the next check, and again.
+                let known = lock(&self.due).get(database).copied();
+                let mut scratch = DatabaseState {
+                    schedule: Some(self.schedule.key().to_owned()),
+                    first_run: known.and_then(|d| d.first_run),
+                    ..DatabaseState::default()
+                };
+                scratch.advance(&self.schedule, overlap, started, ended);
+                self.set(database, scratch.next_run, scratch.first_run);
+                Err(e)
+            }
+        }
     }
 
     /// The next run of `database`, if it is scheduled.
     pub fn next_run(&self, database: &str) -> Option<DateTime<Utc>> {
-        lock(&self.due).get(database).copied()
+        lock(&self.due).get(database).map(|due| due.next)
     }
 
     /// Takes `database` off the timetable (it was dropped).
@@ -102,10 +126,10 @@ impl Timetable {
         lock(&self.due).remove(database);
     }
 
-    fn set(&self, database: &str, next: Option<DateTime<Utc>>) {
+    fn set(&self, database: &str, next: Option<DateTime<Utc>>, first_run: Option<DateTime<Utc>>) {
         let mut due = lock(&self.due);
         match next {
-            Some(next) => due.insert(database.to_owned(), next),
+            Some(next) => due.insert(database.to_owned(), Due { next, first_run }),
             None => due.remove(database),
         };
     }
@@ -220,6 +244,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_state_file_that_cannot_be_saved_still_moves_the_schedule_on() {
+        let hourly = Simulation::armed(
+            Schedule::cron("0 * * * *", UTC).unwrap(),
+            "2026-05-01T09:59:00Z",
+        );
+        // Saving now fails: the temporary file's name is taken by a directory.
+        std::fs::create_dir(hourly._dir.path().join("state.json.tmp")).unwrap();
+        let started = hourly.clock.now();
+        hourly.clock.set(at("2026-05-01T10:00:00.300Z"));
+        assert!(hourly.timetable.is_due("sales"));
+        hourly.clock.advance(Duration::seconds(5));
+        assert!(
+            hourly
+                .timetable
+                .advance(&hourly.state, "sales", started, None)
+                .is_err()
+        );
+        assert!(!hourly.timetable.is_due("sales"), "due again at once");
+        assert_eq!(hourly.next_run(), Some(at("2026-05-01T11:00:00Z")));
     }
 
     #[test]

@@ -42,11 +42,10 @@ pub enum BackupError {
         available: u64,
     },
     #[error(
-        "row {row} of table \"{table}\" encodes to {bytes} bytes, more than the {limit} bytes an export line may hold (so that an import's memory stays bounded); back this database up with BACKUP DATABASE instead"
+        "{what} encodes to {bytes} bytes, more than the {limit} bytes such an export line may hold (so that an import's memory stays bounded); back this database up with BACKUP DATABASE instead"
     )]
-    RowTooLong {
-        table: String,
-        row: u64,
+    LineTooLong {
+        what: String,
         bytes: usize,
         limit: usize,
     },

@@ -102,6 +102,14 @@ impl History {
             path: path.clone(),
             source,
         };
+        if !path.exists() {
+            // Owner-only from the start, as every file of the server (SQLite keeps the mode).
+            crate::new_file::create_new(&path).map_err(|source| BackupError::Io {
+                action: "creating",
+                path: path.clone(),
+                source,
+            })?;
+        }
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;

@@ -17,9 +17,13 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_NAME: &str = "cairn-export";
 /// The version this server writes; it reads this one only (see the version log).
 pub const FORMAT_VERSION: u32 = 1;
-/// The longest line (a row's encoded values) a writer writes and a reader accepts: an
-/// import holds one line in memory at a time, so this bounds its memory whatever the file.
+/// The longest row line (a row's encoded values, without its newline) a writer writes and a
+/// reader accepts: an import holds one line in memory at a time, so this bounds its memory
+/// whatever the file.
 pub const MAX_LINE_BYTES: usize = 256 << 20;
+/// The longest other line (the header, a schema entry): they are read whole into their
+/// fields, so they are bounded much lower than rows.
+pub const MAX_ENTRY_BYTES: usize = 4 << 20;
 
 /// The first line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,68 +140,196 @@ pub enum Decoded {
     RawText(Vec<u8>),
 }
 
-/// Reads one value written by [`write_value`].
-pub fn read_value(json: serde_json::Value) -> Result<Decoded, String> {
-    use serde_json::Value as Json;
-    Ok(Decoded::Value(match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => return Err(format!("{b} is not a value this format writes")),
-        Json::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Integer(i)
-            } else if n.is_u64() {
-                return Err(format!("integer {n} is out of SQLite's 64-bit range"));
-            } else {
-                Value::Real(n.as_f64().ok_or_else(|| format!("bad number {n}"))?)
+/// Reads one row line written by the writer: a JSON array of exactly `width` values. It is
+/// read straight into the values, refusing the first one too many and anything that is not
+/// a value (an array, an object of more than one key), so a crafted line never costs more
+/// memory than the values a row of its table can hold.
+pub fn read_row(line: &[u8], width: usize) -> Result<Vec<Decoded>, RowError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(line);
+    let values = serde::de::DeserializeSeed::deserialize(Row { width }, &mut deserializer)
+        .map_err(RowError::Malformed)?;
+    deserializer.end().map_err(RowError::Malformed)?;
+    if values.len() != width {
+        return Err(RowError::Width(values.len()));
+    }
+    Ok(values)
+}
+
+/// Why a row line was refused.
+#[derive(Debug)]
+pub enum RowError {
+    /// Not JSON, not a value this format writes, or more values than the table has.
+    Malformed(serde_json::Error),
+    /// Fewer values than the table has: this many.
+    Width(usize),
+}
+
+/// A row of `width` values, as a `serde` seed.
+struct Row {
+    width: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Row {
+    type Value = Vec<Decoded>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<Decoded>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Row {
+    type Value = Vec<Decoded>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a row: an array of {} values", self.width)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Decoded>, A::Error> {
+        use serde::de::Error;
+        let mut values = Vec::with_capacity(self.width.min(4096));
+        while let Some(cell) = seq.next_element::<Cell>()? {
+            if values.len() == self.width {
+                return Err(A::Error::custom(format!(
+                    "more values than the {} its table's entry declares",
+                    self.width
+                )));
             }
+            values.push(cell.decode().map_err(A::Error::custom)?);
         }
-        Json::String(s) => Value::Text(s),
-        Json::Array(_) => return Err("a nested array is not a value this format writes".into()),
-        Json::Object(map) => {
-            let mut entries = map.into_iter();
-            let (Some((key, Json::String(text))), None) = (entries.next(), entries.next()) else {
-                return Err(
-                    "an object value must be one of {\"blob\": …}, {\"real\": …}, {\"text_base64\": …}"
-                        .into(),
-                );
-            };
-            let base64 = |text: &str| {
-                BASE64
-                    .decode(text)
-                    .map_err(|e| format!("bad base64 in \"{key}\": {e}"))
-            };
-            match key.as_str() {
-                "blob" => Value::Blob(base64(&text)?),
-                "text_base64" => return Ok(Decoded::RawText(base64(&text)?)),
-                "real" => Value::Real(match text.as_str() {
-                    "Infinity" => f64::INFINITY,
-                    "-Infinity" => f64::NEG_INFINITY,
-                    "NaN" => f64::NAN,
+        Ok(values)
+    }
+}
+
+/// One value as JSON writes it, before it is decoded.
+enum Cell {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    /// `{"blob": …}`, `{"real": …}`, `{"text_base64": …}`.
+    Tagged(String, String),
+}
+
+impl<'de> Deserialize<'de> for Cell {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cell, D::Error> {
+        d.deserialize_any(CellVisitor)
+    }
+}
+
+struct CellVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CellVisitor {
+    type Value = Cell;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "a value: null, a number, a string, or {\"blob\"|\"real\"|\"text_base64\": string}",
+        )
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Cell, E> {
+        Ok(Cell::Null)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Cell, E> {
+        Err(E::custom(format!("{b} is not a value this format writes")))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<Cell, E> {
+        Ok(Cell::Integer(i))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<Cell, E> {
+        i64::try_from(u)
+            .map(Cell::Integer)
+            .map_err(|_| E::custom(format!("integer {u} is out of SQLite's 64-bit range")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, r: f64) -> Result<Cell, E> {
+        Ok(Cell::Real(r))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Cell, E> {
+        Ok(Cell::Text(text.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Cell, E> {
+        Ok(Cell::Text(text))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Cell, A::Error> {
+        Err(serde::de::Error::custom(
+            "a nested array is not a value this format writes",
+        ))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
+        use serde::de::Error;
+        let one_key = || {
+            A::Error::custom(
+                "an object value must be one of {\"blob\": …}, {\"real\": …}, {\"text_base64\": …}",
+            )
+        };
+        let key: String = map.next_key()?.ok_or_else(one_key)?;
+        let text: String = map.next_value()?;
+        if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(one_key());
+        }
+        Ok(Cell::Tagged(key, text))
+    }
+}
+
+impl Cell {
+    fn decode(self) -> Result<Decoded, String> {
+        Ok(Decoded::Value(match self {
+            Cell::Null => Value::Null,
+            Cell::Integer(i) => Value::Integer(i),
+            Cell::Real(r) => Value::Real(r),
+            Cell::Text(text) => Value::Text(text),
+            Cell::Tagged(key, text) => {
+                let base64 = |text: &str| {
+                    BASE64
+                        .decode(text)
+                        .map_err(|e| format!("bad base64 in \"{key}\": {e}"))
+                };
+                match key.as_str() {
+                    "blob" => Value::Blob(base64(&text)?),
+                    "text_base64" => return Ok(Decoded::RawText(base64(&text)?)),
+                    "real" => Value::Real(match text.as_str() {
+                        "Infinity" => f64::INFINITY,
+                        "-Infinity" => f64::NEG_INFINITY,
+                        "NaN" => f64::NAN,
+                        other => {
+                            return Err(format!(
+                                "{{\"real\": {other:?}}}: expected Infinity, -Infinity or NaN"
+                            ));
+                        }
+                    }),
                     other => {
                         return Err(format!(
-                            "{{\"real\": {other:?}}}: expected Infinity, -Infinity or NaN"
+                            "unknown value object key \"{other}\" (expected blob, real or text_base64)"
                         ));
                     }
-                }),
-                other => {
-                    return Err(format!(
-                        "unknown value object key \"{other}\" (expected blob, real or text_base64)"
-                    ));
                 }
             }
-        }
-    }))
+        }))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A one-value row as the writer writes it, read back.
+    fn read_one(value: &[u8]) -> Result<Decoded, RowError> {
+        let line = [b"[", value, b"]"].concat();
+        read_row(&line, 1).map(|mut row| row.remove(0))
+    }
+
     fn round_trip(value: Value) -> Decoded {
         let mut out = Vec::new();
         write_value(&mut out, ValueRef::from(&value));
-        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        read_value(json).unwrap()
+        read_one(&out).unwrap()
     }
 
     #[test]
@@ -243,9 +375,8 @@ mod tests {
     fn text_that_is_not_utf8_keeps_its_bytes() {
         let mut out = Vec::new();
         write_value(&mut out, ValueRef::Text(b"\xff\xfe ok"));
-        let json = serde_json::from_slice(&out).unwrap();
         assert_eq!(
-            read_value(json).unwrap(),
+            read_one(&out).unwrap(),
             Decoded::RawText(b"\xff\xfe ok".to_vec())
         );
     }
@@ -258,10 +389,32 @@ mod tests {
             r#"{"blob":"!!"}"#,
             r#"{"real":"big"}"#,
             r#"{"x":"1"}"#,
+            r#"{"blob":"AA==","real":"NaN"}"#,
+            r#"{"blob":[0,0,0]}"#,
             "18446744073709551615",
         ] {
-            let json = serde_json::from_str(text).unwrap();
-            assert!(read_value(json).is_err(), "{text} was accepted");
+            assert!(read_one(text.as_bytes()).is_err(), "{text} was accepted");
         }
+    }
+
+    #[test]
+    fn crafted_export_a_row_holds_no_more_values_than_its_table() {
+        // A hundred million zeros would cost gigabytes as JSON values: refused at the first
+        // value too many.
+        let mut line = b"[0".to_vec();
+        for _ in 0..1_000_000 {
+            line.extend_from_slice(b",0");
+        }
+        line.push(b']');
+        let Err(RowError::Malformed(e)) = read_row(&line, 3) else {
+            panic!("a row of a million values was accepted for a table of 3");
+        };
+        assert!(e.to_string().contains("more values than the 3"), "{e}");
+        assert!(matches!(read_row(b"[1,2]", 3), Err(RowError::Width(2))));
+        assert!(matches!(
+            read_row(b"[1,2,3] x", 3),
+            Err(RowError::Malformed(_))
+        ));
+        assert_eq!(read_row(b"[1,2,3]", 3).unwrap().len(), 3);
     }
 }

@@ -137,6 +137,32 @@ mod tests {
     }
 
     #[test]
+    fn crafted_export_a_huge_header_or_entry_line_is_refused_unparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let crafted = dir.path().join("header.json.gz");
+        {
+            use std::io::Write;
+            let mut gz = flate2::write::GzEncoder::new(
+                std::fs::File::create(&crafted).unwrap(),
+                flate2::Compression::fast(),
+            );
+            // A header is a few hundred bytes; this one would parse (JSON allows the spaces)
+            // into five megabytes of nothing.
+            gz.write_all(br#"{"format":"cairn-export","version":1"#)
+                .unwrap();
+            gz.write_all(&vec![b' '; format::MAX_ENTRY_BYTES + 1])
+                .unwrap();
+            gz.write_all(b"}\n").unwrap();
+            gz.finish().unwrap();
+        }
+        let err = reader::verify(&crafted, &Progress::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("line 1") && err.to_string().contains("longer than 4194304"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_row_too_long_for_an_import_is_refused_by_the_export() {
         let dir = tempfile::tempdir().unwrap();
         let db = Connection::open(dir.path().join("src.sqlite")).unwrap();
@@ -152,7 +178,7 @@ mod tests {
             &Progress::default(),
         );
         assert!(
-            matches!(&result, Err(BackupError::RowTooLong { table, row: 1, .. }) if table == "big"),
+            matches!(&result, Err(BackupError::LineTooLong { what, .. }) if what == "row 1 of table \"big\""),
             "{result:?}"
         );
         assert!(!target.exists());

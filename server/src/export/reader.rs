@@ -11,7 +11,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, Statement};
 
-use super::format::{self, Decoded, Entry, FORMAT_NAME, FORMAT_VERSION, Header};
+use super::format::{self, Decoded, Entry, FORMAT_NAME, FORMAT_VERSION, Header, RowError};
 use super::writer::quote;
 use crate::backup::BackupError;
 use crate::backup::progress::Progress;
@@ -132,11 +132,12 @@ fn read(
         line: number,
         reason,
     };
-    // Reads the next line, at most MAX_LINE_BYTES of it; `false` at the end of the file.
+    // Reads the next line, bounded; `false` at the end of the file.
     let mut next = |line: &mut Vec<u8>, number: &mut u64| -> Result<bool, BackupError> {
         line.clear();
         *number += 1;
-        let limit = format::MAX_LINE_BYTES as u64 + 1;
+        // A row line and its newline, and one byte more to see that it is too long.
+        let limit = format::MAX_LINE_BYTES as u64 + 2;
         let n = (&mut lines)
             .take(limit)
             .read_until(b'\n', line)
@@ -150,12 +151,17 @@ fn read(
                 };
                 bad(*number, reason)
             })?;
-        if line.len() > format::MAX_LINE_BYTES {
+        // Rows may be long; the header and schema entries, read whole into fields, may not.
+        let limit = if line.first() == Some(&b'[') {
+            format::MAX_LINE_BYTES
+        } else {
+            format::MAX_ENTRY_BYTES
+        };
+        if line.strip_suffix(b"\n").unwrap_or(line).len() > limit {
             return Err(bad(
                 *number,
                 format!(
-                    "the line is longer than {} bytes, the most an export line may be; EXPORT DATABASE never writes one",
-                    format::MAX_LINE_BYTES
+                    "the line is longer than {limit} bytes, the most such a line may be; EXPORT DATABASE never writes one"
                 ),
             ));
         }
@@ -198,24 +204,19 @@ fn read(
                 };
                 return Err(bad(number, reason));
             };
-            let values: Vec<serde_json::Value> = serde_json::from_slice(line.trim_ascii_end())
-                .map_err(|e| bad(number, format!("malformed row: {}", json_problem(&e))))?;
-            if values.len() != table.width {
-                return Err(bad(
-                    number,
-                    format!(
-                        "a row of table \"{}\" has {} values; its entry says {}",
-                        table.name,
-                        values.len(),
-                        table.width
+            let values = format::read_row(line.trim_ascii_end(), table.width).map_err(|e| {
+                let reason = match e {
+                    RowError::Malformed(e) => format!("malformed row: {}", json_problem(&e)),
+                    RowError::Width(found) => format!(
+                        "a row of table \"{}\" has {found} values; its entry says {}",
+                        table.name, table.width
                     ),
-                ));
-            }
+                };
+                bad(number, reason)
+            })?;
             if let Some(insert) = table.insert.as_mut() {
-                for (i, value) in values.into_iter().enumerate() {
-                    let decoded =
-                        format::read_value(value).map_err(|reason| bad(number, reason))?;
-                    let bound = match &decoded {
+                for (i, decoded) in values.iter().enumerate() {
+                    let bound = match decoded {
                         Decoded::Value(v) => insert.raw_bind_parameter(i + 1, v),
                         Decoded::RawText(bytes) => insert.raw_bind_parameter(
                             i + 1,
@@ -228,10 +229,6 @@ fn read(
                     number,
                     format!("inserting into table \"{}\"", table.name),
                 ))?;
-            } else {
-                for value in values {
-                    format::read_value(value).map_err(|reason| bad(number, reason))?;
-                }
             }
             table.seen += 1;
             rows_seen += 1;

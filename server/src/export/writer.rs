@@ -345,9 +345,8 @@ fn write_lines(
             // Every file written here must import within bounded memory.
             let length = line.len() - start - 1;
             if length > format::MAX_LINE_BYTES {
-                return Err(BackupError::RowTooLong {
-                    table: name.clone(),
-                    row: written,
+                return Err(BackupError::LineTooLong {
+                    what: format!("row {written} of table \"{name}\""),
                     bytes: length,
                     limit: format::MAX_LINE_BYTES,
                 });
@@ -386,11 +385,21 @@ struct Lines<'a, 'p> {
 
 impl Lines<'_, '_> {
     fn object<T: serde::Serialize>(&mut self, value: &T) -> Result<(), BackupError> {
+        let start = self.buffer.len();
         serde_json::to_writer(&mut self.buffer, value).map_err(|e| BackupError::Io {
             action: "encoding a line of",
             path: self.target.to_owned(),
             source: std::io::Error::other(e),
         })?;
+        let length = self.buffer.len() - start;
+        if length > format::MAX_ENTRY_BYTES {
+            let shown = &self.buffer[start..start + 80.min(length)];
+            return Err(BackupError::LineTooLong {
+                what: format!("the schema entry {}…", String::from_utf8_lossy(shown)),
+                bytes: length,
+                limit: format::MAX_ENTRY_BYTES,
+            });
+        }
         self.buffer.push(b'\n');
         self.maybe_send()
     }

@@ -84,7 +84,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         }
         BackupError::NoDataDir { .. } => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
-        BackupError::RowTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+        BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
         BackupError::Aborted | BackupError::JobAborted { .. } => sqlstate::QUERY_CANCELED,
         BackupError::Busy { .. } => sqlstate::LOCK_NOT_AVAILABLE,
         BackupError::NotAnArchive { .. }
