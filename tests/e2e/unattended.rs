@@ -580,7 +580,12 @@ async fn crash_during_create_database_leaves_no_database_nobody_was_told_about()
             }));
         }
         let before = count();
+        let deadline = std::time::Instant::now() + crate::automatic_backup::PATIENCE;
         while count() < before + 8 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no databases were being created"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         let killed = Command::new("kill")
