@@ -305,6 +305,21 @@ impl Catalog {
         self.sync_dir()
     }
 
+    /// Bytes of every database's write-ahead log: what checkpoints may still add to the
+    /// database files.
+    pub fn log_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".sqlite-wal"))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// Every database, sorted by name.
     pub fn list(&self) -> Result<Vec<DatabaseInfo>, CatalogError> {
         let io_err = |source| CatalogError::Io {

@@ -111,13 +111,31 @@ impl DataDisk {
         let full = free < short || (reserve > 0 && !present);
         self.full.store(full, Ordering::Release);
         if released {
-            tracing::error!(path = %self.dir.display(), free = %describe(free), reserve = %describe(reserve), "the data disk is full: released the reserve for the admin; statements that write are refused for all other users until space is freed (drop a database or rows, or grow the disk)");
+            tracing::error!(path = %self.dir.display(), free = %describe(free), reserve = %describe(reserve), writes_resume_at = %describe(room_above), "the data disk is full: released the reserve for the admin; statements that write are refused for all other users until space is freed (the admin can drop databases, or back them up to another disk and drop them; or grow the disk)");
         } else if full && !was_full {
-            tracing::error!(path = %self.dir.display(), free = %describe(free), reserve = %describe(reserve), "the data disk has too little room to keep its reserve; statements that write are refused for all but the admin until space is freed");
+            tracing::error!(path = %self.dir.display(), free = %describe(free), reserve = %describe(reserve), writes_resume_at = %describe(room_above), "the data disk has too little room to keep its reserve and some to spare; statements that write are refused for all but the admin until space is freed");
         } else if !full && was_full {
             tracing::info!(path = %self.dir.display(), free = %describe(free), "the data disk has room again; every user may write");
         }
         Ok(free)
+    }
+
+    /// Whether even the admin's writes must stop: the disk is full and what is left is what
+    /// logging in, `DROP DATABASE` and a backup to another disk need, once checkpoints have
+    /// moved the `pending` bytes of write-ahead logs into their databases.
+    pub fn at_floor(&self, pending: u64) -> bool {
+        let floor = DataDisk::full_below(self.reserve_size.load(Ordering::Acquire));
+        self.is_full()
+            && available(&self.dir).is_ok_and(|free| free < floor.saturating_add(pending))
+    }
+
+    /// What an admin's write refused at the floor is told.
+    pub fn floor_refusal(&self) -> String {
+        let free = available(&self.dir).map_or_else(|_| "unknown".into(), describe);
+        format!(
+            "the data disk is full ({free} free in {}): what is left is kept so that the admin can still log in, drop databases and back them up to another disk, so even the admin's statements that write are refused now",
+            self.dir.display()
+        )
     }
 
     /// What a refused write is told.

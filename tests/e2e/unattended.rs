@@ -56,10 +56,11 @@ async fn a_refused_reload_must_not_stop_the_running_schedule() {
     .await;
     let (state, _) = plugin_state(&admin).await;
     assert_eq!(state, "running");
+    server.wait_for_log("plugin reload refused; the running instance goes on");
     // The running instance still answers.
     status(&admin, "default").await;
     sighup(server.pid());
-    server.wait_for_log("plugin reload refused; the running instance goes on");
+    server.wait_for_logs("plugin reload refused; the running instance goes on", 2);
     assert_eq!(plugin_state(&admin).await.0, "running");
 
     // A target outside the allowed directories is refused the same way.
@@ -222,6 +223,60 @@ async fn validate_at_load_not_at_the_first_run() {
         "{unmatched:?}"
     );
     assert!(status(&admin, "default").await.contains_key("next_run"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_name_taken_by_an_earlier_run_that_day_skips_the_run_instead_of_failing_it() {
+    use chrono::Timelike;
+    // A zone where it is about noon now, so that "today" lasts the whole test.
+    let offset = 12 - i32::try_from(chrono::Utc::now().hour()).unwrap();
+    let zone = match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    let settings = |schedule: &str| {
+        format!(
+            "schedule = \"{schedule}\"\ntimezone = \"{zone}\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\ntarget_file_name = \"${{DBNAME}}-${{DATE:yyyyMMdd}}.zip\"\n"
+        )
+    };
+    let site = site(&settings("0 0 1 1 *"));
+    let server = site.start();
+    let admin = server.admin("default").await;
+    // Today's archive, by hand (as a catch-up would have made it).
+    rows(&admin, "CALL automatic_backup.run('default')").await;
+    refused(
+        &admin,
+        "CALL automatic_backup.run('default')",
+        "already written for this period",
+    )
+    .await;
+    // The scheduled run of the same day finds its name taken by that archive.
+    let manual = status(&admin, "default").await["last_run"].clone();
+    // Two seconds from now on that zone's clock.
+    let due =
+        chrono::Utc::now() + chrono::Duration::seconds(2) + chrono::Duration::hours(offset.into());
+    write_settings(&site, &settings(&due.format("%S %M %H * * *").to_string()));
+    admin
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
+    wait_until("the scheduled run has come and gone", || async {
+        let row = status(&admin, "default").await;
+        row["last_run"] != manual && row["last_status"] == "skipped"
+    })
+    .await;
+    let row = status(&admin, "default").await;
+    assert!(
+        row["last_error"].contains("already written for this period"),
+        "{row:?}"
+    );
+    let runs = history(&admin, "default").await;
+    assert_eq!(runs.len(), 1, "one backup, no failed attempt: {runs:?}");
+    assert!(
+        !server.logs().contains("failed after"),
+        "an alert was raised"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,7 +489,30 @@ async fn full_data_disk_the_admin_can_still_log_in_drop_and_back_up_and_the_serv
         message(&err)
     );
     assert!(crate::harness::temporaries(&site.data_dir().join("databases")).is_empty());
-    drop((admin, writer, fresh));
+    // The admin may write into the reserve, but not to the last byte: logging in and
+    // dropping must stay possible.
+    let admin_in_big = server.admin("big").await;
+    let floor = loop {
+        match admin_in_big
+            .batch_execute("INSERT INTO t(v) VALUES (randomblob(100000))")
+            .await
+        {
+            Ok(()) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        message(&floor).contains("even the admin's"),
+        "{}",
+        message(&floor)
+    );
+    drop(admin_in_big);
+    let fresh_again = server.admin("default").await;
+    assert_eq!(
+        column(&fresh_again, "SHOW DATABASES").await[..2],
+        ["big", "default"]
+    );
+    drop((admin, writer, fresh, fresh_again));
 
     // A restart on the full disk succeeds, and the room is still the admin's.
     let (status, logs) = server.terminate();

@@ -148,6 +148,11 @@ pub struct Policy {
 }
 
 fn key_error(key: &str, message: impl std::fmt::Display) -> PluginError {
+    let message = message.to_string();
+    // The server's own checks name the option already ("buffer_size must be …").
+    let message = message
+        .strip_prefix(key)
+        .map_or(message.as_str(), str::trim_start);
     PluginError::Config(format!("`{key}` {message}"))
 }
 

@@ -80,6 +80,8 @@ enum Attempt {
     /// Another backup of the database is running (someone's BACKUP, or the previous
     /// instance's run during a reload).
     Busy(String),
+    /// The name this run would write is this plugin's archive of the same period already.
+    Covered(String),
     Failed(String),
 }
 
@@ -459,7 +461,7 @@ impl AutomaticBackup {
         };
         match self.run_with_retries(host, database, 0).await {
             Ok(done) => Ok(done),
-            Err(Attempt::Busy(why)) => Err(PluginError::Refused(why)),
+            Err(Attempt::Busy(why) | Attempt::Covered(why)) => Err(PluginError::Refused(why)),
             Err(Attempt::Failed(why)) => Err(PluginError::failed(why)),
         }
     }
@@ -549,6 +551,11 @@ impl AutomaticBackup {
                     record("skipped", Some(why.clone()));
                     return Err(Attempt::Busy(why));
                 }
+                Err(Attempt::Covered(why)) => {
+                    tracing::info!(database, reason = %why, "run skipped: this period's archive exists");
+                    record("skipped", Some(why.clone()));
+                    return Err(Attempt::Covered(why));
+                }
                 Err(Attempt::Failed(why)) if attempt <= retries => {
                     tracing::error!(database, attempt, retries, retry_in_s = delay.as_secs(), error = %why, "automatic backup failed; retrying");
                     record("retrying", Some(why));
@@ -578,7 +585,7 @@ impl AutomaticBackup {
         // the archives of the old one would look deleted.
         let directory = DirectoryId::of(&ready.directory).map_err(|e| {
             Attempt::Failed(format!(
-                "the target directory {} is missing or unusable ({e}); nothing was written and no archive was forgotten; bring it back (or create it) and the next run writes there",
+                "the target directory {} is missing or unusable ({e}); nothing was written and no archive was forgotten; bring it back (or create it) and the next attempt writes there",
                 ready.directory.display()
             ))
         })?;
@@ -597,6 +604,26 @@ impl AutomaticBackup {
                 .policy
                 .template
                 .render(database, self.now().with_timezone(&zone));
+        }
+        // Still taken, by an archive this plugin wrote for this database in the same period
+        // of the name (a catch-up, or run(), earlier today with a daily name): the period
+        // has its archive, and no other name is allowed; not a failure.
+        let written_here = |file: &str| {
+            self.ready()
+                .ok()
+                .and_then(|r| r.state.read().ok())
+                .is_some_and(|state| {
+                    state.databases.get(database).is_some_and(|d| {
+                        d.archives.iter().any(|r| {
+                            archives::path_of(&ready.directory, r) == ready.directory.join(file)
+                        })
+                    })
+                })
+        };
+        if ready.directory.join(&file).exists() && written_here(&file) {
+            return Err(Attempt::Covered(format!(
+                "{file} was already written for this period of target_file_name (by an earlier run); a name with finer fields allows more runs"
+            )));
         }
         let path = ready.directory.join(&file).display().to_string();
         let reply = host

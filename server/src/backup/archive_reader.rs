@@ -66,13 +66,10 @@ impl ArchiveReader {
                 .map_err(|_| not_archive(format!("it has no {}", manifest::MANIFEST_ENTRY)))?;
             // Read whole, so bounded: a crafted archive may declare, or inflate to, gigabytes.
             let too_long = |bytes: u64| {
-                damaged(
-                    manifest::MANIFEST_ENTRY,
-                    format!(
-                        "{bytes} bytes or more; a manifest is at most {} bytes",
-                        manifest::MAX_MANIFEST_BYTES
-                    ),
-                )
+                not_archive(format!(
+                    "its manifest.json is {bytes} bytes long (declared or read), and a manifest is at most {} bytes",
+                    manifest::MAX_MANIFEST_BYTES
+                ))
             };
             if entry.size() > manifest::MAX_MANIFEST_BYTES {
                 return Err(too_long(entry.size()));
@@ -396,7 +393,7 @@ mod tests {
         assert!(std::fs::metadata(&path).unwrap().len() < 64 << 10);
         let message = refusal(&path);
         assert!(
-            message.contains("manifest.json") && message.contains("at most 1048576 bytes"),
+            message.contains("manifest.json is") && message.contains("at most 1048576 bytes"),
             "{message}"
         );
     }

@@ -16,8 +16,12 @@ pub enum BackupError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    #[error(
+        "database \"{database}\" already exists in this data directory; add --replace to replace it (no session may use it), or name another with --database"
+    )]
+    CliTargetExists { database: String },
     #[error("{path} already exists; choose another file name (backups never overwrite a file)")]
     TargetExists { path: PathBuf },
     #[error("{0}")]

@@ -129,7 +129,9 @@ pub fn restore(
     let archive = absolute(archive)?;
     let (_lock, catalog, history) = open_stopped(data_dir, create)?;
     if !replace && catalog.exists(database) {
-        return Err(crate::catalog::CatalogError::AlreadyExists(database.to_owned()).into());
+        return Err(BackupError::CliTargetExists {
+            database: database.to_owned(),
+        });
     }
     let id = history.start(database, "restore", &archive, "cli")?;
     let result = restore_into(&catalog, &archive, database, replace, progress);
@@ -161,6 +163,11 @@ pub fn import(
     };
     validate_name(database)?;
     let (_lock, catalog, history) = open_stopped(data_dir, create)?;
+    if !replace && catalog.exists(database) {
+        return Err(BackupError::CliTargetExists {
+            database: database.to_owned(),
+        });
+    }
     let id = history.start(database, "import", &file, "cli")?;
     let result = crate::export::import_into(&catalog, &file, database, replace, progress);
     let _ = match &result {

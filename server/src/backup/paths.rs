@@ -27,11 +27,7 @@ impl PathRules {
         files::refuse_reserved(Path::new(requested))?;
         let (path, root) = self.lexical(requested)?;
         let parent = path.parent().unwrap_or(&root).to_owned();
-        std::fs::create_dir_all(&parent).map_err(|source| BackupError::Io {
-            action: "creating directory",
-            path: parent.clone(),
-            source,
-        })?;
+        create_directory(&parent)?;
         self.check_real(&parent, &root, requested)?;
         if path.exists() {
             return Err(BackupError::TargetExists { path });
@@ -54,11 +50,7 @@ impl PathRules {
         } else {
             self.lexical(trimmed)?
         };
-        std::fs::create_dir_all(&path).map_err(|source| BackupError::Io {
-            action: "creating directory",
-            path: path.clone(),
-            source,
-        })?;
+        create_directory(&path)?;
         self.check_real(&path, &root, requested)?;
         Ok(path)
     }
@@ -126,7 +118,12 @@ impl PathRules {
         if real.starts_with(&real_root) {
             Ok(())
         } else {
-            Err(self.outside(requested))
+            let allowed: Vec<String> = self.roots().map(|p| p.display().to_string()).collect();
+            Err(BackupError::PathRefused(format!(
+                "archive path '{requested}' leads through a symbolic link to {}, outside the directories backups may use ({}); point the link inside them, or add the directory to [backup] allowed_directories in the config",
+                real.display(),
+                allowed.join(", ")
+            )))
         }
     }
 
@@ -138,6 +135,27 @@ impl PathRules {
             self.directory.display()
         ))
     }
+}
+
+/// Makes `path` a directory (and its parents), saying plainly when a file is in the way.
+fn create_directory(path: &Path) -> Result<(), BackupError> {
+    let in_the_way = path
+        .ancestors()
+        .find(|a| a.exists())
+        .filter(|a| !a.is_dir())
+        .map(Path::to_owned);
+    if let Some(file) = in_the_way {
+        return Err(BackupError::Io {
+            action: "a file stands where a directory should be:",
+            path: file,
+            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        });
+    }
+    std::fs::create_dir_all(path).map_err(|source| BackupError::Io {
+        action: "creating directory",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn normalize(path: &Path) -> PathBuf {
@@ -198,7 +216,28 @@ mod tests {
     fn a_symbolic_link_cannot_lead_out() {
         let (dir, rules) = rules();
         std::os::unix::fs::symlink(dir.path(), rules.directory.join("out")).unwrap();
-        assert!(rules.archive_target("out/a.zip").is_err());
+        let err = rules.archive_target("out/a.zip").unwrap_err().to_string();
+        assert!(
+            err.contains("symbolic link") && err.contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_where_a_directory_should_be_is_named() {
+        let (_dir, rules) = rules();
+        std::fs::write(rules.directory.join("nightly"), b"in the way").unwrap();
+        for err in [
+            rules.archive_directory("nightly").unwrap_err(),
+            rules.archive_target("nightly/a.zip").unwrap_err(),
+        ] {
+            let err = err.to_string();
+            assert!(
+                err.contains("a file stands where a directory should be")
+                    && err.contains("nightly"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -357,7 +357,7 @@ fn json_problem(e: &serde_json::Error) -> String {
     let message = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(m, _)| m);
-    format!("{message} (at column {})", e.column())
+    format!("{message} (at character {} of the line)", e.column())
 }
 
 fn read_header(line: &[u8]) -> Result<Header, String> {

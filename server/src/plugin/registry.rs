@@ -343,9 +343,31 @@ impl Plugins {
         self.unload_locked(name).await
     }
 
-    /// `RELOAD PLUGIN name`: re-reads the plugin's config and loads a fresh copy of its
-    /// library. A library or config the new copy refuses leaves the running one untouched.
+    /// `RELOAD PLUGIN name` (and SIGHUP, for each plugin): re-reads the plugin's config and
+    /// loads a fresh copy of its library. A library or config the new copy refuses leaves the
+    /// running one untouched. The outcome is logged, whoever asked.
     pub async fn reload(&self, name: &str) -> Result<(), PluginError> {
+        let result = self.reload_unlogged(name).await;
+        match &result {
+            Ok(()) => tracing::info!(plugin = %name, "plugin reloaded"),
+            Err(e @ (PluginError::Restored { .. } | PluginError::Start { .. })) => {
+                tracing::error!(plugin = %name, error = %e, "plugin reload failed")
+            }
+            Err(e) => {
+                let running = lock(&self.entries)
+                    .get(name)
+                    .is_some_and(|e| e.state == State::Running);
+                if running {
+                    tracing::error!(plugin = %name, error = %e, "plugin reload refused; the running instance goes on")
+                } else {
+                    tracing::error!(plugin = %name, error = %e, "plugin reload refused; the plugin stays failed")
+                }
+            }
+        }
+        result
+    }
+
+    async fn reload_unlogged(&self, name: &str) -> Result<(), PluginError> {
         let _guard = self.management.lock().await;
         let library = lock(&self.entries)
             .get(name)
@@ -379,22 +401,8 @@ impl Plugins {
             .map(|(name, _)| name.clone())
             .collect();
         for name in names {
-            match self.reload(&name).await {
-                Ok(()) => tracing::info!(plugin = %name, "plugin reloaded"),
-                Err(e @ (PluginError::Restored { .. } | PluginError::Start { .. })) => {
-                    tracing::error!(plugin = %name, error = %e, "plugin reload failed")
-                }
-                Err(e) => {
-                    let running = lock(&self.entries)
-                        .get(&name)
-                        .is_some_and(|e| e.state == State::Running);
-                    if running {
-                        tracing::error!(plugin = %name, error = %e, "plugin reload refused; the running instance goes on")
-                    } else {
-                        tracing::error!(plugin = %name, error = %e, "plugin reload refused; the plugin stays failed")
-                    }
-                }
-            }
+            // Each outcome is logged by `reload`.
+            let _ = self.reload(&name).await;
         }
     }
 

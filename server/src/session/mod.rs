@@ -557,15 +557,16 @@ impl Session {
         described: Option<&[Column]>,
     ) -> Result<Executed, SqlError> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql_error(e))?;
-        // On a full disk the room left is the admin's, to free space with.
-        if !stmt.readonly()
-            && !self.role.may_write_on_a_full_disk()
-            && self.catalog.disk().is_full()
-        {
-            return Err(SqlError::new(
-                sqlstate::DISK_FULL,
-                self.catalog.disk().refusal(),
-            ));
+        // On a full disk the room left is the admin's, to free space with; its last bit is
+        // kept even from the admin, so that logging in and DROP DATABASE still work.
+        let disk = self.catalog.disk();
+        if !stmt.readonly() && disk.is_full() {
+            if !self.role.may_write_on_a_full_disk() {
+                return Err(SqlError::new(sqlstate::DISK_FULL, disk.refusal()));
+            }
+            if disk.at_floor(self.catalog.log_bytes()) {
+                return Err(SqlError::new(sqlstate::DISK_FULL, disk.floor_refusal()));
+            }
         }
         bind(&mut stmt, tokens, params)?;
         let command = command_name(tokens);
@@ -617,11 +618,12 @@ impl Session {
     }
 
     fn sql_error(&self, e: rusqlite::Error) -> SqlError {
+        let mut error = SqlError::from_sqlite(&e);
         if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
             // At once, not at the next periodic look: the reserve is released now.
             let _ = self.catalog.disk().check();
+            error.message = format!("{}: {}", error.message, self.catalog.disk().refusal());
         }
-        let mut error = SqlError::from_sqlite(&e);
         if e.sqlite_error_code() == Some(ErrorCode::ReadOnly) && !self.role.may_write() {
             error.message = format!(
                 "cannot write: user \"{}\" has role {}, which is read-only ({})",
