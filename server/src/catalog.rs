@@ -553,7 +553,7 @@ mod tests {
 
     fn catalog() -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().unwrap();
-        let disk = Arc::new(DataDisk::new(dir.path(), 0));
+        let disk = Arc::new(DataDisk::observing(dir.path()));
         let catalog = Catalog::open(dir.path(), Duration::from_secs(1), disk).unwrap();
         (dir, catalog)
     }
@@ -582,7 +582,7 @@ mod tests {
 
     #[test]
     fn crash_during_create_database_leaves_no_half_made_database_under_its_name() {
-        let (dir, catalog) = catalog();
+        let (_dir, catalog) = catalog();
         catalog.create("sales").unwrap();
         // Complete under its own name: WAL in the header (bytes 18 and 19 are 2), owner-only.
         let path = catalog.path_of("sales");
@@ -608,7 +608,6 @@ mod tests {
             .map(|d| d.name)
             .collect();
         assert_eq!(listed, ["default", "sales"]);
-        drop(dir);
     }
 
     #[test]

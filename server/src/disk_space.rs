@@ -5,8 +5,8 @@
 //! little room for all of these (a `-shm` file to read a WAL database, a page of the backup
 //! history). So, as CockroachDB does with its ballast, the server keeps `reserved_space`
 //! allocated in a file of the data directory, `reserved-space` (at most a quarter of the
-//! disk), and releases it when the disk fills; until the disk has room again, only the admin's statements may write, so the room
-//! stays the admin's. The reserve is made again once there is space for it and more. It must
+//! disk), and releases it when the disk fills; until the disk has room again, only the
+//! admin's statements may write, so the room stays the admin's. The reserve is made again once there is space for it and more. It must
 //! be larger than a WAL checkpoint can grow a database file (SQLite's automatic checkpoint
 //! runs at about 4 MiB of log), or the first checkpoint after the release eats it.
 
@@ -40,6 +40,9 @@ pub struct DataDisk {
     reserve: PathBuf,
     /// `reserved_space`: the most the reserve holds.
     reserved: u64,
+    /// Whether this is the server's own view, which makes and releases the reserve (the
+    /// CLI's only looks).
+    manages_reserve: bool,
     /// What it holds on this disk (at most a quarter of it, so a small disk is never
     /// counted full for good); known at the first check.
     reserve_size: AtomicU64,
@@ -55,9 +58,19 @@ impl DataDisk {
             dir: data_dir.to_owned(),
             reserve: data_dir.join(RESERVE_FILE),
             reserved,
+            manages_reserve: true,
             reserve_size: AtomicU64::new(reserved),
             full: AtomicBool::new(false),
             checking: Mutex::new(()),
+        }
+    }
+
+    /// The disk holding `data_dir` as the CLI sees it: it never makes, releases or removes the
+    /// server's reserve, whatever it finds.
+    pub fn observing(data_dir: &Path) -> DataDisk {
+        DataDisk {
+            manages_reserve: false,
+            ..DataDisk::new(data_dir, 0)
         }
     }
 
@@ -88,7 +101,7 @@ impl DataDisk {
         self.reserve_size.store(reserve, Ordering::Release);
         let (full_below, room_above) =
             (DataDisk::full_below(reserve), DataDisk::room_above(reserve));
-        if reserve == 0 && self.reserve.is_file() {
+        if reserve == 0 && self.manages_reserve && self.reserve.is_file() {
             // The reserve was turned off: its room goes back to everyone.
             let _ = std::fs::remove_file(&self.reserve);
             free = available(&self.dir)?;
@@ -236,7 +249,10 @@ mod tests {
         std::fs::write(&leftover, b"half").unwrap();
         disk.check().unwrap();
         assert!(reserve.is_file() && !leftover.exists());
-        // Turned off, the reserve goes; none is kept when none is asked for.
+        // The CLI's view never touches it; turned off, the reserve goes; none is kept when
+        // none is asked for.
+        DataDisk::observing(dir.path()).check().unwrap();
+        assert!(reserve.is_file());
         DataDisk::new(dir.path(), 0).check().unwrap();
         assert!(!reserve.exists());
         let other = tempfile::tempdir().unwrap();

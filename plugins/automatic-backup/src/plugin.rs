@@ -608,19 +608,17 @@ impl AutomaticBackup {
         // Still taken, by an archive this plugin wrote for this database in the same period
         // of the name (a catch-up, or run(), earlier today with a daily name): the period
         // has its archive, and no other name is allowed; not a failure.
-        let written_here = |file: &str| {
-            self.ready()
-                .ok()
-                .and_then(|r| r.state.read().ok())
-                .is_some_and(|state| {
-                    state.databases.get(database).is_some_and(|d| {
-                        d.archives.iter().any(|r| {
-                            archives::path_of(&ready.directory, r) == ready.directory.join(file)
-                        })
-                    })
+        let target = ready.directory.join(&file);
+        let written_here = || {
+            ready.state.read().is_ok_and(|state| {
+                state.databases.get(database).is_some_and(|d| {
+                    d.archives
+                        .iter()
+                        .any(|r| archives::path_of(&ready.directory, r) == target)
                 })
+            })
         };
-        if ready.directory.join(&file).exists() && written_here(&file) {
+        if target.exists() && written_here() {
             return Err(Attempt::Covered(format!(
                 "{file} was already written for this period of target_file_name (by an earlier run); a name with finer fields allows more runs"
             )));

@@ -215,8 +215,8 @@ fn open_stopped(
             source,
         },
     })?;
-    // The CLI keeps no reserve of its own (the server manages it): it only reads the disk.
-    let disk = std::sync::Arc::new(crate::disk_space::DataDisk::new(data_dir, 0));
+    // The reserve is the server's to manage: the CLI only looks at the disk.
+    let disk = std::sync::Arc::new(crate::disk_space::DataDisk::observing(data_dir));
     let catalog = Catalog::open(data_dir, BUSY, disk)?;
     let history = History::open(data_dir)?;
     Ok((lock, catalog, history))

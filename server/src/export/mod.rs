@@ -202,7 +202,7 @@ mod tests {
         let file = export(&db, dir.path());
         let into = dir.path().join("never.sqlite");
         let data = dir.path().join("data");
-        let disk = std::sync::Arc::new(crate::disk_space::DataDisk::new(&data, 0));
+        let disk = std::sync::Arc::new(crate::disk_space::DataDisk::observing(&data));
         let catalog = Catalog::open(&data, std::time::Duration::from_secs(1), disk).unwrap();
         let result = import_into(&catalog, &file, "never", false, &cancelled);
         assert!(matches!(result, Err(BackupError::Aborted)), "{result:?}");

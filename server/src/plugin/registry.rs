@@ -501,21 +501,16 @@ impl Plugins {
                         "reload failed ({message}); the previous instance runs again"
                     ));
                 }
-                tracing::error!(plugin = %decl.name, error = %message, "the reloaded plugin failed to start; the previous library and config were started again");
+                // `reload` logs the outcome.
                 Err(PluginError::Restored {
                     plugin: decl.name.clone(),
                     message,
                 })
             }
-            Err(again) => {
-                tracing::error!(plugin = %decl.name, error = %again, "restarting the previous instance failed too; the plugin is failed");
-                Err(PluginError::Start {
-                    plugin: decl.name.clone(),
-                    message: format!(
-                        "{failure}; restarting the previous instance failed too: {again}"
-                    ),
-                })
-            }
+            Err(again) => Err(PluginError::Start {
+                plugin: decl.name.clone(),
+                message: format!("{failure}; restarting the previous instance failed too: {again}"),
+            }),
         }
     }
 

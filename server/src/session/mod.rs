@@ -957,7 +957,7 @@ mod tests {
 
     fn session(role: Role) -> (tempfile::TempDir, Session) {
         let dir = tempfile::tempdir().unwrap();
-        let disk = Arc::new(crate::disk_space::DataDisk::new(dir.path(), 0));
+        let disk = Arc::new(crate::disk_space::DataDisk::observing(dir.path()));
         let catalog = Arc::new(Catalog::open(dir.path(), Duration::from_secs(1), disk).unwrap());
         let (plugins, backups) = no_plugins(&catalog, dir.path());
         let session = Session::open(catalog, plugins, backups, "alice", role, "default").unwrap();
