@@ -517,33 +517,29 @@ fn attach_read_only(conn: &Connection, schema: &str, file: &Path) -> Result<(), 
         })
 }
 
-/// Pragmas that the server manages; a client changing them would void its durability or
-/// concurrency promises.
-const SERVER_MANAGED_PRAGMAS: &[&str] = &[
-    "journal_mode",
-    "synchronous",
-    "locking_mode",
-    "writable_schema",
-    "query_only",
-    "temp_store_directory",
-    "data_store_directory",
-];
-
 /// SQLite's authorizer for client connections: no other files may be opened (ATTACH would
-/// read or create any file the server can reach) and server-managed pragmas stay as set.
-fn authorize(ctx: AuthContext<'_>) -> Authorization {
+/// read or create any file the server can reach), and only the pragmas that act on the
+/// client's own connection may be set (see `sql::pragmas`).
+pub(crate) fn authorize(ctx: AuthContext<'_>) -> Authorization {
     match ctx.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
         AuthAction::Pragma {
             pragma_name,
-            pragma_value: Some(_),
-        } if SERVER_MANAGED_PRAGMAS
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
-        {
+            pragma_value,
+        } if !crate::sql::pragmas::allowed(pragma_name, pragma_value.is_some()) => {
             Authorization::Deny
         }
         _ => Authorization::Allow,
+    }
+}
+
+/// The authorizer while a plain `VACUUM` is prepared: VACUUM rebuilds the file through a
+/// temporary database that it attaches under the empty name, which a client's own ATTACH
+/// may not do.
+pub(crate) fn authorize_vacuum(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Attach { filename: "" } => Authorization::Allow,
+        _ => authorize(ctx),
     }
 }
 
@@ -628,7 +624,7 @@ mod tests {
     #[test]
     fn attach_and_server_managed_pragmas_are_denied() {
         let (dir, catalog) = catalog();
-        let (conn, _lease) = catalog
+        let (mut conn, _lease) = catalog
             .connect(DEFAULT_DATABASE, Access::ReadWrite)
             .unwrap();
         let target = dir.path().join("stolen.db");
@@ -637,6 +633,19 @@ mod tests {
         assert!(!target.exists());
         assert!(conn.execute_batch("PRAGMA journal_mode = DELETE").is_err());
         assert!(conn.execute_batch("PRAGMA synchronous = OFF").is_err());
+        assert!(conn.execute_batch("PRAGMA hard_heap_limit = 1").is_err());
+        assert!(conn.execute_batch("PRAGMA soft_heap_limit = 1").is_err());
+        assert!(conn.execute_batch("PRAGMA schema_version = 99").is_err());
+        assert!(
+            conn.execute_batch("PRAGMA cache_size = -100000000")
+                .is_err()
+        );
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        assert!(conn.execute_batch("VACUUM").is_err());
+        assert!(conn.execute_batch("ATTACH '' AS scratch").is_err());
+        conn.authorizer(Some(authorize_vacuum)).unwrap();
+        conn.execute_batch("VACUUM").unwrap();
+        conn.authorizer(Some(authorize)).unwrap();
         // Reading a managed pragma is fine.
         conn.query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
             .unwrap();

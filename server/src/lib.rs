@@ -12,6 +12,7 @@ pub mod export;
 pub mod logging;
 pub mod new_file;
 mod pg;
+pub mod pgcompat;
 pub mod plugin;
 pub mod roles;
 pub mod scram;

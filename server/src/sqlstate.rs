@@ -39,6 +39,8 @@ pub const DUPLICATE_FILE: &str = "58P02";
 pub const QUERY_CANCELED: &str = "57014";
 pub const DATA_CORRUPTED: &str = "XX001";
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
+pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+pub const UNDEFINED_PARAMETER: &str = "42P02";
 pub const EXTERNAL_ROUTINE_EXCEPTION: &str = "38000";
 
 /// An error for the client: SQLSTATE and message.

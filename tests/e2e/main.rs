@@ -13,6 +13,7 @@ mod config_errors;
 mod databases;
 mod examples;
 mod exports;
+mod hostile;
 mod lifecycle;
 mod plugins;
 mod protocol;

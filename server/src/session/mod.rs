@@ -260,8 +260,13 @@ impl Session {
                 let sql = self.sqlite_text(statement.text, &statement.tokens)?;
                 let stmt = self.conn.prepare(&sql).map_err(|e| self.sql_error(e))?;
                 let count = param_count(&statement.tokens, stmt.parameter_count());
-                let param_types =
+                let mut param_types =
                     params::infer(&statement.tokens, count, &SqliteSchema(&self.conn));
+                for (n, ty) in crate::pgcompat::casts::parameter_types(&statement.tokens) {
+                    if let Some(slot) = n.checked_sub(1).and_then(|i| param_types.get_mut(i)) {
+                        *slot = Some(ty);
+                    }
+                }
                 let columns = if stmt.column_count() == 0 {
                     None
                 } else {
@@ -453,7 +458,13 @@ impl Session {
             return Ok(std::borrow::Cow::Borrowed(spelling));
         }
         let offset = tokens.first().map_or(0, |t| t.start);
-        self.rewrite_table_functions(text, offset, tokens)
+        let text = self.rewrite_table_functions(text, offset, tokens)?;
+        let cast = crate::pgcompat::casts::rewrite(&text)
+            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
+        Ok(match cast {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(rewritten) => std::borrow::Cow::Owned(rewritten),
+        })
     }
 
     fn require_admin(&self, what: &str) -> Result<(), SqlError> {
@@ -556,6 +567,11 @@ impl Session {
         params: &[Value],
         described: Option<&[Column]>,
     ) -> Result<Executed, SqlError> {
+        crate::sql::pragmas::check(tokens)
+            .map_err(|message| SqlError::new(sqlstate::INSUFFICIENT_PRIVILEGE, message))?;
+        if is_plain_vacuum(tokens) {
+            return self.vacuum(sql);
+        }
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql_error(e))?;
         // On a full disk the room left is the admin's, to free space with; its last bit is
         // kept even from the admin, so that logging in and DROP DATABASE still work.
@@ -615,6 +631,29 @@ impl Session {
             rows,
             transaction: TransactionChange::Unchanged,
         })
+    }
+
+    /// A plain VACUUM, which the client authorizer alone would refuse (it attaches a
+    /// temporary database while it runs).
+    fn vacuum(&mut self, sql: &str) -> Result<Executed, SqlError> {
+        if self.catalog.disk().is_full() {
+            return Err(SqlError::new(
+                sqlstate::DISK_FULL,
+                self.catalog.disk().refusal(),
+            ));
+        }
+        let during = |conn: &mut Connection,
+                      hook: fn(
+            rusqlite::hooks::AuthContext<'_>,
+        ) -> rusqlite::hooks::Authorization| {
+            conn.authorizer(Some(hook))
+                .map_err(|e| SqlError::from_sqlite(&e))
+        };
+        during(&mut self.conn, crate::catalog::authorize_vacuum)?;
+        let result = self.conn.execute_batch(sql);
+        during(&mut self.conn, crate::catalog::authorize)?;
+        result.map_err(|e| self.sql_error(e))?;
+        Ok(Executed::command("VACUUM", None))
     }
 
     fn sql_error(&self, e: rusqlite::Error) -> SqlError {
@@ -806,6 +845,12 @@ fn transaction_control(tokens: &[Spanned<'_>]) -> Option<Control> {
     }
 }
 
+/// `VACUUM` or `VACUUM schema`, not `VACUUM INTO 'file'` (which stays refused).
+fn is_plain_vacuum(tokens: &[Spanned<'_>]) -> bool {
+    tokens.first().is_some_and(|t| t.token.is_keyword("vacuum"))
+        && !tokens.iter().any(|t| t.token.is_keyword("into"))
+}
+
 fn is_transaction_control(tokens: &[Spanned<'_>]) -> bool {
     transaction_control(tokens).is_some()
 }
@@ -880,6 +925,28 @@ fn bind(
         ));
     }
     let dollar = params::max_param(tokens) > 0;
+    // A parameter nobody binds is NULL to SQLite: say so instead of storing NULL.
+    for index in 1..=stmt.parameter_count() {
+        let name = stmt.parameter_name(index);
+        let bound = match name {
+            Some(name) if dollar => name
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n >= 1 && n <= values.len()),
+            // `?` and `?NNN` are bound by position.
+            Some(name) => !dollar && name.starts_with('?') && index <= values.len(),
+            None => !dollar && index <= values.len(),
+        };
+        if !bound {
+            let shown = name.map_or_else(|| format!("?{index}"), str::to_owned);
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_PARAMETER,
+                format!(
+                    "there is no parameter {shown}: only $1, $2, … are bound, from the client's Bind message; a ? or :name parameter, or $n with n above the values sent, would be NULL"
+                ),
+            ));
+        }
+    }
     for (i, value) in values.iter().enumerate() {
         // SQLite numbers `$n` parameters by first appearance, so bind them by name.
         let index = if dollar {

@@ -17,7 +17,8 @@ pub enum Token<'a> {
     Param(usize),
     /// `?`, `?NNN`, `:name`, `@name`: SQLite's own parameter forms.
     SqliteParam(&'a str),
-    /// One punctuation or operator character (`;`, `(`, `=`, …) or a two-character operator.
+    /// One punctuation or operator character (`;`, `(`, `=`, …) or a two-character operator
+    /// (`<=`, `||`, and PostgreSQL's cast `::`).
     Punct(&'a str),
 }
 
@@ -111,6 +112,12 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
                     Ok(n) => Token::Param(n),
                     Err(_) => Token::Punct(&text[start..i]),
                 }
+            }
+            // PostgreSQL's cast operator, before `:name`: SQLite would read `$1::int` as one
+            // TCL-style parameter name.
+            b':' if bytes.get(i + 1) == Some(&b':') => {
+                i += 2;
+                Token::Punct("::")
             }
             b'?' | b':' | b'@'
                 if bytes.get(i + 1).is_some_and(|b| is_word_byte(*b)) || c == b'?' =>
@@ -285,6 +292,27 @@ mod tests {
         assert!(kinds.contains(&Token::QuotedIdent("t".into())));
         assert!(kinds.contains(&Token::Punct("<=")));
         assert!(kinds.contains(&Token::Str("it's".into())));
+    }
+
+    #[test]
+    fn a_cast_is_an_operator_not_part_of_a_parameter_name() {
+        let kinds: Vec<_> = tokenize("$1::INTEGER, :a::text")
+            .unwrap()
+            .into_iter()
+            .map(|t| t.token)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Token::Param(1),
+                Token::Punct("::"),
+                Token::Word("INTEGER"),
+                Token::Punct(","),
+                Token::SqliteParam(":a"),
+                Token::Punct("::"),
+                Token::Word("text"),
+            ]
+        );
     }
 
     #[test]

@@ -3,5 +3,6 @@
 
 pub mod lexer;
 pub mod params;
+pub mod pragmas;
 pub mod server_statement;
 pub mod types;

@@ -1,0 +1,587 @@
+//! PostgreSQL's cast operator `expr::type`, rewritten to SQLite's `CAST(expr AS type)`.
+//!
+//! Without it SQLite reads `$1::INTEGER` as one TCL-style parameter named `$1::INTEGER`,
+//! which nobody binds: the statement stores NULL without an error. Drivers write casts on
+//! parameters (asyncpg, node-postgres, SQLAlchemy's asyncpg dialect) and on literals
+//! (psycopg2 sends bytes as `'\x00ff'::bytea`).
+//!
+//! Types are mapped to SQLite's storage classes. Literals are checked and converted here, so
+//! `'abc'::integer` is an error as in PostgreSQL rather than SQLite's silent 0: integers,
+//! reals, booleans, byteas (hex and escape formats), dates and timestamps (normalized to
+//! `YYYY-MM-DD HH:MM:SS`). A cast of anything else is SQLite's CAST, with its conversions.
+
+use std::borrow::Cow;
+
+use crate::sql::lexer::{self, Spanned, Token};
+use crate::sql::types::SqlType;
+
+/// Why a cast could not be rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CastError {
+    #[error(
+        "type \"{0}\" does not exist (Cairn casts to integer, bigint, smallint, real, double precision, numeric, text, varchar, boolean, bytea, date, time, timestamp, timestamptz, interval, json, jsonb, uuid)"
+    )]
+    UnknownType(String),
+    #[error("array types (\"{0}[]\") are not supported; store arrays as json text")]
+    Array(String),
+    #[error(
+        "syntax error at or near \"::\" (byte {0}): a cast needs a value before it and a type after it"
+    )]
+    Syntax(usize),
+    #[error("invalid input syntax for type {ty}: \"{value}\"")]
+    InvalidInput { ty: &'static str, value: String },
+    #[error(transparent)]
+    Lex(#[from] lexer::LexError),
+}
+
+impl CastError {
+    /// The SQLSTATE PostgreSQL gives the same mistake.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            CastError::UnknownType(_) => crate::sqlstate::UNDEFINED_OBJECT,
+            CastError::Array(_) => crate::sqlstate::FEATURE_NOT_SUPPORTED,
+            CastError::Syntax(_) | CastError::Lex(_) => crate::sqlstate::SYNTAX_ERROR,
+            CastError::InvalidInput { .. } => crate::sqlstate::INVALID_TEXT_REPRESENTATION,
+        }
+    }
+}
+
+/// What a PostgreSQL type becomes in SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Integer,
+    Real,
+    Numeric,
+    Text,
+    Boolean,
+    Bytea,
+    Date,
+    Timestamp,
+}
+
+impl Target {
+    fn of(name: &str) -> Option<Target> {
+        Some(match name {
+            "int" | "int2" | "int4" | "int8" | "integer" | "smallint" | "bigint" | "oid" => {
+                Target::Integer
+            }
+            "real" | "float" | "float4" | "float8" | "double precision" => Target::Real,
+            "numeric" | "decimal" => Target::Numeric,
+            "text"
+            | "varchar"
+            | "char"
+            | "character"
+            | "character varying"
+            | "bpchar"
+            | "name"
+            | "json"
+            | "jsonb"
+            | "uuid"
+            | "time"
+            | "timetz"
+            | "time with time zone"
+            | "time without time zone"
+            | "timestamptz"
+            | "timestamp with time zone"
+            | "interval"
+            | "citext"
+            | "xml"
+            | "inet"
+            | "cidr"
+            | "macaddr" => Target::Text,
+            "bool" | "boolean" => Target::Boolean,
+            "bytea" => Target::Bytea,
+            "date" => Target::Date,
+            "timestamp" | "timestamp without time zone" => Target::Timestamp,
+            _ => return None,
+        })
+    }
+
+    /// PostgreSQL's name for the type, in error messages.
+    fn pg_name(self) -> &'static str {
+        match self {
+            Target::Integer => "integer",
+            Target::Real => "double precision",
+            Target::Numeric => "numeric",
+            Target::Text => "text",
+            Target::Boolean => "boolean",
+            Target::Bytea => "bytea",
+            Target::Date => "date",
+            Target::Timestamp => "timestamp",
+        }
+    }
+
+    fn sqlite_name(self) -> &'static str {
+        match self {
+            Target::Integer | Target::Boolean => "INTEGER",
+            Target::Real => "REAL",
+            Target::Numeric => "NUMERIC",
+            Target::Text | Target::Date | Target::Timestamp => "TEXT",
+            Target::Bytea => "BLOB",
+        }
+    }
+}
+
+/// The SQLite spelling of one statement, with every `::` cast rewritten. Borrowed when the
+/// statement has none. Byte offsets in errors are the statement's.
+pub fn rewrite(text: &str) -> Result<Cow<'_, str>, CastError> {
+    if !text.contains("::") {
+        return Ok(Cow::Borrowed(text));
+    }
+    // Leftmost first, one at a time: `x::a::b` becomes `CAST(CAST(x AS A) AS B)` because the
+    // second cast's operand is then the first one's CAST(…).
+    let mut current = text.to_owned();
+    loop {
+        let tokens = lexer::tokenize(&current)?;
+        let Some(at) = tokens.iter().position(|t| t.token == Token::Punct("::")) else {
+            return Ok(Cow::Owned(current));
+        };
+        current = rewrite_one(&current, &tokens, at)?;
+    }
+}
+
+fn rewrite_one(text: &str, tokens: &[Spanned<'_>], at: usize) -> Result<String, CastError> {
+    let syntax = || CastError::Syntax(tokens[at].start);
+    let first = operand_start(tokens, at).ok_or_else(syntax)?;
+    let (type_name, last) = type_after(tokens, at + 1).ok_or_else(syntax)?;
+    if let Some(Spanned {
+        token: Token::QuotedIdent(_),
+        start,
+        ..
+    }) = tokens.get(last + 1)
+        && text[*start..].starts_with('[')
+    {
+        return Err(CastError::Array(type_name));
+    }
+    let target = Target::of(&type_name).ok_or(CastError::UnknownType(type_name))?;
+    let operand = &text[tokens[first].start..tokens[at - 1].end];
+    let replacement = match (&tokens[first].token, first == at - 1) {
+        (Token::Str(value), true) => literal(value, target)?,
+        _ => expression(operand, target),
+    };
+    let mut out = String::with_capacity(text.len() + 16);
+    out.push_str(&text[..tokens[first].start]);
+    out.push_str(&replacement);
+    out.push_str(&text[tokens[last].end..]);
+    Ok(out)
+}
+
+/// Words before `(` that are not function names: the operand is the parenthesized group.
+const NOT_FUNCTIONS: &[&str] = &[
+    "in",
+    "values",
+    "as",
+    "on",
+    "using",
+    "and",
+    "or",
+    "not",
+    "where",
+    "select",
+    "from",
+    "join",
+    "when",
+    "then",
+    "else",
+    "by",
+    "into",
+    "set",
+    "returning",
+    "is",
+    "like",
+    "between",
+    "with",
+    "having",
+    "limit",
+    "offset",
+    "distinct",
+    "all",
+    "any",
+    "some",
+    "case",
+    "glob",
+    "match",
+    "regexp",
+    "escape",
+    "union",
+    "except",
+    "intersect",
+    "table",
+    "exists",
+];
+
+/// The index of the first token of the operand that ends just before `tokens[at]`.
+fn operand_start(tokens: &[Spanned<'_>], at: usize) -> Option<usize> {
+    let mut i = at.checked_sub(1)?;
+    match &tokens[i].token {
+        Token::Punct(")") => {
+            i = matching_open(tokens, i)?;
+            // A function call (`lower(x)::text`), or a window call `f(x) OVER (…)::int`.
+            loop {
+                match i.checked_sub(1).map(|j| &tokens[j].token) {
+                    Some(Token::Word(w)) if w.eq_ignore_ascii_case("over") => {
+                        let close = i.checked_sub(2)?;
+                        if tokens[close].token != Token::Punct(")") {
+                            return Some(i);
+                        }
+                        i = matching_open(tokens, close)?;
+                    }
+                    Some(Token::Word(w))
+                        if !NOT_FUNCTIONS.iter().any(|k| w.eq_ignore_ascii_case(k)) =>
+                    {
+                        return Some(i - 1);
+                    }
+                    Some(Token::QuotedIdent(_)) => return Some(i - 1),
+                    _ => return Some(i),
+                }
+            }
+        }
+        Token::Str(_) => {
+            // E'…' escape strings: the prefix is part of the literal.
+            if let Some(j) = i.checked_sub(1)
+                && tokens[j].end == tokens[i].start
+                && matches!(tokens[j].token, Token::Word(w) if w.eq_ignore_ascii_case("e"))
+            {
+                return Some(j);
+            }
+            Some(i)
+        }
+        Token::Number(_) | Token::Param(_) | Token::SqliteParam(_) => Some(i),
+        Token::Word(w) if NOT_FUNCTIONS.iter().any(|k| w.eq_ignore_ascii_case(k)) => None,
+        Token::Word(_) | Token::QuotedIdent(_) => {
+            // A qualified name: `t.col`, `s.t.col`.
+            while i >= 2
+                && tokens[i - 1].token == Token::Punct(".")
+                && matches!(tokens[i - 2].token, Token::Word(_) | Token::QuotedIdent(_))
+            {
+                i -= 2;
+            }
+            Some(i)
+        }
+        _ => None,
+    }
+}
+
+fn matching_open(tokens: &[Spanned<'_>], close: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for i in (0..=close).rev() {
+        match tokens[i].token {
+            Token::Punct(")") => depth += 1,
+            Token::Punct("(") => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The type name starting at `tokens[i]` (lowercase, words joined by one space, schema and
+/// modifiers dropped) and the index of its last token.
+fn type_after(tokens: &[Spanned<'_>], mut i: usize) -> Option<(String, usize)> {
+    let word = |i: usize| tokens.get(i).and_then(|t| t.token.identifier());
+    if word(i).as_deref() == Some("pg_catalog") && tokens.get(i + 1)?.token == Token::Punct(".") {
+        i += 2;
+    }
+    let mut name = word(i)?;
+    let mut last = i;
+    let continues = |name: &str, next: &str| -> bool {
+        matches!(
+            (name, next),
+            ("double", "precision")
+                | ("character" | "char" | "bit", "varying")
+                | ("timestamp" | "time", "with" | "without")
+                | (
+                    "timestamp with" | "timestamp without" | "time with" | "time without",
+                    "time"
+                )
+                | (
+                    "timestamp with time"
+                        | "timestamp without time"
+                        | "time with time"
+                        | "time without time",
+                    "zone"
+                )
+        )
+    };
+    while let Some(next) = word(last + 1)
+        && matches!(tokens[last + 1].token, Token::Word(_))
+        && continues(&name, &next)
+    {
+        name = format!("{name} {next}");
+        last += 1;
+    }
+    // Modifiers: varchar(10), numeric(10, 2).
+    if tokens
+        .get(last + 1)
+        .is_some_and(|t| t.token == Token::Punct("("))
+    {
+        let mut depth = 0usize;
+        for (j, t) in tokens.iter().enumerate().skip(last + 1) {
+            match t.token {
+                Token::Punct("(") => depth += 1,
+                Token::Punct(")") => {
+                    depth -= 1;
+                    if depth == 0 {
+                        last = j;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if depth != 0 {
+            return None;
+        }
+    }
+    Some((name, last))
+}
+
+/// The types that casts give parameters: `$1::int` is an integer parameter, as PostgreSQL
+/// infers it.
+pub fn parameter_types(tokens: &[Spanned<'_>]) -> Vec<(usize, SqlType)> {
+    tokens
+        .windows(2)
+        .enumerate()
+        .filter_map(|(i, pair)| match (&pair[0].token, &pair[1].token) {
+            (Token::Param(n), Token::Punct("::")) => {
+                let (name, _) = type_after(tokens, i + 2)?;
+                let ty = match Target::of(&name)? {
+                    // SQLite stores booleans as integers.
+                    Target::Integer | Target::Boolean => SqlType::Int8,
+                    Target::Real => SqlType::Float8,
+                    Target::Bytea => SqlType::Bytea,
+                    Target::Numeric | Target::Text | Target::Date | Target::Timestamp => {
+                        SqlType::Text
+                    }
+                };
+                Some((*n, ty))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A cast of a non-literal operand.
+fn expression(operand: &str, target: Target) -> String {
+    match target {
+        Target::Boolean => format!(
+            "(CASE lower(trim(CAST({operand} AS TEXT))) WHEN 't' THEN 1 WHEN 'true' THEN 1 WHEN 'y' THEN 1 WHEN 'yes' THEN 1 WHEN 'on' THEN 1 WHEN '1' THEN 1 WHEN 'f' THEN 0 WHEN 'false' THEN 0 WHEN 'n' THEN 0 WHEN 'no' THEN 0 WHEN 'off' THEN 0 WHEN '0' THEN 0 END)"
+        ),
+        _ => format!("CAST({operand} AS {})", target.sqlite_name()),
+    }
+}
+
+/// A cast of a string literal, checked and converted now.
+fn literal(value: &str, target: Target) -> Result<String, CastError> {
+    let invalid = || CastError::InvalidInput {
+        ty: target.pg_name(),
+        value: value.to_owned(),
+    };
+    let trimmed = value.trim();
+    Ok(match target {
+        Target::Integer => trimmed.parse::<i64>().map_err(|_| invalid())?.to_string(),
+        Target::Real => {
+            let number: f64 = trimmed.parse().map_err(|_| invalid())?;
+            if number.is_finite() {
+                format!("{number:?}")
+            } else {
+                // SQLite has no literal for infinities; 1e999 overflows to one.
+                let sign = if number.is_sign_negative() { "-" } else { "" };
+                if number.is_nan() {
+                    return Err(invalid());
+                }
+                format!("{sign}1e999")
+            }
+        }
+        Target::Numeric => {
+            trimmed.parse::<f64>().map_err(|_| invalid())?;
+            format!("CAST({} AS NUMERIC)", quote(trimmed))
+        }
+        Target::Boolean => match parse_bool(trimmed) {
+            Some(true) => "1".into(),
+            Some(false) => "0".into(),
+            None => return Err(invalid()),
+        },
+        Target::Bytea => format!("X'{}'", hex(&bytea(value).ok_or_else(invalid)?)),
+        Target::Date => {
+            let date =
+                chrono::NaiveDate::parse_from_str(trimmed, "%Y-%m-%d").map_err(|_| invalid())?;
+            quote(&date.format("%Y-%m-%d").to_string())
+        }
+        Target::Timestamp => quote(&timestamp(trimmed).ok_or_else(invalid)?),
+        Target::Text => quote(value),
+    })
+}
+
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// PostgreSQL's boolean input: unique prefixes of true/false/yes/no, on/off, 1/0.
+fn parse_bool(text: &str) -> Option<bool> {
+    let lower = text.to_ascii_lowercase();
+    let prefix_of = |word: &str, min: usize| lower.len() >= min && word.starts_with(&lower);
+    match lower.as_str() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ if prefix_of("true", 1) || prefix_of("yes", 1) || prefix_of("on", 2) => Some(true),
+        _ if prefix_of("false", 1) || prefix_of("no", 1) || prefix_of("off", 2) => Some(false),
+        _ => None,
+    }
+}
+
+/// bytea input: `\x` followed by hex digit pairs, or the escape format (`\\`, `\ooo`).
+fn bytea(text: &str) -> Option<Vec<u8>> {
+    if let Some(digits) = text
+        .strip_prefix("\\x")
+        .or_else(|| text.strip_prefix("\\X"))
+    {
+        let digits: Vec<u8> = digits
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        if !digits.len().is_multiple_of(2) {
+            return None;
+        }
+        return digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+            .collect();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = std::str::from_utf8(bytes.get(i + 1..i + 4)?).ok()?;
+            out.push(u8::from_str_radix(octal, 8).ok()?);
+            i += 4;
+        }
+    }
+    Some(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A timestamp literal in one of the forms PostgreSQL reads, as `YYYY-MM-DD HH:MM:SS[.f]`.
+fn timestamp(text: &str) -> Option<String> {
+    const FORMATS: &[&str] = &[
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ];
+    if let Some(moment) = FORMATS
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(text, f).ok())
+    {
+        return Some(moment.format("%Y-%m-%d %H:%M:%S%.f").to_string());
+    }
+    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    Some(date.format("%Y-%m-%d 00:00:00").to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(sql: &str) -> Result<String, CastError> {
+        rewrite(sql).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn parameters_keep_their_number_and_gain_a_cast() {
+        assert_eq!(
+            sqlite("INSERT INTO t(i, s) VALUES ($1::INTEGER, $2::text)").unwrap(),
+            "INSERT INTO t(i, s) VALUES (CAST($1 AS INTEGER), CAST($2 AS TEXT))"
+        );
+        assert_eq!(
+            sqlite("SELECT $1::varchar(10), $2::double precision, $3::pg_catalog.int8").unwrap(),
+            "SELECT CAST($1 AS TEXT), CAST($2 AS REAL), CAST($3 AS INTEGER)"
+        );
+        assert_eq!(
+            sqlite("SELECT $1::timestamp with time zone FROM t").unwrap(),
+            "SELECT CAST($1 AS TEXT) FROM t"
+        );
+    }
+
+    #[test]
+    fn literals_are_checked_and_converted() {
+        assert_eq!(sqlite("SELECT '5'::integer").unwrap(), "SELECT 5");
+        assert_eq!(sqlite("SELECT '\\x00ff'::bytea").unwrap(), "SELECT X'00ff'");
+        assert_eq!(
+            sqlite("SELECT 'a\\\\b\\001'::bytea").unwrap(),
+            "SELECT X'615c6201'"
+        );
+        assert_eq!(
+            sqlite("SELECT '2024-01-02T03:04:05'::timestamp").unwrap(),
+            "SELECT '2024-01-02 03:04:05'"
+        );
+        assert_eq!(
+            sqlite("SELECT 'yes'::bool, 'f'::boolean").unwrap(),
+            "SELECT 1, 0"
+        );
+        assert_eq!(sqlite("SELECT 'it''s'::text").unwrap(), "SELECT 'it''s'");
+        let err = sqlite("SELECT 'abc'::integer").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid input syntax for type integer: \"abc\""
+        );
+        assert!(sqlite("SELECT '\\x0'::bytea").is_err());
+        assert!(sqlite("SELECT '2024-13-01'::date").is_err());
+    }
+
+    #[test]
+    fn operands_are_whole_expressions() {
+        assert_eq!(
+            sqlite("SELECT t.a::text, lower(b)::text, (a + 1)::real FROM t").unwrap(),
+            "SELECT CAST(t.a AS TEXT), CAST(lower(b) AS TEXT), CAST((a + 1) AS REAL) FROM t"
+        );
+        assert_eq!(
+            sqlite("SELECT count(*) OVER (PARTITION BY a)::int FROM t").unwrap(),
+            "SELECT CAST(count(*) OVER (PARTITION BY a) AS INTEGER) FROM t"
+        );
+        assert_eq!(
+            sqlite("SELECT x::text::integer FROM t WHERE y IN (1)::text IS NULL").unwrap(),
+            "SELECT CAST(CAST(x AS TEXT) AS INTEGER) FROM t WHERE y IN CAST((1) AS TEXT) IS NULL"
+        );
+    }
+
+    #[test]
+    fn strings_and_comments_are_left_alone() {
+        let sql = "SELECT 'a::int' -- b::int\n, \"c::d\"";
+        assert_eq!(sqlite(sql).unwrap(), sql);
+    }
+
+    #[test]
+    fn unknown_and_array_types_are_errors() {
+        assert_eq!(
+            sqlite("SELECT 1::frobnicate").unwrap_err(),
+            CastError::UnknownType("frobnicate".into())
+        );
+        assert_eq!(
+            sqlite("SELECT $1::int[]").unwrap_err(),
+            CastError::Array("int".into())
+        );
+        assert!(matches!(
+            sqlite("SELECT ::int").unwrap_err(),
+            CastError::Syntax(7)
+        ));
+        assert!(matches!(
+            sqlite("SELECT 1::").unwrap_err(),
+            CastError::Syntax(8)
+        ));
+    }
+}
