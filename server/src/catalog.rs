@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
@@ -80,13 +80,20 @@ pub struct Catalog {
     disk: Arc<DataDisk>,
     /// Sessions per database; the lock also serialises create, drop and connect.
     sessions: Arc<Mutex<HashMap<String, usize>>>,
+    /// Notified whenever a lease is released.
+    released: Arc<Condvar>,
 }
+
+/// How long DROP DATABASE waits for the database's sessions to end (PostgreSQL's 5 s): a
+/// client that has just disconnected may not have been cleaned up yet.
+const DROP_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Held by a session while it uses a database; dropping it releases the database.
 #[derive(Debug)]
 pub struct Lease {
     name: String,
     sessions: Arc<Mutex<HashMap<String, usize>>>,
+    released: Arc<Condvar>,
 }
 
 impl Drop for Lease {
@@ -98,6 +105,7 @@ impl Drop for Lease {
                 sessions.remove(&self.name);
             }
         }
+        self.released.notify_all();
     }
 }
 
@@ -166,6 +174,7 @@ impl Catalog {
             busy_timeout,
             disk,
             sessions: Arc::default(),
+            released: Arc::default(),
         };
         if !catalog.exists(DEFAULT_DATABASE) {
             catalog.create(DEFAULT_DATABASE)?;
@@ -226,7 +235,7 @@ impl Catalog {
         if name == DEFAULT_DATABASE {
             return Err(CatalogError::DefaultDatabase);
         }
-        let sessions = lock(&self.sessions);
+        let mut sessions = lock(&self.sessions);
         let path = self.path_of(name);
         if !path.is_file() {
             return if if_exists {
@@ -235,11 +244,28 @@ impl Catalog {
                 Err(CatalogError::NotFound(name.to_owned()))
             };
         }
-        if let Some(&count) = sessions.get(name) {
-            return Err(CatalogError::InUse {
-                name: name.to_owned(),
-                sessions: count,
-            });
+        let deadline = std::time::Instant::now() + DROP_PATIENCE;
+        while let Some(&count) = sessions.get(name) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(CatalogError::InUse {
+                    name: name.to_owned(),
+                    sessions: count,
+                });
+            }
+            sessions = self
+                .released
+                .wait_timeout(sessions, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if !path.is_file() {
+            // Dropped by someone else while we waited.
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(CatalogError::NotFound(name.to_owned()))
+            };
         }
         remove_sidecars(&path)?;
         std::fs::remove_file(&path).map_err(|source| CatalogError::Io {
@@ -383,6 +409,7 @@ impl Catalog {
             Lease {
                 name: name.to_owned(),
                 sessions: Arc::clone(&self.sessions),
+                released: Arc::clone(&self.released),
             },
         ))
     }
@@ -410,6 +437,11 @@ impl Catalog {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite_err)?;
         Ok(conn)
+    }
+
+    /// How long a statement waits for another connection's lock, unless its session says.
+    pub fn busy_timeout(&self) -> Duration {
+        self.busy_timeout
     }
 
     /// Checkpoints every database's write-ahead log into its main file (used at shutdown).

@@ -37,6 +37,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Bytes kept allocated on the data disk, released for the admin when it fills (0: none).
     pub reserved_space: u64,
+    /// `[server] max_message_size`: the largest message a logged-in client may send.
+    pub max_message_size: usize,
+    /// `[server] max_connections`: sessions at once, all users together (admins have
+    /// `RESERVED_FOR_ADMIN` more, so that an operator can always log in).
+    pub max_connections: usize,
+    /// `[server] statement_timeout`, `lock_timeout`, `idle_in_transaction_session_timeout`.
+    pub timeouts: crate::sql::settings::Timeouts,
     /// The users who may log in, in the order of their names.
     pub users: Vec<UserConfig>,
     /// The only directory plugin libraries are loaded from.
@@ -84,6 +91,8 @@ pub struct UserConfig {
     pub name: String,
     pub role: Role,
     pub credential: CredentialSource,
+    /// At most this many sessions of this user at once (`None`: only the server's limit).
+    pub max_connections: Option<usize>,
 }
 
 /// Where a user's password comes from. The config never holds a plaintext password.
@@ -173,6 +182,25 @@ struct RawServer {
     #[serde(default = "default_plugin_dir")]
     plugin_dir: String,
     reserved_space: Option<Spanned<RawSize>>,
+    max_message_size: Option<Spanned<RawSize>>,
+    #[serde(default = "default_max_connections")]
+    max_connections: Spanned<u64>,
+    statement_timeout: Option<Spanned<RawSetting>>,
+    lock_timeout: Option<Spanned<RawSetting>>,
+    idle_in_transaction_session_timeout: Option<Spanned<RawSetting>>,
+}
+
+/// A time setting as milliseconds or as text ("5s").
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSetting {
+    Millis(u64),
+    Text(String),
+}
+
+/// PostgreSQL's default.
+fn default_max_connections() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
 }
 
 /// A size as bytes or as text ("64MiB").
@@ -201,6 +229,7 @@ struct RawUser {
     role: Role,
     password_env: Option<Spanned<String>>,
     scram: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
 }
 
 impl Config {
@@ -281,10 +310,21 @@ impl Config {
             if let Err(message) = crate::roles::validate_user_name(name) {
                 return Err(located.error(span.start, message));
             }
+            let max_connections = match &user.max_connections {
+                Some(n) if *n.get_ref() == 0 => {
+                    return Err(located.at(
+                        n,
+                        format!("user {name:?}: max_connections must be at least 1 (remove the user to keep it out)"),
+                    ));
+                }
+                Some(n) => Some(*n.get_ref() as usize),
+                None => None,
+            };
             users.push(UserConfig {
                 name: name.clone(),
                 role: user.role,
                 credential,
+                max_connections,
             });
         }
 
@@ -353,26 +393,72 @@ impl Config {
             allowed: directories,
         };
 
+        let size = |key: &str, value: &Spanned<RawSize>| {
+            let bytes = match value.get_ref() {
+                RawSize::Bytes(n) => u64::try_from(*n)
+                    .map_err(|_| format!("{key} is {n}; write a size such as \"64MiB\"")),
+                RawSize::Text(text) => cairn_plugin_api::backup_options::parse_size(text)
+                    .map_err(|e| format!("{key}: {}", e.message())),
+            };
+            bytes.map_err(|m| located.at(value, m))
+        };
         let reserved_space = match &raw.server.reserved_space {
             None => crate::disk_space::DEFAULT_RESERVE,
-            Some(size) => {
-                let bytes = match size.get_ref() {
-                    RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| {
-                        format!(
-                            "reserved_space is {n}; write a size such as \"64MiB\", or 0 for none"
-                        )
-                    }),
-                    RawSize::Text(text) => cairn_plugin_api::backup_options::parse_size(text)
-                        .map_err(|e| format!("reserved_space: {}", e.message())),
-                };
-                bytes.map_err(|m| located.at(size, m))?
+            Some(value) => size("reserved_space", value)?,
+        };
+        let max_message_size = match &raw.server.max_message_size {
+            None => crate::pg::limits::DEFAULT_MESSAGE_LIMIT,
+            Some(value) => {
+                let bytes = size("max_message_size", value)?;
+                if !(crate::pg::limits::BEFORE_LOGIN_LIMIT as u64..=1 << 30).contains(&bytes) {
+                    return Err(located.at(
+                        value,
+                        "max_message_size must be between 8KiB and 1GiB (PostgreSQL's own limit)"
+                            .into(),
+                    ));
+                }
+                bytes as usize
             }
         };
+        let mut timeouts = crate::sql::settings::Timeouts::default();
+        for (setting, value) in [
+            (
+                crate::sql::settings::Setting::StatementTimeout,
+                &raw.server.statement_timeout,
+            ),
+            (
+                crate::sql::settings::Setting::LockTimeout,
+                &raw.server.lock_timeout,
+            ),
+            (
+                crate::sql::settings::Setting::IdleInTransactionSessionTimeout,
+                &raw.server.idle_in_transaction_session_timeout,
+            ),
+        ] {
+            let Some(value) = value else { continue };
+            let text = match value.get_ref() {
+                RawSetting::Millis(n) => n.to_string(),
+                RawSetting::Text(t) => t.clone(),
+            };
+            let parsed = crate::sql::settings::parse_duration(&text)
+                .map_err(|m| located.at(value, format!("{}: {m}", setting.name())))?;
+            timeouts.set(setting, parsed);
+        }
+        let max_connections = *raw.server.max_connections.get_ref();
+        if max_connections == 0 {
+            return Err(located.at(
+                &raw.server.max_connections,
+                "max_connections must be at least 1".into(),
+            ));
+        }
 
         Ok(Config {
             backup,
             source: path.to_owned(),
             reserved_space,
+            max_message_size,
+            max_connections: max_connections as usize,
+            timeouts,
             plugin_dir: normalize(&base.join(&raw.server.plugin_dir)),
             plugins,
             listen,

@@ -38,9 +38,9 @@ pub struct User {
 #[derive(Debug)]
 pub struct UserDirectory {
     users: HashMap<String, User>,
-    /// Answered for unknown user names, so a login attempt cannot tell "no such user" from
-    /// "wrong password".
-    decoy: ScramVerifier,
+    /// Unknown user names are answered with a verifier derived from this secret, so a login
+    /// attempt cannot tell "no such user" from "wrong password" (see `ScramVerifier::decoy`).
+    decoy_secret: String,
 }
 
 impl UserDirectory {
@@ -77,9 +77,12 @@ impl UserDirectory {
                 },
             );
         }
+        // Kept in the data directory: a decoy salt that changed at each restart would itself
+        // tell unknown names apart.
+        let decoy_secret = read_or_generate(&data_dir.join("credentials").join(".decoy-secret"))?;
         Ok(UserDirectory {
             users: resolved,
-            decoy: ScramVerifier::from_password(&Alphanumeric.sample_string(&mut rand::rng(), 32)),
+            decoy_secret,
         })
     }
 
@@ -88,12 +91,12 @@ impl UserDirectory {
         self.users.get(name)
     }
 
-    /// The verifier to run the SCRAM exchange with: the user's, or the decoy.
-    pub fn verifier_for(&self, name: &str) -> &ScramVerifier {
-        self.users
-            .get(name)
-            .map(|u| &u.verifier)
-            .unwrap_or(&self.decoy)
+    /// The verifier to run the SCRAM exchange with: the user's, or the name's decoy.
+    pub fn verifier_for(&self, name: &str) -> ScramVerifier {
+        match self.users.get(name) {
+            Some(user) => user.verifier.clone(),
+            None => ScramVerifier::decoy(self.decoy_secret.as_bytes(), name),
+        }
     }
 }
 
@@ -151,7 +154,27 @@ mod tests {
             name: "admin".into(),
             role: Role::Admin,
             credential,
+            max_connections: None,
         }]
+    }
+
+    /// Unknown users all got the same decoy salt while real users each have their own, so
+    /// existence was detectable without a password.
+    #[test]
+    fn unknown_users_shared_one_decoy_salt() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = admin(CredentialSource::Env("PW".into()));
+        let env = |_: &str| Some("secret".to_owned());
+        let directory = UserDirectory::resolve(&users, dir.path(), env).unwrap();
+        let (a, b) = (
+            directory.verifier_for("alice"),
+            directory.verifier_for("bob"),
+        );
+        assert_ne!(a.salt, b.salt);
+        assert_eq!(a.salt.len(), directory.verifier_for("admin").salt.len());
+        assert_eq!(a, directory.verifier_for("alice"), "stable for one name");
+        let restarted = UserDirectory::resolve(&users, dir.path(), env).unwrap();
+        assert_eq!(a, restarted.verifier_for("alice"), "stable across restarts");
     }
 
     #[test]

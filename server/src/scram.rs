@@ -36,6 +36,28 @@ impl ScramVerifier {
         Self::from_password_and_salt(password, &salt, DEFAULT_ITERATIONS)
     }
 
+    /// What an unknown user `name` is answered with: a salt of its own, the same at every
+    /// attempt and across restarts, derived from the server's `secret`, so that the SCRAM
+    /// exchange does not tell an unknown name from a real one. No password matches it.
+    pub fn decoy(secret: &[u8], name: &str) -> ScramVerifier {
+        use sha2::{Digest, Sha256};
+        let derive = |purpose: &str| {
+            let mut hash = Sha256::new();
+            hash.update(secret);
+            hash.update([0]);
+            hash.update(purpose.as_bytes());
+            hash.update([0]);
+            hash.update(name.as_bytes());
+            hash.finalize().to_vec()
+        };
+        ScramVerifier {
+            iterations: DEFAULT_ITERATIONS,
+            salt: derive("salt")[..16].to_vec(),
+            stored_key: derive("stored key"),
+            server_key: derive("server key"),
+        }
+    }
+
     fn from_password_and_salt(password: &str, salt: &[u8], iterations: usize) -> ScramVerifier {
         let salted = gen_salted_password(password, salt, iterations);
         match ScramSecret::verifier_from_salted_password(salt.to_vec(), salted, iterations) {

@@ -20,6 +20,7 @@ use crate::disk_space::DataDisk;
 use crate::error::Error;
 use crate::pg::{ConnectionHandlers, Shared};
 use crate::plugin::Plugins;
+use crate::session::registry::Registry;
 use cairn_plugin_api::EventKind;
 
 /// Entry point of the server library.
@@ -103,7 +104,20 @@ impl Server {
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_disk(disk, shutdown.clone()));
         let reloader = Arc::downgrade(&plugins);
-        let shared = Arc::new(Shared::new(Arc::clone(&catalog), plugins, backups, users));
+        let per_user = config
+            .users
+            .iter()
+            .filter_map(|u| Some((u.name.clone(), u.max_connections?)))
+            .collect();
+        let registry = Arc::new(Registry::new(config.max_connections, per_user));
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&catalog),
+            plugins,
+            backups,
+            users,
+            registry,
+            config.timeouts,
+        ));
         let task = tokio::spawn(serve(listener, shared, shutdown.clone(), config, lock));
         Ok(ServerHandle {
             local_addr,
@@ -156,6 +170,9 @@ async fn watch_disk(disk: Arc<DataDisk>, shutdown: CancellationToken) {
     }
 }
 
+/// How long the accept loop pauses after a failed accept (out of file descriptors).
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -165,17 +182,25 @@ async fn serve(
 ) {
     let connections = TaskTracker::new();
     let disconnect = CancellationToken::new();
+    let mut failed_accepts: u64 = 0;
+    let limits = crate::pg::limits::Limits {
+        after_login: config.max_message_size,
+    };
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    if failed_accepts > 0 {
+                        tracing::info!(failed = failed_accepts, "accepting connections again");
+                        failed_accepts = 0;
+                    }
                     let handlers = Arc::new(ConnectionHandlers::new(Arc::clone(&shared)));
                     let disconnect = disconnect.clone();
                     connections.spawn(async move {
                         tracing::debug!(%peer, "connection opened");
                         tokio::select! {
-                            result = pgwire::tokio::process_socket(socket, None, handlers) => {
+                            result = handlers.serve(socket, limits) => {
                                 if let Err(e) = result {
                                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                                 }
@@ -184,8 +209,20 @@ async fn serve(
                         }
                     });
                 }
-                // Running out of file descriptors must not end the server: log and go on.
-                Err(e) => tracing::warn!(error = %e, "accepting a connection failed"),
+                // Running out of file descriptors must not end the server, nor spin: the
+                // failed accept leaves the connection queued, so pause before the next one,
+                // and log once per burst rather than once per try.
+                Err(e) => {
+                    failed_accepts += 1;
+                    if failed_accepts == 1 {
+                        tracing::warn!(error = %e, "accepting a connection failed; retrying every 100 ms until it works (raise the file descriptor limit, ulimit -n, or lower max_connections)");
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    }
+                    continue;
+                }
             },
         }
     }

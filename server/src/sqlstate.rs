@@ -41,6 +41,8 @@ pub const DATA_CORRUPTED: &str = "XX001";
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
 pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
 pub const UNDEFINED_PARAMETER: &str = "42P02";
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
 pub const EXTERNAL_ROUTINE_EXCEPTION: &str = "38000";
 
 /// An error for the client: SQLSTATE and message.

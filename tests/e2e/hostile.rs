@@ -173,3 +173,270 @@ async fn a_plain_vacuum_was_refused() {
         .unwrap();
     assert!(reader.batch_execute("VACUUM").await.is_err());
 }
+
+/// A long query: a recursive CTE that counts to a billion.
+const ENDLESS: &str = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT count(*) FROM c";
+
+/// CancelRequest was ignored: a 60 M-row recursive CTE ran to its end.
+#[tokio::test]
+async fn a_cancel_request_was_ignored() {
+    let site = Site::standard();
+    let server = site.start();
+    let client = server.admin("default").await;
+    let cancel = client.cancel_token();
+    let started = std::time::Instant::now();
+    let (result, ()) = tokio::join!(client.simple_query(ENDLESS), async {
+        // The cancel must reach a running statement: wait until the server shows it active.
+        let watcher = server.admin("default").await;
+        loop {
+            let rows = watcher.simple_query("SHOW SESSIONS").await.unwrap();
+            let active = rows.iter().any(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    r.get(4) == Some("active") && r.get(5).is_some_and(|q| q.contains("RECURSIVE"))
+                }
+                _ => false,
+            });
+            if active {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    assert!(message(&err).contains("user request"), "{}", message(&err));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The session goes on.
+    client.simple_query("SELECT 1").await.unwrap();
+}
+
+/// No statement_timeout, lock_timeout or idle_in_transaction_session_timeout existed.
+#[tokio::test]
+async fn timeouts_were_not_honoured() {
+    let site = Site::new(&format!(
+        "{}\n",
+        crate::harness::standard_config().replace(
+            "shutdown_grace_ms = 5000",
+            "shutdown_grace_ms = 5000\nidle_in_transaction_session_timeout = \"300ms\""
+        )
+    ));
+    let server = site.start();
+    let client = server.admin("default").await;
+    client
+        .batch_execute("SET statement_timeout = 200")
+        .await
+        .unwrap();
+    let shown = client
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap();
+    assert_eq!(shown.get::<_, String>(0), "200ms");
+    let err = client.simple_query(ENDLESS).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    assert!(
+        message(&err).contains("statement timeout"),
+        "{}",
+        message(&err)
+    );
+    client
+        .batch_execute("RESET statement_timeout")
+        .await
+        .unwrap();
+
+    // A startup option, as libpq's PGOPTIONS sends it.
+    let url = format!(
+        "{} options='-c statement_timeout=150'",
+        server.url("admin", ADMIN_PASSWORD, "default")
+    );
+    let (optioned, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let err = optioned.simple_query(ENDLESS).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+
+    // An idle write transaction blocked every other writer: now its connection ends.
+    client.batch_execute("CREATE TABLE t(x)").await.unwrap();
+    let idle = server.admin("default").await;
+    idle.batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    let err = idle.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        err.to_string().contains("idle-in-transaction") || idle.is_closed(),
+        "{err}"
+    );
+    let rows = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.get::<_, i64>(0),
+        1,
+        "the idle transaction's row was rolled back"
+    );
+}
+
+/// There was no way for an admin to see sessions or end one.
+#[tokio::test]
+async fn sessions_could_not_be_seen_or_ended() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    let reader = server
+        .connect("reader", READER_PASSWORD, "default")
+        .await
+        .unwrap();
+    let id: i64 = reader
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let rows = admin.simple_query("SHOW SESSIONS").await.unwrap();
+    let listed = rows.iter().any(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => {
+            r.get(0) == Some(id.to_string().as_str()) && r.get(1) == Some("reader")
+        }
+        _ => false,
+    });
+    assert!(listed, "{rows:?}");
+    refused(&reader, "SHOW SESSIONS", "admin role").await;
+    refused(
+        &reader,
+        &format!("SELECT pg_terminate_backend({id})"),
+        "admin role",
+    )
+    .await;
+    // SQLite has no boolean: true comes back as 1.
+    let ended = crate::harness::column(&admin, &format!("SELECT pg_terminate_backend({id})")).await;
+    assert_eq!(ended, vec!["1".to_owned()]);
+    let err = reader.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        reader.is_closed() || err.code() == Some(&SqlState::ADMIN_SHUTDOWN),
+        "{err}"
+    );
+}
+
+/// DROP DATABASE right after a client disconnected was refused about half the time.
+#[tokio::test]
+async fn drop_database_after_a_disconnect_was_refused() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    for i in 0..20 {
+        admin
+            .batch_execute(&format!("CREATE DATABASE d{i}"))
+            .await
+            .unwrap();
+        let user = server.admin(&format!("d{i}")).await;
+        user.simple_query("SELECT 1").await.unwrap();
+        drop(user);
+        admin
+            .batch_execute(&format!("DROP DATABASE d{i}"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Sends raw bytes on a fresh connection and returns what the server answers.
+async fn raw_exchange(server: &crate::harness::TestServer, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    socket.write_all(bytes).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = socket.read_to_end(&mut answer).await;
+    answer
+}
+
+fn startup_packet(major: u16, minor: u16, user: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&major.to_be_bytes());
+    body.extend_from_slice(&minor.to_be_bytes());
+    body.extend_from_slice(b"user\0");
+    body.extend_from_slice(user.as_bytes());
+    body.extend_from_slice(b"\0\0");
+    let mut packet = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    packet.extend(body);
+    packet
+}
+
+/// The ErrorResponse in `answer`: its SQLSTATE and message.
+fn error_fields(answer: &[u8]) -> (String, String) {
+    let at = answer
+        .iter()
+        .position(|b| *b == b'E')
+        .expect("an ErrorResponse");
+    let fields = &answer[at + 5..];
+    let mut code = String::new();
+    let mut message = String::new();
+    for field in fields.split(|b| *b == 0) {
+        match field.first() {
+            Some(b'C') => code = String::from_utf8_lossy(&field[1..]).into(),
+            Some(b'M') => message = String::from_utf8_lossy(&field[1..]).into(),
+            _ => {}
+        }
+    }
+    (code, message)
+}
+
+/// A client that had not logged in could announce a 1 GB message and have it buffered.
+#[tokio::test]
+async fn a_huge_message_before_login_was_buffered() {
+    let site = Site::standard();
+    let server = site.start();
+    let mut bytes = startup_packet(3, 0, "admin");
+    bytes.push(b'p');
+    bytes.extend_from_slice(&(1u32 << 30).to_be_bytes());
+    bytes.extend_from_slice(&[0; 1024]);
+    let answer = raw_exchange(&server, &bytes).await;
+    let (code, message) = error_fields(&answer);
+    assert_eq!(code, "54000", "{message}");
+    assert!(message.contains("before login"), "{message}");
+    server.assert_still_serving().await;
+}
+
+/// Protocol 2.0 startups and malformed messages got a silent close.
+#[tokio::test]
+async fn odd_startups_were_closed_silently() {
+    let site = Site::standard();
+    let server = site.start();
+    let answer = raw_exchange(&server, &startup_packet(2, 0, "admin")).await;
+    let (code, message) = error_fields(&answer);
+    assert_eq!(code, "0A000", "{message}");
+    assert!(message.contains("protocol 3.0"), "{message}");
+    let answer = raw_exchange(&server, &[0, 0, 0, 2, 0, 0, 0, 0]).await;
+    assert_eq!(error_fields(&answer).0, "08P01");
+    server.assert_still_serving().await;
+}
+
+/// There was no max_connections.
+#[tokio::test]
+async fn connections_were_unlimited() {
+    let site = Site::new(&crate::harness::standard_config().replace(
+        "shutdown_grace_ms = 5000",
+        "shutdown_grace_ms = 5000\nmax_connections = 2",
+    ));
+    let server = site.start();
+    let _a = server
+        .connect("writer", WRITER_PASSWORD, "default")
+        .await
+        .unwrap();
+    let _b = server
+        .connect("reader", READER_PASSWORD, "default")
+        .await
+        .unwrap();
+    let err = server
+        .connect("writer", WRITER_PASSWORD, "default")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{err}");
+    // The admin has a reserve, to look and to end sessions.
+    server.assert_still_serving().await;
+}

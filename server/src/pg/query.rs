@@ -19,7 +19,7 @@ use pgwire::messages::extendedquery::Execute;
 use pgwire::messages::simplequery::Query;
 
 use super::encode::{self, error_response, pg_type};
-use super::{SessionSlot, Shared};
+use super::{ActivitySlot, SessionSlot, Shared};
 use crate::session::Prepared;
 
 /// A statement parsed by the extended protocol, with the parameter types it is bound with.
@@ -34,18 +34,25 @@ pub struct ParsedStatement {
 pub(super) struct QueryHandler {
     shared: Arc<Shared>,
     session: SessionSlot,
+    activity: ActivitySlot,
     parser: Arc<Parser>,
 }
 
 impl QueryHandler {
-    pub(super) fn new(shared: Arc<Shared>, session: SessionSlot) -> QueryHandler {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        session: SessionSlot,
+        activity: ActivitySlot,
+    ) -> QueryHandler {
         let parser = Arc::new(Parser {
             shared: Arc::clone(&shared),
             session: Arc::clone(&session),
+            activity: Arc::clone(&activity),
         });
         QueryHandler {
             shared,
             session,
+            activity,
             parser,
         }
     }
@@ -78,10 +85,9 @@ impl SimpleQueryHandler for QueryHandler {
         let sql = query.to_owned();
         let results = self
             .shared
-            .run(
-                &self.session,
-                move |session| Ok(session.execute_query(&sql)),
-            )
+            .run(&self.session, &self.activity, move |session| {
+                Ok(session.execute_query(&sql))
+            })
             .await
             .map_err(error_response)?;
         if results.is_empty() {
@@ -178,7 +184,7 @@ impl ExtendedQueryHandler for QueryHandler {
         let prepared = statement.prepared.clone();
         let executed = self
             .shared
-            .run(&self.session, move |session| {
+            .run(&self.session, &self.activity, move |session| {
                 session.execute_prepared(&prepared, &params)
             })
             .await
@@ -200,6 +206,7 @@ fn result_fields(prepared: &Prepared, format: &Format) -> Vec<FieldInfo> {
 pub struct Parser {
     shared: Arc<Shared>,
     session: SessionSlot,
+    activity: ActivitySlot,
 }
 
 #[async_trait]
@@ -218,7 +225,9 @@ impl QueryParser for Parser {
         let text = sql.to_owned();
         let prepared = self
             .shared
-            .run(&self.session, move |session| session.prepare(&text))
+            .run(&self.session, &self.activity, move |session| {
+                session.prepare(&text)
+            })
             .await
             .map_err(error_response)?;
         if prepared.sql.is_empty() {

@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use futures::Sink;
@@ -13,15 +14,21 @@ use pgwire::api::auth::{
     AuthOutcome, AuthSource, LoginInfo, Password, StartupHandler, protocol_negotiation,
     save_startup_parameters_to_metadata,
 };
-use pgwire::api::{ClientInfo, METADATA_DATABASE, METADATA_USER};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::{ClientInfo, METADATA_DATABASE, METADATA_USER, PidSecretKeyGenerator};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::ProtocolVersion;
+use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::Authentication;
+use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::{SessionSlot, Shared};
+use super::{ActivitySlot, SessionSlot, Shared};
 use crate::catalog::{CatalogError, DEFAULT_DATABASE};
 use crate::credentials::UserDirectory;
 use crate::session::Session;
+use crate::session::registry::{Interruption, Registry};
+use crate::sql::settings;
 use crate::sqlstate;
 
 /// Hands pgwire's SCRAM mechanism the verifier of the user logging in.
@@ -43,15 +50,80 @@ impl AuthSource for ScramSource {
     }
 }
 
+/// Why a session could not be opened after the password checked out.
+enum SessionRefusal {
+    Catalog(CatalogError),
+    Sql(crate::sqlstate::SqlError),
+}
+
+/// Where the startup handler leaves the session id for [`SessionKeys`].
+const SESSION_ID: &str = "cairn.session_id";
+
+/// Cancel keys (BackendKeyData): the process id a client sees is its session's id, as
+/// `SHOW SESSIONS`, `pg_backend_pid()` and `pg_cancel_backend` name it; the secret is random.
+#[derive(Debug)]
+pub(super) struct SessionKeys;
+
+impl PidSecretKeyGenerator for SessionKeys {
+    fn generate(&self, client: &dyn ClientInfo) -> (i32, SecretKey) {
+        let id = client
+            .metadata()
+            .get(SESSION_ID)
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(0);
+        let secret = match client.protocol_version() {
+            ProtocolVersion::PROTOCOL3_0 => SecretKey::I32(rand::random::<i32>()),
+            _ => {
+                let bytes: [u8; 32] = rand::random();
+                SecretKey::Bytes(bytes.to_vec().into())
+            }
+        };
+        (id, secret)
+    }
+}
+
+/// A CancelRequest interrupts the statement of the session whose key it carries.
+#[derive(Debug)]
+pub(super) struct CancelByKey(pub Arc<Registry>);
+
+#[async_trait]
+impl CancelHandler for CancelByKey {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        match self.0.get(request.pid) {
+            Some(activity) if activity.has_secret(&request.secret_key.to_bytes()) => {
+                tracing::info!(session = request.pid, "cancel request");
+                activity.interrupt(Interruption::Cancel);
+            }
+            // PostgreSQL says nothing either way, so a key cannot be guessed by probing.
+            _ => tracing::info!(
+                session = request.pid,
+                "cancel request with a wrong key ignored"
+            ),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Startup {
     shared: Arc<Shared>,
     session: SessionSlot,
+    logged_in: Arc<AtomicBool>,
+    activity: ActivitySlot,
 }
 
 impl Startup {
-    pub(super) fn new(shared: Arc<Shared>, session: SessionSlot) -> Startup {
-        Startup { shared, session }
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        session: SessionSlot,
+        logged_in: Arc<AtomicBool>,
+        activity: ActivitySlot,
+    ) -> Startup {
+        Startup {
+            shared,
+            session,
+            logged_in,
+            activity,
+        }
     }
 
     /// After the password checked out: open the session, then tell the client it is in.
@@ -78,12 +150,41 @@ impl Startup {
         let Some(role) = self.shared.users.get(&user).map(|u| u.role) else {
             return Err(PgWireError::InvalidPassword(user));
         };
+        // The server's timeouts, then what the startup packet asks for.
+        let mut timeouts = self.shared.timeouts;
+        let asked = settings::from_startup(
+            client
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        for (setting, value) in asked {
+            let value = settings::parse_duration(value).map_err(|m| {
+                fatal(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!("{}: {m}", setting.name()),
+                )
+            })?;
+            timeouts.set(setting, value);
+        }
+        let seat = self
+            .shared
+            .registry
+            .admit(&user, role, &database, client.socket_addr(), timeouts)
+            .map_err(|e| fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
+        let activity = Arc::clone(&seat.activity);
+        let registry = Arc::clone(&self.shared.registry);
         let catalog = Arc::clone(&self.shared.catalog);
         let plugins = Arc::clone(&self.shared.plugins);
         let backups = Arc::clone(&self.shared.backups);
         let (user_c, database_c) = (user.clone(), database.clone());
         let opened = tokio::task::spawn_blocking(move || {
-            Session::open(catalog, plugins, backups, &user_c, role, &database_c)
+            let mut session = Session::open(catalog, plugins, backups, &user_c, role, &database_c)
+                .map_err(SessionRefusal::Catalog)?;
+            session
+                .take_seat(registry, seat)
+                .map_err(SessionRefusal::Sql)?;
+            Ok(session)
         })
         .await
         .map_err(|e| {
@@ -93,24 +194,32 @@ impl Startup {
             )
         })?;
         let session = opened.map_err(|e| match e {
-            CatalogError::NotFound(_) | CatalogError::InvalidName { .. } => fatal(
+            SessionRefusal::Sql(e) => fatal(e.code, e.message),
+            SessionRefusal::Catalog(CatalogError::NotFound(_) | CatalogError::InvalidName { .. }) => fatal(
                 sqlstate::INVALID_CATALOG_NAME,
                 format!(
                     "database \"{database}\" does not exist; connect to an existing one (for example dbname={DEFAULT_DATABASE}), SHOW DATABASES lists them"
                 ),
             ),
-            other => fatal(sqlstate::IO_ERROR, other.to_string()),
+            SessionRefusal::Catalog(other) => fatal(sqlstate::IO_ERROR, other.to_string()),
         })?;
         *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+        self.logged_in.store(true, Ordering::Release);
+        let _ = self.activity.set(Arc::clone(&activity));
+        client
+            .metadata_mut()
+            .insert(SESSION_ID.into(), activity.id.to_string());
         tracing::debug!(%user, %database, role = role.name(), peer = %client.socket_addr(), "logged in");
         self.shared
             .auth_driver
             .complete_authentication(client, final_message)
-            .await
+            .await?;
+        activity.set_secret(client.pid_and_secret_key().1.to_bytes().to_vec());
+        Ok(())
     }
 }
 
-fn fatal(code: &str, message: String) -> PgWireError {
+pub(super) fn fatal(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "FATAL".into(),
         code.into(),

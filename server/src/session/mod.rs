@@ -13,6 +13,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode};
 
 mod backup;
+mod functions;
+pub mod registry;
 
 use crate::backup::Backups;
 use crate::catalog::{Access, Catalog, CatalogError, Lease};
@@ -21,8 +23,11 @@ use crate::roles::Role;
 use crate::sql::lexer::{self, Spanned, Token};
 use crate::sql::params::{self, Schema};
 use crate::sql::server_statement::{self, Literal, ServerStatement};
+use crate::sql::settings::{self, Setting, Timeouts};
 use crate::sql::types::{self, SqlType};
 use crate::sqlstate::{self, SqlError};
+use registry::{Activity, Interruption, Registry, Seat};
+use std::time::{Duration, SystemTime};
 
 /// A result column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +124,10 @@ pub struct Session {
     backups: Arc<Backups>,
     /// PostgreSQL's "current transaction is aborted" state.
     failed_transaction: bool,
+    /// The timeouts from the config and the startup packet: what RESET goes back to.
+    configured: Timeouts,
+    /// The session's place among the server's sessions (none in unit tests).
+    seat: Option<(Arc<Registry>, Seat)>,
     _lease: Lease,
 }
 
@@ -151,8 +160,67 @@ impl Session {
             plugins,
             backups,
             failed_transaction: false,
+            configured: Timeouts::default(),
+            seat: None,
             _lease: lease,
         })
+    }
+
+    /// Joins the server's sessions: cancel requests, timeouts and the admin's functions
+    /// reach this session through its seat from now on.
+    pub fn take_seat(&mut self, registry: Arc<Registry>, seat: Seat) -> Result<(), SqlError> {
+        self.configured = seat.activity.timeouts();
+        seat.activity
+            .set_interrupt(self.conn.get_interrupt_handle());
+        self.apply_lock_timeout(seat.activity.timeouts().lock)?;
+        functions::register(&self.conn, &registry, &seat.activity)
+            .map_err(|e| SqlError::from_sqlite(&e))?;
+        self.seat = Some((registry, seat));
+        Ok(())
+    }
+
+    fn activity(&self) -> Option<&Arc<Activity>> {
+        self.seat.as_ref().map(|(_, seat)| &seat.activity)
+    }
+
+    /// `lock_timeout` is how long SQLite waits for a lock: the busy timeout.
+    fn apply_lock_timeout(&mut self, timeout: Option<Duration>) -> Result<(), SqlError> {
+        self.conn
+            .busy_timeout(timeout.unwrap_or(self.catalog.busy_timeout()))
+            .map_err(|e| SqlError::from_sqlite(&e))
+    }
+
+    /// Marks the session active with `sql` (for SHOW SESSIONS).
+    fn statement_starts(&self, sql: &str) {
+        if let Some(activity) = self.activity() {
+            let now = SystemTime::now();
+            let in_transaction = !self.conn.is_autocommit();
+            activity.set(|doing| {
+                doing.state = "active";
+                doing.query = sql.chars().take(1024).collect();
+                doing.query_start = Some(now);
+                if !in_transaction {
+                    doing.xact_start = Some(now);
+                }
+            });
+        }
+    }
+
+    fn statement_ends(&self) {
+        if let Some(activity) = self.activity() {
+            let state = match (self.conn.is_autocommit(), self.failed_transaction) {
+                (true, _) => "idle",
+                (false, false) => "idle in transaction",
+                (false, true) => "idle in transaction (aborted)",
+            };
+            let open = state != "idle";
+            activity.set(|doing| {
+                doing.state = state;
+                if !open {
+                    doing.xact_start = None;
+                }
+            });
+        }
     }
 
     pub fn database(&self) -> &str {
@@ -166,6 +234,13 @@ impl Session {
     /// Runs a simple-protocol query string: every statement in order, stopping at the first
     /// error, which is the last element.
     pub fn execute_query(&mut self, sql: &str) -> Vec<Result<Executed, SqlError>> {
+        self.statement_starts(sql);
+        let results = self.execute_query_inner(sql);
+        self.statement_ends();
+        results
+    }
+
+    fn execute_query_inner(&mut self, sql: &str) -> Vec<Result<Executed, SqlError>> {
         let statements = match lexer::split(sql) {
             Ok(s) => s,
             Err(e) => return vec![Err(SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))],
@@ -301,6 +376,17 @@ impl Session {
         prepared: &Prepared,
         params: &[Value],
     ) -> Result<Executed, SqlError> {
+        self.statement_starts(&prepared.sql);
+        let result = self.execute_prepared_inner(prepared, params);
+        self.statement_ends();
+        result
+    }
+
+    fn execute_prepared_inner(
+        &mut self,
+        prepared: &Prepared,
+        params: &[Value],
+    ) -> Result<Executed, SqlError> {
         match &prepared.kind {
             PreparedKind::Server(server) => self.run_server(server),
             PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed::empty()),
@@ -364,6 +450,40 @@ impl Session {
                         .emit(cairn_plugin_api::EventKind::DatabaseDropped, name, "");
                 }
                 Ok(Executed::command("DROP DATABASE", None))
+            }
+            ServerStatement::ShowSessions => {
+                self.require_database_management("SHOW SESSIONS")?;
+                let registry = self.seat.as_ref().map(|(r, _)| Arc::clone(r));
+                let rows = registry.map(|r| sessions_rows(&r)).unwrap_or_default();
+                Ok(Executed::rows("SHOW", self.server_columns(statement), rows))
+            }
+            ServerStatement::Set { setting, value } => {
+                let value = match value {
+                    None => self.configured.get(*setting),
+                    Some(text) => settings::parse_duration(text).map_err(|m| {
+                        SqlError::new(
+                            sqlstate::INVALID_PARAMETER_VALUE,
+                            format!("SET {}: {m}", setting.name()),
+                        )
+                    })?,
+                };
+                if *setting == Setting::LockTimeout {
+                    self.apply_lock_timeout(value)?;
+                }
+                if let Some(activity) = self.activity() {
+                    let mut timeouts = activity.timeouts();
+                    timeouts.set(*setting, value);
+                    activity.set_timeouts(timeouts);
+                }
+                Ok(Executed::command("SET", None))
+            }
+            ServerStatement::ShowSetting(setting) => {
+                let value = self
+                    .activity()
+                    .map_or(self.configured, |a| a.timeouts())
+                    .get(*setting);
+                let rows = vec![vec![Value::Text(settings::show(value))]];
+                Ok(Executed::rows("SHOW", self.server_columns(statement), rows))
             }
             ServerStatement::ShowPlugins => {
                 let rows: Vec<Vec<Value>> = self
@@ -657,6 +777,23 @@ impl Session {
     }
 
     fn sql_error(&self, e: rusqlite::Error) -> SqlError {
+        if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
+            let why = self.activity().and_then(|a| a.take_interruption());
+            return match why {
+                Some(Interruption::Timeout) => SqlError::new(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to statement timeout".into(),
+                ),
+                Some(Interruption::Terminate) => SqlError::new(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    "terminating connection due to administrator command".into(),
+                ),
+                Some(Interruption::Cancel) | None => SqlError::new(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to user request".into(),
+                ),
+            };
+        }
         let mut error = SqlError::from_sqlite(&e);
         if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
             // At once, not at the next periodic look: the reserve is released now.
@@ -673,6 +810,36 @@ impl Session {
         }
         error
     }
+}
+
+/// One row per session, for SHOW SESSIONS.
+fn sessions_rows(registry: &Registry) -> Vec<Vec<Value>> {
+    let time = |t: Option<SystemTime>| {
+        t.map_or(Value::Null, |t| {
+            Value::Text(
+                chrono::DateTime::<chrono::Utc>::from(t)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+        })
+    };
+    registry
+        .list()
+        .into_iter()
+        .map(|a| {
+            let doing = a.doing();
+            vec![
+                Value::Integer(i64::from(a.id)),
+                Value::Text(a.user.clone()),
+                Value::Text(a.database.clone()),
+                Value::Text(a.client.to_string()),
+                Value::Text(doing.state.into()),
+                Value::Text(doing.query),
+                time(doing.xact_start),
+                time(doing.query_start),
+                time(Some(a.backend_start)),
+            ]
+        })
+        .collect()
 }
 
 /// Runs a plugin operation to completion from a statement's blocking thread.
@@ -767,6 +934,19 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
         ])),
         // A procedure that is not registered: the call will fail with the reason.
         ServerStatement::Call(_) => Some(Vec::new()),
+        ServerStatement::ShowSessions => Some(columns(&[
+            ("id", SqlType::Int8),
+            ("user", SqlType::Text),
+            ("database", SqlType::Text),
+            ("client_addr", SqlType::Text),
+            ("state", SqlType::Text),
+            ("query", SqlType::Text),
+            ("xact_start", SqlType::Text),
+            ("query_start", SqlType::Text),
+            ("backend_start", SqlType::Text),
+        ])),
+        ServerStatement::ShowSetting(setting) => Some(columns(&[(setting.name(), SqlType::Text)])),
+        ServerStatement::Set { .. } => None,
         ServerStatement::Backup(_)
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. }

@@ -5,4 +5,5 @@ pub mod lexer;
 pub mod params;
 pub mod pragmas;
 pub mod server_statement;
+pub mod settings;
 pub mod types;

@@ -35,6 +35,16 @@ pub enum ServerStatement {
     /// `EXPORT DATABASE file.json.gz [-compressionLevel=N]`.
     Export(Backup),
     Import(Import),
+    /// `SHOW SESSIONS`: every logged-in session (admin only).
+    ShowSessions,
+    /// `SET [SESSION] name {TO | =} value | DEFAULT`, for the settings Cairn honours.
+    Set {
+        setting: super::settings::Setting,
+        /// `None`: DEFAULT (as RESET).
+        value: Option<String>,
+    },
+    /// `SHOW name`.
+    ShowSetting(super::settings::Setting),
 }
 
 /// `IMPORT DATABASE name FROM 'file.json.gz' [WITH (replace)]`, or OrientDB's console form
@@ -128,6 +138,53 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
                 [extra, ..] => Err(format!(
                     "unexpected {} after SHOW DATABASES",
                     describe(extra)
+                )),
+            })
+        }
+        [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("sessions") => {
+            Some(match rest {
+                [] => Ok(ServerStatement::ShowSessions),
+                [extra, ..] => Err(format!(
+                    "unexpected {} after SHOW SESSIONS",
+                    describe(extra)
+                )),
+            })
+        }
+        [first, name] if first.is_keyword("show") && setting_of(name).is_some() => {
+            setting_of(name).map(|setting| Ok(ServerStatement::ShowSetting(setting)))
+        }
+        [first, name] if first.is_keyword("reset") && setting_of(name).is_some() => {
+            setting_of(name).map(|setting| {
+                Ok(ServerStatement::Set {
+                    setting,
+                    value: None,
+                })
+            })
+        }
+        [first, rest @ ..] if first.is_keyword("set") && set_target(rest).is_some() => {
+            let (setting, op, value) = set_target(rest)?;
+            if !(op.is_keyword("to") || *op == Token::Punct("=")) {
+                return Some(Err(format!(
+                    "expected TO or = after SET {}",
+                    setting.name()
+                )));
+            }
+            Some(match value {
+                [v] if v.is_keyword("default") => Ok(ServerStatement::Set {
+                    setting,
+                    value: None,
+                }),
+                [Token::Str(v)] => Ok(ServerStatement::Set {
+                    setting,
+                    value: Some(v.clone()),
+                }),
+                [Token::Number(v)] => Ok(ServerStatement::Set {
+                    setting,
+                    value: Some((*v).to_owned()),
+                }),
+                _ => Err(format!(
+                    "SET {0} takes one value: SET {0} = 5000, = '5s' or = DEFAULT",
+                    setting.name()
                 )),
             })
         }
@@ -519,6 +576,26 @@ fn only_name(rest: &[&Token<'_>], kind: &str, syntax: &str) -> Result<String, St
             "unexpected {} after the {kind} name; syntax: {syntax}",
             describe(extra)
         )),
+    }
+}
+
+fn setting_of(token: &Token<'_>) -> Option<super::settings::Setting> {
+    token
+        .identifier()
+        .and_then(|name| super::settings::Setting::named(&name))
+}
+
+/// `[SESSION] name op value…` of a SET for a setting Cairn honours.
+fn set_target<'t, 'a>(
+    rest: &'t [&'t Token<'a>],
+) -> Option<(super::settings::Setting, &'t Token<'a>, &'t [&'t Token<'a>])> {
+    let rest = match rest {
+        [scope, rest @ ..] if scope.is_keyword("session") => rest,
+        _ => rest,
+    };
+    match rest {
+        [name, op, value @ ..] => Some((setting_of(name)?, *op, value)),
+        _ => None,
     }
 }
 

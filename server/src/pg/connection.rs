@@ -1,0 +1,200 @@
+//! One client connection, from the first byte to the last: the framing checks of
+//! [`limits`](super::limits), refusing SSL and GSS encryption, the startup timeout, and the
+//! message loop that hands each message to pgwire's dispatcher. Ours rather than pgwire's
+//! `process_socket` so that every way a connection can go wrong ends in an ErrorResponse the
+//! client can read (an oversized or malformed message, a startup in another protocol
+//! version, a decoder that panics) instead of a silent close.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use futures::{FutureExt, SinkExt, StreamExt};
+use pgwire::api::ClientInfo;
+use pgwire::api::{DefaultClient, PgWireConnectionState, PgWireServerHandlers};
+use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::response::{GssEncResponse, SslResponse};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage};
+use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use super::ActivitySlot;
+use super::limits::{LimitError, LimitedStream, Limits};
+use super::startup::fatal;
+use crate::sqlstate;
+
+/// PostgreSQL's authentication_timeout: a client has this long to log in.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Socket<S> = Framed<LimitedStream<TcpStream>, PgWireMessageServerCodec<S>>;
+
+/// Serves one accepted socket until the client leaves or the connection fails.
+pub async fn serve<H: PgWireServerHandlers>(
+    tcp: TcpStream,
+    handlers: Arc<H>,
+    limits: Limits,
+    logged_in: Arc<AtomicBool>,
+    activity: ActivitySlot,
+) -> std::io::Result<()> {
+    let peer = tcp.peer_addr()?;
+    tcp.set_nodelay(true)?;
+    let stream = LimitedStream::new(tcp, limits, logged_in);
+    let mut socket: Socket<_> = Framed::new(
+        stream,
+        PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
+    );
+    let startup = tokio::time::sleep(STARTUP_TIMEOUT);
+    tokio::pin!(startup);
+
+    // SSL and GSS encryption are refused; the client then goes on in plain text.
+    loop {
+        let next = tokio::select! {
+            () = &mut startup => return Ok(()),
+            next = next_message(&mut socket) => next,
+        };
+        match next {
+            Ok(Some(PgWireFrontendMessage::SslNegotiation(
+                SslNegotiationMetaMessage::PostgresSsl(_),
+            ))) => {
+                socket
+                    .send(PgWireBackendMessage::SslResponse(SslResponse::Refuse))
+                    .await?;
+            }
+            Ok(Some(PgWireFrontendMessage::SslNegotiation(
+                SslNegotiationMetaMessage::PostgresGss(_),
+            ))) => {
+                socket
+                    .send(PgWireBackendMessage::GssEncResponse(GssEncResponse::Refuse))
+                    .await?;
+            }
+            Ok(Some(_)) => break,
+            Ok(None) => return Ok(()),
+            Err(e) => return refuse(&mut socket, e).await,
+        }
+    }
+    socket.set_state(PgWireConnectionState::AwaitingStartup);
+
+    let startup_handler = handlers.startup_handler();
+    let simple = handlers.simple_query_handler();
+    let extended = handlers.extended_query_handler();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    let error_handler = handlers.error_handler();
+    loop {
+        let logging_in = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        );
+        let next = if logging_in {
+            tokio::select! {
+                () = &mut startup => {
+                    let timeout = fatal(sqlstate::PROTOCOL_VIOLATION, "canceling authentication due to timeout".into());
+                    return refuse(&mut socket, timeout).await;
+                }
+                next = next_message(&mut socket) => next,
+            }
+        } else if let Some(activity) = activity.get() {
+            // Between statements: pg_terminate_backend ends the connection, and so does
+            // idling too long inside a transaction (which blocks other writers and pins the log).
+            let idle_limit = activity
+                .timeouts()
+                .idle_in_transaction
+                .filter(|_| activity.doing().state.starts_with("idle in transaction"));
+            let idle = async {
+                match idle_limit {
+                    Some(limit) => tokio::time::sleep(limit).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = activity.terminated.cancelled() => {
+                    let ended = fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command".into());
+                    return refuse(&mut socket, ended).await;
+                }
+                () = idle => {
+                    tracing::info!(session = activity.id, user = %activity.user, "idle in transaction too long: connection ended, transaction rolled back");
+                    let ended = fatal(sqlstate::IDLE_IN_TRANSACTION_TIMEOUT, "terminating connection due to idle-in-transaction timeout".into());
+                    return refuse(&mut socket, ended).await;
+                }
+                next = next_message(&mut socket) => next,
+            }
+        } else {
+            next_message(&mut socket).await
+        };
+        let message = match next {
+            Ok(Some(message)) => message,
+            Ok(None) => return Ok(()),
+            Err(e) => return refuse(&mut socket, e).await,
+        };
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        let is_extended = match socket.state() {
+            PgWireConnectionState::CopyInProgress(extended) => extended,
+            _ => message.is_extended_query(),
+        };
+        let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        let handled = process_message(
+            message,
+            &mut socket,
+            startup_handler.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await;
+        if let Err(mut e) = handled {
+            pgwire::api::ErrorHandler::on_error(&*error_handler, &socket, &mut e);
+            let is_fatal = e.is_fatal();
+            process_error(&mut socket, e, is_extended).await?;
+            if is_fatal {
+                return Ok(());
+            }
+        }
+        if is_cancel {
+            return Ok(());
+        }
+    }
+}
+
+/// The next message, with decoding failures (including a decoder's panic) as errors.
+async fn next_message<S>(
+    socket: &mut Socket<S>,
+) -> Result<Option<PgWireFrontendMessage>, PgWireError> {
+    match std::panic::AssertUnwindSafe(socket.next()).catch_unwind().await {
+        Ok(Some(Ok(message))) => Ok(Some(message)),
+        Ok(None) => Ok(None),
+        Ok(Some(Err(PgWireError::IoError(e)))) => match LimitError::of(&e) {
+            Some(limit) => Err(fatal(limit.sqlstate(), limit.to_string())),
+            // The client went away or the socket failed: nobody to tell.
+            None => Err(PgWireError::IoError(e)),
+        },
+        Ok(Some(Err(PgWireError::InvalidStartupMessage))) => Err(fatal(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "unsupported frontend protocol: Cairn speaks protocol 3.0 (PostgreSQL 7.4 and later); upgrade the client or its driver".into(),
+        )),
+        Ok(Some(Err(e))) => Err(fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid message: {e}"))),
+        Err(_) => Err(fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "invalid message: it could not be decoded".into(),
+        )),
+    }
+}
+
+/// Tells the client why its connection ends, then ends it.
+async fn refuse<S>(socket: &mut Socket<S>, error: PgWireError) -> std::io::Result<()> {
+    if let PgWireError::IoError(e) = error {
+        tracing::debug!(peer = %socket.socket_addr(), error = %e, "connection failed");
+        return Ok(());
+    }
+    tracing::info!(peer = %socket.socket_addr(), error = %error, "connection refused");
+    let info: ErrorInfo = error.into();
+    let _ = socket
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await;
+    let _ = socket.close().await;
+    Ok(())
+}
