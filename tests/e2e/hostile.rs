@@ -440,3 +440,116 @@ async fn connections_were_unlimited() {
     // The admin has a reserve, to look and to end sessions.
     server.assert_still_serving().await;
 }
+
+/// The server's resident memory, from /proc (Linux).
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// The whole result was built in the server before the first row was sent: 210 MiB per
+/// million small rows.
+#[tokio::test]
+async fn a_large_result_was_built_whole_in_memory() {
+    use futures::{StreamExt, pin_mut};
+    let site = Site::standard();
+    let server = site.start();
+    let reader = server
+        .connect("reader", READER_PASSWORD, "default")
+        .await
+        .unwrap();
+    reader.simple_query("SELECT 1").await.unwrap();
+    let idle = resident_bytes(server.pid());
+    let mut peak = idle;
+    // 2,000,000 rows of ~120 bytes: about 240 MB if held at once.
+    let rows = reader
+        .query_raw(
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 2000000) SELECT n, printf('%0100d', n) FROM c",
+            std::iter::empty::<i64>(),
+        )
+        .await
+        .unwrap();
+    pin_mut!(rows);
+    let mut count = 0u64;
+    while let Some(row) = rows.next().await {
+        let row = row.unwrap();
+        count += 1;
+        if count.is_multiple_of(50_000) {
+            assert_eq!(row.get::<_, i64>(0), count as i64);
+            peak = peak.max(resident_bytes(server.pid()));
+        }
+    }
+    assert_eq!(count, 2_000_000);
+    let grown = peak.saturating_sub(idle);
+    assert!(
+        grown < 32 << 20,
+        "the server grew by {} MiB for one large SELECT",
+        grown >> 20
+    );
+}
+
+/// The extended protocol's row limit: a portal is read a few rows at a time, as drivers'
+/// cursors and fetch sizes do; another statement meanwhile closes it with an error, never a
+/// silently short result.
+#[tokio::test]
+async fn portals_are_read_in_pieces() {
+    let site = Site::standard();
+    let server = site.start();
+    let mut client = server.admin("default").await;
+    client
+        .batch_execute(
+            "CREATE TABLE t(x INTEGER); WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000) INSERT INTO t SELECT n FROM c",
+        )
+        .await
+        .unwrap();
+    let transaction = client.transaction().await.unwrap();
+    let statement = transaction
+        .prepare("SELECT x FROM t ORDER BY x")
+        .await
+        .unwrap();
+    let portal = transaction.bind(&statement, &[]).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let rows = transaction.query_portal(&portal, 300).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        seen.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+    }
+    assert_eq!(seen, (1..=1000).collect::<Vec<i64>>());
+
+    // Larger than what travels between the session and the socket at once.
+    let large = transaction
+        .prepare("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000) SELECT n FROM c")
+        .await
+        .unwrap();
+    let portal = transaction.bind(&large, &[]).await.unwrap();
+    let first = transaction.query_portal(&portal, 10).await.unwrap();
+    assert_eq!(first.len(), 10);
+    let other = transaction
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap();
+    assert_eq!(other.get::<_, i64>(0), 1000);
+    // Rows already on their way still arrive; then the portal says it was closed.
+    let mut fetched = first.len();
+    let err = loop {
+        match transaction.query_portal(&portal, 10_000).await {
+            Ok(rows) => {
+                assert!(
+                    !rows.is_empty(),
+                    "the portal ended silently after {fetched} rows"
+                );
+                fetched += rows.len();
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(message(&err).contains("portal closed"), "{}", message(&err));
+    assert!(fetched < 1_000_000);
+}

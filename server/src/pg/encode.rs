@@ -83,7 +83,7 @@ pub fn response(executed: Executed, format: &Format) -> PgWireResult<Response> {
     Ok(Response::Query(response))
 }
 
-fn wire_tag(tag: &CommandTag) -> Tag {
+pub(super) fn wire_tag(tag: &CommandTag) -> Tag {
     let wire = Tag::new(&tag.command);
     match (tag.command.as_str(), tag.rows) {
         ("INSERT", Some(rows)) => wire.with_oid(0).with_rows(rows),
@@ -95,7 +95,11 @@ fn wire_tag(tag: &CommandTag) -> Tag {
 /// Encodes a value as its column's described type. SQLite lets any column hold any class;
 /// values convert where nothing is lost, and otherwise the client gets an error naming the
 /// column rather than a value it would misread.
-fn encode_value(encoder: &mut DataRowEncoder, value: Value, column: &Column) -> PgWireResult<()> {
+pub(super) fn encode_value(
+    encoder: &mut DataRowEncoder,
+    value: Value,
+    column: &Column,
+) -> PgWireResult<()> {
     let mismatch = |class: &str| {
         error_response(SqlError::new(
             sqlstate::DATATYPE_MISMATCH,

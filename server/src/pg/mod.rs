@@ -7,6 +7,7 @@ mod encode;
 pub mod limits;
 mod query;
 mod startup;
+mod stream;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -85,23 +86,49 @@ impl Shared {
     }
 
     /// Runs session work on a blocking thread (SQLite calls block, up to the busy timeout),
-    /// tracked so that shutdown can wait for it.
-    ///
-    /// The statement timeout interrupts it; so does the client going away.
+    /// tracked so that shutdown can wait for it, and waits for its answer.
     async fn run<T: Send + 'static>(
         &self,
-        session: &SessionSlot,
-        activity: &ActivitySlot,
+        slots: &Slots,
         work: impl FnOnce(&mut Session) -> Result<T, SqlError> + Send + 'static,
     ) -> Result<T, SqlError> {
+        let task = self.start(slots, work)?;
+        task.await.unwrap_or_else(|e| {
+            Err(SqlError::new(
+                sqlstate::INTERNAL_ERROR,
+                format!("statement failed unexpectedly: {e}"),
+            ))
+        })
+    }
+
+    /// Starts session work on a blocking thread and returns at once. Until the work ends,
+    /// the statement timeout interrupts it, and so does the client going away. A result
+    /// still suspended in a portal is closed first: its thread holds the session.
+    fn start<T: Send + 'static>(
+        &self,
+        slots: &Slots,
+        work: impl FnOnce(&mut Session) -> Result<T, SqlError> + Send + 'static,
+    ) -> Result<tokio::task::JoinHandle<Result<T, SqlError>>, SqlError> {
         if self.stopping.is_cancelled() {
             return Err(SqlError::new(
                 sqlstate::ADMIN_SHUTDOWN,
                 "the server is shutting down; reconnect when it is back".into(),
             ));
         }
-        let session = Arc::clone(session);
-        let task = self.statements.spawn_blocking(move || {
+        if let Some(suspended) = slots.take_open_result() {
+            suspended.cancel();
+        }
+        let done = CancellationToken::new();
+        if let Some(activity) = slots.activity.get() {
+            tokio::spawn(watch_statement(
+                Arc::clone(activity),
+                Arc::clone(&slots.peer),
+                done.clone(),
+            ));
+        }
+        let session = Arc::clone(&slots.session);
+        Ok(self.statements.spawn_blocking(move || {
+            let _done = done.drop_guard();
             let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
             match guard.as_mut() {
                 Some(session) => {
@@ -117,26 +144,48 @@ impl Shared {
                     "not logged in".into(),
                 )),
             }
-        });
-        tokio::pin!(task);
-        let activity = activity.get();
-        let timeout = activity.and_then(|a| a.timeouts().statement);
-        let finished = match (activity, timeout) {
-            (Some(activity), Some(timeout)) => tokio::select! {
-                finished = &mut task => finished,
-                () = tokio::time::sleep(timeout) => {
-                    activity.interrupt(Interruption::Timeout);
-                    task.await
-                }
-            },
-            _ => task.await,
-        };
-        finished.unwrap_or_else(|e| {
-            Err(SqlError::new(
-                sqlstate::INTERNAL_ERROR,
-                format!("statement failed unexpectedly: {e}"),
-            ))
-        })
+        }))
+    }
+}
+
+/// While a statement runs: interrupts it at its timeout, or when its client has gone.
+async fn watch_statement(
+    activity: Arc<Activity>,
+    peer: Arc<OnceLock<tokio::net::TcpStream>>,
+    done: CancellationToken,
+) {
+    let timeout = async {
+        match activity.timeouts().statement {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    let gone = async {
+        match peer.get() {
+            Some(peer) => client_gone(peer).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = done.cancelled() => {}
+        () = timeout => activity.interrupt(Interruption::Timeout),
+        () = gone => {
+            tracing::info!(session = activity.id, "client went away; its statement is interrupted");
+            activity.interrupt(Interruption::Cancel);
+        }
+    }
+}
+
+/// Returns once the client has closed its side of the connection. Data it already sent (a
+/// pipelined next message) is left for the connection to read; it is looked at again a
+/// second later.
+async fn client_gone(peer: &tokio::net::TcpStream) {
+    let mut byte = [0u8; 1];
+    loop {
+        match peer.peek(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+        }
     }
 }
 
@@ -146,6 +195,31 @@ pub type SessionSlot = Arc<Mutex<Option<Session>>>;
 /// The same session as the registry sees it, reachable while a statement holds the session.
 pub type ActivitySlot = Arc<OnceLock<Arc<Activity>>>;
 
+/// What one connection's handlers share.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    pub session: SessionSlot,
+    pub activity: ActivitySlot,
+    /// A second handle on the client's socket, to notice that the client has gone.
+    pub peer: Arc<OnceLock<tokio::net::TcpStream>>,
+    /// The result suspended in a portal, whose thread holds the session until it is read
+    /// to its end or closed.
+    open_result: Arc<Mutex<Option<CancellationToken>>>,
+}
+
+impl Slots {
+    fn take_open_result(&self) -> Option<CancellationToken> {
+        self.open_result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    fn set_open_result(&self, token: CancellationToken) {
+        *self.open_result.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+    }
+}
+
 /// The handlers of one client connection.
 #[derive(Debug)]
 pub struct ConnectionHandlers {
@@ -154,29 +228,23 @@ pub struct ConnectionHandlers {
     cancel: Arc<startup::CancelByKey>,
     /// Set once the client has logged in: its messages may then be larger.
     logged_in: Arc<AtomicBool>,
-    activity: ActivitySlot,
+    slots: Slots,
 }
 
 impl ConnectionHandlers {
     pub fn new(shared: Arc<Shared>) -> ConnectionHandlers {
-        let session: SessionSlot = Arc::default();
-        let activity: ActivitySlot = Arc::default();
+        let slots = Slots::default();
         let logged_in = Arc::new(AtomicBool::new(false));
         ConnectionHandlers {
             startup: Arc::new(startup::Startup::new(
                 Arc::clone(&shared),
-                Arc::clone(&session),
+                slots.clone(),
                 Arc::clone(&logged_in),
-                Arc::clone(&activity),
             )),
             cancel: Arc::new(startup::CancelByKey(Arc::clone(&shared.registry))),
-            query: Arc::new(query::QueryHandler::new(
-                shared,
-                session,
-                Arc::clone(&activity),
-            )),
+            query: Arc::new(query::QueryHandler::new(shared, slots.clone())),
             logged_in,
-            activity,
+            slots,
         }
     }
 
@@ -186,10 +254,22 @@ impl ConnectionHandlers {
         socket: tokio::net::TcpStream,
         limits: limits::Limits,
     ) -> std::io::Result<()> {
+        if let Ok(peer) = watch_handle(&socket) {
+            let _ = self.slots.peer.set(peer);
+        }
         let logged_in = Arc::clone(&self.logged_in);
-        let activity = Arc::clone(&self.activity);
+        let activity = Arc::clone(&self.slots.activity);
         connection::serve(socket, self, limits, logged_in, activity).await
     }
+}
+
+/// A second handle on the same socket (a duplicated descriptor), for [`client_gone`].
+fn watch_handle(socket: &tokio::net::TcpStream) -> std::io::Result<tokio::net::TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = socket.as_fd().try_clone_to_owned()?;
+    let std_socket = std::net::TcpStream::from(fd);
+    std_socket.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(std_socket)
 }
 
 impl PgWireServerHandlers for ConnectionHandlers {

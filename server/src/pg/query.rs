@@ -1,26 +1,36 @@
-//! The simple and the extended query protocol over a session.
+//! The simple and the extended query protocol over a session. Results stream: rows go to
+//! the socket as the session's thread steps them (see `stream`).
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{Sink, SinkExt};
+use futures::{Sink, SinkExt, StreamExt};
+use pgwire::api::portal::PortalExecutionState;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::Tag;
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeStatementResponse, FieldInfo, Response,
+    DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::extendedquery::Execute;
+use pgwire::messages::extendedquery::PortalSuspended;
+use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 
+use tokio_util::sync::CancellationToken;
+
 use super::encode::{self, error_response, pg_type};
-use super::{ActivitySlot, SessionSlot, Shared};
-use crate::session::Prepared;
+use super::stream::{self, Pipe, Reply};
+use super::{Shared, Slots};
+use crate::session::{Executed, Prepared, TransactionChange};
+use crate::sqlstate::SqlError;
 
 /// A statement parsed by the extended protocol, with the parameter types it is bound with.
 #[derive(Debug, Clone)]
@@ -33,28 +43,236 @@ pub struct ParsedStatement {
 #[derive(Debug)]
 pub(super) struct QueryHandler {
     shared: Arc<Shared>,
-    session: SessionSlot,
-    activity: ActivitySlot,
+    slots: Slots,
     parser: Arc<Parser>,
 }
 
 impl QueryHandler {
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        session: SessionSlot,
-        activity: ActivitySlot,
-    ) -> QueryHandler {
+    pub(super) fn new(shared: Arc<Shared>, slots: Slots) -> QueryHandler {
         let parser = Arc::new(Parser {
             shared: Arc::clone(&shared),
-            session: Arc::clone(&session),
-            activity: Arc::clone(&activity),
+            slots: slots.clone(),
         });
         QueryHandler {
             shared,
-            session,
-            activity,
+            slots,
             parser,
         }
+    }
+
+    /// A simple query: every statement's rows, tag or error as the session produces them,
+    /// then ReadyForQuery.
+    async fn simple<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let mut status = client.transaction_status();
+        let (tx, mut rx) = stream::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let sql = query.query;
+        let started = self.shared.start(&self.slots, move |session| {
+            let mut pipe = Pipe::new(tx, runtime, CancellationToken::new(), Format::UnifiedText);
+            session.execute_query_into(&sql, &mut pipe);
+            Ok(())
+        });
+        match started {
+            Err(e) => {
+                send_error(client, e).await?;
+                status = status.to_error_state();
+            }
+            Ok(task) => {
+                let mut answered = false;
+                while let Some(reply) = rx.recv().await {
+                    answered = true;
+                    let outcome = match reply {
+                        Reply::Columns { fields, .. } => {
+                            client.feed(stream::row_description(&fields)).await?;
+                            stream::forward_rows(client, &mut rx).await?.1
+                        }
+                        Reply::Finished(outcome) => Some(outcome),
+                        Reply::Rows(_) => None,
+                    };
+                    match outcome {
+                        Some(Ok(executed)) => {
+                            status = transaction_status(status, &executed);
+                            let tag = encode::wire_tag(&executed.tag);
+                            client
+                                .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                                .await?;
+                        }
+                        Some(Err(e)) => {
+                            send_error(client, e).await?;
+                            status = status.to_error_state();
+                        }
+                        None => break,
+                    }
+                }
+                if !answered {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?;
+                }
+                if let Err(e) = task.await {
+                    send_error(
+                        client,
+                        SqlError::new(
+                            crate::sqlstate::INTERNAL_ERROR,
+                            format!("statement failed unexpectedly: {e}"),
+                        ),
+                    )
+                    .await?;
+                }
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        client
+            .feed(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        Ok(())
+    }
+}
+
+impl QueryHandler {
+    /// Execute: runs the portal's statement on its first Execute, then sends up to
+    /// `max_rows` rows straight from the session's stream (pgwire's own Execute gathers the
+    /// rows of a fetch in memory first), suspending the portal if more remain.
+    async fn execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = ParsedStatement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        let mut status = client.transaction_status();
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let max_rows = usize::try_from(message.max_rows).unwrap_or(0);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) => portal,
+            Some(Entry::Empty) => {
+                client
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+                client.set_state(PgWireConnectionState::ReadyForQuery);
+                return Ok(());
+            }
+            None => return Err(PgWireError::PortalNotFound(name.to_owned())),
+        };
+        let state = portal.state();
+        let mut state = state.lock().await;
+        if matches!(*state, PortalExecutionState::Initial) {
+            match ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await? {
+                Response::Query(response) => *state = PortalExecutionState::Suspended(response),
+                Response::EmptyQuery => {
+                    client
+                        .feed(PgWireBackendMessage::EmptyQueryResponse(
+                            EmptyQueryResponse::new(),
+                        ))
+                        .await?;
+                }
+                Response::Execution(tag) => {
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                        .await?;
+                }
+                Response::TransactionStart(tag) => {
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                        .await?;
+                    status = status.to_in_transaction_state();
+                }
+                Response::TransactionEnd(tag) => {
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                        .await?;
+                    status = status.to_idle_state();
+                    client.portal_store().rm_portal(DEFAULT_NAME);
+                }
+                Response::Error(e) => {
+                    client
+                        .feed(PgWireBackendMessage::ErrorResponse((*e).into()))
+                        .await?;
+                    status = status.to_error_state();
+                }
+                // Cairn answers no statement with COPY.
+                Response::CopyIn(_) | Response::CopyOut(_) | Response::CopyBoth(_) => {}
+            }
+        }
+        if let PortalExecutionState::Suspended(response) = &mut *state {
+            let command = response.command_tag().to_owned();
+            let rows = response.data_rows();
+            let mut sent = 0;
+            let mut more = true;
+            while max_rows == 0 || sent < max_rows {
+                match rows.next().await {
+                    Some(Ok(row)) => {
+                        client.feed(PgWireBackendMessage::DataRow(row)).await?;
+                        sent += 1;
+                    }
+                    Some(Err(e)) => {
+                        *state = PortalExecutionState::Finished;
+                        return Err(e);
+                    }
+                    None => {
+                        more = false;
+                        break;
+                    }
+                }
+            }
+            if more {
+                client
+                    .feed(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()))
+                    .await?;
+            } else {
+                *state = PortalExecutionState::Finished;
+                let tag = Tag::new(&command).with_rows(sent);
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                    .await?;
+            }
+        }
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        Ok(())
+    }
+}
+
+async fn send_error<C>(client: &mut C, error: SqlError) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let info = match error_response(error) {
+        PgWireError::UserError(info) => *info,
+        other => other.into(),
+    };
+    client
+        .feed(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await?;
+    Ok(())
+}
+
+fn transaction_status(status: TransactionStatus, executed: &Executed) -> TransactionStatus {
+    match executed.transaction {
+        TransactionChange::Started => status.to_in_transaction_state(),
+        TransactionChange::Ended => status.to_idle_state(),
+        TransactionChange::Unchanged => status,
     }
 }
 
@@ -70,39 +288,22 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let _in_flight = self.shared.statements.token();
-        let result = self._on_query(client, query).await;
+        let result = self.simple(client, query).await;
         client.flush().await?;
         result
     }
 
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    /// Not used: `on_query` streams each statement's results itself.
+    async fn do_query<C>(&self, _client: &mut C, _query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let sql = query.to_owned();
-        let results = self
-            .shared
-            .run(&self.session, &self.activity, move |session| {
-                Ok(session.execute_query(&sql))
-            })
-            .await
-            .map_err(error_response)?;
-        if results.is_empty() {
-            return Ok(vec![Response::EmptyQuery]);
-        }
-        results
-            .into_iter()
-            .map(|result| match result {
-                Ok(executed) => encode::response(executed, &Format::UnifiedText),
-                Err(e) => Ok(Response::Error(Box::new(match error_response(e) {
-                    PgWireError::UserError(info) => *info,
-                    other => other.into(),
-                }))),
-            })
-            .collect()
+        Err(PgWireError::ApiError(
+            "simple queries are answered by on_query".into(),
+        ))
     }
 }
 
@@ -125,7 +326,7 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let _in_flight = self.shared.statements.token();
-        let result = self._on_execute(client, message).await;
+        let result = self.execute(client, message).await;
         client.flush().await?;
         result
     }
@@ -182,14 +383,40 @@ impl ExtendedQueryHandler for QueryHandler {
         let statement = &portal.statement.statement;
         let params = encode::parameters(portal, &statement.param_types)?;
         let prepared = statement.prepared.clone();
-        let executed = self
-            .shared
-            .run(&self.session, &self.activity, move |session| {
-                session.execute_prepared(&prepared, &params)
+        let format = portal.result_column_format.clone();
+        let (tx, mut rx) = stream::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let preempted = CancellationToken::new();
+        let pipe_format = format.clone();
+        let pipe_preempted = preempted.clone();
+        // The thread goes on stepping rows after this returns: pgwire reads them from the
+        // portal at each Execute, and shutdown's tracker waits for it.
+        self.shared
+            .start(&self.slots, move |session| {
+                let mut pipe = Pipe::new(tx, runtime, pipe_preempted, pipe_format);
+                session.execute_prepared_into(&prepared, &params, &mut pipe);
+                Ok(())
             })
-            .await
             .map_err(error_response)?;
-        encode::response(executed, &portal.result_column_format)
+        match rx.recv().await {
+            Some(Reply::Columns { command, fields }) => {
+                self.slots.set_open_result(preempted);
+                let mut response = QueryResponse::new(fields, stream::portal_rows(rx));
+                // "INSERT 0 n", as PostgreSQL reports inserts (the 0 is the obsolete OID).
+                response.set_command_tag(if command == "INSERT" {
+                    "INSERT 0"
+                } else {
+                    &command
+                });
+                Ok(Response::Query(response))
+            }
+            Some(Reply::Finished(Ok(executed))) => encode::response(executed, &format),
+            Some(Reply::Finished(Err(e))) => Err(error_response(e)),
+            Some(Reply::Rows(_)) | None => Err(error_response(SqlError::new(
+                crate::sqlstate::INTERNAL_ERROR,
+                "the statement ended without an answer".into(),
+            ))),
+        }
     }
 }
 
@@ -205,8 +432,7 @@ fn result_fields(prepared: &Prepared, format: &Format) -> Vec<FieldInfo> {
 #[derive(Debug)]
 pub struct Parser {
     shared: Arc<Shared>,
-    session: SessionSlot,
-    activity: ActivitySlot,
+    slots: Slots,
 }
 
 #[async_trait]
@@ -225,9 +451,7 @@ impl QueryParser for Parser {
         let text = sql.to_owned();
         let prepared = self
             .shared
-            .run(&self.session, &self.activity, move |session| {
-                session.prepare(&text)
-            })
+            .run(&self.slots, move |session| session.prepare(&text))
             .await
             .map_err(error_response)?;
         if prepared.sql.is_empty() {

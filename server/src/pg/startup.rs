@@ -23,7 +23,7 @@ use pgwire::messages::startup::Authentication;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::{ActivitySlot, SessionSlot, Shared};
+use super::{Shared, Slots};
 use crate::catalog::{CatalogError, DEFAULT_DATABASE};
 use crate::credentials::UserDirectory;
 use crate::session::Session;
@@ -106,23 +106,16 @@ impl CancelHandler for CancelByKey {
 #[derive(Debug)]
 pub(super) struct Startup {
     shared: Arc<Shared>,
-    session: SessionSlot,
+    slots: Slots,
     logged_in: Arc<AtomicBool>,
-    activity: ActivitySlot,
 }
 
 impl Startup {
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        session: SessionSlot,
-        logged_in: Arc<AtomicBool>,
-        activity: ActivitySlot,
-    ) -> Startup {
+    pub(super) fn new(shared: Arc<Shared>, slots: Slots, logged_in: Arc<AtomicBool>) -> Startup {
         Startup {
             shared,
-            session,
+            slots,
             logged_in,
-            activity,
         }
     }
 
@@ -203,9 +196,9 @@ impl Startup {
             ),
             SessionRefusal::Catalog(other) => fatal(sqlstate::IO_ERROR, other.to_string()),
         })?;
-        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
+        *self.slots.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session);
         self.logged_in.store(true, Ordering::Release);
-        let _ = self.activity.set(Arc::clone(&activity));
+        let _ = self.slots.activity.set(Arc::clone(&activity));
         client
             .metadata_mut()
             .insert(SESSION_ID.into(), activity.id.to_string());

@@ -259,7 +259,15 @@ impl Session {
                     history::SCHEMA,
                     history::TABLE
                 );
-                let mut executed = self.step_sqlite(&sql, &[], &[], columns.as_deref())?;
+                // The history is the server's own and small: collected, then handed on.
+                let mut collect = super::output::Collect::default();
+                let executed =
+                    self.step_sqlite(&sql, &[], &[], columns.as_deref(), &mut collect)?;
+                let _ = super::output::Output::finished(&mut collect, Ok(executed));
+                let mut executed = collect
+                    .results
+                    .pop()
+                    .unwrap_or_else(|| Ok(Executed::empty()))?;
                 executed.tag.command = "SHOW".into();
                 Ok(executed)
             }

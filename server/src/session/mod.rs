@@ -14,6 +14,7 @@ use rusqlite::{Connection, ErrorCode};
 
 mod backup;
 mod functions;
+pub mod output;
 pub mod registry;
 
 use crate::backup::Backups;
@@ -26,6 +27,7 @@ use crate::sql::server_statement::{self, Literal, ServerStatement};
 use crate::sql::settings::{self, Setting, Timeouts};
 use crate::sql::types::{self, SqlType};
 use crate::sqlstate::{self, SqlError};
+use output::{Collect, Output, Stopped};
 use registry::{Activity, Interruption, Registry, Seat};
 use std::time::{Duration, SystemTime};
 
@@ -234,16 +236,26 @@ impl Session {
     /// Runs a simple-protocol query string: every statement in order, stopping at the first
     /// error, which is the last element.
     pub fn execute_query(&mut self, sql: &str) -> Vec<Result<Executed, SqlError>> {
-        self.statement_starts(sql);
-        let results = self.execute_query_inner(sql);
-        self.statement_ends();
-        results
+        let mut collect = Collect::default();
+        self.execute_query_into(sql, &mut collect);
+        collect.results
     }
 
-    fn execute_query_inner(&mut self, sql: &str) -> Vec<Result<Executed, SqlError>> {
+    /// As [`Session::execute_query`], handing each statement's rows to `out` as they are
+    /// stepped. Stops early if `out` stops taking them.
+    pub fn execute_query_into(&mut self, sql: &str, out: &mut dyn Output) {
+        self.statement_starts(sql);
+        self.execute_query_inner(sql, out);
+        self.statement_ends();
+    }
+
+    fn execute_query_inner(&mut self, sql: &str, out: &mut dyn Output) {
         let statements = match lexer::split(sql) {
             Ok(s) => s,
-            Err(e) => return vec![Err(SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))],
+            Err(e) => {
+                let _ = out.finished(Err(SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string())));
+                return;
+            }
         };
         // PostgreSQL runs a multi-statement query as one transaction unless it manages
         // transactions itself or contains statements that cannot run inside one.
@@ -259,48 +271,56 @@ impl Session {
             "BEGIN"
         };
         if implicit && let Err(e) = self.conn.execute_batch(begin) {
-            return vec![Err(self.sql_error(e))];
+            let _ = out.finished(Err(self.sql_error(e)));
+            return;
         }
-        let mut results = Vec::with_capacity(statements.len());
+        let mut failed = false;
+        let mut stopped = false;
         for statement in &statements {
-            let result = self.execute_statement(statement);
-            let failed = result.is_err();
-            results.push(result);
-            if failed {
+            let mut result = self.execute_statement(statement, out);
+            failed = result.is_err();
+            if implicit && let Ok(executed) = &mut result {
+                // The client saw no BEGIN, so it must see no transaction state change either.
+                executed.transaction = TransactionChange::Unchanged;
+            }
+            stopped = out.finished(result).is_err();
+            if failed || stopped {
                 break;
             }
         }
         if implicit {
-            let failed = results.last().is_some_and(|r| r.is_err());
-            let end = if failed { "ROLLBACK" } else { "COMMIT" };
+            let end = if failed || stopped {
+                "ROLLBACK"
+            } else {
+                "COMMIT"
+            };
             // The implicit transaction is gone either way, so is its aborted state.
             self.failed_transaction = false;
             if let Err(e) = self.conn.execute_batch(end) {
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
-                if !failed {
-                    results.push(Err(self.sql_error(e)));
+                if !failed && !stopped {
+                    let _ = out.finished(Err(self.sql_error(e)));
                 }
             }
-            // The client saw no BEGIN, so it must see no transaction state change either.
-            for executed in results.iter_mut().flatten() {
-                executed.transaction = TransactionChange::Unchanged;
-            }
         }
-        results
     }
 
     fn execute_statement(
         &mut self,
         statement: &lexer::Statement<'_>,
+        out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         match server_statement::parse(&statement.tokens) {
-            Some(Ok(server)) => self.run_server(&server),
+            Some(Ok(server)) => {
+                let executed = self.run_server(&server)?;
+                emit_rows(executed, out)
+            }
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
                 let sql = self.sqlite_text(statement.text, &statement.tokens)?;
-                self.run_sqlite(&sql, &statement.tokens, &[], None)
+                self.run_sqlite(&sql, &statement.tokens, &[], None, out)
             }
         }
     }
@@ -376,25 +396,44 @@ impl Session {
         prepared: &Prepared,
         params: &[Value],
     ) -> Result<Executed, SqlError> {
+        let mut collect = Collect::default();
+        self.execute_prepared_into(prepared, params, &mut collect);
+        collect
+            .results
+            .pop()
+            .unwrap_or_else(|| Ok(Executed::empty()))
+    }
+
+    /// As [`Session::execute_prepared`], handing the rows to `out` as they are stepped.
+    pub fn execute_prepared_into(
+        &mut self,
+        prepared: &Prepared,
+        params: &[Value],
+        out: &mut dyn Output,
+    ) {
         self.statement_starts(&prepared.sql);
-        let result = self.execute_prepared_inner(prepared, params);
+        let result = self.execute_prepared_inner(prepared, params, out);
         self.statement_ends();
-        result
+        let _ = out.finished(result);
     }
 
     fn execute_prepared_inner(
         &mut self,
         prepared: &Prepared,
         params: &[Value],
+        out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         match &prepared.kind {
-            PreparedKind::Server(server) => self.run_server(server),
+            PreparedKind::Server(server) => {
+                let executed = self.run_server(server)?;
+                emit_rows(executed, out)
+            }
             PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed::empty()),
             PreparedKind::Sqlite => {
                 let tokens = lexer::tokenize(&prepared.sql)
                     .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
                 let sql = self.sqlite_text(&prepared.sql, &tokens)?;
-                self.run_sqlite(&sql, &tokens, params, prepared.columns.as_deref())
+                self.run_sqlite(&sql, &tokens, params, prepared.columns.as_deref(), out)
             }
         }
     }
@@ -634,13 +673,14 @@ impl Session {
         tokens: &[Spanned<'_>],
         params: &[Value],
         described: Option<&[Column]>,
+        out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         let control = transaction_control(tokens);
         if self.failed_transaction {
             return self.in_failed_transaction(control);
         }
         let was_autocommit = self.conn.is_autocommit();
-        let result = self.step_sqlite(sql, tokens, params, described);
+        let result = self.step_sqlite(sql, tokens, params, described, out);
         let now_autocommit = self.conn.is_autocommit();
         match result {
             Ok(mut executed) => {
@@ -651,6 +691,9 @@ impl Session {
                 };
                 Ok(executed)
             }
+            // A result whose reader stopped (a portal closed early) is not a failure of the
+            // transaction, as closing a portal in PostgreSQL is not.
+            Err(e) if e == stopped(Stopped) => Err(e),
             Err(e) => {
                 if !was_autocommit || !now_autocommit {
                     self.failed_transaction = true;
@@ -686,6 +729,7 @@ impl Session {
         tokens: &[Spanned<'_>],
         params: &[Value],
         described: Option<&[Column]>,
+        out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         crate::sql::pragmas::check(tokens)
             .map_err(|message| SqlError::new(sqlstate::INSUFFICIENT_PRIVILEGE, message))?;
@@ -717,38 +761,63 @@ impl Session {
         }
         let declared = declared_columns(&stmt);
         let width = declared.len();
-        let mut rows = Vec::new();
-        let mut cursor = stmt.raw_query();
-        loop {
-            match cursor.next() {
-                Ok(Some(row)) => {
-                    let mut values = Vec::with_capacity(width);
-                    for i in 0..width {
-                        values.push(row.get::<_, Value>(i).map_err(|e| self.sql_error(e))?);
-                    }
-                    rows.push(values);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(self.sql_error(e)),
-            }
-        }
-        drop(cursor);
-        drop(stmt);
-        let columns = match described {
-            Some(described) => described.to_vec(),
-            None => resolve_columns(declared, &rows),
-        };
         let command = match command.as_str() {
             "INSERT" | "UPDATE" | "DELETE" => command,
             _ => "SELECT".to_owned(),
         };
+        // Columns without a declared type are typed by the first rows' values, so those are
+        // stepped before the columns are described; every other row goes out as it is stepped.
+        let peek = described.is_none() && declared.iter().any(|(_, ty)| ty.is_none());
+        let mut first = Vec::new();
+        let mut count = 0usize;
+        let mut cursor = stmt.raw_query();
+        let step =
+            |cursor: &mut rusqlite::Rows<'_>| -> Result<Option<Vec<Value>>, rusqlite::Error> {
+                match cursor.next()? {
+                    Some(row) => (0..width)
+                        .map(|i| row.get::<_, Value>(i))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(Some),
+                    None => Ok(None),
+                }
+            };
+        let mut exhausted = false;
+        while peek && first.len() < TYPE_PEEK_ROWS {
+            match step(&mut cursor).map_err(|e| self.sql_error(e))? {
+                Some(row) => first.push(row),
+                None => {
+                    exhausted = true;
+                    break;
+                }
+            }
+        }
+        let columns = match described {
+            Some(described) => described.to_vec(),
+            None => resolve_columns(declared, &first),
+        };
+        out.columns(&command, &columns).map_err(stopped)?;
+        for row in first {
+            out.row(row).map_err(stopped)?;
+            count += 1;
+        }
+        while !exhausted {
+            match step(&mut cursor).map_err(|e| self.sql_error(e))? {
+                Some(row) => {
+                    out.row(row).map_err(stopped)?;
+                    count += 1;
+                }
+                None => exhausted = true,
+            }
+        }
+        drop(cursor);
+        drop(stmt);
         Ok(Executed {
             columns: Some(columns),
             tag: CommandTag {
                 command,
-                rows: Some(rows.len()),
+                rows: Some(count),
             },
-            rows,
+            rows: Vec::new(),
             transaction: TransactionChange::Unchanged,
         })
     }
@@ -810,6 +879,30 @@ impl Session {
         }
         error
     }
+}
+
+/// How many rows are stepped before a result's columns are described, to type the columns
+/// that have no declared type by their values.
+const TYPE_PEEK_ROWS: usize = 64;
+
+/// The error a statement ends with when its output stopped taking rows.
+fn stopped(_: Stopped) -> SqlError {
+    SqlError::new(
+        sqlstate::QUERY_CANCELED,
+        "canceling statement: the client stopped reading its result".into(),
+    )
+}
+
+/// Hands a server statement's rows to `out`, as SQLite statements' rows are.
+fn emit_rows(mut executed: Executed, out: &mut dyn Output) -> Result<Executed, SqlError> {
+    if let Some(columns) = &executed.columns {
+        out.columns(&executed.tag.command, columns)
+            .map_err(stopped)?;
+        for row in std::mem::take(&mut executed.rows) {
+            out.row(row).map_err(stopped)?;
+        }
+    }
+    Ok(executed)
 }
 
 /// One row per session, for SHOW SESSIONS.

@@ -1,0 +1,232 @@
+//! Results on their way to the wire while SQLite steps them: the session's thread encodes
+//! rows into `DataRow`s and sends them in small batches through a bounded channel; the
+//! connection's task writes them to the socket. Memory for one result stays at a few batches
+//! whatever its row count, and a client that stops reading stops the statement.
+
+use std::sync::Arc;
+
+use futures::{Sink, SinkExt, Stream};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{DataRowEncoder, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::data::{DataRow, RowDescription};
+use rusqlite::types::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::encode;
+use crate::session::output::{Output, Stopped};
+use crate::session::{Column, Executed};
+use crate::sqlstate::SqlError;
+
+/// Batches in flight between the session's thread and the socket.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// A batch is sent once it holds this many bytes of encoded rows (or at the end).
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// What the session's thread sends the connection.
+pub(super) enum Reply {
+    /// A statement returns rows: its command word and described fields.
+    Columns {
+        command: String,
+        fields: Arc<Vec<FieldInfo>>,
+    },
+    Rows(Vec<DataRow>),
+    /// The statement's outcome, after its last row.
+    Finished(Result<Executed, SqlError>),
+}
+
+/// The channel both ends share.
+pub(super) fn channel() -> (mpsc::Sender<Reply>, mpsc::Receiver<Reply>) {
+    mpsc::channel(BATCHES_IN_FLIGHT)
+}
+
+/// The session's end: an [`Output`] that encodes and sends.
+pub(super) struct Pipe {
+    tx: mpsc::Sender<Reply>,
+    runtime: tokio::runtime::Handle,
+    /// Cancelled when another statement needs the session while this result is suspended.
+    preempted: CancellationToken,
+    format: Format,
+    columns: Vec<Column>,
+    encoder: Option<DataRowEncoder>,
+    batch: Vec<DataRow>,
+    batch_bytes: usize,
+    /// A row could not be encoded: its error went out, the rest is dropped.
+    failed: bool,
+    /// The reader went away or the result was preempted: nothing more is sent, so the
+    /// reader's end says how the result ended.
+    stopped: bool,
+}
+
+impl Pipe {
+    pub(super) fn new(
+        tx: mpsc::Sender<Reply>,
+        runtime: tokio::runtime::Handle,
+        preempted: CancellationToken,
+        format: Format,
+    ) -> Pipe {
+        Pipe {
+            tx,
+            runtime,
+            preempted,
+            format,
+            columns: Vec::new(),
+            encoder: None,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            failed: false,
+            stopped: false,
+        }
+    }
+
+    fn send(&mut self, reply: Reply) -> Result<(), Stopped> {
+        if self.stopped {
+            return Err(Stopped);
+        }
+        let tx = self.tx.clone();
+        let preempted = self.preempted.clone();
+        // The session's thread is a blocking one: it waits here while the socket is slow.
+        let sent = self.runtime.block_on(async move {
+            tokio::select! {
+                biased;
+                () = preempted.cancelled() => Err(Stopped),
+                sent = tx.send(reply) => sent.map_err(|_| Stopped),
+            }
+        });
+        self.stopped = sent.is_err();
+        sent
+    }
+
+    fn flush(&mut self) -> Result<(), Stopped> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.batch_bytes = 0;
+        let batch = std::mem::take(&mut self.batch);
+        self.send(Reply::Rows(batch))
+    }
+}
+
+impl Output for Pipe {
+    fn columns(&mut self, command: &str, columns: &[Column]) -> Result<(), Stopped> {
+        self.flush()?;
+        let fields = Arc::new(encode::fields(columns, &self.format));
+        self.encoder = Some(DataRowEncoder::new(Arc::clone(&fields)));
+        self.columns = columns.to_vec();
+        self.failed = false;
+        self.send(Reply::Columns {
+            command: command.to_owned(),
+            fields,
+        })
+    }
+
+    fn row(&mut self, row: Vec<Value>) -> Result<(), Stopped> {
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Err(Stopped);
+        };
+        for (value, column) in row.into_iter().zip(&self.columns) {
+            if let Err(e) = encode::encode_value(encoder, value, column) {
+                // The client gets the reason; the statement stops here.
+                self.failed = true;
+                let _ = self.flush();
+                let error = match e {
+                    PgWireError::UserError(info) => {
+                        SqlError::new(crate::sqlstate::DATATYPE_MISMATCH, info.message.clone())
+                    }
+                    other => SqlError::new(crate::sqlstate::INTERNAL_ERROR, other.to_string()),
+                };
+                let _ = self.send(Reply::Finished(Err(error)));
+                return Err(Stopped);
+            }
+        }
+        let row = encoder.take_row();
+        self.batch_bytes += row.data.len() + 8;
+        self.batch.push(row);
+        if self.batch_bytes >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finished(&mut self, result: Result<Executed, SqlError>) -> Result<(), Stopped> {
+        if std::mem::take(&mut self.failed) {
+            // Its error was sent in place of the rest of its rows.
+            return Ok(());
+        }
+        self.flush()?;
+        self.send(Reply::Finished(result))
+    }
+}
+
+/// The RowDescription of `fields`.
+pub(super) fn row_description(fields: &[FieldInfo]) -> PgWireBackendMessage {
+    PgWireBackendMessage::RowDescription(RowDescription::new(
+        fields.iter().map(Into::into).collect(),
+    ))
+}
+
+/// Writes the rows of one statement from `rx` to `client` until its outcome arrives, which
+/// is returned (`None`: the session's thread ended without one).
+pub(super) async fn forward_rows<C>(
+    client: &mut C,
+    rx: &mut mpsc::Receiver<Reply>,
+) -> PgWireResult<(usize, Option<Result<Executed, SqlError>>)>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let mut sent = 0;
+    while let Some(reply) = rx.recv().await {
+        match reply {
+            Reply::Rows(rows) => {
+                for row in rows {
+                    client.feed(PgWireBackendMessage::DataRow(row)).await?;
+                    sent += 1;
+                }
+            }
+            Reply::Finished(result) => return Ok((sent, Some(result))),
+            // A new statement's columns before the last one finished cannot happen: the
+            // session finishes each statement before the next.
+            Reply::Columns { .. } => return Ok((sent, None)),
+        }
+    }
+    Ok((sent, None))
+}
+
+/// The rows of a portal as the stream pgwire reads at each Execute: rows until the
+/// statement's outcome; an error outcome, or a session that stopped without one, becomes
+/// an error rather than a silently short result.
+pub(super) fn portal_rows(
+    rx: mpsc::Receiver<Reply>,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + Unpin + 'static {
+    let state = (rx, std::collections::VecDeque::<DataRow>::new(), false);
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut rx, mut pending, done)| async move {
+            loop {
+                if let Some(row) = pending.pop_front() {
+                    return Some((Ok(row), (rx, pending, done)));
+                }
+                if done {
+                    return None;
+                }
+                match rx.recv().await {
+                    Some(Reply::Rows(rows)) => pending.extend(rows),
+                    Some(Reply::Finished(Ok(_))) => return None,
+                    Some(Reply::Finished(Err(e))) => {
+                        return Some((Err(encode::error_response(e)), (rx, pending, true)));
+                    }
+                    Some(Reply::Columns { .. }) | None => {
+                        let lost = SqlError::new(
+                            crate::sqlstate::OBJECT_IN_USE,
+                            "portal closed before its last row: another statement ran on this connection while it was suspended; fetch a portal to its end (or use a second connection) before running the next statement".into(),
+                        );
+                        return Some((Err(encode::error_response(lost)), (rx, pending, true)));
+                    }
+                }
+            }
+        },
+    ))
+}
