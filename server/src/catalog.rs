@@ -82,6 +82,8 @@ pub struct Catalog {
     sessions: Arc<Mutex<HashMap<String, usize>>>,
     /// Notified whenever a lease is released.
     released: Arc<Condvar>,
+    /// Bytes of temporary tables a client connection may hold (`None`: no limit).
+    temp_storage_limit: Option<u64>,
 }
 
 /// How long DROP DATABASE waits for the database's sessions to end (PostgreSQL's 5 s): a
@@ -175,6 +177,7 @@ impl Catalog {
             disk,
             sessions: Arc::default(),
             released: Arc::default(),
+            temp_storage_limit: None,
         };
         if !catalog.exists(DEFAULT_DATABASE) {
             catalog.create(DEFAULT_DATABASE)?;
@@ -395,6 +398,15 @@ impl Catalog {
             return Err(CatalogError::NotFound(name.to_owned()));
         }
         let mut conn = self.open_connection(&path, access)?;
+        if let Some(limit) = self.temp_storage_limit {
+            // The temporary database's pages (4 KiB); past them, writes fail with SQLITE_FULL.
+            let pages = i64::try_from(limit / 4096).unwrap_or(i64::MAX).max(1);
+            conn.pragma_update(Some("temp"), "max_page_count", pages)
+                .map_err(|source| CatalogError::Sqlite {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
         if let Some((schema, file)) = attach {
             attach_read_only(&conn, schema, file)?;
         }
@@ -437,6 +449,17 @@ impl Catalog {
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite_err)?;
         Ok(conn)
+    }
+
+    /// Limits the temporary tables of each client connection opened from now on.
+    pub fn with_temp_storage_limit(mut self, limit: Option<u64>) -> Catalog {
+        self.temp_storage_limit = limit;
+        self
+    }
+
+    /// The limit on one connection's temporary tables.
+    pub fn temp_storage_limit(&self) -> Option<u64> {
+        self.temp_storage_limit
     }
 
     /// How long a statement waits for another connection's lock, unless its session says.

@@ -37,6 +37,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Bytes kept allocated on the data disk, released for the admin when it fills (0: none).
     pub reserved_space: u64,
+    /// `[server] temp_storage_limit`: bytes of temporary tables per session (`None`: no limit).
+    pub temp_storage_limit: Option<u64>,
     /// `[server] max_message_size`: the largest message a logged-in client may send.
     pub max_message_size: usize,
     /// `[server] max_connections`: sessions at once, all users together (admins have
@@ -93,6 +95,8 @@ pub struct UserConfig {
     pub credential: CredentialSource,
     /// At most this many sessions of this user at once (`None`: only the server's limit).
     pub max_connections: Option<usize>,
+    /// The timeouts this user's sessions start with instead of the server's.
+    pub timeouts: Vec<(crate::sql::settings::Setting, Option<Duration>)>,
 }
 
 /// Where a user's password comes from. The config never holds a plaintext password.
@@ -183,6 +187,7 @@ struct RawServer {
     plugin_dir: String,
     reserved_space: Option<Spanned<RawSize>>,
     max_message_size: Option<Spanned<RawSize>>,
+    temp_storage_limit: Option<Spanned<RawSize>>,
     #[serde(default = "default_max_connections")]
     max_connections: Spanned<u64>,
     statement_timeout: Option<Spanned<RawSetting>>,
@@ -197,6 +202,9 @@ enum RawSetting {
     Millis(u64),
     Text(String),
 }
+
+/// The default `[server] temp_storage_limit`.
+const DEFAULT_TEMP_STORAGE_LIMIT: u64 = 1 << 30;
 
 /// PostgreSQL's default.
 fn default_max_connections() -> Spanned<u64> {
@@ -230,6 +238,9 @@ struct RawUser {
     password_env: Option<Spanned<String>>,
     scram: Option<Spanned<String>>,
     max_connections: Option<Spanned<u64>>,
+    statement_timeout: Option<Spanned<RawSetting>>,
+    lock_timeout: Option<Spanned<RawSetting>>,
+    idle_in_transaction_session_timeout: Option<Spanned<RawSetting>>,
 }
 
 impl Config {
@@ -320,11 +331,17 @@ impl Config {
                 Some(n) => Some(*n.get_ref() as usize),
                 None => None,
             };
+            let timeouts = located.settings([
+                &user.statement_timeout,
+                &user.lock_timeout,
+                &user.idle_in_transaction_session_timeout,
+            ])?;
             users.push(UserConfig {
                 name: name.clone(),
                 role: user.role,
                 credential,
                 max_connections,
+                timeouts,
             });
         }
 
@@ -420,30 +437,20 @@ impl Config {
                 bytes as usize
             }
         };
-        let mut timeouts = crate::sql::settings::Timeouts::default();
-        for (setting, value) in [
-            (
-                crate::sql::settings::Setting::StatementTimeout,
-                &raw.server.statement_timeout,
-            ),
-            (
-                crate::sql::settings::Setting::LockTimeout,
-                &raw.server.lock_timeout,
-            ),
-            (
-                crate::sql::settings::Setting::IdleInTransactionSessionTimeout,
-                &raw.server.idle_in_transaction_session_timeout,
-            ),
-        ] {
-            let Some(value) = value else { continue };
-            let text = match value.get_ref() {
-                RawSetting::Millis(n) => n.to_string(),
-                RawSetting::Text(t) => t.clone(),
-            };
-            let parsed = crate::sql::settings::parse_duration(&text)
-                .map_err(|m| located.at(value, format!("{}: {m}", setting.name())))?;
-            timeouts.set(setting, parsed);
+        let temp_storage_limit = match &raw.server.temp_storage_limit {
+            None => Some(DEFAULT_TEMP_STORAGE_LIMIT),
+            Some(value) => Some(size("temp_storage_limit", value)?).filter(|n| *n > 0),
+        };
+        let timeouts = located.settings([
+            &raw.server.statement_timeout,
+            &raw.server.lock_timeout,
+            &raw.server.idle_in_transaction_session_timeout,
+        ])?;
+        let mut timeouts_all = crate::sql::settings::Timeouts::default();
+        for (setting, value) in timeouts {
+            timeouts_all.set(setting, value);
         }
+        let timeouts = timeouts_all;
         let max_connections = *raw.server.max_connections.get_ref();
         if max_connections == 0 {
             return Err(located.at(
@@ -457,6 +464,7 @@ impl Config {
             source: path.to_owned(),
             reserved_space,
             max_message_size,
+            temp_storage_limit,
             max_connections: max_connections as usize,
             timeouts,
             plugin_dir: normalize(&base.join(&raw.server.plugin_dir)),
@@ -504,6 +512,26 @@ struct Locator<'a> {
 impl Locator<'_> {
     fn at<T>(&self, spanned: &Spanned<T>, message: String) -> ConfigError {
         self.error(spanned.span().start, message)
+    }
+
+    /// `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`, in
+    /// that order, as far as they are given.
+    fn settings(
+        &self,
+        values: [&Option<Spanned<RawSetting>>; 3],
+    ) -> Result<Vec<(crate::sql::settings::Setting, Option<Duration>)>, ConfigError> {
+        let mut out = Vec::new();
+        for (setting, value) in crate::sql::settings::Setting::ALL.into_iter().zip(values) {
+            let Some(value) = value else { continue };
+            let text = match value.get_ref() {
+                RawSetting::Millis(n) => n.to_string(),
+                RawSetting::Text(t) => t.clone(),
+            };
+            let parsed = crate::sql::settings::parse_duration(&text)
+                .map_err(|m| self.at(value, format!("{}: {m}", setting.name())))?;
+            out.push((setting, parsed));
+        }
+        Ok(out)
     }
 
     fn error(&self, offset: usize, message: String) -> ConfigError {

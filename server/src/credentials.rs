@@ -155,6 +155,7 @@ mod tests {
             role: Role::Admin,
             credential,
             max_connections: None,
+            timeouts: Vec::new(),
         }]
     }
 

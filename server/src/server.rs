@@ -53,11 +53,10 @@ impl Server {
         if let Err(e) = disk.check() {
             tracing::warn!(path = %config.data_dir.display(), error = %e, "cannot read the free space of the data disk");
         }
-        let catalog = Arc::new(Catalog::open(
-            &config.data_dir,
-            config.busy_timeout,
-            Arc::clone(&disk),
-        )?);
+        let catalog = Arc::new(
+            Catalog::open(&config.data_dir, config.busy_timeout, Arc::clone(&disk))?
+                .with_temp_storage_limit(config.temp_storage_limit),
+        );
         let users = Arc::new(UserDirectory::resolve(
             &config.users,
             &config.data_dir,
@@ -110,6 +109,18 @@ impl Server {
             .filter_map(|u| Some((u.name.clone(), u.max_connections?)))
             .collect();
         let registry = Arc::new(Registry::new(config.max_connections, per_user));
+        let user_timeouts = config
+            .users
+            .iter()
+            .filter(|u| !u.timeouts.is_empty())
+            .map(|u| {
+                let mut timeouts = config.timeouts;
+                for (setting, value) in &u.timeouts {
+                    timeouts.set(*setting, *value);
+                }
+                (u.name.clone(), timeouts)
+            })
+            .collect();
         let shared = Arc::new(Shared::new(
             Arc::clone(&catalog),
             plugins,
@@ -117,6 +128,7 @@ impl Server {
             users,
             registry,
             config.timeouts,
+            user_timeouts,
         ));
         let task = tokio::spawn(serve(listener, shared, shutdown.clone(), config, lock));
         Ok(ServerHandle {
@@ -172,6 +184,8 @@ async fn watch_disk(disk: Arc<DataDisk>, shutdown: CancellationToken) {
 
 /// How long the accept loop pauses after a failed accept (out of file descriptors).
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// Failed accepts are logged at most this often.
+const ACCEPT_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn serve(
     listener: TcpListener,
@@ -182,7 +196,9 @@ async fn serve(
 ) {
     let connections = TaskTracker::new();
     let disconnect = CancellationToken::new();
+    // Failed accepts since the last warning, and when that was.
     let mut failed_accepts: u64 = 0;
+    let mut last_warning: Option<std::time::Instant> = None;
     let limits = crate::pg::limits::Limits {
         after_login: config.max_message_size,
     };
@@ -191,10 +207,6 @@ async fn serve(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    if failed_accepts > 0 {
-                        tracing::info!(failed = failed_accepts, "accepting connections again");
-                        failed_accepts = 0;
-                    }
                     let handlers = Arc::new(ConnectionHandlers::new(Arc::clone(&shared)));
                     let disconnect = disconnect.clone();
                     connections.spawn(async move {
@@ -214,8 +226,11 @@ async fn serve(
                 // and log once per burst rather than once per try.
                 Err(e) => {
                     failed_accepts += 1;
-                    if failed_accepts == 1 {
-                        tracing::warn!(error = %e, "accepting a connection failed; retrying every 100 ms until it works (raise the file descriptor limit, ulimit -n, or lower max_connections)");
+                    let now = std::time::Instant::now();
+                    if last_warning.is_none_or(|at| now.duration_since(at) >= ACCEPT_WARNING_EVERY) {
+                        tracing::warn!(error = %e, failed = failed_accepts, "accepting a connection failed; retrying every 100 ms until it works (raise the file descriptor limit, ulimit -n, or lower max_connections); warned at most once a minute");
+                        last_warning = Some(now);
+                        failed_accepts = 0;
                     }
                     tokio::select! {
                         () = shutdown.cancelled() => break,

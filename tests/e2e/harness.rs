@@ -130,8 +130,23 @@ impl TestServer {
 
     /// Starts the binary with `CAIRN_LOG` set to `level`.
     pub fn start_with_log_level(config: &Path, extra_args: &[&str], level: &str) -> TestServer {
-        let mut child = cairn()
-            .args(extra_args)
+        let mut command = cairn();
+        command.args(extra_args);
+        Self::start_command(command, config, level)
+    }
+
+    /// Starts the binary with at most `limit` open file descriptors (`ulimit -n`).
+    pub fn start_with_fd_limit(config: &Path, limit: u32) -> TestServer {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_cairn"));
+        Self::start_command(command, config, "info")
+    }
+
+    fn start_command(mut command: Command, config: &Path, level: &str) -> TestServer {
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(config)

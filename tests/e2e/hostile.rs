@@ -553,3 +553,166 @@ async fn portals_are_read_in_pieces() {
     assert!(message(&err).contains("portal closed"), "{}", message(&err));
     assert!(fetched < 1_000_000);
 }
+
+/// Running out of file descriptors made the accept loop spin, writing millions of warnings.
+#[tokio::test]
+async fn running_out_of_descriptors_spun_the_accept_loop() {
+    let site = Site::standard();
+    let server = crate::harness::TestServer::start_with_fd_limit(&site.config_path(), 64);
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        if let Ok(socket) = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await {
+            held.push(socket);
+        }
+    }
+    server.wait_for_log("accepting a connection failed");
+    drop(held);
+    server.assert_still_serving().await;
+    let warnings = server
+        .logs()
+        .matches("accepting a connection failed")
+        .count();
+    assert_eq!(warnings, 1, "{}", server.logs());
+}
+
+/// A query kept a core busy after its client disconnected.
+#[tokio::test]
+async fn a_query_ran_on_after_its_client_left() {
+    let site = Site::standard();
+    let server = site.start();
+    let watcher = server.admin("default").await;
+    let (client, connection) = tokio_postgres::connect(
+        &server.url("admin", ADMIN_PASSWORD, "default"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    // The client and its connection live in one task: aborting it closes the socket.
+    let running = tokio::spawn(async move {
+        let _ = tokio::join!(connection, client.simple_query(ENDLESS));
+    });
+    loop {
+        let rows = watcher.simple_query("SHOW SESSIONS").await.unwrap();
+        let active = rows.iter().any(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                r.get(4) == Some("active") && r.get(5).is_some_and(|q| q.contains("RECURSIVE"))
+            }
+            _ => false,
+        });
+        if active {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    // Dropping the task drops the client and closes its socket.
+    running.abort();
+    assert!(running.await.unwrap_err().is_cancelled());
+    server.wait_for_log("client went away; its statement is interrupted");
+    loop {
+        let rows = watcher.simple_query("SHOW SESSIONS").await.unwrap();
+        let sessions = rows
+            .iter()
+            .filter(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            .count();
+        if sessions == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A readonly user wrote 300 MB of temporary tables in 0.6 s.
+#[tokio::test]
+async fn temporary_tables_were_unlimited() {
+    let site = Site::new(&crate::harness::standard_config().replace(
+        "shutdown_grace_ms = 5000",
+        "shutdown_grace_ms = 5000\ntemp_storage_limit = \"1MiB\"",
+    ));
+    let server = site.start();
+    let reader = server
+        .connect("reader", READER_PASSWORD, "default")
+        .await
+        .unwrap();
+    reader
+        .batch_execute("CREATE TEMP TABLE scratch(x)")
+        .await
+        .unwrap();
+    let err = reader
+        .batch_execute(
+            "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 100000) INSERT INTO scratch SELECT randomblob(100) FROM c",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::CONFIGURATION_LIMIT_EXCEEDED),
+        "{err}"
+    );
+    assert!(
+        message(&err).contains("temp_storage_limit"),
+        "{}",
+        message(&err)
+    );
+    reader
+        .batch_execute("DROP TABLE temp.scratch")
+        .await
+        .unwrap();
+    server.assert_still_serving().await;
+}
+
+/// A cleartext password message was met with a silent close, and failed logins were
+/// logged with an empty user name.
+#[tokio::test]
+async fn a_cleartext_password_was_closed_silently() {
+    let site = Site::standard();
+    let server = site.start();
+    let mut bytes = startup_packet(3, 0, "admin");
+    let password = b"admin-pw\0";
+    bytes.push(b'p');
+    bytes.extend_from_slice(&((password.len() + 4) as u32).to_be_bytes());
+    bytes.extend_from_slice(password);
+    let answer = raw_exchange(&server, &bytes).await;
+    let (code, refusal) = error_fields(&answer);
+    assert_eq!(code, "08P01", "{refusal}");
+    assert!(refusal.contains("SCRAM-SHA-256 only"), "{refusal}");
+
+    let err = server
+        .connect("writer", "not-the-password", "default")
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("\"writer\""), "{}", message(&err));
+    server.wait_for_log("login refused user=writer");
+    assert!(
+        !server.logs().contains("for user \"\""),
+        "{}",
+        server.logs()
+    );
+    server.assert_still_serving().await;
+}
+
+/// Timeouts per user, from the config.
+#[tokio::test]
+async fn a_users_own_statement_timeout() {
+    let site = Site::new(&crate::harness::standard_config().replace(
+        "role = \"readonly\"",
+        "role = \"readonly\"\nstatement_timeout = \"150ms\"",
+    ));
+    let server = site.start();
+    let reader = server
+        .connect("reader", READER_PASSWORD, "default")
+        .await
+        .unwrap();
+    let shown = reader
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap();
+    assert_eq!(shown.get::<_, String>(0), "150ms");
+    let err = reader.simple_query(ENDLESS).await.unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+    let admin = server.admin("default").await;
+    let shown = admin
+        .query_one("SHOW statement_timeout", &[])
+        .await
+        .unwrap();
+    assert_eq!(shown.get::<_, String>(0), "0");
+}

@@ -136,7 +136,7 @@ pub async fn serve<H: PgWireServerHandlers>(
             _ => message.is_extended_query(),
         };
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
-        let handled = process_message(
+        let dispatched = std::panic::AssertUnwindSafe(process_message(
             message,
             &mut socket,
             startup_handler.clone(),
@@ -144,8 +144,17 @@ pub async fn serve<H: PgWireServerHandlers>(
             extended.clone(),
             copy.clone(),
             cancel.clone(),
-        )
+        ))
+        .catch_unwind()
         .await;
+        // A handler that panicked on what the client sent ends only this connection, with
+        // words the client can read.
+        let handled = dispatched.unwrap_or_else(|_| {
+            Err(fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                "invalid message: it could not be handled".into(),
+            ))
+        });
         if let Err(mut e) = handled {
             pgwire::api::ErrorHandler::on_error(&*error_handler, &socket, &mut e);
             let is_fatal = e.is_fatal();

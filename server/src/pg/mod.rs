@@ -12,11 +12,10 @@ mod stream;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use pgwire::api::PgWireServerHandlers;
 use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{AuthDriver, DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::{ClientInfo, ErrorHandler, METADATA_USER, PgWireServerHandlers};
-use pgwire::error::PgWireError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,6 +38,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     /// The timeouts from `[server]`; a user's own override them.
     pub timeouts: Timeouts,
+    /// The timeouts of users that have their own, by user.
+    pub user_timeouts: std::collections::HashMap<String, Timeouts>,
     /// Statements running on blocking threads; shutdown waits for them.
     pub statements: TaskTracker,
     /// Cancelled when the server starts shutting down: new statements are refused.
@@ -63,6 +64,7 @@ impl Shared {
         users: Arc<UserDirectory>,
         registry: Arc<Registry>,
         timeouts: Timeouts,
+        user_timeouts: std::collections::HashMap<String, Timeouts>,
     ) -> Shared {
         let mut parameters = DefaultServerParameterProvider::default();
         // Clients read the leading number as PostgreSQL's major version to pick features.
@@ -77,6 +79,7 @@ impl Shared {
             users,
             registry,
             timeouts,
+            user_timeouts,
             statements: TaskTracker::new(),
             stopping: CancellationToken::new(),
             auth_driver: AuthDriver::new(Arc::new(parameters))
@@ -285,33 +288,7 @@ impl PgWireServerHandlers for ConnectionHandlers {
         Arc::clone(&self.startup)
     }
 
-    fn error_handler(&self) -> Arc<impl ErrorHandler> {
-        Arc::new(NameTheUser)
-    }
-
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         Arc::clone(&self.cancel)
-    }
-}
-
-/// pgwire's SCRAM failure does not carry the user name; PostgreSQL's message does.
-#[derive(Debug)]
-struct NameTheUser;
-
-impl ErrorHandler for NameTheUser {
-    fn on_error<C>(&self, client: &C, error: &mut PgWireError)
-    where
-        C: ClientInfo,
-    {
-        if let PgWireError::InvalidPassword(user) = error
-            && user.is_empty()
-        {
-            user.clone_from(
-                client
-                    .metadata()
-                    .get(METADATA_USER)
-                    .unwrap_or(&String::new()),
-            );
-        }
     }
 }

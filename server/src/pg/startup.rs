@@ -20,7 +20,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::ProtocolVersion;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::Authentication;
-use pgwire::messages::startup::SecretKey;
+use pgwire::messages::startup::{PasswordMessageFamily, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::{Shared, Slots};
@@ -108,6 +108,8 @@ pub(super) struct Startup {
     shared: Arc<Shared>,
     slots: Slots,
     logged_in: Arc<AtomicBool>,
+    /// The client has sent its first password message.
+    sasl_started: AtomicBool,
 }
 
 impl Startup {
@@ -116,6 +118,7 @@ impl Startup {
             shared,
             slots,
             logged_in,
+            sasl_started: AtomicBool::new(false),
         }
     }
 
@@ -143,8 +146,13 @@ impl Startup {
         let Some(role) = self.shared.users.get(&user).map(|u| u.role) else {
             return Err(PgWireError::InvalidPassword(user));
         };
-        // The server's timeouts, then what the startup packet asks for.
-        let mut timeouts = self.shared.timeouts;
+        // The user's timeouts (or the server's), then what the startup packet asks for.
+        let mut timeouts = self
+            .shared
+            .user_timeouts
+            .get(&user)
+            .copied()
+            .unwrap_or(self.shared.timeouts);
         let asked = settings::from_startup(
             client
                 .metadata()
@@ -212,6 +220,43 @@ impl Startup {
     }
 }
 
+/// The first password message must be a SCRAM-SHA-256 SASLInitialResponse: a mechanism name,
+/// then the length of the client's first message and that many bytes. pgwire's decoder
+/// assumes that shape (and panics on a cleartext password); refuse anything else in words.
+fn check_initial_response(message: &PasswordMessageFamily) -> PgWireResult<()> {
+    let PasswordMessageFamily::Raw(body) = message else {
+        return Ok(());
+    };
+    let refuse = |what: &str| {
+        Err(fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!(
+                "{what}: Cairn logs clients in with SCRAM-SHA-256 only, never a cleartext or MD5 password; set the client's password method to scram-sha-256 (libpq and every current driver support it)"
+            ),
+        ))
+    };
+    let Some(end) = body.iter().position(|b| *b == 0) else {
+        return refuse("invalid authentication message");
+    };
+    if &body[..end] != b"SCRAM-SHA-256" {
+        return refuse(&format!(
+            "authentication mechanism {:?} is not offered",
+            String::from_utf8_lossy(&body[..end])
+        ));
+    }
+    let rest = &body[end + 1..];
+    let Some(length) = rest
+        .get(..4)
+        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    else {
+        return refuse("invalid authentication message");
+    };
+    if length < 0 || rest.len() - 4 < length as usize {
+        return refuse("invalid authentication message");
+    }
+    Ok(())
+}
+
 pub(super) fn fatal(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "FATAL".into(),
@@ -249,10 +294,16 @@ impl StartupHandler for Startup {
                     .await
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {
-                self.shared
-                    .auth_driver
-                    .advance_authentication(client, message)
-                    .await
+                let first = !self.sasl_started.swap(true, Ordering::AcqRel);
+                match first.then(|| check_initial_response(&message)) {
+                    Some(Err(refused)) => Err(refused),
+                    _ => {
+                        self.shared
+                            .auth_driver
+                            .advance_authentication(client, message)
+                            .await
+                    }
+                }
             }
             _ => return Ok(()),
         };
@@ -267,6 +318,13 @@ impl StartupHandler for Startup {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
+                // pgwire's SCRAM failure does not carry the name; the log and the client do.
+                let e = match e {
+                    PgWireError::InvalidPassword(name) if name.is_empty() => {
+                        PgWireError::InvalidPassword(user.clone())
+                    }
+                    other => other,
+                };
                 tracing::info!(%user, peer = %client.socket_addr(), error = %e, "login refused");
                 Err(e)
             }

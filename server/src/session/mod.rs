@@ -864,6 +864,21 @@ impl Session {
             };
         }
         let mut error = SqlError::from_sqlite(&e);
+        if e.sqlite_error_code() == Some(ErrorCode::DiskFull)
+            && let Some(limit) = self.catalog.temp_storage_limit()
+        {
+            // At once, not at the next periodic look: the reserve is released now.
+            let _ = self.catalog.disk().check();
+            if !self.catalog.disk().is_full() {
+                return SqlError::new(
+                    sqlstate::CONFIGURATION_LIMIT_EXCEEDED,
+                    format!(
+                        "temporary storage of this session is full: its temporary tables may hold {} MiB ([server] temp_storage_limit), or the disk of temporary files is full; drop temporary tables (DROP TABLE temp.name) or ask the operator to raise the limit",
+                        (limit >> 20).max(1)
+                    ),
+                );
+            }
+        }
         if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
             // At once, not at the next periodic look: the reserve is released now.
             let _ = self.catalog.disk().check();
