@@ -305,7 +305,14 @@ async fn sessions_could_not_be_seen_or_ended() {
         _ => false,
     });
     assert!(listed, "{rows:?}");
+    let users = crate::harness::column(
+        &admin,
+        "SELECT \"user\" FROM sessions() WHERE state = 'active' ORDER BY id",
+    )
+    .await;
+    assert_eq!(users, vec!["admin".to_owned()]);
     refused(&reader, "SHOW SESSIONS", "admin role").await;
+    refused(&reader, "SELECT * FROM sessions()", "admin role").await;
     refused(
         &reader,
         &format!("SELECT pg_terminate_backend({id})"),

@@ -618,12 +618,78 @@ impl Session {
         }
         let offset = tokens.first().map_or(0, |t| t.start);
         let text = self.rewrite_table_functions(text, offset, tokens)?;
+        let text = match self.rewrite_sessions_function(&text)? {
+            Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+            None => text,
+        };
         let cast = crate::pgcompat::casts::rewrite(&text)
             .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
         Ok(match cast {
             std::borrow::Cow::Borrowed(_) => text,
             std::borrow::Cow::Owned(rewritten) => std::borrow::Cow::Owned(rewritten),
         })
+    }
+
+    /// `sessions()`: the rows of SHOW SESSIONS as a table, for the admin, rewritten to a
+    /// subquery over their values at the moment the statement is prepared.
+    fn rewrite_sessions_function(&self, text: &str) -> Result<Option<String>, SqlError> {
+        if !text.to_ascii_lowercase().contains("sessions") {
+            return Ok(None);
+        }
+        let tokens = lexer::tokenize(text)
+            .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
+        let calls: Vec<(usize, usize)> = tokens
+            .windows(3)
+            .enumerate()
+            .filter(|(i, w)| {
+                w[0].token.is_keyword("sessions")
+                    && w[1].token == Token::Punct("(")
+                    && w[2].token == Token::Punct(")")
+                    && !(*i > 0 && tokens[i - 1].token == Token::Punct("."))
+            })
+            .map(|(_, w)| (w[0].start, w[2].end))
+            .collect();
+        if calls.is_empty() {
+            return Ok(None);
+        }
+        self.require_database_management("sessions()")?;
+        let registry = self.seat.as_ref().map(|(r, _)| Arc::clone(r));
+        let rows = registry.map(|r| sessions_rows(&r)).unwrap_or_default();
+        let names: Vec<String> = server_columns(&ServerStatement::ShowSessions)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| format!("column{} AS \"{}\"", i + 1, c.name))
+            .collect();
+        let values: Vec<String> = rows
+            .iter()
+            .map(|row| {
+                let cells: Vec<String> = row.iter().map(sql_literal).collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect();
+        let table = if values.is_empty() {
+            // No session but the caller's own cannot happen outside unit tests.
+            format!(
+                "(SELECT {} FROM (SELECT NULL AS column1, NULL AS column2, NULL AS column3, NULL AS column4, NULL AS column5, NULL AS column6, NULL AS column7, NULL AS column8, NULL AS column9) WHERE 0)",
+                names.join(", ")
+            )
+        } else {
+            format!(
+                "(SELECT {} FROM (VALUES {}))",
+                names.join(", "),
+                values.join(", ")
+            )
+        };
+        let mut out = String::with_capacity(text.len() + table.len());
+        let mut at = 0;
+        for (start, end) in calls {
+            out.push_str(&text[at..start]);
+            out.push_str(&table);
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        Ok(Some(out))
     }
 
     fn require_admin(&self, what: &str) -> Result<(), SqlError> {
@@ -918,6 +984,20 @@ fn emit_rows(mut executed: Executed, out: &mut dyn Output) -> Result<Executed, S
         }
     }
     Ok(executed)
+}
+
+/// A value as an SQL literal.
+fn sql_literal(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(r) => format!("{r:?}"),
+        Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+        Value::Blob(b) => format!(
+            "X'{}'",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
+    }
 }
 
 /// One row per session, for SHOW SESSIONS.
