@@ -76,10 +76,7 @@ async fn a_cast_parameter_stored_null() {
 async fn a_readonly_pragma_locked_everyone_out() {
     let site = Site::standard();
     let server = site.start();
-    let reader = server
-        .connect("reader", READER_PASSWORD, "default")
-        .await
-        .unwrap();
+    let reader = reader(&server).await;
     for sql in [
         "PRAGMA hard_heap_limit=1",
         "PRAGMA soft_heap_limit = 1",
@@ -167,11 +164,40 @@ async fn a_plain_vacuum_was_refused() {
         .unwrap_err();
     assert!(message(&err).contains("VACUUM INTO"), "{}", message(&err));
     assert!(!into.exists());
-    let reader = server
+    let reader = reader(&server).await;
+    assert!(reader.batch_execute("VACUUM").await.is_err());
+}
+
+/// A site whose `[server]` table also has `keys`.
+fn site_with(keys: &str) -> Site {
+    Site::new(&crate::harness::standard_config().replace(
+        "shutdown_grace_ms = 5000",
+        &format!("shutdown_grace_ms = 5000\n{keys}"),
+    ))
+}
+
+async fn reader(server: &crate::harness::TestServer) -> tokio_postgres::Client {
+    server
         .connect("reader", READER_PASSWORD, "default")
         .await
-        .unwrap();
-    assert!(reader.batch_execute("VACUUM").await.is_err());
+        .unwrap()
+}
+
+/// Waits until SHOW SESSIONS lists an active statement containing `needle`.
+async fn wait_for_running(admin: &tokio_postgres::Client, needle: &str) {
+    loop {
+        let rows = admin.simple_query("SHOW SESSIONS").await.unwrap();
+        let running = rows.iter().any(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                r.get(4) == Some("active") && r.get(5).is_some_and(|q| q.contains(needle))
+            }
+            _ => false,
+        });
+        if running {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// A long query: a recursive CTE that counts to a billion.
@@ -188,19 +214,7 @@ async fn a_cancel_request_was_ignored() {
     let (result, ()) = tokio::join!(client.simple_query(ENDLESS), async {
         // The cancel must reach a running statement: wait until the server shows it active.
         let watcher = server.admin("default").await;
-        loop {
-            let rows = watcher.simple_query("SHOW SESSIONS").await.unwrap();
-            let active = rows.iter().any(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    r.get(4) == Some("active") && r.get(5).is_some_and(|q| q.contains("RECURSIVE"))
-                }
-                _ => false,
-            });
-            if active {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        wait_for_running(&watcher, "RECURSIVE").await;
         cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
     });
     let err = result.unwrap_err();
@@ -214,13 +228,7 @@ async fn a_cancel_request_was_ignored() {
 /// No statement_timeout, lock_timeout or idle_in_transaction_session_timeout existed.
 #[tokio::test]
 async fn timeouts_were_not_honoured() {
-    let site = Site::new(&format!(
-        "{}\n",
-        crate::harness::standard_config().replace(
-            "shutdown_grace_ms = 5000",
-            "shutdown_grace_ms = 5000\nidle_in_transaction_session_timeout = \"300ms\""
-        )
-    ));
+    let site = site_with("idle_in_transaction_session_timeout = \"300ms\"");
     let server = site.start();
     let client = server.admin("default").await;
     client
@@ -288,10 +296,7 @@ async fn sessions_could_not_be_seen_or_ended() {
     let site = Site::standard();
     let server = site.start();
     let admin = server.admin("default").await;
-    let reader = server
-        .connect("reader", READER_PASSWORD, "default")
-        .await
-        .unwrap();
+    let reader = reader(&server).await;
     let id: i64 = reader
         .query_one("SELECT pg_backend_pid()", &[])
         .await
@@ -426,19 +431,13 @@ async fn odd_startups_were_closed_silently() {
 /// There was no max_connections.
 #[tokio::test]
 async fn connections_were_unlimited() {
-    let site = Site::new(&crate::harness::standard_config().replace(
-        "shutdown_grace_ms = 5000",
-        "shutdown_grace_ms = 5000\nmax_connections = 2",
-    ));
+    let site = site_with("max_connections = 2");
     let server = site.start();
     let _a = server
         .connect("writer", WRITER_PASSWORD, "default")
         .await
         .unwrap();
-    let _b = server
-        .connect("reader", READER_PASSWORD, "default")
-        .await
-        .unwrap();
+    let _b = reader(&server).await;
     let err = server
         .connect("writer", WRITER_PASSWORD, "default")
         .await
@@ -466,10 +465,7 @@ async fn a_large_result_was_built_whole_in_memory() {
     use futures::{StreamExt, pin_mut};
     let site = Site::standard();
     let server = site.start();
-    let reader = server
-        .connect("reader", READER_PASSWORD, "default")
-        .await
-        .unwrap();
+    let reader = reader(&server).await;
     reader.simple_query("SELECT 1").await.unwrap();
     let idle = resident_bytes(server.pid());
     let mut peak = idle;
@@ -598,19 +594,7 @@ async fn a_query_ran_on_after_its_client_left() {
     let running = tokio::spawn(async move {
         let _ = tokio::join!(connection, client.simple_query(ENDLESS));
     });
-    loop {
-        let rows = watcher.simple_query("SHOW SESSIONS").await.unwrap();
-        let active = rows.iter().any(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                r.get(4) == Some("active") && r.get(5).is_some_and(|q| q.contains("RECURSIVE"))
-            }
-            _ => false,
-        });
-        if active {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    wait_for_running(&watcher, "RECURSIVE").await;
     // Dropping the task drops the client and closes its socket.
     running.abort();
     assert!(running.await.unwrap_err().is_cancelled());
@@ -636,10 +620,7 @@ async fn temporary_tables_were_unlimited() {
         "shutdown_grace_ms = 5000\ntemp_storage_limit = \"1MiB\"",
     ));
     let server = site.start();
-    let reader = server
-        .connect("reader", READER_PASSWORD, "default")
-        .await
-        .unwrap();
+    let reader = reader(&server).await;
     reader
         .batch_execute("CREATE TEMP TABLE scratch(x)")
         .await
@@ -705,10 +686,7 @@ async fn a_users_own_statement_timeout() {
         "role = \"readonly\"\nstatement_timeout = \"150ms\"",
     ));
     let server = site.start();
-    let reader = server
-        .connect("reader", READER_PASSWORD, "default")
-        .await
-        .unwrap();
+    let reader = reader(&server).await;
     let shown = reader
         .query_one("SHOW statement_timeout", &[])
         .await
