@@ -201,6 +201,7 @@ async fn serve(
     let mut last_warning: Option<std::time::Instant> = None;
     let limits = crate::pg::limits::Limits {
         after_login: config.max_message_size,
+        logging_in: config.max_connections + crate::session::registry::RESERVED_FOR_ADMIN,
     };
     loop {
         tokio::select! {

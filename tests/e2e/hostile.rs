@@ -701,3 +701,136 @@ async fn a_users_own_statement_timeout() {
         .unwrap();
     assert_eq!(shown.get::<_, String>(0), "0");
 }
+
+/// pgwire reads a Query up to its NUL: bytes left inside its announced length were decoded
+/// as a next message whose length was never checked (found in review).
+#[tokio::test]
+async fn a_message_hidden_inside_another_escaped_the_limits() {
+    let site = Site::standard();
+    let server = site.start();
+    let mut bytes = startup_packet(3, 0, "admin");
+    bytes.push(b'Q');
+    bytes.extend_from_slice(&10u32.to_be_bytes());
+    bytes.extend_from_slice(&[0, b'Q', 0x3f, 0xff, 0xff, 0xf0]);
+    let answer = raw_exchange(&server, &bytes).await;
+    let (code, message) = error_fields(&answer);
+    assert_eq!(code, "08P01", "{message}");
+    server.assert_still_serving().await;
+}
+
+/// Connections still logging in were not counted: each could hold a socket for a minute.
+#[tokio::test]
+async fn connections_logging_in_were_unlimited() {
+    let site = site_with("max_connections = 1");
+    let server = site.start();
+    // One session and the admins' reserve of three may be logging in at once.
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        // An SSLRequest answered proves the server is serving this connection.
+        socket
+            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .unwrap();
+        let mut answer = [0u8; 1];
+        socket.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"N");
+        waiting.push(socket);
+    }
+    let answer = raw_exchange(&server, &startup_packet(3, 0, "admin")).await;
+    let (code, message) = error_fields(&answer);
+    assert_eq!(code, "53300", "{message}");
+    drop(waiting);
+    crate::automatic_backup::wait_until("the waiting connections are gone", || async {
+        server
+            .connect("admin", ADMIN_PASSWORD, "default")
+            .await
+            .is_ok()
+    })
+    .await;
+}
+
+/// A client that stopped reading a result held its statement, and the write lock of an
+/// INSERT … RETURNING, beyond the reach of cancel, timeouts and pg_terminate_backend (found
+/// in review).
+#[tokio::test]
+async fn a_client_that_stopped_reading_could_not_be_ended() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE src(x); CREATE TABLE dst(x); WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300000) INSERT INTO src SELECT printf('%0200d', n) FROM c",
+        )
+        .await
+        .unwrap();
+    let mut psql = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            &server.url("admin", ADMIN_PASSWORD, "default"),
+            "-c",
+            "INSERT INTO dst SELECT x FROM src RETURNING x",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // psql stops reading: its pipe is never read, so it blocks, and so does its socket.
+    wait_for_running(&admin, "RETURNING").await;
+    let id = crate::harness::column(
+        &admin,
+        "SELECT id FROM sessions() WHERE query LIKE '%RETURNING%' AND id <> pg_backend_pid()",
+    )
+    .await;
+    let writer = server.admin("default").await;
+    writer
+        .batch_execute("SET lock_timeout = 200")
+        .await
+        .unwrap();
+    assert!(
+        writer
+            .batch_execute("INSERT INTO dst VALUES ('x')")
+            .await
+            .is_err(),
+        "the stalled INSERT should still hold the write lock"
+    );
+    crate::harness::column(&admin, &format!("SELECT pg_terminate_backend({})", id[0])).await;
+    // Its statement ends and lets go of the lock (bounded by the test's patience).
+    writer.batch_execute("SET lock_timeout = 0").await.unwrap();
+    writer
+        .batch_execute("INSERT INTO dst VALUES ('after')")
+        .await
+        .unwrap();
+    let _ = psql.kill();
+    let _ = psql.wait();
+}
+
+/// pg_terminate_backend called from a trigger ran with the rights of whoever fired it (found
+/// in review).
+#[tokio::test]
+async fn a_trigger_could_end_sessions_with_the_admins_rights() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin.batch_execute("CREATE TABLE audit(x)").await.unwrap();
+    let writer = server
+        .connect("writer", WRITER_PASSWORD, "default")
+        .await
+        .unwrap();
+    writer
+        .batch_execute(
+            "CREATE TRIGGER t AFTER INSERT ON audit BEGIN SELECT pg_terminate_backend(1); END",
+        )
+        .await
+        .unwrap();
+    let err = admin
+        .batch_execute("INSERT INTO audit VALUES (1)")
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("unsafe use of"), "{}", message(&err));
+}

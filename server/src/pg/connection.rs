@@ -6,7 +6,7 @@
 //! version, a decoder that panics) instead of a silent close.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -36,10 +36,15 @@ pub async fn serve<H: PgWireServerHandlers>(
     limits: Limits,
     logged_in: Arc<AtomicBool>,
     activity: ActivitySlot,
+    logging_in: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     let peer = tcp.peer_addr()?;
     tcp.set_nodelay(true)?;
-    let stream = LimitedStream::new(tcp, limits, logged_in);
+    // Connections that have not logged in yet are counted too: each holds a socket and
+    // may wait up to the startup timeout.
+    let waiting = Waiting::enter(&logging_in);
+    let too_many = waiting.count > limits.logging_in;
+    let stream = LimitedStream::new(tcp, limits, Arc::clone(&logged_in));
     let mut socket: Socket<_> = Framed::new(
         stream,
         PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
@@ -74,6 +79,17 @@ pub async fn serve<H: PgWireServerHandlers>(
         }
     }
     socket.set_state(PgWireConnectionState::AwaitingStartup);
+    if too_many {
+        let refusal = fatal(
+            sqlstate::TOO_MANY_CONNECTIONS,
+            format!(
+                "sorry, too many clients already ({} connections are logging in)",
+                waiting.count - 1
+            ),
+        );
+        return refuse(&mut socket, refusal).await;
+    }
+    let mut waiting = Some(waiting);
 
     let startup_handler = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -123,6 +139,10 @@ pub async fn serve<H: PgWireServerHandlers>(
         } else {
             next_message(&mut socket).await
         };
+        if logged_in.load(Ordering::Acquire) {
+            // Logged in: counted by max_connections from now on.
+            drop(waiting.take());
+        }
         let message = match next {
             Ok(Some(message)) => message,
             Ok(None) => return Ok(()),
@@ -136,7 +156,8 @@ pub async fn serve<H: PgWireServerHandlers>(
             _ => message.is_extended_query(),
         };
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
-        let dispatched = std::panic::AssertUnwindSafe(process_message(
+        let terminated = activity.get().map(|a| a.terminated.clone());
+        let dispatch = std::panic::AssertUnwindSafe(process_message(
             message,
             &mut socket,
             startup_handler.clone(),
@@ -145,8 +166,25 @@ pub async fn serve<H: PgWireServerHandlers>(
             copy.clone(),
             cancel.clone(),
         ))
-        .catch_unwind()
-        .await;
+        .catch_unwind();
+        // pg_terminate_backend also ends a connection whose client stopped reading while a
+        // result was being written to it.
+        let dispatched = tokio::select! {
+            dispatched = dispatch => Some(dispatched),
+            () = async {
+                match &terminated {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            } => None,
+        };
+        let Some(dispatched) = dispatched else {
+            let ended = fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection due to administrator command".into(),
+            );
+            return refuse(&mut socket, ended).await;
+        };
         // A handler that panicked on what the client sent ends only this connection, with
         // words the client can read.
         let handled = dispatched.unwrap_or_else(|_| {
@@ -174,7 +212,13 @@ async fn next_message<S>(
     socket: &mut Socket<S>,
 ) -> Result<Option<PgWireFrontendMessage>, PgWireError> {
     match std::panic::AssertUnwindSafe(socket.next()).catch_unwind().await {
-        Ok(Some(Ok(message))) => Ok(Some(message)),
+        Ok(Some(Ok(message))) => {
+            let unread = socket.read_buffer().len();
+            match socket.get_mut().check_consumed(unread) {
+                Ok(()) => Ok(Some(message)),
+                Err(e) => Err(fatal(e.sqlstate(), e.to_string())),
+            }
+        }
         Ok(None) => Ok(None),
         Ok(Some(Err(PgWireError::IoError(e)))) => match LimitError::of(&e) {
             Some(limit) => Err(fatal(limit.sqlstate(), limit.to_string())),
@@ -193,6 +237,29 @@ async fn next_message<S>(
     }
 }
 
+/// A connection counted among those logging in, until dropped.
+struct Waiting {
+    counter: Arc<AtomicUsize>,
+    /// How many were logging in, this one included, when it arrived.
+    count: usize,
+}
+
+impl Waiting {
+    fn enter(counter: &Arc<AtomicUsize>) -> Waiting {
+        let count = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        Waiting {
+            counter: Arc::clone(counter),
+            count,
+        }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Tells the client why its connection ends, then ends it.
 async fn refuse<S>(socket: &mut Socket<S>, error: PgWireError) -> std::io::Result<()> {
     if let PgWireError::IoError(e) = error {
@@ -201,9 +268,16 @@ async fn refuse<S>(socket: &mut Socket<S>, error: PgWireError) -> std::io::Resul
     }
     tracing::info!(peer = %socket.socket_addr(), error = %error, "connection refused");
     let info: ErrorInfo = error.into();
-    let _ = socket
-        .send(PgWireBackendMessage::ErrorResponse(info.into()))
-        .await;
-    let _ = socket.close().await;
+    // A client that does not read cannot keep the connection: the goodbye is bounded.
+    let _ = tokio::time::timeout(GOODBYE_PATIENCE, async {
+        let _ = socket
+            .send(PgWireBackendMessage::ErrorResponse(info.into()))
+            .await;
+        let _ = socket.close().await;
+    })
+    .await;
     Ok(())
 }
+
+/// How long a refusal waits for the client to take its ErrorResponse.
+const GOODBYE_PATIENCE: Duration = Duration::from_secs(1);

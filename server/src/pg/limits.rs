@@ -38,6 +38,8 @@ pub enum LimitError {
         "invalid message length {0}: a message length counts itself, so it is at least 4 (8 for a startup packet)"
     )]
     Malformed(i64),
+    #[error("invalid message: its contents do not fill the length it announced")]
+    LengthMismatch,
 }
 
 impl LimitError {
@@ -45,7 +47,9 @@ impl LimitError {
     pub fn sqlstate(&self) -> &'static str {
         match self {
             LimitError::TooLarge { .. } => crate::sqlstate::PROGRAM_LIMIT_EXCEEDED,
-            LimitError::Malformed(_) => crate::sqlstate::PROTOCOL_VIOLATION,
+            LimitError::Malformed(_) | LimitError::LengthMismatch => {
+                crate::sqlstate::PROTOCOL_VIOLATION
+            }
         }
     }
 
@@ -60,6 +64,9 @@ impl LimitError {
 pub struct Limits {
     /// For messages after login (`[server] max_message_size`).
     pub after_login: usize,
+    /// Connections that may be logging in at once (`max_connections` and the admins'
+    /// reserve); more are refused with 53300 after their startup packet.
+    pub logging_in: usize,
 }
 
 /// Where in the framing the next bytes are.
@@ -82,6 +89,12 @@ pub struct LimitedStream<S> {
     have: usize,
     /// Bytes of the current message's body still to pass through.
     remaining: usize,
+    /// Bytes passed through so far.
+    delivered: u64,
+    /// Where each message whose header was read ends, as an offset in the stream.
+    ends: std::collections::VecDeque<u64>,
+    /// The end of the last message the decoder consumed.
+    consumed_to: u64,
 }
 
 impl<S> LimitedStream<S> {
@@ -95,16 +108,44 @@ impl<S> LimitedStream<S> {
             header: [0; 8],
             have: 0,
             remaining: 0,
+            delivered: 0,
+            ends: std::collections::VecDeque::new(),
+            consumed_to: 0,
+        }
+    }
+
+    /// After the decoder took a message, with `unread` bytes left in its buffer: it must
+    /// have consumed whole messages as their lengths announced them. pgwire's decoders read
+    /// some bodies by their contents (up to a NUL, the first empty parameter name) rather
+    /// than by their length; bytes they leave would otherwise be read as a next message
+    /// whose length nobody checked.
+    pub fn check_consumed(&mut self, unread: usize) -> Result<(), LimitError> {
+        let consumed = self.delivered.saturating_sub(unread as u64);
+        while let Some(&end) = self.ends.front() {
+            if end > consumed {
+                break;
+            }
+            self.consumed_to = end;
+            self.ends.pop_front();
+        }
+        if consumed == self.consumed_to {
+            Ok(())
+        } else {
+            Err(LimitError::LengthMismatch)
         }
     }
 
     /// Follows the framing over `data`; the first refusal ends the connection.
     fn scan(&mut self, mut data: &[u8]) -> Result<(), LimitError> {
+        let start = self.delivered;
+        let total = data.len() as u64;
+        let mut offset = 0u64;
         while !data.is_empty() {
             if self.remaining > 0 {
                 let n = self.remaining.min(data.len());
                 self.remaining -= n;
                 data = &data[n..];
+                offset += n as u64;
                 continue;
             }
             let need = match self.phase {
@@ -115,12 +156,15 @@ impl<S> LimitedStream<S> {
             self.header[self.have..self.have + n].copy_from_slice(&data[..n]);
             self.have += n;
             data = &data[n..];
+            offset += n as u64;
             if self.have < need {
-                return Ok(());
+                break;
             }
             self.have = 0;
             self.header_complete()?;
+            self.ends.push_back(start + offset + self.remaining as u64);
         }
+        self.delivered = start + total;
         Ok(())
     }
 
@@ -149,7 +193,11 @@ impl<S> LimitedStream<S> {
                 }
                 self.remaining = length - 8;
                 // After an SSL or GSS request the client sends another startup packet.
-                if !(length == 8 && matches!(word(4), SSL_REQUEST_CODE | GSSENC_REQUEST_CODE)) {
+                if matches!(word(4), SSL_REQUEST_CODE | GSSENC_REQUEST_CODE) {
+                    if length != 8 {
+                        return Err(LimitError::Malformed(length as i64));
+                    }
+                } else {
                     self.phase = Phase::Typed;
                 }
             }
@@ -233,7 +281,10 @@ mod tests {
     fn stream(logged_in: bool) -> LimitedStream<()> {
         LimitedStream::new(
             (),
-            Limits { after_login: 1000 },
+            Limits {
+                after_login: 1000,
+                logging_in: 1,
+            },
             Arc::new(AtomicBool::new(logged_in)),
         )
     }
@@ -289,6 +340,21 @@ mod tests {
                 result.unwrap();
             }
         }
+    }
+
+    /// pgwire reads a Query up to its NUL: bytes after it, inside the announced length,
+    /// would be decoded as a next message whose length was never checked.
+    #[test]
+    fn a_decoder_that_leaves_part_of_a_message_is_caught() {
+        let mut s = stream(false);
+        let mut bytes = startup();
+        bytes.extend(typed(b'Q', 10));
+        bytes.extend_from_slice(&[0, b'Q', 0x3f, 0xff, 0xff, 0xf0]);
+        s.scan(&bytes).unwrap();
+        // The decoder took the startup packet: fine.
+        s.check_consumed(bytes.len() - 9).unwrap();
+        // It then took the Query's type, length and one byte, leaving five.
+        assert_eq!(s.check_consumed(5), Err(LimitError::LengthMismatch));
     }
 
     #[test]

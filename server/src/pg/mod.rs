@@ -36,6 +36,8 @@ pub struct Shared {
     pub users: Arc<UserDirectory>,
     /// Every logged-in session.
     pub registry: Arc<Registry>,
+    /// Connections accepted that have not logged in yet.
+    pub logging_in: Arc<std::sync::atomic::AtomicUsize>,
     /// The timeouts from `[server]`; a user's own override them.
     pub timeouts: Timeouts,
     /// The timeouts of users that have their own, by user.
@@ -78,6 +80,7 @@ impl Shared {
             backups,
             users,
             registry,
+            logging_in: Arc::default(),
             timeouts,
             user_timeouts,
             statements: TaskTracker::new(),
@@ -95,7 +98,7 @@ impl Shared {
         slots: &Slots,
         work: impl FnOnce(&mut Session) -> Result<T, SqlError> + Send + 'static,
     ) -> Result<T, SqlError> {
-        let task = self.start(slots, work)?;
+        let task = self.start(slots, move |session, _| work(session))?;
         task.await.unwrap_or_else(|e| {
             Err(SqlError::new(
                 sqlstate::INTERNAL_ERROR,
@@ -107,10 +110,14 @@ impl Shared {
     /// Starts session work on a blocking thread and returns at once. Until the work ends,
     /// the statement timeout interrupts it, and so does the client going away. A result
     /// still suspended in a portal is closed first: its thread holds the session.
+    ///
+    /// `work` gets the token that stops the statement's delivery of rows: cancelled by a
+    /// cancel request, the timeout, `pg_terminate_backend`, a Sync outside a transaction, or
+    /// the next statement of this connection while the result is suspended in a portal.
     fn start<T: Send + 'static>(
         &self,
         slots: &Slots,
-        work: impl FnOnce(&mut Session) -> Result<T, SqlError> + Send + 'static,
+        work: impl FnOnce(&mut Session, CancellationToken) -> Result<T, SqlError> + Send + 'static,
     ) -> Result<tokio::task::JoinHandle<Result<T, SqlError>>, SqlError> {
         if self.stopping.is_cancelled() {
             return Err(SqlError::new(
@@ -119,10 +126,13 @@ impl Shared {
             ));
         }
         if let Some(suspended) = slots.take_open_result() {
-            suspended.cancel();
+            suspended.close();
         }
+        // Not shutdown's child: a running statement gets the shutdown grace to finish.
+        let stop = CancellationToken::new();
         let done = CancellationToken::new();
         if let Some(activity) = slots.activity.get() {
+            activity.set_statement(stop.clone());
             tokio::spawn(watch_statement(
                 Arc::clone(activity),
                 Arc::clone(&slots.peer),
@@ -140,7 +150,7 @@ impl Shared {
                         user = session.user(),
                         "statement running"
                     );
-                    work(session)
+                    work(session, stop)
                 }
                 None => Err(SqlError::new(
                     sqlstate::PROTOCOL_VIOLATION,
@@ -207,19 +217,19 @@ pub struct Slots {
     pub peer: Arc<OnceLock<tokio::net::TcpStream>>,
     /// The result suspended in a portal, whose thread holds the session until it is read
     /// to its end or closed.
-    open_result: Arc<Mutex<Option<CancellationToken>>>,
+    open_result: Arc<Mutex<Option<stream::OpenResult>>>,
 }
 
 impl Slots {
-    fn take_open_result(&self) -> Option<CancellationToken> {
+    fn take_open_result(&self) -> Option<stream::OpenResult> {
         self.open_result
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
     }
 
-    fn set_open_result(&self, token: CancellationToken) {
-        *self.open_result.lock().unwrap_or_else(|p| p.into_inner()) = Some(token);
+    fn set_open_result(&self, open: stream::OpenResult) {
+        *self.open_result.lock().unwrap_or_else(|p| p.into_inner()) = Some(open);
     }
 }
 
@@ -232,10 +242,13 @@ pub struct ConnectionHandlers {
     /// Set once the client has logged in: its messages may then be larger.
     logged_in: Arc<AtomicBool>,
     slots: Slots,
+    /// Connections of the server still logging in.
+    logging_in: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ConnectionHandlers {
     pub fn new(shared: Arc<Shared>) -> ConnectionHandlers {
+        let shared_logging_in = Arc::clone(&shared.logging_in);
         let slots = Slots::default();
         let logged_in = Arc::new(AtomicBool::new(false));
         ConnectionHandlers {
@@ -248,6 +261,7 @@ impl ConnectionHandlers {
             query: Arc::new(query::QueryHandler::new(shared, slots.clone())),
             logged_in,
             slots,
+            logging_in: Arc::clone(&shared_logging_in),
         }
     }
 
@@ -262,7 +276,8 @@ impl ConnectionHandlers {
         }
         let logged_in = Arc::clone(&self.logged_in);
         let activity = Arc::clone(&self.slots.activity);
-        connection::serve(socket, self, limits, logged_in, activity).await
+        let logging_in = Arc::clone(&self.logging_in);
+        connection::serve(socket, self, limits, logged_in, activity, logging_in).await
     }
 }
 

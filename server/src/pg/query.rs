@@ -20,11 +20,9 @@ use pgwire::api::{ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionS
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::extendedquery::Execute;
-use pgwire::messages::extendedquery::PortalSuspended;
+use pgwire::messages::extendedquery::{PortalSuspended, Sync as SyncMessage};
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
-
-use tokio_util::sync::CancellationToken;
 
 use super::encode::{self, error_response, pg_type};
 use super::stream::{self, Pipe, Reply};
@@ -76,8 +74,8 @@ impl QueryHandler {
         let (tx, mut rx) = stream::channel();
         let runtime = tokio::runtime::Handle::current();
         let sql = query.query;
-        let started = self.shared.start(&self.slots, move |session| {
-            let mut pipe = Pipe::new(tx, runtime, CancellationToken::new(), Format::UnifiedText);
+        let started = self.shared.start(&self.slots, move |session, stop| {
+            let mut pipe = Pipe::new(tx, runtime, stop, Format::UnifiedText);
             session.execute_query_into(&sql, &mut pipe);
             Ok(())
         });
@@ -110,7 +108,16 @@ impl QueryHandler {
                             send_error(client, e).await?;
                             status = status.to_error_state();
                         }
-                        None => break,
+                        None => {
+                            // The statement stopped without its outcome reaching us.
+                            let lost = SqlError::new(
+                                crate::sqlstate::QUERY_CANCELED,
+                                "canceling statement: its result could not be delivered".into(),
+                            );
+                            send_error(client, lost).await?;
+                            status = status.to_error_state();
+                            break;
+                        }
                     }
                 }
                 if !answered {
@@ -176,6 +183,13 @@ impl QueryHandler {
         };
         let state = portal.state();
         let mut state = state.lock().await;
+        if matches!(*state, PortalExecutionState::Finished) {
+            // PostgreSQL answers an exhausted portal with an empty completion.
+            let tag = Tag::new("SELECT").with_rows(0);
+            client
+                .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                .await?;
+        }
         if matches!(*state, PortalExecutionState::Initial) {
             match ExtendedQueryHandler::do_query(self, client, portal.as_ref(), max_rows).await? {
                 Response::Query(response) => *state = PortalExecutionState::Suspended(response),
@@ -331,6 +345,34 @@ impl ExtendedQueryHandler for QueryHandler {
         result
     }
 
+    /// Outside a transaction block, Sync ends the implicit transaction, and with it every
+    /// portal, as in PostgreSQL (pgwire's own Sync keeps named ones, whose statement thread
+    /// would hold the session).
+    async fn on_sync<C>(&self, client: &mut C, _message: SyncMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let status = client.transaction_status();
+        if matches!(status, TransactionStatus::Idle) {
+            if let Some(open) = self.slots.take_open_result() {
+                open.close();
+            }
+            client.portal_store().clear_portals();
+        } else {
+            client.portal_store().rm_portal(DEFAULT_NAME);
+        }
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        client.flush().await?;
+        Ok(())
+    }
+
     async fn do_describe_statement<C>(
         &self,
         _client: &mut C,
@@ -386,22 +428,28 @@ impl ExtendedQueryHandler for QueryHandler {
         let format = portal.result_column_format.clone();
         let (tx, mut rx) = stream::channel();
         let runtime = tokio::runtime::Handle::current();
-        let preempted = CancellationToken::new();
         let pipe_format = format.clone();
-        let pipe_preempted = preempted.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         // The thread goes on stepping rows after this returns: pgwire reads them from the
         // portal at each Execute, and shutdown's tracker waits for it.
         self.shared
-            .start(&self.slots, move |session| {
-                let mut pipe = Pipe::new(tx, runtime, pipe_preempted, pipe_format);
+            .start(&self.slots, move |session, stop| {
+                let _ = stop_tx.send(stop.clone());
+                let mut pipe = Pipe::new(tx, runtime, stop, pipe_format);
                 session.execute_prepared_into(&prepared, &params, &mut pipe);
                 Ok(())
             })
             .map_err(error_response)?;
         match rx.recv().await {
             Some(Reply::Columns { command, fields }) => {
-                self.slots.set_open_result(preempted);
-                let mut response = QueryResponse::new(fields, stream::portal_rows(rx));
+                let rows: stream::PortalEnd = Arc::new(tokio::sync::Mutex::new(Some(rx)));
+                if let Ok(stop) = stop_rx.await {
+                    self.slots.set_open_result(stream::OpenResult {
+                        stop,
+                        rows: Arc::clone(&rows),
+                    });
+                }
+                let mut response = QueryResponse::new(fields, stream::portal_rows(rows));
                 // "INSERT 0 n", as PostgreSQL reports inserts (the 0 is the obsolete OID).
                 response.set_command_tag(if command == "INSERT" {
                     "INSERT 0"

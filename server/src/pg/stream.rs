@@ -42,12 +42,34 @@ pub(super) fn channel() -> (mpsc::Sender<Reply>, mpsc::Receiver<Reply>) {
     mpsc::channel(BATCHES_IN_FLIGHT)
 }
 
+/// A portal's end of the channel, shared with the connection so that closing the result
+/// (the next statement needs the session) also frees the rows still in flight.
+pub(super) type PortalEnd = Arc<tokio::sync::Mutex<Option<mpsc::Receiver<Reply>>>>;
+
+/// A result suspended in a portal.
+#[derive(Debug)]
+pub(super) struct OpenResult {
+    pub stop: CancellationToken,
+    pub rows: PortalEnd,
+}
+
+impl OpenResult {
+    /// Stops the statement and drops the rows in flight; the portal's next fetch is an error.
+    pub fn close(self) {
+        self.stop.cancel();
+        if let Ok(mut rows) = self.rows.try_lock() {
+            *rows = None;
+        }
+    }
+}
+
 /// The session's end: an [`Output`] that encodes and sends.
 pub(super) struct Pipe {
     tx: mpsc::Sender<Reply>,
     runtime: tokio::runtime::Handle,
-    /// Cancelled when another statement needs the session while this result is suspended.
-    preempted: CancellationToken,
+    /// Stops the delivery: a cancel, the timeout, termination, or the next statement while
+    /// this result is suspended in a portal.
+    stop: CancellationToken,
     format: Format,
     columns: Vec<Column>,
     encoder: Option<DataRowEncoder>,
@@ -64,13 +86,13 @@ impl Pipe {
     pub(super) fn new(
         tx: mpsc::Sender<Reply>,
         runtime: tokio::runtime::Handle,
-        preempted: CancellationToken,
+        stop: CancellationToken,
         format: Format,
     ) -> Pipe {
         Pipe {
             tx,
             runtime,
-            preempted,
+            stop,
             format,
             columns: Vec::new(),
             encoder: None,
@@ -82,16 +104,28 @@ impl Pipe {
     }
 
     fn send(&mut self, reply: Reply) -> Result<(), Stopped> {
+        // A statement's outcome goes out whenever there is room, even once it was stopped
+        // (a canceled statement's error is what its client reads next).
+        let reply = if matches!(reply, Reply::Finished(_)) {
+            match self.tx.try_send(reply) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped),
+                Err(mpsc::error::TrySendError::Full(reply)) => reply,
+            }
+        } else {
+            reply
+        };
         if self.stopped {
             return Err(Stopped);
         }
         let tx = self.tx.clone();
-        let preempted = self.preempted.clone();
-        // The session's thread is a blocking one: it waits here while the socket is slow.
+        let stop = self.stop.clone();
+        // The session's thread is a blocking one: it waits here while the socket is slow,
+        // until the statement is stopped.
         let sent = self.runtime.block_on(async move {
             tokio::select! {
                 biased;
-                () = preempted.cancelled() => Err(Stopped),
+                () = stop.cancelled() => Err(Stopped),
                 sent = tx.send(reply) => sent.map_err(|_| Stopped),
             }
         });
@@ -155,7 +189,8 @@ impl Output for Pipe {
             // Its error was sent in place of the rest of its rows.
             return Ok(());
         }
-        self.flush()?;
+        // Rows still batched are dropped if the delivery was stopped; the outcome is not.
+        let _ = self.flush();
         self.send(Reply::Finished(result))
     }
 }
@@ -199,12 +234,12 @@ where
 /// statement's outcome; an error outcome, or a session that stopped without one, becomes
 /// an error rather than a silently short result.
 pub(super) fn portal_rows(
-    rx: mpsc::Receiver<Reply>,
+    rx: PortalEnd,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + Unpin + 'static {
     let state = (rx, std::collections::VecDeque::<DataRow>::new(), false);
     Box::pin(futures::stream::unfold(
         state,
-        |(mut rx, mut pending, done)| async move {
+        |(rx, mut pending, done)| async move {
             loop {
                 if let Some(row) = pending.pop_front() {
                     return Some((Ok(row), (rx, pending, done)));
@@ -212,7 +247,11 @@ pub(super) fn portal_rows(
                 if done {
                     return None;
                 }
-                match rx.recv().await {
+                let next = match rx.lock().await.as_mut() {
+                    Some(receiver) => receiver.recv().await,
+                    None => None,
+                };
+                match next {
                     Some(Reply::Rows(rows)) => pending.extend(rows),
                     Some(Reply::Finished(Ok(_))) => return None,
                     Some(Reply::Finished(Err(e))) => {
@@ -221,7 +260,7 @@ pub(super) fn portal_rows(
                     Some(Reply::Columns { .. }) | None => {
                         let lost = SqlError::new(
                             crate::sqlstate::OBJECT_IN_USE,
-                            "portal closed before its last row: another statement ran on this connection while it was suspended; fetch a portal to its end (or use a second connection) before running the next statement".into(),
+                            "portal closed before its last row: another statement ran on this connection while it was suspended, or the statement was canceled; fetch a portal to its end (or use a second connection) before running the next statement".into(),
                         );
                         return Some((Err(encode::error_response(lost)), (rx, pending, true)));
                     }

@@ -19,7 +19,9 @@ pub(super) fn register(
     conn.create_scalar_function(
         "pg_backend_pid",
         0,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        FunctionFlags::SQLITE_UTF8
+            | FunctionFlags::SQLITE_DETERMINISTIC
+            | FunctionFlags::SQLITE_DIRECTONLY,
         move |_| Ok(i64::from(id)),
     )?;
     for (name, why) in [
@@ -29,7 +31,10 @@ pub(super) fn register(
         let registry = Arc::clone(registry);
         let role = me.role;
         let user = me.user.clone();
-        conn.create_scalar_function(name, 1, FunctionFlags::SQLITE_UTF8, move |ctx| {
+        // Direct only: a trigger or view another user wrote must not end sessions with the
+        // rights of the admin whose statement fired it.
+        let flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
+        conn.create_scalar_function(name, 1, flags, move |ctx| {
             if role != Role::Admin {
                 return Err(rusqlite::Error::UserFunctionError(
                     format!(

@@ -861,15 +861,16 @@ impl Session {
             Some(described) => described.to_vec(),
             None => resolve_columns(declared, &first),
         };
-        out.columns(&command, &columns).map_err(stopped)?;
+        let why = |_: Stopped| self.stopped_error();
+        out.columns(&command, &columns).map_err(why)?;
         for row in first {
-            out.row(row).map_err(stopped)?;
+            out.row(row).map_err(why)?;
             count += 1;
         }
         while !exhausted {
             match step(&mut cursor).map_err(|e| self.sql_error(e))? {
                 Some(row) => {
-                    out.row(row).map_err(stopped)?;
+                    out.row(row).map_err(why)?;
                     count += 1;
                 }
                 None => exhausted = true,
@@ -911,19 +912,21 @@ impl Session {
         Ok(Executed::command("VACUUM", None))
     }
 
+    /// Why a statement's output stopped taking rows: an interruption, if there was one, else
+    /// its reader went away or closed the result.
+    fn stopped_error(&self) -> SqlError {
+        match self.activity().and_then(|a| a.take_interruption()) {
+            Some(why) => interruption_error(why),
+            None => stopped(Stopped),
+        }
+    }
+
     fn sql_error(&self, e: rusqlite::Error) -> SqlError {
         if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
             let why = self.activity().and_then(|a| a.take_interruption());
             return match why {
-                Some(Interruption::Timeout) => SqlError::new(
-                    sqlstate::QUERY_CANCELED,
-                    "canceling statement due to statement timeout".into(),
-                ),
-                Some(Interruption::Terminate) => SqlError::new(
-                    sqlstate::ADMIN_SHUTDOWN,
-                    "terminating connection due to administrator command".into(),
-                ),
-                Some(Interruption::Cancel) | None => SqlError::new(
+                Some(why) => interruption_error(why),
+                None => SqlError::new(
                     sqlstate::QUERY_CANCELED,
                     "canceling statement due to user request".into(),
                 ),
@@ -965,6 +968,24 @@ impl Session {
 /// How many rows are stepped before a result's columns are described, to type the columns
 /// that have no declared type by their values.
 const TYPE_PEEK_ROWS: usize = 64;
+
+/// What an interrupted statement ends with, by why it was interrupted.
+fn interruption_error(why: Interruption) -> SqlError {
+    match why {
+        Interruption::Timeout => SqlError::new(
+            sqlstate::QUERY_CANCELED,
+            "canceling statement due to statement timeout".into(),
+        ),
+        Interruption::Terminate => SqlError::new(
+            sqlstate::ADMIN_SHUTDOWN,
+            "terminating connection due to administrator command".into(),
+        ),
+        Interruption::Cancel => SqlError::new(
+            sqlstate::QUERY_CANCELED,
+            "canceling statement due to user request".into(),
+        ),
+    }
+}
 
 /// The error a statement ends with when its output stopped taking rows.
 fn stopped(_: Stopped) -> SqlError {

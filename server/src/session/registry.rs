@@ -51,6 +51,9 @@ pub struct Activity {
     timeouts: Mutex<Timeouts>,
     /// The cancel key the client was given (BackendKeyData).
     secret: Mutex<Vec<u8>>,
+    /// Stops the running statement's delivery of rows: a statement parked while its client
+    /// does not read is out of SQLite's reach, so an interrupt cancels this too.
+    statement: Mutex<Option<CancellationToken>>,
 }
 
 impl std::fmt::Debug for Activity {
@@ -70,6 +73,11 @@ impl Activity {
 
     pub fn set_timeouts(&self, timeouts: Timeouts) {
         *lock(&self.timeouts) = timeouts;
+    }
+
+    /// The token that stops the statement starting now.
+    pub fn set_statement(&self, stop: CancellationToken) {
+        *lock(&self.statement) = Some(stop);
     }
 
     pub fn set_secret(&self, secret: Vec<u8>) {
@@ -105,6 +113,9 @@ impl Activity {
         }
         if let Some(handle) = lock(&self.interrupt).as_ref() {
             handle.interrupt();
+        }
+        if let Some(stop) = lock(&self.statement).as_ref() {
+            stop.cancel();
         }
     }
 
@@ -198,6 +209,7 @@ impl Registry {
             terminated: CancellationToken::new(),
             timeouts: Mutex::new(timeouts),
             secret: Mutex::default(),
+            statement: Mutex::default(),
         });
         sessions.insert(id, Arc::clone(&activity));
         Ok(Seat {
@@ -211,6 +223,11 @@ impl Registry {
         let mut all: Vec<_> = lock(&self.sessions).values().cloned().collect();
         all.sort_by_key(|a| a.id);
         all
+    }
+
+    /// Sessions at once, all users together (admins have `RESERVED_FOR_ADMIN` more).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     pub fn get(&self, id: i32) -> Option<Arc<Activity>> {
