@@ -30,6 +30,8 @@ pub enum CastError {
     Syntax(usize),
     #[error("invalid input syntax for type {ty}: \"{value}\"")]
     InvalidInput { ty: &'static str, value: String },
+    #[error("value \"{0}\" is out of range for type integer")]
+    OutOfRange(String),
     #[error(transparent)]
     Lex(#[from] lexer::LexError),
 }
@@ -42,6 +44,7 @@ impl CastError {
             CastError::Array(_) => crate::sqlstate::FEATURE_NOT_SUPPORTED,
             CastError::Syntax(_) | CastError::Lex(_) => crate::sqlstate::SYNTAX_ERROR,
             CastError::InvalidInput { .. } => crate::sqlstate::INVALID_TEXT_REPRESENTATION,
+            CastError::OutOfRange(_) => crate::sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
         }
     }
 }
@@ -124,46 +127,132 @@ impl Target {
 
 /// The SQLite spelling of one statement, with every `::` cast rewritten. Borrowed when the
 /// statement has none. Byte offsets in errors are the statement's.
+///
+/// One pass over the tokens: the output is kept as pieces, each the SQLite text of a run of
+/// input tokens. A cast replaces the pieces of its operand with one piece, so in `x::a::b`
+/// the second cast's operand is the first cast's piece: `CAST(CAST(x AS A) AS B)`.
 pub fn rewrite(text: &str) -> Result<Cow<'_, str>, CastError> {
     if !text.contains("::") {
         return Ok(Cow::Borrowed(text));
     }
-    // Leftmost first, one at a time: `x::a::b` becomes `CAST(CAST(x AS A) AS B)` because the
-    // second cast's operand is then the first one's CAST(…).
-    let mut current = text.to_owned();
-    loop {
-        let tokens = lexer::tokenize(&current)?;
-        let Some(at) = tokens.iter().position(|t| t.token == Token::Punct("::")) else {
-            return Ok(Cow::Owned(current));
-        };
-        current = rewrite_one(&current, &tokens, at)?;
+    let tokens = lexer::tokenize(text)?;
+    if !tokens.iter().any(|t| t.token == Token::Punct("::")) {
+        return Ok(Cow::Borrowed(text));
     }
+    let gap = |i: usize| {
+        let from = i.checked_sub(1).map_or(0, |j| tokens[j].end);
+        &text[from..tokens[i].start]
+    };
+    let mut pieces: Vec<Piece> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if tokens[i].token != Token::Punct("::") {
+            pieces.push(Piece {
+                first: i,
+                last: i,
+                sql: text[tokens[i].start..tokens[i].end].to_owned(),
+                cast: false,
+            });
+            i += 1;
+            continue;
+        }
+        let syntax = || CastError::Syntax(tokens[i].start);
+        // The operand: the previous cast if it ends right here, else the expression the
+        // tokens before `::` make, widened to whole pieces.
+        let mut first = match pieces.last() {
+            Some(piece) if piece.cast && piece.last + 1 == i => piece.first,
+            _ => operand_start(&tokens, i).ok_or_else(syntax)?,
+        };
+        // The pieces the operand covers, found from the end (they are in order).
+        let keep = pieces.len() - pieces.iter().rev().take_while(|p| p.last >= first).count();
+        if let Some(piece) = pieces.get(keep) {
+            first = first.min(piece.first);
+        }
+        let (type_name, last) = type_after(&tokens, i + 1).ok_or_else(syntax)?;
+        if let Some(Spanned {
+            token: Token::QuotedIdent(_),
+            start,
+            ..
+        }) = tokens.get(last + 1)
+            && text[*start..].starts_with('[')
+        {
+            return Err(CastError::Array(type_name));
+        }
+        let target = Target::of(&type_name).ok_or(CastError::UnknownType(type_name))?;
+        let operand_pieces = pieces.split_off(keep);
+        let literal_value = match (operand_pieces.as_slice(), &tokens[first..i]) {
+            ([piece], [t]) if !piece.cast => match &t.token {
+                Token::Str(value) => Some(Literal::Str(value.clone())),
+                Token::Number(n) => Some(Literal::Number((*n).to_owned())),
+                _ => None,
+            },
+            // E'…': PostgreSQL's escape string.
+            ([_, _], [e, t]) if e.end == t.start => match (&e.token, &t.token) {
+                (Token::Word(w), Token::Str(value)) if w.eq_ignore_ascii_case("e") => {
+                    Some(Literal::Str(unescape(value).ok_or_else(|| {
+                        CastError::InvalidInput {
+                            ty: "escape string",
+                            value: value.clone(),
+                        }
+                    })?))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let sql = match literal_value {
+            Some(Literal::Str(value)) => literal(&value, target)?,
+            Some(Literal::Number(number)) => number_literal(&number, target)?,
+            // A parameter cast to an integer is described as one, so it arrives as one.
+            None if target == Target::Integer
+                && matches!(&tokens[first..i], [t] if matches!(t.token, Token::Param(_))) =>
+            {
+                format!("CAST({} AS INTEGER)", operand_pieces[0].sql)
+            }
+            None => {
+                let mut operand = String::new();
+                for (n, piece) in operand_pieces.iter().enumerate() {
+                    if n > 0 {
+                        operand.push_str(gap(piece.first));
+                    }
+                    operand.push_str(&piece.sql);
+                }
+                expression(&operand, target)
+            }
+        };
+        pieces.push(Piece {
+            first,
+            last,
+            sql,
+            cast: true,
+        });
+        i = last + 1;
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    for piece in &pieces {
+        out.push_str(gap(piece.first));
+        out.push_str(&piece.sql);
+    }
+    if let Some(last) = tokens.last() {
+        out.push_str(&text[last.end..]);
+    }
+    Ok(Cow::Owned(out))
 }
 
-fn rewrite_one(text: &str, tokens: &[Spanned<'_>], at: usize) -> Result<String, CastError> {
-    let syntax = || CastError::Syntax(tokens[at].start);
-    let first = operand_start(tokens, at).ok_or_else(syntax)?;
-    let (type_name, last) = type_after(tokens, at + 1).ok_or_else(syntax)?;
-    if let Some(Spanned {
-        token: Token::QuotedIdent(_),
-        start,
-        ..
-    }) = tokens.get(last + 1)
-        && text[*start..].starts_with('[')
-    {
-        return Err(CastError::Array(type_name));
-    }
-    let target = Target::of(&type_name).ok_or(CastError::UnknownType(type_name))?;
-    let operand = &text[tokens[first].start..tokens[at - 1].end];
-    let replacement = match (&tokens[first].token, first == at - 1) {
-        (Token::Str(value), true) => literal(value, target)?,
-        _ => expression(operand, target),
-    };
-    let mut out = String::with_capacity(text.len() + 16);
-    out.push_str(&text[..tokens[first].start]);
-    out.push_str(&replacement);
-    out.push_str(&text[tokens[last].end..]);
-    Ok(out)
+/// The SQLite text of `tokens[first..=last]`.
+#[derive(Debug)]
+struct Piece {
+    first: usize,
+    last: usize,
+    sql: String,
+    /// The result of a cast.
+    cast: bool,
+}
+
+/// A literal operand, converted when the statement is rewritten.
+enum Literal {
+    Str(String),
+    Number(String),
 }
 
 /// Words before `(` that are not function names: the operand is the parenthesized group.
@@ -213,27 +302,17 @@ const NOT_FUNCTIONS: &[&str] = &[
 /// The index of the first token of the operand that ends just before `tokens[at]`.
 fn operand_start(tokens: &[Spanned<'_>], at: usize) -> Option<usize> {
     let mut i = at.checked_sub(1)?;
+    let is = |j: usize, kw: &str| tokens[j].token.is_keyword(kw);
     match &tokens[i].token {
+        Token::Word(w) if w.eq_ignore_ascii_case("end") => matching_case(tokens, i),
+        // `f(x) OVER w::int`: a named window.
+        Token::Word(_) if i > 0 && is(i - 1, "over") => call_before(tokens, i - 1),
         Token::Punct(")") => {
-            i = matching_open(tokens, i)?;
-            // A function call (`lower(x)::text`), or a window call `f(x) OVER (…)::int`.
-            loop {
-                match i.checked_sub(1).map(|j| &tokens[j].token) {
-                    Some(Token::Word(w)) if w.eq_ignore_ascii_case("over") => {
-                        let close = i.checked_sub(2)?;
-                        if tokens[close].token != Token::Punct(")") {
-                            return Some(i);
-                        }
-                        i = matching_open(tokens, close)?;
-                    }
-                    Some(Token::Word(w))
-                        if !NOT_FUNCTIONS.iter().any(|k| w.eq_ignore_ascii_case(k)) =>
-                    {
-                        return Some(i - 1);
-                    }
-                    Some(Token::QuotedIdent(_)) => return Some(i - 1),
-                    _ => return Some(i),
-                }
+            let open = matching_open(tokens, i)?;
+            match open.checked_sub(1) {
+                // A window call `f(x) OVER (…)`, or an aggregate `f(x) FILTER (…)`.
+                Some(j) if is(j, "over") || is(j, "filter") => call_before(tokens, j),
+                _ => Some(function_name_before(tokens, open)),
             }
         }
         Token::Str(_) => {
@@ -260,6 +339,46 @@ fn operand_start(tokens: &[Spanned<'_>], at: usize) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// The start of `name(…)` whose `(` is `tokens[open]` (just the group if no name).
+fn function_name_before(tokens: &[Spanned<'_>], open: usize) -> usize {
+    match open.checked_sub(1).map(|j| &tokens[j].token) {
+        Some(Token::Word(w)) if !NOT_FUNCTIONS.iter().any(|k| w.eq_ignore_ascii_case(k)) => {
+            open - 1
+        }
+        Some(Token::QuotedIdent(_)) => open - 1,
+        _ => open,
+    }
+}
+
+/// The start of the call `f(…)` (itself perhaps with FILTER) before the keyword at `keyword`.
+fn call_before(tokens: &[Spanned<'_>], keyword: usize) -> Option<usize> {
+    let close = keyword.checked_sub(1)?;
+    if tokens[close].token != Token::Punct(")") {
+        return None;
+    }
+    let open = matching_open(tokens, close)?;
+    match open.checked_sub(1) {
+        Some(j) if tokens[j].token.is_keyword("filter") => call_before(tokens, j),
+        _ => Some(function_name_before(tokens, open)),
+    }
+}
+
+/// The CASE that the END at `end` closes.
+fn matching_case(tokens: &[Spanned<'_>], end: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for i in (0..=end).rev() {
+        if tokens[i].token.is_keyword("end") {
+            depth += 1;
+        } else if tokens[i].token.is_keyword("case") {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i);
+            }
+        }
+    }
+    None
 }
 
 fn matching_open(tokens: &[Spanned<'_>], close: usize) -> Option<usize> {
@@ -366,13 +485,93 @@ pub fn parameter_types(tokens: &[Spanned<'_>]) -> Vec<(usize, SqlType)> {
 }
 
 /// A cast of a non-literal operand.
+///
+/// An integer cast rounds a real value (PostgreSQL rounds, SQLite's CAST truncates), and a
+/// boolean cast reads a number as PostgreSQL does (zero is false); both look at the
+/// operand's type, so they name it twice.
 fn expression(operand: &str, target: Target) -> String {
     match target {
+        Target::Integer => format!(
+            "(CASE WHEN typeof({operand}) = 'real' THEN CAST(round({operand}) AS INTEGER) ELSE CAST({operand} AS INTEGER) END)"
+        ),
         Target::Boolean => format!(
-            "(CASE lower(trim(CAST({operand} AS TEXT))) WHEN 't' THEN 1 WHEN 'true' THEN 1 WHEN 'y' THEN 1 WHEN 'yes' THEN 1 WHEN 'on' THEN 1 WHEN '1' THEN 1 WHEN 'f' THEN 0 WHEN 'false' THEN 0 WHEN 'n' THEN 0 WHEN 'no' THEN 0 WHEN 'off' THEN 0 WHEN '0' THEN 0 END)"
+            "(CASE WHEN typeof({operand}) IN ('integer', 'real') THEN ({operand}) <> 0 ELSE (CASE lower(trim(CAST({operand} AS TEXT))) WHEN 't' THEN 1 WHEN 'true' THEN 1 WHEN 'y' THEN 1 WHEN 'yes' THEN 1 WHEN 'on' THEN 1 WHEN '1' THEN 1 WHEN 'f' THEN 0 WHEN 'false' THEN 0 WHEN 'n' THEN 0 WHEN 'no' THEN 0 WHEN 'off' THEN 0 WHEN '0' THEN 0 END) END)"
         ),
         _ => format!("CAST({operand} AS {})", target.sqlite_name()),
     }
+}
+
+/// A cast of a number literal, converted now: `2.7::int` is 3, as in PostgreSQL.
+fn number_literal(number: &str, target: Target) -> Result<String, CastError> {
+    let invalid = || CastError::InvalidInput {
+        ty: target.pg_name(),
+        value: number.to_owned(),
+    };
+    Ok(match target {
+        Target::Integer => match number.parse::<i64>() {
+            Ok(i) => i.to_string(),
+            Err(_) => {
+                let value: f64 = number.parse().map_err(|_| invalid())?;
+                let rounded = value.round();
+                if !(i64::MIN as f64..=i64::MAX as f64).contains(&rounded) {
+                    return Err(CastError::OutOfRange(number.to_owned()));
+                }
+                (rounded as i64).to_string()
+            }
+        },
+        Target::Boolean => {
+            let value: f64 = number.parse().map_err(|_| invalid())?;
+            if value != 0.0 { "1" } else { "0" }.to_owned()
+        }
+        Target::Text => quote(number),
+        _ => expression(number, target),
+    })
+}
+
+/// The value of an `E'…'` string: `\b \f \n \r \t`, `\\`, `\'`, octal `\ooo` and hex
+/// `\xHH`.
+fn unescape(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let raw = text.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != b'\\' {
+            bytes.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        let next = *raw.get(i + 1)?;
+        i += 2;
+        match next {
+            b'b' => bytes.push(8),
+            b'f' => bytes.push(12),
+            b'n' => bytes.push(b'\n'),
+            b'r' => bytes.push(b'\r'),
+            b't' => bytes.push(b'\t'),
+            b'x' => {
+                let digits: String = raw[i..]
+                    .iter()
+                    .take(2)
+                    .take_while(|b| b.is_ascii_hexdigit())
+                    .map(|b| *b as char)
+                    .collect();
+                bytes.push(u8::from_str_radix(&digits, 16).ok()?);
+                i += digits.len();
+            }
+            b'0'..=b'7' => {
+                let digits: String = raw[i - 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|b| (b'0'..=b'7').contains(b))
+                    .map(|b| *b as char)
+                    .collect();
+                bytes.push(u8::from_str_radix(&digits, 8).ok()?);
+                i += digits.len() - 1;
+            }
+            other => bytes.push(other),
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// A cast of a string literal, checked and converted now.
@@ -550,13 +749,41 @@ mod tests {
             "SELECT CAST(t.a AS TEXT), CAST(lower(b) AS TEXT), CAST((a + 1) AS REAL) FROM t"
         );
         assert_eq!(
-            sqlite("SELECT count(*) OVER (PARTITION BY a)::int FROM t").unwrap(),
-            "SELECT CAST(count(*) OVER (PARTITION BY a) AS INTEGER) FROM t"
+            sqlite("SELECT count(*) OVER (PARTITION BY a)::text FROM t").unwrap(),
+            "SELECT CAST(count(*) OVER (PARTITION BY a) AS TEXT) FROM t"
         );
         assert_eq!(
-            sqlite("SELECT x::text::integer FROM t WHERE y IN (1)::text IS NULL").unwrap(),
-            "SELECT CAST(CAST(x AS TEXT) AS INTEGER) FROM t WHERE y IN CAST((1) AS TEXT) IS NULL"
+            sqlite("SELECT x::text::real FROM t WHERE y IN (1)::text IS NULL").unwrap(),
+            "SELECT CAST(CAST(x AS TEXT) AS REAL) FROM t WHERE y IN CAST((1) AS TEXT) IS NULL"
         );
+        assert_eq!(
+            sqlite("SELECT CASE WHEN a THEN 'x' ELSE 'y' END::text, count(*) FILTER (WHERE a)::text, sum(a) OVER w::text FROM t WINDOW w AS ()").unwrap(),
+            "SELECT CAST(CASE WHEN a THEN 'x' ELSE 'y' END AS TEXT), CAST(count(*) FILTER (WHERE a) AS TEXT), CAST(sum(a) OVER w AS TEXT) FROM t WINDOW w AS ()"
+        );
+    }
+
+    #[test]
+    fn numbers_round_and_escape_strings_unescape_as_in_postgresql() {
+        assert_eq!(
+            sqlite("SELECT 2.7::int, -2.5::int, 1e3::int, 5::boolean, 0::bool").unwrap(),
+            "SELECT 3, -3, 1000, 1, 0"
+        );
+        assert_eq!(sqlite("SELECT E'a\\tb'::text").unwrap(), "SELECT 'a\tb'");
+        assert_eq!(
+            sqlite("SELECT 1e-5::float8").unwrap(),
+            "SELECT CAST(1e-5 AS REAL)"
+        );
+        assert!(sqlite("SELECT x::int FROM t").unwrap().contains("round(x)"));
+        assert!(sqlite("SELECT 1e30::int").is_err());
+    }
+
+    /// Each cast re-read the whole statement: a long statement full of casts took minutes
+    /// on the session's thread, out of reach of cancel and timeouts (found in review).
+    #[test]
+    fn a_statement_with_many_casts_is_rewritten_in_one_pass() {
+        let sql = format!("SELECT {}0", "7::int, ".repeat(100_000));
+        let out = sqlite(&sql).unwrap();
+        assert_eq!(out, format!("SELECT {}0", "7, ".repeat(100_000)));
     }
 
     #[test]

@@ -130,6 +130,15 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
             }
             b'0'..=b'9' => {
                 while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                    // An exponent's sign: `1e-5` is one number.
+                    if matches!(bytes[i], b'e' | b'E')
+                        && matches!(bytes.get(i + 1), Some(b'+' | b'-'))
+                        && bytes.get(i + 2).is_some_and(u8::is_ascii_digit)
+                        && !text[start..i].starts_with("0x")
+                        && !text[start..i].starts_with("0X")
+                    {
+                        i += 2;
+                    }
                     i += 1;
                 }
                 Token::Number(&text[start..i])
