@@ -288,6 +288,23 @@ async fn timeouts_were_not_honoured() {
         1,
         "the idle transaction's row was rolled back"
     );
+
+    // So does a transaction left with a portal suspended mid-result.
+    let mut cursor = server.admin("default").await;
+    let transaction = cursor.transaction().await.unwrap();
+    // More rows than travel at once, so the statement is still running when it idles.
+    let statement = transaction
+        .prepare("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000) SELECT n FROM c")
+        .await
+        .unwrap();
+    let portal = transaction.bind(&statement, &[]).await.unwrap();
+    transaction.query_portal(&portal, 1).await.unwrap();
+    let before = server
+        .logs()
+        .matches("idle in transaction too long")
+        .count();
+    server.wait_for_logs("idle in transaction too long", before + 1);
+    assert!(transaction.query_portal(&portal, 1).await.is_err());
 }
 
 /// There was no way for an admin to see sessions or end one.

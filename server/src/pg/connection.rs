@@ -13,7 +13,7 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use pgwire::api::ClientInfo;
 use pgwire::api::{DefaultClient, PgWireConnectionState, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError};
-use pgwire::messages::response::{GssEncResponse, SslResponse};
+use pgwire::messages::response::{GssEncResponse, SslResponse, TransactionStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage};
 use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
 use tokio::net::TcpStream;
@@ -114,10 +114,13 @@ pub async fn serve<H: PgWireServerHandlers>(
         } else if let Some(activity) = activity.get() {
             // Between statements: pg_terminate_backend ends the connection, and so does
             // idling too long inside a transaction (which blocks other writers and pins the log).
+            // The transaction status the client was last told: it also counts a transaction
+            // whose portal is suspended mid-result.
+            let in_transaction = !matches!(socket.transaction_status(), TransactionStatus::Idle);
             let idle_limit = activity
                 .timeouts()
                 .idle_in_transaction
-                .filter(|_| activity.doing().state.starts_with("idle in transaction"));
+                .filter(|_| in_transaction);
             let idle = async {
                 match idle_limit {
                     Some(limit) => tokio::time::sleep(limit).await,
