@@ -305,7 +305,14 @@ impl StartupHandler for Startup {
                     }
                 }
             }
-            _ => return Ok(()),
+            // PostgreSQL's answer to anything else while a client logs in.
+            _ => {
+                return Err(fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "expected a password message while logging in, got another kind of message"
+                        .into(),
+                ));
+            }
         };
         match outcome {
             Ok(AuthOutcome::InProgress) => Ok(()),
