@@ -79,16 +79,6 @@ pub async fn serve<H: PgWireServerHandlers>(
         }
     }
     socket.set_state(PgWireConnectionState::AwaitingStartup);
-    if too_many {
-        let refusal = fatal(
-            sqlstate::TOO_MANY_CONNECTIONS,
-            format!(
-                "sorry, too many clients already ({} connections are logging in)",
-                waiting.count - 1
-            ),
-        );
-        return refuse(&mut socket, refusal).await;
-    }
     let mut waiting = Some(waiting);
 
     let startup_handler = handlers.startup_handler();
@@ -142,15 +132,24 @@ pub async fn serve<H: PgWireServerHandlers>(
         } else {
             next_message(&mut socket).await
         };
-        if logged_in.load(Ordering::Acquire) {
-            // Logged in: counted by max_connections from now on.
-            drop(waiting.take());
-        }
         let message = match next {
             Ok(Some(message)) => message,
             Ok(None) => return Ok(()),
             Err(e) => return refuse(&mut socket, e).await,
         };
+        // Too many logging in: refused at their startup packet (a cancel request is always
+        // served, as in PostgreSQL).
+        if too_many && waiting.is_some() && matches!(message, PgWireFrontendMessage::Startup(_)) {
+            let count = waiting.as_ref().map_or(0, |w| w.count);
+            let refusal = fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                format!(
+                    "sorry, too many clients already ({} connections are logging in)",
+                    count - 1
+                ),
+            );
+            return refuse(&mut socket, refusal).await;
+        }
         if matches!(message, PgWireFrontendMessage::Terminate(_)) {
             return Ok(());
         }
@@ -160,6 +159,7 @@ pub async fn serve<H: PgWireServerHandlers>(
         };
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
         let terminated = activity.get().map(|a| a.terminated.clone());
+        let _busy = activity.get().map(|a| Busy::new(Arc::clone(a)));
         let dispatch = std::panic::AssertUnwindSafe(process_message(
             message,
             &mut socket,
@@ -207,6 +207,10 @@ pub async fn serve<H: PgWireServerHandlers>(
         if is_cancel {
             return Ok(());
         }
+        if logged_in.load(Ordering::Acquire) {
+            // Logged in: counted by max_connections from now on.
+            drop(waiting.take());
+        }
     }
 }
 
@@ -237,6 +241,22 @@ async fn next_message<S>(
             sqlstate::PROTOCOL_VIOLATION,
             "invalid message: it could not be decoded".into(),
         )),
+    }
+}
+
+/// Marks the session busy while one of its client's messages is handled.
+struct Busy(Arc<crate::session::registry::Activity>);
+
+impl Busy {
+    fn new(activity: Arc<crate::session::registry::Activity>) -> Busy {
+        activity.set_busy(true);
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.set_busy(false);
     }
 }
 

@@ -189,8 +189,15 @@ impl Output for Pipe {
             // Its error was sent in place of the rest of its rows.
             return Ok(());
         }
-        // Rows still batched are dropped if the delivery was stopped; the outcome is not.
-        let _ = self.flush();
+        // Rows still batched are dropped if the delivery was stopped; then the outcome may
+        // not say success, since the client did not get every row.
+        let result = match (self.flush(), result) {
+            (Err(Stopped), Ok(_)) => Err(SqlError::new(
+                crate::sqlstate::QUERY_CANCELED,
+                "canceling statement: its result was stopped before its last rows were sent".into(),
+            )),
+            (_, result) => result,
+        };
         self.send(Reply::Finished(result))
     }
 }

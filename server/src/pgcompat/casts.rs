@@ -217,7 +217,18 @@ pub fn rewrite(text: &str) -> Result<Cow<'_, str>, CastError> {
                     }
                     operand.push_str(&piece.sql);
                 }
-                expression(&operand, target)
+                let simple = operand_pieces.iter().all(|p| !p.cast)
+                    && tokens[first..i].iter().all(|t| {
+                        matches!(
+                            t.token,
+                            Token::Word(_)
+                                | Token::QuotedIdent(_)
+                                | Token::Param(_)
+                                | Token::SqliteParam(_)
+                                | Token::Punct(".")
+                        )
+                    });
+                expression(&operand, target, simple)
             }
         };
         pieces.push(Piece {
@@ -487,16 +498,24 @@ pub fn parameter_types(tokens: &[Spanned<'_>]) -> Vec<(usize, SqlType)> {
 /// A cast of a non-literal operand.
 ///
 /// An integer cast rounds a real value (PostgreSQL rounds, SQLite's CAST truncates), and a
-/// boolean cast reads a number as PostgreSQL does (zero is false); both look at the
-/// operand's type, so they name it twice.
-fn expression(operand: &str, target: Target) -> String {
-    match target {
-        Target::Integer => format!(
+/// boolean cast reads a number as PostgreSQL does (zero is false). For a `simple` operand
+/// (a column, a parameter) that means looking at its type, which names it more than once;
+/// any other operand is named once, so that nested casts stay as long as they were written
+/// and an expression runs once: an integer cast then rounds through a real (exact below
+/// 2^53), and a boolean cast reads only the words and 0/1.
+fn expression(operand: &str, target: Target, simple: bool) -> String {
+    const WORDS: &str = "WHEN 't' THEN 1 WHEN 'true' THEN 1 WHEN 'y' THEN 1 WHEN 'yes' THEN 1 WHEN 'on' THEN 1 WHEN '1' THEN 1 WHEN 'f' THEN 0 WHEN 'false' THEN 0 WHEN 'n' THEN 0 WHEN 'no' THEN 0 WHEN 'off' THEN 0 WHEN '0' THEN 0 END";
+    match (target, simple) {
+        (Target::Integer, true) => format!(
             "(CASE WHEN typeof({operand}) = 'real' THEN CAST(round({operand}) AS INTEGER) ELSE CAST({operand} AS INTEGER) END)"
         ),
-        Target::Boolean => format!(
-            "(CASE WHEN typeof({operand}) IN ('integer', 'real') THEN ({operand}) <> 0 ELSE (CASE lower(trim(CAST({operand} AS TEXT))) WHEN 't' THEN 1 WHEN 'true' THEN 1 WHEN 'y' THEN 1 WHEN 'yes' THEN 1 WHEN 'on' THEN 1 WHEN '1' THEN 1 WHEN 'f' THEN 0 WHEN 'false' THEN 0 WHEN 'n' THEN 0 WHEN 'no' THEN 0 WHEN 'off' THEN 0 WHEN '0' THEN 0 END) END)"
+        (Target::Integer, false) => format!("CAST(round({operand}) AS INTEGER)"),
+        (Target::Boolean, true) => format!(
+            "(CASE WHEN typeof({operand}) IN ('integer', 'real') THEN ({operand}) <> 0 ELSE (CASE lower(trim(CAST({operand} AS TEXT))) {WORDS}) END)"
         ),
+        (Target::Boolean, false) => {
+            format!("(CASE lower(trim(CAST({operand} AS TEXT))) {WORDS})")
+        }
         _ => format!("CAST({operand} AS {})", target.sqlite_name()),
     }
 }
@@ -508,9 +527,9 @@ fn number_literal(number: &str, target: Target) -> Result<String, CastError> {
         value: number.to_owned(),
     };
     Ok(match target {
-        Target::Integer => match number.parse::<i64>() {
-            Ok(i) => i.to_string(),
-            Err(_) => {
+        Target::Integer => match integer(number) {
+            Some(i) => i.to_string(),
+            None => {
                 let value: f64 = number.parse().map_err(|_| invalid())?;
                 let rounded = value.round();
                 if !(i64::MIN as f64..=i64::MAX as f64).contains(&rounded) {
@@ -519,13 +538,25 @@ fn number_literal(number: &str, target: Target) -> Result<String, CastError> {
                 (rounded as i64).to_string()
             }
         },
-        Target::Boolean => {
-            let value: f64 = number.parse().map_err(|_| invalid())?;
-            if value != 0.0 { "1" } else { "0" }.to_owned()
-        }
+        // PostgreSQL casts integers to booleans, not numerics.
+        Target::Boolean => match integer(number) {
+            Some(i) => if i != 0 { "1" } else { "0" }.to_owned(),
+            None => return Err(invalid()),
+        },
         Target::Text => quote(number),
-        _ => expression(number, target),
+        _ => expression(number, target, true),
     })
+}
+
+/// An integer literal: decimal, or SQLite's hexadecimal `0x…`.
+fn integer(number: &str) -> Option<i64> {
+    match number
+        .strip_prefix("0x")
+        .or_else(|| number.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16).ok().map(|u| u as i64),
+        None => number.parse().ok(),
+    }
 }
 
 /// The value of an `E'…'` string: `\b \f \n \r \t`, `\\`, `\'`, octal `\ooo` and hex
@@ -557,6 +588,14 @@ fn unescape(text: &str) -> Option<String> {
                     .collect();
                 bytes.push(u8::from_str_radix(&digits, 16).ok()?);
                 i += digits.len();
+            }
+            b'u' | b'U' => {
+                let width = if next == b'u' { 4 } else { 8 };
+                let digits = std::str::from_utf8(raw.get(i..i + width)?).ok()?;
+                let c = char::from_u32(u32::from_str_radix(digits, 16).ok()?)?;
+                let mut buf = [0u8; 4];
+                bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                i += width;
             }
             b'0'..=b'7' => {
                 let digits: String = raw[i - 1..]
@@ -775,6 +814,33 @@ mod tests {
         );
         assert!(sqlite("SELECT x::int FROM t").unwrap().contains("round(x)"));
         assert!(sqlite("SELECT 1e30::int").is_err());
+        assert_eq!(
+            sqlite("SELECT 0xff::int, 0x10::bool").unwrap(),
+            "SELECT 255, 1"
+        );
+        assert!(sqlite("SELECT 2.5::bool").is_err());
+        assert_eq!(
+            sqlite("SELECT E'caf\\u00e9'::text").unwrap(),
+            "SELECT 'café'"
+        );
+        assert_eq!(
+            sqlite("SELECT .5e-3::float8").unwrap(),
+            "SELECT CAST(.5e-3 AS REAL)"
+        );
+    }
+
+    /// Integer and boolean casts named their operand several times, so nested casts grew
+    /// exponentially: twenty of them made gigabytes of SQL (found in review).
+    #[test]
+    fn nested_casts_stay_as_long_as_written() {
+        let sql = format!("SELECT x{} FROM t", "::int".repeat(30));
+        assert!(sqlite(&sql).unwrap().len() < 30 * 40 + 200);
+        let sql = format!("SELECT x{} FROM t", "::bool".repeat(30));
+        assert!(sqlite(&sql).unwrap().len() < 30 * 400 + 400);
+        assert_eq!(
+            sqlite("SELECT avg(x)::int FROM t").unwrap(),
+            "SELECT CAST(round(avg(x)) AS INTEGER) FROM t"
+        );
     }
 
     /// Each cast re-read the whole statement: a long statement full of casts took minutes

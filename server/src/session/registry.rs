@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -54,6 +54,8 @@ pub struct Activity {
     /// Stops the running statement's delivery of rows: a statement parked while its client
     /// does not read is out of SQLite's reach, so an interrupt cancels this too.
     statement: Mutex<Option<CancellationToken>>,
+    /// The connection is handling one of its client's messages.
+    busy: AtomicBool,
 }
 
 impl std::fmt::Debug for Activity {
@@ -75,9 +77,18 @@ impl Activity {
         *lock(&self.timeouts) = timeouts;
     }
 
-    /// The token that stops the statement starting now.
+    /// A statement starts, stopped by `stop`: a reason left by an interruption that came
+    /// with nothing running is forgotten.
     pub fn set_statement(&self, stop: CancellationToken) {
+        self.reason.store(0, Ordering::Release);
         *lock(&self.statement) = Some(stop);
+    }
+
+    /// Whether the connection is handling a message of its client (the others, between
+    /// messages, are not interrupted by a cancel or a timeout, as in PostgreSQL; a portal
+    /// suspended between Executes keeps its rows).
+    pub fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::Release);
     }
 
     pub fn set_secret(&self, secret: Vec<u8>) {
@@ -107,10 +118,12 @@ impl Activity {
     /// Interrupts the running statement, if any (SQLite ignores an interrupt between
     /// statements, as PostgreSQL ignores a cancel with nothing running).
     pub fn interrupt(&self, why: Interruption) {
-        self.reason.store(why as u8, Ordering::Release);
         if why == Interruption::Terminate {
             self.terminated.cancel();
+        } else if !self.busy.load(Ordering::Acquire) {
+            return;
         }
+        self.reason.store(why as u8, Ordering::Release);
         if let Some(handle) = lock(&self.interrupt).as_ref() {
             handle.interrupt();
         }
@@ -210,6 +223,7 @@ impl Registry {
             timeouts: Mutex::new(timeouts),
             secret: Mutex::default(),
             statement: Mutex::default(),
+            busy: AtomicBool::new(false),
         });
         sessions.insert(id, Arc::clone(&activity));
         Ok(Seat {
@@ -255,6 +269,37 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cancel that came with nothing running was kept and blamed on a later statement,
+    /// failing its transaction (found in review).
+    #[test]
+    fn a_cancel_between_messages_is_ignored_and_forgotten() {
+        let registry = Arc::new(Registry::new(5, HashMap::new()));
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let seat = registry
+            .admit("bob", Role::Readonly, "default", addr, Timeouts::default())
+            .unwrap();
+        let activity = &seat.activity;
+        let suspended = CancellationToken::new();
+        activity.set_statement(suspended.clone());
+        activity.interrupt(Interruption::Cancel);
+        assert!(
+            !suspended.is_cancelled(),
+            "a suspended portal keeps its rows"
+        );
+        assert_eq!(activity.take_interruption(), None);
+        activity.set_busy(true);
+        activity.interrupt(Interruption::Timeout);
+        activity.set_statement(CancellationToken::new());
+        assert_eq!(
+            activity.take_interruption(),
+            None,
+            "forgotten at the next statement"
+        );
+        activity.set_busy(false);
+        activity.interrupt(Interruption::Terminate);
+        assert!(activity.terminated.is_cancelled());
+    }
 
     #[test]
     fn limits_count_sessions_and_admins_have_a_reserve() {

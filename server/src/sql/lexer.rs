@@ -130,10 +130,8 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
             }
             b'0'..=b'9' => {
                 while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
-                    // An exponent's sign: `1e-5` is one number.
-                    if matches!(bytes[i], b'e' | b'E')
-                        && matches!(bytes.get(i + 1), Some(b'+' | b'-'))
-                        && bytes.get(i + 2).is_some_and(u8::is_ascii_digit)
+                    // An exponent's sign: `1e-5` is one number (`0x1e-5` is not).
+                    if exponent_sign_follows(bytes, i)
                         && !text[start..i].starts_with("0x")
                         && !text[start..i].starts_with("0X")
                     {
@@ -146,6 +144,9 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
             b'.' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
                 i += 1;
                 while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'.') {
+                    if exponent_sign_follows(bytes, i) {
+                        i += 2;
+                    }
                     i += 1;
                 }
                 Token::Number(&text[start..i])
@@ -173,6 +174,13 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
         });
     }
     Ok(out)
+}
+
+/// Whether `bytes[i]` is an exponent's `e` followed by a sign and a digit.
+fn exponent_sign_follows(bytes: &[u8], i: usize) -> bool {
+    matches!(bytes[i], b'e' | b'E')
+        && matches!(bytes.get(i + 1), Some(b'+' | b'-'))
+        && bytes.get(i + 2).is_some_and(u8::is_ascii_digit)
 }
 
 fn is_word_byte(b: u8) -> bool {
