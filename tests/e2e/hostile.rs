@@ -898,3 +898,22 @@ async fn malformed_messages_before_login_got_no_answer() {
     }
     server.assert_still_serving().await;
 }
+
+/// The drivers' own spellings: asyncpg's `$1::INTEGER`, psycopg 3's `%s::int`, psycopg2's
+/// `'\x00ff'::bytea` (the script says what to install if a driver is missing).
+#[tokio::test]
+async fn drivers_cast_idioms_stored_null() {
+    let site = Site::standard();
+    let server = site.start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/casts.py");
+    let port = server.port.to_string();
+    let (ok, output) = crate::harness::run(std::process::Command::new("python3").args([
+        script,
+        "127.0.0.1",
+        &port,
+        "admin",
+        ADMIN_PASSWORD,
+        "default",
+    ]));
+    assert!(ok, "{output}");
+}
