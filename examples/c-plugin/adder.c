@@ -10,6 +10,11 @@
 
 #include "cairn_plugin.h"
 
+/* The tests build two versions of this plugin to upgrade one into the other. */
+#ifndef ADDER_VERSION
+#define ADDER_VERSION "1.0.0"
+#endif
+
 typedef struct Instance {
     const CairnHost *host;
 } Instance;
@@ -101,7 +106,7 @@ CAIRN_EXPORT const CairnPluginDescriptor cairn_plugin_v1 = {
     .min_host_minor = 0,
     .size = sizeof(CairnPluginDescriptor),
     .name = {(const uint8_t *)"adder", 5},
-    .version = {(const uint8_t *)"1.0.0", 5},
+    .version = {(const uint8_t *)ADDER_VERSION, sizeof(ADDER_VERSION) - 1},
     .description = {(const uint8_t *)"Example plugin in C: adds two integers", 38},
     .vtable = &vtable,
 };

@@ -531,3 +531,85 @@ fn inspect_prints_the_descriptor_without_loading() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("compatible:  no"));
     assert!(stderr.contains("built for ABI 2.x"), "{stderr}");
 }
+
+/// The adder example built as `version` into `out`.
+fn adder_version(version: &str, out: &Path) {
+    let define = format!("ADDER_VERSION=\"{version}\"");
+    compile_c(
+        "examples/c-plugin/adder.c",
+        "plugin-api/include",
+        &[&define],
+        out,
+    );
+}
+
+async fn version_of(server: &TestServer, name: &str) -> String {
+    let client = server.admin("default").await;
+    client
+        .query("SHOW PLUGINS", &[])
+        .await
+        .unwrap()
+        .iter()
+        .find(|r| r.get::<_, String>("name") == name)
+        .map(|r| r.get("version"))
+        .unwrap_or_else(|| panic!("no plugin {name}"))
+}
+
+/// Copying a rebuilt library over the loaded one (same inode, as the guide's install step
+/// did) and then RELOAD crashed the server (issue 15).
+#[tokio::test]
+async fn an_upgrade_copied_in_place_crashed_the_server() {
+    let site = site_with(
+        &[("libadder.so", ADDER)],
+        "[plugins.adder]\nlibrary = \"libadder.so\"\n",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    let sum: i64 = one(&client, "CALL adder.add(2, 40)").await;
+    assert_eq!(sum, 42);
+    let installed = site.dir.path().join("plugins/libadder.so");
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&installed).unwrap());
+    let rebuilt = site.dir.path().join("libadder-2.so");
+    adder_version("2.0.0", &rebuilt);
+    // std::fs::copy writes into the existing file: the same inode, new code.
+    std::fs::copy(&rebuilt, &installed).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&installed).unwrap()),
+        inode
+    );
+    client.batch_execute("RELOAD PLUGIN adder").await.unwrap();
+    assert_eq!(version_of(&server, "adder").await, "2.0.0");
+    let sum: i64 = one(&client, "CALL adder.add(1, 2)").await;
+    assert_eq!(sum, 3);
+    server.assert_still_serving().await;
+    // No copy is left on disk.
+    let copies = site.data_dir().join("plugin-copies");
+    let left: Vec<_> = std::fs::read_dir(&copies)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// UNLOAD, replace the file, LOAD silently ran the old code and reported the old version
+/// (issue 15).
+#[tokio::test]
+async fn a_load_after_an_unload_ran_the_old_file() {
+    let site = site_with(&[("libadder.so", ADDER)], "");
+    let server = site.start();
+    let client = server.admin("default").await;
+    client
+        .batch_execute("LOAD PLUGIN 'libadder.so'")
+        .await
+        .unwrap();
+    assert_eq!(version_of(&server, "adder").await, "1.0.0");
+    client.batch_execute("UNLOAD PLUGIN adder").await.unwrap();
+    // Installed by rename, as the guide now says.
+    let staged = site.dir.path().join("plugins/.libadder.so.new");
+    adder_version("3.0.0", &staged);
+    std::fs::rename(&staged, site.dir.path().join("plugins/libadder.so")).unwrap();
+    client
+        .batch_execute("LOAD PLUGIN 'libadder.so'")
+        .await
+        .unwrap();
+    assert_eq!(version_of(&server, "adder").await, "3.0.0");
+}

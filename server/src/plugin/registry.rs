@@ -445,12 +445,15 @@ impl Plugins {
             }
             LibrarySource::File(file) => {
                 let path = self.library_path(file)?;
-                let load_from = if replace {
-                    self.fresh_copy(&path)?
-                } else {
-                    path.clone()
-                };
-                (PluginLibrary::open(&load_from)?, path)
+                // Always a private copy under a new name: the file in the plugin directory may
+                // be overwritten in place (`cp new.so plugins/`) while its code runs, and the
+                // dynamic loader would hand back a library already mapped under an old name.
+                let copy = self.fresh_copy(&path)?;
+                let opened = PluginLibrary::open(&copy);
+                // Mapped or refused, the copy's name goes at once: nobody can change the
+                // mapped file any more, and no copy outlives its load.
+                let _ = std::fs::remove_file(&copy);
+                (opened?, path)
             }
         };
         let info = library.info().clone();
@@ -940,8 +943,7 @@ impl Plugins {
         Ok(path)
     }
 
-    /// A copy of `path` under a new name: the dynamic loader would hand back the library
-    /// already mapped for the old name.
+    /// A private copy of `path` under a new name, to map.
     fn fresh_copy(&self, path: &Path) -> Result<PathBuf, PluginError> {
         let copy_error = |e: std::io::Error| PluginError::Copy {
             path: path.to_owned(),
