@@ -613,3 +613,70 @@ async fn a_load_after_an_unload_ran_the_old_file() {
         .unwrap();
     assert_eq!(version_of(&server, "adder").await, "3.0.0");
 }
+
+/// An empty plugin name, or a version with a newline (which forges log lines), loaded
+/// (issue 15).
+#[tokio::test]
+async fn descriptor_strings_forged_log_lines() {
+    let site = site_with(
+        &[
+            ("empty_name.so", broken(&["EMPTY_NAME"])),
+            ("forged.so", broken(&["FORGED_VERSION"])),
+        ],
+        "",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    for (file, fragment) in [
+        ("empty_name.so", "is not an identifier"),
+        ("forged.so", "holds control characters"),
+    ] {
+        let err = client
+            .batch_execute(&format!("LOAD PLUGIN '{file}'"))
+            .await
+            .unwrap_err();
+        assert!(
+            message(&err).contains(fragment),
+            "{file}: {}",
+            message(&err)
+        );
+        // inspect says the same, without loading.
+        let (ok, output) = crate::harness::run(
+            cairn()
+                .args(["plugin", "inspect"])
+                .arg(site.dir.path().join("plugins").join(file)),
+        );
+        assert!(!ok && output.contains(fragment), "{file}: {output}");
+    }
+    assert!(
+        !server
+            .logs()
+            .lines()
+            .any(|l| l.starts_with("2026-12-01T00:00:00Z")),
+        "{}",
+        server.logs()
+    );
+    server.assert_still_serving().await;
+}
+
+/// LOAD PLUGIN used the config as it was at start-up (issue 15).
+#[tokio::test]
+async fn load_plugin_used_a_stale_config() {
+    let site = site_with(&[("libhello_plugin.so", Library::Rust("hello_plugin"))], "");
+    let server = site.start();
+    let client = server.admin("default").await;
+    std::fs::write(
+        site.config_path(),
+        format!(
+            "{}\n[plugins.hello]\nlibrary = \"libhello_plugin.so\"\n[plugins.hello.config]\ngreeting = \"Hey\"\n",
+            standard_config()
+        ),
+    )
+    .unwrap();
+    client
+        .batch_execute("LOAD PLUGIN 'libhello_plugin.so'")
+        .await
+        .unwrap();
+    let greeting: String = one(&client, "CALL hello.greet('Bo')").await;
+    assert_eq!(greeting, "Hey, Bo!");
+}

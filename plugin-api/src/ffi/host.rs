@@ -183,7 +183,49 @@ impl Header {
     }
 }
 
+/// The longest version and description a descriptor may carry.
+const MAX_VERSION_LEN: usize = 64;
+const MAX_DESCRIPTION_LEN: usize = 1024;
+
 fn check_info(info: &DescriptorInfo, path: &Path) -> Result<(), LoadError> {
+    let invalid = |what: String| LoadError::Invalid {
+        path: path.to_owned(),
+        what,
+    };
+    // The name becomes SQL (`CALL name.proc`), a config table and a log field.
+    let name_ok = info.name.len() <= 63
+        && info
+            .name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && info
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok {
+        return Err(invalid(format!(
+            "the plugin's name {:?} is not an identifier: use lowercase letters, digits and _, starting with a letter or _, at most 63 bytes",
+            info.name
+        )));
+    }
+    // Shown in SHOW PLUGINS and logs: printable, one line, bounded.
+    for (what, text, max) in [
+        ("version", &info.version, MAX_VERSION_LEN),
+        ("description", &info.description, MAX_DESCRIPTION_LEN),
+    ] {
+        if (what == "version" && text.is_empty()) || text.len() > max {
+            return Err(invalid(format!(
+                "the plugin's {what} must be 1 to {max} bytes, found {}",
+                text.len()
+            )));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "the plugin's {what} {text:?} holds control characters (a newline, a tab, …)"
+            )));
+        }
+    }
     if info.min_host_minor > abi::CAIRN_ABI_MINOR {
         return Err(LoadError::NeedsNewerHost {
             path: path.to_owned(),

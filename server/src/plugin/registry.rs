@@ -36,7 +36,7 @@ pub enum PluginError {
     #[error("no builtin plugin named \"{0}\"; use a library file name instead of \"builtin\"")]
     NoBuiltin(String),
     #[error(
-        "library {path} holds plugin \"{found}\" but the config declares it as \"{declared}\"; rename the [plugins.{found}] table"
+        "library {path} holds plugin \"{found}\" but the config declares it as \"{declared}\"; rename the [plugins.{declared}] table to [plugins.{found}], or point it at the library of {declared}"
     )]
     NameMismatch {
         path: PathBuf,
@@ -215,10 +215,11 @@ pub struct Plugins {
     me: Weak<Plugins>,
     config_source: PathBuf,
     plugin_dir: PathBuf,
-    /// Fresh copies of libraries for RELOAD live here (emptied at start-up).
+    /// Private copies of libraries are made here to be mapped (emptied at start-up).
     copies_dir: PathBuf,
     /// `<data_dir>/plugin-state`: one private directory per plugin, kept across runs.
     state_root: PathBuf,
+    /// The plugins the config declared at start-up (LOAD and RELOAD read the config anew).
     declared: Mutex<Vec<PluginDecl>>,
     catalog: Arc<Catalog>,
     backups: Arc<crate::backup::Backups>,
@@ -319,7 +320,11 @@ impl Plugins {
         let path = self.library_path(file)?;
         // Only the name is needed here; `load` maps the library.
         let info = inspect(&path)?;
-        let decl = lock(&self.declared)
+        // The config as it is now, as RELOAD reads it.
+        let fresh = Config::load(&self.config_source)
+            .map_err(|e| PluginError::ServerConfig(e.to_string()))?;
+        let decl = fresh
+            .plugins
             .iter()
             .find(|d| d.name == info.name)
             .cloned()
@@ -389,7 +394,6 @@ impl Plugins {
             });
         // RELOAD is an explicit request to run it, whatever `enabled` says.
         decl.enabled = true;
-        *lock(&self.declared) = fresh.plugins.clone();
         self.load(&decl, true).await
     }
 
