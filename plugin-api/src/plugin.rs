@@ -55,6 +55,9 @@ pub trait Plugin: Send + Sync + Sized + 'static {
 
     /// A call of one of the plugin's procedures ([`Host::register_procedure`]): returns its
     /// rows, each matching the procedure's declared columns.
+    ///
+    /// The future may be dropped at any await point: when the client cancels the `CALL`, its
+    /// statement times out, or the client disconnects. Keep state consistent across awaits.
     async fn call(
         &self,
         host: &Host,

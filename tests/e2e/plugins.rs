@@ -680,3 +680,36 @@ async fn load_plugin_used_a_stale_config() {
     let greeting: String = one(&client, "CALL hello.greet('Bo')").await;
     assert_eq!(greeting, "Hey, Bo!");
 }
+
+/// A 30 s CALL could not be cancelled, and a disconnected client left it running (issue 15).
+#[tokio::test]
+async fn a_slow_call_could_not_be_cancelled() {
+    let site = panicky_site();
+    let server = site.start();
+    let client = server.admin("default").await;
+    let cancel = client.cancel_token();
+    let started = std::time::Instant::now();
+    let watcher = server.admin("default").await;
+    let (result, ()) = tokio::join!(client.simple_query("CALL panicky.slow()"), async {
+        loop {
+            let rows = watcher.simple_query("SHOW SESSIONS").await.unwrap();
+            let running = rows.iter().any(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    r.get(4) == Some("active") && r.get(5).is_some_and(|q| q.contains("slow"))
+                }
+                _ => false,
+            });
+            if running {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let err = result.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
+    // The plugin goes on.
+    assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);
+    assert_eq!(state_of(&server, "panicky").await.0, "running");
+}

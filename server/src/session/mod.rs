@@ -590,9 +590,23 @@ impl Session {
                         (name.clone(), value)
                     })
                     .collect();
-                let (columns, rows) =
-                    block_on(self.plugins.call(&call.plugin, &call.procedure, &args))
-                        .map_err(plugin_error)?;
+                // A cancel request, the statement timeout or the client going away drops the
+                // plugin's future (the SDK allows a drop at any await point).
+                let stop = self.activity().and_then(|a| a.statement_stop());
+                let call_future = self.plugins.call(&call.plugin, &call.procedure, &args);
+                let called = block_on(async {
+                    match stop {
+                        Some(stop) => tokio::select! {
+                            called = call_future => Some(called),
+                            () = stop.cancelled() => None,
+                        },
+                        None => Some(call_future.await),
+                    }
+                });
+                let Some(called) = called else {
+                    return Err(self.stopped_error());
+                };
+                let (columns, rows) = called.map_err(plugin_error)?;
                 let rows: Vec<Vec<Value>> = rows
                     .into_iter()
                     .map(|row| row.into_iter().map(plugin_value).collect())

@@ -84,6 +84,11 @@ impl Activity {
         *lock(&self.statement) = Some(stop);
     }
 
+    /// The token that stops the running statement (none before the first).
+    pub fn statement_stop(&self) -> Option<CancellationToken> {
+        lock(&self.statement).clone()
+    }
+
     /// Whether the connection is handling a message of its client (the others, between
     /// messages, are not interrupted by a cancel or a timeout, as in PostgreSQL; a portal
     /// suspended between Executes keeps its rows).
