@@ -65,7 +65,12 @@ pub struct PluginDecl {
     /// A disabled plugin is listed by `SHOW PLUGINS` but not loaded.
     pub enabled: bool,
     pub config: PluginConfigSource,
+    /// How long its `start` and `stop` may take (`None`: no limit; "0" in the config).
+    pub start_timeout: Option<Duration>,
 }
+
+/// The default `[plugins.NAME] start_timeout`.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a plugin's code comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +173,7 @@ struct RawPlugin {
     enabled: bool,
     config_file: Option<Spanned<String>>,
     config: Option<toml::Table>,
+    start_timeout: Option<Spanned<RawSetting>>,
 }
 
 fn enabled_by_default() -> bool {
@@ -382,11 +388,23 @@ impl Config {
                 ),
                 (None, None) => PluginConfigSource::None,
             };
+            let start_timeout = match &plugin.start_timeout {
+                None => Some(DEFAULT_START_TIMEOUT),
+                Some(value) => {
+                    let text = match value.get_ref() {
+                        RawSetting::Millis(n) => n.to_string(),
+                        RawSetting::Text(t) => t.clone(),
+                    };
+                    crate::sql::settings::parse_duration(&text)
+                        .map_err(|m| located.at(value, format!("start_timeout: {m}")))?
+                }
+            };
             plugins.push(PluginDecl {
                 name: name.clone(),
                 library,
                 enabled: plugin.enabled,
                 config,
+                start_timeout,
             });
         }
 
@@ -646,12 +664,14 @@ password_env = "CAIRN_ADMIN_PASSWORD"
                     library: LibrarySource::Builtin,
                     enabled: false,
                     config: PluginConfigSource::File(PathBuf::from("/etc/cairn/backup.toml")),
+                    start_timeout: Some(DEFAULT_START_TIMEOUT),
                 },
                 PluginDecl {
                     name: "hello".into(),
                     library: LibrarySource::File("libhello.so".into()),
                     enabled: true,
                     config: PluginConfigSource::Inline("greeting = \"Hi\"\n".into()),
+                    start_timeout: Some(DEFAULT_START_TIMEOUT),
                 },
             ]
         );

@@ -713,3 +713,20 @@ async fn a_slow_call_could_not_be_cancelled() {
     assert_eq!(one::<i64>(&client, "CALL panicky.fine()").await, 1);
     assert_eq!(state_of(&server, "panicky").await.0, "running");
 }
+
+/// A start() that never finished hung the server at start-up: it never listened (issue 15).
+#[tokio::test]
+async fn a_start_that_never_finished_hung_the_server() {
+    let site = site_with(
+        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nstart_timeout = \"300ms\"\n[plugins.panicky.config]\nstart = \"hang\"\n",
+    );
+    let server = site.start();
+    let (state, error) = state_of(&server, "panicky").await;
+    assert_eq!(state, "failed");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("did not finish within 300 ms"), "{error}");
+    server.assert_still_serving().await;
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+}

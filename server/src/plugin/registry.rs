@@ -172,6 +172,8 @@ struct Origin {
     /// The library file as the operator named it ("builtin" for a builtin).
     path: PathBuf,
     config: String,
+    /// How long `start` and `stop` may take.
+    start_timeout: Option<std::time::Duration>,
 }
 
 /// An instance made and checked (its `create` and `prepare` accepted), not yet started.
@@ -337,6 +339,7 @@ impl Plugins {
                 library: LibrarySource::File(file.to_owned()),
                 enabled: true,
                 config: PluginConfigSource::None,
+                start_timeout: Some(crate::config::DEFAULT_START_TIMEOUT),
             });
         self.load(&decl, false).await?;
         Ok(info.name)
@@ -391,6 +394,7 @@ impl Plugins {
                 library,
                 enabled: true,
                 config: PluginConfigSource::None,
+                start_timeout: Some(crate::config::DEFAULT_START_TIMEOUT),
             });
         // RELOAD is an explicit request to run it, whatever `enabled` says.
         decl.enabled = true;
@@ -473,6 +477,7 @@ impl Plugins {
             source: decl.library.clone(),
             path,
             config: self.plugin_config(decl)?,
+            start_timeout: decl.start_timeout,
         };
         // The new instance checks its config and what it needs while the old one still runs.
         let created = self.instantiate(&decl.name, &origin)?;
@@ -571,6 +576,7 @@ impl Plugins {
         } = created;
         let info = origin.library.info().clone();
         let path = origin.path.clone();
+        let start_timeout = origin.start_timeout;
         let (events, receiver) = mpsc::unbounded_channel();
         self.runtime.spawn(deliver_events(
             self.me.clone(),
@@ -598,7 +604,8 @@ impl Plugins {
                 }),
             },
         );
-        if let Err(e) = instance.start().await {
+        let started = within(start_timeout, "start", name, instance.start()).await;
+        if let Err(e) = started {
             let message = e.to_string();
             self.fail(name, generation, &message);
             return Err(PluginError::Start {
@@ -633,8 +640,9 @@ impl Plugins {
             self.unregister(name, loaded.generation);
             loaded.services.detach();
             // A failed instance is not asked to stop: it may be in any state.
+            let stop_timeout = loaded.origin.start_timeout;
             if was == State::Running
-                && let Err(e) = loaded.instance.stop().await
+                && let Err(e) = within(stop_timeout, "stop", name, loaded.instance.stop()).await
             {
                 tracing::warn!(plugin = %name, error = %e, "plugin stop reported an error");
             }
@@ -1091,5 +1099,25 @@ fn max_log_level() -> abi::CairnLogLevel {
         LevelFilter::INFO => abi::CAIRN_LOG_INFO,
         LevelFilter::DEBUG => abi::CAIRN_LOG_DEBUG,
         _ => abi::CAIRN_LOG_TRACE,
+    }
+}
+
+/// Waits for a plugin's life-cycle call at most `limit`; past it the call is dropped and
+/// counts as failed, with a message that says so.
+async fn within(
+    limit: Option<std::time::Duration>,
+    what: &str,
+    plugin: &str,
+    call: impl std::future::Future<Output = cairn_plugin_api::Outcome>,
+) -> cairn_plugin_api::Outcome {
+    let Some(limit) = limit else {
+        return call.await;
+    };
+    match tokio::time::timeout(limit, call).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(cairn_plugin_api::PluginError::failed(format!(
+            "its {what} did not finish within {} ms ([plugins.{plugin}] start_timeout); it was abandoned",
+            limit.as_millis()
+        ))),
     }
 }
