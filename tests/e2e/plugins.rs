@@ -730,3 +730,45 @@ async fn a_start_that_never_finished_hung_the_server() {
     let (status, logs) = server.terminate();
     assert!(status.success(), "{logs}");
 }
+
+/// Libraries refused after dlopen (a NULL table, no `create`) ran their constructors inside
+/// the server first, and `cairn plugin inspect` called them compatible (issue 15).
+#[tokio::test]
+async fn a_refused_library_ran_its_constructor() {
+    let site = site_with(
+        &[
+            ("null_vtable.so", broken(&["NULL_VTABLE"])),
+            ("no_create.so", broken(&["NO_CREATE"])),
+        ],
+        "",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    for (file, fragment) in [
+        ("null_vtable.so", "no function table"),
+        ("no_create.so", "has no `create`"),
+    ] {
+        let err = client
+            .batch_execute(&format!("LOAD PLUGIN '{file}'"))
+            .await
+            .unwrap_err();
+        assert!(
+            message(&err).contains(fragment),
+            "{file}: {}",
+            message(&err)
+        );
+        let (ok, output) = crate::harness::run(
+            cairn()
+                .args(["plugin", "inspect"])
+                .arg(site.dir.path().join("plugins").join(file)),
+        );
+        assert!(!ok && output.contains(fragment), "{file}: {output}");
+        assert!(!output.contains("CONSTRUCTOR RAN"), "{output}");
+    }
+    server.assert_still_serving().await;
+    assert!(
+        !server.logs().contains("CONSTRUCTOR RAN"),
+        "{}",
+        server.logs()
+    );
+}

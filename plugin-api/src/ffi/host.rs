@@ -255,6 +255,14 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
     let data = std::fs::read(path).map_err(|e| open_error(e.to_string()))?;
     let file = object::File::parse(&*data)
         .map_err(|e| open_error(format!("not a shared library this system can load ({e})")))?;
+    if let Some(expected) = host_architecture()
+        && file.architecture() != expected
+    {
+        return Err(open_error(format!(
+            "built for {:?}, but this server runs on {expected:?}; build the plugin for this machine",
+            file.architecture()
+        )));
+    }
     let symbol = file
         .dynamic_symbols()
         .find(|s| s.name() == Ok(abi::CAIRN_PLUGIN_SYMBOL) && s.is_definition());
@@ -295,24 +303,21 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
     // relocation whose addend is the target's address (or, without one, the address itself).
     let relocations: Vec<(u64, object::Relocation)> = file
         .dynamic_relocations()
-        .map(|r| {
-            r.filter(|(at, _)| *at >= base && *at < base + bytes.len() as u64)
-                .collect()
-        })
+        .map(|r| r.collect())
         .unwrap_or_default();
-    let pointer_at = |field: usize| -> u64 {
-        let address = base + field as u64;
+    // The pointer stored at `address` as the loader will fill it in.
+    let pointer_in = |address: u64| -> u64 {
         relocations
             .iter()
             .find(|(at, r)| *at == address && r.target() == RelocationTarget::Absolute)
             .map(|(_, r)| r.addend() as u64)
             .unwrap_or_else(|| {
-                bytes
-                    .get(field..field + 8)
+                read_at(address, 8)
                     .and_then(|b| b.try_into().ok())
                     .map_or(0, u64::from_ne_bytes)
             })
     };
+    let pointer_at = |field: usize| -> u64 { pointer_in(base + field as u64) };
     let len_at = |field: usize| -> u64 {
         bytes
             .get(field..field + 8)
@@ -343,7 +348,39 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
         min_host_minor: header.min_host_minor,
     };
     check_info(&info, path)?;
+    // The function table, as `open` will check it after mapping: present, with `create`.
+    let invalid = |what: &str| LoadError::Invalid {
+        path: path.to_owned(),
+        what: what.to_owned(),
+    };
+    let table = pointer_at(offset_of!(CairnPluginDescriptor, vtable));
+    if table == 0 {
+        return Err(invalid("no function table"));
+    }
+    let table_size = read_at(table, 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_ne_bytes)
+        .ok_or_else(|| invalid("the function table points outside the library"))?;
+    let create = offset_of!(CairnPluginVTable, create);
+    if !has_pointer_field(table_size, create) || pointer_in(table + create as u64) == 0 {
+        return Err(invalid("the function table has no `create`"));
+    }
     Ok(info)
+}
+
+/// The architecture this server was built for, as the object crate names it.
+fn host_architecture() -> Option<object::Architecture> {
+    use object::Architecture as A;
+    Some(match std::env::consts::ARCH {
+        "x86_64" => A::X86_64,
+        "aarch64" => A::Aarch64,
+        "x86" => A::I386,
+        "arm" => A::Arm,
+        "riscv64" => A::Riscv64,
+        "powerpc64" => A::PowerPc64,
+        "s390x" => A::S390x,
+        _ => return None,
+    })
 }
 
 /// The error for a library without `cairn_plugin_v1`: another major's symbol, or none.

@@ -545,13 +545,21 @@ impl Session {
             }
             ServerStatement::LoadPlugin { file } => {
                 self.require_admin("LOAD PLUGIN")?;
-                let name = block_on(self.plugins.load_file(file)).map_err(plugin_error)?;
+                // Logged either way, with who asked (a plugin's SQL runs as its own user).
+                let name = block_on(self.plugins.load_file(file)).map_err(|e| {
+                    tracing::error!(%file, user = %self.user, error = %e, "LOAD PLUGIN refused");
+                    plugin_error(e)
+                })?;
                 tracing::info!(plugin = %name, user = %self.user, "plugin loaded by LOAD PLUGIN");
                 Ok(Executed::command("LOAD PLUGIN", None))
             }
             ServerStatement::UnloadPlugin { name } => {
                 self.require_admin("UNLOAD PLUGIN")?;
-                block_on(self.plugins.unload(name)).map_err(plugin_error)?;
+                block_on(self.plugins.unload(name)).map_err(|e| {
+                    tracing::error!(plugin = %name, user = %self.user, error = %e, "UNLOAD PLUGIN refused");
+                    plugin_error(e)
+                })?;
+                tracing::info!(plugin = %name, user = %self.user, "plugin unloaded by UNLOAD PLUGIN");
                 Ok(Executed::command("UNLOAD PLUGIN", None))
             }
             ServerStatement::ReloadPlugin { name } => {
