@@ -184,7 +184,7 @@ async fn reader(server: &crate::harness::TestServer) -> tokio_postgres::Client {
 }
 
 /// Waits until SHOW SESSIONS lists an active statement containing `needle`.
-async fn wait_for_running(admin: &tokio_postgres::Client, needle: &str) {
+pub(crate) async fn wait_for_running(admin: &tokio_postgres::Client, needle: &str) {
     loop {
         let rows = admin.simple_query("SHOW SESSIONS").await.unwrap();
         let running = rows.iter().any(|m| match m {

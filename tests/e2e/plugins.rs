@@ -631,22 +631,7 @@ async fn descriptor_strings_forged_log_lines() {
         ("empty_name.so", "is not an identifier"),
         ("forged.so", "holds control characters"),
     ] {
-        let err = client
-            .batch_execute(&format!("LOAD PLUGIN '{file}'"))
-            .await
-            .unwrap_err();
-        assert!(
-            message(&err).contains(fragment),
-            "{file}: {}",
-            message(&err)
-        );
-        // inspect says the same, without loading.
-        let (ok, output) = crate::harness::run(
-            cairn()
-                .args(["plugin", "inspect"])
-                .arg(site.dir.path().join("plugins").join(file)),
-        );
-        assert!(!ok && output.contains(fragment), "{file}: {output}");
+        refused_everywhere(&site, &client, file, fragment).await;
     }
     assert!(
         !server
@@ -691,19 +676,7 @@ async fn a_slow_call_could_not_be_cancelled() {
     let started = std::time::Instant::now();
     let watcher = server.admin("default").await;
     let (result, ()) = tokio::join!(client.simple_query("CALL panicky.slow()"), async {
-        loop {
-            let rows = watcher.simple_query("SHOW SESSIONS").await.unwrap();
-            let running = rows.iter().any(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    r.get(4) == Some("active") && r.get(5).is_some_and(|q| q.contains("slow"))
-                }
-                _ => false,
-            });
-            if running {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        crate::hostile::wait_for_running(&watcher, "slow").await;
         cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
     });
     let err = result.unwrap_err();
@@ -748,22 +721,7 @@ async fn a_refused_library_ran_its_constructor() {
         ("null_vtable.so", "no function table"),
         ("no_create.so", "has no `create`"),
     ] {
-        let err = client
-            .batch_execute(&format!("LOAD PLUGIN '{file}'"))
-            .await
-            .unwrap_err();
-        assert!(
-            message(&err).contains(fragment),
-            "{file}: {}",
-            message(&err)
-        );
-        let (ok, output) = crate::harness::run(
-            cairn()
-                .args(["plugin", "inspect"])
-                .arg(site.dir.path().join("plugins").join(file)),
-        );
-        assert!(!ok && output.contains(fragment), "{file}: {output}");
-        assert!(!output.contains("CONSTRUCTOR RAN"), "{output}");
+        refused_everywhere(&site, &client, file, fragment).await;
     }
     server.assert_still_serving().await;
     assert!(
@@ -771,4 +729,25 @@ async fn a_refused_library_ran_its_constructor() {
         "{}",
         server.logs()
     );
+}
+
+/// `file` is refused with `fragment`, by LOAD PLUGIN and by `cairn plugin inspect`, and none
+/// of its code ran.
+async fn refused_everywhere(site: &Site, client: &Client, file: &str, fragment: &str) {
+    let err = client
+        .batch_execute(&format!("LOAD PLUGIN '{file}'"))
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains(fragment),
+        "{file}: {}",
+        message(&err)
+    );
+    let (ok, output) = crate::harness::run(
+        cairn()
+            .args(["plugin", "inspect"])
+            .arg(site.dir.path().join("plugins").join(file)),
+    );
+    assert!(!ok && output.contains(fragment), "{file}: {output}");
+    assert!(!output.contains("CONSTRUCTOR RAN"), "{output}");
 }
