@@ -751,3 +751,28 @@ async fn refused_everywhere(site: &Site, client: &Client, file: &str, fragment: 
     assert!(!ok && output.contains(fragment), "{file}: {output}");
     assert!(!output.contains("CONSTRUCTOR RAN"), "{output}");
 }
+
+/// Two jobs that blocked their threads (the machine has 2 cores) froze every client and
+/// SIGTERM (issue 15).
+#[tokio::test]
+async fn blocking_jobs_froze_the_server() {
+    let site = site_with(
+        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nstart_timeout = \"500ms\"\n[plugins.panicky.config]\nblock = true\n",
+    );
+    let server = site.start();
+    // Both plugin workers are taken.
+    server.wait_for_logs("blocking its thread", 2);
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        for _ in 0..5 {
+            server.assert_still_serving().await;
+        }
+    })
+    .await;
+    assert!(
+        answered.is_ok(),
+        "clients were not answered while plugin jobs blocked"
+    );
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+}

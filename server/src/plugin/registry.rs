@@ -280,7 +280,7 @@ impl Plugins {
             declared: Mutex::new(config.plugins.clone()),
             catalog,
             backups,
-            runtime: Handle::current(),
+            runtime: plugin_runtime(),
             log_dispatch: tracing::dispatcher::get_default(tracing::Dispatch::clone),
             scheduler,
             generations: AtomicU64::new(1),
@@ -604,7 +604,14 @@ impl Plugins {
                 }),
             },
         );
-        let started = within(start_timeout, "start", name, instance.start()).await;
+        let started = within(
+            &self.runtime,
+            start_timeout,
+            "start",
+            name,
+            instance.start(),
+        )
+        .await;
         if let Err(e) = started {
             let message = e.to_string();
             self.fail(name, generation, &message);
@@ -642,7 +649,14 @@ impl Plugins {
             // A failed instance is not asked to stop: it may be in any state.
             let stop_timeout = loaded.origin.start_timeout;
             if was == State::Running
-                && let Err(e) = within(stop_timeout, "stop", name, loaded.instance.stop()).await
+                && let Err(e) = within(
+                    &self.runtime,
+                    stop_timeout,
+                    "stop",
+                    name,
+                    loaded.instance.stop(),
+                )
+                .await
             {
                 tracing::warn!(plugin = %name, error = %e, "plugin stop reported an error");
             }
@@ -761,9 +775,14 @@ impl Plugins {
             plugins: self.me.clone(),
         });
         let fire = Arc::clone(&runner);
+        let runtime = self.runtime.clone();
         let cron_job = Job::new_async(cron.as_str(), move |_, _| {
             let runner = Arc::clone(&fire);
-            Box::pin(async move { runner.fire().await })
+            // The job runs on the plugins' workers; the scheduler only waits for it.
+            let run = runtime.spawn(async move { runner.fire().await });
+            Box::pin(async move {
+                let _ = run.await;
+            })
         })
         .map_err(|e| {
             ApiError::InvalidArgument(format!(
@@ -1102,22 +1121,54 @@ fn max_log_level() -> abi::CairnLogLevel {
     }
 }
 
-/// Waits for a plugin's life-cycle call at most `limit`; past it the call is dropped and
-/// counts as failed, with a message that says so.
+/// Runs a plugin's life-cycle call on the plugins' workers and waits for it at most
+/// `limit`; past it the call is abandoned and counts as failed, with a message that says so.
 async fn within(
+    runtime: &Handle,
     limit: Option<std::time::Duration>,
     what: &str,
     plugin: &str,
-    call: impl std::future::Future<Output = cairn_plugin_api::Outcome>,
+    call: impl std::future::Future<Output = cairn_plugin_api::Outcome> + Send + 'static,
 ) -> cairn_plugin_api::Outcome {
-    let Some(limit) = limit else {
-        return call.await;
+    let mut task = runtime.spawn(call);
+    let joined = match limit {
+        None => (&mut task).await,
+        Some(limit) => match tokio::time::timeout(limit, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                task.abort();
+                return Err(cairn_plugin_api::PluginError::failed(format!(
+                    "its {what} did not finish within {} ms ([plugins.{plugin}] start_timeout); it was abandoned",
+                    limit.as_millis()
+                )));
+            }
+        },
     };
-    match tokio::time::timeout(limit, call).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(cairn_plugin_api::PluginError::failed(format!(
-            "its {what} did not finish within {} ms ([plugins.{plugin}] start_timeout); it was abandoned",
-            limit.as_millis()
-        ))),
+    joined.unwrap_or_else(|e| {
+        Err(cairn_plugin_api::PluginError::failed(format!(
+            "its {what} ended abnormally: {e}"
+        )))
+    })
+}
+
+/// How many threads run plugin code.
+pub const PLUGIN_WORKERS: usize = 2;
+
+/// The runtime plugin code runs on (their futures, jobs, events, timers): its own workers,
+/// so that a plugin that blocks its thread starves other plugins, never the server's clients
+/// or its shutdown. It lives as long as the process (a runtime cannot be dropped from
+/// async code, and plugin libraries are never unloaded either).
+fn plugin_runtime() -> Handle {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(PLUGIN_WORKERS)
+        .thread_name("cairn-plugin")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Box::leak(Box::new(runtime)).handle().clone(),
+        Err(e) => {
+            tracing::error!(error = %e, "no separate runtime for plugins; they share the server's");
+            Handle::current()
+        }
     }
 }
