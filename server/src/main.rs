@@ -134,6 +134,12 @@ fn main() -> std::process::ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    // A panic the server catches (a decoder fed garbage by a client) is one log record, in
+    // the log's format, not lines of its own on standard error.
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::capture();
+        tracing::error!(panic = %info, backtrace = %backtrace, "a thread panicked");
+    }));
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Passwd => passwd(),
