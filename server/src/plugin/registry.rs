@@ -55,7 +55,9 @@ pub enum PluginError {
     },
     #[error("the server config no longer parses, so nothing was reloaded: {0}")]
     ServerConfig(String),
-    #[error("plugin \"{plugin}\" could not be created (its `create`/`new` failed: a config it refuses, or what it needs is missing): {message}")]
+    #[error(
+        "plugin \"{plugin}\" could not be created (its `create`/`new` failed: a config it refuses, or what it needs is missing): {message}"
+    )]
     Create { plugin: String, message: String },
     #[error("plugin \"{plugin}\" failed to start: {message}")]
     Start { plugin: String, message: String },
