@@ -1,12 +1,9 @@
 //! Between session results and wire messages: rows to `DataRow`s with the described types,
 //! wire parameters to SQLite values, and errors to `ErrorResponse`s.
 
-use std::sync::Arc;
-
-use futures::stream;
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{DataRowEncoder, FieldInfo, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use rusqlite::types::Value;
 
@@ -48,39 +45,14 @@ pub fn fields(columns: &[Column], format: &Format) -> Vec<FieldInfo> {
         .collect()
 }
 
-/// Turns one executed statement into a wire response.
-pub fn response(executed: Executed, format: &Format) -> PgWireResult<Response> {
-    let Executed {
-        columns,
-        rows,
-        tag,
-        transaction,
-    } = executed;
-    let Some(columns) = columns else {
-        let tag = wire_tag(&tag);
-        return Ok(match transaction {
-            TransactionChange::Started => Response::TransactionStart(tag),
-            TransactionChange::Ended => Response::TransactionEnd(tag),
-            TransactionChange::Unchanged => Response::Execution(tag),
-        });
-    };
-    let schema = Arc::new(fields(&columns, format));
-    let mut encoder = DataRowEncoder::new(Arc::clone(&schema));
-    let mut encoded = Vec::with_capacity(rows.len());
-    for row in rows {
-        for (value, column) in row.into_iter().zip(&columns) {
-            encode_value(&mut encoder, value, column)?;
-        }
-        encoded.push(Ok(encoder.take_row()));
+/// The wire response of a statement that returned no rows (rows stream through `stream`).
+pub fn command_response(executed: &Executed) -> Response {
+    let tag = wire_tag(&executed.tag);
+    match executed.transaction {
+        TransactionChange::Started => Response::TransactionStart(tag),
+        TransactionChange::Ended => Response::TransactionEnd(tag),
+        TransactionChange::Unchanged => Response::Execution(tag),
     }
-    let mut response = QueryResponse::new(schema, stream::iter(encoded));
-    if tag.command == "INSERT" {
-        // "INSERT 0 n", as PostgreSQL reports inserts (the 0 is the obsolete OID).
-        response.set_command_tag("INSERT 0");
-    } else {
-        response.set_command_tag(&tag.command);
-    }
-    Ok(Response::Query(response))
 }
 
 pub(super) fn wire_tag(tag: &CommandTag) -> Tag {

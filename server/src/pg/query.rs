@@ -425,10 +425,9 @@ impl ExtendedQueryHandler for QueryHandler {
         let statement = &portal.statement.statement;
         let params = encode::parameters(portal, &statement.param_types)?;
         let prepared = statement.prepared.clone();
-        let format = portal.result_column_format.clone();
+        let pipe_format = portal.result_column_format.clone();
         let (tx, mut rx) = stream::channel();
         let runtime = tokio::runtime::Handle::current();
-        let pipe_format = format.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         // The thread goes on stepping rows after this returns: pgwire reads them from the
         // portal at each Execute, and shutdown's tracker waits for it.
@@ -458,7 +457,7 @@ impl ExtendedQueryHandler for QueryHandler {
                 });
                 Ok(Response::Query(response))
             }
-            Some(Reply::Finished(Ok(executed))) => encode::response(executed, &format),
+            Some(Reply::Finished(Ok(executed))) => Ok(encode::command_response(&executed)),
             Some(Reply::Finished(Err(e))) => Err(error_response(e)),
             Some(Reply::Rows(_)) | None => Err(error_response(SqlError::new(
                 crate::sqlstate::INTERNAL_ERROR,

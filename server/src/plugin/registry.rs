@@ -1154,7 +1154,7 @@ async fn within(
 }
 
 /// How many threads run plugin code.
-pub const PLUGIN_WORKERS: usize = 2;
+const PLUGIN_WORKERS: usize = 2;
 
 /// The runtime plugin code runs on (their futures, jobs, events, timers): its own workers,
 /// so that a plugin that blocks its thread starves other plugins, never the server's clients
