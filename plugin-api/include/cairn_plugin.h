@@ -10,6 +10,11 @@
  *  - Every table starts with its own size; fields are only appended, in a new minor version.
  *    Whoever reads a table treats fields beyond its size as absent.
  *  - Strings (CairnStr) and values passed into a call are borrowed for that call only.
+ *  - Specs and columns passed to the host (register_procedure, schedule) are copied during
+ *    the call: they may be freed or reused when it returns. Their `ctx` becomes the host's,
+ *    released with `drop_ctx` when the procedure or job is unregistered (or refused).
+ *  - A `const CairnOutput *output` parameter of a host function may be NULL: the result is
+ *    then discarded. Outputs the host passes to the plugin are never NULL.
  *  - Memory is freed by the side that allocated it.
  *  - Futures may be polled from any thread, never concurrently; `drop` is called once.
  *  - A plugin runs inside the server process: it is trusted code.
@@ -86,7 +91,9 @@ typedef struct CairnValue {
     CairnStr bytes; /* text (UTF-8) or blob */
 } CairnValue;
 
-/* A procedure argument; `name` is empty for a positional one. */
+/* A procedure argument; `name` is empty for a positional one. CALL p.f(1, 'x', k => 2)
+ * passes literals only: positional arguments first, in order, then named ones. Both the
+ * array and its strings are borrowed for the `call` function: copy what the future needs. */
 typedef struct CairnArg {
     CairnStr name;
     CairnValue value;
@@ -179,6 +186,8 @@ struct CairnHost {
                                const CairnValue *params, size_t param_count);
     CairnStatus (*register_procedure)(const CairnHost *host, const CairnProcedureSpec *spec,
                                       const CairnOutput *output);
+    /* `mask` has bit (1 << kind) set for each CairnEventKind to deliver (bit 0 is unused);
+     * it replaces any earlier subscription. */
     CairnStatus (*subscribe)(const CairnHost *host, uint64_t mask);
     CairnStatus (*schedule)(const CairnHost *host, const CairnJobSpec *spec,
                             const CairnOutput *output);

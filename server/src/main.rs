@@ -140,6 +140,9 @@ fn main() -> std::process::ExitCode {
         let backtrace = std::backtrace::Backtrace::capture();
         tracing::error!(panic = %info, backtrace = %backtrace, "a thread panicked");
     }));
+    // A plugin's native code that kills the process (a bad pointer, abort, exit) leaves one
+    // record naming the plugin first.
+    cairn_plugin_api::ffi::crash::install_crash_report(cli.log_format == LogFormat::Json);
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::Passwd => passwd(),

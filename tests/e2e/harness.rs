@@ -135,6 +135,13 @@ impl TestServer {
         Self::start_command(command, config, level)
     }
 
+    /// Starts the binary with extra environment variables.
+    pub fn start_with_env(config: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut command = cairn();
+        command.args(extra_args).envs(env.iter().copied());
+        Self::start_command(command, config, "info")
+    }
+
     /// Starts the binary with at most `limit` open file descriptors (`ulimit -n`).
     pub fn start_with_fd_limit(config: &Path, limit: u32) -> TestServer {
         let mut command = Command::new("sh");
@@ -245,6 +252,13 @@ impl TestServer {
     pub async fn assert_still_serving(&self) {
         let client = self.admin("default").await;
         client.simple_query("SELECT 1").await.unwrap();
+    }
+
+    /// Waits for the process to exit by itself (a crash, say).
+    pub fn wait_for_exit(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let status = wait_with_patience(&mut child);
+        (status, self.logs())
     }
 
     /// Sends SIGTERM and waits for the process to exit.

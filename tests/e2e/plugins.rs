@@ -776,3 +776,251 @@ async fn blocking_jobs_froze_the_server() {
     let (status, logs) = server.terminate();
     assert!(status.success(), "{logs}");
 }
+
+/// A `start()` that ran `LOAD PLUGIN` through the host deadlocked start-up: loading held one
+/// lock across the plugin's own code (issue 15).
+#[tokio::test]
+async fn a_start_that_loaded_a_plugin_deadlocked_start_up() {
+    let site = site_with(
+        &[
+            ("libpanicky_plugin.so", Library::Rust("panicky_plugin")),
+            ("libadder.so", ADDER),
+        ],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nstart_timeout = \"20s\"\n[plugins.panicky.config]\nload = \"libadder.so\"\n",
+    );
+    let server = site.start();
+    assert_eq!(state_of(&server, "panicky").await, ("running".into(), None));
+    assert_eq!(state_of(&server, "adder").await.0, "running");
+    let client = server.admin("default").await;
+    assert_eq!(one::<i64>(&client, "CALL adder.add(2, 3)").await, 5);
+}
+
+/// A `new()` that never returned hung the server at start-up: only `start` and `stop` were
+/// bounded (issue 15).
+#[tokio::test]
+async fn a_new_that_never_returned_hung_the_server() {
+    let site = site_with(
+        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nstart_timeout = \"300ms\"\n[plugins.panicky.config]\nnew = \"hang\"\n",
+    );
+    let server = site.start();
+    let (state, error) = state_of(&server, "panicky").await;
+    assert_eq!(state, "failed");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("new") && error.contains("did not finish within 300 ms"),
+        "{error}"
+    );
+    server.assert_still_serving().await;
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+}
+
+/// A `LOAD PLUGIN` whose `start()` hung froze all plugin management (UNLOAD of another
+/// plugin waited for it) and SIGTERM (issue 15).
+#[tokio::test]
+async fn a_hanging_load_froze_plugin_management() {
+    let site = site_with(
+        &[
+            ("libpanicky_plugin.so", Library::Rust("panicky_plugin")),
+            ("libadder.so", ADDER),
+        ],
+        "[plugins.adder]\nlibrary = \"libadder.so\"\n[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nenabled = false\nstart_timeout = \"1h\"\n[plugins.panicky.config]\nstart = \"hang\"\n",
+    );
+    let server = site.start();
+    let loader = server.admin("default").await;
+    let loading = tokio::spawn(async move {
+        loader
+            .batch_execute("LOAD PLUGIN 'libpanicky_plugin.so'")
+            .await
+    });
+    let admin = server.admin("default").await;
+    tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while state_of(&server, "panicky").await.0 != "starting" {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("SHOW PLUGINS never said the plugin was starting");
+    let managed = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        admin.batch_execute("UNLOAD PLUGIN adder").await.unwrap();
+        admin
+            .batch_execute("LOAD PLUGIN 'libadder.so'")
+            .await
+            .unwrap();
+        admin
+            .batch_execute("RELOAD PLUGIN panicky")
+            .await
+            .unwrap_err()
+    })
+    .await
+    .expect("plugin management waited for another plugin's start");
+    assert_eq!(managed.code().map(|c| c.code()), Some("55006"), "{managed}");
+    assert!(
+        message(&managed).contains("being loaded"),
+        "{}",
+        message(&managed)
+    );
+    assert_eq!(one::<i64>(&admin, "CALL adder.add(2, 3)").await, 5);
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("still being loaded at shutdown"), "{logs}");
+    loading.abort();
+}
+
+/// The server's resident memory, from /proc.
+fn resident_kib(server: &TestServer) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Every reload mapped another copy of the library: 200 reloads of a Rust plugin added about
+/// 145 MB (issue 15).
+#[tokio::test]
+async fn every_reload_leaked_a_copy_of_the_library() {
+    let site = site_with(
+        &[("libhello_plugin.so", Library::Rust("hello_plugin"))],
+        "[plugins.hello]\nlibrary = \"libhello_plugin.so\"\n",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    let reload = |n: usize| "RELOAD PLUGIN hello;".repeat(n);
+    client.batch_execute(&reload(10)).await.unwrap();
+    let before = resident_kib(&server);
+    client.batch_execute(&reload(100)).await.unwrap();
+    let after = resident_kib(&server);
+    // A mapped debug build of the example costs about 1.6 MiB; allocator noise is far less.
+    assert!(
+        after < before + 8 * 1024,
+        "100 reloads grew the server from {before} KiB to {after} KiB"
+    );
+    assert_eq!(state_of(&server, "hello").await.0, "running");
+    let copies = site.data_dir().join("plugin-copies");
+    let left = std::fs::read_dir(&copies).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "copies left in {}", copies.display());
+}
+
+const CRASHY: Library = Library::C {
+    source: "tests/fixtures/c-plugins/crashy.c",
+    include: "plugin-api/include",
+    defines: &[],
+};
+
+/// Each log line parses as one JSON record.
+fn assert_all_json(logs: &str) {
+    for line in logs.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "not a JSON record: {line}\n{logs}"
+        );
+    }
+}
+
+/// A segfault, abort() or exit() in a plugin killed the server with nothing in the log
+/// (issue 15).
+#[tokio::test]
+async fn a_fatal_fault_in_a_plugin_left_no_trace() {
+    for (kind, says) in [
+        ("segv", "fatal signal SIGSEGV"),
+        ("abort", "fatal signal SIGABRT"),
+        ("exit", "called exit()"),
+    ] {
+        let site = site_with(
+            &[("libcrashy.so", CRASHY)],
+            "[plugins.crashy]\nlibrary = \"libcrashy.so\"\n",
+        );
+        let server = TestServer::start(&site.config_path(), &["--log-format", "json"]);
+        let client = server.admin("default").await;
+        // The server dies under the call.
+        assert!(
+            client
+                .batch_execute(&format!("CALL crashy.die('{kind}')"))
+                .await
+                .is_err()
+        );
+        server.wait_for_log(says);
+        let (status, logs) = server.wait_for_exit();
+        assert!(!status.success(), "{kind}: {logs}");
+        assert_all_json(&logs);
+        let record: serde_json::Value = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|r: &serde_json::Value| {
+                r["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(says))
+            })
+            .unwrap();
+        assert_eq!(record["level"], "ERROR", "{record}");
+        assert_eq!(record["fields"]["plugin"], "crashy", "{record}");
+        assert_eq!(record["fields"]["in"], "procedure die", "{record}");
+        assert!(
+            record["timestamp"].as_str().unwrap().starts_with("20"),
+            "{record}"
+        );
+    }
+}
+
+/// A Rust plugin's panic printed its message and backtrace as raw lines, not one record of
+/// the JSON log (issue 15).
+#[tokio::test]
+async fn a_plugin_panic_broke_the_json_log() {
+    let site = panicky_site();
+    let server = TestServer::start_with_env(
+        &site.config_path(),
+        &["--log-format", "json"],
+        &[("RUST_BACKTRACE", "1")],
+    );
+    let client = server.admin("default").await;
+    let err = client
+        .batch_execute("CALL panicky.boom()")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("boom was called"),
+        "{}",
+        message(&err)
+    );
+    server.wait_for_log("plugin failed");
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+    assert_all_json(&logs);
+    let failed = logs.lines().find(|l| l.contains("plugin failed")).unwrap();
+    // Where it panicked, and the backtrace, inside the one record.
+    assert!(failed.contains("src/lib.rs:"), "{failed}");
+    assert!(failed.contains("backtrace"), "{failed}");
+}
+
+/// A thread an unloaded plugin left running went on logging under the plugin's name, as if
+/// it were the running instance (issue 15).
+#[tokio::test]
+async fn an_unloaded_plugins_thread_logged_under_its_name() {
+    let site = site_with(
+        &[("libpanicky_plugin.so", Library::Rust("panicky_plugin"))],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n[plugins.panicky.config]\nchatter = true\n",
+    );
+    let server = site.start();
+    server.wait_for_log("chattering");
+    let client = server.admin("default").await;
+    client.batch_execute("UNLOAD PLUGIN panicky").await.unwrap();
+    server.wait_for_log("plugin unloaded");
+    server.wait_for_logs("(unloaded instance)", 3);
+    let logs = server.logs();
+    let (_, after) = logs.split_once("plugin unloaded").unwrap();
+    // Lines that were being written as the unload happened may still carry the name alone;
+    // from the first marked one on, all are marked.
+    let from_first_marked = &after[after.find("(unloaded instance)").unwrap()..];
+    for line in from_first_marked
+        .lines()
+        .filter(|l| l.contains("chattering"))
+    {
+        assert!(
+            line.contains("plugin=panicky (unloaded instance)"),
+            "{line}"
+        );
+    }
+}

@@ -747,6 +747,10 @@ pub trait HostServices: Send + Sync {
 #[derive(Debug, Clone, Copy)]
 pub struct HostTable(*const CairnHost);
 
+// SAFETY: the table is never written after `new` and never freed, and every function in it
+// forwards to `HostServices`, which is `Send + Sync`: any thread may hold and use it.
+unsafe impl Send for HostTable {}
+
 impl HostTable {
     /// A table forwarding to `services`; `max_log_level` is the most verbose level the server
     /// logs.

@@ -7,6 +7,8 @@
 //! tests with broken fixture libraries exercise them.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "host")]
+pub mod crash;
 mod future;
 pub mod guest;
 #[cfg(feature = "host")]
@@ -159,11 +161,52 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+thread_local! {
+    /// How many [`catch`] calls are under way on this thread.
+    static CATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// What the panic hook saw of the panic a [`catch`] on this thread is about to catch.
+    static CAUGHT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Runs `f`, turning a panic into [`PluginError::Panicked`]: no panic may unwind out of an
-/// `extern "C"` function (it would abort the server).
+/// `extern "C"` function (it would abort the server). The error carries where it panicked
+/// (and the backtrace, when `RUST_BACKTRACE` asks for one), so that the host logs the panic
+/// as one record instead of the standard hook's raw lines on standard error.
 fn catch<T>(f: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|payload| Err(PluginError::Panicked(panic_message(payload.as_ref()))))
+    install_panic_hook();
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get() - 1));
+    result.unwrap_or_else(|payload| {
+        let report = CAUGHT
+            .with(|c| c.borrow_mut().take())
+            .unwrap_or_else(|| panic_message(payload.as_ref()));
+        Err(PluginError::Panicked(report))
+    })
+}
+
+/// Wraps the panic hook of this copy of the standard library (a plugin's own, or the
+/// server's for a builtin plugin): a panic inside [`catch`] is only recorded for it; any
+/// other panic goes to the hook that was there before.
+fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(std::cell::Cell::get) == 0 {
+                return previous(info);
+            }
+            let mut report = panic_message(info.payload());
+            if let Some(at) = info.location() {
+                report.push_str(&format!(" (at {}:{})", at.file(), at.line()));
+            }
+            let backtrace = std::backtrace::Backtrace::capture();
+            if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+                report.push_str(&format!("\nbacktrace:\n{backtrace}"));
+            }
+            CAUGHT.with(|c| *c.borrow_mut() = Some(report));
+        }));
+    });
 }
 
 #[cfg(test)]
@@ -248,7 +291,13 @@ mod tests {
         let waker = Waker::noop();
         let mut imported = round_trip(async { panic!("kaboom") });
         match poll(&mut imported, waker) {
-            Poll::Ready(Err(PluginError::Panicked(m))) => assert_eq!(m, "kaboom"),
+            // The message, then where it panicked.
+            Poll::Ready(Err(PluginError::Panicked(m))) => {
+                assert!(
+                    m.starts_with("kaboom (at plugin-api/src/ffi/mod.rs:"),
+                    "{m}"
+                )
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use cairn_plugin_api::abi;
+use cairn_plugin_api::ffi::crash::{self, InPlugin};
 use cairn_plugin_api::ffi::host::{
     ForeignJob, ForeignProcedure, HostTable, LoadError, PluginInstance, PluginLibrary, inspect,
 };
 use cairn_plugin_api::{Column, ColumnType, EventKind, PluginError as ApiError, Value};
+use sha2::Digest;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -45,6 +47,12 @@ pub enum PluginError {
     },
     #[error("plugin \"{0}\" is already running; use RELOAD PLUGIN {0} to load a new copy")]
     AlreadyRunning(String),
+    #[error(
+        "plugin \"{plugin}\" is being {doing} by another statement; try again once that has finished (SHOW PLUGINS shows its state)"
+    )]
+    Busy { plugin: String, doing: &'static str },
+    #[error("the server is shutting down; plugins are no longer loaded, reloaded or unloaded")]
+    ShuttingDown,
     #[error("plugin \"{0}\" is not running (it is {1})")]
     NotRunning(String, &'static str),
     #[error("cannot read the config file {path} of plugin \"{plugin}\": {message}")]
@@ -65,7 +73,7 @@ pub enum PluginError {
         "plugin \"{plugin}\" failed to start: {message}; the previous instance (its library and config as before the reload) was started again and runs on"
     )]
     Restored { plugin: String, message: String },
-    #[error("cannot copy plugin library {path} for reloading: {message}")]
+    #[error("cannot read or copy plugin library {path}: {message}")]
     Copy { path: PathBuf, message: String },
     #[error("no procedure {plugin}.{procedure}{hint}")]
     UnknownProcedure {
@@ -92,6 +100,8 @@ pub enum PluginError {
 /// A plugin's state as `SHOW PLUGINS` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// Its `start` has been called and has not finished yet.
+    Starting,
     Running,
     Disabled,
     Failed,
@@ -100,6 +110,7 @@ enum State {
 impl State {
     fn name(self) -> &'static str {
         match self {
+            State::Starting => "starting",
             State::Running => "running",
             State::Disabled => "disabled",
             State::Failed => "failed",
@@ -223,6 +234,8 @@ pub struct Plugins {
     copies_dir: PathBuf,
     /// `<data_dir>/plugin-state`: one private directory per plugin, kept across runs.
     state_root: PathBuf,
+    /// Every library mapped so far, by the SHA-256 of its bytes.
+    mapped: Mutex<HashMap<[u8; 32], PluginLibrary>>,
     /// The plugins the config declared at start-up (LOAD and RELOAD read the config anew).
     declared: Mutex<Vec<PluginDecl>>,
     catalog: Arc<Catalog>,
@@ -231,8 +244,12 @@ pub struct Plugins {
     log_dispatch: tracing::Dispatch,
     scheduler: Option<JobScheduler>,
     generations: AtomicU64,
-    /// Serialises load, unload and reload.
-    management: tokio::sync::Mutex<()>,
+    /// The plugins being loaded, reloaded or unloaded, and which of the three: one operation
+    /// per plugin at a time, and no lock held across a plugin's code (its `start` may load
+    /// another plugin).
+    changing: Mutex<HashMap<String, &'static str>>,
+    /// Set when shutdown begins: no more loads.
+    closing: AtomicBool,
     entries: Mutex<BTreeMap<String, Entry>>,
     procedures: Mutex<HashMap<String, Arc<RegisteredProcedure>>>,
     jobs: Mutex<HashMap<JobKey, (uuid::Uuid, Arc<JobRunner>)>>,
@@ -279,6 +296,7 @@ impl Plugins {
             plugin_dir: config.plugin_dir.clone(),
             copies_dir,
             state_root: config.data_dir.join("plugin-state"),
+            mapped: Mutex::new(HashMap::new()),
             declared: Mutex::new(config.plugins.clone()),
             catalog,
             backups,
@@ -286,7 +304,8 @@ impl Plugins {
             log_dispatch: tracing::dispatcher::get_default(tracing::Dispatch::clone),
             scheduler,
             generations: AtomicU64::new(1),
-            management: tokio::sync::Mutex::new(()),
+            changing: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
             entries: Mutex::new(BTreeMap::new()),
             procedures: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
@@ -307,11 +326,43 @@ impl Plugins {
                 tracing::info!(plugin = %decl.name, "plugin disabled in the config; not loaded");
                 continue;
             }
-            let _guard = self.management.lock().await;
+            let claim = match self.claim(&decl.name, "loaded") {
+                Ok(claim) => claim,
+                Err(e) => {
+                    tracing::error!(plugin = %decl.name, error = %e, "plugin not loaded");
+                    continue;
+                }
+            };
             if let Err(e) = self.load(&decl, false).await {
                 tracing::error!(plugin = %decl.name, error = %e, "plugin not loaded; the server goes on without it");
             }
+            drop(claim);
         }
+    }
+
+    /// Marks `name` as being `doing` (loaded, reloaded, unloaded) until the claim is dropped;
+    /// refused while another statement is at it, or once shutdown has begun.
+    fn claim(&self, name: &str, doing: &'static str) -> Result<Claim<'_>, PluginError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(PluginError::ShuttingDown);
+        }
+        self.mark(name, doing)
+    }
+
+    /// [`Plugins::claim`], even while shutting down.
+    fn mark(&self, name: &str, doing: &'static str) -> Result<Claim<'_>, PluginError> {
+        let mut changing = lock(&self.changing);
+        if let Some(other) = changing.get(name) {
+            return Err(PluginError::Busy {
+                plugin: name.to_owned(),
+                doing: other,
+            });
+        }
+        changing.insert(name.to_owned(), doing);
+        Ok(Claim {
+            plugins: self,
+            name: name.to_owned(),
+        })
     }
 
     /// `LOAD PLUGIN 'file'`: loads a library from the plugin directory. Its config is the
@@ -320,10 +371,10 @@ impl Plugins {
         if file.is_empty() || file.contains('/') || file == "." || file == ".." {
             return Err(PluginError::BadFileName(file.to_owned()));
         }
-        let _guard = self.management.lock().await;
         let path = self.library_path(file)?;
         // Only the name is needed here; `load` maps the library.
         let info = inspect(&path)?;
+        let _claim = self.claim(&info.name, "loaded")?;
         // The config as it is now, as RELOAD reads it.
         let fresh = Config::load(&self.config_source)
             .map_err(|e| PluginError::ServerConfig(e.to_string()))?;
@@ -349,8 +400,8 @@ impl Plugins {
 
     /// `UNLOAD PLUGIN name`: stops it and unregisters everything it registered.
     pub async fn unload(&self, name: &str) -> Result<(), PluginError> {
-        let _guard = self.management.lock().await;
-        self.unload_locked(name).await
+        let _claim = self.claim(name, "unloaded")?;
+        self.unload_claimed(name).await
     }
 
     /// `RELOAD PLUGIN name` (and SIGHUP, for each plugin): re-reads the plugin's config and
@@ -378,7 +429,7 @@ impl Plugins {
     }
 
     async fn reload_unlogged(&self, name: &str) -> Result<(), PluginError> {
-        let _guard = self.management.lock().await;
+        let _claim = self.claim(name, "reloaded")?;
         let library = lock(&self.entries)
             .get(name)
             .map(|e| e.library.clone())
@@ -455,15 +506,7 @@ impl Plugins {
             }
             LibrarySource::File(file) => {
                 let path = self.library_path(file)?;
-                // Always a private copy under a new name: the file in the plugin directory may
-                // be overwritten in place (`cp new.so plugins/`) while its code runs, and the
-                // dynamic loader would hand back a library already mapped under an old name.
-                let copy = self.fresh_copy(&path)?;
-                let opened = PluginLibrary::open(&copy);
-                // Mapped or refused, the copy's name goes at once: nobody can change the
-                // mapped file any more, and no copy outlives its load.
-                let _ = std::fs::remove_file(&copy);
-                (opened?, path)
+                (self.map(&path)?, path)
             }
         };
         let info = library.info().clone();
@@ -482,7 +525,7 @@ impl Plugins {
             start_timeout: decl.start_timeout,
         };
         // The new instance checks its config and what it needs while the old one still runs.
-        let created = self.instantiate(&decl.name, &origin)?;
+        let created = self.instantiate(&decl.name, &origin).await?;
         let previous = if replace && running {
             lock(&self.entries)
                 .get(&decl.name)
@@ -493,7 +536,7 @@ impl Plugins {
         };
         if replace {
             // The new instance accepted its config: now the old one goes.
-            let _ = self.unload_locked(&decl.name).await;
+            let _ = self.unload_claimed(&decl.name).await;
         }
         let failure = match self.activate(&decl.name, created, origin).await {
             Ok(()) => return Ok(()),
@@ -503,7 +546,7 @@ impl Plugins {
             return Err(failure);
         };
         // It failed after the old one stopped: the old one runs again rather than nothing.
-        let restarted = match self.instantiate(&decl.name, &previous) {
+        let restarted = match self.instantiate(&decl.name, &previous).await {
             Ok(created) => self.activate(&decl.name, created, previous).await,
             Err(e) => Err(e),
         };
@@ -530,7 +573,7 @@ impl Plugins {
 
     /// Makes an instance of `origin` with its own host services; the plugin checks its config
     /// and what it needs (`create`, then the SDK's `prepare`) without starting.
-    fn instantiate(&self, name: &str, origin: &Origin) -> Result<Created, PluginError> {
+    async fn instantiate(&self, name: &str, origin: &Origin) -> Result<Created, PluginError> {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let services = Arc::new(PluginServices {
             plugin: name.to_owned(),
@@ -548,7 +591,27 @@ impl Plugins {
             Arc::clone(&services) as Arc<dyn cairn_plugin_api::ffi::host::HostServices>,
             max_log_level(),
         );
-        match origin.library.create(table, &origin.config) {
+        // `create` is plugin code that may block (the SDK's `new`): on a thread of its own,
+        // bounded like `start`.
+        let library = origin.library.clone();
+        let config = origin.config.clone();
+        let plugin = name.to_owned();
+        let mut creating = self.runtime.spawn_blocking(move || {
+            let _running = crash::running(&plugin, "new", "");
+            library.create(table, &config)
+        });
+        let created = match origin.start_timeout {
+            None => (&mut creating).await,
+            Some(limit) => match tokio::time::timeout(limit, &mut creating).await {
+                Ok(joined) => joined,
+                Err(_) => Ok(Err(ApiError::failed(format!(
+                    "its new did not finish within {} ms ([plugins.{name}] start_timeout); it was abandoned",
+                    limit.as_millis()
+                )))),
+            },
+        }
+        .unwrap_or_else(|e| Err(ApiError::failed(format!("its new ended abnormally: {e}"))));
+        match created {
             Ok(instance) => Ok(Created {
                 generation,
                 instance: Arc::new(instance),
@@ -595,7 +658,7 @@ impl Plugins {
                 version: info.version.clone(),
                 abi: format!("{}.{}", info.abi_major, info.abi_minor),
                 description: info.description.clone(),
-                state: State::Running,
+                state: State::Starting,
                 last_error: None,
                 loaded: Some(Loaded {
                     generation,
@@ -606,13 +669,9 @@ impl Plugins {
                 }),
             },
         );
-        let started = within(
-            &self.runtime,
-            start_timeout,
-            "start",
-            name,
-            instance.start(),
-        )
+        let started = within(&self.runtime, start_timeout, "start", name, || {
+            instance.start()
+        })
         .await;
         if let Err(e) = started {
             let message = e.to_string();
@@ -621,6 +680,11 @@ impl Plugins {
                 plugin: name.to_owned(),
                 message,
             });
+        }
+        if let Some(entry) = lock(&self.entries).get_mut(name)
+            && entry.state == State::Starting
+        {
+            entry.state = State::Running;
         }
         tracing::info!(
             plugin = %name,
@@ -632,7 +696,7 @@ impl Plugins {
         Ok(())
     }
 
-    async fn unload_locked(&self, name: &str) -> Result<(), PluginError> {
+    async fn unload_claimed(&self, name: &str) -> Result<(), PluginError> {
         let (was, loaded) = {
             let mut entries = lock(&self.entries);
             let entry = entries
@@ -651,18 +715,15 @@ impl Plugins {
             // A failed instance is not asked to stop: it may be in any state.
             let stop_timeout = loaded.origin.start_timeout;
             if was == State::Running
-                && let Err(e) = within(
-                    &self.runtime,
-                    stop_timeout,
-                    "stop",
-                    name,
-                    loaded.instance.stop(),
-                )
+                && let Err(e) = within(&self.runtime, stop_timeout, "stop", name, || {
+                    loaded.instance.stop()
+                })
                 .await
             {
                 tracing::warn!(plugin = %name, error = %e, "plugin stop reported an error");
             }
             // Dropping the last reference calls the plugin's `destroy`.
+            let _running = crash::running(name, "destroy", "");
             drop(loaded);
         }
         tracing::info!(plugin = %name, "plugin unloaded");
@@ -677,7 +738,7 @@ impl Plugins {
             return;
         };
         let current = entry.loaded.as_ref().map(|l| l.generation) == Some(generation);
-        if !current || entry.state != State::Running {
+        if !current || !matches!(entry.state, State::Running | State::Starting) {
             return;
         }
         entry.state = State::Failed;
@@ -846,7 +907,10 @@ impl Plugins {
                 hint: self.why_no_procedure(plugin),
             });
         };
-        let outcome = registered.procedure.call(args).await;
+        let outcome = InPlugin::call(plugin, "procedure", procedure, || {
+            registered.procedure.call(args)
+        })
+        .await;
         let error = |message: String| PluginError::Procedure {
             plugin: plugin.to_owned(),
             procedure: procedure.to_owned(),
@@ -854,12 +918,14 @@ impl Plugins {
         };
         match outcome {
             Err(e) if e.is_panic() => {
-                let message = e.message().to_owned();
+                let report = e.message();
                 self.fail(
                     plugin,
                     registered.generation,
-                    &format!("panicked in procedure {procedure}: {message}"),
+                    &format!("panicked in procedure {procedure}: {report}"),
                 );
+                // The backtrace (if any) is for the log, not the client.
+                let message = report.lines().next().unwrap_or_default().to_owned();
                 Err(PluginError::Panicked {
                     plugin: plugin.to_owned(),
                     procedure: procedure.to_owned(),
@@ -907,7 +973,7 @@ impl Plugins {
         let mut handled = Vec::new();
         for entry in lock(&self.entries).values() {
             if let Some(loaded) = &entry.loaded
-                && entry.state == State::Running
+                && matches!(entry.state, State::Running | State::Starting)
                 && loaded.services.subscriptions.load(Ordering::Acquire) & bit != 0
             {
                 let (tell, told) = tokio::sync::oneshot::channel();
@@ -937,14 +1003,26 @@ impl Plugins {
                 "a plugin did not handle the shutdown event in time; stopping it anyway"
             );
         }
+        self.closing.store(true, Ordering::Release);
         let names: Vec<String> = lock(&self.entries)
             .iter()
             .filter(|(_, e)| e.loaded.is_some())
             .map(|(n, _)| n.clone())
             .collect();
-        let _guard = self.management.lock().await;
         for name in names {
-            if let Err(e) = self.unload_locked(&name).await {
+            let _claim = match self.mark(&name, "unloaded") {
+                Ok(claim) => claim,
+                Err(PluginError::Busy { doing, .. }) => {
+                    // Its own call is bounded by its timeout; shutdown does not wait for it.
+                    tracing::warn!(plugin = %name, "plugin was still being {doing} at shutdown; it is not stopped");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %name, error = %e, "stopping plugin");
+                    continue;
+                }
+            };
+            if let Err(e) = self.unload_claimed(&name).await {
                 tracing::warn!(plugin = %name, error = %e, "stopping plugin");
             }
         }
@@ -976,12 +1054,23 @@ impl Plugins {
         Ok(path)
     }
 
-    /// A private copy of `path` under a new name, to map.
-    fn fresh_copy(&self, path: &Path) -> Result<PathBuf, PluginError> {
+    /// The library in `path` as its bytes are now, mapped from a private copy. Libraries are
+    /// never unmapped (a plugin's threads may outlive it), so bytes mapped before are not
+    /// mapped again: reloading an unchanged library costs no memory.
+    fn map(&self, path: &Path) -> Result<PluginLibrary, PluginError> {
         let copy_error = |e: std::io::Error| PluginError::Copy {
             path: path.to_owned(),
             message: e.to_string(),
         };
+        let bytes = std::fs::read(path).map_err(copy_error)?;
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        if let Some(library) = lock(&self.mapped).get(&digest) {
+            return Ok(library.clone());
+        }
+        // A private copy under a new name: the file in the plugin directory may be
+        // overwritten in place (`cp new.so plugins/`) while its code runs, and the dynamic
+        // loader would hand back a library already mapped under an old name. The copy is
+        // written from the bytes just hashed, so the cache key is what gets mapped.
         std::fs::create_dir_all(&self.copies_dir).map_err(copy_error)?;
         let n = self.generations.fetch_add(1, Ordering::Relaxed);
         let name = path
@@ -989,8 +1078,14 @@ impl Plugins {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let copy = self.copies_dir.join(format!("{n}-{name}"));
-        std::fs::copy(path, &copy).map_err(copy_error)?;
-        Ok(copy)
+        std::fs::write(&copy, &bytes).map_err(copy_error)?;
+        let opened = PluginLibrary::open(&copy);
+        // Mapped or refused, the copy's name goes at once: nobody can change the mapped file
+        // any more, and no copy outlives its load.
+        let _ = std::fs::remove_file(&copy);
+        let library = opened?;
+        lock(&self.mapped).insert(digest, library.clone());
+        Ok(library)
     }
 
     fn plugin_config(&self, decl: &PluginDecl) -> Result<String, PluginError> {
@@ -1008,6 +1103,18 @@ impl Plugins {
     }
 }
 
+/// One plugin marked as being changed; dropping it ends the mark.
+struct Claim<'a> {
+    plugins: &'a Plugins,
+    name: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        lock(&self.plugins.changing).remove(&self.name);
+    }
+}
+
 impl JobRunner {
     async fn fire(&self) {
         if !self.active.load(Ordering::Acquire) {
@@ -1021,7 +1128,7 @@ impl JobRunner {
             return;
         }
         self.overlap_reported.store(false, Ordering::Release);
-        let outcome = self.job.run().await;
+        let outcome = InPlugin::call(&self.plugin, "job", &self.job.name, || self.job.run()).await;
         self.running.store(false, Ordering::Release);
         match outcome {
             Ok(_) => {
@@ -1055,9 +1162,10 @@ async fn deliver_events(
         if !services.attached.load(Ordering::Acquire) {
             break;
         }
-        let outcome = instance
-            .on_event(event.kind.to_abi(), &event.database, &event.detail)
-            .await;
+        let outcome = InPlugin::call(&name, "event handler", event.kind.name(), || {
+            instance.on_event(event.kind.to_abi(), &event.database, &event.detail)
+        })
+        .await;
         if let Some(handled) = event.handled {
             let _ = handled.send(());
         }
@@ -1128,11 +1236,13 @@ fn max_log_level() -> abi::CairnLogLevel {
 async fn within(
     runtime: &Handle,
     limit: Option<std::time::Duration>,
-    what: &str,
+    what: &'static str,
     plugin: &str,
-    call: impl std::future::Future<Output = cairn_plugin_api::Outcome> + Send + 'static,
+    call: impl FnOnce() -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = cairn_plugin_api::Outcome> + Send>,
+    >,
 ) -> cairn_plugin_api::Outcome {
-    let mut task = runtime.spawn(call);
+    let mut task = runtime.spawn(InPlugin::call(plugin, what, "", call));
     let joined = match limit {
         None => (&mut task).await,
         Some(limit) => match tokio::time::timeout(limit, &mut task).await {

@@ -92,7 +92,14 @@ impl PluginServices {
 
 impl HostServices for PluginServices {
     fn log(&self, level: abi::CairnLogLevel, target: &str, message: &str) {
-        let plugin = self.plugin.as_str();
+        // A thread an unloaded instance left behind must not pass for the running one.
+        let unloaded;
+        let plugin = if self.attached.load(Ordering::Acquire) {
+            self.plugin.as_str()
+        } else {
+            unloaded = format!("{} (unloaded instance)", self.plugin);
+            unloaded.as_str()
+        };
         tracing::dispatcher::with_default(&self.log_dispatch, || match level {
             abi::CAIRN_LOG_ERROR => {
                 tracing::error!(plugin = %plugin, module = %target, "{message}")

@@ -1095,7 +1095,8 @@ fn plugin_error(e: crate::plugin::PluginError) -> SqlError {
         E::MissingFile { .. } => sqlstate::UNDEFINED_FILE,
         E::OutsideDir { .. } | E::BadFileName(_) => sqlstate::INSUFFICIENT_PRIVILEGE,
         E::Load(_) | E::NoBuiltin(_) | E::NameMismatch { .. } => sqlstate::FEATURE_NOT_SUPPORTED,
-        E::AlreadyRunning(_) | E::NotRunning(..) => sqlstate::OBJECT_IN_USE,
+        E::AlreadyRunning(_) | E::NotRunning(..) | E::Busy { .. } => sqlstate::OBJECT_IN_USE,
+        E::ShuttingDown => sqlstate::ADMIN_SHUTDOWN,
         _ => sqlstate::EXTERNAL_ROUTINE_EXCEPTION,
     };
     SqlError::new(code, e.to_string())
