@@ -18,7 +18,11 @@ pub(crate) fn dispatch(host: HostRef) -> Dispatch {
     // A plugin linked into the server shares the server's copy of `tracing`, whose global
     // subscriber is already the server's log: forwarding through the host would re-enter
     // the dispatcher that is delivering the event.
-    if tracing::dispatcher::has_been_set() {
+    // Decided at the first call: afterwards `has_been_set` is true in a plugin's own copy
+    // too (the SDK's scoped dispatcher sets it), and a second instance in the same mapped
+    // library (a reload of unchanged bytes) would log into nothing.
+    static SHARES_THE_SERVERS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *SHARES_THE_SERVERS.get_or_init(tracing::dispatcher::has_been_set) {
         return tracing::dispatcher::get_default(Dispatch::clone);
     }
     // Plugins that log through the `log` crate: route it into `tracing` (once per library).

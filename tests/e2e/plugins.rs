@@ -865,6 +865,7 @@ async fn a_hanging_load_froze_plugin_management() {
     let (status, logs) = server.terminate();
     assert!(status.success(), "{logs}");
     assert!(logs.contains("still being loaded at shutdown"), "{logs}");
+    assert!(logs.contains("not waiting longer"), "{logs}");
     loading.abort();
 }
 
@@ -1023,4 +1024,19 @@ async fn an_unloaded_plugins_thread_logged_under_its_name() {
             "{line}"
         );
     }
+}
+
+/// A reload of an unchanged Rust library made a second instance in the same mapped copy,
+/// whose log lines were all dropped (issue 15, found in review).
+#[tokio::test]
+async fn a_reloaded_plugin_logged_nothing() {
+    let site = site_with(
+        &[("libhello_plugin.so", Library::Rust("hello_plugin"))],
+        "[plugins.hello]\nlibrary = \"libhello_plugin.so\"\n",
+    );
+    let server = site.start();
+    server.wait_for_log("hello plugin started");
+    let client = server.admin("default").await;
+    client.batch_execute("RELOAD PLUGIN hello").await.unwrap();
+    server.wait_for_logs("hello plugin started", 2);
 }

@@ -16,29 +16,27 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-/// A borrowed string, as the marker keeps it.
+/// A name as the marker keeps it: copied, so the handler never reads memory it cannot trust,
+/// and cut at 64 bytes (plugin names are at most 63).
 #[derive(Clone, Copy)]
-struct RawText {
-    ptr: *const u8,
-    len: usize,
+struct Name {
+    bytes: [u8; 64],
+    len: u8,
 }
 
-impl RawText {
-    fn of(text: &str) -> RawText {
-        RawText {
-            ptr: text.as_ptr(),
-            len: text.len(),
+impl Name {
+    fn of(text: &str) -> Name {
+        let mut bytes = [0u8; 64];
+        let len = text.len().min(bytes.len());
+        bytes[..len].copy_from_slice(&text.as_bytes()[..len]);
+        Name {
+            bytes,
+            len: len as u8,
         }
     }
 
-    /// # Safety
-    /// The string this was made of is still alive.
-    unsafe fn bytes<'a>(self) -> &'a [u8] {
-        if self.ptr.is_null() {
-            return &[];
-        }
-        // SAFETY: guaranteed by the caller.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 }
 
@@ -46,9 +44,9 @@ impl RawText {
 /// `detail`.
 #[derive(Clone, Copy)]
 struct Marker {
-    plugin: RawText,
+    plugin: Name,
     what: &'static str,
-    detail: RawText,
+    detail: Name,
 }
 
 thread_local! {
@@ -60,33 +58,31 @@ thread_local! {
 /// While alive, the current thread counts as running `plugin`'s code; dropping it restores
 /// what was marked before. Not `Send`: the mark belongs to one thread.
 #[must_use = "the thread is marked only while this lives"]
-pub struct Running<'a> {
+pub struct Running {
     previous: Option<Marker>,
-    _borrowed: PhantomData<&'a str>,
     _not_send: PhantomData<*const ()>,
 }
 
-impl std::fmt::Debug for Running<'_> {
+impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Running").finish_non_exhaustive()
     }
 }
 
 /// Marks the current thread as running `plugin`'s `what` named `detail` (may be empty).
-pub fn running<'a>(plugin: &'a str, what: &'static str, detail: &'a str) -> Running<'a> {
+pub fn running(plugin: &str, what: &'static str, detail: &str) -> Running {
     let marker = Marker {
-        plugin: RawText::of(plugin),
+        plugin: Name::of(plugin),
         what,
-        detail: RawText::of(detail),
+        detail: Name::of(detail),
     };
     Running {
         previous: RUNNING.with(|r| r.replace(Some(marker))),
-        _borrowed: PhantomData,
         _not_send: PhantomData,
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         RUNNING.with(|r| r.set(self.previous));
     }
@@ -167,29 +163,42 @@ const FATAL: [(c_int, &str, &str); 5] = [
 /// The actions installed before ours, in `FATAL`'s order: a report hands the signal on.
 static PREVIOUS: OnceLock<[libc::sigaction; 5]> = OnceLock::new();
 static JSON: AtomicBool = AtomicBool::new(false);
+/// One record per death: a stack overflow is a SIGSEGV and then the runtime's abort.
+static REPORTED: AtomicBool = AtomicBool::new(false);
 
 /// Installs the crash report for fatal signals and `exit()`; `json` writes it as the JSON log
 /// format does. Call once, after logging is set up; later calls only change the format.
 pub fn install_crash_report(json: bool) {
     JSON.store(json, Ordering::Relaxed);
+    super::HOST_SIDE.store(true, Ordering::Relaxed);
+    let mut installed_now = false;
     PREVIOUS.get_or_init(|| {
+        installed_now = true;
         // SAFETY: an all-zero `sigaction` is a valid value (no handler, empty mask).
         let mut previous: [libc::sigaction; 5] = unsafe { std::mem::zeroed() };
         for ((signal, _, _), old) in FATAL.iter().zip(previous.iter_mut()) {
-            // SAFETY: `action` is a fully initialised `sigaction` whose handler has the
-            // SA_SIGINFO signature; `old` is valid storage for the action it replaces.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_fatal_signal as *const () as usize;
-                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-                libc::sigemptyset(&mut action.sa_mask);
-                libc::sigaction(*signal, &action, old);
-            }
+            // SAFETY: reading the current action into valid storage changes nothing.
+            unsafe { libc::sigaction(*signal, std::ptr::null(), old) };
         }
-        // SAFETY: `on_exit` is an `extern "C" fn()` that lives as long as the process.
-        unsafe { libc::atexit(on_exit) };
         previous
     });
+    if !installed_now {
+        return;
+    }
+    // Only now that the actions to hand on to are known.
+    for (signal, _, _) in FATAL {
+        // SAFETY: `action` is a fully initialised `sigaction` whose handler has the
+        // SA_SIGINFO signature.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fatal_signal as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    // SAFETY: `on_exit` is an `extern "C" fn()` that lives as long as the process.
+    unsafe { libc::atexit(on_exit) };
 }
 
 extern "C" fn on_fatal_signal(signal: c_int, info: *mut libc::siginfo_t, _context: *mut c_void) {
@@ -221,6 +230,9 @@ extern "C" fn on_exit() {
 
 /// Writes the crash record for a fatal signal (`Some((name, meaning))`) or an `exit()`.
 fn report(signal: Option<(&str, &str)>) {
+    if REPORTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
     let marker = RUNNING.try_with(Cell::get).ok().flatten();
     let mut line = Line::new();
     let json = JSON.load(Ordering::Relaxed);
@@ -251,10 +263,8 @@ fn report(signal: Option<(&str, &str)>) {
             b"a plugin called exit() from its code; the server process ends now (plugins report errors, never exit)",
         ),
     }
-    if let Some(marker) = marker {
-        // SAFETY: a marker is set only while the strings it borrows are alive, and this
-        // thread is stopped inside the marked call.
-        let (plugin, detail) = unsafe { (marker.plugin.bytes(), marker.detail.bytes()) };
+    if let Some(marker) = &marker {
+        let (plugin, detail) = (marker.plugin.bytes(), marker.detail.bytes());
         if json {
             line.push(b"\",\"plugin\":\"");
             line.push_clean(plugin);
@@ -397,10 +407,7 @@ mod tests {
         let outer = running("a", "procedure", "p");
         {
             let _inner = running("b", "job", "");
-            let plugin = RUNNING.with(Cell::get).map(|m| {
-                // SAFETY: "b" is a static string.
-                unsafe { m.plugin.bytes() }.to_vec()
-            });
+            let plugin = RUNNING.with(Cell::get).map(|m| m.plugin.bytes().to_vec());
             assert_eq!(plugin.as_deref(), Some(&b"b"[..]));
         }
         assert_eq!(RUNNING.with(Cell::get).map(|m| m.what), Some("procedure"));

@@ -556,6 +556,7 @@ impl PluginLibrary {
             (abi::CAIRN_OK, _) if !instance.is_null() => Ok(PluginInstance {
                 vtable: self.vtable,
                 instance,
+                plugin: self.info.name.clone(),
             }),
             (_, Err(e)) => Err(e),
             _ => Err(PluginError::failed("create failed without saying why")),
@@ -568,6 +569,8 @@ impl PluginLibrary {
 pub struct PluginInstance {
     vtable: VTable,
     instance: *mut c_void,
+    /// The plugin's name, for the crash report while `destroy` runs.
+    plugin: String,
 }
 
 // SAFETY: the ABI: an instance's functions may be called from any thread.
@@ -621,6 +624,7 @@ impl PluginInstance {
 impl Drop for PluginInstance {
     fn drop(&mut self) {
         if let Some(destroy) = self.vtable.destroy {
+            let _running = super::crash::running(&self.plugin, "destroy", "");
             // SAFETY: called once, with the instance `create` made; nothing of it is called
             // afterwards.
             unsafe { destroy(self.instance) }

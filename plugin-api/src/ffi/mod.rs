@@ -177,24 +177,39 @@ fn catch<T>(f: impl FnOnce() -> Result<T, PluginError>) -> Result<T, PluginError
     CATCHING.with(|c| c.set(c.get() + 1));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(c.get() - 1));
+    // Taken either way: a panic caught further in (a waker's) must not describe a later one.
+    let report = CAUGHT.with(|c| c.borrow_mut().take());
     result.unwrap_or_else(|payload| {
-        let report = CAUGHT
-            .with(|c| c.borrow_mut().take())
-            .unwrap_or_else(|| panic_message(payload.as_ref()));
+        let report = report.unwrap_or_else(|| panic_message(payload.as_ref()));
         Err(PluginError::Panicked(report))
     })
 }
 
+/// Set in the server's copy of this crate (a plugin's copy never is): there the panic hook
+/// before ours is the server's, which logs a panic as one record, and it still runs.
+#[cfg(feature = "host")]
+static HOST_SIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Wraps the panic hook of this copy of the standard library (a plugin's own, or the
-/// server's for a builtin plugin): a panic inside [`catch`] is only recorded for it; any
-/// other panic goes to the hook that was there before.
+/// server's for a builtin plugin): a panic inside [`catch`] is recorded for the error it
+/// becomes; the hook that was there before still runs for every other panic, for every panic
+/// on the server's side, and when the plugin is built to abort on panic (nothing will catch
+/// it, and its message must not be lost).
 fn install_panic_hook() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if CATCHING.with(std::cell::Cell::get) == 0 {
-                return previous(info);
+            #[cfg(feature = "host")]
+            let host_side = HOST_SIDE.load(std::sync::atomic::Ordering::Relaxed);
+            #[cfg(not(feature = "host"))]
+            let host_side = false;
+            let catching = CATCHING.with(std::cell::Cell::get) > 0;
+            if !catching || host_side || cfg!(panic = "abort") {
+                previous(info);
+            }
+            if !catching {
+                return;
             }
             let mut report = panic_message(info.payload());
             if let Some(at) = info.location() {

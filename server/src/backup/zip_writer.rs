@@ -6,8 +6,10 @@
 //! append compressed bytes as they come. Reading (verify, restore) uses the `zip` crate.
 //!
 //! What is written (APPNOTE 6.3.10): local header, data, central directory, end record; Zip64
-//! extra fields and end records only when a size or offset needs them. Local headers are patched
-//! in place once the CRC and sizes are known, so no data descriptors are used.
+//! extra fields and end records only when a size or offset needs them. In a file, local
+//! headers are patched in place once the CRC and sizes are known, so no data descriptors are
+//! used; on a stream that cannot seek (an upload to object storage), each entry's CRC and
+//! sizes follow its data in a data descriptor (flag bit 3), as `zip -` writes to a pipe.
 
 use std::io::{self, Seek, SeekFrom, Write};
 
@@ -61,6 +63,8 @@ const EXTERNAL_ATTRIBUTES: u32 = 0o100600 << 16;
 #[derive(Debug)]
 struct Entry {
     name: String,
+    /// Its CRC and sizes follow the data in a data descriptor (general purpose flag bit 3).
+    descriptor: bool,
     method: Method,
     modified: DosTime,
     zip64: bool,
@@ -70,15 +74,40 @@ struct Entry {
     size: u64,
 }
 
+/// Rewrites a local header in place and returns to the end (a file's way).
+type Patch<W> = fn(&mut W, u64, &[u8], u64) -> io::Result<()>;
+
+fn patch_in_place<W: Write + Seek>(
+    out: &mut W,
+    at: u64,
+    header: &[u8],
+    end: u64,
+) -> io::Result<()> {
+    out.seek(SeekFrom::Start(at))?;
+    out.write_all(header)?;
+    out.seek(SeekFrom::Start(end))?;
+    Ok(())
+}
+
 /// Writes one archive to `out`, entry by entry.
-#[derive(Debug)]
-pub struct ZipWriter<W: Write + Seek> {
+pub struct ZipWriter<W: Write> {
     out: W,
+    /// How to finish a local header: in place, or (`None`) with a data descriptor.
+    patch: Option<Patch<W>>,
     position: u64,
     entries: Vec<Entry>,
     open: Option<Entry>,
     /// Entries at least this large get Zip64 sizes (lowered by tests to exercise Zip64).
     zip64_threshold: u64,
+}
+
+impl<W: Write> std::fmt::Debug for ZipWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZipWriter")
+            .field("position", &self.position)
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<W: Write + Seek> ZipWriter<W> {
@@ -87,11 +116,26 @@ impl<W: Write + Seek> ZipWriter<W> {
         let position = out.stream_position()?;
         Ok(ZipWriter {
             out,
+            patch: Some(patch_in_place::<W>),
             position,
             entries: Vec::new(),
             open: None,
             zip64_threshold: ZIP64_ENTRY_THRESHOLD,
         })
+    }
+}
+
+impl<W: Write> ZipWriter<W> {
+    /// Starts an archive on a stream that cannot seek: entries get data descriptors.
+    pub fn streaming(out: W) -> ZipWriter<W> {
+        ZipWriter {
+            out,
+            patch: None,
+            position: 0,
+            entries: Vec::new(),
+            open: None,
+            zip64_threshold: ZIP64_ENTRY_THRESHOLD,
+        }
     }
 
     #[cfg(test)]
@@ -114,6 +158,7 @@ impl<W: Write + Seek> ZipWriter<W> {
         let zip64 = size >= self.zip64_threshold;
         let entry = Entry {
             name: name.to_owned(),
+            descriptor: self.patch.is_none(),
             method,
             modified,
             zip64,
@@ -155,10 +200,16 @@ impl<W: Write + Seek> ZipWriter<W> {
             )));
         }
         entry.crc32 = crc32;
-        let header = local_header(&entry);
-        self.out.seek(SeekFrom::Start(entry.header_offset))?;
-        self.out.write_all(&header)?;
-        self.out.seek(SeekFrom::Start(self.position))?;
+        match self.patch {
+            Some(patch) => {
+                let header = local_header(&entry);
+                patch(&mut self.out, entry.header_offset, &header, self.position)?;
+            }
+            None => {
+                let descriptor = data_descriptor(&entry);
+                self.put(&descriptor)?;
+            }
+        }
         self.entries.push(entry);
         Ok(())
     }
@@ -218,6 +269,27 @@ impl<W: Write + Seek> ZipWriter<W> {
     }
 }
 
+/// General purpose flags: bit 3 when a data descriptor carries the CRC and sizes.
+fn flags(entry: &Entry) -> u16 {
+    if entry.descriptor { 0x0008 } else { 0 }
+}
+
+/// The record after an entry's data on a stream (APPNOTE 4.3.9): signature, CRC, compressed
+/// and uncompressed sizes, 8 bytes each for a Zip64 entry.
+fn data_descriptor(entry: &Entry) -> Vec<u8> {
+    let mut d = Vec::with_capacity(24);
+    d.extend_from_slice(&0x0807_4b50u32.to_le_bytes());
+    d.extend_from_slice(&entry.crc32.to_le_bytes());
+    if entry.zip64 {
+        d.extend_from_slice(&entry.compressed.to_le_bytes());
+        d.extend_from_slice(&entry.size.to_le_bytes());
+    } else {
+        d.extend_from_slice(&(entry.compressed as u32).to_le_bytes());
+        d.extend_from_slice(&(entry.size as u32).to_le_bytes());
+    }
+    d
+}
+
 fn local_header(entry: &Entry) -> Vec<u8> {
     let mut h = Vec::with_capacity(30 + entry.name.len() + 20);
     h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
@@ -227,7 +299,7 @@ fn local_header(entry: &Entry) -> Vec<u8> {
         VERSION_DEFAULT
     };
     h.extend_from_slice(&version.to_le_bytes());
-    h.extend_from_slice(&0u16.to_le_bytes()); // flags
+    h.extend_from_slice(&flags(entry).to_le_bytes());
     h.extend_from_slice(&entry.method.code().to_le_bytes());
     h.extend_from_slice(&entry.modified.time.to_le_bytes());
     h.extend_from_slice(&entry.modified.date.to_le_bytes());
@@ -273,7 +345,7 @@ fn central_header(entry: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
     out.extend_from_slice(&VERSION_MADE_BY.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // flags
+    out.extend_from_slice(&flags(entry).to_le_bytes());
     out.extend_from_slice(&entry.method.code().to_le_bytes());
     out.extend_from_slice(&entry.modified.time.to_le_bytes());
     out.extend_from_slice(&entry.modified.date.to_le_bytes());
@@ -366,6 +438,54 @@ mod tests {
             .read_to_end(&mut out)
             .unwrap();
         assert_eq!(out, data);
+    }
+
+    /// A writer that cannot seek, as an upload is.
+    struct Stream(Vec<u8>);
+
+    impl Write for Stream {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stream_gets_data_descriptors_and_reads_back() {
+        let data = b"streamed ".repeat(5_000);
+        for threshold in [ZIP64_ENTRY_THRESHOLD, 0] {
+            let mut zip = ZipWriter::streaming(Stream(Vec::new()));
+            zip.zip64_threshold = threshold;
+            let when = DosTime::from_utc(chrono::Utc::now());
+            zip.start_entry("a", Method::Deflated, data.len() as u64, when)
+                .unwrap();
+            for part in deflate(&data).chunks(1000) {
+                zip.write_data(part).unwrap();
+            }
+            zip.finish_entry(crc32fast::hash(&data), data.len() as u64)
+                .unwrap();
+            zip.start_entry("b", Method::Stored, 3, when).unwrap();
+            zip.write_data(b"abc").unwrap();
+            zip.finish_entry(crc32fast::hash(b"abc"), 3).unwrap();
+            let (Stream(bytes), size) = zip.finish().unwrap();
+            assert_eq!(size as usize, bytes.len());
+            // Flag bit 3 in the first local header.
+            assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]) & 0x0008, 0x0008);
+            let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+            let mut out = Vec::new();
+            archive.by_name("a").unwrap().read_to_end(&mut out).unwrap();
+            assert_eq!(out, data, "zip64 threshold {threshold}");
+            let mut out = String::new();
+            archive
+                .by_name("b")
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            assert_eq!(out, "abc");
+        }
     }
 
     #[test]

@@ -250,6 +250,8 @@ pub struct Plugins {
     changing: Mutex<HashMap<String, &'static str>>,
     /// Set when shutdown begins: no more loads.
     closing: AtomicBool,
+    /// Told whenever a claim ends.
+    released: tokio::sync::Notify,
     entries: Mutex<BTreeMap<String, Entry>>,
     procedures: Mutex<HashMap<String, Arc<RegisteredProcedure>>>,
     jobs: Mutex<HashMap<JobKey, (uuid::Uuid, Arc<JobRunner>)>>,
@@ -306,6 +308,7 @@ impl Plugins {
             generations: AtomicU64::new(1),
             changing: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
+            released: tokio::sync::Notify::new(),
             entries: Mutex::new(BTreeMap::new()),
             procedures: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
@@ -413,6 +416,9 @@ impl Plugins {
             Ok(()) => tracing::info!(plugin = %name, "plugin reloaded"),
             Err(e @ (PluginError::Restored { .. } | PluginError::Start { .. })) => {
                 tracing::error!(plugin = %name, error = %e, "plugin reload failed")
+            }
+            Err(e @ (PluginError::Busy { .. } | PluginError::ShuttingDown)) => {
+                tracing::error!(plugin = %name, error = %e, "plugin reload refused")
             }
             Err(e) => {
                 let running = lock(&self.entries)
@@ -539,6 +545,12 @@ impl Plugins {
             let _ = self.unload_claimed(&decl.name).await;
         }
         let failure = match self.activate(&decl.name, created, origin).await {
+            Ok(()) if self.closing.load(Ordering::Acquire) => {
+                // Shutdown began while it started, and may have passed it by.
+                tracing::warn!(plugin = %decl.name, "plugin finished starting during shutdown; stopping it");
+                let _ = self.unload_claimed(&decl.name).await;
+                return Err(PluginError::ShuttingDown);
+            }
             Ok(()) => return Ok(()),
             Err(failure) => failure,
         };
@@ -651,7 +663,8 @@ impl Plugins {
             Arc::clone(&services),
             receiver,
         ));
-        lock(&self.entries).insert(
+        // What it replaces is dropped outside the lock (its instance's `destroy` is plugin code).
+        let replaced = lock(&self.entries).insert(
             name.to_owned(),
             Entry {
                 library: origin.source.clone(),
@@ -669,6 +682,7 @@ impl Plugins {
                 }),
             },
         );
+        drop(replaced);
         let started = within(&self.runtime, start_timeout, "start", name, || {
             instance.start()
         })
@@ -681,10 +695,28 @@ impl Plugins {
                 message,
             });
         }
-        if let Some(entry) = lock(&self.entries).get_mut(name)
-            && entry.state == State::Starting
-        {
-            entry.state = State::Running;
+        let failed_meanwhile = {
+            let mut entries = lock(&self.entries);
+            match entries.get_mut(name) {
+                Some(entry) if entry.state == State::Starting => {
+                    entry.state = State::Running;
+                    None
+                }
+                // A panic in a procedure or job it started marked it failed already.
+                Some(entry) if entry.state == State::Failed => Some(
+                    entry
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "it failed while starting".into()),
+                ),
+                _ => None,
+            }
+        };
+        if let Some(message) = failed_meanwhile {
+            return Err(PluginError::Start {
+                plugin: name.to_owned(),
+                message,
+            });
         }
         tracing::info!(
             plugin = %name,
@@ -723,7 +755,6 @@ impl Plugins {
                 tracing::warn!(plugin = %name, error = %e, "plugin stop reported an error");
             }
             // Dropping the last reference calls the plugin's `destroy`.
-            let _running = crash::running(name, "destroy", "");
             drop(loaded);
         }
         tracing::info!(plugin = %name, "plugin unloaded");
@@ -752,7 +783,11 @@ impl Plugins {
     }
 
     fn unregister(&self, plugin: &str, generation: u64) {
-        lock(&self.procedures).retain(|_, p| !(p.plugin == plugin && p.generation == generation));
+        // Dropped outside the lock: releasing a procedure's context is plugin code.
+        let procedures: Vec<_> = lock(&self.procedures)
+            .extract_if(|_, p| p.plugin == plugin && p.generation == generation)
+            .collect();
+        drop(procedures);
         let removed: Vec<(uuid::Uuid, Arc<JobRunner>)> = {
             let mut jobs = lock(&self.jobs);
             let keys: Vec<_> = jobs
@@ -994,6 +1029,7 @@ impl Plugins {
     /// Stops every running plugin (at shutdown), after they have handled the shutdown event
     /// (waiting a bounded time for it).
     pub async fn stop_all(&self) {
+        self.closing.store(true, Ordering::Release);
         let handled = self.queue(EventKind::Shutdown, "", "", true);
         let waited =
             tokio::time::timeout(SHUTDOWN_EVENT_PATIENCE, futures::future::join_all(handled)).await;
@@ -1003,7 +1039,26 @@ impl Plugins {
                 "a plugin did not handle the shutdown event in time; stopping it anyway"
             );
         }
-        self.closing.store(true, Ordering::Release);
+        // A load or reload under way (a SIGHUP's, say) gets a bounded while to finish, so
+        // that what it leaves running is stopped below.
+        let settled = tokio::time::timeout(SHUTDOWN_EVENT_PATIENCE, async {
+            loop {
+                let released = self.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                if lock(&self.changing).is_empty() {
+                    return;
+                }
+                released.await;
+            }
+        })
+        .await;
+        if settled.is_err() {
+            tracing::warn!(
+                patience_ms = SHUTDOWN_EVENT_PATIENCE.as_millis() as u64,
+                "a plugin was still being loaded, reloaded or unloaded at shutdown; not waiting longer"
+            );
+        }
         let names: Vec<String> = lock(&self.entries)
             .iter()
             .filter(|(_, e)| e.loaded.is_some())
@@ -1112,6 +1167,7 @@ struct Claim<'a> {
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         lock(&self.plugins.changing).remove(&self.name);
+        self.plugins.released.notify_waiters();
     }
 }
 
