@@ -54,6 +54,8 @@ pub struct Config {
     pub plugins: Vec<PluginDecl>,
     /// Where SQL may write and read backup archives.
     pub backup: crate::backup::PathRules,
+    /// `[backup.destinations.NAME]`: object storage SQL names as `'NAME:key'`, by name.
+    pub destinations: Vec<crate::backup::destination::S3Settings>,
 }
 
 /// One `[plugins.NAME]` table.
@@ -150,6 +152,8 @@ struct RawBackup {
     directory: Spanned<String>,
     #[serde(default)]
     allowed_directories: Vec<Spanned<String>>,
+    #[serde(default)]
+    destinations: BTreeMap<String, Spanned<RawDestination>>,
 }
 
 impl Default for RawBackup {
@@ -157,8 +161,23 @@ impl Default for RawBackup {
         RawBackup {
             directory: default_backup_dir(),
             allowed_directories: Vec::new(),
+            destinations: BTreeMap::new(),
         }
     }
+}
+
+/// One `[backup.destinations.NAME]` table: an S3 bucket (and prefix) on AWS or any server
+/// that speaks its API. Secrets are named, never written here.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    url: Spanned<String>,
+    endpoint: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    access_key_id_env: Option<Spanned<String>>,
+    access_key_id_file: Option<Spanned<String>>,
+    secret_access_key_env: Option<Spanned<String>>,
+    secret_access_key_file: Option<Spanned<String>>,
 }
 
 fn default_backup_dir() -> Spanned<String> {
@@ -422,6 +441,14 @@ impl Config {
             }
             directories.push(resolved);
         }
+        let mut destinations = Vec::with_capacity(raw.backup.destinations.len());
+        for (name, table) in &raw.backup.destinations {
+            let span = table.span();
+            destinations.push(
+                destination(name, table.get_ref(), base)
+                    .map_err(|(at, message)| located.error(at.unwrap_or(span.start), message))?,
+            );
+        }
         let backup_directory = directories.remove(0);
         let backup = crate::backup::PathRules {
             directory: backup_directory,
@@ -479,6 +506,7 @@ impl Config {
 
         Ok(Config {
             backup,
+            destinations,
             source: path.to_owned(),
             reserved_space,
             max_message_size,
@@ -494,6 +522,121 @@ impl Config {
             users,
         })
     }
+}
+
+/// Checks one destination table; an error carries where it is (when it is one value).
+fn destination(
+    name: &str,
+    raw: &RawDestination,
+    base: &Path,
+) -> Result<crate::backup::destination::S3Settings, (Option<usize>, String)> {
+    use crate::backup::destination::{LOCAL, S3Settings, SecretSource};
+    let at = |value: &Spanned<String>, message: String| (Some(value.span().start), message);
+    crate::catalog::validate_identifier("backup destination", name).map_err(|m| (None, m))?;
+    if name == LOCAL {
+        return Err((
+            None,
+            "the destination \"local\" is the backup directory itself; give this one another name"
+                .into(),
+        ));
+    }
+    let url = raw.url.get_ref();
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Err(at(
+            &raw.url,
+            format!(
+                "url {url:?} must be s3://bucket or s3://bucket/prefix (S3 and S3-compatible stores)"
+            ),
+        ));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !bucket_ok {
+        return Err(at(
+            &raw.url,
+            format!(
+                "url {url:?}: the bucket name {bucket:?} must be 3 to 63 lower-case letters, digits, '-' or '.'"
+            ),
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..") || prefix.contains("//") {
+        return Err(at(
+            &raw.url,
+            format!("url {url:?}: the prefix must be plain names separated by '/'"),
+        ));
+    }
+    let endpoint = match &raw.endpoint {
+        Some(e) if e.get_ref().starts_with("http://") || e.get_ref().starts_with("https://") => {
+            Some(e.get_ref().trim_end_matches('/').to_owned())
+        }
+        Some(e) => {
+            return Err(at(
+                e,
+                format!(
+                    "endpoint {:?} must be an http:// or https:// URL, such as \"http://127.0.0.1:9000\"",
+                    e.get_ref()
+                ),
+            ));
+        }
+        None => None,
+    };
+    let secret = |env: &Option<Spanned<String>>,
+                  file: &Option<Spanned<String>>,
+                  key: &str|
+     -> Result<Option<SecretSource>, (Option<usize>, String)> {
+        match (env, file) {
+            (Some(env), Some(_)) => Err(at(
+                env,
+                format!("{key}_env and {key}_file both given; keep one"),
+            )),
+            (Some(env), None) if env.get_ref().trim().is_empty() => Err(at(
+                env,
+                format!("{key}_env must name an environment variable"),
+            )),
+            (Some(env), None) => Ok(Some(SecretSource::Env(env.get_ref().clone()))),
+            (None, Some(file)) => Ok(Some(SecretSource::File(normalize(
+                &base.join(file.get_ref()),
+            )))),
+            (None, None) => Ok(None),
+        }
+    };
+    let id = secret(
+        &raw.access_key_id_env,
+        &raw.access_key_id_file,
+        "access_key_id",
+    )?;
+    let key = secret(
+        &raw.secret_access_key_env,
+        &raw.secret_access_key_file,
+        "secret_access_key",
+    )?;
+    let keys = match (id, key) {
+        (Some(id), Some(key)) => Some((id, key)),
+        (None, None) => None,
+        _ => {
+            return Err((
+                None,
+                format!(
+                    "destination {name:?}: give both access_key_id_env (or _file) and secret_access_key_env (or _file), or neither to use the environment's AWS credentials"
+                ),
+            ));
+        }
+    };
+    Ok(S3Settings {
+        name: name.to_owned(),
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        endpoint,
+        region: raw
+            .region
+            .as_ref()
+            .map_or_else(|| "us-east-1".to_owned(), |r| r.get_ref().clone()),
+        keys,
+    })
 }
 
 fn parse_listen(value: &Spanned<String>) -> Result<SocketAddr, String> {
@@ -627,6 +770,55 @@ password_env = "CAIRN_ADMIN_PASSWORD"
                 ..
             }) => (line, column, key, message),
             other => panic!("expected an invalid-config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn destinations_are_checked_and_name_their_secrets() {
+        use crate::backup::destination::SecretSource;
+        let text = format!(
+            "{GOOD}\n[backup.destinations.offsite]\nurl = \"s3://cairn-backups/prod/\"\nendpoint = \"http://127.0.0.1:9000/\"\naccess_key_id_env = \"AK\"\nsecret_access_key_file = \"s3.secret\"\n"
+        );
+        let config = parse(&text).unwrap();
+        let d = &config.destinations[0];
+        assert_eq!(
+            (d.name.as_str(), d.bucket.as_str(), d.prefix.as_str()),
+            ("offsite", "cairn-backups", "prod")
+        );
+        assert_eq!(d.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(d.region, "us-east-1");
+        assert_eq!(
+            d.keys,
+            Some((
+                SecretSource::Env("AK".into()),
+                SecretSource::File(PathBuf::from("/etc/cairn/s3.secret"))
+            ))
+        );
+        for (table, says) in [
+            (
+                "[backup.destinations.local]\nurl = \"s3://bkt\"\n",
+                "backup directory itself",
+            ),
+            (
+                "[backup.destinations.x]\nurl = \"https://bkt\"\n",
+                "must be s3://bucket",
+            ),
+            ("[backup.destinations.x]\nurl = \"s3://B\"\n", "bucket name"),
+            (
+                "[backup.destinations.x]\nurl = \"s3://bkt\"\nendpoint = \"127.0.0.1:9000\"\n",
+                "http:// or https://",
+            ),
+            (
+                "[backup.destinations.x]\nurl = \"s3://bkt\"\naccess_key_id_env = \"A\"\n",
+                "give both",
+            ),
+            (
+                "[backup.destinations.x]\nurl = \"s3://bkt\"\nsecret = \"no\"\n",
+                "unknown field",
+            ),
+        ] {
+            let (_, _, _, message) = invalid(&format!("{GOOD}\n{table}"));
+            assert!(message.contains(says), "{table}: {message}");
         }
     }
 

@@ -17,6 +17,8 @@ pub enum Error {
     Credentials(#[from] CredentialError),
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
+    #[error("{0}")]
+    Destination(String),
     #[error("creating data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,

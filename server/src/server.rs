@@ -7,11 +7,13 @@ use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backup::Backups;
+use crate::backup::destination::Destinations;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::credentials::UserDirectory;
@@ -77,13 +79,19 @@ impl Server {
         tracing::info!(path = %config.data_dir.display(), "data directory");
         tracing::info!(path = %catalog.dir().display(), "databases");
         tracing::info!(path = %lock.path().display(), "lock file");
+        let destinations = Destinations::connect(&config.destinations, &Handle::current())
+            .map_err(Error::Destination)?;
         let backups = Arc::new(Backups::open(
             Arc::clone(&catalog),
             &config.data_dir,
             config.backup.clone(),
+            destinations,
             config.busy_timeout,
         )?);
         tracing::info!(path = %config.backup.directory.display(), "backups");
+        for d in &config.destinations {
+            tracing::info!(destination = %d.name, url = %d.url(), endpoint = d.endpoint.as_deref().unwrap_or("AWS"), "backup destination");
+        }
         let plugins = Plugins::new(&config, Arc::clone(&catalog), Arc::clone(&backups)).await;
         let events = Arc::downgrade(&plugins);
         backups.set_event_sink(Box::new(move |kind, database, detail| {

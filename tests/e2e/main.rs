@@ -11,6 +11,7 @@ mod automatic_backup;
 mod backups;
 mod config_errors;
 mod databases;
+mod destinations;
 mod examples;
 mod exports;
 mod hostile;

@@ -3,7 +3,7 @@
 //! entry's CRC, size and SHA-256, and finally SQLite's own integrity check of the database.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
@@ -13,11 +13,12 @@ use super::error::BackupError;
 use super::manifest::{self, Manifest};
 use super::progress::Progress;
 
-/// An archive whose structure and manifest have been checked.
+/// An archive whose structure and manifest have been checked: a local file, or any reader
+/// that can seek (an object in a destination).
 #[derive(Debug)]
-pub struct ArchiveReader {
+pub struct ArchiveReader<R: Read + Seek = BufReader<File>> {
     path: PathBuf,
-    zip: zip::ZipArchive<BufReader<File>>,
+    zip: zip::ZipArchive<R>,
     pub manifest: Manifest,
 }
 
@@ -31,16 +32,24 @@ pub struct Verified {
 impl ArchiveReader {
     /// Opens `path` and checks its entry names and manifest.
     pub fn open(path: &Path) -> Result<ArchiveReader, BackupError> {
-        let not_archive = |reason: String| BackupError::NotAnArchive {
-            path: path.to_owned(),
-            reason,
-        };
         let file = File::open(path).map_err(|source| BackupError::Io {
             action: "opening",
             path: path.to_owned(),
             source,
         })?;
-        let mut zip = zip::ZipArchive::new(BufReader::new(file))
+        ArchiveReader::from_reader(BufReader::new(file), path)
+    }
+}
+
+impl<R: Read + Seek> ArchiveReader<R> {
+    /// Reads the archive in `reader` (named `path` in errors) and checks its entry names and
+    /// manifest.
+    pub fn from_reader(reader: R, path: &Path) -> Result<ArchiveReader<R>, BackupError> {
+        let not_archive = |reason: String| BackupError::NotAnArchive {
+            path: path.to_owned(),
+            reason,
+        };
+        let mut zip = zip::ZipArchive::new(reader)
             .map_err(|e| not_archive(format!("not a readable ZIP file ({e})")))?;
         let names: Vec<String> = zip
             .file_names()
@@ -178,8 +187,9 @@ impl ArchiveReader {
         dest: &Path,
         progress: &Progress,
     ) -> Result<Verified, BackupError> {
+        let archive = self.path.clone();
         let damaged = |reason: String| BackupError::Damaged {
-            path: self.path.clone(),
+            path: archive.clone(),
             entry: manifest::DATABASE_ENTRY.into(),
             reason,
         };
@@ -214,15 +224,55 @@ impl ArchiveReader {
             source,
         })?;
         let mut out = BufWriter::with_capacity(1 << 20, out);
+        let size = self.copy_entry(&expected, &mut out, dest, progress)?;
+        let io = |source| BackupError::Io {
+            action: "writing",
+            path: dest.to_owned(),
+            source,
+        };
+        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        integrity_check(dest, &self.manifest).map_err(damaged)?;
+        Ok(Verified {
+            manifest: self.manifest.clone(),
+            database_bytes: size,
+        })
+    }
+
+    /// Reads every entry the manifest lists through its CRC, size and SHA-256 checks,
+    /// writing nothing (an upload read back before it is published).
+    pub fn check_entries(&mut self, progress: &Progress) -> Result<(), BackupError> {
+        for expected in self.manifest.entries.clone() {
+            self.copy_entry(&expected, &mut std::io::sink(), Path::new(""), progress)?;
+        }
+        Ok(())
+    }
+
+    /// Streams entry `expected` into `out` (`dest` names it in errors), checking it against
+    /// the manifest on the way; returns its size.
+    fn copy_entry(
+        &mut self,
+        expected: &manifest::ManifestEntry,
+        out: &mut impl Write,
+        dest: &Path,
+        progress: &Progress,
+    ) -> Result<u64, BackupError> {
+        let damaged = |reason: String| BackupError::Damaged {
+            path: self.path.clone(),
+            entry: expected.name.clone(),
+            reason,
+        };
         let mut entry = self
             .zip
-            .by_name(manifest::DATABASE_ENTRY)
+            .by_name(&expected.name)
             .map_err(|e| damaged(e.to_string()))?;
         let mut sha = Sha256::new();
         let mut size = 0u64;
         let mut buffer = vec![0u8; 1 << 20];
         loop {
             progress.check()?;
+            // The zip reader checks the CRC when the entry ends.
             let n = entry
                 .read(&mut buffer)
                 .map_err(|e| damaged(e.to_string()))?;
@@ -245,15 +295,6 @@ impl ArchiveReader {
                 })?;
             progress.advance(n as u64);
         }
-        drop(entry);
-        let io = |source| BackupError::Io {
-            action: "writing",
-            path: dest.to_owned(),
-            source,
-        };
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        drop(file);
         if size != expected.size {
             return Err(damaged(format!(
                 "{size} bytes, but the manifest lists {}",
@@ -267,11 +308,7 @@ impl ArchiveReader {
                 expected.sha256
             )));
         }
-        integrity_check(dest, &self.manifest).map_err(damaged)?;
-        Ok(Verified {
-            manifest: self.manifest.clone(),
-            database_bytes: size,
-        })
+        Ok(size)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Writing a backup archive: snapshot, then stream the copy through the parallel compressor
-//! into a temporary ZIP next to the target, sync, and publish under the final name.
+//! into a temporary ZIP next to the target, sync, and publish under the final name; or, for
+//! object storage, into a temporary object that is read back before it is published.
 
 use std::fs::File;
 use std::io::{BufReader, Write};
@@ -9,7 +10,9 @@ use std::time::Duration;
 use rusqlite::Connection;
 use sha2::{Digest as _, Sha256};
 
+use super::archive_reader::ArchiveReader;
 use super::deflate::{self, DeflateOptions};
+use super::destination::ObjectDestination;
 use super::error::BackupError;
 use super::files::{PacedFile, TempFile};
 
@@ -54,19 +57,94 @@ pub fn write(
     progress.check()?;
 
     let archive = TempFile::in_dir(dir, ".zip");
-    let io = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| BackupError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let input = File::open(copy.path()).map_err(io("reading", copy.path()))?;
     let file =
         crate::new_file::create_new(archive.path()).map_err(io("creating", archive.path()))?;
     let paced = PacedFile::new(file, options.buffer_size, SYNC_EVERY);
-    let mut zip = ZipWriter::new(paced).map_err(io("writing", archive.path()))?;
+    let zip = ZipWriter::new(paced).map_err(io("writing", archive.path()))?;
+    let (paced, bytes, manifest) = write_entries(
+        zip,
+        copy,
+        &snapshot,
+        database,
+        options,
+        progress,
+        archive.path(),
+    )?;
+    let file = paced.finish().map_err(io("syncing", archive.path()))?;
+    drop(file);
+    progress.check()?;
+    archive.publish(target)?;
+    Ok(Written {
+        path: target.to_owned(),
+        bytes,
+        manifest,
+    })
+}
+
+/// Backs up the database open on `source` to `key` in an object-storage destination, which
+/// must not exist there. The snapshot is taken into `scratch` (a local directory); the
+/// archive streams to a temporary object, is read back and checked, and only then is copied
+/// under `key`. On any failure nothing is left under `key` and the temporary object goes.
+#[allow(clippy::too_many_arguments)]
+pub fn write_to_object(
+    source: &Connection,
+    database: &str,
+    destination: &ObjectDestination,
+    key: &str,
+    scratch: &Path,
+    options: &BackupOptions,
+    busy: Duration,
+    progress: &Progress,
+) -> Result<Written, BackupError> {
+    progress.check()?;
+    let mut upload = destination.create(key)?;
+    let shown = PathBuf::from(upload.display());
+    let copy = TempFile::in_dir(scratch, ".snapshot");
+    let snapshot = snapshot::take(source, copy.path(), busy)?;
+    // Written once, then read back once.
+    progress.set_total(snapshot.size * 2);
+    progress.check()?;
+    let zip = ZipWriter::streaming(&mut upload);
+    let (_, bytes, manifest) =
+        write_entries(zip, copy, &snapshot, database, options, progress, &shown)?;
+    upload.finish()?;
+    progress.check()?;
+    // Read back from the store: every entry's CRC, size and SHA-256 as the manifest lists.
+    {
+        let reader = upload.reopen()?;
+        let mut archive = ArchiveReader::from_reader(reader, &shown)?;
+        archive.check_entries(progress)?;
+    }
+    progress.check()?;
+    upload.publish()?;
+    Ok(Written {
+        path: shown,
+        bytes,
+        manifest,
+    })
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = path.to_owned();
+    move |source| BackupError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Writes the database entry (streamed from the snapshot `copy`, which goes afterwards) and
+/// the manifest into `zip`, and finishes the archive; `shown` names it in errors.
+fn write_entries<W: Write>(
+    mut zip: ZipWriter<W>,
+    copy: TempFile,
+    snapshot: &snapshot::Snapshot,
+    database: &str,
+    options: &BackupOptions,
+    progress: &Progress,
+    shown: &Path,
+) -> Result<(W, u64, Manifest), BackupError> {
+    let input = File::open(copy.path()).map_err(io("reading", copy.path()))?;
     let modified = DosTime::from_utc(snapshot.taken_at);
     let method = if options.compression_level == 0 {
         Method::Stored
@@ -74,7 +152,7 @@ pub fn write(
         Method::Deflated
     };
     zip.start_entry(manifest::DATABASE_ENTRY, method, snapshot.size, modified)
-        .map_err(io("writing", archive.path()))?;
+        .map_err(io("writing", shown))?;
 
     let mut sha = Sha256::new();
     let mut limit = options.max_rate.map(RateLimit::new);
@@ -103,10 +181,9 @@ pub fn write(
         |bytes| zip.write_data(bytes),
     );
     // An abort or cancellation seen while pacing is reported as itself, not as I/O.
-    let digest =
-        result.map_err(|e| pace_error.unwrap_or_else(|| io("writing", archive.path())(e)))?;
+    let digest = result.map_err(|e| pace_error.unwrap_or_else(|| io("writing", shown)(e)))?;
     zip.finish_entry(digest.crc32, digest.size)
-        .map_err(io("writing", archive.path()))?;
+        .map_err(io("writing", shown))?;
     drop(copy);
 
     let manifest = Manifest {
@@ -129,12 +206,10 @@ pub fn write(
         }],
     };
     let json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| io("writing", archive.path())(std::io::Error::other(e)))?;
+        .map_err(|e| io("writing", shown)(std::io::Error::other(e)))?;
     let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
-    encoder
-        .write_all(&json)
-        .map_err(io("writing", archive.path()))?;
-    let compressed = encoder.finish().map_err(io("writing", archive.path()))?;
+    encoder.write_all(&json).map_err(io("writing", shown))?;
+    let compressed = encoder.finish().map_err(io("writing", shown))?;
     zip.start_entry(
         manifest::MANIFEST_ENTRY,
         Method::Deflated,
@@ -143,15 +218,7 @@ pub fn write(
     )
     .and_then(|()| zip.write_data(&compressed))
     .and_then(|()| zip.finish_entry(crc32fast::hash(&json), json.len() as u64))
-    .map_err(io("writing", archive.path()))?;
-    let (paced, bytes) = zip.finish().map_err(io("writing", archive.path()))?;
-    let file = paced.finish().map_err(io("syncing", archive.path()))?;
-    drop(file);
-    progress.check()?;
-    archive.publish(target)?;
-    Ok(Written {
-        path: target.to_owned(),
-        bytes,
-        manifest,
-    })
+    .map_err(io("writing", shown))?;
+    let (out, bytes) = zip.finish().map_err(io("writing", shown))?;
+    Ok((out, bytes, manifest))
 }

@@ -78,6 +78,18 @@ pub enum BackupError {
         "the file holds database \"{database}\", which already exists; import it under another name with IMPORT DATABASE name FROM 'file' (add WITH (replace) to replace it)"
     )]
     ImportTargetExists { database: String },
+    #[error(
+        "no backup destination \"{name}\"; the configured ones are: {known} (a destination is a [backup.destinations.{name}] table of the server config; write ./{name}:… for a local file with a colon in its name)"
+    )]
+    UnknownDestination { name: String, known: String },
+    #[error("backup destination \"{destination}\" ({url}): {action} {key}: {reason}")]
+    Destination {
+        destination: String,
+        url: String,
+        action: &'static str,
+        key: String,
+        reason: String,
+    },
     #[error("{path} is not a Cairn backup archive: {reason}")]
     NotAnArchive { path: PathBuf, reason: String },
     #[error("{path}: entry \"{entry}\" is damaged: {reason}")]

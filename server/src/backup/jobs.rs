@@ -11,6 +11,7 @@ use cairn_plugin_api::EventKind;
 
 use super::archive_reader::{ArchiveReader, Verified};
 use super::archive_writer::{self, Written};
+use super::destination::{Destinations, Location, Target};
 use super::error::BackupError;
 use super::files::{self, TempFile};
 use super::history::{History, Status};
@@ -150,6 +151,7 @@ pub struct Backups {
     catalog: Arc<Catalog>,
     history: History,
     rules: PathRules,
+    destinations: Destinations,
     busy: Duration,
     running: Mutex<HashMap<String, Running>>,
     events: OnceLock<EventSink>,
@@ -174,6 +176,7 @@ impl Backups {
         catalog: Arc<Catalog>,
         data_dir: &Path,
         rules: PathRules,
+        destinations: Destinations,
         busy: Duration,
     ) -> Result<Backups, BackupError> {
         std::fs::create_dir_all(&rules.directory).map_err(|source| BackupError::Io {
@@ -207,6 +210,7 @@ impl Backups {
             catalog,
             history,
             rules,
+            destinations,
             busy,
             running: Mutex::default(),
             events: OnceLock::new(),
@@ -220,6 +224,11 @@ impl Backups {
 
     pub fn rules(&self) -> &PathRules {
         &self.rules
+    }
+
+    /// The configured object-storage destinations.
+    pub fn destinations(&self) -> &Destinations {
+        &self.destinations
     }
 
     pub fn history(&self) -> &History {
@@ -275,31 +284,78 @@ impl Backups {
         if kind == Kind::Export {
             export::writer::check_options(&options)?;
         }
+        let requested = match self.destinations.resolve(requested)? {
+            Location::Local(path) => path,
+            Location::Object { destination, key } => {
+                if kind == Kind::Export {
+                    return Err(BackupError::InvalidOption(format!(
+                        "EXPORT DATABASE cannot write to destination \"{}\" yet; export to a local file",
+                        destination.name()
+                    )));
+                }
+                // Checked before a job exists, as a local name is.
+                let taken = match destination.head(key) {
+                    Ok(None) => None,
+                    Ok(Some(_)) => Some(BackupError::TargetExists {
+                        path: destination.display(key).into(),
+                    }),
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = taken {
+                    return Err(self.failed_before_start(
+                        kind,
+                        database,
+                        requested,
+                        requested_by,
+                        e,
+                    ));
+                }
+                let target = Target::Object {
+                    destination,
+                    key: key.to_owned(),
+                };
+                return self.start_target(kind, database, target, options, requested_by);
+            }
+        };
         let target = match self.rules.archive_target(requested) {
             Ok(target) => target,
-            // The request was sound but the file system refused, or the name is taken:
-            // that is a failed attempt, and an unattended caller finds it in the history
-            // like any other.
-            Err(e @ (BackupError::Io { .. } | BackupError::TargetExists { .. }))
-                if self.catalog.exists(database) =>
-            {
-                let message = e.to_string();
-                tracing::error!(database, kind = kind.as_str(), error = %message, "failed before it started");
-                self.emit(EventKind::BackupFailed, database, &message);
-                if let Err(recording) = self.history.failed_to_start(
-                    database,
-                    kind.as_str(),
-                    requested,
-                    &message,
-                    requested_by,
-                ) {
-                    tracing::error!(error = %recording, "could not record a failed backup in the history");
-                }
-                return Err(e);
+            Err(e) => {
+                return Err(self.failed_before_start(kind, database, requested, requested_by, e));
             }
-            Err(e) => return Err(e),
         };
         self.start_at(kind, database, target, options, requested_by)
+    }
+
+    /// A request that was sound but whose target the file system or the store refused, or
+    /// whose name is taken, is a failed attempt: an unattended caller finds it in the history
+    /// like any other. Returns `e`.
+    fn failed_before_start(
+        &self,
+        kind: Kind,
+        database: &str,
+        requested: &str,
+        requested_by: &str,
+        e: BackupError,
+    ) -> BackupError {
+        let recorded = matches!(
+            e,
+            BackupError::Io { .. }
+                | BackupError::TargetExists { .. }
+                | BackupError::Destination { .. }
+        );
+        if !recorded || !self.catalog.exists(database) {
+            return e;
+        }
+        let message = e.to_string();
+        tracing::error!(database, kind = kind.as_str(), error = %message, "failed before it started");
+        self.emit(EventKind::BackupFailed, database, &message);
+        if let Err(recording) =
+            self.history
+                .failed_to_start(database, kind.as_str(), requested, &message, requested_by)
+        {
+            tracing::error!(error = %recording, "could not record a failed backup in the history");
+        }
+        e
     }
 
     /// As [`Self::start_kind`], with the target path already decided (trusted callers).
@@ -311,20 +367,32 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
+        self.start_target(kind, database, Target::File(target), options, requested_by)
+    }
+
+    fn start_target(
+        self: &Arc<Self>,
+        kind: Kind,
+        database: &str,
+        target: Target,
+        options: BackupOptions,
+        requested_by: &str,
+    ) -> Result<Job, BackupError> {
+        let shown = target.display();
         let mut running = self.claim(database)?;
         // Opening the source now reports a missing database before a job exists, and the
         // lease keeps DROP DATABASE away until the job ends.
         let (source, lease) = self.catalog.connect(database, Access::ReadOnly)?;
         let id = self
             .history
-            .start(database, kind.as_str(), &target, requested_by)?;
+            .start(database, kind.as_str(), &shown, requested_by)?;
         let (progress, completion) = register(&mut running, database, id);
         drop(running);
-        tracing::info!(id, database, kind = kind.as_str(), path = %target.display(), level = options.compression_level, by = requested_by, "started");
+        tracing::info!(id, database, kind = kind.as_str(), path = %shown.display(), level = options.compression_level, by = requested_by, "started");
         self.emit(
             EventKind::BackupStarted,
             database,
-            &target.display().to_string(),
+            &shown.display().to_string(),
         );
 
         let job = Job {
@@ -339,14 +407,33 @@ impl Backups {
         let spawned = std::thread::Builder::new()
             .name(format!("{}-{id}", kind.as_str()))
             .spawn(move || {
-                let result = this.reporting_progress(id, &progress, || match kind {
-                    Kind::Backup => archive_writer::write(
-                        &source, &database, &target, &options, this.busy, &progress,
+                let result = this.reporting_progress(id, &progress, || match (kind, &target) {
+                    (Kind::Backup, Target::File(path)) => archive_writer::write(
+                        &source, &database, path, &options, this.busy, &progress,
                     )
                     .map(Product::Archive),
-                    Kind::Export => {
-                        export::writer::write(&source, &database, &target, &options, &progress)
+                    (Kind::Backup, Target::Object { destination, key }) => {
+                        archive_writer::write_to_object(
+                            &source,
+                            &database,
+                            destination,
+                            key,
+                            &this.rules.directory,
+                            &options,
+                            this.busy,
+                            &progress,
+                        )
+                        .map(Product::Archive)
+                    }
+                    (Kind::Export, Target::File(path)) => {
+                        export::writer::write(&source, &database, path, &options, &progress)
                             .map(Product::Export)
+                    }
+                    (Kind::Export, Target::Object { destination, .. }) => {
+                        Err(BackupError::InvalidOption(format!(
+                            "EXPORT DATABASE cannot write to destination \"{}\" yet",
+                            destination.name()
+                        )))
                     }
                 });
                 drop(source);
@@ -540,7 +627,11 @@ impl Backups {
         replace: bool,
         requested_by: &str,
     ) -> Result<Verified, BackupError> {
-        let source = self.rules.archive_source(requested)?;
+        let location = self.destinations.resolve(requested)?;
+        let source = match &location {
+            Location::Local(path) => self.rules.archive_source(path)?,
+            Location::Object { destination, key } => destination.display(key).into(),
+        };
         crate::catalog::validate_name(name)?;
         if !replace && self.catalog.exists(name) {
             return Err(crate::catalog::CatalogError::AlreadyExists(name.to_owned()).into());
@@ -553,7 +644,16 @@ impl Backups {
         }
         let id = self.history.start(name, "restore", &source, requested_by)?;
         tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "restore started");
-        let result = restore_into(&self.catalog, &source, name, replace, &Progress::default());
+        let progress = Progress::default();
+        let result = match &location {
+            Location::Local(_) => restore_into(&self.catalog, &source, name, replace, &progress),
+            Location::Object { destination, key } => destination.open(key).and_then(|reader| {
+                let mut archive = ArchiveReader::from_reader(reader, &source)?;
+                install_prepared(&self.catalog, name, replace, ".restore", |path| {
+                    archive.extract_database(path, &progress)
+                })
+            }),
+        };
         let recorded = match &result {
             Ok(verified) => {
                 tracing::info!(

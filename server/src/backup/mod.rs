@@ -4,12 +4,14 @@
 //! Layers, bottom up: [`zip_writer`] and [`deflate`] (the container and parallel compression),
 //! [`snapshot`] (a consistent copy without blocking writers), [`archive_writer`] and
 //! [`archive_reader`] (one archive, with its manifest and checks), [`files`] and [`paths`]
-//! (durable publishing, where SQL may put files), [`history`] and [`jobs`] (backups as
-//! watchable, abortable jobs).
+//! (durable publishing, where SQL may put files), [`destination`] (the local directory or
+//! object storage, named `'NAME:key'`), [`history`] and [`jobs`] (backups as watchable,
+//! abortable jobs).
 
 pub mod archive_reader;
 pub mod archive_writer;
 pub mod deflate;
+pub mod destination;
 pub mod error;
 pub mod files;
 pub mod history;

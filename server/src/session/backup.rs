@@ -85,6 +85,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
             sqlstate::OBJECT_IN_USE
         }
         BackupError::NoDataDir { .. } => sqlstate::UNDEFINED_FILE,
+        BackupError::UnknownDestination { .. } => sqlstate::UNDEFINED_OBJECT,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
         BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
         BackupError::Aborted | BackupError::JobAborted { .. } => sqlstate::QUERY_CANCELED,
@@ -104,6 +105,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         | BackupError::Io { .. }
         | BackupError::Sqlite { .. }
         | BackupError::PipeClosed
+        | BackupError::Destination { .. }
         | BackupError::History { .. } => sqlstate::IO_ERROR,
     };
     SqlError::new(code, e.to_string())

@@ -1467,6 +1467,7 @@ mod tests {
                 Arc::clone(catalog),
                 dir,
                 config.backup.clone(),
+                crate::backup::destination::Destinations::default(),
                 Duration::from_secs(1),
             )
             .unwrap(),

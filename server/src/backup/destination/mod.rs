@@ -1,0 +1,146 @@
+//! Where archives go: the local backup directory (the destination `local`, by the path rules)
+//! or a named destination of the config in object storage. SQL names a file in a destination
+//! as `'NAME:key'` (`'offsite:daily/d.zip'`); a name without such a prefix is local.
+
+pub mod object;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use object::{ObjectDestination, ObjectInfo, ObjectReader, S3Settings, SecretSource, Upload};
+use tokio::runtime::Handle;
+
+use super::error::BackupError;
+
+/// The name of the local backup directory as a destination.
+pub const LOCAL: &str = "local";
+
+/// Where a request named a file.
+#[derive(Debug, Clone)]
+pub enum Location<'a> {
+    /// A path for the path rules (relative to the backup directory, or absolute).
+    Local(&'a str),
+    /// A key in an object-storage destination.
+    Object {
+        destination: Arc<ObjectDestination>,
+        key: &'a str,
+    },
+}
+
+/// A file to write, wherever it is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    File(PathBuf),
+    Object {
+        destination: Arc<ObjectDestination>,
+        key: String,
+    },
+}
+
+impl Target {
+    /// As the history, the log and SQL show it.
+    pub fn display(&self) -> PathBuf {
+        match self {
+            Target::File(path) => path.clone(),
+            Target::Object { destination, key } => destination.display(key).into(),
+        }
+    }
+}
+
+/// The configured object-storage destinations, by name.
+#[derive(Debug, Default, Clone)]
+pub struct Destinations {
+    by_name: BTreeMap<String, Arc<ObjectDestination>>,
+}
+
+impl Destinations {
+    /// Clients for every configured destination (nothing is sent yet).
+    pub fn connect(settings: &[S3Settings], runtime: &Handle) -> Result<Destinations, String> {
+        let mut by_name = BTreeMap::new();
+        for s in settings {
+            let destination = ObjectDestination::connect(s.clone(), runtime.clone())
+                .map_err(|e| format!("backup destination \"{}\": {e}", s.name))?;
+            by_name.insert(s.name.clone(), Arc::new(destination));
+        }
+        Ok(Destinations { by_name })
+    }
+
+    /// Every name a request may use, `local` first.
+    pub fn names(&self) -> Vec<&str> {
+        std::iter::once(LOCAL)
+            .chain(self.by_name.keys().map(String::as_str))
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<ObjectDestination>> {
+        self.by_name.get(name)
+    }
+
+    /// Reads `'NAME:key'` (or a plain local path).
+    pub fn resolve<'a>(&self, requested: &'a str) -> Result<Location<'a>, BackupError> {
+        let Some((name, key)) = split(requested) else {
+            return Ok(Location::Local(requested));
+        };
+        if name == LOCAL {
+            return Ok(Location::Local(key));
+        }
+        match self.by_name.get(name) {
+            Some(destination) => Ok(Location::Object {
+                destination: Arc::clone(destination),
+                key,
+            }),
+            None => Err(BackupError::UnknownDestination {
+                name: name.to_owned(),
+                known: self.names().join(", "),
+            }),
+        }
+    }
+}
+
+/// `NAME:rest` where NAME is an identifier: a destination prefix. Anything else (an absolute
+/// path, `./a:b.zip`) is a plain path.
+fn split(requested: &str) -> Option<(&str, &str)> {
+    let (name, rest) = requested.split_once(':')?;
+    let identifier = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    identifier.then_some((name, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_prefixes_are_identifiers() {
+        assert_eq!(
+            split("offsite:daily/d.zip"),
+            Some(("offsite", "daily/d.zip"))
+        );
+        assert_eq!(split("local:d.zip"), Some(("local", "d.zip")));
+        assert_eq!(split("d.zip"), None);
+        assert_eq!(split("/mnt/a:b.zip"), None);
+        assert_eq!(split("./a:b.zip"), None);
+        assert_eq!(split("Daily:x"), None);
+    }
+
+    #[test]
+    fn an_unknown_destination_names_the_known_ones() {
+        let none = Destinations::default();
+        assert!(matches!(
+            none.resolve("x.zip"),
+            Ok(Location::Local("x.zip"))
+        ));
+        assert!(matches!(
+            none.resolve("local:x.zip"),
+            Ok(Location::Local("x.zip"))
+        ));
+        let err = none.resolve("offsite:x.zip").unwrap_err().to_string();
+        assert!(err.contains("offsite") && err.contains("local"), "{err}");
+    }
+}
