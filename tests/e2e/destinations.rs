@@ -226,3 +226,142 @@ fn a_missing_secret_stops_start_up_naming_the_key() {
         "{stderr}"
     );
 }
+
+/// The rows of `sql` as text, by column name.
+async fn texts(client: &tokio_postgres::Client, sql: &str, column: &str) -> Vec<Option<String>> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, Option<String>>(column))
+        .collect()
+}
+
+async fn count(server: &TestServer, database: &str) -> i64 {
+    let client = server.admin(database).await;
+    client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archives_are_listed_from_what_exists_and_the_latest_restores() {
+    let s3 = S3Server::start();
+    s3.client(&["mkbucket", "cairn-backups"]);
+    let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));
+    let server = start_with_keys(&site);
+    let admin = server.admin("default").await;
+    admin.batch_execute("CREATE DATABASE sales").await.unwrap();
+    {
+        let sales = server.admin("sales").await;
+        sales
+            .batch_execute("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2)")
+            .await
+            .unwrap();
+        admin
+            .batch_execute("BACKUP DATABASE sales TO 'offsite:auto/sales-1.zip'")
+            .await
+            .unwrap();
+        sales
+            .batch_execute("INSERT INTO t VALUES (3)")
+            .await
+            .unwrap();
+        admin
+            .batch_execute("BACKUP DATABASE sales TO 'offsite:auto/sales-2.zip'")
+            .await
+            .unwrap();
+    }
+    admin
+        .batch_execute("BACKUP DATABASE default TO 'offsite:auto/default.zip'; BACKUP DATABASE default TO 'here.zip'")
+        .await
+        .unwrap();
+    // Something in the prefix that is not an archive at all.
+    let junk = site.dir.path().join("junk.zip");
+    std::fs::write(&junk, b"not a zip").unwrap();
+    s3.client(&[
+        "put",
+        "cairn-backups",
+        "prod/auto/junk.zip",
+        junk.to_str().unwrap(),
+    ]);
+
+    let listed = texts(&admin, "SHOW ARCHIVES IN 'offsite:auto'", "location").await;
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    let problems = texts(
+        &admin,
+        "SELECT problem FROM archives('offsite:auto') WHERE location = 'offsite:auto/junk.zip'",
+        "problem",
+    )
+    .await;
+    assert!(
+        problems[0]
+            .as_deref()
+            .is_some_and(|p| p.contains("not a readable ZIP")),
+        "{problems:?}"
+    );
+    let newest = texts(
+        &admin,
+        "SELECT location FROM archives('offsite:auto') WHERE database = 'sales' ORDER BY created_at DESC LIMIT 1",
+        "location",
+    )
+    .await;
+    assert_eq!(newest, [Some("offsite:auto/sales-2.zip".to_owned())]);
+    let verified = texts(
+        &admin,
+        "SHOW ARCHIVES IN 'offsite:auto' WITH (verify)",
+        "verification",
+    )
+    .await;
+    assert_eq!(
+        verified
+            .iter()
+            .filter(|v| v.as_deref() == Some("passed"))
+            .count(),
+        3,
+        "{verified:?}"
+    );
+    // The local directory is listed from its files: one deleted by hand is gone.
+    assert_eq!(texts(&admin, "SHOW ARCHIVES", "location").await.len(), 1);
+    std::fs::remove_file(site.dir.path().join("backups").join("here.zip")).unwrap();
+    assert!(texts(&admin, "SHOW ARCHIVES", "location").await.is_empty());
+
+    // The newest archive of the database, then the newest as of the first one's instant.
+    admin.batch_execute("DROP DATABASE sales").await.unwrap();
+    let restored = texts(
+        &admin,
+        "RESTORE DATABASE sales FROM LATEST IN 'offsite:auto'",
+        "path",
+    )
+    .await;
+    assert_eq!(restored, [Some("offsite:auto/sales-2.zip".to_owned())]);
+    assert_eq!(count(&server, "sales").await, 3);
+    let first = texts(
+        &admin,
+        "SELECT created_at FROM archives('offsite:auto') WHERE location = 'offsite:auto/sales-1.zip'",
+        "created_at",
+    )
+    .await[0]
+        .clone()
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "RESTORE DATABASE sales FROM LATEST IN 'offsite:auto' AS OF SYSTEM TIME '{first}' WITH (replace)"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(count(&server, "sales").await, 2);
+    let err = admin
+        .batch_execute(
+            "RESTORE DATABASE sales FROM LATEST IN 'offsite:auto' AS OF SYSTEM TIME '2000-01-01 00:00:00+00' WITH (replace)",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("58P01"), "{err}");
+    assert!(
+        crate::harness::message(&err).contains("no backup archive of database \"sales\""),
+        "{err}"
+    );
+}

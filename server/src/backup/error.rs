@@ -90,6 +90,15 @@ pub enum BackupError {
         key: String,
         reason: String,
     },
+    #[error(
+        "no backup archive of database \"{database}\" in {location}{}; SHOW ARCHIVES IN '…' lists what is there",
+        as_of.as_deref().unwrap_or("")
+    )]
+    NoArchive {
+        database: String,
+        location: String,
+        as_of: Option<String>,
+    },
     #[error("{path} is not a Cairn backup archive: {reason}")]
     NotAnArchive { path: PathBuf, reason: String },
     #[error("{path}: entry \"{entry}\" is damaged: {reason}")]

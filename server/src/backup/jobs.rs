@@ -11,6 +11,7 @@ use cairn_plugin_api::EventKind;
 
 use super::archive_reader::{ArchiveReader, Verified};
 use super::archive_writer::{self, Written};
+use super::archives::{self, Archive};
 use super::destination::{Destinations, Location, Target};
 use super::error::BackupError;
 use super::files::{self, TempFile};
@@ -229,6 +230,21 @@ impl Backups {
     /// The configured object-storage destinations.
     pub fn destinations(&self) -> &Destinations {
         &self.destinations
+    }
+
+    /// What archives exist where `requested` points (see [`archives::list`]).
+    pub fn archives(&self, requested: &str, verify: bool) -> Result<Vec<Archive>, BackupError> {
+        archives::list(&self.rules, &self.destinations, requested, verify)
+    }
+
+    /// The newest archive of `database` where `requested` points (see [`archives::latest`]).
+    pub fn latest(
+        &self,
+        requested: &str,
+        database: &str,
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Archive, BackupError> {
+        archives::latest(&self.rules, &self.destinations, requested, database, as_of)
     }
 
     pub fn history(&self) -> &History {

@@ -55,6 +55,26 @@ impl PathRules {
         Ok(path)
     }
 
+    /// The directory `requested` names, for listing what it holds: as
+    /// [`Self::archive_directory`], but nothing is created (it may not exist).
+    pub fn listing_directory(&self, requested: &str) -> Result<PathBuf, BackupError> {
+        let trimmed = requested.trim();
+        let (path, root) = if trimmed.is_empty() || trimmed == "." {
+            (self.directory.clone(), self.directory.clone())
+        } else if let Some(root) = self
+            .roots()
+            .find(|root| normalize(Path::new(trimmed)) == *root)
+        {
+            (root.to_owned(), root.to_owned())
+        } else {
+            self.lexical(trimmed)?
+        };
+        if path.exists() {
+            self.check_real(&path, &root, requested)?;
+        }
+        Ok(path)
+    }
+
     /// The existing archive or export file named `requested`.
     pub fn archive_source(&self, requested: &str) -> Result<PathBuf, BackupError> {
         let (path, root) = self.lexical(requested)?;

@@ -96,6 +96,11 @@ pub fn header(file: &Path) -> Result<Header, BackupError> {
         path: file.to_owned(),
         source,
     })?;
+    header_from(opened, file)
+}
+
+/// Reads only the header line of the export in `opened` (named `file` in errors).
+pub fn header_from(opened: impl Read, file: &Path) -> Result<Header, BackupError> {
     let mut line = Vec::new();
     // A header is a few hundred bytes; a longer first line is not one.
     let read = BufReader::new(flate2::read::GzDecoder::new(opened))

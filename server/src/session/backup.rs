@@ -10,7 +10,7 @@ use super::{Column, Executed, Session, catalog_error, columns};
 use crate::backup::jobs::{Kind, Product};
 use crate::backup::{BackupError, BackupOptions, Stopped, history};
 use crate::sql::lexer::{Spanned, Token};
-use crate::sql::server_statement::{Backup, ServerStatement};
+use crate::sql::server_statement::{Backup, RestoreFrom, ServerStatement};
 use crate::sql::types::SqlType;
 use crate::sqlstate::{self, SqlError};
 
@@ -27,6 +27,44 @@ const HISTORY_COLUMNS: &[(&str, SqlType)] = &[
     ("backup_error", SqlType::Text),
     ("requested_by", SqlType::Text),
 ];
+
+/// What `SHOW ARCHIVES` and `archives()` return, one row per archive or export.
+pub(super) const ARCHIVE_COLUMNS: &[(&str, SqlType)] = &[
+    ("location", SqlType::Text),
+    ("database", SqlType::Text),
+    ("kind", SqlType::Text),
+    ("created_at", SqlType::Text),
+    ("bytes", SqlType::Int8),
+    ("compression_level", SqlType::Int8),
+    ("server_version", SqlType::Text),
+    // NULL unless asked for (WITH (verify)), then 'passed' or 'failed'.
+    ("verification", SqlType::Text),
+    ("problem", SqlType::Text),
+];
+
+/// The rows of `SHOW ARCHIVES`.
+pub(super) fn archive_rows(archives: Vec<crate::backup::archives::Archive>) -> Vec<Vec<Value>> {
+    let text = |t: Option<String>| t.map_or(Value::Null, Value::Text);
+    archives
+        .into_iter()
+        .map(|a| {
+            vec![
+                Value::Text(a.location),
+                text(a.database),
+                text(a.kind),
+                text(a.created_at),
+                Value::Integer(a.bytes as i64),
+                a.compression_level
+                    .map_or(Value::Null, |l| Value::Integer(i64::from(l))),
+                text(a.server_version),
+                a.verified.map_or(Value::Null, |ok| {
+                    Value::Text(if ok { "passed" } else { "failed" }.into())
+                }),
+                text(a.problem),
+            ]
+        })
+        .collect()
+}
 
 /// The result columns of a backup statement.
 pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
@@ -64,8 +102,36 @@ pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
             ("bytes", SqlType::Int8),
             ("created_at", SqlType::Text),
         ]),
+        ServerStatement::ShowArchives { .. } => columns(ARCHIVE_COLUMNS),
         _ => columns(HISTORY_COLUMNS),
     }
+}
+
+/// `AS OF SYSTEM TIME '…'`: RFC 3339, or `2026-12-01 10:00:00[.fff][+00[:00]]` (UTC when no
+/// offset is written).
+fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(text, format) {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(format!(
+        "AS OF SYSTEM TIME '{text}' is not a time; write it as '2026-12-01 10:00:00+00' (or RFC 3339; UTC when no offset is given)"
+    ))
 }
 
 /// Maps a backup failure to the SQLSTATE a PostgreSQL client would expect.
@@ -86,6 +152,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         }
         BackupError::NoDataDir { .. } => sqlstate::UNDEFINED_FILE,
         BackupError::UnknownDestination { .. } => sqlstate::UNDEFINED_OBJECT,
+        BackupError::NoArchive { .. } => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
         BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
         BackupError::Aborted | BackupError::JobAborted { .. } => sqlstate::QUERY_CANCELED,
@@ -123,6 +190,7 @@ impl Session {
             ServerStatement::Restore(_) => "RESTORE DATABASE",
             ServerStatement::Export(_) => "EXPORT DATABASE",
             ServerStatement::Import(_) => "IMPORT DATABASE",
+            ServerStatement::ShowArchives { .. } => "SHOW ARCHIVES",
             _ => "SHOW BACKUPS",
         };
         self.require_backup_role(what)?;
@@ -227,20 +295,36 @@ impl Session {
                     )),
                 }
             }
+            ServerStatement::ShowArchives { location, verify } => {
+                let archives = self
+                    .backups
+                    .archives(location, *verify)
+                    .map_err(backup_error)?;
+                Ok(Executed::rows("SHOW", columns, archive_rows(archives)))
+            }
             ServerStatement::Restore(restore) => {
                 self.refuse_in_transaction(what)?;
+                let path = match &restore.from {
+                    RestoreFrom::File(path) => path.clone(),
+                    RestoreFrom::Latest { location, as_of } => {
+                        let as_of = as_of
+                            .as_deref()
+                            .map(parse_instant)
+                            .transpose()
+                            .map_err(|m| SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, m))?;
+                        self.backups
+                            .latest(location, &restore.database, as_of)
+                            .map_err(backup_error)?
+                            .location
+                    }
+                };
                 let verified = self
                     .backups
-                    .restore(
-                        &restore.database,
-                        &restore.path,
-                        restore.replace,
-                        &self.user,
-                    )
+                    .restore(&restore.database, &path, restore.replace, &self.user)
                     .map_err(backup_error)?;
                 let row = vec![
                     Value::Text(restore.database.clone()),
-                    Value::Text(restore.path.clone()),
+                    Value::Text(path),
                     Value::Integer(verified.database_bytes as i64),
                     Value::Text(verified.manifest.created_at),
                 ];
@@ -291,35 +375,55 @@ impl Session {
         }
     }
 
-    /// Rewrites the `backups()` table function into the attached history table.
+    /// Rewrites the `backups()` table function into the attached history table, and
+    /// `archives(['location'])` into the rows of SHOW ARCHIVES there.
     pub(super) fn rewrite_table_functions<'a>(
         &self,
         text: &'a str,
         offset: usize,
         tokens: &[Spanned<'_>],
     ) -> Result<Cow<'a, str>, SqlError> {
-        let mut calls = Vec::new();
-        for (i, window) in tokens.windows(3).enumerate() {
+        let mut calls: Vec<(usize, usize, String)> = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
             let after_dot = i > 0 && tokens[i - 1].token == Token::Punct(".");
-            if window[0].token.is_keyword("backups")
-                && window[1].token == Token::Punct("(")
-                && window[2].token == Token::Punct(")")
-                && !after_dot
-            {
-                calls.push((window[0].start - offset, window[2].end - offset));
+            let next = |n: usize| tokens.get(i + n).map(|t| &t.token);
+            if after_dot || next(1) != Some(&Token::Punct("(")) {
+                continue;
+            }
+            if t.token.is_keyword("backups") && next(2) == Some(&Token::Punct(")")) {
+                self.require_backup_role("backups()")?;
+                let table = format!("{}.{}", history::SCHEMA, history::TABLE);
+                calls.push((t.start - offset, tokens[i + 2].end - offset, table));
+            } else if t.token.is_keyword("archives") {
+                // Anything else (`INSERT INTO archives(a, b)`) is a table of that name.
+                let (location, close) = match (next(2), next(3)) {
+                    (Some(Token::Punct(")")), _) => (String::new(), i + 2),
+                    (Some(Token::Str(location)), Some(Token::Punct(")"))) => {
+                        (location.clone(), i + 3)
+                    }
+                    _ => continue,
+                };
+                self.require_backup_role("archives()")?;
+                let archives = self
+                    .backups
+                    .archives(&location, false)
+                    .map_err(backup_error)?;
+                let names: Vec<String> = ARCHIVE_COLUMNS
+                    .iter()
+                    .map(|(n, _)| (*n).to_owned())
+                    .collect();
+                let table = super::values_table(&names, &archive_rows(archives));
+                calls.push((t.start - offset, tokens[close].end - offset, table));
             }
         }
         if calls.is_empty() {
             return Ok(Cow::Borrowed(text));
         }
-        self.require_backup_role("backups()")?;
         let mut out = String::with_capacity(text.len() + 16);
         let mut at = 0;
-        for (start, end) in calls {
+        for (start, end, table) in calls {
             out.push_str(&text[at..start]);
-            out.push_str(history::SCHEMA);
-            out.push('.');
-            out.push_str(history::TABLE);
+            out.push_str(&table);
             at = end;
         }
         out.push_str(&text[at..]);

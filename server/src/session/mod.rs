@@ -573,7 +573,8 @@ impl Session {
             | ServerStatement::Restore(_)
             | ServerStatement::Export(_)
             | ServerStatement::Import(_)
-            | ServerStatement::ShowBackups => self.run_backup_statement(statement),
+            | ServerStatement::ShowBackups
+            | ServerStatement::ShowArchives { .. } => self.run_backup_statement(statement),
             ServerStatement::Call(call) => {
                 if !self.role.may_call_plugins() {
                     return Err(SqlError::new(
@@ -685,29 +686,9 @@ impl Session {
         let names: Vec<String> = server_columns(&ServerStatement::ShowSessions)
             .unwrap_or_default()
             .into_iter()
-            .enumerate()
-            .map(|(i, c)| format!("column{} AS \"{}\"", i + 1, c.name))
+            .map(|c| c.name)
             .collect();
-        let values: Vec<String> = rows
-            .iter()
-            .map(|row| {
-                let cells: Vec<String> = row.iter().map(sql_literal).collect();
-                format!("({})", cells.join(", "))
-            })
-            .collect();
-        let table = if values.is_empty() {
-            // No session but the caller's own cannot happen outside unit tests.
-            format!(
-                "(SELECT {} FROM (SELECT NULL AS column1, NULL AS column2, NULL AS column3, NULL AS column4, NULL AS column5, NULL AS column6, NULL AS column7, NULL AS column8, NULL AS column9) WHERE 0)",
-                names.join(", ")
-            )
-        } else {
-            format!(
-                "(SELECT {} FROM (VALUES {}))",
-                names.join(", "),
-                values.join(", ")
-            )
-        };
+        let table = values_table(&names, &rows);
         let mut out = String::with_capacity(text.len() + table.len());
         let mut at = 0;
         for (start, end) in calls {
@@ -1035,6 +1016,38 @@ fn emit_rows(mut executed: Executed, out: &mut dyn Output) -> Result<Executed, S
 }
 
 /// A value as an SQL literal.
+/// A subquery whose rows are `rows` under the column `names` (a table function's result,
+/// computed when the statement is prepared).
+fn values_table(names: &[String], rows: &[Vec<Value>]) -> String {
+    let named: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("column{} AS \"{}\"", i + 1, name.replace('"', "\"\"")))
+        .collect();
+    if rows.is_empty() {
+        let nulls: Vec<String> = (1..=names.len())
+            .map(|i| format!("NULL AS column{i}"))
+            .collect();
+        return format!(
+            "(SELECT {} FROM (SELECT {}) WHERE 0)",
+            named.join(", "),
+            nulls.join(", ")
+        );
+    }
+    let values: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = row.iter().map(sql_literal).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    format!(
+        "(SELECT {} FROM (VALUES {}))",
+        named.join(", "),
+        values.join(", ")
+    )
+}
+
 fn sql_literal(value: &Value) -> String {
     match value {
         Value::Null => "NULL".into(),
@@ -1190,7 +1203,8 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
         | ServerStatement::Restore(_)
         | ServerStatement::Export(_)
         | ServerStatement::Import(_)
-        | ServerStatement::ShowBackups => Some(backup::result_columns(statement)),
+        | ServerStatement::ShowBackups
+        | ServerStatement::ShowArchives { .. } => Some(backup::result_columns(statement)),
         ServerStatement::CreateDatabase { .. }
         | ServerStatement::DropDatabase { .. }
         | ServerStatement::LoadPlugin { .. }

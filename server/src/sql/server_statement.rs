@@ -31,6 +31,11 @@ pub enum ServerStatement {
     },
     Restore(Restore),
     ShowBackups,
+    /// `SHOW ARCHIVES [IN 'location'] [WITH (verify)]`.
+    ShowArchives {
+        location: String,
+        verify: bool,
+    },
     /// `EXPORT DATABASE [name] TO 'file.json.gz' [WITH (…)]`, or the console form
     /// `EXPORT DATABASE file.json.gz [-compressionLevel=N]`.
     Export(Backup),
@@ -73,8 +78,21 @@ pub struct Backup {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restore {
     pub database: String,
-    pub path: String,
+    pub from: RestoreFrom,
     pub replace: bool,
+}
+
+/// What a RESTORE reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreFrom {
+    /// `FROM 'file.zip'` (or `'NAME:key'`).
+    File(String),
+    /// `FROM LATEST IN 'location' [AS OF SYSTEM TIME 'instant']`: the newest archive of the
+    /// database there (created at or before the instant).
+    Latest {
+        location: String,
+        as_of: Option<String>,
+    },
 }
 
 /// `CALL plugin.procedure(args…)`.
@@ -249,6 +267,9 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         {
             Some(restore(rest, RESTORE_SYNTAX).map(ServerStatement::Restore))
         }
+        [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("archives") => {
+            Some(show_archives(rest))
+        }
         [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("backups") => {
             Some(match rest {
                 [] => Ok(ServerStatement::ShowBackups),
@@ -276,7 +297,9 @@ const EXPORT: FileStatement = FileStatement {
     syntax: "EXPORT DATABASE [name] TO 'file.json.gz' [WITH (compression_level = 1..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]",
     console: "EXPORT DATABASE file.json.gz [-compressionLevel=N] [-bufferSize=N] (OrientDB's -includeClass and similar filters are not supported: an export is the whole database)",
 };
-const RESTORE_SYNTAX: &str = "RESTORE DATABASE name FROM 'file.zip' [WITH (replace)]";
+const RESTORE_SYNTAX: &str = "RESTORE DATABASE name FROM 'file.zip' [WITH (replace)], or RESTORE DATABASE name FROM LATEST IN 'offsite:prefix' [AS OF SYSTEM TIME '2026-12-01 10:00:00+00'] [WITH (replace)]";
+const SHOW_ARCHIVES_SYNTAX: &str =
+    "SHOW ARCHIVES [IN 'offsite:prefix' or IN 'directory'] [WITH (verify)]";
 const IMPORT_SYNTAX: &str = "IMPORT DATABASE name FROM 'file.json.gz' [WITH (replace)], or IMPORT DATABASE file.json.gz (into the database the file names)";
 
 fn backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<Backup, String> {
@@ -380,9 +403,14 @@ fn adjacent_groups(tokens: &[Spanned<'_>]) -> Vec<String> {
 fn import(tokens: &[Spanned<'_>], rest: &[&Token<'_>]) -> Result<Import, String> {
     if rest.iter().any(|t| t.is_keyword("from")) {
         let full = restore(rest, IMPORT_SYNTAX)?;
+        let RestoreFrom::File(path) = full.from else {
+            return Err(format!(
+                "IMPORT reads a named file, not LATEST; syntax: {IMPORT_SYNTAX}"
+            ));
+        };
         return Ok(Import {
             database: Some(full.database),
-            path: full.path,
+            path,
             replace: full.replace,
         });
     }
@@ -403,15 +431,39 @@ fn import(tokens: &[Spanned<'_>], rest: &[&Token<'_>]) -> Result<Import, String>
 }
 
 fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
-    let (database, rest) = match rest {
-        [name, from, Token::Str(path), rest @ ..] if from.is_keyword("from") => {
-            let name = name.identifier().ok_or_else(|| {
-                format!(
-                    "expected a database name, found {}; syntax: {syntax}",
-                    describe(name)
-                )
-            })?;
-            ((name, path.clone()), rest)
+    let (name, rest) = match rest {
+        [name, from, rest @ ..] if from.is_keyword("from") => (name, rest),
+        _ => return Err(format!("syntax: {syntax}")),
+    };
+    let database = name.identifier().ok_or_else(|| {
+        format!(
+            "expected a database name, found {}; syntax: {syntax}",
+            describe(name)
+        )
+    })?;
+    let (from, rest) = match rest {
+        [Token::Str(path), rest @ ..] => (RestoreFrom::File(path.clone()), rest),
+        [latest, in_, Token::Str(location), rest @ ..]
+            if latest.is_keyword("latest") && in_.is_keyword("in") =>
+        {
+            let (as_of, rest) = match rest {
+                [as_, of, system, time, Token::Str(instant), rest @ ..]
+                    if as_.is_keyword("as")
+                        && of.is_keyword("of")
+                        && system.is_keyword("system")
+                        && time.is_keyword("time") =>
+                {
+                    (Some(instant.clone()), rest)
+                }
+                _ => (None, rest),
+            };
+            (
+                RestoreFrom::Latest {
+                    location: location.clone(),
+                    as_of,
+                },
+                rest,
+            )
         }
         _ => return Err(format!("syntax: {syntax}")),
     };
@@ -421,10 +473,30 @@ fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
         return Err(format!("unknown option {name}; syntax: {syntax}"));
     }
     Ok(Restore {
-        database: database.0,
-        path: database.1,
+        database,
+        from,
         replace,
     })
+}
+
+fn show_archives(rest: &[&Token<'_>]) -> Result<ServerStatement, String> {
+    let (location, rest) = match rest {
+        [in_, Token::Str(location), rest @ ..] if in_.is_keyword("in") => (location.clone(), rest),
+        [in_, ..] if in_.is_keyword("in") => {
+            return Err(format!(
+                "expected a quoted location after IN; syntax: {SHOW_ARCHIVES_SYNTAX}"
+            ));
+        }
+        _ => (String::new(), rest),
+    };
+    let mut options = with_options(rest, SHOW_ARCHIVES_SYNTAX)?;
+    let verify = take_flag(&mut options, "verify")?;
+    if let Some((name, _)) = options.first() {
+        return Err(format!(
+            "unknown option {name}; syntax: {SHOW_ARCHIVES_SYNTAX}"
+        ));
+    }
+    Ok(ServerStatement::ShowArchives { location, verify })
 }
 
 /// `WITH (name = literal, flag, …)`; nothing at all is no options.
@@ -813,9 +885,36 @@ mod tests {
             parse_text("RESTORE DATABASE copy FROM 'a.zip' WITH (replace)"),
             Some(Ok(ServerStatement::Restore(Restore {
                 database: "copy".into(),
-                path: "a.zip".into(),
+                from: RestoreFrom::File("a.zip".into()),
                 replace: true,
             })))
+        );
+        assert_eq!(
+            parse_text(
+                "RESTORE DATABASE d FROM LATEST IN 'offsite:auto' AS OF SYSTEM TIME '2026-12-01 10:00:00+00'"
+            ),
+            Some(Ok(ServerStatement::Restore(Restore {
+                database: "d".into(),
+                from: RestoreFrom::Latest {
+                    location: "offsite:auto".into(),
+                    as_of: Some("2026-12-01 10:00:00+00".into()),
+                },
+                replace: false,
+            })))
+        );
+        assert_eq!(
+            parse_text("SHOW ARCHIVES IN 'offsite:' WITH (verify)"),
+            Some(Ok(ServerStatement::ShowArchives {
+                location: "offsite:".into(),
+                verify: true,
+            }))
+        );
+        assert_eq!(
+            parse_text("show archives"),
+            Some(Ok(ServerStatement::ShowArchives {
+                location: String::new(),
+                verify: false,
+            }))
         );
         assert!(matches!(
             parse_text("RESTORE DATABASE copy FROM 'a.zip' WITH (overwrite)"),

@@ -1,0 +1,273 @@
+//! What archives exist: the catalog of a directory or of a destination's prefix, read from
+//! the archives' own manifests (and exports' headers), never from the job history, which
+//! remembers files that retention or an operator has since deleted.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::archive_reader::ArchiveReader;
+use super::destination::{Location, ObjectDestination};
+use super::error::BackupError;
+use super::progress::Progress;
+use super::{PathRules, destination::Destinations};
+use crate::new_file::TEMP_PREFIX;
+
+/// How deep a local listing descends below the directory it starts from.
+const MAX_DEPTH: usize = 8;
+
+/// One archive or export file, as its own manifest or header describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Archive {
+    /// As SQL names it: an absolute path, or `NAME:key`.
+    pub location: String,
+    pub database: Option<String>,
+    /// `full` (a backup archive) or `export`.
+    pub kind: Option<String>,
+    /// The snapshot instant (RFC 3339, UTC).
+    pub created_at: Option<String>,
+    pub bytes: u64,
+    pub compression_level: Option<u32>,
+    pub server_version: Option<String>,
+    /// Whether every entry checked out; `None` unless verification was asked for.
+    pub verified: Option<bool>,
+    /// Why it could not be read or verified (then the fields above may be missing).
+    pub problem: Option<String>,
+}
+
+impl Archive {
+    /// The snapshot instant, when the manifest has a readable one.
+    pub fn created(&self) -> Option<DateTime<Utc>> {
+        let text = self.created_at.as_deref()?;
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    fn unreadable(location: String, bytes: u64, problem: String) -> Archive {
+        Archive {
+            location,
+            database: None,
+            kind: None,
+            created_at: None,
+            bytes,
+            compression_level: None,
+            server_version: None,
+            verified: None,
+            problem: Some(problem),
+        }
+    }
+}
+
+/// Every archive (`.zip`) and export (`.json.gz`) where `requested` points: a local
+/// directory by the path rules (the backup directory for an empty name), or `NAME:prefix` in
+/// a destination. With `verify`, every entry is read through its checks. Oldest first.
+pub fn list(
+    rules: &PathRules,
+    destinations: &Destinations,
+    requested: &str,
+    verify: bool,
+) -> Result<Vec<Archive>, BackupError> {
+    let mut found = match destinations.resolve(requested)? {
+        Location::Local(path) => {
+            let dir = rules.listing_directory(path)?;
+            let mut files = Vec::new();
+            collect_files(&dir, 0, &mut files);
+            files
+                .into_iter()
+                .map(|(path, bytes)| describe_file(&path, bytes, verify))
+                .collect::<Vec<_>>()
+        }
+        Location::Object { destination, key } => destination
+            .list(key)?
+            .into_iter()
+            .filter(|o| is_candidate(&o.key))
+            .map(|o| describe_object(&destination, &o.key, o.size, verify))
+            .collect(),
+    };
+    found.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then_with(|| a.location.cmp(&b.location))
+    });
+    Ok(found)
+}
+
+/// The newest readable backup archive of `database` where `requested` points, created at or
+/// before `as_of` when given.
+pub fn latest(
+    rules: &PathRules,
+    destinations: &Destinations,
+    requested: &str,
+    database: &str,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Archive, BackupError> {
+    let candidates = list(rules, destinations, requested, false)?;
+    candidates
+        .into_iter()
+        .filter(|a| {
+            a.problem.is_none()
+                && a.kind.as_deref() == Some("full")
+                && a.database.as_deref() == Some(database)
+        })
+        .filter(|a| match (as_of, a.created()) {
+            (Some(limit), Some(created)) => created <= limit,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        })
+        .max_by(|a, b| {
+            a.created()
+                .cmp(&b.created())
+                .then_with(|| a.location.cmp(&b.location))
+        })
+        .ok_or_else(|| BackupError::NoArchive {
+            database: database.to_owned(),
+            location: if requested.is_empty() {
+                "the backup directory".into()
+            } else {
+                format!("'{requested}'")
+            },
+            as_of: as_of.map(|t| format!(" created at or before {}", t.to_rfc3339())),
+        })
+}
+
+fn is_candidate(name: &str) -> bool {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    !file.starts_with(TEMP_PREFIX) && (file.ends_with(".zip") || file.ends_with(".json.gz"))
+}
+
+/// Regular files that may be archives under `dir`, with their sizes (symbolic links are not
+/// followed: a link cannot lead the listing out of the allowed directories).
+fn collect_files(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, u64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        if kind.is_dir() && depth < MAX_DEPTH {
+            collect_files(&entry.path(), depth + 1, out);
+        } else if kind.is_file() && is_candidate(&name) {
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((entry.path(), bytes));
+        }
+    }
+}
+
+fn describe_file(path: &Path, bytes: u64, verify: bool) -> Archive {
+    let location = path.display().to_string();
+    if location.ends_with(".json.gz") {
+        let described =
+            crate::export::reader::header(path).map(|h| from_export_header(&location, bytes, h));
+        return match (described, verify) {
+            (Ok(mut archive), true) => {
+                match crate::export::reader::verify(path, &Progress::default()) {
+                    Ok(_) => archive.verified = Some(true),
+                    Err(e) => {
+                        archive.verified = Some(false);
+                        archive.problem = Some(e.to_string());
+                    }
+                }
+                archive
+            }
+            (Ok(archive), false) => archive,
+            (Err(e), _) => Archive::unreadable(location, bytes, e.to_string()),
+        };
+    }
+    match ArchiveReader::open(path) {
+        Ok(reader) => from_archive(location, bytes, reader, verify),
+        Err(e) => Archive::unreadable(location, bytes, e.to_string()),
+    }
+}
+
+fn describe_object(
+    destination: &ObjectDestination,
+    key: &str,
+    bytes: u64,
+    verify: bool,
+) -> Archive {
+    let location = destination.display(key);
+    let reader = match destination.open(key) {
+        Ok(reader) => reader,
+        Err(e) => return Archive::unreadable(location, bytes, e.to_string()),
+    };
+    if key.ends_with(".json.gz") {
+        // Verifying an export in a store is not offered yet; its header describes it.
+        return match crate::export::reader::header_from(reader, Path::new(&location)) {
+            Ok(header) => from_export_header(&location, bytes, header),
+            Err(e) => Archive::unreadable(location, bytes, e.to_string()),
+        };
+    }
+    match ArchiveReader::from_reader(reader, Path::new(&location)) {
+        Ok(reader) => from_archive(location, bytes, reader, verify),
+        Err(e) => Archive::unreadable(location, bytes, e.to_string()),
+    }
+}
+
+fn from_archive<R: Read + std::io::Seek>(
+    location: String,
+    bytes: u64,
+    mut reader: ArchiveReader<R>,
+    verify: bool,
+) -> Archive {
+    let m = reader.manifest.clone();
+    let mut archive = Archive {
+        location,
+        database: Some(m.database),
+        kind: Some(m.kind),
+        created_at: Some(m.created_at),
+        bytes,
+        compression_level: Some(m.compression_level),
+        server_version: Some(m.server_version),
+        verified: None,
+        problem: None,
+    };
+    if verify {
+        match reader.check_entries(&Progress::default()) {
+            Ok(()) => archive.verified = Some(true),
+            Err(e) => {
+                archive.verified = Some(false);
+                archive.problem = Some(e.to_string());
+            }
+        }
+    }
+    archive
+}
+
+fn from_export_header(
+    location: &str,
+    bytes: u64,
+    header: crate::export::format::Header,
+) -> Archive {
+    Archive {
+        location: location.to_owned(),
+        database: Some(header.database),
+        kind: Some("export".into()),
+        created_at: Some(header.created_at),
+        bytes,
+        compression_level: None,
+        server_version: Some(header.server_version),
+        verified: None,
+        problem: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_archives_and_exports_are_candidates() {
+        assert!(is_candidate("daily/d.zip"));
+        assert!(is_candidate("d-20261201.json.gz"));
+        assert!(!is_candidate("daily/.cairn-tmp-x-d.zip"));
+        assert!(!is_candidate("notes.txt"));
+    }
+}
