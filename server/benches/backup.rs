@@ -192,7 +192,8 @@ fn cairn_backup(data_dir: &Path, to: &Path, level: u32) -> Duration {
     let mut options = BackupOptions::default();
     options.set_level(i64::from(level)).unwrap();
     let started = Instant::now();
-    offline::backup(data_dir, "bench", to, &options, &Progress::default()).unwrap();
+    let to = to.to_str().unwrap();
+    offline::backup(data_dir, "bench", to, None, &options, &Progress::default()).unwrap();
     started.elapsed()
 }
 
@@ -376,7 +377,8 @@ fn throughput(data_dir: &Path, db: &Path, scratch: &Path, root: &Path, size: u64
     let started = Instant::now();
     offline::restore(
         &restore_dir,
-        &archive,
+        archive.to_str().unwrap(),
+        None,
         "restored",
         false,
         offline::DataDir::CreateIfMissing,

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Archives and exports that exist, in a directory or a destination.
+    Archives {
+        #[command(subcommand)]
+        command: ArchivesCommand,
+    },
     /// Take a consistent backup of one database of a live or stopped data directory.
     Backup {
         /// The server's data directory.
@@ -50,26 +55,47 @@ enum Command {
         /// The database to back up.
         #[arg(long)]
         database: String,
-        /// The archive to write; it must not exist.
+        /// The archive to write; it must not exist. `NAME:key` names an object in a
+        /// destination of the server config given with --config.
         #[arg(long)]
-        to: PathBuf,
+        to: String,
         /// 0 (store) to 9 (smallest).
         #[arg(long, default_value_t = cairn_server::backup::options::DEFAULT_LEVEL)]
         compression_level: u32,
         /// The unit of reading and compressing, such as 1MiB.
         #[arg(long, default_value = "1MiB")]
         buffer_size: String,
+        /// The server config whose [backup.destinations] `NAME:key` refers to.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Check an archive: every entry's CRC, the manifest's sizes and SHA-256 hashes, and
     /// SQLite's integrity check of the database. Exit status 1 if anything is wrong.
     Verify {
-        /// The archive.
-        file: PathBuf,
+        /// The archive (`NAME:key` with --config).
+        file: String,
+        /// The server config whose [backup.destinations] `NAME:key` refers to.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Restore an archive into a stopped server's data directory, after verifying it.
     Restore {
-        /// The archive.
-        file: PathBuf,
+        /// The archive (`NAME:key` with --config); or give --from-latest.
+        #[arg(
+            required_unless_present = "from_latest",
+            conflicts_with = "from_latest"
+        )]
+        file: Option<String>,
+        /// The newest archive of --database (or of --source-database) in this directory
+        /// (or `NAME:prefix` with --config).
+        #[arg(long, value_name = "LOCATION")]
+        from_latest: Option<String>,
+        /// With --from-latest: the database whose newest archive is restored as --database.
+        #[arg(long, requires = "from_latest")]
+        source_database: Option<String>,
+        /// The server config whose [backup.destinations] `NAME:key` refers to.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The server's data directory (the server must be stopped).
         #[arg(long)]
         data_dir: PathBuf,
@@ -119,6 +145,25 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum ArchivesCommand {
+    /// List every archive and export at LOCATION (a directory, or `NAME:prefix` with
+    /// --config), read from their own manifests. Exit status 1 if one is unreadable (or,
+    /// with --verify, fails its checks).
+    List {
+        location: String,
+        /// The server config whose [backup.destinations] `NAME:prefix` refers to.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Read every entry back through its checks.
+        #[arg(long)]
+        verify: bool,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Print a library's plugin descriptor and whether this server can load it, without
     /// running any of the library's code. Exit status 1 if it cannot be loaded.
@@ -155,21 +200,58 @@ fn main() -> std::process::ExitCode {
             to,
             compression_level,
             buffer_size,
-        } => backup(&data_dir, &database, &to, compression_level, &buffer_size),
-        Command::Verify { file } => verify(&file),
+            config,
+        } => stores(config.as_deref()).and_then(|stores| {
+            backup(
+                &data_dir,
+                &database,
+                &to,
+                stores.as_ref(),
+                compression_level,
+                &buffer_size,
+            )
+        }),
+        Command::Verify { file, config } => {
+            stores(config.as_deref()).and_then(|stores| verify(&file, stores.as_ref()))
+        }
         Command::Restore {
             file,
+            from_latest,
+            source_database,
+            config,
             data_dir,
             database,
             replace,
             create_data_dir,
-        } => restore(
-            &file,
-            &data_dir,
-            &database,
-            replace,
-            data_dir_rule(create_data_dir),
-        ),
+        } => stores(config.as_deref()).and_then(|stores| {
+            let file = match (file, from_latest) {
+                (Some(file), _) => file,
+                (None, Some(location)) => offline::latest(
+                    &location,
+                    stores.as_ref(),
+                    source_database.as_deref().unwrap_or(&database),
+                )?,
+                (None, None) => bail!("name an archive, or give --from-latest LOCATION"),
+            };
+            restore(
+                &file,
+                stores.as_ref(),
+                &data_dir,
+                &database,
+                replace,
+                data_dir_rule(create_data_dir),
+            )
+        }),
+        Command::Archives {
+            command:
+                ArchivesCommand::List {
+                    location,
+                    config,
+                    verify,
+                    json,
+                },
+        } => stores(config.as_deref())
+            .and_then(|stores| list_archives(&location, stores.as_ref(), verify, json)),
         Command::Export {
             data_dir,
             database,
@@ -253,10 +335,69 @@ fn inspect_plugin(file: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The destinations of the server config at `config`, when one is given.
+fn stores(config: Option<&Path>) -> anyhow::Result<Option<offline::Stores>> {
+    let Some(path) = config else {
+        return Ok(None);
+    };
+    let config = Config::load(path)?;
+    Ok(Some(
+        offline::Stores::open(&config).map_err(anyhow::Error::msg)?,
+    ))
+}
+
+fn list_archives(
+    location: &str,
+    stores: Option<&offline::Stores>,
+    verify: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let archives = offline::archives(location, stores, verify)?;
+    let bad = archives.iter().filter(|a| a.problem.is_some()).count();
+    for a in &archives {
+        if json {
+            let line = serde_json::json!({
+                "location": a.location,
+                "database": a.database,
+                "kind": a.kind,
+                "created_at": a.created_at,
+                "bytes": a.bytes,
+                "compression_level": a.compression_level,
+                "server_version": a.server_version,
+                "verified": a.verified,
+                "problem": a.problem,
+            });
+            println!("{line}");
+        } else {
+            println!(
+                "{}  {}  {}  {}  {} bytes{}",
+                a.created_at.as_deref().unwrap_or("-"),
+                a.database.as_deref().unwrap_or("-"),
+                a.kind.as_deref().unwrap_or("-"),
+                a.location,
+                a.bytes,
+                match (&a.problem, a.verified) {
+                    (Some(p), _) => format!("  PROBLEM: {p}"),
+                    (None, Some(true)) => "  verified".into(),
+                    _ => String::new(),
+                }
+            );
+        }
+    }
+    if bad > 0 {
+        bail!(
+            "{bad} of {} files at {location} are not readable archives or failed their checks",
+            archives.len()
+        );
+    }
+    Ok(())
+}
+
 fn backup(
     data_dir: &Path,
     database: &str,
-    to: &Path,
+    to: &str,
+    stores: Option<&offline::Stores>,
     level: u32,
     buffer_size: &str,
 ) -> anyhow::Result<()> {
@@ -264,7 +405,7 @@ fn backup(
     options.set_level(i64::from(level))?;
     options.set_buffer_size(parse_size(buffer_size)?)?;
     let written = with_progress("backing up", Unit::Bytes, |progress| {
-        offline::backup(data_dir, database, to, &options, progress)
+        offline::backup(data_dir, database, to, stores, &options, progress)
     })?;
     println!("archive:   {}", written.path.display());
     println!("database:  {database}");
@@ -273,12 +414,12 @@ fn backup(
     Ok(())
 }
 
-fn verify(file: &Path) -> anyhow::Result<()> {
+fn verify(file: &str, stores: Option<&offline::Stores>) -> anyhow::Result<()> {
     let verified = with_progress("verifying", Unit::Bytes, |progress| {
-        offline::verify(file, progress)
+        offline::verify(file, stores, progress)
     })?;
     let manifest = &verified.manifest;
-    println!("archive:   {}", file.display());
+    println!("archive:   {file}");
     println!("database:  {}", manifest.database);
     println!("snapshot:  {}", manifest.created_at);
     println!(
@@ -302,14 +443,15 @@ fn data_dir_rule(create: bool) -> offline::DataDir {
 }
 
 fn restore(
-    file: &Path,
+    file: &str,
+    stores: Option<&offline::Stores>,
     data_dir: &Path,
     database: &str,
     replace: bool,
     create: offline::DataDir,
 ) -> anyhow::Result<()> {
     let verified = with_progress("restoring", Unit::Bytes, |progress| {
-        offline::restore(data_dir, file, database, replace, create, progress)
+        offline::restore(data_dir, file, stores, database, replace, create, progress)
     })?;
     println!(
         "restored database \"{database}\" ({} bytes, snapshot of \"{}\" at {})",

@@ -92,6 +92,7 @@ impl Server {
         for d in &config.destinations {
             tracing::info!(destination = %d.name, url = %d.url(), endpoint = d.endpoint.as_deref().unwrap_or("AWS"), "backup destination");
         }
+        backups.destinations().remove_stale_temporaries();
         let plugins = Plugins::new(&config, Arc::clone(&catalog), Arc::clone(&backups)).await;
         let events = Arc::downgrade(&plugins);
         backups.set_event_sink(Box::new(move |kind, database, detail| {

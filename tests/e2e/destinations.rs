@@ -353,6 +353,14 @@ async fn archives_are_listed_from_what_exists_and_the_latest_restores() {
         .await
         .unwrap();
     assert_eq!(count(&server, "sales").await, 2);
+    // Under another name (CockroachDB's option).
+    admin
+        .batch_execute(
+            "RESTORE DATABASE sales FROM LATEST IN 'offsite:auto' WITH (new_db_name = 'sales_copy')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&server, "sales_copy").await, 3);
     let err = admin
         .batch_execute(
             "RESTORE DATABASE sales FROM LATEST IN 'offsite:auto' AS OF SYSTEM TIME '2000-01-01 00:00:00+00' WITH (replace)",
@@ -363,5 +371,263 @@ async fn archives_are_listed_from_what_exists_and_the_latest_restores() {
     assert!(
         crate::harness::message(&err).contains("no backup archive of database \"sales\""),
         "{err}"
+    );
+}
+
+/// A TCP proxy in front of the S3 server that can die like it: once `cut_after` bytes went
+/// upstream, every connection is dropped and the port stops accepting until [`Self::revive`].
+struct FragileLink {
+    port: u16,
+    upstream: u16,
+    dead: tokio_util::sync::CancellationToken,
+}
+
+impl FragileLink {
+    async fn start(upstream: &str, cut_after: u64) -> FragileLink {
+        let upstream: u16 = upstream.rsplit(':').next().unwrap().parse().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let link = FragileLink {
+            port,
+            upstream,
+            dead: tokio_util::sync::CancellationToken::new(),
+        };
+        link.serve(listener, Some(cut_after));
+        link
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Accepts again on the same port, forwarding for good.
+    async fn revive(&mut self) {
+        self.dead = tokio_util::sync::CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        self.serve(listener, None);
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener, cut_after: Option<u64>) {
+        let dead = self.dead.clone();
+        let upstream = self.upstream;
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = dead.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((client, _)) = accepted else { return };
+                let (dead, sent) = (dead.clone(), std::sync::Arc::clone(&sent));
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = async {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buffer = vec![0u8; 64 << 10];
+                        loop {
+                            let n = client_read.read(&mut buffer).await?;
+                            if n == 0 {
+                                return std::io::Result::Ok(());
+                            }
+                            server_write.write_all(&buffer[..n]).await?;
+                            let total = sent
+                                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed)
+                                + n as u64;
+                            if cut_after.is_some_and(|limit| total >= limit) {
+                                dead.cancel();
+                            }
+                        }
+                    };
+                    let down = tokio::io::copy(&mut server_read, &mut client_write);
+                    tokio::select! {
+                        _ = dead.cancelled() => {}
+                        _ = up => {}
+                        _ = down => {}
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// The S3 server going away in the middle of an upload leaves nothing under the final key,
+/// fails the backup naming the destination, and the next backup succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_died_mid_upload_left_no_archive_and_the_next_backup_succeeds() {
+    let s3 = S3Server::start();
+    s3.client(&["mkbucket", "cairn-backups"]);
+    // About 24 MiB that does not compress: three parts of the upload.
+    let mut link = FragileLink::start(&s3.endpoint, 10 << 20).await;
+    let site = Site::new(&offsite_config(&link.endpoint(), "cairn-backups"));
+    let server = start_with_keys(&site);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t(b BLOB);
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 240)
+             INSERT INTO t SELECT randomblob(100000) FROM c",
+        )
+        .await
+        .unwrap();
+    let err = admin
+        .batch_execute("BACKUP DATABASE default TO 'offsite:big.zip'")
+        .await
+        .unwrap_err();
+    let message = crate::harness::message(&err);
+    assert!(
+        message.contains("\"offsite\"") && message.contains("could not be reached"),
+        "{message}"
+    );
+    server.assert_still_serving().await;
+
+    link.revive().await;
+    let (objects, _) = s3.objects("cairn-backups");
+    assert!(
+        !objects.iter().any(|(key, _)| key == "prod/big.zip"),
+        "{objects:?}"
+    );
+    admin
+        .batch_execute("BACKUP DATABASE default TO 'offsite:big.zip'")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = downloaded(&s3, "prod/big.zip", dir.path());
+    let (ok, out) = run(Command::new("unzip").arg("-t").arg(&archive));
+    assert!(ok && out.contains("No errors detected"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_to_a_destination_is_gzip_json_lines_and_imports() {
+    let s3 = S3Server::start();
+    s3.client(&["mkbucket", "cairn-backups"]);
+    let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));
+    let server = start_with_keys(&site);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, note TEXT);
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000)
+             INSERT INTO t SELECT x, 'row ' || x FROM c",
+        )
+        .await
+        .unwrap();
+    let row = admin
+        .query_one(
+            "EXPORT DATABASE default TO 'offsite:exports/d.json.gz'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>("path"), "offsite:exports/d.json.gz");
+    let (objects, uploads) = s3.objects("cairn-backups");
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    assert_eq!(uploads, 0);
+    assert_eq!(objects[0].1, row.get::<_, i64>("bytes") as u64);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = downloaded(&s3, "prod/exports/d.json.gz", dir.path());
+    let (ok, out) = run(Command::new("gzip").arg("-t").arg(&file));
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new("python3").args([
+        "-c",
+        "import gzip, json, sys; lines = gzip.open(sys.argv[1]).read().splitlines(); print(json.loads(lines[0])['database'], len(lines))",
+    ]).arg(&file));
+    assert!(ok && out.starts_with("default "), "{out}");
+
+    let kinds = texts(&admin, "SHOW ARCHIVES IN 'offsite:exports'", "kind").await;
+    assert_eq!(kinds, [Some("export".to_owned())]);
+    admin
+        .batch_execute("IMPORT DATABASE copy FROM 'offsite:exports/d.json.gz'")
+        .await
+        .unwrap();
+    assert_eq!(count(&server, "copy").await, 3000);
+}
+
+/// `cairn` with the destination's keys in its environment.
+fn cli(args: &[&str]) -> (bool, String) {
+    run(crate::harness::cairn()
+        .args(args)
+        .env("CAIRN_TEST_S3_ID", "testing")
+        .env("CAIRN_TEST_S3_SECRET", "testing"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_backs_up_lists_verifies_and_restores_through_a_destination() {
+    let s3 = S3Server::start();
+    s3.client(&["mkbucket", "cairn-backups"]);
+    let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));
+    let config = site.config_path();
+    let config = config.to_str().unwrap();
+    let data = site.data_dir();
+    let data = data.to_str().unwrap();
+    let server = start_with_keys(&site);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    // Against the live server's data directory, as `cairn backup` allows.
+    let (ok, out) = cli(&[
+        "backup",
+        "--data-dir",
+        data,
+        "--database",
+        "default",
+        "--to",
+        "offsite:cli/d.zip",
+        "--config",
+        config,
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&[
+        "archives",
+        "list",
+        "offsite:cli",
+        "--config",
+        config,
+        "--json",
+        "--verify",
+    ]);
+    assert!(ok, "{out}");
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(line["location"], "offsite:cli/d.zip", "{out}");
+    assert_eq!(line["database"], "default", "{out}");
+    assert_eq!(line["verified"], true, "{out}");
+    let (ok, out) = cli(&["verify", "offsite:cli/d.zip", "--config", config]);
+    assert!(ok && out.contains("integrity check passed"), "{out}");
+    drop(admin);
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+
+    let (ok, out) = cli(&[
+        "restore",
+        "--from-latest",
+        "offsite:cli",
+        "--source-database",
+        "default",
+        "--config",
+        config,
+        "--data-dir",
+        data,
+        "--database",
+        "copy",
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new("sqlite3")
+        .arg(site.data_dir().join("databases").join("copy.sqlite"))
+        .arg("SELECT count(*) FROM t"));
+    assert!(ok && out.trim() == "3", "{out}");
+    // A destination the config does not declare is refused by name.
+    let (ok, out) = cli(&["archives", "list", "nowhere:x", "--config", config]);
+    assert!(
+        !ok && out.contains("no backup destination \"nowhere\""),
+        "{out}"
     );
 }

@@ -303,12 +303,6 @@ impl Backups {
         let requested = match self.destinations.resolve(requested)? {
             Location::Local(path) => path,
             Location::Object { destination, key } => {
-                if kind == Kind::Export {
-                    return Err(BackupError::InvalidOption(format!(
-                        "EXPORT DATABASE cannot write to destination \"{}\" yet; export to a local file",
-                        destination.name()
-                    )));
-                }
                 // Checked before a job exists, as a local name is.
                 let taken = match destination.head(key) {
                     Ok(None) => None,
@@ -445,11 +439,16 @@ impl Backups {
                         export::writer::write(&source, &database, path, &options, &progress)
                             .map(Product::Export)
                     }
-                    (Kind::Export, Target::Object { destination, .. }) => {
-                        Err(BackupError::InvalidOption(format!(
-                            "EXPORT DATABASE cannot write to destination \"{}\" yet",
-                            destination.name()
-                        )))
+                    (Kind::Export, Target::Object { destination, key }) => {
+                        export::writer::write_to_object(
+                            &source,
+                            &database,
+                            destination,
+                            key,
+                            &options,
+                            &progress,
+                        )
+                        .map(Product::Export)
                     }
                 });
                 drop(source);
@@ -553,12 +552,22 @@ impl Backups {
         replace: bool,
         requested_by: &str,
     ) -> Result<Imported, BackupError> {
-        let source = self.rules.archive_source(requested)?;
+        let location = self.destinations.resolve(requested)?;
+        let source = match &location {
+            Location::Local(path) => self.rules.archive_source(path)?,
+            Location::Object { destination, key } => destination.display(key).into(),
+        };
         let named_in_file;
         let name = match name {
             Some(name) => name,
             None => {
-                named_in_file = export::reader::header(&source)?.database;
+                named_in_file = match &location {
+                    Location::Local(_) => export::reader::header(&source)?,
+                    Location::Object { destination, key } => {
+                        export::reader::header_from(destination.open(key)?, &source)?
+                    }
+                }
+                .database;
                 if !replace && self.catalog.exists(&named_in_file) {
                     return Err(BackupError::ImportTargetExists {
                         database: named_in_file,
@@ -576,8 +585,20 @@ impl Backups {
         let (progress, completion) = register(&mut running, name, id);
         drop(running);
         tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "import started");
-        let result = self.reporting_progress(id, &progress, || {
-            export::import_into(&self.catalog, &source, name, replace, &progress)
+        let result = self.reporting_progress(id, &progress, || match &location {
+            Location::Local(_) => {
+                export::import_into(&self.catalog, &source, name, replace, &progress)
+            }
+            Location::Object { destination, key } => {
+                let reader = destination.open(key)?;
+                let bytes = reader.size();
+                install_prepared(&self.catalog, name, replace, ".import", |path| {
+                    let imported =
+                        export::reader::load_from(reader, bytes, &source, path, &progress)?;
+                    progress.check()?;
+                    Ok(imported)
+                })
+            }
         });
         let product = result.as_ref().map(|i| Product::Import(i.clone()));
         self.finish(

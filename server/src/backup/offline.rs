@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use std::sync::Arc;
+
 use super::archive_reader::{ArchiveReader, Verified};
 use super::archive_writer::{self, Written};
+use super::destination::{Destinations, Location, ObjectDestination};
 use super::error::BackupError;
 use super::history::{History, Status};
 use super::jobs::restore_into;
@@ -22,15 +25,80 @@ use std::os::unix::fs::DirBuilderExt;
 /// How long the CLI waits for a lock held by a live server's writers.
 const BUSY: Duration = Duration::from_secs(5);
 
+/// The destinations of a server config (`--config`), so that the CLI reads and writes
+/// `NAME:key` as the server does, with a runtime for their clients.
+pub struct Stores {
+    pub rules: super::PathRules,
+    pub destinations: Destinations,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("destinations", &self.destinations.names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// Clients for the destinations `config` declares (secrets read now, as at start-up).
+    pub fn open(config: &crate::Config) -> Result<Stores, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the async runtime: {e}"))?;
+        let destinations = Destinations::connect(&config.destinations, runtime.handle())?;
+        Ok(Stores {
+            rules: config.backup.clone(),
+            destinations,
+            runtime,
+        })
+    }
+
+    /// The destination and key `requested` names, if it names one.
+    fn object<'a>(
+        stores: Option<&Stores>,
+        requested: &'a str,
+    ) -> Result<Option<(Arc<ObjectDestination>, &'a str)>, BackupError> {
+        let Some(stores) = stores else {
+            return Ok(None);
+        };
+        let _entered = stores.runtime.enter();
+        Ok(match stores.destinations.resolve(requested)? {
+            Location::Object { destination, key } => Some((destination, key)),
+            Location::Local(_) => None,
+        })
+    }
+}
+
 /// Takes the same consistent snapshot the server takes, from a live or stopped data
 /// directory (SQLite's own locking keeps the two processes apart), into the new file `to`.
 pub fn backup(
     data_dir: &Path,
     database: &str,
-    to: &Path,
+    to: &str,
+    stores: Option<&Stores>,
     options: &BackupOptions,
     progress: &Progress,
 ) -> Result<Written, BackupError> {
+    if let Some((destination, key)) = Stores::object(stores, to)? {
+        let source = open_source(data_dir, database)?;
+        // The snapshot goes beside the databases: the server cleans up what a crash leaves.
+        let scratch = data_dir.join("databases");
+        return archive_writer::write_to_object(
+            &source,
+            database,
+            &destination,
+            key,
+            &scratch,
+            options,
+            BUSY,
+            progress,
+        );
+    }
+    let to = Path::new(to);
     super::files::refuse_reserved(to)?;
     let source = open_source(data_dir, database)?;
     let to = absolute(to)?;
@@ -90,7 +158,29 @@ fn open_source(data_dir: &Path, database: &str) -> Result<Connection, BackupErro
 
 /// Checks everything a restore would check, extracting the database to a scratch file next
 /// to the archive (or in the system's temporary directory) that is removed afterwards.
-pub fn verify(archive: &Path, progress: &Progress) -> Result<Verified, BackupError> {
+pub fn verify(
+    archive: &str,
+    stores: Option<&Stores>,
+    progress: &Progress,
+) -> Result<Verified, BackupError> {
+    if let Some((destination, key)) = Stores::object(stores, archive)? {
+        let shown = PathBuf::from(archive);
+        let mut reader = ArchiveReader::from_reader(destination.open(key)?, &shown)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("cairn-verify-")
+            .tempdir()
+            .map_err(|source| BackupError::Io {
+                action: "creating a scratch directory for",
+                path: shown.clone(),
+                source,
+            })?;
+        return reader.extract_database(&scratch.path().join("database.sqlite"), progress);
+    }
+    verify_file(Path::new(archive), progress)
+}
+
+/// [`verify`] of a local file.
+pub fn verify_file(archive: &Path, progress: &Progress) -> Result<Verified, BackupError> {
     let mut reader = ArchiveReader::open(archive)?;
     let parent = archive.parent().unwrap_or(Path::new("."));
     let scratch = tempfile::Builder::new()
@@ -106,6 +196,54 @@ pub fn verify(archive: &Path, progress: &Progress) -> Result<Verified, BackupErr
     reader.extract_database(&database, progress)
 }
 
+/// `cairn archives list`: what exists at `location` (a `NAME:prefix` with `--config`, or a
+/// local directory), read from the files themselves.
+pub fn archives(
+    location: &str,
+    stores: Option<&Stores>,
+    verify: bool,
+) -> Result<Vec<super::archives::Archive>, BackupError> {
+    if Stores::object(stores, location)?.is_some()
+        && let Some(stores) = stores
+    {
+        return super::archives::list(&stores.rules, &stores.destinations, location, verify);
+    }
+    // A local directory, named by the operator: no path rules beyond the directory itself.
+    let dir = absolute(Path::new(location))?;
+    let rules = super::PathRules {
+        directory: dir,
+        allowed: Vec::new(),
+    };
+    super::archives::list(&rules, &Destinations::default(), "", verify)
+}
+
+/// The newest archive of `database` at `location` (`cairn restore --from-latest`).
+pub fn latest(
+    location: &str,
+    stores: Option<&Stores>,
+    database: &str,
+) -> Result<String, BackupError> {
+    let newest = match stores {
+        Some(stores) if Stores::object(Some(stores), location)?.is_some() => {
+            super::archives::latest(
+                &stores.rules,
+                &stores.destinations,
+                location,
+                database,
+                None,
+            )?
+        }
+        _ => {
+            let rules = super::PathRules {
+                directory: absolute(Path::new(location))?,
+                allowed: Vec::new(),
+            };
+            super::archives::latest(&rules, &Destinations::default(), "", database, None)?
+        }
+    };
+    Ok(newest.location)
+}
+
 /// What the CLI may do with the data directory it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataDir {
@@ -119,22 +257,35 @@ pub enum DataDir {
 /// backup history.
 pub fn restore(
     data_dir: &Path,
-    archive: &Path,
+    archive: &str,
+    stores: Option<&Stores>,
     database: &str,
     replace: bool,
     create: DataDir,
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
     validate_name(database)?;
-    let archive = absolute(archive)?;
+    let object = Stores::object(stores, archive)?;
+    let shown = match &object {
+        Some(_) => PathBuf::from(archive),
+        None => absolute(Path::new(archive))?,
+    };
     let (_lock, catalog, history) = open_stopped(data_dir, create)?;
     if !replace && catalog.exists(database) {
         return Err(BackupError::CliTargetExists {
             database: database.to_owned(),
         });
     }
-    let id = history.start(database, "restore", &archive, "cli")?;
-    let result = restore_into(&catalog, &archive, database, replace, progress);
+    let id = history.start(database, "restore", &shown, "cli")?;
+    let result = match &object {
+        None => restore_into(&catalog, &shown, database, replace, progress),
+        Some((destination, key)) => destination.open(key).and_then(|reader| {
+            let mut archive = ArchiveReader::from_reader(reader, &shown)?;
+            super::jobs::install_prepared(&catalog, database, replace, ".restore", |path| {
+                archive.extract_database(path, progress)
+            })
+        }),
+    };
     let _ = match &result {
         Ok(v) => history.finish(id, Status::Complete, Some(v.database_bytes), None),
         Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),

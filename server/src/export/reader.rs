@@ -31,9 +31,41 @@ pub fn verify(file: &Path, progress: &Progress) -> Result<Imported, BackupError>
     read(file, None, progress)
 }
 
+/// Reads and checks all of the export in `opened` (`bytes` long, named `file` in errors)
+/// without writing anything.
+pub fn verify_from(
+    opened: impl Read,
+    bytes: u64,
+    file: &Path,
+    progress: &Progress,
+) -> Result<Imported, BackupError> {
+    read_from(opened, bytes, file, None, progress)
+}
+
 /// Loads `file` into the new database file `into` (which must not exist), in one
 /// transaction; the caller installs it.
 pub fn load(file: &Path, into: &Path, progress: &Progress) -> Result<Imported, BackupError> {
+    load_with(into, |db| read(file, Some(db), progress))
+}
+
+/// As [`load`], from the export in `opened` (`bytes` long, named `file` in errors).
+pub fn load_from(
+    opened: impl Read,
+    bytes: u64,
+    file: &Path,
+    into: &Path,
+    progress: &Progress,
+) -> Result<Imported, BackupError> {
+    load_with(into, |db| {
+        read_from(opened, bytes, file, Some(db), progress)
+    })
+}
+
+/// Creates the database file `into` and runs `read` into it under the import's authorizer.
+fn load_with(
+    into: &Path,
+    read: impl FnOnce(&Connection) -> Result<Imported, BackupError>,
+) -> Result<Imported, BackupError> {
     crate::new_file::create_new(into).map_err(|source| BackupError::Io {
         action: "creating",
         path: into.to_owned(),
@@ -55,7 +87,7 @@ pub fn load(file: &Path, into: &Path, progress: &Progress) -> Result<Imported, B
             path: into.to_owned(),
             source,
         })?;
-    let imported = read(file, Some(&conn), progress)?;
+    let imported = read(&conn)?;
     conn.close().map_err(|(_, source)| BackupError::Sqlite {
         action: "closing",
         path: into.to_owned(),
@@ -126,6 +158,16 @@ fn read(
         source,
     })?;
     let bytes = opened.metadata().map(|m| m.len()).unwrap_or(0);
+    read_from(opened, bytes, file, db, progress)
+}
+
+fn read_from(
+    opened: impl Read,
+    bytes: u64,
+    file: &Path,
+    db: Option<&Connection>,
+    progress: &Progress,
+) -> Result<Imported, BackupError> {
     let mut lines = BufReader::with_capacity(
         1 << 20,
         flate2::bufread::GzDecoder::new(BufReader::with_capacity(1 << 16, opened)),

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::format::{self, Entry, FORMAT_NAME, FORMAT_VERSION, Header};
 use super::gzip;
 use crate::backup::deflate::DeflateOptions;
+use crate::backup::destination::ObjectDestination;
 use crate::backup::files::{PacedFile, TempFile};
 use crate::backup::progress::{Progress, RateLimit};
 use crate::backup::{BackupError, BackupOptions};
@@ -53,6 +54,75 @@ pub fn write(
         });
     }
     progress.check()?;
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let temp = TempFile::in_dir(dir, ".json.gz");
+    let io = |action| {
+        let path = temp.path().to_owned();
+        move |source| BackupError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let file = crate::new_file::create_new(temp.path()).map_err(io("creating"))?;
+    let mut out = PacedFile::new(file, options.buffer_size, SYNC_EVERY);
+    let header = write_into(source, database, &mut out, target, options, progress, 1)?;
+    let file = out.finish().map_err(io("syncing"))?;
+    let bytes = file.metadata().map_err(io("reading"))?.len();
+    drop(file);
+    progress.check()?;
+    temp.publish(target)?;
+    Ok(Exported {
+        path: target.to_owned(),
+        bytes,
+        header,
+    })
+}
+
+/// Exports the database open on `source` to `key` in an object-storage destination, which
+/// must not exist there: streamed to a temporary object, read back through every check an
+/// import makes, then published under `key` (see [`ObjectDestination`]).
+pub fn write_to_object(
+    source: &Connection,
+    database: &str,
+    destination: &ObjectDestination,
+    key: &str,
+    options: &BackupOptions,
+    progress: &Progress,
+) -> Result<Exported, BackupError> {
+    check_options(options)?;
+    progress.check()?;
+    let mut upload = destination.create(key)?;
+    let shown = PathBuf::from(upload.display());
+    // Written once, then read back once.
+    let header = write_into(source, database, &mut upload, &shown, options, progress, 2)?;
+    upload.finish()?;
+    let bytes = upload.written();
+    progress.check()?;
+    {
+        let reader = upload.reopen()?;
+        super::reader::verify_from(reader, bytes, &shown, progress)?;
+    }
+    progress.check()?;
+    upload.publish()?;
+    Ok(Exported {
+        path: shown,
+        bytes,
+        header,
+    })
+}
+
+/// Writes the whole export into `out` (`target` names it in errors); progress counts
+/// `passes` times the rows (a read-back counts too).
+fn write_into<W: std::io::Write + Send>(
+    source: &Connection,
+    database: &str,
+    out: &mut W,
+    target: &Path,
+    options: &BackupOptions,
+    progress: &Progress,
+    passes: u64,
+) -> Result<Header, BackupError> {
     let sqlite = |action| {
         move |source| BackupError::Sqlite {
             action,
@@ -68,20 +138,14 @@ pub fn write(
     let created_at = chrono::Utc::now();
     let (header, tables, others) =
         plan(&transaction, database, created_at).map_err(sqlite("reading the schema for"))?;
-    progress.set_total(header.rows);
-
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let temp = TempFile::in_dir(dir, ".json.gz");
+    progress.set_total(header.rows * passes);
     let io = |action| {
-        let path = temp.path().to_owned();
         move |source| BackupError::Io {
             action,
-            path,
+            path: target.to_owned(),
             source,
         }
     };
-    let file = crate::new_file::create_new(temp.path()).map_err(io("creating"))?;
-    let mut out = PacedFile::new(file, options.buffer_size, SYNC_EVERY);
     let deflate = DeflateOptions {
         level: options.compression_level,
         chunk_size: options.buffer_size,
@@ -92,7 +156,7 @@ pub fn write(
     let (produced, compressed) = std::thread::scope(|scope| {
         let compressor = scope.spawn(|| -> std::io::Result<u64> {
             let mtime = u32::try_from(created_at.timestamp()).unwrap_or(0);
-            gzip::write(&mut out, PipeReader::new(pipe), deflate, mtime)
+            gzip::write(out, PipeReader::new(pipe), deflate, mtime)
         });
         let mut lines = Lines {
             chunks,
@@ -122,16 +186,7 @@ pub fn write(
         (Err(e), _) => return Err(e),
         (Ok(()), Ok(_)) => {}
     }
-    let file = out.finish().map_err(io("syncing"))?;
-    let bytes = file.metadata().map_err(io("reading"))?.len();
-    drop(file);
-    progress.check()?;
-    temp.publish(target)?;
-    Ok(Exported {
-        path: target.to_owned(),
-        bytes,
-        header,
-    })
+    Ok(header)
 }
 
 /// Refuses options an export cannot honour (jobs check before they start).

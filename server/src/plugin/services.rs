@@ -266,7 +266,7 @@ impl HostServices for PluginServices {
                     message: Some("VERIFY".into()),
                 });
             }
-            let verified = crate::backup::offline::verify(&source, &Progress::default())
+            let verified = crate::backup::offline::verify_file(&source, &Progress::default())
                 .map_err(plugin_backup_error)?;
             let m = verified.manifest;
             Ok(Reply {

@@ -318,22 +318,20 @@ impl Session {
                             .location
                     }
                 };
+                let target = restore.new_name.as_deref().unwrap_or(&restore.database);
                 let verified = self
                     .backups
-                    .restore(&restore.database, &path, restore.replace, &self.user)
+                    .restore(target, &path, restore.replace, &self.user)
                     .map_err(backup_error)?;
                 let row = vec![
-                    Value::Text(restore.database.clone()),
+                    Value::Text(target.to_owned()),
                     Value::Text(path),
                     Value::Integer(verified.database_bytes as i64),
                     Value::Text(verified.manifest.created_at),
                 ];
                 if !restore.replace {
-                    self.plugins.emit(
-                        cairn_plugin_api::EventKind::DatabaseCreated,
-                        &restore.database,
-                        "",
-                    );
+                    self.plugins
+                        .emit(cairn_plugin_api::EventKind::DatabaseCreated, target, "");
                 }
                 Ok(Executed::rows("RESTORE", columns, vec![row]))
             }

@@ -77,9 +77,12 @@ pub struct Backup {
 /// `RESTORE DATABASE name FROM 'file' [WITH (replace)]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Restore {
+    /// The database restored (for LATEST, also the one whose archive is looked for).
     pub database: String,
     pub from: RestoreFrom,
     pub replace: bool,
+    /// LATEST's `new_db_name`: the name to restore under instead.
+    pub new_name: Option<String>,
 }
 
 /// What a RESTORE reads.
@@ -87,8 +90,9 @@ pub struct Restore {
 pub enum RestoreFrom {
     /// `FROM 'file.zip'` (or `'NAME:key'`).
     File(String),
-    /// `FROM LATEST IN 'location' [AS OF SYSTEM TIME 'instant']`: the newest archive of the
-    /// database there (created at or before the instant).
+    /// `FROM LATEST IN 'location' [AS OF SYSTEM TIME 'instant'] [WITH (new_db_name = 'x')]`:
+    /// the newest archive of the database there (created at or before the instant); with
+    /// `new_db_name` it is restored under that name (CockroachDB's option).
     Latest {
         location: String,
         as_of: Option<String>,
@@ -297,7 +301,7 @@ const EXPORT: FileStatement = FileStatement {
     syntax: "EXPORT DATABASE [name] TO 'file.json.gz' [WITH (compression_level = 1..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]",
     console: "EXPORT DATABASE file.json.gz [-compressionLevel=N] [-bufferSize=N] (OrientDB's -includeClass and similar filters are not supported: an export is the whole database)",
 };
-const RESTORE_SYNTAX: &str = "RESTORE DATABASE name FROM 'file.zip' [WITH (replace)], or RESTORE DATABASE name FROM LATEST IN 'offsite:prefix' [AS OF SYSTEM TIME '2026-12-01 10:00:00+00'] [WITH (replace)]";
+const RESTORE_SYNTAX: &str = "RESTORE DATABASE name FROM 'file.zip' [WITH (replace)], or RESTORE DATABASE name FROM LATEST IN 'offsite:prefix' [AS OF SYSTEM TIME '2026-12-01 10:00:00+00'] [WITH (replace, new_db_name = 'other')]";
 const SHOW_ARCHIVES_SYNTAX: &str =
     "SHOW ARCHIVES [IN 'offsite:prefix' or IN 'directory'] [WITH (verify)]";
 const IMPORT_SYNTAX: &str = "IMPORT DATABASE name FROM 'file.json.gz' [WITH (replace)], or IMPORT DATABASE file.json.gz (into the database the file names)";
@@ -469,6 +473,18 @@ fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
     };
     let mut options = with_options(rest, syntax)?;
     let replace = take_flag(&mut options, "replace")?;
+    let new_name = match options.iter().position(|(name, _)| name == "new_db_name") {
+        None => None,
+        Some(at) => match (options.remove(at).1, &from) {
+            (Literal::Text(name), RestoreFrom::Latest { .. }) => Some(name),
+            (Literal::Text(_), RestoreFrom::File(_)) => {
+                return Err(format!(
+                    "new_db_name goes with FROM LATEST; with a file, the name after RESTORE DATABASE is the new one; syntax: {syntax}"
+                ));
+            }
+            (other, _) => return Err(format!("new_db_name is a quoted name, got {other}")),
+        },
+    };
     if let Some((name, _)) = options.first() {
         return Err(format!("unknown option {name}; syntax: {syntax}"));
     }
@@ -476,6 +492,7 @@ fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
         database,
         from,
         replace,
+        new_name,
     })
 }
 
@@ -887,6 +904,7 @@ mod tests {
                 database: "copy".into(),
                 from: RestoreFrom::File("a.zip".into()),
                 replace: true,
+                new_name: None,
             })))
         );
         assert_eq!(
@@ -900,6 +918,7 @@ mod tests {
                     as_of: Some("2026-12-01 10:00:00+00".into()),
                 },
                 replace: false,
+                new_name: None,
             })))
         );
         assert_eq!(

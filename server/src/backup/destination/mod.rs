@@ -13,6 +13,9 @@ use tokio::runtime::Handle;
 
 use super::error::BackupError;
 
+/// A temporary object older than this is left from an interrupted upload, not a running one.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The name of the local backup directory as a destination.
 pub const LOCAL: &str = "local";
 
@@ -64,6 +67,25 @@ impl Destinations {
             by_name.insert(s.name.clone(), Arc::new(destination));
         }
         Ok(Destinations { by_name })
+    }
+
+    /// In the background, removes what crashed uploads left in every destination (see
+    /// [`ObjectDestination::remove_stale_temporaries`]): a store that is down must not delay
+    /// start-up.
+    pub fn remove_stale_temporaries(&self) {
+        for destination in self.by_name.values() {
+            let destination = Arc::clone(destination);
+            let spawned = std::thread::Builder::new()
+                .name("destination-cleanup".into())
+                .spawn(move || match destination.remove_stale_temporaries(STALE_AFTER) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(destination = %destination.name(), removed = n, "removed temporary objects left by interrupted uploads"),
+                    Err(e) => tracing::warn!(error = %e, "could not look for temporary objects left by interrupted uploads"),
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "no thread to clean up a destination");
+            }
+        }
     }
 
     /// Every name a request may use, `local` first.

@@ -332,6 +332,33 @@ impl ObjectDestination {
     }
 }
 
+impl ObjectDestination {
+    /// Deletes Cairn's temporary objects under the destination that are older than `age`:
+    /// uploads that completed but were never published because the server died between the
+    /// two. Younger ones may belong to a backup running now (on another server, say).
+    pub fn remove_stale_temporaries(&self, age: Duration) -> Result<usize, BackupError> {
+        let root = (!self.settings.prefix.is_empty())
+            .then(|| ObjectPath::from(self.settings.prefix.as_str()));
+        let listed: Vec<_> =
+            self.wait(async { self.store.list(root.as_ref()).collect::<Vec<_>>().await });
+        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(age).unwrap_or_default();
+        let mut removed = 0;
+        for item in listed {
+            let meta = item.map_err(|e| self.error("listing", "", e))?;
+            let stale = meta
+                .location
+                .filename()
+                .is_some_and(|name| name.starts_with(TEMP_PREFIX))
+                && meta.last_modified < cutoff;
+            if stale {
+                self.delete_at(&meta.location, meta.location.as_ref())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Refuses keys that are not plain relative names, or that look like Cairn's temporaries.
 fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
@@ -371,8 +398,12 @@ fn explain(e: &object_store::Error) -> String {
         || lower.contains("403")
     {
         "the store refused the credentials: check the destination's access key variables and the key's permissions on the bucket"
-    } else if lower.contains("connect") || lower.contains("dns") || lower.contains("timed out") {
-        "the store could not be reached: check `endpoint` and that the server is up"
+    } else if lower.contains("connect")
+        || lower.contains("error sending request")
+        || lower.contains("dns")
+        || lower.contains("timed out")
+    {
+        "the store could not be reached, or the connection broke: check `endpoint`, the network and that the server is up; the next attempt starts over"
     } else {
         "check the destination's settings and the store's logs"
     };
@@ -406,6 +437,11 @@ impl Upload<'_> {
     /// How SQL names the final object.
     pub fn display(&self) -> String {
         self.destination.display(&self.key)
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.position
     }
 
     /// Completes the upload (still under its temporary key).
