@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 2u
+#define CAIRN_ABI_MINOR 3u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -204,6 +204,12 @@ struct CairnHost {
                                      const CairnOutput *output);
     CairnStatus (*raise_alert)(const CairnHost *host, CairnStr database, CairnStr message,
                                const CairnOutput *output);
+    /* Since 1.3. `location` is a directory by the backup path rules or `NAME:prefix` in a
+     * destination; one row per archive or export there: location, database, kind,
+     * created_at, bytes, problem (NULL when readable). */
+    CairnFuture (*list_archives)(const CairnHost *host, CairnStr location);
+    /* Since 1.3. Deletes the `.zip` or `.json.gz` at `location`; one row: deleted (1 or 0). */
+    CairnFuture (*delete_archive)(const CairnHost *host, CairnStr location);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -254,7 +260,7 @@ _Static_assert(sizeof(CairnFuture) == 24, "CairnFuture layout");
 _Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
 _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
-_Static_assert(sizeof(CairnHost) == 128, "CairnHost layout");
+_Static_assert(sizeof(CairnHost) == 144, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
 _Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 2;
+pub const CAIRN_ABI_MINOR: u32 = 3;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -396,6 +396,19 @@ pub struct CairnHost {
             output: *const CairnOutput,
         ) -> CairnStatus,
     >,
+    /// Since 1.3. Lists every archive and export at `location`: a directory by the backup
+    /// path rules (empty: the backup directory), or `NAME:prefix` in a destination of the
+    /// server config, read from the files' own manifests (as `SHOW ARCHIVES`). The future
+    /// writes one row per file, oldest first: `location` (what the other host functions
+    /// take), `database`, `kind` (`full` or `export`), `created_at`, `bytes`, `problem`
+    /// (NULL when the file reads as an archive or export).
+    pub list_archives:
+        Option<unsafe extern "C" fn(host: *const CairnHost, location: CairnStr) -> CairnFuture>,
+    /// Since 1.3. Deletes the archive or export at `location` (same rules as
+    /// `list_archives`; only files named `.zip` or `.json.gz`). The future writes one row,
+    /// `deleted`: 1, or 0 when there was nothing there.
+    pub delete_archive:
+        Option<unsafe extern "C" fn(host: *const CairnHost, location: CairnStr) -> CairnFuture>,
 }
 
 /// The functions of a plugin. Only `create` is required.

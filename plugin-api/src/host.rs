@@ -118,6 +118,23 @@ impl Host {
         HostCall(self.raw.verify_archive(path))
     }
 
+    /// Every archive and export at `location` (since ABI 1.3): a directory by the backup path
+    /// rules (`""` for the backup directory), or `NAME:prefix` in a destination of the server
+    /// config (`"offsite:auto"`), read from the files' own manifests, oldest first. Rows:
+    /// `location` (what [`Host::backup`], [`Host::verify_archive`] and
+    /// [`Host::delete_archive`] take), `database`, `kind` (`full` or `export`), `created_at`,
+    /// `bytes`, `problem` (NULL when the file reads as an archive or export).
+    pub fn list_archives(&self, location: &str) -> HostCall {
+        HostCall(self.raw.list_archives(location))
+    }
+
+    /// Deletes the archive or export at `location` (since ABI 1.3; same rules as
+    /// [`Host::list_archives`], and only `.zip` and `.json.gz` files). One row, `deleted`:
+    /// 1, or 0 when there was nothing there.
+    pub fn delete_archive(&self, location: &str) -> HostCall {
+        HostCall(self.raw.delete_archive(location))
+    }
+
     /// The newest `limit` rows of the backup history (since ABI 1.1), of `database` or of
     /// every database: `id`, `database`, `kind` (`backup`, `restore`, `export`, `import`), `status` (`running`,
     /// `complete`, `failed`, `aborted`), `path`, `bytes`, `backup_error`.

@@ -102,7 +102,9 @@ fn rust_layouts() -> Vec<Layout> {
             list_backups,
             state_directory,
             archive_directory,
-            raise_alert
+            raise_alert,
+            list_archives,
+            delete_archive
         }),
         layout!(CairnPluginVTable {
             size,
@@ -208,7 +210,7 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 128);
+    assert_eq!(size_of::<CairnHost>(), 144);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
     assert_eq!(

@@ -8,7 +8,11 @@
 //! - export and import throughput next to `sqlite3 .dump | gzip -6` and its restore
 //!   (`zcat | sqlite3`), and the peak memory of each at two database sizes.
 //!
-//! `CAIRN_BENCH_ONLY=stall` or `=export` runs only that section.
+//! - backup and restore throughput to and from a local S3-compatible server (`moto_server`,
+//!   when installed) next to the local directory and next to `aws s3 cp` / `rclone copy` of
+//!   the same archive (where installed), with peak memory during the upload.
+//!
+//! `CAIRN_BENCH_ONLY=stall`, `=export` or `=destination` runs only that section.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -333,6 +337,9 @@ fn main() {
     if only.is_empty() || only == "export" {
         exports(&data_dir, &db, &scratch, root.path(), size, megabytes);
     }
+    if only.is_empty() || only == "destination" {
+        destinations(&data_dir, &scratch, root.path(), size);
+    }
     std::io::stdout().flush().unwrap();
 }
 
@@ -546,4 +553,185 @@ fn stalls(data_dir: &Path, db: &Path, scratch: &Path) {
         with_writer(db, || locked_backup(db, &locked)),
     );
     std::io::stdout().flush().unwrap();
+}
+
+fn available(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Backup and restore through an S3-compatible server on this machine, next to the local
+/// directory and to other tools uploading the same archive.
+fn destinations(data_dir: &Path, scratch: &Path, root: &Path, size: u64) {
+    println!("## Destinations (S3-compatible server on this machine)\n");
+    if !available("moto_server") {
+        println!("moto_server is not installed (pip install 'moto[server]' boto3); skipped\n");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut moto = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/s3.py");
+    run(Command::new("python3").args([script, &endpoint, "mkbucket", "bench"]));
+    // Keys from files: the benchmark's environment stays as it is.
+    let keys = root.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("id"), "testing").unwrap();
+    std::fs::write(keys.join("secret"), "testing").unwrap();
+    let config_path = root.join("cairn.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n[backup]\ndirectory = \"scratch\"\n[backup.destinations.bench]\nurl = \"s3://bench/cairn\"\nendpoint = \"{endpoint}\"\naccess_key_id_file = \"keys/id\"\nsecret_access_key_file = \"keys/secret\"\n"
+        ),
+    )
+    .unwrap();
+    let config = cairn_server::Config::load(&config_path).unwrap();
+    let stores = offline::Stores::open(&config).unwrap();
+    let mut options = BackupOptions::default();
+    options.set_level(6).unwrap();
+
+    let local = scratch.join("dest-local.zip");
+    let _ = std::fs::remove_file(&local);
+    let started = Instant::now();
+    offline::backup(
+        data_dir,
+        "bench",
+        local.to_str().unwrap(),
+        None,
+        &options,
+        &Progress::default(),
+    )
+    .unwrap();
+    let local_took = started.elapsed();
+    let archive_bytes = file_size(&local);
+
+    reset_peak_memory();
+    let started = Instant::now();
+    offline::backup(
+        data_dir,
+        "bench",
+        "bench:bench.zip",
+        Some(&stores),
+        &options,
+        &Progress::default(),
+    )
+    .unwrap();
+    let s3_took = started.elapsed();
+    let s3_peak = peak_memory_mib();
+
+    let restore_root = root.join("dest-restore");
+    let started = Instant::now();
+    offline::restore(
+        &restore_root,
+        local.to_str().unwrap(),
+        None,
+        "from_local",
+        false,
+        offline::DataDir::CreateIfMissing,
+        &Progress::default(),
+    )
+    .unwrap();
+    let local_restore = started.elapsed();
+    reset_peak_memory();
+    let started = Instant::now();
+    offline::restore(
+        &restore_root,
+        "bench:bench.zip",
+        Some(&stores),
+        "from_s3",
+        false,
+        offline::DataDir::CreateIfMissing,
+        &Progress::default(),
+    )
+    .unwrap();
+    let s3_restore = started.elapsed();
+    let restore_peak = peak_memory_mib();
+
+    println!("| what | seconds | MB of database per second |\n|---|---|---|");
+    let row = |what: &str, took: Duration| {
+        println!(
+            "| {what} | {:.2} | {:.1} |",
+            took.as_secs_f64(),
+            mb_per_s(size, took)
+        );
+    };
+    row("Cairn backup, level 6, to the local directory", local_took);
+    row(
+        "Cairn backup, level 6, to S3 (upload, read back, publish)",
+        s3_took,
+    );
+    row("Cairn restore from the local directory", local_restore);
+    row("Cairn restore from S3", s3_restore);
+    let upload_env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ];
+    println!(
+        "\nUploading the same {:.0} MB archive with other tools:\n",
+        archive_bytes as f64 / 1e6
+    );
+    println!("| tool | seconds | MB of archive per second |\n|---|---|---|");
+    println!(
+        "| Cairn (its upload inside the backup above, with compression) | {:.2} | {:.1} |",
+        s3_took.as_secs_f64(),
+        mb_per_s(archive_bytes, s3_took)
+    );
+    if available("aws") {
+        let started = Instant::now();
+        run(Command::new("aws")
+            .envs(upload_env)
+            .args(["s3", "cp", "--quiet", "--endpoint-url", &endpoint])
+            .arg(&local)
+            .arg("s3://bench/aws-cp.zip"));
+        let took = started.elapsed();
+        println!(
+            "| aws s3 cp | {:.2} | {:.1} |",
+            took.as_secs_f64(),
+            mb_per_s(archive_bytes, took)
+        );
+    } else {
+        println!("| aws s3 cp | not installed | |");
+    }
+    if available("rclone") {
+        let started = Instant::now();
+        run(Command::new("rclone")
+            .env("RCLONE_CONFIG_B_TYPE", "s3")
+            .env("RCLONE_CONFIG_B_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_B_ENDPOINT", &endpoint)
+            .env("RCLONE_CONFIG_B_ACCESS_KEY_ID", "testing")
+            .env("RCLONE_CONFIG_B_SECRET_ACCESS_KEY", "testing")
+            .arg("copyto")
+            .arg(&local)
+            .arg("b:bench/rclone.zip"));
+        let took = started.elapsed();
+        println!(
+            "| rclone copyto | {:.2} | {:.1} |",
+            took.as_secs_f64(),
+            mb_per_s(archive_bytes, took)
+        );
+    } else {
+        println!("| rclone | not installed | |");
+    }
+    println!(
+        "\npeak resident memory of the whole benchmark process: {s3_peak:.1} MiB during the backup to S3, {restore_peak:.1} MiB during the restore from it\n"
+    );
+    let _ = moto.kill();
+    let _ = moto.wait();
 }

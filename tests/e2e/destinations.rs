@@ -631,3 +631,70 @@ async fn the_command_line_backs_up_lists_verifies_and_restores_through_a_destina
         "{out}"
     );
 }
+
+/// Plugins reach destinations through the host table (ABI 1.3): list what is there, verify
+/// an object, delete one archive, and nothing that is not an archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_list_verify_and_delete_archives_in_a_destination() {
+    let s3 = S3Server::start();
+    s3.client(&["mkbucket", "cairn-backups"]);
+    let config = format!(
+        "{}[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
+        offsite_config(&s3.endpoint, "cairn-backups")
+    );
+    let site = Site::new(&config);
+    let plugins = site.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        crate::plugins::cdylib("panicky_plugin"),
+        plugins.join("libpanicky_plugin.so"),
+    )
+    .unwrap();
+    let server = start_with_keys(&site);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "BACKUP DATABASE default TO 'offsite:p/a.zip'; BACKUP DATABASE default TO 'local.zip'",
+        )
+        .await
+        .unwrap();
+    let listed = texts(&admin, "CALL panicky.archives('offsite:p')", "location").await;
+    assert_eq!(listed, [Some("offsite:p/a.zip".to_owned())]);
+    let verified = texts(&admin, "CALL panicky.verify('offsite:p/a.zip')", "database").await;
+    assert_eq!(verified, [Some("default".to_owned())]);
+
+    let err = admin
+        .batch_execute("CALL panicky.delete('offsite:p/notes.txt')")
+        .await
+        .unwrap_err();
+    assert!(
+        crate::harness::message(&err).contains("only those are deleted"),
+        "{err}"
+    );
+    let deleted: i64 = admin
+        .query_one("CALL panicky.delete('offsite:p/a.zip')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deleted, 1);
+    assert!(
+        texts(&admin, "CALL panicky.archives('offsite:p')", "location")
+            .await
+            .is_empty()
+    );
+    assert!(s3.objects("cairn-backups").0.is_empty());
+    let again: i64 = admin
+        .query_one("CALL panicky.delete('offsite:p/a.zip')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(again, 0);
+    // The local directory, by the same functions.
+    let deleted: i64 = admin
+        .query_one("CALL panicky.delete('local.zip')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deleted, 1);
+    assert!(!site.dir.path().join("backups/local.zip").exists());
+}

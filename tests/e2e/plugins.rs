@@ -277,11 +277,11 @@ start = "panic"
         ),
         (
             "abi_v2",
-            "the server speaks ABI 1.2, the library was built for ABI 2.x",
+            "the server speaks ABI 1.3, the library was built for ABI 2.x",
         ),
         (
             "future_plugin",
-            "needs a server with ABI 1.7 or newer, this server speaks ABI 1.2",
+            "needs a server with ABI 1.7 or newer, this server speaks ABI 1.3",
         ),
         ("failing_start", "failed to start: disk on fire"),
         (
@@ -510,7 +510,7 @@ fn inspect_prints_the_descriptor_without_loading() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("name:        hello"), "{stdout}");
-    assert!(stdout.contains("ABI:         1.2"), "{stdout}");
+    assert!(stdout.contains("ABI:         1.3"), "{stdout}");
     assert!(stdout.contains("compatible:  yes"), "{stdout}");
 
     let dir = tempfile::tempdir().unwrap();

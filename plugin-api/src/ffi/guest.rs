@@ -416,6 +416,30 @@ impl HostRef {
         Ok(unsafe { ImportedFuture::new(raw) })
     }
 
+    pub(crate) fn list_archives(&self, location: &str) -> Result<ImportedFuture, PluginError> {
+        let list = self.function(
+            offset_of!(CairnHost, list_archives),
+            |t| t.list_archives,
+            "list_archives",
+        )?;
+        // SAFETY: as in `log`; the host copies the location before returning.
+        let raw = unsafe { list(self.0, CairnStr::new(location)) };
+        // SAFETY: a fresh future returned by the host.
+        Ok(unsafe { ImportedFuture::new(raw) })
+    }
+
+    pub(crate) fn delete_archive(&self, location: &str) -> Result<ImportedFuture, PluginError> {
+        let delete = self.function(
+            offset_of!(CairnHost, delete_archive),
+            |t| t.delete_archive,
+            "delete_archive",
+        )?;
+        // SAFETY: as in `log`; the host copies the location before returning.
+        let raw = unsafe { delete(self.0, CairnStr::new(location)) };
+        // SAFETY: a fresh future returned by the host.
+        Ok(unsafe { ImportedFuture::new(raw) })
+    }
+
     pub(crate) fn state_directory(&self) -> Outcome {
         let directory = self.function(
             offset_of!(CairnHost, state_directory),

@@ -743,6 +743,10 @@ pub trait HostServices: Send + Sync {
     fn archive_directory(&self, path: String) -> Result<PathBuf, PluginError>;
     /// Logs an alert and delivers it to subscribed plugins (ABI 1.2).
     fn raise_alert(&self, database: Option<String>, message: String) -> Result<(), PluginError>;
+    /// Every archive and export at `location` (ABI 1.3).
+    fn list_archives(&self, location: String) -> BoxOutcome;
+    /// Deletes the archive or export at `location` (ABI 1.3).
+    fn delete_archive(&self, location: String) -> BoxOutcome;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -779,6 +783,8 @@ impl HostTable {
             state_directory: Some(host_state_directory),
             archive_directory: Some(host_archive_directory),
             raise_alert: Some(host_raise_alert),
+            list_archives: Some(host_list_archives),
+            delete_archive: Some(host_delete_archive),
         });
         HostTable(Box::leak(table))
     }
@@ -886,6 +892,31 @@ unsafe extern "C" fn host_verify_archive(host: *const CairnHost, path: CairnStr)
         // SAFETY: the string is borrowed for the call; we copy it.
         let path = unsafe { super::text(path, "the archive path") }?;
         Ok(services.verify_archive(path))
+    });
+    start(started)
+}
+
+unsafe extern "C" fn host_list_archives(host: *const CairnHost, location: CairnStr) -> CairnFuture {
+    let started = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the string is borrowed for the call; we copy it.
+        let location = unsafe { super::text(location, "the location") }?;
+        Ok(services.list_archives(location))
+    });
+    start(started)
+}
+
+unsafe extern "C" fn host_delete_archive(
+    host: *const CairnHost,
+    location: CairnStr,
+) -> CairnFuture {
+    let started = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the string is borrowed for the call; we copy it.
+        let location = unsafe { super::text(location, "the location") }?;
+        Ok(services.delete_archive(location))
     });
     start(started)
 }

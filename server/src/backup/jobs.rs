@@ -237,6 +237,95 @@ impl Backups {
         archives::list(&self.rules, &self.destinations, requested, verify)
     }
 
+    /// Verifies the archive or export `requested` (a file by the path rules, or `NAME:key`)
+    /// as `cairn verify` does: every entry or line, and for an archive SQLite's integrity
+    /// check of the database, extracted into a scratch file that is removed afterwards.
+    pub fn verify(&self, requested: &str) -> Result<Checked, BackupError> {
+        let progress = Progress::default();
+        match self.destinations.resolve(requested)? {
+            Location::Local(path) => {
+                let source = self.rules.archive_source(path)?;
+                if export::looks_like_export(&source) {
+                    return export::reader::verify(&source, &progress).map(Checked::Export);
+                }
+                super::offline::verify_file(&source, &progress).map(Checked::Archive)
+            }
+            Location::Object { destination, key } => {
+                let shown = PathBuf::from(destination.display(key));
+                let reader = destination.open(key)?;
+                if key.ends_with(".json.gz") {
+                    let bytes = reader.size();
+                    return export::reader::verify_from(reader, bytes, &shown, &progress)
+                        .map(Checked::Export);
+                }
+                let mut archive = ArchiveReader::from_reader(reader, &shown)?;
+                let scratch = tempfile::Builder::new()
+                    .prefix(files::TEMP_PREFIX)
+                    .tempdir_in(&self.rules.directory)
+                    .map_err(|source| BackupError::Io {
+                        action: "creating a scratch directory in",
+                        path: self.rules.directory.clone(),
+                        source,
+                    })?;
+                archive
+                    .extract_database(&scratch.path().join("database.sqlite"), &progress)
+                    .map(Checked::Archive)
+            }
+        }
+    }
+
+    /// Deletes the archive or export `requested` (a file by the path rules, or `NAME:key`;
+    /// only `.zip` and `.json.gz` names); `false` when there was nothing there.
+    pub fn delete_archive(&self, requested: &str, requested_by: &str) -> Result<bool, BackupError> {
+        let refused = || {
+            BackupError::PathRefused(format!(
+                "'{requested}' is not an archive (.zip) or an export (.json.gz); only those are deleted"
+            ))
+        };
+        let named_like_one = |name: &str| name.ends_with(".zip") || name.ends_with(".json.gz");
+        let deleted = match self.destinations.resolve(requested)? {
+            Location::Local(path) => {
+                if !named_like_one(path) {
+                    return Err(refused());
+                }
+                let file = match self.rules.archive_source(path) {
+                    Ok(file) => file,
+                    Err(BackupError::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                };
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                    Err(source) => {
+                        return Err(BackupError::Io {
+                            action: "deleting",
+                            path: file,
+                            source,
+                        });
+                    }
+                }
+                files::sync_dir(file.parent().unwrap_or(Path::new(".")))?;
+                true
+            }
+            Location::Object { destination, key } => {
+                if !named_like_one(key) {
+                    return Err(refused());
+                }
+                if destination.head(key)?.is_none() {
+                    return Ok(false);
+                }
+                destination.delete(key)?;
+                true
+            }
+        };
+        tracing::info!(location = requested, by = requested_by, "archive deleted");
+        Ok(deleted)
+    }
+
     /// The newest archive of `database` where `requested` points (see [`archives::latest`]).
     pub fn latest(
         &self,
@@ -713,6 +802,13 @@ impl Backups {
         }
         result
     }
+}
+
+/// What a verification read.
+#[derive(Debug, Clone)]
+pub enum Checked {
+    Archive(Verified),
+    Export(Imported),
 }
 
 /// Enters job `id` of `database` in the job table; returns what its work and its watchers

@@ -57,20 +57,33 @@ impl Stores {
         })
     }
 
-    /// The destination and key `requested` names, if it names one.
-    fn object<'a>(
-        stores: Option<&Stores>,
-        requested: &'a str,
-    ) -> Result<Option<(Arc<ObjectDestination>, &'a str)>, BackupError> {
+    /// What `requested` names, as the server reads it: `NAME:key` in a destination (which
+    /// needs `--config`), or a local path (`local:` and `./` prefixes allowed).
+    fn locate<'a>(stores: Option<&Stores>, requested: &'a str) -> Result<Named<'a>, BackupError> {
         let Some(stores) = stores else {
-            return Ok(None);
+            return match Destinations::default().resolve(requested) {
+                Ok(Location::Local(path)) => Ok(Named::Local(path)),
+                Err(BackupError::UnknownDestination { name, .. }) => {
+                    Err(BackupError::PathRefused(format!(
+                        "'{requested}' names the backup destination \"{name}\": give --config with the server config that declares it (a local file with a colon in its name: ./{requested})"
+                    )))
+                }
+                Ok(Location::Object { destination, key }) => Ok(Named::Object(destination, key)),
+                Err(e) => Err(e),
+            };
         };
         let _entered = stores.runtime.enter();
         Ok(match stores.destinations.resolve(requested)? {
-            Location::Object { destination, key } => Some((destination, key)),
-            Location::Local(_) => None,
+            Location::Object { destination, key } => Named::Object(destination, key),
+            Location::Local(path) => Named::Local(path),
         })
     }
+}
+
+/// A place the CLI was given.
+enum Named<'a> {
+    Local(&'a str),
+    Object(Arc<ObjectDestination>, &'a str),
 }
 
 /// Takes the same consistent snapshot the server takes, from a live or stopped data
@@ -83,21 +96,24 @@ pub fn backup(
     options: &BackupOptions,
     progress: &Progress,
 ) -> Result<Written, BackupError> {
-    if let Some((destination, key)) = Stores::object(stores, to)? {
-        let source = open_source(data_dir, database)?;
-        // The snapshot goes beside the databases: the server cleans up what a crash leaves.
-        let scratch = data_dir.join("databases");
-        return archive_writer::write_to_object(
-            &source,
-            database,
-            &destination,
-            key,
-            &scratch,
-            options,
-            BUSY,
-            progress,
-        );
-    }
+    let to = match Stores::locate(stores, to)? {
+        Named::Local(path) => path,
+        Named::Object(destination, key) => {
+            let source = open_source(data_dir, database)?;
+            // The snapshot goes beside the databases: the server cleans up what a crash leaves.
+            let scratch = data_dir.join("databases");
+            return archive_writer::write_to_object(
+                &source,
+                database,
+                &destination,
+                key,
+                &scratch,
+                options,
+                BUSY,
+                progress,
+            );
+        }
+    };
     let to = Path::new(to);
     super::files::refuse_reserved(to)?;
     let source = open_source(data_dir, database)?;
@@ -163,7 +179,11 @@ pub fn verify(
     stores: Option<&Stores>,
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
-    if let Some((destination, key)) = Stores::object(stores, archive)? {
+    let (destination, key) = match Stores::locate(stores, archive)? {
+        Named::Local(path) => return verify_file(Path::new(path), progress),
+        Named::Object(destination, key) => (destination, key),
+    };
+    {
         let shown = PathBuf::from(archive);
         let mut reader = ArchiveReader::from_reader(destination.open(key)?, &shown)?;
         let scratch = tempfile::Builder::new()
@@ -174,9 +194,8 @@ pub fn verify(
                 path: shown.clone(),
                 source,
             })?;
-        return reader.extract_database(&scratch.path().join("database.sqlite"), progress);
+        reader.extract_database(&scratch.path().join("database.sqlite"), progress)
     }
-    verify_file(Path::new(archive), progress)
 }
 
 /// [`verify`] of a local file.
@@ -203,13 +222,17 @@ pub fn archives(
     stores: Option<&Stores>,
     verify: bool,
 ) -> Result<Vec<super::archives::Archive>, BackupError> {
-    if Stores::object(stores, location)?.is_some()
-        && let Some(stores) = stores
-    {
-        return super::archives::list(&stores.rules, &stores.destinations, location, verify);
-    }
+    let path = match Stores::locate(stores, location)? {
+        Named::Local(path) => path,
+        Named::Object(..) => {
+            let Some(stores) = stores else {
+                return Ok(Vec::new());
+            };
+            return super::archives::list(&stores.rules, &stores.destinations, location, verify);
+        }
+    };
     // A local directory, named by the operator: no path rules beyond the directory itself.
-    let dir = absolute(Path::new(location))?;
+    let dir = absolute(Path::new(path))?;
     let rules = super::PathRules {
         directory: dir,
         allowed: Vec::new(),
@@ -223,19 +246,22 @@ pub fn latest(
     stores: Option<&Stores>,
     database: &str,
 ) -> Result<String, BackupError> {
-    let newest = match stores {
-        Some(stores) if Stores::object(Some(stores), location)?.is_some() => {
-            super::archives::latest(
-                &stores.rules,
-                &stores.destinations,
-                location,
-                database,
-                None,
-            )?
+    let newest = match (Stores::locate(stores, location)?, stores) {
+        (Named::Object(..), Some(stores)) => super::archives::latest(
+            &stores.rules,
+            &stores.destinations,
+            location,
+            database,
+            None,
+        )?,
+        (Named::Object(..), None) => {
+            return Err(BackupError::PathRefused(format!(
+                "'{location}' is in a destination: give --config"
+            )));
         }
-        _ => {
+        (Named::Local(path), _) => {
             let rules = super::PathRules {
-                directory: absolute(Path::new(location))?,
+                directory: absolute(Path::new(path))?,
                 allowed: Vec::new(),
             };
             super::archives::latest(&rules, &Destinations::default(), "", database, None)?
@@ -265,10 +291,10 @@ pub fn restore(
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
     validate_name(database)?;
-    let object = Stores::object(stores, archive)?;
-    let shown = match &object {
-        Some(_) => PathBuf::from(archive),
-        None => absolute(Path::new(archive))?,
+    let located = Stores::locate(stores, archive)?;
+    let shown = match &located {
+        Named::Object(..) => PathBuf::from(archive),
+        Named::Local(path) => absolute(Path::new(path))?,
     };
     let (_lock, catalog, history) = open_stopped(data_dir, create)?;
     if !replace && catalog.exists(database) {
@@ -277,9 +303,9 @@ pub fn restore(
         });
     }
     let id = history.start(database, "restore", &shown, "cli")?;
-    let result = match &object {
-        None => restore_into(&catalog, &shown, database, replace, progress),
-        Some((destination, key)) => destination.open(key).and_then(|reader| {
+    let result = match &located {
+        Named::Local(_) => restore_into(&catalog, &shown, database, replace, progress),
+        Named::Object(destination, key) => destination.open(key).and_then(|reader| {
             let mut archive = ArchiveReader::from_reader(reader, &shown)?;
             super::jobs::install_prepared(&catalog, database, replace, ".restore", |path| {
                 archive.extract_database(path, progress)

@@ -304,12 +304,19 @@ fn local_header(entry: &Entry) -> Vec<u8> {
     h.extend_from_slice(&entry.modified.time.to_le_bytes());
     h.extend_from_slice(&entry.modified.date.to_le_bytes());
     h.extend_from_slice(&entry.crc32.to_le_bytes());
+    // With a data descriptor the sizes follow the data; the local header says 0 (APPNOTE
+    // 4.4.4 and 4.4.8).
+    let (size, compressed) = if entry.descriptor {
+        (0, 0)
+    } else {
+        (entry.size, entry.compressed)
+    };
     if entry.zip64 {
         h.extend_from_slice(&(U32_LIMIT as u32).to_le_bytes());
         h.extend_from_slice(&(U32_LIMIT as u32).to_le_bytes());
     } else {
-        h.extend_from_slice(&(entry.compressed as u32).to_le_bytes());
-        h.extend_from_slice(&(entry.size as u32).to_le_bytes());
+        h.extend_from_slice(&(compressed as u32).to_le_bytes());
+        h.extend_from_slice(&(size as u32).to_le_bytes());
     }
     h.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
     let extra_len: u16 = if entry.zip64 { 20 } else { 0 };
@@ -318,8 +325,8 @@ fn local_header(entry: &Entry) -> Vec<u8> {
     if entry.zip64 {
         h.extend_from_slice(&1u16.to_le_bytes());
         h.extend_from_slice(&16u16.to_le_bytes());
-        h.extend_from_slice(&entry.size.to_le_bytes());
-        h.extend_from_slice(&entry.compressed.to_le_bytes());
+        h.extend_from_slice(&size.to_le_bytes());
+        h.extend_from_slice(&compressed.to_le_bytes());
     }
     h
 }

@@ -12,8 +12,7 @@ use cairn_plugin_api::{Args, Column, ColumnType, PluginError, Reply, Value};
 use tokio::runtime::Handle;
 
 use super::registry::Plugins;
-use crate::backup::jobs::Kind;
-use crate::backup::progress::Progress;
+use crate::backup::jobs::{Checked, Kind};
 use crate::backup::{BackupError, BackupOptions};
 use crate::catalog::Catalog;
 use crate::roles::Role;
@@ -198,21 +197,20 @@ impl HostServices for PluginServices {
                 .collect::<Result<Vec<_>, _>>()?;
             let kind = take_format(&mut written)?;
             let options = BackupOptions::from_written(&written).map_err(plugin_backup_error)?;
-            self.backups
-                .start_kind(
-                    kind,
-                    &database,
-                    &path,
-                    options,
-                    &format!("plugin:{}", self.plugin),
-                )
-                .map_err(plugin_backup_error)
+            Ok((kind, options))
         })();
-        let job = match started {
-            Ok(job) => job,
+        let (kind, options) = match started {
+            Ok(started) => started,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
+        let backups = Arc::clone(&self.backups);
+        let by = format!("plugin:{}", self.plugin);
+        // Starting may ask a destination whether the key is taken: a blocking call, so not on
+        // the plugins' async workers.
         self.blocking("the backup", move || {
+            let job = backups
+                .start_kind(kind, &database, &path, options, &by)
+                .map_err(plugin_backup_error)?;
             let (written, took) = job.finished().map_err(plugin_backup_error)?;
             Ok(Reply {
                 columns: Some(vec![
@@ -240,51 +238,102 @@ impl HostServices for PluginServices {
         }
         let backups = Arc::clone(&self.backups);
         self.blocking("the verification", move || {
-            let source = backups
-                .rules()
-                .archive_source(&path)
-                .map_err(plugin_backup_error)?;
-            if crate::export::looks_like_export(&source) {
-                let read = crate::export::reader::verify(&source, &Progress::default())
-                    .map_err(plugin_backup_error)?;
-                let h = read.header;
-                return Ok(Reply {
-                    columns: Some(vec![
-                        Column::new("database", ColumnType::Text),
-                        Column::new("created_at", ColumnType::Text),
-                        Column::new("tables", ColumnType::Integer),
-                        Column::new("rows", ColumnType::Integer),
-                        Column::new("bytes", ColumnType::Integer),
-                    ]),
-                    rows: vec![vec![
-                        Value::Text(h.database),
-                        Value::Text(h.created_at),
-                        Value::Integer(h.tables as i64),
-                        Value::Integer(h.rows as i64),
-                        Value::Integer(read.bytes as i64),
-                    ]],
-                    message: Some("VERIFY".into()),
-                });
+            match backups.verify(&path).map_err(plugin_backup_error)? {
+                Checked::Export(read) => {
+                    let h = read.header;
+                    Ok(Reply {
+                        columns: Some(vec![
+                            Column::new("database", ColumnType::Text),
+                            Column::new("created_at", ColumnType::Text),
+                            Column::new("tables", ColumnType::Integer),
+                            Column::new("rows", ColumnType::Integer),
+                            Column::new("bytes", ColumnType::Integer),
+                        ]),
+                        rows: vec![vec![
+                            Value::Text(h.database),
+                            Value::Text(h.created_at),
+                            Value::Integer(h.tables as i64),
+                            Value::Integer(h.rows as i64),
+                            Value::Integer(read.bytes as i64),
+                        ]],
+                        message: Some("VERIFY".into()),
+                    })
+                }
+                Checked::Archive(verified) => {
+                    let m = verified.manifest;
+                    Ok(Reply {
+                        columns: Some(vec![
+                            Column::new("database", ColumnType::Text),
+                            Column::new("created_at", ColumnType::Text),
+                            Column::new("page_size", ColumnType::Integer),
+                            Column::new("page_count", ColumnType::Integer),
+                            Column::new("bytes", ColumnType::Integer),
+                        ]),
+                        rows: vec![vec![
+                            Value::Text(m.database),
+                            Value::Text(m.created_at),
+                            Value::Integer(m.page_size as i64),
+                            Value::Integer(m.page_count as i64),
+                            Value::Integer(verified.database_bytes as i64),
+                        ]],
+                        message: Some("VERIFY".into()),
+                    })
+                }
             }
-            let verified = crate::backup::offline::verify_file(&source, &Progress::default())
+        })
+    }
+
+    fn list_archives(&self, location: String) -> BoxOutcome {
+        if let Err(e) = self.check_attached() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let backups = Arc::clone(&self.backups);
+        self.blocking("listing archives", move || {
+            let archives = backups
+                .archives(&location, false)
                 .map_err(plugin_backup_error)?;
-            let m = verified.manifest;
+            let text = |t: Option<String>| t.map_or(Value::Null, Value::Text);
             Ok(Reply {
                 columns: Some(vec![
+                    Column::new("location", ColumnType::Text),
                     Column::new("database", ColumnType::Text),
+                    Column::new("kind", ColumnType::Text),
                     Column::new("created_at", ColumnType::Text),
-                    Column::new("page_size", ColumnType::Integer),
-                    Column::new("page_count", ColumnType::Integer),
                     Column::new("bytes", ColumnType::Integer),
+                    Column::new("problem", ColumnType::Text),
                 ]),
-                rows: vec![vec![
-                    Value::Text(m.database),
-                    Value::Text(m.created_at),
-                    Value::Integer(m.page_size as i64),
-                    Value::Integer(m.page_count as i64),
-                    Value::Integer(verified.database_bytes as i64),
-                ]],
-                message: Some("VERIFY".into()),
+                rows: archives
+                    .into_iter()
+                    .map(|a| {
+                        vec![
+                            Value::Text(a.location),
+                            text(a.database),
+                            text(a.kind),
+                            text(a.created_at),
+                            Value::Integer(a.bytes as i64),
+                            text(a.problem),
+                        ]
+                    })
+                    .collect(),
+                message: Some("SHOW".into()),
+            })
+        })
+    }
+
+    fn delete_archive(&self, location: String) -> BoxOutcome {
+        if let Err(e) = self.check_attached() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let backups = Arc::clone(&self.backups);
+        let by = format!("plugin:{}", self.plugin);
+        self.blocking("deleting an archive", move || {
+            let deleted = backups
+                .delete_archive(&location, &by)
+                .map_err(plugin_backup_error)?;
+            Ok(Reply {
+                columns: Some(vec![Column::new("deleted", ColumnType::Integer)]),
+                rows: vec![vec![Value::Integer(i64::from(deleted))]],
+                message: Some("DELETE".into()),
             })
         })
     }
@@ -343,6 +392,14 @@ impl HostServices for PluginServices {
 
     fn archive_directory(&self, path: String) -> Result<PathBuf, PluginError> {
         self.check_attached()?;
+        if let Ok(crate::backup::destination::Location::Object { destination, .. }) =
+            self.backups.destinations().resolve(&path)
+        {
+            return Err(PluginError::InvalidArgument(format!(
+                "'{path}' is in destination \"{}\", not a directory; use it as a location (Host::backup, Host::list_archives) instead",
+                destination.name()
+            )));
+        }
         self.backups
             .rules()
             .archive_directory(&path)

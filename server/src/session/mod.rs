@@ -1015,7 +1015,6 @@ fn emit_rows(mut executed: Executed, out: &mut dyn Output) -> Result<Executed, S
     Ok(executed)
 }
 
-/// A value as an SQL literal.
 /// A subquery whose rows are `rows` under the column `names` (a table function's result,
 /// computed when the statement is prepared).
 fn values_table(names: &[String], rows: &[Vec<Value>]) -> String {
@@ -1048,6 +1047,7 @@ fn values_table(names: &[String], rows: &[Vec<Value>]) -> String {
     )
 }
 
+/// A value as an SQL literal.
 fn sql_literal(value: &Value) -> String {
     match value {
         Value::Null => "NULL".into(),

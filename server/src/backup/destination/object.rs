@@ -81,8 +81,10 @@ impl S3Settings {
 const PARTS_IN_FLIGHT: usize = 4;
 /// S3's smallest part is 5 MiB; larger parts mean fewer requests.
 const PART_SIZE: usize = 8 << 20;
-/// How much of an object one ranged read fetches.
+/// How much of an object one ranged read fetches, at most.
 const READ_BLOCK: usize = 8 << 20;
+/// The first ranged read of an object: enough for an export's header or a ZIP's end.
+const FIRST_READ_BLOCK: usize = 64 << 10;
 
 /// One configured object-storage destination.
 pub struct ObjectDestination {
@@ -264,7 +266,11 @@ impl ObjectDestination {
                     path: self.display(key).into(),
                     source: io::Error::new(
                         io::ErrorKind::NotFound,
-                        format!("no object {key} in {}", self.settings.url()),
+                        format!(
+                            "no object {key} in {} (or the bucket does not exist); SHOW ARCHIVES IN '{}:' lists what is there",
+                            self.settings.url(),
+                            self.settings.name
+                        ),
                     ),
                 });
             }
@@ -278,6 +284,7 @@ impl ObjectDestination {
             position: 0,
             block: Vec::new(),
             block_start: 0,
+            next_block: FIRST_READ_BLOCK,
         })
     }
 
@@ -388,14 +395,18 @@ fn check_key(key: &str) -> Result<(), String> {
 
 /// What to check, by the kind of failure.
 fn explain(e: &object_store::Error) -> String {
-    let text = e.to_string();
+    let text = without_response_body(&e.to_string());
     let lower = text.to_ascii_lowercase();
+    let refused = matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    );
     let hint = if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") {
         "the bucket does not exist: create it, or fix `url` in the destination's table"
-    } else if lower.contains("accessdenied")
+    } else if refused
+        || lower.contains("accessdenied")
         || lower.contains("invalidaccesskeyid")
         || lower.contains("signaturedoesnotmatch")
-        || lower.contains("403")
     {
         "the store refused the credentials: check the destination's access key variables and the key's permissions on the bucket"
     } else if lower.contains("connect")
@@ -408,6 +419,29 @@ fn explain(e: &object_store::Error) -> String {
         "check the destination's settings and the store's logs"
     };
     format!("{text} ({hint})")
+}
+
+/// The client's error text without the store's response body, whose XML may echo the
+/// request it refused (an access key id, a canonical request with a session token): only
+/// its `<Code>` and `<Message>` are kept.
+fn without_response_body(text: &str) -> String {
+    let Some(start) = text.find('<') else {
+        return text.to_owned();
+    };
+    let element = |name: &str| {
+        let open = format!("<{name}>");
+        let from = text.find(&open)? + open.len();
+        let to = text[from..].find('<')? + from;
+        Some(text[from..to].to_owned())
+    };
+    let mut kept = text[..start].trim_end().to_owned();
+    if let Some(code) = element("Code") {
+        kept.push_str(&format!(" {code}"));
+    }
+    if let Some(message) = element("Message") {
+        kept.push_str(&format!(": {message}"));
+    }
+    kept
 }
 
 /// An object being uploaded under a temporary key; published under its final key, or
@@ -444,8 +478,18 @@ impl Upload<'_> {
         self.position
     }
 
-    /// Completes the upload (still under its temporary key).
+    /// Completes the upload (still under its temporary key). On failure the multipart
+    /// upload is aborted (when the store can still be reached).
     pub fn finish(&mut self) -> Result<(), BackupError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        // Parts still in flight fail here, with the writer kept for `drop` to abort;
+        // `WriteMultipart::finish` would return such a failure without aborting.
+        let flushed = self.destination.wait(writer.wait_for_capacity(0));
+        if let Err(e) = flushed {
+            return Err(self.destination.error("uploading", &self.key, e));
+        }
         let Some(writer) = self.writer.take() else {
             return Ok(());
         };
@@ -491,10 +535,13 @@ impl Write for Upload<'_> {
         let Some(writer) = self.writer.as_mut() else {
             return Err(io::Error::other("the upload is already finished"));
         };
+        // At most a part at a time, then wait for room: memory stays at the parts in flight
+        // whatever the caller's buffer.
+        let n = bytes.len().min(PART_SIZE);
         {
             // Parts are uploaded by tasks spawned on the runtime.
             let _runtime = self.destination.runtime.enter();
-            writer.write(bytes);
+            writer.write(&bytes[..n]);
         }
         let waited = self
             .destination
@@ -507,8 +554,8 @@ impl Write for Upload<'_> {
                     .to_string(),
             )
         })?;
-        self.position += bytes.len() as u64;
-        Ok(bytes.len())
+        self.position += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -544,6 +591,8 @@ pub struct ObjectReader<'a> {
     position: u64,
     block: Vec<u8>,
     block_start: u64,
+    /// How much the next fetch asks for.
+    next_block: usize,
 }
 
 impl std::fmt::Debug for ObjectReader<'_> {
@@ -570,7 +619,10 @@ impl Read for ObjectReader<'_> {
         let in_block = self.position >= self.block_start
             && self.position < self.block_start + self.block.len() as u64;
         if !in_block {
-            let end = (self.position + READ_BLOCK as u64).min(self.size);
+            // Small first (a header, a central directory), larger as reading goes on.
+            let block = self.next_block;
+            self.next_block = (self.next_block * 4).min(READ_BLOCK);
+            let end = (self.position + block as u64).min(self.size);
             let bytes = self
                 .destination
                 .wait(
@@ -620,6 +672,21 @@ impl Seek for ObjectReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_bodies_are_cut_to_their_code_and_message() {
+        let text = "Client error with status 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The signature we calculated does not match</Message><AWSAccessKeyId>AKIDSECRETISH</AWSAccessKeyId><CanonicalRequest>PUT x-amz-security-token:TOKEN</CanonicalRequest></Error>";
+        let kept = without_response_body(text);
+        assert!(
+            !kept.contains("AKIDSECRETISH") && !kept.contains("TOKEN"),
+            "{kept}"
+        );
+        assert!(
+            kept.contains("SignatureDoesNotMatch") && kept.contains("does not match"),
+            "{kept}"
+        );
+        assert_eq!(without_response_body("plain"), "plain");
+    }
 
     #[test]
     fn keys_are_plain_relative_names() {
