@@ -97,6 +97,37 @@ fn start_with_keys(site: &Site) -> TestServer {
     )
 }
 
+/// A server whose destination `offsite` is in bucket `cairn-backups` of its own S3 server.
+/// Bind its fields in this order (`let Offsite { s3, site, server }`): the server, bound
+/// last, stops first.
+struct Offsite {
+    s3: S3Server,
+    site: Site,
+    server: TestServer,
+}
+
+/// Starts an S3 server with the bucket, then Cairn, after `prepare` has seen the site.
+fn offsite(prepare: impl FnOnce(&Site)) -> Offsite {
+    let s3 = S3Server::start();
+    s3.client(&["mkbucket", "cairn-backups"]);
+    let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));
+    prepare(&site);
+    let server = start_with_keys(&site);
+    Offsite { server, site, s3 }
+}
+
+/// Table `t` with `rows` rows of 100 kB that do not compress.
+async fn incompressible(client: &tokio_postgres::Client, rows: u32) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t(b BLOB);
+             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {rows})
+             INSERT INTO t SELECT randomblob(100000) FROM c"
+        ))
+        .await
+        .unwrap();
+}
+
 fn downloaded(s3: &S3Server, key: &str, dir: &Path) -> PathBuf {
     let file = dir.join(key.replace('/', "_"));
     s3.client(&["get", "cairn-backups", key, file.to_str().unwrap()]);
@@ -105,10 +136,11 @@ fn downloaded(s3: &S3Server, key: &str, dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_to_a_destination_is_a_standard_archive_in_the_bucket_and_restores() {
-    let s3 = S3Server::start();
-    s3.client(&["mkbucket", "cairn-backups"]);
-    let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));
-    let server = start_with_keys(&site);
+    let Offsite {
+        s3,
+        site: _site,
+        server,
+    } = offsite(|_| {});
     let admin = server.admin("default").await;
     admin
         .batch_execute(
@@ -249,10 +281,7 @@ async fn count(server: &TestServer, database: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archives_are_listed_from_what_exists_and_the_latest_restores() {
-    let s3 = S3Server::start();
-    s3.client(&["mkbucket", "cairn-backups"]);
-    let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));
-    let server = start_with_keys(&site);
+    let Offsite { s3, site, server } = offsite(|_| {});
     let admin = server.admin("default").await;
     admin.batch_execute("CREATE DATABASE sales").await.unwrap();
     {
@@ -468,14 +497,7 @@ async fn a_store_that_died_mid_upload_left_no_archive_and_the_next_backup_succee
     let site = Site::new(&offsite_config(&link.endpoint(), "cairn-backups"));
     let server = start_with_keys(&site);
     let admin = server.admin("default").await;
-    admin
-        .batch_execute(
-            "CREATE TABLE t(b BLOB);
-             WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 240)
-             INSERT INTO t SELECT randomblob(100000) FROM c",
-        )
-        .await
-        .unwrap();
+    incompressible(&admin, 240).await;
     let err = admin
         .batch_execute("BACKUP DATABASE default TO 'offsite:big.zip'")
         .await
@@ -505,10 +527,11 @@ async fn a_store_that_died_mid_upload_left_no_archive_and_the_next_backup_succee
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_to_a_destination_is_gzip_json_lines_and_imports() {
-    let s3 = S3Server::start();
-    s3.client(&["mkbucket", "cairn-backups"]);
-    let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));
-    let server = start_with_keys(&site);
+    let Offsite {
+        s3,
+        site: _site,
+        server,
+    } = offsite(|_| {});
     let admin = server.admin("default").await;
     admin
         .batch_execute(
@@ -636,21 +659,21 @@ async fn the_command_line_backs_up_lists_verifies_and_restores_through_a_destina
 /// an object, delete one archive, and nothing that is not an archive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_list_verify_and_delete_archives_in_a_destination() {
-    let s3 = S3Server::start();
-    s3.client(&["mkbucket", "cairn-backups"]);
-    let config = format!(
-        "{}[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
-        offsite_config(&s3.endpoint, "cairn-backups")
-    );
-    let site = Site::new(&config);
-    let plugins = site.dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        crate::plugins::cdylib("panicky_plugin"),
-        plugins.join("libpanicky_plugin.so"),
-    )
-    .unwrap();
-    let server = start_with_keys(&site);
+    let Offsite { s3, site, server } = offsite(|site| {
+        let config = std::fs::read_to_string(site.config_path()).unwrap();
+        std::fs::write(
+            site.config_path(),
+            format!("{config}[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n"),
+        )
+        .unwrap();
+        let plugins = site.dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        std::fs::copy(
+            crate::plugins::cdylib("panicky_plugin"),
+            plugins.join("libpanicky_plugin.so"),
+        )
+        .unwrap();
+    });
     let admin = server.admin("default").await;
     admin
         .batch_execute(
@@ -697,4 +720,53 @@ async fn plugins_list_verify_and_delete_archives_in_a_destination() {
         .get(0);
     assert_eq!(deleted, 1);
     assert!(!site.dir.path().join("backups/local.zip").exists());
+}
+
+/// An object put under the key while the backup uploads is kept: the publishing copy is
+/// conditional, the backup fails saying the name is taken, and nothing of it is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_that_appeared_during_the_upload_was_not_replaced() {
+    let Offsite { s3, site, server } = offsite(|_| {});
+    let admin = server.admin("default").await;
+    // About 3 MB that does not compress, written at 1 MiB/s: a few seconds of upload.
+    incompressible(&admin, 30).await;
+    let id: i64 = admin
+        .query_one(
+            "BACKUP DATABASE default TO 'offsite:race.zip' WITH (max_rate = '1MiB', detached)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    crate::harness::wait_for_progress(&admin, &id.to_string()).await;
+    let theirs = site.dir.path().join("theirs.zip");
+    std::fs::write(&theirs, b"someone else's object").unwrap();
+    s3.client(&[
+        "put",
+        "cairn-backups",
+        "prod/race.zip",
+        theirs.to_str().unwrap(),
+    ]);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let error = loop {
+        let rows = admin
+            .query(
+                &format!("SELECT status, backup_error FROM backups() WHERE id = {id}"),
+                &[],
+            )
+            .await
+            .unwrap();
+        let status: String = rows[0].get(0);
+        if status != "running" {
+            assert_eq!(status, "failed");
+            break rows[0].get::<_, Option<String>>(1).unwrap_or_default();
+        }
+        assert!(Instant::now() < deadline, "the backup never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(error.contains("already exists"), "{error}");
+    let (objects, uploads) = s3.objects("cairn-backups");
+    assert_eq!(objects, [("prod/race.zip".to_owned(), 21)], "{objects:?}");
+    assert_eq!(uploads, 0);
 }

@@ -39,17 +39,7 @@ impl PathRules {
     /// path or "."), created if needed.
     pub fn archive_directory(&self, requested: &str) -> Result<PathBuf, BackupError> {
         files::refuse_reserved(Path::new(requested))?;
-        let trimmed = requested.trim();
-        let (path, root) = if trimmed.is_empty() || trimmed == "." {
-            (self.directory.clone(), self.directory.clone())
-        } else if let Some(root) = self
-            .roots()
-            .find(|root| normalize(Path::new(trimmed)) == *root)
-        {
-            (root.to_owned(), root.to_owned())
-        } else {
-            self.lexical(trimmed)?
-        };
+        let (path, root) = self.directory_and_root(requested)?;
         create_directory(&path)?;
         self.check_real(&path, &root, requested)?;
         Ok(path)
@@ -58,21 +48,27 @@ impl PathRules {
     /// The directory `requested` names, for listing what it holds: as
     /// [`Self::archive_directory`], but nothing is created (it may not exist).
     pub fn listing_directory(&self, requested: &str) -> Result<PathBuf, BackupError> {
-        let trimmed = requested.trim();
-        let (path, root) = if trimmed.is_empty() || trimmed == "." {
-            (self.directory.clone(), self.directory.clone())
-        } else if let Some(root) = self
-            .roots()
-            .find(|root| normalize(Path::new(trimmed)) == *root)
-        {
-            (root.to_owned(), root.to_owned())
-        } else {
-            self.lexical(trimmed)?
-        };
+        let (path, root) = self.directory_and_root(requested)?;
         if path.exists() {
             self.check_real(&path, &root, requested)?;
         }
         Ok(path)
+    }
+
+    /// The directory `requested` names (the backup directory for "" or ".", a root named
+    /// whole) and the root it lies under, by the names alone.
+    fn directory_and_root(&self, requested: &str) -> Result<(PathBuf, PathBuf), BackupError> {
+        let trimmed = requested.trim();
+        if trimmed.is_empty() || trimmed == "." {
+            return Ok((self.directory.clone(), self.directory.clone()));
+        }
+        if let Some(root) = self
+            .roots()
+            .find(|root| normalize(Path::new(trimmed)) == *root)
+        {
+            return Ok((root.to_owned(), root.to_owned()));
+        }
+        self.lexical(trimmed)
     }
 
     /// The existing archive or export file named `requested`.
