@@ -770,3 +770,85 @@ async fn an_object_that_appeared_during_the_upload_was_not_replaced() {
     assert_eq!(objects, [("prod/race.zip".to_owned(), 21)], "{objects:?}");
     assert_eq!(uploads, 0);
 }
+
+/// The automatic-backup plugin with `target_directory` in a destination: each run writes,
+/// verifies (read back from the store) and prunes there, and only archives it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_automatic_backup_plugin_writes_verifies_and_prunes_in_a_destination() {
+    let Offsite { s3, site, server } = offsite(|site| {
+        let config = std::fs::read_to_string(site.config_path()).unwrap();
+        std::fs::write(
+            site.config_path(),
+            format!("{config}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            site.dir.path().join("automatic-backup.toml"),
+            "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"offsite:auto\"\n[retention]\nkeep_last = 2\n",
+        )
+        .unwrap();
+    });
+    // Named like the plugin's archives, but not written by it: never touched.
+    let foreign = site.dir.path().join("foreign.zip");
+    std::fs::write(&foreign, b"someone else's").unwrap();
+    s3.client(&[
+        "put",
+        "cairn-backups",
+        "prod/auto/default-20200101000000.zip",
+        foreign.to_str().unwrap(),
+    ]);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let mut written = Vec::new();
+    for _ in 0..3 {
+        let archive = texts(&admin, "CALL automatic_backup.run('default')", "archive").await;
+        written.push(archive[0].clone().unwrap());
+    }
+    assert!(
+        written
+            .iter()
+            .all(|a| a.starts_with("offsite:auto/default-")),
+        "{written:?}"
+    );
+
+    let (objects, uploads) = s3.objects("cairn-backups");
+    let mut keys: Vec<String> = objects.into_iter().map(|(k, _)| k).collect();
+    keys.sort();
+    let mut expected = vec!["prod/auto/default-20200101000000.zip".to_owned()];
+    expected.extend(written[1..].iter().map(|a| a.replace("offsite:", "prod/")));
+    expected.sort();
+    assert_eq!(
+        keys, expected,
+        "retention kept the two newest it wrote and nothing else"
+    );
+    assert_eq!(uploads, 0);
+
+    let plan = admin
+        .query("CALL automatic_backup.prune(dry_run => true)", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.len(),
+        2,
+        "only the archives it wrote are in its ledger"
+    );
+    let status = texts(&admin, "CALL automatic_backup.status()", "last_archive").await;
+    assert_eq!(status, [Some(written[2].clone())]);
+    // Restored from what the plugin wrote.
+    admin
+        .batch_execute(
+            "RESTORE DATABASE copy FROM LATEST IN 'offsite:auto' WITH (new_db_name = 'copy')",
+        )
+        .await
+        .unwrap_err();
+    admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'offsite:auto' WITH (new_db_name = 'copy')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&server, "copy").await, 1);
+}

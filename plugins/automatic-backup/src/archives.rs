@@ -25,8 +25,10 @@ use crate::state::{ArchiveKind, ArchiveRecord};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub file: String,
-    /// Where the file is.
+    /// Where the file is (for one in a destination, its location as a path).
     pub path: PathBuf,
+    /// Where the archive is when it is in a destination (`offsite:auto/x.zip`).
+    pub location: Option<String>,
     pub created_at: DateTime<Utc>,
     /// What the file holds, when it is one of ours.
     pub kind: Option<ArchiveKind>,
@@ -35,25 +37,44 @@ pub struct Verdict {
     pub reason: String,
 }
 
+/// A file in a destination as the server's catalog describes it (`Host::list_archives`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub database: Option<String>,
+    pub kind: Option<ArchiveKind>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub bytes: u64,
+    /// Why the server could not read it as an archive or export.
+    pub problem: Option<String>,
+}
+
 /// Decides what retention keeps among `records` (the ledger of `database`); `target` is the
-/// directory of records that do not name theirs. Records whose file is gone from a directory
-/// that is still theirs are left out, so the caller can drop them from the ledger.
+/// directory of records that do not name theirs, and `listing` what the destination holds
+/// (by location) for records written to one, when it could be listed. Records whose file is
+/// gone from a directory that is still theirs, or from a destination that was listed, are
+/// left out, so the caller can drop them from the ledger.
 pub fn review(
     target: &Path,
     database: &str,
     template: &Template,
     records: &[ArchiveRecord],
+    listing: Option<&BTreeMap<String, Listed>>,
     retention: &Retention,
     zone: Tz,
 ) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     let mut candidates: BTreeMap<ArchiveKind, Vec<&ArchiveRecord>> = BTreeMap::new();
     for record in records {
-        match eligible(target, database, template, record) {
+        let judged = match &record.location {
+            Some(location) => eligible_listed(location, listing, database, template, record),
+            None => eligible(target, database, template, record),
+        };
+        match judged {
             Eligibility::Gone => {}
             Eligibility::Untouchable(kind, why) => verdicts.push(Verdict {
                 file: record.file.clone(),
                 path: path_of(target, record),
+                location: record.location.clone(),
                 created_at: record.created_at,
                 kind,
                 remove: false,
@@ -68,6 +89,7 @@ pub fn review(
             verdicts.push(Verdict {
                 file: record.file.clone(),
                 path: path_of(target, record),
+                location: record.location.clone(),
                 created_at: record.created_at,
                 kind: Some(kind),
                 remove: reasons.is_empty(),
@@ -83,8 +105,12 @@ pub fn review(
     verdicts
 }
 
-/// The file of `record`: in the directory it was written in, or in `target`.
+/// The file of `record`: in the directory it was written in, or in `target`; for one in a
+/// destination, its location.
 pub fn path_of(target: &Path, record: &ArchiveRecord) -> PathBuf {
+    if let Some(location) = &record.location {
+        return PathBuf::from(location);
+    }
     record
         .directory
         .as_ref()
@@ -175,6 +201,66 @@ fn eligible(
         Err(why) => untouchable(
             Some(actual),
             &format!("its manifest cannot be read ({why})"),
+        ),
+    }
+}
+
+/// As [`eligible`], for an archive in a destination: judged by what the server's catalog
+/// says of the object at its location (size, kind, database, snapshot instant).
+fn eligible_listed(
+    location: &str,
+    listing: Option<&BTreeMap<String, Listed>>,
+    database: &str,
+    template: &Template,
+    record: &ArchiveRecord,
+) -> Eligibility {
+    let untouchable =
+        |kind, why: &str| Eligibility::Untouchable(kind, format!("left alone: {why}"));
+    let Some(listing) = listing else {
+        return untouchable(
+            record.kind,
+            "its destination could not be listed; kept in the ledger until it can",
+        );
+    };
+    let Some(listed) = listing.get(location) else {
+        // A listing that succeeded is the store's word: the object is gone.
+        return Eligibility::Gone;
+    };
+    if !record.verified {
+        return untouchable(record.kind, "never verified");
+    }
+    if let Some(problem) = &listed.problem {
+        return untouchable(
+            record.kind,
+            &format!("it does not read as an archive ({problem})"),
+        );
+    }
+    if listed.bytes != record.bytes || listed.created_at != Some(record.created_at) {
+        return untouchable(record.kind, "changed since it was written");
+    }
+    if !template.matches(database, &record.file) {
+        return untouchable(record.kind, "its name does not fit target_file_name");
+    }
+    let Some(actual) = listed.kind else {
+        return untouchable(record.kind, "the server does not say what it holds");
+    };
+    if let Some(recorded) = record.kind
+        && recorded != actual
+    {
+        return untouchable(
+            Some(actual),
+            &format!(
+                "it holds {}, but it was recorded as {}",
+                describe(actual),
+                describe(recorded)
+            ),
+        );
+    }
+    match &listed.database {
+        Some(named) if named == database => Eligibility::Candidate(actual),
+        named => untouchable(
+            Some(actual),
+            &format!("its manifest names database {named:?}"),
         ),
     }
 }
@@ -274,6 +360,7 @@ mod tests {
         kind: Option<ArchiveKind>,
     ) -> ArchiveRecord {
         ArchiveRecord {
+            location: None,
             file: file.into(),
             created_at: Utc.with_ymd_and_hms(2026, 5, 1, hour, 0, 0).unwrap(),
             bytes,
@@ -319,7 +406,15 @@ mod tests {
             min_keep: 1,
             ..Retention::default()
         };
-        let verdicts = review(dir.path(), "sales", &template, &ledger, &keep_last_3, UTC);
+        let verdicts = review(
+            dir.path(),
+            "sales",
+            &template,
+            &ledger,
+            None,
+            &keep_last_3,
+            UTC,
+        );
         let removed: Vec<&str> = verdicts
             .iter()
             .filter(|v| v.remove)
@@ -342,6 +437,7 @@ mod tests {
             "sales",
             &template,
             &[changed],
+            None,
             &keep_last_3,
             UTC,
         );
@@ -371,7 +467,7 @@ mod tests {
         };
         // The directory is briefly gone: nothing is forgotten, nothing removed.
         std::fs::rename(&dir, root.path().join("away")).unwrap();
-        let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
+        let verdicts = review(&dir, "sales", &template, &ledger, None, &keep_last_1, UTC);
         assert_eq!(verdicts.len(), 3, "records were dropped: {verdicts:?}");
         assert!(
             verdicts
@@ -380,13 +476,13 @@ mod tests {
         );
         // An empty directory in its place (an unmounted mount point) is not it either.
         std::fs::create_dir(&dir).unwrap();
-        let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
+        let verdicts = review(&dir, "sales", &template, &ledger, None, &keep_last_1, UTC);
         assert_eq!(verdicts.len(), 3, "records were dropped: {verdicts:?}");
         assert!(verdicts.iter().all(|v| !v.remove));
         // Back again: retention applies as before.
         std::fs::remove_dir(&dir).unwrap();
         std::fs::rename(root.path().join("away"), &dir).unwrap();
-        let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
+        let verdicts = review(&dir, "sales", &template, &ledger, None, &keep_last_1, UTC);
         assert_eq!(
             summary(&verdicts),
             [
@@ -397,13 +493,13 @@ mod tests {
         );
         // A file deleted by hand from its own directory is forgotten.
         std::fs::remove_file(dir.join("sales-20260501010000.zip")).unwrap();
-        let verdicts = review(&dir, "sales", &template, &ledger, &keep_last_1, UTC);
+        let verdicts = review(&dir, "sales", &template, &ledger, None, &keep_last_1, UTC);
         assert_eq!(verdicts.len(), 2);
         // A record from before directories were recorded is never forgotten on a missing
         // file: nothing says its directory is the one it was written in.
         let mut legacy = ledger[0].clone();
         legacy.directory = None;
-        let verdicts = review(&dir, "sales", &template, &[legacy], &keep_last_1, UTC);
+        let verdicts = review(&dir, "sales", &template, &[legacy], None, &keep_last_1, UTC);
         assert_eq!(verdicts.len(), 1);
         assert!(!verdicts[0].remove && verdicts[0].reason.contains("kept in the ledger"));
     }
@@ -431,6 +527,7 @@ mod tests {
             let file = template.render("sales", created_at.with_timezone(&UTC));
             let bytes = write_archive(&dir.path().join(&file), "sales");
             ledger.push(ArchiveRecord {
+                location: None,
                 file,
                 created_at,
                 bytes,
@@ -460,7 +557,15 @@ mod tests {
             min_keep: 1,
             ..Retention::default()
         };
-        let verdicts = review(dir.path(), "sales", &template, &ledger, &keep_last_1, UTC);
+        let verdicts = review(
+            dir.path(),
+            "sales",
+            &template,
+            &ledger,
+            None,
+            &keep_last_1,
+            UTC,
+        );
         let summary: Vec<(String, bool, String)> = verdicts
             .iter()
             .map(|v| (v.file.clone(), v.remove, v.reason.clone()))
@@ -488,6 +593,79 @@ mod tests {
             ]
         );
         assert_eq!(manifest_database(&dir.path().join("notes.txt")).ok(), None);
+    }
+
+    #[test]
+    fn in_a_destination_only_verified_unchanged_archives_of_the_ledger_may_go() {
+        let template = Template::parse("${DBNAME}-${DATE:yyyyMMddHHmmss}.zip").unwrap();
+        let mut ledger = Vec::new();
+        let mut listing = BTreeMap::new();
+        for day in 1..=6 {
+            let created_at = Utc.with_ymd_and_hms(2026, 5, day, 2, 0, 0).unwrap();
+            let file = template.render("sales", created_at.with_timezone(&UTC));
+            let location = format!("offsite:auto/{file}");
+            ledger.push(ArchiveRecord {
+                location: Some(location.clone()),
+                file,
+                created_at,
+                bytes: 100,
+                verified: day != 3,
+                kind: Some(ArchiveKind::Full),
+                directory: None,
+            });
+            listing.insert(
+                location,
+                Listed {
+                    database: Some(if day == 2 { "other" } else { "sales" }.into()),
+                    kind: Some(ArchiveKind::Full),
+                    created_at: Some(created_at),
+                    bytes: if day == 4 { 99 } else { 100 },
+                    problem: None,
+                },
+            );
+        }
+        // Day 5's object was deleted by someone: gone, dropped from the ledger.
+        listing.remove(&ledger[4].location.clone().unwrap());
+        let keep_last_1 = Retention {
+            keep_last: 1,
+            ..Retention::default()
+        };
+        let verdicts = review(
+            Path::new("/nowhere"),
+            "sales",
+            &template,
+            &ledger,
+            Some(&listing),
+            &keep_last_1,
+            UTC,
+        );
+        let by_day: Vec<(u32, bool)> = verdicts
+            .iter()
+            .map(|v| (chrono::Datelike::day(&v.created_at), v.remove))
+            .collect();
+        // Day 6 is kept and day 1 may go; 2 (another database), 3 (unverified) and 4
+        // (changed) are left alone; 5 is gone.
+        assert_eq!(
+            by_day,
+            [(6, false), (4, false), (3, false), (2, false), (1, true)],
+            "{verdicts:?}"
+        );
+        assert_eq!(
+            verdicts.last().unwrap().location.as_deref(),
+            ledger[0].location.as_deref()
+        );
+        // An unreachable destination keeps everything, gone or not.
+        let unlisted = review(
+            Path::new("/nowhere"),
+            "sales",
+            &template,
+            &ledger,
+            None,
+            &keep_last_1,
+            UTC,
+        );
+        assert_eq!(unlisted.len(), 6);
+        assert!(unlisted.iter().all(|v| !v.remove));
     }
 
     #[test]

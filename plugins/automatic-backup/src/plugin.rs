@@ -14,7 +14,7 @@
 //! one still runs) that it can work, then this one is stopped. A run of a stopped instance
 //! ends at its next step, and records its outcome only while no newer run has begun.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +32,7 @@ use crate::archives::{self, Verdict};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Overlap, Policy};
 use crate::naming::TEMPORARY_PREFIX;
-use crate::state::{ArchiveRecord, Armed, DirectoryId, State, StateFile};
+use crate::state::{ArchiveKind, ArchiveRecord, Armed, DirectoryId, State, StateFile};
 use crate::timetable::Timetable;
 
 /// Each database's check fires every second.
@@ -64,7 +64,11 @@ pub struct AutomaticBackup {
 /// What `start` found out: where archives go and where state lives.
 #[derive(Debug)]
 struct Ready {
+    /// The target directory (for a destination, its location, shown as a path).
     directory: PathBuf,
+    /// `target_directory` when it names a destination of the server (`offsite:auto`):
+    /// archives are written, verified and pruned there through the host (ABI 1.3).
+    destination: Option<String>,
     state: StateFile,
 }
 
@@ -122,6 +126,13 @@ impl Plugin for AutomaticBackup {
 
     async fn start(&self, host: &Host) -> Result<(), PluginError> {
         let ready = self.open(host)?;
+        if let Some(prefix) = &ready.destination {
+            // The store answers now, or the plugin does not start (and a reload keeps the
+            // previous instance).
+            host.list_archives(prefix).await.map_err(|e| {
+                PluginError::Config(format!("`target_directory` {prefix:?}: {}", e.message()))
+            })?;
+        }
         adopt_records_without_directory(&ready)?;
         let _ = self.ready.set(ready);
         host.register_procedure(
@@ -235,7 +246,7 @@ impl Plugin for AutomaticBackup {
                     .or_else(|| args.get(1))
                     .and_then(Value::as_text)
                     .map(str::to_owned);
-                self.prune_call(dry_run, only)
+                self.prune_call(host, dry_run, only).await
             }
             other => Err(PluginError::InvalidArgument(format!(
                 "automatic_backup has no procedure {other}; it has status, run and prune"
@@ -301,7 +312,24 @@ impl AutomaticBackup {
             .filter(|d| !d.path.exists())
             .map(|d| d.path.clone())
             .collect();
-        let target = &self.policy.target_directory;
+        let target = self
+            .policy
+            .target_directory
+            .strip_prefix("local:")
+            .unwrap_or(&self.policy.target_directory);
+        if let Some(prefix) = destination_prefix(target) {
+            if host.abi_minor() < 3 {
+                return Err(PluginError::Config(format!(
+                    "`target_directory` {target:?} names a destination of the server, which needs plugin ABI 1.3 or later; this server offers 1.{}",
+                    host.abi_minor()
+                )));
+            }
+            return Ok(Ready {
+                directory: PathBuf::from(&prefix),
+                destination: Some(prefix),
+                state,
+            });
+        }
         let directory = host.archive_directory(target).map_err(|e| {
             PluginError::Config(format!("`target_directory` {target:?}: {}", e.message()))
         })?;
@@ -310,7 +338,11 @@ impl AutomaticBackup {
             // why) until the real one is back, rather than fill a stand-in.
             let _ = std::fs::remove_dir(&directory);
             tracing::warn!(directory = %directory.display(), "the target directory, where this plugin wrote archives, is missing; it is not made anew, and runs fail until it is back (create it to start an empty one)");
-            return Ok(Ready { directory, state });
+            return Ok(Ready {
+                directory,
+                destination: None,
+                state,
+            });
         }
         let unusable = |e: std::io::Error| {
             PluginError::Config(format!(
@@ -325,7 +357,11 @@ impl AutomaticBackup {
         let probe = directory.join(format!("{TEMPORARY_PREFIX}probe-{}", self.instance));
         std::fs::File::create_new(&probe).map_err(unusable)?;
         let _ = std::fs::remove_file(&probe);
-        Ok(Ready { directory, state })
+        Ok(Ready {
+            directory,
+            destination: None,
+            state,
+        })
     }
 
     fn ready(&self) -> Result<&Ready, PluginError> {
@@ -537,7 +573,7 @@ impl AutomaticBackup {
                     return Err(Attempt::Failed(why));
                 }
                 Ok(done) => {
-                    let done = self.after_success(database, done);
+                    let done = self.after_success(host, database, done).await;
                     record("ok", None);
                     tracing::info!(database, archive = %done.path, bytes = done.bytes, pruned = done.pruned, "automatic backup complete");
                     return Ok(done);
@@ -581,6 +617,9 @@ impl AutomaticBackup {
     /// Backs up, and verifies if configured.
     async fn attempt(&self, host: &Host, database: &str) -> Result<Done, Attempt> {
         let ready = self.ready().map_err(|e| Attempt::Failed(e.to_string()))?;
+        if let Some(prefix) = &ready.destination {
+            return self.attempt_in(host, database, ready, prefix).await;
+        }
         // A missing directory is this run's failure: the server would make a new one, and
         // the archives of the old one would look deleted.
         let directory = DirectoryId::of(&ready.directory).map_err(|e| {
@@ -674,6 +713,7 @@ impl AutomaticBackup {
                 verified,
                 kind: Some(kind),
                 directory: Some(directory),
+                location: None,
             });
             entry.last_archive = Some(path.clone());
         })
@@ -685,6 +725,94 @@ impl AutomaticBackup {
         }
         Ok(Done {
             path,
+            bytes,
+            pruned: 0,
+        })
+    }
+
+    /// One attempt into a destination: the same steps as [`Self::attempt`], with the store
+    /// (through the host) in place of the directory.
+    async fn attempt_in(
+        &self,
+        host: &Host,
+        database: &str,
+        ready: &Ready,
+        prefix: &str,
+    ) -> Result<Done, Attempt> {
+        let zone = self.policy.schedule.zone();
+        let render = || {
+            let file = self
+                .policy
+                .template
+                .render(database, self.now().with_timezone(&zone));
+            let location = format!("{prefix}/{file}");
+            (file, location)
+        };
+        let in_ledger = |location: &str| {
+            ready.state.read().is_ok_and(|state| {
+                state.databases.get(database).is_some_and(|d| {
+                    d.archives
+                        .iter()
+                        .any(|r| r.location.as_deref() == Some(location))
+                })
+            })
+        };
+        let (mut file, mut location) = render();
+        if in_ledger(&location) {
+            // As for a directory: the next second makes a new name if the template has one.
+            let to_next_second = 1000 - u64::from(self.now().timestamp_subsec_millis());
+            self.pause(host, Duration::from_millis(to_next_second))
+                .await;
+            (file, location) = render();
+        }
+        if in_ledger(&location) {
+            return Err(Attempt::Covered(format!(
+                "{file} was already written for this period of target_file_name (by an earlier run); a name with finer fields allows more runs"
+            )));
+        }
+        let reply = host
+            .backup(database, &location, &self.policy.backup_options)
+            .await
+            .map_err(|e| match e {
+                PluginError::Refused(why) => Attempt::Busy(why),
+                other => Attempt::Failed(other.message().to_owned()),
+            })?;
+        let bytes = cell(&reply, "bytes")
+            .and_then(Value::as_integer)
+            .and_then(|b| u64::try_from(b).ok())
+            .unwrap_or(0);
+        let (created_at, verified, failure) = if self.policy.verify {
+            match self.verify(host, database, &location).await {
+                Ok(created_at) => (created_at, true, None),
+                // A store cannot rename: the object stays, recorded unverified, so
+                // retention leaves it alone.
+                Err(why) => (self.now(), false, Some(why)),
+            }
+        } else {
+            (self.now(), false, None)
+        };
+        let kind = self.policy.kind;
+        self.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            entry.archives.push(ArchiveRecord {
+                file: file.clone(),
+                created_at,
+                bytes,
+                verified,
+                kind: Some(kind),
+                directory: None,
+                location: Some(location.clone()),
+            });
+            entry.last_archive = Some(location.clone());
+        })
+        .map_err(|e| Attempt::Failed(e.to_string()))?;
+        if let Some(why) = failure {
+            return Err(Attempt::Failed(format!(
+                "the new archive {location} failed verification: {why}; it is kept, unverified, and retention leaves it alone"
+            )));
+        }
+        Ok(Done {
+            path: location,
             bytes,
             pruned: 0,
         })
@@ -713,12 +841,12 @@ impl AutomaticBackup {
     }
 
     /// Prunes after a verified success; a pruning error is logged, not a failed run.
-    fn after_success(&self, database: &str, mut done: Done) -> Done {
+    async fn after_success(&self, host: &Host, database: &str, mut done: Done) -> Done {
         // The config refuses [retention] without verify, so a success here is verified.
         if self.policy.retention.is_none() {
             return done;
         }
-        match self.prune(database, false) {
+        match self.prune(host, database, false).await {
             Ok(verdicts) => done.pruned = verdicts.iter().filter(|v| v.remove).count(),
             Err(e) => {
                 tracing::error!(database, error = %e, "pruning old archives failed; they stay until the next run")
@@ -728,7 +856,12 @@ impl AutomaticBackup {
     }
 
     /// Applies retention to `database`'s archives (or only says what it would do).
-    fn prune(&self, database: &str, dry_run: bool) -> Result<Vec<Verdict>, PluginError> {
+    async fn prune(
+        &self,
+        host: &Host,
+        database: &str,
+        dry_run: bool,
+    ) -> Result<Vec<Verdict>, PluginError> {
         let ready = self.ready()?;
         let Some(retention) = &self.policy.retention else {
             return Err(PluginError::InvalidArgument(
@@ -743,11 +876,13 @@ impl AutomaticBackup {
             .get(database)
             .map(|d| d.archives.clone())
             .unwrap_or_default();
+        let listing = listing(host, &records).await;
         let verdicts = archives::review(
             &ready.directory,
             database,
             &self.policy.template,
             &records,
+            listing.as_ref(),
             retention,
             self.policy.schedule.zone(),
         );
@@ -764,7 +899,15 @@ impl AutomaticBackup {
                 gone.remove(&verdict.path);
                 continue;
             }
-            match std::fs::remove_file(&verdict.path) {
+            let removed = match &verdict.location {
+                Some(location) => host
+                    .delete_archive(location)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.message().to_owned()),
+                None => std::fs::remove_file(&verdict.path).map_err(|e| e.to_string()),
+            };
+            match removed {
                 Ok(()) => {
                     tracing::info!(database, archive = %verdict.path.display(), "old archive removed by retention")
                 }
@@ -784,8 +927,9 @@ impl AutomaticBackup {
         Ok(verdicts)
     }
 
-    fn prune_call(
+    async fn prune_call(
         &self,
+        host: &Host,
         dry_run: bool,
         only: Option<String>,
     ) -> Result<Vec<Vec<Value>>, PluginError> {
@@ -808,7 +952,7 @@ impl AutomaticBackup {
                     "a run of {database:?} is in progress; prune after it ends"
                 ))
             })?;
-            for verdict in self.prune(&database, dry_run)? {
+            for verdict in self.prune(host, &database, dry_run).await? {
                 let action = match (verdict.remove, dry_run) {
                     (false, _) => "keep",
                     (true, true) => "remove",
@@ -843,7 +987,9 @@ impl AutomaticBackup {
                 let kept = entry
                     .archives
                     .iter()
-                    .filter(|r| archives::path_of(&ready.directory, r).is_file())
+                    .filter(|r| {
+                        r.location.is_some() || archives::path_of(&ready.directory, r).is_file()
+                    })
                     .count();
                 let next = self.timetable.next_run(&database).map(time_text);
                 vec![
@@ -900,13 +1046,78 @@ fn adopt_records_without_directory(ready: &Ready) -> Result<(), PluginError> {
         .state
         .update(|state| {
             for record in state.databases.values_mut().flat_map(|d| &mut d.archives) {
-                if record.directory.is_none() && directory.path.join(&record.file).is_file() {
+                if record.directory.is_none()
+                    && record.location.is_none()
+                    && directory.path.join(&record.file).is_file()
+                {
                     record.directory = Some(directory.clone());
                 }
             }
         })
         .map(drop)
         .map_err(failed)
+}
+
+/// `target_directory` as a destination location (`offsite:auto`, no trailing `/`), when it
+/// names one: a lower-case identifier, then a colon.
+fn destination_prefix(target: &str) -> Option<String> {
+    let (name, _) = target.split_once(':')?;
+    let identifier = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    identifier.then(|| target.trim_end_matches('/').to_owned())
+}
+
+/// What the destinations of `records` hold, by location; `None` when a destination could not
+/// be listed (then nothing there is judged gone or pruned).
+async fn listing(
+    host: &Host,
+    records: &[ArchiveRecord],
+) -> Option<BTreeMap<String, archives::Listed>> {
+    let prefixes: BTreeSet<&str> = records
+        .iter()
+        .filter_map(|r| r.location.as_deref())
+        .filter_map(|l| l.rsplit_once('/').map(|(prefix, _)| prefix))
+        .collect();
+    let mut listed = BTreeMap::new();
+    for prefix in prefixes {
+        let reply = match host.list_archives(prefix).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(location = prefix, error = %e.message(), "cannot list the destination; its archives are neither pruned nor forgotten this time");
+                return None;
+            }
+        };
+        for row in reply.rows {
+            let text = |i: usize| row.get(i).and_then(Value::as_text).map(str::to_owned);
+            let Some(location) = text(0) else { continue };
+            listed.insert(
+                location,
+                archives::Listed {
+                    database: text(1),
+                    kind: text(2).and_then(|k| match k.as_str() {
+                        "full" => Some(ArchiveKind::Full),
+                        "export" => Some(ArchiveKind::Export),
+                        _ => None,
+                    }),
+                    created_at: text(3)
+                        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                        .map(|t| t.with_timezone(&Utc)),
+                    bytes: row
+                        .get(4)
+                        .and_then(Value::as_integer)
+                        .and_then(|b| u64::try_from(b).ok())
+                        .unwrap_or(0),
+                    problem: text(5),
+                },
+            );
+        }
+    }
+    Some(listed)
 }
 
 /// The value of `column` in the first row of a host reply.

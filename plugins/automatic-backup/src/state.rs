@@ -89,9 +89,13 @@ pub struct ArchiveRecord {
     #[serde(default)]
     pub kind: Option<ArchiveKind>,
     /// The directory it was written in; absent in older ledgers (then the current target
-    /// directory).
+    /// directory), and for an archive in a destination.
     #[serde(default)]
     pub directory: Option<DirectoryId>,
+    /// Where it is when it was written to a destination of the server (`offsite:auto/x.zip`,
+    /// since state version 1 with ABI 1.3); then `directory` is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// A directory and its identity when an archive was written there. A directory that is
