@@ -19,6 +19,11 @@ pub(crate) struct S3Server {
 impl S3Server {
     /// Starts one and waits until it accepts connections.
     pub(crate) fn start() -> S3Server {
+        S3Server::start_with(&[])
+    }
+
+    /// As [`Self::start`], with `env` for the server (moto's own settings).
+    pub(crate) fn start_with(env: &[(&str, &str)]) -> S3Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -26,6 +31,7 @@ impl S3Server {
             .port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -851,4 +857,152 @@ async fn the_automatic_backup_plugin_writes_verifies_and_prunes_in_a_destination
         .await
         .unwrap();
     assert_eq!(count(&server, "copy").await, 1);
+}
+
+/// Scheduled runs into a destination, with retention there, as an unattended server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_runs_keep_the_newest_archives_in_the_bucket() {
+    use chrono::Timelike;
+    // Three firings a few seconds from now, then none for most of a minute: the runs are
+    // over once three have logged their outcome.
+    let now = chrono::Utc::now().second();
+    let seconds: Vec<String> = [3, 5, 7]
+        .iter()
+        .map(|d| ((now + d) % 60).to_string())
+        .collect();
+    let settings = format!(
+        "schedule = \"{} * * * * *\"\ndb_include = [\"default\"]\ntarget_directory = \"offsite:auto\"\n[retention]\nkeep_last = 2\n",
+        seconds.join(",")
+    );
+    let Offsite {
+        s3,
+        site: _site,
+        server,
+    } = offsite(|site| {
+        let config = std::fs::read_to_string(site.config_path()).unwrap();
+        std::fs::write(
+            site.config_path(),
+            format!("{config}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n"),
+        )
+        .unwrap();
+        std::fs::write(site.dir.path().join("automatic-backup.toml"), &settings).unwrap();
+    });
+    server.wait_for_logs("automatic backup complete", 3);
+    let admin = server.admin("default").await;
+    let (objects, uploads) = s3.objects("cairn-backups");
+    assert_eq!(objects.len(), 2, "keep_last = 2 in the bucket: {objects:?}");
+    assert!(
+        objects
+            .iter()
+            .all(|(k, _)| k.starts_with("prod/auto/default-")),
+        "{objects:?}"
+    );
+    assert_eq!(uploads, 0);
+    let plan =
+        crate::automatic_backup::rows(&admin, "CALL automatic_backup.prune(dry_run => true)").await;
+    assert_eq!(plan.len(), 2, "{plan:?}");
+    assert!(plan.iter().all(|r| r["reason"] == "kept: last"), "{plan:?}");
+    let listed = texts(
+        &admin,
+        "SHOW ARCHIVES IN 'offsite:auto' WITH (verify)",
+        "verification",
+    )
+    .await;
+    assert_eq!(
+        listed,
+        [Some("passed".to_owned()), Some("passed".to_owned())]
+    );
+}
+
+/// Keys the store does not know: the error says the credentials were refused and what to
+/// check, and carries nothing of the store's response body (which echoes the request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_named_as_such() {
+    // moto checks keys against its own IAM when this count is 0: "testing" is unknown.
+    let s3 = S3Server::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));
+    let server = start_with_keys(&site);
+    let admin = server.admin("default").await;
+    let err = admin
+        .batch_execute("BACKUP DATABASE default TO 'offsite:d.zip'")
+        .await
+        .unwrap_err();
+    let message = crate::harness::message(&err);
+    assert!(
+        message.contains("refused the credentials") && message.contains("\"offsite\""),
+        "{message}"
+    );
+    assert!(!message.contains('<'), "a response body leaked: {message}");
+    server.assert_still_serving().await;
+}
+
+/// A store that does not answer does not keep the plugin from starting: its runs fail,
+/// retry with the plugin's back-off and say why; a destination the server does not have is
+/// a config error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_retries_a_store_that_does_not_answer_and_refuses_an_unknown_one() {
+    // Port 9 (discard) refuses connections on this machine.
+    let site = Site::new(&format!(
+        "{}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n",
+        offsite_config("http://127.0.0.1:9", "cairn-backups")
+    ));
+    let settings = |target: &str| {
+        format!(
+            "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"{target}\"\nretries = 1\nretry_delay = \"1s\"\n"
+        )
+    };
+    std::fs::write(
+        site.dir.path().join("automatic-backup.toml"),
+        settings("offsite:auto"),
+    )
+    .unwrap();
+    let server = start_with_keys(&site);
+    let admin = server.admin("default").await;
+    let state = texts(&admin, "SHOW PLUGINS", "state").await;
+    assert_eq!(state, [Some("running".to_owned())]);
+    let err = admin
+        .batch_execute("CALL automatic_backup.run('default')")
+        .await
+        .unwrap_err();
+    let message = crate::harness::message(&err);
+    assert!(
+        message.contains("\"offsite\"") && message.contains("could not be reached"),
+        "{message}"
+    );
+    // Scheduled, a failed run is retried with the back-off, and says so.
+    std::fs::write(
+        site.dir.path().join("automatic-backup.toml"),
+        settings("offsite:auto").replace("0 0 1 1 *", "*/2 * * * * *"),
+    )
+    .unwrap();
+    admin
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
+    server.wait_for_log("automatic backup failed; retrying");
+    crate::automatic_backup::wait_until("a retry was attempted", || async {
+        texts(
+            &admin,
+            "SELECT status FROM backups() WHERE database = 'default' AND status = 'failed'",
+            "status",
+        )
+        .await
+        .len()
+            >= 3
+    })
+    .await;
+
+    std::fs::write(
+        site.dir.path().join("automatic-backup.toml"),
+        settings("nowhere:auto"),
+    )
+    .unwrap();
+    let err = admin
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap_err();
+    assert!(
+        crate::harness::message(&err).contains("no backup destination \"nowhere\""),
+        "{err}"
+    );
 }

@@ -127,11 +127,20 @@ impl Plugin for AutomaticBackup {
     async fn start(&self, host: &Host) -> Result<(), PluginError> {
         let ready = self.open(host)?;
         if let Some(prefix) = &ready.destination {
-            // The store answers now, or the plugin does not start (and a reload keeps the
-            // previous instance).
-            host.list_archives(prefix).await.map_err(|e| {
-                PluginError::Config(format!("`target_directory` {prefix:?}: {}", e.message()))
-            })?;
+            // A destination the server does not have is a config mistake: refused (a reload
+            // keeps the previous instance). A store that does not answer now is a state that
+            // passes: the plugin starts, and its runs fail, retry and say why until it does.
+            match host.list_archives(prefix).await {
+                Ok(_) => {}
+                Err(PluginError::InvalidArgument(why)) => {
+                    return Err(PluginError::Config(format!(
+                        "`target_directory` {prefix:?}: {why}"
+                    )));
+                }
+                Err(e) => {
+                    tracing::warn!(location = %prefix, error = %e.message(), "the target destination does not answer now; runs will retry until it does");
+                }
+            }
         }
         adopt_records_without_directory(&ready)?;
         let _ = self.ready.set(ready);

@@ -456,6 +456,8 @@ fn plugin_backup_error(e: BackupError) -> PluginError {
         BackupError::InvalidOption(m) | BackupError::PathRefused(m) => {
             PluginError::InvalidArgument(m)
         }
+        // A name the config does not know is the caller's mistake, not the store's state.
+        e @ BackupError::UnknownDestination { .. } => PluginError::InvalidArgument(e.to_string()),
         // A caller that runs backups on a schedule tells "busy" from "broken" by this.
         e @ BackupError::AlreadyRunning { .. } => PluginError::Refused(e.to_string()),
         other => PluginError::failed(other.to_string()),
