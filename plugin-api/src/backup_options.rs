@@ -9,6 +9,22 @@ pub const MIN_BUFFER_SIZE: u64 = 64 << 10;
 /// The largest `buffer_size`: 64 MiB.
 pub const MAX_BUFFER_SIZE: u64 = 64 << 20;
 
+/// Splits a location the server reads as `NAME:key` (a file in the backup destination
+/// `NAME` of the server config, such as `offsite:daily/sales.zip`) into its name and key: the
+/// name is a lower-case identifier (`local` is the backup directory itself). `None` for a
+/// plain path (`daily/sales.zip`, `/mnt/a:b.zip`, `./a:b.zip`).
+pub fn split_destination(location: &str) -> Option<(&str, &str)> {
+    let (name, rest) = location.split_once(':')?;
+    let identifier = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    identifier.then_some((name, rest))
+}
+
 /// Parses a size as the server reads it: bytes (`1048576`) or a number with a unit (`512KiB`,
 /// `1MiB`, `1GiB`, or the decimal `kB`, `MB`, `GB`).
 pub fn parse_size(text: &str) -> Result<u64, PluginError> {

@@ -1006,3 +1006,44 @@ async fn the_plugin_retries_a_store_that_does_not_answer_and_refuses_an_unknown_
         "{err}"
     );
 }
+
+/// A store that cannot be listed is no evidence that its archives are gone: pruning then
+/// forgets nothing, and deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_keeps_the_ledger() {
+    let s3 = S3Server::start();
+    s3.client(&["mkbucket", "cairn-backups"]);
+    let mut link = FragileLink::start(&s3.endpoint, u64::MAX).await;
+    let site = Site::new(&format!(
+        "{}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n",
+        offsite_config(&link.endpoint(), "cairn-backups")
+    ));
+    std::fs::write(
+        site.dir.path().join("automatic-backup.toml"),
+        "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"offsite:auto\"\n[retention]\nkeep_last = 1\n",
+    )
+    .unwrap();
+    let server = start_with_keys(&site);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("CALL automatic_backup.run('default')")
+        .await
+        .unwrap();
+    let plan = "CALL automatic_backup.prune(dry_run => true)";
+    let before = crate::automatic_backup::rows(&admin, plan).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    link.dead.cancel();
+    let during = crate::automatic_backup::rows(&admin, "CALL automatic_backup.prune()").await;
+    assert!(
+        during
+            .iter()
+            .all(|r| r["action"] == "keep" && r["reason"].contains("could not be listed")),
+        "{during:?}"
+    );
+    link.revive().await;
+    let after = crate::automatic_backup::rows(&admin, plan).await;
+    assert_eq!(after.len(), 1, "the record was forgotten: {after:?}");
+    assert_eq!(after[0]["archive"], before[0]["archive"]);
+    assert_eq!(s3.objects("cairn-backups").0.len(), 1);
+}

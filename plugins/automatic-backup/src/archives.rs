@@ -37,6 +37,15 @@ pub struct Verdict {
     pub reason: String,
 }
 
+/// What the destinations of a ledger hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Every object listed, by location.
+    pub objects: BTreeMap<String, Listed>,
+    /// The prefixes whose listing failed.
+    pub unlisted: std::collections::BTreeSet<String>,
+}
+
 /// A file in a destination as the server's catalog describes it (`Host::list_archives`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -58,7 +67,7 @@ pub fn review(
     database: &str,
     template: &Template,
     records: &[ArchiveRecord],
-    listing: Option<&BTreeMap<String, Listed>>,
+    listing: Option<&Listing>,
     retention: &Retention,
     zone: Tz,
 ) -> Vec<Verdict> {
@@ -180,17 +189,8 @@ fn eligible(
         Ok(kind) => kind,
         Err(why) => return untouchable(record.kind, &why),
     };
-    if let Some(recorded) = record.kind
-        && recorded != actual
-    {
-        return untouchable(
-            Some(actual),
-            &format!(
-                "it holds {}, but it was recorded as {}",
-                describe(actual),
-                describe(recorded)
-            ),
-        );
+    if let Some(why) = kind_changed(record, actual) {
+        return untouchable(Some(actual), &why);
     }
     match manifest_database(&path) {
         Ok(named) if named == database => Eligibility::Candidate(actual),
@@ -209,20 +209,21 @@ fn eligible(
 /// says of the object at its location (size, kind, database, snapshot instant).
 fn eligible_listed(
     location: &str,
-    listing: Option<&BTreeMap<String, Listed>>,
+    listing: Option<&Listing>,
     database: &str,
     template: &Template,
     record: &ArchiveRecord,
 ) -> Eligibility {
     let untouchable =
         |kind, why: &str| Eligibility::Untouchable(kind, format!("left alone: {why}"));
-    let Some(listing) = listing else {
+    let prefix = location.rsplit_once('/').map_or("", |(prefix, _)| prefix);
+    let Some(listing) = listing.filter(|l| !l.unlisted.contains(prefix)) else {
         return untouchable(
             record.kind,
             "its destination could not be listed; kept in the ledger until it can",
         );
     };
-    let Some(listed) = listing.get(location) else {
+    let Some(listed) = listing.objects.get(location) else {
         // A listing that succeeded is the store's word: the object is gone.
         return Eligibility::Gone;
     };
@@ -244,17 +245,8 @@ fn eligible_listed(
     let Some(actual) = listed.kind else {
         return untouchable(record.kind, "the server does not say what it holds");
     };
-    if let Some(recorded) = record.kind
-        && recorded != actual
-    {
-        return untouchable(
-            Some(actual),
-            &format!(
-                "it holds {}, but it was recorded as {}",
-                describe(actual),
-                describe(recorded)
-            ),
-        );
+    if let Some(why) = kind_changed(record, actual) {
+        return untouchable(Some(actual), &why);
     }
     match &listed.database {
         Some(named) if named == database => Eligibility::Candidate(actual),
@@ -263,6 +255,18 @@ fn eligible_listed(
             &format!("its manifest names database {named:?}"),
         ),
     }
+}
+
+/// Why `record` cannot be the file, if it holds another kind than was recorded.
+fn kind_changed(record: &ArchiveRecord, actual: ArchiveKind) -> Option<String> {
+    let recorded = record.kind?;
+    (recorded != actual).then(|| {
+        format!(
+            "it holds {}, but it was recorded as {}",
+            describe(actual),
+            describe(recorded)
+        )
+    })
 }
 
 fn describe(kind: ArchiveKind) -> &'static str {
@@ -599,7 +603,7 @@ mod tests {
     fn in_a_destination_only_verified_unchanged_archives_of_the_ledger_may_go() {
         let template = Template::parse("${DBNAME}-${DATE:yyyyMMddHHmmss}.zip").unwrap();
         let mut ledger = Vec::new();
-        let mut listing = BTreeMap::new();
+        let mut listing = Listing::default();
         for day in 1..=6 {
             let created_at = Utc.with_ymd_and_hms(2026, 5, day, 2, 0, 0).unwrap();
             let file = template.render("sales", created_at.with_timezone(&UTC));
@@ -613,7 +617,7 @@ mod tests {
                 kind: Some(ArchiveKind::Full),
                 directory: None,
             });
-            listing.insert(
+            listing.objects.insert(
                 location,
                 Listed {
                     database: Some(if day == 2 { "other" } else { "sales" }.into()),
@@ -625,7 +629,7 @@ mod tests {
             );
         }
         // Day 5's object was deleted by someone: gone, dropped from the ledger.
-        listing.remove(&ledger[4].location.clone().unwrap());
+        listing.objects.remove(&ledger[4].location.clone().unwrap());
         let keep_last_1 = Retention {
             keep_last: 1,
             ..Retention::default()
@@ -655,12 +659,13 @@ mod tests {
             ledger[0].location.as_deref()
         );
         // An unreachable destination keeps everything, gone or not.
+        listing.unlisted.insert("offsite:auto".into());
         let unlisted = review(
             Path::new("/nowhere"),
             "sales",
             &template,
             &ledger,
-            None,
+            Some(&listing),
             &keep_last_1,
             UTC,
         );

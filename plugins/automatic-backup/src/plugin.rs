@@ -14,7 +14,7 @@
 //! one still runs) that it can work, then this one is stopped. A run of a stopped instance
 //! ends at its next step, and records its outcome only while no newer run has begun.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -130,7 +130,11 @@ impl Plugin for AutomaticBackup {
             // A destination the server does not have is a config mistake: refused (a reload
             // keeps the previous instance). A store that does not answer now is a state that
             // passes: the plugin starts, and its runs fail, retry and say why until it does.
-            match host.list_archives(prefix).await {
+            // A prefix nothing is under: one cheap request, however many archives there are.
+            match host
+                .list_archives(&format!("{prefix}/cairn-start-check"))
+                .await
+            {
                 Ok(_) => {}
                 Err(PluginError::InvalidArgument(why)) => {
                     return Err(PluginError::Config(format!(
@@ -321,12 +325,21 @@ impl AutomaticBackup {
             .filter(|d| !d.path.exists())
             .map(|d| d.path.clone())
             .collect();
-        let target = self
-            .policy
-            .target_directory
-            .strip_prefix("local:")
-            .unwrap_or(&self.policy.target_directory);
-        if let Some(prefix) = destination_prefix(target) {
+        let written = self.policy.target_directory.as_str();
+        // `local:` names the backup directory's side, whatever follows.
+        let (target, prefix) = match written.strip_prefix("local:") {
+            Some(local) => (local, None),
+            None => (written, destination_prefix(written)),
+        };
+        if let Some(prefix) = prefix {
+            if prefix
+                .split_once(':')
+                .is_some_and(|(_, key)| key.is_empty())
+            {
+                return Err(PluginError::Config(format!(
+                    "`target_directory` {target:?} names a destination but no prefix in it; write \"{target}auto\" (archives go under that prefix)"
+                )));
+            }
             if host.abi_minor() < 3 {
                 return Err(PluginError::Config(format!(
                     "`target_directory` {target:?} names a destination of the server, which needs plugin ABI 1.3 or later; this server offers 1.{}",
@@ -712,21 +725,19 @@ impl AutomaticBackup {
         } else {
             (self.now(), false)
         };
-        let kind = self.policy.kind;
-        self.update(|state| {
-            let entry = state.databases.entry(database.to_owned()).or_default();
-            entry.archives.push(ArchiveRecord {
+        self.record_archive(
+            database,
+            ArchiveRecord {
                 file: file.clone(),
                 created_at,
                 bytes,
                 verified,
-                kind: Some(kind),
+                kind: Some(self.policy.kind),
                 directory: Some(directory),
                 location: None,
-            });
-            entry.last_archive = Some(path.clone());
-        })
-        .map_err(|e| Attempt::Failed(e.to_string()))?;
+            },
+            &path,
+        )?;
         if self.policy.verify && !verified {
             return Err(Attempt::Failed(format!(
                 "the plugin was reloaded or stopped while this backup ran; its archive {path} is kept, unverified"
@@ -757,12 +768,14 @@ impl AutomaticBackup {
             let location = format!("{prefix}/{file}");
             (file, location)
         };
+        // Only a verified archive covers its period: one that failed its check must not
+        // stand in for a good one.
         let in_ledger = |location: &str| {
             ready.state.read().is_ok_and(|state| {
                 state.databases.get(database).is_some_and(|d| {
                     d.archives
                         .iter()
-                        .any(|r| r.location.as_deref() == Some(location))
+                        .any(|r| r.verified && r.location.as_deref() == Some(location))
                 })
             })
         };
@@ -793,28 +806,41 @@ impl AutomaticBackup {
         let (created_at, verified, failure) = if self.policy.verify {
             match self.verify(host, database, &location).await {
                 Ok(created_at) => (created_at, true, None),
-                // A store cannot rename: the object stays, recorded unverified, so
-                // retention leaves it alone.
-                Err(why) => (self.now(), false, Some(why)),
+                Err(why) => {
+                    // A store cannot rename it aside, and a bad archive under a good name
+                    // could be what RESTORE … FROM LATEST picks: this plugin wrote it, so it
+                    // goes. Only if that fails too is it kept, recorded unverified (retention
+                    // leaves it alone).
+                    match host.delete_archive(&location).await {
+                        Ok(_) => {
+                            return Err(Attempt::Failed(format!(
+                                "the new archive {location} failed verification: {why}; it was deleted"
+                            )));
+                        }
+                        Err(e) => (
+                            self.now(),
+                            false,
+                            Some(format!("{why}; deleting it failed too ({})", e.message())),
+                        ),
+                    }
+                }
             }
         } else {
             (self.now(), false, None)
         };
-        let kind = self.policy.kind;
-        self.update(|state| {
-            let entry = state.databases.entry(database.to_owned()).or_default();
-            entry.archives.push(ArchiveRecord {
+        self.record_archive(
+            database,
+            ArchiveRecord {
                 file: file.clone(),
                 created_at,
                 bytes,
                 verified,
-                kind: Some(kind),
+                kind: Some(self.policy.kind),
                 directory: None,
                 location: Some(location.clone()),
-            });
-            entry.last_archive = Some(location.clone());
-        })
-        .map_err(|e| Attempt::Failed(e.to_string()))?;
+            },
+            &location,
+        )?;
         if let Some(why) = failure {
             return Err(Attempt::Failed(format!(
                 "the new archive {location} failed verification: {why}; it is kept, unverified, and retention leaves it alone"
@@ -825,6 +851,21 @@ impl AutomaticBackup {
             bytes,
             pruned: 0,
         })
+    }
+
+    /// Adds `record` to the ledger of `database`, and `shown` as its last archive.
+    fn record_archive(
+        &self,
+        database: &str,
+        record: ArchiveRecord,
+        shown: &str,
+    ) -> Result<(), Attempt> {
+        self.update(|state| {
+            let entry = state.databases.entry(database.to_owned()).or_default();
+            entry.archives.push(record);
+            entry.last_archive = Some(shown.to_owned());
+        })
+        .map_err(|e| Attempt::Failed(e.to_string()))
     }
 
     /// Reopens the archive and checks it; returns its snapshot time.
@@ -891,7 +932,7 @@ impl AutomaticBackup {
             database,
             &self.policy.template,
             &records,
-            listing.as_ref(),
+            Some(&listing),
             retention,
             self.policy.schedule.zone(),
         );
@@ -1070,41 +1111,33 @@ fn adopt_records_without_directory(ready: &Ready) -> Result<(), PluginError> {
 /// `target_directory` as a destination location (`offsite:auto`, no trailing `/`), when it
 /// names one: a lower-case identifier, then a colon.
 fn destination_prefix(target: &str) -> Option<String> {
-    let (name, _) = target.split_once(':')?;
-    let identifier = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    identifier.then(|| target.trim_end_matches('/').to_owned())
+    cairn_plugin_api::backup_options::split_destination(target)
+        .filter(|(name, _)| *name != "local")
+        .map(|_| target.trim_end_matches('/').to_owned())
 }
 
-/// What the destinations of `records` hold, by location; `None` when a destination could not
-/// be listed (then nothing there is judged gone or pruned).
-async fn listing(
-    host: &Host,
-    records: &[ArchiveRecord],
-) -> Option<BTreeMap<String, archives::Listed>> {
+/// What the destinations of `records` hold, by location, and which of their prefixes could
+/// not be listed (nothing there is judged gone or pruned this time; the others are).
+async fn listing(host: &Host, records: &[ArchiveRecord]) -> archives::Listing {
     let prefixes: BTreeSet<&str> = records
         .iter()
         .filter_map(|r| r.location.as_deref())
         .filter_map(|l| l.rsplit_once('/').map(|(prefix, _)| prefix))
         .collect();
-    let mut listed = BTreeMap::new();
+    let mut listing = archives::Listing::default();
     for prefix in prefixes {
         let reply = match host.list_archives(prefix).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::warn!(location = prefix, error = %e.message(), "cannot list the destination; its archives are neither pruned nor forgotten this time");
-                return None;
+                listing.unlisted.insert(prefix.to_owned());
+                continue;
             }
         };
         for row in reply.rows {
             let text = |i: usize| row.get(i).and_then(Value::as_text).map(str::to_owned);
             let Some(location) = text(0) else { continue };
-            listed.insert(
+            listing.objects.insert(
                 location,
                 archives::Listed {
                     database: text(1),
@@ -1126,7 +1159,7 @@ async fn listing(
             );
         }
     }
-    Some(listed)
+    listing
 }
 
 /// The value of `column` in the first row of a host reply.

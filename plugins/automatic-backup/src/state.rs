@@ -19,9 +19,9 @@ use crate::config::Overlap;
 use crate::schedule::Schedule;
 
 /// The state file's layout version (docs/FORMATS.md). 2 added archive kinds and directories,
-/// first runs and run ownership; a plugin that reads only 1 refuses a 2, rather than prune by
-/// a ledger it half understands.
-const VERSION: u32 = 2;
+/// first runs and run ownership; 3 archives in destinations (`location`). A plugin that reads
+/// only an older one refuses a newer file, rather than prune by a ledger it half understands.
+const VERSION: u32 = 3;
 
 /// Everything remembered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ pub struct ArchiveRecord {
     #[serde(default)]
     pub directory: Option<DirectoryId>,
     /// Where it is when it was written to a destination of the server (`offsite:auto/x.zip`,
-    /// since state version 1 with ABI 1.3); then `directory` is absent.
+    /// since state version 3, with ABI 1.3); then `directory` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
 }

@@ -288,6 +288,8 @@ impl Backups {
                 if !named_like_one(path) {
                     return Err(refused());
                 }
+                // A temporary file is a backup in progress, never an archive to delete.
+                files::refuse_reserved(Path::new(path))?;
                 let file = match self.rules.archive_source(path) {
                     Ok(file) => file,
                     Err(BackupError::Io { source, .. })

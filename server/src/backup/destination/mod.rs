@@ -123,15 +123,8 @@ impl Destinations {
 /// `NAME:rest` where NAME is an identifier: a destination prefix. Anything else (an absolute
 /// path, `./a:b.zip`) is a plain path.
 fn split(requested: &str) -> Option<(&str, &str)> {
-    let (name, rest) = requested.split_once(':')?;
-    let identifier = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    identifier.then_some((name, rest))
+    // The plugins' rule too: they tell a destination from a directory by the same function.
+    cairn_plugin_api::backup_options::split_destination(requested)
 }
 
 #[cfg(test)]
