@@ -134,6 +134,18 @@ async fn incompressible(client: &tokio_postgres::Client, rows: u32) {
         .unwrap();
 }
 
+/// Adds the builtin automatic-backup plugin to `site`'s config, with `settings` as its
+/// config file.
+fn with_automatic_backup(site: &Site, settings: &str) {
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(
+        site.config_path(),
+        format!("{config}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n"),
+    )
+    .unwrap();
+    crate::automatic_backup::write_settings(site, settings);
+}
+
 fn downloaded(s3: &S3Server, key: &str, dir: &Path) -> PathBuf {
     let file = dir.join(key.replace('/', "_"));
     s3.client(&["get", "cairn-backups", key, file.to_str().unwrap()]);
@@ -782,17 +794,10 @@ async fn an_object_that_appeared_during_the_upload_was_not_replaced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_automatic_backup_plugin_writes_verifies_and_prunes_in_a_destination() {
     let Offsite { s3, site, server } = offsite(|site| {
-        let config = std::fs::read_to_string(site.config_path()).unwrap();
-        std::fs::write(
-            site.config_path(),
-            format!("{config}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            site.dir.path().join("automatic-backup.toml"),
+        with_automatic_backup(
+            site,
             "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"offsite:auto\"\n[retention]\nkeep_last = 2\n",
         )
-        .unwrap();
     });
     // Named like the plugin's archives, but not written by it: never touched.
     let foreign = site.dir.path().join("foreign.zip");
@@ -878,15 +883,7 @@ async fn scheduled_runs_keep_the_newest_archives_in_the_bucket() {
         s3,
         site: _site,
         server,
-    } = offsite(|site| {
-        let config = std::fs::read_to_string(site.config_path()).unwrap();
-        std::fs::write(
-            site.config_path(),
-            format!("{config}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n"),
-        )
-        .unwrap();
-        std::fs::write(site.dir.path().join("automatic-backup.toml"), &settings).unwrap();
-    });
+    } = offsite(|site| with_automatic_backup(site, &settings));
     server.wait_for_logs("automatic backup complete", 3);
     let admin = server.admin("default").await;
     let (objects, uploads) = s3.objects("cairn-backups");
@@ -942,20 +939,13 @@ async fn refused_credentials_are_named_as_such() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plugin_retries_a_store_that_does_not_answer_and_refuses_an_unknown_one() {
     // Port 9 (discard) refuses connections on this machine.
-    let site = Site::new(&format!(
-        "{}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n",
-        offsite_config("http://127.0.0.1:9", "cairn-backups")
-    ));
+    let site = Site::new(&offsite_config("http://127.0.0.1:9", "cairn-backups"));
     let settings = |target: &str| {
         format!(
             "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"{target}\"\nretries = 1\nretry_delay = \"1s\"\n"
         )
     };
-    std::fs::write(
-        site.dir.path().join("automatic-backup.toml"),
-        settings("offsite:auto"),
-    )
-    .unwrap();
+    with_automatic_backup(&site, &settings("offsite:auto"));
     let server = start_with_keys(&site);
     let admin = server.admin("default").await;
     let state = texts(&admin, "SHOW PLUGINS", "state").await;
@@ -970,11 +960,10 @@ async fn the_plugin_retries_a_store_that_does_not_answer_and_refuses_an_unknown_
         "{message}"
     );
     // Scheduled, a failed run is retried with the back-off, and says so.
-    std::fs::write(
-        site.dir.path().join("automatic-backup.toml"),
-        settings("offsite:auto").replace("0 0 1 1 *", "*/2 * * * * *"),
-    )
-    .unwrap();
+    crate::automatic_backup::write_settings(
+        &site,
+        &settings("offsite:auto").replace("0 0 1 1 *", "*/2 * * * * *"),
+    );
     admin
         .batch_execute("RELOAD PLUGIN automatic_backup")
         .await
@@ -992,11 +981,7 @@ async fn the_plugin_retries_a_store_that_does_not_answer_and_refuses_an_unknown_
     })
     .await;
 
-    std::fs::write(
-        site.dir.path().join("automatic-backup.toml"),
-        settings("nowhere:auto"),
-    )
-    .unwrap();
+    crate::automatic_backup::write_settings(&site, &settings("nowhere:auto"));
     let err = admin
         .batch_execute("RELOAD PLUGIN automatic_backup")
         .await
@@ -1014,15 +999,11 @@ async fn an_unreachable_store_keeps_the_ledger() {
     let s3 = S3Server::start();
     s3.client(&["mkbucket", "cairn-backups"]);
     let mut link = FragileLink::start(&s3.endpoint, u64::MAX).await;
-    let site = Site::new(&format!(
-        "{}[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n",
-        offsite_config(&link.endpoint(), "cairn-backups")
-    ));
-    std::fs::write(
-        site.dir.path().join("automatic-backup.toml"),
+    let site = Site::new(&offsite_config(&link.endpoint(), "cairn-backups"));
+    with_automatic_backup(
+        &site,
         "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"offsite:auto\"\n[retention]\nkeep_last = 1\n",
-    )
-    .unwrap();
+    );
     let server = start_with_keys(&site);
     let admin = server.admin("default").await;
     admin
