@@ -294,6 +294,8 @@ start = "panic"
         assert_eq!(state, "failed", "{name}");
         let error = error.unwrap_or_default();
         assert!(error.contains(fragment), "{name}: {error}");
+        // The file the operator put there, not the private copy that was read.
+        assert!(!error.contains("plugin-copies"), "{name}: {error}");
         assert!(server.logs().contains(fragment), "{name} not logged");
     }
     server.assert_still_serving().await;

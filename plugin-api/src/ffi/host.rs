@@ -112,6 +112,24 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The same refusal, naming `library` (the file the operator knows) instead of the
+    /// private copy that was read.
+    pub fn for_file(mut self, library: &Path) -> LoadError {
+        match &mut self {
+            LoadError::Open { path, .. }
+            | LoadError::NotAPlugin { path }
+            | LoadError::OtherMajor { path, .. }
+            | LoadError::BadMagic { path, .. }
+            | LoadError::MajorMismatch { path, .. }
+            | LoadError::Truncated { path, .. }
+            | LoadError::NeedsNewerHost { path, .. }
+            | LoadError::Invalid { path, .. } => *path = library.to_owned(),
+        }
+        self
+    }
+}
+
 /// What a descriptor says about its plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescriptorInfo {

@@ -1134,7 +1134,7 @@ impl Plugins {
             .unwrap_or_default();
         let copy = self.copies_dir.join(format!("{n}-{name}"));
         std::fs::write(&copy, &bytes).map_err(copy_error)?;
-        let opened = PluginLibrary::open(&copy);
+        let opened = PluginLibrary::open(&copy).map_err(|e| e.for_file(path));
         // Mapped or refused, the copy's name goes at once: nobody can change the mapped file
         // any more, and no copy outlives its load.
         let _ = std::fs::remove_file(&copy);
