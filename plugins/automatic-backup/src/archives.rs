@@ -44,6 +44,19 @@ pub struct Listing {
     pub objects: BTreeMap<String, Listed>,
     /// The prefixes whose listing failed.
     pub unlisted: std::collections::BTreeSet<String>,
+    /// When the listing was made.
+    pub listed_at: DateTime<Utc>,
+}
+
+/// How long an archive must be missing from its destination's listings to be forgotten.
+pub const FORGOTTEN_AFTER: chrono::Duration = chrono::Duration::days(1);
+
+impl Listing {
+    /// Whether `location` lies under a prefix that was listed and does not show it.
+    pub fn lacks(&self, location: &str) -> bool {
+        let prefix = location.rsplit_once('/').map_or("", |(prefix, _)| prefix);
+        !self.unlisted.contains(prefix) && !self.objects.contains_key(location)
+    }
 }
 
 /// A file in a destination as the server's catalog describes it (`Host::list_archives`).
@@ -224,8 +237,18 @@ fn eligible_listed(
         );
     };
     let Some(listed) = listing.objects.get(location) else {
-        // A listing that succeeded is the store's word: the object is gone.
-        return Eligibility::Gone;
+        // A listing that succeeded is the store's word, but a destination's config may have
+        // been pointed elsewhere by mistake: forgotten only after a day of absence.
+        return match record.missing_since {
+            Some(since) if listing.listed_at - since >= FORGOTTEN_AFTER => Eligibility::Gone,
+            since => untouchable(
+                record.kind,
+                &format!(
+                    "not in its destination's listing (since {}); forgotten once it has been missing for a day",
+                    since.unwrap_or(listing.listed_at).to_rfc3339()
+                ),
+            ),
+        };
     };
     if !record.verified {
         return untouchable(record.kind, "never verified");
@@ -364,6 +387,7 @@ mod tests {
         kind: Option<ArchiveKind>,
     ) -> ArchiveRecord {
         ArchiveRecord {
+            missing_since: None,
             location: None,
             file: file.into(),
             created_at: Utc.with_ymd_and_hms(2026, 5, 1, hour, 0, 0).unwrap(),
@@ -531,6 +555,7 @@ mod tests {
             let file = template.render("sales", created_at.with_timezone(&UTC));
             let bytes = write_archive(&dir.path().join(&file), "sales");
             ledger.push(ArchiveRecord {
+                missing_since: None,
                 location: None,
                 file,
                 created_at,
@@ -609,6 +634,7 @@ mod tests {
             let file = template.render("sales", created_at.with_timezone(&UTC));
             let location = format!("offsite:auto/{file}");
             ledger.push(ArchiveRecord {
+                missing_since: None,
                 location: Some(location.clone()),
                 file,
                 created_at,
@@ -628,8 +654,11 @@ mod tests {
                 },
             );
         }
-        // Day 5's object was deleted by someone: gone, dropped from the ledger.
+        // Day 5's object was deleted by someone, and has been missing for two days: gone,
+        // dropped from the ledger.
+        listing.listed_at = Utc.with_ymd_and_hms(2026, 5, 10, 0, 0, 0).unwrap();
         listing.objects.remove(&ledger[4].location.clone().unwrap());
+        ledger[4].missing_since = Some(listing.listed_at - chrono::Duration::days(2));
         let keep_last_1 = Retention {
             keep_last: 1,
             ..Retention::default()
@@ -657,6 +686,25 @@ mod tests {
         assert_eq!(
             verdicts.last().unwrap().location.as_deref(),
             ledger[0].location.as_deref()
+        );
+        // Missing for an hour only: kept in the ledger (and out of retention's count).
+        ledger[4].missing_since = Some(listing.listed_at - chrono::Duration::hours(1));
+        let recent = review(
+            Path::new("/nowhere"),
+            "sales",
+            &template,
+            &ledger,
+            Some(&listing),
+            &keep_last_1,
+            UTC,
+        );
+        assert!(
+            recent
+                .iter()
+                .any(|v| chrono::Datelike::day(&v.created_at) == 5
+                    && !v.remove
+                    && v.reason.contains("forgotten once")),
+            "{recent:?}"
         );
         // An unreachable destination keeps everything, gone or not.
         listing.unlisted.insert("offsite:auto".into());

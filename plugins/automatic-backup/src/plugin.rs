@@ -735,6 +735,7 @@ impl AutomaticBackup {
                 kind: Some(self.policy.kind),
                 directory: Some(directory),
                 location: None,
+                missing_since: None,
             },
             &path,
         )?;
@@ -838,6 +839,7 @@ impl AutomaticBackup {
                 kind: Some(self.policy.kind),
                 directory: None,
                 location: Some(location.clone()),
+                missing_since: None,
             },
             &location,
         )?;
@@ -972,6 +974,17 @@ impl AutomaticBackup {
                 entry
                     .archives
                     .retain(|r| !gone.contains(&archives::path_of(&ready.directory, r)));
+                // Absences start, or end, with this listing.
+                for record in &mut entry.archives {
+                    let Some(location) = record.location.as_deref() else {
+                        continue;
+                    };
+                    if listing.objects.contains_key(location) {
+                        record.missing_since = None;
+                    } else if listing.lacks(location) && record.missing_since.is_none() {
+                        record.missing_since = Some(listing.listed_at);
+                    }
+                }
             }
         })?;
         Ok(verdicts)
@@ -1124,7 +1137,10 @@ async fn listing(host: &Host, records: &[ArchiveRecord]) -> archives::Listing {
         .filter_map(|r| r.location.as_deref())
         .filter_map(|l| l.rsplit_once('/').map(|(prefix, _)| prefix))
         .collect();
-    let mut listing = archives::Listing::default();
+    let mut listing = archives::Listing {
+        listed_at: Utc::now(),
+        ..archives::Listing::default()
+    };
     for prefix in prefixes {
         let reply = match host.list_archives(prefix).await {
             Ok(reply) => reply,

@@ -96,6 +96,11 @@ pub struct ArchiveRecord {
     /// since state version 3, with ABI 1.3); then `directory` is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// For an archive in a destination: since when listings of it no longer show it (it is
+    /// forgotten only after a day of that: a destination pointed elsewhere by mistake in the
+    /// config, then back, loses nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_since: Option<DateTime<Utc>>,
 }
 
 /// A directory and its identity when an archive was written there. A directory that is
