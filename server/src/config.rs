@@ -29,6 +29,8 @@ pub struct Config {
     pub source: PathBuf,
     /// Where the PostgreSQL wire protocol listens.
     pub listen: SocketAddr,
+    /// `[server.http] listen`: where `/metrics` and `/health` are served (none if absent).
+    pub http_listen: Option<SocketAddr>,
     /// The data directory: databases, credentials, the lock file.
     pub data_dir: PathBuf,
     /// How long a statement waits for another connection's write lock before failing.
@@ -166,6 +168,13 @@ impl Default for RawBackup {
     }
 }
 
+/// `[server.http]`: the metrics and health endpoint.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Spanned<String>,
+}
+
 /// One `[backup.destinations.NAME]` table: an S3 bucket (and prefix) on AWS or any server
 /// that speaks its API. Secrets are named, never written here.
 #[derive(Deserialize)]
@@ -203,6 +212,8 @@ fn enabled_by_default() -> bool {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Spanned<String>,
+    #[serde(default)]
+    http: Option<RawHttp>,
     data_dir: Spanned<String>,
     #[serde(default = "default_busy_timeout_ms")]
     busy_timeout_ms: Spanned<u64>,
@@ -293,6 +304,12 @@ impl Config {
 
         let listen =
             parse_listen(&raw.server.listen).map_err(|m| located.at(&raw.server.listen, m))?;
+        let http_listen = match &raw.server.http {
+            Some(http) => {
+                Some(parse_listen(&http.listen).map_err(|m| located.at(&http.listen, m))?)
+            }
+            None => None,
+        };
         if raw.server.data_dir.get_ref().trim().is_empty() {
             return Err(located.at(&raw.server.data_dir, "data_dir must not be empty".into()));
         }
@@ -516,6 +533,7 @@ impl Config {
             plugin_dir: normalize(&base.join(&raw.server.plugin_dir)),
             plugins,
             listen,
+            http_listen,
             data_dir,
             busy_timeout: Duration::from_millis(*raw.server.busy_timeout_ms.get_ref()),
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
@@ -771,6 +789,18 @@ password_env = "CAIRN_ADMIN_PASSWORD"
             }) => (line, column, key, message),
             other => panic!("expected an invalid-config error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_http_endpoint_is_optional_and_its_address_checked() {
+        assert_eq!(parse(GOOD).unwrap().http_listen, None);
+        let config = parse(&format!(
+            "{GOOD}\n[server.http]\nlisten = \"127.0.0.1:9187\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.http_listen, Some("127.0.0.1:9187".parse().unwrap()));
+        let (_, _, key, _) = invalid(&format!("{GOOD}\n[server.http]\nlisten = \"nowhere\"\n"));
+        assert_eq!(key.as_deref(), Some("server.http.listen"));
     }
 
     #[test]

@@ -139,7 +139,32 @@ impl Server {
             config.timeouts,
             user_timeouts,
         ));
-        let task = tokio::spawn(serve(listener, shared, shutdown.clone(), config, lock));
+        // The operators' endpoint answers until the server has stopped, so that `/health/ready`
+        // says "shutting down" during the grace period.
+        let http_stop = CancellationToken::new();
+        if let Some(addr) = config.http_listen {
+            let (http_listener, bound) = crate::http::bind(addr)
+                .await
+                .map_err(|source| Error::Listen { addr, source })?;
+            let observed = crate::http::Observed {
+                catalog: Arc::clone(&shared.catalog),
+                plugins: Arc::clone(&shared.plugins),
+                backups: Arc::clone(&shared.backups),
+                registry: Arc::clone(&shared.registry),
+                stopping: shared.stopping.clone(),
+            };
+            tracing::info!(url = %format!("http://{bound}"), "metrics and health endpoint: /metrics, /health/live, /health/ready");
+            tokio::spawn(crate::http::serve(
+                http_listener,
+                observed,
+                http_stop.clone(),
+            ));
+        }
+        let served = serve(listener, shared, shutdown.clone(), config, lock);
+        let task = tokio::spawn(async move {
+            served.await;
+            http_stop.cancel();
+        });
         Ok(ServerHandle {
             local_addr,
             shutdown,

@@ -201,7 +201,7 @@ pub(crate) async fn wait_for_running(admin: &tokio_postgres::Client, needle: &st
 }
 
 /// A long query: a recursive CTE that counts to a billion.
-const ENDLESS: &str = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT count(*) FROM c";
+pub(crate) const ENDLESS: &str = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT count(*) FROM c";
 
 /// CancelRequest was ignored: a 60 M-row recursive CTE ran to its end.
 #[tokio::test]

@@ -16,6 +16,7 @@ mod examples;
 mod exports;
 mod hostile;
 mod lifecycle;
+mod metrics;
 mod plugins;
 mod protocol;
 mod psql;

@@ -60,6 +60,32 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
+/// The newest complete job of a database and kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastComplete {
+    pub database: String,
+    pub kind: String,
+    pub started: Option<chrono::DateTime<chrono::Utc>>,
+    pub ended: Option<chrono::DateTime<chrono::Utc>>,
+    pub bytes: u64,
+}
+
+/// See [`History::summary`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub last: Vec<LastComplete>,
+    /// (database, kind, failed jobs).
+    pub failed: Vec<(String, String, u64)>,
+    /// (database, kind, percent done).
+    pub running: Vec<(String, String, f64)>,
+}
+
+fn parse_ts(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 #[derive(Debug)]
 pub struct History {
     path: PathBuf,
@@ -167,6 +193,45 @@ impl History {
         f(&conn).map_err(|source| BackupError::History {
             path: self.path.clone(),
             source,
+        })
+    }
+
+    /// What a metrics scrape reports: per database and kind, the newest complete job, the
+    /// count of failed ones, and the jobs running now.
+    pub fn summary(&self) -> Result<Summary, BackupError> {
+        self.with(|c| {
+            let last = c
+                .prepare(
+                    "SELECT database, kind, end_ts, start_ts, coalesce(bytes, 0) FROM backups
+                     WHERE id IN (SELECT max(id) FROM backups WHERE status = 'complete' GROUP BY database, kind)",
+                )?
+                .query_map([], |r| {
+                    Ok(LastComplete {
+                        database: r.get(0)?,
+                        kind: r.get(1)?,
+                        ended: r.get::<_, Option<String>>(2)?.and_then(|t| parse_ts(&t)),
+                        started: parse_ts(&r.get::<_, String>(3)?),
+                        bytes: r.get::<_, i64>(4)?.max(0) as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let failed = c
+                .prepare(
+                    "SELECT database, kind, count(*) FROM backups WHERE status = 'failed' GROUP BY database, kind",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let running = c
+                .prepare(
+                    "SELECT database, kind, progress_percent FROM backups WHERE status = 'running'",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Summary {
+                last,
+                failed,
+                running,
+            })
         })
     }
 

@@ -1,0 +1,180 @@
+//! The operators' HTTP endpoint with the real binary: `/metrics` scraped and parsed by the
+//! Prometheus client library's own parser, its values checked against `backups()`, and
+//! `/health` through a shutdown.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::{Site, TestServer, standard_config};
+
+/// A site whose server also serves `[server.http]` on a free port.
+fn site() -> Site {
+    Site::new(&format!(
+        "{}\n[server.http]\nlisten = \"127.0.0.1:0\"\n",
+        standard_config()
+    ))
+}
+
+/// The endpoint's base URL, from the server's log.
+fn endpoint(server: &TestServer) -> String {
+    server.wait_for_log("metrics and health endpoint");
+    let logs = server.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("metrics and health endpoint"))
+        .unwrap();
+    let url = line.split("url=").nth(1).unwrap();
+    url.trim().trim_start_matches("http://").to_owned()
+}
+
+/// `GET path` over HTTP/1.0: the status code and the body.
+async fn get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+/// The samples of a scrape, as the Prometheus client library parses them.
+fn parsed(scrape: &str) -> BTreeMap<String, f64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/metrics.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the scrape does not parse: {}\n{scrape}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(name, value)| (name.to_owned(), value.parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_say_when_the_last_good_backup_finished() {
+    let site = site();
+    let server = site.start();
+    let address = endpoint(&server);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("BACKUP DATABASE TO 'a.zip'")
+        .await
+        .unwrap();
+    // The same name again: refused, recorded as a failed attempt.
+    admin
+        .batch_execute("BACKUP DATABASE TO 'a.zip'")
+        .await
+        .unwrap_err();
+
+    let (status, scrape) = get(&address, "/metrics").await;
+    assert_eq!(status, 200, "{scrape}");
+    let samples = parsed(&scrape);
+    let label = "{database=default,kind=backup}";
+    let row = admin
+        .query_one(
+            "SELECT CAST(strftime('%s', end_ts) AS INTEGER), bytes FROM backups() WHERE status = 'complete'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ended: i64 = row.get(0);
+    let bytes: i64 = row.get(1);
+    let finished = samples[&format!("cairn_backup_last_success_timestamp_seconds{label}")];
+    assert_eq!(finished.floor() as i64, ended, "{scrape}");
+    assert_eq!(
+        samples[&format!("cairn_backup_last_success_bytes{label}")],
+        bytes as f64
+    );
+    assert!(samples[&format!("cairn_backup_last_success_duration_seconds{label}")] >= 0.0);
+    assert_eq!(samples[&format!("cairn_backup_failures_total{label}")], 1.0);
+    let size: i64 = admin
+        .query("SHOW DATABASES", &[])
+        .await
+        .unwrap()
+        .iter()
+        .find(|r| r.get::<_, String>("name") == "default")
+        .unwrap()
+        .get("size_bytes");
+    assert_eq!(
+        samples["cairn_database_size_bytes{database=default}"], size as f64,
+        "{scrape}"
+    );
+    assert!(samples.contains_key("cairn_database_wal_bytes{database=default}"));
+    assert_eq!(
+        samples["cairn_connections{state=idle,user=admin}"], 1.0,
+        "{scrape}"
+    );
+    let (status, _) = get(&address, "/nowhere").await;
+    assert_eq!(status, 404);
+}
+
+/// `/health/ready` says 503 while the server waits for running statements at shutdown, and
+/// `/health/live` still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_turns_unready_during_shutdown() {
+    let site = site();
+    let server = site.start();
+    let address = endpoint(&server);
+    assert_eq!(
+        get(&address, "/health/ready").await,
+        (200, "ready\n".into())
+    );
+    assert_eq!(get(&address, "/health/live").await.0, 200);
+    let busy = server.admin("default").await;
+    let admin = server.admin("default").await;
+    let running = tokio::spawn(async move { busy.simple_query(crate::hostile::ENDLESS).await });
+    crate::hostile::wait_for_running(&admin, "WITH RECURSIVE").await;
+    let term = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(&address, "/health/ready").await;
+        if status == 503 {
+            assert_eq!(body, "shutting down\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never unready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&address, "/health/live").await.0, 200);
+    let _ = running.await;
+    let (status, logs) = server.wait_for_exit();
+    assert!(status.success(), "{logs}");
+}
