@@ -138,6 +138,15 @@ async fn metrics_say_when_the_last_good_backup_finished() {
         samples["cairn_connections{state=idle,user=admin}"], 1.0,
         "{scrape}"
     );
+    // Statements by outcome: the refused BACKUP was an error, the queries above were ok.
+    assert!(
+        samples["cairn_statements_total{outcome=error}"] >= 1.0,
+        "{scrape}"
+    );
+    assert!(
+        samples["cairn_statements_total{outcome=ok}"] >= 3.0,
+        "{scrape}"
+    );
     let (status, _) = get(&address, "/nowhere").await;
     assert_eq!(status, 404);
 }
@@ -177,4 +186,32 @@ async fn health_turns_unready_during_shutdown() {
     let _ = running.await;
     let (status, logs) = server.wait_for_exit();
     assert!(status.success(), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_states_and_reloads_are_counted() {
+    let site = Site::new(&format!(
+        "{}\n[server.http]\nlisten = \"127.0.0.1:0\"\n[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
+        standard_config()
+    ));
+    let plugins = site.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        crate::plugins::cdylib("panicky_plugin"),
+        plugins.join("libpanicky_plugin.so"),
+    )
+    .unwrap();
+    let server = site.start();
+    let address = endpoint(&server);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("RELOAD PLUGIN panicky; RELOAD PLUGIN panicky")
+        .await
+        .unwrap();
+    let samples = parsed(&get(&address, "/metrics").await.1);
+    assert_eq!(
+        samples["cairn_plugin_state{plugin=panicky,state=running}"],
+        1.0
+    );
+    assert_eq!(samples["cairn_plugin_reloads_total{plugin=panicky}"], 2.0);
 }

@@ -123,6 +123,17 @@ pub fn render(observed: &Observed) -> String {
             .get_or_create(&labels(&[("plugin", &p.name), ("state", p.state)]))
             .set(1);
     }
+    let reloads = Family::<Labels, Counter>::default();
+    for (plugin, n) in observed.plugins.reloads() {
+        reloads
+            .get_or_create(&labels(&[("plugin", &plugin)]))
+            .inc_by(n);
+    }
+    registry.register(
+        "plugin_reloads",
+        "Reloads (RELOAD PLUGIN, SIGHUP) that left the plugin running, by plugin",
+        reloads,
+    );
     registry.register(
         "plugin_state",
         "Each plugin, 1 in the state it is in (starting, running, disabled, failed)",
@@ -142,6 +153,18 @@ pub fn render(observed: &Observed) -> String {
         "connections",
         "Logged-in sessions by user and state",
         connections,
+    );
+
+    let statements = Family::<Labels, Counter>::default();
+    for (outcome, n) in crate::session::outcomes::counts() {
+        statements
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc_by(n);
+    }
+    registry.register(
+        "statements",
+        "Statements run since the server started, by outcome (ok, canceled, error)",
+        statements,
     );
 
     let mut text = String::new();

@@ -252,6 +252,8 @@ pub struct Plugins {
     closing: AtomicBool,
     /// Told whenever a claim ends.
     released: tokio::sync::Notify,
+    /// Reloads that made a new instance run (or the previous one run again), by plugin.
+    reloads: Mutex<HashMap<String, u64>>,
     entries: Mutex<BTreeMap<String, Entry>>,
     procedures: Mutex<HashMap<String, Arc<RegisteredProcedure>>>,
     jobs: Mutex<HashMap<JobKey, (uuid::Uuid, Arc<JobRunner>)>>,
@@ -309,6 +311,7 @@ impl Plugins {
             changing: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             released: tokio::sync::Notify::new(),
+            reloads: Mutex::new(HashMap::new()),
             entries: Mutex::new(BTreeMap::new()),
             procedures: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
@@ -412,6 +415,9 @@ impl Plugins {
     /// running one untouched. The outcome is logged, whoever asked.
     pub async fn reload(&self, name: &str) -> Result<(), PluginError> {
         let result = self.reload_unlogged(name).await;
+        if matches!(result, Ok(()) | Err(PluginError::Restored { .. })) {
+            *lock(&self.reloads).entry(name.to_owned()).or_default() += 1;
+        }
         match &result {
             Ok(()) => tracing::info!(plugin = %name, "plugin reloaded"),
             Err(e @ (PluginError::Restored { .. } | PluginError::Start { .. })) => {
@@ -914,6 +920,14 @@ impl Plugins {
                 last_error: e.last_error.clone(),
                 description: e.description.clone(),
             })
+            .collect()
+    }
+
+    /// How many times each plugin was reloaded into a running instance (`/metrics`).
+    pub fn reloads(&self) -> Vec<(String, u64)> {
+        lock(&self.reloads)
+            .iter()
+            .map(|(name, n)| (name.clone(), *n))
             .collect()
     }
 

@@ -14,6 +14,7 @@ use rusqlite::{Connection, ErrorCode};
 
 mod backup;
 mod functions;
+pub mod outcomes;
 pub mod output;
 pub mod registry;
 
@@ -278,6 +279,7 @@ impl Session {
         let mut stopped = false;
         for statement in &statements {
             let mut result = self.execute_statement(statement, out);
+            outcomes::record(&result);
             failed = result.is_err();
             if implicit && let Ok(executed) = &mut result {
                 // The client saw no BEGIN, so it must see no transaction state change either.
@@ -413,6 +415,7 @@ impl Session {
     ) {
         self.statement_starts(&prepared.sql);
         let result = self.execute_prepared_inner(prepared, params, out);
+        outcomes::record(&result);
         self.statement_ends();
         let _ = out.finished(result);
     }
