@@ -437,3 +437,28 @@ async fn a_killed_server_leaves_no_archive_or_export_and_the_next_start_removes_
         );
     }
 }
+
+/// Restoring or importing over an existing database said only "already exists", not how to
+/// do it (issue 17, item 6).
+#[tokio::test]
+async fn a_restore_over_an_existing_database_did_not_say_how() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("BACKUP DATABASE TO 'a.zip'; EXPORT DATABASE TO 'a.json.gz'")
+        .await
+        .unwrap();
+    for (sql, statement) in [
+        ("RESTORE DATABASE default FROM 'a.zip'", "RESTORE"),
+        ("IMPORT DATABASE default FROM 'a.json.gz'", "IMPORT"),
+    ] {
+        let err = admin.batch_execute(sql).await.unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("42P04"), "{err}");
+        let message = crate::harness::message(&err);
+        assert!(
+            message.contains("WITH (replace)") && message.contains(statement),
+            "{message}"
+        );
+    }
+}

@@ -22,6 +22,13 @@ pub enum BackupError {
         "database \"{database}\" already exists in this data directory; add --replace to replace it (no session may use it), or name another with --database"
     )]
     CliTargetExists { database: String },
+    #[error(
+        "database \"{database}\" already exists; add WITH (replace) to {statement} over it (no session may use it), or {statement} under another name"
+    )]
+    ReplaceNeeded {
+        database: String,
+        statement: &'static str,
+    },
     #[error("{path} already exists; choose another file name (backups never overwrite a file)")]
     TargetExists { path: PathBuf },
     #[error("{0}")]

@@ -669,7 +669,10 @@ impl Backups {
         };
         crate::catalog::validate_name(name)?;
         if !replace && self.catalog.exists(name) {
-            return Err(crate::catalog::CatalogError::AlreadyExists(name.to_owned()).into());
+            return Err(BackupError::ReplaceNeeded {
+                database: name.to_owned(),
+                statement: "IMPORT",
+            });
         }
         let mut running = self.claim(name)?;
         let id = self.history.start(name, "import", &source, requested_by)?;
@@ -762,7 +765,10 @@ impl Backups {
         };
         crate::catalog::validate_name(name)?;
         if !replace && self.catalog.exists(name) {
-            return Err(crate::catalog::CatalogError::AlreadyExists(name.to_owned()).into());
+            return Err(BackupError::ReplaceNeeded {
+                database: name.to_owned(),
+                statement: "RESTORE",
+            });
         }
         if let Some(id) = self.running_id(name) {
             return Err(BackupError::AlreadyRunning {
@@ -859,13 +865,26 @@ pub fn install_prepared<T>(
     prepare: impl FnOnce(&Path) -> Result<T, BackupError>,
 ) -> Result<T, BackupError> {
     crate::catalog::validate_name(name)?;
+    let taken = || BackupError::ReplaceNeeded {
+        database: name.to_owned(),
+        statement: if suffix == ".import" {
+            "IMPORT"
+        } else {
+            "RESTORE"
+        },
+    };
     // Before the work, so a taken name is refused at once (install checks again).
     if !replace && catalog.exists(name) {
-        return Err(crate::catalog::CatalogError::AlreadyExists(name.to_owned()).into());
+        return Err(taken());
     }
     let temp = TempFile::in_dir(catalog.dir(), suffix);
     let made = prepare(temp.path())?;
-    catalog.install(name, temp.path(), replace)?;
+    catalog
+        .install(name, temp.path(), replace)
+        .map_err(|e| match e {
+            crate::catalog::CatalogError::AlreadyExists(_) => taken(),
+            other => other.into(),
+        })?;
     // The file now lives under its final name; nothing is left to remove.
     temp.keep();
     Ok(made)

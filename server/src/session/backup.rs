@@ -143,9 +143,9 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
     let code = match &e {
         BackupError::PathRefused(_) => sqlstate::INSUFFICIENT_PRIVILEGE,
         BackupError::TargetExists { .. } => sqlstate::DUPLICATE_FILE,
-        BackupError::ImportTargetExists { .. } | BackupError::CliTargetExists { .. } => {
-            sqlstate::DUPLICATE_DATABASE
-        }
+        BackupError::ImportTargetExists { .. }
+        | BackupError::CliTargetExists { .. }
+        | BackupError::ReplaceNeeded { .. } => sqlstate::DUPLICATE_DATABASE,
         BackupError::InvalidOption(_) => sqlstate::INVALID_PARAMETER_VALUE,
         BackupError::AlreadyRunning { .. } | BackupError::ServerRunning(_) => {
             sqlstate::OBJECT_IN_USE
