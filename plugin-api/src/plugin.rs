@@ -101,18 +101,38 @@ impl PluginConfig {
     /// The config as a typed value; an error names the line and the key.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
         toml::from_str(&self.text).map_err(|e| {
-            let line = e.span().map(|span| {
-                self.text[..span.start.min(self.text.len())]
-                    .lines()
-                    .count()
-                    .max(1)
-            });
             let message = e.message().to_owned();
-            PluginError::Config(match line {
-                Some(line) => format!("line {line}: {message}"),
+            PluginError::Config(match e.span() {
+                Some(span) => format!("{}: {message}", self.place(span.start)),
                 None => message,
             })
         })
+    }
+
+    /// "line L, column C, key `table.key`" of the byte `at` of the config text.
+    fn place(&self, at: usize) -> String {
+        let before = &self.text[..at.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        let this_line = self.text[line_start..].lines().next().unwrap_or("");
+        // The key of a `key = value` line, under the nearest `[table]` above it.
+        let key = this_line
+            .split_once('=')
+            .map(|(key, _)| key.trim().trim_matches('"').to_owned())
+            .filter(|key| !key.is_empty() && !key.starts_with('['));
+        let table = before[..line_start].lines().rev().find_map(|l| {
+            let l = l.trim();
+            (l.starts_with('[') && l.ends_with(']'))
+                .then(|| l.trim_matches(['[', ']']).trim().to_owned())
+        });
+        match (table, key) {
+            (Some(table), Some(key)) => {
+                format!("line {line}, column {column}, key `{table}.{key}`")
+            }
+            (None, Some(key)) => format!("line {line}, column {column}, key `{key}`"),
+            _ => format!("line {line}, column {column}"),
+        }
     }
 }
 
@@ -227,5 +247,39 @@ impl Procedure {
     pub fn column(mut self, name: impl Into<String>, ty: crate::ColumnType) -> Procedure {
         self.columns.push(Column::new(name, ty));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Settings {
+        schedule: String,
+        retention: Retention,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Retention {
+        keep_last: u32,
+    }
+
+    #[test]
+    fn a_config_error_names_line_column_and_key() {
+        let config = PluginConfig::new("schedule = \"@daily\"\n[retention]\nkeep_last = \"x\"\n");
+        let message = config.parse::<Settings>().unwrap_err().to_string();
+        assert!(
+            message.contains("line 3, column 13, key `retention.keep_last`"),
+            "{message}"
+        );
+        let config = PluginConfig::new("schedule = 5\n[retention]\nkeep_last = 1\n");
+        let message = config.parse::<Settings>().unwrap_err().to_string();
+        assert!(
+            message.contains("line 1, column 12, key `schedule`"),
+            "{message}"
+        );
     }
 }

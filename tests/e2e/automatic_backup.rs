@@ -593,3 +593,37 @@ keep_last = 2
         .get(0);
     assert_eq!(count, 200);
 }
+
+/// The plugin's config errors said "line 14: invalid type…" with no file and no key, an
+/// out-of-range cron "Number out of bounds", and `@daily` was refused (issue 17, item 5).
+#[tokio::test]
+async fn plugin_config_errors_named_no_file_and_no_key() {
+    let site =
+        site("schedule = \"@daily\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\n");
+    let server = site.start();
+    let admin = server.admin("default").await;
+    let rows = rows(&admin, "SHOW PLUGINS").await;
+    assert_eq!(rows[0]["state"], "running", "@daily is accepted: {rows:?}");
+    for (settings, expected) in [
+        (
+            "schedule = \"0 2 * * *\"\n[retention]\nkeep_last = \"three\"\n",
+            "line 3, column 13, key `retention.keep_last`",
+        ),
+        (
+            "schedule = \"61 2 * * *\"\n",
+            "61 is out of range for the minute field (0-59)",
+        ),
+    ] {
+        write_settings(&site, settings);
+        let err = admin
+            .batch_execute("RELOAD PLUGIN automatic_backup")
+            .await
+            .unwrap_err();
+        let message = crate::harness::message(&err);
+        assert!(message.contains(expected), "{message}");
+        assert!(
+            message.contains("automatic-backup.toml"),
+            "the file is not named: {message}"
+        );
+    }
+}

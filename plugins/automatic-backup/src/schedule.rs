@@ -42,23 +42,65 @@ enum Step {
     Days(i64),
 }
 
+/// Names the field and its range when a number in it is out of range (the cron library says
+/// only "Number out of bounds").
+fn check_ranges(written: &str, fields: &[&str]) -> Result<(), String> {
+    const FIVE: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of month", 1, 31),
+        ("month", 1, 12),
+        ("day of week", 0, 7),
+    ];
+    let named: Vec<(&str, u32, u32)> = if fields.len() == 6 {
+        std::iter::once(("second", 0, 59)).chain(FIVE).collect()
+    } else {
+        FIVE.to_vec()
+    };
+    for (field, (name, low, high)) in fields.iter().zip(named) {
+        for item in field.split(',') {
+            // A step (`*/15`, `0-30/5`) is a count, not a value of the field.
+            let values = item.split_once('/').map_or(item, |(values, _)| values);
+            for n in values.split('-').filter_map(|v| v.parse::<u32>().ok()) {
+                if n < low || n > high {
+                    return Err(format!(
+                        "{written:?}: {n} is out of range for the {name} field ({low}-{high})"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How far a search looks ahead before it gives up (a cron for 30 February, say).
 const SEARCH_LIMIT: usize = 10_000;
 
 impl Schedule {
     /// A cron schedule: 5 fields (minute first) or 6 (second first), in `zone`.
-    pub fn cron(expression: &str, zone: Tz) -> Result<Schedule, String> {
-        let fields = expression.split_whitespace().count();
-        if fields != 5 && fields != 6 {
+    pub fn cron(written: &str, zone: Tz) -> Result<Schedule, String> {
+        // The usual nicknames (cron's, Vixie's), as their 5-field forms.
+        let expression = match written.trim() {
+            "@yearly" | "@annually" => "0 0 1 1 *",
+            "@monthly" => "0 0 1 * *",
+            "@weekly" => "0 0 * * 0",
+            "@daily" | "@midnight" => "0 0 * * *",
+            "@hourly" => "0 * * * *",
+            other => other,
+        };
+        let fields: Vec<&str> = expression.split_whitespace().collect();
+        if fields.len() != 5 && fields.len() != 6 {
             return Err(format!(
-                "{expression:?} has {fields} fields; write 5 (minute hour day month weekday) or 6 (second first)"
+                "{written:?} has {} fields; write 5 (minute hour day month weekday), 6 (second first), or @hourly, @daily, @weekly, @monthly, @yearly",
+                fields.len()
             ));
         }
+        check_ranges(written, &fields)?;
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .build()
             .parse(expression)
-            .map_err(|e| format!("{expression:?} is not a cron expression: {e}"))?;
+            .map_err(|e| format!("{written:?} is not a cron expression: {e}"))?;
         let schedule = Schedule {
             when: When::Cron(Box::new(cron)),
             zone,
@@ -274,6 +316,27 @@ mod tests {
                 at.to_rfc3339()
             })
             .collect()
+    }
+
+    #[test]
+    fn nicknames_and_out_of_range_fields() {
+        let zone: Tz = "UTC".parse().unwrap();
+        assert!(Schedule::cron("@daily", zone).is_ok());
+        assert!(Schedule::cron("@hourly", zone).is_ok());
+        let err = Schedule::cron("61 2 * * *", zone).unwrap_err();
+        assert!(
+            err.contains("61 is out of range for the minute field (0-59)"),
+            "{err}"
+        );
+        let err = Schedule::cron("0 0 25 * * *", zone).unwrap_err();
+        assert!(
+            err.contains("25 is out of range for the hour field"),
+            "{err}"
+        );
+        assert!(Schedule::cron("0 */2 * * *", zone).is_ok());
+        assert!(Schedule::cron("0-30/5 1-3 * * 1-5", zone).is_ok());
+        let err = Schedule::cron("@sometimes", zone).unwrap_err();
+        assert!(err.contains("@daily"), "{err}");
     }
 
     #[test]

@@ -537,7 +537,17 @@ impl Plugins {
             start_timeout: decl.start_timeout,
         };
         // The new instance checks its config and what it needs while the old one still runs.
-        let created = self.instantiate(&decl.name, &origin).await?;
+        let created = self
+            .instantiate(&decl.name, &origin)
+            .await
+            .map_err(|e| match e {
+                // Where the text the plugin refused came from, for its line numbers.
+                PluginError::Create { plugin, message } => PluginError::Create {
+                    message: format!("{message} (in {})", self.config_place(decl)),
+                    plugin,
+                },
+                other => other,
+            })?;
         let previous = if replace && running {
             lock(&self.entries)
                 .get(&decl.name)
@@ -1155,6 +1165,19 @@ impl Plugins {
         let library = opened?;
         lock(&self.mapped).insert(digest, library.clone());
         Ok(library)
+    }
+
+    /// Where `decl`'s config text is, as an operator finds it.
+    fn config_place(&self, decl: &PluginDecl) -> String {
+        match &decl.config {
+            PluginConfigSource::File(path) => path.display().to_string(),
+            PluginConfigSource::Inline(_) => format!(
+                "the [plugins.{}.config] table of {}; lines count from that table",
+                decl.name,
+                self.config_source.display()
+            ),
+            PluginConfigSource::None => "no config: the plugin has none".into(),
+        }
     }
 
     fn plugin_config(&self, decl: &PluginDecl) -> Result<String, PluginError> {
