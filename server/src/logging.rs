@@ -13,10 +13,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; call once, first thing.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("CAIRN_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
+/// Installs the global subscriber; call once, first thing. A `CAIRN_LOG` that is set but
+/// is not a filter is refused (a typo would otherwise silence the log it meant to widen).
+pub fn init(format: LogFormat) -> Result<(), String> {
+    let filter = match std::env::var("CAIRN_LOG") {
+        Err(_) => EnvFilter::new("info,tokio_cron_scheduler=warn"),
+        Ok(text) => EnvFilter::builder().parse(&text).map_err(|e| {
+            format!(
+                "CAIRN_LOG={text:?} is not a log filter ({e}); write a level (error, warn, info, debug, trace) or targets with levels, such as info,cairn_server=debug"
+            )
+        })?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -26,4 +33,5 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    Ok(())
 }

@@ -178,7 +178,11 @@ fn main() -> std::process::ExitCode {
     // plugin), it is the owner's only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    if let Err(refused) = logging::init(cli.log_format) {
+        // No log yet: a plain sentence on standard error, and the usage exit status.
+        eprintln!("cairn: {refused}");
+        return std::process::ExitCode::from(2);
+    }
     // A panic the server catches (a decoder fed garbage by a client) is one log record, in
     // the log's format, not lines of its own on standard error.
     std::panic::set_hook(Box::new(|info| {

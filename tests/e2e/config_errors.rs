@@ -70,3 +70,21 @@ fn missing_config_file_names_the_path() {
         "{stderr}"
     );
 }
+
+/// An invalid CAIRN_LOG was silently replaced by the default filter (issue 17, item 4).
+#[test]
+fn an_invalid_cairn_log_was_silently_ignored() {
+    let site = crate::harness::Site::standard();
+    let out = crate::harness::cairn()
+        .args(["serve", "--config"])
+        .arg(site.config_path())
+        .env("CAIRN_LOG", "info,[[[")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("cairn: CAIRN_LOG=\"info,[[[\" is not a log filter"),
+        "{stderr}"
+    );
+}
