@@ -868,22 +868,30 @@ async fn the_automatic_backup_plugin_writes_verifies_and_prunes_in_a_destination
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_runs_keep_the_newest_archives_in_the_bucket() {
     use chrono::Timelike;
-    // Three firings a few seconds from now, then none for most of a minute: the runs are
-    // over once three have logged their outcome.
+    let settings = |schedule: &str| {
+        format!(
+            "schedule = \"{schedule}\"\ndb_include = [\"default\"]\ntarget_directory = \"offsite:auto\"\n[retention]\nkeep_last = 2\n"
+        )
+    };
+    let Offsite { s3, site, server } =
+        offsite(|site| with_automatic_backup(site, &settings("0 0 1 1 *")));
+    // Once the server is up: three firings a few seconds from now, then none for most of a
+    // minute, so the runs are over once three have logged their outcome.
     let now = chrono::Utc::now().second();
     let seconds: Vec<String> = [3, 5, 7]
         .iter()
         .map(|d| ((now + d) % 60).to_string())
         .collect();
-    let settings = format!(
-        "schedule = \"{} * * * * *\"\ndb_include = [\"default\"]\ntarget_directory = \"offsite:auto\"\n[retention]\nkeep_last = 2\n",
-        seconds.join(",")
+    crate::automatic_backup::write_settings(
+        &site,
+        &settings(&format!("{} * * * * *", seconds.join(","))),
     );
-    let Offsite {
-        s3,
-        site: _site,
-        server,
-    } = offsite(|site| with_automatic_backup(site, &settings));
+    server
+        .admin("default")
+        .await
+        .batch_execute("RELOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
     server.wait_for_logs("automatic backup complete", 3);
     let admin = server.admin("default").await;
     let (objects, uploads) = s3.objects("cairn-backups");
