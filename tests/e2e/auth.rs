@@ -128,3 +128,28 @@ password_env = "CAIRN_TEST_VARIABLE_NOBODY_SETS"
             .is_err()
     );
 }
+
+/// A connection to a database that does not exist was refused without a log line (issue 17,
+/// item 4).
+#[tokio::test]
+async fn a_login_to_an_unknown_database_left_no_trace() {
+    let site = crate::harness::Site::standard();
+    let server = site.start();
+    let err = server
+        .connect("admin", crate::harness::ADMIN_PASSWORD, "nope")
+        .await
+        .unwrap_err();
+    assert!(
+        crate::harness::message(&err).contains("does not exist"),
+        "{err}"
+    );
+    server.wait_for_log("login refused");
+    let logs = server.logs();
+    let line = logs.lines().find(|l| l.contains("login refused")).unwrap();
+    assert!(
+        line.contains("user=admin")
+            && line.contains("database=nope")
+            && line.contains("peer=127.0.0.1:"),
+        "{line}"
+    );
+}

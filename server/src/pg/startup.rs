@@ -317,7 +317,26 @@ impl StartupHandler for Startup {
         match outcome {
             Ok(AuthOutcome::InProgress) => Ok(()),
             Ok(AuthOutcome::Authenticated { final_message, .. }) => {
-                self.finish(client, final_message).await
+                let (user, database, peer) = (
+                    client
+                        .metadata()
+                        .get(METADATA_USER)
+                        .cloned()
+                        .unwrap_or_default(),
+                    client
+                        .metadata()
+                        .get(METADATA_DATABASE)
+                        .cloned()
+                        .unwrap_or_default(),
+                    client.socket_addr(),
+                );
+                let finished = self.finish(client, final_message).await;
+                // The password was right, the session still refused (no such database, too
+                // many connections, a bad startup option): said in the log as a failed login.
+                if let Err(e) = &finished {
+                    tracing::info!(%user, %database, %peer, error = %e, "login refused");
+                }
+                finished
             }
             Err(e) => {
                 let user = client
