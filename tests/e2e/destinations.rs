@@ -893,6 +893,20 @@ async fn scheduled_runs_keep_the_newest_archives_in_the_bucket() {
         .await
         .unwrap();
     server.wait_for_logs("automatic backup complete", 3);
+    // One line per outcome, with what an operator reads: database, archive, size, duration.
+    let logs = server.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("automatic backup complete"))
+        .unwrap();
+    for field in [
+        "database=\"default\"",
+        "archive=offsite:auto/default-",
+        "bytes=",
+        "seconds=",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
     let admin = server.admin("default").await;
     let (objects, uploads) = s3.objects("cairn-backups");
     assert_eq!(objects.len(), 2, "keep_last = 2 in the bucket: {objects:?}");

@@ -597,7 +597,8 @@ impl AutomaticBackup {
                 Ok(done) => {
                     let done = self.after_success(host, database, done).await;
                     record("ok", None);
-                    tracing::info!(database, archive = %done.path, bytes = done.bytes, pruned = done.pruned, "automatic backup complete");
+                    let seconds = (self.now() - started).num_milliseconds() as f64 / 1000.0;
+                    tracing::info!(database, archive = %done.path, bytes = done.bytes, seconds, pruned = done.pruned, "automatic backup complete");
                     return Ok(done);
                 }
                 Err(Attempt::Busy(why)) if self.policy.on_previous_running == Overlap::Wait => {
