@@ -684,13 +684,7 @@ async fn plugins_list_verify_and_delete_archives_in_a_destination() {
             format!("{config}[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n"),
         )
         .unwrap();
-        let plugins = site.dir.path().join("plugins");
-        std::fs::create_dir_all(&plugins).unwrap();
-        std::fs::copy(
-            crate::plugins::cdylib("panicky_plugin"),
-            plugins.join("libpanicky_plugin.so"),
-        )
-        .unwrap();
+        crate::plugins::install_rust_plugin(site, "panicky_plugin", "libpanicky_plugin.so");
     });
     let admin = server.admin("default").await;
     admin

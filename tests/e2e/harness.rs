@@ -20,22 +20,21 @@ pub fn cairn() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cairn"))
 }
 
-/// A SCRAM secret printed by `cairn passwd`.
-pub fn scram_secret(password: &str) -> String {
-    let mut child = cairn()
-        .arg("passwd")
+/// Runs `command` with `input` on its standard input; returns its output.
+pub fn output_with_input(command: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A SCRAM secret printed by `cairn passwd`.
+pub fn scram_secret(password: &str) -> String {
+    let out = output_with_input(cairn().arg("passwd"), password.as_bytes());
     assert!(
         out.status.success(),
         "cairn passwd failed: {}",

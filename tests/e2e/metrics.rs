@@ -3,8 +3,7 @@
 //! `/health` through a shutdown.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,20 +53,8 @@ async fn get(address: &str, path: &str) -> (u16, String) {
 /// The samples of a scrape, as the Prometheus client library parses them.
 fn parsed(scrape: &str) -> BTreeMap<String, f64> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/metrics.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out =
+        crate::harness::output_with_input(Command::new("python3").arg(script), scrape.as_bytes());
     assert!(
         out.status.success(),
         "the scrape does not parse: {}\n{scrape}",
@@ -194,13 +181,7 @@ async fn plugin_states_and_reloads_are_counted() {
         "{}\n[server.http]\nlisten = \"127.0.0.1:0\"\n[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
         standard_config()
     ));
-    let plugins = site.dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        crate::plugins::cdylib("panicky_plugin"),
-        plugins.join("libpanicky_plugin.so"),
-    )
-    .unwrap();
+    crate::plugins::install_rust_plugin(&site, "panicky_plugin", "libpanicky_plugin.so");
     let server = site.start();
     let address = endpoint(&server);
     let admin = server.admin("default").await;

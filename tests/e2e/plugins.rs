@@ -24,6 +24,13 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Puts this build's Rust plugin `crate_name` into `site`'s plugin directory as `file`.
+pub(crate) fn install_rust_plugin(site: &Site, crate_name: &str, file: &str) {
+    let dir = site.dir.path().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(cdylib(crate_name), dir.join(file)).unwrap();
+}
+
 /// Compiles a C plugin with the system compiler.
 fn compile_c(source: &str, include: &str, defines: &[&str], out: &Path) {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
