@@ -240,6 +240,25 @@ impl<R: Read + Seek> ArchiveReader<R> {
         })
     }
 
+    /// Everything a restore checks, with the database extracted into a scratch directory in
+    /// `near` (else the system's temporary directory) that is removed afterwards.
+    pub fn verify_near(
+        &mut self,
+        near: &Path,
+        progress: &Progress,
+    ) -> Result<Verified, BackupError> {
+        let scratch = tempfile::Builder::new()
+            .prefix(super::files::TEMP_PREFIX)
+            .tempdir_in(near)
+            .or_else(|_| tempfile::Builder::new().prefix("cairn-verify-").tempdir())
+            .map_err(|source| BackupError::Io {
+                action: "creating a scratch directory to verify",
+                path: self.path.clone(),
+                source,
+            })?;
+        self.extract_database(&scratch.path().join("database.sqlite"), progress)
+    }
+
     /// Reads every entry the manifest lists through its CRC, size and SHA-256 checks,
     /// writing nothing (an upload read back before it is published).
     pub fn check_entries(&mut self, progress: &Progress) -> Result<(), BackupError> {

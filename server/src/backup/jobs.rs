@@ -258,17 +258,8 @@ impl Backups {
                     return export::reader::verify_from(reader, bytes, &shown, &progress)
                         .map(Checked::Export);
                 }
-                let mut archive = ArchiveReader::from_reader(reader, &shown)?;
-                let scratch = tempfile::Builder::new()
-                    .prefix(files::TEMP_PREFIX)
-                    .tempdir_in(&self.rules.directory)
-                    .map_err(|source| BackupError::Io {
-                        action: "creating a scratch directory in",
-                        path: self.rules.directory.clone(),
-                        source,
-                    })?;
-                archive
-                    .extract_database(&scratch.path().join("database.sqlite"), &progress)
+                ArchiveReader::from_reader(reader, &shown)?
+                    .verify_near(&self.rules.directory, &progress)
                     .map(Checked::Archive)
             }
         }
@@ -686,12 +677,15 @@ impl Backups {
             Location::Object { destination, key } => {
                 let reader = destination.open(key)?;
                 let bytes = reader.size();
-                install_prepared(&self.catalog, name, replace, ".import", |path| {
-                    let imported =
-                        export::reader::load_from(reader, bytes, &source, path, &progress)?;
-                    progress.check()?;
-                    Ok(imported)
-                })
+                export::import_from(
+                    &self.catalog,
+                    reader,
+                    bytes,
+                    &source,
+                    name,
+                    replace,
+                    &progress,
+                )
             }
         });
         let product = result.as_ref().map(|i| Product::Import(i.clone()));
@@ -782,10 +776,8 @@ impl Backups {
         let result = match &location {
             Location::Local(_) => restore_into(&self.catalog, &source, name, replace, &progress),
             Location::Object { destination, key } => destination.open(key).and_then(|reader| {
-                let mut archive = ArchiveReader::from_reader(reader, &source)?;
-                install_prepared(&self.catalog, name, replace, ".restore", |path| {
-                    archive.extract_database(path, &progress)
-                })
+                let archive = ArchiveReader::from_reader(reader, &source)?;
+                restore_from(&self.catalog, archive, name, replace, &progress)
             }),
         };
         let recorded = match &result {
@@ -848,9 +840,26 @@ pub fn restore_into(
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
     crate::catalog::validate_name(name)?;
-    let mut reader = ArchiveReader::open(archive)?;
+    restore_from(
+        catalog,
+        ArchiveReader::open(archive)?,
+        name,
+        replace,
+        progress,
+    )
+}
+
+/// As [`restore_into`], from an archive already opened (an object in a destination).
+pub fn restore_from<R: std::io::Read + std::io::Seek>(
+    catalog: &Catalog,
+    mut archive: ArchiveReader<R>,
+    name: &str,
+    replace: bool,
+    progress: &Progress,
+) -> Result<Verified, BackupError> {
+    crate::catalog::validate_name(name)?;
     install_prepared(catalog, name, replace, ".restore", |path| {
-        reader.extract_database(path, progress)
+        archive.extract_database(path, progress)
     })
 }
 

@@ -14,7 +14,7 @@ use super::archive_writer::{self, Written};
 use super::destination::{Destinations, Location, ObjectDestination};
 use super::error::BackupError;
 use super::history::{History, Status};
-use super::jobs::restore_into;
+use super::jobs::{restore_from, restore_into};
 use super::options::BackupOptions;
 use super::progress::Progress;
 use crate::catalog::{Catalog, validate_name};
@@ -183,36 +183,14 @@ pub fn verify(
         Named::Local(path) => return verify_file(Path::new(path), progress),
         Named::Object(destination, key) => (destination, key),
     };
-    {
-        let shown = PathBuf::from(archive);
-        let mut reader = ArchiveReader::from_reader(destination.open(key)?, &shown)?;
-        let scratch = tempfile::Builder::new()
-            .prefix("cairn-verify-")
-            .tempdir()
-            .map_err(|source| BackupError::Io {
-                action: "creating a scratch directory for",
-                path: shown.clone(),
-                source,
-            })?;
-        reader.extract_database(&scratch.path().join("database.sqlite"), progress)
-    }
+    ArchiveReader::from_reader(destination.open(key)?, Path::new(archive))?
+        .verify_near(&std::env::temp_dir(), progress)
 }
 
 /// [`verify`] of a local file.
 pub fn verify_file(archive: &Path, progress: &Progress) -> Result<Verified, BackupError> {
-    let mut reader = ArchiveReader::open(archive)?;
     let parent = archive.parent().unwrap_or(Path::new("."));
-    let scratch = tempfile::Builder::new()
-        .prefix(super::files::TEMP_PREFIX)
-        .tempdir_in(parent)
-        .or_else(|_| tempfile::Builder::new().prefix("cairn-verify-").tempdir())
-        .map_err(|source| BackupError::Io {
-            action: "creating a scratch directory near",
-            path: archive.to_owned(),
-            source,
-        })?;
-    let database: PathBuf = scratch.path().join("database.sqlite");
-    reader.extract_database(&database, progress)
+    ArchiveReader::open(archive)?.verify_near(parent, progress)
 }
 
 /// `cairn archives list`: what exists at `location` (a `NAME:prefix` with `--config`, or a
@@ -306,10 +284,8 @@ pub fn restore(
     let result = match &located {
         Named::Local(_) => restore_into(&catalog, &shown, database, replace, progress),
         Named::Object(destination, key) => destination.open(key).and_then(|reader| {
-            let mut archive = ArchiveReader::from_reader(reader, &shown)?;
-            super::jobs::install_prepared(&catalog, database, replace, ".restore", |path| {
-                archive.extract_database(path, progress)
-            })
+            let archive = ArchiveReader::from_reader(reader, &shown)?;
+            restore_from(&catalog, archive, database, replace, progress)
         }),
     };
     let _ = match &result {

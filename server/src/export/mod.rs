@@ -32,8 +32,36 @@ pub fn import_into(
     replace: bool,
     progress: &Progress,
 ) -> Result<Imported, BackupError> {
+    import_with(catalog, name, replace, progress, |path| {
+        reader::load(file, path, progress)
+    })
+}
+
+/// As [`import_into`], from the export in `opened` (`bytes` long, named `file` in errors):
+/// an object in a destination.
+pub fn import_from(
+    catalog: &Catalog,
+    opened: impl std::io::Read,
+    bytes: u64,
+    file: &Path,
+    name: &str,
+    replace: bool,
+    progress: &Progress,
+) -> Result<Imported, BackupError> {
+    import_with(catalog, name, replace, progress, |path| {
+        reader::load_from(opened, bytes, file, path, progress)
+    })
+}
+
+fn import_with(
+    catalog: &Catalog,
+    name: &str,
+    replace: bool,
+    progress: &Progress,
+    load: impl FnOnce(&Path) -> Result<Imported, BackupError>,
+) -> Result<Imported, BackupError> {
     install_prepared(catalog, name, replace, ".import", |path| {
-        let imported = reader::load(file, path, progress)?;
+        let imported = load(path)?;
         progress.check()?;
         Ok(imported)
     })
