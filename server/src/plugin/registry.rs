@@ -1364,16 +1364,22 @@ const PLUGIN_WORKERS: usize = 2;
 /// or its shutdown. It lives as long as the process (a runtime cannot be dropped from
 /// async code, and plugin libraries are never unloaded either).
 fn plugin_runtime() -> Handle {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(PLUGIN_WORKERS)
-        .thread_name("cairn-plugin")
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => Box::leak(Box::new(runtime)).handle().clone(),
-        Err(e) => {
-            tracing::error!(error = %e, "no separate runtime for plugins; they share the server's");
-            Handle::current()
-        }
+    // One per process, however many plugin systems are made (unit tests make several).
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> =
+        std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(PLUGIN_WORKERS)
+            .thread_name("cairn-plugin")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                tracing::error!(error = %e, "no separate runtime for plugins; they share the server's, so plugin code that blocks can stall clients");
+            })
+            .ok()
+    });
+    match runtime {
+        Some(runtime) => runtime.handle().clone(),
+        None => Handle::current(),
     }
 }

@@ -244,11 +244,6 @@ impl Registry {
         all
     }
 
-    /// Sessions at once, all users together (admins have `RESERVED_FOR_ADMIN` more).
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-
     pub fn get(&self, id: i32) -> Option<Arc<Activity>> {
         lock(&self.sessions).get(&id).cloned()
     }
