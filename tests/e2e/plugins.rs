@@ -914,6 +914,46 @@ async fn every_reload_leaked_a_copy_of_the_library() {
     assert_eq!(left, 0, "copies left in {}", copies.display());
 }
 
+/// The server's peak resident memory, from /proc.
+fn peak_resident_kib(server: &TestServer) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// Loading read the whole library into memory to hash it; glibc kept the freed buffer
+/// resident, so the server grew by a library's size at unpredictable reloads (CI saw 26 MB).
+#[tokio::test]
+async fn loading_a_library_held_all_of_its_bytes_in_memory() {
+    let site = site_with(&[("libhello_plugin.so", Library::Rust("hello_plugin"))], "");
+    // Bytes after the ELF sections: the loader ignores them, a reader of the file does not.
+    let library = site.dir.path().join("plugins/libhello_plugin.so");
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&library)
+        .unwrap();
+    let padding = 128 * 1024 * 1024;
+    file.set_len(file.metadata().unwrap().len() + padding)
+        .unwrap();
+    let server = site.start();
+    let client = server.admin("default").await;
+    let before = peak_resident_kib(&server);
+    client
+        .batch_execute("LOAD PLUGIN 'libhello_plugin.so'; RELOAD PLUGIN hello")
+        .await
+        .unwrap();
+    assert_eq!(state_of(&server, "hello").await.0, "running");
+    let after = peak_resident_kib(&server);
+    assert!(
+        after < before + 32 * 1024,
+        "loading a library of {} MiB raised the server's peak from {before} KiB to {after} KiB",
+        padding >> 20
+    );
+}
+
 const CRASHY: Library = Library::C {
     source: "tests/fixtures/c-plugins/crashy.c",
     include: "plugin-api/include",

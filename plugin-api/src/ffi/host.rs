@@ -265,13 +265,16 @@ fn descriptor_text(bytes: &[u8], what: &str, path: &Path) -> Result<String, Load
 /// Reads a library's descriptor from the file, without loading it: no code of the library
 /// runs (not even its constructors). Checks everything [`open`] checks before calling it.
 pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
-    use object::{Object, ObjectSegment, ObjectSymbol, RelocationTarget};
+    use object::{Object, ObjectSegment, ObjectSymbol, ReadRef, RelocationTarget};
     let open_error = |message: String| LoadError::Open {
         path: path.to_owned(),
         message,
     };
-    let data = std::fs::read(path).map_err(|e| open_error(e.to_string()))?;
-    let file = object::File::parse(&*data)
+    // Read on demand, not whole: a debug build's library is tens of megabytes, of which the
+    // descriptor needs a few hundred bytes.
+    let data =
+        object::ReadCache::new(std::fs::File::open(path).map_err(|e| open_error(e.to_string()))?);
+    let file = object::File::parse(&data)
         .map_err(|e| open_error(format!("not a shared library this system can load ({e})")))?;
     if let Some(expected) = host_architecture()
         && file.architecture() != expected
@@ -287,16 +290,15 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
     let Some(symbol) = symbol else {
         return Err(other_major(&file, path));
     };
+    // The bytes the file holds for `len` bytes at `address` once loaded.
     let read_at = |address: u64, len: u64| -> Option<&[u8]> {
         file.segments().find_map(|segment| {
-            let (start, size) = (segment.address(), segment.size());
-            if address < start || address.checked_add(len)? > start + size {
+            let start = segment.address();
+            let (offset, size) = segment.file_range();
+            if address < start || address.checked_add(len)? > start.checked_add(size)? {
                 return None;
             }
-            let bytes = segment.data().ok()?;
-            let offset = usize::try_from(address - start).ok()?;
-            let len = usize::try_from(len).ok()?;
-            bytes.get(offset..offset + len)
+            (&data).read_bytes_at(offset + (address - start), len).ok()
         })
     };
     let base = symbol.address();
@@ -402,7 +404,10 @@ fn host_architecture() -> Option<object::Architecture> {
 }
 
 /// The error for a library without `cairn_plugin_v1`: another major's symbol, or none.
-fn other_major(file: &object::File<'_>, path: &Path) -> LoadError {
+fn other_major<'data, R: object::ReadRef<'data>>(
+    file: &object::File<'data, R>,
+    path: &Path,
+) -> LoadError {
     use object::{Object, ObjectSymbol};
     let other = file.dynamic_symbols().find_map(|s| {
         s.name()

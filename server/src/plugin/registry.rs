@@ -1141,15 +1141,12 @@ impl Plugins {
             path: path.to_owned(),
             message: e.to_string(),
         };
-        let bytes = std::fs::read(path).map_err(copy_error)?;
-        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
-        if let Some(library) = lock(&self.mapped).get(&digest) {
-            return Ok(library.clone());
-        }
         // A private copy under a new name: the file in the plugin directory may be
         // overwritten in place (`cp new.so plugins/`) while its code runs, and the dynamic
         // loader would hand back a library already mapped under an old name. The copy is
-        // written from the bytes just hashed, so the cache key is what gets mapped.
+        // hashed as it is written (through a small buffer: a library of debug builds is tens
+        // of megabytes, and a freed buffer that size stays resident in glibc's arenas), so the
+        // cache key is what gets mapped.
         std::fs::create_dir_all(&self.copies_dir).map_err(copy_error)?;
         let n = self.generations.fetch_add(1, Ordering::Relaxed);
         let name = path
@@ -1157,7 +1154,17 @@ impl Plugins {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let copy = self.copies_dir.join(format!("{n}-{name}"));
-        std::fs::write(&copy, &bytes).map_err(copy_error)?;
+        let digest = match copy_hashing(path, &copy) {
+            Ok(digest) => digest,
+            Err(e) => {
+                let _ = std::fs::remove_file(&copy);
+                return Err(copy_error(e));
+            }
+        };
+        if let Some(library) = lock(&self.mapped).get(&digest) {
+            let _ = std::fs::remove_file(&copy);
+            return Ok(library.clone());
+        }
         let opened = PluginLibrary::open(&copy).map_err(|e| e.for_file(path));
         // Mapped or refused, the copy's name goes at once: nobody can change the mapped file
         // any more, and no copy outlives its load.
@@ -1193,6 +1200,31 @@ impl Plugins {
             }
         }
     }
+}
+
+/// Copies `from` to a new file `to` and returns the SHA-256 of the bytes written.
+fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<[u8; 32]> {
+    struct Hashing<W> {
+        out: W,
+        hasher: sha2::Sha256,
+    }
+    impl<W: std::io::Write> std::io::Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.out.write(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.out.flush()
+        }
+    }
+    let mut input = std::fs::File::open(from)?;
+    let mut out = Hashing {
+        out: std::fs::File::create_new(to)?,
+        hasher: sha2::Sha256::new(),
+    };
+    std::io::copy(&mut input, &mut out)?;
+    Ok(out.hasher.finalize().into())
 }
 
 /// One plugin marked as being changed; dropping it ends the mark.
