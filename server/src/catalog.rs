@@ -69,6 +69,8 @@ pub struct DatabaseInfo {
     pub name: String,
     /// The database file plus its write-ahead log.
     pub size_bytes: u64,
+    /// The write-ahead log alone.
+    pub wal_bytes: u64,
 }
 
 /// The set of databases in one data directory.
@@ -368,10 +370,11 @@ impl Catalog {
             }
             let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             let path = entry.path();
-            let wal = PathBuf::from(format!("{}-wal", path.display()));
+            let wal = size(&PathBuf::from(format!("{}-wal", path.display())));
             out.push(DatabaseInfo {
                 name: name.to_owned(),
-                size_bytes: size(&path) + size(&wal),
+                size_bytes: size(&path) + wal,
+                wal_bytes: wal,
             });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));

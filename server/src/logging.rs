@@ -1,6 +1,7 @@
 //! Log output: human-readable lines by default, one JSON object per line with
 //! `--log-format json`. The level comes from `CAIRN_LOG` (tracing's filter syntax), default
-//! `info`.
+//! `info` for the server and `warn` for the other commands (whose results go to standard
+//! output and whose errors are sentences, not log lines).
 
 use std::io::IsTerminal;
 
@@ -13,11 +14,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// The default level: the server's log, or a command's warnings only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Server,
+    Command,
+}
+
 /// Installs the global subscriber; call once, first thing. A `CAIRN_LOG` that is set but
 /// is not a filter is refused (a typo would otherwise silence the log it meant to widen).
-pub fn init(format: LogFormat) -> Result<(), String> {
+pub fn init(format: LogFormat, verbosity: Verbosity) -> Result<(), String> {
     let filter = match std::env::var("CAIRN_LOG") {
-        Err(_) => EnvFilter::new("info,tokio_cron_scheduler=warn"),
+        Err(_) => EnvFilter::new(match verbosity {
+            Verbosity::Server => "info,tokio_cron_scheduler=warn",
+            Verbosity::Command => "warn",
+        }),
         Ok(text) => EnvFilter::builder().parse(&text).map_err(|e| {
             format!(
                 "CAIRN_LOG={text:?} is not a log filter ({e}); write a level (error, warn, info, debug, trace) or targets with levels, such as info,cairn_server=debug"

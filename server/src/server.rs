@@ -17,7 +17,7 @@ use crate::backup::destination::Destinations;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::credentials::UserDirectory;
-use crate::data_dir_lock::DataDirLock;
+use crate::data_dir_lock::{DataDirLock, Holder};
 use crate::disk_space::DataDisk;
 use crate::error::Error;
 use crate::pg::{ConnectionHandlers, Shared};
@@ -41,6 +41,7 @@ pub struct ServerHandle {
 impl Server {
     /// Starts serving `config`: returns once the listener is bound.
     pub async fn start(config: Config) -> Result<ServerHandle, Error> {
+        let started_at = chrono::Utc::now().timestamp();
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -142,6 +143,7 @@ impl Server {
         // The operators' endpoint answers until the server has stopped, so that `/health/ready`
         // says "shutting down" during the grace period.
         let http_stop = CancellationToken::new();
+        let mut http_addr = None;
         if let Some(addr) = config.http_listen {
             let (http_listener, bound) = crate::http::bind(addr)
                 .await
@@ -153,13 +155,21 @@ impl Server {
                 registry: Arc::clone(&shared.registry),
                 stopping: shared.stopping.clone(),
             };
-            tracing::info!(url = %format!("http://{bound}"), "metrics and health endpoint: /metrics, /health/live, /health/ready");
+            tracing::info!(url = %format!("http://{bound}"), "metrics and health endpoint: /metrics, /status, /health/live, /health/ready");
+            http_addr = Some(bound);
             tokio::spawn(crate::http::serve(
                 http_listener,
                 observed,
                 http_stop.clone(),
             ));
         }
+        lock.publish(&Holder {
+            pid: Some(std::process::id()),
+            started_at: Some(started_at),
+            listen: Some(local_addr.to_string()),
+            http: http_addr.map(|a| a.to_string()),
+            state: Some("ready".into()),
+        });
         let served = serve(listener, shared, shutdown.clone(), config, lock);
         let task = tokio::spawn(async move {
             served.await;
@@ -277,6 +287,7 @@ async fn serve(
         }
     }
     drop(listener);
+    lock.set_state("stopping");
     tracing::info!("shutting down: no new connections; waiting for running statements");
     shared.stopping.cancel();
     shared.statements.close();

@@ -637,7 +637,8 @@ async fn the_command_line_backs_up_lists_verifies_and_restores_through_a_destina
         "--verify",
     ]);
     assert!(ok, "{out}");
-    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let line = &listed["archives"][0];
     assert_eq!(line["location"], "offsite:cli/d.zip", "{out}");
     assert_eq!(line["database"], "default", "{out}");
     assert_eq!(line["verified"], true, "{out}");
@@ -651,14 +652,14 @@ async fn the_command_line_backs_up_lists_verifies_and_restores_through_a_destina
         "restore",
         "--from-latest",
         "offsite:cli",
-        "--source-database",
+        "--database",
         "default",
+        "--new-db-name",
+        "copy",
         "--config",
         config,
         "--data-dir",
         data,
-        "--database",
-        "copy",
     ]);
     assert!(ok, "{out}");
     let (ok, out) = run(Command::new("sqlite3")

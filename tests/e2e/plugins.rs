@@ -535,7 +535,8 @@ fn inspect_prints_the_descriptor_without_loading() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // Refused: exit status 4.
+    assert_eq!(out.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(String::from_utf8_lossy(&out.stdout).contains("compatible:  no"));
     assert!(stderr.contains("built for ABI 2.x"), "{stderr}");

@@ -100,12 +100,7 @@ pub fn render(observed: &Observed) -> String {
             for db in databases {
                 let l = labels(&[("database", &db.name)]);
                 size.get_or_create(&l).set(db.size_bytes as i64);
-                let wal_file = observed
-                    .catalog
-                    .dir()
-                    .join(format!("{}.sqlite-wal", db.name));
-                let bytes = std::fs::metadata(&wal_file).map_or(0, |m| m.len());
-                wal.get_or_create(&l).set(bytes as i64);
+                wal.get_or_create(&l).set(db.wal_bytes as i64);
             }
         }
         Err(e) => tracing::warn!(error = %e, "metrics: the databases could not be listed"),

@@ -1,8 +1,10 @@
 //! The operators' HTTP endpoint (`[server.http] listen`): `/metrics` in the Prometheus text
-//! format, and `/health/live`, `/health/ready` (and `/health`, the same as ready) for
-//! orchestration. Read-only, no authentication: bind it to an address only monitoring reaches.
+//! format, `/status` as JSON (for `cairn status`), and `/health/live`, `/health/ready` (and
+//! `/health`, the same as ready) for orchestration. Read-only, no authentication: bind it to
+//! an address only monitoring reaches.
 
 mod metrics;
+pub mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -90,6 +92,21 @@ async fn answer(request: &Request<Incoming>, observed: &Observed) -> Response<Fu
                 ),
             }
         }
+        "/status" => {
+            let observed = observed.clone();
+            let collected = tokio::task::spawn_blocking(move || status::collect(&observed)).await;
+            let body = collected
+                .map_err(|e| e.to_string())
+                .and_then(|status| serde_json::to_string(&status).map_err(|e| e.to_string()));
+            match body {
+                Ok(body) => text(StatusCode::OK, "application/json", body),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    plain,
+                    format!("status failed: {e}\n"),
+                ),
+            }
+        }
         "/health/live" => text(StatusCode::OK, plain, "alive\n".into()),
         "/health" | "/health/ready" => {
             if observed.stopping.is_cancelled() {
@@ -105,7 +122,8 @@ async fn answer(request: &Request<Incoming>, observed: &Observed) -> Response<Fu
         _ => text(
             StatusCode::NOT_FOUND,
             plain,
-            "not found; the endpoints are /metrics, /health/live and /health/ready\n".into(),
+            "not found; the endpoints are /metrics, /status, /health/live and /health/ready\n"
+                .into(),
         ),
     }
 }

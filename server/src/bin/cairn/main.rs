@@ -1,0 +1,211 @@
+//! `cairn`: the server binary. Parses arguments, sets up logging, runs a command, prints its
+//! result (text or `--json`) and maps failures to documented exit statuses (see [`exit`]).
+
+mod args;
+mod commands;
+mod exit;
+mod output;
+mod progress_bar;
+mod serve;
+mod status;
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use cairn_server::backup::offline;
+use cairn_server::logging::{self, LogFormat, Verbosity};
+use clap::{CommandFactory, Parser};
+
+use args::{ArchivesCommand, Cli, Command, PluginCommand};
+use output::Outcome;
+
+fn main() -> ExitCode {
+    // As PostgreSQL does: whatever else creates a file in this process (SQLite's journals, a
+    // plugin), it is the owner's only.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve { .. });
+    let log_format = if serving && cli.json {
+        LogFormat::Json
+    } else {
+        cli.log_format
+    };
+    let verbosity = if serving {
+        Verbosity::Server
+    } else {
+        Verbosity::Command
+    };
+    if let Err(refused) = logging::init(log_format, verbosity) {
+        // No log yet: a plain sentence on standard error, and the usage exit status.
+        eprintln!("cairn: {refused}");
+        return ExitCode::from(exit::Failure::Usage.code());
+    }
+    // A panic the server catches (a decoder fed garbage by a client) is one log record, in
+    // the log's format, not lines of its own on standard error.
+    std::panic::set_hook(Box::new(|info| {
+        let backtrace = std::backtrace::Backtrace::capture();
+        tracing::error!(panic = %info, backtrace = %backtrace, "a thread panicked");
+    }));
+    // A plugin's native code that kills the process (a bad pointer, abort, exit) leaves one
+    // record naming the plugin first.
+    cairn_plugin_api::ffi::crash::install_crash_report(log_format == LogFormat::Json);
+    if let Command::Serve { config } = cli.command {
+        // The server's failures are log records: its standard error is a log.
+        return match serve::serve(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{}", exit::sentence(&e));
+                ExitCode::from(exit::Failure::of(&e).code())
+            }
+        };
+    }
+    let outcome = run(cli.command);
+    let failure = match outcome {
+        Ok(Outcome { output, failure }) => {
+            output::print(&output, cli.json);
+            failure
+        }
+        Err(e) => Some(e),
+    };
+    match failure {
+        None => ExitCode::SUCCESS,
+        Some(e) => ExitCode::from(output::report(&e, cli.json)),
+    }
+}
+
+/// Runs every command but `serve`.
+fn run(command: Command) -> anyhow::Result<Outcome> {
+    match command {
+        Command::Serve { .. } => bail!("serve runs apart"),
+        Command::Status { config } => status::status(&config),
+        Command::Passwd => commands::passwd(),
+        Command::Plugin {
+            command: PluginCommand::Inspect { file },
+        } => commands::inspect_plugin(&file),
+        Command::Backup {
+            data_dir,
+            database,
+            to,
+            compression_level,
+            buffer_size,
+            max_rate,
+            config,
+        } => {
+            let stores = commands::stores(config.as_deref())?;
+            let args = commands::BackupArgs {
+                data_dir: &data_dir,
+                database: &database,
+                to: &to,
+                level: compression_level,
+                buffer_size: &buffer_size,
+                max_rate: max_rate.as_deref(),
+            };
+            commands::backup(&args, stores.as_ref())
+        }
+        Command::Verify { file, config } => {
+            let stores = commands::stores(config.as_deref())?;
+            commands::verify(&file, stores.as_ref())
+        }
+        Command::Restore {
+            file,
+            from_latest,
+            new_db_name,
+            config,
+            data_dir,
+            database,
+            replace,
+            create_data_dir,
+        } => {
+            let stores = commands::stores(config.as_deref())?;
+            // As in SQL: FROM LATEST restores the newest archive of `database`, under
+            // `new_db_name` when given.
+            let (file, target) = match (file, from_latest) {
+                (Some(file), _) => (file, database),
+                (None, Some(location)) => (
+                    offline::latest(&location, stores.as_ref(), &database)?,
+                    new_db_name.unwrap_or(database),
+                ),
+                (None, None) => bail!("name an archive, or give --from-latest LOCATION"),
+            };
+            let args = commands::RestoreArgs {
+                file: &file,
+                data_dir: &data_dir,
+                database: &target,
+                replace,
+                create: commands::data_dir_rule(create_data_dir),
+            };
+            commands::restore(&args, stores.as_ref())
+        }
+        Command::Archives {
+            command:
+                ArchivesCommand::List {
+                    location,
+                    config,
+                    verify,
+                },
+        } => {
+            let stores = commands::stores(config.as_deref())?;
+            commands::list_archives(&location, stores.as_ref(), verify)
+        }
+        Command::Export {
+            data_dir,
+            database,
+            to,
+            compression_level,
+        } => commands::export(&data_dir, &database, &to, compression_level),
+        Command::Import {
+            file,
+            data_dir,
+            database,
+            replace,
+            create_data_dir,
+        } => commands::import(&commands::ImportArgs {
+            file: &file,
+            data_dir: &data_dir,
+            database: database.as_deref(),
+            replace,
+            create: commands::data_dir_rule(create_data_dir),
+        }),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut script);
+            let script = String::from_utf8_lossy(&script).into_owned();
+            let json = serde_json::json!({ "shell": shell.to_string(), "script": script });
+            Ok(Outcome::done(script, json))
+        }
+        Command::Man { dir } => man(dir.as_deref()),
+    }
+}
+
+fn man(dir: Option<&std::path::Path>) -> anyhow::Result<Outcome> {
+    use anyhow::Context;
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            let pages: Vec<String> = std::fs::read_dir(dir)
+                .with_context(|| format!("listing {}", dir.display()))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("cairn") && name.ends_with(".1"))
+                .collect();
+            let text = format!("wrote {} man pages into {}\n", pages.len(), dir.display());
+            Ok(Outcome::done(
+                text,
+                serde_json::json!({ "dir": dir, "pages": pages }),
+            ))
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .context("rendering the man page")?;
+            let page = String::from_utf8_lossy(&page).into_owned();
+            Ok(Outcome::done(
+                page.clone(),
+                serde_json::json!({ "page": page }),
+            ))
+        }
+    }
+}
