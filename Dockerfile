@@ -1,6 +1,6 @@
 # Cairn in a container: `docker build -t cairn .` then
-#   docker run -d --name cairn -p 5480:5480 -p 9187:9187 -v cairn-data:/var/lib/cairn \
-#     -e CAIRN_ADMIN_PASSWORD=… cairn
+#   docker run -d --name cairn --stop-timeout 60 -p 5480:5480 -p 127.0.0.1:9187:9187 \
+#     -v cairn-data:/var/lib/cairn -e CAIRN_ADMIN_PASSWORD=… cairn
 # Data and local backups live in the volume /var/lib/cairn; the config is
 # /etc/cairn/cairn.toml (contrib/cairn.toml; mount your own over it).
 

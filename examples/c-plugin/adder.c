@@ -6,6 +6,7 @@
  * Build (any C compiler; the server loads it from its plugin directory):
  *   cc -shared -fPIC -O2 -I ../../plugin-api/include adder.c -o libadder.so
  */
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "cairn_plugin.h"
@@ -86,6 +87,15 @@ static CairnFuture start(void *instance) {
     spec.call = add_call;
     host->register_procedure(host, &spec, NULL);
     host->log(host, CAIRN_LOG_INFO, CAIRN_STR("adder"), CAIRN_STR("C plugin started; try CALL adder.add(2, 40)"));
+    /* Since 1.4, on /metrics as cairn_plugin_adder_version_info{version="…"} 1. A host's
+     * table ends at its `size`: an older server has no `set_gauge`. */
+    if (host->size >= offsetof(CairnHost, set_gauge) + sizeof host->set_gauge && host->set_gauge) {
+        CairnArg version = {CAIRN_STR("version"), {0}};
+        version.value.kind = CAIRN_VALUE_TEXT;
+        version.value.bytes = CAIRN_STR(ADDER_VERSION);
+        host->set_gauge(host, CAIRN_STR("version_info"), CAIRN_STR("The running version"),
+                        &version, 1, 1.0, NULL);
+    }
     CairnFuture done = {NULL, done_poll, no_state};
     return done;
 }

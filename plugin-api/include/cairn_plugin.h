@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 3u
+#define CAIRN_ABI_MINOR 4u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -210,6 +210,13 @@ struct CairnHost {
     CairnFuture (*list_archives)(const CairnHost *host, CairnStr location);
     /* Since 1.3. Deletes the `.zip` or `.json.gz` at `location`; one row: deleted (1 or 0). */
     CairnFuture (*delete_archive)(const CairnHost *host, CairnStr location);
+    /* Since 1.4. Sets the plugin's gauge `name` (an identifier) for `labels` (name: an
+     * identifier other than "plugin", value: text) to `value`; NAN removes the series.
+     * Served at /metrics as cairn_plugin_<plugin>_<name> until the plugin is unloaded or
+     * reloaded. */
+    CairnStatus (*set_gauge)(const CairnHost *host, CairnStr name, CairnStr help,
+                             const CairnArg *labels, size_t label_count, double value,
+                             const CairnOutput *output);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -260,7 +267,7 @@ _Static_assert(sizeof(CairnFuture) == 24, "CairnFuture layout");
 _Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
 _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
-_Static_assert(sizeof(CairnHost) == 144, "CairnHost layout");
+_Static_assert(sizeof(CairnHost) == 152, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
 _Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");

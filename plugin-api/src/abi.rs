@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 3;
+pub const CAIRN_ABI_MINOR: u32 = 4;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -409,6 +409,23 @@ pub struct CairnHost {
     /// `deleted`: 1, or 0 when there was nothing there.
     pub delete_archive:
         Option<unsafe extern "C" fn(host: *const CairnHost, location: CairnStr) -> CairnFuture>,
+    /// Since 1.4. Sets the plugin's gauge `name` (an identifier) for the label set `labels`
+    /// (`label_count` pairs: `name` an identifier other than `plugin`, `value` text) to
+    /// `value`; NaN removes that series. The server serves it at `/metrics` as
+    /// `cairn_plugin_<plugin>_<name>`, with `help` as its description, until the plugin
+    /// is unloaded or reloaded. On refusal (a bad name, too many series) the reason is
+    /// written to `output`.
+    pub set_gauge: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            name: CairnStr,
+            help: CairnStr,
+            labels: *const CairnArg,
+            label_count: usize,
+            value: f64,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
 }
 
 /// The functions of a plugin. Only `create` is required.

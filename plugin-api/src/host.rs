@@ -163,6 +163,32 @@ impl Host {
         self.raw.raise_alert(database.unwrap_or(""), message)
     }
 
+    /// Sets this plugin's gauge `name` for the label set `labels` to `value` (since ABI 1.4):
+    /// the server serves it at `/metrics` as `cairn_plugin_<plugin>_<name>` with `help` as
+    /// its description, until the plugin is unloaded or reloaded (a new instance sets its own).
+    /// Names (of the gauge and of labels) are identifiers (`[a-z_][a-z0-9_]*`); `plugin` is
+    /// not a label name, the server adds none. A plugin may keep up to 1,000 series.
+    ///
+    /// ```no_run
+    /// # fn f(host: &cairn_plugin_api::Host) -> Result<(), cairn_plugin_api::PluginError> {
+    /// host.set_gauge("queue_length", "Jobs waiting", &[("queue", "mail")], 3.0)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), PluginError> {
+        self.raw.set_gauge(name, help, labels, value)
+    }
+
+    /// Removes one series of this plugin's gauge `name` (since ABI 1.4).
+    pub fn remove_gauge(&self, name: &str, labels: &[(&str, &str)]) -> Result<(), PluginError> {
+        self.raw.set_gauge(name, "", labels, f64::NAN)
+    }
+
     /// Completes after `duration`, on the server's timer.
     pub fn sleep(&self, duration: Duration) -> HostCall {
         let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);

@@ -104,7 +104,8 @@ fn rust_layouts() -> Vec<Layout> {
             archive_directory,
             raise_alert,
             list_archives,
-            delete_archive
+            delete_archive,
+            set_gauge
         }),
         layout!(CairnPluginVTable {
             size,
@@ -210,7 +211,7 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 144);
+    assert_eq!(size_of::<CairnHost>(), 152);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
     assert_eq!(

@@ -50,7 +50,7 @@ impl DataDirLock {
             .mode(0o600)
             .open(&path)
             .map_err(io)?;
-        match file.try_lock() {
+        match try_lock_patiently(&file) {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let mut text = String::new();
@@ -72,9 +72,10 @@ impl DataDirLock {
             path,
             published: Default::default(),
         };
+        // The pid alone: a server says `starting` itself; `cairn restore` and `import` hold
+        // the lock without being a server.
         lock.publish(&Holder {
             pid: Some(std::process::id()),
-            state: Some("starting".into()),
             ..Holder::default()
         });
         Ok(lock)
@@ -89,11 +90,14 @@ impl DataDirLock {
     pub fn publish(&self, holder: &Holder) {
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         *published = holder.clone();
+        // Written over the old text, then cut to length: a reader never finds the file empty
+        // (an empty file would read as "pid unknown").
+        let text = holder.to_lines();
         let mut file = &self.file;
         let _ = file
-            .set_len(0)
-            .and_then(|()| file.rewind())
-            .and_then(|()| file.write_all(holder.to_lines().as_bytes()))
+            .rewind()
+            .and_then(|()| file.write_all(text.as_bytes()))
+            .and_then(|()| file.set_len(text.len() as u64))
             .and_then(|()| file.sync_all());
     }
 }
@@ -148,6 +152,21 @@ impl Holder {
             state: next(),
         }
     }
+}
+
+/// Takes the lock, allowing for a moment's contention: `holder` (a `cairn status`) takes it
+/// shared for an instant, and a start must not fail for that.
+fn try_lock_patiently(file: &File) -> Result<(), TryLockError> {
+    const TRIES: u32 = 50;
+    for _ in 1..TRIES {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+    file.try_lock()
 }
 
 /// The server holding `data_dir`, or `None` when no process holds it (no server runs there).

@@ -51,6 +51,7 @@ impl Server {
                 source,
             })?;
         let lock = DataDirLock::acquire(&config.data_dir)?;
+        lock.set_state("starting");
         // Before anything else writes: on a full disk the reserve is what lets us start.
         let disk = Arc::new(DataDisk::new(&config.data_dir, config.reserved_space));
         if let Err(e) = disk.check() {

@@ -152,4 +152,11 @@ async fn a_login_to_an_unknown_database_left_no_trace() {
             && line.contains("peer=127.0.0.1:"),
         "{line}"
     );
+    // The reason as the client reads it, with its SQLSTATE; it was pgwire's rendering,
+    // "User provided error: ErrorInfo: FATAL, 3D000, …".
+    assert!(
+        line.contains("database \"nope\" does not exist") && line.contains("(3D000)"),
+        "{line}"
+    );
+    assert!(!line.contains("ErrorInfo"), "{line}");
 }

@@ -259,6 +259,65 @@ fn exit_statuses_were_only_zero_one_and_two() {
     assert_eq!(error["exit_code"], 3);
 }
 
+/// `cairn status` trusts only a lock that is held, and a server that says it is ready: the
+/// test holds the lock itself and writes what a server would.
+#[test]
+fn status_tells_a_server_not_ready_or_not_answering_from_a_ready_one() {
+    let site = Site::standard();
+    let data = site.data_dir();
+    std::fs::create_dir_all(&data).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(data.join("cairn.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let status = |lines: &str| {
+        std::fs::write(data.join("cairn.lock"), lines).unwrap();
+        let out = cairn_out(&["--json", "status", "--config", s(&site.config_path())]);
+        let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), said)
+    };
+    let (code, said) = status("4242\n1796000000\n127.0.0.1:5480\n\nstarting\n");
+    assert_eq!(
+        (code, &said["state"]),
+        (Some(7), &"starting".into()),
+        "{said}"
+    );
+    // A `cairn restore` holds the lock with its pid alone.
+    let (code, said) = status("4242\n");
+    assert_eq!((code, &said["pid"]), (Some(7), &4242.into()), "{said}");
+    // Ready, but the endpoint it names does not answer.
+    let (code, said) = status(&format!(
+        "4242\n1796000000\n127.0.0.1:5480\n{closed}\nready\n"
+    ));
+    assert_eq!(code, Some(6), "{said}");
+    // Ready, without an endpoint: running, with nothing more to say.
+    let (code, said) = status("4242\n1796000000\n127.0.0.1:5480\n\nready\n");
+    assert_eq!((code, &said["running"]), (Some(0), &true.into()), "{said}");
+    drop(lock);
+    let (code, said) = status("4242\n");
+    assert_eq!((code, &said["running"]), (Some(3), &false.into()), "{said}");
+}
+
+#[test]
+fn a_usage_error_with_json_is_one_json_object() {
+    let out = cairn_out(&["--json", "backup", "--database"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(error["kind"], "usage");
+    assert!(
+        error["error"].as_str().unwrap().contains("--database"),
+        "{error}"
+    );
+}
+
 #[test]
 fn completions_and_man_pages_come_from_the_command_line_definition() {
     let out = Command::new("bash")

@@ -31,7 +31,8 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
     let site = Site::standard();
     let first = site.start();
     let (status, stderr) = serve_until_exit(&site.config_path());
-    assert!(!status.success());
+    // Refused: exit status 4, as the README's table says.
+    assert_eq!(status.code(), Some(4), "{stderr}");
     assert!(
         stderr.contains("is in use by another cairn server"),
         "{stderr}"

@@ -138,6 +138,105 @@ async fn metrics_say_when_the_last_good_backup_finished() {
     assert_eq!(status, 404);
 }
 
+/// The schedule's next run and the archives retention keeps were not on `/metrics` (issue 17,
+/// item 1): the automatic-backup plugin publishes them through `set_gauge` (ABI 1.4), and a
+/// scrape during scheduled backups agrees with `CALL automatic_backup.status()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedules_next_run_and_retained_archives_were_not_scraped() {
+    use crate::automatic_backup::{complete_backups, rows, wait_until, write_settings};
+    let site = Site::new(&format!(
+        "{}\n[server.http]\nlisten = \"127.0.0.1:0\"\n[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.toml\"\n",
+        standard_config()
+    ));
+    write_settings(
+        &site,
+        "schedule = \"* * * * * *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMddHHmmss}.zip\"\n[retention]\nkeep_last = 2\n",
+    );
+    let server = site.start();
+    let address = endpoint(&server);
+    let admin = server.admin("default").await;
+    wait_until("three scheduled backups", || async {
+        complete_backups(&admin, "default").await >= 3
+    })
+    .await;
+    // The plugin's status and a scrape, taken between two runs: the first run after them
+    // moves both, so retry until they were read in the same second.
+    let gauge = |samples: &BTreeMap<String, f64>, name: &str| {
+        samples
+            .get(&format!(
+                "cairn_plugin_automatic_backup_{name}{{database=default}}"
+            ))
+            .copied()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let before = rows(&admin, "CALL automatic_backup.status()").await;
+        let (status, scrape) = get(&address, "/metrics").await;
+        assert_eq!(status, 200, "{scrape}");
+        let after = rows(&admin, "CALL automatic_backup.status()").await;
+        let samples = parsed(&scrape);
+        if before == after {
+            let row = &after[0];
+            let kept: f64 = row["archives_kept"].parse().unwrap();
+            assert_eq!(gauge(&samples, "archives_retained"), Some(kept), "{scrape}");
+            assert!(kept <= 2.0, "{row:?}");
+            let next = chrono::DateTime::parse_from_rfc3339(&row["next_run"]).unwrap();
+            let published = gauge(&samples, "next_run_timestamp_seconds").unwrap();
+            assert_eq!(
+                published,
+                next.timestamp_millis() as f64 / 1000.0,
+                "{scrape}"
+            );
+            assert!(scrape.contains("# HELP cairn_plugin_automatic_backup_next_run_timestamp_seconds When the schedule next backs up"), "{scrape}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status kept moving: {before:?} {after:?}"
+        );
+    }
+    // Unloaded, the plugin's gauges go with it.
+    admin
+        .batch_execute("UNLOAD PLUGIN automatic_backup")
+        .await
+        .unwrap();
+    let (_, scrape) = get(&address, "/metrics").await;
+    assert!(
+        !scrape.contains("cairn_plugin_automatic_backup_"),
+        "{scrape}"
+    );
+}
+
+/// A C plugin publishes a gauge through the header alone (ABI 1.4); a reload's new instance
+/// publishes its own, and an unload takes it away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_plugin_publishes_a_gauge_through_the_header() {
+    let site = Site::new(&format!(
+        "{}\n[server.http]\nlisten = \"127.0.0.1:0\"\n[plugins.adder]\nlibrary = \"libadder.so\"\n",
+        standard_config()
+    ));
+    let plugins = site.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    crate::plugins::compile_c(
+        "examples/c-plugin/adder.c",
+        "plugin-api/include",
+        &[],
+        &plugins.join("libadder.so"),
+    );
+    let server = site.start();
+    let address = endpoint(&server);
+    let admin = server.admin("default").await;
+    let series = "cairn_plugin_adder_version_info{version=1.0.0}";
+    for step in ["started", "reloaded"] {
+        let (_, scrape) = get(&address, "/metrics").await;
+        assert_eq!(parsed(&scrape).get(series), Some(&1.0), "{step}: {scrape}");
+        admin.batch_execute("RELOAD PLUGIN adder").await.unwrap();
+    }
+    admin.batch_execute("UNLOAD PLUGIN adder").await.unwrap();
+    let (_, scrape) = get(&address, "/metrics").await;
+    assert!(!scrape.contains("cairn_plugin_adder"), "{scrape}");
+}
+
 /// `/health/ready` says 503 while the server waits for running statements at shutdown, and
 /// `/health/live` still answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

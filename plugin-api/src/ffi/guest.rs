@@ -13,7 +13,7 @@ use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
     self, CairnArg, CairnEvent, CairnFuture, CairnHost, CairnJobSpec, CairnOutput,
     CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus, CairnStr,
-    has_pointer_field,
+    CairnValue, has_pointer_field,
 };
 use crate::{
     Args, Event, Host, Outcome, Plugin, PluginConfig, PluginError, Procedure, Reply, Value,
@@ -480,6 +480,49 @@ impl HostRef {
                 self.0,
                 CairnStr::new(database),
                 CairnStr::new(message),
+                &output,
+            )
+        };
+        collector.into_outcome().map(drop)
+    }
+
+    pub(crate) fn set_gauge(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), PluginError> {
+        let set = self.function(
+            offset_of!(CairnHost, set_gauge),
+            |t| t.set_gauge,
+            "set_gauge",
+        )?;
+        let labels: Vec<CairnArg> = labels
+            .iter()
+            .map(|(label, text)| CairnArg {
+                name: CairnStr::new(label),
+                // Borrowed from `labels`, which outlives the call.
+                value: CairnValue {
+                    kind: abi::CAIRN_VALUE_TEXT,
+                    reserved: 0,
+                    integer: 0,
+                    real: 0.0,
+                    bytes: CairnStr::new(text),
+                },
+            })
+            .collect();
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`; the strings, labels and output live across the call.
+        unsafe {
+            set(
+                self.0,
+                CairnStr::new(name),
+                CairnStr::new(help),
+                labels.as_ptr(),
+                labels.len(),
+                value,
                 &output,
             )
         };

@@ -298,7 +298,9 @@ pub fn inspect(path: &Path) -> Result<DescriptorInfo, LoadError> {
             if address < start || address.checked_add(len)? > start.checked_add(size)? {
                 return None;
             }
-            (&data).read_bytes_at(offset + (address - start), len).ok()
+            (&data)
+                .read_bytes_at(offset.checked_add(address - start)?, len)
+                .ok()
         })
     };
     let base = symbol.address();
@@ -708,6 +710,19 @@ impl ForeignProcedure {
     }
 }
 
+/// A gauge value a plugin set (ABI 1.4), copied out of the call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaugeSample {
+    /// The gauge's name, as the plugin wrote it.
+    pub name: String,
+    /// What it measures.
+    pub help: String,
+    /// The series' labels, in the plugin's order.
+    pub labels: Vec<(String, String)>,
+    /// The value; NaN removes the series.
+    pub value: f64,
+}
+
 /// A job a plugin scheduled. Dropping it releases the plugin's context.
 #[derive(Debug)]
 pub struct ForeignJob {
@@ -770,6 +785,8 @@ pub trait HostServices: Send + Sync {
     fn list_archives(&self, location: String) -> BoxOutcome;
     /// Deletes the archive or export at `location` (ABI 1.3).
     fn delete_archive(&self, location: String) -> BoxOutcome;
+    /// Sets (or, with NaN, removes) one series of a plugin's gauge (ABI 1.4).
+    fn set_gauge(&self, sample: GaugeSample) -> Result<(), PluginError>;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -808,6 +825,7 @@ impl HostTable {
             raise_alert: Some(host_raise_alert),
             list_archives: Some(host_list_archives),
             delete_archive: Some(host_delete_archive),
+            set_gauge: Some(host_set_gauge),
         });
         HostTable(Box::leak(table))
     }
@@ -1017,6 +1035,49 @@ unsafe extern "C" fn host_raise_alert(
         };
         services
             .raise_alert((!database.is_empty()).then_some(database), message)
+            .map(|()| Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
+}
+
+unsafe extern "C" fn host_set_gauge(
+    host: *const CairnHost,
+    name: CairnStr,
+    help: CairnStr,
+    labels: *const CairnArg,
+    label_count: usize,
+    value: f64,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the strings and labels are borrowed for the call; we copy them.
+        let (name, help, labels) = unsafe {
+            (
+                super::text(name, "the gauge name")?,
+                super::text(help, "the gauge help")?,
+                super::args(labels, label_count)?,
+            )
+        };
+        let labels = labels
+            .named
+            .into_iter()
+            .map(|(label, value)| match value {
+                Value::Text(text) => Ok((label, text)),
+                other => Err(PluginError::InvalidArgument(format!(
+                    "the value of label {label:?} of gauge {name:?} must be text, got {other:?}"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        services
+            .set_gauge(GaugeSample {
+                name,
+                help,
+                labels,
+                value,
+            })
             .map(|()| Reply::default())
     });
     // SAFETY: the ABI: `output` is valid for the call.

@@ -456,11 +456,57 @@ impl AutomaticBackup {
                 self.policy.schedule.key()
             )));
         }
+        self.publish(host, database);
         match host.schedule(&format!("{JOB_PREFIX}{database}"), TICK) {
             // Dropped and created again: the check from before is still there.
             Ok(()) | Err(PluginError::Refused(_)) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Publishes at the server's `/metrics` (ABI 1.4) what this plugin knows of `database`:
+    /// when its schedule next runs, and how many archives it keeps (its ledger). Best effort:
+    /// a scrape is not worth failing a run for.
+    fn publish(&self, host: &Host, database: &str) {
+        let labels = [("database", database)];
+        let next = self.timetable.next_run(database);
+        let retained = self.ready().ok().and_then(|ready| {
+            let state = ready.state.read().ok()?;
+            Some(
+                state
+                    .databases
+                    .get(database)
+                    .map_or(0, |d| d.archives.len()),
+            )
+        });
+        let published = match next {
+            Some(at) => host.set_gauge(
+                "next_run_timestamp_seconds",
+                "When the schedule next backs up the database, Unix time",
+                &labels,
+                at.timestamp_millis() as f64 / 1000.0,
+            ),
+            None => host.remove_gauge("next_run_timestamp_seconds", &labels),
+        }
+        .and_then(|()| match retained {
+            Some(n) => host.set_gauge(
+                "archives_retained",
+                "Archives of the database this plugin wrote, verified and keeps",
+                &labels,
+                n as f64,
+            ),
+            None => Ok(()),
+        });
+        if let Err(e) = published {
+            tracing::debug!(database, error = %e, "publishing the schedule's gauges");
+        }
+    }
+
+    /// Takes `database`'s gauges down (it is gone, or no longer backed up).
+    fn unpublish(&self, host: &Host, database: &str) {
+        let labels = [("database", database)];
+        let _ = host.remove_gauge("next_run_timestamp_seconds", &labels);
+        let _ = host.remove_gauge("archives_retained", &labels);
     }
 
     /// The per-second check: runs the database if it is due.
@@ -470,6 +516,7 @@ impl AutomaticBackup {
         }
         if !host.databases()?.iter().any(|d| d == database) {
             self.timetable.forget(database);
+            self.unpublish(host, database);
             return Ok(());
         }
         let run_lock = self.run_lock(database);
@@ -486,6 +533,7 @@ impl AutomaticBackup {
                     self.timetable
                         .advance(&self.ready()?.state, database, now, Some(Overlap::Skip))
                         .map_err(failed)?;
+                    self.publish(host, database);
                     return Ok(());
                 }
             },
@@ -503,6 +551,7 @@ impl AutomaticBackup {
             .advance(&self.ready()?.state, database, started, None)
             .map_err(failed)?;
         drop(guard);
+        self.publish(host, database);
         Ok(())
     }
 
@@ -517,7 +566,9 @@ impl AutomaticBackup {
                 ))
             })?,
         };
-        match self.run_with_retries(host, database, 0).await {
+        let outcome = self.run_with_retries(host, database, 0).await;
+        self.publish(host, database);
+        match outcome {
             Ok(done) => Ok(done),
             Err(Attempt::Busy(why) | Attempt::Covered(why)) => Err(PluginError::Refused(why)),
             Err(Attempt::Failed(why)) => Err(PluginError::failed(why)),
@@ -616,7 +667,7 @@ impl AutomaticBackup {
                     return Err(Attempt::Covered(why));
                 }
                 Err(Attempt::Failed(why)) if attempt <= retries => {
-                    tracing::error!(database, attempt, retries, retry_in_s = delay.as_secs(), error = %why, "automatic backup failed; retrying");
+                    tracing::warn!(database, attempt, retries, retry_in_s = delay.as_secs(), error = %why, "automatic backup failed; retrying");
                     record("retrying", Some(why));
                     self.pause(host, delay).await;
                     delay = delay.saturating_mul(2).min(MAX_RETRY_DELAY);
@@ -1016,7 +1067,11 @@ impl AutomaticBackup {
                     "a run of {database:?} is in progress; prune after it ends"
                 ))
             })?;
-            for verdict in self.prune(host, &database, dry_run).await? {
+            let verdicts = self.prune(host, &database, dry_run).await?;
+            if !dry_run {
+                self.publish(host, &database);
+            }
+            for verdict in verdicts {
                 let action = match (verdict.remove, dry_run) {
                     (false, _) => "keep",
                     (true, true) => "remove",

@@ -78,7 +78,11 @@ impl PathRules {
             return Err(BackupError::Io {
                 action: "there is no file at",
                 path,
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                // Said instead of the OS's "entity not found", which repeats the action.
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "SHOW ARCHIVES lists the archives and exports there are",
+                ),
             });
         }
         self.check_real(&path, &root, requested)?;

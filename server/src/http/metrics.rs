@@ -135,6 +135,20 @@ pub fn render(observed: &Observed) -> String {
         plugins,
     );
 
+    // What plugins publish (ABI 1.4), under their own names.
+    for (plugin, name, gauge) in observed.plugins.gauges().snapshot() {
+        let family = FloatGauges::default();
+        for (labels, value) in &gauge.series {
+            family.get_or_create(labels).set(*value);
+        }
+        let help = if gauge.help.is_empty() {
+            format!("Published by plugin {plugin}")
+        } else {
+            format!("{} (plugin {plugin})", gauge.help)
+        };
+        registry.register(format!("plugin_{plugin}_{name}"), help, family);
+    }
+
     let connections = Gauges::default();
     for session in observed.registry.list() {
         connections

@@ -257,6 +257,15 @@ fn check_initial_response(message: &PasswordMessageFamily) -> PgWireResult<()> {
     Ok(())
 }
 
+/// What a refused login is told, as the log says it: the message and its SQLSTATE, not
+/// pgwire's debug rendering of the error.
+fn refusal(e: &PgWireError) -> String {
+    match e {
+        PgWireError::UserError(info) => format!("{} ({})", info.message, info.code),
+        other => other.to_string(),
+    }
+}
+
 pub(super) fn fatal(code: &str, message: String) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
         "FATAL".into(),
@@ -334,7 +343,7 @@ impl StartupHandler for Startup {
                 // The password was right, the session still refused (no such database, too
                 // many connections, a bad startup option): said in the log as a failed login.
                 if let Err(e) = &finished {
-                    tracing::info!(%user, %database, %peer, error = %e, "login refused");
+                    tracing::info!(%user, %database, %peer, error = %refusal(e), "login refused");
                 }
                 finished
             }
@@ -351,7 +360,7 @@ impl StartupHandler for Startup {
                     }
                     other => other,
                 };
-                tracing::info!(%user, peer = %client.socket_addr(), error = %e, "login refused");
+                tracing::info!(%user, peer = %client.socket_addr(), error = %refusal(&e), "login refused");
                 Err(e)
             }
         }

@@ -210,7 +210,8 @@ struct JobRunner {
     active: AtomicBool,
     running: AtomicBool,
     /// Whether the current run's overlap with later firings was logged.
-    overlap_reported: AtomicBool,
+    /// Firings skipped because the previous run was still going.
+    skipped: AtomicU64,
     plugins: Weak<Plugins>,
 }
 
@@ -254,6 +255,8 @@ pub struct Plugins {
     released: tokio::sync::Notify,
     /// Reloads that made a new instance run (or the previous one run again), by plugin.
     reloads: Mutex<HashMap<String, u64>>,
+    /// What plugin instances publish at `/metrics` (ABI 1.4).
+    gauges: super::gauges::PluginGauges,
     entries: Mutex<BTreeMap<String, Entry>>,
     procedures: Mutex<HashMap<String, Arc<RegisteredProcedure>>>,
     jobs: Mutex<HashMap<JobKey, (uuid::Uuid, Arc<JobRunner>)>>,
@@ -312,6 +315,7 @@ impl Plugins {
             closing: AtomicBool::new(false),
             released: tokio::sync::Notify::new(),
             reloads: Mutex::new(HashMap::new()),
+            gauges: Default::default(),
             entries: Mutex::new(BTreeMap::new()),
             procedures: Mutex::new(HashMap::new()),
             jobs: Mutex::new(HashMap::new()),
@@ -798,7 +802,13 @@ impl Plugins {
         tracing::error!(plugin = %name, error = %message, "plugin failed; its procedures and jobs are disabled");
     }
 
+    /// The gauges plugins publish.
+    pub fn gauges(&self) -> &super::gauges::PluginGauges {
+        &self.gauges
+    }
+
     fn unregister(&self, plugin: &str, generation: u64) {
+        self.gauges.forget(plugin, generation);
         // Dropped outside the lock: releasing a procedure's context is plugin code.
         let procedures: Vec<_> = lock(&self.procedures)
             .extract_if(|_, p| p.plugin == plugin && p.generation == generation)
@@ -885,7 +895,7 @@ impl Plugins {
             job,
             active: AtomicBool::new(true),
             running: AtomicBool::new(false),
-            overlap_reported: AtomicBool::new(false),
+            skipped: AtomicU64::new(0),
             plugins: self.me.clone(),
         });
         let fire = Arc::clone(&runner);
@@ -1141,12 +1151,17 @@ impl Plugins {
             path: path.to_owned(),
             message: e.to_string(),
         };
+        // Read through a small buffer, not whole: a library of a debug build is tens of
+        // megabytes, and a freed buffer that size stays resident in glibc's arenas.
+        let known = hash_into(path, std::io::sink()).map_err(copy_error)?;
+        if let Some(library) = lock(&self.mapped).get(&known) {
+            return Ok(library.clone());
+        }
         // A private copy under a new name: the file in the plugin directory may be
         // overwritten in place (`cp new.so plugins/`) while its code runs, and the dynamic
         // loader would hand back a library already mapped under an old name. The copy is
-        // hashed as it is written (through a small buffer: a library of debug builds is tens
-        // of megabytes, and a freed buffer that size stays resident in glibc's arenas), so the
-        // cache key is what gets mapped.
+        // hashed as it is written, so the cache key is what gets mapped even if the file
+        // changed since.
         std::fs::create_dir_all(&self.copies_dir).map_err(copy_error)?;
         let n = self.generations.fetch_add(1, Ordering::Relaxed);
         let name = path
@@ -1154,7 +1169,8 @@ impl Plugins {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
         let copy = self.copies_dir.join(format!("{n}-{name}"));
-        let digest = match copy_hashing(path, &copy) {
+        let written = std::fs::File::create_new(&copy).and_then(|file| hash_into(path, file));
+        let digest = match written {
             Ok(digest) => digest,
             Err(e) => {
                 let _ = std::fs::remove_file(&copy);
@@ -1202,8 +1218,8 @@ impl Plugins {
     }
 }
 
-/// Copies `from` to a new file `to` and returns the SHA-256 of the bytes written.
-fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<[u8; 32]> {
+/// Copies the file `from` into `out` and returns the SHA-256 of the bytes copied.
+fn hash_into(from: &Path, out: impl std::io::Write) -> std::io::Result<[u8; 32]> {
     struct Hashing<W> {
         out: W,
         hasher: sha2::Sha256,
@@ -1220,7 +1236,7 @@ fn copy_hashing(from: &Path, to: &Path) -> std::io::Result<[u8; 32]> {
     }
     let mut input = std::fs::File::open(from)?;
     let mut out = Hashing {
-        out: std::fs::File::create_new(to)?,
+        out,
         hasher: sha2::Sha256::new(),
     };
     std::io::copy(&mut input, &mut out)?;
@@ -1246,15 +1262,19 @@ impl JobRunner {
             return;
         }
         if self.running.swap(true, Ordering::AcqRel) {
-            // Said once per long run, not at every firing it overlaps.
-            if !self.overlap_reported.swap(true, Ordering::AcqRel) {
-                tracing::debug!(plugin = %self.plugin, job = %self.job.name, "previous run still going; firings are skipped until it ends");
+            // Said once per long run, not at every firing it overlaps; the count comes when
+            // the run ends.
+            if self.skipped.fetch_add(1, Ordering::AcqRel) == 0 {
+                tracing::warn!(plugin = %self.plugin, job = %self.job.name, "the previous run is still going; firings are skipped until it ends");
             }
             return;
         }
-        self.overlap_reported.store(false, Ordering::Release);
         let outcome = InPlugin::call(&self.plugin, "job", &self.job.name, || self.job.run()).await;
         self.running.store(false, Ordering::Release);
+        let skipped = self.skipped.swap(0, Ordering::AcqRel);
+        if skipped > 0 {
+            tracing::warn!(plugin = %self.plugin, job = %self.job.name, skipped, "a long run ended; firings were skipped while it ran");
+        }
         match outcome {
             Ok(_) => {
                 tracing::debug!(plugin = %self.plugin, job = %self.job.name, "job run finished")

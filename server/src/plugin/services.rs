@@ -7,7 +7,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use cairn_plugin_api::abi;
-use cairn_plugin_api::ffi::host::{BoxOutcome, ForeignJob, ForeignProcedure, HostServices};
+use cairn_plugin_api::ffi::host::{
+    BoxOutcome, ForeignJob, ForeignProcedure, GaugeSample, HostServices,
+};
 use cairn_plugin_api::{Args, Column, ColumnType, PluginError, Reply, Value};
 use tokio::runtime::Handle;
 
@@ -404,6 +406,12 @@ impl HostServices for PluginServices {
             .rules()
             .archive_directory(&path)
             .map_err(plugin_backup_error)
+    }
+
+    fn set_gauge(&self, sample: GaugeSample) -> Result<(), PluginError> {
+        self.registry()?
+            .gauges()
+            .set(&self.plugin, self.generation, sample)
     }
 
     fn raise_alert(&self, database: Option<String>, message: String) -> Result<(), PluginError> {

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
     name = "cairn",
     version,
     about = "A database server: SQLite storage, PostgreSQL wire protocol",
-    after_help = "Exit status: 0 done, 1 failed (anything else), 2 bad usage or config, 3 not found (file, database, archive; for `status`, no server running), 4 refused (exists, in use, incompatible), 5 verification failed, 6 I/O (disk, network, permissions)."
+    after_help = "Exit status: 0 done, 1 failed (anything else), 2 bad usage or config, 3 not found (file, database, archive; for `status`, no server running), 4 refused (exists, in use, incompatible), 5 verification failed, 6 I/O (disk, network, permissions), 7 not ready (`status`: starting or stopping)."
 )]
 pub struct Cli {
     /// How log lines are written to standard error.
@@ -35,7 +35,8 @@ pub enum Command {
         config: PathBuf,
     },
     /// Whether the server of a config runs, and (with its [server.http] endpoint) its
-    /// databases, last backups, plugins and connections. Exit status 3 if it is not running.
+    /// databases, last backups, plugins and connections. Exit status 3 if it is not running,
+    /// 7 while it starts or stops.
     Status {
         /// The server's config file.
         #[arg(long, default_value = cairn_server::config::DEFAULT_CONFIG_PATH)]

@@ -6,6 +6,7 @@ use cairn_server::backup::BackupError;
 use cairn_server::catalog::CatalogError;
 use cairn_server::config::ConfigError;
 use cairn_server::data_dir_lock::LockError;
+use cairn_server::error::Error as ServerError;
 
 /// The kinds of failure, each with its exit status (listed in `cairn --help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub enum Failure {
     Verification,
     /// The disk, the network, permissions.
     Io,
+    /// `status`: a server holds the data directory but is not ready (starting, stopping),
+    /// or the lock is held by `cairn restore`/`import`.
+    NotReady,
 }
 
 impl Failure {
@@ -34,6 +38,7 @@ impl Failure {
             Failure::Refused => 4,
             Failure::Verification => 5,
             Failure::Io => 6,
+            Failure::NotReady => 7,
         }
     }
 
@@ -45,6 +50,7 @@ impl Failure {
             Failure::Refused => "refused",
             Failure::Verification => "verification_failed",
             Failure::Io => "io",
+            Failure::NotReady => "not_ready",
         }
     }
 
@@ -55,17 +61,16 @@ impl Failure {
             .find_map(|cause| {
                 if let Some(f) = cause.downcast_ref::<Classified>() {
                     Some(f.failure)
+                } else if let Some(e) = cause.downcast_ref::<ServerError>() {
+                    Some(of_server(e))
                 } else if let Some(e) = cause.downcast_ref::<BackupError>() {
                     Some(of_backup(e))
                 } else if let Some(e) = cause.downcast_ref::<CatalogError>() {
                     Some(of_catalog(e))
-                } else if cause.is::<ConfigError>() {
-                    Some(Failure::Usage)
+                } else if let Some(e) = cause.downcast_ref::<ConfigError>() {
+                    Some(of_config(e))
                 } else if let Some(e) = cause.downcast_ref::<LockError>() {
-                    Some(match e {
-                        LockError::InUse { .. } => Failure::Refused,
-                        LockError::Io { .. } => Failure::Io,
-                    })
+                    Some(of_lock(e))
                 } else if let Some(e) = cause.downcast_ref::<LoadError>() {
                     Some(match e {
                         LoadError::Open { path, .. } if !path.exists() => Failure::NotFound,
@@ -83,6 +88,36 @@ fn of_io(e: &std::io::Error) -> Failure {
     match e.kind() {
         std::io::ErrorKind::NotFound => Failure::NotFound,
         _ => Failure::Io,
+    }
+}
+
+/// Start-up errors wrap the others transparently, which hides them from the error chain.
+fn of_server(e: &ServerError) -> Failure {
+    match e {
+        ServerError::Config(e) => of_config(e),
+        ServerError::Lock(e) => of_lock(e),
+        ServerError::Catalog(e) => of_catalog(e),
+        ServerError::Credentials(_) | ServerError::Destination(_) => Failure::Usage,
+        ServerError::Backup(e) => of_backup(e),
+        ServerError::DataDir { source, .. } => of_io(source),
+        ServerError::Listen { source, .. } => match source.kind() {
+            std::io::ErrorKind::AddrInUse => Failure::Refused,
+            _ => Failure::Io,
+        },
+    }
+}
+
+fn of_config(e: &ConfigError) -> Failure {
+    match e {
+        ConfigError::Read { source, .. } => of_io(source),
+        ConfigError::Invalid { .. } => Failure::Usage,
+    }
+}
+
+fn of_lock(e: &LockError) -> Failure {
+    match e {
+        LockError::InUse { .. } => Failure::Refused,
+        LockError::Io { source, .. } => of_io(source),
     }
 }
 
@@ -120,7 +155,11 @@ fn of_backup(e: &BackupError) -> Failure {
         | B::Unsupported { .. } => Failure::Refused,
         B::NotAnArchive { .. } | B::Damaged { .. } | B::BadExport { .. } => Failure::Verification,
         B::NoSpace { .. } | B::Destination { .. } | B::History { .. } => Failure::Io,
-        _ => Failure::Failed,
+        B::Sqlite { .. }
+        | B::Aborted
+        | B::JobAborted { .. }
+        | B::JobFailed { .. }
+        | B::PipeClosed => Failure::Failed,
     }
 }
 
@@ -187,9 +226,11 @@ mod tests {
             Failure::Refused,
             Failure::Verification,
             Failure::Io,
+            Failure::NotReady,
         ];
-        let mut codes: Vec<u8> = all.iter().map(|f| f.code()).collect();
-        codes.dedup();
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6]);
+        let codes: Vec<u8> = all.iter().map(|f| f.code()).collect();
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7]);
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), all.len());
     }
 }

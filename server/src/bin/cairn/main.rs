@@ -23,7 +23,12 @@ fn main() -> ExitCode {
     // As PostgreSQL does: whatever else creates a file in this process (SQLite's journals, a
     // plugin), it is the owner's only.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    let cli = Cli::parse();
+    // Scanned before parsing, so that even a parse error is said in JSON when asked.
+    let json = std::env::args_os().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(e, json),
+    };
     let serving = matches!(cli.command, Command::Serve { .. });
     let log_format = if serving && cli.json {
         LogFormat::Json
@@ -36,9 +41,11 @@ fn main() -> ExitCode {
         Verbosity::Command
     };
     if let Err(refused) = logging::init(log_format, verbosity) {
-        // No log yet: a plain sentence on standard error, and the usage exit status.
-        eprintln!("cairn: {refused}");
-        return ExitCode::from(exit::Failure::Usage.code());
+        // No log yet: a sentence on standard error, and the usage exit status.
+        return ExitCode::from(output::report(
+            &exit::failure(exit::Failure::Usage, refused),
+            cli.json,
+        ));
     }
     // A panic the server catches (a decoder fed garbage by a client) is one log record, in
     // the log's format, not lines of its own on standard error.
@@ -71,6 +78,27 @@ fn main() -> ExitCode {
         None => ExitCode::SUCCESS,
         Some(e) => ExitCode::from(output::report(&e, cli.json)),
     }
+}
+
+/// What clap refused (or was asked for: help, version). Its text names the argument and
+/// shows the usage, as command lines do; with `--json` it is one JSON object instead.
+fn usage(e: clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !json {
+        let _ = e.print();
+        return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::Failure::Usage.code()));
+    }
+    let rendered = e.render().to_string();
+    let message = rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned();
+    ExitCode::from(output::report(
+        &exit::failure(exit::Failure::Usage, message),
+        true,
+    ))
 }
 
 /// Runs every command but `serve`.

@@ -49,7 +49,8 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
-/// `RELOADING=1` with the monotonic time, as `Type=notify-reload` requires.
+/// `RELOADING=1` with the monotonic time (what `Type=notify-reload`, systemd 253 and later,
+/// requires; `Type=notify` takes it too).
 fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => notify(&[NotifyState::Reloading, now]),

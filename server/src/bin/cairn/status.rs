@@ -36,15 +36,23 @@ pub fn status(config_path: &Path) -> anyhow::Result<Outcome> {
             ),
         )));
     };
-    let details = holder.http.as_deref().map(fetch);
+    let pid = holder.pid.map_or("unknown".into(), |p| p.to_string());
+    let ready = holder.state.as_deref() == Some("ready");
+    // Details only from a server that says it is ready: one starting has no endpoint yet.
+    let details = if ready {
+        holder.http.as_deref().map(fetch)
+    } else {
+        None
+    };
     let mut text = header(&holder, &data_dir);
     let server = match &details {
-        None => {
+        None if ready => {
             text.push_str(
                 "details:     add [server.http] listen to the config for databases, backups and plugins\n",
             );
             None
         }
+        None => None,
         Some(Ok(server)) => {
             describe_server(server, &mut text);
             Some(server)
@@ -65,16 +73,35 @@ pub fn status(config_path: &Path) -> anyhow::Result<Outcome> {
         "server": server,
     });
     let outcome = Outcome::done(text, json);
-    Ok(match details {
-        Some(Err(e)) => outcome.failing(failure(
+    let failure = match (&holder.state, &details) {
+        (_, Some(Err(e))) => Some(failure(
             Failure::Io,
             format!(
-                "the server runs (pid {}) but its endpoint http://{} did not answer: {e:#}",
-                holder.pid.map_or("unknown".into(), |p| p.to_string()),
+                "the server runs (pid {pid}) but its endpoint http://{} did not answer: {e:#}",
                 holder.http.as_deref().unwrap_or_default()
             ),
         )),
-        _ => outcome,
+        (Some(state), _) if state != "ready" => Some(failure(
+            Failure::NotReady,
+            format!("the server (pid {pid}) is {state}, not ready"),
+        )),
+        (None, _) => Some(failure(
+            Failure::NotReady,
+            format!(
+                "{data_dir} is held by pid {pid}, which is not a ready server (a `cairn restore` or `cairn import`, or a server that has just started)"
+            ),
+        )),
+        _ => match server {
+            Some(server) if !server.ready => Some(failure(
+                Failure::NotReady,
+                format!("the server (pid {pid}) is shutting down"),
+            )),
+            _ => None,
+        },
+    };
+    Ok(match failure {
+        Some(f) => outcome.failing(f),
+        None => outcome,
     })
 }
 
@@ -83,11 +110,16 @@ fn rfc3339(unix: i64) -> Option<String> {
 }
 
 fn header(holder: &Holder, data_dir: &str) -> String {
-    let mut text = format!(
-        "server:      running, {} (pid {})",
-        holder.state.as_deref().unwrap_or("state unknown"),
-        holder.pid.map_or("unknown".into(), |p| p.to_string())
-    );
+    let mut text = match &holder.state {
+        Some(state) => format!(
+            "server:      running, {state} (pid {})",
+            holder.pid.map_or("unknown".into(), |p| p.to_string())
+        ),
+        None => format!(
+            "server:      the data directory is held by pid {} (a restore or import, or a server just starting)",
+            holder.pid.map_or("unknown".into(), |p| p.to_string())
+        ),
+    };
     if let Some(since) = holder.started_at.and_then(rfc3339) {
         let _ = write!(text, " since {since}");
     }
