@@ -127,6 +127,9 @@ async fn every_subcommand_answers_json_that_parses() {
     let (code, completions, _) = json(&["completions", "bash"]);
     assert_eq!(code, Some(0));
     assert!(completions["script"].as_str().unwrap().contains("_cairn"));
+    let (code, man, _) = json(&["man"]);
+    assert_eq!(code, Some(0));
+    assert!(man["page"].as_str().unwrap().contains(".TH cairn 1"));
 
     // The server stopped, restore and import write into its data directory.
     drop(admin);

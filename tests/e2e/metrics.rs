@@ -272,6 +272,13 @@ async fn health_turns_unready_during_shutdown() {
     let _ = running.await;
     let (status, logs) = server.wait_for_exit();
     assert!(status.success(), "{logs}");
+    // Started again on the same data directory, it is ready again.
+    let again = site.start();
+    let address = endpoint(&again);
+    assert_eq!(
+        get(&address, "/health/ready").await,
+        (200, "ready\n".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,16 +57,14 @@ fn the_dockerfile_passes_hadolint() {
     assert_eq!(said, "", "hadolint complained");
 }
 
-/// The service's config (contrib/cairn.toml) with its /var/lib/cairn under `dir` and free
-/// ports: it must start as written.
-fn service_site() -> Site {
+/// A config the project ships (`config_file`, beside `companions`), copied into a site with
+/// `replacements` (paths into the site, ports to free ones): it must start as written.
+fn shipped_site(config_file: &str, replacements: &[(&str, &str)]) -> Site {
     let site = Site::new("");
-    let state = site.dir.path().join("var-lib-cairn");
-    let config = std::fs::read_to_string(repo("contrib/cairn.toml"))
-        .unwrap()
-        .replace("/var/lib/cairn", state.to_str().unwrap())
-        .replace("127.0.0.1:5480", "127.0.0.1:0")
-        .replace("127.0.0.1:9187", "127.0.0.1:0");
+    let mut config = std::fs::read_to_string(repo(config_file)).unwrap();
+    for (from, to) in replacements {
+        config = config.replace(from, to);
+    }
     std::fs::write(site.config_path(), config).unwrap();
     std::fs::copy(
         repo("config/automatic-backup.toml"),
@@ -74,6 +72,53 @@ fn service_site() -> Site {
     )
     .unwrap();
     site
+}
+
+/// The service's config (contrib/cairn.toml) with its /var/lib/cairn under the site.
+fn service_site() -> Site {
+    let site = shipped_site("contrib/cairn.toml", &[]);
+    let state = site.dir.path().join("var-lib-cairn");
+    let config = std::fs::read_to_string(site.config_path())
+        .unwrap()
+        .replace("/var/lib/cairn", state.to_str().unwrap())
+        .replace("127.0.0.1:5480", "127.0.0.1:0")
+        .replace("127.0.0.1:9187", "127.0.0.1:0");
+    std::fs::write(site.config_path(), config).unwrap();
+    site
+}
+
+/// The shipped config said to uncomment its `[server.http]` table in the middle of
+/// `[server]`, which moved the keys after it into the new table: the config no longer
+/// loaded. The table now comes last, enabled.
+#[tokio::test]
+async fn the_shipped_config_serves_its_endpoint() {
+    let site = shipped_site(
+        "config/cairn.toml",
+        &[
+            ("\"../data\"", "\"data\""),
+            ("\"../backups\"", "\"backups\""),
+            ("127.0.0.1:5480", "127.0.0.1:0"),
+            ("127.0.0.1:9187", "127.0.0.1:0"),
+        ],
+    );
+    let server = TestServer::start_with_env(
+        &site.config_path(),
+        &[],
+        &[("CAIRN_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    server.wait_for_log("metrics and health endpoint");
+    let out = cairn()
+        .args(["status", "--config"])
+        .arg(site.config_path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("automatic_backup"),
+        "{out:?}"
+    );
+    let (exit, logs) = server.terminate();
+    assert!(exit.success(), "{logs}");
 }
 
 #[tokio::test]
