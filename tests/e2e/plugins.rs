@@ -916,14 +916,19 @@ async fn a_hanging_load_froze_plugin_management() {
     loading.abort();
 }
 
-/// The server's resident memory, from /proc.
-fn resident_kib(server: &TestServer) -> u64 {
+/// A memory figure of the server from /proc/PID/status (`VmRSS`, `VmHWM`), in KiB.
+fn memory_kib(server: &TestServer, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
+        .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+}
+
+/// The server's resident memory.
+fn resident_kib(server: &TestServer) -> u64 {
+    memory_kib(server, "VmRSS")
 }
 
 /// Every reload mapped another copy of the library: 200 reloads of a Rust plugin added about
@@ -952,14 +957,9 @@ async fn every_reload_leaked_a_copy_of_the_library() {
     assert_eq!(left, 0, "copies left in {}", copies.display());
 }
 
-/// The server's peak resident memory, from /proc.
+/// The server's peak resident memory.
 fn peak_resident_kib(server: &TestServer) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
+    memory_kib(server, "VmHWM")
 }
 
 /// Loading read the whole library into memory to hash it; glibc kept the freed buffer
