@@ -210,10 +210,11 @@ struct CairnHost {
     CairnFuture (*list_archives)(const CairnHost *host, CairnStr location);
     /* Since 1.3. Deletes the `.zip` or `.json.gz` at `location`; one row: deleted (1 or 0). */
     CairnFuture (*delete_archive)(const CairnHost *host, CairnStr location);
-    /* Since 1.4. Sets the plugin's gauge `name` (an identifier) for `labels` (name: an
-     * identifier other than "plugin", value: text) to `value`; NAN removes the series.
-     * Served at /metrics as cairn_plugin_<plugin>_<name> until the plugin is unloaded or
-     * reloaded. */
+    /* Since 1.4. Sets the plugin's gauge `name` (an identifier) for `labels` (at most 8;
+     * name: an identifier, not "plugin" nor starting "__"; value: text) to `value`; NAN
+     * removes the series. Help and label values: at most 256 bytes, no control characters,
+     * quotes or backslashes. At most 1000 series per plugin. Served at /metrics as
+     * cairn_plugin_<plugin>_<name> until the plugin is unloaded or reloaded. */
     CairnStatus (*set_gauge)(const CairnHost *host, CairnStr name, CairnStr help,
                              const CairnArg *labels, size_t label_count, double value,
                              const CairnOutput *output);

@@ -410,8 +410,10 @@ pub struct CairnHost {
     pub delete_archive:
         Option<unsafe extern "C" fn(host: *const CairnHost, location: CairnStr) -> CairnFuture>,
     /// Since 1.4. Sets the plugin's gauge `name` (an identifier) for the label set `labels`
-    /// (`label_count` pairs: `name` an identifier other than `plugin`, `value` text) to
-    /// `value`; NaN removes that series. The server serves it at `/metrics` as
+    /// (`label_count` pairs, at most 8: `name` an identifier, not `plugin` nor starting
+    /// `__`; `value` text) to `value`; NaN removes that series. Help and label values are at
+    /// most 256 bytes without control characters, quotes or backslashes; a plugin keeps at
+    /// most 1,000 series. The server serves it at `/metrics` as
     /// `cairn_plugin_<plugin>_<name>`, with `help` as its description, until the plugin
     /// is unloaded or reloaded. On refusal (a bad name, too many series) the reason is
     /// written to `output`.

@@ -166,8 +166,11 @@ impl Host {
     /// Sets this plugin's gauge `name` for the label set `labels` to `value` (since ABI 1.4):
     /// the server serves it at `/metrics` as `cairn_plugin_<plugin>_<name>` with `help` as
     /// its description, until the plugin is unloaded or reloaded (a new instance sets its own).
-    /// Names (of the gauge and of labels) are identifiers (`[a-z_][a-z0-9_]*`); `plugin` is
-    /// not a label name, the server adds none. A plugin may keep up to 1,000 series.
+    /// Names (of the gauge and of labels) are identifiers (`[a-z_][a-z0-9_]*`); `plugin` and
+    /// names starting with `__` are not label names. Help texts and label values are at most
+    /// 256 bytes, without control characters, quotes or backslashes; a series has at most 8
+    /// labels (their order does not matter); a plugin may keep up to 1,000 series. A NaN
+    /// `value` removes the series (as [`Host::remove_gauge`]).
     ///
     /// ```no_run
     /// # fn f(host: &cairn_plugin_api::Host) -> Result<(), cairn_plugin_api::PluginError> {

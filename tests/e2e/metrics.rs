@@ -159,8 +159,8 @@ async fn the_schedules_next_run_and_retained_archives_were_not_scraped() {
         complete_backups(&admin, "default").await >= 3
     })
     .await;
-    // The plugin's status and a scrape, taken between two runs: the first run after them
-    // moves both, so retry until they were read in the same second.
+    // The plugin's status and a scrape agree once a run has published what it changed: the
+    // state moves a moment before the gauges do, so read both until they meet.
     let gauge = |samples: &BTreeMap<String, f64>, name: &str| {
         samples
             .get(&format!(
@@ -170,30 +170,32 @@ async fn the_schedules_next_run_and_retained_archives_were_not_scraped() {
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let before = rows(&admin, "CALL automatic_backup.status()").await;
         let (status, scrape) = get(&address, "/metrics").await;
         assert_eq!(status, 200, "{scrape}");
-        let after = rows(&admin, "CALL automatic_backup.status()").await;
         let samples = parsed(&scrape);
-        if before == after {
-            let row = &after[0];
-            let kept: f64 = row["archives_kept"].parse().unwrap();
-            assert_eq!(gauge(&samples, "archives_retained"), Some(kept), "{scrape}");
+        let row = rows(&admin, "CALL automatic_backup.status()")
+            .await
+            .remove(0);
+        let kept: f64 = row["archives_kept"].parse().unwrap();
+        let next = chrono::DateTime::parse_from_rfc3339(&row["next_run"]).unwrap();
+        let next = next.timestamp_millis() as f64 / 1000.0;
+        let published = (
+            gauge(&samples, "archives_retained"),
+            gauge(&samples, "next_run_timestamp_seconds"),
+        );
+        if published == (Some(kept), Some(next)) {
             assert!(kept <= 2.0, "{row:?}");
-            let next = chrono::DateTime::parse_from_rfc3339(&row["next_run"]).unwrap();
-            let published = gauge(&samples, "next_run_timestamp_seconds").unwrap();
-            assert_eq!(
-                published,
-                next.timestamp_millis() as f64 / 1000.0,
+            assert!(
+                scrape.contains("# HELP cairn_plugin_automatic_backup_next_run_timestamp_seconds When the schedule next backs up"),
                 "{scrape}"
             );
-            assert!(scrape.contains("# HELP cairn_plugin_automatic_backup_next_run_timestamp_seconds When the schedule next backs up"), "{scrape}");
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "status kept moving: {before:?} {after:?}"
+            "the gauges {published:?} never agreed with status {row:?}:\n{scrape}"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Unloaded, the plugin's gauges go with it.
     admin
@@ -226,12 +228,31 @@ async fn a_c_plugin_publishes_a_gauge_through_the_header() {
     let server = site.start();
     let address = endpoint(&server);
     let admin = server.admin("default").await;
-    let series = "cairn_plugin_adder_version_info{version=1.0.0}";
-    for step in ["started", "reloaded"] {
-        let (_, scrape) = get(&address, "/metrics").await;
-        assert_eq!(parsed(&scrape).get(series), Some(&1.0), "{step}: {scrape}");
-        admin.batch_execute("RELOAD PLUGIN adder").await.unwrap();
-    }
+    let (_, scrape) = get(&address, "/metrics").await;
+    let samples = parsed(&scrape);
+    assert_eq!(
+        samples.get("cairn_plugin_adder_version_info{version=1.0.0}"),
+        Some(&1.0),
+        "{scrape}"
+    );
+    // Upgraded by rename and reloaded: the new instance's series, and not the old one's.
+    let upgrade = plugins.join("libadder.so.new");
+    crate::plugins::compile_c(
+        "examples/c-plugin/adder.c",
+        "plugin-api/include",
+        &["ADDER_VERSION=\"2.0.0\""],
+        &upgrade,
+    );
+    std::fs::rename(&upgrade, plugins.join("libadder.so")).unwrap();
+    admin.batch_execute("RELOAD PLUGIN adder").await.unwrap();
+    let (_, scrape) = get(&address, "/metrics").await;
+    let samples = parsed(&scrape);
+    assert_eq!(
+        samples.get("cairn_plugin_adder_version_info{version=2.0.0}"),
+        Some(&1.0),
+        "{scrape}"
+    );
+    assert!(!scrape.contains("version=\"1.0.0\""), "{scrape}");
     admin.batch_execute("UNLOAD PLUGIN adder").await.unwrap();
     let (_, scrape) = get(&address, "/metrics").await;
     assert!(!scrape.contains("cairn_plugin_adder"), "{scrape}");

@@ -106,12 +106,19 @@ async fn the_shipped_config_serves_its_endpoint() {
         &[],
         &[("CAIRN_ADMIN_PASSWORD", ADMIN_PASSWORD)],
     );
-    server.wait_for_log("metrics and health endpoint");
-    let out = cairn()
-        .args(["status", "--config"])
-        .arg(site.config_path())
-        .output()
-        .unwrap();
+    // Until the lock file says ready (a moment after the endpoint is up), status says 7.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let out = cairn()
+            .args(["status", "--config"])
+            .arg(site.config_path())
+            .output()
+            .unwrap();
+        if out.status.code() != Some(7) || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && said.contains("automatic_backup"),

@@ -1061,6 +1061,11 @@ unsafe extern "C" fn host_set_gauge(
                 super::args(labels, label_count)?,
             )
         };
+        if !labels.positional.is_empty() {
+            return Err(PluginError::InvalidArgument(format!(
+                "every label of gauge {name:?} needs a name"
+            )));
+        }
         let labels = labels
             .named
             .into_iter()

@@ -179,7 +179,7 @@ impl Plugin for AutomaticBackup {
                 .column("reason", ColumnType::Text)
                 .column("kind", ColumnType::Text),
         )?;
-        host.subscribe(&[EventKind::DatabaseCreated])?;
+        host.subscribe(&[EventKind::DatabaseCreated, EventKind::DatabaseDropped])?;
         if !self.policy.enabled {
             tracing::info!("automatic backups are disabled (enabled = false); run() still works");
             return Ok(());
@@ -210,6 +210,11 @@ impl Plugin for AutomaticBackup {
                 if self.policy.enabled && self.policy.includes(&database) =>
             {
                 self.arm(host, &database)
+            }
+            (EventKind::DatabaseDropped, Some(database)) => {
+                self.timetable.forget(&database);
+                self.unpublish(host, &database);
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -469,34 +474,36 @@ impl AutomaticBackup {
     /// a scrape is not worth failing a run for.
     fn publish(&self, host: &Host, database: &str) {
         let labels = [("database", database)];
-        let next = self.timetable.next_run(database);
+        // Only databases on the schedule: a procedure's argument names any text.
+        let Some(next) = self.timetable.next_run(database) else {
+            self.unpublish(host, database);
+            return;
+        };
         let retained = self.ready().ok().and_then(|ready| {
             let state = ready.state.read().ok()?;
             Some(
                 state
                     .databases
                     .get(database)
-                    .map_or(0, |d| d.archives.len()),
+                    .map_or(0, |d| kept_archives(&ready.directory, &d.archives)),
             )
         });
-        let published = match next {
-            Some(at) => host.set_gauge(
+        let published = host
+            .set_gauge(
                 "next_run_timestamp_seconds",
                 "When the schedule next backs up the database, Unix time",
                 &labels,
-                at.timestamp_millis() as f64 / 1000.0,
-            ),
-            None => host.remove_gauge("next_run_timestamp_seconds", &labels),
-        }
-        .and_then(|()| match retained {
-            Some(n) => host.set_gauge(
-                "archives_retained",
-                "Archives of the database this plugin wrote, verified and keeps",
-                &labels,
-                n as f64,
-            ),
-            None => Ok(()),
-        });
+                next.timestamp_millis() as f64 / 1000.0,
+            )
+            .and_then(|()| match retained {
+                Some(n) => host.set_gauge(
+                    "archives_retained",
+                    "Archives of the database this plugin wrote, verified and keeps",
+                    &labels,
+                    n as f64,
+                ),
+                None => Ok(()),
+            });
         if let Err(e) = published {
             tracing::debug!(database, error = %e, "publishing the schedule's gauges");
         }
@@ -1103,13 +1110,7 @@ impl AutomaticBackup {
             .databases
             .into_iter()
             .map(|(database, entry)| {
-                let kept = entry
-                    .archives
-                    .iter()
-                    .filter(|r| {
-                        r.location.is_some() || archives::path_of(&ready.directory, r).is_file()
-                    })
-                    .count();
+                let kept = kept_archives(&ready.directory, &entry.archives);
                 let next = self.timetable.next_run(&database).map(time_text);
                 vec![
                     Value::Text(database),
@@ -1242,4 +1243,13 @@ fn cell<'a>(reply: &'a Reply, column: &str) -> Option<&'a Value> {
         .iter()
         .position(|c| c.name == column)?;
     reply.rows.first()?.get(index)
+}
+
+/// The archives of a ledger that are still there to restore: in a destination (listings
+/// tell), or a file in its directory. What `status` calls `archives_kept`, and the gauge.
+fn kept_archives(directory: &std::path::Path, records: &[ArchiveRecord]) -> usize {
+    records
+        .iter()
+        .filter(|r| r.location.is_some() || archives::path_of(directory, r).is_file())
+        .count()
 }

@@ -16,6 +16,7 @@ pub mod destination;
 pub mod error;
 pub mod files;
 pub mod history;
+pub mod incremental;
 pub mod jobs;
 pub mod manifest;
 pub mod offline;

@@ -135,8 +135,24 @@ pub fn render(observed: &Observed) -> String {
         plugins,
     );
 
-    // What plugins publish (ABI 1.4), under their own names.
+    // What plugins publish (ABI 1.4), under their own names. Names are joined with `_`, so
+    // two can meet (plugin `a` gauge `b_c`, plugin `a_b` gauge `c`; plugin `reloads` gauge
+    // `total`): the first keeps the name, and a name already taken is left out.
+    let mut taken: std::collections::HashSet<String> =
+        ["plugin_state", "plugin_reloads", "plugin_reloads_total"]
+            .map(String::from)
+            .into();
     for (plugin, name, gauge) in observed.plugins.gauges().snapshot() {
+        let metric = format!("plugin_{plugin}_{name}");
+        if !taken.insert(metric.clone()) {
+            tracing::debug!(
+                plugin,
+                gauge = name,
+                metric,
+                "a plugin gauge's metric name is taken; left out of the scrape"
+            );
+            continue;
+        }
         let family = FloatGauges::default();
         for (labels, value) in &gauge.series {
             family.get_or_create(labels).set(*value);
@@ -146,7 +162,7 @@ pub fn render(observed: &Observed) -> String {
         } else {
             format!("{} (plugin {plugin})", gauge.help)
         };
-        registry.register(format!("plugin_{plugin}_{name}"), help, family);
+        registry.register(metric, help, family);
     }
 
     let connections = Gauges::default();

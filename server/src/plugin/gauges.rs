@@ -29,19 +29,33 @@ type InstanceGauges = BTreeMap<String, Gauge>;
 /// The gauges of every plugin instance.
 #[derive(Debug, Default)]
 pub struct PluginGauges {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     /// By plugin, then generation (a reload's new instance may set its own before the old
     /// one is gone), then gauge name.
-    by_plugin: Mutex<BTreeMap<String, BTreeMap<u64, InstanceGauges>>>,
+    by_plugin: BTreeMap<String, BTreeMap<u64, InstanceGauges>>,
+    /// Instances whose gauges went: a call still in flight when they were forgotten must
+    /// not bring them back.
+    forgotten: BTreeMap<String, std::collections::BTreeSet<u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Help texts and label values are written into the exposition format unescaped, so what
+/// would need escaping is refused.
 fn check_text(what: &str, text: &str) -> Result<(), PluginError> {
-    if text.len() > MAX_TEXT || text.chars().any(char::is_control) {
+    if text.len() > MAX_TEXT
+        || text
+            .chars()
+            .any(|c| c.is_control() || c == '"' || c == '\\')
+    {
         return Err(PluginError::InvalidArgument(format!(
-            "{what} must be at most {MAX_TEXT} bytes without control characters"
+            "{what} must be at most {MAX_TEXT} bytes, without control characters, quotes or backslashes"
         )));
     }
     Ok(())
@@ -53,7 +67,7 @@ impl PluginGauges {
         &self,
         plugin: &str,
         generation: u64,
-        sample: GaugeSample,
+        mut sample: GaugeSample,
     ) -> Result<(), PluginError> {
         crate::catalog::validate_identifier("gauge", &sample.name)
             .map_err(PluginError::InvalidArgument)?;
@@ -68,15 +82,32 @@ impl PluginGauges {
         for (label, value) in &sample.labels {
             crate::catalog::validate_identifier("label", label)
                 .map_err(PluginError::InvalidArgument)?;
-            if label == "plugin" {
-                return Err(PluginError::InvalidArgument(
-                    "the label name `plugin` is the server's; the metric's name already says which plugin".into(),
-                ));
+            if label == "plugin" || label.starts_with("__") {
+                return Err(PluginError::InvalidArgument(format!(
+                    "the label name `{label}` is reserved (`plugin` is the metric name's part, `__` Prometheus's)"
+                )));
             }
             check_text("a label's value", value)?;
         }
-        let mut by_plugin = lock(&self.by_plugin);
-        let instances = by_plugin.entry(plugin.to_owned()).or_default();
+        // One series per label set, whatever order the plugin wrote them in.
+        sample.labels.sort();
+        if sample.labels.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(PluginError::InvalidArgument(format!(
+                "gauge {:?} names a label twice",
+                sample.name
+            )));
+        }
+        let mut inner = lock(&self.inner);
+        if inner
+            .forgotten
+            .get(plugin)
+            .is_some_and(|gone| gone.contains(&generation))
+        {
+            return Err(PluginError::Refused(format!(
+                "plugin {plugin} was unloaded or replaced; its gauges are gone"
+            )));
+        }
+        let instances = inner.by_plugin.entry(plugin.to_owned()).or_default();
         if sample.value.is_nan() {
             if let Some(gauge) = instances
                 .get_mut(&generation)
@@ -88,12 +119,15 @@ impl PluginGauges {
         }
         let gauges = instances.entry(generation).or_default();
         let held: usize = gauges.values().map(|g| g.series.len()).sum();
-        let gauge = gauges.entry(sample.name.clone()).or_default();
-        if !gauge.series.contains_key(&sample.labels) && held >= MAX_SERIES_PER_PLUGIN {
+        let exists = gauges
+            .get(&sample.name)
+            .is_some_and(|g| g.series.contains_key(&sample.labels));
+        if !exists && held >= MAX_SERIES_PER_PLUGIN {
             return Err(PluginError::Refused(format!(
                 "plugin {plugin} already has {MAX_SERIES_PER_PLUGIN} gauge series; remove some (a NaN value) before adding more"
             )));
         }
+        let gauge = gauges.entry(sample.name.clone()).or_default();
         if !sample.help.is_empty() {
             gauge.help = sample.help;
         }
@@ -101,22 +135,27 @@ impl PluginGauges {
         Ok(())
     }
 
-    /// Drops what instance `generation` of `plugin` published.
+    /// Drops what instance `generation` of `plugin` published, for good.
     pub fn forget(&self, plugin: &str, generation: u64) {
-        let mut by_plugin = lock(&self.by_plugin);
-        if let Some(instances) = by_plugin.get_mut(plugin) {
+        let mut inner = lock(&self.inner);
+        inner
+            .forgotten
+            .entry(plugin.to_owned())
+            .or_default()
+            .insert(generation);
+        if let Some(instances) = inner.by_plugin.get_mut(plugin) {
             instances.remove(&generation);
             if instances.is_empty() {
-                by_plugin.remove(plugin);
+                inner.by_plugin.remove(plugin);
             }
         }
     }
 
     /// Every plugin's gauges, from its newest instance: (plugin, gauge name, gauge).
     pub fn snapshot(&self) -> Vec<(String, String, Gauge)> {
-        let by_plugin = lock(&self.by_plugin);
+        let inner = lock(&self.inner);
         let mut out = Vec::new();
-        for (plugin, instances) in by_plugin.iter() {
+        for (plugin, instances) in inner.by_plugin.iter() {
             if let Some((_, gauges)) = instances.last_key_value() {
                 for (name, gauge) in gauges {
                     if !gauge.series.is_empty() {
@@ -167,6 +206,36 @@ mod tests {
         assert_eq!(gauges.snapshot().len(), 1);
         gauges.forget("p", 2);
         assert!(gauges.snapshot().is_empty());
+        // A call still in flight from a forgotten instance does not bring it back.
+        assert!(gauges.set("p", 1, sample("g", &[], 1.0)).is_err());
+        assert!(gauges.snapshot().is_empty());
+    }
+
+    #[test]
+    fn label_order_makes_no_second_series() {
+        let gauges = PluginGauges::default();
+        gauges
+            .set("p", 1, sample("g", &[("a", "1"), ("b", "2")], 1.0))
+            .unwrap();
+        gauges
+            .set("p", 1, sample("g", &[("b", "2"), ("a", "1")], 2.0))
+            .unwrap();
+        assert_eq!(gauges.snapshot()[0].2.series.len(), 1);
+        assert!(
+            gauges
+                .set("p", 1, sample("g", &[("a", "1"), ("a", "2")], 1.0))
+                .is_err()
+        );
+        assert!(
+            gauges
+                .set("p", 1, sample("g", &[("__x", "1")], 1.0))
+                .is_err()
+        );
+        assert!(
+            gauges
+                .set("p", 1, sample("g", &[("l", "say \"hi\"")], 1.0))
+                .is_err()
+        );
     }
 
     #[test]

@@ -651,6 +651,8 @@ impl Plugins {
             }),
             Err(e) => {
                 services.detach();
+                // What it published while being made goes with it.
+                self.gauges.forget(name, generation);
                 Err(PluginError::Create {
                     plugin: name.to_owned(),
                     message: e.to_string(),
@@ -762,8 +764,9 @@ impl Plugins {
             (was, entry.loaded.take())
         };
         if let Some(loaded) = loaded {
-            self.unregister(name, loaded.generation);
+            // Detached first: nothing it calls after this can register anything again.
             loaded.services.detach();
+            self.unregister(name, loaded.generation);
             // A failed instance is not asked to stop: it may be in any state.
             let stop_timeout = loaded.origin.start_timeout;
             if was == State::Running
@@ -1270,8 +1273,9 @@ impl JobRunner {
             return;
         }
         let outcome = InPlugin::call(&self.plugin, "job", &self.job.name, || self.job.run()).await;
-        self.running.store(false, Ordering::Release);
+        // Counted before the next run may start, so that no firing is said twice or lost.
         let skipped = self.skipped.swap(0, Ordering::AcqRel);
+        self.running.store(false, Ordering::Release);
         if skipped > 0 {
             tracing::warn!(plugin = %self.plugin, job = %self.job.name, skipped, "a long run ended; firings were skipped while it ran");
         }

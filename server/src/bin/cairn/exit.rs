@@ -97,7 +97,9 @@ fn of_server(e: &ServerError) -> Failure {
         ServerError::Config(e) => of_config(e),
         ServerError::Lock(e) => of_lock(e),
         ServerError::Catalog(e) => of_catalog(e),
-        ServerError::Credentials(_) | ServerError::Destination(_) => Failure::Usage,
+        // Reading or writing the generated password file: the disk, not the config.
+        ServerError::Credentials(_) => Failure::Io,
+        ServerError::Destination(_) => Failure::Usage,
         ServerError::Backup(e) => of_backup(e),
         ServerError::DataDir { source, .. } => of_io(source),
         ServerError::Listen { source, .. } => match source.kind() {

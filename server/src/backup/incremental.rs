@@ -1,0 +1,292 @@
+//! Page-level increments: what changed between two database images, and how an image is
+//! rebuilt from a full archive and the increments after it.
+//!
+//! An image is a database file as a snapshot writes it: `page_count` pages of `page_size`
+//! bytes. Each archive's pages are summed as SHA-256 digests, one per page; the next
+//! increment holds the pages whose digest differs from its parent's (and every page past the
+//! parent's end), listed in a page map of ascending 1-based page numbers. Applying an
+//! increment writes its pages at their places and sets the image to its page count. The
+//! image's own SHA-256 (in every manifest) proves the rebuild.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+/// The digest of one page.
+pub type PageDigest = [u8; 32];
+
+/// The digests of every page of the image at `path`, and the image's own SHA-256, in one
+/// read.
+pub fn digests(path: &Path, page_size: u64) -> io::Result<(Vec<PageDigest>, PageDigest)> {
+    let page = usize::try_from(page_size).map_err(io::Error::other)?;
+    if page == 0 {
+        return Err(io::Error::other("a page size of 0"));
+    }
+    let mut file = io::BufReader::with_capacity(1 << 20, File::open(path)?);
+    let mut image = Sha256::new();
+    let mut pages = Vec::new();
+    let mut buffer = vec![0u8; page];
+    loop {
+        let n = read_full(&mut file, &mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        if n < page {
+            return Err(io::Error::other(format!(
+                "{} ends inside a page ({n} of {page} bytes)",
+                path.display()
+            )));
+        }
+        image.update(&buffer);
+        pages.push(Sha256::digest(&buffer).into());
+    }
+    Ok((pages, image.finalize().into()))
+}
+
+/// Reads until `buffer` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match input.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The 1-based numbers of the pages of `now` that an increment on `parent` must hold.
+pub fn changed_pages(parent: &[PageDigest], now: &[PageDigest]) -> Vec<u32> {
+    now.iter()
+        .enumerate()
+        .filter(|(i, digest)| parent.get(*i) != Some(digest))
+        .filter_map(|(i, _)| u32::try_from(i + 1).ok())
+        .collect()
+}
+
+/// The page map as stored: each number as 4 bytes, little-endian.
+pub fn encode_map(pages: &[u32]) -> Vec<u8> {
+    pages.iter().flat_map(|p| p.to_le_bytes()).collect()
+}
+
+/// The page map read back, checked: ascending, each within `page_count`.
+pub fn decode_map(bytes: &[u8], page_count: u64) -> Result<Vec<u32>, String> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(format!(
+            "{} bytes is not a whole number of 4-byte page numbers",
+            bytes.len()
+        ));
+    }
+    let pages: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let mut previous = 0u32;
+    for &page in &pages {
+        if page <= previous {
+            return Err(format!(
+                "page {page} follows page {previous}; the map must ascend"
+            ));
+        }
+        if u64::from(page) > page_count {
+            return Err(format!(
+                "page {page} is past the image's {page_count} pages"
+            ));
+        }
+        previous = page;
+    }
+    Ok(pages)
+}
+
+/// Reads the listed pages of an image in order: the bytes of an increment's page entry.
+#[derive(Debug)]
+pub struct ChangedPages {
+    image: File,
+    pages: std::vec::IntoIter<u32>,
+    page_size: u64,
+    /// Bytes of the current page still to hand out, and where in the file they start.
+    left: u64,
+    at: u64,
+}
+
+impl ChangedPages {
+    pub fn new(image: File, pages: Vec<u32>, page_size: u64) -> ChangedPages {
+        ChangedPages {
+            image,
+            pages: pages.into_iter(),
+            page_size,
+            left: 0,
+            at: 0,
+        }
+    }
+}
+
+impl Read for ChangedPages {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let Some(page) = self.pages.next() else {
+                return Ok(0);
+            };
+            self.at = (u64::from(page) - 1) * self.page_size;
+            self.left = self.page_size;
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.image.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the image ended before a listed page",
+            ));
+        }
+        self.at += n as u64;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes an increment's page entry into an image, each page at its place in the map.
+#[derive(Debug)]
+pub struct PagePlacer<'a> {
+    image: &'a File,
+    pages: std::slice::Iter<'a, u32>,
+    page_size: u64,
+    /// Where the next byte goes, and how many bytes of the current page are still due.
+    at: u64,
+    left: u64,
+}
+
+impl<'a> PagePlacer<'a> {
+    pub fn new(image: &'a File, pages: &'a [u32], page_size: u64) -> PagePlacer<'a> {
+        PagePlacer {
+            image,
+            pages: pages.iter(),
+            page_size,
+            at: 0,
+            left: 0,
+        }
+    }
+}
+
+impl Write for PagePlacer<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let Some(page) = self.pages.next() else {
+                return Err(io::Error::other("more page bytes than the page map lists"));
+            };
+            self.at = (u64::from(*page) - 1) * self.page_size;
+            self.left = self.page_size;
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        self.image.write_all_at(&buf[..n], self.at)?;
+        self.at += n as u64;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The SHA-256 of the whole image at `path`.
+pub fn image_digest(path: &Path) -> io::Result<PageDigest> {
+    let mut file = File::open(path)?;
+    let mut sha = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = read_full(&mut file, &mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buffer[..n]);
+    }
+    Ok(sha.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::Connection;
+
+    /// A real database with `rows` rows, in rollback mode as snapshots are.
+    fn database(path: &Path, rows: i64) {
+        let conn = Connection::open(path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = DELETE; CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT);",
+        )
+        .unwrap();
+        let mut insert = conn.prepare("INSERT INTO t VALUES (?1, ?2)").unwrap();
+        for id in 0..rows {
+            insert
+                .execute(rusqlite::params![id, format!("{id:0>200}")])
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn an_increment_rebuilds_the_changed_image_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (before, after) = (dir.path().join("before.db"), dir.path().join("after.db"));
+        database(&before, 5000);
+        std::fs::copy(&before, &after).unwrap();
+        {
+            let conn = Connection::open(&after).unwrap();
+            conn.execute_batch(
+                "UPDATE t SET pad = 'changed' WHERE id % 100 = 0; INSERT INTO t SELECT id + 5000, pad FROM t WHERE id < 500;",
+            )
+            .unwrap();
+        }
+        let (parent, _) = digests(&before, 4096).unwrap();
+        let (now, image) = digests(&after, 4096).unwrap();
+        let changed = changed_pages(&parent, &now);
+        assert!(
+            !changed.is_empty() && changed.len() < now.len() / 2,
+            "{changed:?}"
+        );
+
+        // The increment's bytes, then applied to a copy of the parent.
+        let mut entry = Vec::new();
+        ChangedPages::new(File::open(&after).unwrap(), changed.clone(), 4096)
+            .read_to_end(&mut entry)
+            .unwrap();
+        assert_eq!(entry.len(), changed.len() * 4096);
+        let map = decode_map(&encode_map(&changed), now.len() as u64).unwrap();
+        let rebuilt = dir.path().join("rebuilt.db");
+        std::fs::copy(&before, &rebuilt).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&rebuilt)
+            .unwrap();
+        PagePlacer::new(&file, &map, 4096)
+            .write_all(&entry)
+            .unwrap();
+        file.set_len(now.len() as u64 * 4096).unwrap();
+        drop(file);
+        assert_eq!(image_digest(&rebuilt).unwrap(), image);
+        let conn = Connection::open(&rebuilt).unwrap();
+        let count: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 5500);
+    }
+
+    #[test]
+    fn a_page_map_that_does_not_ascend_or_overruns_is_refused() {
+        assert!(decode_map(&encode_map(&[1, 3, 2]), 10).is_err());
+        assert!(decode_map(&encode_map(&[1, 11]), 10).is_err());
+        assert!(decode_map(&[0, 1, 2], 10).is_err());
+        assert_eq!(decode_map(&encode_map(&[2, 5]), 10).unwrap(), [2, 5]);
+    }
+}
