@@ -106,14 +106,14 @@ fn start_with_keys(site: &Site) -> TestServer {
 /// A server whose destination `offsite` is in bucket `cairn-backups` of its own S3 server.
 /// Bind its fields in this order (`let Offsite { s3, site, server }`): the server, bound
 /// last, stops first.
-struct Offsite {
-    s3: S3Server,
-    site: Site,
-    server: TestServer,
+pub(crate) struct Offsite {
+    pub(crate) s3: S3Server,
+    pub(crate) site: Site,
+    pub(crate) server: TestServer,
 }
 
 /// Starts an S3 server with the bucket, then Cairn, after `prepare` has seen the site.
-fn offsite(prepare: impl FnOnce(&Site)) -> Offsite {
+pub(crate) fn offsite(prepare: impl FnOnce(&Site)) -> Offsite {
     let s3 = S3Server::start();
     s3.client(&["mkbucket", "cairn-backups"]);
     let site = Site::new(&offsite_config(&s3.endpoint, "cairn-backups"));

@@ -16,6 +16,7 @@ mod destinations;
 mod examples;
 mod exports;
 mod hostile;
+mod incremental;
 mod lifecycle;
 mod metrics;
 mod plugins;

@@ -147,18 +147,35 @@ impl<R: Read + Seek> ArchiveReader<R> {
                 ));
             }
         }
-        let Some(database) = manifest
+        let listed = |name: &str| manifest.entries.iter().find(|e| e.name == name);
+        let expected: &[&str] = match manifest.kind.as_str() {
+            manifest::INCREMENTAL => &[manifest::PAGE_MAP_ENTRY, manifest::PAGES_ENTRY],
+            _ => &[manifest::DATABASE_ENTRY],
+        };
+        for name in expected {
+            if listed(name).is_none() {
+                return Err(not_archive(format!(
+                    "its manifest ({} archive) lists no {name}",
+                    manifest.kind
+                )));
+            }
+        }
+        if let Some(other) = manifest
             .entries
             .iter()
-            .find(|e| e.name == manifest::DATABASE_ENTRY)
-        else {
-            return Err(not_archive(format!(
-                "its manifest lists no {}",
-                manifest::DATABASE_ENTRY
-            )));
-        };
-        // A database file is exactly its pages.
-        if manifest.page_size.checked_mul(manifest.page_count) != Some(database.size) {
+            .find(|e| !expected.contains(&e.name.as_str()))
+        {
+            return Err(damaged(
+                &other.name,
+                format!("a {} archive holds no such entry", manifest.kind),
+            ));
+        }
+        if manifest.kind == manifest::INCREMENTAL {
+            check_increment(&manifest).map_err(|(entry, reason)| damaged(entry, reason))?;
+        } else if let Some(database) = listed(manifest::DATABASE_ENTRY)
+            && manifest.page_size.checked_mul(manifest.page_count) != Some(database.size)
+        {
+            // A database file is exactly its pages.
             return Err(damaged(
                 manifest::DATABASE_ENTRY,
                 format!(
@@ -179,10 +196,91 @@ impl<R: Read + Seek> ArchiveReader<R> {
         self.manifest.entries.iter().map(|e| e.size).sum()
     }
 
+    /// Where errors name this archive.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Writes the database entry to `dest` (a new file), checking CRC, size and SHA-256 on the
     /// way, then runs SQLite's integrity check on it. `dest` is left for the caller to remove
     /// on error.
     pub fn extract_database(
+        &mut self,
+        dest: &Path,
+        progress: &Progress,
+    ) -> Result<Verified, BackupError> {
+        let verified = self.extract_image(dest, progress)?;
+        self.check_database(dest)?;
+        Ok(verified)
+    }
+
+    /// SQLite's integrity check of the image at `path`, against this archive's geometry.
+    pub fn check_database(&self, path: &Path) -> Result<(), BackupError> {
+        integrity_check(path, &self.manifest).map_err(|reason| BackupError::Damaged {
+            path: self.path.clone(),
+            entry: match self.manifest.kind.as_str() {
+                manifest::INCREMENTAL => manifest::PAGES_ENTRY.into(),
+                _ => manifest::DATABASE_ENTRY.into(),
+            },
+            reason,
+        })
+    }
+
+    /// Applies this increment to the image at `image` (its parent's, rebuilt): every page of
+    /// its page map at its place, then the image cut or grown to its page count. Entries
+    /// are checked (CRC, size, SHA-256) as they are read.
+    pub fn apply_increment(
+        &mut self,
+        image: &Path,
+        progress: &Progress,
+    ) -> Result<(), BackupError> {
+        let map_entry = self.listed(manifest::PAGE_MAP_ENTRY)?;
+        let pages_entry = self.listed(manifest::PAGES_ENTRY)?;
+        // At most 4 bytes per page of the image: `check_increment` bounded it.
+        let mut map = Vec::with_capacity(usize::try_from(map_entry.size).unwrap_or(0));
+        self.copy_entry(&map_entry, &mut map, Path::new(""), progress)?;
+        let pages =
+            super::incremental::decode_map(&map, self.manifest.page_count).map_err(|reason| {
+                BackupError::Damaged {
+                    path: self.path.clone(),
+                    entry: manifest::PAGE_MAP_ENTRY.into(),
+                    reason,
+                }
+            })?;
+        let io = |source| BackupError::Io {
+            action: "rebuilding",
+            path: image.to_owned(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(image)
+            .map_err(io)?;
+        let mut placer =
+            super::incremental::PagePlacer::new(&file, &pages, self.manifest.page_size);
+        self.copy_entry(&pages_entry, &mut placer, image, progress)?;
+        file.set_len(self.manifest.page_size * self.manifest.page_count)
+            .and_then(|()| file.sync_all())
+            .map_err(io)?;
+        Ok(())
+    }
+
+    fn listed(&self, name: &str) -> Result<manifest::ManifestEntry, BackupError> {
+        self.manifest
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .cloned()
+            .ok_or_else(|| BackupError::Damaged {
+                path: self.path.clone(),
+                entry: name.into(),
+                reason: "not listed in the manifest".into(),
+            })
+    }
+
+    /// As [`Self::extract_database`], without the integrity check (the image of a full
+    /// archive an increment will be applied to).
+    pub fn extract_image(
         &mut self,
         dest: &Path,
         progress: &Progress,
@@ -233,7 +331,6 @@ impl<R: Read + Seek> ArchiveReader<R> {
         let file = out.into_inner().map_err(|e| io(e.into_error()))?;
         file.sync_all().map_err(io)?;
         drop(file);
-        integrity_check(dest, &self.manifest).map_err(damaged)?;
         Ok(Verified {
             manifest: self.manifest.clone(),
             database_bytes: size,
@@ -344,11 +441,58 @@ fn check_entry_name(name: &str) -> Result<(), String> {
             "unsafe entry name (absolute, or containing '..'); refusing the archive".into(),
         );
     }
-    if name != manifest::MANIFEST_ENTRY && name != manifest::DATABASE_ENTRY {
+    let known = [
+        manifest::MANIFEST_ENTRY,
+        manifest::DATABASE_ENTRY,
+        manifest::PAGE_MAP_ENTRY,
+        manifest::PAGES_ENTRY,
+    ];
+    if !known.contains(&name) {
         return Err(format!(
-            "unexpected entry; a Cairn archive holds only {} and {}",
+            "unexpected entry; a Cairn archive holds only {}",
+            known.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// An increment's manifest: a parent, an image digest, and entries whose sizes fit the page
+/// geometry (so that a crafted one cannot make a reader allocate or write without bound).
+fn check_increment(m: &Manifest) -> Result<(), (&'static str, String)> {
+    let entry = |name| m.entries.iter().find(|e| e.name == name);
+    let (Some(map), Some(pages)) = (
+        entry(manifest::PAGE_MAP_ENTRY),
+        entry(manifest::PAGES_ENTRY),
+    ) else {
+        return Err((
             manifest::MANIFEST_ENTRY,
-            manifest::DATABASE_ENTRY
+            "an increment lists pages.map and pages.bin".into(),
+        ));
+    };
+    if m.parent.is_none() || m.image_sha256.is_none() {
+        return Err((
+            manifest::MANIFEST_ENTRY,
+            "an increment's manifest names its parent and its image's SHA-256".into(),
+        ));
+    }
+    if m.page_size == 0 || !map.size.is_multiple_of(4) || map.size / 4 > m.page_count {
+        return Err((
+            manifest::PAGE_MAP_ENTRY,
+            format!(
+                "{} bytes do not list at most {} pages",
+                map.size, m.page_count
+            ),
+        ));
+    }
+    if Some(pages.size) != (map.size / 4).checked_mul(m.page_size) {
+        return Err((
+            manifest::PAGES_ENTRY,
+            format!(
+                "{} bytes, but the page map lists {} pages of {} bytes",
+                pages.size,
+                map.size / 4,
+                m.page_size
+            ),
         ));
     }
     Ok(())

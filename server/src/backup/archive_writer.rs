@@ -24,6 +24,27 @@ use super::progress::{Progress, RateLimit};
 use super::snapshot;
 use super::zip_writer::{DosTime, Method, ZipWriter};
 
+/// What an archive holds besides its manifest, decided once the snapshot is taken.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// The whole snapshot.
+    Full,
+    /// The snapshot's pages that differ from `parent`'s (1-based, ascending).
+    Increment {
+        parent: manifest::Parent,
+        pages: Vec<u32>,
+        image_sha256: String,
+    },
+}
+
+/// Decides an archive's [`Body`] from the snapshot (its file, and what was copied).
+pub type Plan<'a> = &'a (dyn Fn(&Path, &snapshot::Snapshot) -> Result<Body, BackupError> + Sync);
+
+/// The plan of every archive but an increment.
+pub fn full(_: &Path, _: &snapshot::Snapshot) -> Result<Body, BackupError> {
+    Ok(Body::Full)
+}
+
 /// A finished archive.
 #[derive(Debug, Clone)]
 pub struct Written {
@@ -44,6 +65,19 @@ pub fn write(
     busy: Duration,
     progress: &Progress,
 ) -> Result<Written, BackupError> {
+    write_planned(source, database, target, options, busy, progress, &full)
+}
+
+/// As [`write`], with what the archive holds decided by `plan`.
+pub fn write_planned(
+    source: &Connection,
+    database: &str,
+    target: &Path,
+    options: &BackupOptions,
+    busy: Duration,
+    progress: &Progress,
+    plan: Plan<'_>,
+) -> Result<Written, BackupError> {
     let dir = target.parent().unwrap_or(Path::new("."));
     if target.exists() {
         return Err(BackupError::TargetExists {
@@ -53,7 +87,9 @@ pub fn write(
     progress.check()?;
     let copy = TempFile::in_dir(dir, ".snapshot");
     let snapshot = snapshot::take(source, copy.path(), busy)?;
-    progress.set_total(snapshot.size);
+    progress.check()?;
+    let body = plan(copy.path(), &snapshot)?;
+    progress.set_total(body_size(&body, &snapshot));
     progress.check()?;
 
     let archive = TempFile::in_dir(dir, ".zip");
@@ -65,6 +101,7 @@ pub fn write(
         zip,
         copy,
         &snapshot,
+        &body,
         database,
         options,
         progress,
@@ -95,18 +132,22 @@ pub fn write_to_object(
     options: &BackupOptions,
     busy: Duration,
     progress: &Progress,
+    plan: Plan<'_>,
 ) -> Result<Written, BackupError> {
     progress.check()?;
     let mut upload = destination.create(key)?;
     let shown = PathBuf::from(upload.display());
     let copy = TempFile::in_dir(scratch, ".snapshot");
     let snapshot = snapshot::take(source, copy.path(), busy)?;
+    progress.check()?;
+    let body = plan(copy.path(), &snapshot)?;
     // Written once, then read back once.
-    progress.set_total(snapshot.size * 2);
+    progress.set_total(body_size(&body, &snapshot) * 2);
     progress.check()?;
     let zip = ZipWriter::streaming(&mut upload);
-    let (_, bytes, manifest) =
-        write_entries(zip, copy, &snapshot, database, options, progress, &shown)?;
+    let (_, bytes, manifest) = write_entries(
+        zip, copy, &snapshot, &body, database, options, progress, &shown,
+    )?;
     upload.finish()?;
     progress.check()?;
     // Read back from the store: every entry's CRC, size and SHA-256 as the manifest lists.
@@ -133,25 +174,60 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Backu
     }
 }
 
-/// Writes the database entry (streamed from the snapshot `copy`, which goes afterwards) and
-/// the manifest into `zip`, and finishes the archive; `shown` names it in errors.
+/// The bytes of the snapshot an archive with `body` reads and compresses.
+fn body_size(body: &Body, snapshot: &snapshot::Snapshot) -> u64 {
+    match body {
+        Body::Full => snapshot.size,
+        Body::Increment { pages, .. } => pages.len() as u64 * snapshot.page_size,
+    }
+}
+
+/// Writes the body (streamed from the snapshot `copy`, which goes afterwards) and the
+/// manifest into `zip`, and finishes the archive; `shown` names it in errors.
+#[allow(clippy::too_many_arguments)]
 fn write_entries<W: Write>(
     mut zip: ZipWriter<W>,
     copy: TempFile,
     snapshot: &snapshot::Snapshot,
+    body: &Body,
     database: &str,
     options: &BackupOptions,
     progress: &Progress,
     shown: &Path,
 ) -> Result<(W, u64, Manifest), BackupError> {
-    let input = File::open(copy.path()).map_err(io("reading", copy.path()))?;
+    let file = File::open(copy.path()).map_err(io("reading", copy.path()))?;
     let modified = DosTime::from_utc(snapshot.taken_at);
     let method = if options.compression_level == 0 {
         Method::Stored
     } else {
         Method::Deflated
     };
-    zip.start_entry(manifest::DATABASE_ENTRY, method, snapshot.size, modified)
+    let mut entries = Vec::new();
+    let (name, size, input): (&str, u64, Box<dyn std::io::Read + Send>) = match body {
+        Body::Full => (
+            manifest::DATABASE_ENTRY,
+            snapshot.size,
+            Box::new(BufReader::with_capacity(options.buffer_size, file)),
+        ),
+        Body::Increment { pages, .. } => {
+            let map = super::incremental::encode_map(pages);
+            write_small_entry(&mut zip, manifest::PAGE_MAP_ENTRY, &map, modified, shown)?;
+            entries.push(ManifestEntry {
+                name: manifest::PAGE_MAP_ENTRY.into(),
+                size: map.len() as u64,
+                sha256: manifest::hex(&Sha256::digest(&map)),
+            });
+            (
+                manifest::PAGES_ENTRY,
+                pages.len() as u64 * snapshot.page_size,
+                Box::new(BufReader::with_capacity(
+                    options.buffer_size,
+                    super::incremental::ChangedPages::new(file, pages.clone(), snapshot.page_size),
+                )),
+            )
+        }
+    };
+    zip.start_entry(name, method, size, modified)
         .map_err(io("writing", shown))?;
 
     let mut sha = Sha256::new();
@@ -163,8 +239,8 @@ fn write_entries<W: Write>(
         threads: options.threads,
     };
     let result = deflate::compress(
-        BufReader::with_capacity(options.buffer_size, input),
-        Some(snapshot.size),
+        input,
+        Some(size),
         deflate_options,
         |chunk| {
             sha.update(chunk);
@@ -186,39 +262,61 @@ fn write_entries<W: Write>(
         .map_err(io("writing", shown))?;
     drop(copy);
 
+    entries.push(ManifestEntry {
+        name: name.into(),
+        size,
+        sha256: manifest::hex(&sha.finalize()),
+    });
+    let (kind, format_version, image_sha256, parent) = match body {
+        Body::Full => (manifest::FULL, manifest::FULL_FORMAT_VERSION, None, None),
+        Body::Increment {
+            parent,
+            image_sha256,
+            ..
+        } => (
+            manifest::INCREMENTAL,
+            manifest::FORMAT_VERSION,
+            Some(image_sha256.clone()),
+            Some(parent.clone()),
+        ),
+    };
     let manifest = Manifest {
         format: manifest::FORMAT_NAME.into(),
-        format_version: manifest::FORMAT_VERSION,
+        format_version,
         server_version: env!("CARGO_PKG_VERSION").into(),
         sqlite_version: rusqlite::version().into(),
         database: database.into(),
-        kind: "full".into(),
+        kind: kind.into(),
         created_at: snapshot
             .taken_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         page_size: snapshot.page_size,
         page_count: snapshot.page_count,
         compression_level: options.compression_level,
-        entries: vec![ManifestEntry {
-            name: manifest::DATABASE_ENTRY.into(),
-            size: snapshot.size,
-            sha256: manifest::hex(&sha.finalize()),
-        }],
+        entries,
+        image_sha256,
+        parent,
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| io("writing", shown)(std::io::Error::other(e)))?;
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
-    encoder.write_all(&json).map_err(io("writing", shown))?;
-    let compressed = encoder.finish().map_err(io("writing", shown))?;
-    zip.start_entry(
-        manifest::MANIFEST_ENTRY,
-        Method::Deflated,
-        json.len() as u64,
-        modified,
-    )
-    .and_then(|()| zip.write_data(&compressed))
-    .and_then(|()| zip.finish_entry(crc32fast::hash(&json), json.len() as u64))
-    .map_err(io("writing", shown))?;
+    write_small_entry(&mut zip, manifest::MANIFEST_ENTRY, &json, modified, shown)?;
     let (out, bytes) = zip.finish().map_err(io("writing", shown))?;
     Ok((out, bytes, manifest))
+}
+
+/// One small entry (the manifest, a page map), deflated in memory.
+fn write_small_entry<W: Write>(
+    zip: &mut ZipWriter<W>,
+    name: &str,
+    bytes: &[u8],
+    modified: DosTime,
+    shown: &Path,
+) -> Result<(), BackupError> {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+    encoder.write_all(bytes).map_err(io("writing", shown))?;
+    let compressed = encoder.finish().map_err(io("writing", shown))?;
+    zip.start_entry(name, Method::Deflated, bytes.len() as u64, modified)
+        .and_then(|()| zip.write_data(&compressed))
+        .and_then(|()| zip.finish_entry(crc32fast::hash(bytes), bytes.len() as u64))
+        .map_err(io("writing", shown))
 }

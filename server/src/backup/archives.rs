@@ -23,7 +23,8 @@ pub struct Archive {
     /// As SQL names it: an absolute path, or `NAME:key`.
     pub location: String,
     pub database: Option<String>,
-    /// `full` (a backup archive) or `export`.
+    /// `full` (a backup archive), `incremental` (the pages changed since its parent) or
+    /// `export`.
     pub kind: Option<String>,
     /// The snapshot instant (RFC 3339, UTC).
     pub created_at: Option<String>,
@@ -108,7 +109,7 @@ pub fn latest(
         .into_iter()
         .filter(|a| {
             a.problem.is_none()
-                && a.kind.as_deref() == Some("full")
+                && matches!(a.kind.as_deref(), Some("full" | "incremental"))
                 && a.database.as_deref() == Some(database)
         })
         .filter(|a| match (as_of, a.created()) {

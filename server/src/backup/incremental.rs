@@ -215,6 +215,81 @@ pub fn image_digest(path: &Path) -> io::Result<PageDigest> {
     Ok(sha.finalize().into())
 }
 
+/// The page digests of images recently archived, one file per image named by its SHA-256,
+/// so that the next increment need not rebuild its parent to know its pages. Only a cache: a
+/// missing or unreadable file means rebuilding.
+#[derive(Debug, Clone)]
+pub struct DigestCache {
+    dir: std::path::PathBuf,
+}
+
+/// How many images' digests are kept (the newest by modification time).
+const CACHED_IMAGES: usize = 32;
+
+impl DigestCache {
+    pub fn new(dir: std::path::PathBuf) -> DigestCache {
+        DigestCache { dir }
+    }
+
+    fn file(&self, image_sha256: &str) -> Option<std::path::PathBuf> {
+        let named = image_sha256.len() == 64 && image_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        named.then(|| self.dir.join(format!("{image_sha256}.digests")))
+    }
+
+    /// The digests of the image with SHA-256 `image_sha256`, if they were kept.
+    pub fn load(&self, image_sha256: &str) -> Option<Vec<PageDigest>> {
+        let bytes = std::fs::read(self.file(image_sha256)?).ok()?;
+        if bytes.len() % 32 != 0 {
+            return None;
+        }
+        Some(
+            bytes
+                .chunks_exact(32)
+                .filter_map(|c| c.try_into().ok())
+                .collect(),
+        )
+    }
+
+    /// Keeps `digests` for the image `image_sha256`; failures are logged, not raised.
+    pub fn store(&self, image_sha256: &str, digests: &[PageDigest]) {
+        let Some(path) = self.file(image_sha256) else {
+            return;
+        };
+        let stored = std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(&self.dir)
+            .and_then(|()| {
+                let temp = self
+                    .dir
+                    .join(format!("{}{image_sha256}", crate::new_file::TEMP_PREFIX));
+                let mut file = crate::new_file::create_new(&temp)?;
+                file.write_all(&digests.concat())?;
+                std::fs::rename(&temp, &path)
+            });
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, dir = %self.dir.display(), "keeping page digests");
+        }
+        self.trim();
+    }
+
+    fn trim(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        if files.len() <= CACHED_IMAGES {
+            return;
+        }
+        files.sort();
+        for (_, path) in &files[..files.len() - CACHED_IMAGES] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,10 +12,13 @@ use cairn_plugin_api::EventKind;
 use super::archive_reader::{ArchiveReader, Verified};
 use super::archive_writer::{self, Written};
 use super::archives::{self, Archive};
+use super::chain::{self, AnyArchive};
 use super::destination::{Destinations, Location, Target};
 use super::error::BackupError;
 use super::files::{self, TempFile};
 use super::history::{History, Status};
+use super::incremental::{self, DigestCache};
+use super::manifest;
 use super::options::BackupOptions;
 use super::paths::PathRules;
 use super::progress::Progress;
@@ -156,6 +159,16 @@ pub struct Backups {
     busy: Duration,
     running: Mutex<HashMap<String, Running>>,
     events: OnceLock<EventSink>,
+    /// Page digests of the images archived `INTO` collections (for their increments).
+    digests: DigestCache,
+}
+
+/// A backup `INTO` a collection: always summed page by page (for the next increment); with a
+/// parent, only the pages changed since it.
+#[derive(Debug, Clone)]
+struct IntoCollection {
+    /// Where the parent is, as SQL names it.
+    parent: Option<String>,
 }
 
 impl std::fmt::Debug for Backups {
@@ -215,6 +228,7 @@ impl Backups {
             busy,
             running: Mutex::default(),
             events: OnceLock::new(),
+            digests: DigestCache::new(data_dir.join("system").join("page-digests")),
         })
     }
 
@@ -248,21 +262,46 @@ impl Backups {
                 if export::looks_like_export(&source) {
                     return export::reader::verify(&source, &progress).map(Checked::Export);
                 }
-                super::offline::verify_file(&source, &progress).map(Checked::Archive)
             }
             Location::Object { destination, key } => {
-                let shown = PathBuf::from(destination.display(key));
-                let reader = destination.open(key)?;
                 if key.ends_with(".json.gz") {
+                    let shown = PathBuf::from(destination.display(key));
+                    let reader = destination.open(key)?;
                     let bytes = reader.size();
                     return export::reader::verify_from(reader, bytes, &shown, &progress)
                         .map(Checked::Export);
                 }
-                ArchiveReader::from_reader(reader, &shown)?
-                    .verify_near(&self.rules.directory, &progress)
-                    .map(Checked::Archive)
             }
         }
+        let mut archive = self.open_archive(requested)?;
+        if archive.manifest.kind != manifest::INCREMENTAL {
+            return archive
+                .verify_near(&self.rules.directory, &progress)
+                .map(Checked::Archive);
+        }
+        // An increment is as good as its chain: rebuilt whole into a scratch file.
+        let scratch = self.scratch()?;
+        let opener = |at: &str| self.open_archive(at);
+        chain::rebuild(
+            archive,
+            requested,
+            &opener,
+            &scratch.path().join("database.sqlite"),
+            &progress,
+        )
+        .map(Checked::Archive)
+    }
+
+    /// A scratch directory in the backup directory, removed when dropped.
+    fn scratch(&self) -> Result<tempfile::TempDir, BackupError> {
+        tempfile::Builder::new()
+            .prefix(files::TEMP_PREFIX)
+            .tempdir_in(&self.rules.directory)
+            .map_err(|source| BackupError::Io {
+                action: "creating a scratch directory in",
+                path: self.rules.directory.clone(),
+                source,
+            })
     }
 
     /// Deletes the archive or export `requested` (a file by the path rules, or `NAME:key`;
@@ -329,6 +368,107 @@ impl Backups {
         archives::latest(&self.rules, &self.destinations, requested, database, as_of)
     }
 
+    /// What a backup into a collection holds: every archive's page digests are kept (the
+    /// next increment's parent is this one), and an increment lists the pages that differ
+    /// from its parent's.
+    fn plan_into(
+        &self,
+        into: &IntoCollection,
+        copy: &Path,
+        snapshot: &super::snapshot::Snapshot,
+        progress: &Progress,
+    ) -> Result<archive_writer::Body, BackupError> {
+        let io = |source| BackupError::Io {
+            action: "reading the snapshot",
+            path: copy.to_owned(),
+            source,
+        };
+        let (now, image) = incremental::digests(copy, snapshot.page_size).map_err(io)?;
+        let image = manifest::hex(&image);
+        self.digests.store(&image, &now);
+        let Some(parent_at) = &into.parent else {
+            return Ok(archive_writer::Body::Full);
+        };
+        let parent = self.open_archive(parent_at)?;
+        let named = manifest::Parent {
+            name: parent_at
+                .rsplit(['/', ':'])
+                .next()
+                .unwrap_or(parent_at)
+                .to_owned(),
+            created_at: parent.manifest.created_at.clone(),
+            image_sha256: parent
+                .manifest
+                .image_sha256()
+                .ok_or_else(|| BackupError::NotAnArchive {
+                    path: parent.path().to_owned(),
+                    reason: "its manifest has no image SHA-256".into(),
+                })?
+                .to_owned(),
+        };
+        if parent.manifest.page_size != snapshot.page_size {
+            return Err(BackupError::PathRefused(format!(
+                "the database's page size changed since {parent_at} ({} to {} bytes): take a full backup",
+                parent.manifest.page_size, snapshot.page_size
+            )));
+        }
+        let before = match self.digests.load(&named.image_sha256) {
+            Some(digests) => digests,
+            None => {
+                // Not summed here (another server wrote it, or the cache was trimmed): its
+                // image is rebuilt from the chain, which also proves the chain.
+                let scratch = self.scratch()?;
+                let rebuilt = scratch.path().join("parent.sqlite");
+                let opener = |at: &str| self.open_archive(at);
+                chain::rebuild(parent, parent_at, &opener, &rebuilt, progress)?;
+                let (digests, _) =
+                    incremental::digests(&rebuilt, snapshot.page_size).map_err(|source| {
+                        BackupError::Io {
+                            action: "reading",
+                            path: rebuilt.clone(),
+                            source,
+                        }
+                    })?;
+                self.digests.store(&named.image_sha256, &digests);
+                digests
+            }
+        };
+        Ok(archive_writer::Body::Increment {
+            parent: named,
+            pages: incremental::changed_pages(&before, &now),
+            image_sha256: image,
+        })
+    }
+
+    /// The archive at `location` (a file by the path rules, or `NAME:key`), opened and its
+    /// manifest checked.
+    pub fn open_archive(&self, location: &str) -> Result<AnyArchive<'_>, BackupError> {
+        match self.destinations.resolve(location)? {
+            Location::Local(path) => {
+                let source = self.rules.archive_source(path)?;
+                let file = std::fs::File::open(&source).map_err(|e| BackupError::Io {
+                    action: "opening",
+                    path: source.clone(),
+                    source: e,
+                })?;
+                let reader: Box<dyn chain::ReadSeek> = Box::new(std::io::BufReader::new(file));
+                ArchiveReader::from_reader(reader, &source)
+            }
+            Location::Object { destination, key } => {
+                let shown = PathBuf::from(destination.display(key));
+                // The client this server keeps, so that the reader may outlive this call.
+                let destination = self.destinations.get(destination.name()).ok_or_else(|| {
+                    BackupError::UnknownDestination {
+                        name: destination.name().to_owned(),
+                        known: self.destinations.names().join(", "),
+                    }
+                })?;
+                let reader: Box<dyn chain::ReadSeek + '_> = Box::new(destination.open(key)?);
+                ArchiveReader::from_reader(reader, &shown)
+            }
+        }
+    }
+
     pub fn history(&self) -> &History {
         &self.history
     }
@@ -382,6 +522,68 @@ impl Backups {
         if kind == Kind::Export {
             export::writer::check_options(&options)?;
         }
+        let target = self.target_of(kind, database, requested, requested_by)?;
+        self.start_target(kind, database, target, options, requested_by, None)
+    }
+
+    /// Starts a backup of `database` into the collection at `location` (a directory by the
+    /// path rules, or `NAME:prefix`): a new archive named by the time it starts,
+    /// `<database>-<UTC time>-full.zip`, or with `incremental` `…-incr.zip` holding only the
+    /// pages changed since the newest archive of the database there.
+    pub fn start_into(
+        self: &Arc<Self>,
+        database: &str,
+        location: &str,
+        incremental: bool,
+        options: BackupOptions,
+        requested_by: &str,
+    ) -> Result<Job, BackupError> {
+        let parent = if incremental {
+            let newest = self.latest(location, database, None).map_err(|e| match e {
+                BackupError::NoArchive {
+                    database, location, ..
+                } => BackupError::NoArchive {
+                    as_of: Some(format!(
+                        " for an increment to build on (BACKUP DATABASE {database} INTO {location} takes the full one first)"
+                    )),
+                    database,
+                    location,
+                },
+                other => other,
+            })?;
+            Some(newest.location)
+        } else {
+            None
+        };
+        let name = format!(
+            "{database}-{}-{}.zip",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+            if incremental { "incr" } else { "full" }
+        );
+        let requested = if location.is_empty() || location.ends_with(['/', ':']) {
+            format!("{location}{name}")
+        } else {
+            format!("{location}/{name}")
+        };
+        let target = self.target_of(Kind::Backup, database, &requested, requested_by)?;
+        self.start_target(
+            Kind::Backup,
+            database,
+            target,
+            options,
+            requested_by,
+            Some(IntoCollection { parent }),
+        )
+    }
+
+    /// Where `requested` puts a new file: a path by the rules, or an object not yet there.
+    fn target_of(
+        &self,
+        kind: Kind,
+        database: &str,
+        requested: &str,
+        requested_by: &str,
+    ) -> Result<Target, BackupError> {
         let requested = match self.destinations.resolve(requested)? {
             Location::Local(path) => path,
             Location::Object { destination, key } => {
@@ -402,20 +604,16 @@ impl Backups {
                         e,
                     ));
                 }
-                let target = Target::Object {
+                return Ok(Target::Object {
                     destination,
                     key: key.to_owned(),
-                };
-                return self.start_target(kind, database, target, options, requested_by);
+                });
             }
         };
-        let target = match self.rules.archive_target(requested) {
-            Ok(target) => target,
-            Err(e) => {
-                return Err(self.failed_before_start(kind, database, requested, requested_by, e));
-            }
-        };
-        self.start_at(kind, database, target, options, requested_by)
+        match self.rules.archive_target(requested) {
+            Ok(target) => Ok(Target::File(target)),
+            Err(e) => Err(self.failed_before_start(kind, database, requested, requested_by, e)),
+        }
     }
 
     /// A request that was sound but whose target the file system or the store refused, or
@@ -459,7 +657,14 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
-        self.start_target(kind, database, Target::File(target), options, requested_by)
+        self.start_target(
+            kind,
+            database,
+            Target::File(target),
+            options,
+            requested_by,
+            None,
+        )
     }
 
     fn start_target(
@@ -469,6 +674,7 @@ impl Backups {
         target: Target,
         options: BackupOptions,
         requested_by: &str,
+        into: Option<IntoCollection>,
     ) -> Result<Job, BackupError> {
         let shown = target.display();
         let mut running = self.claim(database)?;
@@ -499,9 +705,13 @@ impl Backups {
         let spawned = std::thread::Builder::new()
             .name(format!("{}-{id}", kind.as_str()))
             .spawn(move || {
+                let plan = |copy: &Path, snapshot: &super::snapshot::Snapshot| match &into {
+                    None => Ok(archive_writer::Body::Full),
+                    Some(into) => this.plan_into(into, copy, snapshot, &progress),
+                };
                 let result = this.reporting_progress(id, &progress, || match (kind, &target) {
-                    (Kind::Backup, Target::File(path)) => archive_writer::write(
-                        &source, &database, path, &options, this.busy, &progress,
+                    (Kind::Backup, Target::File(path)) => archive_writer::write_planned(
+                        &source, &database, path, &options, this.busy, &progress, &plan,
                     )
                     .map(Product::Archive),
                     (Kind::Backup, Target::Object { destination, key }) => {
@@ -514,6 +724,7 @@ impl Backups {
                             &options,
                             this.busy,
                             &progress,
+                            &plan,
                         )
                         .map(Product::Archive)
                     }
@@ -773,13 +984,16 @@ impl Backups {
         let id = self.history.start(name, "restore", &source, requested_by)?;
         tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "restore started");
         let progress = Progress::default();
-        let result = match &location {
-            Location::Local(_) => restore_into(&self.catalog, &source, name, replace, &progress),
-            Location::Object { destination, key } => destination.open(key).and_then(|reader| {
-                let archive = ArchiveReader::from_reader(reader, &source)?;
-                restore_from(&self.catalog, archive, name, replace, &progress)
-            }),
-        };
+        let opener = |at: &str| self.open_archive(at);
+        let result = self.open_archive(requested).and_then(|archive| {
+            if archive.manifest.kind != manifest::INCREMENTAL {
+                return restore_from(&self.catalog, archive, name, replace, &progress);
+            }
+            // A chain: every link checked and the image rebuilt before anything is installed.
+            install_prepared(&self.catalog, name, replace, ".restore", |path| {
+                chain::rebuild(archive, requested, &opener, path, &progress)
+            })
+        });
         let recorded = match &result {
             Ok(verified) => {
                 tracing::info!(

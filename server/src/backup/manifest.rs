@@ -3,12 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The manifest format this server writes; it reads this version and older.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest manifest format this server reads (and writes, for increments); full archives
+/// are still written as [`FULL_FORMAT_VERSION`], so that older servers read them.
+pub const FORMAT_VERSION: u32 = 2;
+/// The format of a full archive.
+pub const FULL_FORMAT_VERSION: u32 = 1;
 /// The value of `format`, so a stray JSON file is not taken for a manifest.
 pub const FORMAT_NAME: &str = "cairn-backup";
 pub const MANIFEST_ENTRY: &str = "manifest.json";
 pub const DATABASE_ENTRY: &str = "database.sqlite";
+/// An increment's page numbers (4 bytes each, little-endian, ascending).
+pub const PAGE_MAP_ENTRY: &str = "pages.map";
+/// An increment's pages, in the page map's order.
+pub const PAGES_ENTRY: &str = "pages.bin";
+/// `kind` of a full archive, and of an increment.
+pub const FULL: &str = "full";
+pub const INCREMENTAL: &str = "incremental";
 /// The largest manifest a reader accepts. Ours are a few hundred bytes; the bound keeps a
 /// crafted archive from costing its inflated size in memory.
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -30,6 +40,37 @@ pub struct Manifest {
     pub page_count: u64,
     pub compression_level: u32,
     pub entries: Vec<ManifestEntry>,
+    /// Of an increment: the SHA-256 of the whole database image it rebuilds (a full
+    /// archive's is its database entry's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_sha256: Option<String>,
+    /// Of an increment: the archive it applies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Parent>,
+}
+
+impl Manifest {
+    /// The SHA-256 of the database image this archive holds or rebuilds.
+    pub fn image_sha256(&self) -> Option<&str> {
+        match self.kind.as_str() {
+            INCREMENTAL => self.image_sha256.as_deref(),
+            _ => self
+                .entries
+                .iter()
+                .find(|e| e.name == DATABASE_ENTRY)
+                .map(|e| e.sha256.as_str()),
+        }
+    }
+}
+
+/// The archive an increment applies to: a sibling in the same directory or prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parent {
+    /// Its file name (the last part of its key or path).
+    pub name: String,
+    pub created_at: String,
+    /// The SHA-256 of the image it holds or rebuilds.
+    pub image_sha256: String,
 }
 
 /// One file of the archive besides the manifest.

@@ -11,6 +11,7 @@
 pub mod archive_reader;
 pub mod archive_writer;
 pub mod archives;
+pub mod chain;
 pub mod deflate;
 pub mod destination;
 pub mod error;

@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use super::archive_reader::{ArchiveReader, Verified};
 use super::archive_writer::{self, Written};
+use super::chain::{self, AnyArchive};
 use super::destination::{Destinations, Location, ObjectDestination};
 use super::error::BackupError;
 use super::history::{History, Status};
-use super::jobs::{restore_from, restore_into};
+use super::jobs::{install_prepared, restore_from};
+use super::manifest;
 use super::options::BackupOptions;
 use super::progress::Progress;
 use crate::catalog::{Catalog, validate_name};
@@ -111,6 +113,7 @@ pub fn backup(
                 options,
                 BUSY,
                 progress,
+                &archive_writer::full,
             );
         }
     };
@@ -179,12 +182,64 @@ pub fn verify(
     stores: Option<&Stores>,
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
-    let (destination, key) = match Stores::locate(stores, archive)? {
-        Named::Local(path) => return verify_file(Path::new(path), progress),
-        Named::Object(destination, key) => (destination, key),
+    let near = match Stores::locate(stores, archive)? {
+        Named::Local(path) => Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned(),
+        Named::Object(..) => std::env::temp_dir(),
     };
-    ArchiveReader::from_reader(destination.open(key)?, Path::new(archive))?
-        .verify_near(&std::env::temp_dir(), progress)
+    let mut opened = open_any(stores, archive)?;
+    if opened.manifest.kind != manifest::INCREMENTAL {
+        return opened.verify_near(&near, progress);
+    }
+    // An increment is checked with its whole chain, rebuilt into a scratch file.
+    let scratch = tempfile::Builder::new()
+        .prefix(super::files::TEMP_PREFIX)
+        .tempdir_in(&near)
+        .or_else(|_| tempfile::Builder::new().prefix("cairn-verify-").tempdir())
+        .map_err(|source| BackupError::Io {
+            action: "creating a scratch directory to verify",
+            path: PathBuf::from(archive),
+            source,
+        })?;
+    let opener = |at: &str| open_any(stores, at);
+    chain::rebuild(
+        opened,
+        archive,
+        &opener,
+        &scratch.path().join("database.sqlite"),
+        progress,
+    )
+}
+
+/// The archive at `location` (a file, or `NAME:key` in a destination of `stores`).
+fn open_any<'s>(stores: Option<&'s Stores>, location: &str) -> Result<AnyArchive<'s>, BackupError> {
+    match Stores::locate(stores, location)? {
+        Named::Local(path) => {
+            let file = std::fs::File::open(path).map_err(|source| BackupError::Io {
+                action: "opening",
+                path: PathBuf::from(path),
+                source,
+            })?;
+            let reader: Box<dyn chain::ReadSeek> = Box::new(std::io::BufReader::new(file));
+            ArchiveReader::from_reader(reader, Path::new(path))
+        }
+        Named::Object(destination, key) => {
+            // The client `stores` keeps, so that the reader may outlive this call.
+            let kept = stores
+                .and_then(|s| s.destinations.get(destination.name()))
+                .ok_or_else(|| {
+                    BackupError::PathRefused(format!(
+                        "'{location}' names a destination; give --config with the server config that declares it"
+                    ))
+                })?;
+            let _entered = stores.map(|s| s.runtime.enter());
+            let reader: Box<dyn chain::ReadSeek + 's> = Box::new(kept.open(key)?);
+            ArchiveReader::from_reader(reader, Path::new(location))
+        }
+    }
 }
 
 /// [`verify`] of a local file.
@@ -281,13 +336,15 @@ pub fn restore(
         });
     }
     let id = history.start(database, "restore", &shown, "cli")?;
-    let result = match &located {
-        Named::Local(_) => restore_into(&catalog, &shown, database, replace, progress),
-        Named::Object(destination, key) => destination.open(key).and_then(|reader| {
-            let archive = ArchiveReader::from_reader(reader, &shown)?;
-            restore_from(&catalog, archive, database, replace, progress)
-        }),
-    };
+    let opener = |at: &str| open_any(stores, at);
+    let result = open_any(stores, archive).and_then(|opened| {
+        if opened.manifest.kind != manifest::INCREMENTAL {
+            return restore_from(&catalog, opened, database, replace, progress);
+        }
+        install_prepared(&catalog, database, replace, ".restore", |path| {
+            chain::rebuild(opened, archive, &opener, path, progress)
+        })
+    });
     let _ = match &result {
         Ok(v) => history.finish(id, Status::Complete, Some(v.database_bytes), None),
         Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),

@@ -200,10 +200,19 @@ impl Session {
                 self.refuse_in_transaction(what)?;
                 let database = backup.database.as_deref().unwrap_or(&self.database);
                 let options = BackupOptions::from_written(&backup.options).map_err(backup_error)?;
-                let job = self
-                    .backups
-                    .start(database, &backup.path, options, &self.user)
-                    .map_err(backup_error)?;
+                let job = match backup.into {
+                    Some(collection) => self.backups.start_into(
+                        database,
+                        &backup.path,
+                        collection.incremental,
+                        options,
+                        &self.user,
+                    ),
+                    None => self
+                        .backups
+                        .start(database, &backup.path, options, &self.user),
+                }
+                .map_err(backup_error)?;
                 if backup.detached {
                     let row = vec![Value::Integer(job.id), Value::Text("running".into())];
                     return Ok(Executed::rows("BACKUP", columns, vec![row]));
@@ -218,6 +227,10 @@ impl Session {
                 ];
                 Ok(Executed::rows("BACKUP", columns, vec![row]))
             }
+            ServerStatement::Export(export) if export.into.is_some() => Err(SqlError::new(
+                crate::sqlstate::SYNTAX_ERROR,
+                "EXPORT DATABASE writes one file: EXPORT DATABASE name TO 'file.json.gz' (INTO a collection is for BACKUP)".into(),
+            )),
             ServerStatement::Export(export) => {
                 self.refuse_in_transaction(what)?;
                 let database = export.database.as_deref().unwrap_or(&self.database);

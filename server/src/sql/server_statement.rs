@@ -72,6 +72,15 @@ pub struct Backup {
     /// Options as written (`compression_level`, `buffer_size`, `max_rate`); checked when run.
     pub options: Vec<(String, Literal)>,
     pub detached: bool,
+    /// `INTO 'location'` (then `path` is the location): a new archive named by its time in a
+    /// collection, with `incremental` only the pages changed since the newest one there.
+    pub into: Option<Collection>,
+}
+
+/// How `BACKUP … INTO` adds to a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collection {
+    pub incremental: bool,
 }
 
 /// `RESTORE DATABASE name FROM 'file' [WITH (replace)]`.
@@ -294,7 +303,7 @@ struct FileStatement {
 }
 
 const BACKUP: FileStatement = FileStatement {
-    syntax: "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]",
+    syntax: "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)], or BACKUP DATABASE [name] INTO 'location' [WITH (incremental, …)]",
     console: "BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N] (incremental backups are not supported)",
 };
 const EXPORT: FileStatement = FileStatement {
@@ -309,9 +318,13 @@ const IMPORT_SYNTAX: &str = "IMPORT DATABASE name FROM 'file.json.gz' [WITH (rep
 fn backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<Backup, String> {
     let syntax = statement.syntax;
     let words: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();
-    let Some(to) = words.iter().position(|t| t.is_keyword("to")) else {
+    let Some(to) = words
+        .iter()
+        .position(|t| t.is_keyword("to") || t.is_keyword("into"))
+    else {
         return console_backup(tokens, statement);
     };
+    let into = words[to].is_keyword("into");
     let database = match &words[..to] {
         [] => None,
         [name] => Some(name.identifier().ok_or_else(|| {
@@ -337,11 +350,18 @@ fn backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<Backup, S
     };
     let mut options = with_options(rest, syntax)?;
     let detached = take_flag(&mut options, "detached")?;
+    let incremental = take_flag(&mut options, "incremental")?;
+    if incremental && !into {
+        return Err(format!(
+            "an incremental backup goes INTO a collection, which holds its parent: BACKUP DATABASE name INTO 'location' WITH (incremental); syntax: {syntax}"
+        ));
+    }
     Ok(Backup {
         database,
         path,
         options,
         detached,
+        into: into.then_some(Collection { incremental }),
     })
 }
 
@@ -380,6 +400,7 @@ fn console_backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<B
         path,
         options,
         detached: false,
+        into: None,
     })
 }
 
@@ -800,6 +821,7 @@ mod tests {
                 path: "s.json.gz".into(),
                 options: vec![("compression_level".into(), Literal::Integer(9))],
                 detached: false,
+                into: None,
             })))
         );
         assert_eq!(
@@ -809,6 +831,7 @@ mod tests {
                 path: "/tmp/my-db.json.gz".into(),
                 options: vec![("compression_level".into(), Literal::Integer(1))],
                 detached: false,
+                into: None,
             })))
         );
         assert_eq!(
@@ -863,6 +886,7 @@ mod tests {
                     ("buffer_size".into(), Literal::Text("2MiB".into())),
                 ],
                 detached: true,
+                into: None,
             })))
         );
         assert_eq!(
@@ -872,6 +896,7 @@ mod tests {
                 path: "b.zip".into(),
                 options: vec![],
                 detached: false,
+                into: None,
             })))
         );
         assert_eq!(
@@ -884,8 +909,23 @@ mod tests {
                     ("buffer_size".into(), Literal::Integer(65536)),
                 ],
                 detached: false,
+                into: None,
             })))
         );
+        assert_eq!(
+            parse_text("BACKUP DATABASE sales INTO 'offsite:coll' WITH (incremental, detached)"),
+            Some(Ok(ServerStatement::Backup(Backup {
+                database: Some("sales".into()),
+                path: "offsite:coll".into(),
+                options: vec![],
+                detached: true,
+                into: Some(Collection { incremental: true }),
+            })))
+        );
+        assert!(matches!(
+            parse_text("BACKUP DATABASE sales TO 'a.zip' WITH (incremental)"),
+            Some(Err(m)) if m.contains("goes INTO a collection")
+        ));
         assert!(matches!(
             parse_text("BACKUP DATABASE x.zip -incremental"),
             Some(Err(m)) if m.contains("incremental")

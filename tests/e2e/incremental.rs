@@ -1,0 +1,301 @@
+//! Incremental archives with the real binary: `BACKUP … INTO` a collection, increments that
+//! hold only the changed pages, chains restored to each snapshot, and a broken link refused
+//! by name.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::harness::{Site, message, run};
+
+/// Every row of a simple query, as text (NULL as "").
+async fn texts(client: &Client, sql: &str) -> Vec<Vec<String>> {
+    client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What the rows of `t` add up to: changes anywhere move it.
+async fn fingerprint(client: &Client) -> String {
+    texts(
+        client,
+        "SELECT count(*) || ':' || total(k) || ':' || total(length(pad)) || ':' || group_concat(k % 7, '') FROM t",
+    )
+    .await[0][0]
+        .clone()
+}
+
+/// `BACKUP … INTO 'coll'`: the archive's path and size.
+async fn backup_into(client: &Client, incremental: bool) -> (PathBuf, u64) {
+    let with = if incremental {
+        " WITH (incremental)"
+    } else {
+        ""
+    };
+    let row = &texts(
+        client,
+        &format!("BACKUP DATABASE default INTO 'coll'{with}"),
+    )
+    .await[0];
+    (PathBuf::from(&row[2]), row[3].parse().unwrap())
+}
+
+fn zip_tools_accept(archive: &Path) {
+    let (ok, out) = run(Command::new("unzip").arg("-t").arg(archive));
+    assert!(ok, "unzip -t: {out}");
+    let (ok, out) = run(Command::new("python3")
+        .arg("-c")
+        .arg("import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; print(sorted(z.namelist()))")
+        .arg(archive));
+    assert!(ok, "zipfile: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_archive_and_three_increments_restore_to_each_snapshot() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+             INSERT INTO t SELECT i, i, printf('%0100d', i * 7919) FROM n;",
+        )
+        .await
+        .unwrap();
+    let (full, full_bytes) = backup_into(&admin, false).await;
+    assert!(
+        full.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with("-full.zip"),
+        "{full:?}"
+    );
+    let mut snapshots = vec![(full.clone(), fingerprint(&admin).await)];
+    for round in 1..=3 {
+        // 1 % of the rows scattered, and a few appended.
+        admin
+            .batch_execute(&format!(
+                "UPDATE t SET k = k + {round} WHERE id % 100 = {round};
+                 INSERT INTO t SELECT id + 20000 * {round}, 0, 'new' FROM t WHERE id <= 50;"
+            ))
+            .await
+            .unwrap();
+        let (archive, bytes) = backup_into(&admin, true).await;
+        assert!(
+            archive
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with("-incr.zip"),
+            "{archive:?}"
+        );
+        // About 36 rows fit a page, so one row in a hundred touches about a third of them.
+        assert!(
+            bytes * 2 < full_bytes,
+            "increment {round} is {bytes} bytes, the full archive {full_bytes}"
+        );
+        zip_tools_accept(&archive);
+        snapshots.push((archive, fingerprint(&admin).await));
+    }
+
+    // The collection lists one full archive and three increments, oldest first.
+    let listed = texts(
+        &admin,
+        "SELECT location, kind, created_at FROM archives('coll') ORDER BY created_at",
+    )
+    .await;
+    let kinds: Vec<&str> = listed.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(kinds, ["full", "incremental", "incremental", "incremental"]);
+
+    // Each snapshot, restored through its chain, holds exactly its rows.
+    for (i, ((archive, expected), row)) in snapshots.iter().zip(&listed).enumerate() {
+        assert_eq!(Path::new(&row[0]), archive.as_path());
+        admin
+            .batch_execute(&format!(
+                "RESTORE DATABASE default FROM LATEST IN 'coll' AS OF SYSTEM TIME '{}' WITH (new_db_name = 'r{i}')",
+                row[2]
+            ))
+            .await
+            .unwrap();
+        let restored = server.admin(&format!("r{i}")).await;
+        assert_eq!(&fingerprint(&restored).await, expected, "snapshot {i}");
+        let check = texts(&restored, "PRAGMA integrity_check").await;
+        assert_eq!(check, [["ok"]]);
+    }
+    // Verifying an increment rebuilds its chain.
+    let verified = texts(&admin, "SHOW ARCHIVES IN 'coll' WITH (verify)").await;
+    assert!(
+        verified.iter().all(|r| r.contains(&"passed".to_owned())),
+        "{verified:?}"
+    );
+
+    // `cairn verify` of the newest increment checks the whole chain.
+    let newest = snapshots[3].0.clone();
+    let out = crate::harness::cairn()
+        .arg("verify")
+        .arg(&newest)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // A corrupted middle link is refused, by name, and nothing is restored.
+    let middle = &snapshots[2].0;
+    let mut bytes = std::fs::read(middle).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0xff;
+    std::fs::write(middle, &bytes).unwrap();
+    let err = admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'coll' WITH (new_db_name = 'broken')",
+        )
+        .await
+        .unwrap_err();
+    let said = message(&err);
+    let middle_name = middle.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(said.contains(&middle_name), "{said}");
+    assert!(
+        !texts(&admin, "SHOW DATABASES")
+            .await
+            .iter()
+            .any(|r| r[0] == "broken")
+    );
+    let out = crate::harness::cairn()
+        .arg("verify")
+        .arg(&newest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&middle_name),
+        "{out:?}"
+    );
+    // A missing link breaks the chain there, and says so.
+    std::fs::remove_file(middle).unwrap();
+    let err = admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'coll' WITH (new_db_name = 'broken')",
+        )
+        .await
+        .unwrap_err();
+    let said = message(&err);
+    assert!(
+        said.contains(&middle_name) && said.contains("the chain is broken there"),
+        "{said}"
+    );
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+}
+
+/// The page digests an increment compares against are a cache: without them, the parent's
+/// image is rebuilt from its chain, and the increment is the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_increment_without_cached_digests_rebuilds_its_parent() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+             INSERT INTO t SELECT i, i, printf('%0100d', i) FROM n;",
+        )
+        .await
+        .unwrap();
+    let err = admin
+        .batch_execute("BACKUP DATABASE default INTO 'coll' WITH (incremental)")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("takes the full one first"),
+        "{}",
+        message(&err)
+    );
+    backup_into(&admin, false).await;
+    admin
+        .batch_execute("UPDATE t SET k = -k WHERE id % 50 = 0")
+        .await
+        .unwrap();
+    backup_into(&admin, true).await;
+    std::fs::remove_dir_all(site.data_dir().join("system/page-digests")).unwrap();
+    admin
+        .batch_execute("UPDATE t SET k = 0 WHERE id % 50 = 1")
+        .await
+        .unwrap();
+    let (_, bytes) = backup_into(&admin, true).await;
+    assert!(bytes < 64 * 1024, "{bytes}");
+    let expected = fingerprint(&admin).await;
+    admin
+        .batch_execute("RESTORE DATABASE default FROM LATEST IN 'coll' WITH (new_db_name = 'copy')")
+        .await
+        .unwrap();
+    assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+}
+
+/// The same chain in object storage: a full archive and an increment in `offsite:coll`,
+/// restored from the store, and the increment read back by boto3 as a ZIP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_in_a_destination_restores_from_the_store() {
+    let crate::destinations::Offsite {
+        s3,
+        site: _site,
+        server,
+    } = crate::destinations::offsite(|_| {});
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+             INSERT INTO t SELECT i, i, printf('%0100d', i) FROM n;",
+        )
+        .await
+        .unwrap();
+    admin
+        .batch_execute("BACKUP DATABASE default INTO 'offsite:coll'")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("UPDATE t SET k = -k WHERE id % 500 = 0")
+        .await
+        .unwrap();
+    let row = &texts(
+        &admin,
+        "BACKUP DATABASE default INTO 'offsite:coll' WITH (incremental)",
+    )
+    .await[0];
+    let key = row[2].rsplit('/').next().unwrap().to_owned();
+    assert!(key.ends_with("-incr.zip"), "{row:?}");
+    let listed = s3.client(&["list", "cairn-backups", "prod/coll/"]);
+    assert!(listed.contains(&key), "{listed}");
+    let copy = tempfile::tempdir().unwrap();
+    let downloaded = copy.path().join(&key);
+    s3.client(&[
+        "get",
+        "cairn-backups",
+        &format!("prod/coll/{key}"),
+        downloaded.to_str().unwrap(),
+    ]);
+    zip_tools_accept(&downloaded);
+    let expected = fingerprint(&admin).await;
+    admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'offsite:coll' WITH (new_db_name = 'copy')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+}
