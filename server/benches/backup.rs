@@ -12,7 +12,8 @@
 //!   when installed) next to the local directory and next to `aws s3 cp` / `rclone copy` of
 //!   the same archive (where installed), with peak memory during the upload.
 //!
-//! `CAIRN_BENCH_ONLY=stall`, `=export` or `=destination` runs only that section.
+//! `CAIRN_BENCH_ONLY=stall`, `=export`, `=destination` or `=incremental` runs only that
+//! section.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -339,6 +340,9 @@ fn main() {
     }
     if only.is_empty() || only == "destination" {
         destinations(&data_dir, &scratch, root.path(), size);
+    }
+    if only.is_empty() || only == "incremental" {
+        increments(&data_dir, &db, &scratch, root.path());
     }
     std::io::stdout().flush().unwrap();
 }
@@ -734,4 +738,142 @@ fn destinations(data_dir: &Path, scratch: &Path, root: &Path, size: u64) {
     );
     let _ = moto.kill();
     let _ = moto.wait();
+}
+
+/// The size of everything under `dir`.
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+/// A backup into `coll`, full or incremental: time, archive size and pages held.
+fn into(data_dir: &Path, coll: &Path, incremental: bool) -> (Duration, u64, u64) {
+    let mut options = BackupOptions::default();
+    options.set_level(6).unwrap();
+    let started = Instant::now();
+    let written = offline::backup_into(
+        data_dir,
+        "bench",
+        coll.to_str().unwrap(),
+        incremental,
+        None,
+        &options,
+        &Progress::default(),
+    )
+    .unwrap();
+    let took = started.elapsed();
+    let pages = written
+        .manifest
+        .entries
+        .iter()
+        .find(|e| e.name == "pages.bin")
+        .map_or(written.manifest.page_count, |e| {
+            e.size / written.manifest.page_size
+        });
+    (took, written.bytes, pages)
+}
+
+/// `restic backup` of a consistent copy (`sqlite3 .backup`) into `repo`: time and how much
+/// the repository grew.
+fn restic_of_copy(db: &Path, copy: &Path, repo: &Path) -> (Duration, u64) {
+    let _ = std::fs::remove_file(copy);
+    run(Command::new("sqlite3")
+        .arg(db)
+        .arg(format!(".backup '{}'", copy.display())));
+    let before = tree_size(repo);
+    let started = Instant::now();
+    run(Command::new("restic")
+        .args(["-q", "-r"])
+        .arg(repo)
+        .arg("backup")
+        .arg(copy)
+        .env("RESTIC_PASSWORD", "bench"));
+    (started.elapsed(), tree_size(repo) - before)
+}
+
+fn increments(data_dir: &Path, db: &Path, scratch: &Path, root: &Path) {
+    println!("## Incremental archives (BACKUP … INTO, level 6)\n");
+    let coll = scratch.join("coll");
+    std::fs::create_dir_all(&coll).unwrap();
+    let use_restic = available("restic") && available("sqlite3");
+    let repo = root.join("restic");
+    let copy = root.join("restic-copy.sqlite");
+    if use_restic {
+        run(Command::new("restic")
+            .args(["-q", "init", "-r"])
+            .arg(&repo)
+            .env("RESTIC_PASSWORD", "bench"));
+    }
+    let conn = Connection::open(db).unwrap();
+    let changes: [(&str, &str); 2] = [
+        (
+            "1 % of rows updated, scattered",
+            "UPDATE orders SET amount = amount + 1 WHERE id % 100 = 0",
+        ),
+        (
+            "1 % new rows appended",
+            "INSERT INTO orders(customer, email, city, status, amount, created_at, note) SELECT customer, email, city, status, amount, created_at, note FROM orders WHERE id % 100 = 1",
+        ),
+    ];
+    println!("| what | archive | pages | time | restic (repository growth, time) |");
+    println!("|---|---|---|---|---|");
+    let (took, bytes, pages) = into(data_dir, &coll, false);
+    let restic = if use_restic {
+        let (t, grew) = restic_of_copy(db, &copy, &repo);
+        format!("{:.1} MB, {:.2} s", grew as f64 / 1e6, t.as_secs_f64())
+    } else {
+        "restic not installed".into()
+    };
+    println!(
+        "| full archive | {:.1} MB | {pages} | {:.2} s | {restic} |",
+        bytes as f64 / 1e6,
+        took.as_secs_f64()
+    );
+    let full = (took, bytes);
+    for (what, sql) in changes {
+        conn.execute_batch(sql).unwrap();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let (took, bytes, pages) = into(data_dir, &coll, true);
+        let restic = if use_restic {
+            let (t, grew) = restic_of_copy(db, &copy, &repo);
+            format!("{:.1} MB, {:.2} s", grew as f64 / 1e6, t.as_secs_f64())
+        } else {
+            "restic not installed".into()
+        };
+        println!(
+            "| increment after {what} | {:.1} MB ({:.1} % of full) | {pages} | {:.2} s ({:.0} % of full) | {restic} |",
+            bytes as f64 / 1e6,
+            100.0 * bytes as f64 / full.1 as f64,
+            took.as_secs_f64(),
+            100.0 * took.as_secs_f64() / full.0.as_secs_f64()
+        );
+    }
+    // Restoring the chain: the full archive and both increments.
+    let restore_root = root.join("incr-restore");
+    std::fs::create_dir_all(restore_root.join("databases")).unwrap();
+    let newest = offline::latest(coll.to_str().unwrap(), None, "bench").unwrap();
+    let started = Instant::now();
+    offline::restore(
+        &restore_root,
+        &newest,
+        None,
+        "bench",
+        false,
+        offline::DataDir::Existing,
+        &Progress::default(),
+    )
+    .unwrap();
+    println!(
+        "\nrestore of the chain (full + 2 increments, every link checked, image proven by SHA-256 and integrity_check): {:.2} s\n",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -135,7 +135,7 @@ async fn a_full_archive_and_three_increments_restore_to_each_snapshot() {
         let check = texts(&restored, "PRAGMA integrity_check").await;
         assert_eq!(check, [["ok"]]);
     }
-    // Verifying an increment rebuilds its chain.
+    // Each file's own entries check out.
     let verified = texts(&admin, "SHOW ARCHIVES IN 'coll' WITH (verify)").await;
     assert!(
         verified.iter().all(|r| r.contains(&"passed".to_owned())),
@@ -223,7 +223,7 @@ async fn an_increment_without_cached_digests_rebuilds_its_parent() {
         "{}",
         message(&err)
     );
-    backup_into(&admin, false).await;
+    let (_, full_bytes) = backup_into(&admin, false).await;
     admin
         .batch_execute("UPDATE t SET k = -k WHERE id % 50 = 0")
         .await
@@ -231,19 +231,47 @@ async fn an_increment_without_cached_digests_rebuilds_its_parent() {
     backup_into(&admin, true).await;
     std::fs::remove_dir_all(site.data_dir().join("system/page-digests")).unwrap();
     admin
-        .batch_execute("UPDATE t SET k = 0 WHERE id % 50 = 1")
+        .batch_execute("UPDATE t SET k = 0 WHERE id BETWEEN 100 AND 200")
         .await
         .unwrap();
+    // A few pages changed: the increment holds those, not the database.
     let (_, bytes) = backup_into(&admin, true).await;
-    assert!(bytes < 64 * 1024, "{bytes}");
+    assert!(bytes * 5 < full_bytes, "{bytes} of {full_bytes}");
     let expected = fingerprint(&admin).await;
     admin
         .batch_execute("RESTORE DATABASE default FROM LATEST IN 'coll' WITH (new_db_name = 'copy')")
         .await
         .unwrap();
     assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+    drop(admin);
     let (status, logs) = server.terminate();
     assert!(status.success(), "{logs}");
+
+    // The command line adds to the same collection (its option names are SQL's).
+    let coll = site.dir.path().join("backups/coll");
+    let out = crate::harness::cairn()
+        .args([
+            "--json",
+            "backup",
+            "--database",
+            "default",
+            "--incremental",
+            "--into",
+        ])
+        .arg(&coll)
+        .arg("--data-dir")
+        .arg(site.data_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(written["kind"], "incremental", "{written}");
+    let out = crate::harness::cairn()
+        .arg("verify")
+        .arg(written["archive"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
 }
 
 /// The same chain in object storage: a full archive and an increment in `offsite:coll`,
@@ -298,4 +326,52 @@ async fn a_chain_in_a_destination_restores_from_the_store() {
         .await
         .unwrap();
     assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+}
+
+/// A database that shrank (VACUUM) rebuilds to its new size, and an increment builds on the
+/// newest archive directly in its collection, not on a newer one in a subdirectory (which
+/// it could never find beside itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vacuumed_database_and_an_archive_in_a_subdirectory() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000)
+             INSERT INTO t SELECT i, i, printf('%0100d', i) FROM n;",
+        )
+        .await
+        .unwrap();
+    backup_into(&admin, false).await;
+    admin
+        .batch_execute("BACKUP DATABASE default TO 'coll/sub/newer.zip'")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("DELETE FROM t WHERE id > 1000")
+        .await
+        .unwrap();
+    admin.batch_execute("VACUUM").await.unwrap();
+    let (increment, _) = backup_into(&admin, true).await;
+    let expected = fingerprint(&admin).await;
+    let out = crate::harness::cairn()
+        .arg("verify")
+        .arg(&increment)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    admin
+        .batch_execute(&format!(
+            "RESTORE DATABASE copy FROM '{}'",
+            increment.display()
+        ))
+        .await
+        .unwrap();
+    let copy = server.admin("copy").await;
+    assert_eq!(fingerprint(&copy).await, expected);
+    let pages = texts(&copy, "PRAGMA page_count").await;
+    let source_pages = texts(&admin, "PRAGMA page_count").await;
+    assert_eq!(pages, source_pages);
 }

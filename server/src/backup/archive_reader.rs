@@ -469,13 +469,48 @@ fn check_increment(m: &Manifest) -> Result<(), (&'static str, String)> {
             "an increment lists pages.map and pages.bin".into(),
         ));
     };
-    if m.parent.is_none() || m.image_sha256.is_none() {
+    let (Some(parent), Some(_)) = (&m.parent, &m.image_sha256) else {
         return Err((
             manifest::MANIFEST_ENTRY,
             "an increment's manifest names its parent and its image's SHA-256".into(),
         ));
+    };
+    // A sibling's plain file name: nothing that could lead out of the collection.
+    let name = parent.name.as_str();
+    let plain = name.ends_with(".zip")
+        && !name.starts_with(crate::new_file::TEMP_PREFIX)
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', ':', '\0']);
+    if !plain {
+        return Err((
+            manifest::MANIFEST_ENTRY,
+            format!("its parent {name:?} is not the plain name of an archive beside it"),
+        ));
     }
-    if m.page_size == 0 || !map.size.is_multiple_of(4) || map.size / 4 > m.page_count {
+    // SQLite's own limits: a crafted geometry must not size anything.
+    if !(512..=65536).contains(&m.page_size)
+        || !m.page_size.is_power_of_two()
+        || m.page_count > u64::from(u32::MAX - 1)
+    {
+        return Err((
+            manifest::MANIFEST_ENTRY,
+            format!(
+                "{} pages of {} bytes is not a SQLite database's geometry",
+                m.page_count, m.page_size
+            ),
+        ));
+    }
+    if map.size > super::incremental::MAX_MAP_BYTES {
+        return Err((
+            manifest::PAGE_MAP_ENTRY,
+            format!(
+                "{} bytes; an increment lists at most {} pages",
+                map.size,
+                super::incremental::MAX_MAP_BYTES / 4
+            ),
+        ));
+    }
+    if !map.size.is_multiple_of(4) || map.size / 4 > m.page_count {
         return Err((
             manifest::PAGE_MAP_ENTRY,
             format!(
@@ -582,6 +617,41 @@ mod tests {
             Ok(_) => panic!("{} was accepted", path.display()),
             Err(e) => e.to_string(),
         }
+    }
+
+    fn increment(parent: &str, page_size: u64, page_count: u64, map: u64) -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "format": "cairn-backup", "format_version": 2, "server_version": "0.1.0",
+            "sqlite_version": "3.54.1", "database": "sales", "kind": "incremental",
+            "created_at": "2026-12-02T06:00:00.000Z", "page_size": page_size,
+            "page_count": page_count, "compression_level": 6,
+            "entries": [{"name": "pages.map", "size": map, "sha256": "00"},
+                        {"name": "pages.bin", "size": map / 4 * page_size, "sha256": "00"}],
+            "image_sha256": "00",
+            "parent": {"name": parent, "created_at": "2026-12-01T00:00:00Z", "image_sha256": "00"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn crafted_increment_parents_and_geometry_are_refused() {
+        assert!(check_increment(&increment("sales-full.zip", 4096, 100, 40)).is_ok());
+        for parent in [
+            "../other/x.zip",
+            "sub/x.zip",
+            "offsite:x.zip",
+            ".cairn-tmp-x.zip",
+            "x.json.gz",
+        ] {
+            let refused = check_increment(&increment(parent, 4096, 100, 40)).unwrap_err();
+            assert!(refused.1.contains("plain name"), "{parent}: {refused:?}");
+        }
+        // A page of one byte, or four billion pages, is no SQLite database.
+        assert!(check_increment(&increment("p.zip", 1, 1 << 40, 4)).is_err());
+        assert!(check_increment(&increment("p.zip", 4096, 1 << 40, 4)).is_err());
+        // A page map past its bound is refused before a byte of it is read.
+        let huge = check_increment(&increment("p.zip", 4096, 1 << 31, 1 << 30)).unwrap_err();
+        assert_eq!(huge.0, manifest::PAGE_MAP_ENTRY, "{huge:?}");
     }
 
     #[test]

@@ -104,9 +104,56 @@ pub fn latest(
     database: &str,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Archive, BackupError> {
+    latest_matching(rules, destinations, requested, database, as_of, |_| true)
+}
+
+/// The newest archive of `database` directly in the collection `requested` (not in a
+/// subdirectory or below a longer prefix): what an increment there builds on, since it finds
+/// its parent beside itself.
+pub fn latest_member(
+    rules: &PathRules,
+    destinations: &Destinations,
+    requested: &str,
+    database: &str,
+) -> Result<Archive, BackupError> {
+    let collection = match destinations.resolve(requested)? {
+        Location::Local(path) => rules.listing_directory(path)?.display().to_string(),
+        Location::Object { .. } => requested.to_owned(),
+    };
+    latest_matching(rules, destinations, requested, database, None, |a| {
+        is_direct_member(&collection, &a.location)
+    })
+}
+
+/// Whether `location` is a file directly in `collection` (a directory path, `NAME:` or
+/// `NAME:prefix`).
+pub fn is_direct_member(collection: &str, location: &str) -> bool {
+    let Some(rest) = location.strip_prefix(collection) else {
+        return false;
+    };
+    let rest = if collection.is_empty() || collection.ends_with(['/', ':']) {
+        rest
+    } else {
+        match rest.strip_prefix('/') {
+            Some(rest) => rest,
+            None => return false,
+        }
+    };
+    !rest.is_empty() && !rest.contains('/')
+}
+
+fn latest_matching(
+    rules: &PathRules,
+    destinations: &Destinations,
+    requested: &str,
+    database: &str,
+    as_of: Option<DateTime<Utc>>,
+    keep: impl Fn(&Archive) -> bool,
+) -> Result<Archive, BackupError> {
     let candidates = list(rules, destinations, requested, false)?;
     candidates
         .into_iter()
+        .filter(|a| keep(a))
         .filter(|a| {
             a.problem.is_none()
                 && matches!(a.kind.as_deref(), Some("full" | "incremental"))

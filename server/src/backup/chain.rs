@@ -35,23 +35,35 @@ pub fn sibling(location: &str, name: &str) -> String {
     }
 }
 
+/// One link of a chain, as its manifest describes it (the archive itself is opened again
+/// when it is applied, so that a long chain does not hold a file open per link).
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub location: String,
+    pub path: std::path::PathBuf,
+    pub manifest: manifest::Manifest,
+}
+
 /// The links of the chain ending at `newest` (at `location`), newest first, each checked
 /// against the next: same database and page size, an older snapshot, and the image its
 /// child names.
 pub fn follow<'a>(
-    newest: AnyArchive<'a>,
+    newest: &AnyArchive<'a>,
     location: &str,
     open: Opener<'_, 'a>,
-) -> Result<Vec<AnyArchive<'a>>, BackupError> {
-    let mut links = vec![newest];
-    let mut at = location.to_owned();
+) -> Result<Vec<Link>, BackupError> {
+    let mut links = vec![Link {
+        location: location.to_owned(),
+        path: newest.path().to_owned(),
+        manifest: newest.manifest.clone(),
+    }];
     loop {
         let child = &links[links.len() - 1];
         if child.manifest.kind != manifest::INCREMENTAL {
             return Ok(links);
         }
         let refuse = |reason: String| BackupError::Damaged {
-            path: child.path().to_owned(),
+            path: child.path.clone(),
             entry: manifest::MANIFEST_ENTRY.into(),
             reason,
         };
@@ -63,7 +75,7 @@ pub fn follow<'a>(
         let Some(named) = child.manifest.parent.clone() else {
             return Err(refuse("an increment without a parent".into()));
         };
-        let parent_at = sibling(&at, &named.name);
+        let parent_at = sibling(&child.location, &named.name);
         let parent = open(&parent_at).map_err(|e| {
             refuse(format!(
                 "its parent {parent_at} cannot be read ({e}); the chain is broken there"
@@ -89,22 +101,40 @@ pub fn follow<'a>(
                 p.created_at, c.created_at
             )));
         }
-        links.push(parent);
-        at = parent_at;
+        let link = Link {
+            location: parent_at,
+            path: parent.path().to_owned(),
+            manifest: parent.manifest.clone(),
+        };
+        drop(parent);
+        links.push(link);
     }
+}
+
+/// `link`'s archive opened again, refused if it is not what [`follow`] checked.
+fn reopen<'a>(link: &Link, open: Opener<'_, 'a>) -> Result<AnyArchive<'a>, BackupError> {
+    let archive = open(&link.location)?;
+    if archive.manifest != link.manifest {
+        return Err(BackupError::Damaged {
+            path: link.path.clone(),
+            entry: manifest::MANIFEST_ENTRY.into(),
+            reason: "it changed while its chain was read".into(),
+        });
+    }
+    Ok(archive)
 }
 
 /// Rebuilds the image of `newest` (at `location`) into `dest`, a new file: the chain's full
 /// archive extracted, each increment applied oldest first, every entry checked on the way;
 /// then the image's SHA-256 against the newest manifest and SQLite's integrity check.
 pub fn rebuild<'a>(
-    newest: AnyArchive<'a>,
+    mut newest: AnyArchive<'a>,
     location: &str,
     open: Opener<'_, 'a>,
     dest: &Path,
     progress: &Progress,
 ) -> Result<Verified, BackupError> {
-    let mut links = follow(newest, location, open)?;
+    let links = follow(&newest, location, open)?;
     // Refused before the first byte when the largest image of the chain cannot fit.
     let largest = links
         .iter()
@@ -125,14 +155,23 @@ pub fn rebuild<'a>(
             available,
         });
     }
-    let mut base = links
-        .pop()
-        .ok_or_else(|| BackupError::PathRefused("an empty chain".into()))?;
-    base.extract_image(dest, progress)?;
-    for link in links.iter_mut().rev() {
-        link.apply_increment(dest, progress)?;
+    let total: u64 = links
+        .iter()
+        .flat_map(|l| l.manifest.entries.iter().map(|e| e.size))
+        .sum();
+    progress.set_total(total);
+    match links.as_slice() {
+        [] | [_] => {
+            newest.extract_image(dest, progress)?;
+        }
+        [_, middle @ .., base] => {
+            reopen(base, open)?.extract_image(dest, progress)?;
+            for link in middle.iter().rev() {
+                reopen(link, open)?.apply_increment(dest, progress)?;
+            }
+            newest.apply_increment(dest, progress)?;
+        }
     }
-    let newest = links.first().unwrap_or(&base);
     let rebuilt = super::incremental::image_digest(dest).map_err(|source| BackupError::Io {
         action: "reading",
         path: dest.to_owned(),
@@ -153,6 +192,126 @@ pub fn rebuild<'a>(
     Ok(Verified {
         manifest: newest.manifest.clone(),
         database_bytes: newest.manifest.page_size * newest.manifest.page_count,
+    })
+}
+
+/// The file name of a new member of a collection: `<database>-<UTC time>-full.zip`, or
+/// `…-incr.zip` for an increment.
+pub fn member_name(database: &str, incremental: bool, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{database}-{}-{}.zip",
+        at.format("%Y%m%dT%H%M%S%.3fZ"),
+        if incremental { "incr" } else { "full" }
+    )
+}
+
+/// `name` in the collection at `location` (a directory, `NAME:` or `NAME:prefix`).
+pub fn in_collection(location: &str, name: &str) -> String {
+    if location.is_empty() || location.ends_with(['/', ':']) {
+        format!("{location}{name}")
+    } else {
+        format!("{location}/{name}")
+    }
+}
+
+/// What a backup into a collection holds, decided once its snapshot (`copy`) is taken: its
+/// page digests are kept in `digests` (the next increment's parent is this one); with a
+/// `parent` (its location), only the pages that differ from the parent's image. Without
+/// the parent's digests, the parent is rebuilt from its chain in `scratch`.
+pub fn plan(
+    digests: &super::incremental::DigestCache,
+    parent: Option<&str>,
+    open: Opener<'_, '_>,
+    scratch: &Path,
+    copy: &Path,
+    snapshot: &super::snapshot::Snapshot,
+    progress: &Progress,
+) -> Result<super::archive_writer::Body, BackupError> {
+    use super::archive_writer::Body;
+    use super::incremental;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BackupError::Io {
+            action: "reading",
+            path,
+            source,
+        }
+    };
+    let (now, image) = incremental::digests(copy, snapshot.page_size).map_err(io(copy))?;
+    let image = manifest::hex(&image);
+    digests.store(&image, &now);
+    let Some(parent_at) = parent else {
+        return Ok(Body::Full);
+    };
+    let parent = open(parent_at)?;
+    let named = manifest::Parent {
+        name: parent_at
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap_or(parent_at)
+            .to_owned(),
+        created_at: parent.manifest.created_at.clone(),
+        image_sha256: parent
+            .manifest
+            .image_sha256()
+            .ok_or_else(|| BackupError::NotAnArchive {
+                path: parent.path().to_owned(),
+                reason: "its manifest has no image SHA-256".into(),
+            })?
+            .to_owned(),
+    };
+    if parent.manifest.page_size != snapshot.page_size {
+        return Err(BackupError::PathRefused(format!(
+            "the database's page size changed since {parent_at} ({} to {} bytes): take a full backup",
+            parent.manifest.page_size, snapshot.page_size
+        )));
+    }
+    let parent_time = chrono::DateTime::parse_from_rfc3339(&parent.manifest.created_at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok();
+    if parent_time.is_none_or(|t| t >= snapshot.taken_at) {
+        return Err(BackupError::PathRefused(format!(
+            "{parent_at} was taken at {}, not before this snapshot ({}): is the clock right? take a full backup",
+            parent.manifest.created_at,
+            snapshot.taken_at.to_rfc3339()
+        )));
+    }
+    // An increment on a broken chain could never be restored: its manifests are checked
+    // first (the pages are, when it is rebuilt below or restored).
+    follow(&parent, parent_at, open)?;
+    let before = match digests.load(&named.image_sha256) {
+        Some(known) => known,
+        None => {
+            // Not summed here (another server wrote it, or the cache was trimmed): its image
+            // is rebuilt from the chain, which also proves the chain.
+            let dir = tempfile::Builder::new()
+                .prefix(super::files::TEMP_PREFIX)
+                .tempdir_in(scratch)
+                .map_err(|source| BackupError::Io {
+                    action: "creating a scratch directory in",
+                    path: scratch.to_owned(),
+                    source,
+                })?;
+            let rebuilt = dir.path().join("parent.sqlite");
+            rebuild(parent, parent_at, open, &rebuilt, progress)?;
+            let (known, _) =
+                incremental::digests(&rebuilt, snapshot.page_size).map_err(io(&rebuilt))?;
+            digests.store(&named.image_sha256, &known);
+            known
+        }
+    };
+    let pages = incremental::changed_pages(&before, &now);
+    if pages.len() as u64 * 4 > incremental::MAX_MAP_BYTES {
+        tracing::info!(
+            pages = pages.len(),
+            "too many pages changed for an increment; writing a full archive"
+        );
+        return Ok(Body::Full);
+    }
+    Ok(Body::Increment {
+        parent: named,
+        pages,
+        image_sha256: image,
     })
 }
 

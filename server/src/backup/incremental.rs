@@ -18,6 +18,11 @@ use sha2::{Digest as _, Sha256};
 /// The digest of one page.
 pub type PageDigest = [u8; 32];
 
+/// The largest page map an increment has (16 Mi pages: 64 GiB of changed 4 KiB pages). It is
+/// read whole, so the bound is the memory a crafted one can cost; a change larger than that
+/// is written as a full archive instead.
+pub const MAX_MAP_BYTES: u64 = 64 << 20;
+
 /// The digests of every page of the image at `path`, and the image's own SHA-256, in one
 /// read.
 pub fn digests(path: &Path, page_size: u64) -> io::Result<(Vec<PageDigest>, PageDigest)> {
@@ -224,7 +229,7 @@ pub struct DigestCache {
 }
 
 /// How many images' digests are kept (the newest by modification time).
-const CACHED_IMAGES: usize = 32;
+const CACHED_IMAGES: usize = 64;
 
 impl DigestCache {
     pub fn new(dir: std::path::PathBuf) -> DigestCache {
@@ -259,12 +264,12 @@ impl DigestCache {
             .recursive(true)
             .create(&self.dir)
             .and_then(|()| {
-                let temp = self
-                    .dir
-                    .join(format!("{}{image_sha256}", crate::new_file::TEMP_PREFIX));
-                let mut file = crate::new_file::create_new(&temp)?;
-                file.write_all(&digests.concat())?;
-                std::fs::rename(&temp, &path)
+                // Owner-only (tempfile's mode), and removed on any failure when dropped.
+                let mut temp = tempfile::Builder::new()
+                    .prefix(crate::new_file::TEMP_PREFIX)
+                    .tempfile_in(&self.dir)?;
+                temp.write_all(&digests.concat())?;
+                temp.persist(&path).map(drop).map_err(|e| e.error)
             });
         if let Err(e) = stored {
             tracing::debug!(error = %e, dir = %self.dir.display(), "keeping page digests");

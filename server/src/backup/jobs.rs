@@ -17,7 +17,7 @@ use super::destination::{Destinations, Location, Target};
 use super::error::BackupError;
 use super::files::{self, TempFile};
 use super::history::{History, Status};
-use super::incremental::{self, DigestCache};
+use super::incremental::DigestCache;
 use super::manifest;
 use super::options::BackupOptions;
 use super::paths::PathRules;
@@ -368,9 +368,7 @@ impl Backups {
         archives::latest(&self.rules, &self.destinations, requested, database, as_of)
     }
 
-    /// What a backup into a collection holds: every archive's page digests are kept (the
-    /// next increment's parent is this one), and an increment lists the pages that differ
-    /// from its parent's.
+    /// What a backup into a collection holds (see [`chain::plan`]).
     fn plan_into(
         &self,
         into: &IntoCollection,
@@ -378,66 +376,16 @@ impl Backups {
         snapshot: &super::snapshot::Snapshot,
         progress: &Progress,
     ) -> Result<archive_writer::Body, BackupError> {
-        let io = |source| BackupError::Io {
-            action: "reading the snapshot",
-            path: copy.to_owned(),
-            source,
-        };
-        let (now, image) = incremental::digests(copy, snapshot.page_size).map_err(io)?;
-        let image = manifest::hex(&image);
-        self.digests.store(&image, &now);
-        let Some(parent_at) = &into.parent else {
-            return Ok(archive_writer::Body::Full);
-        };
-        let parent = self.open_archive(parent_at)?;
-        let named = manifest::Parent {
-            name: parent_at
-                .rsplit(['/', ':'])
-                .next()
-                .unwrap_or(parent_at)
-                .to_owned(),
-            created_at: parent.manifest.created_at.clone(),
-            image_sha256: parent
-                .manifest
-                .image_sha256()
-                .ok_or_else(|| BackupError::NotAnArchive {
-                    path: parent.path().to_owned(),
-                    reason: "its manifest has no image SHA-256".into(),
-                })?
-                .to_owned(),
-        };
-        if parent.manifest.page_size != snapshot.page_size {
-            return Err(BackupError::PathRefused(format!(
-                "the database's page size changed since {parent_at} ({} to {} bytes): take a full backup",
-                parent.manifest.page_size, snapshot.page_size
-            )));
-        }
-        let before = match self.digests.load(&named.image_sha256) {
-            Some(digests) => digests,
-            None => {
-                // Not summed here (another server wrote it, or the cache was trimmed): its
-                // image is rebuilt from the chain, which also proves the chain.
-                let scratch = self.scratch()?;
-                let rebuilt = scratch.path().join("parent.sqlite");
-                let opener = |at: &str| self.open_archive(at);
-                chain::rebuild(parent, parent_at, &opener, &rebuilt, progress)?;
-                let (digests, _) =
-                    incremental::digests(&rebuilt, snapshot.page_size).map_err(|source| {
-                        BackupError::Io {
-                            action: "reading",
-                            path: rebuilt.clone(),
-                            source,
-                        }
-                    })?;
-                self.digests.store(&named.image_sha256, &digests);
-                digests
-            }
-        };
-        Ok(archive_writer::Body::Increment {
-            parent: named,
-            pages: incremental::changed_pages(&before, &now),
-            image_sha256: image,
-        })
+        let opener = |at: &str| self.open_archive(at);
+        chain::plan(
+            &self.digests,
+            into.parent.as_deref(),
+            &opener,
+            &self.rules.directory,
+            copy,
+            snapshot,
+            progress,
+        )
     }
 
     /// The archive at `location` (a file by the path rules, or `NAME:key`), opened and its
@@ -539,7 +487,9 @@ impl Backups {
         requested_by: &str,
     ) -> Result<Job, BackupError> {
         let parent = if incremental {
-            let newest = self.latest(location, database, None).map_err(|e| match e {
+            let newest =
+                archives::latest_member(&self.rules, &self.destinations, location, database);
+            let newest = newest.map_err(|e| match e {
                 BackupError::NoArchive {
                     database, location, ..
                 } => BackupError::NoArchive {
@@ -550,21 +500,16 @@ impl Backups {
                     location,
                 },
                 other => other,
+            });
+            let newest = newest.map_err(|e| {
+                self.failed_before_start(Kind::Backup, database, location, requested_by, e)
             })?;
             Some(newest.location)
         } else {
             None
         };
-        let name = format!(
-            "{database}-{}-{}.zip",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
-            if incremental { "incr" } else { "full" }
-        );
-        let requested = if location.is_empty() || location.ends_with(['/', ':']) {
-            format!("{location}{name}")
-        } else {
-            format!("{location}/{name}")
-        };
+        let name = chain::member_name(database, incremental, chrono::Utc::now());
+        let requested = chain::in_collection(location, &name);
         let target = self.target_of(Kind::Backup, database, &requested, requested_by)?;
         self.start_target(
             Kind::Backup,

@@ -15,6 +15,7 @@ use super::chain::{self, AnyArchive};
 use super::destination::{Destinations, Location, ObjectDestination};
 use super::error::BackupError;
 use super::history::{History, Status};
+use super::incremental::DigestCache;
 use super::jobs::{install_prepared, restore_from};
 use super::manifest;
 use super::options::BackupOptions;
@@ -98,6 +99,62 @@ pub fn backup(
     options: &BackupOptions,
     progress: &Progress,
 ) -> Result<Written, BackupError> {
+    backup_planned(
+        data_dir,
+        database,
+        to,
+        stores,
+        options,
+        progress,
+        &archive_writer::full,
+    )
+}
+
+/// As `BACKUP DATABASE … INTO 'location' [WITH (incremental)]`: a new member of the
+/// collection at `location` (a directory, or `NAME:prefix` with `stores`), named by the time;
+/// with `incremental`, the pages changed since the newest archive of `database` there.
+pub fn backup_into(
+    data_dir: &Path,
+    database: &str,
+    location: &str,
+    incremental: bool,
+    stores: Option<&Stores>,
+    options: &BackupOptions,
+    progress: &Progress,
+) -> Result<Written, BackupError> {
+    let parent = match incremental {
+        true => Some(newest_of(location, stores, database, true)?),
+        false => None,
+    };
+    let name = chain::member_name(database, incremental, chrono::Utc::now());
+    let to = chain::in_collection(location, &name);
+    // The server's own cache: an increment taken here and one taken by the server agree.
+    let digests = DigestCache::new(data_dir.join("system").join("page-digests"));
+    let scratch = data_dir.join("databases");
+    let opener = |at: &str| open_any(stores, at);
+    let plan = |copy: &Path, snapshot: &super::snapshot::Snapshot| {
+        chain::plan(
+            &digests,
+            parent.as_deref(),
+            &opener,
+            &scratch,
+            copy,
+            snapshot,
+            progress,
+        )
+    };
+    backup_planned(data_dir, database, &to, stores, options, progress, &plan)
+}
+
+fn backup_planned(
+    data_dir: &Path,
+    database: &str,
+    to: &str,
+    stores: Option<&Stores>,
+    options: &BackupOptions,
+    progress: &Progress,
+    plan: archive_writer::Plan<'_>,
+) -> Result<Written, BackupError> {
     let to = match Stores::locate(stores, to)? {
         Named::Local(path) => path,
         Named::Object(destination, key) => {
@@ -113,7 +170,7 @@ pub fn backup(
                 options,
                 BUSY,
                 progress,
-                &archive_writer::full,
+                plan,
             );
         }
     };
@@ -121,7 +178,7 @@ pub fn backup(
     super::files::refuse_reserved(to)?;
     let source = open_source(data_dir, database)?;
     let to = absolute(to)?;
-    archive_writer::write(&source, database, &to, options, BUSY, progress)
+    archive_writer::write_planned(&source, database, &to, options, BUSY, progress, plan)
 }
 
 /// Exports one database of a live or stopped data directory, from one read transaction,
@@ -279,14 +336,26 @@ pub fn latest(
     stores: Option<&Stores>,
     database: &str,
 ) -> Result<String, BackupError> {
+    newest_of(location, stores, database, false)
+}
+
+/// The newest archive of `database` at `location`: anywhere below it, or with `member` only
+/// directly in it (what an increment there builds on).
+fn newest_of(
+    location: &str,
+    stores: Option<&Stores>,
+    database: &str,
+    member: bool,
+) -> Result<String, BackupError> {
+    let pick = |rules: &super::PathRules, destinations: &Destinations, requested: &str| {
+        if member {
+            super::archives::latest_member(rules, destinations, requested, database)
+        } else {
+            super::archives::latest(rules, destinations, requested, database, None)
+        }
+    };
     let newest = match (Stores::locate(stores, location)?, stores) {
-        (Named::Object(..), Some(stores)) => super::archives::latest(
-            &stores.rules,
-            &stores.destinations,
-            location,
-            database,
-            None,
-        )?,
+        (Named::Object(..), Some(stores)) => pick(&stores.rules, &stores.destinations, location)?,
         (Named::Object(..), None) => {
             return Err(BackupError::PathRefused(format!(
                 "'{location}' is in a destination: give --config"
@@ -297,7 +366,7 @@ pub fn latest(
                 directory: absolute(Path::new(path))?,
                 allowed: Vec::new(),
             };
-            super::archives::latest(&rules, &Destinations::default(), "", database, None)?
+            pick(&rules, &Destinations::default(), "")?
         }
     };
     Ok(newest.location)

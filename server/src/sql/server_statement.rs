@@ -304,7 +304,7 @@ struct FileStatement {
 
 const BACKUP: FileStatement = FileStatement {
     syntax: "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)], or BACKUP DATABASE [name] INTO 'location' [WITH (incremental, …)]",
-    console: "BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N] (incremental backups are not supported)",
+    console: "BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N] (an incremental backup goes INTO a collection: BACKUP DATABASE name INTO 'location' WITH (incremental))",
 };
 const EXPORT: FileStatement = FileStatement {
     syntax: "EXPORT DATABASE [name] TO 'file.json.gz' [WITH (compression_level = 1..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]",

@@ -64,8 +64,15 @@ pub enum Command {
         database: String,
         /// The archive to write; it must not exist. `NAME:key` names an object in a
         /// destination of the server config given with --config.
-        #[arg(long)]
-        to: String,
+        #[arg(long, required_unless_present = "into", conflicts_with = "into")]
+        to: Option<String>,
+        /// Instead of --to: a new archive named by the time in this collection (a directory,
+        /// or `NAME:prefix` with --config), as BACKUP DATABASE … INTO does.
+        #[arg(long, value_name = "LOCATION")]
+        into: Option<String>,
+        /// With --into: only the pages changed since the newest archive of the database there.
+        #[arg(long, requires = "into")]
+        incremental: bool,
         /// 0 (store) to 9 (smallest).
         #[arg(long, default_value_t = cairn_server::backup::options::DEFAULT_LEVEL)]
         compression_level: u32,

@@ -121,10 +121,18 @@ pub fn list_archives(
     )))
 }
 
+/// Where `cairn backup` writes.
+pub enum BackupTarget {
+    /// `--to`: this file or object.
+    File(String),
+    /// `--into [--incremental]`: a new member of a collection.
+    Into { location: String, incremental: bool },
+}
+
 pub struct BackupArgs<'a> {
     pub data_dir: &'a Path,
     pub database: &'a str,
-    pub to: &'a str,
+    pub target: &'a BackupTarget,
     pub level: u32,
     pub buffer_size: &'a str,
     pub max_rate: Option<&'a str>,
@@ -137,15 +145,22 @@ pub fn backup(args: &BackupArgs<'_>, stores: Option<&offline::Stores>) -> anyhow
     if let Some(rate) = args.max_rate {
         options.set_max_rate(parse_size(rate)?)?;
     }
-    let written = with_progress("backing up", Unit::Bytes, |progress| {
-        offline::backup(
+    let written = with_progress("backing up", Unit::Bytes, |progress| match args.target {
+        BackupTarget::File(to) => {
+            offline::backup(args.data_dir, args.database, to, stores, &options, progress)
+        }
+        BackupTarget::Into {
+            location,
+            incremental,
+        } => offline::backup_into(
             args.data_dir,
             args.database,
-            args.to,
+            location,
+            *incremental,
             stores,
             &options,
             progress,
-        )
+        ),
     })?;
     let text = format!(
         "archive:   {}\ndatabase:  {}\nbytes:     {}\nsnapshot:  {}\n",
@@ -157,6 +172,7 @@ pub fn backup(args: &BackupArgs<'_>, stores: Option<&offline::Stores>) -> anyhow
     let json = json!({
         "archive": written.path,
         "database": args.database,
+        "kind": written.manifest.kind,
         "bytes": written.bytes,
         "snapshot": written.manifest.created_at,
     });

@@ -114,16 +114,26 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             data_dir,
             database,
             to,
+            into,
+            incremental,
             compression_level,
             buffer_size,
             max_rate,
             config,
         } => {
             let stores = commands::stores(config.as_deref())?;
+            let target = match (to, into) {
+                (Some(to), _) => commands::BackupTarget::File(to),
+                (None, Some(location)) => commands::BackupTarget::Into {
+                    location,
+                    incremental,
+                },
+                (None, None) => bail!("give --to FILE or --into LOCATION"),
+            };
             let args = commands::BackupArgs {
                 data_dir: &data_dir,
                 database: &database,
-                to: &to,
+                target: &target,
                 level: compression_level,
                 buffer_size: &buffer_size,
                 max_rate: max_rate.as_deref(),
