@@ -857,7 +857,22 @@ fn increments(data_dir: &Path, db: &Path, scratch: &Path, root: &Path) {
             100.0 * took.as_secs_f64() / full.0.as_secs_f64()
         );
     }
-    // Restoring the chain: the full archive and both increments.
+    // A writer during an increment, next to the same writer idle.
+    let idle = with_writer(db, || std::thread::sleep(Duration::from_secs(5)));
+    conn.execute_batch("UPDATE orders SET amount = amount - 1 WHERE id % 100 = 50")
+        .unwrap();
+    let mut during = (Duration::ZERO, 0, 0);
+    let busy = with_writer(db, || during = into(data_dir, &coll, true));
+    println!(
+        "\nwriter committing small transactions (synchronous = FULL): max gap {:.1} ms idle, {:.1} ms during an increment ({:.2}×; {} and {} commits; the increment took {:.2} s)",
+        idle.max_gap.as_secs_f64() * 1e3,
+        busy.max_gap.as_secs_f64() * 1e3,
+        busy.max_gap.as_secs_f64() / idle.max_gap.as_secs_f64(),
+        idle.commits,
+        busy.commits,
+        during.0.as_secs_f64()
+    );
+    // Restoring the chain: the full archive and the increments.
     let restore_root = root.join("incr-restore");
     std::fs::create_dir_all(restore_root.join("databases")).unwrap();
     let newest = offline::latest(coll.to_str().unwrap(), None, "bench").unwrap();
@@ -873,7 +888,7 @@ fn increments(data_dir: &Path, db: &Path, scratch: &Path, root: &Path) {
     )
     .unwrap();
     println!(
-        "\nrestore of the chain (full + 2 increments, every link checked, image proven by SHA-256 and integrity_check): {:.2} s\n",
+        "\nrestore of the chain (full + 3 increments, every link checked, image proven by SHA-256 and integrity_check): {:.2} s\n",
         started.elapsed().as_secs_f64()
     );
 }

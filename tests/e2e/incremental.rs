@@ -223,6 +223,11 @@ async fn an_increment_without_cached_digests_rebuilds_its_parent() {
         "{}",
         message(&err)
     );
+    // OrientDB's console form: into an empty directory a full archive, then increments.
+    for kind in ["-full.zip", "-incr.zip"] {
+        let row = &texts(&admin, "BACKUP DATABASE console -incremental").await[0];
+        assert!(row[2].ends_with(kind), "{row:?}");
+    }
     let (_, full_bytes) = backup_into(&admin, false).await;
     admin
         .batch_execute("UPDATE t SET k = -k WHERE id % 50 = 0")

@@ -483,9 +483,14 @@ impl Backups {
         database: &str,
         location: &str,
         incremental: bool,
+        full_when_empty: bool,
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
+        let incremental = incremental
+            && (!full_when_empty
+                || archives::latest_member(&self.rules, &self.destinations, location, database)
+                    .is_ok());
         let parent = if incremental {
             let newest =
                 archives::latest_member(&self.rules, &self.destinations, location, database);

@@ -205,6 +205,7 @@ impl Session {
                         database,
                         &backup.path,
                         collection.incremental,
+                        collection.full_when_empty,
                         options,
                         &self.user,
                     ),

@@ -81,6 +81,9 @@ pub struct Backup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Collection {
     pub incremental: bool,
+    /// OrientDB's `-incremental`: into a collection with no archive of the database yet, a
+    /// full one is written (SQL's `WITH (incremental)` refuses instead).
+    pub full_when_empty: bool,
 }
 
 /// `RESTORE DATABASE name FROM 'file' [WITH (replace)]`.
@@ -304,7 +307,7 @@ struct FileStatement {
 
 const BACKUP: FileStatement = FileStatement {
     syntax: "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)], or BACKUP DATABASE [name] INTO 'location' [WITH (incremental, …)]",
-    console: "BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N] (an incremental backup goes INTO a collection: BACKUP DATABASE name INTO 'location' WITH (incremental))",
+    console: "BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N], or BACKUP DATABASE directory -incremental (an increment on the newest archive there; a full one into an empty directory)",
 };
 const EXPORT: FileStatement = FileStatement {
     syntax: "EXPORT DATABASE [name] TO 'file.json.gz' [WITH (compression_level = 1..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]",
@@ -361,7 +364,10 @@ fn backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<Backup, S
         path,
         options,
         detached,
-        into: into.then_some(Collection { incremental }),
+        into: into.then_some(Collection {
+            incremental,
+            full_when_empty: false,
+        }),
     })
 }
 
@@ -372,7 +378,15 @@ fn console_backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<B
         return Err(format!("missing file name; syntax: {}", statement.syntax));
     };
     let mut options = Vec::new();
+    let mut into = None;
     for group in groups {
+        if group == "-incremental" {
+            into = Some(Collection {
+                incremental: true,
+                full_when_empty: true,
+            });
+            continue;
+        }
         let Some((name, value)) = group.strip_prefix('-').and_then(|g| g.split_once('=')) else {
             return Err(format!(
                 "unexpected `{group}`; the console form is {}",
@@ -400,7 +414,7 @@ fn console_backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<B
         path,
         options,
         detached: false,
-        into: None,
+        into,
     })
 }
 
@@ -919,17 +933,29 @@ mod tests {
                 path: "offsite:coll".into(),
                 options: vec![],
                 detached: true,
-                into: Some(Collection { incremental: true }),
+                into: Some(Collection {
+                    incremental: true,
+                    full_when_empty: false,
+                }),
             })))
         );
         assert!(matches!(
             parse_text("BACKUP DATABASE sales TO 'a.zip' WITH (incremental)"),
             Some(Err(m)) if m.contains("goes INTO a collection")
         ));
-        assert!(matches!(
-            parse_text("BACKUP DATABASE x.zip -incremental"),
-            Some(Err(m)) if m.contains("incremental")
-        ));
+        assert_eq!(
+            parse_text("BACKUP DATABASE /backups/sales -incremental -compressionLevel=1"),
+            Some(Ok(ServerStatement::Backup(Backup {
+                database: None,
+                path: "/backups/sales".into(),
+                options: vec![("compression_level".into(), Literal::Integer(1))],
+                detached: false,
+                into: Some(Collection {
+                    incremental: true,
+                    full_when_empty: true,
+                }),
+            })))
+        );
         assert_eq!(
             parse_text("BACKUP ABORT"),
             Some(Ok(ServerStatement::BackupAbort))
