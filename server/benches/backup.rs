@@ -825,13 +825,15 @@ fn increments(data_dir: &Path, db: &Path, scratch: &Path, root: &Path) {
     ];
     println!("| what | archive | pages | time | restic (repository growth, time) |");
     println!("|---|---|---|---|---|");
-    let (took, bytes, pages) = into(data_dir, &coll, false);
-    let restic = if use_restic {
+    let restic_row = || {
+        if !use_restic {
+            return "restic not installed".to_owned();
+        }
         let (t, grew) = restic_of_copy(db, &copy, &repo);
         format!("{:.1} MB, {:.2} s", grew as f64 / 1e6, t.as_secs_f64())
-    } else {
-        "restic not installed".into()
     };
+    let (took, bytes, pages) = into(data_dir, &coll, false);
+    let restic = restic_row();
     println!(
         "| full archive | {:.1} MB | {pages} | {:.2} s | {restic} |",
         bytes as f64 / 1e6,
@@ -843,12 +845,7 @@ fn increments(data_dir: &Path, db: &Path, scratch: &Path, root: &Path) {
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .unwrap();
         let (took, bytes, pages) = into(data_dir, &coll, true);
-        let restic = if use_restic {
-            let (t, grew) = restic_of_copy(db, &copy, &repo);
-            format!("{:.1} MB, {:.2} s", grew as f64 / 1e6, t.as_secs_f64())
-        } else {
-            "restic not installed".into()
-        };
+        let restic = restic_row();
         println!(
             "| increment after {what} | {:.1} MB ({:.1} % of full) | {pages} | {:.2} s ({:.0} % of full) | {restic} |",
             bytes as f64 / 1e6,

@@ -27,6 +27,18 @@ async fn texts(client: &Client, sql: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Table `t` with `rows` rows of about 110 bytes.
+async fn table_t(client: &Client, rows: u32) {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO t SELECT i, i, printf('%0100d', i) FROM n;"
+        ))
+        .await
+        .unwrap();
+}
+
 /// What the rows of `t` add up to: changes anywhere move it.
 async fn fingerprint(client: &Client) -> String {
     texts(
@@ -206,14 +218,7 @@ async fn an_increment_without_cached_digests_rebuilds_its_parent() {
     let site = Site::standard();
     let server = site.start();
     let admin = server.admin("default").await;
-    admin
-        .batch_execute(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
-             INSERT INTO t SELECT i, i, printf('%0100d', i) FROM n;",
-        )
-        .await
-        .unwrap();
+    table_t(&admin, 5000).await;
     let err = admin
         .batch_execute("BACKUP DATABASE default INTO 'coll' WITH (incremental)")
         .await
@@ -289,14 +294,7 @@ async fn a_chain_in_a_destination_restores_from_the_store() {
         server,
     } = crate::destinations::offsite(|_| {});
     let admin = server.admin("default").await;
-    admin
-        .batch_execute(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
-             INSERT INTO t SELECT i, i, printf('%0100d', i) FROM n;",
-        )
-        .await
-        .unwrap();
+    table_t(&admin, 5000).await;
     admin
         .batch_execute("BACKUP DATABASE default INTO 'offsite:coll'")
         .await
@@ -341,14 +339,7 @@ async fn a_vacuumed_database_and_an_archive_in_a_subdirectory() {
     let site = Site::standard();
     let server = site.start();
     let admin = server.admin("default").await;
-    admin
-        .batch_execute(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 8000)
-             INSERT INTO t SELECT i, i, printf('%0100d', i) FROM n;",
-        )
-        .await
-        .unwrap();
+    table_t(&admin, 8000).await;
     backup_into(&admin, false).await;
     admin
         .batch_execute("BACKUP DATABASE default TO 'coll/sub/newer.zip'")

@@ -302,20 +302,7 @@ impl<R: Read + Seek> ArchiveReader<R> {
         };
         progress.set_total(expected.size);
         // Refused before the first byte: the database must fit where it is going.
-        let dir = dest.parent().unwrap_or(Path::new("."));
-        let available = crate::disk_space::available(dir).map_err(|source| BackupError::Io {
-            action: "reading the free space of",
-            path: dir.to_owned(),
-            source,
-        })?;
-        if available < expected.size {
-            return Err(BackupError::NoSpace {
-                what: "restoring this archive's database",
-                path: dir.to_owned(),
-                needed: expected.size,
-                available,
-            });
-        }
+        ensure_room("restoring this archive's database", dest, expected.size)?;
         let out = crate::new_file::create_new(dest).map_err(|source| BackupError::Io {
             action: "creating",
             path: dest.to_owned(),
@@ -426,6 +413,26 @@ impl<R: Read + Seek> ArchiveReader<R> {
         }
         Ok(size)
     }
+}
+
+/// Refuses, before anything is written, a file of `needed` bytes at `dest` that its disk has
+/// no room for.
+pub(super) fn ensure_room(what: &'static str, dest: &Path, needed: u64) -> Result<(), BackupError> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let available = crate::disk_space::available(dir).map_err(|source| BackupError::Io {
+        action: "reading the free space of",
+        path: dir.to_owned(),
+        source,
+    })?;
+    if available < needed {
+        return Err(BackupError::NoSpace {
+            what,
+            path: dir.to_owned(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses names that could write outside a restore directory or that we never write.

@@ -141,20 +141,7 @@ pub fn rebuild<'a>(
         .map(|l| l.manifest.page_size.saturating_mul(l.manifest.page_count))
         .max()
         .unwrap_or(0);
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    let available = crate::disk_space::available(dir).map_err(|source| BackupError::Io {
-        action: "reading the free space of",
-        path: dir.to_owned(),
-        source,
-    })?;
-    if available < largest {
-        return Err(BackupError::NoSpace {
-            what: "rebuilding this chain's database",
-            path: dir.to_owned(),
-            needed: largest,
-            available,
-        });
-    }
+    super::archive_reader::ensure_room("rebuilding this chain's database", dest, largest)?;
     let total: u64 = links
         .iter()
         .flat_map(|l| l.manifest.entries.iter().map(|e| e.size))
