@@ -487,32 +487,35 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
-        let incremental = incremental
-            && (!full_when_empty
-                || archives::latest_member(&self.rules, &self.destinations, location, database)
-                    .is_ok());
-        let parent = if incremental {
-            let newest =
-                archives::latest_member(&self.rules, &self.destinations, location, database);
-            let newest = newest.map_err(|e| match e {
-                BackupError::NoArchive {
-                    database, location, ..
-                } => BackupError::NoArchive {
+        let newest = incremental
+            .then(|| archives::latest_member(&self.rules, &self.destinations, location, database));
+        let parent = match newest {
+            None => None,
+            Some(Ok(newest)) => Some(newest.location),
+            // OrientDB's -incremental into an empty directory takes the full one.
+            Some(Err(BackupError::NoArchive { .. })) if full_when_empty => None,
+            Some(Err(BackupError::NoArchive {
+                database, location, ..
+            })) => {
+                return Err(BackupError::NoArchive {
                     as_of: Some(format!(
                         " for an increment to build on (BACKUP DATABASE {database} INTO {location} takes the full one first)"
                     )),
                     database,
                     location,
-                },
-                other => other,
-            });
-            let newest = newest.map_err(|e| {
-                self.failed_before_start(Kind::Backup, database, location, requested_by, e)
-            })?;
-            Some(newest.location)
-        } else {
-            None
+                });
+            }
+            Some(Err(e)) => {
+                return Err(self.failed_before_start(
+                    Kind::Backup,
+                    database,
+                    location,
+                    requested_by,
+                    e,
+                ));
+            }
         };
+        let incremental = parent.is_some();
         let name = chain::member_name(database, incremental, chrono::Utc::now());
         let requested = chain::in_collection(location, &name);
         let target = self.target_of(Kind::Backup, database, &requested, requested_by)?;
