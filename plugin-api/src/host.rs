@@ -101,8 +101,11 @@ impl Host {
     /// server's config allows. `options` are `compression_level` (0–9), `buffer_size`
     /// (`'1MiB'` or bytes), `max_rate`, and `format`: `'zip'` (the default, a backup
     /// archive) or `'export'` (an `EXPORT DATABASE` file, gzip JSON lines; level 1–9;
-    /// since ABI 1.2). The reply has one row: `id`, `database`, `path` (absolute), `bytes`
-    /// (file size), `duration` (seconds).
+    /// since ABI 1.2); since ABI 1.4, `into` (`1`: `path` is a collection, as `BACKUP
+    /// DATABASE … INTO`, and the archive is named by its time there) and `incremental` (`1`,
+    /// with `into`: only the pages changed since the newest archive of the database there).
+    /// The reply has one row: `id`, `database`, `path` (absolute), `bytes` (file size),
+    /// `duration` (seconds).
     pub fn backup(&self, database: &str, path: &str, options: &[(&str, Value)]) -> HostCall {
         HostCall(self.raw.backup_database(database, path, options))
     }

@@ -371,3 +371,44 @@ async fn a_vacuumed_database_and_an_archive_in_a_subdirectory() {
     let source_pages = texts(&admin, "PRAGMA page_count").await;
     assert_eq!(pages, source_pages);
 }
+
+/// A plugin backs up into a collection through the host table (ABI 1.4 `into` and
+/// `incremental`), and the chain restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_adds_increments_to_a_collection() {
+    let site = Site::new(&format!(
+        "{}\n[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
+        crate::harness::standard_config()
+    ));
+    let plugins = site.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        crate::plugins::cdylib("panicky_plugin"),
+        plugins.join("libpanicky_plugin.so"),
+    )
+    .unwrap();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    table_t(&admin, 3000).await;
+    let full = texts(&admin, "CALL panicky.backup_into('default', 'plugcoll', 0)").await;
+    assert!(full[0][0].ends_with("-full.zip"), "{full:?}");
+    admin
+        .batch_execute("UPDATE t SET k = -k WHERE id < 50")
+        .await
+        .unwrap();
+    let incr = texts(&admin, "CALL panicky.backup_into('default', 'plugcoll', 1)").await;
+    assert!(incr[0][0].ends_with("-incr.zip"), "{incr:?}");
+    let err = admin
+        .batch_execute("CALL panicky.backup_into('nope', 'plugcoll', 1)")
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("nope"), "{}", message(&err));
+    let expected = fingerprint(&admin).await;
+    admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'plugcoll' WITH (new_db_name = 'copy')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+}

@@ -188,7 +188,7 @@ impl HostServices for PluginServices {
             self.check_attached()?;
             if !options.positional.is_empty() {
                 return Err(PluginError::InvalidArgument(
-                    "backup options are named: format, compression_level, buffer_size, max_rate"
+                    "backup options are named: format, compression_level, buffer_size, max_rate, into, incremental"
                         .into(),
                 ));
             }
@@ -198,10 +198,17 @@ impl HostServices for PluginServices {
                 .map(|(name, value)| literal(&name, value).map(|value| (name, value)))
                 .collect::<Result<Vec<_>, _>>()?;
             let kind = take_format(&mut written)?;
+            let into = take_switch(&mut written, "into")?;
+            let incremental = take_switch(&mut written, "incremental")?;
+            if (incremental && !into) || (into && kind == Kind::Export) {
+                return Err(PluginError::InvalidArgument(
+                    "incremental goes with into (path is then a collection: BACKUP DATABASE … INTO), and into with format 'zip'".into(),
+                ));
+            }
             let options = BackupOptions::from_written(&written).map_err(plugin_backup_error)?;
-            Ok((kind, options))
+            Ok((kind, options, into.then_some(incremental)))
         })();
-        let (kind, options) = match started {
+        let (kind, options, into) = match started {
             Ok(started) => started,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
@@ -210,9 +217,13 @@ impl HostServices for PluginServices {
         // Starting may ask a destination whether the key is taken: a blocking call, so not on
         // the plugins' async workers.
         self.blocking("the backup", move || {
-            let job = backups
-                .start_kind(kind, &database, &path, options, &by)
-                .map_err(plugin_backup_error)?;
+            let job = match into {
+                Some(incremental) => {
+                    backups.start_into(&database, &path, incremental, false, options, &by)
+                }
+                None => backups.start_kind(kind, &database, &path, options, &by),
+            }
+            .map_err(plugin_backup_error)?;
             let (written, took) = job.finished().map_err(plugin_backup_error)?;
             Ok(Reply {
                 columns: Some(vec![
@@ -455,6 +466,22 @@ fn take_format(written: &mut Vec<(String, Literal)>) -> Result<Kind, PluginError
         Literal::Text(format) if format == "export" => Ok(Kind::Export),
         other => Err(PluginError::InvalidArgument(format!(
             "format must be 'zip' (a backup archive) or 'export' (an EXPORT DATABASE file), got {other}"
+        ))),
+    }
+}
+
+/// A yes/no option: 1 or 0, or the text `true` or `false`; absent is no.
+fn take_switch(written: &mut Vec<(String, Literal)>, name: &str) -> Result<bool, PluginError> {
+    let Some(at) = written.iter().position(|(n, _)| n == name) else {
+        return Ok(false);
+    };
+    match written.remove(at).1 {
+        Literal::Integer(1) => Ok(true),
+        Literal::Integer(0) => Ok(false),
+        Literal::Text(t) if t == "true" => Ok(true),
+        Literal::Text(t) if t == "false" => Ok(false),
+        other => Err(PluginError::InvalidArgument(format!(
+            "{name} is 1 or 0 (or 'true' or 'false'), got {other}"
         ))),
     }
 }
