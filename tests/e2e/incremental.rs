@@ -247,6 +247,14 @@ async fn an_increment_without_cached_digests_rebuilds_its_parent() {
     // A few pages changed: the increment holds those, not the database.
     let (_, bytes) = backup_into(&admin, true).await;
     assert!(bytes * 5 < full_bytes, "{bytes} of {full_bytes}");
+    // However the collection is written, an increment lands beside its parent.
+    let row = &texts(
+        &admin,
+        "BACKUP DATABASE default INTO 'coll ' WITH (incremental)",
+    )
+    .await[0];
+    let written = PathBuf::from(&row[2]);
+    assert!(written.parent().unwrap().ends_with("coll"), "{row:?}");
     let expected = fingerprint(&admin).await;
     admin
         .batch_execute("RESTORE DATABASE default FROM LATEST IN 'coll' WITH (new_db_name = 'copy')")

@@ -484,11 +484,7 @@ fn check_increment(m: &Manifest) -> Result<(), (&'static str, String)> {
     };
     // A sibling's plain file name: nothing that could lead out of the collection.
     let name = parent.name.as_str();
-    let plain = name.ends_with(".zip")
-        && !name.starts_with(crate::new_file::TEMP_PREFIX)
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\', ':', '\0']);
-    if !plain {
+    if !super::chain::is_plain_archive_name(name) {
         return Err((
             manifest::MANIFEST_ENTRY,
             format!("its parent {name:?} is not the plain name of an archive beside it"),

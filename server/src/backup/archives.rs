@@ -122,6 +122,7 @@ pub fn latest_member(
     };
     latest_matching(rules, destinations, requested, database, None, |a| {
         is_direct_member(&collection, &a.location)
+            && super::chain::is_plain_archive_name(super::chain::file_name(&a.location))
     })
 }
 
@@ -310,6 +311,17 @@ fn from_export_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_direct_member_is_a_file_right_in_the_collection() {
+        assert!(is_direct_member("/b/coll", "/b/coll/x.zip"));
+        assert!(is_direct_member("/b/coll/", "/b/coll/x.zip"));
+        assert!(!is_direct_member("/b/coll", "/b/coll/sub/x.zip"));
+        assert!(!is_direct_member("/b/coll", "/b/coll2/x.zip"));
+        assert!(is_direct_member("offsite:", "offsite:x.zip"));
+        assert!(!is_direct_member("offsite:", "offsite:p/x.zip"));
+        assert!(is_direct_member("offsite:p", "offsite:p/x.zip"));
+    }
 
     #[test]
     fn only_archives_and_exports_are_candidates() {

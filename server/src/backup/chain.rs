@@ -24,6 +24,17 @@ pub type Opener<'o, 'a> = &'o dyn Fn(&str) -> Result<AnyArchive<'a>, BackupError
 /// How many links a chain may have: a bound against a crafted loop of parents.
 pub const MAX_LINKS: usize = 10_000;
 
+/// Whether `name` is what an increment may name as its parent: the plain name of an
+/// archive file (`.zip`, no `/`, `\`, `:` or NUL, not hidden or temporary).
+pub fn is_plain_archive_name(name: &str) -> bool {
+    name.ends_with(".zip") && !name.starts_with('.') && !name.contains(['/', '\\', ':', '\0'])
+}
+
+/// The file name at the end of a location (`dir/x.zip`, `NAME:prefix/x.zip`).
+pub fn file_name(location: &str) -> &str {
+    location.rsplit(['/', ':']).next().unwrap_or(location)
+}
+
 /// The location of `name` beside `location` (the same directory, or the same prefix).
 pub fn sibling(location: &str, name: &str) -> String {
     if let Some((dir, _)) = location.rsplit_once('/') {
@@ -232,11 +243,7 @@ pub fn plan(
     };
     let parent = open(parent_at)?;
     let named = manifest::Parent {
-        name: parent_at
-            .rsplit(['/', ':'])
-            .next()
-            .unwrap_or(parent_at)
-            .to_owned(),
+        name: file_name(parent_at).to_owned(),
         created_at: parent.manifest.created_at.clone(),
         image_sha256: parent
             .manifest

@@ -517,7 +517,12 @@ impl Backups {
         };
         let incremental = parent.is_some();
         let name = chain::member_name(database, incremental, chrono::Utc::now());
-        let requested = chain::in_collection(location, &name);
+        // Beside its parent, where a reader will look for it: the same directory however the
+        // location was written.
+        let requested = match &parent {
+            Some(parent) => chain::sibling(parent, &name),
+            None => chain::in_collection(location, &name),
+        };
         let target = self.target_of(Kind::Backup, database, &requested, requested_by)?;
         self.start_target(
             Kind::Backup,

@@ -127,7 +127,11 @@ pub fn backup_into(
         false => None,
     };
     let name = chain::member_name(database, incremental, chrono::Utc::now());
-    let to = chain::in_collection(location, &name);
+    // Beside its parent, where a reader will look for it.
+    let to = match &parent {
+        Some(parent) => chain::sibling(parent, &name),
+        None => chain::in_collection(location, &name),
+    };
     // The server's own cache: an increment taken here and one taken by the server agree.
     let digests = DigestCache::new(data_dir.join("system").join("page-digests"));
     let scratch = data_dir.join("databases");
