@@ -49,6 +49,22 @@ async fn fingerprint(client: &Client) -> String {
         .clone()
 }
 
+/// `RESTORE … FROM LATEST IN location` as `copy` holds the rows `admin`'s database has now.
+async fn latest_restores_as_now(
+    server: &crate::harness::TestServer,
+    admin: &Client,
+    location: &str,
+) {
+    let expected = fingerprint(admin).await;
+    admin
+        .batch_execute(&format!(
+            "RESTORE DATABASE default FROM LATEST IN '{location}' WITH (new_db_name = 'copy')"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+}
+
 /// `BACKUP … INTO 'coll'`: the archive's path and size.
 async fn backup_into(client: &Client, incremental: bool) -> (PathBuf, u64) {
     let with = if incremental {
@@ -255,12 +271,7 @@ async fn an_increment_without_cached_digests_rebuilds_its_parent() {
     .await[0];
     let written = PathBuf::from(&row[2]);
     assert!(written.parent().unwrap().ends_with("coll"), "{row:?}");
-    let expected = fingerprint(&admin).await;
-    admin
-        .batch_execute("RESTORE DATABASE default FROM LATEST IN 'coll' WITH (new_db_name = 'copy')")
-        .await
-        .unwrap();
-    assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+    latest_restores_as_now(&server, &admin, "coll").await;
     drop(admin);
     let (status, logs) = server.terminate();
     assert!(status.success(), "{logs}");
@@ -329,14 +340,7 @@ async fn a_chain_in_a_destination_restores_from_the_store() {
         downloaded.to_str().unwrap(),
     ]);
     zip_tools_accept(&downloaded);
-    let expected = fingerprint(&admin).await;
-    admin
-        .batch_execute(
-            "RESTORE DATABASE default FROM LATEST IN 'offsite:coll' WITH (new_db_name = 'copy')",
-        )
-        .await
-        .unwrap();
-    assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+    latest_restores_as_now(&server, &admin, "offsite:coll").await;
 }
 
 /// A database that shrank (VACUUM) rebuilds to its new size, and an increment builds on the
@@ -411,12 +415,5 @@ async fn a_plugin_adds_increments_to_a_collection() {
         .await
         .unwrap_err();
     assert!(message(&err).contains("nope"), "{}", message(&err));
-    let expected = fingerprint(&admin).await;
-    admin
-        .batch_execute(
-            "RESTORE DATABASE default FROM LATEST IN 'plugcoll' WITH (new_db_name = 'copy')",
-        )
-        .await
-        .unwrap();
-    assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+    latest_restores_as_now(&server, &admin, "plugcoll").await;
 }
