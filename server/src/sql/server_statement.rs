@@ -409,6 +409,12 @@ fn console_backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<B
             .unwrap_or_else(|_| Literal::Text(value.to_owned()));
         options.push((name.to_owned(), value));
     }
+    if into.is_some() && path.ends_with(".zip") {
+        return Err(format!(
+            "-incremental names a directory (its archives are named by their time), not {path}; the console form is {}",
+            statement.console
+        ));
+    }
     Ok(Backup {
         database: None,
         path,
@@ -942,6 +948,10 @@ mod tests {
         assert!(matches!(
             parse_text("BACKUP DATABASE sales TO 'a.zip' WITH (incremental)"),
             Some(Err(m)) if m.contains("goes INTO a collection")
+        ));
+        assert!(matches!(
+            parse_text("BACKUP DATABASE x.zip -incremental"),
+            Some(Err(m)) if m.contains("names a directory")
         ));
         assert_eq!(
             parse_text("BACKUP DATABASE /backups/sales -incremental -compressionLevel=1"),
