@@ -235,10 +235,11 @@ pub fn plan(
             source,
         }
     };
-    let (now, image) = incremental::digests(copy, snapshot.page_size).map_err(io(copy))?;
-    let image = manifest::hex(&image);
-    digests.store(&image, &now);
     let Some(parent_at) = parent else {
+        // Summed only to be kept: the next increment's parent is this archive.
+        digests
+            .sum(copy, snapshot.page_size, None)
+            .map_err(io(copy))?;
         return Ok(Body::Full);
     };
     let parent = open(parent_at)?;
@@ -273,35 +274,45 @@ pub fn plan(
     // An increment on a broken chain could never be restored: its manifests are checked
     // first (the pages are, when it is rebuilt below or restored).
     follow(&parent, parent_at, open)?;
-    let before = match digests.load(&named.image_sha256) {
-        Some(known) => known,
-        None => {
-            // Not summed here (another server wrote it, or the cache was trimmed): its image
-            // is rebuilt from the chain, which also proves the chain.
-            let dir = tempfile::Builder::new()
-                .prefix(super::files::TEMP_PREFIX)
-                .tempdir_in(scratch)
-                .map_err(|source| BackupError::Io {
-                    action: "creating a scratch directory in",
-                    path: scratch.to_owned(),
-                    source,
-                })?;
-            let rebuilt = dir.path().join("parent.sqlite");
-            rebuild(parent, parent_at, open, &rebuilt, progress)?;
-            let (known, _) =
-                incremental::digests(&rebuilt, snapshot.page_size).map_err(io(&rebuilt))?;
-            digests.store(&named.image_sha256, &known);
-            known
+    if !digests.has(&named.image_sha256) {
+        // Not summed here (another server wrote it, or the cache was trimmed): its image is
+        // rebuilt from the chain, which also proves the chain, and summed.
+        let dir = tempfile::Builder::new()
+            .prefix(super::files::TEMP_PREFIX)
+            .tempdir_in(scratch)
+            .map_err(|source| BackupError::Io {
+                action: "creating a scratch directory in",
+                path: scratch.to_owned(),
+                source,
+            })?;
+        let rebuilt = dir.path().join("parent.sqlite");
+        rebuild(parent, parent_at, open, &rebuilt, progress)?;
+        digests
+            .sum(&rebuilt, snapshot.page_size, None)
+            .map_err(io(&rebuilt))?;
+        if !digests.has(&named.image_sha256) {
+            return Err(BackupError::Io {
+                action: "keeping page digests (an increment compares against them) in",
+                path: digests.dir().to_owned(),
+                source: std::io::Error::other(
+                    "the directory could not be written; make it writable, or take a full backup",
+                ),
+            });
+        }
+    }
+    let (image, changed) = digests
+        .sum(copy, snapshot.page_size, Some(&named.image_sha256))
+        .map_err(io(copy))?;
+    let pages = match changed {
+        Some(incremental::Changed::Pages(pages)) => pages,
+        _ => {
+            tracing::info!(
+                parent = parent_at,
+                "too many pages changed for an increment; writing a full archive"
+            );
+            return Ok(Body::Full);
         }
     };
-    let pages = incremental::changed_pages(&before, &now);
-    if pages.len() as u64 * 4 > incremental::MAX_MAP_BYTES {
-        tracing::info!(
-            pages = pages.len(),
-            "too many pages changed for an increment; writing a full archive"
-        );
-        return Ok(Body::Full);
-    }
     Ok(Body::Increment {
         parent: named,
         pages,

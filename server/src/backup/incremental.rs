@@ -23,17 +23,35 @@ pub type PageDigest = [u8; 32];
 /// is written as a full archive instead.
 pub const MAX_MAP_BYTES: u64 = 64 << 20;
 
-/// The digests of every page of the image at `path`, and the image's own SHA-256, in one
-/// read.
-pub fn digests(path: &Path, page_size: u64) -> io::Result<(Vec<PageDigest>, PageDigest)> {
+/// Pages of an image that differ from its parent's, found while summing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// Their 1-based numbers, ascending.
+    Pages(Vec<u32>),
+    /// More than an increment may list ([`MAX_MAP_BYTES`]): the list was not kept.
+    TooMany,
+}
+
+/// Reads the image at `path` page by page, in one pass and bounded memory: returns its
+/// SHA-256, writes each page's digest to `out`, and with `parent` (an earlier image's page
+/// digests, read in step) also returns the pages whose digest differs or that lie past the
+/// parent's end.
+pub fn sum(
+    path: &Path,
+    page_size: u64,
+    out: &mut dyn Write,
+    mut parent: Option<&mut dyn Read>,
+) -> io::Result<(PageDigest, Option<Changed>)> {
     let page = usize::try_from(page_size).map_err(io::Error::other)?;
     if page == 0 {
         return Err(io::Error::other("a page size of 0"));
     }
+    let most = usize::try_from(MAX_MAP_BYTES / 4).unwrap_or(usize::MAX);
     let mut file = io::BufReader::with_capacity(1 << 20, File::open(path)?);
     let mut image = Sha256::new();
-    let mut pages = Vec::new();
     let mut buffer = vec![0u8; page];
+    let mut changed = parent.is_some().then(|| Changed::Pages(Vec::new()));
+    let mut number: u32 = 0;
     loop {
         let n = read_full(&mut file, &mut buffer)?;
         if n == 0 {
@@ -45,10 +63,25 @@ pub fn digests(path: &Path, page_size: u64) -> io::Result<(Vec<PageDigest>, Page
                 path.display()
             )));
         }
+        number = number
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("more pages than SQLite numbers"))?;
         image.update(&buffer);
-        pages.push(Sha256::digest(&buffer).into());
+        let digest: PageDigest = Sha256::digest(&buffer).into();
+        out.write_all(&digest)?;
+        if let Some(parent) = parent.as_mut() {
+            let mut before = [0u8; 32];
+            let same = read_full(parent, &mut before)? == before.len() && before == digest;
+            if !same && let Some(Changed::Pages(pages)) = &mut changed {
+                if pages.len() < most {
+                    pages.push(number);
+                } else {
+                    changed = Some(Changed::TooMany);
+                }
+            }
+        }
     }
-    Ok((pages, image.finalize().into()))
+    Ok((image.finalize().into(), changed))
 }
 
 /// Reads until `buffer` is full or the input ends; returns the bytes read.
@@ -63,15 +96,6 @@ fn read_full(input: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-/// The 1-based numbers of the pages of `now` that an increment on `parent` must hold.
-pub fn changed_pages(parent: &[PageDigest], now: &[PageDigest]) -> Vec<u32> {
-    now.iter()
-        .enumerate()
-        .filter(|(i, digest)| parent.get(*i) != Some(digest))
-        .filter_map(|(i, _)| u32::try_from(i + 1).ok())
-        .collect()
 }
 
 /// The page map as stored: each number as 4 bytes, little-endian.
@@ -241,40 +265,75 @@ impl DigestCache {
         named.then(|| self.dir.join(format!("{image_sha256}.digests")))
     }
 
-    /// The digests of the image with SHA-256 `image_sha256`, if they were kept.
-    pub fn load(&self, image_sha256: &str) -> Option<Vec<PageDigest>> {
-        let bytes = std::fs::read(self.file(image_sha256)?).ok()?;
-        if bytes.len() % 32 != 0 {
-            return None;
-        }
-        Some(
-            bytes
-                .chunks_exact(32)
-                .filter_map(|c| c.try_into().ok())
-                .collect(),
-        )
+    /// Where the digests are kept.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// Keeps `digests` for the image `image_sha256`; failures are logged, not raised.
-    pub fn store(&self, image_sha256: &str, digests: &[PageDigest]) {
-        let Some(path) = self.file(image_sha256) else {
-            return;
+    /// Whether the digests of the image with SHA-256 `image_sha256` are kept.
+    pub fn has(&self, image_sha256: &str) -> bool {
+        self.file(image_sha256).is_some_and(|f| f.is_file())
+    }
+
+    /// [`sum`]s the image at `path` against the kept digests of `parent` (an image SHA-256,
+    /// which must be kept: see [`Self::has`]), and keeps the image's own digests for the next
+    /// increment. Returns the image's SHA-256 (hex). Keeping is best effort: when the
+    /// directory cannot be written, the digests are not kept (and logged).
+    pub fn sum(
+        &self,
+        path: &Path,
+        page_size: u64,
+        parent: Option<&str>,
+    ) -> io::Result<(String, Option<Changed>)> {
+        let mut before = match parent {
+            Some(sha) => {
+                let file = self
+                    .file(sha)
+                    .ok_or_else(|| io::Error::other(format!("{sha:?} is not an image SHA-256")))?;
+                Some(io::BufReader::new(File::open(file)?))
+            }
+            None => None,
         };
-        let stored = std::fs::DirBuilder::new()
+        // Owner-only (tempfile's mode), and removed on any failure when dropped.
+        let temp = std::fs::DirBuilder::new()
             .recursive(true)
             .create(&self.dir)
             .and_then(|()| {
-                // Owner-only (tempfile's mode), and removed on any failure when dropped.
-                let mut temp = tempfile::Builder::new()
+                tempfile::Builder::new()
                     .prefix(crate::new_file::TEMP_PREFIX)
-                    .tempfile_in(&self.dir)?;
-                temp.write_all(&digests.concat())?;
-                temp.persist(&path).map(drop).map_err(|e| e.error)
+                    .tempfile_in(&self.dir)
             });
-        if let Err(e) = stored {
-            tracing::debug!(error = %e, dir = %self.dir.display(), "keeping page digests");
+        let temp = match temp {
+            Ok(temp) => Some(temp),
+            Err(e) => {
+                tracing::debug!(error = %e, dir = %self.dir.display(), "keeping page digests");
+                None
+            }
+        };
+        let mut kept = temp.map(io::BufWriter::new);
+        let mut sink = io::sink();
+        let out: &mut dyn Write = match kept.as_mut() {
+            Some(w) => w,
+            None => &mut sink,
+        };
+        let (image, changed) = sum(
+            path,
+            page_size,
+            out,
+            before.as_mut().map(|r| r as &mut dyn Read),
+        )?;
+        let image = super::manifest::hex(&image);
+        if let (Some(writer), Some(target)) = (kept, self.file(&image)) {
+            let stored = writer
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .and_then(|temp| temp.persist(&target).map(drop).map_err(|e| e.error));
+            if let Err(e) = stored {
+                tracing::debug!(error = %e, dir = %self.dir.display(), "keeping page digests");
+            }
+            self.trim();
         }
-        self.trim();
+        Ok((image, changed))
     }
 
     fn trim(&self) {
@@ -328,11 +387,18 @@ mod tests {
             )
             .unwrap();
         }
-        let (parent, _) = digests(&before, 4096).unwrap();
-        let (now, image) = digests(&after, 4096).unwrap();
-        let changed = changed_pages(&parent, &now);
+        // Through the cache, as a backup into a collection does.
+        let cache = DigestCache::new(dir.path().join("digests"));
+        let (parent, none) = cache.sum(&before, 4096, None).unwrap();
+        assert_eq!(none, None);
+        assert!(cache.has(&parent));
+        let (image, changed) = cache.sum(&after, 4096, Some(&parent)).unwrap();
+        let Some(Changed::Pages(changed)) = changed else {
+            panic!("{changed:?}");
+        };
+        let pages = std::fs::metadata(&after).unwrap().len() as usize / 4096;
         assert!(
-            !changed.is_empty() && changed.len() < now.len() / 2,
+            !changed.is_empty() && changed.len() < pages / 2,
             "{changed:?}"
         );
 
@@ -342,7 +408,7 @@ mod tests {
             .read_to_end(&mut entry)
             .unwrap();
         assert_eq!(entry.len(), changed.len() * 4096);
-        let map = decode_map(&encode_map(&changed), now.len() as u64).unwrap();
+        let map = decode_map(&encode_map(&changed), pages as u64).unwrap();
         let rebuilt = dir.path().join("rebuilt.db");
         std::fs::copy(&before, &rebuilt).unwrap();
         let file = std::fs::OpenOptions::new()
@@ -352,9 +418,12 @@ mod tests {
         PagePlacer::new(&file, &map, 4096)
             .write_all(&entry)
             .unwrap();
-        file.set_len(now.len() as u64 * 4096).unwrap();
+        file.set_len(pages as u64 * 4096).unwrap();
         drop(file);
-        assert_eq!(image_digest(&rebuilt).unwrap(), image);
+        assert_eq!(
+            super::super::manifest::hex(&image_digest(&rebuilt).unwrap()),
+            image
+        );
         let conn = Connection::open(&rebuilt).unwrap();
         let count: i64 = conn
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
