@@ -373,13 +373,26 @@ pub fn backups_dir(site: &Site) -> PathBuf {
 
 /// The values of the first column of every row.
 pub async fn column(client: &Client, sql: &str) -> Vec<String> {
+    texts(client, sql)
+        .await
+        .into_iter()
+        .map(|row| row.into_iter().next().unwrap_or_default())
+        .collect()
+}
+
+/// Every row of a simple query, each column as text (NULL as "").
+pub async fn texts(client: &Client, sql: &str) -> Vec<Vec<String>> {
     client
         .simple_query(sql)
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap_or("").to_owned()),
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).unwrap_or("").to_owned())
+                    .collect(),
+            ),
             _ => None,
         })
         .collect()

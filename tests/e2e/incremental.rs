@@ -5,27 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use crate::harness::{Site, message, run};
-
-/// Every row of a simple query, as text (NULL as "").
-async fn texts(client: &Client, sql: &str) -> Vec<Vec<String>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).unwrap_or("").to_owned())
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
+use crate::harness::{Site, message, run, texts};
 
 /// Table `t` with `rows` rows of about 110 bytes.
 async fn table_t(client: &Client, rows: u32) {

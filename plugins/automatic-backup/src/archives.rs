@@ -663,15 +663,18 @@ mod tests {
             keep_last: 1,
             ..Retention::default()
         };
-        let verdicts = review(
-            Path::new("/nowhere"),
-            "sales",
-            &template,
-            &ledger,
-            Some(&listing),
-            &keep_last_1,
-            UTC,
-        );
+        let reviewed = |ledger: &[ArchiveRecord], listing: &Listing| {
+            review(
+                Path::new("/nowhere"),
+                "sales",
+                &template,
+                ledger,
+                Some(listing),
+                &keep_last_1,
+                UTC,
+            )
+        };
+        let verdicts = reviewed(&ledger, &listing);
         let by_day: Vec<(u32, bool)> = verdicts
             .iter()
             .map(|v| (chrono::Datelike::day(&v.created_at), v.remove))
@@ -689,15 +692,7 @@ mod tests {
         );
         // Missing for an hour only: kept in the ledger (and out of retention's count).
         ledger[4].missing_since = Some(listing.listed_at - chrono::Duration::hours(1));
-        let recent = review(
-            Path::new("/nowhere"),
-            "sales",
-            &template,
-            &ledger,
-            Some(&listing),
-            &keep_last_1,
-            UTC,
-        );
+        let recent = reviewed(&ledger, &listing);
         assert!(
             recent
                 .iter()
