@@ -136,7 +136,7 @@ async fn incompressible(client: &tokio_postgres::Client, rows: u32) {
 
 /// Adds the builtin automatic-backup plugin to `site`'s config, with `settings` as its
 /// config file.
-fn with_automatic_backup(site: &Site, settings: &str) {
+pub(crate) fn with_automatic_backup(site: &Site, settings: &str) {
     let config = std::fs::read_to_string(site.config_path()).unwrap();
     std::fs::write(
         site.config_path(),

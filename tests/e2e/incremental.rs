@@ -37,14 +37,24 @@ async fn latest_restores_as_now(
     admin: &Client,
     location: &str,
 ) {
+    latest_restores_as_now_in(server, admin, location, "copy").await;
+}
+
+/// As [`latest_restores_as_now`], into database `copy`.
+async fn latest_restores_as_now_in(
+    server: &crate::harness::TestServer,
+    admin: &Client,
+    location: &str,
+    copy: &str,
+) {
     let expected = fingerprint(admin).await;
     admin
         .batch_execute(&format!(
-            "RESTORE DATABASE default FROM LATEST IN '{location}' WITH (new_db_name = 'copy')"
+            "RESTORE DATABASE default FROM LATEST IN '{location}' WITH (new_db_name = '{copy}')"
         ))
         .await
         .unwrap();
-    assert_eq!(fingerprint(&server.admin("copy").await).await, expected);
+    assert_eq!(fingerprint(&server.admin(copy).await).await, expected);
 }
 
 /// `BACKUP … INTO 'coll'`: the archive's path and size.
@@ -398,4 +408,197 @@ async fn a_plugin_adds_increments_to_a_collection() {
         .unwrap_err();
     assert!(message(&err).contains("nope"), "{}", message(&err));
     latest_restores_as_now(&server, &admin, "plugcoll").await;
+}
+
+/// `CALL automatic_backup.run('default')`: the archive's file name, and how many were pruned.
+async fn plugin_run(client: &Client) -> (String, usize) {
+    let row =
+        &crate::automatic_backup::rows(client, "CALL automatic_backup.run('default')").await[0];
+    let archive = &row["archive"];
+    let file = archive.rsplit(['/', ':']).next().unwrap().to_owned();
+    (file, row["pruned"].parse().unwrap())
+}
+
+/// What `prune(dry_run => true)` says of each archive: (file, action, reason, kind).
+async fn prune_plan(client: &Client) -> Vec<(String, String, String, String)> {
+    crate::automatic_backup::rows(client, "CALL automatic_backup.prune(dry_run => true)")
+        .await
+        .into_iter()
+        .map(|r| {
+            (
+                r["archive"].clone(),
+                r["action"].clone(),
+                r["reason"].clone(),
+                r["kind"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
+}
+
+/// The automatic-backup plugin's `mode = "incremental"`: a full archive every `full_every`
+/// archives with increments between, retention that removes only whole chains (a kept
+/// increment keeps everything it needs), and a chain whose full archive an operator deleted:
+/// left alone, counted for nothing, while the next run starts a new chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_keeps_and_removes_whole_chains() {
+    let site = crate::automatic_backup::site(
+        "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\nmode = \"incremental\"\nfull_every = 3\n[retention]\nkeep_last = 2\n",
+    );
+    let server = site.start();
+    let admin = server.admin("default").await;
+    table_t(&admin, 20_000).await;
+    let dir = crate::automatic_backup::archive_dir(&site);
+    let mut written = Vec::new();
+    for run in 0..5 {
+        if run > 0 {
+            admin
+                .batch_execute(&format!("UPDATE t SET k = k + 1 WHERE id % 97 = {run}"))
+                .await
+                .unwrap();
+        }
+        let (file, pruned) = plugin_run(&admin).await;
+        // Nothing goes while the oldest chain holds up a kept increment.
+        assert_eq!(pruned, if run == 4 { 3 } else { 0 }, "run {run}");
+        written.push(file);
+        if run == 3 {
+            let plan = prune_plan(&admin).await;
+            let reason_of = |file: &str| {
+                plan.iter()
+                    .find(|p| p.0 == file)
+                    .map(|p| p.2.clone())
+                    .unwrap()
+            };
+            assert_eq!(reason_of(&written[3]), "kept: last");
+            assert_eq!(reason_of(&written[2]), "kept: last");
+            assert_eq!(
+                reason_of(&written[1]),
+                format!("kept: parent of {}", written[2])
+            );
+            assert_eq!(
+                reason_of(&written[0]),
+                format!("kept: parent of {}", written[1])
+            );
+            assert!(plan.iter().all(|p| p.1 == "keep"), "{plan:?}");
+        }
+    }
+    let kinds: Vec<&str> = written
+        .iter()
+        .map(|f| f.rsplit('-').next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["full.zip", "incr.zip", "incr.zip", "full.zip", "incr.zip"],
+        "{written:?}"
+    );
+    assert_eq!(
+        crate::automatic_backup::files(&dir),
+        sorted(written[3..].to_vec()),
+        "the first chain went whole, the second stays whole"
+    );
+    let plan = prune_plan(&admin).await;
+    assert_eq!(
+        plan.iter().map(|p| p.3.as_str()).collect::<Vec<_>>(),
+        ["incremental", "full"]
+    );
+    latest_restores_as_now(&server, &admin, "auto").await;
+
+    // An operator deletes the newest chain's full archive: its increment restores nothing,
+    // and the next run is a full one (not a failure, not an increment on a lost parent).
+    std::fs::remove_file(dir.join(&written[3])).unwrap();
+    admin
+        .batch_execute("UPDATE t SET k = -k WHERE id % 50 = 0")
+        .await
+        .unwrap();
+    let (file, pruned) = plugin_run(&admin).await;
+    assert!(file.ends_with("-full.zip"), "{file}");
+    assert_eq!(pruned, 0);
+    let plan = prune_plan(&admin).await;
+    let orphan = plan.iter().find(|p| p.0 == written[4]).unwrap();
+    assert_eq!(orphan.1, "keep");
+    assert!(
+        orphan.2.contains("its chain lacks") && orphan.2.contains(&written[3]),
+        "{orphan:?}"
+    );
+    assert_eq!(
+        crate::automatic_backup::files(&dir),
+        sorted(vec![written[4].clone(), file])
+    );
+    latest_restores_as_now_in(&server, &admin, "auto", "copy2").await;
+}
+
+/// The same in a destination: chains of two, keep_last = 1, in an S3 bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_keeps_whole_chains_in_a_bucket() {
+    let crate::destinations::Offsite { s3, site, server } = crate::destinations::offsite(|site| {
+        crate::destinations::with_automatic_backup(
+            site,
+            "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"offsite:auto\"\nmode = \"incremental\"\nfull_every = 2\n[retention]\nkeep_last = 1\n",
+        )
+    });
+    let _site = site;
+    let admin = server.admin("default").await;
+    table_t(&admin, 5000).await;
+    let keys = || {
+        let (objects, _) = s3.objects("cairn-backups");
+        sorted(
+            objects
+                .into_iter()
+                .map(|(k, _)| k.trim_start_matches("prod/auto/").to_owned())
+                .collect(),
+        )
+    };
+    let mut written = Vec::new();
+    for run in 0..4 {
+        admin
+            .batch_execute(&format!("UPDATE t SET k = k + 1 WHERE id % 31 = {run}"))
+            .await
+            .unwrap();
+        let (file, pruned) = plugin_run(&admin).await;
+        assert_eq!(pruned, if run == 2 { 2 } else { 0 }, "run {run}");
+        written.push(file);
+    }
+    assert!(written[2].ends_with("-full.zip") && written[3].ends_with("-incr.zip"));
+    assert_eq!(keys(), sorted(written[2..].to_vec()));
+    latest_restores_as_now(&server, &admin, "offsite:auto").await;
+}
+
+/// An increment someone else wrote (`BACKUP … INTO` the plugin's directory) on one of the
+/// plugin's archives: retention keeps that parent, though no rule of its own would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_never_orphans_an_increment_it_did_not_write() {
+    let site = crate::automatic_backup::site(
+        "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\nmode = \"incremental\"\nfull_every = 2\n[retention]\nkeep_last = 1\n",
+    );
+    let server = site.start();
+    let admin = server.admin("default").await;
+    table_t(&admin, 5000).await;
+    let (first, _) = plugin_run(&admin).await;
+    admin
+        .batch_execute("UPDATE t SET k = 0 WHERE id % 10 = 0")
+        .await
+        .unwrap();
+    let manual = &texts(
+        &admin,
+        "BACKUP DATABASE default INTO 'auto' WITH (incremental)",
+    )
+    .await[0][2];
+    let manual = manual.rsplit('/').next().unwrap().to_owned();
+    let (increment, _) = plugin_run(&admin).await;
+    let (second_full, pruned) = plugin_run(&admin).await;
+    assert!(second_full.ends_with("-full.zip"), "{second_full}");
+    assert_eq!(pruned, 1, "only the plugin's own increment went");
+    let dir = crate::automatic_backup::archive_dir(&site);
+    assert_eq!(
+        crate::automatic_backup::files(&dir),
+        sorted(vec![first.clone(), manual.clone(), second_full])
+    );
+    assert!(!dir.join(increment).exists());
+    let plan = prune_plan(&admin).await;
+    let kept = plan.iter().find(|p| p.0 == first).unwrap();
+    assert_eq!(kept.2, format!("kept: parent of {manual}"));
 }

@@ -2,8 +2,9 @@
 //!
 //! An archive is considered only if every check passes: it is in the ledger (this plugin
 //! wrote it), it was verified, it is still the file that was written (same size, same kind of
-//! contents), its name is one the template makes for the database, and its manifest names the
-//! database. Everything else in the directory (foreign files, temporary files, other
+//! contents), its name is one the template (or the server, for the members of a collection)
+//! makes for the database, and its manifest names the database. Among those, the rules choose
+//! restorable points and keep every chain whole (see [`chains`]). Everything else in the directory (foreign files, temporary files, other
 //! databases' archives, files changed since) is never touched. Each kind (ZIP archives,
 //! exports) is retained on its own, so files of one kind never push out those of the other.
 //! A record whose file is missing is dropped only when its directory is the very directory
@@ -17,7 +18,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::naming::Template;
+use crate::chains;
+use crate::naming::{self, Template};
 use crate::retention::Retention;
 use crate::state::{ArchiveKind, ArchiveRecord};
 
@@ -35,6 +37,8 @@ pub struct Verdict {
     pub remove: bool,
     /// The rules that keep it, why it is out of retention's reach, or "expired".
     pub reason: String,
+    /// Of an increment: the file name of its parent.
+    pub parent: Option<String>,
 }
 
 /// What the destinations of a ledger hold.
@@ -68,6 +72,8 @@ pub struct Listed {
     pub bytes: u64,
     /// Why the server could not read it as an archive or export.
     pub problem: Option<String>,
+    /// Of an increment: the file name of its parent.
+    pub parent: Option<String>,
 }
 
 /// Decides what retention keeps among `records` (the ledger of `database`); `target` is the
@@ -86,6 +92,8 @@ pub fn review(
 ) -> Vec<Verdict> {
     let mut verdicts = Vec::new();
     let mut candidates: BTreeMap<ArchiveKind, Vec<&ArchiveRecord>> = BTreeMap::new();
+    // The parents that archives retention cannot touch build on stay too.
+    let mut needed = needed_by_others(target, database, records, listing);
     for record in records {
         let judged = match &record.location {
             Some(location) => eligible_listed(location, listing, database, template, record),
@@ -93,38 +101,111 @@ pub fn review(
         };
         match judged {
             Eligibility::Gone => {}
-            Eligibility::Untouchable(kind, why) => verdicts.push(Verdict {
-                file: record.file.clone(),
-                path: path_of(target, record),
-                location: record.location.clone(),
-                created_at: record.created_at,
-                kind,
-                remove: false,
-                reason: why,
-            }),
+            Eligibility::Untouchable(kind, why) => {
+                if let Some(parent) = parent_key(target, record) {
+                    needed.push((record.file.clone(), parent));
+                }
+                verdicts.push(Verdict {
+                    file: record.file.clone(),
+                    path: path_of(target, record),
+                    location: record.location.clone(),
+                    created_at: record.created_at,
+                    kind,
+                    remove: false,
+                    reason: why,
+                    parent: record.parent.clone(),
+                });
+            }
             Eligibility::Candidate(kind) => candidates.entry(kind).or_default().push(record),
         }
     }
     for (kind, records) in candidates {
-        let created: Vec<DateTime<Utc>> = records.iter().map(|r| r.created_at).collect();
-        for (record, reasons) in records.iter().zip(retention.plan(&created, zone)) {
+        let members = members_of(target, &records);
+        let file_of = |key: &str| {
+            Path::new(key)
+                .file_name()
+                .map_or_else(|| key.to_owned(), |f| f.to_string_lossy().into_owned())
+        };
+        for (record, fate) in records
+            .iter()
+            .zip(chains::decide(&members, &needed, retention, zone))
+        {
+            let reason = match &fate {
+                chains::Fate::Remove => "expired".into(),
+                chains::Fate::Kept(reasons) => format!("kept: {}", reasons.join(", ")),
+                chains::Fate::ParentOf(child) => {
+                    format!("kept: parent of {}", file_of(child))
+                }
+                chains::Fate::Broken(missing) => format!(
+                    "left alone: its chain lacks {} (missing, unverified or out of reach), so it restores nothing now",
+                    file_of(missing)
+                ),
+            };
             verdicts.push(Verdict {
                 file: record.file.clone(),
                 path: path_of(target, record),
                 location: record.location.clone(),
                 created_at: record.created_at,
                 kind: Some(kind),
-                remove: reasons.is_empty(),
-                reason: if reasons.is_empty() {
-                    "expired".into()
-                } else {
-                    format!("kept: {}", reasons.join(", "))
-                },
+                remove: fate.removes(),
+                reason,
+                parent: record.parent.clone(),
             });
         }
     }
     verdicts.sort_by_key(|v| std::cmp::Reverse(v.created_at));
     verdicts
+}
+
+/// The archive the next increment builds on: among `records` that `here` accepts (those in
+/// the collection being written), the newest ZIP archive retention could consider whose chain
+/// is whole; with its chain's length and when its full archive was taken.
+pub fn next_parent<'r>(
+    target: &Path,
+    database: &str,
+    template: &Template,
+    records: &'r [ArchiveRecord],
+    listing: Option<&Listing>,
+    here: impl Fn(&ArchiveRecord) -> bool,
+) -> Option<(&'r ArchiveRecord, usize, DateTime<Utc>)> {
+    let candidates: Vec<&ArchiveRecord> = records
+        .iter()
+        .filter(|r| here(r))
+        .filter(|r| {
+            let judged = match &r.location {
+                Some(location) => eligible_listed(location, listing, database, template, r),
+                None => eligible(target, database, template, r),
+            };
+            matches!(judged, Eligibility::Candidate(ArchiveKind::Full))
+        })
+        .collect();
+    let members = members_of(target, &candidates);
+    let (newest, links, full_at) = chains::newest_restorable(&members)?;
+    Some((candidates[newest], links, full_at))
+}
+
+/// The records as members of chains, keyed by where they are.
+fn members_of(target: &Path, records: &[&ArchiveRecord]) -> Vec<chains::Member> {
+    records
+        .iter()
+        .map(|r| chains::Member {
+            key: path_of(target, r).display().to_string(),
+            parent: parent_key(target, r),
+            created_at: r.created_at,
+        })
+        .collect()
+}
+
+/// The key (as [`chains::Member`] names archives) of the archive `record` builds on: a
+/// sibling of its file.
+pub fn parent_key(target: &Path, record: &ArchiveRecord) -> Option<String> {
+    let parent = record.parent.as_deref()?;
+    Some(
+        path_of(target, record)
+            .with_file_name(parent)
+            .display()
+            .to_string(),
+    )
 }
 
 /// The file of `record`: in the directory it was written in, or in `target`; for one in a
@@ -195,7 +276,7 @@ fn eligible(
     if metadata.len() != record.bytes {
         return untouchable(record.kind, "changed since it was written");
     }
-    if !template.matches(database, &record.file) {
+    if !fits(template, database, &record.file) {
         return untouchable(record.kind, "its name does not fit target_file_name");
     }
     let actual = match kind_of(&path) {
@@ -262,7 +343,7 @@ fn eligible_listed(
     if listed.bytes != record.bytes || listed.created_at != Some(record.created_at) {
         return untouchable(record.kind, "changed since it was written");
     }
-    if !template.matches(database, &record.file) {
+    if !fits(template, database, &record.file) {
         return untouchable(record.kind, "its name does not fit target_file_name");
     }
     let Some(actual) = listed.kind else {
@@ -278,6 +359,12 @@ fn eligible_listed(
             &format!("its manifest names database {named:?}"),
         ),
     }
+}
+
+/// Whether `file` is a name this plugin writes for `database`: by the template, or as the
+/// server names the members of a collection (`mode = "incremental"`).
+fn fits(template: &Template, database: &str, file: &str) -> bool {
+    template.matches(database, file) || naming::is_collection_member(database, file)
 }
 
 /// Why `record` cannot be the file, if it holds another kind than was recorded.
@@ -317,6 +404,14 @@ pub fn manifest_database(path: &Path) -> Result<String, String> {
     if kind_of(path)? == ArchiveKind::Export {
         return export_database(path);
     }
+    manifest(path)?["database"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "no database in the manifest".into())
+}
+
+/// A ZIP archive's `manifest.json`, when it is a Cairn backup's.
+fn manifest(path: &Path) -> Result<serde_json::Value, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| e.to_string())?;
     let mut entry = archive
@@ -332,10 +427,59 @@ pub fn manifest_database(path: &Path) -> Result<String, String> {
     if manifest["format"] != "cairn-backup" {
         return Err("not a Cairn backup manifest".into());
     }
-    manifest["database"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| "no database in the manifest".into())
+    Ok(manifest)
+}
+
+/// The parents that increments of `database` this plugin did not write (`BACKUP … INTO`
+/// by someone, into the same directory or prefix) build on, as `needed` by
+/// [`chains::decide`]: an archive of the ledger that one of them needs is never removed.
+fn needed_by_others(
+    target: &Path,
+    database: &str,
+    records: &[ArchiveRecord],
+    listing: Option<&Listing>,
+) -> Vec<(String, String)> {
+    let ours: std::collections::BTreeSet<PathBuf> =
+        records.iter().map(|r| path_of(target, r)).collect();
+    let mut needed = Vec::new();
+    // In the directories of the ledger: increments by the server's names, read for their
+    // parent.
+    let directories: std::collections::BTreeSet<PathBuf> = records
+        .iter()
+        .filter(|r| r.location.is_none())
+        .filter_map(|r| path_of(target, r).parent().map(Path::to_owned))
+        .collect();
+    for directory in directories {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = directory.join(&name);
+            if !name.ends_with("-incr.zip")
+                || !naming::is_collection_member(database, &name)
+                || ours.contains(&path)
+            {
+                continue;
+            }
+            if let Some(parent) = manifest(&path)
+                .ok()
+                .and_then(|m| m["parent"]["name"].as_str().map(str::to_owned))
+            {
+                needed.push((name, path.with_file_name(parent).display().to_string()));
+            }
+        }
+    }
+    // In destinations: the listing says what each object builds on.
+    for (location, listed) in listing.map(|l| &l.objects).into_iter().flatten() {
+        if let Some(parent) = &listed.parent
+            && !ours.contains(Path::new(location))
+        {
+            let key = Path::new(location).with_file_name(parent);
+            needed.push((location.clone(), key.display().to_string()));
+        }
+    }
+    needed
 }
 
 /// The database an export's first line (its header) names.
@@ -388,6 +532,7 @@ mod tests {
     ) -> ArchiveRecord {
         ArchiveRecord {
             missing_since: None,
+            parent: None,
             location: None,
             file: file.into(),
             created_at: Utc.with_ymd_and_hms(2026, 5, 1, hour, 0, 0).unwrap(),
@@ -556,6 +701,7 @@ mod tests {
             let bytes = write_archive(&dir.path().join(&file), "sales");
             ledger.push(ArchiveRecord {
                 missing_since: None,
+                parent: None,
                 location: None,
                 file,
                 created_at,
@@ -635,6 +781,7 @@ mod tests {
             let location = format!("offsite:auto/{file}");
             ledger.push(ArchiveRecord {
                 missing_since: None,
+                parent: None,
                 location: Some(location.clone()),
                 file,
                 created_at,
@@ -651,6 +798,7 @@ mod tests {
                     created_at: Some(created_at),
                     bytes: if day == 4 { 99 } else { 100 },
                     problem: None,
+                    parent: None,
                 },
             );
         }

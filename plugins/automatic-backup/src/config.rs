@@ -31,6 +31,8 @@ struct Written {
     db_exclude: Vec<String>,
     #[serde(default = "full")]
     mode: String,
+    /// With `mode = "incremental"`: a count of archives, or an age ("7d").
+    full_every: Option<Every>,
     #[serde(default = "default_directory")]
     target_directory: String,
     /// Default: by mode (see [`default_file_name`]).
@@ -78,6 +80,45 @@ enum Size {
     Bytes(i64),
     Text(String),
 }
+
+/// `full_every` as written: a count, or a duration as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Every {
+    Count(i64),
+    Text(String),
+}
+
+/// When `mode = "incremental"` takes a full archive instead of an increment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullEvery {
+    /// When the chain has this many archives (the full one and its increments).
+    Archives(usize),
+    /// When the chain's full archive is this old (give or take a hundredth of it, so that a
+    /// daily schedule with "7d" takes a full every seventh run despite a second's jitter).
+    Age(Duration),
+}
+
+impl FullEvery {
+    /// The default: a full archive and six increments, as a weekly full with daily
+    /// increments.
+    pub const DEFAULT: FullEvery = FullEvery::Archives(7);
+
+    /// Whether the next archive after a chain of `links` archives, whose full one was taken
+    /// at `full_at`, is a full one.
+    pub fn full_due(self, links: usize, full_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        match self {
+            FullEvery::Archives(n) => links >= n,
+            FullEvery::Age(age) => {
+                let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+                now - full_at + age / 100 >= age
+            }
+        }
+    }
+}
+
+/// The longest chain `full_every` may ask for: the server follows at most this many links.
+const MAX_CHAIN: i64 = 10_000;
 
 /// What a run does when the previous run of the same database is still going.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -145,6 +186,9 @@ pub struct Policy {
     pub catch_up: bool,
     /// `None`: every archive is kept.
     pub retention: Option<Retention>,
+    /// With `mode = "incremental"`: archives are members of a collection (named by the
+    /// server), increments on the newest restorable one, and a full one this often.
+    pub chain: Option<FullEvery>,
 }
 
 fn key_error(key: &str, message: impl std::fmt::Display) -> PluginError {
@@ -205,18 +249,59 @@ impl Policy {
         };
         let include = patterns("db_include", &written.db_include)?;
         let exclude = patterns("db_exclude", &written.db_exclude)?;
-        let kind = match written.mode.as_str() {
-            "full" => ArchiveKind::Full,
-            "export" => ArchiveKind::Export,
+        let (kind, incremental) = match written.mode.as_str() {
+            "full" => (ArchiveKind::Full, false),
+            "incremental" => (ArchiveKind::Full, true),
+            "export" => (ArchiveKind::Export, false),
             other => {
                 return Err(key_error(
                     "mode",
                     format!(
-                        "{other:?} is not a mode; write \"full\" (ZIP archives of the storage) or \"export\" (EXPORT DATABASE files: gzip JSON lines)"
+                        "{other:?} is not a mode; write \"full\" (ZIP archives of the storage), \"incremental\" (a full ZIP archive, then only the pages changed since the last) or \"export\" (EXPORT DATABASE files: gzip JSON lines)"
                     ),
                 ));
             }
         };
+        let chain = match (incremental, &written.full_every) {
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(key_error(
+                    "full_every",
+                    format!(
+                        "is set, but mode = {:?} writes only full archives; set mode = \"incremental\" or remove full_every",
+                        written.mode
+                    ),
+                ));
+            }
+            (true, None) => Some(FullEvery::DEFAULT),
+            (true, Some(Every::Count(n))) => match usize::try_from(*n) {
+                Ok(n @ 2..) if n as i64 <= MAX_CHAIN => Some(FullEvery::Archives(n)),
+                _ => {
+                    return Err(key_error(
+                        "full_every",
+                        format!(
+                            "is {n}; write a count of archives from 2 to {MAX_CHAIN} (7: a full one, then six increments) or an age such as \"7d\" (1 would make every archive full: that is mode = \"full\")"
+                        ),
+                    ));
+                }
+            },
+            (true, Some(Every::Text(text))) => {
+                let age = duration::parse(text).map_err(|m| key_error("full_every", m))?;
+                if age.is_zero() {
+                    return Err(key_error(
+                        "full_every",
+                        "is 0; write an age such as \"7d\" or a count such as 7",
+                    ));
+                }
+                Some(FullEvery::Age(age))
+            }
+        };
+        if incremental && written.target_file_name.is_some() {
+            return Err(key_error(
+                "target_file_name",
+                "is set, but with mode = \"incremental\" the server names each archive (<db>-<UTC time>-full.zip or -incr.zip) so that an increment finds its parent beside it; remove target_file_name",
+            ));
+        }
         let export = kind == ArchiveKind::Export;
         if written.target_directory.trim().is_empty() {
             return Err(key_error(
@@ -244,8 +329,11 @@ impl Policy {
                 ),
             ));
         }
-        // Two runs that would want one name: the second would fail, every time.
-        if let Some((first, second)) = name_collision(&template, &schedule, now) {
+        // Two runs that would want one name: the second would fail, every time. (The
+        // server's names for a collection's members are to the millisecond.)
+        if let Some((first, second)) = name_collision(&template, &schedule, now)
+            && !incremental
+        {
             let zone = schedule.zone();
             let local = |t: DateTime<Utc>| t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z");
             return Err(key_error(
@@ -365,6 +453,7 @@ impl Policy {
             retry_delay,
             catch_up: written.catch_up,
             retention,
+            chain,
         })
     }
 
@@ -557,6 +646,25 @@ mod tests {
     }
 
     #[test]
+    fn incremental_mode_takes_a_full_archive_by_count_or_by_age() {
+        let p = policy("schedule = \"0 2 * * *\"\nmode = \"incremental\"").unwrap();
+        assert_eq!(p.chain, Some(FullEvery::Archives(7)));
+        assert_eq!(p.kind, ArchiveKind::Full);
+        let at = crate::clock::instant;
+        let full_at = at("2026-05-01T02:00:00.500Z");
+        let every_7 = FullEvery::Archives(7);
+        assert!(!every_7.full_due(6, full_at, full_at));
+        assert!(every_7.full_due(7, full_at, full_at));
+        // Daily runs a little early or late still take the seventh day's archive full.
+        let p = policy("schedule = \"0 2 * * *\"\nmode = \"incremental\"\nfull_every = \"7d\"")
+            .unwrap();
+        let age = p.chain.unwrap();
+        assert!(!age.full_due(1, full_at, at("2026-05-07T02:00:00.100Z")));
+        assert!(age.full_due(1, full_at, at("2026-05-08T02:00:00.100Z")));
+        assert!(!age.full_due(1, full_at, at("2026-05-06T02:00:00.900Z")));
+    }
+
+    #[test]
     fn keep_within_follows_restics_units() {
         let p = policy("schedule = \"0 2 * * *\"\n[retention]\nkeep_within = \"1y\"").unwrap();
         assert_eq!(
@@ -593,7 +701,26 @@ mod tests {
                 "schedule = \"0 2 * * *\"\nmode = \"export\"\ncompression_level = 0",
                 "`compression_level`",
             ),
-            ("schedule = \"0 2 * * *\"\nmode = \"incremental\"", "`mode`"),
+            (
+                "schedule = \"0 2 * * *\"\nmode = \"differential\"",
+                "`mode`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\nfull_every = 7",
+                "`full_every` is set, but mode = \"full\"",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\nmode = \"incremental\"\nfull_every = 1",
+                "`full_every` is 1",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\nmode = \"incremental\"\nfull_every = \"weekly\"",
+                "`full_every`",
+            ),
+            (
+                "schedule = \"0 2 * * *\"\nmode = \"incremental\"\ntarget_file_name = \"${DBNAME}-${DATE:yyyyMMddHHmmss}.zip\"",
+                "`target_file_name` is set",
+            ),
             (
                 "schedule = \"0 2 * * *\"\ncompression_level = 12",
                 "`compression_level`",

@@ -6,6 +6,7 @@
 //! directory the same way.
 
 mod archives;
+mod chains;
 mod clock;
 mod config;
 mod duration;

@@ -136,6 +136,24 @@ impl Template {
     }
 }
 
+/// Whether `file` is a name the server gives a new member of a collection of `database`
+/// (`BACKUP DATABASE … INTO`): `<database>-<YYYYMMDDTHHMMSS.mmm>Z-full.zip` or `…-incr.zip`.
+pub fn is_collection_member(database: &str, file: &str) -> bool {
+    let Some(rest) = file
+        .strip_prefix(database)
+        .and_then(|rest| rest.strip_prefix('-'))
+    else {
+        return false;
+    };
+    let Some(time) = rest
+        .strip_suffix("Z-full.zip")
+        .or_else(|| rest.strip_suffix("Z-incr.zip"))
+    else {
+        return false;
+    };
+    chrono::NaiveDateTime::parse_from_str(time, "%Y%m%dT%H%M%S%.3f").is_ok() && time.len() == 19
+}
+
 /// The start of every temporary file Cairn writes (and removes at start-up).
 pub const TEMPORARY_PREFIX: &str = ".cairn-tmp-";
 
@@ -235,6 +253,27 @@ mod tests {
         let name = template.render("db", at);
         assert_eq!(name, "nightly_26-11-21_23.59.58.000_db.zip");
         assert!(template.matches("db", &name));
+    }
+
+    #[test]
+    fn the_members_of_a_collection_are_named_by_the_server() {
+        assert!(is_collection_member(
+            "sales",
+            "sales-20261202T020000.123Z-full.zip"
+        ));
+        assert!(is_collection_member(
+            "sales",
+            "sales-20261202T020000.123Z-incr.zip"
+        ));
+        for other in [
+            "sales-eu-20261202T020000.123Z-full.zip",
+            "sales-20261202T020000Z-full.zip",
+            "sales-20261302T020000.123Z-full.zip",
+            "sales-20261202T020000.123Z-diff.zip",
+            "sales-20261202T020000.123Z-full.zip.unverified",
+        ] {
+            assert!(!is_collection_member("sales", other), "{other}");
+        }
     }
 
     #[test]

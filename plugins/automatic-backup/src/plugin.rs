@@ -30,7 +30,7 @@ use futures::FutureExt;
 
 use crate::archives::{self, Verdict};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Overlap, Policy};
+use crate::config::{FullEvery, Overlap, Policy};
 use crate::naming::TEMPORARY_PREFIX;
 use crate::state::{ArchiveKind, ArchiveRecord, Armed, DirectoryId, State, StateFile};
 use crate::timetable::Timetable;
@@ -77,6 +77,13 @@ struct Done {
     path: String,
     bytes: u64,
     pruned: usize,
+}
+
+/// What verifying an archive found in its manifest.
+struct Checked {
+    created_at: DateTime<Utc>,
+    /// Of an increment: the file name of its parent.
+    parent: Option<String>,
 }
 
 /// Why one attempt did not end well.
@@ -316,6 +323,12 @@ impl AutomaticBackup {
         if host.abi_minor() < 2 {
             return Err(PluginError::failed(format!(
                 "this plugin needs a server with plugin ABI 1.2 or later; this one offers 1.{}",
+                host.abi_minor()
+            )));
+        }
+        if self.policy.chain.is_some() && host.abi_minor() < 4 {
+            return Err(PluginError::Config(format!(
+                "mode = \"incremental\" needs a server with plugin ABI 1.4 or later (backups into a collection); this one offers 1.{}",
                 host.abi_minor()
             )));
         }
@@ -698,6 +711,9 @@ impl AutomaticBackup {
     /// Backs up, and verifies if configured.
     async fn attempt(&self, host: &Host, database: &str) -> Result<Done, Attempt> {
         let ready = self.ready().map_err(|e| Attempt::Failed(e.to_string()))?;
+        if let Some(full_every) = self.policy.chain {
+            return self.attempt_chain(host, database, ready, full_every).await;
+        }
         if let Some(prefix) = &ready.destination {
             return self.attempt_in(host, database, ready, prefix).await;
         }
@@ -762,7 +778,7 @@ impl AutomaticBackup {
             .map_or(path, str::to_owned);
         let (created_at, verified) = if self.policy.verify {
             match self.verify(host, database, &path).await {
-                Ok(created_at) => (created_at, true),
+                Ok(checked) => (checked.created_at, true),
                 // Stopped while the backup ran, this instance can no longer ask the server
                 // to verify: the archive is kept, unverified (retention leaves it alone).
                 Err(_) if self.stopped.load(Ordering::Acquire) => {
@@ -795,6 +811,7 @@ impl AutomaticBackup {
                 directory: Some(directory),
                 location: None,
                 missing_since: None,
+                parent: None,
             },
             &path,
         )?;
@@ -865,7 +882,7 @@ impl AutomaticBackup {
             .unwrap_or(0);
         let (created_at, verified, failure) = if self.policy.verify {
             match self.verify(host, database, &location).await {
-                Ok(created_at) => (created_at, true, None),
+                Ok(checked) => (checked.created_at, true, None),
                 Err(why) => {
                     // A store cannot rename it aside, and a bad archive under a good name
                     // could be what RESTORE … FROM LATEST picks: this plugin wrote it, so it
@@ -899,6 +916,7 @@ impl AutomaticBackup {
                 directory: None,
                 location: Some(location.clone()),
                 missing_since: None,
+                parent: None,
             },
             &location,
         )?;
@@ -906,6 +924,172 @@ impl AutomaticBackup {
             return Err(Attempt::Failed(format!(
                 "the new archive {location} failed verification: {why}; it is kept, unverified, and retention leaves it alone"
             )));
+        }
+        Ok(Done {
+            path: location,
+            bytes,
+            pruned: 0,
+        })
+    }
+
+    /// One attempt with `mode = "incremental"`: into the target directory (or destination
+    /// prefix) as a collection, an increment on the newest restorable archive of the ledger
+    /// there, or a full archive when `full_every` says so or none is restorable.
+    async fn attempt_chain(
+        &self,
+        host: &Host,
+        database: &str,
+        ready: &Ready,
+        full_every: FullEvery,
+    ) -> Result<Done, Attempt> {
+        let directory = match &ready.destination {
+            Some(_) => None,
+            None => Some(DirectoryId::of(&ready.directory).map_err(|e| {
+                Attempt::Failed(format!(
+                    "the target directory {} is missing or unusable ({e}); nothing was written and no archive was forgotten; bring it back (or create it) and the next attempt writes there",
+                    ready.directory.display()
+                ))
+            })?),
+        };
+        let records = ready
+            .state
+            .read()
+            .map_err(|e| Attempt::Failed(e.to_string()))?
+            .databases
+            .get(database)
+            .map(|d| d.archives.clone())
+            .unwrap_or_default();
+        let collection = match &ready.destination {
+            Some(prefix) => prefix.clone(),
+            None => ready.directory.display().to_string(),
+        };
+        let listing = match &ready.destination {
+            Some(_) => Some(listing(host, &records).await),
+            None => None,
+        };
+        // Only an archive in this very collection can be a parent: an increment names its
+        // parent as a file beside it.
+        let here = |r: &ArchiveRecord| match (&r.location, &directory) {
+            (Some(location), None) => location
+                .strip_prefix(collection.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .is_some_and(|file| !file.contains('/')),
+            (None, Some(directory)) => r.directory.as_ref() == Some(directory),
+            _ => false,
+        };
+        let now = self.now();
+        let parent = archives::next_parent(
+            &ready.directory,
+            database,
+            &self.policy.template,
+            &records,
+            listing.as_ref(),
+            here,
+        )
+        .filter(|(_, links, full_at)| !full_every.full_due(*links, *full_at, now))
+        .map(|(record, _, _)| record.file.clone());
+        let options = |parent: Option<&str>| {
+            let mut options = self.policy.backup_options.clone();
+            options.push(("into", Value::Integer(1)));
+            if let Some(parent) = parent {
+                options.push(("parent", Value::Text(parent.to_owned())));
+            }
+            options
+        };
+        let busy_or_failed = |e: PluginError| match e {
+            PluginError::Refused(why) => Attempt::Busy(why),
+            other => Attempt::Failed(other.message().to_owned()),
+        };
+        let reply = match host
+            .backup(database, &collection, &options(parent.as_deref()))
+            .await
+        {
+            // The server refuses an increment it cannot build (the page size changed with a
+            // VACUUM, the parent's chain is damaged): a full archive starts a new chain.
+            Err(PluginError::InvalidArgument(why)) if parent.is_some() => {
+                tracing::warn!(database, parent = parent.as_deref(), reason = %why, "the increment was refused; taking a full archive instead");
+                host.backup(database, &collection, &options(None))
+                    .await
+                    .map_err(busy_or_failed)?
+            }
+            other => other.map_err(busy_or_failed)?,
+        };
+        let bytes = cell(&reply, "bytes")
+            .and_then(Value::as_integer)
+            .and_then(|b| u64::try_from(b).ok())
+            .unwrap_or(0);
+        let path = cell(&reply, "path")
+            .and_then(Value::as_text)
+            .map(str::to_owned)
+            .ok_or_else(|| Attempt::Failed("the server did not say where it wrote".into()))?;
+        let file = path.rsplit(['/', ':']).next().unwrap_or(&path).to_owned();
+        let location = match &ready.destination {
+            Some(prefix) => format!("{prefix}/{file}"),
+            None => path.clone(),
+        };
+        let (checked, failure) = if self.policy.verify {
+            match self.verify(host, database, &location).await {
+                Ok(checked) => (Some(checked), None),
+                Err(_) if self.stopped.load(Ordering::Acquire) => (
+                    None,
+                    Some(format!(
+                        "the plugin was reloaded or stopped while this backup ran; its archive {location} is kept, unverified"
+                    )),
+                ),
+                Err(why) => {
+                    // Never left under a member's name: a reader of the collection (RESTORE …
+                    // FROM LATEST, the next increment) would take it.
+                    let removed = match &ready.destination {
+                        Some(_) => host
+                            .delete_archive(&location)
+                            .await
+                            .map(|_| "it was deleted".to_owned())
+                            .map_err(|e| e.message().to_owned()),
+                        None => {
+                            let aside = format!("{path}.unverified");
+                            std::fs::rename(&path, &aside)
+                                .map(|()| format!("it was renamed to {aside}"))
+                                .map_err(|e| e.to_string())
+                        }
+                    };
+                    match removed {
+                        Ok(done) => {
+                            return Err(Attempt::Failed(format!(
+                                "the new archive {location} failed verification: {why}; {done}"
+                            )));
+                        }
+                        Err(e) => (
+                            None,
+                            Some(format!(
+                                "the new archive {location} failed verification: {why}; moving it out of the way failed too ({e}), so it is kept, unverified, and retention leaves it alone"
+                            )),
+                        ),
+                    }
+                }
+            }
+        } else {
+            (None, None)
+        };
+        let record = ArchiveRecord {
+            file,
+            created_at: checked.as_ref().map_or(now, |c| c.created_at),
+            bytes,
+            verified: checked.is_some(),
+            kind: Some(ArchiveKind::Full),
+            // Where the archive really went: the directory as it is now.
+            directory: directory.map(|d| DirectoryId::of(&ready.directory).unwrap_or(d)),
+            location: ready.destination.as_ref().map(|_| location.clone()),
+            missing_since: None,
+            // What the archive says it builds on; unverified, what was asked for (kept alive
+            // in vain at worst).
+            parent: match &checked {
+                Some(checked) => checked.parent.clone(),
+                None => parent,
+            },
+        };
+        self.record_archive(database, record, &location)?;
+        if let Some(why) = failure {
+            return Err(Attempt::Failed(why));
         }
         Ok(Done {
             path: location,
@@ -929,13 +1113,9 @@ impl AutomaticBackup {
         .map_err(|e| Attempt::Failed(e.to_string()))
     }
 
-    /// Reopens the archive and checks it; returns its snapshot time.
-    async fn verify(
-        &self,
-        host: &Host,
-        database: &str,
-        path: &str,
-    ) -> Result<DateTime<Utc>, String> {
+    /// Reopens the archive and checks it (an increment with its whole chain); returns what
+    /// its manifest says.
+    async fn verify(&self, host: &Host, database: &str, path: &str) -> Result<Checked, String> {
         let reply = host
             .verify_archive(path)
             .await
@@ -944,11 +1124,15 @@ impl AutomaticBackup {
         if named != Some(database) {
             return Err(format!("its manifest names database {named:?}"));
         }
-        cell(&reply, "created_at")
+        let created_at = cell(&reply, "created_at")
             .and_then(Value::as_text)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| "its manifest has no creation time".into())
+            .ok_or("its manifest has no creation time")?;
+        let parent = cell(&reply, "parent")
+            .and_then(Value::as_text)
+            .map(str::to_owned);
+        Ok(Checked { created_at, parent })
     }
 
     /// Prunes after a verified success; a pruning error is logged, not a failed run.
@@ -1090,7 +1274,10 @@ impl AutomaticBackup {
                     Value::Text(time_text(verdict.created_at)),
                     Value::Text(action.into()),
                     Value::Text(verdict.reason),
-                    optional_text(verdict.kind.map(|k| k.mode().to_owned())),
+                    optional_text(verdict.kind.map(|k| match (k, &verdict.parent) {
+                        (ArchiveKind::Full, Some(_)) => "incremental".to_owned(),
+                        _ => k.mode().to_owned(),
+                    })),
                 ]);
             }
         }
@@ -1215,7 +1402,8 @@ async fn listing(host: &Host, records: &[ArchiveRecord]) -> archives::Listing {
                 archives::Listed {
                     database: text(1),
                     kind: text(2).and_then(|k| match k.as_str() {
-                        "full" => Some(ArchiveKind::Full),
+                        // An increment is a ZIP archive as a full one is.
+                        "full" | "incremental" => Some(ArchiveKind::Full),
                         "export" => Some(ArchiveKind::Export),
                         _ => None,
                     }),
@@ -1228,6 +1416,8 @@ async fn listing(host: &Host, records: &[ArchiveRecord]) -> archives::Listing {
                         .and_then(|b| u64::try_from(b).ok())
                         .unwrap_or(0),
                     problem: text(5),
+                    // Since this server version; older ones say nothing of parents.
+                    parent: text(6),
                 },
             );
         }

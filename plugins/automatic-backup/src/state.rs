@@ -19,9 +19,10 @@ use crate::config::Overlap;
 use crate::schedule::Schedule;
 
 /// The state file's layout version (docs/FORMATS.md). 2 added archive kinds and directories,
-/// first runs and run ownership; 3 archives in destinations (`location`). A plugin that reads
-/// only an older one refuses a newer file, rather than prune by a ledger it half understands.
-const VERSION: u32 = 3;
+/// first runs and run ownership; 3 archives in destinations (`location`); 4 increments
+/// (`parent`). A plugin that reads only an older one refuses a newer file, rather than prune by
+/// a ledger it half understands (one that knows no parents would delete a chain's full).
+const VERSION: u32 = 4;
 
 /// Everything remembered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -101,6 +102,10 @@ pub struct ArchiveRecord {
     /// config, then back, loses nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_since: Option<DateTime<Utc>>,
+    /// Of an increment (since state version 4): the file name of the archive beside it that
+    /// it applies to, which stays while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// A directory and its identity when an archive was written there. A directory that is

@@ -35,6 +35,8 @@ pub struct Archive {
     pub verified: Option<bool>,
     /// Why it could not be read or verified (then the fields above may be missing).
     pub problem: Option<String>,
+    /// Of an increment: the file name of the archive it applies to (beside it).
+    pub parent: Option<String>,
 }
 
 impl Archive {
@@ -57,6 +59,7 @@ impl Archive {
             server_version: None,
             verified: None,
             problem: Some(problem),
+            parent: None,
         }
     }
 }
@@ -277,6 +280,7 @@ fn from_archive<R: Read + std::io::Seek>(
         server_version: Some(m.server_version),
         verified: None,
         problem: None,
+        parent: m.parent.map(|p| p.name),
     };
     if verify {
         match reader.check_entries(&Progress::default()) {
@@ -305,6 +309,7 @@ fn from_export_header(
         server_version: Some(header.server_version),
         verified: None,
         problem: None,
+        parent: None,
     }
 }
 

@@ -487,11 +487,69 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
-        let newest = incremental
-            .then(|| archives::latest_member(&self.rules, &self.destinations, location, database));
+        let newest = incremental.then(|| {
+            archives::latest_member(&self.rules, &self.destinations, location, database)
+                .map(|newest| newest.location)
+        });
+        self.start_member(
+            database,
+            location,
+            newest,
+            full_when_empty,
+            options,
+            requested_by,
+        )
+    }
+
+    /// A backup into a collection as an increment on `parent` (a file name in it), chosen by
+    /// the caller (the automatic-backup plugin picks the newest archive of its own ledger).
+    pub fn start_increment_on(
+        self: &Arc<Self>,
+        database: &str,
+        location: &str,
+        parent: &str,
+        options: BackupOptions,
+        requested_by: &str,
+    ) -> Result<Job, BackupError> {
+        if !chain::is_plain_archive_name(parent) {
+            return Err(BackupError::InvalidOption(format!(
+                "parent {parent:?} is not the plain file name of an archive in the collection (name.zip, no directory)"
+            )));
+        }
+        let at = chain::in_collection(location, parent);
+        let chosen = self.open_archive(&at).and_then(|archive| {
+            if archive.manifest.database == database {
+                Ok(at.clone())
+            } else {
+                Err(BackupError::PathRefused(format!(
+                    "{at} is an archive of database {:?}, not of {database:?}: an increment builds on an archive of its own database",
+                    archive.manifest.database
+                )))
+            }
+        });
+        self.start_member(
+            database,
+            location,
+            Some(chosen),
+            false,
+            options,
+            requested_by,
+        )
+    }
+
+    /// Starts a backup into the collection at `location`, on the parent found (or none).
+    fn start_member(
+        self: &Arc<Self>,
+        database: &str,
+        location: &str,
+        newest: Option<Result<String, BackupError>>,
+        full_when_empty: bool,
+        options: BackupOptions,
+        requested_by: &str,
+    ) -> Result<Job, BackupError> {
         let parent = match newest {
             None => None,
-            Some(Ok(newest)) => Some(newest.location),
+            Some(Ok(newest)) => Some(newest),
             // OrientDB's -incremental into an empty directory takes the full one.
             Some(Err(BackupError::NoArchive { .. })) if full_when_empty => None,
             Some(Err(BackupError::NoArchive {

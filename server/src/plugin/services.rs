@@ -188,7 +188,7 @@ impl HostServices for PluginServices {
             self.check_attached()?;
             if !options.positional.is_empty() {
                 return Err(PluginError::InvalidArgument(
-                    "backup options are named: format, compression_level, buffer_size, max_rate, into, incremental"
+                    "backup options are named: format, compression_level, buffer_size, max_rate, into, incremental, parent"
                         .into(),
                 ));
             }
@@ -200,13 +200,19 @@ impl HostServices for PluginServices {
             let kind = take_format(&mut written)?;
             let into = take_switch(&mut written, "into")?;
             let incremental = take_switch(&mut written, "incremental")?;
-            if (incremental && !into) || (into && kind == Kind::Export) {
+            let parent = take_text(&mut written, "parent")?;
+            if ((incremental || parent.is_some()) && !into) || (into && kind == Kind::Export) {
                 return Err(PluginError::InvalidArgument(
-                    "incremental goes with into (path is then a collection: BACKUP DATABASE … INTO), and into with format 'zip'".into(),
+                    "incremental and parent go with into (path is then a collection: BACKUP DATABASE … INTO), and into with format 'zip'".into(),
                 ));
             }
             let options = BackupOptions::from_written(&written).map_err(plugin_backup_error)?;
-            Ok((kind, options, into.then_some(incremental)))
+            let into = into.then_some(match parent {
+                Some(parent) => Member::On(parent),
+                None if incremental => Member::OnNewest,
+                None => Member::Full,
+            });
+            Ok((kind, options, into))
         })();
         let (kind, options, into) = match started {
             Ok(started) => started,
@@ -218,9 +224,17 @@ impl HostServices for PluginServices {
         // the plugins' async workers.
         self.blocking("the backup", move || {
             let job = match into {
-                Some(incremental) => {
-                    backups.start_into(&database, &path, incremental, false, options, &by)
+                Some(Member::On(parent)) => {
+                    backups.start_increment_on(&database, &path, &parent, options, &by)
                 }
+                Some(member) => backups.start_into(
+                    &database,
+                    &path,
+                    member == Member::OnNewest,
+                    false,
+                    options,
+                    &by,
+                ),
                 None => backups.start_kind(kind, &database, &path, options, &by),
             }
             .map_err(plugin_backup_error)?;
@@ -281,6 +295,8 @@ impl HostServices for PluginServices {
                             Column::new("page_size", ColumnType::Integer),
                             Column::new("page_count", ColumnType::Integer),
                             Column::new("bytes", ColumnType::Integer),
+                            Column::new("kind", ColumnType::Text),
+                            Column::new("parent", ColumnType::Text),
                         ]),
                         rows: vec![vec![
                             Value::Text(m.database),
@@ -288,6 +304,8 @@ impl HostServices for PluginServices {
                             Value::Integer(m.page_size as i64),
                             Value::Integer(m.page_count as i64),
                             Value::Integer(verified.database_bytes as i64),
+                            Value::Text(m.kind),
+                            m.parent.map_or(Value::Null, |p| Value::Text(p.name)),
                         ]],
                         message: Some("VERIFY".into()),
                     })
@@ -314,6 +332,7 @@ impl HostServices for PluginServices {
                     Column::new("created_at", ColumnType::Text),
                     Column::new("bytes", ColumnType::Integer),
                     Column::new("problem", ColumnType::Text),
+                    Column::new("parent", ColumnType::Text),
                 ]),
                 rows: archives
                     .into_iter()
@@ -325,6 +344,7 @@ impl HostServices for PluginServices {
                             text(a.created_at),
                             Value::Integer(a.bytes as i64),
                             text(a.problem),
+                            text(a.parent),
                         ]
                     })
                     .collect(),
@@ -466,6 +486,33 @@ fn take_format(written: &mut Vec<(String, Literal)>) -> Result<Kind, PluginError
         Literal::Text(format) if format == "export" => Ok(Kind::Export),
         other => Err(PluginError::InvalidArgument(format!(
             "format must be 'zip' (a backup archive) or 'export' (an EXPORT DATABASE file), got {other}"
+        ))),
+    }
+}
+
+/// What a backup into a collection builds on.
+#[derive(Debug, PartialEq, Eq)]
+enum Member {
+    /// Nothing: a full archive.
+    Full,
+    /// The newest archive of the database in the collection.
+    OnNewest,
+    /// The archive of this file name in the collection.
+    On(String),
+}
+
+/// A text option; absent is `None`.
+fn take_text(
+    written: &mut Vec<(String, Literal)>,
+    name: &str,
+) -> Result<Option<String>, PluginError> {
+    let Some(at) = written.iter().position(|(n, _)| n == name) else {
+        return Ok(None);
+    };
+    match written.remove(at).1 {
+        Literal::Text(text) => Ok(Some(text)),
+        other => Err(PluginError::InvalidArgument(format!(
+            "{name} is a text, got {other}"
         ))),
     }
 }

@@ -40,6 +40,8 @@ pub(super) const ARCHIVE_COLUMNS: &[(&str, SqlType)] = &[
     // NULL unless asked for (WITH (verify)), then 'passed' or 'failed'.
     ("verification", SqlType::Text),
     ("problem", SqlType::Text),
+    // Of an increment: the archive beside it that it applies to.
+    ("parent", SqlType::Text),
 ];
 
 /// The rows of `SHOW ARCHIVES`.
@@ -61,6 +63,7 @@ pub(super) fn archive_rows(archives: Vec<crate::backup::archives::Archive>) -> V
                     Value::Text(if ok { "passed" } else { "failed" }.into())
                 }),
                 text(a.problem),
+                text(a.parent),
             ]
         })
         .collect()

@@ -89,6 +89,7 @@ pub fn list_archives(
             "server_version": a.server_version,
             "verified": a.verified,
             "problem": a.problem,
+            "parent": a.parent,
         }));
         let _ = writeln!(
             text,
