@@ -86,6 +86,18 @@ pub struct Catalog {
     released: Arc<Condvar>,
     /// Bytes of temporary tables a client connection may hold (`None`: no limit).
     temp_storage_limit: Option<u64>,
+    /// Who must see every commit of some databases (continuous archiving).
+    commits: Option<Arc<dyn CommitObserver>>,
+}
+
+/// Called right after each commit on a connection, with the log's length in frames.
+pub type OnCommit = Box<dyn Fn(i32) + Send>;
+
+/// Someone who must see every commit of some databases: each connection opened to one of
+/// them calls what [`CommitObserver::observer`] gives after each commit. (Such a connection
+/// no longer checkpoints by itself: the observer does.)
+pub trait CommitObserver: Send + Sync + std::fmt::Debug {
+    fn observer(&self, database: &str, path: &Path) -> Option<OnCommit>;
 }
 
 /// How long DROP DATABASE waits for the database's sessions to end (PostgreSQL's 5 s): a
@@ -180,6 +192,7 @@ impl Catalog {
             sessions: Arc::default(),
             released: Arc::default(),
             temp_storage_limit: None,
+            commits: None,
         };
         if !catalog.exists(DEFAULT_DATABASE) {
             catalog.create(DEFAULT_DATABASE)?;
@@ -386,6 +399,18 @@ impl Catalog {
         self.connect_attaching(name, access, None)
     }
 
+    /// A connection the server itself keeps to `name` (the continuous archiver's): not a
+    /// session, so DROP DATABASE and RESTORE … WITH (replace) do not wait for it; its holder
+    /// notices the file replaced or gone.
+    pub fn open_unleased(&self, name: &str, access: Access) -> Result<Connection, CatalogError> {
+        validate_name(name)?;
+        let path = self.path_of(name);
+        if !path.is_file() {
+            return Err(CatalogError::NotFound(name.to_owned()));
+        }
+        self.open_connection(&path, access)
+    }
+
     /// As [`Catalog::connect`], with another database file attached read-only as `schema`
     /// (clients cannot ATTACH; the server can, before the authorizer is installed).
     pub fn connect_attaching(
@@ -451,7 +476,28 @@ impl Catalog {
         }
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite_err)?;
+        let mut conn = conn;
+        let database = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(FILE_SUFFIX));
+        if let (Some(commits), Some(database)) = (&self.commits, database)
+            && let Some(on_commit) = commits.observer(database, path)
+        {
+            conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames| {
+                on_commit(frames);
+                Ok(())
+            }))
+            .map_err(sqlite_err)?;
+        }
         Ok(conn)
+    }
+
+    /// Tells `observer` of every commit of the databases it watches, on every connection
+    /// opened from now on.
+    pub fn with_commit_observer(mut self, observer: Arc<dyn CommitObserver>) -> Catalog {
+        self.commits = Some(observer);
+        self
     }
 
     /// Limits the temporary tables of each client connection opened from now on.

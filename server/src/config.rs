@@ -58,6 +58,8 @@ pub struct Config {
     pub backup: crate::backup::PathRules,
     /// `[backup.destinations.NAME]`: object storage SQL names as `'NAME:key'`, by name.
     pub destinations: Vec<crate::backup::destination::S3Settings>,
+    /// `[backup.continuous]`: continuous archiving, when configured.
+    pub continuous: Option<crate::backup::continuous::ContinuousConfig>,
 }
 
 /// One `[plugins.NAME]` table.
@@ -156,6 +158,7 @@ struct RawBackup {
     allowed_directories: Vec<Spanned<String>>,
     #[serde(default)]
     destinations: BTreeMap<String, Spanned<RawDestination>>,
+    continuous: Option<Spanned<RawContinuous>>,
 }
 
 impl Default for RawBackup {
@@ -164,8 +167,21 @@ impl Default for RawBackup {
             directory: default_backup_dir(),
             allowed_directories: Vec::new(),
             destinations: BTreeMap::new(),
+            continuous: None,
         }
     }
+}
+
+/// `[backup.continuous]`: the write-ahead log shipped to a collection between base archives.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContinuous {
+    destination: Spanned<String>,
+    interval: Option<Spanned<String>>,
+    databases: Option<Spanned<Vec<String>>>,
+    base_every: Option<Spanned<String>>,
+    keep_bases: Option<Spanned<u64>>,
+    max_wal: Option<Spanned<RawSize>>,
 }
 
 /// `[server.http]`: the metrics and health endpoint.
@@ -187,6 +203,117 @@ struct RawDestination {
     access_key_id_file: Option<Spanned<String>>,
     secret_access_key_env: Option<Spanned<String>>,
     secret_access_key_file: Option<Spanned<String>>,
+}
+
+/// Checks `[backup.continuous]`.
+fn continuous(
+    raw: &RawContinuous,
+    destinations: &[crate::backup::destination::S3Settings],
+    located: &Locator<'_>,
+) -> Result<crate::backup::continuous::ContinuousConfig, ConfigError> {
+    let destination = raw.destination.get_ref().trim().to_owned();
+    if destination.is_empty() {
+        return Err(located.at(
+            &raw.destination,
+            "[backup.continuous] destination is empty; write a collection: \"NAME:prefix\" of a [backup.destinations.NAME], or a directory under the backup directory".into(),
+        ));
+    }
+    if let Some((name, _)) = cairn_plugin_api::backup_options::split_destination(&destination)
+        && name != crate::backup::destination::LOCAL
+        && !destinations.iter().any(|d| d.name == name)
+    {
+        return Err(located.at(
+            &raw.destination,
+            format!("[backup.continuous] destination names {name:?}, which is not a [backup.destinations.NAME] table here"),
+        ));
+    }
+    let duration = |key: &str, value: &Option<Spanned<String>>, default: Duration| match value {
+        None => Ok(default),
+        Some(text) => match crate::sql::settings::parse_duration(text.get_ref()) {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(located.at(
+                text,
+                format!("[backup.continuous] {key} must be more than 0"),
+            )),
+            Err(m) => Err(located.at(text, format!("[backup.continuous] {key}: {m}"))),
+        },
+    };
+    let interval = duration("interval", &raw.interval, Duration::from_secs(1))?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&interval) {
+        let at = raw
+            .interval
+            .as_ref()
+            .map_or(raw.destination.span().start, |i| i.span().start);
+        return Err(located.error(
+            at,
+            "[backup.continuous] interval must be from 100ms to 1h".into(),
+        ));
+    }
+    let base_every = duration("base_every", &raw.base_every, Duration::from_secs(86_400))?;
+    if base_every < interval {
+        let at = raw
+            .base_every
+            .as_ref()
+            .map_or(raw.destination.span().start, |i| i.span().start);
+        return Err(located.error(
+            at,
+            "[backup.continuous] base_every must not be shorter than interval".into(),
+        ));
+    }
+    let databases = match &raw.databases {
+        None => vec!["*".to_owned()],
+        Some(list) => {
+            for name in list.get_ref() {
+                if name != "*" && crate::catalog::validate_name(name).is_err() {
+                    return Err(located.at(
+                        list,
+                        format!("[backup.continuous] databases: {name:?} is not a database name (or \"*\" for all)"),
+                    ));
+                }
+            }
+            if list.get_ref().is_empty() {
+                return Err(located.at(list, "[backup.continuous] databases is empty; name databases, or write [\"*\"] for all (or remove [backup.continuous])".into()));
+            }
+            list.get_ref().clone()
+        }
+    };
+    let keep_bases = match &raw.keep_bases {
+        None => 2,
+        Some(n) if *n.get_ref() >= 1 => *n.get_ref() as usize,
+        Some(n) => {
+            return Err(located.at(
+                n,
+                "[backup.continuous] keep_bases must be at least 1".into(),
+            ));
+        }
+    };
+    let max_wal = match &raw.max_wal {
+        None => 1 << 30,
+        Some(value) => {
+            let bytes = match value.get_ref() {
+                RawSize::Bytes(n) => u64::try_from(*n).ok(),
+                RawSize::Text(text) => cairn_plugin_api::backup_options::parse_size(text).ok(),
+            };
+            match bytes {
+                Some(b) if b >= 16 << 20 => b,
+                _ => {
+                    return Err(located.at(
+                        value,
+                        "[backup.continuous] max_wal must be a size of at least 16MiB (\"1GiB\")"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    };
+    Ok(crate::backup::continuous::ContinuousConfig {
+        destination,
+        interval,
+        databases,
+        base_every,
+        keep_bases,
+        max_wal,
+    })
 }
 
 fn default_backup_dir() -> Spanned<String> {
@@ -466,6 +593,12 @@ impl Config {
                     .map_err(|(at, message)| located.error(at.unwrap_or(span.start), message))?,
             );
         }
+        let continuous = raw
+            .backup
+            .continuous
+            .as_ref()
+            .map(|table| continuous(table.get_ref(), &destinations, &located))
+            .transpose()?;
         let backup_directory = directories.remove(0);
         let backup = crate::backup::PathRules {
             directory: backup_directory,
@@ -524,6 +657,7 @@ impl Config {
         Ok(Config {
             backup,
             destinations,
+            continuous,
             source: path.to_owned(),
             reserved_space,
             max_message_size,
@@ -848,6 +982,56 @@ password_env = "CAIRN_ADMIN_PASSWORD"
             ),
         ] {
             let (_, _, _, message) = invalid(&format!("{GOOD}\n{table}"));
+            assert!(message.contains(says), "{table}: {message}");
+        }
+    }
+
+    #[test]
+    fn continuous_archiving_is_checked_with_its_key_named() {
+        let config = parse(&format!(
+            "{GOOD}\n[backup.continuous]\ndestination = \"wal\"\n"
+        ))
+        .unwrap();
+        let c = config.continuous.unwrap();
+        assert_eq!(c.interval, Duration::from_secs(1));
+        assert_eq!(c.base_every, Duration::from_secs(86_400));
+        assert_eq!((c.keep_bases, c.max_wal), (2, 1 << 30));
+        assert_eq!(c.databases, ["*"]);
+        assert!(parse(GOOD).unwrap().continuous.is_none());
+        for (table, says) in [
+            ("destination = \"\"", "destination is empty"),
+            (
+                "destination = \"nowhere:wal\"",
+                "not a [backup.destinations.NAME]",
+            ),
+            (
+                "destination = \"wal\"\ninterval = \"10ms\"",
+                "from 100ms to 1h",
+            ),
+            ("destination = \"wal\"\ninterval = \"soon\"", "interval"),
+            (
+                "destination = \"wal\"\ninterval = \"10s\"\nbase_every = \"1s\"",
+                "base_every must not be shorter",
+            ),
+            (
+                "destination = \"wal\"\ndatabases = []",
+                "databases is empty",
+            ),
+            (
+                "destination = \"wal\"\ndatabases = [\"a b\"]",
+                "not a database name",
+            ),
+            (
+                "destination = \"wal\"\nkeep_bases = 0",
+                "keep_bases must be at least 1",
+            ),
+            (
+                "destination = \"wal\"\nmax_wal = \"1MiB\"",
+                "max_wal must be a size of at least 16MiB",
+            ),
+            ("destination = \"wal\"\nevery = 1", "unknown field"),
+        ] {
+            let (_, _, _, message) = invalid(&format!("{GOOD}\n[backup.continuous]\n{table}\n"));
             assert!(message.contains(says), "{table}: {message}");
         }
     }

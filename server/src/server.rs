@@ -2,6 +2,7 @@
 //! listener, plugins), the accept loop, and graceful shutdown. The binary and the tests both drive it
 //! through [`Server::start`] and [`ServerHandle`].
 
+use crate::backup::continuous::{CommitClocks, Continuous};
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
@@ -57,10 +58,17 @@ impl Server {
         if let Err(e) = disk.check() {
             tracing::warn!(path = %config.data_dir.display(), error = %e, "cannot read the free space of the data disk");
         }
-        let catalog = Arc::new(
-            Catalog::open(&config.data_dir, config.busy_timeout, Arc::clone(&disk))?
-                .with_temp_storage_limit(config.temp_storage_limit),
-        );
+        // Before any connection opens: a watched database's connections stamp each commit.
+        let clocks = config
+            .continuous
+            .as_ref()
+            .map(|c| Arc::new(CommitClocks::new(c.databases.clone())));
+        let mut catalog = Catalog::open(&config.data_dir, config.busy_timeout, Arc::clone(&disk))?
+            .with_temp_storage_limit(config.temp_storage_limit);
+        if let Some(clocks) = &clocks {
+            catalog = catalog.with_commit_observer(Arc::clone(clocks) as _);
+        }
+        let catalog = Arc::new(catalog);
         let users = Arc::new(UserDirectory::resolve(
             &config.users,
             &config.data_dir,
@@ -104,6 +112,13 @@ impl Server {
         }));
         plugins.load_declared().await;
         plugins.emit(EventKind::Startup, "", "");
+        let continuous = config
+            .continuous
+            .clone()
+            .zip(clocks)
+            .map(|(settings, clocks)| {
+                Continuous::start(settings, Arc::clone(&backups), Arc::clone(&catalog), clocks)
+            });
         // Last, once plugins are up: tests and operators take this line to mean "ready".
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
@@ -171,7 +186,7 @@ impl Server {
             http: http_addr.map(|a| a.to_string()),
             state: Some("ready".into()),
         });
-        let served = serve(listener, shared, shutdown.clone(), config, lock);
+        let served = serve(listener, shared, shutdown.clone(), config, lock, continuous);
         let task = tokio::spawn(async move {
             served.await;
             http_stop.cancel();
@@ -238,6 +253,7 @@ async fn serve(
     shutdown: CancellationToken,
     config: Config,
     lock: DataDirLock,
+    continuous: Option<Arc<Continuous>>,
 ) {
     let connections = TaskTracker::new();
     let disconnect = CancellationToken::new();
@@ -309,6 +325,12 @@ async fn serve(
         tracing::warn!(error = %e, "stopping running backups failed");
     }
     shared.plugins.stop_all().await;
+    // The last commits are shipped before the final checkpoint copies them back.
+    if let Some(continuous) = continuous
+        && let Err(e) = tokio::task::spawn_blocking(move || continuous.stop()).await
+    {
+        tracing::warn!(error = %e, "stopping continuous archiving failed");
+    }
     let catalog = Arc::clone(&shared.catalog);
     match tokio::task::spawn_blocking(move || catalog.checkpoint_all()).await {
         Ok(failures) => {

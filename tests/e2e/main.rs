@@ -11,6 +11,7 @@ mod automatic_backup;
 mod backups;
 mod cli;
 mod config_errors;
+mod continuous;
 mod databases;
 mod destinations;
 mod examples;

@@ -538,6 +538,25 @@ fn check_increment(m: &Manifest) -> Result<(), (&'static str, String)> {
 
 /// SQLite's `PRAGMA integrity_check` plus the page geometry the manifest promises.
 fn integrity_check(path: &Path, manifest: &Manifest) -> Result<(), String> {
+    let conn = sqlite_integrity(path)?;
+    let pragma = |name: &str| {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map(|v| v as u64)
+            .map_err(|e| e.to_string())
+    };
+    let (page_size, page_count) = (pragma("page_size")?, pragma("page_count")?);
+    if (page_size, page_count) != (manifest.page_size, manifest.page_count) {
+        return Err(format!(
+            "{page_count} pages of {page_size} bytes, but the manifest lists {} of {}",
+            manifest.page_count, manifest.page_size
+        ));
+    }
+    Ok(())
+}
+
+/// SQLite's integrity check of the database file at `path` (opened read-only); the open
+/// connection when it is `ok`.
+pub fn sqlite_integrity(path: &Path) -> Result<Connection, String> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -554,19 +573,8 @@ fn integrity_check(path: &Path, manifest: &Manifest) -> Result<(), String> {
         let shown: Vec<&str> = problems.iter().take(5).map(String::as_str).collect();
         return Err(format!("SQLite integrity check: {}", shown.join("; ")));
     }
-    let pragma = |name: &str| {
-        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
-            .map(|v| v as u64)
-            .map_err(|e| e.to_string())
-    };
-    let (page_size, page_count) = (pragma("page_size")?, pragma("page_count")?);
-    if (page_size, page_count) != (manifest.page_size, manifest.page_count) {
-        return Err(format!(
-            "{page_count} pages of {page_size} bytes, but the manifest lists {} of {}",
-            manifest.page_count, manifest.page_size
-        ));
-    }
-    Ok(())
+    drop(stmt);
+    Ok(conn)
 }
 
 #[cfg(test)]

@@ -116,6 +116,12 @@ pub enum BackupError {
     },
     #[error("{path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },
+    /// A segment of a continuous archive that cannot be read.
+    #[error("{path} is not a WAL segment Cairn can replay: {reason}")]
+    BadSegment { path: PathBuf, reason: String },
+    /// A point in time a continuous archive cannot restore to.
+    #[error("{0}")]
+    OutsideWindow(String),
     #[error("{path}: line {line}: {reason}; nothing was imported")]
     BadExport {
         path: PathBuf,

@@ -124,6 +124,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// Whether the job has ended ([`Job::finished`] then returns at once).
+    pub fn is_done(&self) -> bool {
+        lock(&self.completion.outcome).is_some()
+    }
+
     /// Blocks until the job ends: what it made and how long it took, or why there is none.
     pub fn finished(&self) -> Result<(Product, Duration), BackupError> {
         match self.completion.wait() {
@@ -419,6 +424,13 @@ impl Backups {
 
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// Raises an alert about `database`: logged at error level and sent to the plugins
+    /// subscribed to alerts.
+    pub fn alert(&self, database: &str, message: &str) {
+        tracing::error!(database, alert = true, "{message}");
+        self.emit(EventKind::Alert, database, message);
     }
 
     fn emit(&self, kind: EventKind, database: &str, detail: &str) {
@@ -969,6 +981,59 @@ impl Backups {
         }
     }
 
+    /// `RESTORE … FROM LATEST IN collection [AS OF SYSTEM TIME …]`: with a continuous
+    /// archive of `database` there, its newest base whose window holds the instant, replayed
+    /// to it (to the newest point without one); otherwise the newest archive (as of it).
+    /// Returns what was restored and where from.
+    pub fn restore_latest(
+        &self,
+        name: &str,
+        collection: &str,
+        database: &str,
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        replace: bool,
+        requested_by: &str,
+    ) -> Result<(Verified, String), BackupError> {
+        use super::continuous::{replay, store::Store};
+        let store = Store::of(&self.rules, &self.destinations, collection, database)?;
+        let exists = |base: &str| {
+            self.open_archive(&chain::in_collection(collection, base))
+                .is_ok()
+        };
+        let Some((plan, _window)) = replay::plan(&store, database, as_of, exists)? else {
+            let archive = self.latest(collection, database, as_of)?;
+            let verified = self.restore(name, &archive.location, replace, requested_by)?;
+            return Ok((verified, archive.location));
+        };
+        let base = chain::in_collection(collection, &plan.marker.base);
+        let opener = |at: &str| self.open_archive(at);
+        let verified =
+            self.restore_prepared(name, &base, replace, requested_by, |path, progress| {
+                let archive = self.open_archive(&base)?;
+                let mut verified = if archive.manifest.kind == manifest::INCREMENTAL {
+                    chain::rebuild(archive, &base, &opener, path, progress)?
+                } else {
+                    let mut archive = archive;
+                    archive.extract_database(path, progress)?
+                };
+                replay::apply(&store, &plan, path, verified.manifest.page_size)?;
+                super::archive_reader::sqlite_integrity(path).map_err(|reason| {
+                    BackupError::BadSegment {
+                        path: store.display("").into(),
+                        reason: format!(
+                            "replayed onto {base}, the database fails its check: {reason}"
+                        ),
+                    }
+                })?;
+                verified.database_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+                if let Some(at) = plan.restored_to {
+                    verified.manifest.created_at = replay::instant_text(at);
+                }
+                Ok(verified)
+            })?;
+        Ok((verified, store.display("")))
+    }
+
     /// Verifies the archive `requested` and restores it as database `name`: a new database,
     /// or with `replace` an existing one that no session uses, swapped in atomically. The
     /// existing database is untouched when anything fails.
@@ -978,6 +1043,28 @@ impl Backups {
         requested: &str,
         replace: bool,
         requested_by: &str,
+    ) -> Result<Verified, BackupError> {
+        let opener = |at: &str| self.open_archive(at);
+        self.restore_prepared(name, requested, replace, requested_by, |path, progress| {
+            let archive = self.open_archive(requested)?;
+            if archive.manifest.kind != manifest::INCREMENTAL {
+                let mut archive = archive;
+                return archive.extract_database(path, progress);
+            }
+            // A chain: every link checked and the image rebuilt before anything is installed.
+            chain::rebuild(archive, requested, &opener, path, progress)
+        })
+    }
+
+    /// A restore as database `name` of what `prepare` makes in a temporary file (from
+    /// `requested`, as the history shows it).
+    fn restore_prepared(
+        &self,
+        name: &str,
+        requested: &str,
+        replace: bool,
+        requested_by: &str,
+        prepare: impl FnOnce(&Path, &Progress) -> Result<Verified, BackupError>,
     ) -> Result<Verified, BackupError> {
         let location = self.destinations.resolve(requested)?;
         let source = match &location {
@@ -1000,15 +1087,8 @@ impl Backups {
         let id = self.history.start(name, "restore", &source, requested_by)?;
         tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "restore started");
         let progress = Progress::default();
-        let opener = |at: &str| self.open_archive(at);
-        let result = self.open_archive(requested).and_then(|archive| {
-            if archive.manifest.kind != manifest::INCREMENTAL {
-                return restore_from(&self.catalog, archive, name, replace, &progress);
-            }
-            // A chain: every link checked and the image rebuilt before anything is installed.
-            install_prepared(&self.catalog, name, replace, ".restore", |path| {
-                chain::rebuild(archive, requested, &opener, path, &progress)
-            })
+        let result = install_prepared(&self.catalog, name, replace, ".restore", |path| {
+            prepare(path, &progress)
         });
         let recorded = match &result {
             Ok(verified) => {

@@ -6,12 +6,14 @@
 //! [`archive_reader`] (one archive, with its manifest and checks), [`files`] and [`paths`]
 //! (durable publishing, where SQL may put files), [`destination`] (the local directory or
 //! object storage, named `'NAME:key'`), [`history`] and [`jobs`] (backups as watchable,
-//! abortable jobs).
+//! abortable jobs), [`continuous`] (shipping the write-ahead log between base archives, and
+//! replaying it to an instant).
 
 pub mod archive_reader;
 pub mod archive_writer;
 pub mod archives;
 pub mod chain;
+pub mod continuous;
 pub mod deflate;
 pub mod destination;
 pub mod error;

@@ -155,7 +155,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         }
         BackupError::NoDataDir { .. } => sqlstate::UNDEFINED_FILE,
         BackupError::UnknownDestination { .. } => sqlstate::UNDEFINED_OBJECT,
-        BackupError::NoArchive { .. } => sqlstate::UNDEFINED_FILE,
+        BackupError::NoArchive { .. } | BackupError::OutsideWindow(_) => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
         BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
         BackupError::Aborted | BackupError::JobAborted { .. } => sqlstate::QUERY_CANCELED,
@@ -163,6 +163,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         BackupError::NotAnArchive { .. }
         | BackupError::Damaged { .. }
         | BackupError::Unsupported { .. }
+        | BackupError::BadSegment { .. }
         | BackupError::BadExport { .. } => sqlstate::DATA_CORRUPTED,
         BackupError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             sqlstate::UNDEFINED_FILE
@@ -321,8 +322,14 @@ impl Session {
             }
             ServerStatement::Restore(restore) => {
                 self.refuse_in_transaction(what)?;
-                let path = match &restore.from {
-                    RestoreFrom::File(path) => path.clone(),
+                let target = restore.new_name.as_deref().unwrap_or(&restore.database);
+                let (verified, path) = match &restore.from {
+                    RestoreFrom::File(path) => (
+                        self.backups
+                            .restore(target, path, restore.replace, &self.user)
+                            .map_err(backup_error)?,
+                        path.clone(),
+                    ),
                     RestoreFrom::Latest { location, as_of } => {
                         let as_of = as_of
                             .as_deref()
@@ -330,16 +337,17 @@ impl Session {
                             .transpose()
                             .map_err(|m| SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, m))?;
                         self.backups
-                            .latest(location, &restore.database, as_of)
+                            .restore_latest(
+                                target,
+                                location,
+                                &restore.database,
+                                as_of,
+                                restore.replace,
+                                &self.user,
+                            )
                             .map_err(backup_error)?
-                            .location
                     }
                 };
-                let target = restore.new_name.as_deref().unwrap_or(&restore.database);
-                let verified = self
-                    .backups
-                    .restore(target, &path, restore.replace, &self.user)
-                    .map_err(backup_error)?;
                 let row = vec![
                     Value::Text(target.to_owned()),
                     Value::Text(path),

@@ -288,6 +288,35 @@ impl ObjectDestination {
         })
     }
 
+    /// Writes a small object in one request (a PUT is atomic: the object appears whole or
+    /// not at all); an existing `key` is replaced.
+    pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
+        let path = self.path(key)?;
+        self.wait(self.store.put(&path, bytes.into()))
+            .map(drop)
+            .map_err(|e| self.error("uploading", key, e))
+    }
+
+    /// Reads a small object whole: at most `limit` bytes, or it is refused.
+    pub fn get(&self, key: &str, limit: u64) -> Result<Vec<u8>, BackupError> {
+        let path = self.path(key)?;
+        let bytes = self.wait(async {
+            let got = self.store.get(&path).await?;
+            if got.meta.size > limit {
+                return Ok(None);
+            }
+            got.bytes().await.map(Some)
+        });
+        match bytes {
+            Ok(Some(bytes)) => Ok(bytes.to_vec()),
+            Ok(None) => Err(BackupError::NotAnArchive {
+                path: self.display(key).into(),
+                reason: format!("larger than the {limit} bytes such an object may have"),
+            }),
+            Err(e) => Err(self.error("reading", key, e)),
+        }
+    }
+
     /// Deletes `key` (a missing one counts as deleted).
     pub fn delete(&self, key: &str) -> Result<(), BackupError> {
         let path = self.path(key)?;

@@ -142,9 +142,10 @@ fn of_backup(e: &BackupError) -> Failure {
         B::Io { source, .. } => of_io(source),
         B::Catalog(e) => of_catalog(e),
         B::InvalidOption(_) => Failure::Usage,
-        B::NoDataDir { .. } | B::NoArchive { .. } | B::UnknownDestination { .. } => {
-            Failure::NotFound
-        }
+        B::NoDataDir { .. }
+        | B::NoArchive { .. }
+        | B::UnknownDestination { .. }
+        | B::OutsideWindow(_) => Failure::NotFound,
         B::CliTargetExists { .. }
         | B::ReplaceNeeded { .. }
         | B::TargetExists { .. }
@@ -155,7 +156,9 @@ fn of_backup(e: &BackupError) -> Failure {
         | B::AlreadyRunning { .. }
         | B::Busy { .. }
         | B::Unsupported { .. } => Failure::Refused,
-        B::NotAnArchive { .. } | B::Damaged { .. } | B::BadExport { .. } => Failure::Verification,
+        B::NotAnArchive { .. } | B::Damaged { .. } | B::BadExport { .. } | B::BadSegment { .. } => {
+            Failure::Verification
+        }
         B::NoSpace { .. } | B::Destination { .. } | B::History { .. } => Failure::Io,
         B::Sqlite { .. }
         | B::Aborted

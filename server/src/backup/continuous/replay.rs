@@ -1,0 +1,276 @@
+//! Restoring from a continuous archive: the newest base whose window holds the instant asked
+//! for, then its stream replayed onto it. The stream is physical redo (page images), so
+//! replaying frames the base already holds is harmless; what matters is to replay at least
+//! through the base's `through` segment (past everything the base holds), then exactly the
+//! transactions committed at or before the instant. Every segment is read and checked before
+//! the first page is written.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use super::segment::Segment;
+use super::store::{BaseMarker, IDLE_NOTE, Idle, MARKER_FORMAT, Store};
+use crate::backup::BackupError;
+
+/// What a restore replays.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub marker: BaseMarker,
+    /// The last segment replayed and how many of its frames (`None`: nothing to replay).
+    cut: Option<(u64, usize)>,
+    /// The commit time of the last transaction replayed (Unix microseconds).
+    pub restored_to: Option<i64>,
+}
+
+/// The restorable window of a base: from the last transaction it must be replayed through
+/// (or its own snapshot) to the newest instant the stream is complete at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+fn micros(text: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+/// As an operator reads an instant.
+pub fn instant_text(micros: i64) -> String {
+    DateTime::<Utc>::from_timestamp_micros(micros).map_or_else(
+        || micros.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    )
+}
+
+/// The base markers of `database` in the stream, newest base first.
+pub fn markers(store: &Store, database: &str) -> Result<Vec<BaseMarker>, BackupError> {
+    let mut markers = Vec::new();
+    for name in store.list()? {
+        if !BaseMarker::is_marker_name(&name) {
+            continue;
+        }
+        let bytes = store.get(&name)?;
+        let marker: BaseMarker =
+            serde_json::from_slice(&bytes).map_err(|e| BackupError::BadSegment {
+                path: store.display(&name).into(),
+                reason: format!("not a base marker ({e})"),
+            })?;
+        if marker.format == MARKER_FORMAT && marker.database == database {
+            markers.push(marker);
+        }
+    }
+    markers.sort_by(|a, b| b.base_created_at.cmp(&a.base_created_at));
+    Ok(markers)
+}
+
+fn segment(store: &Store, sequence: u64) -> Result<Segment, BackupError> {
+    let name = Segment::name(sequence);
+    let bytes = store.get(&name)?;
+    let segment = Segment::decode(&bytes).map_err(|reason| BackupError::BadSegment {
+        path: store.display(&name).into(),
+        reason,
+    })?;
+    if segment.sequence != sequence {
+        return Err(BackupError::BadSegment {
+            path: store.display(&name).into(),
+            reason: format!("it says it is segment {}", segment.sequence),
+        });
+    }
+    Ok(segment)
+}
+
+/// What restoring to `as_of` (or to the newest point, for `None`) replays: the newest base
+/// that `exists` and whose window holds the instant. `None` when the stream has no base.
+pub fn plan(
+    store: &Store,
+    database: &str,
+    as_of: Option<DateTime<Utc>>,
+    exists: impl Fn(&str) -> bool,
+) -> Result<Option<(Replay, Window)>, BackupError> {
+    let markers = markers(store, database)?;
+    if markers.is_empty() {
+        return Ok(None);
+    }
+    let present: BTreeSet<u64> = store
+        .list()?
+        .iter()
+        .filter_map(|n| Segment::sequence_of(n))
+        .collect();
+    let target = as_of.map(|t| t.timestamp_micros());
+    let idle: Option<Idle> = if store.list()?.iter().any(|n| n == IDLE_NOTE) {
+        serde_json::from_slice(&store.get(IDLE_NOTE)?).ok()
+    } else {
+        None
+    };
+    let mut refusals = Vec::new();
+    for marker in markers {
+        let Some(base_at) = micros(&marker.base_created_at) else {
+            continue;
+        };
+        if target.is_some_and(|t| base_at > t) {
+            continue;
+        }
+        if !exists(&marker.base) {
+            refusals.push(format!("its base {} is gone", marker.base));
+            continue;
+        }
+        match replay_onto(store, &present, marker, base_at, target, idle)? {
+            Ok(found) => return Ok(Some(found)),
+            Err(why) => refusals.push(why),
+        }
+    }
+    let asked = target.map_or("the newest point".to_owned(), instant_text);
+    Err(BackupError::OutsideWindow(format!(
+        "the continuous archive of \"{database}\" in {} cannot restore {asked}: {}",
+        store.display(""),
+        if refusals.is_empty() {
+            "no base archive was taken before it".to_owned()
+        } else {
+            refusals.join("; ")
+        }
+    )))
+}
+
+/// Reads the stream after `marker`'s base (checking every segment) and decides the cut; an
+/// `Err` inside says why this base cannot serve the instant.
+fn replay_onto(
+    store: &Store,
+    present: &BTreeSet<u64>,
+    marker: BaseMarker,
+    base_at: i64,
+    target: Option<i64>,
+    idle: Option<Idle>,
+) -> Result<Result<(Replay, Window), String>, BackupError> {
+    let mut window = Window {
+        start: base_at,
+        end: base_at,
+    };
+    let mut cut = None;
+    let mut restored_to = None;
+    let mut sequence = marker.replay_from;
+    let mut reached_target = false;
+    while present.contains(&sequence) {
+        let segment = segment(store, sequence)?;
+        let mandatory = sequence <= marker.through;
+        let mut commits = segment.commit_times.iter();
+        for (i, frame) in segment.frames.iter().enumerate() {
+            if frame.commit_pages == 0 {
+                continue;
+            }
+            let Some(&at) = commits.next() else { break };
+            if mandatory {
+                window.start = window.start.max(at);
+            } else if reached_target || target.is_some_and(|t| at > t) {
+                reached_target = true;
+                continue;
+            }
+            cut = Some((sequence, i + 1));
+            restored_to = Some(at);
+        }
+        if segment.complete {
+            window.end = window.end.max(segment.shipped_at);
+        }
+        sequence += 1;
+    }
+    if sequence <= marker.through {
+        return Ok(Err(format!(
+            "segment {} after its base {} is missing, so the base cannot be made consistent",
+            Segment::name(sequence),
+            marker.base
+        )));
+    }
+    // Idle since the last segment of the unbroken stream: complete until the note's instant.
+    if let Some(idle) = idle
+        && idle.through + 1 == sequence
+    {
+        window.end = window.end.max(idle.complete_at);
+    }
+    window.end = window.end.max(window.start);
+    if let Some(t) = target {
+        if t < window.start {
+            return Ok(Err(format!(
+                "the window of base {} starts at {}",
+                marker.base,
+                instant_text(window.start)
+            )));
+        }
+        if t > window.end && !reached_target {
+            return Ok(Err(format!(
+                "the newest instant archived is {} (segment {} is the last of an unbroken stream after base {}); RESTORE without AS OF SYSTEM TIME restores the newest point",
+                instant_text(window.end),
+                Segment::name(sequence.saturating_sub(1)),
+                marker.base
+            )));
+        }
+    }
+    Ok(Ok((
+        Replay {
+            marker,
+            cut,
+            restored_to,
+        },
+        window,
+    )))
+}
+
+/// Replays `replay` onto the database image at `image` (the base, rebuilt, with pages of
+/// `page_size` bytes).
+pub fn apply(
+    store: &Store,
+    replay: &Replay,
+    image: &Path,
+    page_size: u64,
+) -> Result<(), BackupError> {
+    let Some((last, frames_in_last)) = replay.cut else {
+        return Ok(());
+    };
+    let io = |action, source| BackupError::Io {
+        action,
+        path: image.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .map_err(|e| io("opening", e))?;
+    let mut pages = None;
+    for sequence in replay.marker.replay_from..=last {
+        let segment = segment(store, sequence)?;
+        if u64::from(segment.page_size) != page_size {
+            return Err(BackupError::BadSegment {
+                path: store.display(&Segment::name(sequence)).into(),
+                reason: format!(
+                    "its pages are {} bytes, its base's {page_size}: take a new base",
+                    segment.page_size
+                ),
+            });
+        }
+        let take = if sequence == last {
+            frames_in_last
+        } else {
+            segment.frames.len()
+        };
+        for frame in segment.frames.iter().take(take) {
+            file.write_all_at(&frame.data, (u64::from(frame.page) - 1) * page_size)
+                .map_err(|e| io("writing", e))?;
+            if frame.commit_pages != 0 {
+                pages = Some((u64::from(frame.commit_pages), page_size));
+            }
+        }
+    }
+    if let Some((pages, page_size)) = pages {
+        file.set_len(pages * page_size)
+            .map_err(|e| io("truncating", e))?;
+    }
+    // A page 1 from the log says "WAL mode" (bytes 18 and 19); the image is a file without
+    // a log, as the base was, until it is installed.
+    file.write_all_at(&[1, 1], 18)
+        .map_err(|e| io("writing", e))?;
+    file.sync_all().map_err(|e| io("syncing", e))
+}
