@@ -90,8 +90,9 @@ pub struct Catalog {
     commits: Option<Arc<dyn CommitObserver>>,
 }
 
-/// Called right after each commit on a connection, with the log's length in frames.
-pub type OnCommit = Box<dyn Fn(i32) + Send>;
+/// Called right after each commit on a connection, with the log's length in frames; `true`
+/// asks for a checkpoint there and then (the observer's log has grown past its bound).
+pub type OnCommit = Box<dyn Fn(i32) -> bool + Send>;
 
 /// Someone who must see every commit of some databases: each connection opened to one of
 /// them calls what [`CommitObserver::observer`] gives after each commit. (Such a connection
@@ -484,8 +485,12 @@ impl Catalog {
         if let (Some(commits), Some(database)) = (&self.commits, database)
             && let Some(on_commit) = commits.observer(database, path)
         {
-            conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames| {
-                on_commit(frames);
+            conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, frames| {
+                if on_commit(frames) {
+                    // As SQLite's own automatic checkpoint does from this hook; a busy log
+                    // is tried again at the next commit.
+                    let _ = wal.checkpoint();
+                }
                 Ok(())
             }))
             .map_err(sqlite_err)?;

@@ -337,3 +337,47 @@ async fn old_bases_and_the_segments_only_they_need_are_removed() {
         .unwrap();
     newest_point_restores(&server, &admin, rows).await;
 }
+
+/// The destination fails (the stream's directory is a file now): the log grows only to
+/// `max_wal`, then is checkpointed anyway with an alert saying the stream has a gap; once the
+/// destination works again a new base is taken and the newest point restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_destination_keeps_the_log_bounded_and_says_so() {
+    let site = Site::new(&continuous(
+        "destination = \"wal\"\ninterval = \"100ms\"\nmax_wal = \"16MiB\"\ndatabases = [\"default\"]\n",
+    ));
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, pad BLOB)")
+        .await
+        .unwrap();
+    let dir = stream_dir(&site);
+    wait_until("the first base has its marker", || async {
+        markers(&dir) == 1
+    })
+    .await;
+    std::fs::rename(&dir, dir.with_extension("moved")).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let wal = site.data_dir().join("databases").join("default.sqlite-wal");
+    // 80 MiB of changes, 256 kB a transaction: five times max_wal.
+    for i in 0..320 {
+        admin
+            .execute(
+                "INSERT INTO t (id, pad) VALUES ($1, randomblob(262144))",
+                &[&(i as i64)],
+            )
+            .await
+            .unwrap();
+        // Bounded below what was written (measured up to 3 times max_wal with this writer on
+        // 2 cores: the transactions before a checkpoint can restart the log add to it).
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert!(size < 64 << 20, "the log grew to {size} bytes");
+    }
+    server.wait_for_log("the log was checkpointed unshipped to keep it bounded");
+    assert!(server.logs().contains("alert=true"));
+    // Back: a new base, and the newest point restores.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(dir.with_extension("moved"), &dir).unwrap();
+    newest_point_restores(&server, &admin, 320).await;
+}

@@ -235,7 +235,9 @@ impl Archiver {
             }
             Err(e) => self.failed(&e),
         }
-        if matches!(self.base, Base::Due) && may_start_base {
+        // Not while shipping fails: its snapshot would pin the log (and a store that is
+        // down would refuse the base too).
+        if matches!(self.base, Base::Due) && may_start_base && self.failing_since.is_none() {
             self.start_base();
         } else if let Base::Current { since } = self.base
             && since.elapsed() >= self.config.base_every
@@ -272,6 +274,14 @@ impl Archiver {
             self.skipped = true;
             return Ok(());
         };
+        // A commit that takes the log past twice max_wal checkpoints it at once, however fast
+        // the writers (the archiver looks only once an interval).
+        let frame = wal::FRAME_HEADER_BYTES + u64::from(header.page_size);
+        self.clock
+            .bound_log((2 * self.config.max_wal / frame).min(u64::from(u32::MAX - 1)) as u32);
+        if self.clock.take_forced() {
+            self.overflowed("a commit took the log past twice max_wal before it was shipped");
+        }
         let from = match self.position {
             None if !self.skipped => {
                 // At start: what the log holds now is in the first base.
@@ -461,19 +471,10 @@ impl Archiver {
         tracing::warn!(database = %self.database, error = %e, "continuous archiving could not ship; retrying every interval");
         let unshipped = self.unshipped_bytes();
         if unshipped > self.config.max_wal {
-            let message = format!(
-                "continuous archiving of {:?} to {} is {unshipped} bytes behind (max_wal is {}; last error: {e}): the log was checkpointed unshipped to keep it bounded, so the stream has a gap; a new base is taken once the destination works",
-                self.database, self.config.destination, self.config.max_wal
-            );
-            self.backups.alert(&self.database, &message);
-            self.alerted = true;
+            self.overflowed(&format!("{unshipped} bytes behind; last error: {e}"));
             let _ = self
                 .writer
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            self.position = None;
-            self.skipped = false;
-            self.checkpointed = None;
-            self.gap("the destination failed for longer than max_wal allows");
         } else if !self.alerted && since.elapsed() >= ALERT_AFTER {
             let message = format!(
                 "continuous archiving of {:?} to {} has failed for {} s ({unshipped} bytes of log unshipped; at {} the log is checkpointed anyway): {e}",
@@ -487,7 +488,22 @@ impl Archiver {
         }
     }
 
-    /// The log's bytes after the last frame shipped.
+    /// The log was (or is about to be) checkpointed unshipped to stay bounded: an alert, and
+    /// a gap in the stream.
+    fn overflowed(&mut self, why: &str) {
+        let message = format!(
+            "continuous archiving of {:?} to {} could not keep up ({why}; max_wal is {}): the log was checkpointed unshipped to keep it bounded, so the stream has a gap; a new base is taken once the destination works",
+            self.database, self.config.destination, self.config.max_wal
+        );
+        self.backups.alert(&self.database, &message);
+        self.alerted = true;
+        self.position = None;
+        self.skipped = false;
+        self.checkpointed = None;
+        self.gap("the log was checkpointed before it was shipped");
+    }
+
+    /// The committed log after the last frame shipped, in bytes.
     fn unshipped_bytes(&mut self) -> u64 {
         let Some(position) = self.position else {
             return 0;
@@ -495,11 +511,16 @@ impl Archiver {
         let Some(wal) = self.wal() else {
             return 0;
         };
-        let length = wal.metadata().map_or(0, |m| m.len());
-        let shipped = wal::HEADER_BYTES
-            + u64::from(position.frame)
-                * (wal::FRAME_HEADER_BYTES + u64::from(position.header.page_size));
-        length.saturating_sub(shipped)
+        let Ok(Some(header)) = wal::header(wal) else {
+            return 0;
+        };
+        let from = if header == position.header {
+            position
+        } else {
+            Position::start(header)
+        };
+        let frames = end_of(wal, from).map_or(0, |end| end.frame - position.frame.min(end.frame));
+        u64::from(frames) * (wal::FRAME_HEADER_BYTES + u64::from(header.page_size))
     }
 
     /// Starts a base archive (a full archive into the collection).

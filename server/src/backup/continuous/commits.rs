@@ -3,12 +3,14 @@
 //! commit with the log's length in frames. The hook stamps the time and the log's
 //! generation (read from the log's header then) so that the archiver can give each commit
 //! frame it ships its commit time. A WAL hook also replaces SQLite's automatic checkpoints
-//! on that connection: the archiver checkpoints, after it has shipped.
+//! on that connection: the archiver checkpoints, after it has shipped (and a commit past the
+//! log's hard bound, twice `max_wal`, checkpoints, so that the disk never fills).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The commit times remembered per database while no archiver takes them (a bound).
@@ -80,6 +82,9 @@ pub struct CommitClock {
     wal_path: PathBuf,
     wal: Mutex<Option<File>>,
     stamps: Mutex<VecDeque<Stamp>>,
+    /// See [`CommitClock::bound_log`].
+    hard_bound: AtomicU32,
+    forced: AtomicBool,
 }
 
 /// Now, in Unix microseconds.
@@ -93,11 +98,14 @@ impl CommitClock {
             wal_path,
             wal: Mutex::new(None),
             stamps: Mutex::new(VecDeque::new()),
+            hard_bound: AtomicU32::new(0),
+            forced: AtomicBool::new(false),
         }
     }
 
-    /// Called right after a commit that left the log `frames` frames long.
-    pub fn record(&self, frames: i32) {
+    /// Called right after a commit that left the log `frames` frames long; whether the log
+    /// must be checkpointed now (it is past the hard bound, unshipped).
+    pub fn record(&self, frames: i32) -> bool {
         let at = now_micros();
         let generation = self.generation().unwrap_or(0);
         let mut stamps = lock(&self.stamps);
@@ -109,6 +117,24 @@ impl CommitClock {
             frames: u32::try_from(frames).unwrap_or(0),
             at,
         });
+        drop(stamps);
+        let bound = self.hard_bound.load(Ordering::Relaxed);
+        if bound != 0 && i64::from(frames) >= i64::from(bound) {
+            self.forced.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// A commit that leaves the log `frames` frames long or longer checkpoints it (0:
+    /// never): the bound holds however fast writers are.
+    pub fn bound_log(&self, frames: u32) {
+        self.hard_bound.store(frames, Ordering::Relaxed);
+    }
+
+    /// Whether a commit checkpointed the log past its bound since the last call.
+    pub fn take_forced(&self) -> bool {
+        self.forced.swap(false, Ordering::Relaxed)
     }
 
     /// The log's generation now (its salts), from its header.
