@@ -769,10 +769,7 @@ impl AutomaticBackup {
             })?;
         // Where the archive really went: the directory as it is now, after the server wrote.
         let directory = DirectoryId::of(&ready.directory).unwrap_or(directory);
-        let bytes = cell(&reply, "bytes")
-            .and_then(Value::as_integer)
-            .and_then(|b| u64::try_from(b).ok())
-            .unwrap_or(0);
+        let bytes = written_bytes(&reply);
         let path = cell(&reply, "path")
             .and_then(Value::as_text)
             .map_or(path, str::to_owned);
@@ -876,10 +873,7 @@ impl AutomaticBackup {
                 PluginError::Refused(why) => Attempt::Busy(why),
                 other => Attempt::Failed(other.message().to_owned()),
             })?;
-        let bytes = cell(&reply, "bytes")
-            .and_then(Value::as_integer)
-            .and_then(|b| u64::try_from(b).ok())
-            .unwrap_or(0);
+        let bytes = written_bytes(&reply);
         let (created_at, verified, failure) = if self.policy.verify {
             match self.verify(host, database, &location).await {
                 Ok(checked) => (checked.created_at, true, None),
@@ -1014,10 +1008,7 @@ impl AutomaticBackup {
             }
             other => other.map_err(busy_or_failed)?,
         };
-        let bytes = cell(&reply, "bytes")
-            .and_then(Value::as_integer)
-            .and_then(|b| u64::try_from(b).ok())
-            .unwrap_or(0);
+        let bytes = written_bytes(&reply);
         let path = cell(&reply, "path")
             .and_then(Value::as_text)
             .map(str::to_owned)
@@ -1423,6 +1414,14 @@ async fn listing(host: &Host, records: &[ArchiveRecord]) -> archives::Listing {
         }
     }
     listing
+}
+
+/// The size a backup reply says it wrote (0 when it does not say).
+fn written_bytes(reply: &Reply) -> u64 {
+    cell(reply, "bytes")
+        .and_then(Value::as_integer)
+        .and_then(|b| u64::try_from(b).ok())
+        .unwrap_or(0)
 }
 
 /// The value of `column` in the first row of a host reply.
