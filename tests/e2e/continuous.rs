@@ -75,6 +75,28 @@ async fn newest_point_restores(server: &crate::harness::TestServer, admin: &Clie
     .await;
 }
 
+/// A server archiving `default` continuously with `settings`, table `t` (id, `pad` of
+/// `pad_type`) created, once its first base has its marker.
+async fn archived(settings: &str, pad_type: &str) -> (Site, crate::harness::TestServer, Client) {
+    let site = Site::new(&continuous(&format!(
+        "destination = \"wal\"\ndatabases = [\"default\"]\n{settings}"
+    )));
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, pad {pad_type})"
+        ))
+        .await
+        .unwrap();
+    let dir = stream_dir(&site);
+    wait_until("the first base has its marker", || async {
+        markers(&dir) == 1
+    })
+    .await;
+    (site, server, admin)
+}
+
 /// The ids `database` holds, in order.
 async fn ids(server: &crate::harness::TestServer, database: &str) -> Vec<i64> {
     server
@@ -90,20 +112,7 @@ async fn ids(server: &crate::harness::TestServer, database: &str) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_of_system_time_restores_exactly_the_transactions_committed_by_then() {
-    let site = Site::new(&continuous(
-        "destination = \"wal\"\ninterval = \"200ms\"\ndatabases = [\"default\"]\n",
-    ));
-    let server = site.start();
-    let admin = server.admin("default").await;
-    admin
-        .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT)")
-        .await
-        .unwrap();
-    let dir = stream_dir(&site);
-    wait_until("the first base has its marker", || async {
-        markers(&dir) == 1
-    })
-    .await;
+    let (_site, server, admin) = archived("interval = \"200ms\"\n", "TEXT").await;
     let times = write_rows(&admin, 150).await;
     // A larger transaction too: many pages at once.
     admin
@@ -161,9 +170,10 @@ async fn as_of_system_time_restores_exactly_the_transactions_committed_by_then()
         ))
         .await
         .unwrap_err();
+    // Before every base the stream has nothing to say: the collection's archives are looked
+    // at, as without a stream, and none is that old.
     assert!(
-        message(&before).contains("cannot restore")
-            && message(&before).contains("no base archive was taken before it"),
+        message(&before).contains("no backup archive of database \"default\" in 'wal'"),
         "{}",
         message(&before)
     );
@@ -343,20 +353,9 @@ async fn old_bases_and_the_segments_only_they_need_are_removed() {
 /// destination works again a new base is taken and the newest point restores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_destination_keeps_the_log_bounded_and_says_so() {
-    let site = Site::new(&continuous(
-        "destination = \"wal\"\ninterval = \"100ms\"\nmax_wal = \"16MiB\"\ndatabases = [\"default\"]\n",
-    ));
-    let server = site.start();
-    let admin = server.admin("default").await;
-    admin
-        .batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY, pad BLOB)")
-        .await
-        .unwrap();
+    let (site, server, admin) =
+        archived("interval = \"100ms\"\nmax_wal = \"16MiB\"\n", "BLOB").await;
     let dir = stream_dir(&site);
-    wait_until("the first base has its marker", || async {
-        markers(&dir) == 1
-    })
-    .await;
     std::fs::rename(&dir, dir.with_extension("moved")).unwrap();
     std::fs::write(&dir, b"not a directory").unwrap();
     let wal = site.data_dir().join("databases").join("default.sqlite-wal");
@@ -369,10 +368,9 @@ async fn a_failing_destination_keeps_the_log_bounded_and_says_so() {
             )
             .await
             .unwrap();
-        // Bounded below what was written (measured up to 3 times max_wal with this writer on
-        // 2 cores: the transactions before a checkpoint can restart the log add to it).
+        // Twice max_wal, and the few transactions before a checkpoint could restart it.
         let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        assert!(size < 64 << 20, "the log grew to {size} bytes");
+        assert!(size < 36 << 20, "the log grew to {size} bytes");
     }
     server.wait_for_log("the log was checkpointed unshipped to keep it bounded");
     assert!(server.logs().contains("alert=true"));

@@ -299,6 +299,12 @@ impl Archiver {
                 Position::start(header)
             }
         };
+        // Most of it before the pin: a pin held while a slow (or failing) store is written
+        // would keep the log from starting again. (Frames a restart overwrote meanwhile fail
+        // their checksums and end the read; none is lost, as only this archiver restarts it.)
+        let started = now_micros();
+        let begin = from;
+        let from = self.ship_from(&wal, from)?;
         // The pin, taken while no transaction can commit (an instant under the write lock),
         // so that it is at the log's end; it bounds the checkpoint only if the log then held
         // frames not yet copied back.
@@ -311,11 +317,10 @@ impl Archiver {
             _ => Ok(true),
         };
         let _ = self.writer.execute_batch("COMMIT");
-        let started = now_micros();
         let result = pinned.and_then(|()| {
             let unread = unread.map_err(wal_io)?;
             let at = self.ship_from(&wal, from)?;
-            if at == from {
+            if at == begin {
                 self.say_idle(started)?;
             }
             if unread { self.checkpoint(at) } else { Ok(()) }
@@ -568,22 +573,7 @@ impl Archiver {
                 Base::Due
             }
         };
-        // A gap while the base was written: segments before it cannot replay onto it.
-        if replay_from + 1 < self.next_sequence && !self.contiguous(replay_from, self.next_sequence)
-        {
-            self.base = Base::Due;
-        }
-    }
-
-    /// Whether the segments `from..to` are all there.
-    fn contiguous(&self, from: u64, to: u64) -> bool {
-        self.store.list().is_ok_and(|names| {
-            let present: std::collections::BTreeSet<u64> = names
-                .iter()
-                .filter_map(|n| Segment::sequence_of(n))
-                .collect();
-            (from..to).all(|s| present.contains(&s))
-        })
+        // (A gap while it was written made the base due again: that one is never marked.)
     }
 
     /// Writes the marker of a written base, once the log is shipped past it; then removes

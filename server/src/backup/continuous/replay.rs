@@ -23,6 +23,8 @@ pub struct Replay {
     cut: Option<(u64, usize)>,
     /// The commit time of the last transaction replayed (Unix microseconds).
     pub restored_to: Option<i64>,
+    /// The largest the image grows to while it is replayed, in bytes.
+    largest: u64,
 }
 
 /// The restorable window of a base: from the last transaction it must be replayed through
@@ -85,7 +87,8 @@ fn segment(store: &Store, sequence: u64) -> Result<Segment, BackupError> {
 }
 
 /// What restoring to `as_of` (or to the newest point, for `None`) replays: the newest base
-/// that `exists` and whose window holds the instant. `None` when the stream has no base.
+/// that `exists` and whose window holds the instant. `None` when the stream has no base, or
+/// none from before the instant.
 pub fn plan(
     store: &Store,
     database: &str,
@@ -102,6 +105,15 @@ pub fn plan(
         .filter_map(|n| Segment::sequence_of(n))
         .collect();
     let target = as_of.map(|t| t.timestamp_micros());
+    // An instant before every base is not the stream's: archives from before it (a plain
+    // BACKUP … INTO there) may serve it.
+    if let Some(t) = target
+        && markers
+            .iter()
+            .all(|m| micros(&m.base_created_at).is_none_or(|at| at > t))
+    {
+        return Ok(None);
+    }
     let idle: Option<Idle> = if store.list()?.iter().any(|n| n == IDLE_NOTE) {
         serde_json::from_slice(&store.get(IDLE_NOTE)?).ok()
     } else {
@@ -128,11 +140,7 @@ pub fn plan(
     Err(BackupError::OutsideWindow(format!(
         "the continuous archive of \"{database}\" in {} cannot restore {asked}: {}",
         store.display(""),
-        if refusals.is_empty() {
-            "no base archive was taken before it".to_owned()
-        } else {
-            refusals.join("; ")
-        }
+        refusals.join("; ")
     )))
 }
 
@@ -152,13 +160,18 @@ fn replay_onto(
     };
     let mut cut = None;
     let mut restored_to = None;
+    let (mut high, mut largest) = (0u64, 0u64);
     let mut sequence = marker.replay_from;
     let mut reached_target = false;
     while present.contains(&sequence) {
         let segment = segment(store, sequence)?;
         let mandatory = sequence <= marker.through;
         let mut commits = segment.commit_times.iter();
+        let page_size = u64::from(segment.page_size);
         for (i, frame) in segment.frames.iter().enumerate() {
+            high = high
+                .max(u64::from(frame.page) * page_size)
+                .max(u64::from(frame.commit_pages) * page_size);
             if frame.commit_pages == 0 {
                 continue;
             }
@@ -171,6 +184,7 @@ fn replay_onto(
             }
             cut = Some((sequence, i + 1));
             restored_to = Some(at);
+            largest = high;
         }
         if segment.complete {
             window.end = window.end.max(segment.shipped_at);
@@ -213,6 +227,7 @@ fn replay_onto(
             marker,
             cut,
             restored_to,
+            largest,
         },
         window,
     )))
@@ -239,6 +254,13 @@ pub fn apply(
         .write(true)
         .open(image)
         .map_err(|e| io("opening", e))?;
+    // Before a page is written, as a restore from an archive checks.
+    let now = file.metadata().map_err(|e| io("reading", e))?.len();
+    crate::backup::archive_reader::ensure_room(
+        "the replayed database",
+        image,
+        replay.largest.saturating_sub(now),
+    )?;
     let mut pages = None;
     for sequence in replay.marker.replay_from..=last {
         let segment = segment(store, sequence)?;

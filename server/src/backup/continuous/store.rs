@@ -83,15 +83,18 @@ impl Store {
                 file.write_all(&bytes).map_err(io)?;
                 file.sync_all().map_err(io)?;
                 let target = dir.join(name);
-                if target.exists() {
-                    // A marker written again (the same base): the newer one stands.
-                    std::fs::remove_file(&target).map_err(|source| BackupError::Io {
-                        action: "replacing",
-                        path: target.clone(),
-                        source,
-                    })?;
+                if !target.exists() {
+                    return temp.publish(&target);
                 }
-                temp.publish(&target)
+                // The idle note, rewritten: replaced in one rename, so a reader sees the old
+                // one or the new one.
+                std::fs::rename(temp.path(), &target).map_err(|source| BackupError::Io {
+                    action: "replacing",
+                    path: target.clone(),
+                    source,
+                })?;
+                temp.keep();
+                sync_dir(dir)
             }
             Store::Object {
                 destination,
