@@ -12,8 +12,10 @@
 //!   when installed) next to the local directory and next to `aws s3 cp` / `rclone copy` of
 //!   the same archive (where installed), with peak memory during the upload.
 //!
-//! `CAIRN_BENCH_ONLY=stall`, `=export`, `=destination` or `=incremental` runs only that
-//! section.
+//! - continuous archiving next to Litestream (`continuous.rs`).
+//!
+//! `CAIRN_BENCH_ONLY=stall`, `=export`, `=destination`, `=incremental` or `=continuous` runs
+//! only that section.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,6 +30,9 @@ use cairn_server::backup::BackupOptions;
 use cairn_server::backup::offline;
 use cairn_server::backup::progress::Progress;
 use rusqlite::{Connection, params};
+
+#[path = "backup/continuous.rs"]
+mod continuous;
 
 const WORDS: &[&str] = &[
     "alpha",
@@ -343,6 +348,9 @@ fn main() {
     }
     if only.is_empty() || only == "incremental" {
         increments(&data_dir, &db, &scratch, root.path());
+    }
+    if only.is_empty() || only == "continuous" {
+        continuous::versus_litestream(&db, root.path());
     }
     std::io::stdout().flush().unwrap();
 }

@@ -162,6 +162,30 @@ async fn as_of_system_time_restores_exactly_the_transactions_committed_by_then()
         expected
     );
 
+    // archives() shows the window: the stream's row and its base's, from before the first
+    // commit to after the last; restoring at its end gives every row.
+    let listed = texts(
+        &admin,
+        "SELECT kind, restorable_from, restorable_until, problem, location FROM archives('wal') WHERE database = 'default' AND restorable_from IS NOT NULL ORDER BY kind",
+    )
+    .await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0][0], "continuous", "{listed:?}");
+    assert_eq!(listed[1][0], "full", "{listed:?}");
+    assert_eq!(listed[0][1..3], listed[1][1..3], "{listed:?}");
+    assert_eq!(listed[0][3], "", "no problem: {listed:?}");
+    assert!(listed[0][4].ends_with("default.wal/"), "{listed:?}");
+    assert!(listed[0][1] <= text(times[0].0), "{listed:?}");
+    assert!(listed[0][2] >= text(big_committed), "{listed:?}");
+    let until = listed[0][2].clone();
+    admin
+        .batch_execute(&format!(
+            "RESTORE DATABASE default FROM LATEST IN 'wal' AS OF SYSTEM TIME '{until}' WITH (new_db_name = 'at_until')"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ids(&server, "at_until").await.len(), 151);
+
     // Outside the window: before the base, and after the newest instant archived.
     let before = admin
         .batch_execute(&format!(
@@ -270,6 +294,13 @@ async fn a_kill_during_shipping_loses_no_acknowledged_transaction_older_than_the
         .await
         .unwrap();
     let restored = ids(&restorer, "restored").await;
+    let window = texts(
+        &restorer.admin("default").await,
+        "SELECT restorable_from, restorable_until FROM archives('offsite:wal') WHERE kind = 'continuous' AND database = 'default'",
+    )
+    .await;
+    assert_eq!(window.len(), 1, "{window:?}");
+    assert!(window[0][0] < window[0][1], "{window:?}");
     let expected_prefix: Vec<i64> = (1..=restored.len() as i64).collect();
     assert_eq!(
         restored, expected_prefix,

@@ -4,10 +4,13 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::archive_reader::ArchiveReader;
+use super::continuous::replay;
+use super::continuous::store::{Store, WAL_SUFFIX};
 use super::destination::{Location, ObjectDestination};
 use super::error::BackupError;
 use super::progress::Progress;
@@ -37,6 +40,10 @@ pub struct Archive {
     pub problem: Option<String>,
     /// Of an increment: the file name of the archive it applies to (beside it).
     pub parent: Option<String>,
+    /// Of a base of a continuous archive, and of the stream itself (kind `continuous`): the
+    /// instants `RESTORE … FROM LATEST IN … AS OF SYSTEM TIME` can restore (RFC 3339, UTC).
+    pub restorable_from: Option<String>,
+    pub restorable_until: Option<String>,
 }
 
 impl Archive {
@@ -60,6 +67,8 @@ impl Archive {
             verified: None,
             problem: Some(problem),
             parent: None,
+            restorable_from: None,
+            restorable_until: None,
         }
     }
 }
@@ -73,23 +82,42 @@ pub fn list(
     requested: &str,
     verify: bool,
 ) -> Result<Vec<Archive>, BackupError> {
+    let mut streams = Vec::new();
     let mut found = match destinations.resolve(requested)? {
         Location::Local(path) => {
             let dir = rules.listing_directory(path)?;
             let mut files = Vec::new();
             collect_files(&dir, 0, &mut files);
-            files
-                .into_iter()
-                .map(|(path, bytes)| describe_file(&path, bytes, verify))
-                .collect::<Vec<_>>()
+            let mut found = Vec::new();
+            for (path, bytes) in files {
+                match stream_of_file(&path) {
+                    Some(stream) => add_to_stream(&mut streams, stream, bytes),
+                    None => found.push(describe_file(&path, bytes, verify)),
+                }
+            }
+            found
         }
-        Location::Object { destination, key } => destination
-            .list(key)?
-            .into_iter()
-            .filter(|o| is_candidate(&o.key))
-            .map(|o| describe_object(&destination, &o.key, o.size, verify))
-            .collect(),
+        Location::Object { destination, key } => {
+            let mut found = Vec::new();
+            for object in destination.list(key)? {
+                if let Some(stream) = stream_of_key(&destination, &object.key) {
+                    add_to_stream(&mut streams, stream, object.size);
+                } else if is_candidate(&object.key) {
+                    found.push(describe_object(
+                        &destination,
+                        &object.key,
+                        object.size,
+                        verify,
+                    ));
+                }
+            }
+            found
+        }
     };
+    for stream in streams {
+        let row = describe_stream(stream, &mut found);
+        found.push(row);
+    }
     found.sort_by(|a, b| {
         a.created_at
             .cmp(&b.created_at)
@@ -184,6 +212,122 @@ fn latest_matching(
         })
 }
 
+/// A continuous archive's stream found while listing: `<database>.wal` beside its bases.
+struct Stream {
+    store: Store,
+    database: String,
+    /// Where its bases are, as archive locations start: `dir/` or `NAME:prefix/`.
+    beside: String,
+    bytes: u64,
+}
+
+fn add_to_stream(streams: &mut Vec<Stream>, stream: Stream, bytes: u64) {
+    match streams
+        .iter_mut()
+        .find(|s| s.beside == stream.beside && s.database == stream.database)
+    {
+        Some(known) => known.bytes += bytes,
+        None => streams.push(Stream { bytes, ..stream }),
+    }
+}
+
+/// The stream a file belongs to: one directly in a `<database>.wal` directory.
+fn stream_of_file(path: &Path) -> Option<Stream> {
+    let dir = path.parent()?;
+    let database = dir.file_name()?.to_str()?.strip_suffix(WAL_SUFFIX)?;
+    let beside = format!("{}/", dir.parent()?.display());
+    Some(Stream {
+        store: Store::Dir(dir.to_owned()),
+        database: database.to_owned(),
+        beside,
+        bytes: 0,
+    })
+}
+
+/// The stream an object belongs to: one directly below a `<database>.wal/` prefix.
+fn stream_of_key(destination: &Arc<ObjectDestination>, key: &str) -> Option<Stream> {
+    let (dir, _) = key.rsplit_once('/')?;
+    let (parent, name) = match dir.rsplit_once('/') {
+        Some((parent, name)) => (format!("{parent}/"), name),
+        None => (String::new(), dir),
+    };
+    let database = name.strip_suffix(WAL_SUFFIX)?;
+    Some(Stream {
+        store: Store::Object {
+            destination: Arc::clone(destination),
+            prefix: format!("{dir}/"),
+        },
+        database: database.to_owned(),
+        beside: destination.display(&parent),
+        bytes: 0,
+    })
+}
+
+/// The row of a stream, and each of its bases in `archives` marked with its window.
+fn describe_stream(stream: Stream, archives: &mut [Archive]) -> Archive {
+    let location = stream.store.display("");
+    let mut row = Archive {
+        location,
+        database: Some(stream.database.clone()),
+        kind: Some("continuous".into()),
+        created_at: None,
+        bytes: stream.bytes,
+        compression_level: None,
+        server_version: None,
+        verified: None,
+        problem: None,
+        parent: None,
+        restorable_from: None,
+        restorable_until: None,
+    };
+    let base_at = |base: &str| format!("{}{base}", stream.beside);
+    let exists = |base: &str| {
+        let at = base_at(base);
+        archives
+            .iter()
+            .any(|a| a.location == at && a.problem.is_none())
+    };
+    let windows = match replay::windows(&stream.store, &stream.database, exists) {
+        Ok(windows) => windows,
+        Err(e) => {
+            row.problem = Some(e.to_string());
+            return row;
+        }
+    };
+    let (mut from, mut until, mut problems) = (None::<i64>, None::<i64>, Vec::new());
+    for (marker, window) in windows {
+        match window {
+            Ok(window) => {
+                from = Some(from.map_or(window.start, |f| f.min(window.start)));
+                until = Some(until.map_or(window.end, |u| u.max(window.end)));
+                let at = base_at(&marker.base);
+                if let Some(base) = archives.iter_mut().find(|a| a.location == at) {
+                    base.restorable_from = Some(replay::instant_text(window.start));
+                    base.restorable_until = Some(replay::instant_text(window.end));
+                }
+            }
+            Err(why) => problems.push(why),
+        }
+    }
+    row.restorable_from = from.map(replay::instant_text);
+    row.restorable_until = until.map(replay::instant_text);
+    row.created_at = row.restorable_until.clone();
+    if from.is_none() {
+        problems.insert(0, "nothing is restorable from it".into());
+    }
+    if !problems.is_empty() {
+        row.problem = Some(problems.join("; "));
+    }
+    row
+}
+
+/// Whether `dir` is a stream's (whose segments and markers the listing sums).
+fn in_stream(dir: &Path) -> bool {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(WAL_SUFFIX))
+}
+
 fn is_candidate(name: &str) -> bool {
     let file = name.rsplit('/').next().unwrap_or(name);
     !file.starts_with(TEMP_PREFIX) && (file.ends_with(".zip") || file.ends_with(".json.gz"))
@@ -206,7 +350,7 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, u64)>) {
         }
         if kind.is_dir() && depth < MAX_DEPTH {
             collect_files(&entry.path(), depth + 1, out);
-        } else if kind.is_file() && is_candidate(&name) {
+        } else if kind.is_file() && (is_candidate(&name) || in_stream(dir)) {
             let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
             out.push((entry.path(), bytes));
         }
@@ -281,6 +425,8 @@ fn from_archive<R: Read + std::io::Seek>(
         verified: None,
         problem: None,
         parent: m.parent.map(|p| p.name),
+        restorable_from: None,
+        restorable_until: None,
     };
     if verify {
         match reader.check_entries(&Progress::default()) {
@@ -310,6 +456,8 @@ fn from_export_header(
         verified: None,
         problem: None,
         parent: None,
+        restorable_from: None,
+        restorable_until: None,
     }
 }
 

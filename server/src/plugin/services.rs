@@ -334,8 +334,10 @@ impl HostServices for PluginServices {
                     Column::new("problem", ColumnType::Text),
                     Column::new("parent", ColumnType::Text),
                 ]),
+                // Archives only: a continuous archive's stream is not a file to keep or remove.
                 rows: archives
                     .into_iter()
+                    .filter(|a| a.kind.as_deref() != Some("continuous"))
                     .map(|a| {
                         vec![
                             Value::Text(a.location),

@@ -42,6 +42,9 @@ pub(super) const ARCHIVE_COLUMNS: &[(&str, SqlType)] = &[
     ("problem", SqlType::Text),
     // Of an increment: the archive beside it that it applies to.
     ("parent", SqlType::Text),
+    // Of a continuous archive's stream and of its bases: what AS OF SYSTEM TIME can restore.
+    ("restorable_from", SqlType::Text),
+    ("restorable_until", SqlType::Text),
 ];
 
 /// The rows of `SHOW ARCHIVES`.
@@ -64,6 +67,8 @@ pub(super) fn archive_rows(archives: Vec<crate::backup::archives::Archive>) -> V
                 }),
                 text(a.problem),
                 text(a.parent),
+                text(a.restorable_from),
+                text(a.restorable_until),
             ]
         })
         .collect()

@@ -144,6 +144,43 @@ pub fn plan(
     )))
 }
 
+/// A base and what it can restore: its window, or why it has none.
+pub type BaseWindow = (BaseMarker, Result<Window, String>);
+
+/// What a stream can restore, for listings: each base's window, newest base first, or why
+/// it has none (its base is gone, a segment it needs is missing). `exists` says whether a
+/// base archive (a file name beside the stream) is there.
+pub fn windows(
+    store: &Store,
+    database: &str,
+    exists: impl Fn(&str) -> bool,
+) -> Result<Vec<BaseWindow>, BackupError> {
+    let present: BTreeSet<u64> = store
+        .list()?
+        .iter()
+        .filter_map(|n| Segment::sequence_of(n))
+        .collect();
+    let idle: Option<Idle> = if store.list()?.iter().any(|n| n == IDLE_NOTE) {
+        serde_json::from_slice(&store.get(IDLE_NOTE)?).ok()
+    } else {
+        None
+    };
+    let mut found = Vec::new();
+    for marker in markers(store, database)? {
+        let Some(base_at) = micros(&marker.base_created_at) else {
+            continue;
+        };
+        let window = if exists(&marker.base) {
+            replay_onto(store, &present, marker.clone(), base_at, None, idle)?
+                .map(|(_, window)| window)
+        } else {
+            Err(format!("its base {} is gone", marker.base))
+        };
+        found.push((marker, window));
+    }
+    Ok(found)
+}
+
 /// Reads the stream after `marker`'s base (checking every segment) and decides the cut; an
 /// `Err` inside says why this base cannot serve the instant.
 fn replay_onto(

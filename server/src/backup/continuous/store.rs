@@ -27,9 +27,12 @@ pub enum Store {
     },
 }
 
+/// How a stream's directory name ends.
+pub const WAL_SUFFIX: &str = ".wal";
+
 /// The stream's directory name beside the base archives of `database`.
 pub fn stream_name(database: &str) -> String {
-    format!("{database}.wal")
+    format!("{database}{WAL_SUFFIX}")
 }
 
 impl Store {

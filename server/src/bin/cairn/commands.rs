@@ -90,10 +90,16 @@ pub fn list_archives(
             "verified": a.verified,
             "problem": a.problem,
             "parent": a.parent,
+            "restorable_from": a.restorable_from,
+            "restorable_until": a.restorable_until,
         }));
+        let window = match (&a.restorable_from, &a.restorable_until) {
+            (Some(from), Some(until)) => format!("  restorable {from} .. {until}"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             text,
-            "{}  {}  {}  {}  {} bytes{}",
+            "{}  {}  {}  {}  {} bytes{window}{}",
             a.created_at.as_deref().unwrap_or("-"),
             a.database.as_deref().unwrap_or("-"),
             a.kind.as_deref().unwrap_or("-"),
