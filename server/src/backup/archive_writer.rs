@@ -15,13 +15,14 @@ use super::deflate::{self, DeflateOptions};
 use super::destination::ObjectDestination;
 use super::error::BackupError;
 use super::files::{PacedFile, TempFile};
+use super::incremental::{ChangedPages, FileImage, Pages};
 
 /// How much archive data may wait in the page cache before it is synced (see [`PacedFile`]).
 const SYNC_EVERY: u64 = 8 << 20;
 use super::manifest::{self, Manifest, ManifestEntry};
 use super::options::BackupOptions;
 use super::progress::{Progress, RateLimit};
-use super::snapshot;
+use super::snapshot::{self, Image};
 use super::zip_writer::{DosTime, Method, ZipWriter};
 
 /// What an archive holds besides its manifest, decided once the snapshot is taken.
@@ -37,11 +38,12 @@ pub enum Body {
     },
 }
 
-/// Decides an archive's [`Body`] from the snapshot (its file, and what was copied).
-pub type Plan<'a> = &'a (dyn Fn(&Path, &snapshot::Snapshot) -> Result<Body, BackupError> + Sync);
+/// Decides an archive's [`Body`] from the snapshot (its pages, and what was taken).
+pub type Plan<'a> =
+    &'a (dyn Fn(&mut Image, &snapshot::Snapshot) -> Result<Body, BackupError> + Sync);
 
 /// The plan of every archive but an increment.
-pub fn full(_: &Path, _: &snapshot::Snapshot) -> Result<Body, BackupError> {
+pub fn full(_: &mut Image, _: &snapshot::Snapshot) -> Result<Body, BackupError> {
     Ok(Body::Full)
 }
 
@@ -65,10 +67,14 @@ pub fn write(
     busy: Duration,
     progress: &Progress,
 ) -> Result<Written, BackupError> {
-    write_planned(source, database, target, options, busy, progress, &full)
+    write_planned(
+        source, database, target, options, busy, progress, &full, false,
+    )
 }
 
-/// As [`write`], with what the archive holds decided by `plan`.
+/// As [`write`], with what the archive holds decided by `plan`; with `live` (an increment)
+/// the snapshot is read where it is rather than copied first, where SQLite can.
+#[allow(clippy::too_many_arguments)]
 pub fn write_planned(
     source: &Connection,
     database: &str,
@@ -77,6 +83,7 @@ pub fn write_planned(
     busy: Duration,
     progress: &Progress,
     plan: Plan<'_>,
+    live: bool,
 ) -> Result<Written, BackupError> {
     let dir = target.parent().unwrap_or(Path::new("."));
     if target.exists() {
@@ -85,10 +92,9 @@ pub fn write_planned(
         });
     }
     progress.check()?;
-    let copy = TempFile::in_dir(dir, ".snapshot");
-    let snapshot = snapshot::take(source, copy.path(), busy)?;
+    let (mut image, snapshot) = Image::take(source, dir, busy, live)?;
     progress.check()?;
-    let body = plan(copy.path(), &snapshot)?;
+    let body = plan(&mut image, &snapshot)?;
     progress.set_total(body_size(&body, &snapshot));
     progress.check()?;
 
@@ -99,7 +105,7 @@ pub fn write_planned(
     let zip = ZipWriter::new(paced).map_err(io("writing", archive.path()))?;
     let (paced, bytes, manifest) = write_entries(
         zip,
-        copy,
+        image,
         &snapshot,
         &body,
         database,
@@ -133,20 +139,20 @@ pub fn write_to_object(
     busy: Duration,
     progress: &Progress,
     plan: Plan<'_>,
+    live: bool,
 ) -> Result<Written, BackupError> {
     progress.check()?;
     let mut upload = destination.create(key)?;
     let shown = PathBuf::from(upload.display());
-    let copy = TempFile::in_dir(scratch, ".snapshot");
-    let snapshot = snapshot::take(source, copy.path(), busy)?;
+    let (mut image, snapshot) = Image::take(source, scratch, busy, live)?;
     progress.check()?;
-    let body = plan(copy.path(), &snapshot)?;
+    let body = plan(&mut image, &snapshot)?;
     // Written once, then read back once.
     progress.set_total(body_size(&body, &snapshot) * 2);
     progress.check()?;
     let zip = ZipWriter::streaming(&mut upload);
     let (_, bytes, manifest) = write_entries(
-        zip, copy, &snapshot, &body, database, options, progress, &shown,
+        zip, image, &snapshot, &body, database, options, progress, &shown,
     )?;
     upload.finish()?;
     progress.check()?;
@@ -182,12 +188,12 @@ fn body_size(body: &Body, snapshot: &snapshot::Snapshot) -> u64 {
     }
 }
 
-/// Writes the body (streamed from the snapshot `copy`, which goes afterwards) and the
+/// Writes the body (streamed from the snapshot's `image`, which goes afterwards) and the
 /// manifest into `zip`, and finishes the archive; `shown` names it in errors.
 #[allow(clippy::too_many_arguments)]
 fn write_entries<W: Write>(
     mut zip: ZipWriter<W>,
-    copy: TempFile,
+    image: Image,
     snapshot: &snapshot::Snapshot,
     body: &Body,
     database: &str,
@@ -195,7 +201,6 @@ fn write_entries<W: Write>(
     progress: &Progress,
     shown: &Path,
 ) -> Result<(W, u64, Manifest), BackupError> {
-    let file = File::open(copy.path()).map_err(io("reading", copy.path()))?;
     let modified = DosTime::from_utc(snapshot.taken_at);
     let method = if options.compression_level == 0 {
         Method::Stored
@@ -203,12 +208,41 @@ fn write_entries<W: Write>(
         Method::Deflated
     };
     let mut entries = Vec::new();
-    let (name, size, input): (&str, u64, Box<dyn std::io::Read + Send>) = match body {
-        Body::Full => (
-            manifest::DATABASE_ENTRY,
-            snapshot.size,
-            Box::new(BufReader::with_capacity(options.buffer_size, file)),
-        ),
+    // A copy is kept until the archive is written (it goes when dropped); a live image's
+    // transaction lasts as long.
+    let (input, _copy): (Box<dyn std::io::Read + Send>, Option<TempFile>) = match (image, body) {
+        (Image::Copy(copy), Body::Full) => {
+            let file = File::open(copy.path()).map_err(io("reading", copy.path()))?;
+            (
+                Box::new(BufReader::with_capacity(options.buffer_size, file)),
+                Some(copy),
+            )
+        }
+        (Image::Copy(copy), Body::Increment { pages, .. }) => {
+            let (file, _) = FileImage::open(copy.path(), snapshot.page_size)
+                .map_err(io("reading", copy.path()))?;
+            let pages = Pages::Listed(pages.clone().into_iter());
+            (
+                Box::new(ChangedPages::new(Box::new(file), pages, snapshot.page_size)),
+                Some(copy),
+            )
+        }
+        (Image::Live(live), body) => {
+            let pages = match body {
+                Body::Full => Pages::All(1..=u32::try_from(snapshot.page_count).unwrap_or(0)),
+                Body::Increment { pages, .. } => Pages::Listed(pages.clone().into_iter()),
+            };
+            (
+                Box::new(BufReader::with_capacity(
+                    options.buffer_size,
+                    ChangedPages::new(Box::new(live), pages, snapshot.page_size),
+                )),
+                None,
+            )
+        }
+    };
+    let (name, size) = match body {
+        Body::Full => (manifest::DATABASE_ENTRY, snapshot.size),
         Body::Increment { pages, .. } => {
             let map = super::incremental::encode_map(pages);
             write_small_entry(&mut zip, manifest::PAGE_MAP_ENTRY, &map, modified, shown)?;
@@ -220,10 +254,6 @@ fn write_entries<W: Write>(
             (
                 manifest::PAGES_ENTRY,
                 pages.len() as u64 * snapshot.page_size,
-                Box::new(BufReader::with_capacity(
-                    options.buffer_size,
-                    super::incremental::ChangedPages::new(file, pages.clone(), snapshot.page_size),
-                )),
             )
         }
     };
@@ -260,8 +290,6 @@ fn write_entries<W: Write>(
     let digest = result.map_err(|e| pace_error.unwrap_or_else(|| io("writing", shown)(e)))?;
     zip.finish_entry(digest.crc32, digest.size)
         .map_err(io("writing", shown))?;
-    drop(copy);
-
     entries.push(ManifestEntry {
         name: name.into(),
         size,

@@ -221,7 +221,7 @@ pub fn plan(
     parent: Option<&str>,
     open: Opener<'_, '_>,
     scratch: &Path,
-    copy: &Path,
+    image: &mut super::snapshot::Image,
     snapshot: &super::snapshot::Snapshot,
     progress: &Progress,
 ) -> Result<super::archive_writer::Body, BackupError> {
@@ -237,9 +237,11 @@ pub fn plan(
     };
     let Some(parent_at) = parent else {
         // Summed only to be kept: the next increment's parent is this archive.
-        digests
-            .sum(copy, snapshot.page_size, None)
-            .map_err(io(copy))?;
+        image
+            .with_pages(snapshot.page_size, |pages, count| {
+                digests.sum(pages, count, snapshot.page_size, None)
+            })
+            .map_err(io(&image.shown()))?;
         return Ok(Body::Full);
     };
     let parent = open(parent_at)?;
@@ -288,7 +290,7 @@ pub fn plan(
         let rebuilt = dir.path().join("parent.sqlite");
         rebuild(parent, parent_at, open, &rebuilt, progress)?;
         digests
-            .sum(&rebuilt, snapshot.page_size, None)
+            .sum_file(&rebuilt, snapshot.page_size, None)
             .map_err(io(&rebuilt))?;
         if !digests.has(&named.image_sha256) {
             return Err(BackupError::Io {
@@ -300,9 +302,11 @@ pub fn plan(
             });
         }
     }
-    let (image, changed) = digests
-        .sum(copy, snapshot.page_size, Some(&named.image_sha256))
-        .map_err(io(copy))?;
+    let (image_sha256, changed) = image
+        .with_pages(snapshot.page_size, |pages, count| {
+            digests.sum(pages, count, snapshot.page_size, Some(&named.image_sha256))
+        })
+        .map_err(io(&image.shown()))?;
     let pages = match changed {
         Some(incremental::Changed::Pages(pages)) => pages,
         _ => {
@@ -316,7 +320,7 @@ pub fn plan(
     Ok(Body::Increment {
         parent: named,
         pages,
-        image_sha256: image,
+        image_sha256,
     })
 }
 

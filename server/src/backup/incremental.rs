@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -32,12 +33,67 @@ pub enum Changed {
     TooMany,
 }
 
-/// Reads the image at `path` page by page, in one pass and bounded memory: returns its
+/// Where an image's pages are read from: a file (a snapshot's copy, a rebuilt image) or the
+/// database itself inside a read transaction ([`super::snapshot::Live`]).
+pub trait PageSource: Send {
+    /// Reads page `number` (from 1) into `buffer`, which is one page long.
+    fn read_page(&mut self, number: u32, buffer: &mut [u8]) -> io::Result<()>;
+}
+
+/// An image file read page by page: sequentially when the pages asked for follow each
+/// other, as summing and most increments read them.
+#[derive(Debug)]
+pub struct FileImage {
+    reader: io::BufReader<File>,
+    /// The byte offset the reader is at.
+    at: u64,
+    page_size: u64,
+}
+
+impl FileImage {
+    /// Opens the image at `path`, and says how many pages it has.
+    pub fn open(path: &Path, page_size: u64) -> io::Result<(FileImage, u64)> {
+        if page_size == 0 {
+            return Err(io::Error::other("a page size of 0"));
+        }
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len % page_size != 0 {
+            return Err(io::Error::other(format!(
+                "{} ends inside a page ({} of {page_size} bytes)",
+                path.display(),
+                len % page_size
+            )));
+        }
+        let image = FileImage {
+            reader: io::BufReader::with_capacity(1 << 20, file),
+            at: 0,
+            page_size,
+        };
+        Ok((image, len / page_size))
+    }
+}
+
+impl PageSource for FileImage {
+    fn read_page(&mut self, number: u32, buffer: &mut [u8]) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let offset = (u64::from(number).saturating_sub(1)) * self.page_size;
+        if offset != self.at {
+            self.reader.seek(SeekFrom::Start(offset))?;
+        }
+        self.reader.read_exact(buffer)?;
+        self.at = offset + buffer.len() as u64;
+        Ok(())
+    }
+}
+
+/// Reads the `page_count` pages of an image in one pass and bounded memory: returns its
 /// SHA-256, writes each page's digest to `out`, and with `parent` (an earlier image's page
 /// digests, read in step) also returns the pages whose digest differs or that lie past the
 /// parent's end.
 pub fn sum(
-    path: &Path,
+    image: &mut dyn PageSource,
+    page_count: u64,
     page_size: u64,
     out: &mut dyn Write,
     mut parent: Option<&mut dyn Read>,
@@ -46,43 +102,66 @@ pub fn sum(
     if page == 0 {
         return Err(io::Error::other("a page size of 0"));
     }
+    let last = u32::try_from(page_count)
+        .map_err(|_| io::Error::other("more pages than SQLite numbers"))?;
     let most = usize::try_from(MAX_MAP_BYTES / 4).unwrap_or(usize::MAX);
-    let mut file = io::BufReader::with_capacity(1 << 20, File::open(path)?);
-    let mut image = Sha256::new();
-    let mut buffer = vec![0u8; page];
     let mut changed = parent.is_some().then(|| Changed::Pages(Vec::new()));
-    let mut number: u32 = 0;
-    loop {
-        let n = read_full(&mut file, &mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        if n < page {
-            return Err(io::Error::other(format!(
-                "{} ends inside a page ({n} of {page} bytes)",
-                path.display()
-            )));
-        }
-        number = number
-            .checked_add(1)
-            .ok_or_else(|| io::Error::other("more pages than SQLite numbers"))?;
-        image.update(&buffer);
-        let digest: PageDigest = Sha256::digest(&buffer).into();
-        out.write_all(&digest)?;
-        if let Some(parent) = parent.as_mut() {
-            let mut before = [0u8; 32];
-            let same = read_full(parent, &mut before)? == before.len() && before == digest;
-            if !same && let Some(Changed::Pages(pages)) = &mut changed {
-                if pages.len() < most {
-                    pages.push(number);
-                } else {
-                    changed = Some(Changed::TooMany);
+    // The image's digest is summed on a second thread while this one sums the pages: two
+    // passes of SHA-256 over every byte, side by side.
+    std::thread::scope(|scope| {
+        let (to_whole, batches) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(2);
+        let (give_back, returned) = std::sync::mpsc::channel::<Arc<Vec<u8>>>();
+        let whole = scope.spawn(move || {
+            let mut whole = Sha256::new();
+            for batch in batches {
+                whole.update(&batch[..]);
+                let _ = give_back.send(batch);
+            }
+            whole.finalize()
+        });
+        let mut number: u32 = 1;
+        while number <= last {
+            let n = (last - number + 1).min(BATCH_PAGES);
+            let mut batch = returned
+                .try_recv()
+                .ok()
+                .and_then(|b| Arc::try_unwrap(b).ok())
+                .unwrap_or_default();
+            batch.resize(n as usize * page, 0);
+            for (i, buffer) in (number..).zip(batch.chunks_mut(page)) {
+                image.read_page(i, buffer)?;
+            }
+            let batch = Arc::new(batch);
+            to_whole
+                .send(Arc::clone(&batch))
+                .map_err(|_| io::Error::other("the image digest's thread ended"))?;
+            for (i, buffer) in (number..).zip(batch.chunks(page)) {
+                let digest: PageDigest = Sha256::digest(buffer).into();
+                out.write_all(&digest)?;
+                if let Some(parent) = parent.as_mut() {
+                    let mut before = [0u8; 32];
+                    let same = read_full(parent, &mut before)? == before.len() && before == digest;
+                    if !same && let Some(Changed::Pages(pages)) = &mut changed {
+                        if pages.len() < most {
+                            pages.push(i);
+                        } else {
+                            changed = Some(Changed::TooMany);
+                        }
+                    }
                 }
             }
+            number += n;
         }
-    }
-    Ok((image.finalize().into(), changed))
+        drop(to_whole);
+        let whole = whole
+            .join()
+            .map_err(|_| io::Error::other("the image digest's thread panicked"))?;
+        Ok((whole.into(), changed))
+    })
 }
+
+/// How many pages are read at a time while summing.
+const BATCH_PAGES: u32 = 256;
 
 /// Reads until `buffer` is full or the input ends; returns the bytes read.
 fn read_full(input: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
@@ -132,50 +211,67 @@ pub fn decode_map(bytes: &[u8], page_count: u64) -> Result<Vec<u32>, String> {
     Ok(pages)
 }
 
-/// Reads the listed pages of an image in order: the bytes of an increment's page entry.
+/// Which pages [`ChangedPages`] reads.
 #[derive(Debug)]
+pub enum Pages {
+    /// These (an increment's map).
+    Listed(std::vec::IntoIter<u32>),
+    /// Every page from 1 to the end (a full archive read from a live image).
+    All(std::ops::RangeInclusive<u32>),
+}
+
+impl Iterator for Pages {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Pages::Listed(pages) => pages.next(),
+            Pages::All(pages) => pages.next(),
+        }
+    }
+}
+
+/// Reads pages of an image in order as one stream of bytes: an archive's database or page
+/// entry.
 pub struct ChangedPages {
-    image: File,
-    pages: std::vec::IntoIter<u32>,
-    page_size: u64,
-    /// Bytes of the current page still to hand out, and where in the file they start.
-    left: u64,
-    at: u64,
+    image: Box<dyn PageSource>,
+    pages: Pages,
+    page: Vec<u8>,
+    /// How much of `page` has been handed out.
+    given: usize,
+}
+
+impl std::fmt::Debug for ChangedPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangedPages")
+            .field("pages", &self.pages)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChangedPages {
-    pub fn new(image: File, pages: Vec<u32>, page_size: u64) -> ChangedPages {
+    pub fn new(image: Box<dyn PageSource>, pages: Pages, page_size: u64) -> ChangedPages {
+        let page = vec![0u8; usize::try_from(page_size).unwrap_or(0)];
         ChangedPages {
             image,
-            pages: pages.into_iter(),
-            page_size,
-            left: 0,
-            at: 0,
+            given: page.len(),
+            pages,
+            page,
         }
     }
 }
 
 impl Read for ChangedPages {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            let Some(page) = self.pages.next() else {
+        if self.given == self.page.len() {
+            let Some(number) = self.pages.next() else {
                 return Ok(0);
             };
-            self.at = (u64::from(page) - 1) * self.page_size;
-            self.left = self.page_size;
+            self.image.read_page(number, &mut self.page)?;
+            self.given = 0;
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = self.image.read_at(&mut buf[..want], self.at)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the image ended before a listed page",
-            ));
-        }
-        self.at += n as u64;
-        self.left -= n as u64;
+        let n = buf.len().min(self.page.len() - self.given);
+        buf[..n].copy_from_slice(&self.page[self.given..self.given + n]);
+        self.given += n;
         Ok(n)
     }
 }
@@ -279,9 +375,21 @@ impl DigestCache {
     /// which must be kept: see [`Self::has`]), and keeps the image's own digests for the next
     /// increment. Returns the image's SHA-256 (hex). Keeping is best effort: when the
     /// directory cannot be written, the digests are not kept (and logged).
-    pub fn sum(
+    pub fn sum_file(
         &self,
         path: &Path,
+        page_size: u64,
+        parent: Option<&str>,
+    ) -> io::Result<(String, Option<Changed>)> {
+        let (mut image, page_count) = FileImage::open(path, page_size)?;
+        self.sum(&mut image, page_count, page_size, parent)
+    }
+
+    /// As [`Self::sum_file`], for the `page_count` pages of any image.
+    pub fn sum(
+        &self,
+        image: &mut dyn PageSource,
+        page_count: u64,
         page_size: u64,
         parent: Option<&str>,
     ) -> io::Result<(String, Option<Changed>)> {
@@ -317,7 +425,8 @@ impl DigestCache {
             None => &mut sink,
         };
         let (image, changed) = sum(
-            path,
+            image,
+            page_count,
             page_size,
             out,
             before.as_mut().map(|r| r as &mut dyn Read),
@@ -389,10 +498,10 @@ mod tests {
         }
         // Through the cache, as a backup into a collection does.
         let cache = DigestCache::new(dir.path().join("digests"));
-        let (parent, none) = cache.sum(&before, 4096, None).unwrap();
+        let (parent, none) = cache.sum_file(&before, 4096, None).unwrap();
         assert_eq!(none, None);
         assert!(cache.has(&parent));
-        let (image, changed) = cache.sum(&after, 4096, Some(&parent)).unwrap();
+        let (image, changed) = cache.sum_file(&after, 4096, Some(&parent)).unwrap();
         let Some(Changed::Pages(changed)) = changed else {
             panic!("{changed:?}");
         };
@@ -404,9 +513,14 @@ mod tests {
 
         // The increment's bytes, then applied to a copy of the parent.
         let mut entry = Vec::new();
-        ChangedPages::new(File::open(&after).unwrap(), changed.clone(), 4096)
-            .read_to_end(&mut entry)
-            .unwrap();
+        let (source, _) = FileImage::open(&after, 4096).unwrap();
+        ChangedPages::new(
+            Box::new(source),
+            Pages::Listed(changed.clone().into_iter()),
+            4096,
+        )
+        .read_to_end(&mut entry)
+        .unwrap();
         assert_eq!(entry.len(), changed.len() * 4096);
         let map = decode_map(&encode_map(&changed), pages as u64).unwrap();
         let rebuilt = dir.path().join("rebuilt.db");

@@ -377,7 +377,7 @@ impl Backups {
     fn plan_into(
         &self,
         into: &IntoCollection,
-        copy: &Path,
+        image: &mut super::snapshot::Image,
         snapshot: &super::snapshot::Snapshot,
         progress: &Progress,
     ) -> Result<archive_writer::Body, BackupError> {
@@ -387,7 +387,7 @@ impl Backups {
             into.parent.as_deref(),
             &opener,
             &self.rules.directory,
-            copy,
+            image,
             snapshot,
             progress,
         )
@@ -733,13 +733,18 @@ impl Backups {
         let spawned = std::thread::Builder::new()
             .name(format!("{}-{id}", kind.as_str()))
             .spawn(move || {
-                let plan = |copy: &Path, snapshot: &super::snapshot::Snapshot| match &into {
-                    None => Ok(archive_writer::Body::Full),
-                    Some(into) => this.plan_into(into, copy, snapshot, &progress),
+                let plan = |image: &mut super::snapshot::Image,
+                            snapshot: &super::snapshot::Snapshot| {
+                    match &into {
+                        None => Ok(archive_writer::Body::Full),
+                        Some(into) => this.plan_into(into, image, snapshot, &progress),
+                    }
                 };
+                // An increment reads its snapshot where it is instead of copying it first.
+                let live = into.as_ref().is_some_and(|into| into.parent.is_some());
                 let result = this.reporting_progress(id, &progress, || match (kind, &target) {
                     (Kind::Backup, Target::File(path)) => archive_writer::write_planned(
-                        &source, &database, path, &options, this.busy, &progress, &plan,
+                        &source, &database, path, &options, this.busy, &progress, &plan, live,
                     )
                     .map(Product::Archive),
                     (Kind::Backup, Target::Object { destination, key }) => {
@@ -753,6 +758,7 @@ impl Backups {
                             this.busy,
                             &progress,
                             &plan,
+                            live,
                         )
                         .map(Product::Archive)
                     }

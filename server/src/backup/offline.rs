@@ -107,6 +107,7 @@ pub fn backup(
         options,
         progress,
         &archive_writer::full,
+        false,
     )
 }
 
@@ -136,20 +137,24 @@ pub fn backup_into(
     let digests = DigestCache::new(data_dir.join("system").join("page-digests"));
     let scratch = data_dir.join("databases");
     let opener = |at: &str| open_any(stores, at);
-    let plan = |copy: &Path, snapshot: &super::snapshot::Snapshot| {
+    let plan = |image: &mut super::snapshot::Image, snapshot: &super::snapshot::Snapshot| {
         chain::plan(
             &digests,
             parent.as_deref(),
             &opener,
             &scratch,
-            copy,
+            image,
             snapshot,
             progress,
         )
     };
-    backup_planned(data_dir, database, &to, stores, options, progress, &plan)
+    let live = parent.is_some();
+    backup_planned(
+        data_dir, database, &to, stores, options, progress, &plan, live,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backup_planned(
     data_dir: &Path,
     database: &str,
@@ -158,6 +163,7 @@ fn backup_planned(
     options: &BackupOptions,
     progress: &Progress,
     plan: archive_writer::Plan<'_>,
+    live: bool,
 ) -> Result<Written, BackupError> {
     let to = match Stores::locate(stores, to)? {
         Named::Local(path) => path,
@@ -175,6 +181,7 @@ fn backup_planned(
                 BUSY,
                 progress,
                 plan,
+                live,
             );
         }
     };
@@ -182,7 +189,7 @@ fn backup_planned(
     super::files::refuse_reserved(to)?;
     let source = open_source(data_dir, database)?;
     let to = absolute(to)?;
-    archive_writer::write_planned(&source, database, &to, options, BUSY, progress, plan)
+    archive_writer::write_planned(&source, database, &to, options, BUSY, progress, plan, live)
 }
 
 /// Exports one database of a live or stopped data directory, from one read transaction,

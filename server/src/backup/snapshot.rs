@@ -95,3 +95,215 @@ pub fn take(source: &Connection, dest: &Path, busy: Duration) -> Result<Snapshot
         size,
     })
 }
+
+/// A snapshot read where it is: a read transaction kept open on a connection of its own, its
+/// pages read through SQLite's `sqlite_dbpage` table. No copy is written, so an increment
+/// costs a read of the database and the changed pages, not a copy of the whole file; the
+/// log cannot be checkpointed past the snapshot while it is open (writers go on).
+pub struct Live {
+    conn: Connection,
+    page_size: usize,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Live")
+            .field("page_size", &self.page_size)
+            .finish_non_exhaustive()
+    }
+}
+
+const READ_PAGE: &str = "SELECT data FROM sqlite_dbpage WHERE pgno = ?1";
+
+impl Live {
+    /// Pins a read transaction on the database `source` has open. `None` when this SQLite
+    /// has no `sqlite_dbpage` table (built without it) or the database is not a file: the
+    /// caller copies instead.
+    pub fn pin(
+        source: &Connection,
+        busy: Duration,
+    ) -> Result<Option<(Live, Snapshot)>, BackupError> {
+        let Some(path) = source
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+        else {
+            return Ok(None);
+        };
+        let sqlite = |action, source| BackupError::Sqlite {
+            action,
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite("opening the database for a snapshot", e))?;
+        conn.busy_timeout(busy)
+            .map_err(|e| sqlite("opening the database for a snapshot", e))?;
+        if conn.prepare(READ_PAGE).is_err() {
+            return Ok(None);
+        }
+        // The transaction's first read pins the snapshot: the database as of this instant.
+        let taken_at = Utc::now();
+        conn.execute_batch("BEGIN")
+            .map_err(|e| sqlite("pinning the snapshot", e))?;
+        let pragma = |name: &str| {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .map(|v| v as u64)
+                .map_err(|e| sqlite("pinning the snapshot", e))
+        };
+        // A read of the schema makes the transaction a read transaction.
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(|e| sqlite("pinning the snapshot", e))?;
+        let (page_size, page_count) = (pragma("page_size")?, pragma("page_count")?);
+        let live = Live {
+            conn,
+            page_size: usize::try_from(page_size).unwrap_or(0),
+        };
+        Ok(Some((
+            live,
+            Snapshot {
+                taken_at,
+                page_size,
+                page_count,
+                size: page_size * page_count,
+            },
+        )))
+    }
+}
+
+impl super::incremental::PageSource for Live {
+    fn read_page(&mut self, number: u32, buffer: &mut [u8]) -> std::io::Result<()> {
+        let mut read = self
+            .conn
+            .prepare_cached(READ_PAGE)
+            .map_err(std::io::Error::other)?;
+        read.query_row([number], |row| {
+            let data = row.get_ref(0)?.as_blob()?;
+            if data.len() != buffer.len() || data.len() != self.page_size {
+                return Err(rusqlite::Error::InvalidColumnType(
+                    0,
+                    format!("page {number} of {} bytes", data.len()),
+                    rusqlite::types::Type::Blob,
+                ));
+            }
+            buffer.copy_from_slice(data);
+            Ok(())
+        })
+        .map_err(std::io::Error::other)?;
+        if number == 1 {
+            // As a copy's header says: no write-ahead log (the file format bytes).
+            buffer[18] = 1;
+            buffer[19] = 1;
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot's pages: a copy in a temporary file, or read live.
+#[derive(Debug)]
+pub enum Image {
+    Copy(super::files::TempFile),
+    Live(Live),
+}
+
+impl Image {
+    /// Takes the snapshot of the database `source` has open: live when `live` is asked
+    /// for and SQLite can, otherwise a copy into a temporary file in `dir`.
+    pub fn take(
+        source: &Connection,
+        dir: &Path,
+        busy: Duration,
+        live: bool,
+    ) -> Result<(Image, Snapshot), BackupError> {
+        if live && let Some((image, snapshot)) = Live::pin(source, busy)? {
+            return Ok((Image::Live(image), snapshot));
+        }
+        let copy = super::files::TempFile::in_dir(dir, ".snapshot");
+        let snapshot = take(source, copy.path(), busy)?;
+        Ok((Image::Copy(copy), snapshot))
+    }
+
+    /// Runs `f` on the image's pages.
+    pub fn with_pages<T>(
+        &mut self,
+        page_size: u64,
+        f: impl FnOnce(&mut dyn super::incremental::PageSource, u64) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        match self {
+            Image::Copy(copy) => {
+                let (mut file, pages) =
+                    super::incremental::FileImage::open(copy.path(), page_size)?;
+                f(&mut file, pages)
+            }
+            Image::Live(live) => {
+                let pages = live
+                    .conn
+                    .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+                    .map_err(std::io::Error::other)? as u64;
+                f(live, pages)
+            }
+        }
+    }
+
+    /// Where errors about it point.
+    pub fn shown(&self) -> std::path::PathBuf {
+        match self {
+            Image::Copy(copy) => copy.path().to_owned(),
+            Image::Live(live) => live.conn.path().unwrap_or("the database").into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::incremental::PageSource;
+
+    /// A live image is the database as of its pin, pages from the log included, whatever
+    /// commits after it: page for page what a copy taken then holds, but for the header
+    /// fields a copy's own commit rewrites.
+    #[test]
+    fn a_live_image_reads_the_snapshot_a_copy_would_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+                 CREATE TABLE t (id INTEGER PRIMARY KEY, pad TEXT);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+                 INSERT INTO t SELECT i, hex(randomblob(100)) FROM n;",
+            )
+            .unwrap();
+        let source = Connection::open(&path).unwrap();
+        let (mut live, snapshot) = Live::pin(&source, Duration::from_secs(5))
+            .unwrap()
+            .expect("this build has sqlite_dbpage");
+        let copy = dir.path().join("copy.sqlite");
+        let copied = take(&source, &copy, Duration::from_secs(5)).unwrap();
+        assert_eq!(snapshot.page_count, copied.page_count);
+        // Commits after the pin change neither.
+        writer
+            .execute_batch("DELETE FROM t WHERE id % 2 = 0; INSERT INTO t VALUES (9999, 'x');")
+            .unwrap();
+        let bytes = std::fs::read(&copy).unwrap();
+        let page = snapshot.page_size as usize;
+        let mut buffer = vec![0u8; page];
+        for number in 1..=snapshot.page_count as u32 {
+            live.read_page(number, &mut buffer).unwrap();
+            let expected = &bytes[(number as usize - 1) * page..number as usize * page];
+            if number == 1 {
+                // The change counter and the version it is valid for are the copy's own.
+                let header = |b: &[u8]| [&b[..24], &b[28..92], &b[100..]].concat();
+                assert_eq!(header(&buffer), header(expected));
+            } else {
+                assert_eq!(buffer, expected, "page {number}");
+            }
+        }
+    }
+}

@@ -200,13 +200,20 @@ impl Archiver {
 
     fn run(&mut self, stop: &StopSignal) {
         tracing::info!(database = %self.database, stream = %self.store.display(""), "continuous archiving started");
+        // Steps start every interval (not an interval after the last one ended): a commit
+        // waits at most the interval, plus its own step's upload, to be shipped.
+        let mut next = Instant::now();
         loop {
             if !self.same_file() {
                 tracing::info!(database = %self.database, "the database was dropped or replaced; its stream ends here (a new one starts with a new base if it is there again)");
                 return;
             }
+            next += self.config.interval;
             self.step(true);
-            if stop.wait(self.config.interval) {
+            // A step that overran starts the next at once, with no burst to catch up.
+            let now = Instant::now();
+            next = next.max(now);
+            if stop.wait(next - now) {
                 // The last step: everything committed until now is shipped before the
                 // server's final checkpoint (no new base: the server is stopping).
                 self.step(false);
