@@ -60,6 +60,9 @@ pub struct Config {
     pub destinations: Vec<crate::backup::destination::S3Settings>,
     /// `[backup.continuous]`: continuous archiving, when configured.
     pub continuous: Option<crate::backup::continuous::ContinuousConfig>,
+    /// `[backup] default_destination`: the collection `BACKUP DATABASE [name]` with no `TO`
+    /// writes to (QuestDB's configured backup root), when set.
+    pub default_destination: Option<String>,
 }
 
 /// One `[plugins.NAME]` table.
@@ -159,6 +162,7 @@ struct RawBackup {
     #[serde(default)]
     destinations: BTreeMap<String, Spanned<RawDestination>>,
     continuous: Option<Spanned<RawContinuous>>,
+    default_destination: Option<Spanned<String>>,
 }
 
 impl Default for RawBackup {
@@ -168,6 +172,7 @@ impl Default for RawBackup {
             allowed_directories: Vec::new(),
             destinations: BTreeMap::new(),
             continuous: None,
+            default_destination: None,
         }
     }
 }
@@ -205,17 +210,19 @@ struct RawDestination {
     secret_access_key_file: Option<Spanned<String>>,
 }
 
-/// Checks `[backup.continuous]`.
-fn continuous(
-    raw: &RawContinuous,
+/// Checks a key naming a collection: `NAME:prefix` of a configured destination, or a
+/// directory.
+fn collection(
+    key: &str,
+    value: &Spanned<String>,
     destinations: &[crate::backup::destination::S3Settings],
     located: &Locator<'_>,
-) -> Result<crate::backup::continuous::ContinuousConfig, ConfigError> {
-    let destination = raw.destination.get_ref().trim().to_owned();
+) -> Result<String, ConfigError> {
+    let destination = value.get_ref().trim().to_owned();
     if destination.is_empty() {
         return Err(located.at(
-            &raw.destination,
-            "[backup.continuous] destination is empty; write a collection: \"NAME:prefix\" of a [backup.destinations.NAME], or a directory under the backup directory".into(),
+            value,
+            format!("{key} is empty; write a collection: \"NAME:prefix\" of a [backup.destinations.NAME], or a directory under the backup directory"),
         ));
     }
     if let Some((name, _)) = cairn_plugin_api::backup_options::split_destination(&destination)
@@ -223,10 +230,25 @@ fn continuous(
         && !destinations.iter().any(|d| d.name == name)
     {
         return Err(located.at(
-            &raw.destination,
-            format!("[backup.continuous] destination names {name:?}, which is not a [backup.destinations.NAME] table here"),
+            value,
+            format!("{key} names {name:?}, which is not a [backup.destinations.NAME] table here"),
         ));
     }
+    Ok(destination)
+}
+
+/// Checks `[backup.continuous]`.
+fn continuous(
+    raw: &RawContinuous,
+    destinations: &[crate::backup::destination::S3Settings],
+    located: &Locator<'_>,
+) -> Result<crate::backup::continuous::ContinuousConfig, ConfigError> {
+    let destination = collection(
+        "[backup.continuous] destination",
+        &raw.destination,
+        destinations,
+        located,
+    )?;
     let duration = |key: &str, value: &Option<Spanned<String>>, default: Duration| match value {
         None => Ok(default),
         Some(text) => match crate::sql::settings::parse_duration(text.get_ref()) {
@@ -599,6 +621,19 @@ impl Config {
             .as_ref()
             .map(|table| continuous(table.get_ref(), &destinations, &located))
             .transpose()?;
+        let default_destination = raw
+            .backup
+            .default_destination
+            .as_ref()
+            .map(|value| {
+                collection(
+                    "[backup] default_destination",
+                    value,
+                    &destinations,
+                    &located,
+                )
+            })
+            .transpose()?;
         let backup_directory = directories.remove(0);
         let backup = crate::backup::PathRules {
             directory: backup_directory,
@@ -658,6 +693,7 @@ impl Config {
             backup,
             destinations,
             continuous,
+            default_destination,
             source: path.to_owned(),
             reserved_space,
             max_message_size,
@@ -983,6 +1019,25 @@ password_env = "CAIRN_ADMIN_PASSWORD"
         ] {
             let (_, _, _, message) = invalid(&format!("{GOOD}\n{table}"));
             assert!(message.contains(says), "{table}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_default_destination_names_a_collection_here() {
+        let config = parse(&format!(
+            "{GOOD}\n[backup]\ndefault_destination = \"auto\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.default_destination.as_deref(), Some("auto"));
+        assert!(parse(GOOD).unwrap().default_destination.is_none());
+        for (value, says) in [
+            ("\"\"", "default_destination is empty"),
+            ("\"nowhere:auto\"", "not a [backup.destinations.NAME]"),
+        ] {
+            let (_, _, _, message) = invalid(&format!(
+                "{GOOD}\n[backup]\ndefault_destination = {value}\n"
+            ));
+            assert!(message.contains(says), "{value}: {message}");
         }
     }
 

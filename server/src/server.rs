@@ -91,13 +91,16 @@ impl Server {
         tracing::info!(path = %lock.path().display(), "lock file");
         let destinations = Destinations::connect(&config.destinations, &Handle::current())
             .map_err(Error::Destination)?;
-        let backups = Arc::new(Backups::open(
-            Arc::clone(&catalog),
-            &config.data_dir,
-            config.backup.clone(),
-            destinations,
-            config.busy_timeout,
-        )?);
+        let backups = Arc::new(
+            Backups::open(
+                Arc::clone(&catalog),
+                &config.data_dir,
+                config.backup.clone(),
+                destinations,
+                config.busy_timeout,
+            )?
+            .with_default_destination(config.default_destination.clone()),
+        );
         tracing::info!(path = %config.backup.directory.display(), "backups");
         for d in &config.destinations {
             tracing::info!(destination = %d.name, url = %d.url(), endpoint = d.endpoint.as_deref().unwrap_or("AWS"), "backup destination");

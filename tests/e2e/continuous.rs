@@ -390,7 +390,7 @@ async fn a_failing_destination_keeps_the_log_bounded_and_says_so() {
     std::fs::rename(&dir, dir.with_extension("moved")).unwrap();
     std::fs::write(&dir, b"not a directory").unwrap();
     let wal = site.data_dir().join("databases").join("default.sqlite-wal");
-    // 80 MiB of changes, 256 kB a transaction: five times max_wal.
+    // 80 MiB of changes, 256 kB a transaction: five times max_wal, twice the bound.
     for i in 0..320 {
         admin
             .execute(
@@ -399,9 +399,11 @@ async fn a_failing_destination_keeps_the_log_bounded_and_says_so() {
             )
             .await
             .unwrap();
-        // Twice max_wal, and the few transactions before a checkpoint could restart it.
+        // Twice max_wal, and what commits while a checkpoint runs: a commit's checkpoint is
+        // busy while the archiver's own runs (on a loaded machine, a second or so of these
+        // 256 kB transactions), and the log restarts only after one completes.
         let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
-        assert!(size < 36 << 20, "the log grew to {size} bytes");
+        assert!(size < 40 << 20, "the log grew to {size} bytes");
     }
     server.wait_for_log("the log was checkpointed unshipped to keep it bounded");
     assert!(server.logs().contains("alert=true"));

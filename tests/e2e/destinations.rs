@@ -1045,3 +1045,74 @@ async fn an_unreachable_store_keeps_the_ledger() {
     assert_eq!(after[0]["archive"], before[0]["archive"]);
     assert_eq!(s3.objects("cairn-backups").0.len(), 1);
 }
+
+/// QuestDB's `BACKUP DATABASE;` (the session's database) and `BACKUP DATABASE name;` write a
+/// full archive named by the database and its time into `[backup] default_destination`, and
+/// return its snapshot time; with no default destination the statement says what to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_database_with_no_path_lands_in_the_default_destination() {
+    let Offsite {
+        s3,
+        site: _site,
+        server,
+    } = offsite(|site| {
+        let config = std::fs::read_to_string(site.config_path()).unwrap();
+        std::fs::write(
+            site.config_path(),
+            format!("{config}\n[backup]\ndefault_destination = \"offsite:auto\"\n"),
+        )
+        .unwrap();
+    });
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b'); CREATE DATABASE sales",
+        )
+        .await
+        .unwrap();
+    let mine = crate::harness::texts(&admin, "BACKUP DATABASE;").await;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let (database, path, created_at) = (&mine[0][1], &mine[0][2], &mine[0][5]);
+    assert_eq!(database, "default");
+    assert!(
+        path.starts_with("offsite:auto/default-") && path.ends_with("-full.zip"),
+        "{mine:?}"
+    );
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created_at).is_ok(),
+        "{mine:?}"
+    );
+    let other = crate::harness::texts(&admin, "BACKUP DATABASE sales;").await;
+    assert!(other[0][2].starts_with("offsite:auto/sales-"), "{other:?}");
+    let listed = s3.client(&["list", "cairn-backups", "prod/auto/"]);
+    let key = path.trim_start_matches("offsite:");
+    assert!(listed.contains(key), "{listed}");
+    assert!(listed.contains("prod/auto/sales-"), "{listed}");
+    // What landed there restores.
+    admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'offsite:auto' WITH (new_db_name = 'back')",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::harness::texts(&server.admin("back").await, "SELECT v FROM t ORDER BY id").await,
+        [["a"], ["b"]]
+    );
+
+    // No default destination: refused, saying what to set.
+    let plain_site = Site::new(&standard_config());
+    let plain = plain_site.start();
+    let refused = plain
+        .admin("default")
+        .await
+        .batch_execute("BACKUP DATABASE;")
+        .await
+        .unwrap_err();
+    let message = crate::harness::message(&refused);
+    assert!(
+        message.contains("[backup] default_destination, which is not set"),
+        "{message}"
+    );
+    plain.assert_still_serving().await;
+}

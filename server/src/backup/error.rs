@@ -34,6 +34,10 @@ pub enum BackupError {
     #[error("{0}")]
     PathRefused(String),
     #[error(
+        "BACKUP DATABASE with no TO writes to [backup] default_destination, which is not set: set it in the config (\"offsite:auto\" or a directory), or write BACKUP DATABASE name TO 'file.zip'"
+    )]
+    NoDefaultDestination,
+    #[error(
         "{0}; `cairn restore` and `cairn import` work on a stopped server's data directory (use RESTORE DATABASE or IMPORT DATABASE on a running one)"
     )]
     ServerRunning(String),

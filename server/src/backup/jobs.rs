@@ -65,6 +65,14 @@ impl Product {
         }
     }
 
+    /// The snapshot instant of an archive (RFC 3339, UTC).
+    pub fn created_at(&self) -> Option<&str> {
+        match self {
+            Product::Archive(w) => Some(&w.manifest.created_at),
+            Product::Export(_) | Product::Import(_) => None,
+        }
+    }
+
     /// Bytes of the file written.
     pub fn bytes(&self) -> u64 {
         match self {
@@ -166,6 +174,8 @@ pub struct Backups {
     events: OnceLock<EventSink>,
     /// Page digests of the images archived `INTO` collections (for their increments).
     digests: DigestCache,
+    /// `[backup] default_destination`: where `BACKUP DATABASE [name]` with no `TO` writes.
+    default_destination: Option<String>,
 }
 
 /// A backup `INTO` a collection: always summed page by page (for the next increment); with a
@@ -234,7 +244,22 @@ impl Backups {
             running: Mutex::default(),
             events: OnceLock::new(),
             digests: DigestCache::new(data_dir.join("system").join("page-digests")),
+            default_destination: None,
         })
+    }
+
+    /// With `[backup] default_destination`.
+    pub fn with_default_destination(mut self, collection: Option<String>) -> Backups {
+        self.default_destination = collection;
+        self
+    }
+
+    /// The collection `BACKUP DATABASE [name]` with no `TO` writes to (QuestDB's form): a new
+    /// full archive there, named by the database and its snapshot time.
+    pub fn default_destination(&self) -> Result<&str, BackupError> {
+        self.default_destination
+            .as_deref()
+            .ok_or(BackupError::NoDefaultDestination)
     }
 
     /// Where backup events go; set once, when plugins are up.

@@ -89,6 +89,8 @@ pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
             ("path", SqlType::Text),
             ("bytes", SqlType::Int8),
             ("duration", SqlType::Float8),
+            // The snapshot instant, as the archive's manifest has it (QuestDB returns it).
+            ("created_at", SqlType::Text),
         ]),
         ServerStatement::Export(_) => columns(&[
             ("id", SqlType::Int8),
@@ -159,7 +161,9 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
             sqlstate::OBJECT_IN_USE
         }
         BackupError::NoDataDir { .. } => sqlstate::UNDEFINED_FILE,
-        BackupError::UnknownDestination { .. } => sqlstate::UNDEFINED_OBJECT,
+        BackupError::UnknownDestination { .. } | BackupError::NoDefaultDestination => {
+            sqlstate::UNDEFINED_OBJECT
+        }
         BackupError::NoArchive { .. } | BackupError::OutsideWindow(_) => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
         BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
@@ -210,6 +214,16 @@ impl Session {
                 let database = backup.database.as_deref().unwrap_or(&self.database);
                 let options = BackupOptions::from_written(&backup.options).map_err(backup_error)?;
                 let job = match backup.into {
+                    // QuestDB's form: a full archive named by its time in the default store.
+                    None if backup.default_store => {
+                        let location = self
+                            .backups
+                            .default_destination()
+                            .map_err(backup_error)?
+                            .to_owned();
+                        self.backups
+                            .start_into(database, &location, false, false, options, &self.user)
+                    }
                     Some(collection) => self.backups.start_into(
                         database,
                         &backup.path,
@@ -234,6 +248,9 @@ impl Session {
                     Value::Text(written.path().display().to_string()),
                     Value::Integer(written.bytes() as i64),
                     Value::Real(took.as_secs_f64()),
+                    written
+                        .created_at()
+                        .map_or(Value::Null, |t| Value::Text(t.to_owned())),
                 ];
                 Ok(Executed::rows("BACKUP", columns, vec![row]))
             }

@@ -75,6 +75,22 @@ pub struct Backup {
     /// `INTO 'location'` (then `path` is the location): a new archive named by its time in a
     /// collection, with `incremental` only the pages changed since the newest one there.
     pub into: Option<Collection>,
+    /// QuestDB's `BACKUP DATABASE [name];` with no `TO`: a full archive named by its time in
+    /// `[backup] default_destination` (`path` is empty).
+    pub default_store: bool,
+}
+
+impl Backup {
+    fn to_default_store(database: Option<String>) -> Backup {
+        Backup {
+            database,
+            path: String::new(),
+            options: Vec::new(),
+            detached: false,
+            into: None,
+            default_store: true,
+        }
+    }
 }
 
 /// How `BACKUP … INTO` adds to a collection.
@@ -303,15 +319,19 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
 struct FileStatement {
     syntax: &'static str,
     console: &'static str,
+    /// Whether the statement without a file goes to `[backup] default_destination`.
+    default_store: bool,
 }
 
 const BACKUP: FileStatement = FileStatement {
-    syntax: "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)], or BACKUP DATABASE [name] INTO 'location' [WITH (incremental, …)]",
+    syntax: "BACKUP DATABASE [name] TO 'file.zip' [WITH (compression_level = 0..9, buffer_size = '1MiB', max_rate = '50MiB', detached)], or BACKUP DATABASE [name] INTO 'location' [WITH (incremental, …)], or BACKUP DATABASE [name] (into [backup] default_destination)",
     console: "BACKUP DATABASE file.zip [-compressionLevel=N] [-bufferSize=N], or BACKUP DATABASE directory -incremental (an increment on the newest archive there; a full one into an empty directory)",
+    default_store: true,
 };
 const EXPORT: FileStatement = FileStatement {
     syntax: "EXPORT DATABASE [name] TO 'file.json.gz' [WITH (compression_level = 1..9, buffer_size = '1MiB', max_rate = '50MiB', detached)]",
     console: "EXPORT DATABASE file.json.gz [-compressionLevel=N] [-bufferSize=N] (OrientDB's -includeClass and similar filters are not supported: an export is the whole database)",
+    default_store: false,
 };
 const RESTORE_SYNTAX: &str = "RESTORE DATABASE name FROM 'file.zip' [WITH (replace)], or RESTORE DATABASE name FROM LATEST IN 'offsite:prefix' [AS OF SYSTEM TIME '2026-12-01 10:00:00+00'] [WITH (replace, new_db_name = 'other')]";
 const SHOW_ARCHIVES_SYNTAX: &str =
@@ -325,6 +345,17 @@ fn backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<Backup, S
         .iter()
         .position(|t| t.is_keyword("to") || t.is_keyword("into"))
     else {
+        // QuestDB's `BACKUP DATABASE;` and `BACKUP DATABASE name;`: to the configured
+        // default store. A file or directory (OrientDB's console form) is never one word.
+        if statement.default_store {
+            match words[..] {
+                [] => return Ok(Backup::to_default_store(None)),
+                [name] if name.identifier().is_some() => {
+                    return Ok(Backup::to_default_store(name.identifier()));
+                }
+                _ => {}
+            }
+        }
         return console_backup(tokens, statement);
     };
     let into = words[to].is_keyword("into");
@@ -368,6 +399,7 @@ fn backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<Backup, S
             incremental,
             full_when_empty: false,
         }),
+        default_store: false,
     })
 }
 
@@ -421,6 +453,7 @@ fn console_backup(tokens: &[Spanned<'_>], statement: &FileStatement) -> Result<B
         options,
         detached: false,
         into,
+        default_store: false,
     })
 }
 
@@ -842,6 +875,7 @@ mod tests {
                 options: vec![("compression_level".into(), Literal::Integer(9))],
                 detached: false,
                 into: None,
+                default_store: false,
             })))
         );
         assert_eq!(
@@ -852,6 +886,7 @@ mod tests {
                 options: vec![("compression_level".into(), Literal::Integer(1))],
                 detached: false,
                 into: None,
+                default_store: false,
             })))
         );
         assert_eq!(
@@ -907,6 +942,7 @@ mod tests {
                 ],
                 detached: true,
                 into: None,
+                default_store: false,
             })))
         );
         assert_eq!(
@@ -917,6 +953,7 @@ mod tests {
                 options: vec![],
                 detached: false,
                 into: None,
+                default_store: false,
             })))
         );
         assert_eq!(
@@ -930,6 +967,7 @@ mod tests {
                 ],
                 detached: false,
                 into: None,
+                default_store: false,
             })))
         );
         assert_eq!(
@@ -943,6 +981,7 @@ mod tests {
                     incremental: true,
                     full_when_empty: false,
                 }),
+                default_store: false,
             })))
         );
         assert!(matches!(
@@ -964,12 +1003,28 @@ mod tests {
                     incremental: true,
                     full_when_empty: true,
                 }),
+                default_store: false,
             })))
         );
         assert_eq!(
             parse_text("BACKUP ABORT"),
             Some(Ok(ServerStatement::BackupAbort))
         );
+        // QuestDB: to the configured default store.
+        assert_eq!(
+            parse_text("BACKUP DATABASE"),
+            Some(Ok(ServerStatement::Backup(Backup::to_default_store(None))))
+        );
+        assert_eq!(
+            parse_text("backup database Sales"),
+            Some(Ok(ServerStatement::Backup(Backup::to_default_store(Some(
+                "sales".into()
+            )))))
+        );
+        assert!(matches!(
+            parse_text("EXPORT DATABASE"),
+            Some(Err(m)) if m.contains("missing file name")
+        ));
         assert_eq!(
             parse_text("cancel backup 12"),
             Some(Ok(ServerStatement::CancelBackup { id: 12 }))

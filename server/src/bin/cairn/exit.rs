@@ -145,6 +145,7 @@ fn of_backup(e: &BackupError) -> Failure {
         B::NoDataDir { .. }
         | B::NoArchive { .. }
         | B::UnknownDestination { .. }
+        | B::NoDefaultDestination
         | B::OutsideWindow(_) => Failure::NotFound,
         B::CliTargetExists { .. }
         | B::ReplaceNeeded { .. }
