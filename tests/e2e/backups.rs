@@ -462,3 +462,55 @@ async fn a_restore_over_an_existing_database_did_not_say_how() {
         );
     }
 }
+
+/// Doris's per-job timeout: a rate-limited backup that would take a minute stops at its
+/// `timeout`, fails naming itself and its timeout, and leaves no file; a bad timeout is
+/// refused before a job exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_past_its_timeout_fails_on_time_and_leaves_no_file() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    accounts(&admin, 10_000).await;
+    let started = std::time::Instant::now();
+    let err = refused(
+        &admin,
+        "BACKUP DATABASE TO 'slow.zip' WITH (max_rate = '64KiB', buffer_size = '64KiB', timeout = '2s')",
+        "stopped at its timeout of 2s",
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(30),
+        "{took:?}"
+    );
+    assert_eq!(err.code().unwrap().code(), "57014");
+    let message = crate::harness::message(&err);
+    assert!(
+        message.starts_with("backup ") && message.contains("no file was written"),
+        "{message}"
+    );
+    assert!(!backups_dir(&site).join("slow.zip").exists());
+    assert!(temporaries(&backups_dir(&site)).is_empty());
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT status FROM backups() WHERE path LIKE '%slow.zip'"
+        )
+        .await,
+        ["failed"]
+    );
+    // Doris writes seconds; a text needs a unit it knows.
+    refused(
+        &admin,
+        "BACKUP DATABASE TO 'x.zip' WITH (timeout = 'soon')",
+        "timeout: invalid value",
+    )
+    .await;
+    admin
+        .simple_query("BACKUP DATABASE TO 'quick.zip' WITH (timeout = 3600)")
+        .await
+        .unwrap();
+    assert!(backups_dir(&site).join("quick.zip").exists());
+    server.assert_still_serving().await;
+}

@@ -77,8 +77,20 @@ pub enum BackupError {
     Busy { waited: std::time::Duration },
     #[error("the backup was aborted")]
     Aborted,
+    #[error(
+        "stopped at its timeout of {after:?}; WITH (timeout = '…') raises it (the default is a day, 0 is no limit), or a higher max_rate shortens the job"
+    )]
+    TimedOut { after: std::time::Duration },
     #[error("{kind} {id} was aborted; no file was written")]
     JobAborted { kind: &'static str, id: i64 },
+    #[error(
+        "{kind} {id} stopped at its timeout of {after:?}; no file was written; WITH (timeout = '…') raises it (the default is a day, 0 is no limit), or a higher max_rate shortens the job"
+    )]
+    JobTimedOut {
+        kind: &'static str,
+        id: i64,
+        after: std::time::Duration,
+    },
     #[error("{kind} {id} failed: {message}; no file was written")]
     JobFailed {
         kind: &'static str,

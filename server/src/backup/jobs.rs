@@ -89,6 +89,8 @@ pub enum Outcome {
     Complete(Box<Product>),
     Failed(String),
     Aborted,
+    /// Stopped at its timeout (the job's options), after this long.
+    TimedOut(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +151,11 @@ impl Job {
                 kind: self.kind.as_str(),
                 id: self.id,
                 message,
+            }),
+            Outcome::TimedOut(after) => Err(BackupError::JobTimedOut {
+                kind: self.kind.as_str(),
+                id: self.id,
+                after,
             }),
         }
     }
@@ -739,6 +746,9 @@ impl Backups {
             .start(database, kind.as_str(), &shown, requested_by)?;
         let (progress, completion) = register(&mut running, database, id);
         drop(running);
+        if let Some(timeout) = options.timeout {
+            progress.set_timeout(timeout);
+        }
         tracing::info!(id, database, kind = kind.as_str(), path = %shown.display(), level = options.compression_level, by = requested_by, "started");
         self.emit(
             EventKind::BackupStarted,
@@ -882,7 +892,11 @@ impl Backups {
                 let recorded = self
                     .history
                     .finish(id, Status::Failed, None, Some(&message));
-                (Outcome::Failed(message), recorded)
+                let outcome = match e {
+                    BackupError::TimedOut { after } => Outcome::TimedOut(*after),
+                    _ => Outcome::Failed(message),
+                };
+                (outcome, recorded)
             }
         };
         if let Err(e) = recorded {

@@ -19,7 +19,12 @@ pub struct BackupOptions {
     pub max_rate: Option<u64>,
     /// Compression threads (default: one per core).
     pub threads: usize,
+    /// How long the job may run before it is stopped (Doris's `timeout`; default a day).
+    pub timeout: Option<std::time::Duration>,
 }
+
+/// Doris's default job timeout: a day.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 impl Default for BackupOptions {
     fn default() -> BackupOptions {
@@ -28,6 +33,7 @@ impl Default for BackupOptions {
             buffer_size: DEFAULT_BUFFER,
             max_rate: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            timeout: Some(DEFAULT_TIMEOUT),
         }
     }
 }
@@ -48,6 +54,21 @@ impl BackupOptions {
                 ("compression_level", Literal::Integer(level)) => options.set_level(*level)?,
                 ("buffer_size", value) => options.set_buffer_size(size(value)?)?,
                 ("max_rate", value) => options.set_max_rate(size(value)?)?,
+                // Doris writes seconds; a text takes a unit ('2s', '1h'); 0 is no limit.
+                ("timeout", Literal::Integer(seconds)) if *seconds >= 0 => {
+                    options.timeout =
+                        (*seconds > 0).then(|| std::time::Duration::from_secs(*seconds as u64));
+                }
+                ("timeout", Literal::Text(text)) => {
+                    options.timeout = crate::sql::settings::parse_duration(text).map_err(|m| {
+                        BackupError::InvalidOption(format!("timeout: {m} (0 is no limit)"))
+                    })?;
+                }
+                ("timeout", other) => {
+                    return Err(BackupError::InvalidOption(format!(
+                        "timeout must be a time such as '2h' or a number of seconds, got {other}"
+                    )));
+                }
                 ("compression_level", other) => {
                     return Err(BackupError::InvalidOption(format!(
                         "compression_level must be an integer 0–9, got {other}"
@@ -55,7 +76,7 @@ impl BackupOptions {
                 }
                 (other, _) => {
                     return Err(BackupError::InvalidOption(format!(
-                        "unknown option {other}; BACKUP takes compression_level, buffer_size, max_rate and detached"
+                        "unknown option {other}; BACKUP takes compression_level, buffer_size, max_rate, timeout and detached"
                     )));
                 }
             }

@@ -1,6 +1,7 @@
 //! A running operation's progress and its stop flag, shared between the thread doing the work
 //! and whoever watches it (the job table, a progress bar).
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ pub struct Progress {
     done: AtomicU64,
     total: AtomicU64,
     cancelled: AtomicBool,
+    /// When the work must stop, and the timeout that set it.
+    deadline: OnceLock<(Instant, Duration)>,
 }
 
 impl Progress {
@@ -49,12 +52,21 @@ impl Progress {
         self.cancelled.load(Ordering::SeqCst)
     }
 
-    /// An error if the work was asked to stop.
+    /// Stops the work at its first check once `timeout` has passed from now.
+    pub fn set_timeout(&self, timeout: Duration) {
+        let _ = self.deadline.set((Instant::now() + timeout, timeout));
+    }
+
+    /// An error if the work was asked to stop, or ran past its timeout.
     pub fn check(&self) -> Result<(), BackupError> {
         if self.is_cancelled() {
-            Err(BackupError::Aborted)
-        } else {
-            Ok(())
+            return Err(BackupError::Aborted);
+        }
+        match self.deadline.get() {
+            Some(&(deadline, after)) if Instant::now() >= deadline => {
+                Err(BackupError::TimedOut { after })
+            }
+            _ => Ok(()),
         }
     }
 }

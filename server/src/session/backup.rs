@@ -167,7 +167,10 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         BackupError::NoArchive { .. } | BackupError::OutsideWindow(_) => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
         BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
-        BackupError::Aborted | BackupError::JobAborted { .. } => sqlstate::QUERY_CANCELED,
+        BackupError::Aborted
+        | BackupError::JobAborted { .. }
+        | BackupError::TimedOut { .. }
+        | BackupError::JobTimedOut { .. } => sqlstate::QUERY_CANCELED,
         BackupError::Busy { .. } => sqlstate::LOCK_NOT_AVAILABLE,
         BackupError::NotAnArchive { .. }
         | BackupError::Damaged { .. }

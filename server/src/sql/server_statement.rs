@@ -302,11 +302,15 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("archives") => {
             Some(show_archives(rest))
         }
-        [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("backups") => {
+        // `SHOW BACKUP` is Doris's spelling.
+        [first, second, rest @ ..]
+            if first.is_keyword("show")
+                && (second.is_keyword("backups") || second.is_keyword("backup")) =>
+        {
             Some(match rest {
                 [] => Ok(ServerStatement::ShowBackups),
                 [extra, ..] => Err(format!(
-                    "unexpected {} after SHOW BACKUPS; to filter or sort, use SELECT … FROM backups()",
+                    "unexpected {} after SHOW BACKUPS; to filter or sort, use SELECT … FROM backups() (WHERE database = 'name' for Doris's SHOW BACKUP FROM name)",
                     describe(extra)
                 )),
             })
@@ -1009,6 +1013,10 @@ mod tests {
         assert_eq!(
             parse_text("BACKUP ABORT"),
             Some(Ok(ServerStatement::BackupAbort))
+        );
+        assert_eq!(
+            parse_text("show backup"),
+            Some(Ok(ServerStatement::ShowBackups))
         );
         // QuestDB: to the configured default store.
         assert_eq!(

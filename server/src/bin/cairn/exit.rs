@@ -163,6 +163,8 @@ fn of_backup(e: &BackupError) -> Failure {
         B::NoSpace { .. } | B::Destination { .. } | B::History { .. } => Failure::Io,
         B::Sqlite { .. }
         | B::Aborted
+        | B::TimedOut { .. }
+        | B::JobTimedOut { .. }
         | B::JobAborted { .. }
         | B::JobFailed { .. }
         | B::PipeClosed => Failure::Failed,
