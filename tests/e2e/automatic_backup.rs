@@ -627,3 +627,73 @@ async fn plugin_config_errors_named_no_file_and_no_key() {
         );
     }
 }
+
+/// OrientDB's `automatic-backup.json`, as its documentation shows it (with a two-second
+/// delay from a `firstTime` three seconds ahead, so that the test need not wait for 23:00),
+/// read as is: runs on its schedule, names its files by its template, and the log says how
+/// each key was mapped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orientdbs_automatic_backup_json_runs_as_written() {
+    let site = Site::new(&format!(
+        "{}\n[plugins.automatic_backup]\nlibrary = \"builtin\"\nconfig_file = \"automatic-backup.json\"\n",
+        standard_config()
+    ));
+    // OrientDB's first run is at firstTime (its next occurrence), then every delay.
+    let first_time = (chrono::Utc::now() + chrono::Duration::seconds(3)).format("%H:%M:%S");
+    std::fs::write(
+        site.dir.path().join("automatic-backup.json"),
+        format!(
+            r#"{{
+  "enabled": true,
+  "mode": "FULL_BACKUP",
+  "exportOptions": "",
+  "delay": "2s",
+  "firstTime": "{first_time}",
+  "targetDirectory": "orient",
+  "targetFileName": "${{DBNAME}}-${{DATE:yyyyMMddHHmmss}}.zip",
+  "dbInclude": "default",
+  "compressionLevel": 9,
+  "bufferSize": 1048576
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    filled(&admin, 50).await;
+    let dir = site.dir.path().join("backups").join("orient");
+    wait_until("two scheduled backups by OrientDB's template", || async {
+        files(&dir)
+            .iter()
+            .filter(|n| {
+                n.strip_prefix("default-")
+                    .and_then(|rest| rest.strip_suffix(".zip"))
+                    .is_some_and(|stamp| {
+                        stamp.len() == 14 && stamp.bytes().all(|b| b.is_ascii_digit())
+                    })
+            })
+            .count()
+            >= 2
+    })
+    .await;
+    let logs = server.logs();
+    assert!(
+        logs.contains(&format!("firstTime → first_time = \"{first_time}\"")),
+        "{logs}"
+    );
+    // The archives are OrientDB's compression level, 9.
+    let newest = files(&dir)
+        .into_iter()
+        .rev()
+        .find(|n| n.ends_with(".zip"))
+        .unwrap();
+    let (ok, out) = crate::harness::run(
+        std::process::Command::new("unzip")
+            .arg("-p")
+            .arg(dir.join(&newest))
+            .arg("manifest.json"),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("\"compression_level\": 9"), "{out}");
+}

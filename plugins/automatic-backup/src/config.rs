@@ -204,6 +204,17 @@ impl Policy {
     /// Reads and checks the config; `now` is when it starts to apply (names are checked on
     /// the runs of the year from then).
     pub fn from_config(config: &PluginConfig, now: DateTime<Utc>) -> Result<Policy, PluginError> {
+        let translated;
+        let config = if crate::orientdb::is_orientdb_form(config.as_str()) {
+            let (toml, notes) = crate::orientdb::translate(config.as_str())?;
+            for note in &notes {
+                cairn_plugin_api::tracing::info!(mapped = %note, "OrientDB's automatic-backup.json");
+            }
+            translated = PluginConfig::new(toml);
+            &translated
+        } else {
+            config
+        };
         let written: Written = config.parse()?;
         let zone: Tz = match &written.timezone {
             None => Tz::UTC,

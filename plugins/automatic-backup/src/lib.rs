@@ -11,6 +11,7 @@ mod clock;
 mod config;
 mod duration;
 mod naming;
+mod orientdb;
 mod plugin;
 mod retention;
 mod schedule;

@@ -247,11 +247,20 @@ impl Schedule {
             When::Every {
                 step: Step::TimesOfDay(times),
                 ..
-            } => self
-                .days_from(after)?
-                .flat_map(|date| times.iter().map(move |t| date.and_time(*t)))
-                .filter_map(|local| self.resolve(local))
-                .find(|at| *at > after && *at >= not_before),
+            } => {
+                // A day may hold tens of thousands of times ("2s"): each day's search starts
+                // at the first one past `after`, found by bisection (a day's times resolve to
+                // instants in the same order: an overlap takes its first, a gap its end).
+                self.days_from(after)?
+                    .flat_map(|date| {
+                        let skip = times.partition_point(|t| {
+                            self.resolve(date.and_time(*t)).is_none_or(|at| at <= after)
+                        });
+                        times[skip..].iter().map(move |t| date.and_time(*t))
+                    })
+                    .filter_map(|local| self.resolve(local))
+                    .find(|at| *at > after && *at >= not_before)
+            }
             When::Every {
                 first,
                 step: Step::Days(every),
