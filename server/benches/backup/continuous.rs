@@ -34,7 +34,12 @@ fn unix_micros() -> i64 {
 
 /// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// The user + system CPU seconds a `stat` file of `/proc` says.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
     // After the command: state is field 3, utime 14 and stime 15 (1-based, whole line).
@@ -50,15 +55,7 @@ fn thread_cpu_seconds(pid: u32, name: &str) -> f64 {
     tasks
         .flatten()
         .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
-        .map(|t| {
-            let tid: u32 = t.file_name().to_string_lossy().parse().unwrap_or(0);
-            let stat =
-                std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap_or_default();
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<f64>().ok());
-            (ticks(14).unwrap_or(0.0) + ticks(15).unwrap_or(0.0)) / 100.0
-        })
+        .map(|t| stat_cpu_seconds(&t.path().join("stat").to_string_lossy()))
         .sum()
 }
 
@@ -236,6 +233,33 @@ struct Run {
     restored_all_but: i64,
 }
 
+impl Run {
+    /// A run's figures over `seconds`: the archiver's and the server's CPU seconds, the bytes
+    /// shipped, the writes, what a restore gave back and when the kill came.
+    #[allow(clippy::too_many_arguments)]
+    fn of(
+        seconds: u64,
+        (cpu, server_cpu): (f64, f64),
+        bytes: u64,
+        writes: &Writes,
+        restored: i64,
+        killed: i64,
+        restore: Duration,
+    ) -> Run {
+        let per_minute = 60.0 / seconds as f64;
+        Run {
+            cpu_per_min: cpu * per_minute,
+            server_cpu_per_min: server_cpu * per_minute,
+            bytes_per_min: bytes as f64 * per_minute,
+            max_gap: writes.max_gap,
+            commits: writes.acked.len(),
+            lost_at_kill: lost_window(writes, restored, killed),
+            restore,
+            restored_all_but: writes.acked.last().map_or(0, |(id, _)| *id) - restored,
+        }
+    }
+}
+
 fn print_row(what: &str, run: &Run, extra: &str) {
     println!(
         "| {what} | {:.2} | {:.2} | {:.1} MB | {:.3} s{extra} | {:.2} s | {:.1} ms ({} commits) |",
@@ -346,16 +370,9 @@ pub fn versus_litestream(db: &Path, root: &Path) {
         );
         let restore = started.elapsed();
         let restored = newest_id(&out);
-        Some(Run {
-            cpu_per_min: cpu.0 * 60.0 / seconds as f64,
-            server_cpu_per_min: cpu.1 * 60.0 / seconds as f64,
-            bytes_per_min: bytes as f64 * 60.0 / seconds as f64,
-            max_gap: writes.max_gap,
-            commits: writes.acked.len(),
-            lost_at_kill: lost_window(&writes, restored, killed),
-            restore,
-            restored_all_but: writes.acked.last().map_or(0, |(id, _)| *id) - restored,
-        })
+        Some(Run::of(
+            seconds, cpu, bytes, &writes, restored, killed, restore,
+        ))
     } else {
         None
     };
@@ -427,16 +444,15 @@ pub fn versus_litestream(db: &Path, root: &Path) {
         (took, restored)
     });
     restorer.kill();
-    let cairn = Run {
-        cpu_per_min: archiver_cpu * 60.0 / seconds as f64,
-        server_cpu_per_min: cpu * 60.0 / seconds as f64,
-        bytes_per_min: bytes as f64 * 60.0 / seconds as f64,
-        max_gap: writes.max_gap,
-        commits: writes.acked.len(),
-        lost_at_kill: lost_window(&writes, restored, killed),
+    let cairn = Run::of(
+        seconds,
+        (archiver_cpu, cpu),
+        bytes,
+        &writes,
+        restored,
+        killed,
         restore,
-        restored_all_but: writes.acked.last().map_or(0, |(id, _)| *id) - restored,
-    };
+    );
 
     println!(
         "A writer committing a row every 2 ms over the wire for {seconds} s. CPU: the archiver's own (Cairn's archiver thread, the Litestream process) and the whole Cairn server's (its checkpoints included; Cairn's archiver too). Recovery point at the kill: how long before a kill -9 the oldest lost commit was acknowledged.\n"
