@@ -19,7 +19,9 @@ pub struct BackupOptions {
     pub max_rate: Option<u64>,
     /// Compression threads (default: one per core).
     pub threads: usize,
-    /// How long the job may run before it is stopped (Doris's `timeout`; default a day).
+    /// How long the job may run before it is stopped (Doris's `timeout`): for SQL's jobs a
+    /// day unless written ([`BackupOptions::from_sql`]); none for the plugins', the CLI's and
+    /// continuous archiving's bases.
     pub timeout: Option<std::time::Duration>,
 }
 
@@ -33,7 +35,7 @@ impl Default for BackupOptions {
             buffer_size: DEFAULT_BUFFER,
             max_rate: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            timeout: Some(DEFAULT_TIMEOUT),
+            timeout: None,
         }
     }
 }
@@ -80,6 +82,16 @@ impl BackupOptions {
                     )));
                 }
             }
+        }
+        Ok(options)
+    }
+
+    /// As [`Self::from_written`], for a statement: Doris's default timeout of a day unless
+    /// one is written.
+    pub fn from_sql(written: &[(String, Literal)]) -> Result<BackupOptions, BackupError> {
+        let mut options = BackupOptions::from_written(written)?;
+        if !written.iter().any(|(name, _)| name == "timeout") {
+            options.timeout = Some(DEFAULT_TIMEOUT);
         }
         Ok(options)
     }

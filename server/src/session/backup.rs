@@ -215,7 +215,7 @@ impl Session {
             ServerStatement::Backup(backup) => {
                 self.refuse_in_transaction(what)?;
                 let database = backup.database.as_deref().unwrap_or(&self.database);
-                let options = BackupOptions::from_written(&backup.options).map_err(backup_error)?;
+                let options = BackupOptions::from_sql(&backup.options).map_err(backup_error)?;
                 let job = match backup.into {
                     // QuestDB's form: a full archive named by its time in the default store.
                     None if backup.default_store => {
@@ -264,7 +264,7 @@ impl Session {
             ServerStatement::Export(export) => {
                 self.refuse_in_transaction(what)?;
                 let database = export.database.as_deref().unwrap_or(&self.database);
-                let options = BackupOptions::from_written(&export.options).map_err(backup_error)?;
+                let options = BackupOptions::from_sql(&export.options).map_err(backup_error)?;
                 let job = self
                     .backups
                     .start_kind(Kind::Export, database, &export.path, options, &self.user)
