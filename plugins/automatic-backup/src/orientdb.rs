@@ -146,6 +146,23 @@ pub fn translate(text: &str) -> Result<(String, Vec<String>), PluginError> {
             &mut notes,
         );
     }
+    // Two JSON keys for one setting (`compressionLevel` and `exportOptions`'s
+    // -compressionLevel): refused by their names, not as a duplicate in text never written.
+    let mut set: Vec<(&str, &str)> = Vec::new();
+    for note in &notes {
+        let Some((from, rest)) = note.split_once(" → ") else {
+            continue;
+        };
+        let Some((key, _)) = rest.split_once(" = ") else {
+            continue;
+        };
+        if let Some((earlier, _)) = set.iter().find(|(_, k)| *k == key) {
+            return Err(refuse(format!(
+                "`{earlier}` and `{from}` both set {key}; keep one"
+            )));
+        }
+        set.push((from, key));
+    }
     Ok((toml, notes))
 }
 
@@ -288,6 +305,10 @@ mod tests {
                 "applies to \"EXPORT\"",
             ),
             (r#"{"enabled": "yes"}"#, "write true or false"),
+            (
+                r#"{"mode": "EXPORT", "compressionLevel": 9, "exportOptions": "-compressionLevel=3"}"#,
+                "both set compression_level",
+            ),
             ("{\"delay\": ", "line 1"),
         ] {
             let message = translate(json).unwrap_err().to_string();

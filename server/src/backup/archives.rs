@@ -90,9 +90,13 @@ pub fn list(
             collect_files(&dir, 0, &mut files);
             let mut found = Vec::new();
             for (path, bytes) in files {
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
                 match stream_of_file(&path) {
                     Some(stream) => add_to_stream(&mut streams, stream, bytes),
-                    None => found.push(describe_file(&path, bytes, verify)),
+                    None if name.as_deref().is_some_and(is_candidate) => {
+                        found.push(describe_file(&path, bytes, verify));
+                    }
+                    None => {}
                 }
             }
             found
@@ -231,11 +235,24 @@ fn add_to_stream(streams: &mut Vec<Stream>, stream: Stream, bytes: u64) {
     }
 }
 
-/// The stream a file belongs to: one directly in a `<database>.wal` directory.
+/// Whether a file name is one a stream holds: a segment, a base marker, the idle note.
+fn is_stream_file(name: &str) -> bool {
+    super::continuous::segment::Segment::sequence_of(name).is_some()
+        || super::continuous::store::BaseMarker::is_marker_name(name)
+        || name == super::continuous::store::IDLE_NOTE
+}
+
+/// The stream a file belongs to: one of a stream's files directly in a `<database>.wal`
+/// directory (anything else there is listed as any file is).
 fn stream_of_file(path: &Path) -> Option<Stream> {
+    if !is_stream_file(path.file_name()?.to_str()?) {
+        return None;
+    }
     let dir = path.parent()?;
     let database = dir.file_name()?.to_str()?.strip_suffix(WAL_SUFFIX)?;
-    let beside = format!("{}/", dir.parent()?.display());
+    // As a base's location is displayed: its directory joined with its name.
+    let joined = dir.parent()?.join("x").display().to_string();
+    let beside = joined.strip_suffix('x').unwrap_or(&joined).to_owned();
     Some(Stream {
         store: Store::Dir(dir.to_owned()),
         database: database.to_owned(),
@@ -246,7 +263,10 @@ fn stream_of_file(path: &Path) -> Option<Stream> {
 
 /// The stream an object belongs to: one directly below a `<database>.wal/` prefix.
 fn stream_of_key(destination: &Arc<ObjectDestination>, key: &str) -> Option<Stream> {
-    let (dir, _) = key.rsplit_once('/')?;
+    let (dir, name) = key.rsplit_once('/')?;
+    if !is_stream_file(name) {
+        return None;
+    }
     let (parent, name) = match dir.rsplit_once('/') {
         Some((parent, name)) => (format!("{parent}/"), name),
         None => (String::new(), dir),
@@ -464,6 +484,22 @@ fn from_export_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_streams_own_files_make_a_stream() {
+        let stream = stream_of_file(Path::new("/b/wal/sales.wal/000000000001.seg")).unwrap();
+        assert_eq!(
+            (stream.database.as_str(), stream.beside.as_str()),
+            ("sales", "/b/wal/")
+        );
+        assert!(stream_of_file(Path::new("/b/wal/sales.wal/base-x.zip.json")).is_some());
+        assert!(stream_of_file(Path::new("/b/wal/sales.wal/idle.json")).is_some());
+        // An archive someone put in a directory that happens to end with .wal is an archive.
+        assert!(stream_of_file(Path::new("/b/old.wal/sales.zip")).is_none());
+        assert!(stream_of_file(Path::new("/b/wal/000000000001.seg")).is_none());
+        let top = stream_of_file(Path::new("/sales.wal/000000000001.seg")).unwrap();
+        assert_eq!(top.beside, "/");
+    }
 
     #[test]
     fn a_direct_member_is_a_file_right_in_the_collection() {

@@ -775,8 +775,10 @@ impl Backups {
                         Some(into) => this.plan_into(into, image, snapshot, &progress),
                     }
                 };
-                // An increment reads its snapshot where it is instead of copying it first.
-                let live = into.as_ref().is_some_and(|into| into.parent.is_some());
+                // An increment reads its snapshot where it is instead of copying it first,
+                // unless it is paced: its read transaction lasts the whole job.
+                let live = into.as_ref().is_some_and(|into| into.parent.is_some())
+                    && options.max_rate.is_none();
                 let result = this.reporting_progress(id, &progress, || match (kind, &target) {
                     (Kind::Backup, Target::File(path)) => archive_writer::write_planned(
                         &source, &database, path, &options, this.busy, &progress, &plan, live,

@@ -148,7 +148,8 @@ pub fn backup_into(
             progress,
         )
     };
-    let live = parent.is_some();
+    // Unless paced: a live snapshot's read transaction lasts the whole backup.
+    let live = parent.is_some() && options.max_rate.is_none();
     backup_planned(
         data_dir, database, &to, stores, options, progress, &plan, live,
     )

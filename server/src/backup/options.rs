@@ -25,6 +25,9 @@ pub struct BackupOptions {
     pub timeout: Option<std::time::Duration>,
 }
 
+/// The longest timeout written in seconds: a year (for no limit, write 0).
+const MAX_TIMEOUT_SECONDS: i64 = 366 * 86_400;
+
 /// Doris's default job timeout: a day.
 pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
 
@@ -57,7 +60,9 @@ impl BackupOptions {
                 ("buffer_size", value) => options.set_buffer_size(size(value)?)?,
                 ("max_rate", value) => options.set_max_rate(size(value)?)?,
                 // Doris writes seconds; a text takes a unit ('2s', '1h'); 0 is no limit.
-                ("timeout", Literal::Integer(seconds)) if *seconds >= 0 => {
+                ("timeout", Literal::Integer(seconds))
+                    if (0..=MAX_TIMEOUT_SECONDS).contains(seconds) =>
+                {
                     options.timeout =
                         (*seconds > 0).then(|| std::time::Duration::from_secs(*seconds as u64));
                 }
@@ -68,7 +73,7 @@ impl BackupOptions {
                 }
                 ("timeout", other) => {
                     return Err(BackupError::InvalidOption(format!(
-                        "timeout must be a time such as '2h' or a number of seconds, got {other}"
+                        "timeout must be a time such as '2h' or a number of seconds up to {MAX_TIMEOUT_SECONDS} (0: no limit), got {other}"
                     )));
                 }
                 ("compression_level", other) => {
@@ -130,6 +135,27 @@ fn invalid(e: cairn_plugin_api::PluginError) -> BackupError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeout too large to reach was a panic when the job armed it (and the database's
+    /// backups stayed refused as running).
+    #[test]
+    fn a_huge_timeout_is_refused_or_no_limit_never_a_panic() {
+        let written = |value: Literal| vec![("timeout".to_owned(), value)];
+        assert!(BackupOptions::from_sql(&written(Literal::Integer(i64::MAX))).is_err());
+        let year = BackupOptions::from_sql(&written(Literal::Integer(366 * 86_400))).unwrap();
+        assert_eq!(
+            year.timeout,
+            Some(std::time::Duration::from_secs(366 * 86_400))
+        );
+        assert_eq!(
+            BackupOptions::from_sql(&[]).unwrap().timeout,
+            Some(DEFAULT_TIMEOUT)
+        );
+        assert_eq!(BackupOptions::default().timeout, None);
+        let progress = crate::backup::progress::Progress::default();
+        progress.set_timeout(std::time::Duration::MAX);
+        assert!(progress.check().is_ok());
+    }
 
     #[test]
     fn out_of_range_options_are_refused() {

@@ -54,7 +54,10 @@ impl Progress {
 
     /// Stops the work at its first check once `timeout` has passed from now.
     pub fn set_timeout(&self, timeout: Duration) {
-        let _ = self.deadline.set((Instant::now() + timeout, timeout));
+        // Too far to reach is no limit at all.
+        if let Some(deadline) = Instant::now().checked_add(timeout) {
+            let _ = self.deadline.set((deadline, timeout));
+        }
     }
 
     /// An error if the work was asked to stop, or ran past its timeout.

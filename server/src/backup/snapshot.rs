@@ -298,8 +298,9 @@ mod tests {
             live.read_page(number, &mut buffer).unwrap();
             let expected = &bytes[(number as usize - 1) * page..number as usize * page];
             if number == 1 {
-                // The change counter and the version it is valid for are the copy's own.
-                let header = |b: &[u8]| [&b[..24], &b[28..92], &b[100..]].concat();
+                // The change counter, the schema cookie and the version valid-for are the
+                // copy's own (its commit rewrites them).
+                let header = |b: &[u8]| [&b[..24], &b[28..40], &b[44..92], &b[100..]].concat();
                 assert_eq!(header(&buffer), header(expected));
             } else {
                 assert_eq!(buffer, expected, "page {number}");

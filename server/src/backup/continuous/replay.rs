@@ -170,9 +170,12 @@ pub fn windows(
         let Some(base_at) = micros(&marker.base_created_at) else {
             continue;
         };
+        // A segment that cannot be read ends this base's window, not the listing.
         let window = if exists(&marker.base) {
-            replay_onto(store, &present, marker.clone(), base_at, None, idle)?
-                .map(|(_, window)| window)
+            match replay_onto(store, &present, marker.clone(), base_at, None, idle) {
+                Ok(found) => found.map(|(_, window)| window),
+                Err(e) => Err(e.to_string()),
+            }
         } else {
             Err(format!("its base {} is gone", marker.base))
         };
