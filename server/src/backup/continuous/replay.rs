@@ -165,22 +165,109 @@ pub fn windows(
     } else {
         None
     };
-    let mut found = Vec::new();
+    // One pass over the stream serves every base: each segment is read once, and each base
+    // follows it from its own first segment until its first hole.
+    struct Follow {
+        marker: BaseMarker,
+        window: Result<Window, String>,
+        /// The next segment its unbroken stream needs.
+        reach: u64,
+        open: bool,
+    }
+    let mut bases: Vec<Follow> = Vec::new();
     for marker in markers(store, database)? {
         let Some(base_at) = micros(&marker.base_created_at) else {
             continue;
         };
-        // A segment that cannot be read ends this base's window, not the listing.
         let window = if exists(&marker.base) {
-            match replay_onto(store, &present, marker.clone(), base_at, None, idle) {
-                Ok(found) => found.map(|(_, window)| window),
-                Err(e) => Err(e.to_string()),
-            }
+            Ok(Window {
+                start: base_at,
+                end: base_at,
+            })
         } else {
             Err(format!("its base {} is gone", marker.base))
         };
-        found.push((marker, window));
+        bases.push(Follow {
+            reach: marker.replay_from,
+            open: window.is_ok(),
+            marker,
+            window,
+        });
     }
+    let first = bases
+        .iter()
+        .filter(|b| b.open)
+        .map(|b| b.reach)
+        .min()
+        .unwrap_or(u64::MAX);
+    for &sequence in present.range(first..) {
+        if !bases.iter().any(|b| b.open && b.reach == sequence) {
+            // A hole before it closes every base still waiting for an earlier one.
+            for base in bases.iter_mut().filter(|b| b.open && b.reach < sequence) {
+                base.open = false;
+            }
+            if !bases.iter().any(|b| b.open) {
+                break;
+            }
+            continue;
+        }
+        let segment = segment(store, sequence);
+        for base in bases.iter_mut().filter(|b| b.open) {
+            if base.reach < sequence {
+                base.open = false;
+                continue;
+            }
+            if base.reach > sequence {
+                continue;
+            }
+            let (Ok(segment), Ok(window)) = (&segment, &mut base.window) else {
+                // Unreadable: this base's stream ends before it.
+                base.open = false;
+                if let (Err(e), true) = (&segment, sequence <= base.marker.through) {
+                    base.window = Err(e.to_string());
+                }
+                continue;
+            };
+            if sequence <= base.marker.through
+                && let Some(&at) = segment.commit_times.last()
+            {
+                window.start = window.start.max(at);
+            }
+            if segment.complete {
+                window.end = window.end.max(segment.shipped_at);
+            }
+            base.reach += 1;
+        }
+    }
+    let found = bases
+        .into_iter()
+        .map(|base| {
+            let Follow {
+                marker,
+                window,
+                reach,
+                ..
+            } = base;
+            let window = window.and_then(|mut window| {
+                if reach <= marker.through {
+                    return Err(format!(
+                        "segment {} after its base {} is missing, so the base cannot be made consistent",
+                        Segment::name(reach),
+                        marker.base
+                    ));
+                }
+                // Idle since the last segment of its unbroken stream.
+                if let Some(idle) = idle
+                    && idle.through + 1 == reach
+                {
+                    window.end = window.end.max(idle.complete_at);
+                }
+                window.end = window.end.max(window.start);
+                Ok(window)
+            });
+            (marker, window)
+        })
+        .collect();
     Ok(found)
 }
 
@@ -335,4 +422,91 @@ pub fn apply(
     file.write_all_at(&[1, 1], 18)
         .map_err(|e| io("writing", e))?;
     file.sync_all().map_err(|e| io("syncing", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::continuous::wal::Frame;
+
+    fn put_segment(store: &Store, sequence: u64, commit: i64, complete: bool) {
+        let segment = Segment {
+            sequence,
+            page_size: 512,
+            generation: 1,
+            first_frame: 1,
+            shipped_at: commit + 10,
+            complete,
+            frames: vec![Frame {
+                page: 1,
+                commit_pages: 1,
+                data: vec![0; 512],
+            }],
+            commit_times: vec![commit],
+        };
+        store
+            .put(&Segment::name(sequence), segment.encode().unwrap())
+            .unwrap();
+    }
+
+    fn put_marker(store: &Store, base: &str, at: &str, replay_from: u64, through: u64) {
+        let marker = BaseMarker {
+            format: MARKER_FORMAT.into(),
+            version: 1,
+            database: "d".into(),
+            base: base.into(),
+            base_created_at: at.into(),
+            replay_from,
+            through,
+        };
+        store
+            .put(
+                &BaseMarker::name_for(base),
+                serde_json::to_vec(&marker).unwrap(),
+            )
+            .unwrap();
+    }
+
+    /// One pass serves every base: each follows the stream from its own first segment to
+    /// its first hole, and one whose segments it must replay are missing has no window.
+    #[test]
+    fn each_base_has_the_window_of_its_own_unbroken_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Dir(dir.path().to_owned());
+        let second = |s: i64| 1_790_000_000_000_000 + s * 1_000_000;
+        // Segments 1, 2, then a gap (3 missing), then 4, 5.
+        for (sequence, at) in [(1, 1), (2, 2), (4, 4), (5, 5)] {
+            put_segment(&store, sequence, second(at), true);
+        }
+        let instant = |s: i64| instant_text(second(s));
+        put_marker(&store, "old.zip", &instant(0), 1, 1);
+        put_marker(&store, "new.zip", &instant(3), 4, 4);
+        put_marker(&store, "broken.zip", &instant(2), 3, 3);
+        put_marker(&store, "gone.zip", &instant(1), 2, 2);
+        let windows = windows(&store, "d", |base| base != "gone.zip").unwrap();
+        let of = |base: &str| {
+            windows
+                .iter()
+                .find(|(m, _)| m.base == base)
+                .map(|(_, w)| w.clone())
+                .unwrap()
+        };
+        // Made consistent by segment 1; complete until segment 2 was shipped.
+        assert_eq!(
+            of("old.zip"),
+            Ok(Window {
+                start: second(1),
+                end: second(2) + 10
+            })
+        );
+        assert_eq!(
+            of("new.zip"),
+            Ok(Window {
+                start: second(4),
+                end: second(5) + 10
+            })
+        );
+        assert!(of("broken.zip").unwrap_err().contains("is missing"));
+        assert!(of("gone.zip").unwrap_err().contains("is gone"));
+    }
 }
