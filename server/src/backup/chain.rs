@@ -237,11 +237,13 @@ pub fn plan(
     };
     let Some(parent_at) = parent else {
         // Summed only to be kept: the next increment's parent is this archive.
+        let shown = image.shown();
         image
             .with_pages(snapshot.page_size, |pages, count| {
-                digests.sum(pages, count, snapshot.page_size, None)
+                let mut pages = Stoppable::new(pages, progress);
+                digests.sum(&mut pages, count, snapshot.page_size, None)
             })
-            .map_err(io(&image.shown()))?;
+            .map_err(|e| progress.check().err().unwrap_or_else(|| io(&shown)(e)))?;
         return Ok(Body::Full);
     };
     let parent = open(parent_at)?;
@@ -302,11 +304,18 @@ pub fn plan(
             });
         }
     }
+    let shown = image.shown();
     let (image_sha256, changed) = image
         .with_pages(snapshot.page_size, |pages, count| {
-            digests.sum(pages, count, snapshot.page_size, Some(&named.image_sha256))
+            let mut pages = Stoppable::new(pages, progress);
+            digests.sum(
+                &mut pages,
+                count,
+                snapshot.page_size,
+                Some(&named.image_sha256),
+            )
         })
-        .map_err(io(&image.shown()))?;
+        .map_err(|e| progress.check().err().unwrap_or_else(|| io(&shown)(e)))?;
     let pages = match changed {
         Some(incremental::Changed::Pages(pages)) => pages,
         _ => {
@@ -324,9 +333,60 @@ pub fn plan(
     })
 }
 
+/// Pages read through `inner` until the job is asked to stop (an abort, its timeout): then
+/// an error, which the caller reports as the stop itself. Checked every [`CHECK_EVERY`] pages.
+struct Stoppable<'a> {
+    inner: &'a mut dyn super::incremental::PageSource,
+    progress: &'a Progress,
+    read: u32,
+}
+
+const CHECK_EVERY: u32 = 1024;
+
+impl<'a> Stoppable<'a> {
+    fn new(inner: &'a mut dyn super::incremental::PageSource, progress: &'a Progress) -> Self {
+        Stoppable {
+            inner,
+            progress,
+            read: 0,
+        }
+    }
+}
+
+impl super::incremental::PageSource for Stoppable<'_> {
+    fn read_page(&mut self, number: u32, buffer: &mut [u8]) -> std::io::Result<()> {
+        self.read = self.read.wrapping_add(1);
+        if self.read.is_multiple_of(CHECK_EVERY) && self.progress.check().is_err() {
+            return Err(std::io::Error::other("stopped"));
+        }
+        self.inner.read_page(number, buffer)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Summing a large image stops at an abort or timeout instead of reading to its end.
+    #[test]
+    fn summing_stops_when_the_job_is_asked_to() {
+        struct Zeros;
+        impl super::super::incremental::PageSource for Zeros {
+            fn read_page(&mut self, _: u32, buffer: &mut [u8]) -> std::io::Result<()> {
+                buffer.fill(0);
+                Ok(())
+            }
+        }
+        let progress = Progress::default();
+        let mut zeros = Zeros;
+        let mut pages = Stoppable::new(&mut zeros, &progress);
+        progress.cancel();
+        let err =
+            super::super::incremental::sum(&mut pages, 1 << 20, 512, &mut std::io::sink(), None)
+                .unwrap_err();
+        assert_eq!(err.to_string(), "stopped");
+        assert!(pages.read <= CHECK_EVERY, "read {} pages", pages.read);
+    }
 
     #[test]
     fn a_parent_is_a_sibling_in_its_directory_or_prefix() {
