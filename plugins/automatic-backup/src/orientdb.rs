@@ -27,9 +27,12 @@ pub fn translate(text: &str) -> Result<(String, Vec<String>), PluginError> {
     };
     let mut toml = String::new();
     let mut notes = Vec::new();
+    // Which JSON key set each of this plugin's keys.
+    let mut set: Vec<(String, String)> = Vec::new();
     let mut line = |key: &str, value: String, from: &str, notes: &mut Vec<String>| {
         toml.push_str(&format!("{key} = {value}\n"));
         notes.push(format!("{from} → {key} = {value}"));
+        set.push((from.to_owned(), key.to_owned()));
     };
     let text_of = |key: &str, value: &Value| match value {
         Value::String(s) => Ok(s.clone()),
@@ -148,20 +151,12 @@ pub fn translate(text: &str) -> Result<(String, Vec<String>), PluginError> {
     }
     // Two JSON keys for one setting (`compressionLevel` and `exportOptions`'s
     // -compressionLevel): refused by their names, not as a duplicate in text never written.
-    let mut set: Vec<(&str, &str)> = Vec::new();
-    for note in &notes {
-        let Some((from, rest)) = note.split_once(" → ") else {
-            continue;
-        };
-        let Some((key, _)) = rest.split_once(" = ") else {
-            continue;
-        };
-        if let Some((earlier, _)) = set.iter().find(|(_, k)| *k == key) {
+    for (i, (from, key)) in set.iter().enumerate() {
+        if let Some((earlier, _)) = set[..i].iter().find(|(_, k)| k == key) {
             return Err(refuse(format!(
                 "`{earlier}` and `{from}` both set {key}; keep one"
             )));
         }
-        set.push((from, key));
     }
     Ok((toml, notes))
 }

@@ -15,7 +15,7 @@ use super::deflate::{self, DeflateOptions};
 use super::destination::ObjectDestination;
 use super::error::BackupError;
 use super::files::{PacedFile, TempFile};
-use super::incremental::{ChangedPages, FileImage, Pages};
+use super::incremental::{FileImage, PageReader, Pages};
 
 /// How much archive data may wait in the page cache before it is synced (see [`PacedFile`]).
 const SYNC_EVERY: u64 = 8 << 20;
@@ -223,7 +223,7 @@ fn write_entries<W: Write>(
                 .map_err(io("reading", copy.path()))?;
             let pages = Pages::Listed(pages.clone().into_iter());
             (
-                Box::new(ChangedPages::new(Box::new(file), pages, snapshot.page_size)),
+                Box::new(PageReader::new(Box::new(file), pages, snapshot.page_size)),
                 Some(copy),
             )
         }
@@ -235,7 +235,7 @@ fn write_entries<W: Write>(
             (
                 Box::new(BufReader::with_capacity(
                     options.buffer_size,
-                    ChangedPages::new(Box::new(live), pages, snapshot.page_size),
+                    PageReader::new(Box::new(live), pages, snapshot.page_size),
                 )),
                 None,
             )

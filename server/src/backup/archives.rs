@@ -250,9 +250,8 @@ fn stream_of_file(path: &Path) -> Option<Stream> {
     }
     let dir = path.parent()?;
     let database = dir.file_name()?.to_str()?.strip_suffix(WAL_SUFFIX)?;
-    // As a base's location is displayed: its directory joined with its name.
-    let joined = dir.parent()?.join("x").display().to_string();
-    let beside = joined.strip_suffix('x').unwrap_or(&joined).to_owned();
+    // As a base's location is displayed: its directory, then its name ("/b/wal/", "/").
+    let beside = dir.parent()?.join("").display().to_string();
     Some(Stream {
         store: Store::Dir(dir.to_owned()),
         database: database.to_owned(),

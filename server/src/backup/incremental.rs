@@ -211,7 +211,7 @@ pub fn decode_map(bytes: &[u8], page_count: u64) -> Result<Vec<u32>, String> {
     Ok(pages)
 }
 
-/// Which pages [`ChangedPages`] reads.
+/// Which pages [`PageReader`] reads.
 #[derive(Debug)]
 pub enum Pages {
     /// These (an increment's map).
@@ -232,7 +232,7 @@ impl Iterator for Pages {
 
 /// Reads pages of an image in order as one stream of bytes: an archive's database or page
 /// entry.
-pub struct ChangedPages {
+pub struct PageReader {
     image: Box<dyn PageSource>,
     pages: Pages,
     page: Vec<u8>,
@@ -240,18 +240,18 @@ pub struct ChangedPages {
     given: usize,
 }
 
-impl std::fmt::Debug for ChangedPages {
+impl std::fmt::Debug for PageReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangedPages")
+        f.debug_struct("PageReader")
             .field("pages", &self.pages)
             .finish_non_exhaustive()
     }
 }
 
-impl ChangedPages {
-    pub fn new(image: Box<dyn PageSource>, pages: Pages, page_size: u64) -> ChangedPages {
+impl PageReader {
+    pub fn new(image: Box<dyn PageSource>, pages: Pages, page_size: u64) -> PageReader {
         let page = vec![0u8; usize::try_from(page_size).unwrap_or(0)];
-        ChangedPages {
+        PageReader {
             image,
             given: page.len(),
             pages,
@@ -260,7 +260,7 @@ impl ChangedPages {
     }
 }
 
-impl Read for ChangedPages {
+impl Read for PageReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.given == self.page.len() {
             let Some(number) = self.pages.next() else {
@@ -514,7 +514,7 @@ mod tests {
         // The increment's bytes, then applied to a copy of the parent.
         let mut entry = Vec::new();
         let (source, _) = FileImage::open(&after, 4096).unwrap();
-        ChangedPages::new(
+        PageReader::new(
             Box::new(source),
             Pages::Listed(changed.clone().into_iter()),
             4096,

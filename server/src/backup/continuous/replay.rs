@@ -49,17 +49,22 @@ pub fn instant_text(micros: i64) -> String {
     )
 }
 
-/// The base markers of `database` in the stream, newest base first.
-pub fn markers(store: &Store, database: &str) -> Result<Vec<BaseMarker>, BackupError> {
+/// What a stream holds, from one listing: its base markers for a database (newest base
+/// first), the numbers of its segments, and its idle note.
+struct Contents {
+    markers: Vec<BaseMarker>,
+    present: BTreeSet<u64>,
+    idle: Option<Idle>,
+}
+
+fn contents(store: &Store, database: &str) -> Result<Contents, BackupError> {
+    let names = store.list()?;
     let mut markers = Vec::new();
-    for name in store.list()? {
-        if !BaseMarker::is_marker_name(&name) {
-            continue;
-        }
-        let bytes = store.get(&name)?;
+    for name in names.iter().filter(|n| BaseMarker::is_marker_name(n)) {
+        let bytes = store.get(name)?;
         let marker: BaseMarker =
             serde_json::from_slice(&bytes).map_err(|e| BackupError::BadSegment {
-                path: store.display(&name).into(),
+                path: store.display(name).into(),
                 reason: format!("not a base marker ({e})"),
             })?;
         if marker.format == MARKER_FORMAT && marker.database == database {
@@ -67,7 +72,43 @@ pub fn markers(store: &Store, database: &str) -> Result<Vec<BaseMarker>, BackupE
         }
     }
     markers.sort_by(|a, b| b.base_created_at.cmp(&a.base_created_at));
-    Ok(markers)
+    let idle = match names.iter().any(|n| n == IDLE_NOTE) {
+        true => serde_json::from_slice(&store.get(IDLE_NOTE)?).ok(),
+        false => None,
+    };
+    Ok(Contents {
+        markers,
+        present: names
+            .iter()
+            .filter_map(|n| Segment::sequence_of(n))
+            .collect(),
+        idle,
+    })
+}
+
+/// A base's window once its stream has been followed to `reach` (the first segment it
+/// lacks): refused if that is not past `through`, and complete until the idle note's
+/// instant when nothing was shipped after it.
+fn close_window(
+    marker: &BaseMarker,
+    reach: u64,
+    idle: Option<Idle>,
+    mut window: Window,
+) -> Result<Window, String> {
+    if reach <= marker.through {
+        return Err(format!(
+            "segment {} after its base {} is missing, so the base cannot be made consistent",
+            Segment::name(reach),
+            marker.base
+        ));
+    }
+    if let Some(idle) = idle
+        && idle.through + 1 == reach
+    {
+        window.end = window.end.max(idle.complete_at);
+    }
+    window.end = window.end.max(window.start);
+    Ok(window)
 }
 
 fn segment(store: &Store, sequence: u64) -> Result<Segment, BackupError> {
@@ -95,15 +136,14 @@ pub fn plan(
     as_of: Option<DateTime<Utc>>,
     exists: impl Fn(&str) -> bool,
 ) -> Result<Option<(Replay, Window)>, BackupError> {
-    let markers = markers(store, database)?;
+    let Contents {
+        markers,
+        present,
+        idle,
+    } = contents(store, database)?;
     if markers.is_empty() {
         return Ok(None);
     }
-    let present: BTreeSet<u64> = store
-        .list()?
-        .iter()
-        .filter_map(|n| Segment::sequence_of(n))
-        .collect();
     let target = as_of.map(|t| t.timestamp_micros());
     // An instant before every base is not the stream's: archives from before it (a plain
     // BACKUP … INTO there) may serve it.
@@ -114,11 +154,6 @@ pub fn plan(
     {
         return Ok(None);
     }
-    let idle: Option<Idle> = if store.list()?.iter().any(|n| n == IDLE_NOTE) {
-        serde_json::from_slice(&store.get(IDLE_NOTE)?).ok()
-    } else {
-        None
-    };
     let mut refusals = Vec::new();
     for marker in markers {
         let Some(base_at) = micros(&marker.base_created_at) else {
@@ -155,16 +190,11 @@ pub fn windows(
     database: &str,
     exists: impl Fn(&str) -> bool,
 ) -> Result<Vec<BaseWindow>, BackupError> {
-    let present: BTreeSet<u64> = store
-        .list()?
-        .iter()
-        .filter_map(|n| Segment::sequence_of(n))
-        .collect();
-    let idle: Option<Idle> = if store.list()?.iter().any(|n| n == IDLE_NOTE) {
-        serde_json::from_slice(&store.get(IDLE_NOTE)?).ok()
-    } else {
-        None
-    };
+    let Contents {
+        markers,
+        present,
+        idle,
+    } = contents(store, database)?;
     // One pass over the stream serves every base: each segment is read once, and each base
     // follows it from its own first segment until its first hole.
     struct Follow {
@@ -175,7 +205,7 @@ pub fn windows(
         open: bool,
     }
     let mut bases: Vec<Follow> = Vec::new();
-    for marker in markers(store, database)? {
+    for marker in markers {
         let Some(base_at) = micros(&marker.base_created_at) else {
             continue;
         };
@@ -185,7 +215,10 @@ pub fn windows(
                 end: base_at,
             })
         } else {
-            Err(format!("its base {} is gone", marker.base))
+            Err(format!(
+                "its base {} is gone or unreadable (SHOW ARCHIVES names its problem)",
+                marker.base
+            ))
         };
         bases.push(Follow {
             reach: marker.replay_from,
@@ -248,23 +281,7 @@ pub fn windows(
                 reach,
                 ..
             } = base;
-            let window = window.and_then(|mut window| {
-                if reach <= marker.through {
-                    return Err(format!(
-                        "segment {} after its base {} is missing, so the base cannot be made consistent",
-                        Segment::name(reach),
-                        marker.base
-                    ));
-                }
-                // Idle since the last segment of its unbroken stream.
-                if let Some(idle) = idle
-                    && idle.through + 1 == reach
-                {
-                    window.end = window.end.max(idle.complete_at);
-                }
-                window.end = window.end.max(window.start);
-                Ok(window)
-            });
+            let window = window.and_then(|window| close_window(&marker, reach, idle, window));
             (marker, window)
         })
         .collect();
@@ -318,20 +335,10 @@ fn replay_onto(
         }
         sequence += 1;
     }
-    if sequence <= marker.through {
-        return Ok(Err(format!(
-            "segment {} after its base {} is missing, so the base cannot be made consistent",
-            Segment::name(sequence),
-            marker.base
-        )));
-    }
-    // Idle since the last segment of the unbroken stream: complete until the note's instant.
-    if let Some(idle) = idle
-        && idle.through + 1 == sequence
-    {
-        window.end = window.end.max(idle.complete_at);
-    }
-    window.end = window.end.max(window.start);
+    let window = match close_window(&marker, sequence, idle, window) {
+        Ok(window) => window,
+        Err(why) => return Ok(Err(why)),
+    };
     if let Some(t) = target {
         if t < window.start {
             return Ok(Err(format!(
