@@ -139,7 +139,7 @@ impl Host {
     }
 
     /// The newest `limit` rows of the backup history (since ABI 1.1), of `database` or of
-    /// every database: `id`, `database`, `kind` (`backup`, `restore`, `export`, `import`), `status` (`running`,
+    /// every database: `id`, `database`, `kind` (`backup`, `restore`, `export`, `import`), `status` (`running`, `paused`,
     /// `complete`, `failed`, `aborted`), `path`, `bytes`, `backup_error`.
     pub fn backups(&self, database: Option<&str>, limit: u64) -> Result<Reply, PluginError> {
         self.raw.list_backups(database.unwrap_or(""), limit)

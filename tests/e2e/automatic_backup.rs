@@ -628,10 +628,12 @@ async fn plugin_config_errors_named_no_file_and_no_key() {
     }
 }
 
-/// OrientDB's `automatic-backup.json`, as its documentation shows it (with a two-second
-/// delay from a `firstTime` three seconds ahead, so that the test need not wait for 23:00),
+/// OrientDB's `automatic-backup.json`, as its documentation shows it (with a seven-second
+/// delay, which does not divide a day, from a `firstTime` three seconds ahead, so that the
+/// test need not wait for 23:00),
 /// read as is: runs on its schedule, names its files by its template, and the log says how
-/// each key was mapped.
+/// each key was mapped. `firstTime` is the server's local time (here `TZ=Asia/Tokyo`, nine
+/// hours from UTC), as OrientDB reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orientdbs_automatic_backup_json_runs_as_written() {
     let site = Site::new(&format!(
@@ -639,7 +641,9 @@ async fn orientdbs_automatic_backup_json_runs_as_written() {
         standard_config()
     ));
     // OrientDB's first run is at firstTime (its next occurrence), then every delay.
-    let first_time = (chrono::Utc::now() + chrono::Duration::seconds(3)).format("%H:%M:%S");
+    let tokyo = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
+    let first_time = (chrono::Utc::now().with_timezone(&tokyo) + chrono::Duration::seconds(3))
+        .format("%H:%M:%S");
     std::fs::write(
         site.dir.path().join("automatic-backup.json"),
         format!(
@@ -647,7 +651,7 @@ async fn orientdbs_automatic_backup_json_runs_as_written() {
   "enabled": true,
   "mode": "FULL_BACKUP",
   "exportOptions": "",
-  "delay": "2s",
+  "delay": "7s",
   "firstTime": "{first_time}",
   "targetDirectory": "orient",
   "targetFileName": "${{DBNAME}}-${{DATE:yyyyMMddHHmmss}}.zip",
@@ -659,7 +663,11 @@ async fn orientdbs_automatic_backup_json_runs_as_written() {
         ),
     )
     .unwrap();
-    let server = site.start();
+    let server = crate::harness::TestServer::start_with_env(
+        &site.config_path(),
+        &[],
+        &[("TZ", "Asia/Tokyo")],
+    );
     let admin = server.admin("default").await;
     filled(&admin, 50).await;
     let dir = site.dir.path().join("backups").join("orient");
@@ -679,7 +687,8 @@ async fn orientdbs_automatic_backup_json_runs_as_written() {
     .await;
     let logs = server.logs();
     assert!(
-        logs.contains(&format!("firstTime → first_time = \"{first_time}\"")),
+        logs.contains(&format!("firstTime → first_time = \"{first_time}\""))
+            && logs.contains("→ timezone = \"Asia/Tokyo\""),
         "{logs}"
     );
     // The archives are OrientDB's compression level, 9.

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use crate::harness::{
     Site, TestServer, backups_dir, cairn, column, refused, run, standard_config, temporaries,
-    wait_for_progress,
+    texts, wait_for_progress,
 };
 use crate::psql::psql;
 
@@ -257,7 +257,7 @@ async fn a_running_backup_refuses_a_second_and_drop_and_aborting_it_leaves_no_fi
         [""],
         "nothing left to abort"
     );
-    refused(&admin, "CANCEL BACKUP 999", "no backup with id 999").await;
+    refused(&admin, "CANCEL BACKUP 999", "no job with id 999").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,6 +436,119 @@ async fn a_killed_server_leaves_no_archive_or_export_and_the_next_start_removes_
             )]
         );
     }
+}
+
+/// CockroachDB's job control over a rate-limited backup: PAUSE JOB stops it at its next step
+/// (no progress, the temporary file no longer grows), RESUME JOB lets it finish a good archive,
+/// CANCEL JOB stops a paused one leaving no file; SHOW JOBS and SHOW JOB show the state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_paused_holds_still_and_resumed_finishes_a_good_archive() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    accounts(&admin, 10_000).await;
+    let dir = backups_dir(&site);
+    let status_of = |id: String| {
+        let admin = &admin;
+        async move {
+            texts(
+                admin,
+                &format!("SELECT status, progress_percent FROM backups() WHERE id = {id}"),
+            )
+            .await
+            .remove(0)
+        }
+    };
+    let temporary_bytes = || -> u64 {
+        temporaries(&dir)
+            .iter()
+            .map(|name| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len()))
+            .sum()
+    };
+
+    // About 4.5 MB at 1 MiB/s: a few seconds of work, paused in the middle.
+    let id = column(
+        &admin,
+        "BACKUP DATABASE TO 'paused.zip' WITH (max_rate = '1MiB', buffer_size = '64KiB', detached)",
+    )
+    .await
+    .remove(0);
+    wait_for_progress(&admin, &id).await;
+    assert_eq!(
+        texts(&admin, &format!("PAUSE JOB {id}")).await,
+        [[id.clone(), "paused".to_owned()]]
+    );
+    let at_pause = status_of(id.clone()).await;
+    assert_eq!(at_pause[0], "paused");
+    let written = temporary_bytes();
+    assert!(written > 0, "the paused job keeps its temporary file");
+    // Observed over a window longer than the history's one-second refresh.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        status_of(id.clone()).await,
+        at_pause,
+        "no progress while paused"
+    );
+    assert_eq!(temporary_bytes(), written, "nothing written while paused");
+    let shown = texts(&admin, &format!("SHOW JOB {id}")).await;
+    assert_eq!((shown.len(), &shown[0][3]), (1, &"paused".to_owned()));
+    assert!(
+        column(&admin, "SHOW JOBS").await.contains(&id),
+        "SHOW JOBS lists the job"
+    );
+    // Paused is still running: a second backup of the database waits its turn.
+    refused(&admin, "BACKUP DATABASE TO 'second.zip'", "already running").await;
+
+    assert_eq!(
+        texts(&admin, &format!("RESUME JOB {id}")).await,
+        [[id.clone(), "running".to_owned()]]
+    );
+    crate::automatic_backup::wait_until("the resumed backup ends", || {
+        let status = status_of(id.clone());
+        async move { !["running", "paused"].contains(&status.await[0].as_str()) }
+    })
+    .await;
+    assert_eq!(status_of(id.clone()).await, ["complete", "100.0"]);
+    let archive = dir.join("paused.zip");
+    let (ok, out) = run(Command::new("unzip").arg("-t").arg(&archive));
+    assert!(ok, "unzip -t: {out}");
+    admin
+        .simple_query("RESTORE DATABASE again FROM 'paused.zip'")
+        .await
+        .unwrap();
+    let again = server.admin("again").await;
+    assert_eq!(
+        texts(&again, "SELECT count(*), sum(balance) FROM accounts").await,
+        [["10000", "1000000"]]
+    );
+
+    // A paused job cancelled: no archive, no temporary file, aborted in the history.
+    let id = column(
+        &admin,
+        "BACKUP DATABASE TO 'cancelled.zip' WITH (max_rate = '64KiB', buffer_size = '64KiB', detached)",
+    )
+    .await
+    .remove(0);
+    wait_for_progress(&admin, &id).await;
+    column(&admin, &format!("PAUSE JOB {id}")).await;
+    assert_eq!(
+        texts(&admin, &format!("CANCEL JOB {id}")).await,
+        [[id.clone(), "aborted".to_owned()]]
+    );
+    assert!(!dir.join("cancelled.zip").exists());
+    assert!(temporaries(&dir).is_empty(), "{:?}", temporaries(&dir));
+    assert_eq!(status_of(id.clone()).await[0], "aborted");
+
+    // Only a running job can be paused or resumed.
+    for sql in [format!("PAUSE JOB {id}"), format!("RESUME JOB {id}")] {
+        let err = refused(&admin, &sql, "has ended (aborted)").await;
+        assert_eq!(err.code().unwrap().code(), "55000");
+    }
+    for sql in ["PAUSE JOB 999", "SHOW JOB 999", "CANCEL JOB 999"] {
+        let err = refused(&admin, sql, "no job with id 999").await;
+        assert_eq!(err.code().unwrap().code(), "42704");
+    }
+    server.assert_still_serving().await;
 }
 
 /// Restoring or importing over an existing database said only "already exists", not how to

@@ -206,7 +206,10 @@ impl Policy {
     pub fn from_config(config: &PluginConfig, now: DateTime<Utc>) -> Result<Policy, PluginError> {
         let translated;
         let config = if crate::orientdb::is_orientdb_form(config.as_str()) {
-            let (toml, notes) = crate::orientdb::translate(config.as_str())?;
+            let (toml, notes) = crate::orientdb::translate(
+                config.as_str(),
+                crate::orientdb::local_zone().as_deref(),
+            )?;
             for note in &notes {
                 cairn_plugin_api::tracing::info!(mapped = %note, "OrientDB's automatic-backup.json");
             }
@@ -698,6 +701,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_naming_the_key() {
+        // OrientDB's timer takes any delay: one that does not divide a day counts elapsed time.
+        assert!(policy("first_time = \"02:00:00\"\ndelay = \"5h\"").is_ok());
         for (text, key) in [
             ("", "`schedule` is missing"),
             ("schedule = \"0 2 * *\"", "`schedule`"),
@@ -707,7 +712,7 @@ mod tests {
             ),
             ("first_time = \"02:00:00\"", "`delay` is missing"),
             ("first_time = \"2am\"\ndelay = \"1d\"", "`first_time`"),
-            ("first_time = \"02:00:00\"\ndelay = \"5h\"", "`delay`"),
+            ("first_time = \"02:00:00\"\ndelay = \"0s\"", "`delay`"),
             (
                 "schedule = \"0 2 * * *\"\nmode = \"export\"\ncompression_level = 0",
                 "`compression_level`",

@@ -1,7 +1,8 @@
 //! OrientDB's own config for this plugin, `automatic-backup.json`, read as OrientDB users have
 //! it: its keys are mapped to this plugin's (and checked there, as if written so), with
 //! OrientDB's defaults where a key is missing (compression level 9, a backup every 4 hours
-//! from 23:00:00 into `backup`).
+//! from 23:00:00 into `backup`), and `firstTime` read in the server's local zone, as the JVM
+//! OrientDB runs in reads it.
 
 use cairn_plugin_api::PluginError;
 use serde_json::{Map, Value};
@@ -11,8 +12,23 @@ pub fn is_orientdb_form(text: &str) -> bool {
     text.trim_start().starts_with('{')
 }
 
-/// The config in this plugin's TOML form, and one note per key saying how it was mapped.
-pub fn translate(text: &str) -> Result<(String, Vec<String>), PluginError> {
+/// The server's local time zone as an IANA name, the zone OrientDB reads `firstTime` in:
+/// `TZ` when set (glibc's rule: it wins over the system's), else the system's
+/// (`/etc/localtime`); `None` when that is not a zone name this plugin knows.
+pub fn local_zone() -> Option<String> {
+    let name = match std::env::var("TZ") {
+        Ok(tz) => tz.trim_start_matches(':').to_owned(),
+        Err(_) => iana_time_zone::get_timezone().ok()?,
+    };
+    name.parse::<chrono_tz::Tz>().is_ok().then_some(name)
+}
+
+/// The config in this plugin's TOML form, and one note per key saying how it was mapped;
+/// `local_zone` is the server's local zone ([`local_zone`]), which the schedule is read in.
+pub fn translate(
+    text: &str,
+    local_zone: Option<&str>,
+) -> Result<(String, Vec<String>), PluginError> {
     let refuse = |message: String| PluginError::Config(format!("automatic-backup.json: {message}"));
     let object: Map<String, Value> = match serde_json::from_str(text) {
         Ok(Value::Object(object)) => object,
@@ -149,6 +165,21 @@ pub fn translate(text: &str) -> Result<(String, Vec<String>), PluginError> {
             &mut notes,
         );
     }
+    // OrientDB's times are the JVM's local time; its file has no zone of its own.
+    match local_zone {
+        Some(zone) => line(
+            "timezone",
+            quoted(zone),
+            "firstTime's zone (OrientDB's: the server's local time)",
+            &mut notes,
+        ),
+        None => line(
+            "timezone",
+            quoted("UTC"),
+            "firstTime's zone (the server's local zone is not an IANA name: set TZ=Area/City for local times)",
+            &mut notes,
+        ),
+    }
     // Two JSON keys for one setting (`compressionLevel` and `exportOptions`'s
     // -compressionLevel): refused by their names, not as a duplicate in text never written.
     for (i, (from, key)) in set.iter().enumerate() {
@@ -227,7 +258,7 @@ mod tests {
     fn the_documented_config_maps_key_by_key() {
         assert!(is_orientdb_form(DOCUMENTED));
         assert!(!is_orientdb_form("schedule = \"0 2 * * *\""));
-        let (toml, notes) = translate(DOCUMENTED).unwrap();
+        let (toml, notes) = translate(DOCUMENTED, Some("Europe/Berlin")).unwrap();
         for expected in [
             "enabled = true",
             "mode = \"full\"",
@@ -237,6 +268,7 @@ mod tests {
             "target_file_name = \"${DBNAME}-${DATE:yyyyMMddHHmmss}.zip\"",
             "compression_level = 9",
             "buffer_size = 1048576",
+            "timezone = \"Europe/Berlin\"",
         ] {
             assert!(toml.lines().any(|l| l == expected), "{expected} in {toml}");
         }
@@ -278,8 +310,12 @@ mod tests {
     fn defaults_lists_and_export_options_are_orientdbs() {
         let (toml, notes) = translate(
             r#"{"mode": "EXPORT", "dbInclude": "sales, crm", "dbExclude": ["tmp"], "exportOptions": "-compressionLevel=3"}"#,
+            None,
         )
         .unwrap();
+        // A local zone that is no IANA name reads times in UTC, and says how to change it.
+        assert!(toml.contains("timezone = \"UTC\""), "{toml}");
+        assert!(notes.iter().any(|n| n.contains("set TZ=")), "{notes:?}");
         assert!(toml.contains("db_include = [\"sales\", \"crm\"]"), "{toml}");
         assert!(toml.contains("db_exclude = [\"tmp\"]"), "{toml}");
         assert!(toml.contains("compression_level = 3"), "{toml}");
@@ -306,7 +342,7 @@ mod tests {
             ),
             ("{\"delay\": ", "line 1"),
         ] {
-            let message = translate(json).unwrap_err().to_string();
+            let message = translate(json, None).unwrap_err().to_string();
             assert!(message.contains(says), "{json}: {message}");
         }
     }

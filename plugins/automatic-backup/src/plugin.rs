@@ -450,9 +450,13 @@ impl AutomaticBackup {
     /// Puts `database` on the schedule: its next run from the state file (or afresh), and
     /// its per-second check.
     fn arm(&self, host: &Host, database: &str) -> Result<(), PluginError> {
-        let backup_running = host
-            .backups(Some(database), 1)
-            .is_ok_and(|reply| cell(&reply, "status").and_then(Value::as_text) == Some("running"));
+        let backup_running = host.backups(Some(database), 1).is_ok_and(|reply| {
+            // A paused job is still running (PAUSE JOB).
+            matches!(
+                cell(&reply, "status").and_then(Value::as_text),
+                Some("running" | "paused")
+            )
+        });
         let (armed, next) = self
             .timetable
             .arm(&self.ready()?.state, database, backup_running)

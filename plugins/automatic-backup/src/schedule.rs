@@ -40,6 +40,9 @@ enum Step {
     TimesOfDay(Vec<NaiveTime>),
     /// Whole days: `first` on every n-th day counted from the first run's day.
     Days(i64),
+    /// Any other delay, in seconds: OrientDB's timer, every delay of elapsed time from the
+    /// first run (its times of day move from day to day; a DST change does not move it).
+    Elapsed(i64),
 }
 
 /// Names the field and its range when a number in it is out of range (the cron library says
@@ -115,8 +118,9 @@ impl Schedule {
     }
 
     /// OrientDB's schedule: the first run at `first_time` ("HH:MM:SS"; tomorrow if it has
-    /// passed today), then every `delay`, in `zone`. A delay under a day must divide the day
-    /// (the times repeat each day); a longer one must be whole days.
+    /// passed today), then every `delay`, in `zone`. A delay that divides a day gives the
+    /// same wall-clock times each day, and whole days the same time every n-th day; any other
+    /// delay counts elapsed time from the first run, as OrientDB's timer does.
     pub fn every(
         first_time: &str,
         delay: std::time::Duration,
@@ -132,25 +136,17 @@ impl Schedule {
         })?;
         let seconds = delay.as_secs();
         let day = 86_400;
-        let step = if seconds >= day {
-            if !seconds.is_multiple_of(day) {
-                return Err((
-                    "delay",
-                    format!(
-                        "{seconds} s is more than a day but not whole days; write \"1d\", \"2d\", \"7d\" or use `schedule`"
-                    ),
-                ));
-            }
-            Step::Days((seconds / day) as i64)
+        if seconds == 0 {
+            return Err((
+                "delay",
+                "is under a second; write at least \"1s\" (e.g. \"4h\", \"1d\")".to_owned(),
+            ));
+        }
+        let step = if seconds.is_multiple_of(day) {
+            Step::Days(i64::try_from(seconds / day).map_err(|_| ("delay", "is too long".into()))?)
+        } else if seconds > day || !day.is_multiple_of(seconds) {
+            Step::Elapsed(i64::try_from(seconds).map_err(|_| ("delay", "is too long".into()))?)
         } else {
-            if seconds == 0 || !day.is_multiple_of(seconds) {
-                return Err((
-                    "delay",
-                    format!(
-                        "{seconds} s does not divide a day, so the times would drift from day to day; write one that does (\"30m\", \"4h\", \"6h\") or use `schedule`"
-                    ),
-                ));
-            }
             let start = u64::from(first.num_seconds_from_midnight()) % seconds;
             let mut times: Vec<NaiveTime> = (0..day / seconds)
                 .filter_map(|k| {
@@ -260,6 +256,20 @@ impl Schedule {
                     })
                     .filter_map(|local| self.resolve(local))
                     .find(|at| *at > after && *at >= not_before)
+            }
+            When::Every {
+                step: Step::Elapsed(every),
+                ..
+            } => {
+                // Before the first run is known, it is the next first_time.
+                let Some(first) = first_run.map(|f| f.trunc_subsecs(0)) else {
+                    return self.first_after(after);
+                };
+                if first > after {
+                    return Some(first);
+                }
+                let runs = (after - first).num_seconds() / every + 1;
+                first.checked_add_signed(chrono::Duration::try_seconds(runs.checked_mul(*every)?)?)
             }
             When::Every {
                 first,
@@ -546,12 +556,47 @@ mod tests {
             Err(("first_time", _))
         ));
         assert!(matches!(
-            Schedule::every("01:00:00", Duration::from_secs(7 * 3600), UTC),
+            Schedule::every("01:00:00", Duration::from_millis(500), UTC),
             Err(("delay", _))
         ));
-        assert!(matches!(
-            Schedule::every("01:00:00", Duration::from_secs(36 * 3600), UTC),
-            Err(("delay", _))
-        ));
+    }
+
+    /// OrientDB's timer: a delay that neither divides a day nor is whole days (here 7 h and
+    /// 36 h) runs at first_time, then every delay of elapsed time from that first run,
+    /// across midnight and DST alike; a restart keeps the phase (the first run is stored).
+    #[test]
+    fn a_delay_that_does_not_divide_a_day_counts_from_the_first_run() {
+        let seven = Schedule::every("01:00:00", Duration::from_secs(7 * 3600), Berlin).unwrap();
+        // 01:00 CEST is 23:00 UTC the day before.
+        let first = seven.first_after(utc("2026-10-23T12:00:00Z")).unwrap();
+        assert_eq!(first, utc("2026-10-23T23:00:00Z"));
+        let mut runs = vec![first];
+        for _ in 0..5 {
+            let last = *runs.last().unwrap();
+            runs.push(seven.next_after(last, Some(first)).unwrap());
+        }
+        // The fall-back change on 25 October (01:00 UTC) does not move elapsed time.
+        let gaps: Vec<i64> = runs.windows(2).map(|w| (w[1] - w[0]).num_hours()).collect();
+        assert_eq!(gaps, [7, 7, 7, 7, 7]);
+        // Asked from any instant (a restart mid-way), the next run keeps the phase.
+        assert_eq!(
+            seven.next_after(utc("2026-10-24T08:59:59.500Z"), Some(first)),
+            Some(utc("2026-10-24T13:00:00Z"))
+        );
+        // Never before the first run, and without one, the next first_time.
+        assert_eq!(
+            seven.next_after(utc("2026-10-20T00:00:00Z"), Some(first)),
+            Some(first)
+        );
+        assert_eq!(
+            seven.next_after(utc("2026-10-23T12:00:00Z"), None),
+            Some(first)
+        );
+        let thirty_six = Schedule::every("02:00:00", Duration::from_secs(36 * 3600), UTC).unwrap();
+        let first = utc("2026-05-01T02:00:00Z");
+        assert_eq!(
+            thirty_six.next_after(first, Some(first)),
+            Some(utc("2026-05-02T14:00:00Z"))
+        );
     }
 }

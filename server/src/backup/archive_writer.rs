@@ -261,7 +261,7 @@ fn write_entries<W: Write>(
         .map_err(io("writing", shown))?;
 
     let mut sha = Sha256::new();
-    let mut limit = options.max_rate.map(RateLimit::new);
+    let mut limit = options.max_rate.map(|rate| RateLimit::new(rate, progress));
     let mut pace_error = None;
     let deflate_options = DeflateOptions {
         level: options.compression_level,

@@ -67,9 +67,17 @@ pub enum BackupError {
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error(
-        "a backup of database \"{database}\" is already running (id {id}); wait for it or stop it with BACKUP ABORT"
+        "a {kind} of database \"{database}\" is already running (id {id}); wait for it, or stop it with CANCEL JOB {id}"
     )]
-    AlreadyRunning { database: String, id: i64 },
+    AlreadyRunning {
+        database: String,
+        id: i64,
+        kind: &'static str,
+    },
+    #[error("there is no job with id {id}; SHOW JOBS lists them")]
+    NoJob { id: i64 },
+    #[error("job {id} has ended ({status}); only a running job can be paused or resumed")]
+    JobEnded { id: i64, status: String },
     #[error(
         "the database stayed locked for {} ms, so no snapshot could be taken; retry, or raise busy_timeout_ms",
         waited.as_millis()
@@ -81,7 +89,7 @@ pub enum BackupError {
         "stopped at its timeout of {after:?}; WITH (timeout = '…') raises it (the default is a day, 0 is no limit), or a higher max_rate shortens the job"
     )]
     TimedOut { after: std::time::Duration },
-    #[error("{kind} {id} was aborted; no file was written")]
+    #[error("{kind} {id} was aborted; {}", left_as_it_was(kind))]
     JobAborted { kind: &'static str, id: i64 },
     #[error(
         "{kind} {id} stopped at its timeout of {after:?}; no file was written; WITH (timeout = '…') raises it (the default is a day, 0 is no limit), or a higher max_rate shortens the job"
@@ -152,4 +160,12 @@ pub enum BackupError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+}
+
+/// What an aborted job of `kind` left: a restore or an import installs nothing.
+fn left_as_it_was(kind: &str) -> &'static str {
+    match kind {
+        "restore" | "import" => "no database was installed or changed",
+        _ => "no file was written",
+    }
 }

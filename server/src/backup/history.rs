@@ -17,6 +17,8 @@ pub const TABLE: &str = "backups";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Running,
+    /// Running, waiting at a step until resumed (PAUSE JOB).
+    Paused,
     Complete,
     Failed,
     Aborted,
@@ -26,6 +28,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Complete => "complete",
             Status::Failed => "failed",
             Status::Aborted => "aborted",
@@ -44,6 +47,9 @@ pub struct Record {
     pub bytes: Option<i64>,
     pub backup_error: Option<String>,
 }
+
+/// The statuses of a job that has not ended, as SQL lists them.
+const UNENDED: &str = "('running', 'paused')";
 
 /// The columns [`record`] reads, in its order.
 const RECORD_COLUMNS: &str = "id, database, kind, status, path, bytes, backup_error";
@@ -114,8 +120,8 @@ fn now() -> String {
 }
 
 impl History {
-    /// Opens (or creates) the history under `data_dir`. Rows still `running` belong to a
-    /// server that stopped without finishing them: they become `failed`.
+    /// Opens (or creates) the history under `data_dir`. Rows still `running` (or `paused`)
+    /// belong to a server that stopped without finishing them: they become `failed`.
     pub fn open(data_dir: &Path) -> Result<History, BackupError> {
         let dir = data_dir.join("system");
         std::fs::create_dir_all(&dir).map_err(|source| BackupError::Io {
@@ -152,9 +158,9 @@ impl History {
             conn.pragma_update(None, "user_version", 1).map_err(err)?;
         }
         let interrupted = conn
-            .prepare(
-                "UPDATE backups SET status = 'failed', end_ts = ?1, backup_error = 'the server stopped while this ran' WHERE status = 'running' RETURNING path",
-            )
+            .prepare(&format!(
+                "UPDATE backups SET status = 'failed', end_ts = ?1, backup_error = 'the server stopped while this ran' WHERE status IN {UNENDED} RETURNING path",
+            ))
             .and_then(|mut update| {
                 update
                     .query_map([now()], |row| row.get::<_, String>(0))?
@@ -222,9 +228,9 @@ impl History {
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let running = c
-                .prepare(
-                    "SELECT database, kind, progress_percent FROM backups WHERE status = 'running'",
-                )?
+                .prepare(&format!(
+                    "SELECT database, kind, progress_percent FROM backups WHERE status IN {UNENDED}",
+                ))?
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(Summary {
@@ -274,8 +280,24 @@ impl History {
     pub fn progress(&self, id: i64, percent: f64) -> Result<(), BackupError> {
         self.with(|c| {
             c.execute(
-                "UPDATE backups SET progress_percent = round(?2, 1) WHERE id = ?1 AND status = 'running'",
+                &format!("UPDATE backups SET progress_percent = round(?2, 1) WHERE id = ?1 AND status IN {UNENDED}"),
                 params![id, percent],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Marks a job that has not ended `running` or `paused`.
+    pub fn set_paused(&self, id: i64, paused: bool) -> Result<(), BackupError> {
+        let status = if paused {
+            Status::Paused
+        } else {
+            Status::Running
+        };
+        self.with(|c| {
+            c.execute(
+                &format!("UPDATE backups SET status = ?2 WHERE id = ?1 AND status IN {UNENDED}"),
+                params![id, status.as_str()],
             )
             .map(drop)
         })

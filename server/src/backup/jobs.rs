@@ -53,6 +53,8 @@ pub enum Product {
     Archive(Written),
     Export(Exported),
     Import(Imported),
+    /// A database restored (what its archive held, as verified).
+    Restore(Box<Verified>),
 }
 
 impl Product {
@@ -61,7 +63,7 @@ impl Product {
         match self {
             Product::Archive(w) => &w.path,
             Product::Export(e) => &e.path,
-            Product::Import(_) => Path::new(""),
+            Product::Import(_) | Product::Restore(_) => Path::new(""),
         }
     }
 
@@ -70,6 +72,7 @@ impl Product {
         match self {
             Product::Archive(w) => Some(&w.manifest.created_at),
             Product::Export(_) | Product::Import(_) => None,
+            Product::Restore(v) => Some(&v.manifest.created_at),
         }
     }
 
@@ -79,6 +82,7 @@ impl Product {
             Product::Archive(w) => w.bytes,
             Product::Export(e) => e.bytes,
             Product::Import(i) => i.bytes,
+            Product::Restore(v) => v.database_bytes,
         }
     }
 }
@@ -119,6 +123,8 @@ impl Completion {
 #[derive(Debug)]
 struct Running {
     id: i64,
+    /// As the history's `kind` column spells it.
+    kind: &'static str,
     progress: Arc<Progress>,
     completion: Arc<Completion>,
 }
@@ -481,6 +487,7 @@ impl Backups {
             Some(job) => Err(BackupError::AlreadyRunning {
                 database: database.to_owned(),
                 id: job.id,
+                kind: job.kind,
             }),
             None => Ok(running),
         }
@@ -744,7 +751,7 @@ impl Backups {
         let id = self
             .history
             .start(database, kind.as_str(), &shown, requested_by)?;
-        let (progress, completion) = register(&mut running, database, id);
+        let (progress, completion) = register(&mut running, database, id, kind.as_str());
         drop(running);
         if let Some(timeout) = options.timeout {
             progress.set_timeout(timeout);
@@ -830,19 +837,26 @@ impl Backups {
         Ok(job)
     }
 
-    /// Runs `work` while a watcher thread copies its progress into the history.
+    /// Runs `work` while a watcher thread copies its progress, and whether it waits paused,
+    /// into the history.
     fn reporting_progress<T>(&self, id: i64, progress: &Progress, work: impl FnOnce() -> T) -> T {
         // Progress goes to the history about once a second, from a watcher thread.
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
             let watcher = scope.spawn(|| {
                 let mut last = -1.0;
+                let mut paused = false;
                 while !done.load(std::sync::atomic::Ordering::Acquire) {
                     std::thread::park_timeout(Duration::from_secs(1));
                     let percent = progress.percent();
                     if percent != last {
                         let _ = self.history.progress(id, percent);
                         last = percent;
+                    }
+                    // A pause that took effect after PAUSE JOB returned shows here.
+                    if progress.is_paused() != paused {
+                        paused = !paused;
+                        let _ = self.history.set_paused(id, paused);
                     }
                 }
             });
@@ -953,7 +967,7 @@ impl Backups {
         }
         let mut running = self.claim(name)?;
         let id = self.history.start(name, "import", &source, requested_by)?;
-        let (progress, completion) = register(&mut running, name, id);
+        let (progress, completion) = register(&mut running, name, id, "import");
         drop(running);
         tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "import started");
         let result = self.reporting_progress(id, &progress, || match &location {
@@ -982,7 +996,7 @@ impl Backups {
             product.as_ref().map_err(|e| *e),
             &completion,
         );
-        result
+        result.map_err(|e| named_abort(e, "import", id))
     }
 
     /// Aborts the running backup of `database` and waits until it has cleaned up.
@@ -1002,7 +1016,8 @@ impl Backups {
         }
     }
 
-    /// Aborts backup `id` wherever it runs. `None`: no backup has that id.
+    /// Aborts job `id` (a backup, export, restore or import) wherever it runs, paused or
+    /// not. `None`: no job has that id.
     pub fn cancel(&self, id: i64) -> Result<Option<Stopped>, BackupError> {
         let database = lock(&self.running)
             .iter()
@@ -1010,12 +1025,52 @@ impl Backups {
             .map(|(db, _)| db.clone());
         match database {
             Some(database) => Ok(Some(self.abort_database(&database))),
-            None => Ok(self
-                .history
-                .get(id)?
-                .filter(|r| ["backup", "export", "import"].contains(&r.kind.as_str()))
-                .map(|_| Stopped::NotRunning(Some(id)))),
+            None => Ok(self.history.get(id)?.map(|_| Stopped::NotRunning(Some(id)))),
         }
+    }
+
+    /// The progress of running job `id`; why there is none otherwise.
+    fn running_progress(&self, id: i64) -> Result<Arc<Progress>, BackupError> {
+        let found = lock(&self.running)
+            .values()
+            .find(|r| r.id == id)
+            .map(|r| Arc::clone(&r.progress));
+        match found {
+            Some(progress) => Ok(progress),
+            None => Err(match self.history.get(id)? {
+                Some(record) => BackupError::JobEnded {
+                    id,
+                    status: record.status,
+                },
+                None => BackupError::NoJob { id },
+            }),
+        }
+    }
+
+    /// Pauses running job `id` at its next step, waiting up to `wait` for it to get there:
+    /// whether it has (else it pauses when it does). It keeps what it holds (its snapshot's
+    /// copy or read transaction, its temporary file) until it is resumed or cancelled; its
+    /// timeout goes on counting.
+    pub fn pause(&self, id: i64, wait: Duration) -> Result<bool, BackupError> {
+        let progress = self.running_progress(id)?;
+        progress.pause();
+        let paused = progress.wait_paused(wait);
+        if paused {
+            // Where it stopped, so the history holds still from now on.
+            self.history.progress(id, progress.percent())?;
+            self.history.set_paused(id, true)?;
+            tracing::info!(id, "job paused");
+        }
+        Ok(paused)
+    }
+
+    /// Lets paused job `id` go on (a running one is left as it is).
+    pub fn resume(&self, id: i64) -> Result<(), BackupError> {
+        let progress = self.running_progress(id)?;
+        progress.resume();
+        self.history.set_paused(id, false)?;
+        tracing::info!(id, "job resumed");
+        Ok(())
     }
 
     /// Aborts every running backup and waits for them (shutdown).
@@ -1125,19 +1180,17 @@ impl Backups {
                 statement: "RESTORE",
             });
         }
-        if let Some(id) = self.running_id(name) {
-            return Err(BackupError::AlreadyRunning {
-                database: name.to_owned(),
-                id,
-            });
-        }
+        let mut running = self.claim(name)?;
         let id = self.history.start(name, "restore", &source, requested_by)?;
+        let (progress, completion) = register(&mut running, name, id, "restore");
+        drop(running);
         tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "restore started");
-        let progress = Progress::default();
-        let result = install_prepared(&self.catalog, name, replace, ".restore", |path| {
-            prepare(path, &progress)
+        let result = self.reporting_progress(id, &progress, || {
+            install_prepared(&self.catalog, name, replace, ".restore", |path| {
+                prepare(path, &progress)
+            })
         });
-        let recorded = match &result {
+        let (recorded, outcome) = match &result {
             Ok(verified) => {
                 tracing::info!(
                     id,
@@ -1145,19 +1198,47 @@ impl Backups {
                     bytes = verified.database_bytes,
                     "restore complete"
                 );
-                self.history
-                    .finish(id, Status::Complete, Some(verified.database_bytes), None)
+                let recorded =
+                    self.history
+                        .finish(id, Status::Complete, Some(verified.database_bytes), None);
+                let product = Product::Restore(Box::new(verified.clone()));
+                (recorded, Outcome::Complete(Box::new(product)))
+            }
+            Err(BackupError::Aborted) => {
+                tracing::info!(
+                    id,
+                    database = name,
+                    "restore aborted; the existing database (if any) is untouched"
+                );
+                let recorded = self
+                    .history
+                    .finish(id, Status::Aborted, None, Some("aborted"));
+                (recorded, Outcome::Aborted)
             }
             Err(e) => {
                 tracing::error!(id, database = name, error = %e, "restore failed; the existing database (if any) is untouched");
-                self.history
-                    .finish(id, Status::Failed, None, Some(&e.to_string()))
+                let message = e.to_string();
+                let recorded = self
+                    .history
+                    .finish(id, Status::Failed, None, Some(&message));
+                (recorded, Outcome::Failed(message))
             }
         };
         if let Err(e) = recorded {
             tracing::error!(id, error = %e, "could not record the end of a restore in the history");
         }
-        result
+        lock(&self.running).remove(name);
+        // Only a canceller waits on it, to learn whether the restore stopped by its hand.
+        completion.set(outcome);
+        result.map_err(|e| named_abort(e, "restore", id))
+    }
+}
+
+/// An abort as the job that `CANCEL JOB` stopped (a job run on the caller's thread).
+fn named_abort(e: BackupError, kind: &'static str, id: i64) -> BackupError {
+    match e {
+        BackupError::Aborted => BackupError::JobAborted { kind, id },
+        other => other,
     }
 }
 
@@ -1174,6 +1255,7 @@ fn register(
     running: &mut HashMap<String, Running>,
     database: &str,
     id: i64,
+    kind: &'static str,
 ) -> (Arc<Progress>, Arc<Completion>) {
     let progress = Arc::new(Progress::default());
     let completion = Arc::new(Completion::default());
@@ -1181,6 +1263,7 @@ fn register(
         database.to_owned(),
         Running {
             id,
+            kind,
             progress: Arc::clone(&progress),
             completion: Arc::clone(&completion),
         },

@@ -1,8 +1,8 @@
-//! A running operation's progress and its stop flag, shared between the thread doing the work
-//! and whoever watches it (the job table, a progress bar).
+//! A running operation's progress, its stop flag and its pause, shared between the thread
+//! doing the work and whoever watches it (the job table, a progress bar).
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::error::BackupError;
@@ -14,6 +14,20 @@ pub struct Progress {
     cancelled: AtomicBool,
     /// When the work must stop, and the timeout that set it.
     deadline: OnceLock<(Instant, Duration)>,
+    /// Read at every check without the lock; the lock's state says the rest.
+    pause_requested: AtomicBool,
+    pause: Mutex<Pause>,
+    /// Wakes a parked worker (resume, cancel) and whoever waits for it to park.
+    pause_changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Pause {
+    requested: bool,
+    /// The worker waits in [`Progress::check`].
+    parked: bool,
+    /// Time spent parked so far (a rate limit leaves it out).
+    parked_for: Duration,
 }
 
 impl Progress {
@@ -43,9 +57,61 @@ impl Progress {
         }
     }
 
-    /// Asks the work to stop at its next check.
+    /// Asks the work to stop at its next check (a paused one at once).
     pub fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
+        let _state = self.pause_state();
+        self.pause_changed.notify_all();
+    }
+
+    fn pause_state(&self) -> MutexGuard<'_, Pause> {
+        self.pause.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the work to wait at its next check until [`Progress::resume`], a cancellation
+    /// or its deadline. What it holds (its snapshot, its files) it keeps while it waits.
+    pub fn pause(&self) {
+        let mut state = self.pause_state();
+        state.requested = true;
+        self.pause_requested.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets paused work go on.
+    pub fn resume(&self) {
+        let mut state = self.pause_state();
+        state.requested = false;
+        self.pause_requested.store(false, Ordering::SeqCst);
+        self.pause_changed.notify_all();
+    }
+
+    /// Whether the work is waiting, paused, at a check.
+    pub fn is_paused(&self) -> bool {
+        let state = self.pause_state();
+        state.requested && state.parked
+    }
+
+    /// Waits up to `timeout` for paused work to reach a check and wait there; whether it
+    /// did.
+    pub fn wait_paused(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        let mut state = self.pause_state();
+        while state.requested && !state.parked {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            state = self
+                .pause_changed
+                .wait_timeout(state, until - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        state.requested && state.parked
+    }
+
+    /// How long the work has waited paused, in all.
+    pub fn paused_for(&self) -> Duration {
+        self.pause_state().parked_for
     }
 
     pub fn is_cancelled(&self) -> bool {
@@ -60,8 +126,42 @@ impl Progress {
         }
     }
 
-    /// An error if the work was asked to stop, or ran past its timeout.
+    /// An error if the work was asked to stop, or ran past its timeout; while it is
+    /// paused, waits here first. The timeout is a deadline: time paused counts.
     pub fn check(&self) -> Result<(), BackupError> {
+        self.stopped()?;
+        if self.pause_requested.load(Ordering::SeqCst) {
+            self.wait_while_paused();
+            self.stopped()?;
+        }
+        Ok(())
+    }
+
+    fn wait_while_paused(&self) {
+        let mut state = self.pause_state();
+        if !state.requested {
+            return;
+        }
+        let since = Instant::now();
+        state.parked = true;
+        self.pause_changed.notify_all();
+        while state.requested && self.stopped().is_ok() {
+            // Woken by resume or cancel; the deadline is watched by the clock.
+            let wait = match self.deadline.get() {
+                Some(&(deadline, _)) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            state = self
+                .pause_changed
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        state.parked = false;
+        state.parked_for += since.elapsed();
+    }
+
+    fn stopped(&self) -> Result<(), BackupError> {
         if self.is_cancelled() {
             return Err(BackupError::Aborted);
         }
@@ -80,14 +180,18 @@ pub struct RateLimit {
     bytes_per_second: u64,
     started: Instant,
     bytes: u64,
+    /// The work's time paused when the limit began: time paused since is not time to
+    /// catch up on (no burst after a resume).
+    paused_before: Duration,
 }
 
 impl RateLimit {
-    pub fn new(bytes_per_second: u64) -> RateLimit {
+    pub fn new(bytes_per_second: u64, progress: &Progress) -> RateLimit {
         RateLimit {
             bytes_per_second: bytes_per_second.max(1),
             started: Instant::now(),
             bytes: 0,
+            paused_before: progress.paused_for(),
         }
     }
 
@@ -98,11 +202,72 @@ impl RateLimit {
         let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second as f64);
         loop {
             progress.check()?;
-            let elapsed = self.started.elapsed();
+            let paused = progress.paused_for().saturating_sub(self.paused_before);
+            let elapsed = self.started.elapsed().saturating_sub(paused);
             if elapsed >= due {
                 return Ok(());
             }
             std::thread::sleep((due - elapsed).min(Duration::from_millis(50)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn paused_worker() -> (
+        Arc<Progress>,
+        std::thread::JoinHandle<Result<(), BackupError>>,
+    ) {
+        let progress = Arc::new(Progress::default());
+        progress.pause();
+        let worker = std::thread::spawn({
+            let progress = Arc::clone(&progress);
+            move || progress.check()
+        });
+        assert!(progress.wait_paused(Duration::from_secs(30)));
+        (progress, worker)
+    }
+
+    #[test]
+    fn a_paused_check_waits_until_resumed() {
+        let (progress, worker) = paused_worker();
+        assert!(progress.is_paused());
+        assert!(!worker.is_finished(), "parked until resumed");
+        progress.resume();
+        assert!(worker.join().unwrap().is_ok());
+        assert!(!progress.is_paused());
+        assert!(progress.paused_for() > Duration::ZERO);
+        // Once resumed, checks pass at once.
+        assert!(progress.check().is_ok());
+    }
+
+    #[test]
+    fn a_cancel_ends_a_pause_as_an_abort() {
+        let (progress, worker) = paused_worker();
+        progress.cancel();
+        assert!(matches!(worker.join().unwrap(), Err(BackupError::Aborted)));
+    }
+
+    #[test]
+    fn a_pause_does_not_outlast_the_deadline() {
+        let progress = Progress::default();
+        progress.set_timeout(Duration::from_millis(50));
+        progress.pause();
+        assert!(matches!(
+            progress.check(),
+            Err(BackupError::TimedOut { .. })
+        ));
+    }
+
+    #[test]
+    fn a_pause_no_step_reaches_is_not_reported_as_paused() {
+        let progress = Progress::default();
+        progress.pause();
+        assert!(!progress.wait_paused(Duration::from_millis(10)));
+        assert!(!progress.is_paused());
     }
 }

@@ -152,7 +152,7 @@ fn write_into<W: std::io::Write + Send>(
         threads: options.threads,
     };
     let (chunks, pipe) = sync_channel::<Vec<u8>>(2);
-    let mut limit = options.max_rate.map(RateLimit::new);
+    let mut limit = options.max_rate.map(|rate| RateLimit::new(rate, progress));
     let (produced, compressed) = std::thread::scope(|scope| {
         let compressor = scope.spawn(|| -> std::io::Result<u64> {
             let mtime = u32::try_from(created_at.timestamp()).unwrap_or(0);

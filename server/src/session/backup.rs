@@ -1,6 +1,7 @@
 //! The backup statements of a session: BACKUP DATABASE, BACKUP ABORT, CANCEL BACKUP,
-//! RESTORE DATABASE, EXPORT DATABASE, IMPORT DATABASE and SHOW BACKUPS, plus the
-//! `backups()` table function.
+//! RESTORE DATABASE, EXPORT DATABASE, IMPORT DATABASE and SHOW BACKUPS, the job control
+//! over them (SHOW JOBS, SHOW JOB, PAUSE JOB, RESUME JOB, CANCEL JOB), plus the `backups()`
+//! table function.
 
 use std::borrow::Cow;
 
@@ -80,7 +81,9 @@ pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
         ServerStatement::Backup(Backup { detached: true, .. })
         | ServerStatement::Export(Backup { detached: true, .. })
         | ServerStatement::BackupAbort
-        | ServerStatement::CancelBackup { .. } => {
+        | ServerStatement::CancelBackup { .. }
+        | ServerStatement::PauseJob { .. }
+        | ServerStatement::ResumeJob { .. } => {
             columns(&[("id", SqlType::Int8), ("status", SqlType::Text)])
         }
         ServerStatement::Backup(_) => columns(&[
@@ -161,9 +164,10 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
             sqlstate::OBJECT_IN_USE
         }
         BackupError::NoDataDir { .. } => sqlstate::UNDEFINED_FILE,
-        BackupError::UnknownDestination { .. } | BackupError::NoDefaultDestination => {
-            sqlstate::UNDEFINED_OBJECT
-        }
+        BackupError::UnknownDestination { .. }
+        | BackupError::NoDefaultDestination
+        | BackupError::NoJob { .. } => sqlstate::UNDEFINED_OBJECT,
+        BackupError::JobEnded { .. } => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
         BackupError::NoArchive { .. } | BackupError::OutsideWindow(_) => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
         BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
@@ -203,6 +207,8 @@ impl Session {
             ServerStatement::Backup(_) => "BACKUP DATABASE",
             ServerStatement::BackupAbort => "BACKUP ABORT",
             ServerStatement::CancelBackup { .. } => "CANCEL BACKUP",
+            ServerStatement::PauseJob { .. } => "PAUSE JOB",
+            ServerStatement::ResumeJob { .. } => "RESUME JOB",
             ServerStatement::Restore(_) => "RESTORE DATABASE",
             ServerStatement::Export(_) => "EXPORT DATABASE",
             ServerStatement::Import(_) => "IMPORT DATABASE",
@@ -332,11 +338,28 @@ impl Session {
                         columns,
                         vec![stopped_row(stopped)],
                     )),
-                    None => Err(SqlError::new(
-                        sqlstate::UNDEFINED_OBJECT,
-                        format!("there is no backup with id {id}; SHOW BACKUPS lists them"),
-                    )),
+                    None => Err(backup_error(BackupError::NoJob { id: *id })),
                 }
+            }
+            ServerStatement::PauseJob { id } => {
+                // A step is short (a buffer, a page batch); a job inside a long one (taking
+                // its snapshot's copy) pauses when it ends, and the history then says so.
+                let status = if self
+                    .backups
+                    .pause(*id, PAUSE_WAIT)
+                    .map_err(backup_error)?
+                {
+                    "paused"
+                } else {
+                    "pause requested"
+                };
+                let row = vec![Value::Integer(*id), Value::Text(status.into())];
+                Ok(Executed::rows("PAUSE JOB", columns, vec![row]))
+            }
+            ServerStatement::ResumeJob { id } => {
+                self.backups.resume(*id).map_err(backup_error)?;
+                let row = vec![Value::Integer(*id), Value::Text("running".into())];
+                Ok(Executed::rows("RESUME JOB", columns, vec![row]))
             }
             ServerStatement::ShowArchives { location, verify } => {
                 let archives = self
@@ -387,8 +410,17 @@ impl Session {
             }
             _ => {
                 let names: Vec<&str> = HISTORY_COLUMNS.iter().map(|(n, _)| *n).collect();
+                let only = match statement {
+                    ServerStatement::ShowJob { id } => {
+                        if self.backups.history().get(*id).map_err(backup_error)?.is_none() {
+                            return Err(backup_error(BackupError::NoJob { id: *id }));
+                        }
+                        format!(" WHERE id = {id}")
+                    }
+                    _ => String::new(),
+                };
                 let sql = format!(
-                    "SELECT {} FROM {}.{} ORDER BY id",
+                    "SELECT {} FROM {}.{}{only} ORDER BY id",
                     names.join(", "),
                     history::SCHEMA,
                     history::TABLE
@@ -478,6 +510,9 @@ impl Session {
         Ok(Cow::Owned(out))
     }
 }
+
+/// How long PAUSE JOB waits for the job to reach its next step.
+const PAUSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn stopped_row(stopped: Stopped) -> Vec<Value> {
     match stopped {

@@ -573,6 +573,9 @@ impl Session {
             ServerStatement::Backup(_)
             | ServerStatement::BackupAbort
             | ServerStatement::CancelBackup { .. }
+            | ServerStatement::PauseJob { .. }
+            | ServerStatement::ResumeJob { .. }
+            | ServerStatement::ShowJob { .. }
             | ServerStatement::Restore(_)
             | ServerStatement::Export(_)
             | ServerStatement::Import(_)
@@ -1203,6 +1206,9 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
         ServerStatement::Backup(_)
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. }
+        | ServerStatement::PauseJob { .. }
+        | ServerStatement::ResumeJob { .. }
+        | ServerStatement::ShowJob { .. }
         | ServerStatement::Restore(_)
         | ServerStatement::Export(_)
         | ServerStatement::Import(_)

@@ -26,11 +26,25 @@ pub enum ServerStatement {
     Call(Call),
     Backup(Backup),
     BackupAbort,
+    /// `CANCEL BACKUP id`, or CockroachDB's `CANCEL JOB id`: any job, paused or not.
     CancelBackup {
         id: i64,
     },
+    /// `PAUSE JOB id` (CockroachDB's): the job waits at its next step.
+    PauseJob {
+        id: i64,
+    },
+    /// `RESUME JOB id`.
+    ResumeJob {
+        id: i64,
+    },
     Restore(Restore),
+    /// `SHOW BACKUPS`, Doris's `SHOW BACKUP`, CockroachDB's `SHOW JOBS`: the job history.
     ShowBackups,
+    /// `SHOW JOB id`: one row of it.
+    ShowJob {
+        id: i64,
+    },
     /// `SHOW ARCHIVES [IN 'location'] [WITH (verify)]`.
     ShowArchives {
         location: String,
@@ -294,6 +308,32 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
                 _ => Err("syntax: CANCEL BACKUP id (the id column of SHOW BACKUPS)".into()),
             })
         }
+        // CockroachDB's job control, over the same jobs.
+        [first, second, rest @ ..]
+            if second.is_keyword("job")
+                && ["pause", "resume", "cancel", "show"]
+                    .iter()
+                    .any(|verb| first.is_keyword(verb)) =>
+        {
+            let (verb, statement): (_, fn(i64) -> ServerStatement) = if first.is_keyword("pause") {
+                ("PAUSE", |id| ServerStatement::PauseJob { id })
+            } else if first.is_keyword("resume") {
+                ("RESUME", |id| ServerStatement::ResumeJob { id })
+            } else if first.is_keyword("cancel") {
+                ("CANCEL", |id| ServerStatement::CancelBackup { id })
+            } else {
+                ("SHOW", |id| ServerStatement::ShowJob { id })
+            };
+            Some(match rest {
+                [Token::Number(n)] => n
+                    .parse()
+                    .map(statement)
+                    .map_err(|_| format!("a job id is an integer, got {n}")),
+                _ => Err(format!(
+                    "syntax: {verb} JOB id (the id column of SHOW JOBS)"
+                )),
+            })
+        }
         [first, second, rest @ ..]
             if first.is_keyword("restore") && second.is_keyword("database") =>
         {
@@ -302,10 +342,12 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("archives") => {
             Some(show_archives(rest))
         }
-        // `SHOW BACKUP` is Doris's spelling.
+        // `SHOW BACKUP` is Doris's spelling, `SHOW JOBS` CockroachDB's.
         [first, second, rest @ ..]
             if first.is_keyword("show")
-                && (second.is_keyword("backups") || second.is_keyword("backup")) =>
+                && (second.is_keyword("backups")
+                    || second.is_keyword("backup")
+                    || second.is_keyword("jobs")) =>
         {
             Some(match rest {
                 [] => Ok(ServerStatement::ShowBackups),
@@ -336,15 +378,7 @@ fn not_yet(first: &Token, second: &Token) -> Option<String> {
     if word(first, "backup") {
         return Some(format!("syntax: {}, or BACKUP ABORT", BACKUP.syntax));
     }
-    if word(first, "restore") {
-        return Some(format!("syntax: {RESTORE_SYNTAX}"));
-    }
-    let jobs = word(second, "jobs") && word(first, "show")
-        || word(second, "job")
-            && (word(first, "pause") || word(first, "resume") || word(first, "cancel"));
-    jobs.then(|| {
-        "jobs here are backups, exports, restores and imports: SHOW BACKUPS (or SELECT … FROM backups()) lists them and CANCEL BACKUP id stops one; PAUSE JOB and RESUME JOB are not supported yet".to_owned()
-    })
+    word(first, "restore").then(|| format!("syntax: {RESTORE_SYNTAX}"))
 }
 
 /// How a statement that writes a file (BACKUP, EXPORT) is spelt, for its error messages.
@@ -946,12 +980,9 @@ mod tests {
             ("RESTORE TABLE d.orders FROM 'x'", "BACKUP TABLE"),
             ("BACKUP db TO 'x'", "syntax: BACKUP DATABASE"),
             ("RESTORE db FROM 'x'", "syntax: RESTORE DATABASE"),
-            ("SHOW JOBS", "SHOW BACKUPS"),
-            (
-                "PAUSE JOB 3",
-                "PAUSE JOB and RESUME JOB are not supported yet",
-            ),
-            ("cancel job 3", "CANCEL BACKUP id"),
+            ("PAUSE JOB", "syntax: PAUSE JOB id"),
+            ("resume job 'x'", "syntax: RESUME JOB id"),
+            ("SHOW JOB 1.5", "a job id is an integer"),
             (
                 "EXPORT DATABASE x.json.gz -includeClass=a",
                 "unknown option -includeClass",
@@ -1079,6 +1110,17 @@ mod tests {
             parse_text("cancel backup 12"),
             Some(Ok(ServerStatement::CancelBackup { id: 12 }))
         );
+        for (text, statement) in [
+            ("CANCEL JOB 12", ServerStatement::CancelBackup { id: 12 }),
+            ("pause job 3", ServerStatement::PauseJob { id: 3 }),
+            ("RESUME JOB 3", ServerStatement::ResumeJob { id: 3 }),
+            ("SHOW JOB 4", ServerStatement::ShowJob { id: 4 }),
+            ("SHOW JOBS", ServerStatement::ShowBackups),
+        ] {
+            assert_eq!(parse_text(text), Some(Ok(statement)), "{text}");
+        }
+        // A table named job is SQLite's.
+        assert_eq!(parse_text("SELECT * FROM job"), None);
         assert_eq!(
             parse_text("RESTORE DATABASE copy FROM 'a.zip' WITH (replace)"),
             Some(Ok(ServerStatement::Restore(Restore {

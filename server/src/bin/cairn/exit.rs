@@ -146,6 +146,7 @@ fn of_backup(e: &BackupError) -> Failure {
         | B::NoArchive { .. }
         | B::UnknownDestination { .. }
         | B::NoDefaultDestination
+        | B::NoJob { .. }
         | B::OutsideWindow(_) => Failure::NotFound,
         B::CliTargetExists { .. }
         | B::ReplaceNeeded { .. }
@@ -155,6 +156,7 @@ fn of_backup(e: &BackupError) -> Failure {
         | B::ServerRunning(_)
         | B::LineTooLong { .. }
         | B::AlreadyRunning { .. }
+        | B::JobEnded { .. }
         | B::Busy { .. }
         | B::Unsupported { .. } => Failure::Refused,
         B::NotAnArchive { .. } | B::Damaged { .. } | B::BadExport { .. } | B::BadSegment { .. } => {
