@@ -229,7 +229,7 @@ async fn a_running_backup_refuses_a_second_and_drop_and_aborting_it_leaves_no_fi
     )
     .await;
     drop(big);
-    refused(&admin, "DROP DATABASE big", "being backed up").await;
+    refused(&admin, "DROP DATABASE big", "in use by a backup (job").await;
     let status = column(
         &admin,
         &format!("SELECT status FROM backups() WHERE id = {id}"),
@@ -480,7 +480,22 @@ async fn a_backup_paused_holds_still_and_resumed_finishes_a_good_archive() {
     );
     let at_pause = status_of(id.clone()).await;
     assert_eq!(at_pause[0], "paused");
-    let written = temporary_bytes();
+    // What the compressor had been handed before the pause still lands: wait for the file
+    // to settle, then watch it.
+    let mut written = temporary_bytes();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = temporary_bytes();
+        if now == written {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the paused job's file never settled"
+        );
+        written = now;
+    }
     assert!(written > 0, "the paused job keeps its temporary file");
     // Observed over a window longer than the history's one-second refresh.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;

@@ -24,4 +24,5 @@ mod plugins;
 mod protocol;
 mod psql;
 mod service;
+mod tables;
 mod unattended;

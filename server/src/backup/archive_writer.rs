@@ -92,7 +92,8 @@ pub fn write_planned(
         });
     }
     progress.check()?;
-    let (mut image, snapshot) = Image::take(source, dir, busy, live)?;
+    let (mut image, snapshot) =
+        Image::take_tables(source, dir, busy, live, options.tables.as_ref(), database)?;
     progress.check()?;
     let body = plan(&mut image, &snapshot)?;
     progress.set_total(body_size(&body, &snapshot));
@@ -144,7 +145,14 @@ pub fn write_to_object(
     progress.check()?;
     let mut upload = destination.create(key)?;
     let shown = PathBuf::from(upload.display());
-    let (mut image, snapshot) = Image::take(source, scratch, busy, live)?;
+    let (mut image, snapshot) = Image::take_tables(
+        source,
+        scratch,
+        busy,
+        live,
+        options.tables.as_ref(),
+        database,
+    )?;
     progress.check()?;
     let body = plan(&mut image, &snapshot)?;
     // Written once, then read back once.
@@ -324,6 +332,12 @@ fn write_entries<W: Write>(
         entries,
         image_sha256,
         parent,
+        tables: snapshot.tables.as_ref().map(|s| s.tables.clone()),
+        left_out: snapshot
+            .tables
+            .as_ref()
+            .map(|s| s.left_out.clone())
+            .unwrap_or_default(),
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| io("writing", shown)(std::io::Error::other(e)))?;

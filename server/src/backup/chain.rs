@@ -243,7 +243,7 @@ pub fn plan(
                 let mut pages = Stoppable::new(pages, progress);
                 digests.sum(&mut pages, count, snapshot.page_size, None)
             })
-            .map_err(|e| progress.check().err().unwrap_or_else(|| io(&shown)(e)))?;
+            .map_err(|e| progress.stopped().err().unwrap_or_else(|| io(&shown)(e)))?;
         return Ok(Body::Full);
     };
     let parent = open(parent_at)?;
@@ -315,7 +315,7 @@ pub fn plan(
                 Some(&named.image_sha256),
             )
         })
-        .map_err(|e| progress.check().err().unwrap_or_else(|| io(&shown)(e)))?;
+        .map_err(|e| progress.stopped().err().unwrap_or_else(|| io(&shown)(e)))?;
     let pages = match changed {
         Some(incremental::Changed::Pages(pages)) => pages,
         _ => {

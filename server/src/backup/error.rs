@@ -74,6 +74,23 @@ pub enum BackupError {
         id: i64,
         kind: &'static str,
     },
+    #[error(
+        "stopped after {} hours paused (a paused job holds its snapshot and its files); RESUME JOB sooner, or run it again",
+        after.as_secs() / 3600
+    )]
+    PausedTooLong { after: std::time::Duration },
+    #[error("database {database} has no table {table}; it has {has}")]
+    NoSuchTable {
+        table: String,
+        database: String,
+        has: String,
+    },
+    #[error(
+        "database {database} already has a table {table}; drop or rename it first, or restore into another database WITH (into_db = 'name')"
+    )]
+    TableExists { table: String, database: String },
+    #[error("{0}")]
+    TableDependency(String),
     #[error("there is no job with id {id}; SHOW JOBS lists them")]
     NoJob { id: i64 },
     #[error("job {id} has ended ({status}); only a running job can be paused or resumed")]

@@ -493,9 +493,9 @@ impl Backups {
         }
     }
 
-    /// The running backup of `database`, if any.
-    pub fn running_id(&self, database: &str) -> Option<i64> {
-        lock(&self.running).get(database).map(|r| r.id)
+    /// The running job of `database`, if any: its id and kind.
+    pub fn running_job(&self, database: &str) -> Option<(i64, &'static str)> {
+        lock(&self.running).get(database).map(|r| (r.id, r.kind))
     }
 
     /// Starts backing up `database` to the archive `requested` (resolved by the path rules).
@@ -598,6 +598,12 @@ impl Backups {
         options: BackupOptions,
         requested_by: &str,
     ) -> Result<Job, BackupError> {
+        // A collection's archives are the database's restorable points: whole databases.
+        if options.tables.is_some() {
+            return Err(BackupError::InvalidOption(
+                "a table-level backup goes TO a file of its own; a collection (INTO, the default destination) holds whole databases, which FROM LATEST restores".into(),
+            ));
+        }
         let parent = match newest {
             None => None,
             Some(Ok(newest)) => Some(newest),
@@ -748,6 +754,10 @@ impl Backups {
         // Opening the source now reports a missing database before a job exists, and the
         // lease keeps DROP DATABASE away until the job ends.
         let (source, lease) = self.catalog.connect(database, Access::ReadOnly)?;
+        // A table-level backup's names and keys are refused now, not by a failed job.
+        if let Some(filter) = &options.tables {
+            super::tables::kept(&source, filter, database, &shown)?;
+        }
         let id = self
             .history
             .start(database, kind.as_str(), &shown, requested_by)?;
@@ -824,6 +834,7 @@ impl Backups {
                 });
                 drop(source);
                 drop(lease);
+                progress.end();
                 this.finish(id, kind.as_str(), &database, result.as_ref(), &completion);
             });
         if let Err(e) = spawned {
@@ -845,7 +856,6 @@ impl Backups {
         std::thread::scope(|scope| {
             let watcher = scope.spawn(|| {
                 let mut last = -1.0;
-                let mut paused = false;
                 while !done.load(std::sync::atomic::Ordering::Acquire) {
                     std::thread::park_timeout(Duration::from_secs(1));
                     let percent = progress.percent();
@@ -854,10 +864,7 @@ impl Backups {
                         last = percent;
                     }
                     // A pause that took effect after PAUSE JOB returned shows here.
-                    if progress.is_paused() != paused {
-                        paused = !paused;
-                        let _ = self.history.set_paused(id, paused);
-                    }
+                    progress.report_pause(|paused| self.record_pause(id, paused));
                 }
             });
             let result = work();
@@ -988,6 +995,7 @@ impl Backups {
                 )
             }
         });
+        progress.end();
         let product = result.as_ref().map(|i| Product::Import(i.clone()));
         self.finish(
             id,
@@ -1054,13 +1062,11 @@ impl Backups {
     pub fn pause(&self, id: i64, wait: Duration) -> Result<bool, BackupError> {
         let progress = self.running_progress(id)?;
         progress.pause();
+        tracing::info!(id, "job pause requested");
         let paused = progress.wait_paused(wait);
-        if paused {
-            // Where it stopped, so the history holds still from now on.
-            self.history.progress(id, progress.percent())?;
-            self.history.set_paused(id, true)?;
-            tracing::info!(id, "job paused");
-        }
+        // Where it stopped, so the history holds still from now on.
+        let _ = self.history.progress(id, progress.percent());
+        progress.report_pause(|paused| self.record_pause(id, paused));
         Ok(paused)
     }
 
@@ -1068,9 +1074,22 @@ impl Backups {
     pub fn resume(&self, id: i64) -> Result<(), BackupError> {
         let progress = self.running_progress(id)?;
         progress.resume();
-        self.history.set_paused(id, false)?;
-        tracing::info!(id, "job resumed");
+        progress.report_pause(|paused| self.record_pause(id, paused));
         Ok(())
+    }
+
+    /// Writes whether job `id` waits paused into the history (a failure is logged: the job
+    /// goes on either way).
+    fn record_pause(&self, id: i64, paused: bool) {
+        tracing::info!(
+            id,
+            paused,
+            "job {}",
+            if paused { "paused" } else { "running" }
+        );
+        if let Err(e) = self.history.set_paused(id, paused) {
+            tracing::error!(id, error = %e, "could not record a pause or a resume in the history");
+        }
     }
 
     /// Aborts every running backup and waits for them (shutdown).
@@ -1093,9 +1112,9 @@ impl Backups {
         collection: &str,
         database: &str,
         as_of: Option<chrono::DateTime<chrono::Utc>>,
-        replace: bool,
+        what: Restoring<'_>,
         requested_by: &str,
-    ) -> Result<(Verified, String), BackupError> {
+    ) -> Result<(Restored, String), BackupError> {
         use super::continuous::{replay, store::Store};
         let store = Store::of(&self.rules, &self.destinations, collection, database)?;
         let exists = |base: &str| {
@@ -1104,13 +1123,13 @@ impl Backups {
         };
         let Some((plan, _window)) = replay::plan(&store, database, as_of, exists)? else {
             let archive = self.latest(collection, database, as_of)?;
-            let verified = self.restore(name, &archive.location, replace, requested_by)?;
-            return Ok((verified, archive.location));
+            let restored = self.restore(name, &archive.location, what, requested_by)?;
+            return Ok((restored, archive.location));
         };
         let base = chain::in_collection(collection, &plan.marker.base);
         let opener = |at: &str| self.open_archive(at);
-        let verified =
-            self.restore_prepared(name, &base, replace, requested_by, |path, progress| {
+        let restored =
+            self.restore_prepared(name, &base, what, requested_by, |path, progress| {
                 let archive = self.open_archive(&base)?;
                 let mut verified = if archive.manifest.kind == manifest::INCREMENTAL {
                     chain::rebuild(archive, &base, &opener, path, progress)?
@@ -1133,21 +1152,22 @@ impl Backups {
                 }
                 Ok(verified)
             })?;
-        Ok((verified, store.display("")))
+        Ok((restored, store.display("")))
     }
 
     /// Verifies the archive `requested` and restores it as database `name`: a new database,
-    /// or with `replace` an existing one that no session uses, swapped in atomically. The
-    /// existing database is untouched when anything fails.
+    /// or with `replace` an existing one that no session uses, swapped in atomically; or
+    /// copies tables of it into database `name`. The existing database is untouched when
+    /// anything fails.
     pub fn restore(
         &self,
         name: &str,
         requested: &str,
-        replace: bool,
+        what: Restoring<'_>,
         requested_by: &str,
-    ) -> Result<Verified, BackupError> {
+    ) -> Result<Restored, BackupError> {
         let opener = |at: &str| self.open_archive(at);
-        self.restore_prepared(name, requested, replace, requested_by, |path, progress| {
+        self.restore_prepared(name, requested, what, requested_by, |path, progress| {
             let archive = self.open_archive(requested)?;
             if archive.manifest.kind != manifest::INCREMENTAL {
                 let mut archive = archive;
@@ -1158,44 +1178,84 @@ impl Backups {
         })
     }
 
-    /// A restore as database `name` of what `prepare` makes in a temporary file (from
-    /// `requested`, as the history shows it).
+    /// A restore into database `name` of what `prepare` makes in a temporary file (from
+    /// `requested`, as the history shows it): the database itself, or tables of it.
     fn restore_prepared(
         &self,
         name: &str,
         requested: &str,
-        replace: bool,
+        what: Restoring<'_>,
         requested_by: &str,
         prepare: impl FnOnce(&Path, &Progress) -> Result<Verified, BackupError>,
-    ) -> Result<Verified, BackupError> {
+    ) -> Result<Restored, BackupError> {
         let location = self.destinations.resolve(requested)?;
         let source = match &location {
             Location::Local(path) => self.rules.archive_source(path)?,
             Location::Object { destination, key } => destination.display(key).into(),
         };
         crate::catalog::validate_name(name)?;
-        if !replace && self.catalog.exists(name) {
-            return Err(BackupError::ReplaceNeeded {
-                database: name.to_owned(),
-                statement: "RESTORE",
-            });
+        match what {
+            Restoring::Database { replace: false } if self.catalog.exists(name) => {
+                return Err(BackupError::ReplaceNeeded {
+                    database: name.to_owned(),
+                    statement: "RESTORE",
+                });
+            }
+            Restoring::Tables(_) if !self.catalog.exists(name) => {
+                return Err(crate::catalog::CatalogError::NotFound(name.to_owned()).into());
+            }
+            _ => {}
         }
         let mut running = self.claim(name)?;
         let id = self.history.start(name, "restore", &source, requested_by)?;
         let (progress, completion) = register(&mut running, name, id, "restore");
         drop(running);
-        tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "restore started");
-        let result = self.reporting_progress(id, &progress, || {
-            install_prepared(&self.catalog, name, replace, ".restore", |path| {
-                prepare(path, &progress)
-            })
+        // However the restore ends, a panic included, it leaves the job table.
+        let mut entry = Entered {
+            running: &self.running,
+            database: name,
+            progress: &progress,
+            completion: &completion,
+            outcome: None,
+        };
+        tracing::info!(id, database = name, path = %source.display(), ?what, by = requested_by, "restore started");
+        let result = self.reporting_progress(id, &progress, || match what {
+            Restoring::Database { replace } => {
+                install_prepared(&self.catalog, name, replace, ".restore", |path| {
+                    prepare(path, &progress)
+                })
+                .map(|verified| Restored {
+                    verified,
+                    tables: Vec::new(),
+                })
+            }
+            Restoring::Tables(tables) => {
+                let temp = TempFile::in_dir(self.catalog.dir(), ".restore");
+                let verified = prepare(temp.path(), &progress)?;
+                // The copy is one write transaction: a pause or cancel takes effect before.
+                progress.check()?;
+                let (target, _lease) = self.catalog.connect_attaching(
+                    name,
+                    Access::ReadWrite,
+                    Some(("archived", temp.path())),
+                )?;
+                let tables = super::tables::copy_into(
+                    &target,
+                    tables,
+                    &verified.manifest.database,
+                    name,
+                    &source,
+                )?;
+                Ok(Restored { verified, tables })
+            }
         });
         let (recorded, outcome) = match &result {
-            Ok(verified) => {
+            Ok(Restored { verified, tables }) => {
                 tracing::info!(
                     id,
                     database = name,
                     bytes = verified.database_bytes,
+                    tables = tables.len(),
                     "restore complete"
                 );
                 let recorded =
@@ -1227,10 +1287,50 @@ impl Backups {
         if let Err(e) = recorded {
             tracing::error!(id, error = %e, "could not record the end of a restore in the history");
         }
-        lock(&self.running).remove(name);
-        // Only a canceller waits on it, to learn whether the restore stopped by its hand.
-        completion.set(outcome);
+        entry.outcome = Some(outcome);
+        drop(entry);
         result.map_err(|e| named_abort(e, "restore", id))
+    }
+}
+
+/// What a restore does with the database it verified.
+#[derive(Debug, Clone, Copy)]
+pub enum Restoring<'a> {
+    /// Installs it as the database: a new one, or with `replace` over one no session uses.
+    Database { replace: bool },
+    /// Copies these tables of it (every one when empty) into the existing database
+    /// (`RESTORE TABLE`).
+    Tables(&'a [String]),
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub verified: Verified,
+    /// Of a table restore: each table copied, with its rows.
+    pub tables: Vec<(String, u64)>,
+}
+
+/// A job run on the caller's thread, in the job table until this is dropped: then it
+/// leaves it, and whoever waits for its end (a CANCEL) learns `outcome` (a failure when
+/// unset, as after a panic).
+struct Entered<'a> {
+    running: &'a Mutex<HashMap<String, Running>>,
+    database: &'a str,
+    progress: &'a Progress,
+    completion: &'a Completion,
+    outcome: Option<Outcome>,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        self.progress.end();
+        lock(self.running).remove(self.database);
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| Outcome::Failed("the job stopped unexpectedly".into()));
+        self.completion.set(outcome);
     }
 }
 

@@ -47,6 +47,12 @@ pub struct Manifest {
     /// Of an increment: the archive it applies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Parent>,
+    /// Of a table-level backup: the tables it holds (the database's others were left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<Vec<String>>,
+    /// Of a table-level backup: the views and triggers left out with the tables they use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 impl Manifest {

@@ -27,6 +27,7 @@ pub mod options;
 pub mod paths;
 pub mod progress;
 pub mod snapshot;
+pub mod tables;
 pub mod zip_writer;
 
 pub use error::BackupError;

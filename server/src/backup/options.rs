@@ -3,6 +3,7 @@
 use cairn_plugin_api::backup_options;
 
 use super::error::BackupError;
+use super::tables::TableFilter;
 use crate::sql::server_statement::Literal;
 
 pub const DEFAULT_LEVEL: u32 = 6;
@@ -23,6 +24,8 @@ pub struct BackupOptions {
     /// day unless written ([`BackupOptions::from_sql`]); none for the plugins', the CLI's and
     /// continuous archiving's bases.
     pub timeout: Option<std::time::Duration>,
+    /// A table-level backup: the tables kept (Doris's `ON (…)` / `EXCLUDE (…)`).
+    pub tables: Option<TableFilter>,
 }
 
 /// The longest timeout written in seconds: a year (for no limit, write 0).
@@ -39,6 +42,7 @@ impl Default for BackupOptions {
             max_rate: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             timeout: None,
+            tables: None,
         }
     }
 }
@@ -76,6 +80,19 @@ impl BackupOptions {
                         "timeout must be a time such as '2h' or a number of seconds up to {MAX_TIMEOUT_SECONDS} (0: no limit), got {other}"
                     )));
                 }
+                ("tables" | "exclude_tables", value) => {
+                    if options.tables.is_some() {
+                        return Err(BackupError::InvalidOption(
+                            "write tables or exclude_tables, not both".into(),
+                        ));
+                    }
+                    let names = table_names(name, value)?;
+                    options.tables = Some(if name == "tables" {
+                        TableFilter::Only(names)
+                    } else {
+                        TableFilter::Except(names)
+                    });
+                }
                 ("compression_level", other) => {
                     return Err(BackupError::InvalidOption(format!(
                         "compression_level must be an integer 0–9, got {other}"
@@ -83,7 +100,7 @@ impl BackupOptions {
                 }
                 (other, _) => {
                     return Err(BackupError::InvalidOption(format!(
-                        "unknown option {other}; BACKUP takes compression_level, buffer_size, max_rate, timeout and detached"
+                        "unknown option {other}; BACKUP takes compression_level, buffer_size, max_rate, timeout, tables, exclude_tables and detached"
                     )));
                 }
             }
@@ -120,6 +137,33 @@ impl BackupOptions {
         self.max_rate = Some(backup_options::check_max_rate(bytes_per_second).map_err(invalid)?);
         Ok(())
     }
+}
+
+/// The names of `tables = ['a', 'b']` (or one text, `'a, b'`).
+fn table_names(option: &str, value: &Literal) -> Result<Vec<String>, BackupError> {
+    let names: Vec<String> = match value {
+        Literal::Text(text) => text.split(',').map(|n| n.trim().to_owned()).collect(),
+        Literal::List(items) => items
+            .iter()
+            .map(|item| match item {
+                Literal::Text(name) => Ok(name.trim().to_owned()),
+                other => Err(BackupError::InvalidOption(format!(
+                    "{option} holds {other}; write table names, e.g. {option} = ['orders', 'items']"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(BackupError::InvalidOption(format!(
+                "{option} must list table names, e.g. {option} = ['orders', 'items'], got {other}"
+            )));
+        }
+    };
+    if names.iter().any(String::is_empty) {
+        return Err(BackupError::InvalidOption(format!(
+            "{option} has an empty name; write {option} = ['orders', 'items']"
+        )));
+    }
+    Ok(names)
 }
 
 /// Parses a size such as `1MiB`, `512KiB`, `4MB`, `1048576` (the plugin API's rules, so a

@@ -12,6 +12,8 @@ pub struct Progress {
     done: AtomicU64,
     total: AtomicU64,
     cancelled: AtomicBool,
+    /// Paused past [`MAX_PAUSE`]: stopped for good.
+    paused_too_long: AtomicBool,
     /// When the work must stop, and the timeout that set it.
     deadline: OnceLock<(Instant, Duration)>,
     /// Read at every check without the lock; the lock's state says the rest.
@@ -28,7 +30,15 @@ struct Pause {
     parked: bool,
     /// Time spent parked so far (a rate limit leaves it out).
     parked_for: Duration,
+    /// The work is over: nothing will park any more.
+    ended: bool,
+    /// What [`Progress::report_pause`] last reported.
+    reported: Option<bool>,
 }
+
+/// The longest a job with no deadline of its own stays paused: then it stops, rather than
+/// hold its snapshot (and the WAL behind it), its files and its database for ever.
+pub const MAX_PAUSE: Duration = Duration::from_secs(86_400);
 
 impl Progress {
     pub fn set_total(&self, total: u64) {
@@ -90,12 +100,31 @@ impl Progress {
         state.requested && state.parked
     }
 
+    /// Calls `report` with whether the work waits paused now, unless that is what it was
+    /// last called with: one place says it (the history), in the order it changed.
+    pub fn report_pause(&self, report: impl FnOnce(bool)) {
+        let mut state = self.pause_state();
+        let paused = state.requested && state.parked;
+        if state.reported != Some(paused) {
+            state.reported = Some(paused);
+            report(paused);
+        }
+    }
+
+    /// Marks the work over (it will reach no check again), waking whoever waits for it to
+    /// pause.
+    pub fn end(&self) {
+        let mut state = self.pause_state();
+        state.ended = true;
+        self.pause_changed.notify_all();
+    }
+
     /// Waits up to `timeout` for paused work to reach a check and wait there; whether it
-    /// did.
+    /// did (not if it ended or was stopped first).
     pub fn wait_paused(&self, timeout: Duration) -> bool {
         let until = Instant::now() + timeout;
         let mut state = self.pause_state();
-        while state.requested && !state.parked {
+        while state.requested && !state.parked && !state.ended && self.stopped().is_ok() {
             let now = Instant::now();
             if now >= until {
                 break;
@@ -127,7 +156,8 @@ impl Progress {
     }
 
     /// An error if the work was asked to stop, or ran past its timeout; while it is
-    /// paused, waits here first. The timeout is a deadline: time paused counts.
+    /// paused, waits here first. The timeout is a deadline: time paused counts. Without
+    /// one, a pause past [`MAX_PAUSE`] stops the work.
     pub fn check(&self) -> Result<(), BackupError> {
         self.stopped()?;
         if self.pause_requested.load(Ordering::SeqCst) {
@@ -137,33 +167,49 @@ impl Progress {
         Ok(())
     }
 
+    /// Parks until resumed, stopped, or paused past [`MAX_PAUSE`] (then stopped for good).
     fn wait_while_paused(&self) {
         let mut state = self.pause_state();
         if !state.requested {
             return;
         }
         let since = Instant::now();
+        let give_up = since + MAX_PAUSE;
         state.parked = true;
         self.pause_changed.notify_all();
+        let mut too_long = false;
         while state.requested && self.stopped().is_ok() {
             // Woken by resume or cancel; the deadline is watched by the clock.
-            let wait = match self.deadline.get() {
-                Some(&(deadline, _)) => deadline.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
+            let until = match self.deadline.get() {
+                Some(&(deadline, _)) => deadline,
+                None => give_up,
             };
+            let now = Instant::now();
+            if self.deadline.get().is_none() && now >= give_up {
+                too_long = true;
+                break;
+            }
             state = self
                 .pause_changed
-                .wait_timeout(state, wait)
+                .wait_timeout(state, until.saturating_duration_since(now))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
         state.parked = false;
         state.parked_for += since.elapsed();
+        if too_long {
+            self.paused_too_long.store(true, Ordering::SeqCst);
+        }
     }
 
-    fn stopped(&self) -> Result<(), BackupError> {
+    /// As [`Progress::check`], without waiting when paused: why the work must stop, if it
+    /// must (to tell a stop from another error).
+    pub fn stopped(&self) -> Result<(), BackupError> {
         if self.is_cancelled() {
             return Err(BackupError::Aborted);
+        }
+        if self.paused_too_long.load(Ordering::SeqCst) {
+            return Err(BackupError::PausedTooLong { after: MAX_PAUSE });
         }
         match self.deadline.get() {
             Some(&(deadline, after)) if Instant::now() >= deadline => {
@@ -269,5 +315,22 @@ mod tests {
         progress.pause();
         assert!(!progress.wait_paused(Duration::from_millis(10)));
         assert!(!progress.is_paused());
+        // Work that has ended answers at once.
+        progress.end();
+        let asked = Instant::now();
+        assert!(!progress.wait_paused(Duration::from_secs(30)));
+        assert!(asked.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_pause_is_reported_once_per_change() {
+        let (progress, worker) = paused_worker();
+        let mut said = Vec::new();
+        progress.report_pause(|p| said.push(p));
+        progress.report_pause(|p| said.push(p));
+        progress.resume();
+        worker.join().unwrap().unwrap();
+        progress.report_pause(|p| said.push(p));
+        assert_eq!(said, [true, false]);
     }
 }

@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub page_count: u64,
     /// Bytes of the copy (`page_size × page_count`).
     pub size: u64,
+    /// Of a table-level backup: what the copy was cut down to.
+    pub tables: Option<super::tables::Selection>,
 }
 
 /// Copies `source` (an open connection) into a new file at `dest`. The copy is in rollback
@@ -93,6 +95,7 @@ pub fn take(source: &Connection, dest: &Path, busy: Duration) -> Result<Snapshot
         page_size,
         page_count,
         size,
+        tables: None,
     })
 }
 
@@ -171,6 +174,7 @@ impl Live {
                 page_size,
                 page_count,
                 size: page_size * page_count,
+                tables: None,
             },
         )))
     }
@@ -225,6 +229,35 @@ impl Image {
         }
         let copy = super::files::TempFile::in_dir(dir, ".snapshot");
         let snapshot = take(source, copy.path(), busy)?;
+        Ok((Image::Copy(copy), snapshot))
+    }
+
+    /// As [`Image::take`], cut down to the tables `filter` keeps when there is one (always
+    /// a copy then: the cut is made in it).
+    pub fn take_tables(
+        source: &Connection,
+        dir: &Path,
+        busy: Duration,
+        live: bool,
+        filter: Option<&super::tables::TableFilter>,
+        database: &str,
+    ) -> Result<(Image, Snapshot), BackupError> {
+        let Some(filter) = filter else {
+            return Image::take(source, dir, busy, live);
+        };
+        let copy = super::files::TempFile::in_dir(dir, ".snapshot");
+        let mut snapshot = take(source, copy.path(), busy)?;
+        let selection = super::tables::keep_only(copy.path(), filter, database)?;
+        let size = std::fs::metadata(copy.path())
+            .map_err(|source| BackupError::Io {
+                action: "reading",
+                path: copy.path().to_owned(),
+                source,
+            })?
+            .len();
+        snapshot.size = size;
+        snapshot.page_count = size / snapshot.page_size.max(1);
+        snapshot.tables = Some(selection);
         Ok((Image::Copy(copy), snapshot))
     }
 

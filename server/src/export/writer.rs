@@ -191,6 +191,11 @@ fn write_into<W: std::io::Write + Send>(
 
 /// Refuses options an export cannot honour (jobs check before they start).
 pub fn check_options(options: &BackupOptions) -> Result<(), BackupError> {
+    if options.tables.is_some() {
+        return Err(BackupError::InvalidOption(
+            "an export holds the whole database; tables and exclude_tables are BACKUP's (a table-level archive)".into(),
+        ));
+    }
     if options.compression_level == 0 {
         return Err(BackupError::InvalidOption(
             "compression_level of an export must be 1 (fastest) to 9 (smallest): gzip has no stored mode".into(),

@@ -8,10 +8,10 @@ use std::borrow::Cow;
 use rusqlite::types::Value;
 
 use super::{Column, Executed, Session, catalog_error, columns};
-use crate::backup::jobs::{Kind, Product};
+use crate::backup::jobs::{Kind, Product, Restoring};
 use crate::backup::{BackupError, BackupOptions, Stopped, history};
 use crate::sql::lexer::{Spanned, Token};
-use crate::sql::server_statement::{Backup, RestoreFrom, ServerStatement};
+use crate::sql::server_statement::{Backup, Restore, RestoreFrom, ServerStatement};
 use crate::sql::types::SqlType;
 use crate::sqlstate::{self, SqlError};
 
@@ -104,7 +104,10 @@ pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
             ("rows", SqlType::Int8),
             ("duration", SqlType::Float8),
         ]),
-        ServerStatement::Import(_) => columns(&[
+        ServerStatement::Import(_)
+        | ServerStatement::Restore(Restore {
+            tables: Some(_), ..
+        }) => columns(&[
             ("database", SqlType::Text),
             ("table_name", SqlType::Text),
             ("rows", SqlType::Int8),
@@ -168,12 +171,16 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         | BackupError::NoDefaultDestination
         | BackupError::NoJob { .. } => sqlstate::UNDEFINED_OBJECT,
         BackupError::JobEnded { .. } => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        BackupError::NoSuchTable { .. } => sqlstate::UNDEFINED_TABLE,
+        BackupError::TableExists { .. } => sqlstate::DUPLICATE_TABLE,
+        BackupError::TableDependency(_) => sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
         BackupError::NoArchive { .. } | BackupError::OutsideWindow(_) => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
         BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
         BackupError::Aborted
         | BackupError::JobAborted { .. }
         | BackupError::TimedOut { .. }
+        | BackupError::PausedTooLong { .. }
         | BackupError::JobTimedOut { .. } => sqlstate::QUERY_CANCELED,
         BackupError::Busy { .. } => sqlstate::LOCK_NOT_AVAILABLE,
         BackupError::NotAnArchive { .. }
@@ -370,11 +377,22 @@ impl Session {
             }
             ServerStatement::Restore(restore) => {
                 self.refuse_in_transaction(what)?;
-                let target = restore.new_name.as_deref().unwrap_or(&restore.database);
-                let (verified, path) = match &restore.from {
+                // A table restore with no database named is the session's.
+                let database = match restore.database.as_str() {
+                    "" => self.database.clone(),
+                    named => named.to_owned(),
+                };
+                let target = restore.new_name.as_deref().unwrap_or(&database);
+                let what = match &restore.tables {
+                    Some(tables) => Restoring::Tables(tables),
+                    None => Restoring::Database {
+                        replace: restore.replace,
+                    },
+                };
+                let (restored, path) = match &restore.from {
                     RestoreFrom::File(path) => (
                         self.backups
-                            .restore(target, path, restore.replace, &self.user)
+                            .restore(target, path, what, &self.user)
                             .map_err(backup_error)?,
                         path.clone(),
                     ),
@@ -388,14 +406,30 @@ impl Session {
                             .restore_latest(
                                 target,
                                 location,
-                                &restore.database,
+                                &database,
                                 as_of,
-                                restore.replace,
+                                what,
                                 &self.user,
                             )
                             .map_err(backup_error)?
                     }
                 };
+                if restore.tables.is_some() {
+                    // One row per table, as IMPORT answers.
+                    let rows = restored
+                        .tables
+                        .into_iter()
+                        .map(|(table, rows)| {
+                            vec![
+                                Value::Text(target.to_owned()),
+                                Value::Text(table),
+                                Value::Integer(rows as i64),
+                            ]
+                        })
+                        .collect();
+                    return Ok(Executed::rows("RESTORE", columns, rows));
+                }
+                let verified = restored.verified;
                 let row = vec![
                     Value::Text(target.to_owned()),
                     Value::Text(path),

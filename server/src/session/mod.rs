@@ -474,11 +474,11 @@ impl Session {
                         ),
                     ));
                 }
-                if let Some(id) = self.backups.running_id(name) {
+                if let Some((id, kind)) = self.backups.running_job(name) {
                     return Err(SqlError::new(
                         sqlstate::OBJECT_IN_USE,
                         format!(
-                            "database \"{name}\" is being backed up (backup {id}); wait for it to finish or stop it with CANCEL BACKUP {id}, then retry"
+                            "database \"{name}\" is in use by a {kind} (job {id}); wait for it to finish or stop it with CANCEL JOB {id}, then retry"
                         ),
                     ));
                 }
@@ -601,6 +601,10 @@ impl Session {
                             Literal::Integer(i) => cairn_plugin_api::Value::Integer(*i),
                             Literal::Real(r) => cairn_plugin_api::Value::Real(*r),
                             Literal::Text(t) => cairn_plugin_api::Value::Text(t.clone()),
+                            // CALL's arguments are single literals; the parser makes no list.
+                            list @ Literal::List(_) => {
+                                cairn_plugin_api::Value::Text(list.to_string())
+                            }
                         };
                         (name.clone(), value)
                     })

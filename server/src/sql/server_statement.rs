@@ -123,8 +123,13 @@ pub struct Restore {
     pub database: String,
     pub from: RestoreFrom,
     pub replace: bool,
-    /// LATEST's `new_db_name`: the name to restore under instead.
+    /// LATEST's `new_db_name`: the name to restore under instead; of a table restore,
+    /// `into_db`, the database the tables go into.
     pub new_name: Option<String>,
+    /// `RESTORE TABLE d.t, …` (Doris's `RESTORE SNAPSHOT … ON (…)`): these tables of the
+    /// archive (every one when empty) into an existing database; `database` is the
+    /// archive's (empty: the session's).
+    pub tables: Option<Vec<String>>,
 }
 
 /// What a RESTORE reads.
@@ -157,6 +162,8 @@ pub enum Literal {
     Integer(i64),
     Real(f64),
     Text(String),
+    /// A list in a `WITH (…)` option, `['a', 'b']` or `(a, b)`; bare names are texts.
+    List(Vec<Literal>),
 }
 
 impl std::fmt::Display for Literal {
@@ -166,6 +173,10 @@ impl std::fmt::Display for Literal {
             Literal::Null => f.write_str("NULL"),
             Literal::Integer(i) => write!(f, "{i}"),
             Literal::Real(r) => write!(f, "{r}"),
+            Literal::List(items) => {
+                let items: Vec<String> = items.iter().map(|i| i.to_string()).collect();
+                write!(f, "[{}]", items.join(", "))
+            }
             Literal::Text(t) => write!(f, "'{}'", t.replace('\'', "''")),
         }
     }
@@ -291,6 +302,22 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         [first, second, ..] if first.is_keyword("backup") && second.is_keyword("database") => {
             Some(backup(&tokens[2..], &BACKUP).map(ServerStatement::Backup))
         }
+        [first, second, ..] if first.is_keyword("backup") && second.is_keyword("table") => {
+            Some(backup_table(&tokens[2..]).map(ServerStatement::Backup))
+        }
+        // CockroachDB's TABLE is optional: `BACKUP bank.customers TO …`.
+        [first, _, Token::Punct("."), ..] if first.is_keyword("backup") => {
+            Some(backup_table(&tokens[1..]).map(ServerStatement::Backup))
+        }
+        [first, second, rest @ ..] if first.is_keyword("restore") && second.is_keyword("table") => {
+            Some(restore_table(rest).map(ServerStatement::Restore))
+        }
+        [first, second, rest @ ..]
+            if (first.is_keyword("backup") || first.is_keyword("restore"))
+                && second.is_keyword("snapshot") =>
+        {
+            Some(snapshot(first.is_keyword("backup"), rest))
+        }
         [first, second, ..] if first.is_keyword("export") && second.is_keyword("database") => {
             Some(backup(&tokens[2..], &EXPORT).map(ServerStatement::Export))
         }
@@ -365,20 +392,16 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
 /// The seeds' spellings Cairn does not take yet, and any other BACKUP or RESTORE (no SQLite
 /// statement starts with either): refused saying what there is instead, rather than passed
 /// on to SQLite as a syntax error near the first word.
-fn not_yet(first: &Token, second: &Token) -> Option<String> {
-    let word = |t: &Token, w: &str| t.is_keyword(w);
-    if (word(first, "backup") || word(first, "restore"))
-        && (word(second, "snapshot") || word(second, "table"))
-    {
+fn not_yet(first: &Token, _second: &Token) -> Option<String> {
+    if first.is_keyword("backup") {
         return Some(format!(
-            "table-level backups and restores (Doris's BACKUP SNAPSHOT … ON (…), CockroachDB's BACKUP TABLE and RESTORE TABLE) are not supported yet; a backup holds the whole database: {}",
+            "syntax: {}, or {BACKUP_TABLE_SYNTAX}, or BACKUP ABORT",
             BACKUP.syntax
         ));
     }
-    if word(first, "backup") {
-        return Some(format!("syntax: {}, or BACKUP ABORT", BACKUP.syntax));
-    }
-    word(first, "restore").then(|| format!("syntax: {RESTORE_SYNTAX}"))
+    first
+        .is_keyword("restore")
+        .then(|| format!("syntax: {RESTORE_SYNTAX}, or {RESTORE_TABLE_SYNTAX}"))
 }
 
 /// How a statement that writes a file (BACKUP, EXPORT) is spelt, for its error messages.
@@ -633,7 +656,265 @@ fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
         from,
         replace,
         new_name,
+        tables: None,
     })
+}
+
+const BACKUP_TABLE_SYNTAX: &str = "BACKUP TABLE [db.]orders[, [db.]items] TO 'file.zip' [WITH (…)], or BACKUP DATABASE d TO 'file.zip' WITH (tables = ['orders', 'items'] | exclude_tables = ['logs'])";
+const RESTORE_TABLE_SYNTAX: &str = "RESTORE TABLE [db.]orders[, …] FROM 'file.zip' | FROM LATEST IN 'location' [AS OF SYSTEM TIME '…'] [WITH (into_db = 'name')]";
+const SNAPSHOT_SYNTAX: &str = "BACKUP SNAPSHOT db.label TO repository [ON (t1, t2) | EXCLUDE (t3)] [PROPERTIES (\"timeout\" = \"3600\")], or RESTORE SNAPSHOT db.label FROM repository [ON (t1, t2)]; the repository is a destination name or a quoted directory";
+
+/// The database named (if any), the tables, and the tokens after them.
+type TableList<'t, 'a> = (Option<String>, Vec<String>, &'t [&'t Token<'a>]);
+
+/// `[db.]name, [db.]name …` up to the word `until`: the database (when named; all the same)
+/// and the names, and what follows `until`.
+fn table_list<'t, 'a>(
+    tokens: &'t [&'t Token<'a>],
+    until: &str,
+    syntax: &str,
+) -> Result<TableList<'t, 'a>, String> {
+    let Some(end) = tokens.iter().position(|t| t.is_keyword(until)) else {
+        return Err(format!("syntax: {syntax}"));
+    };
+    let mut database: Option<String> = None;
+    let mut names = Vec::new();
+    for item in tokens[..end].split(|t| **t == Token::Punct(",")) {
+        let (db, name) = match item {
+            [db, Token::Punct("."), name] => (db.identifier(), name.identifier()),
+            [name] => (None, name.identifier()),
+            _ => (None, None),
+        };
+        let Some(name) = name else {
+            return Err(format!(
+                "expected [db.]table before {until}; syntax: {syntax}"
+            ));
+        };
+        if let Some(db) = db {
+            match &database {
+                Some(other) if *other != db => {
+                    return Err(format!(
+                        "the tables are of one database: {other} and {db} are two; syntax: {syntax}"
+                    ));
+                }
+                _ => database = Some(db),
+            }
+        }
+        names.push(name);
+    }
+    Ok((database, names, &tokens[end + 1..]))
+}
+
+/// CockroachDB's `BACKUP TABLE [db.]t, … TO 'file' [WITH (…)]`: a table-level backup.
+fn backup_table(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
+    let words: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();
+    let Some(to) = words
+        .iter()
+        .position(|t| t.is_keyword("to") || t.is_keyword("into"))
+    else {
+        return Err(format!(
+            "a table-level backup is written to a file of its own; syntax: {BACKUP_TABLE_SYNTAX}"
+        ));
+    };
+    let until = if words[to].is_keyword("to") {
+        "to"
+    } else {
+        "into"
+    };
+    let (database, names, _) = table_list(&words, until, BACKUP_TABLE_SYNTAX)?;
+    let mut backup = backup(&tokens[to..], &BACKUP)?;
+    if backup
+        .options
+        .iter()
+        .any(|(n, _)| n == "tables" || n == "exclude_tables")
+    {
+        return Err(format!(
+            "BACKUP TABLE names its tables; syntax: {BACKUP_TABLE_SYNTAX}"
+        ));
+    }
+    backup.database = database;
+    backup.options.push((
+        "tables".into(),
+        Literal::List(names.into_iter().map(Literal::Text).collect()),
+    ));
+    Ok(backup)
+}
+
+/// CockroachDB's `RESTORE TABLE [db.]t, … FROM … [WITH (into_db = 'x')]`.
+fn restore_table(rest: &[&Token<'_>]) -> Result<Restore, String> {
+    let (database, names, after) = table_list(rest, "from", RESTORE_TABLE_SYNTAX)?;
+    // The archive part is RESTORE DATABASE's.
+    let from = Token::Word("from");
+    let placeholder = Token::Word("placeholder");
+    let mut again: Vec<&Token<'_>> = vec![&placeholder, &from];
+    let (into_db, after) = take_into_db(after)?;
+    again.extend_from_slice(after);
+    let mut restore = restore(&again, RESTORE_TABLE_SYNTAX)?;
+    if restore.replace || restore.new_name.is_some() {
+        return Err(format!(
+            "a table restore adds tables to a database (into_db names it); syntax: {RESTORE_TABLE_SYNTAX}"
+        ));
+    }
+    restore.database = database.unwrap_or_default();
+    restore.new_name = into_db;
+    restore.tables = Some(names);
+    Ok(restore)
+}
+
+/// Removes `into_db = 'x'` from a `WITH (…)` at the end of `rest`.
+fn take_into_db<'t, 'a>(
+    rest: &'t [&'t Token<'a>],
+) -> Result<(Option<String>, &'t [&'t Token<'a>]), String> {
+    let Some(with) = rest.iter().position(|t| t.is_keyword("with")) else {
+        return Ok((None, rest));
+    };
+    let mut options = with_options(&rest[with..], RESTORE_TABLE_SYNTAX)?;
+    let into = match options.iter().position(|(n, _)| n == "into_db") {
+        None => None,
+        Some(at) => match options.remove(at).1 {
+            Literal::Text(name) => Some(name),
+            other => return Err(format!("into_db is a quoted database name, got {other}")),
+        },
+    };
+    if let Some((name, _)) = options.first() {
+        return Err(format!(
+            "unknown option {name}; syntax: {RESTORE_TABLE_SYNTAX}"
+        ));
+    }
+    Ok((into, &rest[..with]))
+}
+
+/// Doris's `BACKUP SNAPSHOT db.label TO repo [ON (…) | EXCLUDE (…)] [PROPERTIES (…)]` and
+/// `RESTORE SNAPSHOT db.label FROM repo [ON (…)] [PROPERTIES (…)]`: the archive is
+/// `label.zip` in the repository (a destination name, or a quoted directory).
+fn snapshot(backing_up: bool, rest: &[&Token<'_>]) -> Result<ServerStatement, String> {
+    let syntax = SNAPSHOT_SYNTAX;
+    let direction = if backing_up { "to" } else { "from" };
+    let (database, label, rest) = match rest {
+        [db, Token::Punct("."), label, word, rest @ ..] if word.is_keyword(direction) => {
+            (db.identifier(), label.identifier(), rest)
+        }
+        _ => return Err(format!("syntax: {syntax}")),
+    };
+    let (Some(database), Some(label)) = (database, label) else {
+        return Err(format!("syntax: {syntax}"));
+    };
+    let (path, mut rest) = match rest {
+        [Token::Str(dir), rest @ ..] => {
+            let path = if dir.ends_with(':') || dir.ends_with('/') {
+                format!("{dir}{label}.zip")
+            } else {
+                format!("{dir}/{label}.zip")
+            };
+            (path, rest)
+        }
+        [repo, rest @ ..] if repo.identifier().is_some() => (
+            format!("{}:{label}.zip", repo.identifier().unwrap_or_default()),
+            rest,
+        ),
+        _ => {
+            return Err(format!(
+                "expected a repository after {}; syntax: {syntax}",
+                direction.to_uppercase()
+            ));
+        }
+    };
+    let mut filter: Option<(bool, Vec<String>)> = None;
+    if let [word, Token::Punct("("), ..] = rest
+        && (word.is_keyword("on") || word.is_keyword("exclude"))
+    {
+        let close = rest
+            .iter()
+            .position(|t| **t == Token::Punct(")"))
+            .ok_or_else(|| format!("unclosed ( after {}; syntax: {syntax}", describe(word)))?;
+        let names = rest[2..close]
+            .split(|t| **t == Token::Punct(","))
+            .map(|item| match item {
+                [name] => name.identifier(),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                format!(
+                    "expected table names in {} (…); syntax: {syntax}",
+                    describe(word)
+                )
+            })?;
+        if word.is_keyword("exclude") && !backing_up {
+            return Err(format!(
+                "RESTORE SNAPSHOT takes ON (…), not EXCLUDE; syntax: {syntax}"
+            ));
+        }
+        filter = Some((word.is_keyword("on"), names));
+        rest = &rest[close + 1..];
+    }
+    let mut options = Vec::new();
+    match rest {
+        [] => {}
+        [word, Token::Punct("("), inner @ .., Token::Punct(")")]
+            if word.is_keyword("properties") =>
+        {
+            for property in inner.split(|t| **t == Token::Punct(",")) {
+                let text = |t: &Token<'_>| match t {
+                    Token::QuotedIdent(s) | Token::Str(s) => Some(s.clone()),
+                    Token::Number(n) => Some((*n).to_owned()),
+                    _ => None,
+                };
+                let (Some(key), Some(value)) = (match property {
+                    [key, Token::Punct("="), value] => (text(key), text(value)),
+                    _ => (None, None),
+                }) else {
+                    return Err(format!(
+                        "expected \"key\" = \"value\" in PROPERTIES; syntax: {syntax}"
+                    ));
+                };
+                match key.as_str() {
+                    "timeout" if backing_up => {
+                        let seconds = value
+                            .parse::<i64>()
+                            .map_err(|_| format!("timeout is seconds, got {value:?}"))?;
+                        options.push(("timeout".to_owned(), Literal::Integer(seconds)));
+                    }
+                    // Every archive here is a full one; Doris's label names the file.
+                    "type" if backing_up && value.eq_ignore_ascii_case("full") => {}
+                    "backup_timestamp" if !backing_up => {}
+                    other => {
+                        return Err(format!(
+                            "PROPERTIES ({other:?}) is not taken here; BACKUP SNAPSHOT takes \"timeout\" (and \"type\" = \"full\"), RESTORE SNAPSHOT \"backup_timestamp\" (the label names the archive)"
+                        ));
+                    }
+                }
+            }
+        }
+        [extra, ..] => {
+            return Err(format!("unexpected {}; syntax: {syntax}", describe(extra)));
+        }
+    }
+    if backing_up {
+        if let Some((only, names)) = filter {
+            let name = if only { "tables" } else { "exclude_tables" };
+            options.push((
+                name.to_owned(),
+                Literal::List(names.into_iter().map(Literal::Text).collect()),
+            ));
+        }
+        Ok(ServerStatement::Backup(Backup {
+            database: Some(database),
+            path,
+            options,
+            detached: false,
+            into: None,
+            default_store: false,
+        }))
+    } else {
+        Ok(ServerStatement::Restore(Restore {
+            database,
+            from: RestoreFrom::File(path),
+            replace: false,
+            new_name: None,
+            tables: Some(filter.map(|(_, names)| names).unwrap_or_default()),
+        }))
+    }
 }
 
 fn show_archives(rest: &[&Token<'_>]) -> Result<ServerStatement, String> {
@@ -671,9 +952,25 @@ fn with_options(rest: &[&Token<'_>], syntax: &str) -> Result<Vec<(String, Litera
         }
     };
     let mut options = Vec::new();
-    for option in inner.split(|t| **t == Token::Punct(",")) {
+    for option in top_level(inner) {
         let (name, value) = match option {
             [name] => (name, Literal::Integer(1)),
+            [
+                name,
+                Token::Punct("="),
+                Token::Punct(open @ ("[" | "(")),
+                items @ ..,
+                Token::Punct(close),
+            ] if (*open == "[") == (*close == "]") && (*open == "(") == (*close == ")") => {
+                (name, list(items)?)
+            }
+            // `[a, b]` lexes as one bracket-quoted identifier (SQLite's `[name]`): a list.
+            [name, Token::Punct("="), Token::QuotedIdent(inner)] => {
+                let tokens = super::lexer::tokenize(inner)
+                    .map_err(|e| format!("in the list of {}: {e}", describe(name)))?;
+                let items: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();
+                (name, list(&items)?)
+            }
             [name, Token::Punct("="), value @ ..] => (name, literal(value)?),
             _ => {
                 return Err(format!(
@@ -687,6 +984,42 @@ fn with_options(rest: &[&Token<'_>], syntax: &str) -> Result<Vec<(String, Litera
         options.push((name, value));
     }
     Ok(options)
+}
+
+/// `tokens` split at the commas outside brackets.
+fn top_level<'t, 'a>(tokens: &'t [&'t Token<'a>]) -> Vec<&'t [&'t Token<'a>]> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            Token::Punct("(" | "[") => depth += 1,
+            Token::Punct(")" | "]") => depth = depth.saturating_sub(1),
+            Token::Punct(",") if depth == 0 => {
+                parts.push(&tokens[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&tokens[start..]);
+    parts
+}
+
+/// The items of a list option: literals, or bare names (as texts).
+fn list(items: &[&Token<'_>]) -> Result<Literal, String> {
+    if items.is_empty() {
+        return Ok(Literal::List(Vec::new()));
+    }
+    items
+        .split(|t| **t == Token::Punct(","))
+        .map(|item| match item {
+            [name] => name
+                .identifier()
+                .map_or_else(|| literal(item), |name| Ok(Literal::Text(name))),
+            value => literal(value),
+        })
+        .collect::<Result<_, _>>()
+        .map(Literal::List)
 }
 
 /// Removes a boolean option (`detached`, `detached = true`) and says whether it was set.
@@ -973,11 +1306,25 @@ mod tests {
         );
         for (bad, expected) in [
             (
-                "BACKUP SNAPSHOT d.label TO repo ON (orders)",
-                "table-level backups and restores",
+                "BACKUP SNAPSHOT d.label TO repo ON (orders) PROPERTIES (\"replication_num\" = \"3\")",
+                "is not taken here",
             ),
-            ("backup table d.orders TO 'x'", "not supported yet"),
-            ("RESTORE TABLE d.orders FROM 'x'", "BACKUP TABLE"),
+            (
+                "BACKUP SNAPSHOT label TO repo",
+                "syntax: BACKUP SNAPSHOT db.label",
+            ),
+            (
+                "RESTORE SNAPSHOT d.l FROM r EXCLUDE (x)",
+                "takes ON (…), not EXCLUDE",
+            ),
+            ("backup table d.orders, e.items TO 'x'", "of one database"),
+            ("BACKUP TABLE orders", "written to a file of its own"),
+            (
+                "RESTORE TABLE d.orders FROM 'x' WITH (replace)",
+                "unknown option replace",
+            ),
+            ("RESTORE TABLE d.orders", "syntax: RESTORE TABLE"),
+            ("BACKUP d.orders", "written to a file of its own"),
             ("BACKUP db TO 'x'", "syntax: BACKUP DATABASE"),
             ("RESTORE db FROM 'x'", "syntax: RESTORE DATABASE"),
             ("PAUSE JOB", "syntax: PAUSE JOB id"),
@@ -1110,7 +1457,96 @@ mod tests {
             parse_text("cancel backup 12"),
             Some(Ok(ServerStatement::CancelBackup { id: 12 }))
         );
+        let tables = |names: &[&str]| {
+            Literal::List(names.iter().map(|n| Literal::Text((*n).into())).collect())
+        };
+        let to_file = |database: Option<&str>, path: &str, options: Vec<(String, Literal)>| {
+            ServerStatement::Backup(Backup {
+                database: database.map(Into::into),
+                path: path.into(),
+                options,
+                detached: false,
+                into: None,
+                default_store: false,
+            })
+        };
+        let table_restore = |database: &str, path: &str, into: Option<&str>, names: &[&str]| {
+            ServerStatement::Restore(Restore {
+                database: database.into(),
+                from: RestoreFrom::File(path.into()),
+                replace: false,
+                new_name: into.map(Into::into),
+                tables: Some(names.iter().map(|n| (*n).into()).collect()),
+            })
+        };
         for (text, statement) in [
+            // `[…]` lexes as a bracket-quoted identifier; it is a list here.
+            (
+                "BACKUP DATABASE d TO 'a.zip' WITH (tables = ['orders', 'Items'])",
+                to_file(
+                    Some("d"),
+                    "a.zip",
+                    vec![("tables".into(), tables(&["orders", "Items"]))],
+                ),
+            ),
+            (
+                "BACKUP DATABASE TO 'a.zip' WITH (exclude_tables = (logs), compression_level = 1)",
+                to_file(
+                    None,
+                    "a.zip",
+                    vec![
+                        ("exclude_tables".into(), tables(&["logs"])),
+                        ("compression_level".into(), Literal::Integer(1)),
+                    ],
+                ),
+            ),
+            (
+                "BACKUP TABLE shop.orders, shop.customers TO 'b.zip'",
+                to_file(
+                    Some("shop"),
+                    "b.zip",
+                    vec![("tables".into(), tables(&["orders", "customers"]))],
+                ),
+            ),
+            (
+                "BACKUP SNAPSHOT shop.nightly TO offsite ON (orders) PROPERTIES (\"timeout\" = \"3600\", \"type\" = \"full\")",
+                to_file(
+                    Some("shop"),
+                    "offsite:nightly.zip",
+                    vec![
+                        ("timeout".into(), Literal::Integer(3600)),
+                        ("tables".into(), tables(&["orders"])),
+                    ],
+                ),
+            ),
+            (
+                "BACKUP SNAPSHOT shop.nightly TO '/b/repo' EXCLUDE (logs)",
+                to_file(
+                    Some("shop"),
+                    "/b/repo/nightly.zip",
+                    vec![("exclude_tables".into(), tables(&["logs"]))],
+                ),
+            ),
+            (
+                "BACKUP shop.orders TO 'b.zip'",
+                to_file(
+                    Some("shop"),
+                    "b.zip",
+                    vec![("tables".into(), tables(&["orders"]))],
+                ),
+            ),
+            (
+                "RESTORE TABLE shop.orders FROM 'b.zip' WITH (into_db = 'other')",
+                table_restore("shop", "b.zip", Some("other"), &["orders"]),
+            ),
+            (
+                "RESTORE TABLE orders FROM 'b.zip'",
+                table_restore("", "b.zip", None, &["orders"]),
+            ),
+            (
+                "RESTORE SNAPSHOT shop.nightly FROM offsite",
+                table_restore("shop", "offsite:nightly.zip", None, &[]),
+            ),
             ("CANCEL JOB 12", ServerStatement::CancelBackup { id: 12 }),
             ("pause job 3", ServerStatement::PauseJob { id: 3 }),
             ("RESUME JOB 3", ServerStatement::ResumeJob { id: 3 }),
@@ -1128,6 +1564,7 @@ mod tests {
                 from: RestoreFrom::File("a.zip".into()),
                 replace: true,
                 new_name: None,
+                tables: None,
             })))
         );
         assert_eq!(
@@ -1142,6 +1579,7 @@ mod tests {
                 },
                 replace: false,
                 new_name: None,
+                tables: None,
             })))
         );
         assert_eq!(

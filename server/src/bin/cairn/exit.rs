@@ -147,6 +147,7 @@ fn of_backup(e: &BackupError) -> Failure {
         | B::UnknownDestination { .. }
         | B::NoDefaultDestination
         | B::NoJob { .. }
+        | B::NoSuchTable { .. }
         | B::OutsideWindow(_) => Failure::NotFound,
         B::CliTargetExists { .. }
         | B::ReplaceNeeded { .. }
@@ -157,6 +158,8 @@ fn of_backup(e: &BackupError) -> Failure {
         | B::LineTooLong { .. }
         | B::AlreadyRunning { .. }
         | B::JobEnded { .. }
+        | B::TableExists { .. }
+        | B::TableDependency(_)
         | B::Busy { .. }
         | B::Unsupported { .. } => Failure::Refused,
         B::NotAnArchive { .. } | B::Damaged { .. } | B::BadExport { .. } | B::BadSegment { .. } => {
@@ -166,6 +169,7 @@ fn of_backup(e: &BackupError) -> Failure {
         B::Sqlite { .. }
         | B::Aborted
         | B::TimedOut { .. }
+        | B::PausedTooLong { .. }
         | B::JobTimedOut { .. }
         | B::JobAborted { .. }
         | B::JobFailed { .. }
