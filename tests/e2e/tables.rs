@@ -10,8 +10,9 @@ use tokio_postgres::Client;
 use crate::harness::{Site, backups_dir, column, refused, run, texts};
 
 /// Customers and their orders (a foreign key, an index, a generated column, AUTOINCREMENT),
-/// logs an order trigger writes, items with a trigger of their own, and two views: one of
-/// orders alone, one that needs logs.
+/// logs an order trigger writes, items with a trigger of their own (its ON clause spelt in
+/// capitals), two views (one of orders alone, one that needs logs), and notes whose rowids
+/// are no column of theirs (2 and 3: the first was deleted).
 const SHOP: &str = "
 CREATE TABLE customers(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL);
 CREATE TABLE orders(id INTEGER PRIMARY KEY, customer INTEGER NOT NULL REFERENCES customers(id),
@@ -22,11 +23,14 @@ CREATE TABLE items(id INTEGER PRIMARY KEY, sku TEXT);
 CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 50;
 CREATE VIEW order_lines AS SELECT orders.id, line FROM orders JOIN logs USING (id);
 CREATE TRIGGER order_logged AFTER INSERT ON orders BEGIN INSERT INTO logs(line) VALUES ('order ' || new.id); END;
-CREATE TRIGGER sku_upper AFTER INSERT ON items BEGIN UPDATE items SET sku = upper(sku) WHERE id = new.id; END;
+CREATE TRIGGER sku_upper AFTER INSERT ON ITEMS BEGIN UPDATE items SET sku = upper(sku) WHERE id = new.id; END;
 INSERT INTO customers(name) VALUES ('ada'), ('bob'), ('cy');
 DELETE FROM customers WHERE name = 'cy';
 INSERT INTO orders(customer, total) VALUES (1, 10), (2, 60), (1, 99);
 INSERT INTO items(sku) VALUES ('a1'), ('b2');
+CREATE TABLE notes(body TEXT);
+INSERT INTO notes VALUES ('first'), ('second'), ('third');
+DELETE FROM notes WHERE body = 'first';
 ";
 
 fn database_file(site: &Site, name: &str) -> PathBuf {
@@ -69,14 +73,19 @@ async fn a_table_level_backup_restores_only_its_tables() {
     // WITH (tables = …): the two tables, their index, the view of them alone; the trigger
     // and the view that need logs are left out, and the manifest says so.
     admin
-        .batch_execute("BACKUP DATABASE TO 'shop.zip' WITH (tables = ['orders', 'customers'])")
+        .batch_execute(
+            "BACKUP DATABASE TO 'shop.zip' WITH (tables = ['orders', 'customers', 'Notes'])",
+        )
         .await
         .unwrap();
     let archive = dir.join("shop.zip");
     let (ok, out) = run(Command::new("unzip").arg("-t").arg(&archive));
     assert!(ok, "{out}");
     let listed = manifest(&archive);
-    assert_eq!(listed["tables"], serde_json::json!(["customers", "orders"]));
+    assert_eq!(
+        listed["tables"],
+        serde_json::json!(["customers", "orders", "notes"])
+    );
     assert_eq!(
         listed["left_out"],
         serde_json::json!(["view order_lines", "trigger order_logged"])
@@ -94,7 +103,8 @@ async fn a_table_level_backup_restores_only_its_tables() {
             "table sqlite_sequence",
             "table orders",
             "index orders_by_customer",
-            "view big_orders"
+            "view big_orders",
+            "table notes"
         ]
     );
     for object in ["customers", "orders", "big_orders"] {
@@ -122,6 +132,26 @@ async fn a_table_level_backup_restores_only_its_tables() {
         "ok\n3\n",
         "AUTOINCREMENT keeps its counter past the deleted row"
     );
+    let rowids = "SELECT rowid || ' ' || body FROM notes ORDER BY rowid";
+    assert_eq!(sqlite3(&part, rowids), "2 second\n3 third\n");
+    // Not the whole database: FROM LATEST passes it by, and SHOW ARCHIVES says what it holds.
+    refused(
+        &admin,
+        &format!(
+            "RESTORE DATABASE default FROM LATEST IN '{}' WITH (new_db_name = 'again')",
+            dir.display()
+        ),
+        "no backup archive of database \"default\"",
+    )
+    .await;
+    assert_eq!(
+        column(
+            &admin,
+            "SELECT tables FROM archives('') WHERE location LIKE '%shop.zip'"
+        )
+        .await,
+        ["customers, orders, notes"]
+    );
 
     // CockroachDB's BACKUP TABLE, then RESTORE TABLE into an existing database.
     admin
@@ -144,9 +174,14 @@ async fn a_table_level_backup_restores_only_its_tables() {
         sqlite3(&part, ".schema items"),
         sqlite3(&original, ".schema items")
     );
+    // Its trigger (written ON ITEMS) came with it, after the rows: it fires on new ones.
+    part_client
+        .batch_execute("INSERT INTO items(sku) VALUES ('c3')")
+        .await
+        .unwrap();
     assert_eq!(
         column(&part_client, "SELECT sku FROM items ORDER BY id").await,
-        ["A1", "B2"]
+        ["A1", "B2", "C3"]
     );
 
     // Doris's spelling: a snapshot named by its label in a repository (here a directory).
@@ -161,7 +196,7 @@ async fn a_table_level_backup_restores_only_its_tables() {
         .unwrap();
     assert_eq!(
         manifest(&repository.join("nightly.zip"))["tables"],
-        serde_json::json!(["customers", "orders", "items"])
+        serde_json::json!(["customers", "orders", "items", "notes"])
     );
     admin.batch_execute("DROP TABLE items").await.unwrap();
     assert_eq!(
@@ -176,7 +211,8 @@ async fn a_table_level_backup_restores_only_its_tables() {
         [["default", "items", "2"]]
     );
 
-    // Refused before any job, each saying why.
+    // Refused, each saying why (before any job, but for the foreign key of a table the
+    // archive holds, which is known once it is read).
     for (sql, says, code) in [
         (
             "BACKUP TABLE orders TO 'orphan.zip'",
@@ -190,7 +226,7 @@ async fn a_table_level_backup_restores_only_its_tables() {
         ),
         (
             "RESTORE TABLE default.items FROM 'items.zip'",
-            "already has a table items",
+            "already has the table items",
             "42P07",
         ),
         (
@@ -225,6 +261,26 @@ async fn a_table_level_backup_restores_only_its_tables() {
         ["0"],
         "a refused table restore writes nothing"
     );
+    // Rowids come with the rows; an index's name already taken is refused by its name.
+    admin
+        .batch_execute("RESTORE TABLE default.notes FROM 'shop.zip' WITH (into_db = 'part2')")
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlite3(&database_file(&site, "part2"), rowids),
+        "2 second\n3 third\n"
+    );
+    part2
+        .batch_execute("CREATE TABLE other(x); CREATE INDEX orders_by_customer ON other(x)")
+        .await
+        .unwrap();
+    let err = refused(
+        &admin,
+        "RESTORE TABLE default.orders, default.customers FROM 'shop.zip' WITH (into_db = 'part2')",
+        "already has the index orders_by_customer",
+    )
+    .await;
+    assert_eq!(err.code().unwrap().code(), "42710");
     for name in ["orphan.zip", "x.zip", "x.json.gz"] {
         assert!(!dir.join(name).exists(), "{name}");
     }

@@ -44,6 +44,9 @@ pub struct Archive {
     /// instants `RESTORE … FROM LATEST IN … AS OF SYSTEM TIME` can restore (RFC 3339, UTC).
     pub restorable_from: Option<String>,
     pub restorable_until: Option<String>,
+    /// Of a table-level archive: the tables it holds. `FROM LATEST` and increments pass it
+    /// by: it is not the whole database.
+    pub tables: Option<Vec<String>>,
 }
 
 impl Archive {
@@ -69,6 +72,7 @@ impl Archive {
             parent: None,
             restorable_from: None,
             restorable_until: None,
+            tables: None,
         }
     }
 }
@@ -192,6 +196,7 @@ fn latest_matching(
         .filter(|a| keep(a))
         .filter(|a| {
             a.problem.is_none()
+                && a.tables.is_none()
                 && matches!(a.kind.as_deref(), Some("full" | "incremental"))
                 && a.database.as_deref() == Some(database)
         })
@@ -298,6 +303,7 @@ fn describe_stream(stream: Stream, archives: &mut [Archive]) -> Archive {
         parent: None,
         restorable_from: None,
         restorable_until: None,
+        tables: None,
     };
     let base_at = |base: &str| format!("{}{base}", stream.beside);
     let exists = |base: &str| {
@@ -446,6 +452,7 @@ fn from_archive<R: Read + std::io::Seek>(
         parent: m.parent.map(|p| p.name),
         restorable_from: None,
         restorable_until: None,
+        tables: m.tables,
     };
     if verify {
         match reader.check_entries(&Progress::default()) {
@@ -477,6 +484,7 @@ fn from_export_header(
         parent: None,
         restorable_from: None,
         restorable_until: None,
+        tables: None,
     }
 }
 

@@ -86,9 +86,13 @@ pub enum BackupError {
         has: String,
     },
     #[error(
-        "database {database} already has a table {table}; drop or rename it first, or restore into another database WITH (into_db = 'name')"
+        "database {database} already has the {kind} {name}; drop it first, or restore into another database WITH (into_db = 'name')"
     )]
-    TableExists { table: String, database: String },
+    ObjectExists {
+        kind: &'static str,
+        name: String,
+        database: String,
+    },
     #[error("{0}")]
     TableDependency(String),
     #[error("there is no job with id {id}; SHOW JOBS lists them")]

@@ -1201,8 +1201,10 @@ impl Backups {
                     statement: "RESTORE",
                 });
             }
-            Restoring::Tables(_) if !self.catalog.exists(name) => {
-                return Err(crate::catalog::CatalogError::NotFound(name.to_owned()).into());
+            Restoring::Tables(tables) => {
+                // A table already there is refused now, not after the archive is read.
+                let target = self.catalog.open_unleased(name, Access::ReadOnly)?;
+                super::tables::refuse_present(&target, tables, name)?;
             }
             _ => {}
         }

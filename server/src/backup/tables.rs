@@ -124,16 +124,72 @@ pub fn kept(
         )));
     }
     let is_kept = |name: &str| kept.iter().any(|k| k.eq_ignore_ascii_case(name));
+    // A key to a table the database does not have (SQLite allows one) leaves nothing out.
+    let exists = |name: &str| all.iter().any(|(t, _)| t.eq_ignore_ascii_case(name));
     for table in &kept {
-        for needed in referenced(conn, "main", table).map_err(&err)? {
-            if !is_kept(&needed) {
+        let keys = referenced(conn, "main", table).map_err(&err)?;
+        let keys = keys.into_iter().map(|t| (t, "has a foreign key to"));
+        let content = content_table(conn, "main", table).map_err(&err)?;
+        let content = content.into_iter().map(|t| (t, "indexes the content of"));
+        for (needed, how) in keys.chain(content) {
+            if exists(&needed) && !is_kept(&needed) {
                 return Err(BackupError::TableDependency(format!(
-                    "table {table} has a foreign key to {needed}, which this backup leaves out; add {needed} to the tables (a restored {table} could not be written without it)"
+                    "table {table} {how} {needed}, which this backup leaves out; add {needed} to the tables"
                 )));
             }
         }
     }
     Ok(kept)
+}
+
+/// The table a virtual table (an FTS5 index) reads its content from: `content = 'x'`.
+fn content_table(conn: &Connection, schema: &str, table: &str) -> rusqlite::Result<Option<String>> {
+    Ok(content_option(conn, schema, table)?.filter(|name| !name.is_empty()))
+}
+
+/// A virtual table's `content = …` option as written (empty: a contentless FTS5 index).
+fn content_option(
+    conn: &Connection,
+    schema: &str,
+    table: &str,
+) -> rusqlite::Result<Option<String>> {
+    let sql: Option<String> = conn
+        .query_row(
+            &format!(
+                "SELECT sql FROM {schema}.sqlite_schema WHERE type = 'table' AND name = ?1 AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+            ),
+            [table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(sql) = sql else { return Ok(None) };
+    let Ok(tokens) = crate::sql::lexer::tokenize(&sql) else {
+        return Ok(None);
+    };
+    let tokens: Vec<_> = tokens.into_iter().map(|t| t.token).collect();
+    use crate::sql::lexer::Token;
+    Ok(tokens.windows(3).find_map(|w| match w {
+        [key, Token::Punct("="), value] if key.is_keyword("content") => match value {
+            Token::Str(name) | Token::QuotedIdent(name) => Some(name.clone()),
+            Token::Word(name) => Some((*name).to_owned()),
+            _ => None,
+        },
+        _ => None,
+    }))
+}
+
+/// Which view or trigger an error of SQLite's schema check names (`error in view v: …`),
+/// matched against the names there are (a name may hold a colon).
+fn broken_object(conn: &Connection, message: &str) -> rusqlite::Result<Option<(String, String)>> {
+    let mut list = conn.prepare(
+        "SELECT type, name FROM sqlite_schema WHERE type IN ('view', 'trigger') ORDER BY length(name) DESC",
+    )?;
+    let objects: Vec<(String, String)> = list
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(objects
+        .into_iter()
+        .find(|(kind, name)| message.starts_with(&format!("error in {kind} {name}:"))))
 }
 
 /// Cuts the snapshot's copy at `copy` down to the tables `filter` keeps ([`kept`]): the
@@ -151,8 +207,10 @@ pub fn keep_only(
     let is_kept = |name: &str| kept.iter().any(|k| k.eq_ignore_ascii_case(name));
     let mut left_out = Vec::new();
     // No kept table needs a dropped one (checked above); a dropped parent of a dropped
-    // child must go without its keys checked.
-    conn.execute_batch("PRAGMA foreign_keys = OFF; BEGIN")
+    // child must go without its keys checked. What is dropped is zeroed, not vacuumed away:
+    // VACUUM would renumber the rowids of tables without an INTEGER PRIMARY KEY, and the
+    // free pages of zeros cost next to nothing compressed.
+    conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA secure_delete = ON; BEGIN")
         .map_err(&err)?;
     for (table, _) in all.iter().filter(|(t, _)| !is_kept(t)) {
         conn.execute_batch(&format!("DROP TABLE {}", quoted(table)))
@@ -188,49 +246,101 @@ pub fn keep_only(
         }
     }
     // SQLite re-reads every view and trigger when a table is renamed, and names the first
-    // that uses a table that is gone: the test is made in a savepoint and rolled back.
-    if let Some((probe, _)) = all
-        .iter()
-        .find(|(t, virtual_table)| is_kept(t) && !virtual_table)
-    {
-        for _ in 0..10_000 {
-            conn.execute_batch("SAVEPOINT probe").map_err(&err)?;
-            let renamed = conn.execute_batch(&format!(
-                "ALTER TABLE {} RENAME TO {}",
-                quoted(probe),
-                quoted("cairn rename probe")
-            ));
-            conn.execute_batch("ROLLBACK TO probe; RELEASE probe")
-                .map_err(&err)?;
-            let Err(e) = renamed else { break };
-            let message = e.to_string();
-            let broken = ["view", "trigger"].iter().find_map(|kind| {
-                let name = message
-                    .strip_prefix(&format!("error in {kind} "))?
-                    .split_once(':')?
-                    .0;
-                Some((*kind, name.to_owned()))
-            });
-            let Some((kind, name)) = broken else {
-                return Err(err(e));
-            };
-            conn.execute_batch(&format!("DROP {kind} {}", quoted(&name)))
-                .map_err(&err)?;
-            left_out.push(format!("{kind} {name}"));
-        }
+    // that uses a table that is gone: a scratch table is made and renamed in a savepoint,
+    // rolled back, until the schema reads clean.
+    let probe: String = conn
+        .query_row(
+            "SELECT 'cairn probe ' || (SELECT count(*) FROM sqlite_schema) || ' ' || hex(randomblob(8))",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(&err)?;
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(&err)?;
+    let mut clean = false;
+    for _ in 0..=objects {
+        conn.execute_batch("SAVEPOINT probe").map_err(&err)?;
+        let renamed = conn.execute_batch(&format!(
+            "CREATE TABLE {a}(x); ALTER TABLE {a} RENAME TO {b}",
+            a = quoted(&probe),
+            b = quoted(&format!("{probe} renamed"))
+        ));
+        conn.execute_batch("ROLLBACK TO probe; RELEASE probe")
+            .map_err(&err)?;
+        let Err(e) = renamed else {
+            clean = true;
+            break;
+        };
+        let Some((kind, name)) = broken_object(&conn, &e.to_string()).map_err(&err)? else {
+            return Err(err(e));
+        };
+        conn.execute_batch(&format!("DROP {kind} {}", quoted(&name)))
+            .map_err(&err)?;
+        left_out.push(format!("{kind} {name}"));
     }
-    conn.execute_batch("COMMIT; VACUUM").map_err(&err)?;
+    if !clean {
+        return Err(BackupError::TableDependency(format!(
+            "the schema of database {database} still does not read without the tables left out after dropping {}",
+            left_out.join(", ")
+        )));
+    }
+    conn.execute_batch("COMMIT").map_err(&err)?;
     Ok(Selection {
         tables: kept,
         left_out,
     })
 }
 
+/// Refuses, before a restore starts, tables named for it that database `into` (open on
+/// `conn`) already has.
+pub fn refuse_present(conn: &Connection, tables: &[String], into: &str) -> Result<(), BackupError> {
+    let present =
+        tables_of(conn, "main").map_err(sqlite("reading the tables of", Path::new(into)))?;
+    match tables
+        .iter()
+        .find(|t| present.iter().any(|(p, _)| p.eq_ignore_ascii_case(t)))
+    {
+        Some(table) => Err(BackupError::ObjectExists {
+            kind: "table",
+            name: table.clone(),
+            database: into.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The column a table's rowid is copied through, when it is not one of its own columns
+/// already (an INTEGER PRIMARY KEY) and it has one (not WITHOUT ROWID): an FTS5 index's
+/// rowid is its documents' ids, and other tables' may be referred to.
+fn rowid_column(conn: &Connection, table: &str) -> rusqlite::Result<Option<&'static str>> {
+    let (without_rowid, virtual_table): (bool, bool) = conn.query_row(
+        "SELECT wr, type = 'virtual' FROM pragma_table_list WHERE schema = 'archived' AND name = ?1",
+        [table],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if without_rowid {
+        return Ok(None);
+    }
+    let mut list = conn.prepare("SELECT name, type, pk FROM pragma_table_info(?1, 'archived')")?;
+    let columns: Vec<(String, String, i64)> = list
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let keys: Vec<&(String, String, i64)> = columns.iter().filter(|c| c.2 > 0).collect();
+    if !virtual_table && keys.len() == 1 && keys[0].1.eq_ignore_ascii_case("integer") {
+        return Ok(None);
+    }
+    Ok(["rowid", "oid", "_rowid_"]
+        .into_iter()
+        .find(|alias| !columns.iter().any(|c| c.0.eq_ignore_ascii_case(alias))))
+}
+
 /// Copies `tables` (all it holds when empty) from the database attached as `archived` on
 /// `target` into `target`'s own, in one transaction: each table as it was created, its
-/// rows, its AUTOINCREMENT counter, its indexes and its triggers. A table `target` already
-/// has is refused (nothing is copied), as is one whose foreign key needs a table neither
-/// copied nor there. Returns each table with its rows.
+/// rows with their rowids, its AUTOINCREMENT counter, its indexes and its triggers. A name
+/// `target` already has (table, index or trigger) is refused (nothing is copied), as is a
+/// table whose foreign key needs a table neither copied nor there, and a contentless FTS5
+/// index (whose rows cannot be read back). Returns each table with its rows.
 pub fn copy_into(
     target: &Connection,
     tables: &[String],
@@ -250,30 +360,58 @@ pub fn copy_into(
         .cloned()
         .collect();
     let present = tables_of(target, "main").map_err(&err)?;
+    let there = |name: &str| present.iter().any(|(t, _)| t.eq_ignore_ascii_case(name));
+    let objects = |table: &str| -> rusqlite::Result<Vec<(String, String, String)>> {
+        // A trigger's tbl_name is spelt as its ON clause was written.
+        let mut list = target.prepare(
+            "SELECT type, name, sql FROM archived.sqlite_schema WHERE type IN ('table', 'index', 'trigger') AND tbl_name = ?1 COLLATE NOCASE AND sql IS NOT NULL ORDER BY type = 'trigger', type = 'index', rowid",
+        )?;
+        let rows = list.query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    };
+    let taken = |name: &str| -> rusqlite::Result<Option<String>> {
+        target
+            .query_row(
+                "SELECT type FROM main.sqlite_schema WHERE name = ?1 COLLATE NOCASE",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()
+    };
     for table in &chosen {
-        if present.iter().any(|(t, _)| t.eq_ignore_ascii_case(table)) {
-            return Err(BackupError::TableExists {
-                table: table.clone(),
-                database: into.to_owned(),
-            });
+        for (kind, name, _) in objects(table).map_err(&err)? {
+            if let Some(existing) = taken(&name).map_err(&err)? {
+                let kind = if existing == "table" {
+                    "table"
+                } else if kind == "index" {
+                    "index"
+                } else {
+                    "trigger"
+                };
+                return Err(BackupError::ObjectExists {
+                    kind,
+                    name,
+                    database: into.to_owned(),
+                });
+            }
         }
         for needed in referenced(target, "archived", table).map_err(&err)? {
             let restored = chosen.iter().any(|t| t.eq_ignore_ascii_case(&needed));
-            let there = present.iter().any(|(t, _)| t.eq_ignore_ascii_case(&needed));
-            if !restored && !there {
+            if !restored && !there(&needed) {
                 return Err(BackupError::TableDependency(format!(
                     "table {table} has a foreign key to {needed}, which database {into} does not have; restore {needed} with it"
                 )));
             }
         }
+        if content_option(target, "archived", table)
+            .map_err(&err)?
+            .is_some_and(|c| c.is_empty())
+        {
+            return Err(BackupError::TableDependency(format!(
+                "table {table} is a contentless FTS5 index, whose rows cannot be read back; restore the archive as a database instead (RESTORE DATABASE … FROM …)"
+            )));
+        }
     }
-    let schema_sql = |kind: &str, table: &str| -> rusqlite::Result<Vec<String>> {
-        let mut list = target.prepare(
-            "SELECT sql FROM archived.sqlite_schema WHERE type = ?1 AND tbl_name = ?2 AND sql IS NOT NULL ORDER BY rowid",
-        )?;
-        let rows = list.query_map([kind, table], |r| r.get(0))?;
-        rows.collect()
-    };
     let has_sequence = |schema: &str| -> rusqlite::Result<bool> {
         target
             .query_row(
@@ -292,11 +430,12 @@ pub fn copy_into(
         .map_err(&err)?;
     let result = (|| -> rusqlite::Result<()> {
         for table in &chosen {
-            for create in schema_sql("table", table)? {
-                target.execute_batch(&create)?;
+            let objects = objects(table)?;
+            for (_, _, create) in objects.iter().filter(|o| o.0 == "table") {
+                target.execute_batch(create)?;
             }
             // Stored columns only: generated ones are computed again.
-            let columns: Vec<String> = {
+            let mut columns: Vec<String> = {
                 let mut list = target.prepare(
                     "SELECT name FROM pragma_table_xinfo(?1, 'archived') WHERE hidden = 0",
                 )?;
@@ -304,6 +443,9 @@ pub fn copy_into(
                 rows.map(|c| c.map(|c| quoted(&c)))
                     .collect::<rusqlite::Result<_>>()?
             };
+            if let Some(rowid) = rowid_column(target, table)? {
+                columns.insert(0, rowid.to_owned());
+            }
             let columns = columns.join(", ");
             let rows = target.execute(
                 &format!(
@@ -320,22 +462,17 @@ pub fn copy_into(
                     [table],
                 )?;
             }
-            for index in schema_sql("index", table)? {
-                target.execute_batch(&index)?;
-            }
-            for trigger in schema_sql("trigger", table)? {
-                target.execute_batch(&trigger)?;
+            // Indexes and triggers after the rows: the triggers must not fire on them.
+            for (_, _, create) in objects.iter().filter(|o| o.0 != "table") {
+                target.execute_batch(create)?;
             }
             copied.push((table.clone(), rows as u64));
         }
-        Ok(())
+        target.execute_batch("COMMIT")
     })();
-    match result {
-        Ok(()) => target.execute_batch("COMMIT").map_err(&err)?,
-        Err(e) => {
-            let _ = target.execute_batch("ROLLBACK");
-            return Err(err(e));
-        }
+    if let Err(e) = result {
+        let _ = target.execute_batch("ROLLBACK");
+        return Err(err(e));
     }
     Ok(copied)
 }

@@ -46,6 +46,8 @@ pub(super) const ARCHIVE_COLUMNS: &[(&str, SqlType)] = &[
     // Of a continuous archive's stream and of its bases: what AS OF SYSTEM TIME can restore.
     ("restorable_from", SqlType::Text),
     ("restorable_until", SqlType::Text),
+    // Of a table-level archive: the tables it holds, comma-separated (NULL: all of them).
+    ("tables", SqlType::Text),
 ];
 
 /// The rows of `SHOW ARCHIVES`.
@@ -70,6 +72,7 @@ pub(super) fn archive_rows(archives: Vec<crate::backup::archives::Archive>) -> V
                 text(a.parent),
                 text(a.restorable_from),
                 text(a.restorable_until),
+                text(a.tables.map(|t| t.join(", "))),
             ]
         })
         .collect()
@@ -172,7 +175,22 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         | BackupError::NoJob { .. } => sqlstate::UNDEFINED_OBJECT,
         BackupError::JobEnded { .. } => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
         BackupError::NoSuchTable { .. } => sqlstate::UNDEFINED_TABLE,
-        BackupError::TableExists { .. } => sqlstate::DUPLICATE_TABLE,
+        BackupError::ObjectExists { kind: "table", .. } => sqlstate::DUPLICATE_TABLE,
+        BackupError::ObjectExists { .. } => sqlstate::DUPLICATE_OBJECT,
+        // A restored table's keys, checked at its commit; a database another writer holds.
+        BackupError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+        {
+            sqlstate::INTEGRITY_CONSTRAINT_VIOLATION
+        }
+        BackupError::Sqlite { source, .. }
+            if matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) =>
+        {
+            sqlstate::LOCK_NOT_AVAILABLE
+        }
         BackupError::TableDependency(_) => sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
         BackupError::NoArchive { .. } | BackupError::OutsideWindow(_) => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,

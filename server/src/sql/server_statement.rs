@@ -964,8 +964,11 @@ fn with_options(rest: &[&Token<'_>], syntax: &str) -> Result<Vec<(String, Litera
             ] if (*open == "[") == (*close == "]") && (*open == "(") == (*close == ")") => {
                 (name, list(items)?)
             }
-            // `[a, b]` lexes as one bracket-quoted identifier (SQLite's `[name]`): a list.
-            [name, Token::Punct("="), Token::QuotedIdent(inner)] => {
+            // `[a, b]` lexes as one bracket-quoted identifier (SQLite's `[name]`): for the
+            // options that take a list of tables, a list.
+            [name, Token::Punct("="), Token::QuotedIdent(inner)]
+                if name.is_keyword("tables") || name.is_keyword("exclude_tables") =>
+            {
                 let tokens = super::lexer::tokenize(inner)
                     .map_err(|e| format!("in the list of {}: {e}", describe(name)))?;
                 let items: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();

@@ -158,7 +158,7 @@ fn of_backup(e: &BackupError) -> Failure {
         | B::LineTooLong { .. }
         | B::AlreadyRunning { .. }
         | B::JobEnded { .. }
-        | B::TableExists { .. }
+        | B::ObjectExists { .. }
         | B::TableDependency(_)
         | B::Busy { .. }
         | B::Unsupported { .. } => Failure::Refused,
