@@ -601,6 +601,8 @@ async fn an_upgrade_copied_in_place_crashed_the_server() {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+    let logs = terminates_in_bound(server, std::time::Duration::ZERO);
+    assert!(logs.contains("plugin reloaded"), "{logs}");
 }
 
 /// UNLOAD, replace the file, LOAD silently ran the old code and reported the old version
@@ -737,11 +739,9 @@ async fn a_refused_library_ran_its_constructor() {
         refused_everywhere(&site, &client, file, fragment).await;
     }
     server.assert_still_serving().await;
-    assert!(
-        !server.logs().contains("CONSTRUCTOR RAN"),
-        "{}",
-        server.logs()
-    );
+    let logs = terminates_in_bound(server, std::time::Duration::ZERO);
+    assert!(!logs.contains("CONSTRUCTOR RAN"), "{logs}");
+    assert!(logs.contains("LOAD PLUGIN refused"), "{logs}");
 }
 
 /// `file` is refused with `fragment`, by LOAD PLUGIN and by `cairn plugin inspect`, and none
@@ -1126,4 +1126,197 @@ async fn a_reloaded_plugin_logged_nothing() {
     let client = server.admin("default").await;
     client.batch_execute("RELOAD PLUGIN hello").await.unwrap();
     server.wait_for_logs("hello plugin started", 2);
+}
+
+fn hostile(define: &'static [&'static str]) -> Library {
+    Library::C {
+        source: "tests/fixtures/c-plugins/hostile.c",
+        include: "plugin-api/include",
+        defines: define,
+    }
+}
+
+/// The harness's `shutdown_grace_ms`.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// SIGTERM ends the server cleanly within its grace plus `plugin_timeouts`, whatever the
+/// plugin does (a margin for a loaded machine beside), and returns the log.
+fn terminates_in_bound(server: TestServer, plugin_timeouts: std::time::Duration) -> String {
+    let asked = std::time::Instant::now();
+    let (status, logs) = server.terminate();
+    let took = asked.elapsed();
+    assert!(status.success(), "{logs}");
+    let bound = GRACE + plugin_timeouts + std::time::Duration::from_secs(5);
+    assert!(
+        took < bound,
+        "SIGTERM took {took:?}, more than {bound:?}:\n{logs}"
+    );
+    logs
+}
+
+/// The issue's hostile cases again, in a C plugin written against the header alone (issue
+/// 15, "checked by"): a start that never returns, a stop that never returns, two jobs that
+/// block their threads. In each the server answers, SIGTERM ends it within its grace plus
+/// the plugin's timeout, and the log says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_plugin_that_hangs_or_blocks_cannot_hold_the_server() {
+    let timeout = std::time::Duration::from_millis(500);
+    let cases: [(&'static [&'static str], &str); 3] = [
+        (&["HANGING_START"], "did not finish within 500 ms"),
+        (&["HANGING_STOP"], "did not finish within 500 ms"),
+        (&["BLOCKING_JOBS"], "blocking its thread"),
+    ];
+    for (defines, says) in cases {
+        let define = defines[0];
+        let site = site_with(
+            &[("libhostile.so", hostile(defines))],
+            "[plugins.hostile]\nlibrary = \"libhostile.so\"\nstart_timeout = \"500ms\"\n",
+        );
+        let server = site.start();
+        if define == "BLOCKING_JOBS" {
+            // Both plugin workers are taken.
+            server.wait_for_logs("blocking its thread", 2);
+        }
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            for _ in 0..5 {
+                server.assert_still_serving().await;
+            }
+        })
+        .await;
+        assert!(answered.is_ok(), "{define}: clients were not answered");
+        let state = state_of(&server, "hostile").await;
+        match define {
+            "HANGING_START" => assert_eq!(state.0, "failed", "{define}"),
+            _ => assert_eq!(state.0, "running", "{define}"),
+        }
+        let logs = terminates_in_bound(server, timeout);
+        assert!(logs.contains(says), "{define}: {logs}");
+    }
+}
+
+/// A slow CALL in a C plugin is dropped (its future's drop runs) on a cancel request, on
+/// the statement timeout and when its client goes away (issue 15, item 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_c_call_is_dropped_on_cancel_timeout_and_disconnect() {
+    let site = site_with(
+        &[("libhostile.so", hostile(&["SLOW_PROCEDURE"]))],
+        "[plugins.hostile]\nlibrary = \"libhostile.so\"\n",
+    );
+    let server = site.start();
+    let watcher = server.admin("default").await;
+
+    // A cancel request.
+    let client = server.admin("default").await;
+    let cancel = client.cancel_token();
+    let (result, ()) = tokio::join!(client.simple_query("CALL hostile.slow()"), async {
+        crate::hostile::wait_for_running(&watcher, "hostile.slow").await;
+        cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    });
+    let err = result.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    server.wait_for_logs("slow call dropped", 1);
+
+    // The statement timeout.
+    client
+        .batch_execute("SET statement_timeout = 300")
+        .await
+        .unwrap();
+    let err = client
+        .simple_query("CALL hostile.slow()")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    server.wait_for_logs("slow call dropped", 2);
+
+    // The client goes away mid-call: the client and its connection live in one task, and
+    // aborting it closes the socket.
+    let (gone, connection) = tokio_postgres::connect(
+        &server.url("admin", crate::harness::ADMIN_PASSWORD, "default"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let running = tokio::spawn(async move {
+        let _ = tokio::join!(connection, gone.simple_query("CALL hostile.slow()"));
+    });
+    crate::hostile::wait_for_running(&watcher, "hostile.slow").await;
+    running.abort();
+    assert!(running.await.unwrap_err().is_cancelled());
+    server.wait_for_logs("slow call dropped", 3);
+
+    assert_eq!(one::<i64>(&watcher, "CALL hostile.fine()").await, 1);
+    terminates_in_bound(server, std::time::Duration::ZERO);
+}
+
+/// A library built for another CPU was "compatible: yes" in `cairn plugin inspect`, then
+/// a bare "dlopen failed" (issue 15, item 9): both now say what it was built for.
+#[tokio::test]
+async fn a_library_for_another_cpu_was_called_compatible() {
+    let site = site_with(&[("adder.so", ADDER)], "");
+    // The same library, its ELF header's e_machine (offset 18) saying another CPU.
+    let plugins = site.dir.path().join("plugins");
+    let mut bytes = std::fs::read(plugins.join("adder.so")).unwrap();
+    let other: u16 = if cfg!(target_arch = "aarch64") {
+        62
+    } else {
+        183
+    };
+    bytes[18..20].copy_from_slice(&other.to_le_bytes());
+    std::fs::write(plugins.join("foreign.so"), bytes).unwrap();
+    let server = site.start();
+    let client = server.admin("default").await;
+    refused_everywhere(
+        &site,
+        &client,
+        "foreign.so",
+        "build the plugin for this machine",
+    )
+    .await;
+    server.assert_still_serving().await;
+}
+
+/// Plugin management that another plugin's SQL issued, and refusals of it, went unlogged,
+/// and the name-mismatch hint named the wrong table (issue 15, item 12): each is one log
+/// record naming the plugin that asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_management_by_another_plugin_left_no_trace() {
+    let site = site_with(
+        &[
+            ("libpanicky_plugin.so", Library::Rust("panicky_plugin")),
+            ("libadder.so", ADDER),
+        ],
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n[plugins.adder]\nlibrary = \"libadder.so\"\n[plugins.wrong]\nlibrary = \"libadder.so\"\n",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    assert_eq!(
+        one::<i64>(&client, "CALL panicky.sql('UNLOAD PLUGIN adder')").await,
+        1
+    );
+    server.wait_for_log("plugin unloaded by UNLOAD PLUGIN plugin=adder user=plugin:panicky");
+    let err = client
+        .batch_execute("CALL panicky.sql('LOAD PLUGIN ''missing.so''')")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("does not exist"),
+        "{}",
+        message(&err)
+    );
+    server.wait_for_log("LOAD PLUGIN refused file=missing.so user=plugin:panicky");
+    let err = client
+        .batch_execute("CALL panicky.sql('UNLOAD PLUGIN nosuch')")
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("nosuch"), "{}", message(&err));
+    server.wait_for_log("UNLOAD PLUGIN refused plugin=nosuch user=plugin:panicky");
+    // [plugins.wrong] points at the adder's library: the hint names both tables.
+    let (state, error) = state_of(&server, "wrong").await;
+    assert_eq!(state, "failed");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("rename the [plugins.wrong] table to [plugins.adder]"),
+        "{error}"
+    );
+    server.assert_still_serving().await;
 }

@@ -1261,3 +1261,52 @@ fn start(started: Result<BoxOutcome, PluginError>) -> CairnFuture {
 fn no_host() -> PluginError {
     PluginError::InvalidArgument("called without the host table it was given".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, version: &str, description: &str) -> DescriptorInfo {
+        DescriptorInfo {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            abi_major: abi::CAIRN_ABI_MAJOR,
+            abi_minor: abi::CAIRN_ABI_MINOR,
+            min_host_minor: 0,
+        }
+    }
+
+    fn refusal(name: &str, version: &str, description: &str) -> String {
+        match check_info(&info(name, version, description), Path::new("libx.so")) {
+            Ok(()) => panic!("accepted {name:?} {version:?} {description:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Descriptor strings forged log lines or broke SQL (issue 15, item 10): names follow
+    /// the identifier rule, versions and descriptions are printable and bounded.
+    #[test]
+    fn descriptor_strings_are_identifiers_and_bounded_printable_text() {
+        assert!(check_info(&info("hello_2", "1.0.0", "Says hello"), Path::new("x")).is_ok());
+        for name in ["", "Hello", "2fast", "a-b", "a\nb", "é", &"a".repeat(64)] {
+            assert!(
+                refusal(name, "1.0", "d").contains("is not an identifier"),
+                "{name:?}"
+            );
+        }
+        assert!(refusal("x", "", "d").contains("1 to 64 bytes"));
+        assert!(refusal("x", &"9".repeat(65), "d").contains("1 to 64 bytes"));
+        assert!(refusal("x", "1.0", &"d".repeat(1025)).contains("1 to 1024 bytes"));
+        for forged in ["1.0\nINFO all is well", "1.0\r", "1\t0", "1.0\u{1b}[2J"] {
+            assert!(
+                refusal("x", forged, "d").contains("control characters"),
+                "{forged:?}"
+            );
+            assert!(
+                refusal("x", "1.0", forged).contains("control characters"),
+                "{forged:?}"
+            );
+        }
+    }
+}
