@@ -339,17 +339,7 @@ impl Session {
                     self.plugins
                         .emit(cairn_plugin_api::EventKind::DatabaseCreated, &database, "");
                 }
-                let rows = imported
-                    .tables
-                    .into_iter()
-                    .map(|(table, rows)| {
-                        vec![
-                            Value::Text(database.clone()),
-                            Value::Text(table),
-                            Value::Integer(rows as i64),
-                        ]
-                    })
-                    .collect();
+                let rows = table_rows(&database, imported.tables);
                 Ok(Executed::rows("IMPORT", columns, rows))
             }
             ServerStatement::BackupAbort => {
@@ -434,17 +424,7 @@ impl Session {
                 };
                 if restore.tables.is_some() {
                     // One row per table, as IMPORT answers.
-                    let rows = restored
-                        .tables
-                        .into_iter()
-                        .map(|(table, rows)| {
-                            vec![
-                                Value::Text(target.to_owned()),
-                                Value::Text(table),
-                                Value::Integer(rows as i64),
-                            ]
-                        })
-                        .collect();
+                    let rows = table_rows(target, restored.tables);
                     return Ok(Executed::rows("RESTORE", columns, rows));
                 }
                 let verified = restored.verified;
@@ -561,6 +541,20 @@ impl Session {
         out.push_str(&text[at..]);
         Ok(Cow::Owned(out))
     }
+}
+
+/// The rows of an IMPORT or a table RESTORE: `database, table_name, rows`.
+fn table_rows(database: &str, tables: Vec<(String, u64)>) -> Vec<Vec<Value>> {
+    tables
+        .into_iter()
+        .map(|(table, rows)| {
+            vec![
+                Value::Text(database.to_owned()),
+                Value::Text(table),
+                Value::Integer(rows as i64),
+            ]
+        })
+        .collect()
 }
 
 /// How long PAUSE JOB waits for the job to reach its next step.

@@ -134,6 +134,9 @@ pub struct Session {
     _lease: Lease,
 }
 
+/// How many statements a session keeps prepared (least recently used go first).
+const STATEMENT_CACHE: usize = 256;
+
 impl Session {
     /// Connects `user` to `database`; the database must exist.
     pub fn open(
@@ -154,6 +157,9 @@ impl Session {
             .may_back_up()
             .then(|| (crate::backup::history::SCHEMA, backups.history().path()));
         let (conn, lease) = catalog.connect_attaching(database, access, history)?;
+        // Statements are kept prepared by their text, for both protocols: a client's
+        // working set of statements is rarely larger.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Session {
             user: user.to_owned(),
             role,
@@ -355,7 +361,10 @@ impl Session {
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
                 let sql = self.sqlite_text(statement.text, &statement.tokens)?;
-                let stmt = self.conn.prepare(&sql).map_err(|e| self.sql_error(e))?;
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(&sql)
+                    .map_err(|e| self.sql_error(e))?;
                 let count = param_count(&statement.tokens, stmt.parameter_count());
                 let mut param_types =
                     params::infer(&statement.tokens, count, &SqliteSchema(&self.conn));
@@ -375,7 +384,7 @@ impl Session {
                         && stmt.readonly()
                         && declared.iter().any(|(_, ty)| ty.is_none())
                     {
-                        first_row(stmt)
+                        first_row(&mut stmt)
                     } else {
                         None
                     };
@@ -820,7 +829,10 @@ impl Session {
         if is_plain_vacuum(tokens) {
             return self.vacuum(sql);
         }
-        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sql_error(e))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(|e| self.sql_error(e))?;
         // On a full disk the room left is the admin's, to free space with; its last bit is
         // kept even from the admin, so that logging in and DROP DATABASE still work.
         let disk = self.catalog.disk();
@@ -1433,7 +1445,7 @@ fn resolve_columns(declared: Vec<(String, Option<SqlType>)>, rows: &[Vec<Value>]
         .collect()
 }
 
-fn first_row(mut stmt: rusqlite::Statement<'_>) -> Option<Vec<Value>> {
+fn first_row(stmt: &mut rusqlite::Statement<'_>) -> Option<Vec<Value>> {
     let width = stmt.column_count();
     let mut rows = stmt.raw_query();
     let row = rows.next().ok()??;
@@ -1607,6 +1619,28 @@ mod tests {
         );
         let err = s.execute_prepared(&select, &[]).unwrap_err();
         assert_eq!(err.code, sqlstate::PROTOCOL_VIOLATION);
+    }
+
+    /// Every Parse and Execute prepared its statement again on the SQLite side (issue 22):
+    /// one statement, reused 10,000 times, is one SQLite statement run 10,000 times.
+    #[test]
+    fn a_prepared_statement_reused_10000_times_is_prepared_once() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)"));
+        let sql = "INSERT INTO t(a, b) VALUES ($1, 'x')";
+        let insert = s.prepare(sql).unwrap();
+        for n in 0..10_000 {
+            s.execute_prepared(&insert, &[Value::Integer(n)]).unwrap();
+        }
+        let cached = s.conn.prepare_cached(&insert.sql).unwrap();
+        assert_eq!(cached.get_status(rusqlite::StatementStatus::Run), 10_000);
+        drop(cached);
+        // The simple protocol's statements are kept by their text as well.
+        for _ in 0..100 {
+            ok(s.execute_query("SELECT count(*) FROM t"));
+        }
+        let cached = s.conn.prepare_cached("SELECT count(*) FROM t").unwrap();
+        assert_eq!(cached.get_status(rusqlite::StatementStatus::Run), 100);
     }
 
     #[test]
