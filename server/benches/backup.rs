@@ -880,11 +880,12 @@ fn increments(data_dir: &Path, db: &Path, scratch: &Path, root: &Path) {
     // Restoring the chain: the full archive and the increments.
     let restore_root = root.join("incr-restore");
     std::fs::create_dir_all(restore_root.join("databases")).unwrap();
-    let newest = offline::latest(coll.to_str().unwrap(), None, "bench").unwrap();
     let started = Instant::now();
-    offline::restore(
+    offline::restore_latest(
         &restore_root,
-        &newest,
+        coll.to_str().unwrap(),
+        None,
+        "bench",
         None,
         "bench",
         false,

@@ -429,3 +429,74 @@ async fn a_failing_destination_keeps_the_log_bounded_and_says_so() {
     std::fs::rename(dir.with_extension("moved"), &dir).unwrap();
     newest_point_restores(&server, &admin, 320).await;
 }
+
+/// An offline `cairn restore` could restore only an archive, not an instant of a continuous
+/// archive: `--from-latest LOCATION --as-of INSTANT` on a stopped server's data directory
+/// restores exactly the transactions committed by then, as SQL's AS OF SYSTEM TIME does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_restores_a_continuous_archive_to_an_instant() {
+    let (site, server, admin) = archived("interval = \"200ms\"\n", "TEXT").await;
+    let times = write_rows(&admin, 30).await;
+    let last_ack = times[29].1;
+    wait_until("the window reaches the last row", || async {
+        let until = texts(
+            &admin,
+            "SELECT restorable_until FROM archives('wal') WHERE kind = 'continuous' AND database = 'default'",
+        )
+        .await;
+        until.first().is_some_and(|u| u[0] >= text(last_ack))
+    })
+    .await;
+    drop(admin);
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{logs}");
+
+    let collection = crate::harness::backups_dir(&site).join("wal");
+    let data_dir = site.data_dir();
+    let restore = |name: &str, as_of: Option<String>| {
+        let mut command = crate::harness::cairn();
+        command
+            .arg("restore")
+            .arg("--from-latest")
+            .arg(&collection)
+            .args(["--database", "default", "--new-db-name", name])
+            .arg("--data-dir")
+            .arg(&data_dir);
+        if let Some(as_of) = as_of {
+            command.args(["--as-of", &as_of]);
+        }
+        command.output().unwrap()
+    };
+    let k = 17;
+    let instant = times[k - 1].1 + (times[k].0 - times[k - 1].1) / 2;
+    let out = restore("at17", Some(text(instant)));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("default.wal"), "{said}");
+    let out = restore("newest", None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = restore("never", Some("soon".into()));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--as-of 'soon' is not a time"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = site.start();
+    assert_eq!(
+        ids(&server, "at17").await,
+        (1..=k as i64).collect::<Vec<_>>()
+    );
+    assert_eq!(ids(&server, "newest").await.len(), 30);
+    let check = texts(&server.admin("at17").await, "PRAGMA integrity_check").await;
+    assert_eq!(check[0][0], "ok");
+}

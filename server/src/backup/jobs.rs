@@ -1130,27 +1130,7 @@ impl Backups {
         let opener = |at: &str| self.open_archive(at);
         let restored =
             self.restore_prepared(name, &base, what, requested_by, |path, progress| {
-                let archive = self.open_archive(&base)?;
-                let mut verified = if archive.manifest.kind == manifest::INCREMENTAL {
-                    chain::rebuild(archive, &base, &opener, path, progress)?
-                } else {
-                    let mut archive = archive;
-                    archive.extract_database(path, progress)?
-                };
-                replay::apply(&store, &plan, path, verified.manifest.page_size)?;
-                super::archive_reader::sqlite_integrity(path).map_err(|reason| {
-                    BackupError::BadSegment {
-                        path: store.display("").into(),
-                        reason: format!(
-                            "replayed onto {base}, the database fails its check: {reason}"
-                        ),
-                    }
-                })?;
-                verified.database_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-                if let Some(at) = plan.restored_to {
-                    verified.manifest.created_at = replay::instant_text(at);
-                }
-                Ok(verified)
+                replay::rebuild_to(&store, &plan, &base, &opener, path, progress)
             })?;
         Ok((restored, store.display("")))
     }

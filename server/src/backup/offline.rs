@@ -124,7 +124,7 @@ pub fn backup_into(
     progress: &Progress,
 ) -> Result<Written, BackupError> {
     let parent = match incremental {
-        true => Some(newest_of(location, stores, database, true)?),
+        true => Some(newest_member(location, stores, database)?),
         false => None,
     };
     let name = chain::member_name(database, incremental, chrono::Utc::now());
@@ -342,46 +342,106 @@ pub fn archives(
     super::archives::list(&rules, &Destinations::default(), "", verify)
 }
 
-/// The newest archive of `database` at `location` (`cairn restore --from-latest`).
-pub fn latest(
+/// The newest archive of `database` directly in the collection at `location`: what an
+/// increment there builds on.
+fn newest_member(
     location: &str,
     stores: Option<&Stores>,
     database: &str,
 ) -> Result<String, BackupError> {
-    newest_of(location, stores, database, false)
+    let newest = in_collection(location, stores, |rules, destinations, requested| {
+        super::archives::latest_member(rules, destinations, requested, database)
+    })?;
+    Ok(newest.location)
 }
 
-/// The newest archive of `database` at `location`: anywhere below it, or with `member` only
-/// directly in it (what an increment there builds on).
-fn newest_of(
+/// Runs `work` on the collection at `location` as the server's path rules and destinations
+/// see it: a local directory (then named `""` under rules of its own), or `NAME:prefix` in
+/// a destination of `--config`.
+fn in_collection<T>(
     location: &str,
     stores: Option<&Stores>,
-    database: &str,
-    member: bool,
-) -> Result<String, BackupError> {
-    let pick = |rules: &super::PathRules, destinations: &Destinations, requested: &str| {
-        if member {
-            super::archives::latest_member(rules, destinations, requested, database)
-        } else {
-            super::archives::latest(rules, destinations, requested, database, None)
-        }
-    };
-    let newest = match (Stores::locate(stores, location)?, stores) {
-        (Named::Object(..), Some(stores)) => pick(&stores.rules, &stores.destinations, location)?,
-        (Named::Object(..), None) => {
-            return Err(BackupError::PathRefused(format!(
-                "'{location}' is in a destination: give --config"
-            )));
-        }
+    work: impl FnOnce(&super::PathRules, &Destinations, &str) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    match (Stores::locate(stores, location)?, stores) {
+        (Named::Object(..), Some(stores)) => work(&stores.rules, &stores.destinations, location),
+        (Named::Object(..), None) => Err(BackupError::PathRefused(format!(
+            "'{location}' is in a destination: give --config"
+        ))),
         (Named::Local(path), _) => {
             let rules = super::PathRules {
                 directory: absolute(Path::new(path))?,
                 allowed: Vec::new(),
             };
-            pick(&rules, &Destinations::default(), "")?
+            work(&rules, &Destinations::default(), "")
         }
+    }
+}
+
+/// What `FROM LATEST` restores: an archive, or a base with its stream replayed.
+enum Latest {
+    Archive(String),
+    Replayed(
+        super::continuous::store::Store,
+        Box<super::continuous::replay::Replay>,
+    ),
+}
+
+/// `cairn restore --from-latest LOCATION [--as-of INSTANT]`, as SQL's `RESTORE … FROM
+/// LATEST IN … [AS OF SYSTEM TIME …]` does it: with a continuous archive of `database`
+/// there, its base whose window holds the instant, replayed to it (to the newest point
+/// without one); otherwise the newest archive (at or before the instant). Restored as
+/// `target`; returns what was restored and where from.
+#[allow(clippy::too_many_arguments)]
+pub fn restore_latest(
+    data_dir: &Path,
+    location: &str,
+    stores: Option<&Stores>,
+    database: &str,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    target: &str,
+    replace: bool,
+    create: DataDir,
+    progress: &Progress,
+) -> Result<(Verified, String), BackupError> {
+    use super::continuous::{replay, store::Store};
+    validate_name(target)?;
+    let opener = |at: &str| open_any(stores, at);
+    let planned = in_collection(location, stores, |rules, destinations, requested| {
+        let store = Store::of(rules, destinations, requested, database)?;
+        let exists = |base: &str| opener(&chain::in_collection(location, base)).is_ok();
+        match replay::plan(&store, database, as_of, exists)? {
+            Some((plan, _window)) => Ok(Latest::Replayed(store, Box::new(plan))),
+            None => super::archives::latest(rules, destinations, requested, database, as_of)
+                .map(|archive| Latest::Archive(archive.location)),
+        }
+    })?;
+    let (store, plan) = match planned {
+        Latest::Archive(archive) => {
+            let verified = restore(
+                data_dir, &archive, stores, target, replace, create, progress,
+            )?;
+            return Ok((verified, archive));
+        }
+        Latest::Replayed(store, plan) => (store, plan),
     };
-    Ok(newest.location)
+    let base = chain::in_collection(location, &plan.marker.base);
+    let (_lock, catalog, history) = open_stopped(data_dir, create)?;
+    if !replace && catalog.exists(target) {
+        return Err(BackupError::CliTargetExists {
+            database: target.to_owned(),
+        });
+    }
+    let shown = store.display("");
+    let id = history.start(target, "restore", Path::new(&shown), "cli")?;
+    let result = install_prepared(&catalog, target, replace, ".restore", |path| {
+        replay::rebuild_to(&store, &plan, &base, &opener, path, progress)
+    });
+    let _ = match &result {
+        Ok(v) => history.finish(id, Status::Complete, Some(v.database_bytes), None),
+        Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),
+    };
+    result.map(|verified| (verified, shown))
 }
 
 /// What the CLI may do with the data directory it is given.

@@ -126,33 +126,6 @@ pub(super) fn result_columns(statement: &ServerStatement) -> Vec<Column> {
     }
 }
 
-/// `AS OF SYSTEM TIME '…'`: RFC 3339, or `2026-12-01 10:00:00[.fff][+00[:00]]` (UTC when no
-/// offset is written).
-fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    use chrono::{DateTime, NaiveDateTime, Utc};
-    let text = text.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
-        if let Ok(t) = DateTime::parse_from_str(text, format) {
-            return Ok(t.with_timezone(&Utc));
-        }
-    }
-    for format in [
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(t.and_utc());
-        }
-    }
-    Err(format!(
-        "AS OF SYSTEM TIME '{text}' is not a time; write it as '2026-12-01 10:00:00+00' (or RFC 3339; UTC when no offset is given)"
-    ))
-}
-
 /// Maps a backup failure to the SQLSTATE a PostgreSQL client would expect.
 pub(crate) fn backup_error(e: BackupError) -> SqlError {
     let e = match e {
@@ -407,7 +380,7 @@ impl Session {
                     RestoreFrom::Latest { location, as_of } => {
                         let as_of = as_of
                             .as_deref()
-                            .map(parse_instant)
+                            .map(crate::backup::continuous::replay::parse_instant)
                             .transpose()
                             .map_err(|m| SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, m))?;
                         self.backups

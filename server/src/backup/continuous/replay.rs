@@ -15,6 +15,33 @@ use super::segment::Segment;
 use super::store::{BaseMarker, IDLE_NOTE, Idle, MARKER_FORMAT, Store};
 use crate::backup::BackupError;
 
+/// `AS OF SYSTEM TIME '…'`: RFC 3339, or `2026-12-01 10:00:00[.fff][+00[:00]]` (UTC when no
+/// offset is written).
+pub fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    use chrono::{DateTime, NaiveDateTime, Utc};
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(text, format) {
+            return Ok(t.with_timezone(&Utc));
+        }
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(format!(
+        "AS OF SYSTEM TIME '{text}' is not a time; write it as '2026-12-01 10:00:00+00' (or RFC 3339; UTC when no offset is given)"
+    ))
+}
+
 /// What a restore replays.
 #[derive(Debug, Clone)]
 pub struct Replay {
@@ -429,6 +456,40 @@ pub fn apply(
     file.write_all_at(&[1, 1], 18)
         .map_err(|e| io("writing", e))?;
     file.sync_all().map_err(|e| io("syncing", e))
+}
+
+/// Makes in `path` the database `plan` restores: its base (`base`, rebuilt from its chain
+/// when it is an increment) with the stream's segments replayed onto it, checked by
+/// `PRAGMA integrity_check`. What the restore reports is the base's manifest, dated at the
+/// last transaction replayed.
+pub fn rebuild_to<'a>(
+    store: &Store,
+    plan: &Replay,
+    base: &str,
+    open: crate::backup::chain::Opener<'_, 'a>,
+    path: &Path,
+    progress: &crate::backup::progress::Progress,
+) -> Result<crate::backup::archive_reader::Verified, BackupError> {
+    use crate::backup::{chain, manifest};
+    let archive = open(base)?;
+    let mut verified = if archive.manifest.kind == manifest::INCREMENTAL {
+        chain::rebuild(archive, base, open, path, progress)?
+    } else {
+        let mut archive = archive;
+        archive.extract_database(path, progress)?
+    };
+    apply(store, plan, path, verified.manifest.page_size)?;
+    crate::backup::archive_reader::sqlite_integrity(path).map_err(|reason| {
+        BackupError::BadSegment {
+            path: store.display("").into(),
+            reason: format!("replayed onto {base}, the database fails its check: {reason}"),
+        }
+    })?;
+    verified.database_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    if let Some(at) = plan.restored_to {
+        verified.manifest.created_at = instant_text(at);
+    }
+    Ok(verified)
 }
 
 #[cfg(test)]

@@ -111,6 +111,11 @@ pub enum Command {
         /// `new_db_name`).
         #[arg(long, requires = "from_latest")]
         new_db_name: Option<String>,
+        /// With --from-latest: the database as of this instant (SQL's AS OF SYSTEM TIME:
+        /// RFC 3339, or '2026-12-01 10:00:00+00'; UTC without an offset). A continuous
+        /// archive there restores exactly the transactions committed by then.
+        #[arg(long, value_name = "INSTANT", requires = "from_latest")]
+        as_of: Option<String>,
         /// The server config whose [backup.destinations] `NAME:key` refers to.
         #[arg(long)]
         config: Option<PathBuf>,

@@ -254,6 +254,54 @@ pub fn restore(
     Ok(Outcome::done(text, json))
 }
 
+pub struct LatestArgs<'a> {
+    pub location: &'a str,
+    pub data_dir: &'a Path,
+    pub database: &'a str,
+    pub as_of: Option<&'a str>,
+    pub target: &'a str,
+    pub replace: bool,
+    pub create: offline::DataDir,
+}
+
+/// `cairn restore --from-latest LOCATION [--as-of INSTANT]`.
+pub fn restore_latest(
+    args: &LatestArgs<'_>,
+    stores: Option<&offline::Stores>,
+) -> anyhow::Result<Outcome> {
+    let as_of = args
+        .as_of
+        .map(cairn_server::backup::continuous::replay::parse_instant)
+        .transpose()
+        .map_err(|m| failure(Failure::Usage, m.replace("AS OF SYSTEM TIME", "--as-of")))?;
+    let (verified, from) = with_progress("restoring", Unit::Bytes, |progress| {
+        offline::restore_latest(
+            args.data_dir,
+            args.location,
+            stores,
+            args.database,
+            as_of,
+            args.target,
+            args.replace,
+            args.create,
+            progress,
+        )
+    })?;
+    let m = &verified.manifest;
+    let text = format!(
+        "restored database \"{}\" ({} bytes, \"{}\" as of {}, from {from})\n",
+        args.target, verified.database_bytes, m.database, m.created_at
+    );
+    let json = json!({
+        "database": args.target,
+        "archive": from,
+        "bytes": verified.database_bytes,
+        "source_database": m.database,
+        "snapshot": m.created_at,
+    });
+    Ok(Outcome::done(text, json))
+}
+
 pub fn export(data_dir: &Path, database: &str, to: &Path, level: u32) -> anyhow::Result<Outcome> {
     let mut options = BackupOptions::default();
     options.set_level(i64::from(level))?;

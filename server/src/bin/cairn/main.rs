@@ -12,7 +12,6 @@ mod status;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use cairn_server::backup::offline;
 use cairn_server::logging::{self, LogFormat, Verbosity};
 use clap::{CommandFactory, Parser};
 
@@ -148,6 +147,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             file,
             from_latest,
             new_db_name,
+            as_of,
             config,
             data_dir,
             database,
@@ -155,24 +155,34 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             create_data_dir,
         } => {
             let stores = commands::stores(config.as_deref())?;
-            // As in SQL: FROM LATEST restores the newest archive of `database`, under
-            // `new_db_name` when given.
-            let (file, target) = match (file, from_latest) {
-                (Some(file), _) => (file, database),
-                (None, Some(location)) => (
-                    offline::latest(&location, stores.as_ref(), &database)?,
-                    new_db_name.unwrap_or(database),
+            let create = commands::data_dir_rule(create_data_dir);
+            match (file, from_latest) {
+                (Some(file), _) => {
+                    let args = commands::RestoreArgs {
+                        file: &file,
+                        data_dir: &data_dir,
+                        database: &database,
+                        replace,
+                        create,
+                    };
+                    commands::restore(&args, stores.as_ref())
+                }
+                // As in SQL: FROM LATEST restores the newest point of `database` (as of the
+                // instant), under `new_db_name` when given.
+                (None, Some(location)) => commands::restore_latest(
+                    &commands::LatestArgs {
+                        location: &location,
+                        data_dir: &data_dir,
+                        database: &database,
+                        as_of: as_of.as_deref(),
+                        target: new_db_name.as_deref().unwrap_or(&database),
+                        replace,
+                        create,
+                    },
+                    stores.as_ref(),
                 ),
                 (None, None) => bail!("name an archive, or give --from-latest LOCATION"),
-            };
-            let args = commands::RestoreArgs {
-                file: &file,
-                data_dir: &data_dir,
-                database: &target,
-                replace,
-                create: commands::data_dir_rule(create_data_dir),
-            };
-            commands::restore(&args, stores.as_ref())
+            }
         }
         Command::Archives {
             command:
