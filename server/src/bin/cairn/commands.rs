@@ -239,19 +239,28 @@ pub fn restore(
             progress,
         )
     })?;
+    Ok(restored(args.database, args.file, &verified))
+}
+
+/// What a restore says: the database made, from what, of which snapshot.
+fn restored(
+    database: &str,
+    from: &str,
+    verified: &cairn_server::backup::archive_reader::Verified,
+) -> Outcome {
     let m = &verified.manifest;
     let text = format!(
-        "restored database \"{}\" ({} bytes, snapshot of \"{}\" at {})\n",
-        args.database, verified.database_bytes, m.database, m.created_at
+        "restored database \"{database}\" ({} bytes, \"{}\" as of {}, from {from})\n",
+        verified.database_bytes, m.database, m.created_at
     );
     let json = json!({
-        "database": args.database,
-        "archive": args.file,
+        "database": database,
+        "archive": from,
         "bytes": verified.database_bytes,
         "source_database": m.database,
         "snapshot": m.created_at,
     });
-    Ok(Outcome::done(text, json))
+    Outcome::done(text, json)
 }
 
 pub struct LatestArgs<'a> {
@@ -287,19 +296,7 @@ pub fn restore_latest(
             progress,
         )
     })?;
-    let m = &verified.manifest;
-    let text = format!(
-        "restored database \"{}\" ({} bytes, \"{}\" as of {}, from {from})\n",
-        args.target, verified.database_bytes, m.database, m.created_at
-    );
-    let json = json!({
-        "database": args.target,
-        "archive": from,
-        "bytes": verified.database_bytes,
-        "source_database": m.database,
-        "snapshot": m.created_at,
-    });
-    Ok(Outcome::done(text, json))
+    Ok(restored(args.target, &from, &verified))
 }
 
 pub fn export(data_dir: &Path, database: &str, to: &Path, level: u32) -> anyhow::Result<Outcome> {
