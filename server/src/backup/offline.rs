@@ -426,22 +426,45 @@ pub fn restore_latest(
         Latest::Replayed(store, plan) => (store, plan),
     };
     let base = chain::in_collection(location, &plan.marker.base);
+    let shown = store.display("");
+    let verified = restore_recorded(
+        data_dir,
+        create,
+        target,
+        replace,
+        Path::new(&shown),
+        |catalog| {
+            install_prepared(catalog, target, replace, ".restore", |path| {
+                replay::rebuild_to(&store, &plan, &base, &opener, path, progress)
+            })
+        },
+    )?;
+    Ok((verified, shown))
+}
+
+/// A restore as `database` into the data directory of a stopped server, of what `restore`
+/// installs there, recorded in the backup history (from `shown`).
+fn restore_recorded(
+    data_dir: &Path,
+    create: DataDir,
+    database: &str,
+    replace: bool,
+    shown: &Path,
+    restore: impl FnOnce(&Catalog) -> Result<Verified, BackupError>,
+) -> Result<Verified, BackupError> {
     let (_lock, catalog, history) = open_stopped(data_dir, create)?;
-    if !replace && catalog.exists(target) {
+    if !replace && catalog.exists(database) {
         return Err(BackupError::CliTargetExists {
-            database: target.to_owned(),
+            database: database.to_owned(),
         });
     }
-    let shown = store.display("");
-    let id = history.start(target, "restore", Path::new(&shown), "cli")?;
-    let result = install_prepared(&catalog, target, replace, ".restore", |path| {
-        replay::rebuild_to(&store, &plan, &base, &opener, path, progress)
-    });
+    let id = history.start(database, "restore", shown, "cli")?;
+    let result = restore(&catalog);
     let _ = match &result {
         Ok(v) => history.finish(id, Status::Complete, Some(v.database_bytes), None),
         Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),
     };
-    result.map(|verified| (verified, shown))
+    result
 }
 
 /// What the CLI may do with the data directory it is given.
@@ -470,27 +493,16 @@ pub fn restore(
         Named::Object(..) => PathBuf::from(archive),
         Named::Local(path) => absolute(Path::new(path))?,
     };
-    let (_lock, catalog, history) = open_stopped(data_dir, create)?;
-    if !replace && catalog.exists(database) {
-        return Err(BackupError::CliTargetExists {
-            database: database.to_owned(),
-        });
-    }
-    let id = history.start(database, "restore", &shown, "cli")?;
     let opener = |at: &str| open_any(stores, at);
-    let result = open_any(stores, archive).and_then(|opened| {
+    restore_recorded(data_dir, create, database, replace, &shown, |catalog| {
+        let opened = open_any(stores, archive)?;
         if opened.manifest.kind != manifest::INCREMENTAL {
-            return restore_from(&catalog, opened, database, replace, progress);
+            return restore_from(catalog, opened, database, replace, progress);
         }
-        install_prepared(&catalog, database, replace, ".restore", |path| {
+        install_prepared(catalog, database, replace, ".restore", |path| {
             chain::rebuild(opened, archive, &opener, path, progress)
         })
-    });
-    let _ = match &result {
-        Ok(v) => history.finish(id, Status::Complete, Some(v.database_bytes), None),
-        Err(e) => history.finish(id, Status::Failed, None, Some(&e.to_string())),
-    };
-    result
+    })
 }
 
 /// Imports an export into the data directory of a stopped server as `database` (by default

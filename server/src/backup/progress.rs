@@ -36,6 +36,13 @@ struct Pause {
     reported: Option<bool>,
 }
 
+impl Pause {
+    /// Paused, and the worker waits.
+    fn waiting(&self) -> bool {
+        self.requested && self.parked
+    }
+}
+
 /// The longest a job with no deadline of its own stays paused: then it stops, rather than
 /// hold its snapshot (and the WAL behind it), its files and its database for ever.
 pub const MAX_PAUSE: Duration = Duration::from_secs(86_400);
@@ -94,17 +101,11 @@ impl Progress {
         self.pause_changed.notify_all();
     }
 
-    /// Whether the work is waiting, paused, at a check.
-    pub fn is_paused(&self) -> bool {
-        let state = self.pause_state();
-        state.requested && state.parked
-    }
-
     /// Calls `report` with whether the work waits paused now, unless that is what it was
     /// last called with: one place says it (the history), in the order it changed.
     pub fn report_pause(&self, report: impl FnOnce(bool)) {
         let mut state = self.pause_state();
-        let paused = state.requested && state.parked;
+        let paused = state.waiting();
         if state.reported != Some(paused) {
             state.reported = Some(paused);
             report(paused);
@@ -135,7 +136,7 @@ impl Progress {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        state.requested && state.parked
+        state.waiting()
     }
 
     /// How long the work has waited paused, in all.
@@ -174,32 +175,27 @@ impl Progress {
             return;
         }
         let since = Instant::now();
-        let give_up = since + MAX_PAUSE;
+        // Woken by resume or cancel; the deadline, or the longest pause, by the clock.
+        let (wake, limited) = match self.deadline.get() {
+            Some(&(deadline, _)) => (deadline, false),
+            None => (since + MAX_PAUSE, true),
+        };
         state.parked = true;
         self.pause_changed.notify_all();
-        let mut too_long = false;
         while state.requested && self.stopped().is_ok() {
-            // Woken by resume or cancel; the deadline is watched by the clock.
-            let until = match self.deadline.get() {
-                Some(&(deadline, _)) => deadline,
-                None => give_up,
-            };
             let now = Instant::now();
-            if self.deadline.get().is_none() && now >= give_up {
-                too_long = true;
+            if limited && now >= wake {
+                self.paused_too_long.store(true, Ordering::SeqCst);
                 break;
             }
             state = self
                 .pause_changed
-                .wait_timeout(state, until.saturating_duration_since(now))
+                .wait_timeout(state, wake.saturating_duration_since(now))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
         state.parked = false;
         state.parked_for += since.elapsed();
-        if too_long {
-            self.paused_too_long.store(true, Ordering::SeqCst);
-        }
     }
 
     /// As [`Progress::check`], without waiting when paused: why the work must stop, if it
@@ -281,11 +277,11 @@ mod tests {
     #[test]
     fn a_paused_check_waits_until_resumed() {
         let (progress, worker) = paused_worker();
-        assert!(progress.is_paused());
+        assert!(progress.pause_state().waiting());
         assert!(!worker.is_finished(), "parked until resumed");
         progress.resume();
         assert!(worker.join().unwrap().is_ok());
-        assert!(!progress.is_paused());
+        assert!(!progress.pause_state().waiting());
         assert!(progress.paused_for() > Duration::ZERO);
         // Once resumed, checks pass at once.
         assert!(progress.check().is_ok());
@@ -314,7 +310,7 @@ mod tests {
         let progress = Progress::default();
         progress.pause();
         assert!(!progress.wait_paused(Duration::from_millis(10)));
-        assert!(!progress.is_paused());
+        assert!(!progress.pause_state().waiting());
         // Work that has ended answers at once.
         progress.end();
         let asked = Instant::now();

@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
 
 use super::error::BackupError;
+use crate::export::writer::quote;
 
 /// Which tables a backup keeps (`WITH (tables = […])` or `WITH (exclude_tables = […])`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,19 +18,13 @@ pub enum TableFilter {
 }
 
 /// What a table-level archive holds, as its manifest lists it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     /// The tables kept, with their indexes and triggers.
     pub tables: Vec<String>,
     /// Views and triggers left out because they use a table left out (`view v`,
     /// `trigger t`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
-}
-
-/// An identifier quoted for SQL.
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn sqlite(action: &'static str, path: &Path) -> impl Fn(rusqlite::Error) -> BackupError {
@@ -213,7 +207,7 @@ pub fn keep_only(
     conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA secure_delete = ON; BEGIN")
         .map_err(&err)?;
     for (table, _) in all.iter().filter(|(t, _)| !is_kept(t)) {
-        conn.execute_batch(&format!("DROP TABLE {}", quoted(table)))
+        conn.execute_batch(&format!("DROP TABLE {}", quote(table)))
             .map_err(&err)?;
     }
     for own in ["sqlite_sequence", "sqlite_stat1", "sqlite_stat4"] {
@@ -263,8 +257,8 @@ pub fn keep_only(
         conn.execute_batch("SAVEPOINT probe").map_err(&err)?;
         let renamed = conn.execute_batch(&format!(
             "CREATE TABLE {a}(x); ALTER TABLE {a} RENAME TO {b}",
-            a = quoted(&probe),
-            b = quoted(&format!("{probe} renamed"))
+            a = quote(&probe),
+            b = quote(&format!("{probe} renamed"))
         ));
         conn.execute_batch("ROLLBACK TO probe; RELEASE probe")
             .map_err(&err)?;
@@ -275,7 +269,7 @@ pub fn keep_only(
         let Some((kind, name)) = broken_object(&conn, &e.to_string()).map_err(&err)? else {
             return Err(err(e));
         };
-        conn.execute_batch(&format!("DROP {kind} {}", quoted(&name)))
+        conn.execute_batch(&format!("DROP {kind} {}", quote(&name)))
             .map_err(&err)?;
         left_out.push(format!("{kind} {name}"));
     }
@@ -308,31 +302,6 @@ pub fn refuse_present(conn: &Connection, tables: &[String], into: &str) -> Resul
         }),
         None => Ok(()),
     }
-}
-
-/// The column a table's rowid is copied through, when it is not one of its own columns
-/// already (an INTEGER PRIMARY KEY) and it has one (not WITHOUT ROWID): an FTS5 index's
-/// rowid is its documents' ids, and other tables' may be referred to.
-fn rowid_column(conn: &Connection, table: &str) -> rusqlite::Result<Option<&'static str>> {
-    let (without_rowid, virtual_table): (bool, bool) = conn.query_row(
-        "SELECT wr, type = 'virtual' FROM pragma_table_list WHERE schema = 'archived' AND name = ?1",
-        [table],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    if without_rowid {
-        return Ok(None);
-    }
-    let mut list = conn.prepare("SELECT name, type, pk FROM pragma_table_info(?1, 'archived')")?;
-    let columns: Vec<(String, String, i64)> = list
-        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let keys: Vec<&(String, String, i64)> = columns.iter().filter(|c| c.2 > 0).collect();
-    if !virtual_table && keys.len() == 1 && keys[0].1.eq_ignore_ascii_case("integer") {
-        return Ok(None);
-    }
-    Ok(["rowid", "oid", "_rowid_"]
-        .into_iter()
-        .find(|alias| !columns.iter().any(|c| c.0.eq_ignore_ascii_case(alias))))
 }
 
 /// Copies `tables` (all it holds when empty) from the database attached as `archived` on
@@ -434,23 +403,15 @@ pub fn copy_into(
             for (_, _, create) in objects.iter().filter(|o| o.0 == "table") {
                 target.execute_batch(create)?;
             }
-            // Stored columns only: generated ones are computed again.
-            let mut columns: Vec<String> = {
-                let mut list = target.prepare(
-                    "SELECT name FROM pragma_table_xinfo(?1, 'archived') WHERE hidden = 0",
-                )?;
-                let rows = list.query_map([table], |r| r.get::<_, String>(0))?;
-                rows.map(|c| c.map(|c| quoted(&c)))
-                    .collect::<rusqlite::Result<_>>()?
-            };
-            if let Some(rowid) = rowid_column(target, table)? {
-                columns.insert(0, rowid.to_owned());
-            }
+            // Rowids too: an FTS5 index's are its documents' ids, and others' may be
+            // referred to.
+            let (rowid, stored) = crate::export::writer::stored_columns(target, "archived", table)?;
+            let columns: Vec<String> = rowid.iter().chain(&stored).map(|c| quote(c)).collect();
             let columns = columns.join(", ");
             let rows = target.execute(
                 &format!(
                     "INSERT INTO main.{t} ({columns}) SELECT {columns} FROM archived.{t}",
-                    t = quoted(table)
+                    t = quote(table)
                 ),
                 [],
             )?;

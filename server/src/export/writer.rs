@@ -300,28 +300,33 @@ fn plan(
     Ok((header, own, others))
 }
 
-fn table_plan(db: &Connection, name: String, sql: Option<String>) -> rusqlite::Result<TablePlan> {
+/// What a copy of table `name` of `schema` writes, unquoted: its rowid under a name no
+/// column takes (none when a lone INTEGER PRIMARY KEY is the rowid under another name, or
+/// the table is WITHOUT ROWID), and its stored columns (generated and hidden ones cannot be
+/// inserted: they come back by themselves). An export and a table restore copy the same.
+pub fn stored_columns(
+    db: &Connection,
+    schema: &str,
+    name: &str,
+) -> rusqlite::Result<(Option<String>, Vec<String>)> {
     let without_rowid: bool = db.query_row(
-        "SELECT wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
-        [&name],
+        "SELECT wr FROM pragma_table_list WHERE schema = ?1 AND name = ?2",
+        [schema, name],
         |r| r.get(0),
     )?;
-    let mut info = db.prepare(
-        "SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid",
-    )?;
+    let mut info =
+        db.prepare("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1, ?2) ORDER BY cid")?;
     let all: Vec<(String, String, i64, i64)> = info
-        .query_map([&name], |r| {
+        .query_map([name, schema], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    // Generated and hidden columns cannot be inserted: they come back by themselves.
     let columns: Vec<String> = all
         .iter()
         .filter(|c| c.3 == 0)
         .map(|c| c.0.clone())
         .collect();
     let keys: Vec<&(String, String, i64, i64)> = all.iter().filter(|c| c.2 > 0).collect();
-    // A lone INTEGER PRIMARY KEY is the rowid under another name: writing it once is enough.
     let aliased = matches!(keys.as_slice(), [key] if key.1.eq_ignore_ascii_case("INTEGER"));
     let rowid = if without_rowid || aliased {
         None
@@ -331,6 +336,11 @@ fn table_plan(db: &Connection, name: String, sql: Option<String>) -> rusqlite::R
             .find(|alias| !all.iter().any(|c| c.0.eq_ignore_ascii_case(alias)))
             .map(str::to_owned)
     };
+    Ok((rowid, columns))
+}
+
+fn table_plan(db: &Connection, name: String, sql: Option<String>) -> rusqlite::Result<TablePlan> {
+    let (rowid, columns) = stored_columns(db, "main", &name)?;
     let selected: Vec<String> = rowid.iter().chain(&columns).map(|c| quote(c)).collect();
     let select = if selected.is_empty() {
         None

@@ -384,15 +384,14 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
                 )),
             })
         }
-        [first, second, ..] => not_yet(first, second).map(Err),
+        [first, _, ..] => unknown_backup_statement(first).map(Err),
         _ => None,
     }
 }
 
-/// The seeds' spellings Cairn does not take yet, and any other BACKUP or RESTORE (no SQLite
-/// statement starts with either): refused saying what there is instead, rather than passed
-/// on to SQLite as a syntax error near the first word.
-fn not_yet(first: &Token, _second: &Token) -> Option<String> {
+/// Any other BACKUP or RESTORE (no SQLite statement starts with either): refused with the
+/// forms there are, rather than passed on to SQLite as a syntax error near the first word.
+fn unknown_backup_statement(first: &Token) -> Option<String> {
     if first.is_keyword("backup") {
         return Some(format!(
             "syntax: {}, or {BACKUP_TABLE_SYNTAX}, or BACKUP ABORT",
@@ -597,18 +596,13 @@ fn import(tokens: &[Spanned<'_>], rest: &[&Token<'_>]) -> Result<Import, String>
     })
 }
 
-fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
-    let (name, rest) = match rest {
-        [name, from, rest @ ..] if from.is_keyword("from") => (name, rest),
-        _ => return Err(format!("syntax: {syntax}")),
-    };
-    let database = name.identifier().ok_or_else(|| {
-        format!(
-            "expected a database name, found {}; syntax: {syntax}",
-            describe(name)
-        )
-    })?;
-    let (from, rest) = match rest {
+/// What a RESTORE reads, after its FROM: `'file'`, or `LATEST IN 'location' [AS OF SYSTEM
+/// TIME 'instant']`; and the tokens after it.
+fn restore_source<'t, 'a>(
+    rest: &'t [&'t Token<'a>],
+    syntax: &str,
+) -> Result<(RestoreFrom, &'t [&'t Token<'a>]), String> {
+    Ok(match rest {
         [Token::Str(path), rest @ ..] => (RestoreFrom::File(path.clone()), rest),
         [latest, in_, Token::Str(location), rest @ ..]
             if latest.is_keyword("latest") && in_.is_keyword("in") =>
@@ -633,7 +627,21 @@ fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
             )
         }
         _ => return Err(format!("syntax: {syntax}")),
+    })
+}
+
+fn restore(rest: &[&Token<'_>], syntax: &str) -> Result<Restore, String> {
+    let (name, rest) = match rest {
+        [name, from, rest @ ..] if from.is_keyword("from") => (name, rest),
+        _ => return Err(format!("syntax: {syntax}")),
     };
+    let database = name.identifier().ok_or_else(|| {
+        format!(
+            "expected a database name, found {}; syntax: {syntax}",
+            describe(name)
+        )
+    })?;
+    let (from, rest) = restore_source(rest, syntax)?;
     let mut options = with_options(rest, syntax)?;
     let replace = take_flag(&mut options, "replace")?;
     let new_name = match options.iter().position(|(name, _)| name == "new_db_name") {
@@ -743,22 +751,21 @@ fn backup_table(tokens: &[Spanned<'_>]) -> Result<Backup, String> {
 /// CockroachDB's `RESTORE TABLE [db.]t, … FROM … [WITH (into_db = 'x')]`.
 fn restore_table(rest: &[&Token<'_>]) -> Result<Restore, String> {
     let (database, names, after) = table_list(rest, "from", RESTORE_TABLE_SYNTAX)?;
-    // The archive part is RESTORE DATABASE's.
-    let from = Token::Word("from");
-    let placeholder = Token::Word("placeholder");
-    let mut again: Vec<&Token<'_>> = vec![&placeholder, &from];
     let (into_db, after) = take_into_db(after)?;
-    again.extend_from_slice(after);
-    let mut restore = restore(&again, RESTORE_TABLE_SYNTAX)?;
-    if restore.replace || restore.new_name.is_some() {
+    let (from, after) = restore_source(after, RESTORE_TABLE_SYNTAX)?;
+    if let [extra, ..] = after {
         return Err(format!(
-            "a table restore adds tables to a database (into_db names it); syntax: {RESTORE_TABLE_SYNTAX}"
+            "unexpected {}; syntax: {RESTORE_TABLE_SYNTAX}",
+            describe(extra)
         ));
     }
-    restore.database = database.unwrap_or_default();
-    restore.new_name = into_db;
-    restore.tables = Some(names);
-    Ok(restore)
+    Ok(Restore {
+        database: database.unwrap_or_default(),
+        from,
+        replace: false,
+        new_name: into_db,
+        tables: Some(names),
+    })
 }
 
 /// Removes `into_db = 'x'` from a `WITH (…)` at the end of `rest`.
