@@ -23,6 +23,7 @@ mod metrics;
 mod plugins;
 mod protocol;
 mod psql;
+mod query_path;
 mod service;
 mod tables;
 mod unattended;

@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use super::ActivitySlot;
+use super::corked::{self, Corked};
 use super::limits::{LimitError, LimitedStream, Limits};
 use super::startup::fatal;
 use crate::sqlstate;
@@ -27,7 +28,7 @@ use crate::sqlstate;
 /// PostgreSQL's authentication_timeout: a client has this long to log in.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Socket<S> = Framed<LimitedStream<TcpStream>, PgWireMessageServerCodec<S>>;
+type Socket<S> = Framed<Corked<LimitedStream<TcpStream>>, PgWireMessageServerCodec<S>>;
 
 /// Serves one accepted socket until the client leaves or the connection fails.
 pub async fn serve<H: PgWireServerHandlers>(
@@ -44,7 +45,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     // may wait up to the startup timeout.
     let waiting = Waiting::enter(&logging_in);
     let too_many = waiting.count > limits.logging_in;
-    let stream = LimitedStream::new(tcp, limits, Arc::clone(&logged_in));
+    let stream = Corked::new(LimitedStream::new(tcp, limits, Arc::clone(&logged_in)));
     let mut socket: Socket<_> = Framed::new(
         stream,
         PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
@@ -80,6 +81,9 @@ pub async fn serve<H: PgWireServerHandlers>(
     }
     socket.set_state(PgWireConnectionState::AwaitingStartup);
     let mut waiting = Some(waiting);
+    // Answers go out when the client has sent everything it wants answered: one write for
+    // a pipeline (Bind, Execute, Sync) rather than one per message.
+    socket.get_mut().cork();
 
     let startup_handler = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -88,6 +92,17 @@ pub async fn serve<H: PgWireServerHandlers>(
     let cancel = handlers.cancel_handler();
     let error_handler = handlers.error_handler();
     loop {
+        if !corked::holds_whole_message(socket.read_buffer()) {
+            // pg_terminate_backend also ends a connection whose client stopped reading.
+            let terminated = activity.get().map(|a| a.terminated.clone());
+            socket.get_mut().uncork();
+            let flushed = unless_terminated(&terminated, socket.flush()).await;
+            socket.get_mut().cork();
+            match flushed {
+                Some(flushed) => flushed?,
+                None => return refuse(&mut socket, terminated_by_admin()).await,
+            }
+        }
         let logging_in = matches!(
             socket.state(),
             PgWireConnectionState::AwaitingStartup
@@ -119,8 +134,7 @@ pub async fn serve<H: PgWireServerHandlers>(
             };
             tokio::select! {
                 () = activity.terminated.cancelled() => {
-                    let ended = fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command".into());
-                    return refuse(&mut socket, ended).await;
+                    return refuse(&mut socket, terminated_by_admin()).await;
                 }
                 () = idle => {
                     tracing::info!(session = activity.id, user = %activity.user, "idle in transaction too long: connection ended, transaction rolled back");
@@ -172,21 +186,8 @@ pub async fn serve<H: PgWireServerHandlers>(
         .catch_unwind();
         // pg_terminate_backend also ends a connection whose client stopped reading while a
         // result was being written to it.
-        let dispatched = tokio::select! {
-            dispatched = dispatch => Some(dispatched),
-            () = async {
-                match &terminated {
-                    Some(token) => token.cancelled().await,
-                    None => std::future::pending().await,
-                }
-            } => None,
-        };
-        let Some(dispatched) = dispatched else {
-            let ended = fatal(
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection due to administrator command".into(),
-            );
-            return refuse(&mut socket, ended).await;
+        let Some(dispatched) = unless_terminated(&terminated, dispatch).await else {
+            return refuse(&mut socket, terminated_by_admin()).await;
         };
         // A handler that panicked on what the client sent ends only this connection, with
         // words the client can read.
@@ -214,6 +215,29 @@ pub async fn serve<H: PgWireServerHandlers>(
     }
 }
 
+/// `work`'s outcome, or `None` if the session was terminated (pg_terminate_backend) first.
+async fn unless_terminated<T>(
+    terminated: &Option<tokio_util::sync::CancellationToken>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        () = async {
+            match terminated {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        } => None,
+    }
+}
+
+fn terminated_by_admin() -> PgWireError {
+    fatal(
+        sqlstate::ADMIN_SHUTDOWN,
+        "terminating connection due to administrator command".into(),
+    )
+}
+
 /// The next message, with decoding failures (including a decoder's panic) as errors.
 async fn next_message<S>(
     socket: &mut Socket<S>,
@@ -221,7 +245,7 @@ async fn next_message<S>(
     match std::panic::AssertUnwindSafe(socket.next()).catch_unwind().await {
         Ok(Some(Ok(message))) => {
             let unread = socket.read_buffer().len();
-            match socket.get_mut().check_consumed(unread) {
+            match socket.get_mut().get_mut().check_consumed(unread) {
                 Ok(()) => Ok(Some(message)),
                 Err(e) => Err(fatal(e.sqlstate(), e.to_string())),
             }
@@ -290,6 +314,7 @@ async fn refuse<S>(socket: &mut Socket<S>, error: PgWireError) -> std::io::Resul
         return Ok(());
     }
     tracing::info!(peer = %socket.socket_addr(), error = %error, "connection refused");
+    socket.get_mut().uncork();
     let info: ErrorInfo = error.into();
     // A client that does not read cannot keep the connection: the goodbye is bounded.
     let _ = tokio::time::timeout(GOODBYE_PATIENCE, async {

@@ -3,6 +3,7 @@
 //! [`Session`](crate::session::Session) once it has logged in.
 
 mod connection;
+mod corked;
 mod encode;
 pub mod limits;
 mod query;
@@ -11,6 +12,7 @@ mod stream;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use pgwire::api::PgWireServerHandlers;
 use pgwire::api::auth::sasl::scram::ScramAuth;
@@ -23,8 +25,8 @@ use crate::backup::Backups;
 use crate::catalog::Catalog;
 use crate::credentials::UserDirectory;
 use crate::plugin::Plugins;
-use crate::session::Session;
 use crate::session::registry::{Activity, Interruption, Registry};
+use crate::session::{Brief, Session};
 use crate::sql::settings::Timeouts;
 use crate::sqlstate::{self, SqlError};
 
@@ -107,6 +109,36 @@ impl Shared {
         })
     }
 
+    /// Runs a statement briefly on the connection's own task (see
+    /// [`Session::execute_prepared_briefly`]): no thread, no watcher, since it ends within
+    /// [`BRIEF_RUN`] (or the statement timeout, if shorter) or is given up. `None` when the
+    /// session is busy (a suspended result's thread still holds it) or the server is
+    /// shutting down: the caller then starts the statement the usual way.
+    fn run_briefly(
+        &self,
+        slots: &Slots,
+        work: impl FnOnce(&mut Session, CancellationToken, Duration) -> Brief,
+    ) -> Option<Brief> {
+        if self.stopping.is_cancelled() {
+            return None;
+        }
+        if let Some(suspended) = slots.take_open_result() {
+            suspended.close();
+        }
+        let mut guard = slots.session.try_lock().ok()?;
+        let session = guard.as_mut()?;
+        let stop = CancellationToken::new();
+        let mut within = BRIEF_RUN;
+        if let Some(activity) = slots.activity.get() {
+            activity.set_statement(stop.clone());
+            within = activity
+                .timeouts()
+                .statement
+                .map_or(within, |t| t.min(within));
+        }
+        Some(work(session, stop, within))
+    }
+
     /// Starts session work on a blocking thread and returns at once. Until the work ends,
     /// the statement timeout interrupts it, and so does the client going away. A result
     /// still suspended in a portal is closed first: its thread holds the session.
@@ -160,6 +192,11 @@ impl Shared {
         }))
     }
 }
+
+/// How long a read-only query may run on the connection's own task before it is given up
+/// and run on a thread of its own: a point select takes a few microseconds; this bounds what
+/// one connection can delay the others that share the task's worker thread.
+const BRIEF_RUN: Duration = Duration::from_micros(500);
 
 /// While a statement runs: interrupts it at its timeout, or when its client has gone.
 async fn watch_statement(

@@ -27,7 +27,7 @@ use pgwire::messages::simplequery::Query;
 use super::encode::{self, error_response, pg_type};
 use super::stream::{self, Pipe, Reply};
 use super::{Shared, Slots};
-use crate::session::{Executed, Prepared, TransactionChange};
+use crate::session::{Brief, Executed, Prepared, TransactionChange};
 use crate::sqlstate::SqlError;
 
 /// A statement parsed by the extended protocol, with the parameter types it is bound with.
@@ -426,23 +426,42 @@ impl ExtendedQueryHandler for QueryHandler {
         let params = encode::parameters(portal, &statement.param_types)?;
         let prepared = statement.prepared.clone();
         let pipe_format = portal.result_column_format.clone();
-        let (tx, mut rx) = stream::channel();
-        let runtime = tokio::runtime::Handle::current();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        // The thread goes on stepping rows after this returns: pgwire reads them from the
-        // portal at each Execute, and shutdown's tracker waits for it.
-        self.shared
-            .start(&self.slots, move |session, stop| {
-                let _ = stop_tx.send(stop.clone());
-                let mut pipe = Pipe::new(tx, runtime, stop, pipe_format);
-                session.execute_prepared_into(&prepared, &params, &mut pipe);
-                Ok(())
-            })
-            .map_err(error_response)?;
+        // A read-only query is tried on this task first; one that takes longer, or whose
+        // result does not fit the channel, runs on a thread of its own.
+        let (tx, rx) = stream::channel();
+        let brief = self
+            .shared
+            .run_briefly(&self.slots, |session, stop, within| {
+                let mut pipe = Pipe::holding(tx, stop, pipe_format.clone());
+                session.execute_prepared_briefly(&prepared, &params, &mut pipe, within)
+            });
+        let (mut rx, stop_rx) = if brief == Some(Brief::Done) {
+            (rx, None)
+        } else {
+            drop(rx);
+            let (tx, rx) = stream::channel();
+            let runtime = tokio::runtime::Handle::current();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+            // The thread goes on stepping rows after this returns: pgwire reads them from the
+            // portal at each Execute, and shutdown's tracker waits for it.
+            self.shared
+                .start(&self.slots, move |session, stop| {
+                    let _ = stop_tx.send(stop.clone());
+                    let mut pipe = Pipe::new(tx, runtime, stop, pipe_format);
+                    session.execute_prepared_into(&prepared, &params, &mut pipe);
+                    Ok(())
+                })
+                .map_err(error_response)?;
+            (rx, Some(stop_rx))
+        };
         match rx.recv().await {
             Some(Reply::Columns { command, fields }) => {
                 let rows: stream::PortalEnd = Arc::new(tokio::sync::Mutex::new(Some(rx)));
-                if let Ok(stop) = stop_rx.await {
+                // A brief run's rows are all in the channel already: no thread holds the
+                // session for them.
+                if let Some(stop_rx) = stop_rx
+                    && let Ok(stop) = stop_rx.await
+                {
                     self.slots.set_open_result(stream::OpenResult {
                         stop,
                         rows: Arc::clone(&rows),

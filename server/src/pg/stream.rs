@@ -66,7 +66,9 @@ impl OpenResult {
 /// The session's end: an [`Output`] that encodes and sends.
 pub(super) struct Pipe {
     tx: mpsc::Sender<Reply>,
-    runtime: tokio::runtime::Handle,
+    /// Where the session's thread waits for room in the channel; `None` for a brief run on
+    /// the connection's own task, which never waits: a full channel stops the result.
+    runtime: Option<tokio::runtime::Handle>,
     /// Stops the delivery: a cancel, the timeout, termination, or the next statement while
     /// this result is suspended in a portal.
     stop: CancellationToken,
@@ -89,6 +91,24 @@ impl Pipe {
         stop: CancellationToken,
         format: Format,
     ) -> Pipe {
+        Pipe::with(tx, Some(runtime), stop, format)
+    }
+
+    /// A pipe for a brief run: what does not fit the channel stops the result.
+    pub(super) fn holding(
+        tx: mpsc::Sender<Reply>,
+        stop: CancellationToken,
+        format: Format,
+    ) -> Pipe {
+        Pipe::with(tx, None, stop, format)
+    }
+
+    fn with(
+        tx: mpsc::Sender<Reply>,
+        runtime: Option<tokio::runtime::Handle>,
+        stop: CancellationToken,
+        format: Format,
+    ) -> Pipe {
         Pipe {
             tx,
             runtime,
@@ -106,7 +126,7 @@ impl Pipe {
     fn send(&mut self, reply: Reply) -> Result<(), Stopped> {
         // A statement's outcome goes out whenever there is room, even once it was stopped
         // (a canceled statement's error is what its client reads next).
-        let reply = if matches!(reply, Reply::Finished(_)) {
+        let reply = if matches!(reply, Reply::Finished(_)) || self.runtime.is_none() {
             match self.tx.try_send(reply) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stopped),
@@ -118,11 +138,15 @@ impl Pipe {
         if self.stopped {
             return Err(Stopped);
         }
+        let Some(runtime) = &self.runtime else {
+            self.stopped = true;
+            return Err(Stopped);
+        };
         let tx = self.tx.clone();
         let stop = self.stop.clone();
         // The session's thread is a blocking one: it waits here while the socket is slow,
         // until the statement is stopped.
-        let sent = self.runtime.block_on(async move {
+        let sent = runtime.block_on(async move {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => Err(Stopped),

@@ -13,6 +13,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode};
 
 mod backup;
+mod brief;
 mod functions;
 pub mod outcomes;
 pub mod output;
@@ -28,6 +29,7 @@ use crate::sql::server_statement::{self, Literal, ServerStatement};
 use crate::sql::settings::{self, Setting, Timeouts};
 use crate::sql::types::{self, SqlType};
 use crate::sqlstate::{self, SqlError};
+pub use brief::Brief;
 use output::{Collect, Output, Stopped};
 use registry::{Activity, Interruption, Registry, Seat};
 use std::time::{Duration, SystemTime};
@@ -107,6 +109,8 @@ pub struct Prepared {
     pub param_types: Vec<Option<SqlType>>,
     /// `Some` if the statement returns rows.
     pub columns: Option<Vec<Column>>,
+    /// Whether it may be run briefly (see [`Session::execute_prepared_briefly`]).
+    brief: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +135,8 @@ pub struct Session {
     configured: Timeouts,
     /// The session's place among the server's sessions (none in unit tests).
     seat: Option<(Arc<Registry>, Seat)>,
+    /// The deadline of a brief run, looked at while SQLite steps.
+    deadline: Arc<brief::Deadline>,
     _lease: Lease,
 }
 
@@ -156,10 +162,15 @@ impl Session {
         let history = role
             .may_back_up()
             .then(|| (crate::backup::history::SCHEMA, backups.history().path()));
-        let (conn, lease) = catalog.connect_attaching(database, access, history)?;
+        let (mut conn, lease) = catalog.connect_attaching(database, access, history)?;
         // Statements are kept prepared by their text, for both protocols: a client's
         // working set of statements is rarely larger.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let deadline =
+            brief::Deadline::install(&mut conn).map_err(|source| CatalogError::Sqlite {
+                path: catalog.path_of(database),
+                source,
+            })?;
         Ok(Session {
             user: user.to_owned(),
             role,
@@ -171,6 +182,7 @@ impl Session {
             failed_transaction: false,
             configured: Timeouts::default(),
             seat: None,
+            deadline,
             _lease: lease,
         })
     }
@@ -349,6 +361,7 @@ impl Session {
                 kind: PreparedKind::Sqlite,
                 param_types: Vec::new(),
                 columns: None,
+                brief: false,
             });
         };
         match server_statement::parse(&statement.tokens) {
@@ -357,6 +370,7 @@ impl Session {
                 columns: self.server_columns(&server),
                 kind: PreparedKind::Server(server),
                 param_types: Vec::new(),
+                brief: false,
             }),
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
@@ -391,11 +405,13 @@ impl Session {
                     let peeked: Vec<Vec<Value>> = peeked.into_iter().collect();
                     Some(resolve_columns(declared, &peeked))
                 };
+                let brief = brief::may_run_briefly(&statement.tokens, stmt.readonly());
                 Ok(Prepared {
                     sql: statement.text.to_owned(),
                     kind: PreparedKind::Sqlite,
                     param_types,
                     columns,
+                    brief,
                 })
             }
         }
@@ -956,6 +972,7 @@ impl Session {
             let why = self.activity().and_then(|a| a.take_interruption());
             return match why {
                 Some(why) => interruption_error(why),
+                None if self.deadline.passed() => brief::out_of_time(),
                 None => SqlError::new(
                     sqlstate::QUERY_CANCELED,
                     "canceling statement due to user request".into(),
@@ -1113,9 +1130,13 @@ fn sessions_rows(registry: &Registry) -> Vec<Vec<Value>> {
         .collect()
 }
 
-/// Runs a plugin operation to completion from a statement's blocking thread.
+/// Runs a plugin operation to completion from a statement's blocking thread (or, should one
+/// be reached from a brief run, from the connection's task, whose worker then steps aside).
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(future))
+        }
         Ok(handle) => handle.block_on(future),
         // Only unit tests run sessions outside the server's runtime.
         Err(_) => futures::executor::block_on(future),
@@ -1619,6 +1640,80 @@ mod tests {
         );
         let err = s.execute_prepared(&select, &[]).unwrap_err();
         assert_eq!(err.code, sqlstate::PROTOCOL_VIOLATION);
+    }
+
+    /// A point select runs briefly; a query that outlasts its brief deadline, or whose
+    /// rows do not fit its output, is given up without a trace: no outcome reached the
+    /// output, the open transaction is not marked failed, and the same statement then runs
+    /// in full with every row (issue 22).
+    #[test]
+    fn a_brief_run_finishes_a_point_select_and_gives_up_a_long_query_without_a_trace() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) INSERT INTO t SELECT x, hex(randomblob(8)) FROM c",
+        ));
+        let point = s.prepare("SELECT v FROM t WHERE id = $1").unwrap();
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(
+            &point,
+            &[Value::Integer(7)],
+            &mut out,
+            Duration::from_secs(5),
+        );
+        assert_eq!(ran, Brief::Done);
+        assert_eq!(out.results.pop().unwrap().unwrap().rows.len(), 1);
+
+        ok(s.execute_query("BEGIN"));
+        let long = s
+            .prepare("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $1) SELECT max(x) FROM c")
+            .unwrap();
+        let mut out = Collect::default();
+        let forever = [Value::Integer(i64::MAX)];
+        let ran = s.execute_prepared_briefly(&long, &forever, &mut out, Duration::from_millis(1));
+        assert_eq!(ran, Brief::TooLong);
+        assert!(out.results.is_empty(), "{:?}", out.results);
+        assert!(!s.failed_transaction);
+        // An output that stops taking rows is one the rows do not fit.
+        let all = s.prepare("SELECT id FROM t").unwrap();
+        let mut full = Refusing(3);
+        let ran = s.execute_prepared_briefly(&all, &[], &mut full, Duration::from_secs(5));
+        assert_eq!(ran, Brief::TooLong);
+        assert!(!s.failed_transaction);
+        let rows = s.execute_prepared(&all, &[]).unwrap().rows;
+        assert_eq!(rows.len(), 20_000);
+        ok(s.execute_query("COMMIT"));
+
+        // Statements that write or manage transactions, and pragmas, are never run briefly.
+        for sql in [
+            "INSERT INTO t(v) VALUES ('x')",
+            "BEGIN",
+            "PRAGMA table_info(t)",
+        ] {
+            let prepared = s.prepare(sql).unwrap();
+            let mut out = Collect::default();
+            let ran = s.execute_prepared_briefly(&prepared, &[], &mut out, Duration::from_secs(5));
+            assert_eq!(ran, Brief::TooLong, "{sql}");
+            assert!(out.results.is_empty(), "{sql}");
+        }
+        assert_eq!(s.execute_query("SELECT count(*) FROM t").len(), 1);
+    }
+
+    /// An output that takes a few rows, then stops.
+    struct Refusing(usize);
+
+    impl Output for Refusing {
+        fn columns(&mut self, _: &str, _: &[Column]) -> Result<(), Stopped> {
+            Ok(())
+        }
+
+        fn row(&mut self, _: Vec<Value>) -> Result<(), Stopped> {
+            self.0 = self.0.checked_sub(1).ok_or(Stopped)?;
+            Ok(())
+        }
+
+        fn finished(&mut self, _: Result<Executed, SqlError>) -> Result<(), Stopped> {
+            panic!("a given-up brief run reported an outcome")
+        }
     }
 
     /// Every Parse and Execute prepared its statement again on the SQLite side (issue 22):

@@ -1,0 +1,209 @@
+//! Brief runs: a read-only query run on the caller's own thread (the connection's task) under
+//! a short deadline, so that a point select costs no hand-off to a statement thread and back.
+//! A query that would take longer, or whose result would not fit what its output holds, is
+//! given up before anything it produced was used, and the caller runs it again the usual way.
+//! Only queries that SQLite says write nothing, and that call none of the functions that act
+//! or wait, are run briefly, so that giving one up and running it again changes nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::types::Value;
+
+use super::output::{Output, Stopped};
+use super::{Column, Executed, Prepared, Session, outcomes, stopped};
+use crate::sql::lexer::{Spanned, Token};
+use crate::sqlstate::{self, SqlError};
+
+/// How many SQLite virtual machine steps pass between two looks at the deadline.
+const STEPS_BETWEEN_LOOKS: i32 = 1000;
+
+/// What a brief run came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Brief {
+    /// The statement ran; its outcome went to the output.
+    Done,
+    /// Not run, or given up: nothing of it went to the output as a finished result, and
+    /// the caller runs it the usual way.
+    TooLong,
+}
+
+/// The deadline of the brief run in progress, looked at by SQLite's progress handler.
+#[derive(Debug)]
+pub(super) struct Deadline {
+    origin: Instant,
+    /// Nanoseconds after `origin`; zero when no brief run is in progress.
+    at: AtomicU64,
+    passed: AtomicBool,
+}
+
+impl Deadline {
+    /// A deadline installed as the progress handler of `conn`.
+    pub(super) fn install(conn: &mut rusqlite::Connection) -> rusqlite::Result<Arc<Deadline>> {
+        let deadline = Arc::new(Deadline {
+            origin: Instant::now(),
+            at: AtomicU64::new(0),
+            passed: AtomicBool::new(false),
+        });
+        let looked_at = Arc::clone(&deadline);
+        conn.progress_handler(STEPS_BETWEEN_LOOKS, Some(move || looked_at.has_passed()))?;
+        Ok(deadline)
+    }
+
+    fn arm(&self, within: Duration) {
+        let at = self
+            .nanos_now()
+            .saturating_add(within.as_nanos() as u64)
+            .max(1);
+        self.passed.store(false, Ordering::Relaxed);
+        self.at.store(at, Ordering::Relaxed);
+    }
+
+    fn disarm(&self) {
+        self.at.store(0, Ordering::Relaxed);
+        self.passed.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the brief run in progress has run out of time (which stops its statement).
+    fn has_passed(&self) -> bool {
+        let at = self.at.load(Ordering::Relaxed);
+        if at == 0 || self.nanos_now() < at {
+            return false;
+        }
+        self.passed.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether the brief run in progress was stopped by its deadline.
+    pub(super) fn passed(&self) -> bool {
+        self.passed.load(Ordering::Relaxed)
+    }
+
+    fn nanos_now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The error a statement stopped by its brief deadline ends with (never seen by a client).
+pub(super) fn out_of_time() -> SqlError {
+    SqlError::new(
+        sqlstate::QUERY_CANCELED,
+        "the statement did not finish within its brief run".into(),
+    )
+}
+
+/// The functions a brief run must not call: running one of the first two twice would act
+/// twice, and `archives()` lists a destination, which may wait on the network (a statement
+/// that names a table of one of these names merely runs the usual way).
+const NOT_RUN_BRIEFLY: [&str; 3] = ["pg_cancel_backend", "pg_terminate_backend", "archives"];
+
+/// Whether a prepared statement may be run briefly: a query (SELECT, WITH, VALUES) that
+/// SQLite says is read-only and that names none of the functions of [`NOT_RUN_BRIEFLY`].
+pub(super) fn may_run_briefly(tokens: &[Spanned<'_>], readonly: bool) -> bool {
+    let starts_as_query = tokens.iter().find_map(|t| match t.token {
+        Token::Word(w) => Some(
+            w.eq_ignore_ascii_case("SELECT")
+                || w.eq_ignore_ascii_case("WITH")
+                || w.eq_ignore_ascii_case("VALUES"),
+        ),
+        _ => None,
+    });
+    readonly
+        && starts_as_query == Some(true)
+        && !tokens.iter().any(|t| match t.token {
+            Token::Word(w) => NOT_RUN_BRIEFLY.iter().any(|f| w.eq_ignore_ascii_case(f)),
+            _ => false,
+        })
+}
+
+/// An output that notes whether it stopped taking rows.
+struct Watched<'a> {
+    out: &'a mut dyn Output,
+    stopped: bool,
+}
+
+impl Output for Watched<'_> {
+    fn columns(&mut self, command: &str, columns: &[Column]) -> Result<(), Stopped> {
+        let taken = self.out.columns(command, columns);
+        self.stopped |= taken.is_err();
+        taken
+    }
+
+    fn row(&mut self, row: Vec<Value>) -> Result<(), Stopped> {
+        let taken = self.out.row(row);
+        self.stopped |= taken.is_err();
+        taken
+    }
+
+    fn finished(&mut self, result: Result<Executed, SqlError>) -> Result<(), Stopped> {
+        self.out.finished(result)
+    }
+}
+
+impl Session {
+    /// Runs `prepared` on this thread if it is a read-only query that finishes `within` and
+    /// whose rows `out` takes: an output that stops taking rows in a brief run means they do
+    /// not fit, and the statement is given up (a cancel, a timeout or a termination that
+    /// arrives meanwhile still ends it with its error, as in a full run). On
+    /// [`Brief::TooLong`] the caller discards what `out` took and runs the statement again.
+    pub fn execute_prepared_briefly(
+        &mut self,
+        prepared: &Prepared,
+        params: &[Value],
+        out: &mut dyn Output,
+        within: Duration,
+    ) -> Brief {
+        if !prepared.brief {
+            return Brief::TooLong;
+        }
+        let failed = self.failed_transaction;
+        let was_autocommit = self.conn.is_autocommit();
+        let mut watched = Watched {
+            out,
+            stopped: false,
+        };
+        self.statement_starts(&prepared.sql);
+        self.deadline.arm(within);
+        let result = self.execute_prepared_inner(prepared, params, &mut watched);
+        self.deadline.disarm();
+        let gave_up = match &result {
+            Ok(_) => false,
+            Err(e) => *e == out_of_time() || (watched.stopped && *e == stopped(Stopped)),
+        };
+        // A query given up leaves the transaction as it was (SQLite rolls back nothing for a
+        // stopped read), so it can run again as if for the first time.
+        if gave_up && was_autocommit == self.conn.is_autocommit() {
+            self.failed_transaction = failed;
+            self.statement_ends();
+            return Brief::TooLong;
+        }
+        outcomes::record(&result);
+        self.statement_ends();
+        let _ = watched.out.finished(result);
+        Brief::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::lexer;
+
+    fn brief(sql: &str, readonly: bool) -> bool {
+        may_run_briefly(&lexer::tokenize(sql).unwrap(), readonly)
+    }
+
+    #[test]
+    fn only_read_only_queries_without_side_effects_run_briefly() {
+        assert!(brief("SELECT k FROM t WHERE id = $1", true));
+        assert!(brief("with x as (select 1) select * from x", true));
+        assert!(brief("VALUES (1)", true));
+        assert!(!brief("SELECT k FROM t", false));
+        assert!(!brief("BEGIN", true));
+        assert!(!brief("PRAGMA table_info(t)", true));
+        assert!(!brief("SELECT pg_cancel_backend(4)", true));
+        assert!(!brief("select PG_TERMINATE_BACKEND(4)", true));
+        assert!(!brief("SELECT * FROM archives('offsite:auto')", true));
+    }
+}
