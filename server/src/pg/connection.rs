@@ -91,8 +91,11 @@ pub async fn serve<H: PgWireServerHandlers>(
     let copy = handlers.copy_handler();
     let cancel = handlers.cancel_handler();
     let error_handler = handlers.error_handler();
+    // The last message asked for its answers now (Sync, Flush, a simple Query), as
+    // PostgreSQL writes at each ReadyForQuery and Flush even with more input waiting.
+    let mut answer_now = false;
     loop {
-        if !corked::holds_whole_message(socket.read_buffer()) {
+        if std::mem::take(&mut answer_now) || !corked::holds_whole_message(socket.read_buffer()) {
             // pg_terminate_backend also ends a connection whose client stopped reading.
             let terminated = activity.get().map(|a| a.terminated.clone());
             socket.get_mut().uncork();
@@ -172,6 +175,12 @@ pub async fn serve<H: PgWireServerHandlers>(
             _ => message.is_extended_query(),
         };
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        answer_now = matches!(
+            message,
+            PgWireFrontendMessage::Sync(_)
+                | PgWireFrontendMessage::Flush(_)
+                | PgWireFrontendMessage::Query(_)
+        );
         let terminated = activity.get().map(|a| a.terminated.clone());
         let _busy = activity.get().map(|a| Busy::new(Arc::clone(a)));
         let dispatch = std::panic::AssertUnwindSafe(process_message(

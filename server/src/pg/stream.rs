@@ -25,6 +25,9 @@ const BATCHES_IN_FLIGHT: usize = 4;
 /// A batch is sent once it holds this many bytes of encoded rows (or at the end).
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// Slots a brief run keeps free before its end: one for its last rows, one for its outcome.
+const ROOM_FOR_THE_END: usize = 2;
+
 /// What the session's thread sends the connection.
 pub(super) enum Reply {
     /// A statement returns rows: its command word and described fields.
@@ -123,7 +126,14 @@ impl Pipe {
         }
     }
 
-    fn send(&mut self, reply: Reply) -> Result<(), Stopped> {
+    /// Sends `reply`. A brief run's pipe sends it only if `keep` slots stay free after it:
+    /// the last rows and the outcome always find room, so that a run either is given up
+    /// before its end or ends with its outcome sent.
+    fn send(&mut self, reply: Reply, keep: usize) -> Result<(), Stopped> {
+        if self.runtime.is_none() && self.tx.capacity() <= keep {
+            self.stopped = true;
+            return Err(Stopped);
+        }
         // A statement's outcome goes out whenever there is room, even once it was stopped
         // (a canceled statement's error is what its client reads next).
         let reply = if matches!(reply, Reply::Finished(_)) || self.runtime.is_none() {
@@ -157,27 +167,31 @@ impl Pipe {
         sent
     }
 
-    fn flush(&mut self) -> Result<(), Stopped> {
+    /// Sends the rows batched so far, keeping `keep` slots free (see [`Pipe::send`]).
+    fn flush(&mut self, keep: usize) -> Result<(), Stopped> {
         if self.batch.is_empty() {
             return Ok(());
         }
         self.batch_bytes = 0;
         let batch = std::mem::take(&mut self.batch);
-        self.send(Reply::Rows(batch))
+        self.send(Reply::Rows(batch), keep)
     }
 }
 
 impl Output for Pipe {
     fn columns(&mut self, command: &str, columns: &[Column]) -> Result<(), Stopped> {
-        self.flush()?;
+        self.flush(ROOM_FOR_THE_END)?;
         let fields = Arc::new(encode::fields(columns, &self.format));
         self.encoder = Some(DataRowEncoder::new(Arc::clone(&fields)));
         self.columns = columns.to_vec();
         self.failed = false;
-        self.send(Reply::Columns {
-            command: command.to_owned(),
-            fields,
-        })
+        self.send(
+            Reply::Columns {
+                command: command.to_owned(),
+                fields,
+            },
+            ROOM_FOR_THE_END,
+        )
     }
 
     fn row(&mut self, row: Vec<Value>) -> Result<(), Stopped> {
@@ -188,14 +202,14 @@ impl Output for Pipe {
             if let Err(e) = encode::encode_value(encoder, value, column) {
                 // The client gets the reason; the statement stops here.
                 self.failed = true;
-                let _ = self.flush();
+                let _ = self.flush(1);
                 let error = match e {
                     PgWireError::UserError(info) => {
                         SqlError::new(crate::sqlstate::DATATYPE_MISMATCH, info.message.clone())
                     }
                     other => SqlError::new(crate::sqlstate::INTERNAL_ERROR, other.to_string()),
                 };
-                let _ = self.send(Reply::Finished(Err(error)));
+                let _ = self.send(Reply::Finished(Err(error)), 0);
                 return Err(Stopped);
             }
         }
@@ -203,7 +217,7 @@ impl Output for Pipe {
         self.batch_bytes += row.data.len() + 8;
         self.batch.push(row);
         if self.batch_bytes >= BATCH_BYTES {
-            self.flush()?;
+            self.flush(ROOM_FOR_THE_END)?;
         }
         Ok(())
     }
@@ -215,14 +229,14 @@ impl Output for Pipe {
         }
         // Rows still batched are dropped if the delivery was stopped; then the outcome may
         // not say success, since the client did not get every row.
-        let result = match (self.flush(), result) {
+        let result = match (self.flush(1), result) {
             (Err(Stopped), Ok(_)) => Err(SqlError::new(
                 crate::sqlstate::QUERY_CANCELED,
                 "canceling statement: its result was stopped before its last rows were sent".into(),
             )),
             (_, result) => result,
         };
-        self.send(Reply::Finished(result))
+        self.send(Reply::Finished(result), 0)
     }
 }
 
@@ -299,4 +313,55 @@ pub(super) fn portal_rows(
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::CommandTag;
+    use crate::sql::types::SqlType;
+
+    /// A brief run whose rows filled the channel to its last slot had no room left for its
+    /// outcome: its client got the rows, then "portal closed before its last row".
+    #[test]
+    fn a_brief_result_that_fills_the_pipe_lost_its_outcome() {
+        let (tx, mut rx) = channel();
+        let mut pipe = Pipe::holding(tx, CancellationToken::new(), Format::UnifiedText);
+        let columns = [Column {
+            name: "v".into(),
+            ty: SqlType::Text,
+        }];
+        pipe.columns("SELECT", &columns).unwrap();
+        let wide = "x".repeat(1024);
+        let mut taken = 0;
+        while pipe.row(vec![Value::Text(wide.clone())]).is_ok() {
+            taken += 1;
+            assert!(taken < 10_000, "a holding pipe took rows without bound");
+        }
+        // The rows did not fit: the run is given up, and nothing more goes in, but a run
+        // that ends just before that point must still be able to say how it ended.
+        let (tx, mut fitting) = channel();
+        let mut pipe = Pipe::holding(tx, CancellationToken::new(), Format::UnifiedText);
+        pipe.columns("SELECT", &columns).unwrap();
+        for _ in 0..taken {
+            pipe.row(vec![Value::Text(wide.clone())]).unwrap();
+        }
+        let done = Executed {
+            columns: Some(columns.to_vec()),
+            rows: Vec::new(),
+            tag: CommandTag {
+                command: "SELECT".into(),
+                rows: Some(taken),
+            },
+            transaction: crate::session::TransactionChange::Unchanged,
+        };
+        pipe.finished(Ok(done)).expect("the outcome found no room");
+        drop(pipe);
+        let mut last = None;
+        while let Ok(reply) = fitting.try_recv() {
+            last = Some(reply);
+        }
+        assert!(matches!(last, Some(Reply::Finished(Ok(_)))));
+        while rx.try_recv().is_ok() {}
+    }
 }

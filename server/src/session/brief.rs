@@ -60,6 +60,11 @@ impl Deadline {
         self.at.store(at, Ordering::Relaxed);
     }
 
+    /// Whether a brief run is in progress.
+    pub(super) fn armed(&self) -> bool {
+        self.at.load(Ordering::Relaxed) != 0
+    }
+
     fn disarm(&self) {
         self.at.store(0, Ordering::Relaxed);
         self.passed.store(false, Ordering::Relaxed);
@@ -84,6 +89,9 @@ impl Deadline {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
+
+/// The longest string or blob a brief run may make (SQLITE_LIMIT_LENGTH meanwhile).
+const BRIEF_VALUE_LIMIT: i32 = 1 << 20;
 
 /// The error a statement stopped by its brief deadline ends with (never seen by a client).
 pub(super) fn out_of_time() -> SqlError {
@@ -111,9 +119,13 @@ pub(super) fn may_run_briefly(tokens: &[Spanned<'_>], readonly: bool) -> bool {
     });
     readonly
         && starts_as_query == Some(true)
-        && !tokens.iter().any(|t| match t.token {
-            Token::Word(w) => NOT_RUN_BRIEFLY.iter().any(|f| w.eq_ignore_ascii_case(f)),
-            _ => false,
+        && !tokens.iter().any(|t| {
+            let name = match &t.token {
+                Token::Word(w) => *w,
+                Token::QuotedIdent(q) => q.as_str(),
+                _ => return false,
+            };
+            NOT_RUN_BRIEFLY.iter().any(|f| name.eq_ignore_ascii_case(f))
         })
 }
 
@@ -164,9 +176,24 @@ impl Session {
             stopped: false,
         };
         self.statement_starts(&prepared.sql);
+        // One step of SQLite's can outlast the deadline (randomblob(1e9) is one function
+        // call) and so can a wait for a lock: a brief run makes no value over
+        // BRIEF_VALUE_LIMIT and waits for no lock; either gives it up.
+        let length = self.conn.set_limit(
+            rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+            BRIEF_VALUE_LIMIT,
+        );
+        let _ = self.conn.busy_timeout(Duration::ZERO);
         self.deadline.arm(within);
         let result = self.execute_prepared_inner(prepared, params, &mut watched);
         self.deadline.disarm();
+        if let Ok(length) = length {
+            let _ = self
+                .conn
+                .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, length);
+        }
+        let lock = self.activity().and_then(|a| a.timeouts().lock);
+        let _ = self.apply_lock_timeout(lock);
         let gave_up = match &result {
             Ok(_) => false,
             Err(e) => *e == out_of_time() || (watched.stopped && *e == stopped(Stopped)),
@@ -205,5 +232,6 @@ mod tests {
         assert!(!brief("SELECT pg_cancel_backend(4)", true));
         assert!(!brief("select PG_TERMINATE_BACKEND(4)", true));
         assert!(!brief("SELECT * FROM archives('offsite:auto')", true));
+        assert!(!brief("SELECT \"pg_cancel_backend\"(4)", true));
     }
 }

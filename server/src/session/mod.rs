@@ -968,6 +968,15 @@ impl Session {
     }
 
     fn sql_error(&self, e: rusqlite::Error) -> SqlError {
+        // In a brief run, a value too big or a lock not free gives the run up.
+        if self.deadline.armed()
+            && matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::TooBig | ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            )
+        {
+            return brief::out_of_time();
+        }
         if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
             let why = self.activity().and_then(|a| a.take_interruption());
             return match why {
@@ -1695,7 +1704,23 @@ mod tests {
             assert_eq!(ran, Brief::TooLong, "{sql}");
             assert!(out.results.is_empty(), "{sql}");
         }
-        assert_eq!(s.execute_query("SELECT count(*) FROM t").len(), 1);
+        let count = s
+            .execute_query("SELECT count(*) FROM t")
+            .pop()
+            .unwrap()
+            .unwrap();
+        assert_eq!(count.rows, vec![vec![Value::Integer(20_000)]]);
+        // One function call longer than any deadline is given up too, before it allocates.
+        let huge = s.prepare("SELECT length(randomblob($1::int))").unwrap();
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(
+            &huge,
+            &[Value::Integer(1 << 28)],
+            &mut out,
+            Duration::from_secs(5),
+        );
+        assert_eq!(ran, Brief::TooLong);
+        assert!(out.results.is_empty());
     }
 
     /// An output that takes a few rows, then stops.
