@@ -18,6 +18,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiati
 use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+use tokio_util::task::TaskTracker;
 
 use super::ActivitySlot;
 use super::corked::{self, Corked};
@@ -38,6 +39,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     logged_in: Arc<AtomicBool>,
     activity: ActivitySlot,
     logging_in: Arc<AtomicUsize>,
+    statements: TaskTracker,
 ) -> std::io::Result<()> {
     let peer = tcp.peer_addr()?;
     tcp.set_nodelay(true)?;
@@ -94,6 +96,9 @@ pub async fn serve<H: PgWireServerHandlers>(
     // The last message asked for its answers now (Sync, Flush, a simple Query), as
     // PostgreSQL writes at each ReadyForQuery and Flush even with more input waiting.
     let mut answer_now = false;
+    // Held from a message's dispatch until its answers are written: shutdown waits for a
+    // running statement's answer to reach its client, not only for the statement.
+    let mut answering: Option<tokio_util::task::task_tracker::TaskTrackerToken> = None;
     loop {
         if std::mem::take(&mut answer_now) || !corked::holds_whole_message(socket.read_buffer()) {
             // pg_terminate_backend also ends a connection whose client stopped reading.
@@ -105,6 +110,7 @@ pub async fn serve<H: PgWireServerHandlers>(
                 Some(flushed) => flushed?,
                 None => return refuse(&mut socket, terminated_by_admin()).await,
             }
+            drop(answering.take());
         }
         let logging_in = matches!(
             socket.state(),
@@ -182,6 +188,7 @@ pub async fn serve<H: PgWireServerHandlers>(
                 | PgWireFrontendMessage::Query(_)
         );
         let terminated = activity.get().map(|a| a.terminated.clone());
+        answering.get_or_insert_with(|| statements.token());
         let _busy = activity.get().map(|a| Busy::new(Arc::clone(a)));
         let dispatch = std::panic::AssertUnwindSafe(process_message(
             message,

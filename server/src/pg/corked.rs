@@ -4,9 +4,9 @@
 //! answers together when it is about to wait for input. [`Corked`] keeps what is written
 //! while corked and writes it in one go when uncorked and flushed; the connection's loop
 //! uncorks after a Sync, a Flush or a simple Query, and whenever no whole message of the
-//! client is waiting to be read. A large result is
-//! still written as it is produced, in pieces of [`HOLD_LIMIT`] bytes, so that a client that
-//! stops reading still stops the statement.
+//! client is waiting to be read. A large result is still written as it is produced, in
+//! pieces of [`HOLD_LIMIT`] bytes, so that a client that stops reading still stops the
+//! statement.
 
 use std::io;
 use std::pin::Pin;

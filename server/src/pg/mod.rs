@@ -281,6 +281,8 @@ pub struct ConnectionHandlers {
     slots: Slots,
     /// Connections of the server still logging in.
     logging_in: Arc<std::sync::atomic::AtomicUsize>,
+    /// What shutdown waits for: each message's answer holds a token until it is written.
+    statements: TaskTracker,
 }
 
 impl ConnectionHandlers {
@@ -295,6 +297,7 @@ impl ConnectionHandlers {
                 Arc::clone(&logged_in),
             )),
             cancel: Arc::new(startup::CancelByKey(Arc::clone(&shared.registry))),
+            statements: shared.statements.clone(),
             query: Arc::new(query::QueryHandler::new(shared, slots.clone())),
             logged_in,
             slots,
@@ -314,7 +317,11 @@ impl ConnectionHandlers {
         let logged_in = Arc::clone(&self.logged_in);
         let activity = Arc::clone(&self.slots.activity);
         let logging_in = Arc::clone(&self.logging_in);
-        connection::serve(socket, self, limits, logged_in, activity, logging_in).await
+        let statements = self.statements.clone();
+        connection::serve(
+            socket, self, limits, logged_in, activity, logging_in, statements,
+        )
+        .await
     }
 }
 

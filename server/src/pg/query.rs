@@ -292,8 +292,8 @@ fn transaction_status(status: TransactionStatus, executed: &Executed) -> Transac
 
 #[async_trait]
 impl SimpleQueryHandler for QueryHandler {
-    /// Holds a shutdown token until the response is on the wire, so that a statement that was
-    /// running when shutdown began also gets its answer delivered.
+    /// Streams each statement's results (see `simple`); the connection's loop holds a
+    /// shutdown token until they are on the wire.
     async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -301,7 +301,6 @@ impl SimpleQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let _in_flight = self.shared.statements.token();
         let result = self.simple(client, query).await;
         client.flush().await?;
         result
@@ -330,8 +329,8 @@ impl ExtendedQueryHandler for QueryHandler {
         Arc::clone(&self.parser)
     }
 
-    /// As for simple queries: the answer of an executing portal is delivered before shutdown
-    /// closes the connection.
+    /// Our Execute (see `execute`); as for simple queries, the connection's loop holds a
+    /// shutdown token until the answer is on the wire.
     async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -339,7 +338,6 @@ impl ExtendedQueryHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let _in_flight = self.shared.statements.token();
         let result = self.execute(client, message).await;
         client.flush().await?;
         result

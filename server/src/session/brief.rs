@@ -6,13 +6,13 @@
 //! or wait, are run briefly, so that giving one up and running it again changes nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 
 use super::output::{Output, Stopped};
-use super::{Column, Executed, Prepared, Session, outcomes, stopped};
+use super::{Column, Executed, Prepared, Session, interruption_error, outcomes, stopped};
 use crate::sql::lexer::{Spanned, Token};
 use crate::sqlstate::{self, SqlError};
 
@@ -35,7 +35,6 @@ pub(super) struct Deadline {
     origin: Instant,
     /// Nanoseconds after `origin`; zero when no brief run is in progress.
     at: AtomicU64,
-    passed: AtomicBool,
 }
 
 impl Deadline {
@@ -44,7 +43,6 @@ impl Deadline {
         let deadline = Arc::new(Deadline {
             origin: Instant::now(),
             at: AtomicU64::new(0),
-            passed: AtomicBool::new(false),
         });
         let looked_at = Arc::clone(&deadline);
         conn.progress_handler(STEPS_BETWEEN_LOOKS, Some(move || looked_at.has_passed()))?;
@@ -56,7 +54,6 @@ impl Deadline {
             .nanos_now()
             .saturating_add(within.as_nanos() as u64)
             .max(1);
-        self.passed.store(false, Ordering::Relaxed);
         self.at.store(at, Ordering::Relaxed);
     }
 
@@ -67,22 +64,12 @@ impl Deadline {
 
     fn disarm(&self) {
         self.at.store(0, Ordering::Relaxed);
-        self.passed.store(false, Ordering::Relaxed);
     }
 
     /// Whether the brief run in progress has run out of time (which stops its statement).
     fn has_passed(&self) -> bool {
         let at = self.at.load(Ordering::Relaxed);
-        if at == 0 || self.nanos_now() < at {
-            return false;
-        }
-        self.passed.store(true, Ordering::Relaxed);
-        true
-    }
-
-    /// Whether the brief run in progress was stopped by its deadline.
-    pub(super) fn passed(&self) -> bool {
-        self.passed.load(Ordering::Relaxed)
+        at != 0 && self.nanos_now() >= at
     }
 
     fn nanos_now(&self) -> u64 {
@@ -93,11 +80,12 @@ impl Deadline {
 /// The longest string or blob a brief run may make (SQLITE_LIMIT_LENGTH meanwhile).
 const BRIEF_VALUE_LIMIT: i32 = 1 << 20;
 
-/// The error a statement stopped by its brief deadline ends with (never seen by a client).
+/// The error a statement stopped in its brief run ends with. The run is then given up and
+/// the statement run again; a client sees this only if giving up was impossible.
 pub(super) fn out_of_time() -> SqlError {
     SqlError::new(
         sqlstate::QUERY_CANCELED,
-        "the statement did not finish within its brief run".into(),
+        "canceling statement: it was stopped before it finished and could not be resumed; run it again".into(),
     )
 }
 
@@ -198,12 +186,19 @@ impl Session {
             Ok(_) => false,
             Err(e) => *e == out_of_time() || (watched.stopped && *e == stopped(Stopped)),
         };
-        // A query given up leaves the transaction as it was (SQLite rolls back nothing for a
-        // stopped read), so it can run again as if for the first time.
-        if gave_up && was_autocommit == self.conn.is_autocommit() {
-            self.failed_transaction = failed;
-            self.statement_ends();
-            return Brief::TooLong;
+        let mut result = result;
+        if gave_up {
+            // A cancel that arrived while it ran ends it, as it would have ended a full run
+            // (the full run's start would forget it).
+            if let Some(why) = self.activity().and_then(|a| a.take_interruption()) {
+                result = Err(interruption_error(why));
+            } else if was_autocommit == self.conn.is_autocommit() {
+                // A query given up leaves the transaction as it was (SQLite rolls back
+                // nothing for a stopped read), so it can run again as if for the first time.
+                self.failed_transaction = failed;
+                self.statement_ends();
+                return Brief::TooLong;
+            }
         }
         outcomes::record(&result);
         self.statement_ends();

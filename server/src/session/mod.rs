@@ -981,7 +981,8 @@ impl Session {
             let why = self.activity().and_then(|a| a.take_interruption());
             return match why {
                 Some(why) => interruption_error(why),
-                None if self.deadline.passed() => brief::out_of_time(),
+                // Not a cancel, a timeout or a termination: the brief run's deadline.
+                None if self.deadline.armed() => brief::out_of_time(),
                 None => SqlError::new(
                     sqlstate::QUERY_CANCELED,
                     "canceling statement due to user request".into(),
