@@ -98,7 +98,19 @@ for c in 1 4; do
     C=$(tps insert.sql $c $CAIRN_PORT admin default bench)
     P=""; [ -n "$PG" ] && P=$(tps insert.sql $c $PG_PORT postgres postgres "")
     row "single-row INSERT, $(clients $c) (tps)" "$C" "$P"
+    [ "$c" = 1 ] && INSERT_1=$C
 done
+# SQLite driven directly with Cairn's pragmas (WAL, synchronous=FULL), one autocommit insert
+# after another from its shell: the floor under a server's single-client commit.
+if command -v sqlite3 >/dev/null; then
+    DIRECT_N=20000
+    { echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE ins(id INTEGER PRIMARY KEY, k INTEGER, pad TEXT);"
+      awk -v n=$DIRECT_N 'BEGIN { srand(1); for (i = 0; i < n; i++) printf "INSERT INTO ins(k, pad) VALUES (%d, '"'"'x'"'"');\n", int(rand() * 1000000) }'
+    } > "$WORK/direct.sql"
+    D=$(elapsed sh -c "sqlite3 '$WORK/direct.sqlite' < '$WORK/direct.sql'")
+    DIRECT=$(awk -v n=$DIRECT_N -v s="$D" 'BEGIN { printf "%d", n / s }')
+    printf '| single-row INSERT, 1 client, SQLite direct (tps) | %s (Cairn: %s× of it) | – | – |\n' "$DIRECT" "$(ratio "$INSERT_1" "$DIRECT")"
+fi
 C=$(elapsed cairn_sql -c "SELECT * FROM bench")
 P=""; [ -n "$PG" ] && P=$(elapsed pg_sql -c "SELECT * FROM bench")
 # Times: PostgreSQL's over Cairn's, so that above 1× Cairn is faster, as for the rates.

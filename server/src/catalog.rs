@@ -14,6 +14,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::disk_space::DataDisk;
+use crate::group_commit::{PendingSync, WalSync};
 
 /// The database every server has after its first start.
 pub const DEFAULT_DATABASE: &str = "default";
@@ -88,6 +89,8 @@ pub struct Catalog {
     temp_storage_limit: Option<u64>,
     /// Who must see every commit of some databases (continuous archiving).
     commits: Option<Arc<dyn CommitObserver>>,
+    /// The shared log syncs of each database that sessions write to (group commit).
+    wal_syncs: Mutex<HashMap<PathBuf, Arc<WalSync>>>,
 }
 
 /// Called right after each commit on a connection, with the log's length in frames; `true`
@@ -100,6 +103,9 @@ pub type OnCommit = Box<dyn Fn(i32) -> bool + Send>;
 pub trait CommitObserver: Send + Sync + std::fmt::Debug {
     fn observer(&self, database: &str, path: &Path) -> Option<OnCommit>;
 }
+
+/// SQLite's default automatic checkpoint (`PRAGMA wal_autocheckpoint`), in frames.
+const AUTOCHECKPOINT_FRAMES: i32 = 1000;
 
 /// How long DROP DATABASE waits for the database's sessions to end (PostgreSQL's 5 s): a
 /// client that has just disconnected may not have been cleaned up yet.
@@ -194,6 +200,7 @@ impl Catalog {
             released: Arc::default(),
             temp_storage_limit: None,
             commits: None,
+            wal_syncs: Mutex::default(),
         };
         if !catalog.exists(DEFAULT_DATABASE) {
             catalog.create(DEFAULT_DATABASE)?;
@@ -331,7 +338,7 @@ impl Catalog {
             }
             // Every committed page must be in the main file before its log goes: a reader in
             // another process (`cairn backup`) can keep the checkpoint from finishing.
-            let old = self.open_connection(&path, Access::ReadWrite)?;
+            let old = self.open_connection(&path, Access::ReadWrite, None)?;
             let busy: i64 = old
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
                 .map_err(sqlite_err(&path))?;
@@ -409,7 +416,7 @@ impl Catalog {
         if !path.is_file() {
             return Err(CatalogError::NotFound(name.to_owned()));
         }
-        self.open_connection(&path, access)
+        self.open_connection(&path, access, None)
     }
 
     /// As [`Catalog::connect`], with another database file attached read-only as `schema`
@@ -420,13 +427,38 @@ impl Catalog {
         access: Access,
         attach: Option<(&str, &Path)>,
     ) -> Result<(Connection, Lease), CatalogError> {
+        let (conn, lease, _) = self.lease(name, access, attach, false)?;
+        Ok((conn, lease))
+    }
+
+    /// A session's connection: as [`Catalog::connect_attaching`], with commits that share
+    /// syncs of the log with the database's other sessions (see [`crate::group_commit`]).
+    /// Before its client hears of a commit, the session waits on the returned
+    /// [`PendingSync`] (none for read-only access).
+    pub fn connect_session(
+        &self,
+        name: &str,
+        access: Access,
+        attach: Option<(&str, &Path)>,
+    ) -> Result<(Connection, Lease, Option<PendingSync>), CatalogError> {
+        self.lease(name, access, attach, true)
+    }
+
+    fn lease(
+        &self,
+        name: &str,
+        access: Access,
+        attach: Option<(&str, &Path)>,
+        grouped: bool,
+    ) -> Result<(Connection, Lease, Option<PendingSync>), CatalogError> {
         validate_name(name)?;
         let mut sessions = lock(&self.sessions);
         let path = self.path_of(name);
         if !path.is_file() {
             return Err(CatalogError::NotFound(name.to_owned()));
         }
-        let mut conn = self.open_connection(&path, access)?;
+        let pending = (grouped && access == Access::ReadWrite).then(|| self.wal_sync(&path));
+        let mut conn = self.open_connection(&path, access, pending.as_ref())?;
         if let Some(limit) = self.temp_storage_limit {
             // The temporary database's pages (4 KiB); past them, writes fail with SQLITE_FULL.
             let pages = i64::try_from(limit / 4096).unwrap_or(i64::MAX).max(1);
@@ -452,10 +484,26 @@ impl Catalog {
                 sessions: Arc::clone(&self.sessions),
                 released: Arc::clone(&self.released),
             },
+            pending,
         ))
     }
 
-    fn open_connection(&self, path: &Path, access: Access) -> Result<Connection, CatalogError> {
+    /// The log syncs of the database at `path`, shared by all its sessions. Kept for the
+    /// server's life (one small entry per database written to), so that a failed sync is not
+    /// forgotten when the database's sessions have all gone.
+    fn wal_sync(&self, path: &Path) -> PendingSync {
+        lock(&self.wal_syncs)
+            .entry(path.to_owned())
+            .or_insert_with(|| Arc::new(WalSync::new(path)))
+            .connection()
+    }
+
+    fn open_connection(
+        &self,
+        path: &Path,
+        access: Access,
+        grouped: Option<&PendingSync>,
+    ) -> Result<Connection, CatalogError> {
         let sqlite_err = |source| CatalogError::Sqlite {
             path: path.to_owned(),
             source,
@@ -471,8 +519,10 @@ impl Catalog {
         .map_err(sqlite_err)?;
         conn.busy_timeout(self.busy_timeout).map_err(sqlite_err)?;
         if access == Access::ReadWrite {
-            // FULL: a commit is on disk when the client hears about it.
-            conn.pragma_update(None, "synchronous", "FULL")
+            // FULL: a commit is on disk when the client hears about it. A grouped connection
+            // gets the same promise from its session, which waits for a shared sync.
+            let synchronous = if grouped.is_some() { "NORMAL" } else { "FULL" };
+            conn.pragma_update(None, "synchronous", synchronous)
                 .map_err(sqlite_err)?;
         }
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -482,11 +532,23 @@ impl Catalog {
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(FILE_SUFFIX));
-        if let (Some(commits), Some(database)) = (&self.commits, database)
-            && let Some(on_commit) = commits.observer(database, path)
-        {
+        let on_commit = match (&self.commits, database) {
+            (Some(commits), Some(database)) => commits.observer(database, path),
+            _ => None,
+        };
+        if on_commit.is_some() || grouped.is_some() {
+            let pending = grouped.cloned();
             conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, frames| {
-                if on_commit(frames) {
+                if let Some(pending) = &pending {
+                    pending.committed();
+                }
+                let checkpoint = match &on_commit {
+                    Some(on_commit) => on_commit(frames),
+                    // A WAL hook replaces SQLite's automatic checkpoint, so it is done here
+                    // as SQLite does it: at a thousand frames.
+                    None => frames >= AUTOCHECKPOINT_FRAMES,
+                };
+                if checkpoint {
                     // As SQLite's own automatic checkpoint does from this hook; a busy log
                     // is tried again at the next commit.
                     let _ = wal.checkpoint();
@@ -532,7 +594,7 @@ impl Catalog {
         for db in databases {
             let path = self.path_of(&db.name);
             let result = self
-                .open_connection(&path, Access::ReadWrite)
+                .open_connection(&path, Access::ReadWrite, None)
                 .map_err(|e| e.to_string())
                 .and_then(|conn| {
                     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {

@@ -9,6 +9,7 @@ pub mod data_dir_lock;
 pub mod disk_space;
 pub mod error;
 pub mod export;
+pub mod group_commit;
 pub mod http;
 pub mod logging;
 pub mod new_file;

@@ -21,6 +21,7 @@ pub mod registry;
 
 use crate::backup::Backups;
 use crate::catalog::{Access, Catalog, CatalogError, Lease};
+use crate::group_commit::PendingSync;
 use crate::plugin::Plugins;
 use crate::roles::Role;
 use crate::sql::lexer::{self, Spanned, Token};
@@ -137,6 +138,8 @@ pub struct Session {
     seat: Option<(Arc<Registry>, Seat)>,
     /// The deadline of a brief run, looked at while SQLite steps.
     deadline: Arc<brief::Deadline>,
+    /// This session's commits not yet known to be on disk (group commit; none if read-only).
+    unsynced: Option<PendingSync>,
     _lease: Lease,
 }
 
@@ -162,7 +165,7 @@ impl Session {
         let history = role
             .may_back_up()
             .then(|| (crate::backup::history::SCHEMA, backups.history().path()));
-        let (mut conn, lease) = catalog.connect_attaching(database, access, history)?;
+        let (mut conn, lease, unsynced) = catalog.connect_session(database, access, history)?;
         // Statements are kept prepared by their text, for both protocols: a client's
         // working set of statements is rarely larger.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -183,6 +186,7 @@ impl Session {
             configured: Timeouts::default(),
             seat: None,
             deadline,
+            unsynced,
             _lease: lease,
         })
     }
@@ -297,6 +301,7 @@ impl Session {
         let mut stopped = false;
         for statement in &statements {
             let mut result = self.execute_statement(statement, out);
+            result = self.once_durable(result);
             outcomes::record(&result);
             failed = result.is_err();
             if implicit && let Ok(executed) = &mut result {
@@ -316,13 +321,15 @@ impl Session {
             };
             // The implicit transaction is gone either way, so is its aborted state.
             self.failed_transaction = false;
-            if let Err(e) = self.conn.execute_batch(end) {
-                if !self.conn.is_autocommit() {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
-                if !failed && !stopped {
-                    let _ = out.finished(Err(self.sql_error(e)));
-                }
+            let ended = self.conn.execute_batch(end).map_err(|e| self.sql_error(e));
+            if ended.is_err() && !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            if let Err(e) = self.once_durable(ended.map(|()| Executed::empty()))
+                && !failed
+                && !stopped
+            {
+                let _ = out.finished(Err(e));
             }
         }
     }
@@ -440,6 +447,7 @@ impl Session {
     ) {
         self.statement_starts(&prepared.sql);
         let result = self.execute_prepared_inner(prepared, params, out);
+        let result = self.once_durable(result);
         outcomes::record(&result);
         self.statement_ends();
         let _ = out.finished(result);
@@ -956,6 +964,15 @@ impl Session {
         during(&mut self.conn, crate::catalog::authorize)?;
         result.map_err(|e| self.sql_error(e))?;
         Ok(Executed::command("VACUUM", None))
+    }
+
+    /// `result`, once the commits it made are on disk: the client hears of a commit only
+    /// after the sync of the log it shares with the database's other sessions.
+    fn once_durable(&self, result: Result<Executed, SqlError>) -> Result<Executed, SqlError> {
+        match self.unsynced.as_ref().map(PendingSync::wait) {
+            Some(Err(failed)) => Err(SqlError::new(sqlstate::IO_ERROR, failed.to_string())),
+            _ => result,
+        }
     }
 
     /// Why a statement's output stopped taking rows: an interruption, if there was one, else
@@ -1762,6 +1779,42 @@ mod tests {
         }
         let cached = s.conn.prepare_cached("SELECT count(*) FROM t").unwrap();
         assert_eq!(cached.get_status(rusqlite::StatementStatus::Run), 100);
+    }
+
+    #[test]
+    fn a_commit_is_answered_only_after_a_sync_of_the_log_and_other_statements_sync_nothing() {
+        let (_dir, mut s) = session(Role::Admin);
+        let synchronous: i64 = s
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            synchronous, 1,
+            "NORMAL: the session syncs the log, not SQLite"
+        );
+        let syncs = |s: &Session| s.unsynced.as_ref().unwrap().syncs();
+        ok(s.execute_query("CREATE TABLE t(a INTEGER PRIMARY KEY)"));
+        let before = syncs(&s);
+        ok(s.execute_query("INSERT INTO t VALUES (1)"));
+        assert_eq!(syncs(&s), before + 1, "an autocommit insert");
+        let insert = s.prepare("INSERT INTO t VALUES ($1)").unwrap();
+        s.execute_prepared(&insert, &[Value::Integer(2)]).unwrap();
+        assert_eq!(syncs(&s), before + 2, "a prepared autocommit insert");
+        ok(s.execute_query("SELECT * FROM t"));
+        ok(s.execute_query("BEGIN"));
+        ok(s.execute_query("INSERT INTO t VALUES (3)"));
+        ok(s.execute_query("INSERT INTO t VALUES (4)"));
+        assert_eq!(
+            syncs(&s),
+            before + 2,
+            "nothing is committed inside a transaction"
+        );
+        ok(s.execute_query("COMMIT"));
+        assert_eq!(syncs(&s), before + 3, "COMMIT");
+        ok(s.execute_query("INSERT INTO t VALUES (5); INSERT INTO t VALUES (6)"));
+        assert_eq!(syncs(&s), before + 4, "an implicit transaction's commit");
+        ok(s.execute_query("BEGIN; INSERT INTO t VALUES (7); ROLLBACK"));
+        assert_eq!(syncs(&s), before + 4, "a rollback");
     }
 
     #[test]
