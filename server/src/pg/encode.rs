@@ -3,9 +3,9 @@
 
 use pgwire::api::Type;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::results::{DataRowEncoder, FieldInfo, Response, Tag};
+use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 
 use crate::session::{Column, CommandTag, Executed, TransactionChange};
 use crate::sql::types::SqlType;
@@ -68,8 +68,8 @@ pub(super) fn wire_tag(tag: &CommandTag) -> Tag {
 /// values convert where nothing is lost, and otherwise the client gets an error naming the
 /// column rather than a value it would misread.
 pub(super) fn encode_value(
-    encoder: &mut DataRowEncoder,
-    value: Value,
+    encoder: &mut super::stream::RowWriter<'_>,
+    value: ValueRef<'_>,
     column: &Column,
 ) -> PgWireResult<()> {
     let mismatch = |class: &str| {
@@ -83,33 +83,45 @@ pub(super) fn encode_value(
             ),
         ))
     };
+    // SQLite stores whatever bytes it was given as text; the wire carries UTF-8 only.
+    let text = |bytes| {
+        std::str::from_utf8(bytes).map_err(|_| {
+            error_response(SqlError::new(
+                sqlstate::DATATYPE_MISMATCH,
+                format!(
+                    "column \"{}\" holds text that is not valid UTF-8; read it as bytes with CAST({} AS BLOB)",
+                    column.name, column.name
+                ),
+            ))
+        })
+    };
     match (column.ty, value) {
-        (_, Value::Null) => encoder.encode_field(&None::<i64>),
-        (SqlType::Int8, Value::Integer(i)) => encoder.encode_field(&i),
-        (SqlType::Int8, Value::Real(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
-            encoder.encode_field(&(f as i64))
+        (_, ValueRef::Null) => encoder.encode_field(&None::<i64>),
+        (SqlType::Int8, ValueRef::Integer(i)) => encoder.encode_integer(i),
+        (SqlType::Int8, ValueRef::Real(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+            encoder.encode_integer(f as i64)
         }
-        (SqlType::Int8, Value::Text(t)) => match t.trim().parse::<i64>() {
-            Ok(i) => encoder.encode_field(&i),
+        (SqlType::Int8, ValueRef::Text(t)) => match text(t)?.trim().parse::<i64>() {
+            Ok(i) => encoder.encode_integer(i),
             Err(_) => Err(mismatch("text")),
         },
-        (SqlType::Int8, Value::Real(_)) => Err(mismatch("real")),
-        (SqlType::Int8, Value::Blob(_)) => Err(mismatch("blob")),
-        (SqlType::Float8, Value::Real(f)) => encoder.encode_field(&f),
-        (SqlType::Float8, Value::Integer(i)) => encoder.encode_field(&(i as f64)),
-        (SqlType::Float8, Value::Text(t)) => match t.trim().parse::<f64>() {
+        (SqlType::Int8, ValueRef::Real(_)) => Err(mismatch("real")),
+        (SqlType::Int8, ValueRef::Blob(_)) => Err(mismatch("blob")),
+        (SqlType::Float8, ValueRef::Real(f)) => encoder.encode_field(&f),
+        (SqlType::Float8, ValueRef::Integer(i)) => encoder.encode_field(&(i as f64)),
+        (SqlType::Float8, ValueRef::Text(t)) => match text(t)?.trim().parse::<f64>() {
             Ok(f) => encoder.encode_field(&f),
             Err(_) => Err(mismatch("text")),
         },
-        (SqlType::Float8, Value::Blob(_)) => Err(mismatch("blob")),
-        (SqlType::Text, Value::Text(t)) => encoder.encode_field(&t),
-        (SqlType::Text, Value::Integer(i)) => encoder.encode_field(&i.to_string()),
-        (SqlType::Text, Value::Real(f)) => encoder.encode_field(&f.to_string()),
-        (SqlType::Text, Value::Blob(b)) => encoder.encode_field(&hex_escape(&b)),
-        (SqlType::Bytea, Value::Blob(b)) => encoder.encode_field(&b),
-        (SqlType::Bytea, Value::Text(t)) => encoder.encode_field(&t.into_bytes()),
-        (SqlType::Bytea, Value::Integer(i)) => encoder.encode_field(&i.to_string().into_bytes()),
-        (SqlType::Bytea, Value::Real(f)) => encoder.encode_field(&f.to_string().into_bytes()),
+        (SqlType::Float8, ValueRef::Blob(_)) => Err(mismatch("blob")),
+        (SqlType::Text, ValueRef::Text(t)) => encoder.encode_field(&text(t)?),
+        (SqlType::Text, ValueRef::Integer(i)) => encoder.encode_field(&i.to_string()),
+        (SqlType::Text, ValueRef::Real(f)) => encoder.encode_field(&f.to_string()),
+        (SqlType::Text, ValueRef::Blob(b)) => encoder.encode_field(&hex_escape(b)),
+        (SqlType::Bytea, ValueRef::Blob(b)) => encoder.encode_field(&b),
+        (SqlType::Bytea, ValueRef::Text(t)) => encoder.encode_field(&t),
+        (SqlType::Bytea, ValueRef::Integer(i)) => encoder.encode_field(&i.to_string().into_bytes()),
+        (SqlType::Bytea, ValueRef::Real(f)) => encoder.encode_field(&f.to_string().into_bytes()),
     }
 }
 

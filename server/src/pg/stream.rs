@@ -5,18 +5,21 @@
 
 use std::sync::Arc;
 
+use bytes::BufMut;
+use bytes::BytesMut;
 use futures::{Sink, SinkExt, Stream};
 use pgwire::api::portal::Format;
-use pgwire::api::results::{DataRowEncoder, FieldInfo};
+use pgwire::api::results::{FieldFormat, FieldInfo};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::{DataRow, RowDescription};
-use rusqlite::types::Value;
+use pgwire::types::ToSqlText;
+use postgres_types::{IsNull, ToSql};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::encode;
-use crate::session::output::{Output, Stopped};
+use crate::session::output::{Output, RowValues, Stopped};
 use crate::session::{Column, Executed};
 use crate::sqlstate::SqlError;
 
@@ -35,9 +38,125 @@ pub(super) enum Reply {
         command: String,
         fields: Arc<Vec<FieldInfo>>,
     },
-    Rows(Vec<DataRow>),
+    Rows(RowBatch),
     /// The statement's outcome, after its last row.
     Finished(Result<Executed, SqlError>),
+}
+
+/// Rows of one result, encoded: their `DataRow` bodies back to back in one buffer, so that a
+/// row costs no allocation of its own on either side of the channel.
+pub(super) struct RowBatch {
+    data: BytesMut,
+    lengths: Vec<u32>,
+    field_count: i16,
+}
+
+impl RowBatch {
+    fn new() -> RowBatch {
+        RowBatch {
+            data: BytesMut::new(),
+            lengths: Vec::new(),
+            field_count: 0,
+        }
+    }
+
+    /// A writer of one more row's fields, at the end of the buffer.
+    fn row<'a>(&'a mut self, fields: &'a [FieldInfo]) -> RowWriter<'a> {
+        if self.data.capacity() == 0 {
+            self.data.reserve(BATCH_BYTES + BATCH_BYTES / 4);
+        }
+        RowWriter {
+            start: self.data.len(),
+            batch: self,
+            fields,
+            index: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lengths.is_empty()
+    }
+
+    fn bytes(&self) -> usize {
+        self.data.len() + 8 * self.lengths.len()
+    }
+
+    /// The batch's rows, each a slice of the one buffer.
+    pub(super) fn into_rows(self) -> impl Iterator<Item = DataRow> {
+        let RowBatch {
+            mut data,
+            lengths,
+            field_count,
+        } = self;
+        lengths
+            .into_iter()
+            .map(move |length| DataRow::new(data.split_to(length as usize), field_count))
+    }
+}
+
+/// Encodes one row's fields straight into its batch's buffer, as pgwire's `DataRowEncoder`
+/// does into a buffer of its own (which would then be copied and freed for every row).
+pub(super) struct RowWriter<'a> {
+    batch: &'a mut RowBatch,
+    fields: &'a [FieldInfo],
+    start: usize,
+    index: usize,
+}
+
+impl RowWriter<'_> {
+    /// Encodes the next field, in its described type and format.
+    pub(super) fn encode_field<T: ToSql + ToSqlText>(&mut self, value: &T) -> PgWireResult<()> {
+        let field = self.fields.get(self.index).ok_or_else(|| {
+            PgWireError::ApiError("a row has more values than its result has columns".into())
+        })?;
+        let out = &mut self.batch.data;
+        let at = out.len();
+        // The length, -1 (NULL) until the value says otherwise.
+        out.put_i32(-1);
+        let is_null = match field.format() {
+            FieldFormat::Text => {
+                value.to_sql_text(field.datatype(), out, field.format_options())?
+            }
+            FieldFormat::Binary => value.to_sql(field.datatype(), out)?,
+        };
+        if let IsNull::No = is_null {
+            let length = i32::try_from(out.len() - at - 4).map_err(|_| {
+                PgWireError::ApiError("a value is longer than the protocol allows".into())
+            })?;
+            out[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        }
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Encodes the next field, an integer: as [`RowWriter::encode_field`] would, without
+    /// going through `Display` for the text format.
+    pub(super) fn encode_integer(&mut self, value: i64) -> PgWireResult<()> {
+        match self.fields.get(self.index) {
+            Some(field) if field.format() == FieldFormat::Text => {
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(value).as_bytes();
+                let out = &mut self.batch.data;
+                out.put_i32(digits.len() as i32);
+                out.put_slice(digits);
+                self.index += 1;
+                Ok(())
+            }
+            _ => self.encode_field(&value),
+        }
+    }
+
+    /// The row is whole: it joins the batch.
+    fn finish(self) {
+        let length = self.batch.data.len() - self.start;
+        self.batch.lengths.push(length as u32);
+        self.batch.field_count = self.index as i16;
+    }
+
+    /// The row is dropped: what was written of it goes.
+    fn abandon(self) {
+        self.batch.data.truncate(self.start);
+    }
 }
 
 /// The channel both ends share.
@@ -77,9 +196,8 @@ pub(super) struct Pipe {
     stop: CancellationToken,
     format: Format,
     columns: Vec<Column>,
-    encoder: Option<DataRowEncoder>,
-    batch: Vec<DataRow>,
-    batch_bytes: usize,
+    fields: Option<Arc<Vec<FieldInfo>>>,
+    batch: RowBatch,
     /// A row could not be encoded: its error went out, the rest is dropped.
     failed: bool,
     /// The reader went away or the result was preempted: nothing more is sent, so the
@@ -118,9 +236,8 @@ impl Pipe {
             stop,
             format,
             columns: Vec::new(),
-            encoder: None,
-            batch: Vec::new(),
-            batch_bytes: 0,
+            fields: None,
+            batch: RowBatch::new(),
             failed: false,
             stopped: false,
         }
@@ -172,8 +289,7 @@ impl Pipe {
         if self.batch.is_empty() {
             return Ok(());
         }
-        self.batch_bytes = 0;
-        let batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::replace(&mut self.batch, RowBatch::new());
         self.send(Reply::Rows(batch), keep)
     }
 }
@@ -182,7 +298,7 @@ impl Output for Pipe {
     fn columns(&mut self, command: &str, columns: &[Column]) -> Result<(), Stopped> {
         self.flush(ROOM_FOR_THE_END)?;
         let fields = Arc::new(encode::fields(columns, &self.format));
-        self.encoder = Some(DataRowEncoder::new(Arc::clone(&fields)));
+        self.fields = Some(Arc::clone(&fields));
         self.columns = columns.to_vec();
         self.failed = false;
         self.send(
@@ -194,12 +310,22 @@ impl Output for Pipe {
         )
     }
 
-    fn row(&mut self, row: Vec<Value>) -> Result<(), Stopped> {
-        let Some(encoder) = self.encoder.as_mut() else {
+    fn row(&mut self, row: &dyn RowValues) -> Result<(), Stopped> {
+        let Some(fields) = self.fields.as_ref() else {
             return Err(Stopped);
         };
-        for (value, column) in row.into_iter().zip(&self.columns) {
-            if let Err(e) = encode::encode_value(encoder, value, column) {
+        let mut writer = self.batch.row(fields);
+        let mut failure = None;
+        for (i, column) in self.columns.iter().enumerate() {
+            if let Err(e) = encode::encode_value(&mut writer, row.value(i), column) {
+                failure = Some(e);
+                break;
+            }
+        }
+        match failure {
+            None => writer.finish(),
+            Some(e) => {
+                writer.abandon();
                 // The client gets the reason; the statement stops here.
                 self.failed = true;
                 let _ = self.flush(1);
@@ -213,10 +339,7 @@ impl Output for Pipe {
                 return Err(Stopped);
             }
         }
-        let row = encoder.take_row();
-        self.batch_bytes += row.data.len() + 8;
-        self.batch.push(row);
-        if self.batch_bytes >= BATCH_BYTES {
+        if self.batch.bytes() >= BATCH_BYTES {
             self.flush(ROOM_FOR_THE_END)?;
         }
         Ok(())
@@ -261,7 +384,7 @@ where
     while let Some(reply) = rx.recv().await {
         match reply {
             Reply::Rows(rows) => {
-                for row in rows {
+                for row in rows.into_rows() {
                     client.feed(PgWireBackendMessage::DataRow(row)).await?;
                     sent += 1;
                 }
@@ -297,7 +420,7 @@ pub(super) fn portal_rows(
                     None => None,
                 };
                 match next {
-                    Some(Reply::Rows(rows)) => pending.extend(rows),
+                    Some(Reply::Rows(rows)) => pending.extend(rows.into_rows()),
                     Some(Reply::Finished(Ok(_))) => return None,
                     Some(Reply::Finished(Err(e))) => {
                         return Some((Err(encode::error_response(e)), (rx, pending, true)));
@@ -320,6 +443,7 @@ mod tests {
     use super::*;
     use crate::session::CommandTag;
     use crate::sql::types::SqlType;
+    use rusqlite::types::Value;
 
     /// A brief run whose rows filled the channel to its last slot had no room left for its
     /// outcome: its client got the rows, then "portal closed before its last row".
@@ -335,7 +459,8 @@ mod tests {
         pipe.columns("SELECT", &columns).unwrap();
         let wide = "x".repeat(1024);
         let mut taken = 0;
-        while pipe.row(vec![Value::Text(wide.clone())]).is_ok() {
+        let row = vec![Value::Text(wide.clone())];
+        while pipe.row(&row).is_ok() {
             taken += 1;
             assert!(taken < 10_000, "a holding pipe took rows without bound");
         }
@@ -345,7 +470,7 @@ mod tests {
         let mut pipe = Pipe::holding(tx, CancellationToken::new(), Format::UnifiedText);
         pipe.columns("SELECT", &columns).unwrap();
         for _ in 0..taken {
-            pipe.row(vec![Value::Text(wide.clone())]).unwrap();
+            pipe.row(&row).unwrap();
         }
         let done = Executed {
             columns: Some(columns.to_vec()),
@@ -363,5 +488,67 @@ mod tests {
             last = Some(reply);
         }
         assert!(matches!(last, Some(Reply::Finished(Ok(_)))));
+    }
+
+    /// Rows are encoded in place into one buffer per batch: each arrives whole, with its
+    /// own fields, and a row that cannot be encoded leaves nothing of itself behind.
+    #[test]
+    fn rows_encoded_into_one_batch_come_out_whole_and_a_bad_row_leaves_no_trace() {
+        let (tx, mut rx) = channel();
+        let mut pipe = Pipe::holding(tx, CancellationToken::new(), Format::UnifiedText);
+        let columns = [
+            Column {
+                name: "n".into(),
+                ty: SqlType::Int8,
+            },
+            Column {
+                name: "t".into(),
+                ty: SqlType::Text,
+            },
+        ];
+        pipe.columns("SELECT", &columns).unwrap();
+        pipe.row(&vec![Value::Integer(-42), Value::Text("é".into())])
+            .unwrap();
+        pipe.row(&vec![Value::Null, Value::Text("x".into())])
+            .unwrap();
+        pipe.row(&vec![Value::Integer(7), Value::Blob(vec![0xff])])
+            .unwrap();
+        // Text that is not UTF-8, after a field of its row was already written.
+        struct NotUtf8;
+        impl RowValues for NotUtf8 {
+            fn width(&self) -> usize {
+                2
+            }
+            fn value(&self, i: usize) -> rusqlite::types::ValueRef<'_> {
+                match i {
+                    0 => rusqlite::types::ValueRef::Integer(7),
+                    _ => rusqlite::types::ValueRef::Text(&[0xff, 0x41]),
+                }
+            }
+        }
+        assert_eq!(pipe.row(&NotUtf8), Err(Stopped));
+        drop(pipe);
+        assert!(matches!(rx.try_recv(), Ok(Reply::Columns { .. })));
+        let Ok(Reply::Rows(batch)) = rx.try_recv() else {
+            panic!("the rows before the bad one were not sent");
+        };
+        let rows: Vec<DataRow> = batch.into_rows().collect();
+        let bodies: Vec<(&[u8], i16)> = rows.iter().map(|r| (&r.data[..], r.field_count)).collect();
+        assert_eq!(
+            bodies,
+            vec![
+                (&b"\x00\x00\x00\x03-42\x00\x00\x00\x02\xc3\xa9"[..], 2),
+                (&b"\xff\xff\xff\xff\x00\x00\x00\x01x"[..], 2),
+                (&b"\x00\x00\x00\x017\x00\x00\x00\x04\\xff"[..], 2),
+            ]
+        );
+        let Ok(Reply::Finished(Err(error))) = rx.try_recv() else {
+            panic!("the bad row did not end the result with an error");
+        };
+        assert!(
+            error.message.contains("not valid UTF-8"),
+            "{}",
+            error.message
+        );
     }
 }

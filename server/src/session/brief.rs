@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 
-use super::output::{Output, Stopped};
+use super::output::{Output, RowValues, Stopped};
 use super::{Column, Executed, Prepared, Session, interruption_error, outcomes, stopped};
 use crate::sql::lexer::{Spanned, Token};
 use crate::sqlstate::{self, SqlError};
@@ -130,7 +130,7 @@ impl Output for Watched<'_> {
         taken
     }
 
-    fn row(&mut self, row: Vec<Value>) -> Result<(), Stopped> {
+    fn row(&mut self, row: &dyn RowValues) -> Result<(), Stopped> {
         let taken = self.out.row(row);
         self.stopped |= taken.is_err();
         taken

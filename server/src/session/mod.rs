@@ -891,20 +891,15 @@ impl Session {
         let mut first = Vec::new();
         let mut count = 0usize;
         let mut cursor = stmt.raw_query();
-        let step =
-            |cursor: &mut rusqlite::Rows<'_>| -> Result<Option<Vec<Value>>, rusqlite::Error> {
-                match cursor.next()? {
-                    Some(row) => (0..width)
-                        .map(|i| row.get::<_, Value>(i))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(Some),
-                    None => Ok(None),
-                }
-            };
         let mut exhausted = false;
         while peek && first.len() < TYPE_PEEK_ROWS {
-            match step(&mut cursor).map_err(|e| self.sql_error(e))? {
-                Some(row) => first.push(row),
+            match cursor.next().map_err(|e| self.sql_error(e))? {
+                Some(row) => first.push(
+                    (0..width)
+                        .map(|i| row.get::<_, Value>(i))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| self.sql_error(e))?,
+                ),
                 None => {
                     exhausted = true;
                     break;
@@ -918,11 +913,11 @@ impl Session {
         let why = |_: Stopped| self.stopped_error();
         out.columns(&command, &columns).map_err(why)?;
         for row in first {
-            out.row(row).map_err(why)?;
+            out.row(&row).map_err(why)?;
             count += 1;
         }
         while !exhausted {
-            match step(&mut cursor).map_err(|e| self.sql_error(e))? {
+            match cursor.next().map_err(|e| self.sql_error(e))? {
                 Some(row) => {
                     out.row(row).map_err(why)?;
                     count += 1;
@@ -1075,7 +1070,7 @@ fn emit_rows(mut executed: Executed, out: &mut dyn Output) -> Result<Executed, S
         out.columns(&executed.tag.command, columns)
             .map_err(stopped)?;
         for row in std::mem::take(&mut executed.rows) {
-            out.row(row).map_err(stopped)?;
+            out.row(&row).map_err(stopped)?;
         }
     }
     Ok(executed)
@@ -1749,7 +1744,7 @@ mod tests {
             Ok(())
         }
 
-        fn row(&mut self, _: Vec<Value>) -> Result<(), Stopped> {
+        fn row(&mut self, _: &dyn output::RowValues) -> Result<(), Stopped> {
             self.0 = self.0.checked_sub(1).ok_or(Stopped)?;
             Ok(())
         }

@@ -2,7 +2,7 @@
 //! pipe), or into memory (plugins' SQL, unit tests). A session never holds a whole result
 //! unless its caller collects one.
 
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 
 use super::{Column, Executed};
 use crate::sqlstate::SqlError;
@@ -18,15 +18,46 @@ pub trait Output {
     /// The columns of a statement that returns rows, before its first row. `command` is the
     /// tag's command word (`SELECT`, or `INSERT` for `INSERT … RETURNING`).
     fn columns(&mut self, command: &str, columns: &[Column]) -> Result<(), Stopped>;
-    fn row(&mut self, row: Vec<Value>) -> Result<(), Stopped>;
+    /// One row, read in place: borrowed from SQLite until the next step.
+    fn row(&mut self, row: &dyn RowValues) -> Result<(), Stopped>;
     /// How the statement ended. Its rows were all given to `row` before.
     fn finished(&mut self, result: Result<Executed, SqlError>) -> Result<(), Stopped>;
+}
+
+/// A row's values, read where they are: SQLite's current row, or values the server made.
+pub trait RowValues {
+    /// How many values the row has.
+    fn width(&self) -> usize;
+    /// The `i`th value (NULL past the end).
+    fn value(&self, i: usize) -> ValueRef<'_>;
+}
+
+impl RowValues for Vec<Value> {
+    fn width(&self) -> usize {
+        self.len()
+    }
+
+    fn value(&self, i: usize) -> ValueRef<'_> {
+        self.get(i).map_or(ValueRef::Null, ValueRef::from)
+    }
+}
+
+impl RowValues for rusqlite::Row<'_> {
+    fn width(&self) -> usize {
+        self.as_ref().column_count()
+    }
+
+    fn value(&self, i: usize) -> ValueRef<'_> {
+        self.get_ref(i).unwrap_or(ValueRef::Null)
+    }
 }
 
 /// Collects every result in memory.
 #[derive(Debug, Default)]
 pub struct Collect {
     rows: Vec<Vec<Value>>,
+    /// A value that could not be taken (text that is not UTF-8): the statement's error.
+    failed: Option<SqlError>,
     pub results: Vec<Result<Executed, SqlError>>,
 }
 
@@ -36,12 +67,30 @@ impl Output for Collect {
         Ok(())
     }
 
-    fn row(&mut self, row: Vec<Value>) -> Result<(), Stopped> {
-        self.rows.push(row);
-        Ok(())
+    fn row(&mut self, row: &dyn RowValues) -> Result<(), Stopped> {
+        let owned = (0..row.width())
+            .map(|i| Value::try_from(row.value(i)))
+            .collect::<Result<Vec<_>, _>>();
+        match owned {
+            Ok(values) => {
+                self.rows.push(values);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed = Some(SqlError::new(
+                    crate::sqlstate::DATATYPE_MISMATCH,
+                    format!("a value of the result could not be read: {e}"),
+                ));
+                Err(Stopped)
+            }
+        }
     }
 
     fn finished(&mut self, result: Result<Executed, SqlError>) -> Result<(), Stopped> {
+        let result = match self.failed.take() {
+            Some(error) => Err(error),
+            None => result,
+        };
         let rows = std::mem::take(&mut self.rows);
         self.results.push(result.map(|mut executed| {
             if executed.columns.is_some() {
