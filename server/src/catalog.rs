@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -103,9 +104,6 @@ pub type OnCommit = Box<dyn Fn(i32) -> bool + Send>;
 pub trait CommitObserver: Send + Sync + std::fmt::Debug {
     fn observer(&self, database: &str, path: &Path) -> Option<OnCommit>;
 }
-
-/// SQLite's default automatic checkpoint (`PRAGMA wal_autocheckpoint`), in frames.
-const AUTOCHECKPOINT_FRAMES: i32 = 1000;
 
 /// How long DROP DATABASE waits for the database's sessions to end (PostgreSQL's 5 s): a
 /// client that has just disconnected may not have been cleaned up yet.
@@ -457,8 +455,10 @@ impl Catalog {
         if !path.is_file() {
             return Err(CatalogError::NotFound(name.to_owned()));
         }
-        let pending = (grouped && access == Access::ReadWrite).then(|| self.wal_sync(&path));
-        let mut conn = self.open_connection(&path, access, pending.as_ref())?;
+        let committed =
+            (grouped && access == Access::ReadWrite).then(|| Arc::new(AtomicBool::new(false)));
+        let mut conn = self.open_connection(&path, access, committed.as_ref())?;
+        let pending = committed.map(|committed| self.wal_sync(&path, &conn, committed));
         if let Some(limit) = self.temp_storage_limit {
             // The temporary database's pages (4 KiB); past them, writes fail with SQLITE_FULL.
             let pages = i64::try_from(limit / 4096).unwrap_or(i64::MAX).max(1);
@@ -491,18 +491,20 @@ impl Catalog {
     /// The log syncs of the database at `path`, shared by all its sessions. Kept for the
     /// server's life (one small entry per database written to), so that a failed sync is not
     /// forgotten when the database's sessions have all gone.
-    fn wal_sync(&self, path: &Path) -> PendingSync {
+    fn wal_sync(&self, path: &Path, conn: &Connection, committed: Arc<AtomicBool>) -> PendingSync {
+        // The log is named after the file as SQLite resolved it.
+        let opened = conn.path().map_or_else(|| path.to_owned(), PathBuf::from);
         lock(&self.wal_syncs)
             .entry(path.to_owned())
-            .or_insert_with(|| Arc::new(WalSync::new(path)))
-            .connection()
+            .or_insert_with(|| Arc::new(WalSync::new(&opened)))
+            .connection(committed)
     }
 
     fn open_connection(
         &self,
         path: &Path,
         access: Access,
-        grouped: Option<&PendingSync>,
+        grouped: Option<&Arc<AtomicBool>>,
     ) -> Result<Connection, CatalogError> {
         let sqlite_err = |source| CatalogError::Sqlite {
             path: path.to_owned(),
@@ -532,28 +534,26 @@ impl Catalog {
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(FILE_SUFFIX));
-        let on_commit = match (&self.commits, database) {
-            (Some(commits), Some(database)) => commits.observer(database, path),
-            _ => None,
-        };
-        if on_commit.is_some() || grouped.is_some() {
-            let pending = grouped.cloned();
+        if let (Some(commits), Some(database)) = (&self.commits, database)
+            && let Some(on_commit) = commits.observer(database, path)
+        {
             conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, frames| {
-                if let Some(pending) = &pending {
-                    pending.committed();
-                }
-                let checkpoint = match &on_commit {
-                    Some(on_commit) => on_commit(frames),
-                    // A WAL hook replaces SQLite's automatic checkpoint, so it is done here
-                    // as SQLite does it: at a thousand frames.
-                    None => frames >= AUTOCHECKPOINT_FRAMES,
-                };
-                if checkpoint {
+                if on_commit(frames) {
                     // As SQLite's own automatic checkpoint does from this hook; a busy log
                     // is tried again at the next commit.
                     let _ = wal.checkpoint();
                 }
                 Ok(())
+            }))
+            .map_err(sqlite_err)?;
+        }
+        if let Some(committed) = grouped {
+            // Not the WAL hook, which SQLite calls only when a statement steps to its end: a
+            // statement reset earlier (a RETURNING result closed) commits in the reset.
+            let committed = Arc::clone(committed);
+            conn.commit_hook(Some(move || {
+                committed.store(true, Ordering::Release);
+                false
             }))
             .map_err(sqlite_err)?;
         }

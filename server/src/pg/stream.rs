@@ -314,6 +314,22 @@ impl Output for Pipe {
         let Some(fields) = self.fields.as_ref() else {
             return Err(Stopped);
         };
+        if row.width() != self.columns.len() {
+            // SQLite prepared the statement again after a schema change, and its rows no
+            // longer have the columns described to the client.
+            self.failed = true;
+            let _ = self.flush(1);
+            let error = SqlError::new(
+                crate::sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "cached plan must not change result type: the statement was described with {} columns and now returns {} (a table it reads was altered); prepare it again",
+                    self.columns.len(),
+                    row.width()
+                ),
+            );
+            let _ = self.send(Reply::Finished(Err(error)), 0);
+            return Err(Stopped);
+        }
         let mut writer = self.batch.row(fields);
         let mut failure = None;
         for (i, column) in self.columns.iter().enumerate() {

@@ -126,6 +126,9 @@ pub struct Session {
     user: String,
     role: Role,
     database: String,
+    /// This session's commits not yet known to be on disk (group commit; none if read-only).
+    /// Declared before `conn`, so dropped before it: it lets go of the log first.
+    unsynced: Option<PendingSync>,
     conn: Connection,
     catalog: Arc<Catalog>,
     plugins: Arc<Plugins>,
@@ -138,8 +141,6 @@ pub struct Session {
     seat: Option<(Arc<Registry>, Seat)>,
     /// The deadline of a brief run, looked at while SQLite steps.
     deadline: Arc<brief::Deadline>,
-    /// This session's commits not yet known to be on disk (group commit; none if read-only).
-    unsynced: Option<PendingSync>,
     _lease: Lease,
 }
 
@@ -867,6 +868,12 @@ impl Session {
             if disk.at_floor(self.catalog.log_bytes()) {
                 return Err(SqlError::new(sqlstate::DISK_FULL, disk.floor_refusal()));
             }
+        }
+        // Once a sync of the log has failed, no commit could be promised durable.
+        if !stmt.readonly()
+            && let Some(failed) = self.unsynced.as_ref().and_then(PendingSync::failed)
+        {
+            return Err(SqlError::new(sqlstate::IO_ERROR, failed.refusal()));
         }
         bind(&mut stmt, tokens, params)?;
         let command = command_name(tokens);
@@ -1810,6 +1817,38 @@ mod tests {
         assert_eq!(syncs(&s), before + 4, "an implicit transaction's commit");
         ok(s.execute_query("BEGIN; INSERT INTO t VALUES (7); ROLLBACK"));
         assert_eq!(syncs(&s), before + 4, "a rollback");
+    }
+
+    /// SQLite's WAL hook runs only when a statement steps to its end; an INSERT … RETURNING
+    /// whose result was closed after its first row commits in its reset, and its client was
+    /// told of the commit without a sync of the log.
+    #[test]
+    fn a_returning_insert_closed_after_its_first_row_is_synced_before_its_answer() {
+        struct FirstRowOnly;
+        impl Output for FirstRowOnly {
+            fn columns(&mut self, _: &str, _: &[Column]) -> Result<(), Stopped> {
+                Ok(())
+            }
+            fn row(&mut self, _: &dyn output::RowValues) -> Result<(), Stopped> {
+                Err(Stopped)
+            }
+            fn finished(&mut self, _: Result<Executed, SqlError>) -> Result<(), Stopped> {
+                Ok(())
+            }
+        }
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(a INTEGER PRIMARY KEY)"));
+        let before = s.unsynced.as_ref().unwrap().syncs();
+        let insert = s
+            .prepare("INSERT INTO t VALUES (1), (2), (3) RETURNING a")
+            .unwrap();
+        s.execute_prepared_into(&insert, &[], &mut FirstRowOnly);
+        let rows: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 3, "the insert committed");
+        assert_eq!(s.unsynced.as_ref().unwrap().syncs(), before + 1);
     }
 
     #[test]
