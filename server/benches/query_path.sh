@@ -76,6 +76,19 @@ tps() { # script clients port user database password
         | awk '/^tps/ { printf "%d", $3 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# The Cairn server's CPU (all its threads, user and system) in clock ticks so far.
+cairn_cpu() { awk '{ print $14 + $15 }' "/proc/$CAIRN_PID/stat"; }
+TICK=$(getconf CLK_TCK)
+# Runs a workload against Cairn and notes the server's CPU per transaction in cpu.md:
+# label script clients.
+cairn_tps() {
+    before=$(cairn_cpu)
+    rate=$(tps "$2" "$3" $CAIRN_PORT admin default bench)
+    after=$(cairn_cpu)
+    awk -v l="$1" -v t="$((after - before))" -v r="$rate" -v s="$SECONDS_EACH" -v k="$TICK" \
+        'BEGIN { printf "| %s | %.1f |\n", l, t / k * 1e6 / (r * s) }' >> "$WORK/cpu.md"
+    echo "$rate"
+}
 clients() { [ "$1" = 1 ] && echo "1 client" || echo "$1 clients"; }
 row() { # label cairn pg
     if [ -n "$PG" ] && [ -n "$3" ]; then
@@ -90,12 +103,12 @@ echo
 echo "| workload | Cairn | PostgreSQL 15 | Cairn / PostgreSQL |"
 echo "|---|---|---|---|"
 for c in 1 4 16; do
-    C=$(tps select.sql $c $CAIRN_PORT admin default bench)
+    C=$(cairn_tps "point SELECT, $(clients $c)" select.sql $c)
     P=""; [ -n "$PG" ] && P=$(tps select.sql $c $PG_PORT postgres postgres "")
     row "point SELECT, $(clients $c) (tps)" "$C" "$P"
 done
 for c in 1 4; do
-    C=$(tps insert.sql $c $CAIRN_PORT admin default bench)
+    C=$(cairn_tps "single-row INSERT, $(clients $c)" insert.sql $c)
     P=""; [ -n "$PG" ] && P=$(tps insert.sql $c $PG_PORT postgres postgres "")
     row "single-row INSERT, $(clients $c) (tps)" "$C" "$P"
     [ "$c" = 1 ] && INSERT_1=$C
@@ -121,5 +134,11 @@ else
     printf '| %s-row SELECT through psql (s) | %.2f | – | – |\n' "$ROWS" "$C"
     printf '| bulk load of %s rows, one transaction (s) | %.2f | – | – |\n' "$ROWS" "$CAIRN_LOAD"
 fi
+echo
+echo "The Cairn server's CPU per transaction, all its threads (user and system, from /proc):"
+echo
+echo "| workload | µs |"
+echo "|---|---|"
+cat "$WORK/cpu.md"
 echo
 echo "Cairn's server resident size after the run: $(awk '/VmHWM/ { print $2 " kB (peak)" }' /proc/$CAIRN_PID/status)"
