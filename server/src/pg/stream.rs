@@ -361,6 +361,10 @@ impl Output for Pipe {
         Ok(())
     }
 
+    fn failed(&self) -> bool {
+        self.failed
+    }
+
     fn finished(&mut self, result: Result<Executed, SqlError>) -> Result<(), Stopped> {
         if std::mem::take(&mut self.failed) {
             // Its error was sent in place of the rest of its rows.

@@ -139,6 +139,10 @@ impl Output for Watched<'_> {
     fn finished(&mut self, result: Result<Executed, SqlError>) -> Result<(), Stopped> {
         self.out.finished(result)
     }
+
+    fn failed(&self) -> bool {
+        self.out.failed()
+    }
 }
 
 impl Session {

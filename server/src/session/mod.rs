@@ -810,8 +810,9 @@ impl Session {
                 Ok(executed)
             }
             // A result whose reader stopped (a portal closed early) is not a failure of the
-            // transaction, as closing a portal in PostgreSQL is not.
-            Err(e) if e == stopped(Stopped) => Err(e),
+            // transaction, as closing a portal in PostgreSQL is not; a value the output could
+            // not encode is.
+            Err(e) if e == stopped(Stopped) && !out.failed() => Err(e),
             Err(e) => {
                 if !was_autocommit || !now_autocommit {
                     self.failed_transaction = true;
@@ -1849,6 +1850,22 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 3, "the insert committed");
         assert_eq!(s.unsynced.as_ref().unwrap().syncs(), before + 1);
+    }
+
+    /// A value the output could not take ended the statement through the output's stop, which
+    /// left an explicit transaction open and usable, where PostgreSQL aborts it.
+    #[test]
+    fn a_value_the_output_cannot_take_aborts_the_transaction() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE u(t TEXT)"));
+        ok(s.execute_query("INSERT INTO u VALUES (CAST(x'ff41' AS TEXT))"));
+        ok(s.execute_query("BEGIN"));
+        let error = error_of(&mut s, "SELECT t FROM u");
+        assert_eq!(error.code, sqlstate::DATATYPE_MISMATCH, "{}", error.message);
+        let next = error_of(&mut s, "SELECT 1");
+        assert_eq!(next.code, sqlstate::IN_FAILED_SQL_TRANSACTION);
+        ok(s.execute_query("ROLLBACK"));
+        ok(s.execute_query("SELECT 1"));
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub trait Output {
     fn row(&mut self, row: &dyn RowValues) -> Result<(), Stopped>;
     /// How the statement ended. Its rows were all given to `row` before.
     fn finished(&mut self, result: Result<Executed, SqlError>) -> Result<(), Stopped>;
+    /// Whether the output stopped the statement with an error of its own (a value it could
+    /// not encode or take), which fails the statement as an error of SQLite's would.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// A row's values, read where they are: SQLite's current row, or values the server made.
@@ -84,6 +89,10 @@ impl Output for Collect {
                 Err(Stopped)
             }
         }
+    }
+
+    fn failed(&self) -> bool {
+        self.failed.is_some()
     }
 
     fn finished(&mut self, result: Result<Executed, SqlError>) -> Result<(), Stopped> {
