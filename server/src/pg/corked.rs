@@ -76,10 +76,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Corked<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.held.len() >= HOLD_LIMIT || (!this.corked && !this.held.is_empty()) {
+        // What would take the held bytes past the limit goes out first, and a large write
+        // goes through as it is, not copied: what is held stays within the limit whatever
+        // the size of one answer.
+        let fits = this.held.len() + buf.len() <= HOLD_LIMIT;
+        if !this.held.is_empty() && (!this.corked || !fits) {
             ready!(this.poll_write_held(cx))?;
         }
-        if this.corked {
+        if this.corked && buf.len() < HOLD_LIMIT {
             this.held.extend_from_slice(buf);
             Poll::Ready(Ok(buf.len()))
         } else {
@@ -167,6 +171,29 @@ mod tests {
             .await
             .unwrap();
         assert!(corked.held.len() <= HOLD_LIMIT);
+    }
+
+    /// A corked writer copied every write into what it held, so that one answer of a large
+    /// value kept that much memory held by its connection for as long as it lived.
+    #[tokio::test]
+    async fn a_write_larger_than_the_limit_goes_through_without_being_held() {
+        let (mut client, server) = tokio::io::duplex(8 * HOLD_LIMIT);
+        let mut corked = Corked::new(server);
+        corked.cork();
+        corked.write_all(b"small").await.unwrap();
+        let large = vec![7u8; 3 * HOLD_LIMIT];
+        corked.write_all(&large).await.unwrap();
+        assert!(corked.held.is_empty());
+        assert!(
+            corked.held.capacity() < 2 * HOLD_LIMIT,
+            "{}",
+            corked.held.capacity()
+        );
+        let mut got = vec![0u8; 5 + large.len()];
+        tokio::io::AsyncReadExt::read_exact(&mut client, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(&got[..5], b"small", "the held bytes went first");
     }
 
     #[test]
