@@ -426,13 +426,17 @@ impl ExtendedQueryHandler for QueryHandler {
         let pipe_format = portal.result_column_format.clone();
         // A read-only query is tried on this task first; one that takes longer, or whose
         // result does not fit the channel, runs on a thread of its own.
+        // (Writes go to the thread at once: no session lock, token or pipe for nothing.)
         let (tx, rx) = stream::channel();
-        let brief = self
-            .shared
-            .run_briefly(&self.slots, |session, stop, within| {
-                let mut pipe = Pipe::holding(tx, stop, pipe_format.clone());
-                session.execute_prepared_briefly(&prepared, &params, &mut pipe, within)
-            });
+        let brief = if prepared.runs_briefly() {
+            self.shared
+                .run_briefly(&self.slots, |session, stop, within| {
+                    let mut pipe = Pipe::holding(tx, stop, pipe_format.clone());
+                    session.execute_prepared_briefly(&prepared, &params, &mut pipe, within)
+                })
+        } else {
+            None
+        };
         let (mut rx, stop_rx) = if brief == Some(Brief::Done) {
             (rx, None)
         } else {

@@ -571,4 +571,36 @@ mod tests {
             error.message
         );
     }
+
+    /// A statement SQLite prepared again after its table was altered returns rows of another
+    /// width than was described: they were sent short or padded, as rows of the old columns.
+    #[test]
+    fn a_row_of_another_width_than_its_description_ends_the_result() {
+        let (tx, mut rx) = channel();
+        let mut pipe = Pipe::holding(tx, CancellationToken::new(), Format::UnifiedText);
+        let columns = [
+            Column {
+                name: "a".into(),
+                ty: SqlType::Int8,
+            },
+            Column {
+                name: "b".into(),
+                ty: SqlType::Int8,
+            },
+        ];
+        pipe.columns("SELECT", &columns).unwrap();
+        assert_eq!(pipe.row(&vec![Value::Integer(1)]), Err(Stopped));
+        assert!(pipe.failed());
+        drop(pipe);
+        assert!(matches!(rx.try_recv(), Ok(Reply::Columns { .. })));
+        let Ok(Reply::Finished(Err(error))) = rx.try_recv() else {
+            panic!("the short row did not end the result with an error");
+        };
+        assert_eq!(error.code, crate::sqlstate::FEATURE_NOT_SUPPORTED);
+        assert!(
+            error.message.contains("prepare it again"),
+            "{}",
+            error.message
+        );
+    }
 }

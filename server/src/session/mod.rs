@@ -114,6 +114,14 @@ pub struct Prepared {
     brief: bool,
 }
 
+impl Prepared {
+    /// Whether [`Session::execute_prepared_briefly`] may run it: a read-only query without
+    /// side effects.
+    pub fn runs_briefly(&self) -> bool {
+        self.brief
+    }
+}
+
 #[derive(Debug, Clone)]
 enum PreparedKind {
     Server(ServerStatement),
