@@ -213,6 +213,11 @@ impl PendingSync {
         self.sync.failed()
     }
 
+    /// Whether the connection has committed since the last [`PendingSync::wait`].
+    pub fn has_committed(&self) -> bool {
+        self.committed.load(Ordering::Acquire)
+    }
+
     /// Returns once the connection's commits so far are on disk. Called after the statement
     /// that committed has finished (been reset), so its frames are written: a statement
     /// reset before its end (a RETURNING result closed early) commits in the reset, and

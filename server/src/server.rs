@@ -21,7 +21,7 @@ use crate::credentials::UserDirectory;
 use crate::data_dir_lock::{DataDirLock, Holder};
 use crate::disk_space::DataDisk;
 use crate::error::Error;
-use crate::pg::{ConnectionHandlers, Shared};
+use crate::pg::{ConnectionHandlers, Shared, own_thread};
 use crate::plugin::Plugins;
 use crate::session::registry::Registry;
 use cairn_plugin_api::EventKind;
@@ -274,7 +274,10 @@ async fn serve(
                 Ok((socket, peer)) => {
                     let handlers = Arc::new(ConnectionHandlers::new(Arc::clone(&shared)));
                     let disconnect = disconnect.clone();
-                    connections.spawn(async move {
+                    // Shutdown waits for every connection's thread through this token.
+                    let tracked = connections.token();
+                    let served = own_thread::spawn(socket, peer, move |socket| async move {
+                        let _tracked = tracked;
                         tracing::debug!(%peer, "connection opened");
                         tokio::select! {
                             result = handlers.serve(socket, limits) => {
@@ -285,6 +288,9 @@ async fn serve(
                             () = disconnect.cancelled() => {}
                         }
                     });
+                    if let Err(e) = served {
+                        tracing::warn!(%peer, error = %e, "a thread for the connection could not be started; it is closed (raise the limit on threads, ulimit -u, or lower max_connections)");
+                    }
                 }
                 // Running out of file descriptors must not end the server, nor spin: the
                 // failed accept leaves the connection queued, so pause before the next one,

@@ -1,6 +1,7 @@
-//! The query path (issue 22): read-only queries are tried briefly on the connection's own
-//! task; those that take longer, or return more than a brief run holds, run on a thread of
-//! their own. Either way the client sees the same answers, timeouts and transactions.
+//! The query path (issue 22): each connection is served on a thread of its own; read-only
+//! queries, and single writes outside a transaction, are tried briefly on it; those that take
+//! longer, wait for a lock, or return more than a brief run holds, run on a statement thread.
+//! Either way the client sees the same answers, timeouts and transactions.
 
 use tokio_postgres::error::SqlState;
 
@@ -64,4 +65,81 @@ async fn reads_that_outgrow_a_brief_run_answer_in_full_and_keep_their_transactio
     assert!(message(&err).contains("statement timeout"), "{err:?}");
     let row = client.query_one(&point, &[&5i64]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 5);
+}
+
+/// The threads of the server process that serve connections, by their name.
+fn connection_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "cairn-client")
+        .count()
+}
+
+#[tokio::test]
+async fn each_connection_is_served_on_a_thread_of_its_own_that_ends_with_it() {
+    let site = Site::standard();
+    let server = site.start();
+    let pid = server.pid();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(server.admin("default").await);
+    }
+    assert_eq!(connection_threads(pid), 3);
+    for client in &clients {
+        client.simple_query("SELECT 1").await.unwrap();
+    }
+    drop(clients);
+    // The threads end once the server has read each connection's end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while connection_threads(pid) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connection threads outlived their connections"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    server.assert_still_serving().await;
+}
+
+/// A single write outside a transaction is tried on the connection's thread without waiting
+/// for a lock; when another connection holds the write lock, it waits for it on a statement
+/// thread as any write does, and is written once.
+#[tokio::test]
+async fn a_single_write_waits_for_a_held_lock_and_is_written_once() {
+    let site = Site::standard();
+    let server = site.start();
+    let holder = server.admin("default").await;
+    let writer = server.admin("default").await;
+    holder
+        .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+        .await
+        .unwrap();
+    holder
+        .batch_execute("BEGIN IMMEDIATE; INSERT INTO t(v) VALUES ('held')")
+        .await
+        .unwrap();
+    let insert = writer
+        .prepare("INSERT INTO t(v) VALUES ($1)")
+        .await
+        .unwrap();
+    let written = tokio::spawn(async move {
+        let n = writer.execute(&insert, &[&"waited"]).await;
+        (writer, n)
+    });
+    // The writer waits: its row is not there until the holder lets go.
+    let count = holder
+        .query_one("SELECT count(*) FROM t WHERE v = 'waited'", &[])
+        .await
+        .unwrap();
+    assert_eq!(count.get::<_, i64>(0), 0);
+    holder.batch_execute("COMMIT").await.unwrap();
+    let (writer, n) = written.await.unwrap();
+    assert_eq!(n.unwrap(), 1);
+    let rows = writer
+        .query("SELECT v FROM t ORDER BY id", &[])
+        .await
+        .unwrap();
+    let values: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(values, ["held", "waited"]);
 }

@@ -6,6 +6,7 @@ mod connection;
 mod corked;
 mod encode;
 pub mod limits;
+pub mod own_thread;
 mod query;
 mod startup;
 mod stream;
@@ -46,6 +47,9 @@ pub struct Shared {
     pub user_timeouts: std::collections::HashMap<String, Timeouts>,
     /// Statements running on blocking threads; shutdown waits for them.
     pub statements: TaskTracker,
+    /// The server's runtime. Statements, their watchers and sessions' opening run on it, not
+    /// on the runtime of the connection's own thread, which ends with the connection.
+    pub runtime: tokio::runtime::Handle,
     /// Cancelled when the server starts shutting down: new statements are refused.
     pub stopping: CancellationToken,
     auth_driver: AuthDriver<Arc<DefaultServerParameterProvider>>,
@@ -86,6 +90,7 @@ impl Shared {
             timeouts,
             user_timeouts,
             statements: TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
             stopping: CancellationToken::new(),
             auth_driver: AuthDriver::new(Arc::new(parameters))
                 .with_pid_secret_key_generator(Arc::new(startup::SessionKeys)),
@@ -172,30 +177,34 @@ impl Shared {
             ));
         }
         let session = Arc::clone(&slots.session);
-        Ok(self.statements.spawn_blocking(move || {
-            let _done = done.drop_guard();
-            let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
-            match guard.as_mut() {
-                Some(session) => {
-                    tracing::debug!(
-                        database = session.database(),
-                        user = session.user(),
-                        "statement running"
-                    );
-                    work(session, stop)
+        Ok(self.statements.spawn_blocking_on(
+            move || {
+                let _done = done.drop_guard();
+                let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
+                match guard.as_mut() {
+                    Some(session) => {
+                        tracing::debug!(
+                            database = session.database(),
+                            user = session.user(),
+                            "statement running"
+                        );
+                        work(session, stop)
+                    }
+                    None => Err(SqlError::new(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "not logged in".into(),
+                    )),
                 }
-                None => Err(SqlError::new(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    "not logged in".into(),
-                )),
-            }
-        }))
+            },
+            &self.runtime,
+        ))
     }
 }
 
-/// How long a read-only query may run on the connection's own task before it is given up
-/// and run on a thread of its own: a point select takes a few microseconds; this bounds what
-/// one connection can delay the others that share the task's worker thread.
+/// How long a read-only query may run on the connection's own thread before it is given up
+/// and run on a statement thread, whose rows stream: a point select takes a few
+/// microseconds, and a query that runs longer than this may well make more rows than a
+/// brief run holds.
 const BRIEF_RUN: Duration = Duration::from_micros(500);
 
 /// While a statement runs: interrupts it at its timeout, or when its client has gone.

@@ -72,7 +72,7 @@ impl QueryHandler {
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut status = client.transaction_status();
         let (tx, mut rx) = stream::channel();
-        let runtime = tokio::runtime::Handle::current();
+        let runtime = self.shared.runtime.clone();
         let sql = query.query;
         let started = self.shared.start(&self.slots, move |session, stop| {
             let mut pipe = Pipe::new(tx, runtime, stop, Format::UnifiedText);
@@ -424,9 +424,10 @@ impl ExtendedQueryHandler for QueryHandler {
         let params = encode::parameters(portal, &statement.param_types)?;
         let prepared = statement.prepared.clone();
         let pipe_format = portal.result_column_format.clone();
-        // A read-only query is tried on this task first; one that takes longer, or whose
-        // result does not fit the channel, runs on a thread of its own.
-        // (Writes go to the thread at once: no session lock, token or pipe for nothing.)
+        // A read-only query, or a single write outside a transaction, is tried on this
+        // connection's thread first; one that takes longer, waits for a lock or whose result
+        // does not fit the channel runs on a statement thread. (Other statements go there
+        // at once: no session lock, token or pipe for nothing.)
         let (tx, rx) = stream::channel();
         let brief = if prepared.runs_briefly() {
             self.shared
@@ -442,7 +443,7 @@ impl ExtendedQueryHandler for QueryHandler {
         } else {
             drop(rx);
             let (tx, rx) = stream::channel();
-            let runtime = tokio::runtime::Handle::current();
+            let runtime = self.shared.runtime.clone();
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
             // The thread goes on stepping rows after this returns: pgwire reads them from the
             // portal at each Execute, and shutdown's tracker waits for it.

@@ -179,21 +179,25 @@ impl Startup {
         let plugins = Arc::clone(&self.shared.plugins);
         let backups = Arc::clone(&self.shared.backups);
         let (user_c, database_c) = (user.clone(), database.clone());
-        let opened = tokio::task::spawn_blocking(move || {
-            let mut session = Session::open(catalog, plugins, backups, &user_c, role, &database_c)
-                .map_err(SessionRefusal::Catalog)?;
-            session
-                .take_seat(registry, seat)
-                .map_err(SessionRefusal::Sql)?;
-            Ok(session)
-        })
-        .await
-        .map_err(|e| {
-            fatal(
-                sqlstate::INTERNAL_ERROR,
-                format!("opening the session failed: {e}"),
-            )
-        })?;
+        let opened = self
+            .shared
+            .runtime
+            .spawn_blocking(move || {
+                let mut session =
+                    Session::open(catalog, plugins, backups, &user_c, role, &database_c)
+                        .map_err(SessionRefusal::Catalog)?;
+                session
+                    .take_seat(registry, seat)
+                    .map_err(SessionRefusal::Sql)?;
+                Ok(session)
+            })
+            .await
+            .map_err(|e| {
+                fatal(
+                    sqlstate::INTERNAL_ERROR,
+                    format!("opening the session failed: {e}"),
+                )
+            })?;
         let session = opened.map_err(|e| match e {
             SessionRefusal::Sql(e) => fatal(e.code, e.message),
             SessionRefusal::Catalog(CatalogError::NotFound(_) | CatalogError::InvalidName { .. }) => fatal(

@@ -1,9 +1,10 @@
-//! Brief runs: a read-only query run on the caller's own thread (the connection's task) under
+//! Brief runs: a read-only query run on the caller's own thread (the connection's thread) under
 //! a short deadline, so that a point select costs no hand-off to a statement thread and back.
 //! A query that would take longer, or whose result would not fit what its output holds, is
 //! given up before anything it produced was used, and the caller runs it again the usual way.
-//! Only queries that SQLite says write nothing, and that call none of the functions that act
-//! or wait, are run briefly, so that giving one up and running it again changes nothing.
+//! Only statements that giving up leaves as if they had never run are run briefly: queries
+//! that SQLite says write nothing, and single writes outside a transaction (whose implicit
+//! transaction SQLite rolls back), calling none of the functions that act or wait.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,7 @@ use rusqlite::types::Value;
 
 use super::output::{Output, RowValues, Stopped};
 use super::{Column, Executed, Prepared, Session, interruption_error, outcomes, stopped};
+use crate::group_commit::PendingSync;
 use crate::sql::lexer::{Spanned, Token};
 use crate::sqlstate::{self, SqlError};
 
@@ -94,27 +96,46 @@ pub(super) fn out_of_time() -> SqlError {
 /// that names a table of one of these names merely runs the usual way).
 const NOT_RUN_BRIEFLY: [&str; 3] = ["pg_cancel_backend", "pg_terminate_backend", "archives"];
 
-/// Whether a prepared statement may be run briefly: a query (SELECT, WITH, VALUES) that
-/// SQLite says is read-only and that names none of the functions of [`NOT_RUN_BRIEFLY`].
-pub(super) fn may_run_briefly(tokens: &[Spanned<'_>], readonly: bool) -> bool {
-    let starts_as_query = tokens.iter().find_map(|t| match t.token {
-        Token::Word(w) => Some(
-            w.eq_ignore_ascii_case("SELECT")
-                || w.eq_ignore_ascii_case("WITH")
-                || w.eq_ignore_ascii_case("VALUES"),
-        ),
+/// Whether, and when, a prepared statement may be run briefly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Briefly {
+    Never,
+    /// A query (SELECT, WITH, VALUES) that SQLite says is read-only: given up, it leaves
+    /// nothing behind, in a transaction or not.
+    Query,
+    /// One INSERT, UPDATE, DELETE or REPLACE that returns no rows, when no transaction is
+    /// open: given up, SQLite rolls its implicit transaction back, so running it again
+    /// changes nothing twice. (Given up inside a transaction, it could take the whole
+    /// transaction with it, and a RETURNING statement stopped after its first row commits.)
+    WriteOutsideTransaction,
+}
+
+/// How a statement of these tokens may be run briefly; none that names one of the
+/// functions of [`NOT_RUN_BRIEFLY`] may.
+pub(super) fn briefly(tokens: &[Spanned<'_>], readonly: bool, columns: usize) -> Briefly {
+    let first = tokens.iter().find_map(|t| match t.token {
+        Token::Word(w) => Some(w),
         _ => None,
     });
-    readonly
-        && starts_as_query == Some(true)
-        && !tokens.iter().any(|t| {
-            let name = match &t.token {
-                Token::Word(w) => *w,
-                Token::QuotedIdent(q) => q.as_str(),
-                _ => return false,
-            };
-            NOT_RUN_BRIEFLY.iter().any(|f| name.eq_ignore_ascii_case(f))
-        })
+    let starts_with =
+        |words: &[&str]| first.is_some_and(|w| words.iter().any(|k| w.eq_ignore_ascii_case(k)));
+    let calls_one_not_run_briefly = tokens.iter().any(|t| {
+        let name = match &t.token {
+            Token::Word(w) => *w,
+            Token::QuotedIdent(q) => q.as_str(),
+            _ => return false,
+        };
+        NOT_RUN_BRIEFLY.iter().any(|f| name.eq_ignore_ascii_case(f))
+    });
+    if calls_one_not_run_briefly {
+        Briefly::Never
+    } else if readonly && starts_with(&["SELECT", "WITH", "VALUES"]) {
+        Briefly::Query
+    } else if !readonly && columns == 0 && starts_with(&["INSERT", "UPDATE", "DELETE", "REPLACE"]) {
+        Briefly::WriteOutsideTransaction
+    } else {
+        Briefly::Never
+    }
 }
 
 /// An output that notes whether it stopped taking rows.
@@ -146,8 +167,9 @@ impl Output for Watched<'_> {
 }
 
 impl Session {
-    /// Runs `prepared` on this thread if it is a read-only query that finishes `within` and
-    /// whose rows `out` takes: an output that stops taking rows in a brief run means they do
+    /// Runs `prepared` on this thread if it may run briefly ([`Briefly`]: a read-only query,
+    /// or a single write outside a transaction, whose commit is synced before it is
+    /// answered) and finishes `within` without waiting for a lock, with rows that `out` takes: an output that stops taking rows in a brief run means they do
     /// not fit, and the statement is given up (a cancel, a timeout or a termination that
     /// arrives meanwhile still ends it with its error, as in a full run). On
     /// [`Brief::TooLong`] the caller discards what `out` took and runs the statement again.
@@ -158,11 +180,15 @@ impl Session {
         out: &mut dyn Output,
         within: Duration,
     ) -> Brief {
-        if !prepared.brief {
-            return Brief::TooLong;
-        }
         let failed = self.failed_transaction;
         let was_autocommit = self.conn.is_autocommit();
+        match prepared.brief {
+            Briefly::Query => {}
+            // Only a connection that tells of its commits can tell a write given up from one
+            // that committed just before the deadline was looked at.
+            Briefly::WriteOutsideTransaction if was_autocommit && self.unsynced.is_some() => {}
+            Briefly::WriteOutsideTransaction | Briefly::Never => return Brief::TooLong,
+        }
         let mut watched = Watched {
             out,
             stopped: false,
@@ -191,7 +217,23 @@ impl Session {
             Err(e) => *e == out_of_time() || (watched.stopped && *e == stopped(Stopped)),
         };
         let mut result = result;
-        if gave_up {
+        // SQLite looks at the deadline once more after a statement's last instruction, which
+        // for a write is after its commit: a write that committed is done, not given up.
+        let committed = prepared.brief == Briefly::WriteOutsideTransaction
+            && self
+                .unsynced
+                .as_ref()
+                .is_some_and(PendingSync::has_committed);
+        if gave_up && committed {
+            let command = crate::sql::lexer::tokenize(&prepared.sql).map_or_else(
+                |_| "INSERT".to_owned(),
+                |tokens| super::command_name(&tokens),
+            );
+            result = Ok(Executed::command(
+                &command,
+                Some(self.conn.changes() as usize),
+            ));
+        } else if gave_up {
             // A cancel that arrived while it ran ends it, as it would have ended a full run
             // (the full run's start would forget it).
             if let Some(why) = self.activity().and_then(|a| a.take_interruption()) {
@@ -204,6 +246,8 @@ impl Session {
                 return Brief::TooLong;
             }
         }
+        // A write's commit is answered once it is on disk, as in a full run.
+        let result = self.once_durable(result);
         outcomes::record(&result);
         self.statement_ends();
         let _ = watched.out.finished(result);
@@ -217,7 +261,7 @@ mod tests {
     use crate::sql::lexer;
 
     fn brief(sql: &str, readonly: bool) -> bool {
-        may_run_briefly(&lexer::tokenize(sql).unwrap(), readonly)
+        briefly(&lexer::tokenize(sql).unwrap(), readonly, 1) == Briefly::Query
     }
 
     #[test]
@@ -232,5 +276,31 @@ mod tests {
         assert!(!brief("select PG_TERMINATE_BACKEND(4)", true));
         assert!(!brief("SELECT * FROM archives('offsite:auto')", true));
         assert!(!brief("SELECT \"pg_cancel_backend\"(4)", true));
+    }
+
+    #[test]
+    fn single_writes_that_return_no_rows_run_briefly_outside_a_transaction() {
+        let write = |sql: &str, columns| briefly(&lexer::tokenize(sql).unwrap(), false, columns);
+        for sql in [
+            "INSERT INTO t(k) VALUES ($1)",
+            "update t set k = 1 where id = $1",
+            "DELETE FROM t WHERE id = $1",
+            "REPLACE INTO t VALUES (1)",
+        ] {
+            assert_eq!(write(sql, 0), Briefly::WriteOutsideTransaction, "{sql}");
+        }
+        assert_eq!(
+            write("INSERT INTO t VALUES (1) RETURNING id", 1),
+            Briefly::Never
+        );
+        assert_eq!(write("CREATE TABLE u(a)", 0), Briefly::Never);
+        assert_eq!(
+            write("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", 0),
+            Briefly::Never
+        );
+        assert_eq!(
+            write("INSERT INTO t SELECT pg_terminate_backend(4)", 0),
+            Briefly::Never
+        );
     }
 }

@@ -111,14 +111,14 @@ pub struct Prepared {
     /// `Some` if the statement returns rows.
     pub columns: Option<Vec<Column>>,
     /// Whether it may be run briefly (see [`Session::execute_prepared_briefly`]).
-    brief: bool,
+    brief: brief::Briefly,
 }
 
 impl Prepared {
     /// Whether [`Session::execute_prepared_briefly`] may run it: a read-only query without
-    /// side effects.
+    /// side effects, or a single write that returns no rows (outside a transaction only).
     pub fn runs_briefly(&self) -> bool {
-        self.brief
+        self.brief != brief::Briefly::Never
     }
 }
 
@@ -377,7 +377,7 @@ impl Session {
                 kind: PreparedKind::Sqlite,
                 param_types: Vec::new(),
                 columns: None,
-                brief: false,
+                brief: brief::Briefly::Never,
             });
         };
         match server_statement::parse(&statement.tokens) {
@@ -386,7 +386,7 @@ impl Session {
                 columns: self.server_columns(&server),
                 kind: PreparedKind::Server(server),
                 param_types: Vec::new(),
-                brief: false,
+                brief: brief::Briefly::Never,
             }),
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
@@ -421,7 +421,7 @@ impl Session {
                     let peeked: Vec<Vec<Value>> = peeked.into_iter().collect();
                     Some(resolve_columns(declared, &peeked))
                 };
-                let brief = brief::may_run_briefly(&statement.tokens, stmt.readonly());
+                let brief = brief::briefly(&statement.tokens, stmt.readonly(), stmt.column_count());
                 Ok(Prepared {
                     sql: statement.text.to_owned(),
                     kind: PreparedKind::Sqlite,
@@ -1168,8 +1168,9 @@ fn sessions_rows(registry: &Registry) -> Vec<Vec<Value>> {
         .collect()
 }
 
-/// Runs a plugin operation to completion from a statement's blocking thread (or, should one
-/// be reached from a brief run, from the connection's task, whose worker then steps aside).
+/// Runs a plugin operation to completion from a statement's blocking thread. Only server
+/// statements call it, and they never run briefly on a connection's own thread (whose
+/// single-threaded runtime could not be blocked on from inside).
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -1721,11 +1722,19 @@ mod tests {
         assert_eq!(rows.len(), 20_000);
         ok(s.execute_query("COMMIT"));
 
-        // Statements that write or manage transactions, and pragmas, are never run briefly.
+        // Statements that manage transactions, pragmas, writes that return rows and writes
+        // inside a transaction are never run briefly.
+        ok(s.execute_query("BEGIN"));
+        let write = s.prepare("INSERT INTO t(v) VALUES ('x')").unwrap();
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(&write, &[], &mut out, Duration::from_secs(5));
+        assert_eq!(ran, Brief::TooLong);
+        ok(s.execute_query("COMMIT"));
         for sql in [
-            "INSERT INTO t(v) VALUES ('x')",
             "BEGIN",
             "PRAGMA table_info(t)",
+            "INSERT INTO t(v) VALUES ('x') RETURNING id",
+            "CREATE TABLE u(a)",
         ] {
             let prepared = s.prepare(sql).unwrap();
             let mut out = Collect::default();
@@ -1750,6 +1759,111 @@ mod tests {
         );
         assert_eq!(ran, Brief::TooLong);
         assert!(out.results.is_empty());
+    }
+
+    /// A single write outside a transaction runs briefly and commits, synced as a full run
+    /// is; one given up (its deadline, a lock another connection holds) leaves nothing
+    /// behind, so that running it again the usual way writes it once (issue 22).
+    #[test]
+    fn a_brief_write_commits_once_and_a_given_up_write_leaves_nothing() {
+        let (dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"));
+        let count = |s: &mut Session| {
+            s.execute_query("SELECT count(*) FROM t")
+                .pop()
+                .unwrap()
+                .unwrap()
+                .rows
+        };
+        let insert = s.prepare("INSERT INTO t(v) VALUES ($1)").unwrap();
+        let mut out = Collect::default();
+        let syncs = s.unsynced.as_ref().unwrap().syncs();
+        let ran = s.execute_prepared_briefly(
+            &insert,
+            &[Value::Text("a".into())],
+            &mut out,
+            Duration::from_secs(5),
+        );
+        assert_eq!(ran, Brief::Done);
+        let done = out.results.pop().unwrap().unwrap();
+        assert_eq!(done.tag.rows, Some(1));
+        assert_eq!(
+            s.unsynced.as_ref().unwrap().syncs(),
+            syncs + 1,
+            "answered before its sync"
+        );
+        assert_eq!(count(&mut s), vec![vec![Value::Integer(1)]]);
+
+        // Outlasting its deadline: a thousand thousand rows in one statement.
+        let many = s
+            .prepare("INSERT INTO t(v) WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) SELECT hex(x) FROM c")
+            .unwrap();
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(&many, &[], &mut out, Duration::from_millis(1));
+        assert_eq!(ran, Brief::TooLong);
+        assert!(out.results.is_empty(), "{:?}", out.results);
+        assert!(s.conn.is_autocommit());
+        assert_eq!(count(&mut s), vec![vec![Value::Integer(1)]]);
+
+        // The write lock held by another connection: given up at once, not waited for.
+        let other =
+            rusqlite::Connection::open(dir.path().join("databases/default.sqlite")).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t(v) VALUES ('other')")
+            .unwrap();
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(
+            &insert,
+            &[Value::Text("b".into())],
+            &mut out,
+            Duration::from_secs(5),
+        );
+        assert_eq!(ran, Brief::TooLong);
+        assert!(out.results.is_empty(), "{:?}", out.results);
+        other.execute_batch("ROLLBACK").unwrap();
+        s.execute_prepared(&insert, &[Value::Text("b".into())])
+            .unwrap();
+        assert_eq!(count(&mut s), vec![vec![Value::Integer(2)]]);
+    }
+
+    /// SQLite looks at the progress handler once more after a statement's last instruction,
+    /// which for a write in autocommit is after its commit: a brief write whose deadline had
+    /// passed by then was reported given up although it had committed, and ran again (a
+    /// duplicate row, or a unique violation for the client; issue 22). With a deadline that
+    /// has always passed, every brief run either wrote nothing or is answered as done.
+    #[test]
+    fn a_brief_write_looked_at_after_its_commit_is_done_not_run_twice() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)"));
+        let insert = s.prepare("INSERT INTO t(v) VALUES ($1)").unwrap();
+        let mut done = 0i64;
+        for n in 0..5_000i64 {
+            let mut out = Collect::default();
+            match s.execute_prepared_briefly(
+                &insert,
+                &[Value::Integer(n)],
+                &mut out,
+                Duration::ZERO,
+            ) {
+                Brief::Done => {
+                    let executed = out.results.pop().unwrap().unwrap();
+                    assert_eq!(executed.tag.rows, Some(1), "run {n}");
+                    done += 1;
+                }
+                Brief::TooLong => {}
+            }
+            let rows = s
+                .execute_query("SELECT count(*) FROM t")
+                .pop()
+                .unwrap()
+                .unwrap()
+                .rows;
+            assert_eq!(
+                rows,
+                vec![vec![Value::Integer(done)]],
+                "run {n}: a given-up write left its row"
+            );
+        }
     }
 
     /// An output that takes a few rows, then stops.
