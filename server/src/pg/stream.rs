@@ -27,6 +27,9 @@ use crate::sqlstate::SqlError;
 const BATCHES_IN_FLIGHT: usize = 4;
 /// A batch is sent once it holds this many bytes of encoded rows (or at the end).
 const BATCH_BYTES: usize = 64 * 1024;
+/// What a result's first batch starts with (it grows as rows come): most results are a row
+/// or a few, and a whole batch's buffer for each cost a point select more than its row.
+const FIRST_BATCH_BYTES: usize = 2 * 1024;
 
 /// Slots a brief run keeps free before its end: one for its last rows, one for its outcome.
 const ROOM_FOR_THE_END: usize = 2;
@@ -49,21 +52,24 @@ pub(super) struct RowBatch {
     data: BytesMut,
     lengths: Vec<u32>,
     field_count: i16,
+    capacity: usize,
 }
 
 impl RowBatch {
-    fn new() -> RowBatch {
+    /// A batch whose buffer is `capacity` bytes once its first row comes.
+    fn new(capacity: usize) -> RowBatch {
         RowBatch {
             data: BytesMut::new(),
             lengths: Vec::new(),
             field_count: 0,
+            capacity,
         }
     }
 
     /// A writer of one more row's fields, at the end of the buffer.
     fn row<'a>(&'a mut self, fields: &'a [FieldInfo]) -> RowWriter<'a> {
         if self.data.capacity() == 0 {
-            self.data.reserve(BATCH_BYTES + BATCH_BYTES / 4);
+            self.data.reserve(self.capacity);
         }
         RowWriter {
             start: self.data.len(),
@@ -87,6 +93,7 @@ impl RowBatch {
             mut data,
             lengths,
             field_count,
+            ..
         } = self;
         lengths
             .into_iter()
@@ -237,7 +244,7 @@ impl Pipe {
             format,
             columns: Vec::new(),
             fields: None,
-            batch: RowBatch::new(),
+            batch: RowBatch::new(FIRST_BATCH_BYTES),
             failed: false,
             stopped: false,
         }
@@ -289,7 +296,11 @@ impl Pipe {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.batch, RowBatch::new());
+        // A result that filled one batch is likely to fill the next ones too.
+        let batch = std::mem::replace(
+            &mut self.batch,
+            RowBatch::new(BATCH_BYTES + BATCH_BYTES / 4),
+        );
         self.send(Reply::Rows(batch), keep)
     }
 }

@@ -69,7 +69,7 @@ impl Deadline {
     }
 
     /// Whether the brief run in progress has run out of time (which stops its statement).
-    fn has_passed(&self) -> bool {
+    pub(super) fn has_passed(&self) -> bool {
         let at = self.at.load(Ordering::Relaxed);
         at != 0 && self.nanos_now() >= at
     }
@@ -196,12 +196,12 @@ impl Session {
         self.statement_starts(&prepared.sql);
         // One step of SQLite's can outlast the deadline (randomblob(1e9) is one function
         // call) and so can a wait for a lock: a brief run makes no value over
-        // BRIEF_VALUE_LIMIT and waits for no lock; either gives it up.
+        // BRIEF_VALUE_LIMIT (which gives it up), and waits for a lock only until its
+        // deadline (`lock_wait.rs`).
         let length = self.conn.set_limit(
             rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
             BRIEF_VALUE_LIMIT,
         );
-        let _ = self.conn.busy_timeout(Duration::ZERO);
         self.deadline.arm(within);
         let result = self.execute_prepared_inner(prepared, params, &mut watched);
         self.deadline.disarm();
@@ -210,8 +210,6 @@ impl Session {
                 .conn
                 .set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, length);
         }
-        let lock = self.activity().and_then(|a| a.timeouts().lock);
-        let _ = self.apply_lock_timeout(lock);
         let gave_up = match &result {
             Ok(_) => false,
             Err(e) => *e == out_of_time() || (watched.stopped && *e == stopped(Stopped)),

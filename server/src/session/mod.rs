@@ -15,6 +15,7 @@ use rusqlite::{Connection, ErrorCode};
 mod backup;
 mod brief;
 mod functions;
+mod lock_wait;
 pub mod outcomes;
 pub mod output;
 pub mod registry;
@@ -149,6 +150,8 @@ pub struct Session {
     seat: Option<(Arc<Registry>, Seat)>,
     /// The deadline of a brief run, looked at while SQLite steps.
     deadline: Arc<brief::Deadline>,
+    /// The lock timeout its connection's busy handler keeps to.
+    lock_wait: Arc<lock_wait::LockWait>,
     _lease: Lease,
 }
 
@@ -183,6 +186,12 @@ impl Session {
                 path: catalog.path_of(database),
                 source,
             })?;
+        let lock_wait =
+            lock_wait::LockWait::install(&mut conn, catalog.busy_timeout(), Arc::clone(&deadline))
+                .map_err(|source| CatalogError::Sqlite {
+                    path: catalog.path_of(database),
+                    source,
+                })?;
         Ok(Session {
             user: user.to_owned(),
             role,
@@ -195,6 +204,7 @@ impl Session {
             configured: Timeouts::default(),
             seat: None,
             deadline,
+            lock_wait,
             unsynced,
             _lease: lease,
         })
@@ -219,9 +229,9 @@ impl Session {
 
     /// `lock_timeout` is how long SQLite waits for a lock: the busy timeout.
     fn apply_lock_timeout(&mut self, timeout: Option<Duration>) -> Result<(), SqlError> {
-        self.conn
-            .busy_timeout(timeout.unwrap_or(self.catalog.busy_timeout()))
-            .map_err(|e| SqlError::from_sqlite(&e))
+        self.lock_wait
+            .set(timeout.unwrap_or(self.catalog.busy_timeout()));
+        Ok(())
     }
 
     /// Marks the session active with `sql` (for SHOW SESSIONS).
@@ -1805,18 +1815,25 @@ mod tests {
         assert!(s.conn.is_autocommit());
         assert_eq!(count(&mut s), vec![vec![Value::Integer(1)]]);
 
-        // The write lock held by another connection: given up at once, not waited for.
+        // The write lock held by another connection: waited for until the deadline only,
+        // not for the session's lock timeout (a second here).
         let other =
             rusqlite::Connection::open(dir.path().join("databases/default.sqlite")).unwrap();
         other
             .execute_batch("BEGIN IMMEDIATE; INSERT INTO t(v) VALUES ('other')")
             .unwrap();
         let mut out = Collect::default();
+        let started = std::time::Instant::now();
         let ran = s.execute_prepared_briefly(
             &insert,
             &[Value::Text("b".into())],
             &mut out,
-            Duration::from_secs(5),
+            Duration::from_millis(20),
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
         );
         assert_eq!(ran, Brief::TooLong);
         assert!(out.results.is_empty(), "{:?}", out.results);
