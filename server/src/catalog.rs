@@ -550,12 +550,17 @@ impl Catalog {
         if let Some(committed) = grouped {
             // Not the WAL hook, which SQLite calls only when a statement steps to its end: a
             // statement reset earlier (a RETURNING result closed) commits in the reset.
-            let committed = Arc::clone(committed);
+            let on_commit = Arc::clone(committed);
             conn.commit_hook(Some(move || {
-                committed.store(true, Ordering::Release);
+                on_commit.store(true, Ordering::Release);
                 false
             }))
             .map_err(sqlite_err)?;
+            // The commit hook runs before the commit is written: one that then fails (a full
+            // disk, an I/O error) is rolled back, and has nothing to wait for.
+            let on_rollback = Arc::clone(committed);
+            conn.rollback_hook(Some(move || on_rollback.store(false, Ordering::Release)))
+                .map_err(sqlite_err)?;
         }
         Ok(conn)
     }

@@ -197,7 +197,8 @@ impl WalSync {
 #[derive(Debug)]
 pub struct PendingSync {
     sync: Arc<WalSync>,
-    /// Set by the connection's commit hook; a commit's frames are written once its statement
+    /// Set by the connection's commit hook, cleared by its rollback hook (a commit that fails
+    /// after its hook ran is rolled back); a commit's frames are written once its statement
     /// has finished, which is when the session waits.
     committed: Arc<AtomicBool>,
 }
@@ -216,6 +217,12 @@ impl PendingSync {
     /// Whether the connection has committed since the last [`PendingSync::wait`].
     pub fn has_committed(&self) -> bool {
         self.committed.load(Ordering::Acquire)
+    }
+
+    /// The flag the connection's commit hook sets, for others that must know a statement
+    /// has committed (the brief run's deadline).
+    pub fn commit_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.committed)
     }
 
     /// Returns once the connection's commits so far are on disk. Called after the statement

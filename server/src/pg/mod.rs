@@ -47,8 +47,9 @@ pub struct Shared {
     pub user_timeouts: std::collections::HashMap<String, Timeouts>,
     /// Statements running on blocking threads; shutdown waits for them.
     pub statements: TaskTracker,
-    /// The server's runtime. Statements, their watchers and sessions' opening run on it, not
-    /// on the runtime of the connection's own thread, which ends with the connection.
+    /// The server's runtime. Statements and the opening of sessions run on it, not on the
+    /// runtime of the connection's own thread, which ends with the connection (a statement's
+    /// watcher runs there, beside the socket it polls).
     pub runtime: tokio::runtime::Handle,
     /// Cancelled when the server starts shutting down: new statements are refused.
     pub stopping: CancellationToken,
@@ -114,9 +115,10 @@ impl Shared {
         })
     }
 
-    /// Runs a statement briefly on the connection's own task (see
-    /// [`Session::execute_prepared_briefly`]): no thread, no watcher, since it ends within
-    /// [`BRIEF_RUN`] (or the statement timeout, if shorter) or is given up. `None` when the
+    /// Runs a statement briefly on the connection's own thread (see
+    /// [`Session::execute_prepared_briefly`]): no statement thread, no watcher, since it ends
+    /// within [`BRIEF_RUN`] (or the statement timeout, if shorter) or is given up; a write
+    /// that committed then waits on this thread for the sync of its log, as any commit waits. `None` when the
     /// session is busy (a suspended result's thread still holds it) or the server is
     /// shutting down: the caller then starts the statement the usual way.
     fn run_briefly(

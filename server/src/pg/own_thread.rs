@@ -8,6 +8,10 @@
 //!
 //! Statements that run on threads of their own, and the opening of sessions, still go to the
 //! server's runtime ([`super::Shared::runtime`]); the connection's runtime ends with it.
+//! A thread costs its stack and the runtime's poller and waker descriptors. Connections
+//! that have not logged in are bounded as before (`pg::limits`): one over the limit is
+//! refused as soon as its thread starts, so at most `max_connections` plus the logging-in
+//! limit hold a thread for long.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,8 +37,10 @@ where
     std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .spawn(move || {
+            // Its socket and its timers; no signal handling (one descriptor fewer).
             let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                .enable_io()
+                .enable_time()
                 .build()
             {
                 Ok(runtime) => runtime,

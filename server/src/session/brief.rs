@@ -7,14 +7,13 @@
 //! transaction SQLite rolls back), calling none of the functions that act or wait.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
 
 use super::output::{Output, RowValues, Stopped};
 use super::{Column, Executed, Prepared, Session, interruption_error, outcomes, stopped};
-use crate::group_commit::PendingSync;
 use crate::sql::lexer::{Spanned, Token};
 use crate::sqlstate::{self, SqlError};
 
@@ -40,14 +39,29 @@ pub(super) struct Deadline {
 }
 
 impl Deadline {
-    /// A deadline installed as the progress handler of `conn`.
-    pub(super) fn install(conn: &mut rusqlite::Connection) -> rusqlite::Result<Arc<Deadline>> {
+    /// A deadline installed as the progress handler of `conn`. `committed` is the flag its
+    /// commit hook sets (and its rollback hook clears), if it has one: SQLite looks at the
+    /// handler once more after a statement's last instruction, which for a write outside a
+    /// transaction is after its commit, and a write stopped then would be reported given up
+    /// although it had committed. A committed statement is never stopped by the deadline.
+    pub(super) fn install(
+        conn: &mut rusqlite::Connection,
+        committed: Option<Arc<AtomicBool>>,
+    ) -> rusqlite::Result<Arc<Deadline>> {
         let deadline = Arc::new(Deadline {
             origin: Instant::now(),
             at: AtomicU64::new(0),
         });
         let looked_at = Arc::clone(&deadline);
-        conn.progress_handler(STEPS_BETWEEN_LOOKS, Some(move || looked_at.has_passed()))?;
+        conn.progress_handler(
+            STEPS_BETWEEN_LOOKS,
+            Some(move || {
+                looked_at.has_passed()
+                    && !committed
+                        .as_ref()
+                        .is_some_and(|c| c.load(Ordering::Acquire))
+            }),
+        )?;
         Ok(deadline)
     }
 
@@ -169,8 +183,9 @@ impl Output for Watched<'_> {
 impl Session {
     /// Runs `prepared` on this thread if it may run briefly ([`Briefly`]: a read-only query,
     /// or a single write outside a transaction, whose commit is synced before it is
-    /// answered) and finishes `within` without waiting for a lock, with rows that `out` takes: an output that stops taking rows in a brief run means they do
-    /// not fit, and the statement is given up (a cancel, a timeout or a termination that
+    /// answered) and finishes `within` (lock waits included), with rows that `out` takes:
+    /// an output that stops taking rows in a brief run means they do not fit, and the
+    /// statement is given up (a cancel, a timeout or a termination that
     /// arrives meanwhile still ends it with its error, as in a full run). On
     /// [`Brief::TooLong`] the caller discards what `out` took and runs the statement again.
     pub fn execute_prepared_briefly(
@@ -180,13 +195,24 @@ impl Session {
         out: &mut dyn Output,
         within: Duration,
     ) -> Brief {
+        // A parameter over the brief length limit would fail to bind rather than give up.
+        let too_long = |v: &Value| match v {
+            Value::Text(t) => t.len() > BRIEF_VALUE_LIMIT as usize,
+            Value::Blob(b) => b.len() > BRIEF_VALUE_LIMIT as usize,
+            _ => false,
+        };
+        if params.iter().any(too_long) {
+            return Brief::TooLong;
+        }
         let failed = self.failed_transaction;
         let was_autocommit = self.conn.is_autocommit();
         match prepared.brief {
             Briefly::Query => {}
-            // Only a connection that tells of its commits can tell a write given up from one
-            // that committed just before the deadline was looked at.
-            Briefly::WriteOutsideTransaction if was_autocommit && self.unsynced.is_some() => {}
+            // Only a connection that tells of its commits keeps the deadline from stopping a
+            // write that has committed (see `Deadline::install`); none is pending here.
+            Briefly::WriteOutsideTransaction
+                if was_autocommit && self.unsynced.as_ref().is_some_and(|u| !u.has_committed()) => {
+            }
             Briefly::WriteOutsideTransaction | Briefly::Never => return Brief::TooLong,
         }
         let mut watched = Watched {
@@ -215,23 +241,7 @@ impl Session {
             Err(e) => *e == out_of_time() || (watched.stopped && *e == stopped(Stopped)),
         };
         let mut result = result;
-        // SQLite looks at the deadline once more after a statement's last instruction, which
-        // for a write is after its commit: a write that committed is done, not given up.
-        let committed = prepared.brief == Briefly::WriteOutsideTransaction
-            && self
-                .unsynced
-                .as_ref()
-                .is_some_and(PendingSync::has_committed);
-        if gave_up && committed {
-            let command = crate::sql::lexer::tokenize(&prepared.sql).map_or_else(
-                |_| "INSERT".to_owned(),
-                |tokens| super::command_name(&tokens),
-            );
-            result = Ok(Executed::command(
-                &command,
-                Some(self.conn.changes() as usize),
-            ));
-        } else if gave_up {
+        if gave_up {
             // A cancel that arrived while it ran ends it, as it would have ended a full run
             // (the full run's start would forget it).
             if let Some(why) = self.activity().and_then(|a| a.take_interruption()) {

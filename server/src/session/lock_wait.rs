@@ -34,9 +34,12 @@ impl LockWait {
         });
         let looked_at = Arc::clone(&wait);
         let mut since = Instant::now();
+        let mut last_try = Instant::now();
         conn.busy_handler(Some(move |tries: i32| {
-            // SQLite counts the tries of one wait for a lock from zero.
-            if tries == 0 {
+            // SQLite counts the tries of one wait from zero, but does not always start again
+            // at zero for the next wait (a prepare after a step that waited, a second lock in
+            // one step): a try long after the last one begins a new wait too.
+            if tries == 0 || last_try.elapsed() > 2 * LONGEST_PAUSE {
                 since = Instant::now();
             }
             if deadline.has_passed() {
@@ -47,11 +50,16 @@ impl LockWait {
             let Some(left) = timeout.checked_sub(waited).filter(|d| !d.is_zero()) else {
                 return false;
             };
-            let pause = FIRST_PAUSE
+            let mut pause = FIRST_PAUSE
                 .saturating_mul(1u32 << tries.clamp(0, 10))
                 .min(LONGEST_PAUSE)
                 .min(left);
+            if deadline.armed() {
+                // A brief run's deadline is a few hundred microseconds away at most.
+                pause = pause.min(FIRST_PAUSE * 4);
+            }
             std::thread::sleep(pause);
+            last_try = Instant::now();
             true
         }))?;
         Ok(wait)
@@ -84,7 +92,7 @@ mod tests {
         let holder = connection(&path);
         holder.execute_batch("CREATE TABLE t(a)").unwrap();
         let mut waiter = connection(&path);
-        let deadline = Deadline::install(&mut waiter).unwrap();
+        let deadline = Deadline::install(&mut waiter, None).unwrap();
         let wait = LockWait::install(&mut waiter, Duration::from_millis(150), deadline).unwrap();
 
         holder.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -181,11 +181,13 @@ impl Session {
         // Statements are kept prepared by their text, for both protocols: a client's
         // working set of statements is rarely larger.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let deadline =
-            brief::Deadline::install(&mut conn).map_err(|source| CatalogError::Sqlite {
+        let committed = unsynced.as_ref().map(PendingSync::commit_flag);
+        let deadline = brief::Deadline::install(&mut conn, committed).map_err(|source| {
+            CatalogError::Sqlite {
                 path: catalog.path_of(database),
                 source,
-            })?;
+            }
+        })?;
         let lock_wait =
             lock_wait::LockWait::install(&mut conn, catalog.busy_timeout(), Arc::clone(&deadline))
                 .map_err(|source| CatalogError::Sqlite {
@@ -1841,6 +1843,21 @@ mod tests {
         s.execute_prepared(&insert, &[Value::Text("b".into())])
             .unwrap();
         assert_eq!(count(&mut s), vec![vec![Value::Integer(2)]]);
+
+        // A value longer than a brief run may make is not run briefly (its bind would fail
+        // rather than give up), and is written in full the usual way.
+        let long = Value::Text("x".repeat(2 << 20));
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(
+            &insert,
+            std::slice::from_ref(&long),
+            &mut out,
+            Duration::from_secs(5),
+        );
+        assert_eq!(ran, Brief::TooLong);
+        assert!(out.results.is_empty(), "{:?}", out.results);
+        s.execute_prepared(&insert, &[long]).unwrap();
+        assert_eq!(count(&mut s), vec![vec![Value::Integer(3)]]);
     }
 
     /// SQLite looks at the progress handler once more after a statement's last instruction,
