@@ -212,40 +212,27 @@ pub fn in_collection(location: &str, name: &str) -> String {
     }
 }
 
-/// What a backup into a collection holds, decided once its snapshot (`copy`) is taken: its
-/// page digests are kept in `digests` (the next increment's parent is this one); with a
-/// `parent` (its location), only the pages that differ from the parent's image. Without
-/// the parent's digests, the parent is rebuilt from its chain in `scratch`.
-pub fn plan(
+/// The parent of an increment to be taken, opened and proven before the snapshot is: its
+/// chain's manifests checked and its page digests at hand (rebuilt from the chain if this
+/// server did not sum them), so that a live snapshot's read transaction, which holds back
+/// every checkpoint of the database, is not open while archives are fetched or rebuilt.
+#[derive(Debug, Clone)]
+pub struct ReadyParent {
+    /// Where it is, as SQL names it.
+    pub location: String,
+    named: manifest::Parent,
+    page_size: u64,
+}
+
+/// Opens the parent at `parent_at`, follows its chain and makes sure its page digests are
+/// kept, rebuilding its image in `scratch` if they are not (see [`ReadyParent`]).
+pub fn prepare_parent(
     digests: &super::incremental::DigestCache,
-    parent: Option<&str>,
+    parent_at: &str,
     open: Opener<'_, '_>,
     scratch: &Path,
-    image: &mut super::snapshot::Image,
-    snapshot: &super::snapshot::Snapshot,
     progress: &Progress,
-) -> Result<super::archive_writer::Body, BackupError> {
-    use super::archive_writer::Body;
-    use super::incremental;
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| BackupError::Io {
-            action: "reading",
-            path,
-            source,
-        }
-    };
-    let Some(parent_at) = parent else {
-        // Summed only to be kept: the next increment's parent is this archive.
-        let shown = image.shown();
-        image
-            .with_pages(snapshot.page_size, |pages, count| {
-                let mut pages = Stoppable::new(pages, progress);
-                digests.sum(&mut pages, count, snapshot.page_size, None)
-            })
-            .map_err(|e| progress.stopped().err().unwrap_or_else(|| io(&shown)(e)))?;
-        return Ok(Body::Full);
-    };
+) -> Result<ReadyParent, BackupError> {
     let parent = open(parent_at)?;
     let named = manifest::Parent {
         name: file_name(parent_at).to_owned(),
@@ -259,22 +246,7 @@ pub fn plan(
             })?
             .to_owned(),
     };
-    if parent.manifest.page_size != snapshot.page_size {
-        return Err(BackupError::PathRefused(format!(
-            "the database's page size changed since {parent_at} ({} to {} bytes): take a full backup",
-            parent.manifest.page_size, snapshot.page_size
-        )));
-    }
-    let parent_time = chrono::DateTime::parse_from_rfc3339(&parent.manifest.created_at)
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .ok();
-    if parent_time.is_none_or(|t| t >= snapshot.taken_at) {
-        return Err(BackupError::PathRefused(format!(
-            "{parent_at} was taken at {}, not before this snapshot ({}): is the clock right? take a full backup",
-            parent.manifest.created_at,
-            snapshot.taken_at.to_rfc3339()
-        )));
-    }
+    let page_size = parent.manifest.page_size;
     // An increment on a broken chain could never be restored: its manifests are checked
     // first (the pages are, when it is rebuilt below or restored).
     follow(&parent, parent_at, open)?;
@@ -292,8 +264,12 @@ pub fn plan(
         let rebuilt = dir.path().join("parent.sqlite");
         rebuild(parent, parent_at, open, &rebuilt, progress)?;
         digests
-            .sum_file(&rebuilt, snapshot.page_size, None)
-            .map_err(io(&rebuilt))?;
+            .sum_file(&rebuilt, page_size, None)
+            .map_err(|source| BackupError::Io {
+                action: "reading",
+                path: rebuilt.clone(),
+                source,
+            })?;
         if !digests.has(&named.image_sha256) {
             return Err(BackupError::Io {
                 action: "keeping page digests (an increment compares against them) in",
@@ -304,6 +280,61 @@ pub fn plan(
             });
         }
     }
+    Ok(ReadyParent {
+        location: parent_at.to_owned(),
+        named,
+        page_size,
+    })
+}
+
+/// What the archive of `snapshot` holds: with a `parent` ([`prepare_parent`]), the pages
+/// that differ from it, or the whole image when too many do; without, the whole image,
+/// whose page digests are kept for the next increment.
+pub fn plan(
+    digests: &super::incremental::DigestCache,
+    parent: Option<&ReadyParent>,
+    image: &mut super::snapshot::Image,
+    snapshot: &super::snapshot::Snapshot,
+    progress: &Progress,
+) -> Result<super::archive_writer::Body, BackupError> {
+    use super::archive_writer::Body;
+    use super::incremental;
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BackupError::Io {
+            action: "reading",
+            path,
+            source,
+        }
+    };
+    let Some(parent) = parent else {
+        // Summed only to be kept: the next increment's parent is this archive.
+        let shown = image.shown();
+        image
+            .with_pages(snapshot.page_size, |pages, count| {
+                let mut pages = Stoppable::new(pages, progress);
+                digests.sum(&mut pages, count, snapshot.page_size, None)
+            })
+            .map_err(|e| progress.stopped().err().unwrap_or_else(|| io(&shown)(e)))?;
+        return Ok(Body::Full);
+    };
+    let parent_at = &parent.location;
+    if parent.page_size != snapshot.page_size {
+        return Err(BackupError::PathRefused(format!(
+            "the database's page size changed since {parent_at} ({} to {} bytes): take a full backup",
+            parent.page_size, snapshot.page_size
+        )));
+    }
+    let parent_time = chrono::DateTime::parse_from_rfc3339(&parent.named.created_at)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .ok();
+    if parent_time.is_none_or(|t| t >= snapshot.taken_at) {
+        return Err(BackupError::PathRefused(format!(
+            "{parent_at} was taken at {}, not before this snapshot ({}): is the clock right? take a full backup",
+            parent.named.created_at,
+            snapshot.taken_at.to_rfc3339()
+        )));
+    }
     let shown = image.shown();
     let (image_sha256, changed) = image
         .with_pages(snapshot.page_size, |pages, count| {
@@ -312,7 +343,7 @@ pub fn plan(
                 &mut pages,
                 count,
                 snapshot.page_size,
-                Some(&named.image_sha256),
+                Some(&parent.named.image_sha256),
             )
         })
         .map_err(|e| progress.stopped().err().unwrap_or_else(|| io(&shown)(e)))?;
@@ -320,14 +351,14 @@ pub fn plan(
         Some(incremental::Changed::Pages(pages)) => pages,
         _ => {
             tracing::info!(
-                parent = parent_at,
+                parent = %parent_at,
                 "too many pages changed for an increment; writing a full archive"
             );
             return Ok(Body::Full);
         }
     };
     Ok(Body::Increment {
-        parent: named,
+        parent: parent.named.clone(),
         pages,
         image_sha256,
     })

@@ -411,24 +411,18 @@ impl Backups {
         archives::latest(&self.rules, &self.destinations, requested, database, as_of)
     }
 
-    /// What a backup into a collection holds (see [`chain::plan`]).
-    fn plan_into(
+    /// The parent of a backup into a collection, made ready before its snapshot is taken
+    /// (see [`chain::prepare_parent`]).
+    fn prepare_parent(
         &self,
-        into: &IntoCollection,
-        image: &mut super::snapshot::Image,
-        snapshot: &super::snapshot::Snapshot,
+        into: Option<&IntoCollection>,
         progress: &Progress,
-    ) -> Result<archive_writer::Body, BackupError> {
+    ) -> Result<Option<chain::ReadyParent>, BackupError> {
+        let Some(at) = into.and_then(|into| into.parent.as_deref()) else {
+            return Ok(None);
+        };
         let opener = |at: &str| self.open_archive(at);
-        chain::plan(
-            &self.digests,
-            into.parent.as_deref(),
-            &opener,
-            &self.rules.directory,
-            image,
-            snapshot,
-            progress,
-        )
+        chain::prepare_parent(&self.digests, at, &opener, &self.rules.directory, progress).map(Some)
     }
 
     /// The archive at `location` (a file by the path rules, or `NAME:key`), opened and its
@@ -785,51 +779,61 @@ impl Backups {
         let spawned = std::thread::Builder::new()
             .name(format!("{}-{id}", kind.as_str()))
             .spawn(move || {
-                let plan = |image: &mut super::snapshot::Image,
-                            snapshot: &super::snapshot::Snapshot| {
-                    match &into {
-                        None => Ok(archive_writer::Body::Full),
-                        Some(into) => this.plan_into(into, image, snapshot, &progress),
-                    }
-                };
                 // An increment reads its snapshot where it is instead of copying it first,
                 // unless it is paced: its read transaction lasts the whole job.
                 let live = into.as_ref().is_some_and(|into| into.parent.is_some())
                     && options.max_rate.is_none();
-                let result = this.reporting_progress(id, &progress, || match (kind, &target) {
-                    (Kind::Backup, Target::File(path)) => archive_writer::write_planned(
-                        &source, &database, path, &options, this.busy, &progress, &plan, live,
-                    )
-                    .map(Product::Archive),
-                    (Kind::Backup, Target::Object { destination, key }) => {
-                        archive_writer::write_to_object(
-                            &source,
-                            &database,
-                            destination,
-                            key,
-                            &this.rules.directory,
-                            &options,
-                            this.busy,
-                            &progress,
-                            &plan,
-                            live,
+                let result = this.reporting_progress(id, &progress, || {
+                    let parent = this.prepare_parent(into.as_ref(), &progress)?;
+                    let plan =
+                        |image: &mut super::snapshot::Image,
+                         snapshot: &super::snapshot::Snapshot| {
+                            match &into {
+                                None => Ok(archive_writer::Body::Full),
+                                Some(_) => chain::plan(
+                                    &this.digests,
+                                    parent.as_ref(),
+                                    image,
+                                    snapshot,
+                                    &progress,
+                                ),
+                            }
+                        };
+                    match (kind, &target) {
+                        (Kind::Backup, Target::File(path)) => archive_writer::write_planned(
+                            &source, &database, path, &options, this.busy, &progress, &plan, live,
                         )
-                        .map(Product::Archive)
-                    }
-                    (Kind::Export, Target::File(path)) => {
-                        export::writer::write(&source, &database, path, &options, &progress)
+                        .map(Product::Archive),
+                        (Kind::Backup, Target::Object { destination, key }) => {
+                            archive_writer::write_to_object(
+                                &source,
+                                &database,
+                                destination,
+                                key,
+                                &this.rules.directory,
+                                &options,
+                                this.busy,
+                                &progress,
+                                &plan,
+                                live,
+                            )
+                            .map(Product::Archive)
+                        }
+                        (Kind::Export, Target::File(path)) => {
+                            export::writer::write(&source, &database, path, &options, &progress)
+                                .map(Product::Export)
+                        }
+                        (Kind::Export, Target::Object { destination, key }) => {
+                            export::writer::write_to_object(
+                                &source,
+                                &database,
+                                destination,
+                                key,
+                                &options,
+                                &progress,
+                            )
                             .map(Product::Export)
-                    }
-                    (Kind::Export, Target::Object { destination, key }) => {
-                        export::writer::write_to_object(
-                            &source,
-                            &database,
-                            destination,
-                            key,
-                            &options,
-                            &progress,
-                        )
-                        .map(Product::Export)
+                        }
                     }
                 });
                 drop(source);

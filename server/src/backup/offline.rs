@@ -137,16 +137,12 @@ pub fn backup_into(
     let digests = DigestCache::new(data_dir.join("system").join("page-digests"));
     let scratch = data_dir.join("databases");
     let opener = |at: &str| open_any(stores, at);
+    // Before the snapshot: its read transaction is not held while archives are fetched.
+    let parent = parent
+        .map(|at| chain::prepare_parent(&digests, &at, &opener, &scratch, progress))
+        .transpose()?;
     let plan = |image: &mut super::snapshot::Image, snapshot: &super::snapshot::Snapshot| {
-        chain::plan(
-            &digests,
-            parent.as_deref(),
-            &opener,
-            &scratch,
-            image,
-            snapshot,
-            progress,
-        )
+        chain::plan(&digests, parent.as_ref(), image, snapshot, progress)
     };
     // Unless paced: a live snapshot's read transaction lasts the whole backup.
     let live = parent.is_some() && options.max_rate.is_none();
