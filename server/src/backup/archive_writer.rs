@@ -210,7 +210,8 @@ fn write_entries<W: Write>(
     shown: &Path,
 ) -> Result<(W, u64, Manifest), BackupError> {
     let modified = DosTime::from_utc(snapshot.taken_at);
-    let method = if options.compression_level == 0 {
+    let level = options.level_for(matches!(body, Body::Increment { .. }));
+    let method = if level == 0 {
         Method::Stored
     } else {
         Method::Deflated
@@ -272,7 +273,7 @@ fn write_entries<W: Write>(
     let mut limit = options.max_rate.map(|rate| RateLimit::new(rate, progress));
     let mut pace_error = None;
     let deflate_options = DeflateOptions {
-        level: options.compression_level,
+        level,
         chunk_size: options.buffer_size,
         threads: options.threads,
     };
@@ -328,7 +329,7 @@ fn write_entries<W: Write>(
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         page_size: snapshot.page_size,
         page_count: snapshot.page_count,
-        compression_level: options.compression_level,
+        compression_level: level,
         entries,
         image_sha256,
         parent,
