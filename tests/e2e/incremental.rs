@@ -642,3 +642,112 @@ async fn an_increment_is_deflated_at_level_3_unless_a_level_is_asked_for() {
     zip_tools_accept(Path::new(&row[2]));
     latest_restores_as_now(&server, &admin, "coll").await;
 }
+
+/// Rewrites page `page` (1-based) of increment `archive` with other bytes and recomputes its
+/// entry's SHA-256 in the manifest, as someone covering their tracks would: every entry then
+/// checks out, and only the link's image digest is wrong. Returns the pages the link holds.
+fn tamper_with_page(archive: &Path, pick: &str) -> Vec<u32> {
+    let script = r#"
+import sys, json, zipfile, hashlib, struct, shutil
+path, pick = sys.argv[1], sys.argv[2]
+z = zipfile.ZipFile(path)
+m = json.loads(z.read('manifest.json'))
+pages = list(struct.unpack('<%dI' % (len(z.read('pages.map')) // 4), z.read('pages.map')))
+body = bytearray(z.read('pages.bin'))
+size = m['page_size']
+index = pages.index(int(pick))
+body[index * size + size // 2] ^= 0xff
+for e in m['entries']:
+    if e['name'] == 'pages.bin':
+        e['sha256'] = hashlib.sha256(body).hexdigest()
+out = zipfile.ZipFile(path + '.new', 'w', zipfile.ZIP_DEFLATED)
+for name in z.namelist():
+    data = {'pages.bin': bytes(body), 'manifest.json': json.dumps(m).encode()}.get(name) or z.read(name)
+    out.writestr(name, data)
+out.close()
+shutil.move(path + '.new', path)
+"#;
+    let (ok, out) = run(Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(archive)
+        .arg(pick));
+    assert!(ok, "{out}");
+    pages_of(archive)
+}
+
+/// The page numbers an increment holds.
+fn pages_of(archive: &Path) -> Vec<u32> {
+    let (ok, out) = run(Command::new("python3").arg("-c").arg(
+        "import sys, zipfile, struct; m = zipfile.ZipFile(sys.argv[1]).read('pages.map'); print(' '.join(map(str, struct.unpack('<%dI' % (len(m) // 4), m))))",
+    ).arg(archive));
+    assert!(ok, "{out}");
+    out.split_whitespace().map(|p| p.parse().unwrap()).collect()
+}
+
+/// A chain's rebuild checked only the newest image (found by a user check): a middle link
+/// damaged with its entry hashes recomputed passed `cairn verify` when a later link
+/// overwrote the damaged page, and was blamed on the newest, intact link when none did.
+/// `cairn verify` proves every link's own image; a restore names the link that is wrong.
+#[tokio::test]
+async fn a_middle_link_with_a_wrong_image_is_named_by_verify_and_restore() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    table_t(&admin, 20_000).await;
+    backup_into(&admin, false).await;
+    let mut links = Vec::new();
+    for round in 1..=3 {
+        admin
+            .batch_execute(&format!("UPDATE t SET k = k + 1 WHERE id % 97 = {round}"))
+            .await
+            .unwrap();
+        links.push(backup_into(&admin, true).await.0);
+    }
+    let (middle, newest) = (&links[1], &links[2]);
+    let middle_name = middle.file_name().unwrap().to_string_lossy().into_owned();
+    let (in_middle, in_newest) = (pages_of(middle), pages_of(newest));
+    let verify = |archive: &Path| {
+        crate::harness::cairn()
+            .arg("verify")
+            .arg(archive)
+            .output()
+            .unwrap()
+    };
+
+    // A page the newest link rewrites: the latest image is right, the middle one is not.
+    let shared = in_middle
+        .iter()
+        .find(|p| in_newest.contains(p))
+        .copied()
+        .unwrap();
+    let original = std::fs::read(middle).unwrap();
+    tamper_with_page(middle, &shared.to_string());
+    let out = verify(newest);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&middle_name),
+        "{out:?}"
+    );
+
+    // A page only the middle link holds: the restore is refused, naming the middle link.
+    std::fs::write(middle, &original).unwrap();
+    let own = in_middle
+        .iter()
+        .find(|p| !in_newest.contains(p))
+        .copied()
+        .unwrap();
+    tamper_with_page(middle, &own.to_string());
+    let err = admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'coll' WITH (new_db_name = 'broken')",
+        )
+        .await
+        .unwrap_err();
+    let said = message(&err);
+    assert!(said.contains(&middle_name), "{said}");
+    assert!(
+        !said.contains(&*newest.file_name().unwrap().to_string_lossy()),
+        "{said}"
+    );
+}

@@ -331,6 +331,7 @@ impl Backups {
             &opener,
             &scratch.path().join("database.sqlite"),
             &progress,
+            chain::Proof::EveryLink,
         )
         .map(Checked::Archive)
     }
@@ -1158,7 +1159,14 @@ impl Backups {
                 return archive.extract_database(path, progress);
             }
             // A chain: every link checked and the image rebuilt before anything is installed.
-            chain::rebuild(archive, requested, &opener, path, progress)
+            chain::rebuild(
+                archive,
+                requested,
+                &opener,
+                path,
+                progress,
+                chain::Proof::Newest,
+            )
         })
     }
 

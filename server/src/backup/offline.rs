@@ -276,6 +276,7 @@ pub fn verify(
         &opener,
         &scratch.path().join("database.sqlite"),
         progress,
+        chain::Proof::EveryLink,
     )
 }
 
@@ -496,7 +497,14 @@ pub fn restore(
             return restore_from(catalog, opened, database, replace, progress);
         }
         install_prepared(catalog, database, replace, ".restore", |path| {
-            chain::rebuild(opened, archive, &opener, path, progress)
+            chain::rebuild(
+                opened,
+                archive,
+                &opener,
+                path,
+                progress,
+                chain::Proof::Newest,
+            )
         })
     })
 }

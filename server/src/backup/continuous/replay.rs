@@ -473,7 +473,7 @@ pub fn rebuild_to<'a>(
     use crate::backup::{chain, manifest};
     let archive = open(base)?;
     let mut verified = if archive.manifest.kind == manifest::INCREMENTAL {
-        chain::rebuild(archive, base, open, path, progress)?
+        chain::rebuild(archive, base, open, path, progress, chain::Proof::Newest)?
     } else {
         let mut archive = archive;
         archive.extract_database(path, progress)?
