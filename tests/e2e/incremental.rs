@@ -751,3 +751,25 @@ async fn a_middle_link_with_a_wrong_image_is_named_by_verify_and_restore() {
         "{said}"
     );
 }
+
+/// An instant before every archive of a collection was refused without saying where the
+/// archives begin (found by a user check): the refusal names the oldest archive's time.
+#[tokio::test]
+async fn an_instant_before_every_archive_is_told_where_they_begin() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    table_t(&admin, 100).await;
+    backup_into(&admin, false).await;
+    let oldest = texts(&admin, "SELECT created_at FROM archives('coll')").await[0][0].clone();
+    let err = admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'coll' AS OF SYSTEM TIME '2000-01-01T00:00:00Z' WITH (new_db_name = 'old')",
+        )
+        .await
+        .unwrap_err();
+    let said = message(&err);
+    assert!(said.contains("the oldest there was taken at"), "{said}");
+    let day = &oldest[..10];
+    assert!(said.contains(day), "{said} should name {oldest}");
+}

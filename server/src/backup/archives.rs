@@ -190,8 +190,7 @@ fn latest_matching(
     as_of: Option<DateTime<Utc>>,
     keep: impl Fn(&Archive) -> bool,
 ) -> Result<Archive, BackupError> {
-    let candidates = list(rules, destinations, requested, false)?;
-    candidates
+    let candidates: Vec<Archive> = list(rules, destinations, requested, false)?
         .into_iter()
         .filter(|a| keep(a))
         .filter(|a| {
@@ -200,6 +199,11 @@ fn latest_matching(
                 && matches!(a.kind.as_deref(), Some("full" | "incremental"))
                 && a.database.as_deref() == Some(database)
         })
+        .collect();
+    // An instant before every archive is told where the archives begin.
+    let oldest = candidates.iter().filter_map(Archive::created).min();
+    candidates
+        .into_iter()
         .filter(|a| match (as_of, a.created()) {
             (Some(limit), Some(created)) => created <= limit,
             (None, Some(_)) => true,
@@ -217,7 +221,14 @@ fn latest_matching(
             } else {
                 format!("'{requested}'")
             },
-            as_of: as_of.map(|t| format!(" created at or before {}", t.to_rfc3339())),
+            as_of: as_of.map(|t| match oldest {
+                Some(oldest) => format!(
+                    " created at or before {} (the oldest there was taken at {})",
+                    t.to_rfc3339(),
+                    oldest.to_rfc3339()
+                ),
+                None => format!(" created at or before {}", t.to_rfc3339()),
+            }),
         })
 }
 
