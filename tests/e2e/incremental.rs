@@ -287,6 +287,12 @@ async fn an_increment_without_cached_digests_rebuilds_its_parent() {
     assert!(out.status.success(), "{out:?}");
     let written: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(written["kind"], "incremental", "{written}");
+    // At the increments' default level, as the server's own (the CLI gave its default of 6
+    // as if asked for).
+    assert_eq!(
+        recorded_level(Path::new(written["archive"].as_str().unwrap())),
+        "3"
+    );
     let out = crate::harness::cairn()
         .arg("verify")
         .arg(written["archive"].as_str().unwrap())

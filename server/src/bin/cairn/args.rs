@@ -73,9 +73,9 @@ pub enum Command {
         /// With --into: only the pages changed since the newest archive of the database there.
         #[arg(long, requires = "into")]
         incremental: bool,
-        /// 0 (store) to 9 (smallest).
-        #[arg(long, default_value_t = cairn_server::backup::options::DEFAULT_LEVEL)]
-        compression_level: u32,
+        /// 0 (store) to 9 (smallest); by default 6, and 3 for an increment's pages.
+        #[arg(long)]
+        compression_level: Option<u32>,
         /// The unit of reading and compressing, such as 1MiB.
         #[arg(long, default_value = "1MiB")]
         buffer_size: String,

@@ -140,14 +140,17 @@ pub struct BackupArgs<'a> {
     pub data_dir: &'a Path,
     pub database: &'a str,
     pub target: &'a BackupTarget,
-    pub level: u32,
+    /// As asked for; else the server's defaults (increments have their own).
+    pub level: Option<u32>,
     pub buffer_size: &'a str,
     pub max_rate: Option<&'a str>,
 }
 
 pub fn backup(args: &BackupArgs<'_>, stores: Option<&offline::Stores>) -> anyhow::Result<Outcome> {
     let mut options = BackupOptions::default();
-    options.set_level(i64::from(args.level))?;
+    if let Some(level) = args.level {
+        options.set_level(i64::from(level))?;
+    }
     options.set_buffer_size(parse_size(args.buffer_size)?)?;
     if let Some(rate) = args.max_rate {
         options.set_max_rate(parse_size(rate)?)?;
