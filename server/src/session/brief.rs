@@ -247,8 +247,9 @@ impl Session {
             if let Some(why) = self.activity().and_then(|a| a.take_interruption()) {
                 result = Err(interruption_error(why));
             } else if was_autocommit == self.conn.is_autocommit() {
-                // A query given up leaves the transaction as it was (SQLite rolls back
-                // nothing for a stopped read), so it can run again as if for the first time.
+                // A statement given up leaves the transaction as it was (SQLite rolls back
+                // nothing for a stopped read, and all of a stopped write outside a
+                // transaction), so it can run again as if for the first time.
                 self.failed_transaction = failed;
                 self.statement_ends();
                 return Brief::TooLong;
