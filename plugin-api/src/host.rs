@@ -103,7 +103,10 @@ impl Host {
     /// archive) or `'export'` (an `EXPORT DATABASE` file, gzip JSON lines; level 1–9;
     /// since ABI 1.2); since ABI 1.4, `into` (`1`: `path` is a collection, as `BACKUP
     /// DATABASE … INTO`, and the archive is named by its time there) and `incremental` (`1`,
-    /// with `into`: only the pages changed since the newest archive of the database there).
+    /// with `into`: only the pages changed since the newest archive of the database there);
+    /// and `key`, the name of a `[backup.keys.NAME]` of the server config: the archive's
+    /// entries are encrypted with it (a server without encryption refuses the option as
+    /// unknown, so the archive is never written in the clear by mistake).
     /// The reply has one row: `id`, `database`, `path` (absolute), `bytes` (file size),
     /// `duration` (seconds).
     pub fn backup(&self, database: &str, path: &str, options: &[(&str, Value)]) -> HostCall {

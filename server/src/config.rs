@@ -63,6 +63,8 @@ pub struct Config {
     /// `[backup] default_destination`: the collection `BACKUP DATABASE [name]` with no `TO`
     /// writes to (QuestDB's configured backup root), when set.
     pub default_destination: Option<String>,
+    /// `[backup.keys.NAME]`: the keys encrypted archives are written and read with.
+    pub keys: Vec<crate::backup::encryption::KeySettings>,
 }
 
 /// One `[plugins.NAME]` table.
@@ -163,6 +165,17 @@ struct RawBackup {
     destinations: BTreeMap<String, Spanned<RawDestination>>,
     continuous: Option<Spanned<RawContinuous>>,
     default_destination: Option<Spanned<String>>,
+    #[serde(default)]
+    keys: BTreeMap<String, Spanned<RawKey>>,
+}
+
+/// One `[backup.keys.NAME]` table: where the passphrase of the key archives name `NAME` is
+/// read from (never the passphrase itself).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    passphrase_env: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
 }
 
 impl Default for RawBackup {
@@ -173,6 +186,7 @@ impl Default for RawBackup {
             destinations: BTreeMap::new(),
             continuous: None,
             default_destination: None,
+            keys: BTreeMap::new(),
         }
     }
 }
@@ -615,6 +629,44 @@ impl Config {
                     .map_err(|(at, message)| located.error(at.unwrap_or(span.start), message))?,
             );
         }
+        let mut keys = Vec::with_capacity(raw.backup.keys.len());
+        for (name, table) in &raw.backup.keys {
+            use crate::backup::destination::SecretSource;
+            let span = table.span();
+            crate::catalog::validate_identifier("backup key", name)
+                .map_err(|m| located.error(span.start, m))?;
+            let source = match (&table.get_ref().passphrase_env, &table.get_ref().key_file) {
+                (Some(env), None) if !env.get_ref().trim().is_empty() => {
+                    SecretSource::Env(env.get_ref().clone())
+                }
+                (None, Some(file)) if !file.get_ref().trim().is_empty() => {
+                    SecretSource::File(normalize(&base.join(file.get_ref())))
+                }
+                (Some(_), Some(value)) => {
+                    return Err(located.at(
+                        value,
+                        format!(
+                            "[backup.keys.{name}] names both passphrase_env and key_file; keep one"
+                        ),
+                    ));
+                }
+                (Some(value), None) | (None, Some(value)) => {
+                    return Err(
+                        located.at(value, format!("[backup.keys.{name}]: the value is empty"))
+                    );
+                }
+                (None, None) => {
+                    return Err(located.error(
+                        span.start,
+                        format!("[backup.keys.{name}] needs passphrase_env = \"VAR\" (an environment variable of the server) or key_file = \"path\" (its first line is the passphrase)"),
+                    ));
+                }
+            };
+            keys.push(crate::backup::encryption::KeySettings {
+                name: name.clone(),
+                source,
+            });
+        }
         let continuous = raw
             .backup
             .continuous
@@ -691,6 +743,7 @@ impl Config {
 
         Ok(Config {
             backup,
+            keys,
             destinations,
             continuous,
             default_destination,

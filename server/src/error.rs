@@ -19,6 +19,9 @@ pub enum Error {
     Backup(#[from] crate::backup::BackupError),
     #[error("{0}")]
     Destination(String),
+    /// A `[backup.keys.NAME]` whose passphrase cannot be read.
+    #[error("{0}")]
+    Keys(String),
     #[error("creating data directory {path}: {source}")]
     DataDir {
         path: std::path::PathBuf,

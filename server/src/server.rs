@@ -99,8 +99,14 @@ impl Server {
                 destinations,
                 config.busy_timeout,
             )?
-            .with_default_destination(config.default_destination.clone()),
+            .with_default_destination(config.default_destination.clone())
+            .with_keys(
+                crate::backup::encryption::Keyring::load(&config.keys).map_err(Error::Keys)?,
+            ),
         );
+        for k in &config.keys {
+            tracing::info!(key = %k.name, "backup key");
+        }
         tracing::info!(path = %config.backup.directory.display(), "backups");
         for d in &config.destinations {
             tracing::info!(destination = %d.name, url = %d.url(), endpoint = d.endpoint.as_deref().unwrap_or("AWS"), "backup destination");

@@ -28,6 +28,8 @@ pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
 pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 pub const OBJECT_IN_USE: &str = "55006";
+/// pgcrypto's code for "Wrong key or corrupt data".
+pub const WRONG_KEY: &str = "39000";
 pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const LOCK_NOT_AVAILABLE: &str = "55P03";
 pub const DISK_FULL: &str = "53100";

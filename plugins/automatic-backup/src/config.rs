@@ -38,6 +38,8 @@ struct Written {
     /// Default: by mode (see [`default_file_name`]).
     target_file_name: Option<String>,
     compression_level: Option<i64>,
+    /// The name of a `[backup.keys.NAME]` of the server config: archives are encrypted.
+    encryption_key: Option<String>,
     buffer_size: Option<Size>,
     max_rate: Option<Size>,
     #[serde(default = "yes")]
@@ -378,6 +380,21 @@ impl Policy {
                 ));
             }
             backup_options.push(("compression_level", Value::Integer(level)));
+        }
+        if let Some(key) = &written.encryption_key {
+            if export {
+                return Err(key_error(
+                    "encryption_key",
+                    "applies to archives; an export (format = \"export\") cannot be encrypted yet",
+                ));
+            }
+            if key.trim().is_empty() {
+                return Err(key_error(
+                    "encryption_key",
+                    "is empty; name a [backup.keys.NAME] table of the server config",
+                ));
+            }
+            backup_options.push(("key", Value::Text(key.trim().to_owned())));
         }
         // Checked by the server's own rules now, so no run is refused for them later.
         type Check = fn(u64) -> Result<u64, PluginError>;

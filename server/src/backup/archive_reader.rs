@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest as _, Sha256};
 
+use std::sync::Arc;
+
+use super::encryption::{Key, Keyring};
 use super::error::BackupError;
 use super::manifest::{self, Manifest};
 use super::progress::Progress;
@@ -20,6 +23,8 @@ pub struct ArchiveReader<R: Read + Seek = BufReader<File>> {
     path: PathBuf,
     zip: zip::ZipArchive<R>,
     pub manifest: Manifest,
+    /// The key of an encrypted archive, once [`ArchiveReader::unlock`] found it.
+    key: Option<Arc<Key>>,
 }
 
 /// What a full verification found.
@@ -132,11 +137,27 @@ impl<R: Read + Seek> ArchiveReader<R> {
                     reason: "listed in the manifest but missing from the archive".into(),
                 });
             }
-            // The ZIP's own record of the size must agree, so neither can be inflated alone.
-            let declared = zip
-                .by_name(&entry.name)
-                .map_err(|e| damaged(&entry.name, e.to_string()))?
-                .size();
+            // The ZIP's own record of the size must agree, so neither can be inflated alone;
+            // read raw, as an encrypted entry cannot be opened without its key.
+            let raw = zip
+                .index_for_name(&entry.name)
+                .ok_or_else(|| damaged(&entry.name, "missing from the archive".into()))
+                .and_then(|index| {
+                    zip.by_index_raw(index)
+                        .map_err(|e| damaged(&entry.name, e.to_string()))
+                })?;
+            let (declared, encrypted) = (raw.size(), raw.encrypted());
+            drop(raw);
+            if encrypted != manifest.encryption.is_some() {
+                return Err(damaged(
+                    &entry.name,
+                    if encrypted {
+                        "the entry is encrypted, but the manifest says the archive is not".into()
+                    } else {
+                        "the entry is not encrypted, but the manifest says the archive is".into()
+                    },
+                ));
+            }
             if declared != entry.size {
                 return Err(damaged(
                     &entry.name,
@@ -184,11 +205,86 @@ impl<R: Read + Seek> ArchiveReader<R> {
                 ),
             ));
         }
+        if let Some(e) = &manifest.encryption
+            && (e.algorithm != super::encryption::ALGORITHM
+                || e.entries != super::encryption::ENTRY_FORMAT)
+        {
+            return Err(BackupError::Unsupported {
+                path: path.to_owned(),
+                reason: format!(
+                    "its entries are encrypted as {} {}, and this server reads {} {}",
+                    e.algorithm,
+                    e.entries,
+                    super::encryption::ALGORITHM,
+                    super::encryption::ENTRY_FORMAT
+                ),
+            });
+        }
         Ok(ArchiveReader {
             path: path.to_owned(),
             zip,
             manifest,
+            key: None,
         })
+    }
+
+    /// Finds the key an encrypted archive names in `keys` (one not configured is an error
+    /// when the archive's data is first read, not now: listing needs no key).
+    pub fn unlock(mut self, keys: &Keyring) -> ArchiveReader<R> {
+        if let Some(e) = &self.manifest.encryption {
+            self.key = keys.find(&e.key);
+        }
+        self
+    }
+
+    /// As [`Self::unlock`], with the key itself (an archive read back as it is written).
+    pub fn with_key(mut self, key: Option<Arc<Key>>) -> ArchiveReader<R> {
+        self.key = key;
+        self
+    }
+
+    /// The name of the key an encrypted archive was written with.
+    pub fn key_name(&self) -> Option<&str> {
+        self.manifest.encryption.as_ref().map(|e| e.key.as_str())
+    }
+
+    /// Proves, before anything is written, that the key opens every entry (its password
+    /// verifier; the authentication code is checked as each entry is read through).
+    pub fn check_key(&mut self) -> Result<(), BackupError> {
+        if self.manifest.encryption.is_none() {
+            return Ok(());
+        }
+        for entry in self.manifest.entries.clone() {
+            self.open_entry(&entry.name).map(drop)?;
+        }
+        Ok(())
+    }
+
+    /// Entry `name`, decrypted with the archive's key when it is encrypted.
+    fn open_entry(&mut self, name: &str) -> Result<zip::read::ZipFile<'_, R>, BackupError> {
+        let damaged = |reason: String| BackupError::Damaged {
+            path: self.path.clone(),
+            entry: name.to_owned(),
+            reason,
+        };
+        let Some(encryption) = &self.manifest.encryption else {
+            return self.zip.by_name(name).map_err(|e| damaged(e.to_string()));
+        };
+        let Some(key) = &self.key else {
+            return Err(BackupError::KeyMissing {
+                path: self.path.clone(),
+                key: encryption.key.clone(),
+            });
+        };
+        match self.zip.by_name_decrypt(name, key.passphrase()) {
+            Err(zip::result::ZipError::InvalidPassword) => Err(BackupError::WrongKey {
+                path: self.path.clone(),
+                key: encryption.key.clone(),
+                entry: name.to_owned(),
+                reason: "its password verifier differs",
+            }),
+            other => other.map_err(|e| damaged(e.to_string())),
+        }
     }
 
     /// Bytes of every listed entry, uncompressed.
@@ -236,6 +332,7 @@ impl<R: Read + Seek> ArchiveReader<R> {
     ) -> Result<(), BackupError> {
         let map_entry = self.listed(manifest::PAGE_MAP_ENTRY)?;
         let pages_entry = self.listed(manifest::PAGES_ENTRY)?;
+        self.check_key()?;
         // At most 4 bytes per page of the image: `check_increment` bounded it.
         let mut map = Vec::with_capacity(usize::try_from(map_entry.size).unwrap_or(0));
         self.copy_entry(&map_entry, &mut map, Path::new(""), progress)?;
@@ -301,7 +398,9 @@ impl<R: Read + Seek> ArchiveReader<R> {
             return Err(damaged("not listed in the manifest".into()));
         };
         progress.set_total(expected.size);
-        // Refused before the first byte: the database must fit where it is going.
+        // Refused before the first byte: the key must open it, the database must fit where
+        // it is going.
+        self.check_key()?;
         ensure_room("restoring this archive's database", dest, expected.size)?;
         let out = crate::new_file::create_new(dest).map_err(|source| BackupError::Io {
             action: "creating",
@@ -361,15 +460,13 @@ impl<R: Read + Seek> ArchiveReader<R> {
         dest: &Path,
         progress: &Progress,
     ) -> Result<u64, BackupError> {
+        let path = self.path.clone();
         let damaged = |reason: String| BackupError::Damaged {
-            path: self.path.clone(),
+            path: path.clone(),
             entry: expected.name.clone(),
             reason,
         };
-        let mut entry = self
-            .zip
-            .by_name(&expected.name)
-            .map_err(|e| damaged(e.to_string()))?;
+        let mut entry = self.open_entry(&expected.name)?;
         let mut sha = Sha256::new();
         let mut size = 0u64;
         let mut buffer = vec![0u8; 1 << 20];
@@ -551,7 +648,43 @@ fn integrity_check(path: &Path, manifest: &Manifest) -> Result<(), String> {
             manifest.page_count, manifest.page_size
         ));
     }
+    if let Some(expected) = &manifest.row_counts {
+        let found =
+            super::snapshot::count_rows(&conn).map_err(|e| format!("counting its rows: {e}"))?;
+        if &found != expected {
+            return Err(row_count_difference(expected, &found));
+        }
+    }
     Ok(())
+}
+
+/// How the rows found differ from those the manifest recorded at snapshot time.
+fn row_count_difference(
+    expected: &std::collections::BTreeMap<String, u64>,
+    found: &std::collections::BTreeMap<String, u64>,
+) -> String {
+    let mut differences = Vec::new();
+    for (table, rows) in expected {
+        match found.get(table) {
+            Some(n) if n == rows => {}
+            Some(n) => differences.push(format!(
+                "table {table} has {n} rows, the manifest recorded {rows}"
+            )),
+            None => differences.push(format!(
+                "table {table} (recorded with {rows} rows) is missing"
+            )),
+        }
+    }
+    for (table, n) in found {
+        if !expected.contains_key(table) {
+            differences.push(format!("table {table} ({n} rows) is not in the manifest"));
+        }
+    }
+    let shown: Vec<&str> = differences.iter().take(5).map(String::as_str).collect();
+    format!(
+        "row counts differ from the snapshot's: {}",
+        shown.join("; ")
+    )
 }
 
 /// SQLite's integrity check of the database file at `path` (opened read-only); the open

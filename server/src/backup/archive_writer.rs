@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use super::archive_reader::ArchiveReader;
 use super::deflate::{self, DeflateOptions};
 use super::destination::ObjectDestination;
+use super::encryption::{ALGORITHM, ENTRY_FORMAT, Key, Sealer};
 use super::error::BackupError;
 use super::files::{PacedFile, TempFile};
 use super::incremental::{FileImage, PageReader, Pages};
@@ -167,7 +168,7 @@ pub fn write_to_object(
     // Read back from the store: every entry's CRC, size and SHA-256 as the manifest lists.
     {
         let reader = upload.reopen()?;
-        let mut archive = ArchiveReader::from_reader(reader, &shown)?;
+        let mut archive = ArchiveReader::from_reader(reader, &shown)?.with_key(options.key.clone());
         archive.check_entries(progress)?;
     }
     progress.check()?;
@@ -210,6 +211,15 @@ fn write_entries<W: Write>(
     shown: &Path,
 ) -> Result<(W, u64, Manifest), BackupError> {
     let modified = DosTime::from_utc(snapshot.taken_at);
+    let key = match (&options.key_name, &options.key) {
+        (Some(_), None) => {
+            return Err(BackupError::InvalidOption(
+                "the key named was not looked up in the server's keys".into(),
+            ));
+        }
+        (_, key) => key.as_deref(),
+    };
+    let row_counts = image.row_counts()?;
     let level = options.level_for(matches!(body, Body::Increment { .. }));
     let method = if level == 0 {
         Method::Stored
@@ -254,7 +264,14 @@ fn write_entries<W: Write>(
         Body::Full => (manifest::DATABASE_ENTRY, snapshot.size),
         Body::Increment { pages, .. } => {
             let map = super::incremental::encode_map(pages);
-            write_small_entry(&mut zip, manifest::PAGE_MAP_ENTRY, &map, modified, shown)?;
+            write_small_entry(
+                &mut zip,
+                manifest::PAGE_MAP_ENTRY,
+                &map,
+                modified,
+                key,
+                shown,
+            )?;
             entries.push(ManifestEntry {
                 name: manifest::PAGE_MAP_ENTRY.into(),
                 size: map.len() as u64,
@@ -266,8 +283,14 @@ fn write_entries<W: Write>(
             )
         }
     };
-    zip.start_entry(name, method, size, modified)
-        .map_err(io("writing", shown))?;
+    let mut sealer = key.map(Sealer::new);
+    match &sealer {
+        Some(sealer) => zip
+            .start_sealed_entry(name, method, size, modified)
+            .and_then(|()| zip.write_data(sealer.header())),
+        None => zip.start_entry(name, method, size, modified),
+    }
+    .map_err(io("writing", shown))?;
 
     let mut sha = Sha256::new();
     let mut limit = options.max_rate.map(|rate| RateLimit::new(rate, progress));
@@ -293,10 +316,17 @@ fn write_entries<W: Write>(
                 std::io::Error::other("stopped")
             })
         },
-        |bytes| zip.write_data(bytes),
+        |bytes| match sealer.as_mut() {
+            Some(sealer) => zip.write_data(sealer.seal(bytes)),
+            None => zip.write_data(bytes),
+        },
     );
     // An abort or cancellation seen while pacing is reported as itself, not as I/O.
     let digest = result.map_err(|e| pace_error.unwrap_or_else(|| io("writing", shown)(e)))?;
+    if let Some(sealer) = sealer {
+        zip.write_data(&sealer.finish())
+            .map_err(io("writing", shown))?;
+    }
     zip.finish_entry(digest.crc32, digest.size)
         .map_err(io("writing", shown))?;
     entries.push(ManifestEntry {
@@ -312,10 +342,15 @@ fn write_entries<W: Write>(
             ..
         } => (
             manifest::INCREMENTAL,
-            manifest::FORMAT_VERSION,
+            manifest::INCREMENT_FORMAT_VERSION,
             Some(image_sha256.clone()),
             Some(parent.clone()),
         ),
+    };
+    let format_version = if key.is_some() {
+        manifest::ENCRYPTED_FORMAT_VERSION
+    } else {
+        format_version
     };
     let manifest = Manifest {
         format: manifest::FORMAT_NAME.into(),
@@ -339,27 +374,56 @@ fn write_entries<W: Write>(
             .as_ref()
             .map(|s| s.left_out.clone())
             .unwrap_or_default(),
+        encryption: key.map(|key| {
+            Box::new(manifest::Encryption {
+                algorithm: ALGORITHM.into(),
+                entries: ENTRY_FORMAT.into(),
+                key: key.name().into(),
+            })
+        }),
+        row_counts: Some(row_counts),
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| io("writing", shown)(std::io::Error::other(e)))?;
-    write_small_entry(&mut zip, manifest::MANIFEST_ENTRY, &json, modified, shown)?;
+    // Plain, so that listing and retention read it without the key.
+    write_small_entry(
+        &mut zip,
+        manifest::MANIFEST_ENTRY,
+        &json,
+        modified,
+        None,
+        shown,
+    )?;
     let (out, bytes) = zip.finish().map_err(io("writing", shown))?;
     Ok((out, bytes, manifest))
 }
 
-/// One small entry (the manifest, a page map), deflated in memory.
+/// One small entry (the manifest, a page map), deflated in memory, sealed with `key` if
+/// given.
 fn write_small_entry<W: Write>(
     zip: &mut ZipWriter<W>,
     name: &str,
     bytes: &[u8],
     modified: DosTime,
+    key: Option<&Key>,
     shown: &Path,
 ) -> Result<(), BackupError> {
     let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
     encoder.write_all(bytes).map_err(io("writing", shown))?;
     let compressed = encoder.finish().map_err(io("writing", shown))?;
-    zip.start_entry(name, Method::Deflated, bytes.len() as u64, modified)
-        .and_then(|()| zip.write_data(&compressed))
-        .and_then(|()| zip.finish_entry(crc32fast::hash(bytes), bytes.len() as u64))
-        .map_err(io("writing", shown))
+    let size = bytes.len() as u64;
+    match key {
+        Some(key) => {
+            let mut sealer = Sealer::new(key);
+            zip.start_sealed_entry(name, Method::Deflated, size, modified)
+                .and_then(|()| zip.write_data(sealer.header()))
+                .and_then(|()| zip.write_data(sealer.seal(&compressed)))
+                .and_then(|()| zip.write_data(&sealer.finish()))
+        }
+        None => zip
+            .start_entry(name, Method::Deflated, size, modified)
+            .and_then(|()| zip.write_data(&compressed)),
+    }
+    .and_then(|()| zip.finish_entry(crc32fast::hash(bytes), size))
+    .map_err(io("writing", shown))
 }

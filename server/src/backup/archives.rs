@@ -12,6 +12,7 @@ use super::archive_reader::ArchiveReader;
 use super::continuous::replay;
 use super::continuous::store::{Store, WAL_SUFFIX};
 use super::destination::{Location, ObjectDestination};
+use super::encryption::Keyring;
 use super::error::BackupError;
 use super::progress::Progress;
 use super::{PathRules, destination::Destinations};
@@ -47,6 +48,8 @@ pub struct Archive {
     /// Of a table-level archive: the tables it holds. `FROM LATEST` and increments pass it
     /// by: it is not the whole database.
     pub tables: Option<Vec<String>>,
+    /// Of an encrypted archive: the name of its key (`[backup.keys.NAME]`).
+    pub encryption_key: Option<String>,
 }
 
 impl Archive {
@@ -73,18 +76,20 @@ impl Archive {
             restorable_from: None,
             restorable_until: None,
             tables: None,
+            encryption_key: None,
         }
     }
 }
 
 /// Every archive (`.zip`) and export (`.json.gz`) where `requested` points: a local
 /// directory by the path rules (the backup directory for an empty name), or `NAME:prefix` in
-/// a destination. With `verify`, every entry is read through its checks. Oldest first.
+/// a destination. With `verify` (the keys encrypted archives are read with), every entry is
+/// read through its checks. Oldest first.
 pub fn list(
     rules: &PathRules,
     destinations: &Destinations,
     requested: &str,
-    verify: bool,
+    verify: Option<&Keyring>,
 ) -> Result<Vec<Archive>, BackupError> {
     let mut streams = Vec::new();
     let mut found = match destinations.resolve(requested)? {
@@ -190,7 +195,7 @@ fn latest_matching(
     as_of: Option<DateTime<Utc>>,
     keep: impl Fn(&Archive) -> bool,
 ) -> Result<Archive, BackupError> {
-    let candidates: Vec<Archive> = list(rules, destinations, requested, false)?
+    let candidates: Vec<Archive> = list(rules, destinations, requested, None)?
         .into_iter()
         .filter(|a| keep(a))
         .filter(|a| {
@@ -315,6 +320,7 @@ fn describe_stream(stream: Stream, archives: &mut [Archive]) -> Archive {
         restorable_from: None,
         restorable_until: None,
         tables: None,
+        encryption_key: None,
     };
     let base_at = |base: &str| format!("{}{base}", stream.beside);
     let exists = |base: &str| {
@@ -393,13 +399,13 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<(PathBuf, u64)>) {
     }
 }
 
-fn describe_file(path: &Path, bytes: u64, verify: bool) -> Archive {
+fn describe_file(path: &Path, bytes: u64, verify: Option<&Keyring>) -> Archive {
     let location = path.display().to_string();
     if location.ends_with(".json.gz") {
         let described =
             crate::export::reader::header(path).map(|h| from_export_header(&location, bytes, h));
         return match (described, verify) {
-            (Ok(mut archive), true) => {
+            (Ok(mut archive), Some(_)) => {
                 match crate::export::reader::verify(path, &Progress::default()) {
                     Ok(_) => archive.verified = Some(true),
                     Err(e) => {
@@ -409,7 +415,7 @@ fn describe_file(path: &Path, bytes: u64, verify: bool) -> Archive {
                 }
                 archive
             }
-            (Ok(archive), false) => archive,
+            (Ok(archive), None) => archive,
             (Err(e), _) => Archive::unreadable(location, bytes, e.to_string()),
         };
     }
@@ -423,7 +429,7 @@ fn describe_object(
     destination: &ObjectDestination,
     key: &str,
     bytes: u64,
-    verify: bool,
+    verify: Option<&Keyring>,
 ) -> Archive {
     let location = destination.display(key);
     let reader = match destination.open(key) {
@@ -446,8 +452,8 @@ fn describe_object(
 fn from_archive<R: Read + std::io::Seek>(
     location: String,
     bytes: u64,
-    mut reader: ArchiveReader<R>,
-    verify: bool,
+    reader: ArchiveReader<R>,
+    verify: Option<&Keyring>,
 ) -> Archive {
     let m = reader.manifest.clone();
     let mut archive = Archive {
@@ -464,9 +470,10 @@ fn from_archive<R: Read + std::io::Seek>(
         restorable_from: None,
         restorable_until: None,
         tables: m.tables,
+        encryption_key: m.encryption.map(|e| e.key),
     };
-    if verify {
-        match reader.check_entries(&Progress::default()) {
+    if let Some(keys) = verify {
+        match reader.unlock(keys).check_entries(&Progress::default()) {
             Ok(()) => archive.verified = Some(true),
             Err(e) => {
                 archive.verified = Some(false);
@@ -496,6 +503,7 @@ fn from_export_header(
         restorable_from: None,
         restorable_until: None,
         tables: None,
+        encryption_key: None,
     }
 }
 

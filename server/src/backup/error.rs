@@ -151,6 +151,25 @@ pub enum BackupError {
         location: String,
         as_of: Option<String>,
     },
+    /// `key = '…'` names no configured key (the value is not repeated: it may be a secret
+    /// written by mistake).
+    #[error(
+        "key does not name a [backup.keys.NAME] table of the server config; the configured keys are: {known}"
+    )]
+    UnknownKey { known: String },
+    #[error(
+        "{path} is encrypted with key \"{key}\", which this server's config does not have; add [backup.keys.{key}] with its passphrase_env or key_file (keys in use are never removed while archives name them); nothing was written"
+    )]
+    KeyMissing { path: PathBuf, key: String },
+    #[error(
+        "{path}: key \"{key}\" does not open entry \"{entry}\" ({reason}); the passphrase configured for it is not the one the archive was written with; nothing was written"
+    )]
+    WrongKey {
+        path: PathBuf,
+        key: String,
+        entry: String,
+        reason: &'static str,
+    },
     #[error("{path} is not a Cairn backup archive: {reason}")]
     NotAnArchive { path: PathBuf, reason: String },
     #[error("{path}: entry \"{entry}\" is damaged: {reason}")]

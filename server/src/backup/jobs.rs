@@ -14,6 +14,7 @@ use super::archive_writer::{self, Written};
 use super::archives::{self, Archive};
 use super::chain::{self, AnyArchive};
 use super::destination::{Destinations, Location, Target};
+use super::encryption::Keyring;
 use super::error::BackupError;
 use super::files::{self, TempFile};
 use super::history::{History, Status};
@@ -189,6 +190,8 @@ pub struct Backups {
     digests: DigestCache,
     /// `[backup] default_destination`: where `BACKUP DATABASE [name]` with no `TO` writes.
     default_destination: Option<String>,
+    /// `[backup.keys.NAME]`: what encrypted archives are written and read with.
+    keys: Keyring,
 }
 
 /// A backup `INTO` a collection: always summed page by page (for the next increment); with a
@@ -258,7 +261,19 @@ impl Backups {
             events: OnceLock::new(),
             digests: DigestCache::new(data_dir.join("system").join("page-digests")),
             default_destination: None,
+            keys: Keyring::default(),
         })
+    }
+
+    /// With `[backup.keys.NAME]`, read.
+    pub fn with_keys(mut self, keys: Keyring) -> Backups {
+        self.keys = keys;
+        self
+    }
+
+    /// The configured keys.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
     }
 
     /// With `[backup] default_destination`.
@@ -291,7 +306,12 @@ impl Backups {
 
     /// What archives exist where `requested` points (see [`archives::list`]).
     pub fn archives(&self, requested: &str, verify: bool) -> Result<Vec<Archive>, BackupError> {
-        archives::list(&self.rules, &self.destinations, requested, verify)
+        archives::list(
+            &self.rules,
+            &self.destinations,
+            requested,
+            verify.then_some(&self.keys),
+        )
     }
 
     /// Verifies the archive or export `requested` (a file by the path rules, or `NAME:key`)
@@ -438,7 +458,7 @@ impl Backups {
                     source: e,
                 })?;
                 let reader: Box<dyn chain::ReadSeek> = Box::new(std::io::BufReader::new(file));
-                ArchiveReader::from_reader(reader, &source)
+                Ok(ArchiveReader::from_reader(reader, &source)?.unlock(&self.keys))
             }
             Location::Object { destination, key } => {
                 let shown = PathBuf::from(destination.display(key));
@@ -450,7 +470,7 @@ impl Backups {
                     }
                 })?;
                 let reader: Box<dyn chain::ReadSeek + '_> = Box::new(destination.open(key)?);
-                ArchiveReader::from_reader(reader, &shown)
+                Ok(ArchiveReader::from_reader(reader, &shown)?.unlock(&self.keys))
             }
         }
     }
@@ -745,6 +765,8 @@ impl Backups {
         into: Option<IntoCollection>,
     ) -> Result<Job, BackupError> {
         let shown = target.display();
+        let mut options = options;
+        options.resolve_key(&self.keys)?;
         let mut running = self.claim(database)?;
         // Opening the source now reports a missing database before a job exists, and the
         // lease keeps DROP DATABASE away until the job ends.

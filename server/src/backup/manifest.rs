@@ -1,11 +1,19 @@
 //! `manifest.json`, the first thing a reader checks: what the archive holds and how to prove
 //! it is intact. The format is documented in docs/FORMATS.md, with its version log.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-/// The newest manifest format this server reads (and writes, for increments); full archives
-/// are still written as [`FULL_FORMAT_VERSION`], so that older servers read them.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest manifest format this server reads (and writes, for encrypted archives); full
+/// archives are still written as [`FULL_FORMAT_VERSION`] and increments as
+/// [`INCREMENT_FORMAT_VERSION`], so that older servers read them.
+pub const FORMAT_VERSION: u32 = 3;
+/// The format of a plain increment.
+pub const INCREMENT_FORMAT_VERSION: u32 = 2;
+/// The format of an encrypted archive: older servers refuse it as newer than they read,
+/// rather than as damaged.
+pub const ENCRYPTED_FORMAT_VERSION: u32 = 3;
 /// The format of a full archive.
 pub const FULL_FORMAT_VERSION: u32 = 1;
 /// The value of `format`, so a stray JSON file is not taken for a manifest.
@@ -53,6 +61,23 @@ pub struct Manifest {
     /// Of a table-level backup: the views and triggers left out with the tables they use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
+    /// Of an encrypted archive: how its entries are sealed, and the name of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Box<Encryption>>,
+    /// The rows of each table as of the snapshot (what a restore drill compares with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_counts: Option<BTreeMap<String, u64>>,
+}
+
+/// How an archive's entries besides the manifest are encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `aes-256`.
+    pub algorithm: String,
+    /// `winzip-ae2`: WinZip AES entries, AE-2 (no CRC of the plaintext), key from PBKDF2.
+    pub entries: String,
+    /// The name of the configured key (`[backup.keys.NAME]`), never the key.
+    pub key: String,
 }
 
 impl Manifest {

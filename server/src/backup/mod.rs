@@ -3,7 +3,8 @@
 //!
 //! Layers, bottom up: [`zip_writer`] and [`deflate`] (the container and parallel compression),
 //! [`snapshot`] (a consistent copy without blocking writers), [`archive_writer`] and
-//! [`archive_reader`] (one archive, with its manifest and checks), [`files`] and [`paths`]
+//! [`archive_reader`] (one archive, with its manifest and checks), [`encryption`] (keys,
+//! and archives' entries sealed with them), [`files`] and [`paths`]
 //! (durable publishing, where SQL may put files), [`destination`] (the local directory or
 //! object storage, named `'NAME:key'`), [`history`] and [`jobs`] (backups as watchable,
 //! abortable jobs), [`continuous`] (shipping the write-ahead log between base archives, and
@@ -16,6 +17,7 @@ pub mod chain;
 pub mod continuous;
 pub mod deflate;
 pub mod destination;
+pub mod encryption;
 pub mod error;
 pub mod files;
 pub mod history;

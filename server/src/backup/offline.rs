@@ -33,6 +33,8 @@ const BUSY: Duration = Duration::from_secs(5);
 pub struct Stores {
     pub rules: super::PathRules,
     pub destinations: Destinations,
+    /// `[backup.keys.NAME]` of the config, read.
+    pub keys: super::encryption::Keyring,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -53,9 +55,11 @@ impl Stores {
             .build()
             .map_err(|e| format!("starting the async runtime: {e}"))?;
         let destinations = Destinations::connect(&config.destinations, runtime.handle())?;
+        let keys = super::encryption::Keyring::load(&config.keys)?;
         Ok(Stores {
             rules: config.backup.clone(),
             destinations,
+            keys,
             runtime,
         })
     }
@@ -290,7 +294,7 @@ fn open_any<'s>(stores: Option<&'s Stores>, location: &str) -> Result<AnyArchive
                 source,
             })?;
             let reader: Box<dyn chain::ReadSeek> = Box::new(std::io::BufReader::new(file));
-            ArchiveReader::from_reader(reader, Path::new(path))
+            Ok(ArchiveReader::from_reader(reader, Path::new(path))?.unlock(&keys_of(stores)))
         }
         Named::Object(destination, key) => {
             // The client `stores` keeps, so that the reader may outlive this call.
@@ -303,9 +307,14 @@ fn open_any<'s>(stores: Option<&'s Stores>, location: &str) -> Result<AnyArchive
                 })?;
             let _entered = stores.map(|s| s.runtime.enter());
             let reader: Box<dyn chain::ReadSeek + 's> = Box::new(kept.open(key)?);
-            ArchiveReader::from_reader(reader, Path::new(location))
+            Ok(ArchiveReader::from_reader(reader, Path::new(location))?.unlock(&keys_of(stores)))
         }
     }
+}
+
+/// The keys of `--config`, or none.
+fn keys_of(stores: Option<&Stores>) -> super::encryption::Keyring {
+    stores.map(|s| s.keys.clone()).unwrap_or_default()
 }
 
 /// [`verify`] of a local file.
@@ -327,7 +336,12 @@ pub fn archives(
             let Some(stores) = stores else {
                 return Ok(Vec::new());
             };
-            return super::archives::list(&stores.rules, &stores.destinations, location, verify);
+            return super::archives::list(
+                &stores.rules,
+                &stores.destinations,
+                location,
+                verify.then_some(&stores.keys),
+            );
         }
     };
     // A local directory, named by the operator: no path rules beyond the directory itself.
@@ -336,7 +350,12 @@ pub fn archives(
         directory: dir,
         allowed: Vec::new(),
     };
-    super::archives::list(&rules, &Destinations::default(), "", verify)
+    super::archives::list(
+        &rules,
+        &Destinations::default(),
+        "",
+        verify.then_some(&super::encryption::Keyring::default()),
+    )
 }
 
 /// The newest archive of `database` directly in the collection at `location`: what an

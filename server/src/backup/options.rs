@@ -33,6 +33,11 @@ pub struct BackupOptions {
     pub tables: Option<TableFilter>,
     /// Whether `compression_level` was asked for (else an increment uses its own default).
     level_asked: bool,
+    /// `key = 'NAME'` (with `encryption = 'aes-256'`): the archive's entries are encrypted
+    /// with that configured key; [`BackupOptions::resolve_key`] finds it.
+    pub key_name: Option<String>,
+    /// The key named, once found in the keyring.
+    pub key: Option<std::sync::Arc<super::encryption::Key>>,
 }
 
 /// The longest timeout written in seconds: a year (for no limit, write 0).
@@ -51,6 +56,8 @@ impl Default for BackupOptions {
             timeout: None,
             tables: None,
             level_asked: false,
+            key_name: None,
+            key: None,
         }
     }
 }
@@ -59,6 +66,7 @@ impl BackupOptions {
     /// Options as written in SQL (`WITH (…)`, console flags) or passed by a plugin, checked.
     pub fn from_written(written: &[(String, Literal)]) -> Result<BackupOptions, BackupError> {
         let mut options = BackupOptions::default();
+        let mut algorithm = None;
         for (name, value) in written {
             let size = |value: &Literal| match value {
                 Literal::Integer(n) if *n > 0 => Ok(*n as u64),
@@ -101,6 +109,23 @@ impl BackupOptions {
                         TableFilter::Except(names)
                     });
                 }
+                ("encryption", Literal::Text(text)) if text == super::encryption::ALGORITHM => {
+                    algorithm = Some(text.clone());
+                }
+                ("encryption", _) => {
+                    return Err(BackupError::InvalidOption(format!(
+                        "encryption must be '{}' (WinZip AES-256 entries), with key = 'NAME' of a [backup.keys.NAME]",
+                        super::encryption::ALGORITHM
+                    )));
+                }
+                ("key", Literal::Text(text)) if !text.trim().is_empty() => {
+                    options.key_name = Some(text.trim().to_owned());
+                }
+                ("key", _) => {
+                    return Err(BackupError::InvalidOption(
+                        "key must name a [backup.keys.NAME] table of the server config, e.g. key = 'offsite-2026' (never the passphrase itself)".into(),
+                    ));
+                }
                 ("compression_level", other) => {
                     return Err(BackupError::InvalidOption(format!(
                         "compression_level must be an integer 0–9, got {other}"
@@ -108,12 +133,26 @@ impl BackupOptions {
                 }
                 (other, _) => {
                     return Err(BackupError::InvalidOption(format!(
-                        "unknown option {other}; BACKUP takes compression_level, buffer_size, max_rate, timeout, tables, exclude_tables and detached"
+                        "unknown option {other}; BACKUP takes compression_level, buffer_size, max_rate, timeout, tables, exclude_tables, encryption, key and detached"
                     )));
                 }
             }
         }
+        if algorithm.is_some() && options.key_name.is_none() {
+            return Err(BackupError::InvalidOption(format!(
+                "encryption = '{}' needs key = 'NAME', naming a [backup.keys.NAME] table of the server config",
+                super::encryption::ALGORITHM
+            )));
+        }
         Ok(options)
+    }
+
+    /// Finds the key `key = '…'` named in `keys` (nothing to do without one).
+    pub fn resolve_key(&mut self, keys: &super::encryption::Keyring) -> Result<(), BackupError> {
+        if let Some(name) = &self.key_name {
+            self.key = Some(keys.get(name)?);
+        }
+        Ok(())
     }
 
     /// As [`Self::from_written`], for a statement: Doris's default timeout of a day unless

@@ -208,6 +208,25 @@ impl super::incremental::PageSource for Live {
     }
 }
 
+/// The rows of each ordinary table of the database `conn` has open.
+pub fn count_rows(conn: &Connection) -> rusqlite::Result<std::collections::BTreeMap<String, u64>> {
+    let names: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut counts = std::collections::BTreeMap::new();
+    for name in names {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        let rows: i64 =
+            conn.query_row(&format!("SELECT count(*) FROM {quoted}"), [], |r| r.get(0))?;
+        counts.insert(name, u64::try_from(rows).unwrap_or(0));
+    }
+    Ok(counts)
+}
+
 /// A snapshot's pages: a copy in a temporary file, or read live.
 #[derive(Debug)]
 pub enum Image {
@@ -281,6 +300,31 @@ impl Image {
                 f(live, pages)
             }
         }
+    }
+
+    /// The rows of each table in the snapshot (virtual tables left out: their module may
+    /// not be loaded where the archive is restored), for the manifest.
+    pub fn row_counts(&self) -> Result<std::collections::BTreeMap<String, u64>, BackupError> {
+        let shown = self.shown();
+        let sqlite = |source| BackupError::Sqlite {
+            action: "counting the rows of",
+            path: shown.clone(),
+            source,
+        };
+        let opened;
+        let conn = match self {
+            Image::Copy(copy) => {
+                opened = Connection::open_with_flags(
+                    copy.path(),
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sqlite)?;
+                &opened
+            }
+            // Inside its read transaction: the rows as of the snapshot.
+            Image::Live(live) => &live.conn,
+        };
+        count_rows(conn).map_err(sqlite)
     }
 
     /// Where errors about it point.

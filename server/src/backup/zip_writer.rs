@@ -55,6 +55,7 @@ const U32_LIMIT: u64 = 0xFFFF_FFFF;
 const ZIP64_ENTRY_THRESHOLD: u64 = U32_LIMIT - (64 << 20);
 const VERSION_ZIP64: u16 = 45;
 const VERSION_DEFAULT: u16 = 20;
+const VERSION_AES: u16 = 51;
 /// "Made by" Unix (3), spec 4.5: readers then honour the permission bits below.
 const VERSION_MADE_BY: u16 = (3 << 8) | VERSION_ZIP64;
 /// Regular file, mode 0600: the archive holds a whole database.
@@ -66,6 +67,9 @@ struct Entry {
     /// Its CRC and sizes follow the data in a data descriptor (general purpose flag bit 3).
     descriptor: bool,
     method: Method,
+    /// A WinZip AES entry: its data is sealed by [`super::encryption::Sealer`], its method
+    /// is AES's and its CRC 0 (AE-2), its real method in the 0x9901 extra field.
+    sealed: bool,
     modified: DosTime,
     zip64: bool,
     header_offset: u64,
@@ -152,6 +156,29 @@ impl<W: Write> ZipWriter<W> {
         size: u64,
         modified: DosTime,
     ) -> io::Result<()> {
+        self.open_entry(name, method, size, modified, false)
+    }
+
+    /// As [`Self::start_entry`], for an entry whose data (compressed by `method`) is written
+    /// sealed: salt, verifier, ciphertext and authentication code.
+    pub fn start_sealed_entry(
+        &mut self,
+        name: &str,
+        method: Method,
+        size: u64,
+        modified: DosTime,
+    ) -> io::Result<()> {
+        self.open_entry(name, method, size, modified, true)
+    }
+
+    fn open_entry(
+        &mut self,
+        name: &str,
+        method: Method,
+        size: u64,
+        modified: DosTime,
+        sealed: bool,
+    ) -> io::Result<()> {
         if self.open.is_some() {
             return Err(io::Error::other("the previous ZIP entry is still open"));
         }
@@ -160,6 +187,7 @@ impl<W: Write> ZipWriter<W> {
             name: name.to_owned(),
             descriptor: self.patch.is_none(),
             method,
+            sealed,
             modified,
             zip64,
             header_offset: self.position,
@@ -199,7 +227,8 @@ impl<W: Write> ZipWriter<W> {
                 entry.name
             )));
         }
-        entry.crc32 = crc32;
+        // AE-2: the CRC of the plaintext would tell about it; the MAC proves the data.
+        entry.crc32 = if entry.sealed { 0 } else { crc32 };
         match self.patch {
             Some(patch) => {
                 let header = local_header(&entry);
@@ -269,10 +298,47 @@ impl<W: Write> ZipWriter<W> {
     }
 }
 
-/// General purpose flags: bit 3 when a data descriptor carries the CRC and sizes.
+/// General purpose flags: bit 3 when a data descriptor carries the CRC and sizes, bit 0
+/// when the entry is encrypted.
 fn flags(entry: &Entry) -> u16 {
-    if entry.descriptor { 0x0008 } else { 0 }
+    let descriptor = if entry.descriptor { 0x0008 } else { 0 };
+    descriptor | u16::from(entry.sealed)
 }
+
+/// The method code in the headers: AES's for a sealed entry.
+fn method_code(entry: &Entry) -> u16 {
+    if entry.sealed {
+        super::encryption::AES_METHOD
+    } else {
+        entry.method.code()
+    }
+}
+
+/// The version needed to extract: 5.1 for AES (APPNOTE 4.4.3.2), 4.5 for Zip64.
+fn version_needed(entry: &Entry, zip64: bool) -> u16 {
+    if entry.sealed {
+        VERSION_AES
+    } else if zip64 {
+        VERSION_ZIP64
+    } else {
+        VERSION_DEFAULT
+    }
+}
+
+/// The AES extra field (0x9901) of a sealed entry: vendor version 2 (AE-2), vendor "AE",
+/// strength 3 (256 bits), the real compression method.
+fn aes_extra(entry: &Entry, out: &mut Vec<u8>) {
+    if entry.sealed {
+        out.extend_from_slice(&0x9901u16.to_le_bytes());
+        out.extend_from_slice(&7u16.to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(b"AE");
+        out.push(3);
+        out.extend_from_slice(&entry.method.code().to_le_bytes());
+    }
+}
+
+const AES_EXTRA_LEN: u16 = 11;
 
 /// The record after an entry's data on a stream (APPNOTE 4.3.9): signature, CRC, compressed
 /// and uncompressed sizes, 8 bytes each for a Zip64 entry.
@@ -293,14 +359,9 @@ fn data_descriptor(entry: &Entry) -> Vec<u8> {
 fn local_header(entry: &Entry) -> Vec<u8> {
     let mut h = Vec::with_capacity(30 + entry.name.len() + 20);
     h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-    let version = if entry.zip64 {
-        VERSION_ZIP64
-    } else {
-        VERSION_DEFAULT
-    };
-    h.extend_from_slice(&version.to_le_bytes());
+    h.extend_from_slice(&version_needed(entry, entry.zip64).to_le_bytes());
     h.extend_from_slice(&flags(entry).to_le_bytes());
-    h.extend_from_slice(&entry.method.code().to_le_bytes());
+    h.extend_from_slice(&method_code(entry).to_le_bytes());
     h.extend_from_slice(&entry.modified.time.to_le_bytes());
     h.extend_from_slice(&entry.modified.date.to_le_bytes());
     h.extend_from_slice(&entry.crc32.to_le_bytes());
@@ -319,8 +380,9 @@ fn local_header(entry: &Entry) -> Vec<u8> {
         h.extend_from_slice(&(size as u32).to_le_bytes());
     }
     h.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
-    let extra_len: u16 = if entry.zip64 { 20 } else { 0 };
-    h.extend_from_slice(&extra_len.to_le_bytes());
+    let zip64_len: u16 = if entry.zip64 { 20 } else { 0 };
+    let aes_len = if entry.sealed { AES_EXTRA_LEN } else { 0 };
+    h.extend_from_slice(&(zip64_len + aes_len).to_le_bytes());
     h.extend_from_slice(entry.name.as_bytes());
     if entry.zip64 {
         h.extend_from_slice(&1u16.to_le_bytes());
@@ -328,6 +390,7 @@ fn local_header(entry: &Entry) -> Vec<u8> {
         h.extend_from_slice(&size.to_le_bytes());
         h.extend_from_slice(&compressed.to_le_bytes());
     }
+    aes_extra(entry, &mut h);
     h
 }
 
@@ -344,24 +407,25 @@ fn central_header(entry: &Entry, out: &mut Vec<u8>) {
     let size = field(entry.size, entry.zip64);
     let compressed = field(entry.compressed, entry.zip64);
     let offset = field(entry.header_offset, false);
-    let version = if extra.is_empty() {
-        VERSION_DEFAULT
-    } else {
-        VERSION_ZIP64
-    };
+    let version = version_needed(entry, !extra.is_empty());
     out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
     out.extend_from_slice(&VERSION_MADE_BY.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&flags(entry).to_le_bytes());
-    out.extend_from_slice(&entry.method.code().to_le_bytes());
+    out.extend_from_slice(&method_code(entry).to_le_bytes());
     out.extend_from_slice(&entry.modified.time.to_le_bytes());
     out.extend_from_slice(&entry.modified.date.to_le_bytes());
     out.extend_from_slice(&entry.crc32.to_le_bytes());
     out.extend_from_slice(&compressed.to_le_bytes());
     out.extend_from_slice(&size.to_le_bytes());
     out.extend_from_slice(&(entry.name.len() as u16).to_le_bytes());
-    let extra_len = if extra.is_empty() { 0 } else { 4 + extra.len() };
-    out.extend_from_slice(&(extra_len as u16).to_le_bytes());
+    let zip64_len = if extra.is_empty() { 0 } else { 4 + extra.len() };
+    let aes_len = if entry.sealed {
+        AES_EXTRA_LEN as usize
+    } else {
+        0
+    };
+    out.extend_from_slice(&((zip64_len + aes_len) as u16).to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes()); // comment length
     out.extend_from_slice(&0u16.to_le_bytes()); // disk number
     out.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
@@ -373,6 +437,7 @@ fn central_header(entry: &Entry, out: &mut Vec<u8>) {
         out.extend_from_slice(&(extra.len() as u16).to_le_bytes());
         out.extend_from_slice(&extra);
     }
+    aes_extra(entry, out);
 }
 
 #[cfg(test)]

@@ -196,6 +196,11 @@ pub fn check_options(options: &BackupOptions) -> Result<(), BackupError> {
             "an export holds the whole database; tables and exclude_tables are BACKUP's (a table-level archive)".into(),
         ));
     }
+    if options.key_name.is_some() {
+        return Err(BackupError::InvalidOption(
+            "an export cannot be encrypted yet; BACKUP DATABASE … WITH (encryption = 'aes-256', key = 'NAME') writes an encrypted archive".into(),
+        ));
+    }
     if options.compression_level == 0 {
         return Err(BackupError::InvalidOption(
             "compression_level of an export must be 1 (fastest) to 9 (smallest): gzip has no stored mode".into(),

@@ -48,6 +48,8 @@ pub(super) const ARCHIVE_COLUMNS: &[(&str, SqlType)] = &[
     ("restorable_until", SqlType::Text),
     // Of a table-level archive: the tables it holds, comma-separated (NULL: all of them).
     ("tables", SqlType::Text),
+    // Of an encrypted archive: the name of its key (never the key).
+    ("encryption_key", SqlType::Text),
 ];
 
 /// The rows of `SHOW ARCHIVES`.
@@ -73,6 +75,7 @@ pub(super) fn archive_rows(archives: Vec<crate::backup::archives::Archive>) -> V
                 text(a.restorable_from),
                 text(a.restorable_until),
                 text(a.tables.map(|t| t.join(", "))),
+                text(a.encryption_key),
             ]
         })
         .collect()
@@ -144,6 +147,8 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
         }
         BackupError::NoDataDir { .. } => sqlstate::UNDEFINED_FILE,
         BackupError::UnknownDestination { .. }
+        | BackupError::UnknownKey { .. }
+        | BackupError::KeyMissing { .. }
         | BackupError::NoDefaultDestination
         | BackupError::NoJob { .. } => sqlstate::UNDEFINED_OBJECT,
         BackupError::JobEnded { .. } => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -165,6 +170,7 @@ pub(crate) fn backup_error(e: BackupError) -> SqlError {
             sqlstate::LOCK_NOT_AVAILABLE
         }
         BackupError::TableDependency(_) => sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+        BackupError::WrongKey { .. } => sqlstate::WRONG_KEY,
         BackupError::NoArchive { .. } | BackupError::OutsideWindow(_) => sqlstate::UNDEFINED_FILE,
         BackupError::NoSpace { .. } => sqlstate::DISK_FULL,
         BackupError::LineTooLong { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,

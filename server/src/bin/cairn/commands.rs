@@ -92,6 +92,7 @@ pub fn list_archives(
             "parent": a.parent,
             "restorable_from": a.restorable_from,
             "restorable_until": a.restorable_until,
+            "encryption_key": a.encryption_key,
         }));
         let window = match (&a.restorable_from, &a.restorable_until) {
             (Some(from), Some(until)) => format!("  restorable {from} .. {until}"),

@@ -99,7 +99,7 @@ fn of_server(e: &ServerError) -> Failure {
         ServerError::Catalog(e) => of_catalog(e),
         // Reading or writing the generated password file: the disk, not the config.
         ServerError::Credentials(_) => Failure::Io,
-        ServerError::Destination(_) => Failure::Usage,
+        ServerError::Destination(_) | ServerError::Keys(_) => Failure::Usage,
         ServerError::Backup(e) => of_backup(e),
         ServerError::DataDir { source, .. } => of_io(source),
         ServerError::Listen { source, .. } => match source.kind() {
@@ -145,6 +145,8 @@ fn of_backup(e: &BackupError) -> Failure {
         B::NoDataDir { .. }
         | B::NoArchive { .. }
         | B::UnknownDestination { .. }
+        | B::UnknownKey { .. }
+        | B::KeyMissing { .. }
         | B::NoDefaultDestination
         | B::NoJob { .. }
         | B::NoSuchTable { .. }
@@ -162,9 +164,11 @@ fn of_backup(e: &BackupError) -> Failure {
         | B::TableDependency(_)
         | B::Busy { .. }
         | B::Unsupported { .. } => Failure::Refused,
-        B::NotAnArchive { .. } | B::Damaged { .. } | B::BadExport { .. } | B::BadSegment { .. } => {
-            Failure::Verification
-        }
+        B::NotAnArchive { .. }
+        | B::Damaged { .. }
+        | B::BadExport { .. }
+        | B::BadSegment { .. }
+        | B::WrongKey { .. } => Failure::Verification,
         B::NoSpace { .. } | B::Destination { .. } | B::History { .. } => Failure::Io,
         B::Sqlite { .. }
         | B::Aborted
