@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 4u
+#define CAIRN_ABI_MINOR 5u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -218,6 +218,12 @@ struct CairnHost {
     CairnStatus (*set_gauge)(const CairnHost *host, CairnStr name, CairnStr help,
                              const CairnArg *labels, size_t label_count, double value,
                              const CairnOutput *output);
+    /* Since 1.5. A restore drill of the archive at `location`, which must be of `database`:
+     * restored into a scratch file outside the catalog, integrity-checked, every table's rows
+     * compared with the counts its manifest recorded, the scratch file removed; recorded in
+     * the backup history as kind "drill". One row: database, location, created_at, tables,
+     * rows, counted (1 when the manifest recorded row counts). */
+    CairnFuture (*drill_archive)(const CairnHost *host, CairnStr database, CairnStr location);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -268,7 +274,7 @@ _Static_assert(sizeof(CairnFuture) == 24, "CairnFuture layout");
 _Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
 _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
-_Static_assert(sizeof(CairnHost) == 152, "CairnHost layout");
+_Static_assert(sizeof(CairnHost) == 160, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
 _Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");

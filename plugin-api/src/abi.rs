@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 4;
+pub const CAIRN_ABI_MINOR: u32 = 5;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -427,6 +427,21 @@ pub struct CairnHost {
             value: f64,
             output: *const CairnOutput,
         ) -> CairnStatus,
+    >,
+    /// Since 1.5. A restore drill of the archive at `location` (same rules as
+    /// `list_archives`), which must be of `database`: restored (an increment with its chain)
+    /// into a scratch file outside the catalog, checked by SQLite's `integrity_check`, every
+    /// table's rows counted and compared with those its manifest recorded at snapshot time,
+    /// and the scratch file removed; recorded in the backup history as kind `drill`. The
+    /// future writes one row: `database`, `location`, `created_at`, `tables`, `rows`,
+    /// `counted` (1 when the manifest recorded row counts to compare with, 0 for archives
+    /// written before they were recorded).
+    pub drill_archive: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            database: CairnStr,
+            location: CairnStr,
+        ) -> CairnFuture,
     >,
 }
 

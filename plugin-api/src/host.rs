@@ -124,6 +124,20 @@ impl Host {
         HostCall(self.raw.verify_archive(path))
     }
 
+    /// A restore drill (since ABI 1.5) of the archive at `location` (what
+    /// [`Host::list_archives`] lists), which must be of `database`: it is restored (an
+    /// increment with its chain) into a scratch file outside the catalog, SQLite's
+    /// `integrity_check` runs on it, every table's rows are counted and compared with the
+    /// counts its manifest recorded at snapshot time, and the scratch file is removed. It is
+    /// recorded in the backup history as kind `drill` (so the server's
+    /// `cairn_backup_last_success_timestamp_seconds{kind="drill"}` says when the last good one
+    /// ended). The reply has one row: `database`, `location`, `created_at`, `tables`, `rows`,
+    /// `counted` (1 when the manifest recorded row counts to compare with). A failure is an
+    /// error saying which table, entry or check.
+    pub fn drill_archive(&self, database: &str, location: &str) -> HostCall {
+        HostCall(self.raw.drill_archive(database, location))
+    }
+
     /// Every archive and export at `location` (since ABI 1.3): a directory by the backup path
     /// rules (`""` for the backup directory), or `NAME:prefix` in a destination of the server
     /// config (`"offsite:auto"`), read from the files' own manifests, oldest first. Rows:

@@ -105,7 +105,8 @@ fn rust_layouts() -> Vec<Layout> {
             raise_alert,
             list_archives,
             delete_archive,
-            set_gauge
+            set_gauge,
+            drill_archive
         }),
         layout!(CairnPluginVTable {
             size,
@@ -211,7 +212,7 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 152);
+    assert_eq!(size_of::<CairnHost>(), 160);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
     assert_eq!(

@@ -14,6 +14,7 @@ mod config_errors;
 mod continuous;
 mod databases;
 mod destinations;
+mod drills;
 mod encryption;
 mod examples;
 mod exports;

@@ -416,6 +416,22 @@ impl HostRef {
         Ok(unsafe { ImportedFuture::new(raw) })
     }
 
+    pub(crate) fn drill_archive(
+        &self,
+        database: &str,
+        location: &str,
+    ) -> Result<ImportedFuture, PluginError> {
+        let drill = self.function(
+            offset_of!(CairnHost, drill_archive),
+            |t| t.drill_archive,
+            "drill_archive",
+        )?;
+        // SAFETY: as in `log`; the host copies the strings before returning.
+        let raw = unsafe { drill(self.0, CairnStr::new(database), CairnStr::new(location)) };
+        // SAFETY: a fresh future returned by the host.
+        Ok(unsafe { ImportedFuture::new(raw) })
+    }
+
     pub(crate) fn list_archives(&self, location: &str) -> Result<ImportedFuture, PluginError> {
         let list = self.function(
             offset_of!(CairnHost, list_archives),

@@ -787,6 +787,8 @@ pub trait HostServices: Send + Sync {
     fn delete_archive(&self, location: String) -> BoxOutcome;
     /// Sets (or, with NaN, removes) one series of a plugin's gauge (ABI 1.4).
     fn set_gauge(&self, sample: GaugeSample) -> Result<(), PluginError>;
+    /// A restore drill of the archive at `location`, of `database` (ABI 1.5).
+    fn drill_archive(&self, database: String, location: String) -> BoxOutcome;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -826,6 +828,7 @@ impl HostTable {
             list_archives: Some(host_list_archives),
             delete_archive: Some(host_delete_archive),
             set_gauge: Some(host_set_gauge),
+            drill_archive: Some(host_drill_archive),
         });
         HostTable(Box::leak(table))
     }
@@ -933,6 +936,26 @@ unsafe extern "C" fn host_verify_archive(host: *const CairnHost, path: CairnStr)
         // SAFETY: the string is borrowed for the call; we copy it.
         let path = unsafe { super::text(path, "the archive path") }?;
         Ok(services.verify_archive(path))
+    });
+    start(started)
+}
+
+unsafe extern "C" fn host_drill_archive(
+    host: *const CairnHost,
+    database: CairnStr,
+    location: CairnStr,
+) -> CairnFuture {
+    let started = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        // SAFETY: the strings are borrowed for the call; we copy them.
+        let (database, location) = unsafe {
+            (
+                super::text(database, "the database name")?,
+                super::text(location, "the location")?,
+            )
+        };
+        Ok(services.drill_archive(database, location))
     });
     start(started)
 }

@@ -53,6 +53,9 @@ struct Written {
     #[serde(default = "yes")]
     catch_up: bool,
     retention: Option<WrittenRetention>,
+    /// Restore drills of each database's newest archive: "daily", "weekly", "monthly" or a
+    /// cron expression, in `timezone`.
+    drill: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +194,9 @@ pub struct Policy {
     /// With `mode = "incremental"`: archives are members of a collection (named by the
     /// server), increments on the newest restorable one, and a full one this often.
     pub chain: Option<FullEvery>,
+    /// `drill`: when each database's newest archive is restored into a scratch file and
+    /// checked.
+    pub drill: Option<Schedule>,
 }
 
 fn key_error(key: &str, message: impl std::fmt::Display) -> PluginError {
@@ -263,6 +269,25 @@ impl Policy {
                 ));
             }
         };
+        let drill = written
+            .drill
+            .as_deref()
+            .map(|written| {
+                let cron = match written.trim() {
+                    "hourly" => "@hourly",
+                    "daily" => "@daily",
+                    "weekly" => "@weekly",
+                    "monthly" => "@monthly",
+                    other => other,
+                };
+                Schedule::cron(cron, zone).map_err(|m| {
+                    key_error(
+                        "drill",
+                        format!("{m}; or write \"daily\", \"weekly\" or \"monthly\""),
+                    )
+                })
+            })
+            .transpose()?;
         let include = patterns("db_include", &written.db_include)?;
         let exclude = patterns("db_exclude", &written.db_exclude)?;
         let (kind, incremental) = match written.mode.as_str() {
@@ -471,6 +496,7 @@ impl Policy {
         }
         Ok(Policy {
             enabled: written.enabled,
+            drill,
             schedule,
             kind,
             include,

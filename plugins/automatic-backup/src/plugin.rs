@@ -33,12 +33,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{FullEvery, Overlap, Policy};
 use crate::naming::TEMPORARY_PREFIX;
 use crate::state::{ArchiveKind, ArchiveRecord, Armed, DirectoryId, State, StateFile};
-use crate::timetable::Timetable;
+use crate::timetable::{Runs, Timetable};
 
 /// Each database's check fires every second.
 const TICK: &str = "* * * * * *";
 /// Job names are this prefix and the database name.
 const JOB_PREFIX: &str = "backup ";
+/// The job of a database's restore drills.
+const DRILL_PREFIX: &str = "drill ";
 /// Retries back off up to this far apart.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 /// How often a run waiting for someone else's backup of the same database looks again.
@@ -49,6 +51,8 @@ const BUSY_POLL: Duration = Duration::from_secs(1);
 pub struct AutomaticBackup {
     policy: Policy,
     timetable: Timetable,
+    /// With `drill`: when each database's newest archive is drilled next.
+    drills: Option<Timetable>,
     ready: OnceLock<Ready>,
     /// One lock per database: two runs of one database never overlap.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -70,6 +74,14 @@ struct Ready {
     /// archives are written, verified and pruned there through the host (ABI 1.3).
     destination: Option<String>,
     state: StateFile,
+}
+
+/// A restore drill that ended well.
+struct Drilled {
+    archive: String,
+    created_at: String,
+    tables: i64,
+    rows: i64,
 }
 
 /// A run that ended well.
@@ -164,7 +176,11 @@ impl Plugin for AutomaticBackup {
                 .column("last_error", ColumnType::Text)
                 .column("last_archive", ColumnType::Text)
                 .column("archives_kept", ColumnType::Integer)
-                .column("next_run", ColumnType::Text),
+                .column("next_run", ColumnType::Text)
+                .column("last_drill", ColumnType::Text)
+                .column("last_drill_status", ColumnType::Text)
+                .column("last_drill_error", ColumnType::Text)
+                .column("next_drill", ColumnType::Text),
         )?;
         host.register_procedure(
             Procedure::new("run")
@@ -185,6 +201,17 @@ impl Plugin for AutomaticBackup {
                 .column("action", ColumnType::Text)
                 .column("reason", ColumnType::Text)
                 .column("kind", ColumnType::Text),
+        )?;
+        host.register_procedure(
+            Procedure::new("drill")
+                .description(
+                    "drill('db'): restore the newest archive into a scratch file and check it, now",
+                )
+                .column("database", ColumnType::Text)
+                .column("archive", ColumnType::Text)
+                .column("created_at", ColumnType::Text)
+                .column("tables", ColumnType::Integer)
+                .column("rows", ColumnType::Integer),
         )?;
         host.subscribe(&[EventKind::DatabaseCreated, EventKind::DatabaseDropped])?;
         if !self.policy.enabled {
@@ -220,6 +247,9 @@ impl Plugin for AutomaticBackup {
             }
             (EventKind::DatabaseDropped, Some(database)) => {
                 self.timetable.forget(&database);
+                if let Some(drills) = &self.drills {
+                    drills.forget(&database);
+                }
                 self.unpublish(host, &database);
                 Ok(())
             }
@@ -259,6 +289,35 @@ impl Plugin for AutomaticBackup {
                     Value::Integer(done.pruned as i64),
                 ]])
             }
+            "drill" => {
+                let database = args
+                    .get(0)
+                    .or_else(|| args.named("database"))
+                    .and_then(Value::as_text)
+                    .ok_or_else(|| {
+                        PluginError::InvalidArgument(
+                            "drill needs the database: CALL automatic_backup.drill('sales')".into(),
+                        )
+                    })?
+                    .to_owned();
+                if !host.databases()?.contains(&database) {
+                    return Err(PluginError::InvalidArgument(format!(
+                        "there is no database {database:?}"
+                    )));
+                }
+                let _guard = self.run_lock(&database).lock_owned().await;
+                let drilled = self
+                    .drill(host, &database)
+                    .await
+                    .map_err(PluginError::failed)?;
+                Ok(vec![vec![
+                    Value::Text(database),
+                    Value::Text(drilled.archive),
+                    Value::Text(drilled.created_at),
+                    Value::Integer(drilled.tables),
+                    Value::Integer(drilled.rows),
+                ]])
+            }
             "prune" => {
                 let dry_run = match args.named("dry_run").or_else(|| args.get(0)) {
                     None | Some(Value::Null) => true,
@@ -274,12 +333,15 @@ impl Plugin for AutomaticBackup {
                 self.prune_call(host, dry_run, only).await
             }
             other => Err(PluginError::InvalidArgument(format!(
-                "automatic_backup has no procedure {other}; it has status, run and prune"
+                "automatic_backup has no procedure {other}; it has status, run, drill and prune"
             ))),
         }
     }
 
     async fn run_job(&self, host: &Host, job: &str) -> Result<(), PluginError> {
+        if let Some(database) = job.strip_prefix(DRILL_PREFIX) {
+            return self.check_drill(host, database).await;
+        }
         match job.strip_prefix(JOB_PREFIX) {
             Some(database) => self.check(host, database).await,
             None => Ok(()),
@@ -295,6 +357,16 @@ impl AutomaticBackup {
     ) -> Result<AutomaticBackup, PluginError> {
         let policy = Policy::from_config(&config, clock.now())?;
         let instance = format!("{}-{}", std::process::id(), clock.now().timestamp_micros());
+        let drills = policy.drill.clone().map(|schedule| {
+            // A drill waits for a backup of its database to end (they share its lock).
+            Timetable::of(
+                Runs::Drills,
+                schedule,
+                Overlap::Wait,
+                policy.catch_up,
+                Arc::clone(&clock),
+            )
+        });
         let timetable = Timetable::new(
             policy.schedule.clone(),
             policy.on_previous_running,
@@ -304,6 +376,7 @@ impl AutomaticBackup {
         Ok(AutomaticBackup {
             policy,
             timetable,
+            drills,
             ready: OnceLock::new(),
             locks: Mutex::new(HashMap::new()),
             stopped: AtomicBool::new(false),
@@ -329,6 +402,12 @@ impl AutomaticBackup {
         if self.policy.chain.is_some() && host.abi_minor() < 4 {
             return Err(PluginError::Config(format!(
                 "mode = \"incremental\" needs a server with plugin ABI 1.4 or later (backups into a collection); this one offers 1.{}",
+                host.abi_minor()
+            )));
+        }
+        if self.policy.drill.is_some() && host.abi_minor() < 5 {
+            return Err(PluginError::Config(format!(
+                "drill needs a server with plugin ABI 1.5 or later (restore drills); this one offers 1.{}",
                 host.abi_minor()
             )));
         }
@@ -479,11 +558,111 @@ impl AutomaticBackup {
             )));
         }
         self.publish(host, database);
-        match host.schedule(&format!("{JOB_PREFIX}{database}"), TICK) {
-            // Dropped and created again: the check from before is still there.
-            Ok(()) | Err(PluginError::Refused(_)) => Ok(()),
-            Err(e) => Err(e),
+        if let Some(drills) = &self.drills {
+            drills
+                .arm(&self.ready()?.state, database, false)
+                .map_err(failed)?;
+            scheduled(host.schedule(&format!("{DRILL_PREFIX}{database}"), TICK))?;
         }
+        scheduled(host.schedule(&format!("{JOB_PREFIX}{database}"), TICK))
+    }
+
+    /// The per-second check of drills: drills the database if it is due.
+    async fn check_drill(&self, host: &Host, database: &str) -> Result<(), PluginError> {
+        let Some(drills) = &self.drills else {
+            return Ok(());
+        };
+        if self.stopped.load(Ordering::Acquire) || !drills.is_due(database) {
+            return Ok(());
+        }
+        if !host.databases()?.iter().any(|d| d == database) {
+            drills.forget(database);
+            return Ok(());
+        }
+        // Never beside a backup of the same database: its pruning may remove what is drilled.
+        let guard = self.run_lock(database).lock_owned().await;
+        let started = self.now();
+        // A failure is recorded, logged and alerted by the drill itself.
+        let _ = self.drill(host, database).await;
+        if self.stopped.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        drills
+            .advance(&self.ready()?.state, database, started, None)
+            .map_err(failed)?;
+        drop(guard);
+        Ok(())
+    }
+
+    /// A restore drill of `database`'s newest archive this plugin wrote (the caller holds the
+    /// database's run lock): the server restores it into a scratch file, checks it and its
+    /// row counts, and removes it. The outcome goes to the state (`status()`), the server's
+    /// history (kind `drill`) and, on failure, an alert.
+    async fn drill(&self, host: &Host, database: &str) -> Result<Drilled, String> {
+        let ready = self.ready().map_err(|e| e.to_string())?;
+        let started = self.now();
+        let newest = ready
+            .state
+            .read()
+            .map_err(|e| e.to_string())?
+            .databases
+            .get(database)
+            .and_then(|entry| {
+                entry
+                    .archives
+                    .iter()
+                    .filter(|r| {
+                        r.location.is_some() || archives::path_of(&ready.directory, r).is_file()
+                    })
+                    .max_by_key(|r| r.created_at)
+                    .map(|r| archives::path_of(&ready.directory, r).display().to_string())
+            });
+        let outcome = match &newest {
+            None => Err(format!(
+                "there is no archive of {database:?} written by this plugin to restore"
+            )),
+            Some(archive) => host
+                .drill_archive(database, archive)
+                .await
+                .map_err(|e| e.message().to_owned())
+                .map(|reply| Drilled {
+                    archive: archive.clone(),
+                    created_at: cell(&reply, "created_at")
+                        .and_then(Value::as_text)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    tables: cell(&reply, "tables")
+                        .and_then(Value::as_integer)
+                        .unwrap_or(0),
+                    rows: cell(&reply, "rows")
+                        .and_then(Value::as_integer)
+                        .unwrap_or(0),
+                }),
+        };
+        let (status, error) = match &outcome {
+            Ok(drilled) => {
+                tracing::info!(database, archive = %drilled.archive, tables = drilled.tables, rows = drilled.rows, "restore drill passed");
+                ("ok", None)
+            }
+            Err(why) => {
+                let message = format!("restore drill of {database:?} failed: {why}");
+                if let Err(e) = host.alert(Some(database), &message) {
+                    tracing::error!(database, alert_error = %e, "{message}");
+                }
+                ("failed", Some(why.clone()))
+            }
+        };
+        let recorded = self.update(|state| {
+            let entry = state.drills.entry(database.to_owned()).or_default();
+            entry.last_run = Some(started);
+            entry.last_status = Some(status.to_owned());
+            entry.last_error = error;
+            entry.last_archive = newest;
+        });
+        if let Err(e) = recorded {
+            tracing::error!(database, error = %e, "could not record a drill in the state file");
+        }
+        outcome
     }
 
     /// Publishes at the server's `/metrics` (ABI 1.4) what this plugin knows of `database`:
@@ -1288,12 +1467,19 @@ impl AutomaticBackup {
                 state.databases.entry(database.clone()).or_default();
             }
         }
+        let drills = std::mem::take(&mut state.drills);
         let mut rows: Vec<Vec<Value>> = state
             .databases
             .into_iter()
             .map(|(database, entry)| {
                 let kept = kept_archives(&ready.directory, &entry.archives);
                 let next = self.timetable.next_run(&database).map(time_text);
+                let drill = drills.get(&database).cloned().unwrap_or_default();
+                let next_drill = self
+                    .drills
+                    .as_ref()
+                    .and_then(|d| d.next_run(&database))
+                    .map(time_text);
                 vec![
                     Value::Text(database),
                     optional_text(entry.last_run.map(time_text)),
@@ -1302,6 +1488,10 @@ impl AutomaticBackup {
                     optional_text(entry.last_archive),
                     Value::Integer(kept as i64),
                     optional_text(next),
+                    optional_text(drill.last_run.map(time_text)),
+                    optional_text(drill.last_status),
+                    optional_text(drill.last_error),
+                    optional_text(next_drill),
                 ]
             })
             .collect();
@@ -1318,9 +1508,21 @@ impl AutomaticBackup {
                 Value::Null,
                 Value::Integer(0),
                 Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
             ]);
         }
         Ok(rows)
+    }
+}
+
+/// A job scheduled, or already there (a database dropped and created again keeps its check).
+fn scheduled(outcome: Result<(), PluginError>) -> Result<(), PluginError> {
+    match outcome {
+        Ok(()) | Err(PluginError::Refused(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -29,6 +29,10 @@ const VERSION: u32 = 4;
 pub struct State {
     pub version: u32,
     pub databases: BTreeMap<String, DatabaseState>,
+    /// Each database's restore drills: their schedule and last outcome (`last_archive` is
+    /// the archive drilled).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drills: BTreeMap<String, DatabaseState>,
 }
 
 /// One database's schedule, last outcome and archives.

@@ -13,9 +13,30 @@ use crate::config::Overlap;
 use crate::schedule::Schedule;
 use crate::state::{Armed, DatabaseState, StateError, StateFile};
 
+/// Which runs a timetable keeps: backups, or restore drills (each in its own part of the
+/// state file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    Backups,
+    Drills,
+}
+
+impl Runs {
+    fn of(
+        self,
+        state: &mut crate::state::State,
+    ) -> &mut std::collections::BTreeMap<String, DatabaseState> {
+        match self {
+            Runs::Backups => &mut state.databases,
+            Runs::Drills => &mut state.drills,
+        }
+    }
+}
+
 /// Each scheduled database's next run, as in the state file.
 #[derive(Debug)]
 pub struct Timetable {
+    runs: Runs,
     schedule: Schedule,
     overlap: Overlap,
     catch_up: bool,
@@ -41,7 +62,19 @@ impl Timetable {
         catch_up: bool,
         clock: Arc<dyn Clock>,
     ) -> Timetable {
+        Timetable::of(Runs::Backups, schedule, overlap, catch_up, clock)
+    }
+
+    /// A timetable of `runs`.
+    pub fn of(
+        runs: Runs,
+        schedule: Schedule,
+        overlap: Overlap,
+        catch_up: bool,
+        clock: Arc<dyn Clock>,
+    ) -> Timetable {
         Timetable {
+            runs,
             schedule,
             overlap,
             catch_up,
@@ -64,7 +97,7 @@ impl Timetable {
     ) -> Result<(Armed, Option<DateTime<Utc>>), StateError> {
         let now = self.now();
         let ((armed, next, first_run), _) = state.update(|state| {
-            let entry = state.databases.entry(database.to_owned()).or_default();
+            let entry = self.runs.of(state).entry(database.to_owned()).or_default();
             let armed = entry.arm(&self.schedule, now, self.catch_up, backup_running);
             (armed, entry.next_run, entry.first_run)
         })?;
@@ -91,7 +124,7 @@ impl Timetable {
         let ended = self.now();
         let overlap = overlap.unwrap_or(self.overlap);
         let saved = state.update(|state| {
-            let entry = state.databases.entry(database.to_owned()).or_default();
+            let entry = self.runs.of(state).entry(database.to_owned()).or_default();
             entry.advance(&self.schedule, overlap, started, ended);
             (entry.next_run, entry.first_run)
         });

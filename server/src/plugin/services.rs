@@ -314,6 +314,39 @@ impl HostServices for PluginServices {
         })
     }
 
+    fn drill_archive(&self, database: String, location: String) -> BoxOutcome {
+        if let Err(e) = self.check_attached() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        let backups = Arc::clone(&self.backups);
+        let by = format!("plugin:{}", self.plugin);
+        self.blocking("the drill", move || {
+            let drilled = backups
+                .drill(&database, &location, &by)
+                .map_err(plugin_backup_error)?;
+            let count = |n: u64| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+            Ok(Reply {
+                columns: Some(vec![
+                    Column::new("database", ColumnType::Text),
+                    Column::new("location", ColumnType::Text),
+                    Column::new("created_at", ColumnType::Text),
+                    Column::new("tables", ColumnType::Integer),
+                    Column::new("rows", ColumnType::Integer),
+                    Column::new("counted", ColumnType::Integer),
+                ]),
+                rows: vec![vec![
+                    Value::Text(drilled.database),
+                    Value::Text(location),
+                    Value::Text(drilled.created_at),
+                    count(drilled.tables),
+                    count(drilled.rows),
+                    Value::Integer(i64::from(drilled.counted)),
+                ]],
+                message: Some("DRILL".into()),
+            })
+        })
+    }
+
     fn list_archives(&self, location: String) -> BoxOutcome {
         if let Err(e) = self.check_attached() {
             return Box::pin(std::future::ready(Err(e)));
