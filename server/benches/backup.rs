@@ -14,8 +14,11 @@
 //!
 //! - continuous archiving next to Litestream (`continuous.rs`).
 //!
-//! `CAIRN_BENCH_ONLY=stall`, `=export`, `=destination`, `=incremental` or `=continuous` runs
-//! only that section.
+//! - the cost of encryption: a level-6 backup and its restore, plain and encrypted
+//!   (WinZip AES-256), next to `sqlite3 .backup` + `7z -p` where 7-Zip is installed.
+//!
+//! `CAIRN_BENCH_ONLY=stall`, `=export`, `=destination`, `=incremental`, `=continuous` or
+//! `=encryption` runs only that section.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -352,6 +355,9 @@ fn main() {
     if only.is_empty() || only == "continuous" {
         continuous::versus_litestream(&db, root.path());
     }
+    if only.is_empty() || only == "encryption" {
+        encryption(&data_dir, &db, &scratch, root.path(), size);
+    }
     std::io::stdout().flush().unwrap();
 }
 
@@ -422,6 +428,117 @@ fn throughput(data_dir: &Path, db: &Path, scratch: &Path, root: &Path, size: u64
     );
     let _ = std::fs::remove_dir_all(&restore_dir);
     let _ = std::fs::remove_dir_all(&unzip_dir);
+}
+
+/// A level-6 backup and its restore, plain and encrypted, best of three each.
+fn encryption(data_dir: &Path, db: &Path, scratch: &Path, root: &Path, size: u64) {
+    use cairn_server::backup::encryption::{Key, Keyring};
+    println!("## The cost of encryption (level 6, best of 3)\n");
+    let passphrase = "a long random passphrase for the benchmark, 44 bytes";
+    let keys = Keyring::of([Key::new("bench", passphrase.as_bytes())]);
+    let config = root.join("keys.toml");
+    let mut rows = Vec::new();
+    for encrypted in [false, true] {
+        let archive = scratch.join(format!("encrypted-{encrypted}.zip"));
+        let mut options = BackupOptions::default();
+        if encrypted {
+            options.key_name = Some("bench".into());
+            options.resolve_key(&keys).unwrap();
+        }
+        let mut backup = Duration::MAX;
+        for _ in 0..3 {
+            let _ = std::fs::remove_file(&archive);
+            let started = Instant::now();
+            offline::backup(
+                data_dir,
+                "bench",
+                archive.to_str().unwrap(),
+                None,
+                &options,
+                &Progress::default(),
+            )
+            .unwrap();
+            backup = backup.min(started.elapsed());
+        }
+        // The CLI's way of finding the key: a server config naming it.
+        std::fs::write(root.join("bench.key"), passphrase).unwrap();
+        std::fs::write(
+            &config,
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n[backup.keys.bench]\nkey_file = \"bench.key\"\n",
+        )
+        .unwrap();
+        let stores = offline::Stores::open(&cairn_server::Config::load(&config).unwrap()).unwrap();
+        let mut restore = Duration::MAX;
+        for _ in 0..3 {
+            let restore_dir = root.join("restore-encrypted");
+            let _ = std::fs::remove_dir_all(&restore_dir);
+            let started = Instant::now();
+            offline::restore(
+                &restore_dir,
+                archive.to_str().unwrap(),
+                Some(&stores),
+                "restored",
+                false,
+                offline::DataDir::CreateIfMissing,
+                &Progress::default(),
+            )
+            .unwrap();
+            restore = restore.min(started.elapsed());
+            let _ = std::fs::remove_dir_all(&restore_dir);
+        }
+        rows.push((encrypted, backup, restore, file_size(&archive)));
+        let _ = std::fs::remove_file(&archive);
+    }
+    let seven = available("7z").then(|| {
+        let copy = scratch.join("seven.sqlite");
+        let archive = scratch.join("seven.zip");
+        let _ = std::fs::remove_file(&archive);
+        let started = Instant::now();
+        run(Command::new("sqlite3")
+            .arg(db)
+            .arg(format!(".backup '{}'", copy.display())));
+        run(Command::new("7z")
+            .args(["a", "-tzip", "-mem=AES256", "-mx=5", "-bd", "-bso0"])
+            .arg(format!("-p{passphrase}"))
+            .arg(&archive)
+            .arg(&copy));
+        let took = started.elapsed();
+        let _ = std::fs::remove_file(&copy);
+        let _ = std::fs::remove_file(&archive);
+        took
+    });
+    println!("| archive | backup MB/s | restore MB/s | archive MB |\n|---|---|---|---|");
+    for (encrypted, backup, restore, bytes) in &rows {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} |",
+            if *encrypted {
+                "AES-256 (key `bench`)"
+            } else {
+                "plain"
+            },
+            mb_per_s(size, *backup),
+            mb_per_s(size, *restore),
+            *bytes as f64 / 1e6
+        );
+    }
+    if let [
+        (_, plain_backup, plain_restore, _),
+        (_, sealed_backup, sealed_restore, _),
+    ] = rows[..]
+    {
+        println!(
+            "\nencryption costs {:+.1} % of the backup's time and {:+.1} % of the restore's",
+            (sealed_backup.as_secs_f64() / plain_backup.as_secs_f64() - 1.0) * 100.0,
+            (sealed_restore.as_secs_f64() / plain_restore.as_secs_f64() - 1.0) * 100.0
+        );
+    }
+    match seven {
+        Some(took) => println!(
+            "sqlite3 .backup + 7z -tzip -mem=AES256 -mx=5: {:.1} MB/s\n",
+            mb_per_s(size, took)
+        ),
+        None => println!("7z not installed (p7zip-full): no peer figure\n"),
+    }
 }
 
 /// Exports `data_dir`'s bench database to `to`; the time and the peak memory.

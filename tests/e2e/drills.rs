@@ -160,3 +160,74 @@ async fn a_drill_proves_the_newest_archive_and_fails_loudly_when_it_does_not_res
     let databases = crate::harness::column(&admin, "SHOW DATABASES").await;
     assert_eq!(databases, ["default"], "{databases:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_chain_is_written_drilled_and_restored_with_its_key() {
+    let site = site(
+        "schedule = \"0 0 1 1 *\"\ndb_include = [\"default\"]\ntarget_directory = \"auto\"\nmode = \"incremental\"\nencryption_key = \"auto\"\ndrill = \"weekly\"\n",
+    );
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(
+        site.dir.path().join("auto.key"),
+        "a long random passphrase, 32 bytes",
+    )
+    .unwrap();
+    std::fs::write(
+        site.config_path(),
+        format!("{config}\n[backup.keys.auto]\nkey_file = \"auto.key\"\n\n[server.http]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+    rows(&admin, "CALL automatic_backup.run('default')").await;
+    admin
+        .batch_execute("INSERT INTO t VALUES (3)")
+        .await
+        .unwrap();
+    rows(&admin, "CALL automatic_backup.run('default')").await;
+
+    // A full archive and an increment, both sealed with the key.
+    let names = files(&archive_dir(&site));
+    let archives: Vec<&String> = names.iter().filter(|n| n.ends_with(".zip")).collect();
+    assert_eq!(archives.len(), 2, "{names:?}");
+    assert!(
+        archives.iter().any(|n| n.ends_with("-incr.zip")),
+        "{names:?}"
+    );
+    for name in &archives {
+        let (ok, manifest) = run(Command::new("unzip")
+            .arg("-p")
+            .arg(archive_dir(&site).join(name))
+            .arg("manifest.json"));
+        assert!(ok, "{manifest}");
+        assert!(manifest.contains("\"key\": \"auto\""), "{name}: {manifest}");
+    }
+
+    // The drill rebuilds the chain with the key and counts the newest snapshot's rows.
+    let drilled = rows(&admin, "CALL automatic_backup.drill('default')").await;
+    assert_eq!(drilled[0]["rows"], "3", "{drilled:?}");
+    assert!(drilled[0]["archive"].ends_with("-incr.zip"), "{drilled:?}");
+    assert_eq!(status(&admin, "default").await["last_drill_status"], "ok");
+    let (code, scrape) = crate::metrics::get(&crate::metrics::endpoint(&server), "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        scrape.contains(
+            "cairn_backup_last_success_timestamp_seconds{database=\"default\",kind=\"drill\"}"
+        ),
+        "{scrape}"
+    );
+
+    admin
+        .batch_execute("RESTORE DATABASE default FROM LATEST IN 'auto' WITH (new_db_name = 'copy')")
+        .await
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    let copy = server.admin("copy").await;
+    assert_eq!(
+        crate::harness::column(&copy, "SELECT count(*) FROM t").await,
+        ["3"]
+    );
+}

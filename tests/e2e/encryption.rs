@@ -58,23 +58,120 @@ fn manifest(archive: &Path) -> serde_json::Value {
 /// What `pyzipper` (WinZip AES, an implementation not ours) reads from `archive`'s database
 /// entry with `passphrase`, then `sqlite3` from the file it wrote.
 fn opened_by_pyzipper(archive: &Path, passphrase: &str, out_dir: &Path) -> Result<String, String> {
-    let script = "import sys, pyzipper\n\
-        with pyzipper.AESZipFile(sys.argv[1]) as z:\n\
-        \x20   z.setpassword(sys.argv[2].encode())\n\
-        \x20   z.extract('database.sqlite', sys.argv[3])\n";
-    let (ok, out) = run(Command::new("python3")
-        .args(["-c", script])
-        .arg(archive)
-        .arg(passphrase)
-        .arg(out_dir));
-    if !ok {
-        return Err(out);
-    }
+    extracted_by_pyzipper(archive, "database.sqlite", passphrase, out_dir)?;
     let (ok, rows) = run(Command::new("sqlite3")
         .arg(out_dir.join("database.sqlite"))
         .arg("SELECT body FROM secrets"));
     assert!(ok, "{rows}");
     Ok(rows.trim().to_owned())
+}
+
+/// Extracts `entry` of `archive` into `out_dir` with `pyzipper` and `passphrase`.
+fn extracted_by_pyzipper(
+    archive: &Path,
+    entry: &str,
+    passphrase: &str,
+    out_dir: &Path,
+) -> Result<(), String> {
+    let script = "import sys, pyzipper\n\
+        with pyzipper.AESZipFile(sys.argv[1]) as z:\n\
+        \x20   z.setpassword(sys.argv[2].encode())\n\
+        \x20   z.extract(sys.argv[4], sys.argv[3])\n";
+    let (ok, out) = run(Command::new("python3")
+        .args(["-c", script])
+        .arg(archive)
+        .arg(passphrase)
+        .arg(out_dir)
+        .arg(entry));
+    if ok { Ok(()) } else { Err(out) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_export_is_a_standard_export_inside_and_imports_only_with_its_key() {
+    let site = Site::new("");
+    std::fs::write(
+        site.config_path(),
+        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), true),
+    )
+    .unwrap();
+    let server = start(&site);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE secrets(id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO secrets(body) VALUES ('{SECRET_ROW}');"
+        ))
+        .await
+        .unwrap();
+    refused(
+        &admin,
+        "EXPORT DATABASE default TO 'sealed.json.gz' WITH (key = 'new')",
+        ".zip",
+    )
+    .await;
+    admin
+        .batch_execute("EXPORT DATABASE default TO 'sealed.export.zip' WITH (encryption = 'aes-256', key = 'new')")
+        .await
+        .unwrap();
+    let backups = backups_dir(&site);
+    let file = backups.join("sealed.export.zip");
+    let m = manifest(&file);
+    assert_eq!(m["kind"], "export", "{m}");
+    assert_eq!(m["encryption"]["key"], "new", "{m}");
+
+    // Inside, with the passphrase: the export file itself, which zcat reads.
+    let out = tempfile::tempdir().unwrap();
+    extracted_by_pyzipper(&file, "export.json.gz", NEW_PASSPHRASE, out.path()).unwrap();
+    let (ok, lines) = run(Command::new("zcat").arg(out.path().join("export.json.gz")));
+    assert!(ok, "{lines}");
+    assert!(lines.contains(SECRET_ROW), "{lines}");
+
+    let listed = texts(&admin, "SHOW ARCHIVES WITH (verify)").await;
+    let row = listed
+        .iter()
+        .find(|r| r[0].ends_with("sealed.export.zip"))
+        .unwrap();
+    assert_eq!(
+        (row[2].as_str(), row[7].as_str()),
+        ("export", "passed"),
+        "{row:?}"
+    );
+    assert_eq!(row.last().unwrap(), "new", "{row:?}");
+    refused(
+        &admin,
+        "RESTORE DATABASE nope FROM 'sealed.export.zip'",
+        "IMPORT DATABASE",
+    )
+    .await;
+    admin
+        .batch_execute("IMPORT DATABASE imported FROM 'sealed.export.zip'")
+        .await
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    let imported = server.admin("imported").await;
+    assert_eq!(
+        column(&imported, "SELECT body FROM secrets").await,
+        [SECRET_ROW]
+    );
+    drop(imported);
+    drop(admin);
+    server.terminate();
+
+    // Without the key: refused naming it, nothing imported.
+    std::fs::write(
+        site.config_path(),
+        config_with_keys(site.dir.path(), None, true),
+    )
+    .unwrap();
+    let server = start(&site);
+    let admin = server.admin("default").await;
+    refused(
+        &admin,
+        "IMPORT DATABASE again FROM 'sealed.export.zip'",
+        "encrypted with key \"new\"",
+    )
+    .await;
+    let databases = column(&admin, "SHOW DATABASES").await;
+    assert!(!databases.contains(&"again".to_owned()), "{databases:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,6 +362,43 @@ async fn an_encrypted_archive_hides_its_rows_and_opens_only_with_its_key() {
     let (ok, out) = run(cairn().arg("verify").arg(backups.join("sealed.zip")));
     assert!(!ok, "{out}");
     assert!(out.contains("encrypted with key \"new\""), "{out}");
+    // `cairn backup --key` encrypts as SQL does; without --config it is refused.
+    let cli = backups.join("cli.zip");
+    let (ok, out) = run(cairn()
+        .args([
+            "backup",
+            "--database",
+            "default",
+            "--key",
+            "old",
+            "--data-dir",
+        ])
+        .arg(site.data_dir())
+        .arg("--to")
+        .arg(&cli)
+        .arg("--config")
+        .arg(site.config_path())
+        .env("CAIRN_TEST_OLD_KEY", OLD_PASSPHRASE));
+    assert!(ok, "{out}");
+    assert_eq!(manifest(&cli)["encryption"]["key"], "old");
+    let out = tempfile::tempdir().unwrap();
+    assert_eq!(
+        opened_by_pyzipper(&cli, OLD_PASSPHRASE, out.path()).unwrap(),
+        SECRET_ROW
+    );
+    let (ok, out) = run(cairn()
+        .args([
+            "backup",
+            "--database",
+            "default",
+            "--key",
+            "old",
+            "--data-dir",
+        ])
+        .arg(site.data_dir())
+        .arg("--to")
+        .arg(backups.join("nocfg.zip")));
+    assert!(!ok && out.contains("--config"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,6 +486,31 @@ async fn an_encrypted_archive_in_object_storage_restores_with_its_key() {
     let back = server.admin("back").await;
     assert_eq!(
         column(&back, "SELECT body FROM secrets").await,
+        [SECRET_ROW]
+    );
+
+    // An encrypted export, streamed to the store and read back before it is published.
+    admin
+        .batch_execute(
+            "EXPORT DATABASE default TO 'offsite:sealed.export.zip' WITH (key = 'offsite')",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    let fetched_export = fetched.path().join("sealed.export.zip");
+    s3.client(&[
+        "get",
+        "cairn-backups",
+        "prod/sealed.export.zip",
+        fetched_export.to_str().unwrap(),
+    ]);
+    assert_eq!(manifest(&fetched_export)["kind"], "export");
+    admin
+        .batch_execute("IMPORT DATABASE imported FROM 'offsite:sealed.export.zip'")
+        .await
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    let imported = server.admin("imported").await;
+    assert_eq!(
+        column(&imported, "SELECT body FROM secrets").await,
         [SECRET_ROW]
     );
     drop(site);

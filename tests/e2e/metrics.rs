@@ -19,7 +19,7 @@ fn site() -> Site {
 }
 
 /// The endpoint's base URL, from the server's log.
-fn endpoint(server: &TestServer) -> String {
+pub(crate) fn endpoint(server: &TestServer) -> String {
     server.wait_for_log("metrics and health endpoint");
     let logs = server.logs();
     let line = logs
@@ -31,7 +31,7 @@ fn endpoint(server: &TestServer) -> String {
 }
 
 /// `GET path` over HTTP/1.0: the status code and the body.
-async fn get(address: &str, path: &str) -> (u16, String) {
+pub(crate) async fn get(address: &str, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())

@@ -410,7 +410,7 @@ impl Policy {
             if export {
                 return Err(key_error(
                     "encryption_key",
-                    "applies to archives; an export (format = \"export\") cannot be encrypted yet",
+                    "applies to mode = \"full\" and \"incremental\"; this plugin writes exports plain (EXPORT DATABASE … TO 'x.zip' WITH (key = 'NAME') writes an encrypted one)",
                 ));
             }
             if key.trim().is_empty() {

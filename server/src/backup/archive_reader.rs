@@ -171,6 +171,7 @@ impl<R: Read + Seek> ArchiveReader<R> {
         let listed = |name: &str| manifest.entries.iter().find(|e| e.name == name);
         let expected: &[&str] = match manifest.kind.as_str() {
             manifest::INCREMENTAL => &[manifest::PAGE_MAP_ENTRY, manifest::PAGES_ENTRY],
+            manifest::EXPORT => &[manifest::EXPORT_ENTRY],
             _ => &[manifest::DATABASE_ENTRY],
         };
         for name in expected {
@@ -260,6 +261,25 @@ impl<R: Read + Seek> ArchiveReader<R> {
         Ok(())
     }
 
+    /// An encrypted export's file (its key proven first) and its size: read it through to its
+    /// end, so that the authentication code is checked.
+    pub fn export_entry(&mut self) -> Result<(zip::read::ZipFile<'_, R>, u64), BackupError> {
+        let entry = self.listed(manifest::EXPORT_ENTRY)?;
+        self.check_key()?;
+        Ok((self.open_entry(manifest::EXPORT_ENTRY)?, entry.size))
+    }
+
+    /// Refuses to restore what is not a database: an encrypted export.
+    fn restorable(&self) -> Result<(), BackupError> {
+        if self.manifest.kind == manifest::EXPORT {
+            return Err(BackupError::Unsupported {
+                path: self.path.clone(),
+                reason: "it is an encrypted export, not a backup archive: load it with IMPORT DATABASE name FROM '…'".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Entry `name`, decrypted with the archive's key when it is encrypted.
     fn open_entry(&mut self, name: &str) -> Result<zip::read::ZipFile<'_, R>, BackupError> {
         let damaged = |reason: String| BackupError::Damaged {
@@ -330,6 +350,7 @@ impl<R: Read + Seek> ArchiveReader<R> {
         image: &Path,
         progress: &Progress,
     ) -> Result<(), BackupError> {
+        self.restorable()?;
         let map_entry = self.listed(manifest::PAGE_MAP_ENTRY)?;
         let pages_entry = self.listed(manifest::PAGES_ENTRY)?;
         self.check_key()?;
@@ -382,6 +403,7 @@ impl<R: Read + Seek> ArchiveReader<R> {
         dest: &Path,
         progress: &Progress,
     ) -> Result<Verified, BackupError> {
+        self.restorable()?;
         let archive = self.path.clone();
         let damaged = |reason: String| BackupError::Damaged {
             path: archive.clone(),
@@ -550,6 +572,7 @@ fn check_entry_name(name: &str) -> Result<(), String> {
         manifest::DATABASE_ENTRY,
         manifest::PAGE_MAP_ENTRY,
         manifest::PAGES_ENTRY,
+        manifest::EXPORT_ENTRY,
     ];
     if !known.contains(&name) {
         return Err(format!(
@@ -754,6 +777,25 @@ mod tests {
             "entries": [{"name": "database.sqlite", "size": size, "sha256": "00"}]
         })
         .to_string()
+    }
+
+    /// A manifest that says the archive is encrypted while its entries are plain could hand
+    /// a reader data no key ever authenticated: refused, naming the entry.
+    #[test]
+    fn crafted_archive_plain_entries_under_an_encrypted_manifest_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&manifest_json(4096, 4096, 1)).unwrap();
+        manifest["format_version"] = 3.into();
+        manifest["encryption"] = serde_json::json!({
+            "algorithm": "aes-256", "entries": "winzip-ae2", "key": "k"
+        });
+        let path = crafted(dir.path(), &manifest.to_string(), 4096, &[0u8; 4096]);
+        let refused = refusal(&path);
+        assert!(
+            refused.contains("not encrypted, but the manifest says the archive is"),
+            "{refused}"
+        );
     }
 
     fn refusal(path: &Path) -> String {

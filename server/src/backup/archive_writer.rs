@@ -400,7 +400,7 @@ fn write_entries<W: Write>(
 
 /// One small entry (the manifest, a page map), deflated in memory, sealed with `key` if
 /// given.
-fn write_small_entry<W: Write>(
+pub(crate) fn write_small_entry<W: Write>(
     zip: &mut ZipWriter<W>,
     name: &str,
     bytes: &[u8],

@@ -381,6 +381,9 @@ impl Backups {
             }
         }
         let mut archive = self.open_archive(requested)?;
+        if archive.manifest.kind == manifest::EXPORT {
+            return export::sealed::verify(&mut archive, &progress).map(Checked::Export);
+        }
         if archive.manifest.kind != manifest::INCREMENTAL {
             return archive
                 .verify_near(&self.rules.directory, &progress)
@@ -617,6 +620,12 @@ impl Backups {
     ) -> Result<Job, BackupError> {
         if kind == Kind::Export {
             export::writer::check_options(&options)?;
+            if options.key_name.is_some() && !requested.ends_with(".zip") {
+                return Err(BackupError::InvalidOption(format!(
+                    "an encrypted export is a ZIP holding the export file (export.json.gz): name it with .zip, such as '{}.export.zip'",
+                    database
+                )));
+            }
         }
         let target = self.target_of(kind, database, requested, requested_by)?;
         self.start_target(kind, database, target, options, requested_by, None)
@@ -1055,17 +1064,29 @@ impl Backups {
             Location::Local(path) => self.rules.archive_source(path)?,
             Location::Object { destination, key } => destination.display(key).into(),
         };
+        // An encrypted export is a ZIP: its manifest names the database and the key.
+        let mut sealed = None;
+        if source.extension().is_some_and(|e| e == "zip") {
+            let archive = self.open_archive(requested)?;
+            if archive.manifest.kind != manifest::EXPORT {
+                return Err(BackupError::Unsupported {
+                    path: source.clone(),
+                    reason: "it is a backup archive, not an export: restore it with RESTORE DATABASE name FROM '…'".into(),
+                });
+            }
+            sealed = Some(archive);
+        }
         let named_in_file;
         let name = match name {
             Some(name) => name,
             None => {
-                named_in_file = match &location {
-                    Location::Local(_) => export::reader::header(&source)?,
-                    Location::Object { destination, key } => {
-                        export::reader::header_from(destination.open(key)?, &source)?
+                named_in_file = match (&sealed, &location) {
+                    (Some(archive), _) => archive.manifest.database.clone(),
+                    (None, Location::Local(_)) => export::reader::header(&source)?.database,
+                    (None, Location::Object { destination, key }) => {
+                        export::reader::header_from(destination.open(key)?, &source)?.database
                     }
-                }
-                .database;
+                };
                 if !replace && self.catalog.exists(&named_in_file) {
                     return Err(BackupError::ImportTargetExists {
                         database: named_in_file,
@@ -1086,11 +1107,14 @@ impl Backups {
         let (progress, completion) = register(&mut running, name, id, "import");
         drop(running);
         tracing::info!(id, database = name, path = %source.display(), replace, by = requested_by, "import started");
-        let result = self.reporting_progress(id, &progress, || match &location {
-            Location::Local(_) => {
+        let result = self.reporting_progress(id, &progress, || match (sealed, &location) {
+            (Some(mut archive), _) => {
+                export::sealed::import(&self.catalog, &mut archive, name, replace, &progress)
+            }
+            (None, Location::Local(_)) => {
                 export::import_into(&self.catalog, &source, name, replace, &progress)
             }
-            Location::Object { destination, key } => {
+            (None, Location::Object { destination, key }) => {
                 let reader = destination.open(key)?;
                 let bytes = reader.size();
                 export::import_from(

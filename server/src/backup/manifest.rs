@@ -27,6 +27,10 @@ pub const PAGES_ENTRY: &str = "pages.bin";
 /// `kind` of a full archive, and of an increment.
 pub const FULL: &str = "full";
 pub const INCREMENTAL: &str = "incremental";
+/// `kind` of an encrypted export: a ZIP whose one sealed entry is the export file.
+pub const EXPORT: &str = "export";
+/// An encrypted export's entry: the gzip JSON-lines export file, byte for byte.
+pub const EXPORT_ENTRY: &str = "export.json.gz";
 /// The largest manifest a reader accepts. Ours are a few hundred bytes; the bound keeps a
 /// crafted archive from costing its inflated size in memory.
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;

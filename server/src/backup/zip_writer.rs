@@ -70,6 +70,8 @@ struct Entry {
     /// A WinZip AES entry: its data is sealed by [`super::encryption::Sealer`], its method
     /// is AES's and its CRC 0 (AE-2), its real method in the 0x9901 extra field.
     sealed: bool,
+    /// Its size was announced (else it is known only once written, and the entry is Zip64).
+    sized: bool,
     modified: DosTime,
     zip64: bool,
     header_offset: u64,
@@ -156,7 +158,7 @@ impl<W: Write> ZipWriter<W> {
         size: u64,
         modified: DosTime,
     ) -> io::Result<()> {
-        self.open_entry(name, method, size, modified, false)
+        self.open_entry(name, method, Some(size), modified, false)
     }
 
     /// As [`Self::start_entry`], for an entry whose data (compressed by `method`) is written
@@ -168,32 +170,44 @@ impl<W: Write> ZipWriter<W> {
         size: u64,
         modified: DosTime,
     ) -> io::Result<()> {
-        self.open_entry(name, method, size, modified, true)
+        self.open_entry(name, method, Some(size), modified, true)
+    }
+
+    /// As [`Self::start_sealed_entry`], for data whose size is known only once written (an
+    /// encrypted export's file): the entry gets Zip64 sizes.
+    pub fn start_sealed_stream(
+        &mut self,
+        name: &str,
+        method: Method,
+        modified: DosTime,
+    ) -> io::Result<()> {
+        self.open_entry(name, method, None, modified, true)
     }
 
     fn open_entry(
         &mut self,
         name: &str,
         method: Method,
-        size: u64,
+        size: Option<u64>,
         modified: DosTime,
         sealed: bool,
     ) -> io::Result<()> {
         if self.open.is_some() {
             return Err(io::Error::other("the previous ZIP entry is still open"));
         }
-        let zip64 = size >= self.zip64_threshold;
+        let zip64 = size.is_none_or(|size| size >= self.zip64_threshold);
         let entry = Entry {
             name: name.to_owned(),
             descriptor: self.patch.is_none(),
             method,
             sealed,
+            sized: size.is_some(),
             modified,
             zip64,
             header_offset: self.position,
             crc32: 0,
             compressed: 0,
-            size,
+            size: size.unwrap_or(0),
         };
         let header = local_header(&entry);
         self.put(&header)?;
@@ -215,6 +229,9 @@ impl<W: Write> ZipWriter<W> {
         let Some(mut entry) = self.open.take() else {
             return Err(io::Error::other("no ZIP entry is open"));
         };
+        if !entry.sized {
+            entry.size = size;
+        }
         if size != entry.size {
             return Err(io::Error::other(format!(
                 "ZIP entry {} announced {} bytes but {size} were written",

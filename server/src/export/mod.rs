@@ -4,12 +4,14 @@
 //!
 //! [`format`] is the line and value encoding, [`writer`] exports from one read transaction
 //! through [`gzip`] (the parallel deflate of backups), and [`reader`] checks a file as it
-//! loads it into a new database file. Jobs, history, path rules and crash safety are the
+//! loads it into a new database file; [`sealed`] is an encrypted export (the file as the
+//! sealed entry of a ZIP with a plain manifest). Jobs, history, path rules and crash safety are the
 //! backups' own ([`crate::backup`]).
 
 pub mod format;
 pub mod gzip;
 pub mod reader;
+pub mod sealed;
 pub mod writer;
 
 use std::path::Path;

@@ -11,10 +11,12 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::format::{self, Entry, FORMAT_NAME, FORMAT_VERSION, Header};
 use super::gzip;
+use super::sealed::SealedExport;
 use crate::backup::deflate::DeflateOptions;
 use crate::backup::destination::ObjectDestination;
 use crate::backup::files::{PacedFile, TempFile};
 use crate::backup::progress::{Progress, RateLimit};
+use crate::backup::zip_writer::ZipWriter;
 use crate::backup::{BackupError, BackupOptions};
 
 /// How much export data may wait in the page cache before it is synced (as for archives).
@@ -66,7 +68,16 @@ pub fn write(
     };
     let file = crate::new_file::create_new(temp.path()).map_err(io("creating"))?;
     let mut out = PacedFile::new(file, options.buffer_size, SYNC_EVERY);
-    let header = write_into(source, database, &mut out, target, options, progress, 1)?;
+    let header = match options.key.as_deref() {
+        None => write_into(source, database, &mut out, target, options, progress, 1)?,
+        Some(key) => {
+            let zip = ZipWriter::new(&mut out).map_err(io("writing"))?;
+            let mut sealed = SealedExport::start(zip, key).map_err(io("writing"))?;
+            let header = write_into(source, database, &mut sealed, target, options, progress, 1)?;
+            sealed.finish(&header, key, options, target)?;
+            header
+        }
+    };
     let file = out.finish().map_err(io("syncing"))?;
     let bytes = file.metadata().map_err(io("reading"))?.len();
     drop(file);
@@ -95,13 +106,36 @@ pub fn write_to_object(
     let mut upload = destination.create(key)?;
     let shown = PathBuf::from(upload.display());
     // Written once, then read back once.
-    let header = write_into(source, database, &mut upload, &shown, options, progress, 2)?;
+    let header = match options.key.as_deref() {
+        None => write_into(source, database, &mut upload, &shown, options, progress, 2)?,
+        Some(key) => {
+            let mut sealed =
+                SealedExport::start(ZipWriter::streaming(&mut upload), key).map_err(|source| {
+                    BackupError::Io {
+                        action: "writing",
+                        path: shown.clone(),
+                        source,
+                    }
+                })?;
+            let header = write_into(source, database, &mut sealed, &shown, options, progress, 2)?;
+            sealed.finish(&header, key, options, &shown)?;
+            header
+        }
+    };
     upload.finish()?;
     let bytes = upload.written();
     progress.check()?;
     {
         let reader = upload.reopen()?;
-        super::reader::verify_from(reader, bytes, &shown, progress)?;
+        match &options.key {
+            None => super::reader::verify_from(reader, bytes, &shown, progress).map(drop)?,
+            Some(key) => {
+                let mut archive =
+                    crate::backup::archive_reader::ArchiveReader::from_reader(reader, &shown)?
+                        .with_key(Some(std::sync::Arc::clone(key)));
+                super::sealed::verify(&mut archive, progress).map(drop)?
+            }
+        }
     }
     progress.check()?;
     upload.publish()?;
@@ -194,11 +228,6 @@ pub fn check_options(options: &BackupOptions) -> Result<(), BackupError> {
     if options.tables.is_some() {
         return Err(BackupError::InvalidOption(
             "an export holds the whole database; tables and exclude_tables are BACKUP's (a table-level archive)".into(),
-        ));
-    }
-    if options.key_name.is_some() {
-        return Err(BackupError::InvalidOption(
-            "an export cannot be encrypted yet; BACKUP DATABASE … WITH (encryption = 'aes-256', key = 'NAME') writes an encrypted archive".into(),
         ));
     }
     if options.compression_level == 0 {

@@ -82,7 +82,11 @@ pub enum Command {
         /// At most this many bytes read from the database per second, such as 50MiB.
         #[arg(long)]
         max_rate: Option<String>,
-        /// The server config whose [backup.destinations] `NAME:key` refers to.
+        /// Encrypt the archive (WinZip AES-256) with this [backup.keys.NAME] of --config.
+        #[arg(long, value_name = "NAME", requires = "config")]
+        key: Option<String>,
+        /// The server config whose [backup.destinations] `NAME:key` and [backup.keys.NAME]
+        /// refer to.
         #[arg(long)]
         config: Option<PathBuf>,
     },

@@ -145,6 +145,8 @@ pub struct BackupArgs<'a> {
     pub level: Option<u32>,
     pub buffer_size: &'a str,
     pub max_rate: Option<&'a str>,
+    /// `--key`: the `[backup.keys.NAME]` of `--config` the archive is encrypted with.
+    pub key: Option<&'a str>,
 }
 
 pub fn backup(args: &BackupArgs<'_>, stores: Option<&offline::Stores>) -> anyhow::Result<Outcome> {
@@ -155,6 +157,16 @@ pub fn backup(args: &BackupArgs<'_>, stores: Option<&offline::Stores>) -> anyhow
     options.set_buffer_size(parse_size(args.buffer_size)?)?;
     if let Some(rate) = args.max_rate {
         options.set_max_rate(parse_size(rate)?)?;
+    }
+    if let Some(key) = args.key {
+        let Some(stores) = stores else {
+            return Err(failure(
+                Failure::Usage,
+                "--key names a [backup.keys.NAME] of the server config: give --config too",
+            ));
+        };
+        options.key_name = Some(key.to_owned());
+        options.resolve_key(&stores.keys)?;
     }
     let written = with_progress("backing up", Unit::Bytes, |progress| match args.target {
         BackupTarget::File(to) => {

@@ -122,6 +122,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
             compression_level,
             buffer_size,
             max_rate,
+            key,
             config,
         } => {
             let stores = commands::stores(config.as_deref())?;
@@ -140,6 +141,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
                 level: compression_level,
                 buffer_size: &buffer_size,
                 max_rate: max_rate.as_deref(),
+                key: key.as_deref(),
             };
             commands::backup(&args, stores.as_ref())
         }
