@@ -123,7 +123,7 @@ impl BackupOptions {
                 }
                 ("key", _) => {
                     return Err(BackupError::InvalidOption(
-                        "key must name a [backup.keys.NAME] table of the server config, e.g. key = 'offsite-2026' (never the passphrase itself)".into(),
+                        "key must name a [backup.keys.NAME] table of the server config, e.g. key = 'offsite_2026' (never the passphrase itself)".into(),
                     ));
                 }
                 ("compression_level", other) => {
