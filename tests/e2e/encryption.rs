@@ -515,3 +515,69 @@ async fn an_encrypted_archive_in_object_storage_restores_with_its_key() {
     );
     drop(site);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_whose_newest_link_has_no_key_is_refused_and_leaves_nothing() {
+    let site = Site::new("");
+    std::fs::write(
+        site.config_path(),
+        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), true),
+    )
+    .unwrap();
+    let server = start(&site);
+    let admin = server.admin("default").await;
+    admin
+        .batch_execute("CREATE TABLE t(x); INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    // The full archive with the new key, the increment on it with the old one.
+    admin
+        .batch_execute("BACKUP DATABASE default INTO 'chain' WITH (key = 'new')")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("BACKUP DATABASE default INTO 'chain' WITH (incremental, key = 'old')")
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "RESTORE DATABASE default FROM LATEST IN 'chain' WITH (new_db_name = 'both')",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    let both = server.admin("both").await;
+    assert_eq!(column(&both, "SELECT count(*) FROM t").await, ["2"]);
+    drop(both);
+    drop(admin);
+    server.terminate();
+
+    // The newest link's key gone: the chain is refused naming it (before its base is
+    // extracted), and nothing is installed or left behind.
+    std::fs::write(
+        site.config_path(),
+        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), false),
+    )
+    .unwrap();
+    let server = start(&site);
+    let admin = server.admin("default").await;
+    refused(
+        &admin,
+        "RESTORE DATABASE default FROM LATEST IN 'chain' WITH (new_db_name = 'half')",
+        "encrypted with key \"old\"",
+    )
+    .await;
+    assert!(
+        !column(&admin, "SHOW DATABASES")
+            .await
+            .contains(&"half".to_owned())
+    );
+    assert_eq!(
+        temporaries(&site.data_dir().join("databases")),
+        Vec::<String>::new()
+    );
+    assert_eq!(temporaries(&backups_dir(&site)), Vec::<String>::new());
+}

@@ -305,7 +305,7 @@ impl Plugin for AutomaticBackup {
                         "there is no database {database:?}"
                     )));
                 }
-                let _guard = self.run_lock(&database).lock_owned().await;
+                let _guard = self.drill_lock(&database).lock_owned().await;
                 let drilled = self
                     .drill(host, &database)
                     .await
@@ -405,6 +405,18 @@ impl AutomaticBackup {
                 host.abi_minor()
             )));
         }
+        if self
+            .policy
+            .backup_options
+            .iter()
+            .any(|(name, _)| *name == "key")
+            && host.abi_minor() < 5
+        {
+            return Err(PluginError::Config(format!(
+                "encryption_key needs a server with plugin ABI 1.5 or later (encrypted archives); this one offers 1.{}",
+                host.abi_minor()
+            )));
+        }
         if self.policy.drill.is_some() && host.abi_minor() < 5 {
             return Err(PluginError::Config(format!(
                 "drill needs a server with plugin ABI 1.5 or later (restore drills); this one offers 1.{}",
@@ -493,6 +505,15 @@ impl AutomaticBackup {
         Arc::clone(lock(&self.locks).entry(database.to_owned()).or_default())
     }
 
+    /// The lock of `database`'s drills (beside its runs' locks, in the same map).
+    fn drill_lock(&self, database: &str) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(
+            lock(&self.locks)
+                .entry(format!("{DRILL_PREFIX}{database}"))
+                .or_default(),
+        )
+    }
+
     fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> Result<T, PluginError> {
         let (answer, _) = self.ready()?.state.update(change).map_err(failed)?;
         Ok(answer)
@@ -529,12 +550,24 @@ impl AutomaticBackup {
     /// Puts `database` on the schedule: its next run from the state file (or afresh), and
     /// its per-second check.
     fn arm(&self, host: &Host, database: &str) -> Result<(), PluginError> {
-        let backup_running = host.backups(Some(database), 1).is_ok_and(|reply| {
-            // A paused job is still running (PAUSE JOB).
-            matches!(
-                cell(&reply, "status").and_then(Value::as_text),
-                Some("running" | "paused")
-            )
+        let backup_running = host.backups(Some(database), 8).is_ok_and(|reply| {
+            // The newest job but a drill (a drill never holds up a backup); a paused job is
+            // still running (PAUSE JOB).
+            let at = |name: &str| {
+                reply
+                    .columns
+                    .as_ref()
+                    .and_then(|c| c.iter().position(|c| c.name == name))
+            };
+            let (kind, status) = (at("kind"), at("status"));
+            fn text(row: &[Value], i: Option<usize>) -> Option<&str> {
+                i.and_then(|i| row.get(i)?.as_text())
+            }
+            reply
+                .rows
+                .iter()
+                .find(|row| text(row, kind) != Some("drill"))
+                .is_some_and(|row| matches!(text(row, status), Some("running" | "paused")))
         });
         let (armed, next) = self
             .timetable
@@ -579,8 +612,9 @@ impl AutomaticBackup {
             drills.forget(database);
             return Ok(());
         }
-        // Never beside a backup of the same database: its pruning may remove what is drilled.
-        let guard = self.run_lock(database).lock_owned().await;
+        // Two drills of a database never overlap; a backup is never held up by one (a drill
+        // whose archive its pruning removed drills the newest one again).
+        let guard = self.drill_lock(database).lock_owned().await;
         let started = self.now();
         // A failure is recorded, logged and alerted by the drill itself.
         let _ = self.drill(host, database).await;
@@ -599,46 +633,22 @@ impl AutomaticBackup {
     /// row counts, and removes it. The outcome goes to the state (`status()`), the server's
     /// history (kind `drill`) and, on failure, an alert.
     async fn drill(&self, host: &Host, database: &str) -> Result<Drilled, String> {
-        let ready = self.ready().map_err(|e| e.to_string())?;
         let started = self.now();
-        let newest = ready
-            .state
-            .read()
-            .map_err(|e| e.to_string())?
-            .databases
-            .get(database)
-            .and_then(|entry| {
-                entry
-                    .archives
-                    .iter()
-                    .filter(|r| {
-                        r.location.is_some() || archives::path_of(&ready.directory, r).is_file()
-                    })
-                    .max_by_key(|r| r.created_at)
-                    .map(|r| archives::path_of(&ready.directory, r).display().to_string())
-            });
-        let outcome = match &newest {
-            None => Err(format!(
-                "there is no archive of {database:?} written by this plugin to restore"
-            )),
-            Some(archive) => host
-                .drill_archive(database, archive)
-                .await
-                .map_err(|e| e.message().to_owned())
-                .map(|reply| Drilled {
-                    archive: archive.clone(),
-                    created_at: cell(&reply, "created_at")
-                        .and_then(Value::as_text)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    tables: cell(&reply, "tables")
-                        .and_then(Value::as_integer)
-                        .unwrap_or(0),
-                    rows: cell(&reply, "rows")
-                        .and_then(Value::as_integer)
-                        .unwrap_or(0),
-                }),
-        };
+        let mut newest = self.newest_archive(database)?;
+        let mut outcome = self.drill_one(host, database, newest.as_deref()).await;
+        // Pruned meanwhile by a backup's retention (a drill never holds a backup up): the
+        // archive that is newest now is drilled instead, once.
+        if outcome.is_err() {
+            let now_newest = self.newest_archive(database)?;
+            if now_newest.is_some() && now_newest != newest {
+                newest = now_newest;
+                outcome = self.drill_one(host, database, newest.as_deref()).await;
+            }
+        }
+        if self.stopped.load(Ordering::Acquire) {
+            // Replaced or unloaded meanwhile: the successor drills, records and alerts.
+            return outcome;
+        }
         let (status, error) = match &outcome {
             Ok(drilled) => {
                 tracing::info!(database, archive = %drilled.archive, tables = drilled.tables, rows = drilled.rows, "restore drill passed");
@@ -663,6 +673,53 @@ impl AutomaticBackup {
             tracing::error!(database, error = %e, "could not record a drill in the state file");
         }
         outcome
+    }
+
+    /// The newest archive of `database` in this plugin's ledger that is still there.
+    fn newest_archive(&self, database: &str) -> Result<Option<String>, String> {
+        let ready = self.ready().map_err(|e| e.to_string())?;
+        let state = ready.state.read().map_err(|e| e.to_string())?;
+        Ok(state.databases.get(database).and_then(|entry| {
+            entry
+                .archives
+                .iter()
+                .filter(|r| {
+                    r.location.is_some() || archives::path_of(&ready.directory, r).is_file()
+                })
+                .max_by_key(|r| r.created_at)
+                .map(|r| archives::path_of(&ready.directory, r).display().to_string())
+        }))
+    }
+
+    /// One drill of `archive` (none: nothing to drill, a failure).
+    async fn drill_one(
+        &self,
+        host: &Host,
+        database: &str,
+        archive: Option<&str>,
+    ) -> Result<Drilled, String> {
+        let Some(archive) = archive else {
+            return Err(format!(
+                "there is no archive of {database:?} written by this plugin to restore"
+            ));
+        };
+        let reply = host
+            .drill_archive(database, archive)
+            .await
+            .map_err(|e| e.message().to_owned())?;
+        Ok(Drilled {
+            archive: archive.to_owned(),
+            created_at: cell(&reply, "created_at")
+                .and_then(Value::as_text)
+                .unwrap_or_default()
+                .to_owned(),
+            tables: cell(&reply, "tables")
+                .and_then(Value::as_integer)
+                .unwrap_or(0),
+            rows: cell(&reply, "rows")
+                .and_then(Value::as_integer)
+                .unwrap_or(0),
+        })
     }
 
     /// Publishes at the server's `/metrics` (ABI 1.4) what this plugin knows of `database`:

@@ -4,7 +4,9 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
+
 use std::path::{Path, PathBuf};
+use zip::HasZipMetadata as _;
 
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest as _, Sha256};
@@ -23,6 +25,8 @@ pub struct ArchiveReader<R: Read + Seek = BufReader<File>> {
     path: PathBuf,
     zip: zip::ZipArchive<R>,
     pub manifest: Manifest,
+    /// The manifest as stored, for the comparison with its sealed copy.
+    manifest_text: String,
     /// The key of an encrypted archive, once [`ArchiveReader::unlock`] found it.
     key: Option<Arc<Key>>,
 }
@@ -119,8 +123,33 @@ impl<R: Read + Seek> ArchiveReader<R> {
                 ),
             });
         }
+        if let Some(e) = &manifest.encryption {
+            // Named in errors and looked up: it must be a key name, not arbitrary text.
+            if crate::catalog::validate_identifier("key", &e.key).is_err() {
+                return Err(damaged(
+                    manifest::MANIFEST_ENTRY,
+                    "its encryption names a key that is not a key name".into(),
+                ));
+            }
+            if e.algorithm != super::encryption::ALGORITHM
+                || e.entries != super::encryption::ENTRY_FORMAT
+            {
+                return Err(BackupError::Unsupported {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "its entries are encrypted as {:?} {:?}, and this server reads {} {}",
+                        e.algorithm,
+                        e.entries,
+                        super::encryption::ALGORITHM,
+                        super::encryption::ENTRY_FORMAT
+                    ),
+                });
+            }
+        }
         for name in &names {
-            if name != manifest::MANIFEST_ENTRY && !manifest.entries.iter().any(|e| &e.name == name)
+            if name != manifest::MANIFEST_ENTRY
+                && name != manifest::SEALED_MANIFEST_ENTRY
+                && !manifest.entries.iter().any(|e| &e.name == name)
             {
                 return Err(BackupError::Damaged {
                     path: path.to_owned(),
@@ -146,7 +175,16 @@ impl<R: Read + Seek> ArchiveReader<R> {
                     zip.by_index_raw(index)
                         .map_err(|e| damaged(&entry.name, e.to_string()))
                 })?;
-            let (declared, encrypted) = (raw.size(), raw.encrypted());
+            // Sealed as we seal: WinZip AES-256, AE-2 (not ZipCrypto, not AE-1).
+            let encrypted = raw.encrypted()
+                && matches!(
+                    raw.get_metadata().aes_settings(),
+                    Some((
+                        zip::AesMode::Aes256,
+                        zip::unstable::format::aes::AesVendorVersion::Ae2
+                    ))
+                );
+            let declared = raw.size();
             drop(raw);
             if encrypted != manifest.encryption.is_some() {
                 return Err(damaged(
@@ -167,6 +205,17 @@ impl<R: Read + Seek> ArchiveReader<R> {
                     ),
                 ));
             }
+        }
+        let sealed_copy = names.iter().any(|n| n == manifest::SEALED_MANIFEST_ENTRY);
+        if sealed_copy != manifest.encryption.is_some() {
+            return Err(damaged(
+                manifest::SEALED_MANIFEST_ENTRY,
+                if sealed_copy {
+                    "a sealed manifest in an archive whose manifest says it is not encrypted".into()
+                } else {
+                    "missing: an encrypted archive carries its manifest sealed too".into()
+                },
+            ));
         }
         let listed = |name: &str| manifest.entries.iter().find(|e| e.name == name);
         let expected: &[&str] = match manifest.kind.as_str() {
@@ -206,25 +255,11 @@ impl<R: Read + Seek> ArchiveReader<R> {
                 ),
             ));
         }
-        if let Some(e) = &manifest.encryption
-            && (e.algorithm != super::encryption::ALGORITHM
-                || e.entries != super::encryption::ENTRY_FORMAT)
-        {
-            return Err(BackupError::Unsupported {
-                path: path.to_owned(),
-                reason: format!(
-                    "its entries are encrypted as {} {}, and this server reads {} {}",
-                    e.algorithm,
-                    e.entries,
-                    super::encryption::ALGORITHM,
-                    super::encryption::ENTRY_FORMAT
-                ),
-            });
-        }
         Ok(ArchiveReader {
             path: path.to_owned(),
             zip,
             manifest,
+            manifest_text: text,
             key: None,
         })
     }
@@ -257,6 +292,24 @@ impl<R: Read + Seek> ArchiveReader<R> {
         }
         for entry in self.manifest.entries.clone() {
             self.open_entry(&entry.name).map(drop)?;
+        }
+        // The plain manifest is what its sealed copy says (read to its end: authenticated).
+        let mut sealed = String::new();
+        let path = self.path.clone();
+        let damaged = |reason: String| BackupError::Damaged {
+            path: path.clone(),
+            entry: manifest::SEALED_MANIFEST_ENTRY.into(),
+            reason,
+        };
+        self.open_entry(manifest::SEALED_MANIFEST_ENTRY)?
+            .take(manifest::MAX_MANIFEST_BYTES + 1)
+            .read_to_string(&mut sealed)
+            .map_err(|e| damaged(e.to_string()))?;
+        if sealed != self.manifest_text {
+            return Err(damaged(
+                "the plain manifest.json differs from the copy sealed with the key: it was altered"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -467,6 +520,7 @@ impl<R: Read + Seek> ArchiveReader<R> {
     /// Reads every entry the manifest lists through its CRC, size and SHA-256 checks,
     /// writing nothing (an upload read back before it is published).
     pub fn check_entries(&mut self, progress: &Progress) -> Result<(), BackupError> {
+        self.check_key()?;
         for expected in self.manifest.entries.clone() {
             self.copy_entry(&expected, &mut std::io::sink(), Path::new(""), progress)?;
         }
@@ -573,6 +627,7 @@ fn check_entry_name(name: &str) -> Result<(), String> {
         manifest::PAGE_MAP_ENTRY,
         manifest::PAGES_ENTRY,
         manifest::EXPORT_ENTRY,
+        manifest::SEALED_MANIFEST_ENTRY,
     ];
     if !known.contains(&name) {
         return Err(format!(
@@ -796,6 +851,79 @@ mod tests {
             refused.contains("not encrypted, but the manifest says the archive is"),
             "{refused}"
         );
+    }
+
+    /// Writes `data` as the sealed entry `name` (deflated) of `zip`.
+    fn sealed_entry(
+        zip: &mut ZipWriter<File>,
+        key: &crate::backup::encryption::Key,
+        name: &str,
+        data: &[u8],
+    ) {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(6));
+        e.write_all(data).unwrap();
+        let compressed = e.finish().unwrap();
+        let mut sealer = crate::backup::encryption::Sealer::new(key);
+        let when = DosTime::from_utc(chrono::Utc::now());
+        zip.start_sealed_entry(name, Method::Deflated, data.len() as u64, when)
+            .unwrap();
+        zip.write_data(sealer.header()).unwrap();
+        zip.write_data(sealer.seal(&compressed)).unwrap();
+        zip.write_data(&sealer.finish()).unwrap();
+        zip.finish_entry(0, data.len() as u64).unwrap();
+    }
+
+    /// The plain manifest of an encrypted archive is only believed once its sealed copy, read
+    /// with the key, says the same: rewriting the hashes or row counts under sealed entries
+    /// is found before anything is written.
+    #[test]
+    fn crafted_archive_an_encrypted_archives_altered_manifest_is_refused_with_the_key() {
+        use crate::backup::encryption::{Key, Keyring};
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::new("k", b"a passphrase");
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&manifest_json(4096, 4096, 1)).unwrap();
+        manifest["format_version"] = 3.into();
+        manifest["encryption"] = serde_json::json!({
+            "algorithm": "aes-256", "entries": "winzip-ae2", "key": "k"
+        });
+        let sealed_text = manifest.to_string();
+        manifest["row_counts"] = serde_json::json!({"t": 5});
+        let plain_text = manifest.to_string();
+        let path = dir.path().join("altered.zip");
+        let when = DosTime::from_utc(chrono::Utc::now());
+        let mut zip = ZipWriter::new(File::create(&path).unwrap()).unwrap();
+        sealed_entry(&mut zip, &key, manifest::DATABASE_ENTRY, &[0u8; 4096]);
+        zip.start_entry(
+            manifest::MANIFEST_ENTRY,
+            Method::Stored,
+            plain_text.len() as u64,
+            when,
+        )
+        .unwrap();
+        zip.write_data(plain_text.as_bytes()).unwrap();
+        zip.finish_entry(
+            crc32fast::hash(plain_text.as_bytes()),
+            plain_text.len() as u64,
+        )
+        .unwrap();
+        sealed_entry(
+            &mut zip,
+            &key,
+            manifest::SEALED_MANIFEST_ENTRY,
+            sealed_text.as_bytes(),
+        );
+        zip.finish().unwrap();
+
+        let keys = Keyring::of([Key::new("k", b"a passphrase")]);
+        let mut reader = ArchiveReader::open(&path).unwrap().unlock(&keys);
+        let dest = dir.path().join("restored.sqlite");
+        let refused = reader
+            .extract_image(&dest, &Progress::default())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("it was altered"), "{refused}");
+        assert!(!dest.exists());
     }
 
     fn refusal(path: &Path) -> String {

@@ -385,7 +385,8 @@ fn write_entries<W: Write>(
     };
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| io("writing", shown)(std::io::Error::other(e)))?;
-    // Plain, so that listing and retention read it without the key.
+    // Plain, so that listing and retention read it without the key; sealed again, so that a
+    // reader with the key proves it unaltered.
     write_small_entry(
         &mut zip,
         manifest::MANIFEST_ENTRY,
@@ -394,6 +395,16 @@ fn write_entries<W: Write>(
         None,
         shown,
     )?;
+    if key.is_some() {
+        write_small_entry(
+            &mut zip,
+            manifest::SEALED_MANIFEST_ENTRY,
+            &json,
+            modified,
+            key,
+            shown,
+        )?;
+    }
     let (out, bytes) = zip.finish().map_err(io("writing", shown))?;
     Ok((out, bytes, manifest))
 }

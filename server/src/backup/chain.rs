@@ -160,6 +160,11 @@ pub fn rebuild<'a>(
     proof: Proof,
 ) -> Result<Verified, BackupError> {
     let links = follow(&newest, location, open)?;
+    // Every link's key proven before the first byte is written (each may name its own).
+    newest.check_key()?;
+    for link in links.iter().skip(1) {
+        reopen(link, open)?.check_key()?;
+    }
     // Refused before the first byte when the largest image of the chain cannot fit.
     let largest = links
         .iter()

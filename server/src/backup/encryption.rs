@@ -93,7 +93,7 @@ impl Keyring {
         let mut keys = BTreeMap::new();
         for s in settings {
             let key = format!("[backup.keys.{}]", s.name);
-            let passphrase = s.source.read(&key)?;
+            let passphrase = Zeroizing::new(s.source.read(&key)?);
             keys.insert(
                 s.name.clone(),
                 Arc::new(Key::new(&s.name, passphrase.as_bytes())),
@@ -102,6 +102,23 @@ impl Keyring {
         Ok(Keyring {
             keys: Arc::new(keys),
         })
+    }
+
+    /// As [`Keyring::load`], leaving out (with a warning) the keys whose passphrase cannot be
+    /// read: for the command line, where only the archive at hand needs its key.
+    pub fn load_readable(settings: &[KeySettings]) -> Keyring {
+        let readable: Vec<KeySettings> = settings
+            .iter()
+            .filter(|s| match s.source.read(&format!("[backup.keys.{}]", s.name)) {
+                Ok(_) => true,
+                Err(why) => {
+                    tracing::warn!(key = %s.name, "{why}; archives encrypted with it cannot be read");
+                    false
+                }
+            })
+            .cloned()
+            .collect();
+        Keyring::load(&readable).unwrap_or_default()
     }
 
     /// A keyring of the given keys (tests, tools).

@@ -1493,25 +1493,7 @@ fn register(
     (progress, completion)
 }
 
-/// Verifies `archive` and installs its database as `name` in `catalog`.
-pub fn restore_into(
-    catalog: &Catalog,
-    archive: &Path,
-    name: &str,
-    replace: bool,
-    progress: &Progress,
-) -> Result<Verified, BackupError> {
-    crate::catalog::validate_name(name)?;
-    restore_from(
-        catalog,
-        ArchiveReader::open(archive)?,
-        name,
-        replace,
-        progress,
-    )
-}
-
-/// As [`restore_into`], from an archive already opened (an object in a destination).
+/// Verifies the opened `archive` and installs its database as `name` in `catalog`.
 pub fn restore_from<R: std::io::Read + std::io::Seek>(
     catalog: &Catalog,
     mut archive: ArchiveReader<R>,

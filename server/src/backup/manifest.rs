@@ -29,6 +29,9 @@ pub const FULL: &str = "full";
 pub const INCREMENTAL: &str = "incremental";
 /// `kind` of an encrypted export: a ZIP whose one sealed entry is the export file.
 pub const EXPORT: &str = "export";
+/// Of an encrypted archive: the manifest's bytes again, sealed with the key, so that a reader
+/// holding the key proves the plain manifest was not altered (it is not listed in itself).
+pub const SEALED_MANIFEST_ENTRY: &str = "manifest.json.sealed";
 /// An encrypted export's entry: the gzip JSON-lines export file, byte for byte.
 pub const EXPORT_ENTRY: &str = "export.json.gz";
 /// The largest manifest a reader accepts. Ours are a few hundred bytes; the bound keeps a

@@ -56,8 +56,10 @@ const ZIP64_ENTRY_THRESHOLD: u64 = U32_LIMIT - (64 << 20);
 const VERSION_ZIP64: u16 = 45;
 const VERSION_DEFAULT: u16 = 20;
 const VERSION_AES: u16 = 51;
-/// "Made by" Unix (3), spec 4.5: readers then honour the permission bits below.
+/// "Made by" Unix (3), spec 4.5 (5.1 for an AES entry): readers then honour the permission
+/// bits below.
 const VERSION_MADE_BY: u16 = (3 << 8) | VERSION_ZIP64;
+const VERSION_MADE_BY_AES: u16 = (3 << 8) | VERSION_AES;
 /// Regular file, mode 0600: the archive holds a whole database.
 const EXTERNAL_ATTRIBUTES: u32 = 0o100600 << 16;
 
@@ -426,7 +428,12 @@ fn central_header(entry: &Entry, out: &mut Vec<u8>) {
     let offset = field(entry.header_offset, false);
     let version = version_needed(entry, !extra.is_empty());
     out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-    out.extend_from_slice(&VERSION_MADE_BY.to_le_bytes());
+    let made_by = if entry.sealed {
+        VERSION_MADE_BY_AES
+    } else {
+        VERSION_MADE_BY
+    };
+    out.extend_from_slice(&made_by.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&flags(entry).to_le_bytes());
     out.extend_from_slice(&method_code(entry).to_le_bytes());

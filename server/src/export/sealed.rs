@@ -106,6 +106,14 @@ impl<W: Write> SealedExport<W> {
             None,
             shown,
         )?;
+        write_small_entry(
+            &mut self.zip,
+            manifest::SEALED_MANIFEST_ENTRY,
+            &json,
+            self.modified,
+            Some(key),
+            shown,
+        )?;
         self.zip.finish().map_err(io)
     }
 }

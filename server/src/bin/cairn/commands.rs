@@ -207,9 +207,20 @@ pub fn verify(file: &str, stores: Option<&offline::Stores>) -> anyhow::Result<Ou
         offline::verify(file, stores, progress)
     })?;
     let m = &verified.manifest;
+    let checked = if m.kind == "export" {
+        format!(
+            "an encrypted export with key {}\nresult:    ok (authentication code, every line and row count passed)\n",
+            m.encryption.as_ref().map_or("?", |e| e.key.as_str())
+        )
+    } else {
+        format!(
+            "pages:     {} of {} bytes\nresult:    ok (CRC, SHA-256, row counts and SQLite integrity check passed)\n",
+            m.page_count, m.page_size
+        )
+    };
     let text = format!(
-        "archive:   {file}\ndatabase:  {}\nsnapshot:  {}\nwritten by Cairn {} (format {})\npages:     {} of {} bytes\nresult:    ok (CRC, SHA-256 and SQLite integrity check passed)\n",
-        m.database, m.created_at, m.server_version, m.format_version, m.page_count, m.page_size
+        "archive:   {file}\ndatabase:  {}\nsnapshot:  {}\nwritten by Cairn {} (format {})\n{checked}",
+        m.database, m.created_at, m.server_version, m.format_version
     );
     let json = json!({
         "archive": file,
