@@ -32,6 +32,15 @@ fn config_with_keys(site_dir: &Path, new: Option<&str>, old: bool) -> String {
     config
 }
 
+/// Rewrites `site`'s config with the keys [`config_with_keys`] makes.
+fn set_keys(site: &Site, new: Option<&str>, old: bool) {
+    std::fs::write(
+        site.config_path(),
+        config_with_keys(site.dir.path(), new, old),
+    )
+    .unwrap();
+}
+
 fn start(site: &Site) -> TestServer {
     TestServer::start_with_env(
         &site.config_path(),
@@ -89,11 +98,7 @@ fn extracted_by_pyzipper(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_export_is_a_standard_export_inside_and_imports_only_with_its_key() {
     let site = Site::new("");
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), true),
-    )
-    .unwrap();
+    set_keys(&site, Some(NEW_PASSPHRASE), true);
     let server = start(&site);
     let admin = server.admin("default").await;
     admin
@@ -157,11 +162,7 @@ async fn an_encrypted_export_is_a_standard_export_inside_and_imports_only_with_i
     server.terminate();
 
     // Without the key: refused naming it, nothing imported.
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), None, true),
-    )
-    .unwrap();
+    set_keys(&site, None, true);
     let server = start(&site);
     let admin = server.admin("default").await;
     refused(
@@ -177,11 +178,7 @@ async fn an_encrypted_export_is_a_standard_export_inside_and_imports_only_with_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_encrypted_archive_hides_its_rows_and_opens_only_with_its_key() {
     let site = Site::new("");
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), true),
-    )
-    .unwrap();
+    set_keys(&site, Some(NEW_PASSPHRASE), true);
     let server = start(&site);
     let admin = server.admin("default").await;
     admin
@@ -293,11 +290,7 @@ async fn an_encrypted_archive_hides_its_rows_and_opens_only_with_its_key() {
     server.terminate();
 
     // Without the key: listed, but neither verified nor restored, and nothing written.
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), None, true),
-    )
-    .unwrap();
+    set_keys(&site, None, true);
     let server = start(&site);
     let admin = server.admin("default").await;
     let e = refused(
@@ -323,11 +316,7 @@ async fn an_encrypted_archive_hides_its_rows_and_opens_only_with_its_key() {
     server.terminate();
 
     // With a wrong passphrase under the key's name: refused before anything is written.
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), Some("a different passphrase"), true),
-    )
-    .unwrap();
+    set_keys(&site, Some("a different passphrase"), true);
     let server = start(&site);
     let admin = server.admin("default").await;
     let e = refused(
@@ -347,11 +336,7 @@ async fn an_encrypted_archive_hides_its_rows_and_opens_only_with_its_key() {
     server.terminate();
 
     // The CLI finds the key through --config, and says which key is missing without it.
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), true),
-    )
-    .unwrap();
+    set_keys(&site, Some(NEW_PASSPHRASE), true);
     let (ok, out) = run(cairn()
         .arg("verify")
         .arg("--config")
@@ -404,11 +389,7 @@ async fn an_encrypted_archive_hides_its_rows_and_opens_only_with_its_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_restores_both_generations() {
     let site = Site::new("");
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), true),
-    )
-    .unwrap();
+    set_keys(&site, Some(NEW_PASSPHRASE), true);
     let server = start(&site);
     let admin = server.admin("default").await;
     admin
@@ -519,11 +500,7 @@ async fn an_encrypted_archive_in_object_storage_restores_with_its_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_whose_newest_link_has_no_key_is_refused_and_leaves_nothing() {
     let site = Site::new("");
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), true),
-    )
-    .unwrap();
+    set_keys(&site, Some(NEW_PASSPHRASE), true);
     let server = start(&site);
     let admin = server.admin("default").await;
     admin
@@ -557,11 +534,7 @@ async fn a_chain_whose_newest_link_has_no_key_is_refused_and_leaves_nothing() {
 
     // The newest link's key gone: the chain is refused naming it (before its base is
     // extracted), and nothing is installed or left behind.
-    std::fs::write(
-        site.config_path(),
-        config_with_keys(site.dir.path(), Some(NEW_PASSPHRASE), false),
-    )
-    .unwrap();
+    set_keys(&site, Some(NEW_PASSPHRASE), false);
     let server = start(&site);
     let admin = server.admin("default").await;
     refused(

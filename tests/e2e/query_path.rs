@@ -167,3 +167,43 @@ async fn a_single_write_of_a_value_over_a_mebibyte_is_written() {
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 2 << 20);
 }
+
+/// A cancel did not end a wait for a lock (found after the session's own lock wait replaced
+/// SQLite's busy timeout): the waiting statement went on waiting until its lock timeout and
+/// then failed as a lock timeout. It ends at the cancel, as PostgreSQL's does.
+#[tokio::test]
+async fn a_cancel_did_not_end_a_wait_for_a_lock() {
+    let site = Site::standard();
+    let server = site.start();
+    let holder = server.admin("default").await;
+    let waiter = server.admin("default").await;
+    holder
+        .batch_execute("CREATE TABLE t(v TEXT); BEGIN IMMEDIATE; INSERT INTO t VALUES ('held')")
+        .await
+        .unwrap();
+    waiter
+        .batch_execute("SET lock_timeout = '20s'")
+        .await
+        .unwrap();
+    let cancel = waiter.cancel_token();
+    let (result, ()) = tokio::join!(
+        waiter.simple_query("INSERT INTO t VALUES ('waiting')"),
+        async {
+            let watcher = server.admin("default").await;
+            crate::hostile::wait_for_running(&watcher, "'waiting'").await;
+            cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        }
+    );
+    // The holder still holds the lock: only the cancel can have ended the wait.
+    let err = result.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::QUERY_CANCELED),
+        "{}",
+        message(&err)
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    let rows = waiter.query("SELECT v FROM t", &[]).await.unwrap();
+    let values: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(values, ["held"]);
+}

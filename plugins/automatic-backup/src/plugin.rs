@@ -266,21 +266,7 @@ impl Plugin for AutomaticBackup {
         match procedure {
             "status" => self.status(host),
             "run" => {
-                let database = args
-                    .get(0)
-                    .or_else(|| args.named("database"))
-                    .and_then(Value::as_text)
-                    .ok_or_else(|| {
-                        PluginError::InvalidArgument(
-                            "run needs the database: CALL automatic_backup.run('sales')".into(),
-                        )
-                    })?
-                    .to_owned();
-                if !host.databases()?.contains(&database) {
-                    return Err(PluginError::InvalidArgument(format!(
-                        "there is no database {database:?}"
-                    )));
-                }
+                let database = database_argument(host, &args, "run")?;
                 let done = self.run_now(host, &database).await?;
                 Ok(vec![vec![
                     Value::Text(database),
@@ -290,21 +276,7 @@ impl Plugin for AutomaticBackup {
                 ]])
             }
             "drill" => {
-                let database = args
-                    .get(0)
-                    .or_else(|| args.named("database"))
-                    .and_then(Value::as_text)
-                    .ok_or_else(|| {
-                        PluginError::InvalidArgument(
-                            "drill needs the database: CALL automatic_backup.drill('sales')".into(),
-                        )
-                    })?
-                    .to_owned();
-                if !host.databases()?.contains(&database) {
-                    return Err(PluginError::InvalidArgument(format!(
-                        "there is no database {database:?}"
-                    )));
-                }
+                let database = database_argument(host, &args, "drill")?;
                 let _guard = self.drill_lock(&database).lock_owned().await;
                 let drilled = self
                     .drill(host, &database)
@@ -1573,6 +1545,26 @@ impl AutomaticBackup {
         }
         Ok(rows)
     }
+}
+
+/// The database a procedure names (first, or `database => …`), which must exist.
+fn database_argument(host: &Host, args: &Args, procedure: &str) -> Result<String, PluginError> {
+    let database = args
+        .get(0)
+        .or_else(|| args.named("database"))
+        .and_then(Value::as_text)
+        .ok_or_else(|| {
+            PluginError::InvalidArgument(format!(
+                "{procedure} needs the database: CALL automatic_backup.{procedure}('sales')"
+            ))
+        })?
+        .to_owned();
+    if !host.databases()?.contains(&database) {
+        return Err(PluginError::InvalidArgument(format!(
+            "there is no database {database:?}"
+        )));
+    }
+    Ok(database)
 }
 
 /// A job scheduled, or already there (a database dropped and created again keeps its check).

@@ -4,8 +4,8 @@
 //! of microseconds, backing off to a millisecond, until the session's lock timeout; a brief
 //! run's waiting ends with its deadline (it is then given up and run again the usual way).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::brief::Deadline;
@@ -20,6 +20,9 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(1);
 pub(super) struct LockWait {
     /// Microseconds.
     timeout: AtomicU64,
+    /// The session's activity, once it has a seat: a cancel, a statement timeout or a
+    /// termination ends a wait (SQLite's interrupt does not reach its busy handler).
+    interrupts: OnceLock<Arc<super::registry::Activity>>,
 }
 
 impl LockWait {
@@ -31,6 +34,7 @@ impl LockWait {
     ) -> rusqlite::Result<Arc<LockWait>> {
         let wait = Arc::new(LockWait {
             timeout: AtomicU64::new(micros(timeout)),
+            interrupts: OnceLock::new(),
         });
         let looked_at = Arc::clone(&wait);
         let mut since = Instant::now();
@@ -42,7 +46,12 @@ impl LockWait {
             if tries == 0 || last_try.elapsed() > 2 * LONGEST_PAUSE {
                 since = Instant::now();
             }
-            if deadline.has_passed() {
+            if deadline.has_passed()
+                || looked_at
+                    .interrupts
+                    .get()
+                    .is_some_and(|a| a.interruption_pending())
+            {
                 return false;
             }
             let waited = since.elapsed();
@@ -63,6 +72,11 @@ impl LockWait {
             true
         }))?;
         Ok(wait)
+    }
+
+    /// Ends waits when `activity` is interrupted.
+    pub(super) fn watch(&self, activity: Arc<super::registry::Activity>) {
+        let _ = self.interrupts.set(activity);
     }
 
     /// The lock timeout from now on.

@@ -218,6 +218,7 @@ impl Session {
         self.configured = seat.activity.timeouts();
         seat.activity
             .set_interrupt(self.conn.get_interrupt_handle());
+        self.lock_wait.watch(Arc::clone(&seat.activity));
         self.apply_lock_timeout(seat.activity.timeouts().lock)?;
         functions::register(&self.conn, &registry, &seat.activity)
             .map_err(|e| SqlError::from_sqlite(&e))?;
@@ -1016,6 +1017,14 @@ impl Session {
             )
         {
             return brief::out_of_time();
+        }
+        // A wait for a lock ended by a cancel or a timeout (see `lock_wait`).
+        if matches!(
+            e.sqlite_error_code(),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        ) && let Some(why) = self.activity().and_then(|a| a.take_interruption())
+        {
+            return interruption_error(why);
         }
         if e.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
             let why = self.activity().and_then(|a| a.take_interruption());

@@ -137,6 +137,12 @@ impl Activity {
         }
     }
 
+    /// Whether the running statement was interrupted (and the reason not yet taken): a wait
+    /// for a lock ends at it, as SQLite's interrupt does not reach one.
+    pub fn interruption_pending(&self) -> bool {
+        self.reason.load(Ordering::Acquire) != 0
+    }
+
     /// Why the last statement was interrupted, once.
     pub fn take_interruption(&self) -> Option<Interruption> {
         match self.reason.swap(0, Ordering::AcqRel) {

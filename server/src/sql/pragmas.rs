@@ -78,6 +78,10 @@ pub fn check(tokens: &[Spanned<'_>]) -> Result<(), String> {
 
 /// Why `PRAGMA name` was refused, for the client.
 pub fn refusal(name: &str, with_value: bool) -> String {
+    if with_value && name.eq_ignore_ascii_case("busy_timeout") {
+        // The server waits for locks itself (and ends a wait at a cancel): say how to set it.
+        return "PRAGMA busy_timeout cannot be set by clients: how long a statement waits for a lock is the session's lock_timeout (SET lock_timeout = '5s'; SHOW lock_timeout)".into();
+    }
     if with_value {
         format!(
             "PRAGMA {name} cannot be set by clients: it acts beyond this connection (the whole server, the database file or its durability). Pragmas a client may set: {}",
@@ -113,6 +117,7 @@ mod tests {
             assert!(!allowed(name, true), "{name} may be set");
         }
         assert!(allowed("hard_heap_limit", false));
+        assert!(refusal("busy_timeout", true).contains("SET lock_timeout"));
         assert!(allowed("foreign_keys", true));
         assert!(allowed("TABLE_INFO", true));
         assert!(!allowed("wal_checkpoint", false));
