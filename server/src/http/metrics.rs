@@ -64,17 +64,17 @@ pub fn render(observed: &Observed) -> String {
     }
     registry.register(
         "backup_last_success_timestamp_seconds",
-        "When the newest complete backup (or export) of the database ended, Unix time",
+        "When the newest complete job of the database of this kind (backup, export, restore, import, drill) ended, Unix time",
         last_success,
     );
     registry.register(
         "backup_last_success_bytes",
-        "Size of the newest complete backup (or export) of the database",
+        "Size of the newest complete job of the database of this kind (the archive; for a drill, the database restored)",
         last_bytes,
     );
     registry.register(
         "backup_last_success_duration_seconds",
-        "How long the newest complete backup (or export) of the database took",
+        "How long the newest complete job of the database of this kind took",
         last_duration,
     );
     registry.register(
