@@ -2,6 +2,7 @@
  * `adder`: an example Cairn plugin in plain C, against cairn_plugin.h alone.
  *
  *   CALL adder.add(2, 40)   -> one row, sum = 42
+ *   SELECT adder_add(2, 40)  -> 42, a scalar SQL function (since ABI 1.6), in any statement
  *
  * Build (any C compiler; the server loads it from its plugin directory):
  *   cc -shared -fPIC -O2 -I ../../plugin-api/include adder.c -o libadder.so
@@ -56,6 +57,29 @@ static CairnFuture add_call(void *ctx, const CairnArg *args, size_t count) {
     return future;
 }
 
+/* The scalar function `adder_add(a, b)`: called once per row, on the statement's thread. */
+static CairnStatus adder_add(void *ctx, const CairnValue *args, size_t count,
+                             const CairnOutput *out) {
+    (void)ctx;
+    CairnValue sum = {0};
+    if (count != 2) {
+        out->set_error(out->ctx, CAIRN_ERROR_INVALID_ARGUMENT, CAIRN_STR("adder_add takes two integers"));
+        return CAIRN_ERROR;
+    }
+    if (args[0].kind == CAIRN_VALUE_NULL || args[1].kind == CAIRN_VALUE_NULL) {
+        sum.kind = CAIRN_VALUE_NULL; /* as SQL's own + does */
+    } else if (args[0].kind == CAIRN_VALUE_INTEGER && args[1].kind == CAIRN_VALUE_INTEGER) {
+        sum.kind = CAIRN_VALUE_INTEGER;
+        sum.integer = args[0].integer + args[1].integer;
+    } else {
+        out->set_error(out->ctx, CAIRN_ERROR_INVALID_ARGUMENT,
+                       CAIRN_STR("adder_add takes two integers, as in SELECT adder_add(2, 40)"));
+        return CAIRN_ERROR;
+    }
+    out->push_row(out->ctx, &sum, 1);
+    return CAIRN_OK;
+}
+
 /* A future that is done at once, with nothing to report. */
 static CairnPoll done_poll(void *state, const CairnWaker *waker, const CairnOutput *out) {
     (void)state; (void)waker; (void)out;
@@ -95,6 +119,18 @@ static CairnFuture start(void *instance) {
         version.value.bytes = CAIRN_STR(ADDER_VERSION);
         host->set_gauge(host, CAIRN_STR("version_info"), CAIRN_STR("The running version"),
                         &version, 1, 1.0, NULL);
+    }
+    /* Since 1.6: a scalar SQL function. An older server's table has no `register_function`. */
+    if (host->size >= offsetof(CairnHost, register_function) + sizeof host->register_function &&
+        host->register_function) {
+        CairnFunctionSpec function = {0};
+        function.size = sizeof function;
+        function.flags = CAIRN_FUNCTION_DETERMINISTIC;
+        function.name = CAIRN_STR("adder_add");
+        function.description = CAIRN_STR("Adds two integers");
+        function.arg_count = 2;
+        function.call = adder_add;
+        host->register_function(host, &function, NULL);
     }
     CairnFuture done = {NULL, done_poll, no_state};
     return done;

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 5u
+#define CAIRN_ABI_MINOR 6u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -161,6 +161,26 @@ typedef struct CairnProcedureSpec {
     void (*drop_ctx)(void *ctx);
 } CairnProcedureSpec;
 
+/* Since 1.6: CairnFunctionSpec.flags. The same arguments always give the same result. */
+#define CAIRN_FUNCTION_DETERMINISTIC 1u
+
+/* Since 1.6. A scalar SQL function, callable from any statement as name(args...). `call` gets
+ * `count` values borrowed for the call, writes one row of one value (or an error) to `output`
+ * and returns CAIRN_OK or CAIRN_ERROR; it runs on statement threads, concurrently, and must not
+ * block for long. arg_count: 0 to 127, or -1 for any. The host owns `ctx` once registered. */
+typedef struct CairnFunctionSpec {
+    uint32_t size;
+    uint32_t flags;
+    CairnStr name;
+    CairnStr description;
+    int32_t arg_count;
+    uint32_t reserved;
+    void *ctx;
+    CairnStatus (*call)(void *ctx, const CairnValue *args, size_t count,
+                        const CairnOutput *output);
+    void (*drop_ctx)(void *ctx);
+} CairnFunctionSpec;
+
 /* A job run on a cron schedule (UTC; 5 fields, or 6 with seconds first). */
 typedef struct CairnJobSpec {
     uint32_t size;
@@ -224,6 +244,11 @@ struct CairnHost {
      * the backup history as kind "drill". One row: database, location, created_at, tables,
      * rows, counted (1 when the manifest recorded row counts). */
     CairnFuture (*drill_archive)(const CairnHost *host, CairnStr database, CairnStr location);
+    /* Since 1.6. Registers a scalar SQL function for every session's connection until the
+     * plugin is unloaded or replaced (later calls are an error naming it). On failure
+     * spec->ctx is released with spec->drop_ctx and the reason written to `output`. */
+    CairnStatus (*register_function)(const CairnHost *host, const CairnFunctionSpec *spec,
+                                     const CairnOutput *output);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -274,7 +299,8 @@ _Static_assert(sizeof(CairnFuture) == 24, "CairnFuture layout");
 _Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
 _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
-_Static_assert(sizeof(CairnHost) == 160, "CairnHost layout");
+_Static_assert(sizeof(CairnFunctionSpec) == 72, "CairnFunctionSpec layout");
+_Static_assert(sizeof(CairnHost) == 168, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
 _Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 5;
+pub const CAIRN_ABI_MINOR: u32 = 6;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -259,6 +259,45 @@ pub struct CairnProcedureSpec {
     pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
 }
 
+/// `CairnFunctionSpec::flags`: the same arguments always give the same result (SQLite may
+/// then use the function in indexes and fold calls).
+pub const CAIRN_FUNCTION_DETERMINISTIC: u32 = 1;
+
+/// A scalar SQL function a plugin registers (since 1.6), callable from any statement on any
+/// database as `name(args…)`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnFunctionSpec {
+    /// `size_of::<CairnFunctionSpec>()` as the plugin built it.
+    pub size: u32,
+    /// `CAIRN_FUNCTION_*` bits.
+    pub flags: u32,
+    /// The function's name: `[a-z_][a-z0-9_]*`, not one of SQLite's own.
+    pub name: CairnStr,
+    /// One line for listings.
+    pub description: CairnStr,
+    /// How many arguments it takes (0 to 127), or -1 for any number.
+    pub arg_count: i32,
+    /// Zero.
+    pub reserved: u32,
+    /// The plugin's context for this function. The host owns it once registered and releases
+    /// it with `drop_ctx` when the function is unregistered and no call is running.
+    pub ctx: *mut c_void,
+    /// Computes one value: `count` arguments, borrowed for the call; writes one row of one
+    /// value (or an error) to `output`, and returns `CAIRN_OK` or `CAIRN_ERROR`. Called on
+    /// the statement's thread, from any thread and concurrently: it must not block for long.
+    pub call: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            args: *const CairnValue,
+            count: usize,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Releases `ctx`.
+    pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+}
+
 /// A job a plugin schedules. The host runs it on its cron schedule and never starts a run
 /// while the previous one is still running.
 #[repr(C)]
@@ -442,6 +481,17 @@ pub struct CairnHost {
             database: CairnStr,
             location: CairnStr,
         ) -> CairnFuture,
+    >,
+    /// Since 1.6. Registers a scalar SQL function for every session's connection, present
+    /// and future, until the plugin is unloaded or replaced (calls after that are an error
+    /// naming it, never a call into the plugin). On failure, `spec.ctx` is released with
+    /// `spec.drop_ctx` and the reason is written to `output`.
+    pub register_function: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            spec: *const CairnFunctionSpec,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
     >,
 }
 

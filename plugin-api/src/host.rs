@@ -79,6 +79,17 @@ impl Host {
         self.raw.register_procedure(&procedure, instance)
     }
 
+    /// Registers a scalar SQL function (since ABI 1.6) for every session's connection, those
+    /// opened later included; calls reach
+    /// [`Plugin::call_function`](crate::Plugin::call_function). It is removed when the
+    /// plugin is unloaded or replaced: a statement that calls it then fails with an error
+    /// naming it, never a call into the old instance. Refused for a name SQLite or another
+    /// plugin already has.
+    pub fn register_function(&self, function: crate::Function) -> Result<(), PluginError> {
+        let instance = self.instance()?;
+        self.raw.register_function(&function, instance)
+    }
+
     /// Delivers these events to [`Plugin::on_event`](crate::Plugin::on_event) (replacing any
     /// earlier subscription).
     pub fn subscribe(&self, events: &[EventKind]) -> Result<(), PluginError> {

@@ -78,6 +78,18 @@ pub trait Plugin: Send + Sync + Sized + 'static {
             "job `{job}` is scheduled but not implemented"
         )))
     }
+
+    /// One call of one of the plugin's scalar SQL functions ([`Host::register_function`],
+    /// since ABI 1.6): its value for `args`. Called on the statement's thread, once per row,
+    /// from many threads at once: compute, do not block (no I/O, no waiting on the plugin's
+    /// own tasks). An error fails the statement with the message, naming the plugin; a panic
+    /// is an error too.
+    fn call_function(&self, function: &str, args: &[Value]) -> Result<Value, PluginError> {
+        let _ = args;
+        Err(PluginError::failed(format!(
+            "function `{function}` is registered but not implemented"
+        )))
+    }
 }
 
 /// The plugin's own config: the TOML table the operator wrote for it (`[plugins.<name>.config]`
@@ -213,6 +225,45 @@ impl EventKind {
             EventKind::BackupFailed => "backup_failed",
             EventKind::Alert => "alert",
         }
+    }
+}
+
+/// A scalar SQL function to register (since ABI 1.6): called as `name(args…)` from any
+/// statement on any database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Function {
+    /// Its SQL name: an identifier, not one of SQLite's own functions.
+    pub name: String,
+    /// One line saying what it does.
+    pub description: String,
+    /// How many arguments it takes (0 to 127), or -1 for any number.
+    pub arg_count: i32,
+    /// Whether the same arguments always give the same result.
+    pub deterministic: bool,
+}
+
+impl Function {
+    /// A function called `name` taking `arg_count` arguments (-1: any number).
+    pub fn new(name: impl Into<String>, arg_count: i32) -> Function {
+        Function {
+            name: name.into(),
+            description: String::new(),
+            arg_count,
+            deterministic: false,
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Function {
+        self.description = description.into();
+        self
+    }
+
+    /// Declares that the same arguments always give the same result (SQLite may then use the
+    /// function in indexes and generated columns, and evaluate a call on constants once).
+    pub fn deterministic(mut self) -> Function {
+        self.deterministic = true;
+        self
     }
 }
 

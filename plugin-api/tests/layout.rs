@@ -75,6 +75,17 @@ fn rust_layouts() -> Vec<Layout> {
             call,
             drop_ctx
         }),
+        layout!(CairnFunctionSpec {
+            size,
+            flags,
+            name,
+            description,
+            arg_count,
+            reserved,
+            ctx,
+            call,
+            drop_ctx
+        }),
         layout!(CairnJobSpec {
             size,
             reserved,
@@ -106,7 +117,8 @@ fn rust_layouts() -> Vec<Layout> {
             list_archives,
             delete_archive,
             set_gauge,
-            drill_archive
+            drill_archive,
+            register_function
         }),
         layout!(CairnPluginVTable {
             size,
@@ -149,6 +161,7 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         CAIRN_ERROR_INVALID_ARGUMENT,
         CAIRN_ERROR_UNSUPPORTED,
         CAIRN_ERROR_REFUSED,
+        CAIRN_FUNCTION_DETERMINISTIC,
         CAIRN_VALUE_NULL,
         CAIRN_VALUE_INTEGER,
         CAIRN_VALUE_REAL,
@@ -212,7 +225,8 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 160);
+    assert_eq!(size_of::<CairnHost>(), 168);
+    assert_eq!(size_of::<CairnFunctionSpec>(), 72);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
     assert_eq!(

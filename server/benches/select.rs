@@ -8,12 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, pin_mut};
+
+#[path = "common/cairn.rs"]
+mod cairn;
+use cairn::Cairn;
 
 const PASSWORD: &str = "bench-pw";
 
@@ -32,7 +35,7 @@ fn main() {
         "server, client", "rows/s", "peak MiB over idle"
     );
 
-    let cairn = Cairn::start(scratch.path());
+    let cairn = Cairn::start(scratch.path(), PASSWORD, "");
     let url = format!(
         "host=127.0.0.1 port={} user=admin password={PASSWORD} dbname=default",
         cairn.port
@@ -149,61 +152,6 @@ fn clear_peak(pid: u32) {
 
 fn peak_mib(pid: u32) -> f64 {
     status_field_mib(pid, "VmHWM:")
-}
-
-struct Cairn {
-    child: Child,
-    port: u16,
-}
-
-impl Cairn {
-    fn start(scratch: &Path) -> Cairn {
-        let dir = scratch.join("cairn");
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("cairn.toml");
-        std::fs::write(
-            &config,
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\n\n[users.admin]\nrole = \"admin\"\npassword_env = \"CAIRN_BENCH_PASSWORD\"\n",
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("CAIRN_BENCH_PASSWORD", PASSWORD)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("cairn exited before listening")
-                .unwrap();
-            if let Some(at) = line.find("listening on 127.0.0.1:") {
-                let rest = &line[at + "listening on 127.0.0.1:".len()..];
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                break digits.parse().unwrap();
-            }
-        };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Cairn { child, port }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Cairn {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
 }
 
 /// A throwaway PostgreSQL cluster, run as the `postgres` user when we are root.

@@ -18,6 +18,7 @@ mod drills;
 mod encryption;
 mod examples;
 mod exports;
+mod functions;
 mod hostile;
 mod incremental;
 mod lifecycle;

@@ -157,6 +157,31 @@ library = "libadder.so"
     assert_eq!(greeting, "Howdy, Ann!");
     let sum: i64 = one(&client, "CALL adder.add(2, 40)").await;
     assert_eq!(sum, 42);
+    // The C plugin's scalar function (ABI 1.6), in a plain SELECT over rows.
+    client
+        .batch_execute(
+            "CREATE TABLE pairs(a, b); INSERT INTO pairs VALUES (2, 40), (1, 1), (NULL, 3)",
+        )
+        .await
+        .unwrap();
+    let sums: Vec<Option<i64>> = client
+        .query("SELECT adder_add(a, b) FROM pairs ORDER BY rowid", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sums, [Some(42), Some(2), None]);
+    let err = client
+        .query_one("SELECT adder_add('x', 1)", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("plugin adder: function adder_add"),
+        "{}",
+        message(&err)
+    );
+    client.batch_execute("DROP TABLE pairs").await.unwrap();
     let err = client.query("CALL adder.add('x')", &[]).await.unwrap_err();
     assert!(message(&err).contains("add takes two integers"), "{err:?}");
 

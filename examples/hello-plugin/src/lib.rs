@@ -8,7 +8,11 @@
 //! - a scheduled job logs `tick` and counts its runs (`CALL hello.ticks()`);
 //! - `CALL hello.snapshot('default', 'hello.zip')` backs a database up through the host's
 //!   backup service, verifies the archive, and returns its path and size;
-//!   `CALL hello.history()` lists the newest backups.
+//!   `CALL hello.history()` lists the newest backups;
+//! - scalar SQL functions (ABI 1.6), callable from any statement:
+//!   `SELECT hello_greeting(name) FROM people`, `geo_distance(lat1, lon1, lat2, lon2)` (km,
+//!   deterministic), and `hello_check(x)`, which fails for a negative `x` and panics for
+//!   `'panic'` (both come back as SQL errors; the server goes on).
 //!
 //! Build it with `cargo build -p hello-plugin`, copy `target/debug/libhello_plugin.so` into
 //! the server's plugin directory, and declare it in the server config:
@@ -26,8 +30,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use cairn_plugin_api::serde::Deserialize;
 use cairn_plugin_api::tracing::info;
 use cairn_plugin_api::{
-    Args, ColumnType, Event, EventKind, Host, Plugin, PluginConfig, PluginError, Procedure, Value,
-    async_trait, export_plugin,
+    Args, ColumnType, Event, EventKind, Function, Host, Plugin, PluginConfig, PluginError,
+    Procedure, Value, async_trait, export_plugin,
 };
 
 /// The plugin's config table.
@@ -104,8 +108,49 @@ impl Plugin for Hello {
             EventKind::Alert,
         ])?;
         host.schedule("tick", &self.settings.tick)?;
+        // On a server before ABI 1.6 the plugin works without its functions.
+        let functions = [
+            Function::new("hello_greeting", 1).description("The plugin's greeting for a name"),
+            Function::new("geo_distance", 4)
+                .description("Great-circle distance in km between two latitude/longitude points")
+                .deterministic(),
+            Function::new("hello_check", 1).description("Its argument, or an error"),
+        ];
+        for function in functions {
+            match host.register_function(function) {
+                Ok(()) | Err(PluginError::Unsupported(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         info!(greeting = %self.settings.greeting, tick = %self.settings.tick, "hello plugin started");
         Ok(())
+    }
+
+    fn call_function(&self, function: &str, args: &[Value]) -> Result<Value, PluginError> {
+        match (function, args) {
+            ("hello_greeting", [Value::Null]) => Ok(Value::Null),
+            ("hello_greeting", [who]) => Ok(Value::Text(format!(
+                "{}, {}!",
+                self.settings.greeting,
+                text_of(who)
+            ))),
+            ("geo_distance", [lat1, lon1, lat2, lon2]) => {
+                let (Some(lat1), Some(lon1), Some(lat2), Some(lon2)) =
+                    (real(lat1), real(lon1), real(lat2), real(lon2))
+                else {
+                    return Ok(Value::Null);
+                };
+                Ok(Value::Real(haversine_km(lat1, lon1, lat2, lon2)))
+            }
+            ("hello_check", [Value::Text(t)]) if t == "panic" => {
+                panic!("hello_check was asked to panic")
+            }
+            ("hello_check", [Value::Integer(n)]) if *n < 0 => Err(PluginError::InvalidArgument(
+                format!("hello_check takes a non-negative number, got {n}"),
+            )),
+            ("hello_check", [value]) => Ok(value.clone()),
+            (other, _) => Err(PluginError::failed(format!("no function {other}"))),
+        }
     }
 
     async fn stop(&self, _host: &Host) -> Result<(), PluginError> {
@@ -231,3 +276,32 @@ export_plugin!(
     version: env!("CARGO_PKG_VERSION"),
     description: "Example plugin: greets, lists databases, ticks"
 );
+
+/// A value as text, as SQL would concatenate it.
+fn text_of(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::Integer(n) => n.to_string(),
+        Value::Real(r) => r.to_string(),
+        Value::Text(t) => t.clone(),
+        Value::Blob(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+fn real(value: &Value) -> Option<f64> {
+    match value {
+        Value::Integer(n) => Some(*n as f64),
+        Value::Real(r) => Some(*r),
+        _ => None,
+    }
+}
+
+/// The great-circle distance between two points on a sphere of the Earth's mean radius.
+fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    const EARTH_RADIUS_KM: f64 = 6371.0088;
+    let (phi1, phi2) = (lat1.to_radians(), lat2.to_radians());
+    let d_phi = (lat2 - lat1).to_radians();
+    let d_lambda = (lon2 - lon1).to_radians();
+    let a = (d_phi / 2.0).sin().powi(2) + phi1.cos() * phi2.cos() * (d_lambda / 2.0).sin().powi(2);
+    2.0 * EARTH_RADIUS_KM * a.sqrt().asin()
+}

@@ -11,9 +11,9 @@ use tracing::instrument::WithSubscriber;
 
 use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
-    self, CairnArg, CairnEvent, CairnFuture, CairnHost, CairnJobSpec, CairnOutput,
-    CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus, CairnStr,
-    CairnValue, has_pointer_field,
+    self, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost, CairnJobSpec,
+    CairnOutput, CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus,
+    CairnStr, CairnValue, has_pointer_field,
 };
 use crate::{
     Args, Event, Host, Outcome, Plugin, PluginConfig, PluginError, Procedure, Reply, Value,
@@ -63,6 +63,7 @@ pub const fn vtable<P: Plugin>() -> CairnPluginVTable {
 pub(crate) trait ErasedInstance: Send + Sync {
     fn call(self: Arc<Self>, procedure: String, args: Args) -> BoxOutcome;
     fn run_job(self: Arc<Self>, job: String) -> BoxOutcome;
+    fn call_function(&self, function: &str, args: &[Value]) -> Result<Value, PluginError>;
 }
 
 struct Instance<P> {
@@ -82,6 +83,12 @@ impl<P: Plugin> ErasedInstance for Instance<P> {
             }
             .with_subscriber(dispatch),
         )
+    }
+
+    fn call_function(&self, function: &str, args: &[Value]) -> Result<Value, PluginError> {
+        tracing::dispatcher::with_default(self.host.dispatch(), || {
+            self.plugin.call_function(function, args)
+        })
     }
 
     fn run_job(self: Arc<Self>, job: String) -> BoxOutcome {
@@ -261,6 +268,46 @@ unsafe extern "C" fn call_procedure(
 unsafe extern "C" fn drop_procedure(ctx: *mut c_void) {
     // SAFETY: the ABI: called once, with the box `register_procedure` made.
     let ctx = unsafe { Box::from_raw(ctx.cast::<ProcedureCtx>()) };
+    let _ = catch(|| {
+        drop(ctx);
+        Ok(())
+    });
+}
+
+/// The context of a registered function.
+struct FunctionCtx {
+    instance: Arc<dyn ErasedInstance>,
+    name: String,
+}
+
+unsafe extern "C" fn call_function(
+    ctx: *mut c_void,
+    args: *const CairnValue,
+    count: usize,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    // SAFETY: the ABI: `ctx` is the `FunctionCtx` we registered, alive until `drop_ctx`.
+    let ctx = unsafe { &*ctx.cast_const().cast::<FunctionCtx>() };
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `args` points to `count` values borrowed for this call.
+        let args = unsafe { super::values(args, count) }?;
+        ctx.instance
+            .call_function(&ctx.name, &args)
+            .map(|value| Reply::rows(vec![vec![value]]))
+    });
+    let status = if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    };
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::write(output, outcome) };
+    status
+}
+
+unsafe extern "C" fn drop_function(ctx: *mut c_void) {
+    // SAFETY: the ABI: called once, with the box `register_function` made.
+    let ctx = unsafe { Box::from_raw(ctx.cast::<FunctionCtx>()) };
     let _ = catch(|| {
         drop(ctx);
         Ok(())
@@ -587,6 +634,42 @@ impl HostRef {
         let mut collector = super::Collector::default();
         let output = collector.output();
         // SAFETY: as in `log`; the host takes ownership of `ctx` (releasing it on failure).
+        let status = unsafe { register(self.0, &spec, &output) };
+        status_outcome(status, collector)
+    }
+
+    pub(crate) fn register_function(
+        &self,
+        function: &crate::Function,
+        instance: Arc<dyn ErasedInstance>,
+    ) -> Result<(), PluginError> {
+        let register = self.function(
+            offset_of!(CairnHost, register_function),
+            |t| t.register_function,
+            "register_function",
+        )?;
+        let ctx = Box::new(FunctionCtx {
+            instance,
+            name: function.name.clone(),
+        });
+        let spec = CairnFunctionSpec {
+            size: size_of::<CairnFunctionSpec>() as u32,
+            flags: if function.deterministic {
+                abi::CAIRN_FUNCTION_DETERMINISTIC
+            } else {
+                0
+            },
+            name: CairnStr::new(&function.name),
+            description: CairnStr::new(&function.description),
+            arg_count: function.arg_count,
+            reserved: 0,
+            ctx: Box::into_raw(ctx).cast(),
+            call: Some(call_function),
+            drop_ctx: Some(drop_function),
+        };
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `register_procedure`.
         let status = unsafe { register(self.0, &spec, &output) };
         status_outcome(status, collector)
     }

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
-    self, CairnArg, CairnEvent, CairnFuture, CairnHost, CairnJobSpec, CairnOutput,
-    CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus, CairnStr,
-    CairnValue, has_pointer_field,
+    self, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost, CairnJobSpec,
+    CairnOutput, CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus,
+    CairnStr, CairnValue, has_pointer_field,
 };
 use crate::{Args, Column, ColumnType, Outcome, PluginError, Reply, Value};
 
@@ -674,6 +674,62 @@ impl Drop for ForeignCtx {
     }
 }
 
+/// A scalar SQL function a plugin registered. Dropping it releases the plugin's context.
+#[derive(Debug)]
+pub struct ForeignFunction {
+    /// The function's name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// How many arguments it takes, or -1 for any number.
+    pub arg_count: i32,
+    /// Whether the same arguments always give the same result.
+    pub deterministic: bool,
+    ctx: ForeignCtx,
+    call: unsafe extern "C" fn(
+        *mut c_void,
+        *const CairnValue,
+        usize,
+        *const CairnOutput,
+    ) -> CairnStatus,
+}
+
+// SAFETY: the ABI: a function may be called from any thread, concurrently.
+unsafe impl Send for ForeignFunction {}
+// SAFETY: as above.
+unsafe impl Sync for ForeignFunction {}
+
+impl ForeignFunction {
+    /// Computes the function's value for `args`: the one value of the one row the plugin
+    /// writes, or its error (a panic in the plugin is an error, not an unwind).
+    pub fn call(&self, args: &[Value]) -> Result<Value, PluginError> {
+        let abi_args: Vec<CairnValue> = args.iter().map(super::borrow_value).collect();
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: the plugin's function with its own context; the arguments and the output
+        // live across the call, and the plugin copies what it keeps.
+        let status =
+            unsafe { (self.call)(self.ctx.ctx, abi_args.as_ptr(), abi_args.len(), &output) };
+        let reply = collector.into_outcome()?;
+        if status != abi::CAIRN_OK {
+            return Err(PluginError::failed("the function failed without a reason"));
+        }
+        match <[Vec<Value>; 1]>::try_from(reply.rows) {
+            Ok([row]) => match <[Value; 1]>::try_from(row) {
+                Ok([value]) => Ok(value),
+                Err(row) => Err(PluginError::failed(format!(
+                    "the function wrote {} values, not one",
+                    row.len()
+                ))),
+            },
+            Err(rows) => Err(PluginError::failed(format!(
+                "the function wrote {} rows, not one",
+                rows.len()
+            ))),
+        }
+    }
+}
+
 /// A procedure a plugin registered. Dropping it releases the plugin's context.
 #[derive(Debug)]
 pub struct ForeignProcedure {
@@ -789,6 +845,8 @@ pub trait HostServices: Send + Sync {
     fn set_gauge(&self, sample: GaugeSample) -> Result<(), PluginError>;
     /// A restore drill of the archive at `location`, of `database` (ABI 1.5).
     fn drill_archive(&self, database: String, location: String) -> BoxOutcome;
+    /// Registers a scalar SQL function (ABI 1.6).
+    fn register_function(&self, function: ForeignFunction) -> Result<(), PluginError>;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -829,6 +887,7 @@ impl HostTable {
             delete_archive: Some(host_delete_archive),
             set_gauge: Some(host_set_gauge),
             drill_archive: Some(host_drill_archive),
+            register_function: Some(host_register_function),
         });
         HostTable(Box::leak(table))
     }
@@ -1181,6 +1240,69 @@ unsafe fn read_procedure(spec: *const CairnProcedureSpec) -> Result<ForeignProce
         procedure.columns.push(Column { name, ty });
     }
     Ok(procedure)
+}
+
+unsafe extern "C" fn host_register_function(
+    host: *const CairnHost,
+    spec: *const CairnFunctionSpec,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `spec` is valid for the call; from here on we own its ctx.
+        let function = unsafe { read_function(spec) }?;
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services
+            .register_function(function)
+            .map(|()| Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
+}
+
+/// Takes a function spec; on any error its ctx is released.
+///
+/// # Safety
+/// `spec` is null or valid for the call, with `size` telling which fields exist.
+unsafe fn read_function(spec: *const CairnFunctionSpec) -> Result<ForeignFunction, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let spec = unsafe { spec.as_ref() }
+        .ok_or_else(|| PluginError::InvalidArgument("no function spec".into()))?;
+    if !has_pointer_field(spec.size, offset_of!(CairnFunctionSpec, drop_ctx)) {
+        return Err(PluginError::InvalidArgument(format!(
+            "function spec of {} bytes is truncated",
+            spec.size
+        )));
+    }
+    // From here on the ctx is ours: an early return releases it.
+    let ctx = ForeignCtx {
+        ctx: spec.ctx,
+        drop_ctx: spec.drop_ctx,
+    };
+    let Some(call) = spec.call else {
+        return Err(PluginError::InvalidArgument(
+            "function without a call function".into(),
+        ));
+    };
+    if !(-1..=127).contains(&spec.arg_count) {
+        return Err(PluginError::InvalidArgument(format!(
+            "a function takes 0 to 127 arguments, or -1 for any number; this one says {}",
+            spec.arg_count
+        )));
+    }
+    let mut function = ForeignFunction {
+        name: String::new(),
+        description: String::new(),
+        arg_count: spec.arg_count,
+        deterministic: spec.flags & abi::CAIRN_FUNCTION_DETERMINISTIC != 0,
+        ctx,
+        call,
+    };
+    // SAFETY: the spec's strings are borrowed for the call.
+    function.name = unsafe { super::text(spec.name, "the function name") }?;
+    // SAFETY: as above.
+    function.description = unsafe { super::text(spec.description, "the description") }?;
+    Ok(function)
 }
 
 unsafe extern "C" fn host_subscribe(host: *const CairnHost, mask: u64) -> CairnStatus {

@@ -7,6 +7,7 @@
 //! never closed: unloading stops the instance and forgets what it registered, and reloading
 //! loads a fresh copy of the file under another name.
 
+pub mod functions;
 pub mod gauges;
 mod registry;
 mod services;

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::crash::{self, InPlugin};
 use cairn_plugin_api::ffi::host::{
-    ForeignJob, ForeignProcedure, HostTable, LoadError, PluginInstance, PluginLibrary, inspect,
+    ForeignFunction, ForeignJob, ForeignProcedure, HostTable, LoadError, PluginInstance,
+    PluginLibrary, inspect,
 };
 use cairn_plugin_api::{Column, ColumnType, EventKind, PluginError as ApiError, Value};
 use sha2::Digest;
@@ -259,6 +260,8 @@ pub struct Plugins {
     gauges: super::gauges::PluginGauges,
     entries: Mutex<BTreeMap<String, Entry>>,
     procedures: Mutex<HashMap<String, Arc<RegisteredProcedure>>>,
+    /// The scalar SQL functions plugins registered, for every session's connection.
+    functions: Arc<super::functions::SqlFunctions>,
     jobs: Mutex<HashMap<JobKey, (uuid::Uuid, Arc<JobRunner>)>>,
 }
 
@@ -318,6 +321,7 @@ impl Plugins {
             gauges: Default::default(),
             entries: Mutex::new(BTreeMap::new()),
             procedures: Mutex::new(HashMap::new()),
+            functions: Default::default(),
             jobs: Mutex::new(HashMap::new()),
         })
     }
@@ -805,6 +809,22 @@ impl Plugins {
         tracing::error!(plugin = %name, error = %message, "plugin failed; its procedures and jobs are disabled");
     }
 
+    /// The scalar SQL functions plugins registered.
+    pub fn functions(&self) -> &Arc<super::functions::SqlFunctions> {
+        &self.functions
+    }
+
+    pub(super) fn register_function(
+        &self,
+        plugin: &str,
+        generation: u64,
+        function: ForeignFunction,
+    ) -> Result<(), ApiError> {
+        self.functions
+            .register(plugin, generation, function)
+            .map_err(ApiError::Refused)
+    }
+
     /// The gauges plugins publish.
     pub fn gauges(&self) -> &super::gauges::PluginGauges {
         &self.gauges
@@ -812,6 +832,8 @@ impl Plugins {
 
     fn unregister(&self, plugin: &str, generation: u64) {
         self.gauges.forget(plugin, generation);
+        // Dropped outside the lock (and after any call still running): plugin code.
+        drop(self.functions.unregister(plugin, generation));
         // Dropped outside the lock: releasing a procedure's context is plugin code.
         let procedures: Vec<_> = lock(&self.procedures)
             .extract_if(|_, p| p.plugin == plugin && p.generation == generation)

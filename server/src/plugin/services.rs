@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::host::{
-    BoxOutcome, ForeignJob, ForeignProcedure, GaugeSample, HostServices,
+    BoxOutcome, ForeignFunction, ForeignJob, ForeignProcedure, GaugeSample, HostServices,
 };
 use cairn_plugin_api::{Args, Column, ColumnType, PluginError, Reply, Value};
 use tokio::runtime::Handle;
@@ -153,6 +153,11 @@ impl HostServices for PluginServices {
             };
             Ok(reply(executed))
         })
+    }
+
+    fn register_function(&self, function: ForeignFunction) -> Result<(), PluginError> {
+        self.registry()?
+            .register_function(&self.plugin, self.generation, function)
     }
 
     fn register_procedure(&self, procedure: ForeignProcedure) -> Result<(), PluginError> {

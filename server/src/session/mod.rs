@@ -152,6 +152,8 @@ pub struct Session {
     deadline: Arc<brief::Deadline>,
     /// The lock timeout its connection's busy handler keeps to.
     lock_wait: Arc<lock_wait::LockWait>,
+    /// The plugins' SQL functions its connection has.
+    functions: crate::plugin::functions::ConnectionFunctions,
     _lease: Lease,
 }
 
@@ -207,6 +209,7 @@ impl Session {
             seat: None,
             deadline,
             lock_wait,
+            functions: Default::default(),
             unsynced,
             _lease: lease,
         })
@@ -238,6 +241,11 @@ impl Session {
     }
 
     /// Marks the session active with `sql` (for SHOW SESSIONS).
+    /// Brings the connection's plugin functions up to date (one load when nothing changed).
+    fn sync_functions(&mut self) {
+        self.functions.sync(self.plugins.functions(), &self.conn);
+    }
+
     fn statement_starts(&self, sql: &str) {
         if let Some(activity) = self.activity() {
             let now = SystemTime::now();
@@ -289,6 +297,7 @@ impl Session {
     /// As [`Session::execute_query`], handing each statement's rows to `out` as they are
     /// stepped. Stops early if `out` stops taking them.
     pub fn execute_query_into(&mut self, sql: &str, out: &mut dyn Output) {
+        self.sync_functions();
         self.statement_starts(sql);
         self.execute_query_inner(sql, out);
         self.statement_ends();
@@ -376,6 +385,7 @@ impl Session {
 
     /// Prepares one statement for the extended protocol.
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared, SqlError> {
+        self.sync_functions();
         let mut statements =
             lexer::split(sql).map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
         if statements.len() > 1 {

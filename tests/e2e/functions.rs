@@ -1,0 +1,159 @@
+//! Plugins' scalar SQL functions (ABI 1.6) with the real binary: the example plugin's
+//! functions called from plain SELECTs, in both protocols, on several databases and
+//! sessions (those opened before the plugin loaded too), with a new config after a RELOAD,
+//! and refused cleanly after an UNLOAD; a plugin's error and panic come back as SQL errors.
+
+use tokio_postgres::Client;
+
+use crate::harness::{Site, message, standard_config};
+use crate::plugins::install_rust_plugin;
+
+async fn text(client: &Client, sql: &str) -> String {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", message(&e)))
+        .get(0)
+}
+
+fn site(greeting: &str) -> Site {
+    let site = Site::new(&format!(
+        "{}\n[plugins.hello]\nlibrary = \"libhello_plugin.so\"\nenabled = false\n[plugins.hello.config]\ngreeting = \"{greeting}\"\n",
+        standard_config()
+    ));
+    install_rust_plugin(&site, "hello_plugin", "libhello_plugin.so");
+    site
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_functions_answer_plain_selects_everywhere_and_go_with_the_plugin() {
+    let site = site("Howdy");
+    let server = site.start();
+    // Sessions opened before the plugin loads, on two databases.
+    let first = server.admin("default").await;
+    first.batch_execute("CREATE DATABASE second").await.unwrap();
+    let second = server.admin("second").await;
+    let missing = first
+        .simple_query("SELECT hello_greeting('Ann')")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&missing).contains("hello_greeting"),
+        "{}",
+        message(&missing)
+    );
+
+    first
+        .batch_execute("LOAD PLUGIN 'libhello_plugin.so'")
+        .await
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    assert_eq!(
+        text(&first, "SELECT hello_greeting('Ann')").await,
+        "Howdy, Ann!"
+    );
+    assert_eq!(
+        text(&second, "SELECT hello_greeting('Bo')").await,
+        "Howdy, Bo!"
+    );
+    // The simple protocol too, over a table's rows.
+    second
+        .batch_execute(
+            "CREATE TABLE cities(name TEXT, lat REAL, lon REAL);
+             INSERT INTO cities VALUES ('Berlin', 52.52, 13.405), ('Paris', 48.8566, 2.3522)",
+        )
+        .await
+        .unwrap();
+    let rows = second
+        .simple_query(
+            "SELECT b.name, CAST(round(geo_distance(a.lat, a.lon, b.lat, b.lon)) AS INTEGER) FROM cities a JOIN cities b ON a.name = 'Berlin' ORDER BY b.name",
+        )
+        .await
+        .unwrap();
+    let distances: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((r.get(0).unwrap().to_owned(), r.get(1).unwrap().to_owned()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        distances,
+        [
+            ("Berlin".to_owned(), "0".to_owned()),
+            ("Paris".to_owned(), "877".to_owned())
+        ]
+    );
+    // A session opened after the plugin loaded has them too.
+    let later = server.admin("default").await;
+    assert_eq!(
+        text(&later, "SELECT hello_greeting(42)").await,
+        "Howdy, 42!"
+    );
+
+    // The plugin's error, and its panic, are SQL errors naming it; the sessions go on.
+    let failed = first
+        .query_one("SELECT hello_check(-1)", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&failed).contains("plugin hello: function hello_check")
+            && message(&failed).contains("non-negative"),
+        "{}",
+        message(&failed)
+    );
+    let panicked = first
+        .query_one("SELECT hello_check('panic')", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&panicked).contains("panic"),
+        "{}",
+        message(&panicked)
+    );
+    assert_eq!(text(&first, "SELECT hello_check('fine')").await, "fine");
+
+    // A reload: the new instance's config answers in the same sessions.
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(
+        site.config_path(),
+        config.replace("greeting = \"Howdy\"", "greeting = \"Hi\""),
+    )
+    .unwrap();
+    first.batch_execute("RELOAD PLUGIN hello").await.unwrap();
+    assert_eq!(
+        text(&first, "SELECT hello_greeting('Ann')").await,
+        "Hi, Ann!"
+    );
+    assert_eq!(
+        text(&second, "SELECT hello_greeting('Bo')").await,
+        "Hi, Bo!"
+    );
+
+    // Unloaded: a clear refusal in every session, never a call into the plugin.
+    let prepared = second.prepare("SELECT hello_greeting($1)").await.unwrap();
+    first.batch_execute("UNLOAD PLUGIN hello").await.unwrap();
+    for (client, sql) in [
+        (&first, "SELECT hello_greeting('Ann')"),
+        (&second, "SELECT geo_distance(0, 0, 1, 1)"),
+    ] {
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert!(
+            message(&err).contains("no such function")
+                || message(&err).contains("no longer registered"),
+            "{sql}: {}",
+            message(&err)
+        );
+    }
+    let err = second.query(&prepared, &[&"Cy"]).await.unwrap_err();
+    assert!(
+        message(&err).contains("hello_greeting"),
+        "{}",
+        message(&err)
+    );
+    assert_eq!(
+        text(&later, "SELECT 'still serving'").await,
+        "still serving"
+    );
+}
