@@ -181,6 +181,25 @@ typedef struct CairnFunctionSpec {
     void (*drop_ctx)(void *ctx);
 } CairnFunctionSpec;
 
+/* Since 1.6. An aggregate SQL function: per group `start` makes a state (any pointer),
+ * `step` adds one row's values to it, `finish` writes one row of one value (or an error) and
+ * releases it; `drop_state` releases a state that will not be finished. */
+typedef struct CairnAggregateSpec {
+    uint32_t size;
+    uint32_t flags;
+    CairnStr name;
+    CairnStr description;
+    int32_t arg_count;
+    uint32_t reserved;
+    void *ctx;
+    CairnStatus (*start)(void *ctx, void **state, const CairnOutput *output);
+    CairnStatus (*step)(void *ctx, void *state, const CairnValue *args, size_t count,
+                        const CairnOutput *output);
+    CairnStatus (*finish)(void *ctx, void *state, const CairnOutput *output);
+    void (*drop_state)(void *ctx, void *state);
+    void (*drop_ctx)(void *ctx);
+} CairnAggregateSpec;
+
 /* A job run on a cron schedule (UTC; 5 fields, or 6 with seconds first). */
 typedef struct CairnJobSpec {
     uint32_t size;
@@ -249,6 +268,9 @@ struct CairnHost {
      * spec->ctx is released with spec->drop_ctx and the reason written to `output`. */
     CairnStatus (*register_function)(const CairnHost *host, const CairnFunctionSpec *spec,
                                      const CairnOutput *output);
+    /* Since 1.6. Registers an aggregate SQL function, as register_function a scalar one. */
+    CairnStatus (*register_aggregate)(const CairnHost *host, const CairnAggregateSpec *spec,
+                                      const CairnOutput *output);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -300,7 +322,8 @@ _Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
 _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
 _Static_assert(sizeof(CairnFunctionSpec) == 72, "CairnFunctionSpec layout");
-_Static_assert(sizeof(CairnHost) == 168, "CairnHost layout");
+_Static_assert(sizeof(CairnAggregateSpec) == 96, "CairnAggregateSpec layout");
+_Static_assert(sizeof(CairnHost) == 176, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
 _Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");

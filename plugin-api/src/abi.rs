@@ -298,6 +298,60 @@ pub struct CairnFunctionSpec {
     pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
 }
 
+/// An aggregate SQL function a plugin registers (since 1.6), callable as `name(args…)` over
+/// the rows of a group (`SELECT median(x) FROM t GROUP BY g`). Each group gets its own state:
+/// `start`, then `step` once per row, then `finish` (or `drop_state` when the statement
+/// stops early).
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnAggregateSpec {
+    /// `size_of::<CairnAggregateSpec>()` as the plugin built it.
+    pub size: u32,
+    /// `CAIRN_FUNCTION_*` bits.
+    pub flags: u32,
+    /// The function's name: `[a-z_][a-z0-9_]*`, not one of SQLite's own.
+    pub name: CairnStr,
+    /// One line for listings.
+    pub description: CairnStr,
+    /// How many arguments it takes per row (0 to 127), or -1 for any number.
+    pub arg_count: i32,
+    /// Zero.
+    pub reserved: u32,
+    /// The plugin's context, owned by the host once registered (see `CairnFunctionSpec`).
+    pub ctx: *mut c_void,
+    /// A new group's state (any pointer, NULL included); on failure writes an error to
+    /// `output` and returns `CAIRN_ERROR`.
+    pub start: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            state: *mut *mut c_void,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Adds one row's `count` arguments (borrowed for the call) to `state`.
+    pub step: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            state: *mut c_void,
+            args: *const CairnValue,
+            count: usize,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Writes the group's value (one row of one value, or an error) and releases `state`.
+    pub finish: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            state: *mut c_void,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Releases a `state` that will not be finished.
+    pub drop_state: Option<unsafe extern "C" fn(ctx: *mut c_void, state: *mut c_void)>,
+    /// Releases `ctx`.
+    pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+}
+
 /// A job a plugin schedules. The host runs it on its cron schedule and never starts a run
 /// while the previous one is still running.
 #[repr(C)]
@@ -490,6 +544,15 @@ pub struct CairnHost {
         unsafe extern "C" fn(
             host: *const CairnHost,
             spec: *const CairnFunctionSpec,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Since 1.6. Registers an aggregate SQL function, as `register_function` does a scalar
+    /// one.
+    pub register_aggregate: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            spec: *const CairnAggregateSpec,
             output: *const CairnOutput,
         ) -> CairnStatus,
     >,

@@ -90,6 +90,15 @@ impl Host {
         self.raw.register_function(&function, instance)
     }
 
+    /// Registers an aggregate SQL function (since ABI 1.6), as [`Host::register_function`]
+    /// does a scalar one: each group's rows reach the
+    /// [`Accumulator`](crate::Accumulator) that
+    /// [`Plugin::start_aggregate`](crate::Plugin::start_aggregate) makes for it.
+    pub fn register_aggregate(&self, aggregate: crate::Function) -> Result<(), PluginError> {
+        let instance = self.instance()?;
+        self.raw.register_aggregate(&aggregate, instance)
+    }
+
     /// Delivers these events to [`Plugin::on_event`](crate::Plugin::on_event) (replacing any
     /// earlier subscription).
     pub fn subscribe(&self, events: &[EventKind]) -> Result<(), PluginError> {

@@ -92,7 +92,7 @@ pub use tracing;
 
 pub use error::{Outcome, PluginError};
 pub use host::{Host, HostCall};
-pub use plugin::{Event, EventKind, Function, Plugin, PluginConfig, Procedure};
+pub use plugin::{Accumulator, Event, EventKind, Function, Plugin, PluginConfig, Procedure};
 pub use value::{Args, Column, ColumnType, Reply, Value};
 
 /// Exports a [`Plugin`] as this library's descriptor (`cairn_plugin_v1`).

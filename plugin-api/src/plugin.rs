@@ -90,6 +90,24 @@ pub trait Plugin: Send + Sync + Sized + 'static {
             "function `{function}` is registered but not implemented"
         )))
     }
+
+    /// A new group of one of the plugin's aggregate SQL functions
+    /// ([`Host::register_aggregate`], since ABI 1.6): the accumulator that sees the group's
+    /// rows. The same rules as [`Plugin::call_function`]: compute, do not block.
+    fn start_aggregate(&self, aggregate: &str) -> Result<Box<dyn Accumulator>, PluginError> {
+        Err(PluginError::failed(format!(
+            "aggregate `{aggregate}` is registered but not implemented"
+        )))
+    }
+}
+
+/// One group's state of an aggregate SQL function: every row's arguments, then its value.
+/// Memory is the plugin's to bound: keep a summary, not the rows.
+pub trait Accumulator: Send {
+    /// Adds one row's arguments.
+    fn step(&mut self, args: &[Value]) -> Result<(), PluginError>;
+    /// The group's value (after zero or more steps).
+    fn finish(self: Box<Self>) -> Result<Value, PluginError>;
 }
 
 /// The plugin's own config: the TOML table the operator wrote for it (`[plugins.<name>.config]`

@@ -86,6 +86,20 @@ fn rust_layouts() -> Vec<Layout> {
             call,
             drop_ctx
         }),
+        layout!(CairnAggregateSpec {
+            size,
+            flags,
+            name,
+            description,
+            arg_count,
+            reserved,
+            ctx,
+            start,
+            step,
+            finish,
+            drop_state,
+            drop_ctx
+        }),
         layout!(CairnJobSpec {
             size,
             reserved,
@@ -118,7 +132,8 @@ fn rust_layouts() -> Vec<Layout> {
             delete_archive,
             set_gauge,
             drill_archive,
-            register_function
+            register_function,
+            register_aggregate
         }),
         layout!(CairnPluginVTable {
             size,
@@ -225,7 +240,8 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 168);
+    assert_eq!(size_of::<CairnHost>(), 176);
+    assert_eq!(size_of::<CairnAggregateSpec>(), 96);
     assert_eq!(size_of::<CairnFunctionSpec>(), 72);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);

@@ -157,3 +157,91 @@ async fn a_plugins_functions_answer_plain_selects_everywhere_and_go_with_the_plu
         "still serving"
     );
 }
+
+/// The server's peak resident memory so far, in MiB.
+fn peak_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap()
+        / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_aggregate_sums_up_groups_and_a_million_rows_in_bounded_memory() {
+    let site = Site::new(&format!(
+        "{}\n[plugins.hello]\nlibrary = \"libhello_plugin.so\"\n",
+        standard_config()
+    ));
+    install_rust_plugin(&site, "hello_plugin", "libhello_plugin.so");
+    let server = site.start();
+    let client = server.admin("default").await;
+    client
+        .batch_execute(
+            "CREATE TABLE m(g TEXT, x REAL);
+             INSERT INTO m VALUES ('a', 2), ('a', 4), ('a', 4), ('a', 4), ('a', 5), ('a', 5), ('a', 7), ('a', 9),
+                                  ('b', 1), ('c', NULL)",
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .query(
+            "SELECT g, hello_stddev(x) FROM m GROUP BY g ORDER BY g",
+            &[],
+        )
+        .await
+        .unwrap();
+    let groups: Vec<(String, Option<f64>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(groups[0].0, "a");
+    assert!(
+        (groups[0].1.unwrap() - 2.138_089_935).abs() < 1e-6,
+        "{groups:?}"
+    );
+    assert_eq!(groups[1], ("b".to_owned(), None));
+    assert_eq!(groups[2], ("c".to_owned(), None));
+    // No rows at all: the plugin's empty group.
+    let empty =
+        crate::harness::texts(&client, "SELECT hello_stddev(x) IS NULL FROM m WHERE 0").await;
+    assert_eq!(empty, [["1"]]);
+    // A bad row is an SQL error naming the plugin.
+    let err = client
+        .query_one("SELECT hello_stddev(g) FROM m", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("plugin hello: function hello_stddev"),
+        "{}",
+        message(&err)
+    );
+
+    // A million rows: the same as SQL's own formula, and the server's memory stays flat.
+    client
+        .batch_execute(
+            "CREATE TABLE big(x INTEGER);
+             WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000)
+             INSERT INTO big SELECT n % 1000 FROM c",
+        )
+        .await
+        .unwrap();
+    let before = peak_mib(server.pid());
+    let row = client
+        .query_one(
+            "SELECT hello_stddev(x), (sum(x * x) - sum(x) * 1.0 * sum(x) / count(*)) / (count(*) - 1) FROM big",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (ours, variance): (f64, f64) = (row.get(0), row.get(1));
+    assert!(
+        (ours - variance.sqrt()).abs() < 1e-6,
+        "{ours} vs {}",
+        variance.sqrt()
+    );
+    let grown = peak_mib(server.pid()) - before;
+    assert!(
+        grown < 32.0,
+        "the server's peak memory grew {grown:.1} MiB over a million rows"
+    );
+}

@@ -12,7 +12,9 @@
 //! - scalar SQL functions (ABI 1.6), callable from any statement:
 //!   `SELECT hello_greeting(name) FROM people`, `geo_distance(lat1, lon1, lat2, lon2)` (km,
 //!   deterministic), and `hello_check(x)`, which fails for a negative `x` and panics for
-//!   `'panic'` (both come back as SQL errors; the server goes on).
+//!   `'panic'` (both come back as SQL errors; the server goes on);
+//! - an aggregate SQL function: `SELECT hello_stddev(x) FROM t GROUP BY g`, the sample standard
+//!   deviation in one pass (Welford's), in constant memory whatever the group's size.
 //!
 //! Build it with `cargo build -p hello-plugin`, copy `target/debug/libhello_plugin.so` into
 //! the server's plugin directory, and declare it in the server config:
@@ -30,8 +32,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use cairn_plugin_api::serde::Deserialize;
 use cairn_plugin_api::tracing::info;
 use cairn_plugin_api::{
-    Args, ColumnType, Event, EventKind, Function, Host, Plugin, PluginConfig, PluginError,
-    Procedure, Value, async_trait, export_plugin,
+    Accumulator, Args, ColumnType, Event, EventKind, Function, Host, Plugin, PluginConfig,
+    PluginError, Procedure, Value, async_trait, export_plugin,
 };
 
 /// The plugin's config table.
@@ -122,6 +124,13 @@ impl Plugin for Hello {
                 Err(e) => return Err(e),
             }
         }
+        let stddev = Function::new("hello_stddev", 1)
+            .description("Sample standard deviation of the group's numbers")
+            .deterministic();
+        match host.register_aggregate(stddev) {
+            Ok(()) | Err(PluginError::Unsupported(_)) => {}
+            Err(e) => return Err(e),
+        }
         info!(greeting = %self.settings.greeting, tick = %self.settings.tick, "hello plugin started");
         Ok(())
     }
@@ -150,6 +159,13 @@ impl Plugin for Hello {
             )),
             ("hello_check", [value]) => Ok(value.clone()),
             (other, _) => Err(PluginError::failed(format!("no function {other}"))),
+        }
+    }
+
+    fn start_aggregate(&self, aggregate: &str) -> Result<Box<dyn Accumulator>, PluginError> {
+        match aggregate {
+            "hello_stddev" => Ok(Box::new(Welford::default())),
+            other => Err(PluginError::failed(format!("no aggregate {other}"))),
         }
     }
 
@@ -304,4 +320,45 @@ fn haversine_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let d_lambda = (lon2 - lon1).to_radians();
     let a = (d_phi / 2.0).sin().powi(2) + phi1.cos() * phi2.cos() * (d_lambda / 2.0).sin().powi(2);
     2.0 * EARTH_RADIUS_KM * a.sqrt().asin()
+}
+
+/// A running mean and sum of squared differences: the variance in one pass, in constant
+/// memory.
+#[derive(Debug, Default)]
+struct Welford {
+    count: u64,
+    mean: f64,
+    squares: f64,
+}
+
+impl Accumulator for Welford {
+    fn step(&mut self, args: &[Value]) -> Result<(), PluginError> {
+        match args {
+            // NULLs are left out, as SQL's own aggregates do.
+            [Value::Null] => Ok(()),
+            [value] => {
+                let x = real(value).ok_or_else(|| {
+                    PluginError::InvalidArgument(format!(
+                        "hello_stddev takes numbers, got {value:?}"
+                    ))
+                })?;
+                self.count += 1;
+                let delta = x - self.mean;
+                self.mean += delta / self.count as f64;
+                self.squares += delta * (x - self.mean);
+                Ok(())
+            }
+            _ => Err(PluginError::InvalidArgument(
+                "hello_stddev takes one argument".into(),
+            )),
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Result<Value, PluginError> {
+        Ok(if self.count < 2 {
+            Value::Null
+        } else {
+            Value::Real((self.squares / (self.count - 1) as f64).sqrt())
+        })
+    }
 }

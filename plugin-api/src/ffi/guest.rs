@@ -11,9 +11,9 @@ use tracing::instrument::WithSubscriber;
 
 use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
-    self, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost, CairnJobSpec,
-    CairnOutput, CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus,
-    CairnStr, CairnValue, has_pointer_field,
+    self, CairnAggregateSpec, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost,
+    CairnJobSpec, CairnOutput, CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec,
+    CairnStatus, CairnStr, CairnValue, has_pointer_field,
 };
 use crate::{
     Args, Event, Host, Outcome, Plugin, PluginConfig, PluginError, Procedure, Reply, Value,
@@ -64,6 +64,7 @@ pub(crate) trait ErasedInstance: Send + Sync {
     fn call(self: Arc<Self>, procedure: String, args: Args) -> BoxOutcome;
     fn run_job(self: Arc<Self>, job: String) -> BoxOutcome;
     fn call_function(&self, function: &str, args: &[Value]) -> Result<Value, PluginError>;
+    fn start_aggregate(&self, aggregate: &str) -> Result<Box<dyn crate::Accumulator>, PluginError>;
 }
 
 struct Instance<P> {
@@ -88,6 +89,12 @@ impl<P: Plugin> ErasedInstance for Instance<P> {
     fn call_function(&self, function: &str, args: &[Value]) -> Result<Value, PluginError> {
         tracing::dispatcher::with_default(self.host.dispatch(), || {
             self.plugin.call_function(function, args)
+        })
+    }
+
+    fn start_aggregate(&self, aggregate: &str) -> Result<Box<dyn crate::Accumulator>, PluginError> {
+        tracing::dispatcher::with_default(self.host.dispatch(), || {
+            self.plugin.start_aggregate(aggregate)
         })
     }
 
@@ -303,6 +310,86 @@ unsafe extern "C" fn call_function(
     // SAFETY: the ABI: `output` is valid for the call.
     unsafe { super::output::write(output, outcome) };
     status
+}
+
+/// A group's state as it crosses the ABI: the accumulator, boxed once more for a thin pointer.
+type Group = Box<dyn crate::Accumulator>;
+
+/// Writes `outcome` to `output`; the status that goes with it.
+///
+/// # Safety
+/// `output` is null or valid for the call.
+unsafe fn answered(output: *const CairnOutput, outcome: Outcome) -> CairnStatus {
+    let status = if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { super::output::write(output, outcome) };
+    status
+}
+
+unsafe extern "C" fn start_group(
+    ctx: *mut c_void,
+    state: *mut *mut c_void,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    // SAFETY: the ABI: `ctx` is the `FunctionCtx` we registered, alive until `drop_ctx`.
+    let ctx = unsafe { &*ctx.cast_const().cast::<FunctionCtx>() };
+    let outcome = catch(|| {
+        let group: Group = ctx.instance.start_aggregate(&ctx.name)?;
+        let raw = Box::into_raw(Box::new(group));
+        // SAFETY: the ABI: `state` points to where the host keeps this group's state.
+        unsafe { *state = raw.cast() };
+        Ok(Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answered(output, outcome) }
+}
+
+unsafe extern "C" fn step_group(
+    _ctx: *mut c_void,
+    state: *mut c_void,
+    args: *const CairnValue,
+    count: usize,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `state` is a group `start_group` made, not yet finished or
+        // dropped, used by one thread at a time.
+        let group = unsafe { &mut *state.cast::<Group>() };
+        // SAFETY: the ABI: `args` points to `count` values borrowed for this call.
+        let args = unsafe { super::values(args, count) }?;
+        group.step(&args).map(|()| Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answered(output, outcome) }
+}
+
+unsafe extern "C" fn finish_group(
+    _ctx: *mut c_void,
+    state: *mut c_void,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    // SAFETY: the ABI: `state` is a group `start_group` made, finished once; it is ours now.
+    let group = unsafe { Box::from_raw(state.cast::<Group>()) };
+    let outcome = catch(move || {
+        (*group)
+            .finish()
+            .map(|value| Reply::rows(vec![vec![value]]))
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answered(output, outcome) }
+}
+
+unsafe extern "C" fn drop_group(_ctx: *mut c_void, state: *mut c_void) {
+    // SAFETY: the ABI: `state` is a group `start_group` made that will not be finished.
+    let group = unsafe { Box::from_raw(state.cast::<Group>()) };
+    let _ = catch(move || {
+        drop(group);
+        Ok(())
+    });
 }
 
 unsafe extern "C" fn drop_function(ctx: *mut c_void) {
@@ -665,6 +752,45 @@ impl HostRef {
             reserved: 0,
             ctx: Box::into_raw(ctx).cast(),
             call: Some(call_function),
+            drop_ctx: Some(drop_function),
+        };
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `register_procedure`.
+        let status = unsafe { register(self.0, &spec, &output) };
+        status_outcome(status, collector)
+    }
+
+    pub(crate) fn register_aggregate(
+        &self,
+        aggregate: &crate::Function,
+        instance: Arc<dyn ErasedInstance>,
+    ) -> Result<(), PluginError> {
+        let register = self.function(
+            offset_of!(CairnHost, register_aggregate),
+            |t| t.register_aggregate,
+            "register_aggregate",
+        )?;
+        let ctx = Box::new(FunctionCtx {
+            instance,
+            name: aggregate.name.clone(),
+        });
+        let spec = CairnAggregateSpec {
+            size: size_of::<CairnAggregateSpec>() as u32,
+            flags: if aggregate.deterministic {
+                abi::CAIRN_FUNCTION_DETERMINISTIC
+            } else {
+                0
+            },
+            name: CairnStr::new(&aggregate.name),
+            description: CairnStr::new(&aggregate.description),
+            arg_count: aggregate.arg_count,
+            reserved: 0,
+            ctx: Box::into_raw(ctx).cast(),
+            start: Some(start_group),
+            step: Some(step_group),
+            finish: Some(finish_group),
+            drop_state: Some(drop_group),
             drop_ctx: Some(drop_function),
         };
         let mut collector = super::Collector::default();

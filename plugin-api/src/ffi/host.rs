@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
-    self, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost, CairnJobSpec,
-    CairnOutput, CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec, CairnStatus,
-    CairnStr, CairnValue, has_pointer_field,
+    self, CairnAggregateSpec, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost,
+    CairnJobSpec, CairnOutput, CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec,
+    CairnStatus, CairnStr, CairnValue, has_pointer_field,
 };
 use crate::{Args, Column, ColumnType, Outcome, PluginError, Reply, Value};
 
@@ -710,22 +710,144 @@ impl ForeignFunction {
         // live across the call, and the plugin copies what it keeps.
         let status =
             unsafe { (self.call)(self.ctx.ctx, abi_args.as_ptr(), abi_args.len(), &output) };
-        let reply = collector.into_outcome()?;
-        if status != abi::CAIRN_OK {
-            return Err(PluginError::failed("the function failed without a reason"));
-        }
-        match <[Vec<Value>; 1]>::try_from(reply.rows) {
-            Ok([row]) => match <[Value; 1]>::try_from(row) {
-                Ok([value]) => Ok(value),
-                Err(row) => Err(PluginError::failed(format!(
-                    "the function wrote {} values, not one",
-                    row.len()
-                ))),
-            },
-            Err(rows) => Err(PluginError::failed(format!(
-                "the function wrote {} rows, not one",
-                rows.len()
+        one_value(status, collector)
+    }
+}
+
+/// The one value of the one row a plugin's function wrote, or its error.
+fn one_value(status: CairnStatus, collector: super::Collector) -> Result<Value, PluginError> {
+    let reply = collector.into_outcome()?;
+    if status != abi::CAIRN_OK {
+        return Err(PluginError::failed("the function failed without a reason"));
+    }
+    match <[Vec<Value>; 1]>::try_from(reply.rows) {
+        Ok([row]) => match <[Value; 1]>::try_from(row) {
+            Ok([value]) => Ok(value),
+            Err(row) => Err(PluginError::failed(format!(
+                "the function wrote {} values, not one",
+                row.len()
             ))),
+        },
+        Err(rows) => Err(PluginError::failed(format!(
+            "the function wrote {} rows, not one",
+            rows.len()
+        ))),
+    }
+}
+
+/// An aggregate SQL function a plugin registered. Dropping it releases the plugin's
+/// context (a group's state holds it: after the last group ends).
+#[derive(Debug)]
+pub struct ForeignAggregate {
+    /// The function's name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// How many arguments it takes per row, or -1 for any number.
+    pub arg_count: i32,
+    /// Whether the same rows always give the same result.
+    pub deterministic: bool,
+    ctx: ForeignCtx,
+    start: unsafe extern "C" fn(*mut c_void, *mut *mut c_void, *const CairnOutput) -> CairnStatus,
+    step: unsafe extern "C" fn(
+        *mut c_void,
+        *mut c_void,
+        *const CairnValue,
+        usize,
+        *const CairnOutput,
+    ) -> CairnStatus,
+    finish: unsafe extern "C" fn(*mut c_void, *mut c_void, *const CairnOutput) -> CairnStatus,
+    drop_state: Option<unsafe extern "C" fn(*mut c_void, *mut c_void)>,
+}
+
+// SAFETY: the ABI: an aggregate may be used from any thread, concurrently (each group's state
+// by one thread at a time).
+unsafe impl Send for ForeignAggregate {}
+// SAFETY: as above.
+unsafe impl Sync for ForeignAggregate {}
+
+impl ForeignAggregate {
+    /// A new group's state.
+    pub fn start(self: &Arc<Self>) -> Result<AggregateState, PluginError> {
+        let mut state: *mut c_void = std::ptr::null_mut();
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: the plugin's function with its own context; `state` and the output live
+        // across the call.
+        let status = unsafe { (self.start)(self.ctx.ctx, &mut state, &output) };
+        collector.into_outcome()?;
+        if status != abi::CAIRN_OK {
+            return Err(PluginError::failed("the aggregate could not start a group"));
+        }
+        Ok(AggregateState {
+            aggregate: Arc::clone(self),
+            state,
+            open: true,
+        })
+    }
+}
+
+/// One group's state of a plugin's aggregate: stepped row by row, then finished once;
+/// dropped unfinished, the plugin releases it.
+#[derive(Debug)]
+pub struct AggregateState {
+    aggregate: Arc<ForeignAggregate>,
+    state: *mut c_void,
+    open: bool,
+}
+
+// SAFETY: the ABI: a state is the plugin's, used by one thread at a time (SQLite steps a group
+// on its statement's thread); the plugin may not tie it to the thread that made it.
+unsafe impl Send for AggregateState {}
+
+impl std::panic::UnwindSafe for AggregateState {}
+impl std::panic::RefUnwindSafe for AggregateState {}
+
+impl AggregateState {
+    /// Adds one row's arguments.
+    pub fn step(&mut self, args: &[Value]) -> Result<(), PluginError> {
+        let abi_args: Vec<CairnValue> = args.iter().map(super::borrow_value).collect();
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        let a = &self.aggregate;
+        // SAFETY: the plugin's function, context and (open) state; the arguments and output
+        // live across the call.
+        let status = unsafe {
+            (a.step)(
+                a.ctx.ctx,
+                self.state,
+                abi_args.as_ptr(),
+                abi_args.len(),
+                &output,
+            )
+        };
+        collector.into_outcome()?;
+        if status != abi::CAIRN_OK {
+            return Err(PluginError::failed("the aggregate failed without a reason"));
+        }
+        Ok(())
+    }
+
+    /// The group's value; the plugin releases the state.
+    pub fn finish(mut self) -> Result<Value, PluginError> {
+        self.open = false;
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        let a = &self.aggregate;
+        // SAFETY: the plugin's function, context and state, finished once (`open` is cleared
+        // so that drop does not release it again).
+        let status = unsafe { (a.finish)(a.ctx.ctx, self.state, &output) };
+        one_value(status, collector)
+    }
+}
+
+impl Drop for AggregateState {
+    fn drop(&mut self) {
+        if self.open
+            && let Some(drop_state) = self.aggregate.drop_state
+        {
+            // SAFETY: the ABI: the plugin's release function, once, for a state never finished.
+            unsafe { drop_state(self.aggregate.ctx.ctx, self.state) }
         }
     }
 }
@@ -847,6 +969,8 @@ pub trait HostServices: Send + Sync {
     fn drill_archive(&self, database: String, location: String) -> BoxOutcome;
     /// Registers a scalar SQL function (ABI 1.6).
     fn register_function(&self, function: ForeignFunction) -> Result<(), PluginError>;
+    /// Registers an aggregate SQL function (ABI 1.6).
+    fn register_aggregate(&self, aggregate: ForeignAggregate) -> Result<(), PluginError>;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -888,6 +1012,7 @@ impl HostTable {
             set_gauge: Some(host_set_gauge),
             drill_archive: Some(host_drill_archive),
             register_function: Some(host_register_function),
+            register_aggregate: Some(host_register_aggregate),
         });
         HostTable(Box::leak(table))
     }
@@ -1303,6 +1428,72 @@ unsafe fn read_function(spec: *const CairnFunctionSpec) -> Result<ForeignFunctio
     // SAFETY: as above.
     function.description = unsafe { super::text(spec.description, "the description") }?;
     Ok(function)
+}
+
+unsafe extern "C" fn host_register_aggregate(
+    host: *const CairnHost,
+    spec: *const CairnAggregateSpec,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `spec` is valid for the call; from here on we own its ctx.
+        let aggregate = unsafe { read_aggregate(spec) }?;
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services
+            .register_aggregate(aggregate)
+            .map(|()| Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
+}
+
+/// Takes an aggregate spec; on any error its ctx is released.
+///
+/// # Safety
+/// `spec` is null or valid for the call, with `size` telling which fields exist.
+unsafe fn read_aggregate(spec: *const CairnAggregateSpec) -> Result<ForeignAggregate, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let spec = unsafe { spec.as_ref() }
+        .ok_or_else(|| PluginError::InvalidArgument("no aggregate spec".into()))?;
+    if !has_pointer_field(spec.size, offset_of!(CairnAggregateSpec, drop_ctx)) {
+        return Err(PluginError::InvalidArgument(format!(
+            "aggregate spec of {} bytes is truncated",
+            spec.size
+        )));
+    }
+    // From here on the ctx is ours: an early return releases it.
+    let ctx = ForeignCtx {
+        ctx: spec.ctx,
+        drop_ctx: spec.drop_ctx,
+    };
+    let (Some(start), Some(step), Some(finish)) = (spec.start, spec.step, spec.finish) else {
+        return Err(PluginError::InvalidArgument(
+            "an aggregate needs start, step and finish".into(),
+        ));
+    };
+    if !(-1..=127).contains(&spec.arg_count) {
+        return Err(PluginError::InvalidArgument(format!(
+            "an aggregate takes 0 to 127 arguments, or -1 for any number; this one says {}",
+            spec.arg_count
+        )));
+    }
+    let mut aggregate = ForeignAggregate {
+        name: String::new(),
+        description: String::new(),
+        arg_count: spec.arg_count,
+        deterministic: spec.flags & abi::CAIRN_FUNCTION_DETERMINISTIC != 0,
+        ctx,
+        start,
+        step,
+        finish,
+        drop_state: spec.drop_state,
+    };
+    // SAFETY: the spec's strings are borrowed for the call.
+    aggregate.name = unsafe { super::text(spec.name, "the aggregate name") }?;
+    // SAFETY: as above.
+    aggregate.description = unsafe { super::text(spec.description, "the description") }?;
+    Ok(aggregate)
 }
 
 unsafe extern "C" fn host_subscribe(host: *const CairnHost, mask: u64) -> CairnStatus {

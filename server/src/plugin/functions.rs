@@ -1,4 +1,5 @@
-//! Scalar SQL functions plugins register (ABI 1.6), for every session's connection.
+//! Scalar and aggregate SQL functions plugins register (ABI 1.6), for every session's
+//! connection.
 //!
 //! SQLite resolves a function by name when a statement is prepared, on each connection, so
 //! each session brings its connection up to date with the registry before it runs a
@@ -12,9 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use cairn_plugin_api::Value;
-use cairn_plugin_api::ffi::host::ForeignFunction;
-use rusqlite::functions::{Context, FunctionFlags};
+use cairn_plugin_api::ffi::host::{AggregateState, ForeignAggregate, ForeignFunction};
+use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
+
+/// What a plugin registered under a name.
+#[derive(Debug)]
+pub enum Kind {
+    Scalar(ForeignFunction),
+    Aggregate(Arc<ForeignAggregate>),
+}
 
 /// One registered function.
 #[derive(Debug)]
@@ -22,7 +30,24 @@ pub struct RegisteredFunction {
     pub plugin: String,
     /// The plugin instance that registered it.
     pub generation: u64,
-    pub function: ForeignFunction,
+    pub kind: Kind,
+}
+
+impl RegisteredFunction {
+    pub fn name(&self) -> &str {
+        match &self.kind {
+            Kind::Scalar(f) => &f.name,
+            Kind::Aggregate(a) => &a.name,
+        }
+    }
+
+    /// Its argument count (-1: any), whether it is deterministic, whether an aggregate.
+    fn shape(&self) -> (i32, bool, bool) {
+        match &self.kind {
+            Kind::Scalar(f) => (f.arg_count, f.deterministic, false),
+            Kind::Aggregate(a) => (a.arg_count, a.deterministic, true),
+        }
+    }
 }
 
 /// Every plugin function, by SQL name.
@@ -56,35 +81,28 @@ fn sqlite_has(name: &str) -> bool {
 }
 
 impl SqlFunctions {
-    /// Registers `function` of `plugin` (instance `generation`).
-    pub fn register(
-        &self,
-        plugin: &str,
-        generation: u64,
-        function: ForeignFunction,
-    ) -> Result<(), String> {
-        crate::catalog::validate_identifier("function", &function.name)?;
-        if sqlite_has(&function.name) {
+    /// Registers `kind` of `plugin` (instance `generation`).
+    pub fn register(&self, plugin: &str, generation: u64, kind: Kind) -> Result<(), String> {
+        let registered = RegisteredFunction {
+            plugin: plugin.to_owned(),
+            generation,
+            kind,
+        };
+        let name = registered.name().to_owned();
+        crate::catalog::validate_identifier("function", &name)?;
+        if sqlite_has(&name) {
             return Err(format!(
-                "{} is one of SQLite's own functions; give the plugin's function another name",
-                function.name
+                "{name} is one of SQLite's own functions; give the plugin's function another name"
             ));
         }
         let mut by_name = write(&self.by_name);
-        if let Some(other) = by_name.get(&function.name) {
+        if let Some(other) = by_name.get(&name) {
             return Err(format!(
-                "function {} is already registered by plugin {}",
-                function.name, other.plugin
+                "function {name} is already registered by plugin {}",
+                other.plugin
             ));
         }
-        by_name.insert(
-            function.name.clone(),
-            Arc::new(RegisteredFunction {
-                plugin: plugin.to_owned(),
-                generation,
-                function,
-            }),
-        );
+        by_name.insert(name, Arc::new(registered));
         self.changes.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -136,21 +154,16 @@ impl ConnectionFunctions {
         if changes == self.seen {
             return;
         }
-        let wanted: BTreeMap<String, (i32, bool)> = registry
+        let wanted: BTreeMap<String, (i32, bool, bool)> = registry
             .list()
             .iter()
-            .map(|f| {
-                (
-                    f.function.name.clone(),
-                    (f.function.arg_count, f.function.deterministic),
-                )
-            })
+            .map(|f| (f.name().to_owned(), f.shape()))
             .collect();
         let mut complete = true;
         let gone: Vec<(String, i32)> = self
             .defined
             .iter()
-            .filter(|(name, n)| wanted.get(*name).is_none_or(|(m, _)| m != *n))
+            .filter(|(name, n)| wanted.get(*name).is_none_or(|(m, _, _)| m != *n))
             .map(|(name, n)| (name.clone(), *n))
             .collect();
         for (name, n) in gone {
@@ -161,7 +174,7 @@ impl ConnectionFunctions {
                 Err(_) => complete = false,
             }
         }
-        for (name, (n, deterministic)) in wanted {
+        for (name, (n, deterministic, aggregate)) in wanted {
             if self.defined.contains_key(&name) {
                 continue;
             }
@@ -171,9 +184,17 @@ impl ConnectionFunctions {
             }
             let found = Arc::clone(registry);
             let sql_name = name.clone();
-            let defined = conn.create_scalar_function(name.as_str(), n, flags, move |ctx| {
-                call(&found, &sql_name, ctx)
-            });
+            let defined = if aggregate {
+                let groups = Groups {
+                    registry: found,
+                    name: sql_name,
+                };
+                conn.create_aggregate_function(name.as_str(), n, flags, groups)
+            } else {
+                conn.create_scalar_function(name.as_str(), n, flags, move |ctx| {
+                    call(&found, &sql_name, ctx)
+                })
+            };
             match defined {
                 Ok(()) => {
                     self.defined.insert(name, n);
@@ -192,18 +213,22 @@ impl ConnectionFunctions {
 #[error("{0}")]
 struct CallFailed(String);
 
-/// SQLite's call of `name` on this row.
-fn call(registry: &SqlFunctions, name: &str, ctx: &Context<'_>) -> rusqlite::Result<SqlValue> {
-    let failed =
-        |message: String| rusqlite::Error::UserFunctionError(Box::new(CallFailed(message)));
-    // Looked up at each call: an unloaded plugin's function is gone, a reloaded one's is the
-    // new instance's.
-    let Some(registered) = registry.get(name) else {
-        return Err(failed(format!(
+fn failed(message: String) -> rusqlite::Error {
+    rusqlite::Error::UserFunctionError(Box::new(CallFailed(message)))
+}
+
+/// Looked up at each call (each group): an unloaded plugin's function is gone, a reloaded
+/// one's is the new instance's.
+fn look_up(registry: &SqlFunctions, name: &str) -> rusqlite::Result<Arc<RegisteredFunction>> {
+    registry.get(name).ok_or_else(|| {
+        failed(format!(
             "function {name} is no longer registered (its plugin was unloaded or failed)"
-        )));
-    };
-    let args: Vec<Value> = (0..ctx.len())
+        ))
+    })
+}
+
+fn arguments(ctx: &Context<'_>) -> Vec<Value> {
+    (0..ctx.len())
         .map(|i| match ctx.get_raw(i) {
             ValueRef::Null => Value::Null,
             ValueRef::Integer(n) => Value::Integer(n),
@@ -211,17 +236,85 @@ fn call(registry: &SqlFunctions, name: &str, ctx: &Context<'_>) -> rusqlite::Res
             ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
             ValueRef::Blob(b) => Value::Blob(b.to_vec()),
         })
-        .collect();
-    match registered.function.call(&args) {
-        Ok(Value::Null) => Ok(SqlValue::Null),
-        Ok(Value::Integer(n)) => Ok(SqlValue::Integer(n)),
-        Ok(Value::Real(r)) => Ok(SqlValue::Real(r)),
-        Ok(Value::Text(t)) => Ok(SqlValue::Text(t)),
-        Ok(Value::Blob(b)) => Ok(SqlValue::Blob(b)),
-        Err(e) => Err(failed(format!(
-            "plugin {}: function {name}: {}",
-            registered.plugin,
-            e.message()
-        ))),
+        .collect()
+}
+
+fn to_sql(value: Value) -> SqlValue {
+    match value {
+        Value::Null => SqlValue::Null,
+        Value::Integer(n) => SqlValue::Integer(n),
+        Value::Real(r) => SqlValue::Real(r),
+        Value::Text(t) => SqlValue::Text(t),
+        Value::Blob(b) => SqlValue::Blob(b),
+    }
+}
+
+fn plugin_error(plugin: &str, name: &str, e: &cairn_plugin_api::PluginError) -> rusqlite::Error {
+    failed(format!("plugin {plugin}: function {name}: {}", e.message()))
+}
+
+/// SQLite's call of the scalar function `name` on this row.
+fn call(registry: &SqlFunctions, name: &str, ctx: &Context<'_>) -> rusqlite::Result<SqlValue> {
+    let registered = look_up(registry, name)?;
+    let Kind::Scalar(function) = &registered.kind else {
+        return Err(failed(format!("{name} is an aggregate now")));
+    };
+    function
+        .call(&arguments(ctx))
+        .map(to_sql)
+        .map_err(|e| plugin_error(&registered.plugin, name, &e))
+}
+
+/// SQLite's side of the aggregate `name`: a plugin state per group.
+struct Groups {
+    registry: Arc<SqlFunctions>,
+    name: String,
+}
+
+/// One group: the plugin's state, and whose it is (for errors).
+struct Group {
+    plugin: String,
+    state: AggregateState,
+}
+
+impl Groups {
+    fn start(&self) -> rusqlite::Result<Group> {
+        let registered = look_up(&self.registry, &self.name)?;
+        let Kind::Aggregate(aggregate) = &registered.kind else {
+            return Err(failed(format!("{} is a scalar function now", self.name)));
+        };
+        let state = aggregate
+            .start()
+            .map_err(|e| plugin_error(&registered.plugin, &self.name, &e))?;
+        Ok(Group {
+            plugin: registered.plugin.clone(),
+            state,
+        })
+    }
+}
+
+impl Aggregate<Group, SqlValue> for Groups {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Group> {
+        self.start()
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, group: &mut Group) -> rusqlite::Result<()> {
+        group
+            .state
+            .step(&arguments(ctx))
+            .map_err(|e| plugin_error(&group.plugin, &self.name, &e))
+    }
+
+    fn finalize(&self, _: &mut Context<'_>, group: Option<Group>) -> rusqlite::Result<SqlValue> {
+        // No rows: a fresh group, finished at once (what that gives is the plugin's call).
+        let group = match group {
+            Some(group) => group,
+            None => self.start()?,
+        };
+        let Group { plugin, state } = group;
+        state
+            .finish()
+            .map(to_sql)
+            .map_err(|e| plugin_error(&plugin, &self.name, &e))
     }
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::crash::{self, InPlugin};
 use cairn_plugin_api::ffi::host::{
-    ForeignFunction, ForeignJob, ForeignProcedure, HostTable, LoadError, PluginInstance,
-    PluginLibrary, inspect,
+    ForeignAggregate, ForeignFunction, ForeignJob, ForeignProcedure, HostTable, LoadError,
+    PluginInstance, PluginLibrary, inspect,
 };
 use cairn_plugin_api::{Column, ColumnType, EventKind, PluginError as ApiError, Value};
 use sha2::Digest;
@@ -821,7 +821,22 @@ impl Plugins {
         function: ForeignFunction,
     ) -> Result<(), ApiError> {
         self.functions
-            .register(plugin, generation, function)
+            .register(plugin, generation, super::functions::Kind::Scalar(function))
+            .map_err(ApiError::Refused)
+    }
+
+    pub(super) fn register_aggregate(
+        &self,
+        plugin: &str,
+        generation: u64,
+        aggregate: ForeignAggregate,
+    ) -> Result<(), ApiError> {
+        self.functions
+            .register(
+                plugin,
+                generation,
+                super::functions::Kind::Aggregate(Arc::new(aggregate)),
+            )
             .map_err(ApiError::Refused)
     }
 
