@@ -37,7 +37,10 @@ static CairnPoll add_poll(void *state, const CairnWaker *waker, const CairnOutpu
     }
     CairnValue sum = {0};
     sum.kind = CAIRN_VALUE_INTEGER;
-    sum.integer = call->a + call->b;
+    if (__builtin_add_overflow(call->a, call->b, &sum.integer)) {
+        out->set_error(out->ctx, CAIRN_ERROR_INVALID_ARGUMENT, CAIRN_STR("add: integer overflow"));
+        return CAIRN_READY;
+    }
     out->push_row(out->ctx, &sum, 1);
     return CAIRN_READY;
 }
@@ -70,7 +73,10 @@ static CairnStatus adder_add(void *ctx, const CairnValue *args, size_t count,
         sum.kind = CAIRN_VALUE_NULL; /* as SQL's own + does */
     } else if (args[0].kind == CAIRN_VALUE_INTEGER && args[1].kind == CAIRN_VALUE_INTEGER) {
         sum.kind = CAIRN_VALUE_INTEGER;
-        sum.integer = args[0].integer + args[1].integer;
+        if (__builtin_add_overflow(args[0].integer, args[1].integer, &sum.integer)) {
+            out->set_error(out->ctx, CAIRN_ERROR_INVALID_ARGUMENT, CAIRN_STR("adder_add: integer overflow"));
+            return CAIRN_ERROR;
+        }
     } else {
         out->set_error(out->ctx, CAIRN_ERROR_INVALID_ARGUMENT,
                        CAIRN_STR("adder_add takes two integers, as in SELECT adder_add(2, 40)"));

@@ -167,7 +167,10 @@ typedef struct CairnProcedureSpec {
 /* Since 1.6. A scalar SQL function, callable from any statement as name(args...). `call` gets
  * `count` values borrowed for the call, writes one row of one value (or an error) to `output`
  * and returns CAIRN_OK or CAIRN_ERROR; it runs on statement threads, concurrently, and must not
- * block for long. arg_count: 0 to 127, or -1 for any. The host owns `ctx` once registered. */
+ * block for long. arg_count: 0 to 127, or -1 for any. The host owns `ctx` once registered; a
+ * call begun before an unload may end after `destroy`, so keep what `call` needs in `ctx`.
+ * Plugin functions are for direct calls only (not in indexes, generated columns, CHECK
+ * constraints, triggers or views). */
 typedef struct CairnFunctionSpec {
     uint32_t size;
     uint32_t flags;
@@ -183,7 +186,8 @@ typedef struct CairnFunctionSpec {
 
 /* Since 1.6. An aggregate SQL function: per group `start` makes a state (any pointer),
  * `step` adds one row's values to it, `finish` writes one row of one value (or an error) and
- * releases it; `drop_state` releases a state that will not be finished. */
+ * releases it, also when it fails; `drop_state` releases a state that will not be finished
+ * (never one that was). */
 typedef struct CairnAggregateSpec {
     uint32_t size;
     uint32_t flags;

@@ -281,7 +281,9 @@ pub struct CairnFunctionSpec {
     /// Zero.
     pub reserved: u32,
     /// The plugin's context for this function. The host owns it once registered and releases
-    /// it with `drop_ctx` when the function is unregistered and no call is running.
+    /// it with `drop_ctx` when the function is unregistered and no call is running. A call
+    /// that began before an unload may end after the instance's `destroy`: keep what `call`
+    /// needs in `ctx` itself, not only in the instance.
     pub ctx: *mut c_void,
     /// Computes one value: `count` arguments, borrowed for the call; writes one row of one
     /// value (or an error) to `output`, and returns `CAIRN_OK` or `CAIRN_ERROR`. Called on
@@ -338,7 +340,8 @@ pub struct CairnAggregateSpec {
             output: *const CairnOutput,
         ) -> CairnStatus,
     >,
-    /// Writes the group's value (one row of one value, or an error) and releases `state`.
+    /// Writes the group's value (one row of one value, or an error) and releases `state`,
+    /// also when it fails; `drop_state` never follows it.
     pub finish: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,

@@ -277,8 +277,10 @@ impl Function {
         self
     }
 
-    /// Declares that the same arguments always give the same result (SQLite may then use the
-    /// function in indexes and generated columns, and evaluate a call on constants once).
+    /// Declares that the same arguments always give the same result (SQLite may then
+    /// evaluate a call on constants once). Plugin functions are for direct calls only: not in
+    /// indexes, generated columns, CHECK constraints, triggers or views, which would outlive
+    /// the plugin.
     pub fn deterministic(mut self) -> Function {
         self.deterministic = true;
         self

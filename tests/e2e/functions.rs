@@ -85,6 +85,16 @@ async fn a_plugins_functions_answer_plain_selects_everywhere_and_go_with_the_plu
             ("Paris".to_owned(), "877".to_owned())
         ]
     );
+    // For direct calls only: an index (or a view, a trigger…) would outlive the plugin.
+    let indexed = second
+        .batch_execute("CREATE INDEX far ON cities(geo_distance(lat, lon, 0, 0))")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&indexed).contains("unsafe use"),
+        "{}",
+        message(&indexed)
+    );
     // A session opened after the plugin loaded has them too.
     let later = server.admin("default").await;
     assert_eq!(

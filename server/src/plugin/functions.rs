@@ -9,7 +9,7 @@
 //! (and the plugin's context) alive until it returns.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use cairn_plugin_api::Value;
@@ -31,6 +31,9 @@ pub struct RegisteredFunction {
     /// The plugin instance that registered it.
     pub generation: u64,
     pub kind: Kind,
+    /// Cleared when it is unregistered: a group still running then ends with an error
+    /// rather than step the plugin's gone instance.
+    alive: AtomicBool,
 }
 
 impl RegisteredFunction {
@@ -39,6 +42,12 @@ impl RegisteredFunction {
             Kind::Scalar(f) => &f.name,
             Kind::Aggregate(a) => &a.name,
         }
+    }
+
+    /// Whether `count` arguments are what it takes.
+    fn takes(&self, count: usize) -> bool {
+        let (n, _, _) = self.shape();
+        n < 0 || usize::try_from(n) == Ok(count)
     }
 
     /// Its argument count (-1: any), whether it is deterministic, whether an aggregate.
@@ -87,9 +96,15 @@ impl SqlFunctions {
             plugin: plugin.to_owned(),
             generation,
             kind,
+            alive: AtomicBool::new(true),
         };
         let name = registered.name().to_owned();
         crate::catalog::validate_identifier("function", &name)?;
+        if name.starts_with("sqlite_") || SERVER_FUNCTIONS.contains(&name.as_str()) {
+            return Err(format!(
+                "{name} is a name the server keeps for itself; give the plugin's function another name"
+            ));
+        }
         if sqlite_has(&name) {
             return Err(format!(
                 "{name} is one of SQLite's own functions; give the plugin's function another name"
@@ -121,6 +136,9 @@ impl SqlFunctions {
             .filter_map(|name| by_name.remove(name))
             .collect();
         drop(by_name);
+        for f in &removed {
+            f.alive.store(false, Ordering::Release);
+        }
         if !removed.is_empty() {
             self.changes.fetch_add(1, Ordering::AcqRel);
         }
@@ -137,15 +155,36 @@ impl SqlFunctions {
     }
 }
 
+/// The server's own functions and table functions, which no plugin may take over.
+const SERVER_FUNCTIONS: [&str; 5] = [
+    "pg_backend_pid",
+    "pg_cancel_backend",
+    "pg_terminate_backend",
+    "archives",
+    "backups",
+];
+
 /// What one connection has of the registry: brought up to date before each statement.
 #[derive(Debug, Default)]
 pub struct ConnectionFunctions {
     seen: u64,
-    /// Name and argument count of each function defined on the connection.
-    defined: BTreeMap<String, i32>,
+    /// Each function defined on the connection: its argument count, whether deterministic,
+    /// whether an aggregate.
+    defined: BTreeMap<String, (i32, bool, bool)>,
 }
 
 impl ConnectionFunctions {
+    /// Whether `tokens` name one of the plugin functions this connection has.
+    pub fn named_in(&self, tokens: &[crate::sql::lexer::Spanned<'_>]) -> bool {
+        use crate::sql::lexer::Token;
+        !self.defined.is_empty()
+            && tokens.iter().any(|t| match &t.token {
+                Token::Word(w) => self.defined.contains_key(&w.to_ascii_lowercase()),
+                Token::QuotedIdent(q) => self.defined.contains_key(q.as_str()),
+                _ => false,
+            })
+    }
+
     /// Defines on `conn` the functions registered since the last call and removes those
     /// unregistered. A connection with a statement still running cannot change its functions
     /// (SQLite refuses): it tries again before its next statement.
@@ -163,8 +202,8 @@ impl ConnectionFunctions {
         let gone: Vec<(String, i32)> = self
             .defined
             .iter()
-            .filter(|(name, n)| wanted.get(*name).is_none_or(|(m, _, _)| m != *n))
-            .map(|(name, n)| (name.clone(), *n))
+            .filter(|(name, shape)| wanted.get(*name) != Some(*shape))
+            .map(|(name, (n, _, _))| (name.clone(), *n))
             .collect();
         for (name, n) in gone {
             match conn.remove_function(name.as_str(), n) {
@@ -178,7 +217,10 @@ impl ConnectionFunctions {
             if self.defined.contains_key(&name) {
                 continue;
             }
-            let mut flags = FunctionFlags::SQLITE_UTF8;
+            // Direct calls only: a plugin's function in an index, a generated column, a
+            // CHECK, a trigger or a view would outlive the plugin (every write to the table
+            // failing after an unload) and could not be evaluated where no plugin runs.
+            let mut flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
             if deterministic {
                 flags |= FunctionFlags::SQLITE_DETERMINISTIC;
             }
@@ -197,7 +239,7 @@ impl ConnectionFunctions {
             };
             match defined {
                 Ok(()) => {
-                    self.defined.insert(name, n);
+                    self.defined.insert(name, (n, deterministic, aggregate));
                 }
                 Err(_) => complete = false,
             }
@@ -218,13 +260,29 @@ fn failed(message: String) -> rusqlite::Error {
 }
 
 /// Looked up at each call (each group): an unloaded plugin's function is gone, a reloaded
-/// one's is the new instance's.
-fn look_up(registry: &SqlFunctions, name: &str) -> rusqlite::Result<Arc<RegisteredFunction>> {
-    registry.get(name).ok_or_else(|| {
-        failed(format!(
-            "function {name} is no longer registered (its plugin was unloaded or failed)"
-        ))
-    })
+/// one's is the new instance's, and one that now takes another number of arguments (a
+/// statement prepared before a reload) is refused rather than handed what it does not take.
+fn look_up(
+    registry: &SqlFunctions,
+    name: &str,
+    count: Option<usize>,
+) -> rusqlite::Result<Arc<RegisteredFunction>> {
+    let registered = registry.get(name).ok_or_else(|| gone(name))?;
+    if let Some(count) = count
+        && !registered.takes(count)
+    {
+        return Err(failed(format!(
+            "function {name} of plugin {} does not take {count} arguments (it was registered again since this statement was prepared); prepare it again",
+            registered.plugin
+        )));
+    }
+    Ok(registered)
+}
+
+fn gone(name: &str) -> rusqlite::Error {
+    failed(format!(
+        "function {name} is no longer registered (its plugin was unloaded or failed)"
+    ))
 }
 
 fn arguments(ctx: &Context<'_>) -> Vec<Value> {
@@ -255,7 +313,7 @@ fn plugin_error(plugin: &str, name: &str, e: &cairn_plugin_api::PluginError) -> 
 
 /// SQLite's call of the scalar function `name` on this row.
 fn call(registry: &SqlFunctions, name: &str, ctx: &Context<'_>) -> rusqlite::Result<SqlValue> {
-    let registered = look_up(registry, name)?;
+    let registered = look_up(registry, name, Some(ctx.len()))?;
     let Kind::Scalar(function) = &registered.kind else {
         return Err(failed(format!("{name} is an aggregate now")));
     };
@@ -271,50 +329,71 @@ struct Groups {
     name: String,
 }
 
-/// One group: the plugin's state, and whose it is (for errors).
+/// One group: the plugin's state, and the registration it belongs to.
 struct Group {
-    plugin: String,
+    registered: Arc<RegisteredFunction>,
     state: AggregateState,
 }
 
+impl std::panic::UnwindSafe for Group {}
+impl std::panic::RefUnwindSafe for Group {}
+
+impl Group {
+    /// Whether its plugin is still the one registered (else the group ends, unfinished).
+    fn check(&self, name: &str) -> rusqlite::Result<()> {
+        if self.registered.alive.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(gone(name))
+        }
+    }
+}
+
 impl Groups {
-    fn start(&self) -> rusqlite::Result<Group> {
-        let registered = look_up(&self.registry, &self.name)?;
+    /// A group's state; `count`: the arguments of its first row (none: a group of no rows).
+    fn start(&self, count: Option<usize>) -> rusqlite::Result<Group> {
+        let registered = look_up(&self.registry, &self.name, count)?;
         let Kind::Aggregate(aggregate) = &registered.kind else {
             return Err(failed(format!("{} is a scalar function now", self.name)));
         };
         let state = aggregate
             .start()
             .map_err(|e| plugin_error(&registered.plugin, &self.name, &e))?;
-        Ok(Group {
-            plugin: registered.plugin.clone(),
-            state,
-        })
+        Ok(Group { registered, state })
     }
 }
 
 impl Aggregate<Group, SqlValue> for Groups {
-    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Group> {
-        self.start()
+    fn init(&self, ctx: &mut Context<'_>) -> rusqlite::Result<Group> {
+        self.start(Some(ctx.len()))
     }
 
     fn step(&self, ctx: &mut Context<'_>, group: &mut Group) -> rusqlite::Result<()> {
+        group.check(&self.name)?;
+        if !group.registered.takes(ctx.len()) {
+            return Err(failed(format!(
+                "function {} does not take {} arguments",
+                self.name,
+                ctx.len()
+            )));
+        }
         group
             .state
             .step(&arguments(ctx))
-            .map_err(|e| plugin_error(&group.plugin, &self.name, &e))
+            .map_err(|e| plugin_error(&group.registered.plugin, &self.name, &e))
     }
 
     fn finalize(&self, _: &mut Context<'_>, group: Option<Group>) -> rusqlite::Result<SqlValue> {
         // No rows: a fresh group, finished at once (what that gives is the plugin's call).
         let group = match group {
             Some(group) => group,
-            None => self.start()?,
+            None => self.start(None)?,
         };
-        let Group { plugin, state } = group;
+        group.check(&self.name)?;
+        let Group { registered, state } = group;
         state
             .finish()
             .map(to_sql)
-            .map_err(|e| plugin_error(&plugin, &self.name, &e))
+            .map_err(|e| plugin_error(&registered.plugin, &self.name, &e))
     }
 }

@@ -655,8 +655,9 @@ impl Plugins {
             }),
             Err(e) => {
                 services.detach();
-                // What it published while being made goes with it.
+                // What it published or registered while being made goes with it.
                 self.gauges.forget(name, generation);
+                drop(self.functions.unregister(name, generation));
                 Err(PluginError::Create {
                     plugin: name.to_owned(),
                     message: e.to_string(),

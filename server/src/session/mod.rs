@@ -240,12 +240,12 @@ impl Session {
         Ok(())
     }
 
-    /// Marks the session active with `sql` (for SHOW SESSIONS).
     /// Brings the connection's plugin functions up to date (one load when nothing changed).
     fn sync_functions(&mut self) {
         self.functions.sync(self.plugins.functions(), &self.conn);
     }
 
+    /// Marks the session active with `sql` (for SHOW SESSIONS).
     fn statement_starts(&self, sql: &str) {
         if let Some(activity) = self.activity() {
             let now = SystemTime::now();
@@ -444,7 +444,13 @@ impl Session {
                     let peeked: Vec<Vec<Value>> = peeked.into_iter().collect();
                     Some(resolve_columns(declared, &peeked))
                 };
-                let brief = brief::briefly(&statement.tokens, stmt.readonly(), stmt.column_count());
+                let mut brief =
+                    brief::briefly(&statement.tokens, stmt.readonly(), stmt.column_count());
+                // A plugin's function is one SQLite step the deadline cannot stop, and a run
+                // given up would call it twice: the usual way only.
+                if self.functions.named_in(&statement.tokens) {
+                    brief = brief::Briefly::Never;
+                }
                 Ok(Prepared {
                     sql: statement.text.to_owned(),
                     kind: PreparedKind::Sqlite,
@@ -477,6 +483,7 @@ impl Session {
         params: &[Value],
         out: &mut dyn Output,
     ) {
+        self.sync_functions();
         self.statement_starts(&prepared.sql);
         let result = self.execute_prepared_inner(prepared, params, out);
         let result = self.once_durable(result);
