@@ -85,6 +85,27 @@ async fn a_plugins_functions_answer_plain_selects_everywhere_and_go_with_the_plu
             ("Paris".to_owned(), "877".to_owned())
         ]
     );
+    // What the plugin registered, for any role.
+    let listed = crate::harness::texts(
+        &second,
+        "SELECT plugin, name, kind, arg_count, deterministic FROM plugin_functions() ORDER BY name",
+    )
+    .await;
+    assert_eq!(
+        listed,
+        [
+            ["hello", "geo_distance", "scalar", "4", "1"],
+            ["hello", "hello_check", "scalar", "1", "0"],
+            ["hello", "hello_greeting", "scalar", "1", "0"],
+            ["hello", "hello_stddev", "aggregate", "1", "1"],
+        ]
+    );
+    let greet = crate::harness::texts(
+        &second,
+        "SELECT columns FROM plugin_procedures() WHERE plugin = 'hello' AND name = 'greet'",
+    )
+    .await;
+    assert_eq!(greet, [["greeting text"]]);
     // For direct calls only: an index (or a view, a trigger…) would outlive the plugin.
     let indexed = second
         .batch_execute("CREATE INDEX far ON cities(geo_distance(lat, lon, 0, 0))")
@@ -166,6 +187,8 @@ async fn a_plugins_functions_answer_plain_selects_everywhere_and_go_with_the_plu
         text(&later, "SELECT 'still serving'").await,
         "still serving"
     );
+    let none = crate::harness::texts(&later, "SELECT count(*) FROM plugin_functions()").await;
+    assert_eq!(none, [["0"]]);
 }
 
 /// The server's peak resident memory so far, in MiB.

@@ -145,6 +145,30 @@ impl SqlFunctions {
         removed
     }
 
+    /// Every registered function: plugin, name, `scalar` or `aggregate`, argument count (-1:
+    /// any), whether deterministic, description; by name.
+    pub fn describe(&self) -> Vec<(String, String, &'static str, i32, bool, String)> {
+        self.list()
+            .iter()
+            .map(|f| {
+                let (n, deterministic, aggregate) = f.shape();
+                let description = match &f.kind {
+                    Kind::Scalar(s) => s.description.clone(),
+                    Kind::Aggregate(a) => a.description.clone(),
+                };
+                let kind = if aggregate { "aggregate" } else { "scalar" };
+                (
+                    f.plugin.clone(),
+                    f.name().to_owned(),
+                    kind,
+                    n,
+                    deterministic,
+                    description,
+                )
+            })
+            .collect()
+    }
+
     /// Every registered function.
     pub fn list(&self) -> Vec<Arc<RegisteredFunction>> {
         read(&self.by_name).values().cloned().collect()

@@ -992,6 +992,23 @@ impl Plugins {
             .collect()
     }
 
+    /// Every registered procedure: plugin, name, description, result columns.
+    pub fn procedures(&self) -> Vec<(String, String, String, Vec<Column>)> {
+        let mut listed: Vec<_> = lock(&self.procedures)
+            .values()
+            .map(|p| {
+                (
+                    p.plugin.clone(),
+                    p.procedure.name.clone(),
+                    p.procedure.description.clone(),
+                    p.procedure.columns.clone(),
+                )
+            })
+            .collect();
+        listed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        listed
+    }
+
     /// The declared result columns of `plugin.procedure`.
     pub fn procedure_columns(&self, plugin: &str, procedure: &str) -> Option<Vec<Column>> {
         lock(&self.procedures)

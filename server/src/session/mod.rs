@@ -18,6 +18,7 @@ mod functions;
 mod lock_wait;
 pub mod outcomes;
 pub mod output;
+mod plugin_catalog;
 pub mod registry;
 
 use crate::backup::Backups;
@@ -727,6 +728,10 @@ impl Session {
             Some(rewritten) => std::borrow::Cow::Owned(rewritten),
             None => text,
         };
+        let text = match plugin_catalog::rewrite(&self.plugins, &text)? {
+            Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+            None => text,
+        };
         let cast = crate::pgcompat::casts::rewrite(&text)
             .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
         Ok(match cast {
@@ -738,48 +743,17 @@ impl Session {
     /// `sessions()`: the rows of SHOW SESSIONS as a table, for the admin, rewritten to a
     /// subquery over their values at the moment the statement is prepared.
     fn rewrite_sessions_function(&self, text: &str) -> Result<Option<String>, SqlError> {
-        // Most statements do not name it: a look at the bytes, not a lowercase copy.
-        if !text
-            .as_bytes()
-            .windows(8)
-            .any(|w| w.eq_ignore_ascii_case(b"sessions"))
-        {
-            return Ok(None);
-        }
-        let tokens = lexer::tokenize(text)
-            .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
-        let calls: Vec<(usize, usize)> = tokens
-            .windows(3)
-            .enumerate()
-            .filter(|(i, w)| {
-                w[0].token.is_keyword("sessions")
-                    && w[1].token == Token::Punct("(")
-                    && w[2].token == Token::Punct(")")
-                    && !(*i > 0 && tokens[i - 1].token == Token::Punct("."))
-            })
-            .map(|(_, w)| (w[0].start, w[2].end))
-            .collect();
-        if calls.is_empty() {
-            return Ok(None);
-        }
-        self.require_database_management("sessions()")?;
-        let registry = self.seat.as_ref().map(|(r, _)| Arc::clone(r));
-        let rows = registry.map(|r| sessions_rows(&r)).unwrap_or_default();
-        let names: Vec<String> = server_columns(&ServerStatement::ShowSessions)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        let table = values_table(&names, &rows);
-        let mut out = String::with_capacity(text.len() + table.len());
-        let mut at = 0;
-        for (start, end) in calls {
-            out.push_str(&text[at..start]);
-            out.push_str(&table);
-            at = end;
-        }
-        out.push_str(&text[at..]);
-        Ok(Some(out))
+        rewrite_call(text, "sessions", || {
+            self.require_database_management("sessions()")?;
+            let registry = self.seat.as_ref().map(|(r, _)| Arc::clone(r));
+            let rows = registry.map(|r| sessions_rows(&r)).unwrap_or_default();
+            let names: Vec<String> = server_columns(&ServerStatement::ShowSessions)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            Ok(values_table(&names, &rows))
+        })
     }
 
     fn require_admin(&self, what: &str) -> Result<(), SqlError> {
@@ -1128,6 +1102,49 @@ fn emit_rows(mut executed: Executed, out: &mut dyn Output) -> Result<Executed, S
         }
     }
     Ok(executed)
+}
+
+/// `text` with every call `name()` (not after a dot) replaced by the subquery `table`
+/// makes, when it has one (`None`: it names no such call). A look at the bytes first: most
+/// statements name none.
+fn rewrite_call(
+    text: &str,
+    name: &str,
+    table: impl FnOnce() -> Result<String, SqlError>,
+) -> Result<Option<String>, SqlError> {
+    if !text
+        .as_bytes()
+        .windows(name.len())
+        .any(|w| w.eq_ignore_ascii_case(name.as_bytes()))
+    {
+        return Ok(None);
+    }
+    let tokens =
+        lexer::tokenize(text).map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
+    let calls: Vec<(usize, usize)> = tokens
+        .windows(3)
+        .enumerate()
+        .filter(|(i, w)| {
+            w[0].token.is_keyword(name)
+                && w[1].token == Token::Punct("(")
+                && w[2].token == Token::Punct(")")
+                && !(*i > 0 && tokens[i - 1].token == Token::Punct("."))
+        })
+        .map(|(_, w)| (w[0].start, w[2].end))
+        .collect();
+    if calls.is_empty() {
+        return Ok(None);
+    }
+    let table = table()?;
+    let mut out = String::with_capacity(text.len() + table.len());
+    let mut at = 0;
+    for (start, end) in calls {
+        out.push_str(&text[at..start]);
+        out.push_str(&table);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Ok(Some(out))
 }
 
 /// A subquery whose rows are `rows` under the column `names` (a table function's result,
