@@ -302,33 +302,12 @@ unsafe extern "C" fn call_function(
             .call_function(&ctx.name, &args)
             .map(|value| Reply::rows(vec![vec![value]]))
     });
-    let status = if outcome.is_ok() {
-        abi::CAIRN_OK
-    } else {
-        abi::CAIRN_ERROR
-    };
     // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { super::output::write(output, outcome) };
-    status
+    unsafe { super::output::answer(output, outcome) }
 }
 
 /// A group's state as it crosses the ABI: the accumulator, boxed once more for a thin pointer.
 type Group = Box<dyn crate::Accumulator>;
-
-/// Writes `outcome` to `output`; the status that goes with it.
-///
-/// # Safety
-/// `output` is null or valid for the call.
-unsafe fn answered(output: *const CairnOutput, outcome: Outcome) -> CairnStatus {
-    let status = if outcome.is_ok() {
-        abi::CAIRN_OK
-    } else {
-        abi::CAIRN_ERROR
-    };
-    // SAFETY: guaranteed by the caller.
-    unsafe { super::output::write(output, outcome) };
-    status
-}
 
 unsafe extern "C" fn start_group(
     ctx: *mut c_void,
@@ -345,7 +324,7 @@ unsafe extern "C" fn start_group(
         Ok(Reply::default())
     });
     // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { answered(output, outcome) }
+    unsafe { super::output::answer(output, outcome) }
 }
 
 unsafe extern "C" fn step_group(
@@ -364,7 +343,7 @@ unsafe extern "C" fn step_group(
         group.step(&args).map(|()| Reply::default())
     });
     // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { answered(output, outcome) }
+    unsafe { super::output::answer(output, outcome) }
 }
 
 unsafe extern "C" fn finish_group(
@@ -380,7 +359,7 @@ unsafe extern "C" fn finish_group(
             .map(|value| Reply::rows(vec![vec![value]]))
     });
     // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { answered(output, outcome) }
+    unsafe { super::output::answer(output, outcome) }
 }
 
 unsafe extern "C" fn drop_group(_ctx: *mut c_void, state: *mut c_void) {

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::output::answer;
 use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
     self, CairnAggregateSpec, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost,
@@ -1568,21 +1569,6 @@ unsafe extern "C" fn host_sleep(host: *const CairnHost, millis: u64) -> CairnFut
         Ok(services.sleep(Duration::from_millis(millis)))
     });
     start(started)
-}
-
-/// Writes a synchronous host function's outcome to its output; returns the matching status.
-///
-/// # Safety
-/// `output` is valid for the call.
-unsafe fn answer(output: *const CairnOutput, outcome: Outcome) -> CairnStatus {
-    let status = if outcome.is_ok() {
-        abi::CAIRN_OK
-    } else {
-        abi::CAIRN_ERROR
-    };
-    // SAFETY: guaranteed by the caller.
-    unsafe { super::output::write(output, outcome) };
-    status
 }
 
 /// Hands an asynchronous host function's future (or the error that kept it from starting)

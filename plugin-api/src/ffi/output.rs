@@ -157,3 +157,18 @@ pub(super) unsafe fn write(output: *const CairnOutput, outcome: Outcome) {
         }
     }
 }
+
+/// Writes a synchronous call's outcome to `output` and returns the status that goes with it.
+///
+/// # Safety
+/// `output` is null or valid for the call.
+pub(super) unsafe fn answer(output: *const CairnOutput, outcome: Outcome) -> abi::CairnStatus {
+    let status = if outcome.is_ok() {
+        abi::CAIRN_OK
+    } else {
+        abi::CAIRN_ERROR
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { write(output, outcome) };
+    status
+}
