@@ -78,7 +78,27 @@ pub struct PluginDecl {
     pub config: PluginConfigSource,
     /// How long its `start` and `stop` may take (`None`: no limit; "0" in the config).
     pub start_timeout: Option<Duration>,
+    /// What its SQL and host calls may do (`role = "…"`; see [`PluginDecl::default_role`]).
+    pub role: Role,
 }
+
+impl PluginDecl {
+    /// The role of a plugin that declares none: the least its calls need. The bundled
+    /// automatic-backup plugin (builtin or loaded from its file) backs up, so `backup`; any
+    /// other plugin `readonly` (declare
+    /// `role = "readwrite"` for one that writes, `"backup"` for one that backs up, `"admin"`
+    /// for one that manages databases or plugins).
+    pub fn default_role(name: &str) -> Role {
+        if name == AUTOMATIC_BACKUP {
+            Role::Backup
+        } else {
+            Role::Readonly
+        }
+    }
+}
+
+/// The name of the bundled automatic-backup plugin.
+const AUTOMATIC_BACKUP: &str = "automatic_backup";
 
 /// The default `[plugins.NAME] start_timeout`.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -365,6 +385,7 @@ struct RawPlugin {
     config_file: Option<Spanned<String>>,
     config: Option<toml::Table>,
     start_timeout: Option<Spanned<RawSetting>>,
+    role: Option<Spanned<Role>>,
 }
 
 fn enabled_by_default() -> bool {
@@ -598,12 +619,17 @@ impl Config {
                         .map_err(|m| located.at(value, format!("start_timeout: {m}")))?
                 }
             };
+            let role = plugin
+                .role
+                .as_ref()
+                .map_or_else(|| PluginDecl::default_role(name), |r| *r.get_ref());
             plugins.push(PluginDecl {
                 name: name.clone(),
                 library,
                 enabled: plugin.enabled,
                 config,
                 start_timeout,
+                role,
             });
         }
 
@@ -1166,7 +1192,7 @@ password_env = "CAIRN_ADMIN_PASSWORD"
     #[test]
     fn plugins_are_declared_with_a_library_and_their_own_config() {
         let text = format!(
-            "{GOOD}\n[plugins.hello]\nlibrary = \"libhello.so\"\n[plugins.hello.config]\ngreeting = \"Hi\"\n\n[plugins.backup]\nlibrary = \"builtin\"\nenabled = false\nconfig_file = \"backup.toml\"\n"
+            "{GOOD}\n[plugins.hello]\nlibrary = \"libhello.so\"\nrole = \"readwrite\"\n[plugins.hello.config]\ngreeting = \"Hi\"\n\n[plugins.backup]\nlibrary = \"builtin\"\nenabled = false\nconfig_file = \"backup.toml\"\n"
         );
         let config = parse(&text).unwrap();
         assert_eq!(config.plugin_dir, PathBuf::from("/etc/cairn/plugins"));
@@ -1179,6 +1205,7 @@ password_env = "CAIRN_ADMIN_PASSWORD"
                     enabled: false,
                     config: PluginConfigSource::File(PathBuf::from("/etc/cairn/backup.toml")),
                     start_timeout: Some(DEFAULT_START_TIMEOUT),
+                    role: Role::Readonly,
                 },
                 PluginDecl {
                     name: "hello".into(),
@@ -1186,9 +1213,13 @@ password_env = "CAIRN_ADMIN_PASSWORD"
                     enabled: true,
                     config: PluginConfigSource::Inline("greeting = \"Hi\"\n".into()),
                     start_timeout: Some(DEFAULT_START_TIMEOUT),
+                    role: Role::Readwrite,
                 },
             ]
         );
+        // Undeclared: the least its calls need (the bundled automatic-backup backs up).
+        assert_eq!(PluginDecl::default_role("automatic_backup"), Role::Backup);
+        assert_eq!(PluginDecl::default_role("hello"), Role::Readonly);
     }
 
     #[test]

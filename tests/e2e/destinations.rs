@@ -682,7 +682,9 @@ async fn plugins_list_verify_and_delete_archives_in_a_destination() {
         let config = std::fs::read_to_string(site.config_path()).unwrap();
         std::fs::write(
             site.config_path(),
-            format!("{config}[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n"),
+            format!(
+                "{config}[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nrole = \"backup\"\n"
+            ),
         )
         .unwrap();
         crate::plugins::install_rust_plugin(site, "panicky_plugin", "libpanicky_plugin.so");

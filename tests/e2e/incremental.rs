@@ -387,7 +387,7 @@ async fn a_vacuumed_database_and_an_archive_in_a_subdirectory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_adds_increments_to_a_collection() {
     let site = Site::new(&format!(
-        "{}\n[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n",
+        "{}\n[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nrole = \"backup\"\n",
         crate::harness::standard_config()
     ));
     let plugins = site.dir.path().join("plugins");

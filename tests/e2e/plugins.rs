@@ -142,6 +142,7 @@ async fn rust_and_c_examples_load_and_answer_call() {
         r#"
 [plugins.hello]
 library = "libhello_plugin.so"
+role = "backup"
 [plugins.hello.config]
 greeting = "Howdy"
 tick = "* * * * * *"
@@ -858,7 +859,7 @@ async fn a_start_that_loaded_a_plugin_deadlocked_start_up() {
             ("libpanicky_plugin.so", Library::Rust("panicky_plugin")),
             ("libadder.so", ADDER),
         ],
-        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nstart_timeout = \"20s\"\n[plugins.panicky.config]\nload = \"libadder.so\"\n",
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nstart_timeout = \"20s\"\nrole = \"admin\"\n[plugins.panicky.config]\nload = \"libadder.so\"\n",
     );
     let server = site.start();
     assert_eq!(state_of(&server, "panicky").await, ("running".into(), None));
@@ -1310,7 +1311,7 @@ async fn plugin_management_by_another_plugin_left_no_trace() {
             ("libpanicky_plugin.so", Library::Rust("panicky_plugin")),
             ("libadder.so", ADDER),
         ],
-        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\n[plugins.adder]\nlibrary = \"libadder.so\"\n[plugins.wrong]\nlibrary = \"libadder.so\"\n",
+        "[plugins.panicky]\nlibrary = \"libpanicky_plugin.so\"\nrole = \"admin\"\n[plugins.adder]\nlibrary = \"libadder.so\"\n[plugins.wrong]\nlibrary = \"libadder.so\"\n",
     );
     let server = site.start();
     let client = server.admin("default").await;
@@ -1344,4 +1345,67 @@ async fn plugin_management_by_another_plugin_left_no_trace() {
         "{error}"
     );
     server.assert_still_serving().await;
+}
+
+/// Every plugin's SQL ran as admin, and any plugin could manage the others: a plugin's SQL
+/// and host calls now have its declared role (`readonly` unless it says otherwise).
+#[tokio::test]
+async fn every_plugins_sql_ran_as_admin() {
+    let site = site_with(
+        &[("libhello_plugin.so", Library::Rust("hello_plugin"))],
+        "[plugins.hello]\nlibrary = \"libhello_plugin.so\"\n",
+    );
+    let server = site.start();
+    let client = server.admin("default").await;
+    // Undeclared: readonly. Its write and its backup are refused, saying how to allow them.
+    let write = client
+        .query("CALL hello.remember('default', 'hi')", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&write).to_lowercase().contains("read"),
+        "{}",
+        message(&write)
+    );
+    let backup = client
+        .query("CALL hello.snapshot('default', 'refused.zip')", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&backup).contains("has role readonly")
+            && message(&backup).contains("role = \"backup\""),
+        "{}",
+        message(&backup)
+    );
+    assert!(!site.dir.path().join("backups/refused.zip").exists());
+    let tables: i64 = one(
+        &client,
+        "SELECT count(*) FROM sqlite_schema WHERE name = 'hello_notes'",
+    )
+    .await;
+    assert_eq!(tables, 0, "the readonly plugin wrote");
+
+    // Declared readwrite: the write goes through; a backup still needs the backup role.
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(
+        site.config_path(),
+        config.replace(
+            "library = \"libhello_plugin.so\"\n",
+            "library = \"libhello_plugin.so\"\nrole = \"readwrite\"\n",
+        ),
+    )
+    .unwrap();
+    client.batch_execute("RELOAD PLUGIN hello").await.unwrap();
+    let notes: i64 = one(&client, "CALL hello.remember('default', 'hi')").await;
+    assert_eq!(notes, 1);
+    // A backup still takes the backup role.
+    let err = client
+        .query("CALL hello.snapshot('default', 'refused.zip')", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("has role readwrite"),
+        "{}",
+        message(&err)
+    );
 }

@@ -8,7 +8,10 @@
 //! - a scheduled job logs `tick` and counts its runs (`CALL hello.ticks()`);
 //! - `CALL hello.snapshot('default', 'hello.zip')` backs a database up through the host's
 //!   backup service, verifies the archive, and returns its path and size;
-//!   `CALL hello.history()` lists the newest backups;
+//!   `CALL hello.history()` lists the newest backups (both need `role = "backup"`);
+//! - `CALL hello.remember('default', 'a note')` writes a row through the host's SQL service
+//!   (it needs `role = "readwrite"`: a plugin's SQL runs with its declared role, `readonly`
+//!   unless it says otherwise);
 //! - scalar SQL functions (ABI 1.6), callable from any statement:
 //!   `SELECT hello_greeting(name) FROM people`, `geo_distance(lat1, lon1, lat2, lon2)` (km,
 //!   deterministic), and `hello_check(x)`, which fails for a negative `x` and panics for
@@ -95,6 +98,11 @@ impl Plugin for Hello {
                 .column("path", ColumnType::Text)
                 .column("bytes", ColumnType::Integer)
                 .column("verified_database", ColumnType::Text),
+        )?;
+        host.register_procedure(
+            Procedure::new("remember")
+                .description("Stores a note in a database (needs role = \"readwrite\")")
+                .column("notes", ColumnType::Integer),
         )?;
         host.register_procedure(
             Procedure::new("history")
@@ -216,6 +224,32 @@ impl Plugin for Hello {
                 Ok(rows)
             }
             "ticks" => Ok(vec![vec![self.ticks.load(Ordering::Relaxed).into()]]),
+            "remember" => {
+                let (Some(Value::Text(database)), Some(Value::Text(note))) =
+                    (args.get(0), args.get(1))
+                else {
+                    return Err(PluginError::InvalidArgument(
+                        "remember takes a database and a note: CALL hello.remember('default', 'hi')"
+                            .into(),
+                    ));
+                };
+                host.execute(
+                    database,
+                    "CREATE TABLE IF NOT EXISTS hello_notes(note TEXT)",
+                    &[],
+                )
+                .await?;
+                host.execute(
+                    database,
+                    "INSERT INTO hello_notes VALUES ($1)",
+                    &[Value::Text(note.clone())],
+                )
+                .await?;
+                let reply = host
+                    .execute(database, "SELECT count(*) FROM hello_notes", &[])
+                    .await?;
+                Ok(reply.rows)
+            }
             "snapshot" => {
                 let (Some(Value::Text(database)), Some(Value::Text(file))) =
                     (args.get(0), args.get(1))

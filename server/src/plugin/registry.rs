@@ -188,6 +188,8 @@ struct Origin {
     config: String,
     /// How long `start` and `stop` may take.
     start_timeout: Option<std::time::Duration>,
+    /// What its SQL and host calls may do.
+    role: crate::roles::Role,
 }
 
 /// An instance made and checked (its `create` and `prepare` accepted), not yet started.
@@ -407,6 +409,7 @@ impl Plugins {
                 enabled: true,
                 config: PluginConfigSource::None,
                 start_timeout: Some(crate::config::DEFAULT_START_TIMEOUT),
+                role: PluginDecl::default_role(&info.name),
             });
         self.load(&decl, false).await?;
         Ok(info.name)
@@ -462,8 +465,9 @@ impl Plugins {
             .iter()
             .find(|d| d.name == name)
             .cloned()
-            .unwrap_or(PluginDecl {
+            .unwrap_or_else(|| PluginDecl {
                 name: name.to_owned(),
+                role: PluginDecl::default_role(name),
                 library,
                 enabled: true,
                 config: PluginConfigSource::None,
@@ -543,6 +547,7 @@ impl Plugins {
             path,
             config: self.plugin_config(decl)?,
             start_timeout: decl.start_timeout,
+            role: decl.role,
         };
         // The new instance checks its config and what it needs while the old one still runs.
         let created = self
@@ -622,6 +627,7 @@ impl Plugins {
             attached: AtomicBool::new(true),
             subscriptions: AtomicU64::new(0),
             state_directory: self.state_root.join(name),
+            role: origin.role,
         });
         let table = HostTable::new(
             Arc::clone(&services) as Arc<dyn cairn_plugin_api::ffi::host::HostServices>,

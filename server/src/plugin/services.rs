@@ -41,6 +41,8 @@ pub(super) struct PluginServices {
     pub(super) subscriptions: AtomicU64,
     /// `<data_dir>/plugin-state/<plugin>`, made on first request.
     pub(super) state_directory: PathBuf,
+    /// `[plugins.NAME] role`: what its SQL and host calls may do.
+    pub(super) role: Role,
 }
 
 impl std::fmt::Debug for PluginServices {
@@ -53,6 +55,21 @@ impl std::fmt::Debug for PluginServices {
 }
 
 impl PluginServices {
+    /// Refuses a backup, restore-drill or archive call to a plugin whose role may not back up.
+    fn check_may_back_up(&self, what: &str) -> Result<(), PluginError> {
+        self.check_attached()?;
+        if self.role.may_back_up() {
+            Ok(())
+        } else {
+            Err(PluginError::Refused(format!(
+                "plugin {} has role {}, which may not {what}; give it role = \"backup\" (or \"admin\") in its [plugins.{}] table",
+                self.plugin,
+                self.role.name(),
+                self.plugin
+            )))
+        }
+    }
+
     fn check_attached(&self) -> Result<(), PluginError> {
         if self.attached.load(Ordering::Acquire) {
             Ok(())
@@ -132,10 +149,10 @@ impl HostServices for PluginServices {
         let catalog = Arc::clone(&self.catalog);
         let backups = Arc::clone(&self.backups);
         let user = format!("plugin:{}", self.plugin);
+        let role = self.role;
         self.blocking("the statement", move || {
-            let mut session =
-                Session::open(catalog, plugins, backups, &user, Role::Admin, &database)
-                    .map_err(|e| PluginError::failed(e.to_string()))?;
+            let mut session = Session::open(catalog, plugins, backups, &user, role, &database)
+                .map_err(|e| PluginError::failed(e.to_string()))?;
             let executed = if params.is_empty() {
                 let mut results = session.execute_query(&sql);
                 results
@@ -196,7 +213,7 @@ impl HostServices for PluginServices {
 
     fn backup_database(&self, database: String, path: String, options: Args) -> BoxOutcome {
         let started = (|| {
-            self.check_attached()?;
+            self.check_may_back_up("back up databases")?;
             if !options.positional.is_empty() {
                 return Err(PluginError::InvalidArgument(
                     "backup options are named: format, compression_level, buffer_size, max_rate, into, incremental, parent"
@@ -271,7 +288,7 @@ impl HostServices for PluginServices {
     }
 
     fn verify_archive(&self, path: String) -> BoxOutcome {
-        if let Err(e) = self.check_attached() {
+        if let Err(e) = self.check_may_back_up("verify archives") {
             return Box::pin(std::future::ready(Err(e)));
         }
         let backups = Arc::clone(&self.backups);
@@ -326,7 +343,7 @@ impl HostServices for PluginServices {
     }
 
     fn drill_archive(&self, database: String, location: String) -> BoxOutcome {
-        if let Err(e) = self.check_attached() {
+        if let Err(e) = self.check_may_back_up("run restore drills") {
             return Box::pin(std::future::ready(Err(e)));
         }
         let backups = Arc::clone(&self.backups);
@@ -359,7 +376,7 @@ impl HostServices for PluginServices {
     }
 
     fn list_archives(&self, location: String) -> BoxOutcome {
-        if let Err(e) = self.check_attached() {
+        if let Err(e) = self.check_may_back_up("list archives") {
             return Box::pin(std::future::ready(Err(e)));
         }
         let backups = Arc::clone(&self.backups);
@@ -400,7 +417,7 @@ impl HostServices for PluginServices {
     }
 
     fn delete_archive(&self, location: String) -> BoxOutcome {
-        if let Err(e) = self.check_attached() {
+        if let Err(e) = self.check_may_back_up("delete archives") {
             return Box::pin(std::future::ready(Err(e)));
         }
         let backups = Arc::clone(&self.backups);
@@ -418,7 +435,7 @@ impl HostServices for PluginServices {
     }
 
     fn list_backups(&self, database: Option<String>, limit: u64) -> cairn_plugin_api::Outcome {
-        self.check_attached()?;
+        self.check_may_back_up("read the backup history")?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let records = self
             .backups
@@ -470,7 +487,7 @@ impl HostServices for PluginServices {
     }
 
     fn archive_directory(&self, path: String) -> Result<PathBuf, PluginError> {
-        self.check_attached()?;
+        self.check_may_back_up("make archive directories")?;
         if let Ok(crate::backup::destination::Location::Object { destination, .. }) =
             self.backups.destinations().resolve(&path)
         {
