@@ -302,3 +302,36 @@ async fn concurrent_read_modify_write_transactions_wait_instead_of_failing() {
         .get(0);
     assert_eq!(total, 4000);
 }
+
+/// ROLLBACK (or COMMIT) with no transaction open was an error ("cannot rollback - no
+/// transaction is active"), where PostgreSQL answers it (with a warning): pools and ORMs
+/// that roll back on every return of a connection logged an error each time. It is answered.
+#[tokio::test]
+async fn a_rollback_with_no_transaction_was_an_error() {
+    let site = Site::standard();
+    let server = site.start();
+    let client = server.admin("default").await;
+    for sql in ["ROLLBACK", "COMMIT", "END", "ROLLBACK TRANSACTION"] {
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", message(&e)));
+    }
+    // A transaction still begins, commits and rolls back as before.
+    client
+        .batch_execute("CREATE TABLE t(x); BEGIN; INSERT INTO t VALUES (1); ROLLBACK")
+        .await
+        .unwrap();
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    // ROLLBACK TO a savepoint that does not exist is still refused.
+    let err = client
+        .batch_execute("ROLLBACK TO SAVEPOINT nowhere")
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("nowhere"), "{}", message(&err));
+}

@@ -810,6 +810,16 @@ impl Session {
             return self.in_failed_transaction(control);
         }
         let was_autocommit = self.conn.is_autocommit();
+        // With no transaction open PostgreSQL answers COMMIT and ROLLBACK (warning "there is
+        // no transaction in progress"); SQLite refuses them, and pools and ORMs that roll
+        // back whenever a connection is returned would see an error every time.
+        if was_autocommit {
+            match control {
+                Some(Control::Commit) => return Ok(Executed::command("COMMIT", None)),
+                Some(Control::Rollback) => return Ok(Executed::command("ROLLBACK", None)),
+                _ => {}
+            }
+        }
         let result = self.step_sqlite(sql, tokens, params, described, out);
         let now_autocommit = self.conn.is_autocommit();
         match result {
