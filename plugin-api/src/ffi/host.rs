@@ -1386,51 +1386,6 @@ unsafe extern "C" fn host_register_function(
     unsafe { answer(output, outcome) }
 }
 
-/// Takes a function spec; on any error its ctx is released.
-///
-/// # Safety
-/// `spec` is null or valid for the call, with `size` telling which fields exist.
-unsafe fn read_function(spec: *const CairnFunctionSpec) -> Result<ForeignFunction, PluginError> {
-    // SAFETY: guaranteed by the caller.
-    let spec = unsafe { spec.as_ref() }
-        .ok_or_else(|| PluginError::InvalidArgument("no function spec".into()))?;
-    if !has_pointer_field(spec.size, offset_of!(CairnFunctionSpec, drop_ctx)) {
-        return Err(PluginError::InvalidArgument(format!(
-            "function spec of {} bytes is truncated",
-            spec.size
-        )));
-    }
-    // From here on the ctx is ours: an early return releases it.
-    let ctx = ForeignCtx {
-        ctx: spec.ctx,
-        drop_ctx: spec.drop_ctx,
-    };
-    let Some(call) = spec.call else {
-        return Err(PluginError::InvalidArgument(
-            "function without a call function".into(),
-        ));
-    };
-    if !(-1..=127).contains(&spec.arg_count) {
-        return Err(PluginError::InvalidArgument(format!(
-            "a function takes 0 to 127 arguments, or -1 for any number; this one says {}",
-            spec.arg_count
-        )));
-    }
-    let mut function = ForeignFunction {
-        name: String::new(),
-        description: String::new(),
-        arg_count: spec.arg_count,
-        deterministic: spec.flags & abi::CAIRN_FUNCTION_DETERMINISTIC != 0,
-        ctx,
-        call,
-    };
-    // SAFETY: the spec's strings are borrowed for the call.
-    function.name = unsafe { super::text(spec.name, "the function name") }?;
-    // SAFETY: as above.
-    function.description = unsafe { super::text(spec.description, "the description") }?;
-    Ok(function)
-}
-
 unsafe extern "C" fn host_register_aggregate(
     host: *const CairnHost,
     spec: *const CairnAggregateSpec,
@@ -1449,6 +1404,95 @@ unsafe extern "C" fn host_register_aggregate(
     unsafe { answer(output, outcome) }
 }
 
+/// What a function spec and an aggregate spec share, read.
+struct SqlFunctionHead {
+    name: String,
+    description: String,
+    arg_count: i32,
+    deterministic: bool,
+}
+
+/// Checks and copies the fields a function and an aggregate spec share (`what` names the
+/// kind in errors).
+///
+/// # Safety
+/// The strings satisfy the [`CairnStr`] rule for the call.
+unsafe fn read_head(
+    what: &str,
+    flags: u32,
+    name: CairnStr,
+    description: CairnStr,
+    arg_count: i32,
+) -> Result<SqlFunctionHead, PluginError> {
+    if !(-1..=127).contains(&arg_count) {
+        return Err(PluginError::InvalidArgument(format!(
+            "{what} takes 0 to 127 arguments, or -1 for any number; this one says {arg_count}"
+        )));
+    }
+    Ok(SqlFunctionHead {
+        // SAFETY: guaranteed by the caller.
+        name: unsafe { super::text(name, "the function name") }?,
+        // SAFETY: as above.
+        description: unsafe { super::text(description, "the description") }?,
+        arg_count,
+        deterministic: flags & abi::CAIRN_FUNCTION_DETERMINISTIC != 0,
+    })
+}
+
+/// A spec of `size` bytes ends after `last_offset`'s pointer field, or is refused.
+fn whole_spec(what: &str, size: u32, last_offset: usize) -> Result<(), PluginError> {
+    if has_pointer_field(size, last_offset) {
+        Ok(())
+    } else {
+        Err(PluginError::InvalidArgument(format!(
+            "{what} spec of {size} bytes is truncated"
+        )))
+    }
+}
+
+/// Takes a function spec; on any error its ctx is released.
+///
+/// # Safety
+/// `spec` is null or valid for the call, with `size` telling which fields exist.
+unsafe fn read_function(spec: *const CairnFunctionSpec) -> Result<ForeignFunction, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let spec = unsafe { spec.as_ref() }
+        .ok_or_else(|| PluginError::InvalidArgument("no function spec".into()))?;
+    whole_spec(
+        "function",
+        spec.size,
+        offset_of!(CairnFunctionSpec, drop_ctx),
+    )?;
+    // From here on the ctx is ours: an early return releases it.
+    let ctx = ForeignCtx {
+        ctx: spec.ctx,
+        drop_ctx: spec.drop_ctx,
+    };
+    let Some(call) = spec.call else {
+        return Err(PluginError::InvalidArgument(
+            "function without a call function".into(),
+        ));
+    };
+    // SAFETY: the spec's strings are borrowed for the call.
+    let head = unsafe {
+        read_head(
+            "a function",
+            spec.flags,
+            spec.name,
+            spec.description,
+            spec.arg_count,
+        )
+    }?;
+    Ok(ForeignFunction {
+        name: head.name,
+        description: head.description,
+        arg_count: head.arg_count,
+        deterministic: head.deterministic,
+        ctx,
+        call,
+    })
+}
+
 /// Takes an aggregate spec; on any error its ctx is released.
 ///
 /// # Safety
@@ -1457,12 +1501,11 @@ unsafe fn read_aggregate(spec: *const CairnAggregateSpec) -> Result<ForeignAggre
     // SAFETY: guaranteed by the caller.
     let spec = unsafe { spec.as_ref() }
         .ok_or_else(|| PluginError::InvalidArgument("no aggregate spec".into()))?;
-    if !has_pointer_field(spec.size, offset_of!(CairnAggregateSpec, drop_ctx)) {
-        return Err(PluginError::InvalidArgument(format!(
-            "aggregate spec of {} bytes is truncated",
-            spec.size
-        )));
-    }
+    whole_spec(
+        "aggregate",
+        spec.size,
+        offset_of!(CairnAggregateSpec, drop_ctx),
+    )?;
     // From here on the ctx is ours: an early return releases it.
     let ctx = ForeignCtx {
         ctx: spec.ctx,
@@ -1473,28 +1516,27 @@ unsafe fn read_aggregate(spec: *const CairnAggregateSpec) -> Result<ForeignAggre
             "an aggregate needs start, step and finish".into(),
         ));
     };
-    if !(-1..=127).contains(&spec.arg_count) {
-        return Err(PluginError::InvalidArgument(format!(
-            "an aggregate takes 0 to 127 arguments, or -1 for any number; this one says {}",
-            spec.arg_count
-        )));
-    }
-    let mut aggregate = ForeignAggregate {
-        name: String::new(),
-        description: String::new(),
-        arg_count: spec.arg_count,
-        deterministic: spec.flags & abi::CAIRN_FUNCTION_DETERMINISTIC != 0,
+    // SAFETY: the spec's strings are borrowed for the call.
+    let head = unsafe {
+        read_head(
+            "an aggregate",
+            spec.flags,
+            spec.name,
+            spec.description,
+            spec.arg_count,
+        )
+    }?;
+    Ok(ForeignAggregate {
+        name: head.name,
+        description: head.description,
+        arg_count: head.arg_count,
+        deterministic: head.deterministic,
         ctx,
         start,
         step,
         finish,
         drop_state: spec.drop_state,
-    };
-    // SAFETY: the spec's strings are borrowed for the call.
-    aggregate.name = unsafe { super::text(spec.name, "the aggregate name") }?;
-    // SAFETY: as above.
-    aggregate.description = unsafe { super::text(spec.description, "the description") }?;
-    Ok(aggregate)
+    })
 }
 
 unsafe extern "C" fn host_subscribe(host: *const CairnHost, mask: u64) -> CairnStatus {
