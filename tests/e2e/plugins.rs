@@ -1385,6 +1385,13 @@ async fn every_plugins_sql_ran_as_admin() {
     .await;
     assert_eq!(tables, 0, "the readonly plugin wrote");
 
+    let role = |rows: Vec<tokio_postgres::Row>| -> Vec<Option<String>> {
+        rows.iter().map(|r| r.get("role")).collect()
+    };
+    assert_eq!(
+        role(client.query("SHOW PLUGINS", &[]).await.unwrap()),
+        [Some("readonly".to_owned())]
+    );
     // Declared readwrite: the write goes through; a backup still needs the backup role.
     let config = std::fs::read_to_string(site.config_path()).unwrap();
     std::fs::write(
@@ -1398,6 +1405,10 @@ async fn every_plugins_sql_ran_as_admin() {
     client.batch_execute("RELOAD PLUGIN hello").await.unwrap();
     let notes: i64 = one(&client, "CALL hello.remember('default', 'hi')").await;
     assert_eq!(notes, 1);
+    assert_eq!(
+        role(client.query("SHOW PLUGINS", &[]).await.unwrap()),
+        [Some("readwrite".to_owned())]
+    );
     // A backup still takes the backup role.
     let err = client
         .query("CALL hello.snapshot('default', 'refused.zip')", &[])

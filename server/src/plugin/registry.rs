@@ -129,6 +129,8 @@ pub struct PluginRow {
     pub library: String,
     pub last_error: Option<String>,
     pub description: String,
+    /// The role its SQL and host calls run with (NULL when nothing is loaded).
+    pub role: Option<&'static str>,
 }
 
 struct Entry {
@@ -986,6 +988,7 @@ impl Plugins {
                 },
                 last_error: e.last_error.clone(),
                 description: e.description.clone(),
+                role: e.loaded.as_ref().map(|l| l.origin.role.name()),
             })
             .collect()
     }

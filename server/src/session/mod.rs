@@ -614,6 +614,7 @@ impl Session {
                             Value::Text(p.library),
                             p.last_error.map_or(Value::Null, Value::Text),
                             Value::Text(p.description),
+                            p.role.map_or(Value::Null, |r| Value::Text(r.into())),
                         ]
                     })
                     .collect();
@@ -1328,6 +1329,7 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
             ("library", SqlType::Text),
             ("last_error", SqlType::Text),
             ("description", SqlType::Text),
+            ("role", SqlType::Text),
         ])),
         // A procedure that is not registered: the call will fail with the reason.
         ServerStatement::Call(_) => Some(Vec::new()),
