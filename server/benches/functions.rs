@@ -8,12 +8,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 #[path = "common/cairn.rs"]
 mod cairn;
-use cairn::Cairn;
+use cairn::{Cairn, psql};
 
 const PASSWORD: &str = "bench-pw";
 
@@ -30,17 +30,6 @@ fn build_adder(dir: &Path) {
         .status()
         .unwrap_or_else(|e| panic!("running the C compiler `{cc}` failed ({e})"));
     assert!(status.success(), "compiling adder.c failed");
-}
-
-fn psql(url: &str, sql: &str) -> Duration {
-    let started = Instant::now();
-    let status = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "psql failed: {sql}");
-    started.elapsed()
 }
 
 fn best_of(url: &str, sql: &str, runs: usize) -> Duration {

@@ -16,7 +16,7 @@ use futures::{StreamExt, pin_mut};
 
 #[path = "common/cairn.rs"]
 mod cairn;
-use cairn::Cairn;
+use cairn::{Cairn, psql};
 
 const PASSWORD: &str = "bench-pw";
 
@@ -99,15 +99,6 @@ fn print_row(what: &str, rows: u64, took: Duration, over_idle_mib: f64) {
         rows as f64 / took.as_secs_f64(),
         over_idle_mib.max(0.0)
     );
-}
-
-fn psql(url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "psql failed: {sql}");
 }
 
 fn psql_select(url: &str) {

@@ -984,7 +984,7 @@ async fn every_reload_leaked_a_copy_of_the_library() {
 }
 
 /// The server's peak resident memory.
-fn peak_resident_kib(server: &TestServer) -> u64 {
+pub(crate) fn peak_resident_kib(server: &TestServer) -> u64 {
     memory_kib(server, "VmHWM")
 }
 

@@ -56,6 +56,18 @@ impl Cairn {
     }
 }
 
+/// Runs `sql` through psql on `url` (output discarded), failing on any error; its time.
+pub fn psql(url: &str, sql: &str) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let status = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "psql failed: {sql}");
+    started.elapsed()
+}
+
 impl Drop for Cairn {
     fn drop(&mut self) {
         let _ = Command::new("kill")

@@ -107,18 +107,18 @@ impl Keyring {
     /// As [`Keyring::load`], leaving out (with a warning) the keys whose passphrase cannot be
     /// read: for the command line, where only the archive at hand needs its key.
     pub fn load_readable(settings: &[KeySettings]) -> Keyring {
-        let readable: Vec<KeySettings> = settings
-            .iter()
-            .filter(|s| match s.source.read(&format!("[backup.keys.{}]", s.name)) {
-                Ok(_) => true,
+        let mut keys = BTreeMap::new();
+        for s in settings {
+            match Keyring::load(std::slice::from_ref(s)) {
+                Ok(one) => keys.extend(one.keys.iter().map(|(n, k)| (n.clone(), Arc::clone(k)))),
                 Err(why) => {
-                    tracing::warn!(key = %s.name, "{why}; archives encrypted with it cannot be read");
-                    false
+                    tracing::warn!(key = %s.name, "{why}; archives encrypted with it cannot be read")
                 }
-            })
-            .cloned()
-            .collect();
-        Keyring::load(&readable).unwrap_or_default()
+            }
+        }
+        Keyring {
+            keys: Arc::new(keys),
+        }
     }
 
     /// A keyring of the given keys (tests, tools).

@@ -418,8 +418,8 @@ impl Backups {
         let outcome = self.verify(location).and_then(|checked| {
             let drilled = Drilled::of(checked);
             if drilled.database != database {
-                return Err(BackupError::PathRefused(format!(
-                    "{location} holds database \"{}\", not \"{database}\"",
+                return Err(BackupError::InvalidOption(format!(
+                    "{location} holds database \"{}\", not \"{database}\"; drill an archive of \"{database}\"",
                     drilled.database
                 )));
             }
