@@ -3,6 +3,7 @@
  *
  *   CALL adder.add(2, 40)   -> one row, sum = 42
  *   SELECT adder_add(2, 40)  -> 42, a scalar SQL function (since ABI 1.6), in any statement
+ *   SELECT n FROM adder_range(3) -> 1, 2, 3: a table function (since ABI 1.7), in batches
  *
  * Build (any C compiler; the server loads it from its plugin directory):
  *   cc -shared -fPIC -O2 -I ../../plugin-api/include adder.c -o libadder.so
@@ -86,6 +87,49 @@ static CairnStatus adder_add(void *ctx, const CairnValue *args, size_t count,
     return CAIRN_OK;
 }
 
+/* The table function `adder_range(count)`: one scan's state is the next number and the last. */
+typedef struct Range {
+    int64_t next;
+    int64_t last;
+} Range;
+
+static CairnStatus range_open(void *ctx, const CairnValue *args, size_t count, void **rows,
+                              const CairnOutput *out) {
+    (void)ctx;
+    if (count != 1 || args[0].kind != CAIRN_VALUE_INTEGER) {
+        out->set_error(out->ctx, CAIRN_ERROR_INVALID_ARGUMENT,
+                       CAIRN_STR("adder_range takes one integer, as in SELECT * FROM adder_range(3)"));
+        return CAIRN_ERROR;
+    }
+    Range *range = malloc(sizeof *range);
+    if (!range) {
+        out->set_error(out->ctx, CAIRN_ERROR_FAILED, CAIRN_STR("adder_range: out of memory"));
+        return CAIRN_ERROR;
+    }
+    range->next = 1;
+    range->last = args[0].integer;
+    *rows = range;
+    return CAIRN_OK;
+}
+
+/* Up to 100 rows a call; none once the range is done. */
+static CairnStatus range_next(void *ctx, void *rows, const CairnOutput *out) {
+    (void)ctx;
+    Range *range = rows;
+    for (int i = 0; i < 100 && range->next <= range->last; i++) {
+        CairnValue n = {0};
+        n.kind = CAIRN_VALUE_INTEGER;
+        n.integer = range->next++;
+        out->push_row(out->ctx, &n, 1);
+    }
+    return CAIRN_OK;
+}
+
+static void range_close(void *ctx, void *rows) {
+    (void)ctx;
+    free(rows);
+}
+
 /* A future that is done at once, with nothing to report. */
 static CairnPoll done_poll(void *state, const CairnWaker *waker, const CairnOutput *out) {
     (void)state; (void)waker; (void)out;
@@ -137,6 +181,25 @@ static CairnFuture start(void *instance) {
         function.arg_count = 2;
         function.call = adder_add;
         host->register_function(host, &function, NULL);
+    }
+    /* Since 1.7: a table function. */
+    if (host->size >= offsetof(CairnHost, register_table_function) +
+                          sizeof host->register_table_function &&
+        host->register_table_function) {
+        CairnColumn n = {CAIRN_STR("n"), CAIRN_VALUE_INTEGER, 0};
+        CairnColumn count = {CAIRN_STR("count"), CAIRN_VALUE_INTEGER, 0};
+        CairnTableFunctionSpec table = {0};
+        table.size = sizeof table;
+        table.name = CAIRN_STR("adder_range");
+        table.description = CAIRN_STR("The integers from 1 to count");
+        table.columns = &n;
+        table.column_count = 1;
+        table.arguments = &count;
+        table.argument_count = 1;
+        table.open = range_open;
+        table.next = range_next;
+        table.close = range_close;
+        host->register_table_function(host, &table, NULL);
     }
     CairnFuture done = {NULL, done_poll, no_state};
     return done;

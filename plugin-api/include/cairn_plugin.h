@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 6u
+#define CAIRN_ABI_MINOR 7u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -204,6 +204,33 @@ typedef struct CairnAggregateSpec {
     void (*drop_ctx)(void *ctx);
 } CairnAggregateSpec;
 
+/* Since 1.7: the most rows a table function's `next` may write in one call. */
+#define CAIRN_TABLE_BATCH_MAX 1024u
+
+/* Since 1.7. A table function: SELECT * FROM name(args...) on any database, in joins too.
+ * The arguments are hidden columns after the result columns (a call may leave out trailing
+ * ones: `open` then gets fewer). Per scan `open` stores a state (any pointer) in `*rows`;
+ * `next` writes the next 1 to CAIRN_TABLE_BATCH_MAX rows (each matching `columns`), or none
+ * at the end, and returns CAIRN_OK (or an error); `close` releases the state, once per
+ * successful `open`, finished or not. A scan is used by one thread at a time. `flags`: 0;
+ * at least one column; at most 64 arguments. */
+typedef struct CairnTableFunctionSpec {
+    uint32_t size;
+    uint32_t flags;
+    CairnStr name;
+    CairnStr description;
+    const CairnColumn *columns;
+    size_t column_count;
+    const CairnColumn *arguments;
+    size_t argument_count;
+    void *ctx;
+    CairnStatus (*open)(void *ctx, const CairnValue *args, size_t count, void **rows,
+                        const CairnOutput *output);
+    CairnStatus (*next)(void *ctx, void *rows, const CairnOutput *output);
+    void (*close)(void *ctx, void *rows);
+    void (*drop_ctx)(void *ctx);
+} CairnTableFunctionSpec;
+
 /* A job run on a cron schedule (UTC; 5 fields, or 6 with seconds first). */
 typedef struct CairnJobSpec {
     uint32_t size;
@@ -275,6 +302,10 @@ struct CairnHost {
     /* Since 1.6. Registers an aggregate SQL function, as register_function a scalar one. */
     CairnStatus (*register_aggregate)(const CairnHost *host, const CairnAggregateSpec *spec,
                                       const CairnOutput *output);
+    /* Since 1.7. Registers a table function, as register_function a scalar one. */
+    CairnStatus (*register_table_function)(const CairnHost *host,
+                                           const CairnTableFunctionSpec *spec,
+                                           const CairnOutput *output);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -327,7 +358,8 @@ _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
 _Static_assert(sizeof(CairnFunctionSpec) == 72, "CairnFunctionSpec layout");
 _Static_assert(sizeof(CairnAggregateSpec) == 96, "CairnAggregateSpec layout");
-_Static_assert(sizeof(CairnHost) == 176, "CairnHost layout");
+_Static_assert(sizeof(CairnTableFunctionSpec) == 112, "CairnTableFunctionSpec layout");
+_Static_assert(sizeof(CairnHost) == 184, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
 _Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");

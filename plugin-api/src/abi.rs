@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 6;
+pub const CAIRN_ABI_MINOR: u32 = 7;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -355,6 +355,66 @@ pub struct CairnAggregateSpec {
     pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
 }
 
+/// The most rows a table function's `next` may write in one call (since 1.7): the host keeps
+/// one batch per open scan, so this bounds the memory a scan holds.
+pub const CAIRN_TABLE_BATCH_MAX: usize = 1024;
+
+/// A table function a plugin registers (since 1.7): `SELECT * FROM name(args…)` on any
+/// database, in joins too (`FROM t, name(t.x)`), its rows pulled in batches as the statement
+/// steps. The arguments are hidden columns after the result columns: the query sees them
+/// with the values passed, and a call may leave out trailing ones (the plugin then gets
+/// fewer).
+#[repr(C)]
+#[derive(Debug)]
+pub struct CairnTableFunctionSpec {
+    /// `size_of::<CairnTableFunctionSpec>()` as the plugin built it.
+    pub size: u32,
+    /// Zero (no flags yet).
+    pub flags: u32,
+    /// The function's name: `[a-z_][a-z0-9_]*`, not a table function or module of SQLite's.
+    pub name: CairnStr,
+    /// One line for listings.
+    pub description: CairnStr,
+    /// The result columns (at least one).
+    pub columns: *const CairnColumn,
+    /// Number of result columns.
+    pub column_count: usize,
+    /// The arguments, in order (a name and the type the function expects; the host passes
+    /// what the statement gives, as SQL values).
+    pub arguments: *const CairnColumn,
+    /// Number of arguments (at most 64).
+    pub argument_count: usize,
+    /// The plugin's context, owned by the host once registered (see `CairnFunctionSpec`).
+    pub ctx: *mut c_void,
+    /// Starts a scan for `count` arguments (borrowed for the call): stores its state (any
+    /// pointer, NULL included) in `*rows`; on failure writes an error to `output` and returns
+    /// `CAIRN_ERROR`.
+    pub open: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            args: *const CairnValue,
+            count: usize,
+            rows: *mut *mut c_void,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Writes the scan's next rows to `output` (1 to [`CAIRN_TABLE_BATCH_MAX`], each matching
+    /// `columns`), or none when there are no more, and returns `CAIRN_OK`; or an error.
+    /// Called by one thread at a time for a scan, from any thread.
+    pub next: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            rows: *mut c_void,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Releases a scan's state, finished or not (a `LIMIT` stops a scan early). Called once
+    /// per successful `open`.
+    pub close: Option<unsafe extern "C" fn(ctx: *mut c_void, rows: *mut c_void)>,
+    /// Releases `ctx`.
+    pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+}
+
 /// A job a plugin schedules. The host runs it on its cron schedule and never starts a run
 /// while the previous one is still running.
 #[repr(C)]
@@ -556,6 +616,14 @@ pub struct CairnHost {
         unsafe extern "C" fn(
             host: *const CairnHost,
             spec: *const CairnAggregateSpec,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Since 1.7. Registers a table function, as `register_function` does a scalar one.
+    pub register_table_function: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            spec: *const CairnTableFunctionSpec,
             output: *const CairnOutput,
         ) -> CairnStatus,
     >,

@@ -99,6 +99,17 @@ impl Host {
         self.raw.register_aggregate(&aggregate, instance)
     }
 
+    /// Registers a table function (since ABI 1.7), as [`Host::register_function`] does a
+    /// scalar one: each scan (`SELECT * FROM name(args…)`) pulls the rows of the iterator
+    /// [`Plugin::open_table`](crate::Plugin::open_table) returns for it.
+    pub fn register_table_function(
+        &self,
+        function: crate::TableFunction,
+    ) -> Result<(), PluginError> {
+        let instance = self.instance()?;
+        self.raw.register_table_function(&function, instance)
+    }
+
     /// Delivers these events to [`Plugin::on_event`](crate::Plugin::on_event) (replacing any
     /// earlier subscription).
     pub fn subscribe(&self, events: &[EventKind]) -> Result<(), PluginError> {

@@ -92,7 +92,9 @@ pub use tracing;
 
 pub use error::{Outcome, PluginError};
 pub use host::{Host, HostCall};
-pub use plugin::{Accumulator, Event, EventKind, Function, Plugin, PluginConfig, Procedure};
+pub use plugin::{
+    Accumulator, Event, EventKind, Function, Plugin, PluginConfig, Procedure, Rows, TableFunction,
+};
 pub use value::{Args, Column, ColumnType, Reply, Value};
 
 /// Exports a [`Plugin`] as this library's descriptor (`cairn_plugin_v1`).

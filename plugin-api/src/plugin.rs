@@ -99,7 +99,24 @@ pub trait Plugin: Send + Sync + Sized + 'static {
             "aggregate `{aggregate}` is registered but not implemented"
         )))
     }
+
+    /// A scan of one of the plugin's table functions ([`Host::register_table_function`],
+    /// since ABI 1.7) for `args` (as many as the statement passed, at most as many as
+    /// declared): its rows, each matching the declared columns, pulled as the statement
+    /// steps, and dropped when it stops (a `LIMIT` may stop it early). Produce them lazily
+    /// to keep memory bounded. The same rules as [`Plugin::call_function`]: compute, do not
+    /// block, in `open_table` and in the iterator alike.
+    fn open_table(&self, function: &str, args: &[Value]) -> Result<Rows, PluginError> {
+        let _ = args;
+        Err(PluginError::failed(format!(
+            "table function `{function}` is registered but not implemented"
+        )))
+    }
 }
+
+/// The rows of one scan of a table function: each row's values, or an error that ends the
+/// statement.
+pub type Rows = Box<dyn Iterator<Item = Result<Vec<Value>, PluginError>> + Send>;
 
 /// One group's state of an aggregate SQL function: every row's arguments, then its value.
 /// Memory is the plugin's to bound: keep a summary, not the rows.
@@ -283,6 +300,51 @@ impl Function {
     /// the plugin.
     pub fn deterministic(mut self) -> Function {
         self.deterministic = true;
+        self
+    }
+}
+
+/// A table function to register (since ABI 1.7): `SELECT * FROM name(args…)` from any
+/// statement on any database, joins included (`SELECT … FROM t, name(t.x)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFunction {
+    /// Its SQL name: an identifier, not one of SQLite's own table functions.
+    pub name: String,
+    /// One line saying what it does.
+    pub description: String,
+    /// Its arguments, in order: hidden columns of the table, which a query may also filter
+    /// on. A call may leave out trailing ones.
+    pub arguments: Vec<Column>,
+    /// The columns of its rows (at least one).
+    pub columns: Vec<Column>,
+}
+
+impl TableFunction {
+    /// A table function called `name`, with no arguments or columns yet.
+    pub fn new(name: impl Into<String>) -> TableFunction {
+        TableFunction {
+            name: name.into(),
+            description: String::new(),
+            arguments: Vec::new(),
+            columns: Vec::new(),
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> TableFunction {
+        self.description = description.into();
+        self
+    }
+
+    /// Appends an argument.
+    pub fn argument(mut self, name: impl Into<String>, ty: crate::ColumnType) -> TableFunction {
+        self.arguments.push(Column::new(name, ty));
+        self
+    }
+
+    /// Appends a result column.
+    pub fn column(mut self, name: impl Into<String>, ty: crate::ColumnType) -> TableFunction {
+        self.columns.push(Column::new(name, ty));
         self
     }
 }

@@ -100,6 +100,21 @@ fn rust_layouts() -> Vec<Layout> {
             drop_state,
             drop_ctx
         }),
+        layout!(CairnTableFunctionSpec {
+            size,
+            flags,
+            name,
+            description,
+            columns,
+            column_count,
+            arguments,
+            argument_count,
+            ctx,
+            open,
+            next,
+            close,
+            drop_ctx
+        }),
         layout!(CairnJobSpec {
             size,
             reserved,
@@ -133,7 +148,8 @@ fn rust_layouts() -> Vec<Layout> {
             set_gauge,
             drill_archive,
             register_function,
-            register_aggregate
+            register_aggregate,
+            register_table_function
         }),
         layout!(CairnPluginVTable {
             size,
@@ -177,6 +193,7 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         CAIRN_ERROR_UNSUPPORTED,
         CAIRN_ERROR_REFUSED,
         CAIRN_FUNCTION_DETERMINISTIC,
+        CAIRN_TABLE_BATCH_MAX,
         CAIRN_VALUE_NULL,
         CAIRN_VALUE_INTEGER,
         CAIRN_VALUE_REAL,
@@ -240,7 +257,8 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 176);
+    assert_eq!(size_of::<CairnHost>(), 184);
+    assert_eq!(size_of::<CairnTableFunctionSpec>(), 112);
     assert_eq!(size_of::<CairnAggregateSpec>(), 96);
     assert_eq!(size_of::<CairnFunctionSpec>(), 72);
     assert_eq!(size_of::<CairnPluginVTable>(), 48);

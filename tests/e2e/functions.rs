@@ -1,7 +1,9 @@
-//! Plugins' scalar SQL functions (ABI 1.6) with the real binary: the example plugin's
-//! functions called from plain SELECTs, in both protocols, on several databases and
-//! sessions (those opened before the plugin loaded too), with a new config after a RELOAD,
-//! and refused cleanly after an UNLOAD; a plugin's error and panic come back as SQL errors.
+//! Plugins' SQL functions (scalar and aggregate, ABI 1.6; table functions, 1.7) with the real
+//! binary: the example plugin's functions called from plain SELECTs, in both protocols, on
+//! several databases and sessions (those opened before the plugin loaded too), with a new
+//! config after a RELOAD, and refused cleanly after an UNLOAD; a plugin's error and panic come
+//! back as SQL errors; table functions streamed in bounded memory, joined, limited and
+//! cancelled.
 
 use tokio_postgres::Client;
 
@@ -97,7 +99,9 @@ async fn a_plugins_functions_answer_plain_selects_everywhere_and_go_with_the_plu
             ["hello", "geo_distance", "scalar", "4", "1"],
             ["hello", "hello_check", "scalar", "1", "0"],
             ["hello", "hello_greeting", "scalar", "1", "0"],
+            ["hello", "hello_series", "table", "3", "0"],
             ["hello", "hello_stddev", "aggregate", "1", "1"],
+            ["hello", "hello_words", "table", "1", "0"],
         ]
     );
     let greet = crate::harness::texts(
@@ -267,4 +271,176 @@ async fn a_plugins_aggregate_sums_up_groups_and_a_million_rows_in_bounded_memory
         grown < 32.0,
         "the server's peak memory grew {grown:.1} MiB over a million rows"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_table_functions_stream_join_and_go_with_the_plugin() {
+    let site = Site::new(&format!(
+        "{}\n[plugins.hello]\nlibrary = \"libhello_plugin.so\"\n",
+        standard_config()
+    ));
+    install_rust_plugin(&site, "hello_plugin", "libhello_plugin.so");
+    let server = site.start();
+    let first = server.admin("default").await;
+    first.batch_execute("CREATE DATABASE second").await.unwrap();
+    let second = server.admin("second").await;
+    let texts = crate::harness::texts;
+
+    // Both protocols, both databases; the arguments are hidden columns a query may read.
+    assert_eq!(
+        texts(&first, "SELECT value FROM hello_series(1, 3)").await,
+        [["1"], ["2"], ["3"]]
+    );
+    let rows = second
+        .query(
+            "SELECT value, start, stop FROM hello_series(CAST($1 AS INTEGER), 12, 5)",
+            &[&2i64],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    let values: Vec<(i64, i64, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(values, [(2, 2, 12), (7, 2, 12), (12, 2, 12)]);
+    let listed = texts(
+        &second,
+        "SELECT kind, arg_count, arguments, columns FROM plugin_functions() WHERE name = 'hello_series'",
+    )
+    .await;
+    assert_eq!(
+        listed,
+        [[
+            "table",
+            "3",
+            "start integer, stop integer, step integer",
+            "value integer"
+        ]]
+    );
+
+    // Joined with a table, its arguments taken from each row.
+    second
+        .batch_execute(
+            "CREATE TABLE docs(id INTEGER PRIMARY KEY, body TEXT);
+             INSERT INTO docs VALUES (1, 'to be or'), (2, 'not'), (3, '');
+             CREATE TABLE sizes(n INTEGER); INSERT INTO sizes VALUES (2), (4)",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(
+            &second,
+            "SELECT d.id, w.position, w.word FROM docs d, hello_words(d.body) w ORDER BY d.id, w.position",
+        )
+        .await,
+        [
+            ["1", "1", "to"],
+            ["1", "2", "be"],
+            ["1", "3", "or"],
+            ["2", "1", "not"]
+        ]
+    );
+    assert_eq!(
+        texts(
+            &second,
+            "SELECT s.n, count(*), sum(v.value) FROM sizes s JOIN hello_series(1, s.n) v GROUP BY s.n ORDER BY s.n",
+        )
+        .await,
+        [["2", "2", "3"], ["4", "4", "10"]]
+    );
+
+    // A million rows, pulled as the statement steps: the server's memory stays flat.
+    let before = crate::plugins::peak_resident_kib(&server);
+    assert_eq!(
+        texts(
+            &first,
+            "SELECT count(*), sum(value) FROM hello_series(1, 1000000)"
+        )
+        .await,
+        [["1000000", "500000500000"]]
+    );
+    let grown = crate::plugins::peak_resident_kib(&server).saturating_sub(before) as f64 / 1024.0;
+    assert!(
+        grown < 32.0,
+        "the server's peak memory grew {grown:.1} MiB over a million rows"
+    );
+    // A LIMIT stops an endless scan; a statement timeout cancels one.
+    assert_eq!(
+        texts(
+            &first,
+            "SELECT value FROM hello_series(5, 9223372036854775807) LIMIT 2"
+        )
+        .await,
+        [["5"], ["6"]]
+    );
+    first
+        .batch_execute("SET statement_timeout = 300")
+        .await
+        .unwrap();
+    let endless = first
+        .simple_query("SELECT count(*) FROM hello_series(1, 9223372036854775807)")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        endless.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{}",
+        message(&endless)
+    );
+    first
+        .batch_execute("RESET statement_timeout")
+        .await
+        .unwrap();
+
+    // The plugin's error is an SQL error naming it; a view would outlive the plugin.
+    let failed = first
+        .query("SELECT * FROM hello_series(1, 10, 0)", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&failed).contains("plugin hello: table function hello_series")
+            && message(&failed).contains("step must not be 0"),
+        "{}",
+        message(&failed)
+    );
+    let in_view = first
+        .batch_execute("CREATE VIEW three AS SELECT * FROM hello_series(1, 3); SELECT * FROM three")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&in_view).contains("unsafe use"),
+        "{}",
+        message(&in_view)
+    );
+
+    // A reload: the same sessions scan the new instance.
+    first.batch_execute("RELOAD PLUGIN hello").await.unwrap();
+    assert_eq!(
+        texts(
+            &second,
+            "SELECT group_concat(word, ' ') FROM hello_words('still here')"
+        )
+        .await,
+        [["still here"]]
+    );
+
+    // Unloaded: a clear refusal, prepared statements included, and the server goes on.
+    let prepared = second
+        .prepare("SELECT value FROM hello_series(1, 3)")
+        .await
+        .unwrap();
+    first.batch_execute("UNLOAD PLUGIN hello").await.unwrap();
+    let err = second.query(&prepared, &[]).await.unwrap_err();
+    assert!(
+        message(&err).contains("hello_series") && message(&err).contains("no longer registered"),
+        "{}",
+        message(&err)
+    );
+    let later = server.admin("second").await;
+    let err = later
+        .simple_query("SELECT * FROM hello_words('x')")
+        .await
+        .unwrap_err();
+    assert!(message(&err).contains("hello_words"), "{}", message(&err));
+    assert_eq!(texts(&later, "SELECT count(*) FROM docs").await, [["3"]]);
 }

@@ -183,6 +183,22 @@ library = "libadder.so"
         message(&err)
     );
     client.batch_execute("DROP TABLE pairs").await.unwrap();
+    // Its table function (ABI 1.7), over several of its batches of 100 rows.
+    let (count, total): (i64, i64) = client
+        .query_one("SELECT count(*), sum(n) FROM adder_range(250)", &[])
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    assert_eq!((count, total), (250, 31375));
+    let err = client
+        .query("SELECT * FROM adder_range('x')", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        message(&err).contains("plugin adder: table function adder_range"),
+        "{}",
+        message(&err)
+    );
     let err = client.query("CALL adder.add('x')", &[]).await.unwrap_err();
     assert!(message(&err).contains("add takes two integers"), "{err:?}");
 
@@ -297,7 +313,10 @@ start = "panic"
     let server = site.start();
     let minor = cairn_plugin_api::abi::CAIRN_ABI_MINOR;
     let abi_v2 = format!("the server speaks ABI 1.{minor}, the library was built for ABI 2.x");
-    let future = format!("needs a server with ABI 1.7 or newer, this server speaks ABI 1.{minor}");
+    let future = format!(
+        "needs a server with ABI 1.{} or newer, this server speaks ABI 1.{minor}",
+        minor + 1
+    );
     let expected = [
         (
             "not_a_plugin",

@@ -17,7 +17,10 @@
 //!   deterministic), and `hello_check(x)`, which fails for a negative `x` and panics for
 //!   `'panic'` (both come back as SQL errors; the server goes on);
 //! - an aggregate SQL function: `SELECT hello_stddev(x) FROM t GROUP BY g`, the sample standard
-//!   deviation in one pass (Welford's), in constant memory whatever the group's size.
+//!   deviation in one pass (Welford's), in constant memory whatever the group's size;
+//! - table functions (ABI 1.7): `SELECT value FROM hello_series(1, 1000000)` (and a `step`),
+//!   made lazily, so a million rows take no memory; `SELECT d.id, w.position, w.word FROM docs
+//!   d, hello_words(d.body) w`, the words of each row's text, a join.
 //!
 //! Build it with `cargo build -p hello-plugin`, copy `target/debug/libhello_plugin.so` into
 //! the server's plugin directory, and declare it in the server config:
@@ -36,7 +39,7 @@ use cairn_plugin_api::serde::Deserialize;
 use cairn_plugin_api::tracing::info;
 use cairn_plugin_api::{
     Accumulator, Args, ColumnType, Event, EventKind, Function, Host, Plugin, PluginConfig,
-    PluginError, Procedure, Value, async_trait, export_plugin,
+    PluginError, Procedure, Rows, TableFunction, Value, async_trait, export_plugin,
 };
 
 /// The plugin's config table.
@@ -139,6 +142,26 @@ impl Plugin for Hello {
             Ok(()) | Err(PluginError::Unsupported(_)) => {}
             Err(e) => return Err(e),
         }
+        // And before ABI 1.7 without its table functions.
+        let tables = [
+            TableFunction::new("hello_series")
+                .description("The integers from start to stop, step apart (default 1)")
+                .argument("start", ColumnType::Integer)
+                .argument("stop", ColumnType::Integer)
+                .argument("step", ColumnType::Integer)
+                .column("value", ColumnType::Integer),
+            TableFunction::new("hello_words")
+                .description("The words of a text, numbered from 1")
+                .argument("body", ColumnType::Text)
+                .column("position", ColumnType::Integer)
+                .column("word", ColumnType::Text),
+        ];
+        for table in tables {
+            match host.register_table_function(table) {
+                Ok(()) | Err(PluginError::Unsupported(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         info!(greeting = %self.settings.greeting, tick = %self.settings.tick, "hello plugin started");
         Ok(())
     }
@@ -174,6 +197,39 @@ impl Plugin for Hello {
         match aggregate {
             "hello_stddev" => Ok(Box::new(Welford::default())),
             other => Err(PluginError::failed(format!("no aggregate {other}"))),
+        }
+    }
+
+    fn open_table(&self, function: &str, args: &[Value]) -> Result<Rows, PluginError> {
+        match function {
+            "hello_series" => {
+                let integer = |i: usize, default: i64| match args.get(i) {
+                    None | Some(Value::Null) => Ok(default),
+                    Some(Value::Integer(n)) => Ok(*n),
+                    Some(other) => Err(PluginError::InvalidArgument(format!(
+                        "hello_series takes integers, got {other:?}"
+                    ))),
+                };
+                let (start, stop, step) = (integer(0, 1)?, integer(1, 0)?, integer(2, 1)?);
+                if step == 0 {
+                    return Err(PluginError::InvalidArgument(
+                        "hello_series: step must not be 0".into(),
+                    ));
+                }
+                // Made one at a time as the statement steps: no row is kept.
+                let values = std::iter::successors(Some(start), move |v| v.checked_add(step))
+                    .take_while(move |v| if step > 0 { *v <= stop } else { *v >= stop })
+                    .map(|v| Ok(vec![Value::Integer(v)]));
+                Ok(Box::new(values))
+            }
+            "hello_words" => {
+                let body = args.first().map(text_of).unwrap_or_default();
+                let words: Vec<String> = body.split_whitespace().map(str::to_owned).collect();
+                Ok(Box::new(words.into_iter().zip(1i64..).map(
+                    |(word, position)| Ok(vec![Value::Integer(position), Value::Text(word)]),
+                )))
+            }
+            other => Err(PluginError::failed(format!("no table function {other}"))),
         }
     }
 

@@ -13,7 +13,7 @@ use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
     self, CairnAggregateSpec, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost,
     CairnJobSpec, CairnOutput, CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec,
-    CairnStatus, CairnStr, CairnValue, has_pointer_field,
+    CairnStatus, CairnStr, CairnTableFunctionSpec, CairnValue, has_pointer_field,
 };
 use crate::{
     Args, Event, Host, Outcome, Plugin, PluginConfig, PluginError, Procedure, Reply, Value,
@@ -65,6 +65,8 @@ pub(crate) trait ErasedInstance: Send + Sync {
     fn run_job(self: Arc<Self>, job: String) -> BoxOutcome;
     fn call_function(&self, function: &str, args: &[Value]) -> Result<Value, PluginError>;
     fn start_aggregate(&self, aggregate: &str) -> Result<Box<dyn crate::Accumulator>, PluginError>;
+    fn open_table(&self, function: &str, args: &[Value]) -> Result<crate::Rows, PluginError>;
+    fn dispatch(&self) -> &tracing::Dispatch;
 }
 
 struct Instance<P> {
@@ -96,6 +98,16 @@ impl<P: Plugin> ErasedInstance for Instance<P> {
         tracing::dispatcher::with_default(self.host.dispatch(), || {
             self.plugin.start_aggregate(aggregate)
         })
+    }
+
+    fn open_table(&self, function: &str, args: &[Value]) -> Result<crate::Rows, PluginError> {
+        tracing::dispatcher::with_default(self.host.dispatch(), || {
+            self.plugin.open_table(function, args)
+        })
+    }
+
+    fn dispatch(&self) -> &tracing::Dispatch {
+        self.host.dispatch()
     }
 
     fn run_job(self: Arc<Self>, job: String) -> BoxOutcome {
@@ -367,6 +379,74 @@ unsafe extern "C" fn drop_group(_ctx: *mut c_void, state: *mut c_void) {
     let group = unsafe { Box::from_raw(state.cast::<Group>()) };
     let _ = catch(move || {
         drop(group);
+        Ok(())
+    });
+}
+
+/// One scan of a table function as it crosses the ABI: the plugin's rows, and the instance
+/// whose log their code writes to.
+struct Scan {
+    rows: std::iter::Fuse<crate::Rows>,
+    instance: Arc<dyn ErasedInstance>,
+}
+
+/// How many rows `next_rows` hands over per call: enough to make the call's cost vanish per
+/// row, few enough that a batch stays small.
+const SCAN_BATCH: usize = 256;
+
+unsafe extern "C" fn open_scan(
+    ctx: *mut c_void,
+    args: *const CairnValue,
+    count: usize,
+    rows: *mut *mut c_void,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    // SAFETY: the ABI: `ctx` is the `FunctionCtx` we registered, alive until `drop_ctx`.
+    let ctx = unsafe { &*ctx.cast_const().cast::<FunctionCtx>() };
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `args` points to `count` values borrowed for this call.
+        let args = unsafe { super::values(args, count) }?;
+        let scan = Scan {
+            rows: ctx.instance.open_table(&ctx.name, &args)?.fuse(),
+            instance: Arc::clone(&ctx.instance),
+        };
+        let raw = Box::into_raw(Box::new(scan));
+        // SAFETY: the ABI: `rows` points to where the host keeps this scan's state.
+        unsafe { *rows = raw.cast() };
+        Ok(Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::answer(output, outcome) }
+}
+
+unsafe extern "C" fn next_rows(
+    _ctx: *mut c_void,
+    rows: *mut c_void,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `rows` is a scan `open_scan` made, not yet closed, used by one
+        // thread at a time.
+        let scan = unsafe { &mut *rows.cast::<Scan>() };
+        let dispatch = scan.instance.dispatch().clone();
+        tracing::dispatcher::with_default(&dispatch, || {
+            let batch = scan
+                .rows
+                .by_ref()
+                .take(SCAN_BATCH)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Reply::rows(batch))
+        })
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::answer(output, outcome) }
+}
+
+unsafe extern "C" fn close_scan(_ctx: *mut c_void, rows: *mut c_void) {
+    // SAFETY: the ABI: `rows` is a scan `open_scan` made, closed once; it is ours now.
+    let scan = unsafe { Box::from_raw(rows.cast::<Scan>()) };
+    let _ = catch(move || {
+        drop(scan);
         Ok(())
     });
 }
@@ -775,6 +855,44 @@ impl HostRef {
         let mut collector = super::Collector::default();
         let output = collector.output();
         // SAFETY: as in `register_procedure`.
+        let status = unsafe { register(self.0, &spec, &output) };
+        status_outcome(status, collector)
+    }
+
+    pub(crate) fn register_table_function(
+        &self,
+        function: &crate::TableFunction,
+        instance: Arc<dyn ErasedInstance>,
+    ) -> Result<(), PluginError> {
+        let register = self.function(
+            offset_of!(CairnHost, register_table_function),
+            |t| t.register_table_function,
+            "register_table_function",
+        )?;
+        let ctx = Box::new(FunctionCtx {
+            instance,
+            name: function.name.clone(),
+        });
+        let columns = super::borrow_columns(&function.columns);
+        let arguments = super::borrow_columns(&function.arguments);
+        let spec = CairnTableFunctionSpec {
+            size: size_of::<CairnTableFunctionSpec>() as u32,
+            flags: 0,
+            name: CairnStr::new(&function.name),
+            description: CairnStr::new(&function.description),
+            columns: columns.as_ptr(),
+            column_count: columns.len(),
+            arguments: arguments.as_ptr(),
+            argument_count: arguments.len(),
+            ctx: Box::into_raw(ctx).cast(),
+            open: Some(open_scan),
+            next: Some(next_rows),
+            close: Some(close_scan),
+            drop_ctx: Some(drop_function),
+        };
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `register_procedure`; the columns outlive the call.
         let status = unsafe { register(self.0, &spec, &output) };
         status_outcome(status, collector)
     }

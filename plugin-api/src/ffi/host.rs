@@ -15,7 +15,7 @@ use super::{ImportedFuture, catch, export_future};
 use crate::abi::{
     self, CairnAggregateSpec, CairnArg, CairnEvent, CairnFunctionSpec, CairnFuture, CairnHost,
     CairnJobSpec, CairnOutput, CairnPluginDescriptor, CairnPluginVTable, CairnProcedureSpec,
-    CairnStatus, CairnStr, CairnValue, has_pointer_field,
+    CairnStatus, CairnStr, CairnTableFunctionSpec, CairnValue, has_pointer_field,
 };
 use crate::{Args, Column, ColumnType, Outcome, PluginError, Reply, Value};
 
@@ -853,6 +853,105 @@ impl Drop for AggregateState {
     }
 }
 
+/// A table function a plugin registered. Dropping it releases the plugin's context (a scan
+/// holds it: after the last scan closes).
+#[derive(Debug)]
+pub struct ForeignTableFunction {
+    /// The function's name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// The columns of its rows.
+    pub columns: Vec<Column>,
+    /// Its arguments, in order.
+    pub arguments: Vec<Column>,
+    ctx: ForeignCtx,
+    open: unsafe extern "C" fn(
+        *mut c_void,
+        *const CairnValue,
+        usize,
+        *mut *mut c_void,
+        *const CairnOutput,
+    ) -> CairnStatus,
+    next: unsafe extern "C" fn(*mut c_void, *mut c_void, *const CairnOutput) -> CairnStatus,
+    close: unsafe extern "C" fn(*mut c_void, *mut c_void),
+}
+
+// SAFETY: the ABI: a table function may be used from any thread, concurrently (each scan by
+// one thread at a time).
+unsafe impl Send for ForeignTableFunction {}
+// SAFETY: as above.
+unsafe impl Sync for ForeignTableFunction {}
+
+impl ForeignTableFunction {
+    /// A new scan for `args`.
+    pub fn open(self: &Arc<Self>, args: &[Value]) -> Result<TableScan, PluginError> {
+        let abi_args: Vec<CairnValue> = args.iter().map(super::borrow_value).collect();
+        let mut rows: *mut c_void = std::ptr::null_mut();
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: the plugin's function with its own context; the arguments, `rows` and the
+        // output live across the call.
+        let status = unsafe {
+            (self.open)(
+                self.ctx.ctx,
+                abi_args.as_ptr(),
+                abi_args.len(),
+                &mut rows,
+                &output,
+            )
+        };
+        collector.into_outcome()?;
+        if status != abi::CAIRN_OK {
+            return Err(PluginError::failed("the table function could not start"));
+        }
+        Ok(TableScan {
+            function: Arc::clone(self),
+            rows,
+        })
+    }
+}
+
+/// One scan of a plugin's table function: batches of rows until an empty one; dropped, the
+/// plugin releases it.
+#[derive(Debug)]
+pub struct TableScan {
+    function: Arc<ForeignTableFunction>,
+    rows: *mut c_void,
+}
+
+// SAFETY: the ABI: a scan is the plugin's, used by one thread at a time (the statement's); the
+// plugin may not tie it to the thread that opened it.
+unsafe impl Send for TableScan {}
+
+impl TableScan {
+    /// The next rows, as the plugin wrote them (at most [`abi::CAIRN_TABLE_BATCH_MAX`]); none
+    /// at the end.
+    pub fn next_batch(&mut self) -> Result<Vec<Vec<Value>>, PluginError> {
+        let mut collector = super::Collector::with_row_limit(abi::CAIRN_TABLE_BATCH_MAX);
+        let output = collector.output();
+        let f = &self.function;
+        // SAFETY: the plugin's function, context and (open) scan; the output lives across
+        // the call.
+        let status = unsafe { (f.next)(f.ctx.ctx, self.rows, &output) };
+        let reply = collector.into_outcome()?;
+        if status != abi::CAIRN_OK {
+            return Err(PluginError::failed(
+                "the table function failed without a reason",
+            ));
+        }
+        Ok(reply.rows)
+    }
+}
+
+impl Drop for TableScan {
+    fn drop(&mut self) {
+        let f = &self.function;
+        // SAFETY: the ABI: the plugin's release function, once per opened scan.
+        unsafe { (f.close)(f.ctx.ctx, self.rows) }
+    }
+}
+
 /// A procedure a plugin registered. Dropping it releases the plugin's context.
 #[derive(Debug)]
 pub struct ForeignProcedure {
@@ -972,6 +1071,8 @@ pub trait HostServices: Send + Sync {
     fn register_function(&self, function: ForeignFunction) -> Result<(), PluginError>;
     /// Registers an aggregate SQL function (ABI 1.6).
     fn register_aggregate(&self, aggregate: ForeignAggregate) -> Result<(), PluginError>;
+    /// Registers a table function (ABI 1.7).
+    fn register_table_function(&self, function: ForeignTableFunction) -> Result<(), PluginError>;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -1014,6 +1115,7 @@ impl HostTable {
             drill_archive: Some(host_drill_archive),
             register_function: Some(host_register_function),
             register_aggregate: Some(host_register_aggregate),
+            register_table_function: Some(host_register_table_function),
         });
         HostTable(Box::leak(table))
     }
@@ -1351,21 +1453,41 @@ unsafe fn read_procedure(spec: *const CairnProcedureSpec) -> Result<ForeignProce
     procedure.name = unsafe { super::text(spec.name, "the procedure name") }?;
     // SAFETY: as above.
     procedure.description = unsafe { super::text(spec.description, "the description") }?;
-    let columns: &[abi::CairnColumn] = if spec.column_count == 0 || spec.columns.is_null() {
+    // SAFETY: the spec's columns are borrowed for the call.
+    procedure.columns = unsafe { read_columns(spec.columns, spec.column_count, "column") }?;
+    Ok(procedure)
+}
+
+/// Copies `count` columns (`what`: "column" or "argument", for errors).
+///
+/// # Safety
+/// `columns` is null (with `count` 0) or points to `count` columns, names included, valid
+/// for the call.
+unsafe fn read_columns(
+    columns: *const abi::CairnColumn,
+    count: usize,
+    what: &str,
+) -> Result<Vec<Column>, PluginError> {
+    let columns: &[abi::CairnColumn] = if count == 0 || columns.is_null() {
         &[]
     } else {
-        // SAFETY: the spec's columns are borrowed for the call.
-        unsafe { std::slice::from_raw_parts(spec.columns, spec.column_count) }
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(columns, count) }
     };
-    for column in columns {
-        // SAFETY: as above.
-        let name = unsafe { super::text(column.name, "a column name") }?;
-        let ty = ColumnType::from_abi(column.kind).ok_or_else(|| {
-            PluginError::InvalidArgument(format!("column {name} has unknown type {}", column.kind))
-        })?;
-        procedure.columns.push(Column { name, ty });
-    }
-    Ok(procedure)
+    columns
+        .iter()
+        .map(|column| {
+            // SAFETY: as above.
+            let name = unsafe { super::text(column.name, "a column name") }?;
+            let ty = ColumnType::from_abi(column.kind).ok_or_else(|| {
+                PluginError::InvalidArgument(format!(
+                    "{what} {name} has unknown type {}",
+                    column.kind
+                ))
+            })?;
+            Ok(Column { name, ty })
+        })
+        .collect()
 }
 
 unsafe extern "C" fn host_register_function(
@@ -1402,6 +1524,84 @@ unsafe extern "C" fn host_register_aggregate(
     });
     // SAFETY: the ABI: `output` is valid for the call.
     unsafe { answer(output, outcome) }
+}
+
+unsafe extern "C" fn host_register_table_function(
+    host: *const CairnHost,
+    spec: *const CairnTableFunctionSpec,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `spec` is valid for the call; from here on we own its ctx.
+        let function = unsafe { read_table_function(spec) }?;
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services
+            .register_table_function(function)
+            .map(|()| Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
+}
+
+/// The most arguments a table function may declare.
+const TABLE_FUNCTION_MAX_ARGUMENTS: usize = 64;
+
+/// Takes a table function spec; on any error its ctx is released.
+///
+/// # Safety
+/// `spec` is null or valid for the call, with `size` telling which fields exist.
+unsafe fn read_table_function(
+    spec: *const CairnTableFunctionSpec,
+) -> Result<ForeignTableFunction, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let spec = unsafe { spec.as_ref() }
+        .ok_or_else(|| PluginError::InvalidArgument("no table function spec".into()))?;
+    whole_spec(
+        "table function",
+        spec.size,
+        offset_of!(CairnTableFunctionSpec, drop_ctx),
+    )?;
+    // From here on the ctx is ours: an early return releases it.
+    let ctx = ForeignCtx {
+        ctx: spec.ctx,
+        drop_ctx: spec.drop_ctx,
+    };
+    let (Some(open), Some(next), Some(close)) = (spec.open, spec.next, spec.close) else {
+        return Err(PluginError::InvalidArgument(
+            "a table function needs open, next and close".into(),
+        ));
+    };
+    if spec.argument_count > TABLE_FUNCTION_MAX_ARGUMENTS {
+        return Err(PluginError::InvalidArgument(format!(
+            "a table function takes at most {TABLE_FUNCTION_MAX_ARGUMENTS} arguments; this one declares {}",
+            spec.argument_count
+        )));
+    }
+    // SAFETY: the spec's strings and columns are borrowed for the call.
+    let (name, description, columns, arguments) = unsafe {
+        (
+            super::text(spec.name, "the function name")?,
+            super::text(spec.description, "the description")?,
+            read_columns(spec.columns, spec.column_count, "column")?,
+            read_columns(spec.arguments, spec.argument_count, "argument")?,
+        )
+    };
+    if columns.is_empty() {
+        return Err(PluginError::InvalidArgument(format!(
+            "table function {name} declares no columns; declare at least one"
+        )));
+    }
+    Ok(ForeignTableFunction {
+        name,
+        description,
+        columns,
+        arguments,
+        ctx,
+        open,
+        next,
+        close,
+    })
 }
 
 /// What a function spec and an aggregate spec share, read.

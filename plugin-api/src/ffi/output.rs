@@ -12,9 +12,20 @@ use crate::{Column, ColumnType, Outcome, PluginError, Reply};
 pub struct Collector {
     error: Option<PluginError>,
     reply: Reply,
+    /// Rows beyond this many are an error, not kept (`None`: no limit).
+    row_limit: Option<usize>,
 }
 
 impl Collector {
+    /// A collector that keeps at most `limit` rows: a row beyond them is an error, and memory
+    /// stays bounded whatever the other side writes.
+    pub fn with_row_limit(limit: usize) -> Collector {
+        Collector {
+            row_limit: Some(limit),
+            ..Collector::default()
+        }
+    }
+
     /// An output whose functions write into this collector. It must not outlive the
     /// collector or be used while the collector is otherwise borrowed.
     pub fn output(&mut self) -> CairnOutput {
@@ -90,6 +101,13 @@ unsafe extern "C" fn collect_columns(ctx: *mut c_void, columns: *const CairnColu
 unsafe extern "C" fn collect_row(ctx: *mut c_void, values: *const CairnValue, count: usize) {
     // SAFETY: as in `collect_error`.
     let collector = unsafe { collector(ctx) };
+    if let Some(limit) = collector.row_limit
+        && collector.reply.rows.len() >= limit
+    {
+        return collector.fail(PluginError::InvalidArgument(format!(
+            "more than {limit} rows in one call"
+        )));
+    }
     // SAFETY: the ABI: `values` points to `count` values borrowed for this call.
     match unsafe { super::values(values, count) } {
         Ok(row) => collector.reply.rows.push(row),

@@ -1,9 +1,9 @@
-//! Scalar and aggregate SQL functions plugins register (ABI 1.6), for every session's
-//! connection.
+//! Scalar and aggregate SQL functions (ABI 1.6) and table functions (1.7, in
+//! `table_functions`) plugins register, for every session's connection.
 //!
-//! SQLite resolves a function by name when a statement is prepared, on each connection, so
-//! each session brings its connection up to date with the registry before it runs a
-//! statement: one atomic load when nothing changed. The function SQLite calls only looks the
+//! SQLite resolves a function (and a virtual table's module) by name when a statement is
+//! prepared, on each connection, so each session brings its connection up to date with the
+//! registry before it runs a statement: one atomic load when nothing changed. The function SQLite calls only looks the
 //! plugin's function up by name: one unloaded (or replaced) meanwhile is an error naming it,
 //! never a call into an instance that is gone, and a call that is running keeps the function
 //! (and the plugin's context) alive until it returns.
@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use cairn_plugin_api::Value;
-use cairn_plugin_api::ffi::host::{AggregateState, ForeignAggregate, ForeignFunction};
+use cairn_plugin_api::ffi::host::{
+    AggregateState, ForeignAggregate, ForeignFunction, ForeignTableFunction,
+};
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 
@@ -22,6 +24,26 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 pub enum Kind {
     Scalar(ForeignFunction),
     Aggregate(Arc<ForeignAggregate>),
+    Table(Arc<ForeignTableFunction>),
+}
+
+/// How a function is defined on a connection: what, when it changes, makes the connection
+/// define it again.
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    Scalar {
+        args: i32,
+        deterministic: bool,
+    },
+    Aggregate {
+        args: i32,
+        deterministic: bool,
+    },
+    /// A module per instance: a new one (a reload) connects its table afresh, with the
+    /// columns it declares.
+    Table {
+        generation: u64,
+    },
 }
 
 /// One registered function.
@@ -41,22 +63,61 @@ impl RegisteredFunction {
         match &self.kind {
             Kind::Scalar(f) => &f.name,
             Kind::Aggregate(a) => &a.name,
+            Kind::Table(t) => &t.name,
         }
+    }
+
+    /// Whether it is still registered (a scan or group that began before an unload ends).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
     }
 
     /// Whether `count` arguments are what it takes.
     fn takes(&self, count: usize) -> bool {
-        let (n, _, _) = self.shape();
+        let n = self.arg_count();
         n < 0 || usize::try_from(n) == Ok(count)
     }
 
-    /// Its argument count (-1: any), whether it is deterministic, whether an aggregate.
-    fn shape(&self) -> (i32, bool, bool) {
+    /// How many arguments it takes (-1: any; a table function: at most).
+    fn arg_count(&self) -> i32 {
         match &self.kind {
-            Kind::Scalar(f) => (f.arg_count, f.deterministic, false),
-            Kind::Aggregate(a) => (a.arg_count, a.deterministic, true),
+            Kind::Scalar(f) => f.arg_count,
+            Kind::Aggregate(a) => a.arg_count,
+            Kind::Table(t) => i32::try_from(t.arguments.len()).unwrap_or(i32::MAX),
         }
     }
+
+    fn shape(&self) -> Shape {
+        match &self.kind {
+            Kind::Scalar(f) => Shape::Scalar {
+                args: f.arg_count,
+                deterministic: f.deterministic,
+            },
+            Kind::Aggregate(a) => Shape::Aggregate {
+                args: a.arg_count,
+                deterministic: a.deterministic,
+            },
+            Kind::Table(_) => Shape::Table {
+                generation: self.generation,
+            },
+        }
+    }
+}
+
+/// One row of `plugin_functions()`.
+#[derive(Debug, Clone)]
+pub struct FunctionListing {
+    pub plugin: String,
+    pub name: String,
+    /// `scalar`, `aggregate` or `table`.
+    pub kind: &'static str,
+    /// -1: any number.
+    pub arg_count: i32,
+    pub deterministic: bool,
+    pub description: String,
+    /// A table function's arguments and result columns.
+    pub arguments: Option<Vec<cairn_plugin_api::Column>>,
+    pub columns: Option<Vec<cairn_plugin_api::Column>>,
 }
 
 /// Every plugin function, by SQL name.
@@ -75,18 +136,34 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// SQLite's own function names (and those of its extensions built in), which a plugin may
-/// not take over.
+/// SQLite's own function and virtual-table module names (and those of its extensions built
+/// in), which a plugin may not take over.
 fn sqlite_has(name: &str) -> bool {
     let Ok(conn) = rusqlite::Connection::open_in_memory() else {
         return true;
     };
     conn.query_row(
-        "SELECT 1 FROM pragma_function_list WHERE name = ?1",
+        "SELECT 1 FROM pragma_function_list WHERE name = ?1
+         UNION ALL SELECT 1 FROM pragma_module_list WHERE name = ?1",
         [name.to_ascii_lowercase()],
         |_| Ok(()),
     )
     .is_ok()
+}
+
+/// A table function's column and argument names: identifiers, all different.
+fn check_table_names(function: &ForeignTableFunction) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for c in function.columns.iter().chain(&function.arguments) {
+        crate::catalog::validate_identifier("column", &c.name)?;
+        if !seen.insert(c.name.to_ascii_lowercase()) {
+            return Err(format!(
+                "table function {} names {} twice among its columns and arguments; give each its own name",
+                function.name, c.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl SqlFunctions {
@@ -100,7 +177,13 @@ impl SqlFunctions {
         };
         let name = registered.name().to_owned();
         crate::catalog::validate_identifier("function", &name)?;
-        if name.starts_with("sqlite_") || SERVER_FUNCTIONS.contains(&name.as_str()) {
+        if let Kind::Table(function) = &registered.kind {
+            check_table_names(function)?;
+        }
+        if name.starts_with("sqlite_")
+            || name.starts_with("pragma_")
+            || SERVER_FUNCTIONS.contains(&name.as_str())
+        {
             return Err(format!(
                 "{name} is a name the server keeps for itself; give the plugin's function another name"
             ));
@@ -145,26 +228,34 @@ impl SqlFunctions {
         removed
     }
 
-    /// Every registered function: plugin, name, `scalar` or `aggregate`, argument count (-1:
-    /// any), whether deterministic, description; by name.
-    pub fn describe(&self) -> Vec<(String, String, &'static str, i32, bool, String)> {
+    /// Every registered function, by name.
+    pub fn describe(&self) -> Vec<FunctionListing> {
         self.list()
             .iter()
             .map(|f| {
-                let (n, deterministic, aggregate) = f.shape();
-                let description = match &f.kind {
-                    Kind::Scalar(s) => s.description.clone(),
-                    Kind::Aggregate(a) => a.description.clone(),
+                let (kind, deterministic, description, arguments, columns) = match &f.kind {
+                    Kind::Scalar(s) => ("scalar", s.deterministic, &s.description, None, None),
+                    Kind::Aggregate(a) => {
+                        ("aggregate", a.deterministic, &a.description, None, None)
+                    }
+                    Kind::Table(t) => (
+                        "table",
+                        false,
+                        &t.description,
+                        Some(t.arguments.clone()),
+                        Some(t.columns.clone()),
+                    ),
                 };
-                let kind = if aggregate { "aggregate" } else { "scalar" };
-                (
-                    f.plugin.clone(),
-                    f.name().to_owned(),
+                FunctionListing {
+                    plugin: f.plugin.clone(),
+                    name: f.name().to_owned(),
                     kind,
-                    n,
+                    arg_count: f.arg_count(),
                     deterministic,
-                    description,
-                )
+                    description: description.clone(),
+                    arguments,
+                    columns,
+                }
             })
             .collect()
     }
@@ -174,7 +265,7 @@ impl SqlFunctions {
         read(&self.by_name).values().cloned().collect()
     }
 
-    fn get(&self, name: &str) -> Option<Arc<RegisteredFunction>> {
+    pub(super) fn get(&self, name: &str) -> Option<Arc<RegisteredFunction>> {
         read(&self.by_name).get(name).cloned()
     }
 }
@@ -192,9 +283,8 @@ const SERVER_FUNCTIONS: [&str; 5] = [
 #[derive(Debug, Default)]
 pub struct ConnectionFunctions {
     seen: u64,
-    /// Each function defined on the connection: its argument count, whether deterministic,
-    /// whether an aggregate.
-    defined: BTreeMap<String, (i32, bool, bool)>,
+    /// Each function defined on the connection, and how.
+    defined: BTreeMap<String, Shape>,
 }
 
 impl ConnectionFunctions {
@@ -217,53 +307,80 @@ impl ConnectionFunctions {
         if changes == self.seen {
             return;
         }
-        let wanted: BTreeMap<String, (i32, bool, bool)> = registry
+        let wanted: BTreeMap<String, Shape> = registry
             .list()
             .iter()
             .map(|f| (f.name().to_owned(), f.shape()))
             .collect();
         let mut complete = true;
-        let gone: Vec<(String, i32)> = self
+        let gone: Vec<(String, Shape)> = self
             .defined
             .iter()
             .filter(|(name, shape)| wanted.get(*name) != Some(*shape))
-            .map(|(name, (n, _, _))| (name.clone(), *n))
+            .map(|(name, shape)| (name.clone(), shape.clone()))
             .collect();
-        for (name, n) in gone {
-            match conn.remove_function(name.as_str(), n) {
+        for (name, shape) in gone {
+            let removed = match shape {
+                Shape::Scalar { args, .. } | Shape::Aggregate { args, .. } => {
+                    conn.remove_function(name.as_str(), args)
+                }
+                // rusqlite cannot drop a module: it stays, and finds the function gone
+                // (a scan then fails naming it), or is defined again just below.
+                Shape::Table { .. } => Ok(()),
+            };
+            match removed {
                 Ok(()) => {
                     self.defined.remove(&name);
                 }
                 Err(_) => complete = false,
             }
         }
-        for (name, (n, deterministic, aggregate)) in wanted {
+        for (name, shape) in wanted {
             if self.defined.contains_key(&name) {
                 continue;
             }
-            // Direct calls only: a plugin's function in an index, a generated column, a
-            // CHECK, a trigger or a view would outlive the plugin (every write to the table
-            // failing after an unload) and could not be evaluated where no plugin runs.
-            let mut flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
-            if deterministic {
-                flags |= FunctionFlags::SQLITE_DETERMINISTIC;
-            }
-            let found = Arc::clone(registry);
-            let sql_name = name.clone();
-            let defined = if aggregate {
-                let groups = Groups {
-                    registry: found,
-                    name: sql_name,
-                };
-                conn.create_aggregate_function(name.as_str(), n, flags, groups)
-            } else {
-                conn.create_scalar_function(name.as_str(), n, flags, move |ctx| {
-                    call(&found, &sql_name, ctx)
-                })
+            let defined = match shape {
+                Shape::Scalar {
+                    args,
+                    deterministic,
+                } => {
+                    let found = Arc::clone(registry);
+                    let sql_name = name.clone();
+                    conn.create_scalar_function(
+                        name.as_str(),
+                        args,
+                        flags(deterministic),
+                        move |ctx| call(&found, &sql_name, ctx),
+                    )
+                }
+                Shape::Aggregate {
+                    args,
+                    deterministic,
+                } => {
+                    let groups = Groups {
+                        registry: Arc::clone(registry),
+                        name: name.clone(),
+                    };
+                    conn.create_aggregate_function(
+                        name.as_str(),
+                        args,
+                        flags(deterministic),
+                        groups,
+                    )
+                }
+                // Defining the module again (a new instance) drops the table SQLite connected
+                // for the old one; the next statement connects it with the new columns.
+                Shape::Table { .. } => {
+                    let aux = super::table_functions::TableAux {
+                        registry: Arc::clone(registry),
+                        name: name.clone(),
+                    };
+                    conn.create_module(name.as_str(), &super::table_functions::MODULE, Some(aux))
+                }
             };
             match defined {
                 Ok(()) => {
-                    self.defined.insert(name, (n, deterministic, aggregate));
+                    self.defined.insert(name, shape);
                 }
                 Err(_) => complete = false,
             }
@@ -272,6 +389,17 @@ impl ConnectionFunctions {
             self.seen = changes;
         }
     }
+}
+
+/// Direct calls only: a plugin's function in an index, a generated column, a CHECK, a
+/// trigger or a view would outlive the plugin (every write to the table failing after an
+/// unload) and could not be evaluated where no plugin runs.
+fn flags(deterministic: bool) -> FunctionFlags {
+    let mut flags = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DIRECTONLY;
+    if deterministic {
+        flags |= FunctionFlags::SQLITE_DETERMINISTIC;
+    }
+    flags
 }
 
 /// Why a plugin function's call failed, as SQL sees it.

@@ -11,5 +11,6 @@ pub mod functions;
 pub mod gauges;
 mod registry;
 mod services;
+mod table_functions;
 
 pub use registry::{PluginError, PluginRow, Plugins};

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::crash::{self, InPlugin};
 use cairn_plugin_api::ffi::host::{
-    ForeignAggregate, ForeignFunction, ForeignJob, ForeignProcedure, HostTable, LoadError,
-    PluginInstance, PluginLibrary, inspect,
+    ForeignAggregate, ForeignFunction, ForeignJob, ForeignProcedure, ForeignTableFunction,
+    HostTable, LoadError, PluginInstance, PluginLibrary, inspect,
 };
 use cairn_plugin_api::{Column, ColumnType, EventKind, PluginError as ApiError, Value};
 use sha2::Digest;
@@ -849,6 +849,21 @@ impl Plugins {
             .map_err(ApiError::Refused)
     }
 
+    pub(super) fn register_table_function(
+        &self,
+        plugin: &str,
+        generation: u64,
+        function: ForeignTableFunction,
+    ) -> Result<(), ApiError> {
+        self.functions
+            .register(
+                plugin,
+                generation,
+                super::functions::Kind::Table(Arc::new(function)),
+            )
+            .map_err(ApiError::Refused)
+    }
+
     /// The gauges plugins publish.
     pub fn gauges(&self) -> &super::gauges::PluginGauges {
         &self.gauges
@@ -1071,7 +1086,7 @@ impl Plugins {
             Err(e) => Err(error(e.to_string())),
             Ok(reply) => {
                 let columns = registered.procedure.columns.clone();
-                let rows = conform(&columns, reply.rows).map_err(error)?;
+                let rows = conform(&columns, reply.rows, "procedure").map_err(error)?;
                 Ok((columns, rows))
             }
         }
@@ -1401,13 +1416,18 @@ async fn deliver_events(
 
 /// Checks rows against declared columns: the right width, and each value of the column's
 /// type or NULL (an integer is accepted where a real is declared).
-fn conform(columns: &[Column], rows: Vec<Vec<Value>>) -> Result<Vec<Vec<Value>>, String> {
+/// `what` declared them ("procedure", "table function").
+pub(super) fn conform(
+    columns: &[Column],
+    rows: Vec<Vec<Value>>,
+    what: &str,
+) -> Result<Vec<Vec<Value>>, String> {
     rows.into_iter()
         .enumerate()
         .map(|(r, row)| {
             if row.len() != columns.len() {
                 return Err(format!(
-                    "row {} has {} values but the procedure declares {} columns",
+                    "row {} has {} values but the {what} declares {} columns",
                     r + 1,
                     row.len(),
                     columns.len()
@@ -1423,7 +1443,7 @@ fn conform(columns: &[Column], rows: Vec<Vec<Value>>) -> Result<Vec<Vec<Value>>,
                     | (v @ Value::Text(_), ColumnType::Text)
                     | (v @ Value::Blob(_), ColumnType::Blob) => Ok(v),
                     (v, ty) => Err(format!(
-                        "row {} column {}: a {v:?} where the procedure declares {ty:?}",
+                        "row {} column {}: a {v:?} where the {what} declares {ty:?}",
                         r + 1,
                         column.name
                     )),

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::host::{
-    BoxOutcome, ForeignAggregate, ForeignFunction, ForeignJob, ForeignProcedure, GaugeSample,
-    HostServices,
+    BoxOutcome, ForeignAggregate, ForeignFunction, ForeignJob, ForeignProcedure,
+    ForeignTableFunction, GaugeSample, HostServices,
 };
 use cairn_plugin_api::{Args, Column, ColumnType, PluginError, Reply, Value};
 use tokio::runtime::Handle;
@@ -181,6 +181,11 @@ impl HostServices for PluginServices {
     fn register_aggregate(&self, aggregate: ForeignAggregate) -> Result<(), PluginError> {
         self.registry()?
             .register_aggregate(&self.plugin, self.generation, aggregate)
+    }
+
+    fn register_table_function(&self, function: ForeignTableFunction) -> Result<(), PluginError> {
+        self.registry()?
+            .register_table_function(&self.plugin, self.generation, function)
     }
 
     fn register_procedure(&self, procedure: ForeignProcedure) -> Result<(), PluginError> {

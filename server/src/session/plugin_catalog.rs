@@ -1,5 +1,6 @@
 //! What plugins registered, as tables any role may query: `plugin_functions()` (the SQL
-//! functions, with their kind and argument count) and `plugin_procedures()` (the procedures,
+//! functions, with their kind and argument count, and a table function's typed arguments
+//! and columns) and `plugin_procedures()` (the procedures,
 //! with their result columns).
 
 use rusqlite::types::Value;
@@ -7,13 +8,15 @@ use rusqlite::types::Value;
 use super::{SqlError, rewrite_call, values_table};
 use crate::plugin::Plugins;
 
-const FUNCTION_COLUMNS: [&str; 6] = [
+const FUNCTION_COLUMNS: [&str; 8] = [
     "plugin",
     "name",
     "kind",
     "arg_count",
     "deterministic",
     "description",
+    "arguments",
+    "columns",
 ];
 const PROCEDURE_COLUMNS: [&str; 4] = ["plugin", "name", "columns", "description"];
 
@@ -25,19 +28,26 @@ pub(super) fn rewrite(plugins: &Plugins, text: &str) -> Result<Option<String>, S
             .functions()
             .describe()
             .into_iter()
-            .map(|(plugin, name, kind, n, deterministic, description)| {
+            .map(|f| {
+                // A table function's typed arguments and columns; NULL for the others, whose
+                // arguments are any SQL values.
+                let typed = |columns: Option<Vec<cairn_plugin_api::Column>>| {
+                    columns.map_or(Value::Null, |c| Value::Text(column_list(&c)))
+                };
                 vec![
-                    Value::Text(plugin),
-                    Value::Text(name),
-                    Value::Text(kind.into()),
+                    Value::Text(f.plugin),
+                    Value::Text(f.name),
+                    Value::Text(f.kind.into()),
                     // Any number of arguments: NULL.
-                    if n < 0 {
+                    if f.arg_count < 0 {
                         Value::Null
                     } else {
-                        Value::Integer(i64::from(n))
+                        Value::Integer(i64::from(f.arg_count))
                     },
-                    Value::Integer(i64::from(deterministic)),
-                    Value::Text(description),
+                    Value::Integer(i64::from(f.deterministic)),
+                    Value::Text(f.description),
+                    typed(f.arguments),
+                    typed(f.columns),
                 ]
             })
             .collect();
@@ -49,14 +59,10 @@ pub(super) fn rewrite(plugins: &Plugins, text: &str) -> Result<Option<String>, S
             .procedures()
             .into_iter()
             .map(|(plugin, name, description, columns)| {
-                let columns: Vec<String> = columns
-                    .iter()
-                    .map(|c| format!("{} {}", c.name, type_name(c.ty)))
-                    .collect();
                 vec![
                     Value::Text(plugin),
                     Value::Text(name),
-                    Value::Text(columns.join(", ")),
+                    Value::Text(column_list(&columns)),
                     Value::Text(description),
                 ]
             })
@@ -64,6 +70,15 @@ pub(super) fn rewrite(plugins: &Plugins, text: &str) -> Result<Option<String>, S
         Ok(values_table(&names(&PROCEDURE_COLUMNS), &rows))
     })?;
     Ok(procedures.or(functions))
+}
+
+/// `name type, name type`.
+fn column_list(columns: &[cairn_plugin_api::Column]) -> String {
+    let each: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, type_name(c.ty)))
+        .collect();
+    each.join(", ")
 }
 
 fn type_name(ty: cairn_plugin_api::ColumnType) -> &'static str {

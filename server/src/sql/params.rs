@@ -2,7 +2,8 @@
 //! so that typed clients (tokio-postgres, JDBC) can send an `i64` for an INTEGER column.
 //!
 //! Covered: `INSERT INTO t (cols) VALUES ($1, …)` (and without a column list), comparisons
-//! `col <op> $n` / `$n <op> col` (which includes `SET col = $n`), and `LIMIT`/`OFFSET $n`.
+//! `col <op> $n` / `$n <op> col` (which includes `SET col = $n`), `CAST($n AS type)`, and
+//! `LIMIT`/`OFFSET $n`.
 //! Anything else is described as text, which SQLite's type affinity converts on storage.
 
 use super::lexer::{Spanned, Token};
@@ -53,6 +54,15 @@ pub fn infer(tokens: &[Spanned<'_>], count: usize, schema: &dyn Schema) -> Vec<O
         let before = i.checked_sub(1).map(|j| words[j]);
         if before.is_some_and(|t| t.is_keyword("limit") || t.is_keyword("offset")) {
             set(*n, Some(SqlType::Int8));
+            continue;
+        }
+        if before == Some(&Token::Punct("("))
+            && i.checked_sub(2)
+                .is_some_and(|j| words[j].is_keyword("cast"))
+            && words.get(i + 1).is_some_and(|t| t.is_keyword("as"))
+            && let Some(declared) = words.get(i + 2).and_then(|t| t.identifier())
+        {
+            set(*n, super::types::from_declared(&declared));
             continue;
         }
         if before.is_some_and(is_comparison)
@@ -255,6 +265,16 @@ mod tests {
                 "SELECT * FROM accounts a WHERE $1 < a.balance AND name <> $2 LIMIT $3 OFFSET $4"
             ),
             vec![Some(Float8), Some(Text), Some(Int8), Some(Int8)]
+        );
+    }
+
+    #[test]
+    fn a_cast_says_the_type() {
+        assert_eq!(
+            infer_sql(
+                "SELECT * FROM f(CAST($1 AS INTEGER), cast($2 as text)) WHERE x = CAST($3 AS REAL)"
+            ),
+            vec![Some(Int8), Some(Text), Some(Float8)]
         );
     }
 
