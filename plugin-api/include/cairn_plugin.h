@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 7u
+#define CAIRN_ABI_MINOR 8u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -231,6 +231,38 @@ typedef struct CairnTableFunctionSpec {
     void (*drop_ctx)(void *ctx);
 } CairnTableFunctionSpec;
 
+/* Since 1.8: what a CairnChange did to its row. */
+typedef uint32_t CairnChangeOp;
+#define CAIRN_CHANGE_INSERT 1u
+#define CAIRN_CHANGE_UPDATE 2u
+#define CAIRN_CHANGE_DELETE 3u
+
+/* Since 1.8. One row a committed transaction changed: its table, op and rowid (before a
+ * delete, after an insert or update). */
+typedef struct CairnChange {
+    CairnStr table;
+    CairnChangeOp op;
+    uint32_t reserved;
+    int64_t rowid;
+} CairnChange;
+
+/* Since 1.8. One committed transaction of a database, delivered to on_commit once durable,
+ * in the database's commit order, one at a time; borrowed for the call. `sequence` numbers the
+ * database's commits since the server started (numbers of commits not delivered are skipped).
+ * `missed`: commits dropped just before this one because the plugin's queue was full (a
+ * report with no commit after it has no changes, an empty database and sequence 0).
+ * `truncated`: changes of this commit not listed (more than one commit carries). */
+typedef struct CairnCommit {
+    uint32_t size;
+    uint32_t reserved;
+    CairnStr database;
+    uint64_t sequence;
+    const CairnChange *changes;
+    size_t change_count;
+    uint64_t missed;
+    uint64_t truncated;
+} CairnCommit;
+
 /* A job run on a cron schedule (UTC; 5 fields, or 6 with seconds first). */
 typedef struct CairnJobSpec {
     uint32_t size;
@@ -306,6 +338,12 @@ struct CairnHost {
     CairnStatus (*register_table_function)(const CairnHost *host,
                                            const CairnTableFunctionSpec *spec,
                                            const CairnOutput *output);
+    /* Since 1.8. Delivers the row changes of committed transactions of the databases named
+     * (none: every database) and the tables named (none: every table) to on_commit,
+     * replacing any earlier subscription. The names are copied. */
+    CairnStatus (*subscribe_changes)(const CairnHost *host, const CairnStr *databases,
+                                     size_t database_count, const CairnStr *tables,
+                                     size_t table_count, const CairnOutput *output);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -318,6 +356,8 @@ typedef struct CairnPluginVTable {
     CairnFuture (*stop)(void *instance);
     CairnFuture (*on_event)(void *instance, const CairnEvent *event);
     void (*destroy)(void *instance);
+    /* Since 1.8. One committed transaction the instance subscribed to (subscribe_changes). */
+    CairnFuture (*on_commit)(void *instance, const CairnCommit *commit);
 } CairnPluginVTable;
 
 /* What a plugin exports as `cairn_plugin_v1`. The first five fields are the header. */
@@ -359,9 +399,11 @@ _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
 _Static_assert(sizeof(CairnFunctionSpec) == 72, "CairnFunctionSpec layout");
 _Static_assert(sizeof(CairnAggregateSpec) == 96, "CairnAggregateSpec layout");
 _Static_assert(sizeof(CairnTableFunctionSpec) == 112, "CairnTableFunctionSpec layout");
-_Static_assert(sizeof(CairnHost) == 184, "CairnHost layout");
+_Static_assert(sizeof(CairnChange) == 32, "CairnChange layout");
+_Static_assert(sizeof(CairnCommit) == 64, "CairnCommit layout");
+_Static_assert(sizeof(CairnHost) == 192, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
-_Static_assert(sizeof(CairnPluginVTable) == 48, "CairnPluginVTable layout");
+_Static_assert(sizeof(CairnPluginVTable) == 56, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");
 _Static_assert(sizeof(CairnPluginDescriptor) == 80, "CairnPluginDescriptor layout");
 #endif

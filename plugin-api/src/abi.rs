@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 7;
+pub const CAIRN_ABI_MINOR: u32 = 8;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -415,6 +415,57 @@ pub struct CairnTableFunctionSpec {
     pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
 }
 
+/// What a [`CairnChange`] did to its row (since 1.8).
+pub type CairnChangeOp = u32;
+/// The row was inserted.
+pub const CAIRN_CHANGE_INSERT: CairnChangeOp = 1;
+/// The row was updated (a change of its rowid is a delete and an insert).
+pub const CAIRN_CHANGE_UPDATE: CairnChangeOp = 2;
+/// The row was deleted.
+pub const CAIRN_CHANGE_DELETE: CairnChangeOp = 3;
+
+/// One row changed by a committed transaction (since 1.8).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnChange {
+    /// The table's name.
+    pub table: CairnStr,
+    /// One of the `CAIRN_CHANGE_*` constants.
+    pub op: CairnChangeOp,
+    /// Zero.
+    pub reserved: u32,
+    /// The row's rowid (after the change; before it, for a delete).
+    pub rowid: i64,
+}
+
+/// One committed transaction of a database, as delivered to a plugin's `on_commit` (since
+/// 1.8): its row changes in the order they were made, borrowed for the call. Commits reach
+/// a plugin one at a time, in the database's commit order, once durable.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnCommit {
+    /// `size_of::<CairnCommit>()` as the host built it.
+    pub size: u32,
+    /// Zero.
+    pub reserved: u32,
+    /// The database.
+    pub database: CairnStr,
+    /// The commit's number among the database's commits since the server started, from 1;
+    /// increasing in commit order (a commit with no change the plugin subscribed to takes a
+    /// number too, and is not delivered).
+    pub sequence: u64,
+    /// The changes (of the subscribed tables).
+    pub changes: *const CairnChange,
+    /// Number of changes.
+    pub change_count: usize,
+    /// How many commits were dropped just before this one because the plugin's queue was
+    /// full (0 normally). A report of drops with no commit after them comes with no changes.
+    pub missed: u64,
+    /// How many changes of this commit are not listed because it changed more rows than one
+    /// commit may carry.
+    pub truncated: u64,
+}
+
 /// A job a plugin schedules. The host runs it on its cron schedule and never starts a run
 /// while the previous one is still running.
 #[repr(C)]
@@ -627,6 +678,20 @@ pub struct CairnHost {
             output: *const CairnOutput,
         ) -> CairnStatus,
     >,
+    /// Since 1.8. Delivers the row changes of committed transactions to the plugin's
+    /// `on_commit`: of the `database_count` databases named (none: every database), and of
+    /// the `table_count` tables named (none: every table), replacing any earlier
+    /// subscription (both counts 0 and NULLs: every change). The names are copied.
+    pub subscribe_changes: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            databases: *const CairnStr,
+            database_count: usize,
+            tables: *const CairnStr,
+            table_count: usize,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
 }
 
 /// The functions of a plugin. Only `create` is required.
@@ -659,6 +724,12 @@ pub struct CairnPluginVTable {
     >,
     /// Releases the instance. Nothing of it is called afterwards.
     pub destroy: Option<unsafe extern "C" fn(instance: *mut c_void)>,
+    /// Since 1.8. Delivers one committed transaction the instance subscribed to
+    /// (`subscribe_changes`), borrowed for the call. Commits reach an instance one at a
+    /// time, in order; the next is not delivered before this future is done.
+    pub on_commit: Option<
+        unsafe extern "C" fn(instance: *mut c_void, commit: *const CairnCommit) -> CairnFuture,
+    >,
 }
 
 /// What a plugin exports under the name [`CAIRN_PLUGIN_SYMBOL`]. The host reads the first five

@@ -110,6 +110,18 @@ impl Host {
         self.raw.register_table_function(&function, instance)
     }
 
+    /// Delivers the row changes of committed transactions to
+    /// [`Plugin::on_commit`](crate::Plugin::on_commit) (since ABI 1.8): of `databases`
+    /// (empty: every database) and `tables` (empty: every table), replacing any earlier
+    /// subscription.
+    pub fn subscribe_changes(
+        &self,
+        databases: &[&str],
+        tables: &[&str],
+    ) -> Result<(), PluginError> {
+        self.raw.subscribe_changes(databases, tables)
+    }
+
     /// Delivers these events to [`Plugin::on_event`](crate::Plugin::on_event) (replacing any
     /// earlier subscription).
     pub fn subscribe(&self, events: &[EventKind]) -> Result<(), PluginError> {

@@ -93,7 +93,8 @@ pub use tracing;
 pub use error::{Outcome, PluginError};
 pub use host::{Host, HostCall};
 pub use plugin::{
-    Accumulator, Event, EventKind, Function, Plugin, PluginConfig, Procedure, Rows, TableFunction,
+    Accumulator, Change, ChangeOp, Commit, Event, EventKind, Function, Plugin, PluginConfig,
+    Procedure, Rows, TableFunction,
 };
 pub use value::{Args, Column, ColumnType, Reply, Value};
 

@@ -46,6 +46,17 @@ pub trait Plugin: Send + Sync + Sized + 'static {
         Ok(())
     }
 
+    /// One committed transaction's row changes, of the databases and tables the plugin
+    /// subscribed to ([`Host::subscribe_changes`], since ABI 1.8). Commits arrive one at a
+    /// time, in each database's commit order, after they are durable; the next waits for
+    /// this one to return, and a queue of them is kept meanwhile (bounded: commits dropped
+    /// when it is full are counted in the next one's [`Commit::missed`]). Rolled-back
+    /// transactions, and the rolled-back parts of committed ones, never arrive.
+    async fn on_commit(&self, host: &Host, commit: Commit) -> Result<(), PluginError> {
+        let _ = (host, commit);
+        Ok(())
+    }
+
     /// One event the plugin subscribed to ([`Host::subscribe`]). Events arrive one at a time,
     /// in order.
     async fn on_event(&self, host: &Host, event: Event) -> Result<(), PluginError> {
@@ -192,6 +203,68 @@ pub struct Event {
     pub database: Option<String>,
     /// Further detail (a backup id, a path, an error), if any.
     pub detail: Option<String>,
+}
+
+/// What a change did to its row (ABI 1.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeOp {
+    /// Inserted.
+    Insert,
+    /// Updated in place (a new rowid is a delete and an insert).
+    Update,
+    /// Deleted.
+    Delete,
+}
+
+impl ChangeOp {
+    /// The op of an ABI constant, if this SDK knows it.
+    pub fn from_abi(op: abi::CairnChangeOp) -> Option<ChangeOp> {
+        match op {
+            abi::CAIRN_CHANGE_INSERT => Some(ChangeOp::Insert),
+            abi::CAIRN_CHANGE_UPDATE => Some(ChangeOp::Update),
+            abi::CAIRN_CHANGE_DELETE => Some(ChangeOp::Delete),
+            _ => None,
+        }
+    }
+
+    /// `insert`, `update` or `delete`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeOp::Insert => "insert",
+            ChangeOp::Update => "update",
+            ChangeOp::Delete => "delete",
+        }
+    }
+}
+
+/// One row a committed transaction changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The table.
+    pub table: String,
+    /// What happened to the row.
+    pub op: ChangeOp,
+    /// The row's rowid (before a delete, after an insert or update).
+    pub rowid: i64,
+}
+
+/// One committed transaction of a database (ABI 1.8), as [`Plugin::on_commit`] gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The database.
+    pub database: String,
+    /// Its number among the database's commits since the server started (from 1), increasing
+    /// in commit order; commits without subscribed changes are not delivered, so numbers
+    /// skip.
+    pub sequence: u64,
+    /// The changes, in the order they were made.
+    pub changes: Vec<Change>,
+    /// Commits dropped just before this one because the plugin's queue was full. A report of
+    /// drops that no commit followed comes with no changes (and the sequence of the last
+    /// commit delivered).
+    pub missed: u64,
+    /// Changes of this commit left out because it changed more rows than one commit carries.
+    pub truncated: u64,
 }
 
 /// The kinds of server events.

@@ -115,6 +115,22 @@ fn rust_layouts() -> Vec<Layout> {
             close,
             drop_ctx
         }),
+        layout!(CairnChange {
+            table,
+            op,
+            reserved,
+            rowid
+        }),
+        layout!(CairnCommit {
+            size,
+            reserved,
+            database,
+            sequence,
+            changes,
+            change_count,
+            missed,
+            truncated
+        }),
         layout!(CairnJobSpec {
             size,
             reserved,
@@ -149,7 +165,8 @@ fn rust_layouts() -> Vec<Layout> {
             drill_archive,
             register_function,
             register_aggregate,
-            register_table_function
+            register_table_function,
+            subscribe_changes
         }),
         layout!(CairnPluginVTable {
             size,
@@ -158,7 +175,8 @@ fn rust_layouts() -> Vec<Layout> {
             start,
             stop,
             on_event,
-            destroy
+            destroy,
+            on_commit
         }),
         layout!(CairnPluginDescriptor {
             magic,
@@ -194,6 +212,9 @@ fn rust_constants() -> Vec<(&'static str, u64)> {
         CAIRN_ERROR_REFUSED,
         CAIRN_FUNCTION_DETERMINISTIC,
         CAIRN_TABLE_BATCH_MAX,
+        CAIRN_CHANGE_INSERT,
+        CAIRN_CHANGE_UPDATE,
+        CAIRN_CHANGE_DELETE,
         CAIRN_VALUE_NULL,
         CAIRN_VALUE_INTEGER,
         CAIRN_VALUE_REAL,
@@ -257,11 +278,13 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 184);
+    assert_eq!(size_of::<CairnHost>(), 192);
+    assert_eq!(size_of::<CairnCommit>(), 64);
+    assert_eq!(size_of::<CairnChange>(), 32);
     assert_eq!(size_of::<CairnTableFunctionSpec>(), 112);
     assert_eq!(size_of::<CairnAggregateSpec>(), 96);
     assert_eq!(size_of::<CairnFunctionSpec>(), 72);
-    assert_eq!(size_of::<CairnPluginVTable>(), 48);
+    assert_eq!(size_of::<CairnPluginVTable>(), 56);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
     assert_eq!(
         offset_of!(CairnPluginDescriptor, name),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::changes::{Capture, ChangeFeed};
 use crate::disk_space::DataDisk;
 use crate::group_commit::{PendingSync, WalSync};
 
@@ -92,7 +93,25 @@ pub struct Catalog {
     commits: Option<Arc<dyn CommitObserver>>,
     /// The shared log syncs of each database that sessions write to (group commit).
     wal_syncs: Mutex<HashMap<PathBuf, Arc<WalSync>>>,
+    /// The row changes sessions commit, for the plugins that subscribed.
+    changes: Arc<ChangeFeed>,
 }
+
+/// A session's connection and what comes with it.
+#[derive(Debug)]
+pub struct SessionConnection {
+    pub conn: Connection,
+    pub lease: Lease,
+    /// The commits the session must wait for before its client hears of them (none for
+    /// read-only access).
+    pub unsynced: Option<PendingSync>,
+    /// The rows its transactions change (none for read-only access).
+    pub changes: Option<Arc<Capture>>,
+}
+
+/// A connection, its lease, and for a session's read-write one its pending syncs and its
+/// capture of row changes.
+type Leased = (Connection, Lease, Option<PendingSync>, Option<Arc<Capture>>);
 
 /// Called right after each commit on a connection, with the log's length in frames; `true`
 /// asks for a checkpoint there and then (the observer's log has grown past its bound).
@@ -198,6 +217,7 @@ impl Catalog {
             released: Arc::default(),
             temp_storage_limit: None,
             commits: None,
+            changes: Arc::default(),
             wal_syncs: Mutex::default(),
         };
         if !catalog.exists(DEFAULT_DATABASE) {
@@ -336,7 +356,7 @@ impl Catalog {
             }
             // Every committed page must be in the main file before its log goes: a reader in
             // another process (`cairn backup`) can keep the checkpoint from finishing.
-            let old = self.open_connection(&path, Access::ReadWrite, None)?;
+            let old = self.open_connection(&path, Access::ReadWrite, None, None)?;
             let busy: i64 = old
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
                 .map_err(sqlite_err(&path))?;
@@ -414,7 +434,7 @@ impl Catalog {
         if !path.is_file() {
             return Err(CatalogError::NotFound(name.to_owned()));
         }
-        self.open_connection(&path, access, None)
+        self.open_connection(&path, access, None, None)
     }
 
     /// As [`Catalog::connect`], with another database file attached read-only as `schema`
@@ -425,7 +445,7 @@ impl Catalog {
         access: Access,
         attach: Option<(&str, &Path)>,
     ) -> Result<(Connection, Lease), CatalogError> {
-        let (conn, lease, _) = self.lease(name, access, attach, false)?;
+        let (conn, lease, _, _) = self.lease(name, access, attach, false)?;
         Ok((conn, lease))
     }
 
@@ -438,8 +458,19 @@ impl Catalog {
         name: &str,
         access: Access,
         attach: Option<(&str, &Path)>,
-    ) -> Result<(Connection, Lease, Option<PendingSync>), CatalogError> {
-        self.lease(name, access, attach, true)
+    ) -> Result<SessionConnection, CatalogError> {
+        let (conn, lease, unsynced, changes) = self.lease(name, access, attach, true)?;
+        Ok(SessionConnection {
+            conn,
+            lease,
+            unsynced,
+            changes,
+        })
+    }
+
+    /// The row changes sessions commit, for the plugins that subscribed.
+    pub fn changes(&self) -> &Arc<ChangeFeed> {
+        &self.changes
     }
 
     fn lease(
@@ -448,7 +479,7 @@ impl Catalog {
         access: Access,
         attach: Option<(&str, &Path)>,
         grouped: bool,
-    ) -> Result<(Connection, Lease, Option<PendingSync>), CatalogError> {
+    ) -> Result<Leased, CatalogError> {
         validate_name(name)?;
         let mut sessions = lock(&self.sessions);
         let path = self.path_of(name);
@@ -457,7 +488,10 @@ impl Catalog {
         }
         let committed =
             (grouped && access == Access::ReadWrite).then(|| Arc::new(AtomicBool::new(false)));
-        let mut conn = self.open_connection(&path, access, committed.as_ref())?;
+        let capture = committed
+            .is_some()
+            .then(|| Capture::new(Arc::clone(&self.changes), name));
+        let mut conn = self.open_connection(&path, access, committed.as_ref(), capture.as_ref())?;
         let pending = committed.map(|committed| self.wal_sync(&path, &conn, committed));
         if let Some(limit) = self.temp_storage_limit {
             // The temporary database's pages (4 KiB); past them, writes fail with SQLITE_FULL.
@@ -485,6 +519,7 @@ impl Catalog {
                 released: Arc::clone(&self.released),
             },
             pending,
+            capture,
         ))
     }
 
@@ -505,6 +540,7 @@ impl Catalog {
         path: &Path,
         access: Access,
         grouped: Option<&Arc<AtomicBool>>,
+        capture: Option<&Arc<Capture>>,
     ) -> Result<Connection, CatalogError> {
         let sqlite_err = |source| CatalogError::Sqlite {
             path: path.to_owned(),
@@ -551,16 +587,26 @@ impl Catalog {
             // Not the WAL hook, which SQLite calls only when a statement steps to its end: a
             // statement reset earlier (a RETURNING result closed) commits in the reset.
             let on_commit = Arc::clone(committed);
+            let captured = capture.cloned();
             conn.commit_hook(Some(move || {
                 on_commit.store(true, Ordering::Release);
+                if let Some(capture) = &captured {
+                    capture.on_commit();
+                }
                 false
             }))
             .map_err(sqlite_err)?;
             // The commit hook runs before the commit is written: one that then fails (a full
             // disk, an I/O error) is rolled back, and has nothing to wait for.
             let on_rollback = Arc::clone(committed);
-            conn.rollback_hook(Some(move || on_rollback.store(false, Ordering::Release)))
-                .map_err(sqlite_err)?;
+            let captured = capture.cloned();
+            conn.rollback_hook(Some(move || {
+                on_rollback.store(false, Ordering::Release);
+                if let Some(capture) = &captured {
+                    capture.on_rollback();
+                }
+            }))
+            .map_err(sqlite_err)?;
         }
         Ok(conn)
     }
@@ -599,7 +645,7 @@ impl Catalog {
         for db in databases {
             let path = self.path_of(&db.name);
             let result = self
-                .open_connection(&path, Access::ReadWrite, None)
+                .open_connection(&path, Access::ReadWrite, None, None)
                 .map_err(|e| e.to_string())
                 .and_then(|conn| {
                     conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod catalog;
+pub mod changes;
 pub mod config;
 pub mod credentials;
 pub mod data_dir_lock;

@@ -9,6 +9,7 @@ mod harness;
 mod auth;
 mod automatic_backup;
 mod backups;
+mod changes;
 mod cli;
 mod config_errors;
 mod continuous;

@@ -56,6 +56,7 @@ pub const fn vtable<P: Plugin>() -> CairnPluginVTable {
         stop: Some(stop::<P>),
         on_event: Some(on_event::<P>),
         destroy: Some(destroy::<P>),
+        on_commit: Some(on_commit::<P>),
     }
 }
 
@@ -230,6 +231,66 @@ unsafe extern "C" fn on_event<P: Plugin>(
         }
         .with_subscriber(dispatch),
     )
+}
+
+unsafe extern "C" fn on_commit<P: Plugin>(
+    handle: *mut c_void,
+    commit: *const abi::CairnCommit,
+) -> CairnFuture {
+    // SAFETY: as in `start`.
+    let this = unsafe { instance::<P>(handle) };
+    // SAFETY: the ABI: `commit` and its changes are borrowed for this call.
+    let commit = match catch(|| unsafe { read_commit(commit) }) {
+        Ok(commit) => commit,
+        Err(e) => return super::future::ready(Err(e)),
+    };
+    let dispatch = this.host.dispatch().clone();
+    export_future(
+        async move {
+            this.plugin
+                .on_commit(&this.host, commit)
+                .await
+                .map(|()| Reply::default())
+        }
+        .with_subscriber(dispatch),
+    )
+}
+
+/// # Safety
+/// `commit` is null or points to a valid commit, changes included, borrowed for the call.
+unsafe fn read_commit(commit: *const abi::CairnCommit) -> Result<crate::Commit, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let Some(commit) = (unsafe { commit.as_ref() }) else {
+        return Err(PluginError::InvalidArgument("no commit".into()));
+    };
+    let changes: &[abi::CairnChange] = if commit.change_count == 0 || commit.changes.is_null() {
+        &[]
+    } else {
+        // SAFETY: as above.
+        unsafe { std::slice::from_raw_parts(commit.changes, commit.change_count) }
+    };
+    let changes = changes
+        .iter()
+        .filter_map(|c| {
+            // An op this SDK does not know is left out.
+            let op = crate::ChangeOp::from_abi(c.op)?;
+            // SAFETY: as above.
+            let table = unsafe { super::text(c.table, "a table name") };
+            Some(table.map(|table| crate::Change {
+                table,
+                op,
+                rowid: c.rowid,
+            }))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::Commit {
+        // SAFETY: as above.
+        database: unsafe { super::text(commit.database, "the database name") }?,
+        sequence: commit.sequence,
+        changes,
+        missed: commit.missed,
+        truncated: commit.truncated,
+    })
 }
 
 /// # Safety
@@ -894,6 +955,34 @@ impl HostRef {
         let output = collector.output();
         // SAFETY: as in `register_procedure`; the columns outlive the call.
         let status = unsafe { register(self.0, &spec, &output) };
+        status_outcome(status, collector)
+    }
+
+    pub(crate) fn subscribe_changes(
+        &self,
+        databases: &[&str],
+        tables: &[&str],
+    ) -> Result<(), PluginError> {
+        let subscribe = self.function(
+            offset_of!(CairnHost, subscribe_changes),
+            |t| t.subscribe_changes,
+            "subscribe_changes",
+        )?;
+        let databases: Vec<CairnStr> = databases.iter().map(|d| CairnStr::new(d)).collect();
+        let tables: Vec<CairnStr> = tables.iter().map(|t| CairnStr::new(t)).collect();
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`; the names outlive the call.
+        let status = unsafe {
+            subscribe(
+                self.0,
+                databases.as_ptr(),
+                databases.len(),
+                tables.as_ptr(),
+                tables.len(),
+                &output,
+            )
+        };
         status_outcome(status, collector)
     }
 

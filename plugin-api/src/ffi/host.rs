@@ -451,6 +451,7 @@ struct VTable {
     stop: Option<unsafe extern "C" fn(*mut c_void) -> CairnFuture>,
     on_event: Option<unsafe extern "C" fn(*mut c_void, *const CairnEvent) -> CairnFuture>,
     destroy: Option<unsafe extern "C" fn(*mut c_void)>,
+    on_commit: Option<unsafe extern "C" fn(*mut c_void, *const abi::CairnCommit) -> CairnFuture>,
 }
 
 impl PluginLibrary {
@@ -552,6 +553,9 @@ impl PluginLibrary {
             destroy: table
                 .destroy
                 .filter(|_| has(offset_of!(CairnPluginVTable, destroy))),
+            on_commit: table
+                .on_commit
+                .filter(|_| has(offset_of!(CairnPluginVTable, on_commit))),
         };
         if vtable.create.is_none() {
             return Err(LoadError::Invalid {
@@ -644,6 +648,58 @@ impl PluginInstance {
         };
         // SAFETY: as in `future`; the event is borrowed for the call only (the ABI's rule).
         Box::pin(unsafe { ImportedFuture::new(on_event(self.instance, &event)) })
+    }
+}
+
+/// One committed transaction's row changes, as the host hands them to a plugin (ABI 1.8).
+#[derive(Debug, Clone, Default)]
+pub struct CommitBatch {
+    /// The database.
+    pub database: String,
+    /// The commit's number among the database's commits.
+    pub sequence: u64,
+    /// Each change: its table, `CAIRN_CHANGE_*` op and rowid.
+    pub changes: Vec<(Arc<str>, abi::CairnChangeOp, i64)>,
+    /// Commits dropped just before this one (a full queue).
+    pub missed: u64,
+    /// Changes of this commit not listed.
+    pub truncated: u64,
+}
+
+impl PluginInstance {
+    /// Whether the plugin takes commits (its table has `on_commit`, ABI 1.8).
+    pub fn takes_commits(&self) -> bool {
+        self.vtable.on_commit.is_some()
+    }
+
+    /// Delivers one committed transaction.
+    pub fn on_commit(&self, commit: &CommitBatch) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        let Some(on_commit) = self.vtable.on_commit else {
+            return Box::pin(std::future::ready(Ok(Reply::default())));
+        };
+        let changes: Vec<abi::CairnChange> = commit
+            .changes
+            .iter()
+            .map(|(table, op, rowid)| abi::CairnChange {
+                table: CairnStr::new(table),
+                op: *op,
+                reserved: 0,
+                rowid: *rowid,
+            })
+            .collect();
+        let abi_commit = abi::CairnCommit {
+            size: size_of::<abi::CairnCommit>() as u32,
+            reserved: 0,
+            database: CairnStr::new(&commit.database),
+            sequence: commit.sequence,
+            changes: changes.as_ptr(),
+            change_count: changes.len(),
+            missed: commit.missed,
+            truncated: commit.truncated,
+        };
+        // SAFETY: as in `future`; the commit and its changes are borrowed for the call only
+        // (the ABI's rule), and live across it.
+        Box::pin(unsafe { ImportedFuture::new(on_commit(self.instance, &abi_commit)) })
     }
 }
 
@@ -1073,6 +1129,13 @@ pub trait HostServices: Send + Sync {
     fn register_aggregate(&self, aggregate: ForeignAggregate) -> Result<(), PluginError>;
     /// Registers a table function (ABI 1.7).
     fn register_table_function(&self, function: ForeignTableFunction) -> Result<(), PluginError>;
+    /// Subscribes to the row changes of committed transactions of `databases` (none: all)
+    /// and `tables` (none: all) (ABI 1.8).
+    fn subscribe_changes(
+        &self,
+        databases: Vec<String>,
+        tables: Vec<String>,
+    ) -> Result<(), PluginError>;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -1116,6 +1179,7 @@ impl HostTable {
             register_function: Some(host_register_function),
             register_aggregate: Some(host_register_aggregate),
             register_table_function: Some(host_register_table_function),
+            subscribe_changes: Some(host_subscribe_changes),
         });
         HostTable(Box::leak(table))
     }
@@ -1538,6 +1602,62 @@ unsafe extern "C" fn host_register_table_function(
         let services = unsafe { services(host) }.ok_or_else(no_host)?;
         services
             .register_table_function(function)
+            .map(|()| Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
+}
+
+/// The most names a change subscription may list.
+const SUBSCRIPTION_MAX_NAMES: usize = 1024;
+
+/// Copies `count` borrowed names (`what` for errors).
+///
+/// # Safety
+/// `names` is null (with `count` 0) or points to `count` strings valid for the call.
+unsafe fn read_names(
+    names: *const CairnStr,
+    count: usize,
+    what: &str,
+) -> Result<Vec<String>, PluginError> {
+    if count > SUBSCRIPTION_MAX_NAMES {
+        return Err(PluginError::InvalidArgument(format!(
+            "at most {SUBSCRIPTION_MAX_NAMES} {what}, not {count}"
+        )));
+    }
+    let names: &[CairnStr] = if count == 0 || names.is_null() {
+        &[]
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts(names, count) }
+    };
+    names
+        .iter()
+        // SAFETY: as above.
+        .map(|name| unsafe { super::text(*name, what) })
+        .collect()
+}
+
+unsafe extern "C" fn host_subscribe_changes(
+    host: *const CairnHost,
+    databases: *const CairnStr,
+    database_count: usize,
+    tables: *const CairnStr,
+    table_count: usize,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: the names are borrowed for the call.
+        let (databases, tables) = unsafe {
+            (
+                read_names(databases, database_count, "database names")?,
+                read_names(tables, table_count, "table names")?,
+            )
+        };
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services
+            .subscribe_changes(databases, tables)
             .map(|()| Reply::default())
     });
     // SAFETY: the ABI: `output` is valid for the call.

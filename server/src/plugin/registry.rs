@@ -864,6 +864,54 @@ impl Plugins {
             .map_err(ApiError::Refused)
     }
 
+    /// Subscribes instance `generation` of `plugin` to the row changes of committed
+    /// transactions (ABI 1.8), starting its delivery the first time.
+    pub(super) fn subscribe_changes(
+        &self,
+        plugin: &str,
+        generation: u64,
+        databases: Vec<String>,
+        tables: Vec<String>,
+    ) -> Result<(), ApiError> {
+        for database in &databases {
+            crate::catalog::validate_name(database)
+                .map_err(|e| ApiError::InvalidArgument(format!("subscribe_changes: {e}")))?;
+        }
+        for table in &tables {
+            crate::catalog::validate_identifier("table", table)
+                .map_err(|e| ApiError::InvalidArgument(format!("subscribe_changes: {e}")))?;
+        }
+        let (instance, services) = {
+            let entries = lock(&self.entries);
+            let loaded = entries
+                .get(plugin)
+                .and_then(|e| e.loaded.as_ref())
+                .filter(|l| l.generation == generation)
+                .ok_or_else(|| ApiError::Refused("the plugin is not loaded".into()))?;
+            (Arc::clone(&loaded.instance), Arc::clone(&loaded.services))
+        };
+        if !instance.takes_commits() {
+            return Err(ApiError::Refused(
+                "the plugin has no on_commit function to deliver changes to".into(),
+            ));
+        }
+        let (queue, new) = self
+            .catalog
+            .changes()
+            .subscribe(plugin, generation, databases, tables);
+        if new {
+            self.runtime.spawn(deliver_commits(
+                self.me.clone(),
+                plugin.to_owned(),
+                generation,
+                instance,
+                services,
+                queue,
+            ));
+        }
+        Ok(())
+    }
+
     /// The gauges plugins publish.
     pub fn gauges(&self) -> &super::gauges::PluginGauges {
         &self.gauges
@@ -871,6 +919,7 @@ impl Plugins {
 
     fn unregister(&self, plugin: &str, generation: u64) {
         self.gauges.forget(plugin, generation);
+        self.catalog.changes().unsubscribe(plugin, generation);
         // Dropped outside the lock (and after any call still running): plugin code.
         drop(self.functions.unregister(plugin, generation));
         // Dropped outside the lock: releasing a procedure's context is plugin code.
@@ -1410,6 +1459,44 @@ async fn deliver_events(
                 break;
             }
             Err(e) => tracing::warn!(plugin = %name, error = %e, "plugin event handler failed"),
+        }
+    }
+}
+
+/// Hands an instance the committed transactions it subscribed to, one at a time, until its
+/// subscription ends (it is unloaded or replaced) or it panics.
+async fn deliver_commits(
+    plugins: Weak<Plugins>,
+    name: String,
+    generation: u64,
+    instance: Arc<PluginInstance>,
+    services: Arc<PluginServices>,
+    queue: Arc<crate::changes::ChangeQueue>,
+) {
+    while let Some(commit) = queue.next().await {
+        if !services.attached.load(Ordering::Acquire) {
+            break;
+        }
+        let what = format!("{} #{}", commit.database, commit.sequence);
+        let outcome = InPlugin::call(&name, "commit handler", &what, || {
+            instance.on_commit(&commit)
+        })
+        .await;
+        match outcome {
+            Ok(_) => {}
+            Err(e) if e.is_panic() => {
+                if let Some(plugins) = plugins.upgrade() {
+                    plugins.fail(
+                        &name,
+                        generation,
+                        &format!("panicked in on_commit: {}", e.message()),
+                    );
+                }
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %name, database = %commit.database, sequence = commit.sequence, error = %e, "plugin commit handler failed")
+            }
         }
     }
 }

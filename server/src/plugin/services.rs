@@ -188,6 +188,15 @@ impl HostServices for PluginServices {
             .register_table_function(&self.plugin, self.generation, function)
     }
 
+    fn subscribe_changes(
+        &self,
+        databases: Vec<String>,
+        tables: Vec<String>,
+    ) -> Result<(), PluginError> {
+        self.registry()?
+            .subscribe_changes(&self.plugin, self.generation, databases, tables)
+    }
+
     fn register_procedure(&self, procedure: ForeignProcedure) -> Result<(), PluginError> {
         self.registry()?
             .register_procedure(&self.plugin, self.generation, procedure)

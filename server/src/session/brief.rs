@@ -204,6 +204,9 @@ impl Session {
         if params.iter().any(too_long) {
             return Brief::TooLong;
         }
+        if let Some(changes) = &self.changes {
+            changes.sync(&mut self.conn);
+        }
         let failed = self.failed_transaction;
         let was_autocommit = self.conn.is_autocommit();
         match prepared.brief {

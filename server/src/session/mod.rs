@@ -139,6 +139,8 @@ pub struct Session {
     /// This session's commits not yet known to be on disk (group commit; none if read-only).
     /// Declared before `conn`, so dropped before it: it lets go of the log first.
     unsynced: Option<PendingSync>,
+    /// The rows its transactions change, for plugins that subscribed (none if read-only).
+    changes: Option<Arc<crate::changes::Capture>>,
     conn: Connection,
     catalog: Arc<Catalog>,
     plugins: Arc<Plugins>,
@@ -180,7 +182,12 @@ impl Session {
         let history = role
             .may_back_up()
             .then(|| (crate::backup::history::SCHEMA, backups.history().path()));
-        let (mut conn, lease, unsynced) = catalog.connect_session(database, access, history)?;
+        let crate::catalog::SessionConnection {
+            mut conn,
+            lease,
+            unsynced,
+            changes,
+        } = catalog.connect_session(database, access, history)?;
         // Statements are kept prepared by their text, for both protocols: a client's
         // working set of statements is rarely larger.
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -212,6 +219,7 @@ impl Session {
             lock_wait,
             functions: Default::default(),
             unsynced,
+            changes,
             _lease: lease,
         })
     }
@@ -242,8 +250,13 @@ impl Session {
     }
 
     /// Brings the connection's plugin functions up to date (one load when nothing changed).
+    /// Brings the connection up to date with what plugins registered: their SQL functions,
+    /// and whether its row changes are wanted.
     fn sync_functions(&mut self) {
         self.functions.sync(self.plugins.functions(), &self.conn);
+        if let Some(changes) = &self.changes {
+            changes.sync(&mut self.conn);
+        }
     }
 
     /// Marks the session active with `sql` (for SHOW SESSIONS).
@@ -821,8 +834,16 @@ impl Session {
                 _ => {}
             }
         }
+        let mark = self.changes.as_ref().map(|c| c.mark(&self.conn));
         let result = self.step_sqlite(sql, tokens, params, described, out);
         let now_autocommit = self.conn.is_autocommit();
+        if let (Some(changes), Some(mark)) = (&self.changes, mark) {
+            match (&result, control) {
+                (Err(_), _) => changes.failed(mark, &self.conn),
+                (Ok(_), Some(Control::Savepoint)) => follow_savepoint(changes, tokens),
+                _ => {}
+            }
+        }
         match result {
             Ok(mut executed) => {
                 executed.transaction = match (was_autocommit, now_autocommit) {
@@ -988,6 +1009,10 @@ impl Session {
         during(&mut self.conn, crate::catalog::authorize_vacuum)?;
         let result = self.conn.execute_batch(sql);
         during(&mut self.conn, crate::catalog::authorize)?;
+        // The capture of row changes may have its own authorizer: it puts it back.
+        if let Some(changes) = &self.changes {
+            changes.reinstall();
+        }
         result.map_err(|e| self.sql_error(e))?;
         Ok(Executed::command("VACUUM", None))
     }
@@ -995,7 +1020,12 @@ impl Session {
     /// `result`, once the commits it made are on disk: the client hears of a commit only
     /// after the sync of the log it shares with the database's other sessions.
     fn once_durable(&self, result: Result<Executed, SqlError>) -> Result<Executed, SqlError> {
-        match self.unsynced.as_ref().map(PendingSync::wait) {
+        let synced = self.unsynced.as_ref().map(PendingSync::wait);
+        // Committed either way (other sessions see it): its row changes go out now.
+        if let Some(changes) = &self.changes {
+            changes.settle();
+        }
+        match synced {
             Some(Err(failed)) => Err(SqlError::new(sqlstate::IO_ERROR, failed.to_string())),
             _ => result,
         }
@@ -1425,6 +1455,37 @@ fn transaction_control(tokens: &[Spanned<'_>]) -> Option<Control> {
             Some(Control::Savepoint)
         }
         _ => None,
+    }
+}
+
+/// Tells a connection's capture of row changes of a savepoint statement that succeeded:
+/// `SAVEPOINT name`, `RELEASE [SAVEPOINT] name`, `ROLLBACK [TRANSACTION] TO [SAVEPOINT] name`.
+fn follow_savepoint(changes: &crate::changes::Capture, tokens: &[Spanned<'_>]) {
+    let words: Vec<&Token<'_>> = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !t.is_keyword("savepoint") && !t.is_keyword("transaction"))
+        .collect();
+    let name = |t: Option<&&Token<'_>>| t.and_then(|t| t.identifier());
+    match tokens.first().map(|t| &t.token) {
+        Some(t) if t.is_keyword("savepoint") => {
+            if let Some(n) = name(words.first()) {
+                changes.savepoint(&n);
+            }
+        }
+        Some(t) if t.is_keyword("release") => {
+            if let Some(n) = name(words.get(1)) {
+                changes.release(&n);
+            }
+        }
+        Some(t) if t.is_keyword("rollback") => {
+            if words.get(1).is_some_and(|t| t.is_keyword("to"))
+                && let Some(n) = name(words.get(2))
+            {
+                changes.rollback_to(&n);
+            }
+        }
+        _ => {}
     }
 }
 
