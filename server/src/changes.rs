@@ -132,6 +132,14 @@ impl ChangeFeed {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The databases and tables instance `generation` of `plugin` subscribed to (empty: all).
+    pub fn subscribed(&self, plugin: &str, generation: u64) -> Option<(Vec<String>, Vec<String>)> {
+        self.subscriptions()
+            .iter()
+            .find(|s| s.plugin == plugin && s.generation == generation)
+            .map(|s| (s.databases.clone(), s.tables.clone()))
+    }
+
     fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
     }

@@ -159,6 +159,14 @@ async fn an_audit_plugin_logs_exactly_the_committed_changes_in_commit_order() {
         counted
     };
     assert_eq!(count(&got), count(&expected));
+    assert!(
+        texts(&log, "SHOW PLUGIN audit").await.contains(
+            &["row changes", "bank", "accounts", ""]
+                .map(String::from)
+                .to_vec()
+        ),
+        "SHOW PLUGIN audit lists its subscription"
+    );
     // Nothing of the unsubscribed table, nothing missed.
     assert_eq!(
         texts(

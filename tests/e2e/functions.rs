@@ -318,6 +318,49 @@ async fn a_plugins_table_functions_stream_join_and_go_with_the_plugin() {
         ]]
     );
 
+    // SHOW PLUGIN says what one plugin registered, with types.
+    let shown = texts(&first, "SHOW PLUGIN hello").await;
+    for expected in [
+        [
+            "procedure",
+            "hello.greet",
+            "returns (greeting text)",
+            "Greets its argument",
+        ],
+        [
+            "scalar function",
+            "geo_distance",
+            "(4 values)",
+            "Great-circle distance in km between two latitude/longitude points",
+        ],
+        [
+            "aggregate function",
+            "hello_stddev",
+            "(1 value)",
+            "Sample standard deviation of the group's numbers",
+        ],
+        [
+            "table function",
+            "hello_series",
+            "(start integer, stop integer, step integer) returns rows (value integer)",
+            "The integers from start to stop, step apart (default 1)",
+        ],
+        ["job", "tick", "0 * * * *", ""],
+        ["events", "shutdown, database_created, alert", "", ""],
+    ] {
+        assert!(
+            shown.iter().any(|row| *row == expected),
+            "{expected:?} not in {shown:?}"
+        );
+    }
+    let unknown = first.simple_query("SHOW PLUGIN nobody").await.unwrap_err();
+    assert_eq!(
+        unknown.code(),
+        Some(&tokio_postgres::error::SqlState::UNDEFINED_OBJECT),
+        "{}",
+        message(&unknown)
+    );
+
     // Joined with a table, its arguments taken from each row.
     second
         .batch_execute(

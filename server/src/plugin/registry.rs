@@ -1057,6 +1057,103 @@ impl Plugins {
             .collect()
     }
 
+    /// `SHOW PLUGIN name`: what its running instance registered, as (kind, name, signature,
+    /// description) rows; `None` for a plugin the server does not know.
+    pub fn registered_by(&self, plugin: &str) -> Option<Vec<[String; 4]>> {
+        let (generation, events) = {
+            let entries = lock(&self.entries);
+            let entry = entries.get(plugin)?;
+            match entry.loaded.as_ref() {
+                Some(l) => (
+                    l.generation,
+                    l.services.subscriptions.load(Ordering::Acquire),
+                ),
+                None => return Some(Vec::new()),
+            }
+        };
+        let typed = |columns: &[Column]| {
+            columns
+                .iter()
+                .map(|c| format!("{} {}", c.name, format!("{:?}", c.ty).to_ascii_lowercase()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut rows: Vec<[String; 4]> = Vec::new();
+        for (owner, name, description, columns) in self.procedures() {
+            if owner == plugin {
+                rows.push([
+                    "procedure".into(),
+                    format!("{plugin}.{name}"),
+                    format!("returns ({})", typed(&columns)),
+                    description,
+                ]);
+            }
+        }
+        for f in self.functions.describe() {
+            if f.plugin != plugin {
+                continue;
+            }
+            let arguments = match (&f.arguments, f.arg_count) {
+                (Some(arguments), _) => typed(arguments),
+                (None, n) if n < 0 => "any number of values".into(),
+                (None, 1) => "1 value".into(),
+                (None, n) => format!("{n} values"),
+            };
+            let signature = match &f.columns {
+                Some(columns) => format!("({arguments}) returns rows ({})", typed(columns)),
+                None => format!("({arguments})"),
+            };
+            let kind = match f.kind {
+                "table" => "table function".to_owned(),
+                kind => format!("{kind} function"),
+            };
+            rows.push([kind, f.name, signature, f.description]);
+        }
+        let mut jobs: Vec<[String; 4]> = lock(&self.jobs)
+            .values()
+            .filter(|(_, r)| r.plugin == plugin && r.generation == generation)
+            .map(|(_, r)| {
+                [
+                    "job".into(),
+                    r.job.name.clone(),
+                    r.job.cron.clone(),
+                    String::new(),
+                ]
+            })
+            .collect();
+        jobs.sort();
+        rows.extend(jobs);
+        let kinds: Vec<&str> = EventKind::ALL
+            .iter()
+            .filter(|k| events & (1u64 << k.to_abi()) != 0)
+            .map(|k| k.name())
+            .collect();
+        if !kinds.is_empty() {
+            rows.push([
+                "events".into(),
+                kinds.join(", "),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        if let Some((databases, tables)) = self.catalog.changes().subscribed(plugin, generation) {
+            let all = |names: Vec<String>, what: &str| {
+                if names.is_empty() {
+                    format!("every {what}")
+                } else {
+                    names.join(", ")
+                }
+            };
+            rows.push([
+                "row changes".into(),
+                all(databases, "database"),
+                all(tables, "table"),
+                String::new(),
+            ]);
+        }
+        Some(rows)
+    }
+
     /// How many times each plugin was reloaded into a running instance (`/metrics`).
     pub fn reloads(&self) -> Vec<(String, u64)> {
         lock(&self.reloads)

@@ -633,6 +633,19 @@ impl Session {
                     .collect();
                 Ok(Executed::rows("SHOW", self.server_columns(statement), rows))
             }
+            ServerStatement::ShowPlugin { name } => {
+                let rows = self.plugins.registered_by(name).ok_or_else(|| {
+                    SqlError::new(
+                        sqlstate::UNDEFINED_OBJECT,
+                        format!("plugin {name} is not known; SHOW PLUGINS lists the plugins"),
+                    )
+                })?;
+                let rows = rows
+                    .into_iter()
+                    .map(|row| row.into_iter().map(Value::Text).collect())
+                    .collect();
+                Ok(Executed::rows("SHOW", self.server_columns(statement), rows))
+            }
             ServerStatement::LoadPlugin { file } => {
                 self.require_admin("LOAD PLUGIN")?;
                 // Logged either way, with who asked (a plugin's SQL runs as its own user).
@@ -1360,6 +1373,12 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
             ("last_error", SqlType::Text),
             ("description", SqlType::Text),
             ("role", SqlType::Text),
+        ])),
+        ServerStatement::ShowPlugin { .. } => Some(columns(&[
+            ("kind", SqlType::Text),
+            ("name", SqlType::Text),
+            ("signature", SqlType::Text),
+            ("description", SqlType::Text),
         ])),
         // A procedure that is not registered: the call will fail with the reason.
         ServerStatement::Call(_) => Some(Vec::new()),

@@ -14,6 +14,10 @@ pub enum ServerStatement {
     },
     ShowDatabases,
     ShowPlugins,
+    /// `SHOW PLUGIN name`: what one plugin registered.
+    ShowPlugin {
+        name: String,
+    },
     LoadPlugin {
         file: String,
     },
@@ -268,6 +272,12 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
                 [] => Ok(ServerStatement::ShowPlugins),
                 [extra, ..] => Err(format!("unexpected {} after SHOW PLUGINS", describe(extra))),
             })
+        }
+        [first, second, rest @ ..] if first.is_keyword("show") && second.is_keyword("plugin") => {
+            Some(
+                only_name(rest, "plugin", "SHOW PLUGIN name")
+                    .map(|name| ServerStatement::ShowPlugin { name }),
+            )
         }
         [first, second, rest @ ..] if first.is_keyword("load") && second.is_keyword("plugin") => {
             Some(match rest {
