@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 8u
+#define CAIRN_ABI_MINOR 9u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -202,6 +202,13 @@ typedef struct CairnAggregateSpec {
     CairnStatus (*finish)(void *ctx, void *state, const CairnOutput *output);
     void (*drop_state)(void *ctx, void *state);
     void (*drop_ctx)(void *ctx);
+    /* Since 1.9, optional, both or neither: a window function too (name(x) OVER (...)).
+     * `value` writes the current value (one row of one value) and keeps the state; `inverse`
+     * takes one row's values, which `step` added earlier, back out of it. A 1.6 to 1.8 host
+     * reads the spec up to drop_ctx and registers a plain aggregate. */
+    CairnStatus (*value)(void *ctx, void *state, const CairnOutput *output);
+    CairnStatus (*inverse)(void *ctx, void *state, const CairnValue *args, size_t count,
+                           const CairnOutput *output);
 } CairnAggregateSpec;
 
 /* Since 1.7: the most rows a table function's `next` may write in one call. */
@@ -397,7 +404,7 @@ _Static_assert(sizeof(CairnEvent) == 40, "CairnEvent layout");
 _Static_assert(sizeof(CairnProcedureSpec) == 80, "CairnProcedureSpec layout");
 _Static_assert(sizeof(CairnJobSpec) == 64, "CairnJobSpec layout");
 _Static_assert(sizeof(CairnFunctionSpec) == 72, "CairnFunctionSpec layout");
-_Static_assert(sizeof(CairnAggregateSpec) == 96, "CairnAggregateSpec layout");
+_Static_assert(sizeof(CairnAggregateSpec) == 112, "CairnAggregateSpec layout");
 _Static_assert(sizeof(CairnTableFunctionSpec) == 112, "CairnTableFunctionSpec layout");
 _Static_assert(sizeof(CairnChange) == 32, "CairnChange layout");
 _Static_assert(sizeof(CairnCommit) == 64, "CairnCommit layout");

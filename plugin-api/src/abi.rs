@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 8;
+pub const CAIRN_ABI_MINOR: u32 = 9;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -353,6 +353,27 @@ pub struct CairnAggregateSpec {
     pub drop_state: Option<unsafe extern "C" fn(ctx: *mut c_void, state: *mut c_void)>,
     /// Releases `ctx`.
     pub drop_ctx: Option<unsafe extern "C" fn(ctx: *mut c_void)>,
+    /// Since 1.9, optional, with `inverse`: makes the aggregate a window function too
+    /// (`name(x) OVER (…)`). Writes the group's current value (one row of one value) without
+    /// releasing `state`.
+    pub value: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            state: *mut c_void,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
+    /// Since 1.9, optional, with `value`: takes one row's `count` arguments (as `step`
+    /// added them earlier) back out of `state`, as the window's frame moves past it.
+    pub inverse: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            state: *mut c_void,
+            args: *const CairnValue,
+            count: usize,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
 }
 
 /// The most rows a table function's `next` may write in one call (since 1.7): the host keeps

@@ -136,6 +136,21 @@ pub trait Accumulator: Send {
     fn step(&mut self, args: &[Value]) -> Result<(), PluginError>;
     /// The group's value (after zero or more steps).
     fn finish(self: Box<Self>) -> Result<Value, PluginError>;
+    /// The current value, the state kept (a window function's, since ABI 1.9: registered
+    /// with [`Function::window`]).
+    fn value(&self) -> Result<Value, PluginError> {
+        Err(PluginError::Unsupported(
+            "this aggregate is not a window function".into(),
+        ))
+    }
+    /// Takes back one row's arguments that [`Accumulator::step`] added, as the window's
+    /// frame moves past the row (a window function's, since ABI 1.9).
+    fn inverse(&mut self, args: &[Value]) -> Result<(), PluginError> {
+        let _ = args;
+        Err(PluginError::Unsupported(
+            "this aggregate is not a window function".into(),
+        ))
+    }
 }
 
 /// The plugin's own config: the TOML table the operator wrote for it (`[plugins.<name>.config]`
@@ -348,6 +363,9 @@ pub struct Function {
     pub arg_count: i32,
     /// Whether the same arguments always give the same result.
     pub deterministic: bool,
+    /// An aggregate that is also a window function (its accumulators implement
+    /// [`Accumulator::value`] and [`Accumulator::inverse`]; since ABI 1.9).
+    pub window: bool,
 }
 
 impl Function {
@@ -358,7 +376,17 @@ impl Function {
             description: String::new(),
             arg_count,
             deterministic: false,
+            window: false,
         }
+    }
+
+    /// Declares an aggregate usable as a window function too (`name(x) OVER (ORDER BY t
+    /// ROWS 2 PRECEDING)`, since ABI 1.9): its accumulators implement
+    /// [`Accumulator::value`] and [`Accumulator::inverse`]. A host before 1.9 registers it
+    /// as a plain aggregate.
+    pub fn window(mut self) -> Function {
+        self.window = true;
+        self
     }
 
     /// Sets the description.

@@ -98,7 +98,9 @@ fn rust_layouts() -> Vec<Layout> {
             step,
             finish,
             drop_state,
-            drop_ctx
+            drop_ctx,
+            value,
+            inverse
         }),
         layout!(CairnTableFunctionSpec {
             size,
@@ -282,7 +284,7 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnCommit>(), 64);
     assert_eq!(size_of::<CairnChange>(), 32);
     assert_eq!(size_of::<CairnTableFunctionSpec>(), 112);
-    assert_eq!(size_of::<CairnAggregateSpec>(), 96);
+    assert_eq!(size_of::<CairnAggregateSpec>(), 112);
     assert_eq!(size_of::<CairnFunctionSpec>(), 72);
     assert_eq!(size_of::<CairnPluginVTable>(), 56);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);

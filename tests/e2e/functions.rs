@@ -100,7 +100,7 @@ async fn a_plugins_functions_answer_plain_selects_everywhere_and_go_with_the_plu
             ["hello", "hello_check", "scalar", "1", "0"],
             ["hello", "hello_greeting", "scalar", "1", "0"],
             ["hello", "hello_series", "table", "3", "0"],
-            ["hello", "hello_stddev", "aggregate", "1", "1"],
+            ["hello", "hello_stddev", "window", "1", "1"],
             ["hello", "hello_words", "table", "1", "0"],
         ]
     );
@@ -242,6 +242,33 @@ async fn a_plugins_aggregate_sums_up_groups_and_a_million_rows_in_bounded_memory
         message(&err)
     );
 
+    // As a window function over a moving frame (value and inverse), next to SQL's formula
+    // over the same frame.
+    let frame = "OVER (ORDER BY rowid ROWS BETWEEN 3 PRECEDING AND CURRENT ROW)";
+    let rows = client
+        .query(
+            &format!(
+                "SELECT coalesce(hello_stddev(x) {frame}, -1.0),
+                        coalesce((sum(x * x) {frame} - sum(x) {frame} * sum(x) {frame} / count(x) {frame}) / (count(x) {frame} - 1), -1.0)
+                 FROM m WHERE g = 'a'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", message(&e)));
+    assert_eq!(rows.len(), 8);
+    // The first row's frame has one row: no deviation (-1 here), from either.
+    for row in &rows {
+        let (ours, variance): (f64, f64) = (row.get(0), row.get(1));
+        let expected = if variance < 0.0 {
+            -1.0
+        } else {
+            variance.sqrt()
+        };
+        assert!((ours - expected).abs() < 1e-9, "{ours} vs {expected}");
+    }
+    assert_eq!(rows[0].get::<_, f64>(0), -1.0);
+
     // A million rows: the same as SQL's own formula, and the server's memory stays flat.
     client
         .batch_execute(
@@ -334,7 +361,7 @@ async fn a_plugins_table_functions_stream_join_and_go_with_the_plugin() {
             "Great-circle distance in km between two latitude/longitude points",
         ],
         [
-            "aggregate function",
+            "window function",
             "hello_stddev",
             "(1 value)",
             "Sample standard deviation of the group's numbers",

@@ -17,7 +17,8 @@
 //!   deterministic), and `hello_check(x)`, which fails for a negative `x` and panics for
 //!   `'panic'` (both come back as SQL errors; the server goes on);
 //! - an aggregate SQL function: `SELECT hello_stddev(x) FROM t GROUP BY g`, the sample standard
-//!   deviation in one pass (Welford's), in constant memory whatever the group's size;
+//!   deviation in one pass (Welford's), in constant memory whatever the group's size, and a
+//!   window function (ABI 1.9): `hello_stddev(x) OVER (ORDER BY t ROWS 9 PRECEDING)`;
 //! - table functions (ABI 1.7): `SELECT value FROM hello_series(1, 1000000)` (and a `step`),
 //!   made lazily, so a million rows take no memory; `SELECT d.id, w.position, w.word FROM docs
 //!   d, hello_words(d.body) w`, the words of each row's text, a join.
@@ -135,9 +136,12 @@ impl Plugin for Hello {
                 Err(e) => return Err(e),
             }
         }
+        // A window function too (ABI 1.9): `hello_stddev(x) OVER (ORDER BY t ROWS 9
+        // PRECEDING)`; an older server registers it as a plain aggregate.
         let stddev = Function::new("hello_stddev", 1)
             .description("Sample standard deviation of the group's numbers")
-            .deterministic();
+            .deterministic()
+            .window();
         match host.register_aggregate(stddev) {
             Ok(()) | Err(PluginError::Unsupported(_)) => {}
             Err(e) => return Err(e),
@@ -445,10 +449,36 @@ impl Accumulator for Welford {
     }
 
     fn finish(self: Box<Self>) -> Result<Value, PluginError> {
+        self.value()
+    }
+
+    fn value(&self) -> Result<Value, PluginError> {
         Ok(if self.count < 2 {
             Value::Null
         } else {
-            Value::Real((self.squares / (self.count - 1) as f64).sqrt())
+            Value::Real((self.squares / (self.count - 1) as f64).max(0.0).sqrt())
         })
+    }
+
+    /// Welford's update run backwards: the row leaves the window.
+    fn inverse(&mut self, args: &[Value]) -> Result<(), PluginError> {
+        let [value] = args else {
+            return Err(PluginError::InvalidArgument(
+                "hello_stddev takes one argument".into(),
+            ));
+        };
+        let Some(x) = real(value) else {
+            // A NULL was left out when it came in.
+            return Ok(());
+        };
+        if self.count <= 1 {
+            *self = Welford::default();
+            return Ok(());
+        }
+        let delta = x - self.mean;
+        self.count -= 1;
+        self.mean -= delta / self.count as f64;
+        self.squares -= delta * (x - self.mean);
+        Ok(())
     }
 }

@@ -435,6 +435,39 @@ unsafe extern "C" fn finish_group(
     unsafe { super::output::answer(output, outcome) }
 }
 
+unsafe extern "C" fn value_of_group(
+    _ctx: *mut c_void,
+    state: *mut c_void,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: the ABI: `state` is a group `start_group` made, not yet finished or
+        // dropped, used by one thread at a time.
+        let group = unsafe { &*state.cast_const().cast::<Group>() };
+        group.value().map(|value| Reply::rows(vec![vec![value]]))
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::answer(output, outcome) }
+}
+
+unsafe extern "C" fn inverse_group(
+    _ctx: *mut c_void,
+    state: *mut c_void,
+    args: *const CairnValue,
+    count: usize,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `step_group`.
+        let group = unsafe { &mut *state.cast::<Group>() };
+        // SAFETY: the ABI: `args` points to `count` values borrowed for this call.
+        let args = unsafe { super::values(args, count) }?;
+        group.inverse(&args).map(|()| Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { super::output::answer(output, outcome) }
+}
+
 unsafe extern "C" fn drop_group(_ctx: *mut c_void, state: *mut c_void) {
     // SAFETY: the ABI: `state` is a group `start_group` made that will not be finished.
     let group = unsafe { Box::from_raw(state.cast::<Group>()) };
@@ -912,6 +945,8 @@ impl HostRef {
             finish: Some(finish_group),
             drop_state: Some(drop_group),
             drop_ctx: Some(drop_function),
+            value: aggregate.window.then_some(value_of_group as _),
+            inverse: aggregate.window.then_some(inverse_group as _),
         };
         let mut collector = super::Collector::default();
         let output = collector.output();

@@ -815,6 +815,21 @@ pub struct ForeignAggregate {
     ) -> CairnStatus,
     finish: unsafe extern "C" fn(*mut c_void, *mut c_void, *const CairnOutput) -> CairnStatus,
     drop_state: Option<unsafe extern "C" fn(*mut c_void, *mut c_void)>,
+    /// A window function's (ABI 1.9): both or neither.
+    window: Option<Window>,
+}
+
+/// The two functions that make an aggregate a window function.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    value: unsafe extern "C" fn(*mut c_void, *mut c_void, *const CairnOutput) -> CairnStatus,
+    inverse: unsafe extern "C" fn(
+        *mut c_void,
+        *mut c_void,
+        *const CairnValue,
+        usize,
+        *const CairnOutput,
+    ) -> CairnStatus,
 }
 
 // SAFETY: the ABI: an aggregate may be used from any thread, concurrently (each group's state
@@ -824,6 +839,11 @@ unsafe impl Send for ForeignAggregate {}
 unsafe impl Sync for ForeignAggregate {}
 
 impl ForeignAggregate {
+    /// Whether it is a window function too (ABI 1.9).
+    pub fn is_window(&self) -> bool {
+        self.window.is_some()
+    }
+
     /// A new group's state.
     pub fn start(self: &Arc<Self>) -> Result<AggregateState, PluginError> {
         let mut state: *mut c_void = std::ptr::null_mut();
@@ -871,6 +891,52 @@ impl AggregateState {
         // live across the call.
         let status = unsafe {
             (a.step)(
+                a.ctx.ctx,
+                self.state,
+                abi_args.as_ptr(),
+                abi_args.len(),
+                &output,
+            )
+        };
+        collector.into_outcome()?;
+        if status != abi::CAIRN_OK {
+            return Err(PluginError::failed("the aggregate failed without a reason"));
+        }
+        Ok(())
+    }
+
+    /// The group's current value, the state kept (a window function's).
+    pub fn value(&self) -> Result<Value, PluginError> {
+        let a = &self.aggregate;
+        let Some(window) = a.window else {
+            return Err(PluginError::Unsupported(format!(
+                "{} is not a window function",
+                a.name
+            )));
+        };
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: the plugin's function, context and (open) state; the output lives across
+        // the call.
+        let status = unsafe { (window.value)(a.ctx.ctx, self.state, &output) };
+        one_value(status, collector)
+    }
+
+    /// Takes one row's arguments back out of the state (a window function's).
+    pub fn inverse(&mut self, args: &[Value]) -> Result<(), PluginError> {
+        let a = &self.aggregate;
+        let Some(window) = a.window else {
+            return Err(PluginError::Unsupported(format!(
+                "{} is not a window function",
+                a.name
+            )));
+        };
+        let abi_args: Vec<CairnValue> = args.iter().map(super::borrow_value).collect();
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `step`.
+        let status = unsafe {
+            (window.inverse)(
                 a.ctx.ctx,
                 self.state,
                 abi_args.as_ptr(),
@@ -1836,6 +1902,28 @@ unsafe fn read_aggregate(spec: *const CairnAggregateSpec) -> Result<ForeignAggre
             "an aggregate needs start, step and finish".into(),
         ));
     };
+    // Fields of 1.9, present only in a spec that long.
+    let has = |offset| has_pointer_field(spec.size, offset);
+    // Read only when the spec is that long: a shorter one's memory ends before them.
+    let value = if has(offset_of!(CairnAggregateSpec, value)) {
+        spec.value
+    } else {
+        None
+    };
+    let inverse = if has(offset_of!(CairnAggregateSpec, inverse)) {
+        spec.inverse
+    } else {
+        None
+    };
+    let window = match (value, inverse) {
+        (Some(value), Some(inverse)) => Some(Window { value, inverse }),
+        (None, None) => None,
+        _ => {
+            return Err(PluginError::InvalidArgument(
+                "a window function needs both value and inverse".into(),
+            ));
+        }
+    };
     // SAFETY: the spec's strings are borrowed for the call.
     let head = unsafe {
         read_head(
@@ -1856,6 +1944,7 @@ unsafe fn read_aggregate(spec: *const CairnAggregateSpec) -> Result<ForeignAggre
         step,
         finish,
         drop_state: spec.drop_state,
+        window,
     })
 }
 

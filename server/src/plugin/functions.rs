@@ -38,6 +38,8 @@ enum Shape {
     Aggregate {
         args: i32,
         deterministic: bool,
+        /// A window function too (ABI 1.9).
+        window: bool,
     },
     /// A module per instance: a new one (a reload) connects its table afresh, with the
     /// columns it declares.
@@ -96,6 +98,7 @@ impl RegisteredFunction {
             Kind::Aggregate(a) => Shape::Aggregate {
                 args: a.arg_count,
                 deterministic: a.deterministic,
+                window: a.is_window(),
             },
             Kind::Table(_) => Shape::Table {
                 generation: self.generation,
@@ -235,9 +238,13 @@ impl SqlFunctions {
             .map(|f| {
                 let (kind, deterministic, description, arguments, columns) = match &f.kind {
                     Kind::Scalar(s) => ("scalar", s.deterministic, &s.description, None, None),
-                    Kind::Aggregate(a) => {
-                        ("aggregate", a.deterministic, &a.description, None, None)
-                    }
+                    Kind::Aggregate(a) => (
+                        if a.is_window() { "window" } else { "aggregate" },
+                        a.deterministic,
+                        &a.description,
+                        None,
+                        None,
+                    ),
                     Kind::Table(t) => (
                         "table",
                         false,
@@ -356,17 +363,28 @@ impl ConnectionFunctions {
                 Shape::Aggregate {
                     args,
                     deterministic,
+                    window,
                 } => {
                     let groups = Groups {
                         registry: Arc::clone(registry),
                         name: name.clone(),
                     };
-                    conn.create_aggregate_function(
-                        name.as_str(),
-                        args,
-                        flags(deterministic),
-                        groups,
-                    )
+                    // A window function serves as a plain aggregate too.
+                    if window {
+                        conn.create_window_function(
+                            name.as_str(),
+                            args,
+                            flags(deterministic),
+                            groups,
+                        )
+                    } else {
+                        conn.create_aggregate_function(
+                            name.as_str(),
+                            args,
+                            flags(deterministic),
+                            groups,
+                        )
+                    }
                 }
                 // Defining the module again (a new instance) drops the table SQLite connected
                 // for the old one; the next statement connects it with the new columns.
@@ -512,6 +530,34 @@ impl Groups {
             .start()
             .map_err(|e| plugin_error(&registered.plugin, &self.name, &e))?;
         Ok(Group { registered, state })
+    }
+}
+
+impl rusqlite::functions::WindowAggregate<Group, SqlValue> for Groups {
+    fn value(&self, group: Option<&mut Group>) -> rusqlite::Result<SqlValue> {
+        let fresh;
+        let group = match group {
+            Some(group) => &*group,
+            // An empty frame: a fresh group's value.
+            None => {
+                fresh = self.start(None)?;
+                &fresh
+            }
+        };
+        group.check(&self.name)?;
+        group
+            .state
+            .value()
+            .map(to_sql)
+            .map_err(|e| plugin_error(&group.registered.plugin, &self.name, &e))
+    }
+
+    fn inverse(&self, ctx: &mut Context<'_>, group: &mut Group) -> rusqlite::Result<()> {
+        group.check(&self.name)?;
+        group
+            .state
+            .inverse(&arguments(ctx))
+            .map_err(|e| plugin_error(&group.registered.plugin, &self.name, &e))
     }
 }
 
