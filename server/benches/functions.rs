@@ -1,7 +1,9 @@
 //! The per-call cost of a plugin's scalar SQL function (ABI 1.6): the C example's
 //! `adder_add(k, 1)` summed over a 1,000,000-row table through the real `cairn` binary,
 //! next to SQLite's own `k + 1` and `abs(k)` over the same rows in the same run. Prints the
-//! best of five of each and the difference per call; asserts nothing about speed.
+//! best of five of each and the difference per call; then the cost per row of a plugin's
+//! table function (ABI 1.7, `adder_range(n)`) next to a table scan and SQLite's recursive
+//! CTE making the same rows. Asserts nothing about speed.
 //!
 //! `CAIRN_BENCH_ROWS` changes the row count.
 
@@ -81,5 +83,25 @@ fn main() {
             "| {what} | {:.3} | {per_row:.0} | {over:+.0} ns |",
             took.as_secs_f64()
         );
+    }
+    println!("\nthe same number of rows made and summed, best of 5, through psql\n");
+    println!("| rows from | seconds | ns per row |");
+    println!("|---|---|---|");
+    for (what, sql) in [
+        ("the table `t` (a scan)", "SELECT sum(id) FROM t".to_owned()),
+        (
+            "SQLite's recursive CTE",
+            format!(
+                "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < {rows}) SELECT sum(n) FROM c"
+            ),
+        ),
+        (
+            "plugin table function `adder_range(n)` (C, ABI 1.7, 100 rows per call)",
+            format!("SELECT sum(n) FROM adder_range({rows})"),
+        ),
+    ] {
+        let took = best_of(&url, &sql, 5);
+        let per_row = took.as_secs_f64() * 1e9 / rows as f64;
+        println!("| {what} | {:.3} | {per_row:.0} |", took.as_secs_f64());
     }
 }
