@@ -119,8 +119,13 @@ static CairnStatus range_next(void *ctx, void *rows, const CairnOutput *out) {
     for (int i = 0; i < 100 && range->next <= range->last; i++) {
         CairnValue n = {0};
         n.kind = CAIRN_VALUE_INTEGER;
-        n.integer = range->next++;
+        n.integer = range->next;
         out->push_row(out->ctx, &n, 1);
+        if (range->next == range->last) {
+            range->last = range->next - 1; /* done, without overflowing past INT64_MAX */
+        } else {
+            range->next++;
+        }
     }
     return CAIRN_OK;
 }

@@ -30,7 +30,7 @@ extern "C" {
 #endif
 
 #define CAIRN_ABI_MAJOR 1u
-#define CAIRN_ABI_MINOR 9u
+#define CAIRN_ABI_MINOR 10u
 /* "CAIRNPLG" read as a little-endian 64-bit integer. */
 #define CAIRN_PLUGIN_MAGIC 0x474C504E52494143ull
 #define CAIRN_PLUGIN_SYMBOL "cairn_plugin_v1"
@@ -270,6 +270,23 @@ typedef struct CairnCommit {
     uint64_t truncated;
 } CairnCommit;
 
+/* Since 1.10. One statement a session ran, delivered to on_statement after it ended, one at
+ * a time, in the order they ended; borrowed for the call. `failed`: 0, or 1 with `sqlstate`.
+ * `text`: as sent, never parameter values, at most 4096 bytes. `missed`: statements dropped
+ * just before this one (a full queue); a report with none after them has an empty text. */
+typedef struct CairnStatement {
+    uint32_t size;
+    uint32_t failed;
+    CairnStr database;
+    CairnStr user;
+    CairnStr text;
+    CairnStr sqlstate;
+    int64_t started_at_micros;
+    uint64_t duration_micros;
+    uint64_t rows;
+    uint64_t missed;
+} CairnStatement;
+
 /* A job run on a cron schedule (UTC; 5 fields, or 6 with seconds first). */
 typedef struct CairnJobSpec {
     uint32_t size;
@@ -351,6 +368,11 @@ struct CairnHost {
     CairnStatus (*subscribe_changes)(const CairnHost *host, const CairnStr *databases,
                                      size_t database_count, const CairnStr *tables,
                                      size_t table_count, const CairnOutput *output);
+    /* Since 1.10. Delivers every session's statements that ran for at least
+     * `min_duration_micros` (0: all) to on_statement, except the plugin's own SQL; replaces
+     * an earlier subscription; UINT64_MAX ends it. */
+    CairnStatus (*subscribe_statements)(const CairnHost *host, uint64_t min_duration_micros,
+                                        const CairnOutput *output);
 };
 
 /* The plugin's functions; only `create` is required. */
@@ -365,6 +387,8 @@ typedef struct CairnPluginVTable {
     void (*destroy)(void *instance);
     /* Since 1.8. One committed transaction the instance subscribed to (subscribe_changes). */
     CairnFuture (*on_commit)(void *instance, const CairnCommit *commit);
+    /* Since 1.10. One statement the instance subscribed to (subscribe_statements). */
+    CairnFuture (*on_statement)(void *instance, const CairnStatement *statement);
 } CairnPluginVTable;
 
 /* What a plugin exports as `cairn_plugin_v1`. The first five fields are the header. */
@@ -408,9 +432,10 @@ _Static_assert(sizeof(CairnAggregateSpec) == 112, "CairnAggregateSpec layout");
 _Static_assert(sizeof(CairnTableFunctionSpec) == 112, "CairnTableFunctionSpec layout");
 _Static_assert(sizeof(CairnChange) == 32, "CairnChange layout");
 _Static_assert(sizeof(CairnCommit) == 64, "CairnCommit layout");
-_Static_assert(sizeof(CairnHost) == 192, "CairnHost layout");
+_Static_assert(sizeof(CairnStatement) == 104, "CairnStatement layout");
+_Static_assert(sizeof(CairnHost) == 200, "CairnHost layout");
 _Static_assert(offsetof(CairnHost, log) == 24, "CairnHost layout");
-_Static_assert(sizeof(CairnPluginVTable) == 56, "CairnPluginVTable layout");
+_Static_assert(sizeof(CairnPluginVTable) == 64, "CairnPluginVTable layout");
 _Static_assert(offsetof(CairnPluginDescriptor, name) == 24, "CairnPluginDescriptor layout");
 _Static_assert(sizeof(CairnPluginDescriptor) == 80, "CairnPluginDescriptor layout");
 #endif

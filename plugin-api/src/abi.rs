@@ -17,7 +17,7 @@ use std::ffi::c_void;
 /// The ABI major version. A plugin built for another major is refused.
 pub const CAIRN_ABI_MAJOR: u32 = 1;
 /// The ABI minor version: what this build of the crate knows. Minor versions only append.
-pub const CAIRN_ABI_MINOR: u32 = 9;
+pub const CAIRN_ABI_MINOR: u32 = 10;
 /// The first eight bytes of every descriptor: `CAIRNPLG` in ASCII, little-endian.
 pub const CAIRN_PLUGIN_MAGIC: u64 = u64::from_le_bytes(*b"CAIRNPLG");
 /// The name of the one data symbol a plugin exports: its descriptor, for ABI major 1.
@@ -487,6 +487,35 @@ pub struct CairnCommit {
     pub truncated: u64,
 }
 
+/// One statement a session ran (since 1.10), as delivered to a plugin's `on_statement`,
+/// borrowed for the call: for a query log or a slow-query report.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct CairnStatement {
+    /// `size_of::<CairnStatement>()` as the host built it.
+    pub size: u32,
+    /// 0 when it succeeded, 1 when it failed (`sqlstate` says how).
+    pub failed: u32,
+    /// The session's database.
+    pub database: CairnStr,
+    /// The session's user (`plugin:NAME` for a plugin's own SQL).
+    pub user: CairnStr,
+    /// The statement's text as the client sent it (never its parameters' values), its first
+    /// 4096 bytes at most, cut at a character boundary.
+    pub text: CairnStr,
+    /// The SQLSTATE of its error; empty when it succeeded.
+    pub sqlstate: CairnStr,
+    /// When it started, in microseconds since the Unix epoch.
+    pub started_at_micros: i64,
+    /// How long it ran, until its last row was handed over and its commit was durable.
+    pub duration_micros: u64,
+    /// The rows it returned or changed (0 for commands that report none).
+    pub rows: u64,
+    /// How many statements were dropped just before this one because the plugin's queue was
+    /// full. A report of drops with none after them has an empty text.
+    pub missed: u64,
+}
+
 /// A job a plugin schedules. The host runs it on its cron schedule and never starts a run
 /// while the previous one is still running.
 #[repr(C)]
@@ -713,6 +742,16 @@ pub struct CairnHost {
             output: *const CairnOutput,
         ) -> CairnStatus,
     >,
+    /// Since 1.10. Delivers every statement of every session that ran for at least
+    /// `min_duration_micros` (0: all of them) to the plugin's `on_statement`, except the
+    /// plugin's own SQL, replacing any earlier subscription; `u64::MAX` ends it.
+    pub subscribe_statements: Option<
+        unsafe extern "C" fn(
+            host: *const CairnHost,
+            min_duration_micros: u64,
+            output: *const CairnOutput,
+        ) -> CairnStatus,
+    >,
 }
 
 /// The functions of a plugin. Only `create` is required.
@@ -750,6 +789,15 @@ pub struct CairnPluginVTable {
     /// time, in order; the next is not delivered before this future is done.
     pub on_commit: Option<
         unsafe extern "C" fn(instance: *mut c_void, commit: *const CairnCommit) -> CairnFuture,
+    >,
+    /// Since 1.10. Delivers one statement the instance subscribed to
+    /// (`subscribe_statements`), borrowed for the call; one at a time, in the order they
+    /// ended.
+    pub on_statement: Option<
+        unsafe extern "C" fn(
+            instance: *mut c_void,
+            statement: *const CairnStatement,
+        ) -> CairnFuture,
     >,
 }
 

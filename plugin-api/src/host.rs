@@ -122,6 +122,23 @@ impl Host {
         self.raw.subscribe_changes(databases, tables)
     }
 
+    /// Delivers every statement of every session that ran for at least `min_duration`
+    /// (zero: all of them) to [`Plugin::on_statement`](crate::Plugin::on_statement) (since
+    /// ABI 1.10), except the plugin's own SQL; replaces any earlier subscription. `None`
+    /// ends it.
+    pub fn subscribe_statements(
+        &self,
+        min_duration: Option<std::time::Duration>,
+    ) -> Result<(), PluginError> {
+        let micros = match min_duration {
+            Some(d) => u64::try_from(d.as_micros())
+                .unwrap_or(u64::MAX - 1)
+                .min(u64::MAX - 1),
+            None => u64::MAX,
+        };
+        self.raw.subscribe_statements(micros)
+    }
+
     /// Delivers these events to [`Plugin::on_event`](crate::Plugin::on_event) (replacing any
     /// earlier subscription).
     pub fn subscribe(&self, events: &[EventKind]) -> Result<(), PluginError> {

@@ -94,7 +94,7 @@ pub use error::{Outcome, PluginError};
 pub use host::{Host, HostCall};
 pub use plugin::{
     Accumulator, Change, ChangeOp, Commit, Event, EventKind, Function, Plugin, PluginConfig,
-    Procedure, Rows, TableFunction,
+    Procedure, Rows, Statement, TableFunction,
 };
 pub use value::{Args, Column, ColumnType, Reply, Value};
 

@@ -57,6 +57,16 @@ pub trait Plugin: Send + Sync + Sized + 'static {
         Ok(())
     }
 
+    /// One statement a session ran, of those the plugin subscribed to
+    /// ([`Host::subscribe_statements`], since ABI 1.10): after it ended, one at a time, in
+    /// the order they ended, through a bounded queue (statements dropped when it is full are
+    /// counted in the next one's [`Statement::missed`]). The plugin's own SQL is not
+    /// delivered to it.
+    async fn on_statement(&self, host: &Host, statement: Statement) -> Result<(), PluginError> {
+        let _ = (host, statement);
+        Ok(())
+    }
+
     /// One event the plugin subscribed to ([`Host::subscribe`]). Events arrive one at a time,
     /// in order.
     async fn on_event(&self, host: &Host, event: Event) -> Result<(), PluginError> {
@@ -274,12 +284,36 @@ pub struct Commit {
     pub sequence: u64,
     /// The changes, in the order they were made.
     pub changes: Vec<Change>,
-    /// Commits dropped just before this one because the plugin's queue was full. A report of
-    /// drops that no commit followed comes with no changes (and the sequence of the last
-    /// commit delivered).
+    /// Commits dropped just before this one because the plugin's queue was full, or left
+    /// queued for its previous instance (a reload). A report of drops that no commit
+    /// followed comes with no changes, an empty database and sequence 0.
     pub missed: u64,
-    /// Changes of this commit left out because it changed more rows than one commit carries.
+    /// Changes of this commit left out because it changed more rows than one commit carries
+    /// (they may be of tables the plugin does not follow), or at least 1 when the
+    /// transaction was already open when the subscription began.
     pub truncated: u64,
+}
+
+/// One statement a session ran (ABI 1.10), as [`Plugin::on_statement`] gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The session's database.
+    pub database: String,
+    /// The session's user (`plugin:NAME` for a plugin's SQL).
+    pub user: String,
+    /// Its text as sent (never its parameters' values), at most 4096 bytes.
+    pub text: String,
+    /// The SQLSTATE of its error, if it failed.
+    pub failed: Option<String>,
+    /// When it started.
+    pub started_at: std::time::SystemTime,
+    /// How long it ran, its rows handed over and its commit durable.
+    pub duration: std::time::Duration,
+    /// The rows it returned or changed.
+    pub rows: u64,
+    /// Statements dropped just before this one because the plugin's queue was full. A report
+    /// of drops with none after them has an empty text.
+    pub missed: u64,
 }
 
 /// The kinds of server events.

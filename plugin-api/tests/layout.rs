@@ -133,6 +133,18 @@ fn rust_layouts() -> Vec<Layout> {
             missed,
             truncated
         }),
+        layout!(CairnStatement {
+            size,
+            failed,
+            database,
+            user,
+            text,
+            sqlstate,
+            started_at_micros,
+            duration_micros,
+            rows,
+            missed
+        }),
         layout!(CairnJobSpec {
             size,
             reserved,
@@ -168,7 +180,8 @@ fn rust_layouts() -> Vec<Layout> {
             register_function,
             register_aggregate,
             register_table_function,
-            subscribe_changes
+            subscribe_changes,
+            subscribe_statements
         }),
         layout!(CairnPluginVTable {
             size,
@@ -178,7 +191,8 @@ fn rust_layouts() -> Vec<Layout> {
             stop,
             on_event,
             destroy,
-            on_commit
+            on_commit,
+            on_statement
         }),
         layout!(CairnPluginDescriptor {
             magic,
@@ -280,13 +294,14 @@ fn rust_layout_is_the_documented_one() {
     assert_eq!(size_of::<CairnStr>(), 16);
     assert_eq!(size_of::<CairnValue>(), 40);
     assert_eq!(size_of::<CairnOutput>(), 48);
-    assert_eq!(size_of::<CairnHost>(), 192);
+    assert_eq!(size_of::<CairnHost>(), 200);
+    assert_eq!(size_of::<CairnStatement>(), 104);
     assert_eq!(size_of::<CairnCommit>(), 64);
     assert_eq!(size_of::<CairnChange>(), 32);
     assert_eq!(size_of::<CairnTableFunctionSpec>(), 112);
     assert_eq!(size_of::<CairnAggregateSpec>(), 112);
     assert_eq!(size_of::<CairnFunctionSpec>(), 72);
-    assert_eq!(size_of::<CairnPluginVTable>(), 56);
+    assert_eq!(size_of::<CairnPluginVTable>(), 64);
     assert_eq!(size_of::<CairnPluginDescriptor>(), 80);
     assert_eq!(
         offset_of!(CairnPluginDescriptor, name),

@@ -13,17 +13,19 @@
 //! changes, into a bounded queue per subscription: a commit that does not fit is dropped
 //! and counted, and the count reaches the plugin with the next commit that fits (or alone).
 //!
-//! Not row changes, and not delivered: schema changes, RESTORE and IMPORT (which replace
-//! whole databases); `WITHOUT ROWID` tables, SQLite's own tables, and a row deleted because
-//! an `INSERT OR REPLACE` replaced it on a UNIQUE constraint other than its rowid (SQLite's
-//! update hook does not see them). A replace on the rowid itself is an insert of that rowid.
+//! Not row changes, and not delivered: schema changes, RESTORE (of a database or a table) and
+//! IMPORT (written through connections of their own); `WITHOUT ROWID` tables, SQLite's own
+//! tables, and a row deleted because an `INSERT OR REPLACE` replaced it on a UNIQUE
+//! constraint other than its rowid (SQLite's update hook does not see them). A replace on the rowid itself is an insert of that rowid.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::host::CommitBatch;
+
+use crate::feed_queue::{FeedQueue, Queued};
 
 /// The most changes one commit carries; beyond them its changes are counted, not listed.
 pub const MAX_CHANGES_PER_COMMIT: usize = 16_384;
@@ -45,6 +47,9 @@ pub struct ChangeFeed {
     version: AtomicU64,
     subscriptions: RwLock<Vec<Arc<Subscription>>>,
     orders: Mutex<HashMap<String, Arc<Mutex<Order>>>>,
+    /// Per plugin: commits an ended subscription discarded, reported as missed to the
+    /// plugin's next one (its next instance, after a reload).
+    discarded: Mutex<HashMap<String, u64>>,
 }
 
 /// What one plugin instance subscribed to, and its queue.
@@ -103,7 +108,13 @@ impl ChangeFeed {
             .position(|s| s.plugin == plugin && s.generation == generation);
         let (queue, new) = match existing {
             Some(i) => (Arc::clone(&subscriptions.remove(i).queue), false),
-            None => (Arc::new(ChangeQueue::default()), true),
+            None => {
+                let queue = new_queue();
+                if let Some(missed) = lock(&self.discarded).remove(plugin) {
+                    queue.count_missed(missed);
+                }
+                (Arc::new(queue), true)
+            }
         };
         subscriptions.push(Arc::new(Subscription {
             plugin: plugin.to_owned(),
@@ -125,7 +136,10 @@ impl ChangeFeed {
         subscriptions.retain(|s| {
             let gone = s.plugin == plugin && s.generation == generation;
             if gone {
-                s.queue.close();
+                let discarded = s.queue.close();
+                if discarded > 0 {
+                    *lock(&self.discarded).entry(plugin.to_owned()).or_default() += discarded;
+                }
             }
             !gone
         });
@@ -225,72 +239,27 @@ fn deliver(
 
 /// A subscription's commits waiting for its plugin, bounded by [`QUEUE_CHANGES`] and
 /// [`QUEUE_COMMITS`].
-#[derive(Debug, Default)]
-pub struct ChangeQueue {
-    state: Mutex<QueueState>,
-    ready: tokio::sync::Notify,
+pub type ChangeQueue = FeedQueue<CommitBatch>;
+
+impl Queued for CommitBatch {
+    fn weight(&self) -> usize {
+        self.changes.len()
+    }
+
+    fn set_missed(&mut self, missed: u64) {
+        self.missed = missed;
+    }
+
+    fn missed_report(missed: u64) -> CommitBatch {
+        CommitBatch {
+            missed,
+            ..CommitBatch::default()
+        }
+    }
 }
 
-#[derive(Debug, Default)]
-struct QueueState {
-    commits: VecDeque<CommitBatch>,
-    changes: usize,
-    /// Commits dropped since the last one queued.
-    dropped: u64,
-    closed: bool,
-}
-
-impl ChangeQueue {
-    fn push(&self, plugin: &str, mut commit: CommitBatch) {
-        let mut state = lock(&self.state);
-        if state.closed {
-            return;
-        }
-        if state.commits.len() >= QUEUE_COMMITS
-            || state.changes + commit.changes.len() > QUEUE_CHANGES
-        {
-            if state.dropped == 0 {
-                tracing::warn!(plugin, database = %commit.database, sequence = commit.sequence, "a plugin's queue of committed changes is full; commits are dropped (and counted for it) until it catches up");
-            }
-            state.dropped += 1;
-            return;
-        }
-        commit.missed = std::mem::take(&mut state.dropped);
-        state.changes += commit.changes.len();
-        state.commits.push_back(commit);
-        drop(state);
-        self.ready.notify_one();
-    }
-
-    fn close(&self) {
-        lock(&self.state).closed = true;
-        self.ready.notify_one();
-    }
-
-    /// The next commit for the plugin (or a report of drops with no commit after them);
-    /// `None` once the subscription ended.
-    pub async fn next(&self) -> Option<CommitBatch> {
-        loop {
-            {
-                let mut state = lock(&self.state);
-                if state.closed {
-                    return None;
-                }
-                if let Some(commit) = state.commits.pop_front() {
-                    state.changes -= commit.changes.len();
-                    return Some(commit);
-                }
-                if state.dropped > 0 {
-                    return Some(CommitBatch {
-                        missed: std::mem::take(&mut state.dropped),
-                        ..CommitBatch::default()
-                    });
-                }
-            }
-            // One consumer: a push between the check and here leaves a permit.
-            self.ready.notified().await;
-        }
-    }
+fn new_queue() -> ChangeQueue {
+    FeedQueue::new("committed changes", QUEUE_COMMITS, QUEUE_CHANGES)
 }
 
 /// One connection's row changes since its transaction began (see the module's comment).
@@ -309,6 +278,9 @@ struct CaptureState {
     wanted: bool,
     /// Per table: its shared name if some subscription wants it.
     tables: HashMap<String, Option<Arc<str>>>,
+    /// The feed's version `tables` was worked out for (apart from `version`, which only
+    /// `sync` moves, so that it still sees a change the hook saw first).
+    tables_version: u64,
     rows: Vec<Row>,
     truncated: u64,
     /// The commit numbered by the last commit hook, not yet settled.
@@ -359,8 +331,12 @@ impl Capture {
             .iter()
             .any(|s| s.wants_database(&self.database));
         state.version = version;
-        state.tables.clear();
         let was = std::mem::replace(&mut state.wanted, wanted);
+        // Wanted from the middle of a transaction: its earlier rows were not recorded, so
+        // its commit says some changes are not listed.
+        if wanted && !was && !conn.is_autocommit() {
+            state.truncated = state.truncated.max(1);
+        }
         drop(state);
         if wanted == was {
             return;
@@ -406,8 +382,8 @@ impl Capture {
         };
         let mut state = self.state();
         let version = self.feed.version();
-        if state.version != version {
-            state.version = version;
+        if state.tables_version != version {
+            state.tables_version = version;
             state.tables.clear();
         }
         let name = match state.tables.get(table) {
@@ -482,7 +458,9 @@ impl Capture {
 
     /// A statement that began at `mark` failed inside a transaction. SQLite undid its
     /// changes unless it failed under `OR FAIL`, which keeps those made before the failure:
-    /// then, and only then, its changes count in the connection's total.
+    /// then its changes count in the connection's total. (Rows that only its triggers made
+    /// do not count there; they are given back too. The session rolls back any transaction
+    /// in which a statement failed, as PostgreSQL does, so none of them is committed today.)
     pub fn failed(&self, mark: Mark, conn: &rusqlite::Connection) {
         if conn.total_changes() != mark.total_changes {
             return;
@@ -568,7 +546,7 @@ mod tests {
             .build()
             .unwrap();
         let mut out = Vec::new();
-        while !lock(&queue.state).commits.is_empty() || lock(&queue.state).dropped > 0 {
+        while !queue.is_empty() {
             out.push(runtime.block_on(queue.next()).unwrap());
         }
         out

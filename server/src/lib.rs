@@ -10,6 +10,7 @@ pub mod data_dir_lock;
 pub mod disk_space;
 pub mod error;
 pub mod export;
+pub mod feed_queue;
 pub mod group_commit;
 pub mod http;
 pub mod logging;
@@ -23,6 +24,7 @@ pub mod server;
 pub mod session;
 pub mod sql;
 pub mod sqlstate;
+pub mod statements;
 
 pub use config::Config;
 pub use error::Error;

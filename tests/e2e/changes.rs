@@ -177,3 +177,90 @@ async fn an_audit_plugin_logs_exactly_the_committed_changes_in_commit_order() {
         [["0"]]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_sees_the_statements_of_every_session_but_its_own() {
+    let site = Site::new(&format!(
+        "{}\n[plugins.audit]\nlibrary = \"libaudit_plugin.so\"\nrole = \"readwrite\"\n[plugins.audit.config]\ndatabases = [\"nothing_here\"]\nlog_statements_over_ms = 0\n",
+        standard_config()
+    ));
+    install_rust_plugin(&site, "audit_plugin", "libaudit_plugin.so");
+    let server = site.start();
+    let client = server.admin("default").await;
+    // Both protocols, one failing; a marker keeps the test's own polling out of the count.
+    client
+        .batch_execute("CREATE TABLE marked(x INTEGER); INSERT INTO marked VALUES (1), (2)")
+        .await
+        .unwrap();
+    client
+        .query("SELECT x FROM marked WHERE x > $1", &[&0i64])
+        .await
+        .unwrap();
+    let failed = client
+        .simple_query("SELECT * FROM marked_missing")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&failed).contains("no such table"),
+        "{}",
+        message(&failed)
+    );
+    let wanted = 4;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let rows = client
+            .query(
+                "SELECT user_name, text, rows, coalesce(sqlstate, ''), duration_ms >= 0 FROM statement_log WHERE text LIKE '%marked%' AND text NOT LIKE '%statement_log%' ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap();
+        if rows.len() >= wanted {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {wanted} statements logged",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let got: Vec<(String, String, i64, String, i64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let row = |text: &str, rows: i64, sqlstate: &str| {
+        (
+            "admin".to_owned(),
+            text.to_owned(),
+            rows,
+            sqlstate.to_owned(),
+            1,
+        )
+    };
+    assert_eq!(
+        got,
+        [
+            row("CREATE TABLE marked(x INTEGER)", 0, ""),
+            row("INSERT INTO marked VALUES (1), (2)", 2, ""),
+            row("SELECT x FROM marked WHERE x > $1", 2, ""),
+            row("SELECT * FROM marked_missing", 0, "42P01"),
+        ]
+    );
+    // The plugin's own INSERTs into its log are not in it.
+    assert_eq!(
+        texts(
+            &client,
+            "SELECT count(*) FROM statement_log WHERE user_name LIKE 'plugin:%'"
+        )
+        .await,
+        [["0"]]
+    );
+    assert!(
+        texts(&client, "SHOW PLUGIN audit").await.contains(
+            &["statements", "running at least 0 ms", "", ""]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+}

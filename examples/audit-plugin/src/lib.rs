@@ -17,7 +17,12 @@
 //! tables = ["accounts"]               # which tables (default: every table)
 //! log_database = "default"            # where the log is kept
 //! log_table = "audit_log"
+//! log_statements_over_ms = 100        # also log statements this slow (ABI 1.10; default: none)
 //! ```
+//!
+//! With `log_statements_over_ms`, every session's statements that ran at least that long
+//! (0: all of them) go to `statement_log` in the log database: when, who, where, how long,
+//! how many rows, the SQLSTATE of a failure, and the text (never parameter values).
 //!
 //! The log's own changes are never logged. Each commit's rows are written in statements of
 //! up to 200 rows, each its own transaction: a crash in the middle of a large commit can
@@ -26,7 +31,7 @@
 use cairn_plugin_api::serde::Deserialize;
 use cairn_plugin_api::tracing::info;
 use cairn_plugin_api::{
-    Commit, Host, Plugin, PluginConfig, PluginError, Value, async_trait, export_plugin,
+    Commit, Host, Plugin, PluginConfig, PluginError, Statement, Value, async_trait, export_plugin,
 };
 
 /// The plugin's config table.
@@ -41,6 +46,8 @@ struct Settings {
     log_database: String,
     #[serde(default = "default_log_table")]
     log_table: String,
+    #[serde(default)]
+    log_statements_over_ms: Option<u64>,
 }
 
 fn default_log_database() -> String {
@@ -102,7 +109,49 @@ impl Plugin for Audit {
         let databases: Vec<&str> = s.databases.iter().map(String::as_str).collect();
         let tables: Vec<&str> = s.tables.iter().map(String::as_str).collect();
         host.subscribe_changes(&databases, &tables)?;
+        if let Some(ms) = s.log_statements_over_ms {
+            host.execute(
+                &s.log_database,
+                "CREATE TABLE IF NOT EXISTS statement_log(
+                     id INTEGER PRIMARY KEY,
+                     started_at TEXT,
+                     database_name TEXT,
+                     user_name TEXT,
+                     duration_ms REAL,
+                     rows INTEGER,
+                     sqlstate TEXT,
+                     text TEXT,
+                     missed INTEGER)",
+                &[],
+            )
+            .await?;
+            host.subscribe_statements(Some(std::time::Duration::from_millis(ms)))?;
+        }
         info!(databases = ?s.databases, tables = ?s.tables, log = %format!("{}.{}", s.log_database, s.log_table), "audit plugin started");
+        Ok(())
+    }
+
+    async fn on_statement(&self, host: &Host, statement: Statement) -> Result<(), PluginError> {
+        let started = statement
+            .started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        host.execute(
+            &self.settings.log_database,
+            "INSERT INTO statement_log(started_at, database_name, user_name, duration_ms, rows, sqlstate, text, missed)
+             VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', $1, 'unixepoch'), $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                Value::Real(started),
+                Value::Text(statement.database),
+                Value::Text(statement.user),
+                Value::Real(statement.duration.as_secs_f64() * 1000.0),
+                Value::Integer(i64::try_from(statement.rows).unwrap_or(i64::MAX)),
+                statement.failed.map_or(Value::Null, Value::Text),
+                Value::Text(statement.text),
+                Value::Integer(i64::try_from(statement.missed).unwrap_or(i64::MAX)),
+            ],
+        )
+        .await?;
         Ok(())
     }
 

@@ -57,6 +57,7 @@ pub const fn vtable<P: Plugin>() -> CairnPluginVTable {
         on_event: Some(on_event::<P>),
         destroy: Some(destroy::<P>),
         on_commit: Some(on_commit::<P>),
+        on_statement: Some(on_statement::<P>),
     }
 }
 
@@ -254,6 +255,62 @@ unsafe extern "C" fn on_commit<P: Plugin>(
         }
         .with_subscriber(dispatch),
     )
+}
+
+unsafe extern "C" fn on_statement<P: Plugin>(
+    handle: *mut c_void,
+    statement: *const abi::CairnStatement,
+) -> CairnFuture {
+    // SAFETY: as in `start`.
+    let this = unsafe { instance::<P>(handle) };
+    // SAFETY: the ABI: `statement` and its strings are borrowed for this call.
+    let statement = match catch(|| unsafe { read_statement(statement) }) {
+        Ok(statement) => statement,
+        Err(e) => return super::future::ready(Err(e)),
+    };
+    let dispatch = this.host.dispatch().clone();
+    export_future(
+        async move {
+            this.plugin
+                .on_statement(&this.host, statement)
+                .await
+                .map(|()| Reply::default())
+        }
+        .with_subscriber(dispatch),
+    )
+}
+
+/// # Safety
+/// `statement` is null or points to a valid statement, strings included, borrowed for the
+/// call.
+unsafe fn read_statement(
+    statement: *const abi::CairnStatement,
+) -> Result<crate::Statement, PluginError> {
+    // SAFETY: guaranteed by the caller.
+    let Some(s) = (unsafe { statement.as_ref() }) else {
+        return Err(PluginError::InvalidArgument("no statement".into()));
+    };
+    // SAFETY: as above.
+    let (database, user, text, sqlstate) = unsafe {
+        (
+            super::text(s.database, "the database name")?,
+            super::text(s.user, "the user name")?,
+            super::text(s.text, "the statement's text")?,
+            super::text(s.sqlstate, "the SQLSTATE")?,
+        )
+    };
+    let started_at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_micros(u64::try_from(s.started_at_micros).unwrap_or(0));
+    Ok(crate::Statement {
+        database,
+        user,
+        text,
+        failed: (s.failed != 0).then_some(sqlstate),
+        started_at,
+        duration: std::time::Duration::from_micros(s.duration_micros),
+        rows: s.rows,
+        missed: s.missed,
+    })
 }
 
 /// # Safety
@@ -1018,6 +1075,19 @@ impl HostRef {
                 &output,
             )
         };
+        status_outcome(status, collector)
+    }
+
+    pub(crate) fn subscribe_statements(&self, min_duration_micros: u64) -> Result<(), PluginError> {
+        let subscribe = self.function(
+            offset_of!(CairnHost, subscribe_statements),
+            |t| t.subscribe_statements,
+            "subscribe_statements",
+        )?;
+        let mut collector = super::Collector::default();
+        let output = collector.output();
+        // SAFETY: as in `log`.
+        let status = unsafe { subscribe(self.0, min_duration_micros, &output) };
         status_outcome(status, collector)
     }
 

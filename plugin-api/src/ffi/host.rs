@@ -452,6 +452,8 @@ struct VTable {
     on_event: Option<unsafe extern "C" fn(*mut c_void, *const CairnEvent) -> CairnFuture>,
     destroy: Option<unsafe extern "C" fn(*mut c_void)>,
     on_commit: Option<unsafe extern "C" fn(*mut c_void, *const abi::CairnCommit) -> CairnFuture>,
+    on_statement:
+        Option<unsafe extern "C" fn(*mut c_void, *const abi::CairnStatement) -> CairnFuture>,
 }
 
 impl PluginLibrary {
@@ -529,33 +531,37 @@ impl PluginLibrary {
             min_host_minor: d.min_host_minor,
         };
         check_info(&info, path)?;
-        // SAFETY: the vtable pointer of a valid descriptor points to static data.
-        let Some(table) = (unsafe { d.vtable.as_ref() }) else {
+        let table = d.vtable;
+        if table.is_null() {
             return Err(LoadError::Invalid {
                 path: path.to_owned(),
                 what: "no function table".into(),
             });
-        };
-        let has = |offset| has_pointer_field(table.size, offset);
+        }
+        // SAFETY: the vtable pointer of a valid descriptor points to static data that starts
+        // with its `size`.
+        let size = unsafe { std::ptr::addr_of!((*table).size).read() };
+        // Each field is read only when the table is long enough to hold it: a table built
+        // for an older minor ends before the fields added since, and reading past it could
+        // touch memory that is not the plugin's.
+        macro_rules! field {
+            ($name:ident) => {
+                if has_pointer_field(size, offset_of!(CairnPluginVTable, $name)) {
+                    // SAFETY: the table's `size` covers the field (checked just above).
+                    unsafe { std::ptr::addr_of!((*table).$name).read() }
+                } else {
+                    None
+                }
+            };
+        }
         let vtable = VTable {
-            create: table
-                .create
-                .filter(|_| has(offset_of!(CairnPluginVTable, create))),
-            start: table
-                .start
-                .filter(|_| has(offset_of!(CairnPluginVTable, start))),
-            stop: table
-                .stop
-                .filter(|_| has(offset_of!(CairnPluginVTable, stop))),
-            on_event: table
-                .on_event
-                .filter(|_| has(offset_of!(CairnPluginVTable, on_event))),
-            destroy: table
-                .destroy
-                .filter(|_| has(offset_of!(CairnPluginVTable, destroy))),
-            on_commit: table
-                .on_commit
-                .filter(|_| has(offset_of!(CairnPluginVTable, on_commit))),
+            create: field!(create),
+            start: field!(start),
+            stop: field!(stop),
+            on_event: field!(on_event),
+            destroy: field!(destroy),
+            on_commit: field!(on_commit),
+            on_statement: field!(on_statement),
         };
         if vtable.create.is_none() {
             return Err(LoadError::Invalid {
@@ -666,7 +672,58 @@ pub struct CommitBatch {
     pub truncated: u64,
 }
 
+/// One statement a session ran, as the host hands it to a plugin (ABI 1.10).
+#[derive(Debug, Clone, Default)]
+pub struct StatementRecord {
+    /// The session's database.
+    pub database: String,
+    /// The session's user.
+    pub user: String,
+    /// Its text, at most 4096 bytes.
+    pub text: String,
+    /// The SQLSTATE of its error, if it failed.
+    pub sqlstate: Option<String>,
+    /// When it started, in microseconds since the Unix epoch.
+    pub started_at_micros: i64,
+    /// How long it ran.
+    pub duration_micros: u64,
+    /// The rows it returned or changed.
+    pub rows: u64,
+    /// Statements dropped just before this one.
+    pub missed: u64,
+}
+
 impl PluginInstance {
+    /// Whether the plugin takes statements (its table has `on_statement`, ABI 1.10).
+    pub fn takes_statements(&self) -> bool {
+        self.vtable.on_statement.is_some()
+    }
+
+    /// Delivers one statement.
+    pub fn on_statement(
+        &self,
+        statement: &StatementRecord,
+    ) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        let Some(on_statement) = self.vtable.on_statement else {
+            return Box::pin(std::future::ready(Ok(Reply::default())));
+        };
+        let abi_statement = abi::CairnStatement {
+            size: size_of::<abi::CairnStatement>() as u32,
+            failed: u32::from(statement.sqlstate.is_some()),
+            database: CairnStr::new(&statement.database),
+            user: CairnStr::new(&statement.user),
+            text: CairnStr::new(&statement.text),
+            sqlstate: CairnStr::new(statement.sqlstate.as_deref().unwrap_or("")),
+            started_at_micros: statement.started_at_micros,
+            duration_micros: statement.duration_micros,
+            rows: statement.rows,
+            missed: statement.missed,
+        };
+        // SAFETY: as in `future`; the statement and its strings are borrowed for the call
+        // only (the ABI's rule), and live across it.
+        Box::pin(unsafe { ImportedFuture::new(on_statement(self.instance, &abi_statement)) })
+    }
+
     /// Whether the plugin takes commits (its table has `on_commit`, ABI 1.8).
     pub fn takes_commits(&self) -> bool {
         self.vtable.on_commit.is_some()
@@ -1023,14 +1080,17 @@ impl ForeignTableFunction {
                 &output,
             )
         };
-        collector.into_outcome()?;
         if status != abi::CAIRN_OK {
+            collector.into_outcome()?;
             return Err(PluginError::failed("the table function could not start"));
         }
-        Ok(TableScan {
+        // Opened: closed once whatever else it wrote (dropping the scan closes it).
+        let scan = TableScan {
             function: Arc::clone(self),
             rows,
-        })
+        };
+        collector.into_outcome()?;
+        Ok(scan)
     }
 }
 
@@ -1202,6 +1262,9 @@ pub trait HostServices: Send + Sync {
         databases: Vec<String>,
         tables: Vec<String>,
     ) -> Result<(), PluginError>;
+    /// Subscribes to the statements that ran for at least `min_duration_micros`
+    /// (`u64::MAX`: ends the subscription) (ABI 1.10).
+    fn subscribe_statements(&self, min_duration_micros: u64) -> Result<(), PluginError>;
 }
 
 /// A host function table for one plugin instance. It is never freed: a plugin may hold the
@@ -1246,6 +1309,7 @@ impl HostTable {
             register_aggregate: Some(host_register_aggregate),
             register_table_function: Some(host_register_table_function),
             subscribe_changes: Some(host_subscribe_changes),
+            subscribe_statements: Some(host_subscribe_statements),
         });
         HostTable(Box::leak(table))
     }
@@ -1730,10 +1794,27 @@ unsafe extern "C" fn host_subscribe_changes(
     unsafe { answer(output, outcome) }
 }
 
+unsafe extern "C" fn host_subscribe_statements(
+    host: *const CairnHost,
+    min_duration_micros: u64,
+    output: *const CairnOutput,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // SAFETY: as in `host_log`.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        services
+            .subscribe_statements(min_duration_micros)
+            .map(|()| Reply::default())
+    });
+    // SAFETY: the ABI: `output` is valid for the call.
+    unsafe { answer(output, outcome) }
+}
+
 /// The most arguments a table function may declare.
 const TABLE_FUNCTION_MAX_ARGUMENTS: usize = 64;
 
-/// Takes a table function spec; on any error its ctx is released.
+/// Takes a table function spec; on any error after its size is checked its ctx is released
+/// (a spec too short to hold `drop_ctx` cannot say how).
 ///
 /// # Safety
 /// `spec` is null or valid for the call, with `size` telling which fields exist.

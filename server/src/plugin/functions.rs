@@ -320,6 +320,9 @@ impl ConnectionFunctions {
             .map(|f| (f.name().to_owned(), f.shape()))
             .collect();
         let mut complete = true;
+        // A table function gone or defined again: SQLite does not expire the statements
+        // prepared against its old table, so the connection's cached ones are let go.
+        let mut tables_changed = false;
         let gone: Vec<(String, Shape)> = self
             .defined
             .iter()
@@ -333,7 +336,10 @@ impl ConnectionFunctions {
                 }
                 // rusqlite cannot drop a module: it stays, and finds the function gone
                 // (a scan then fails naming it), or is defined again just below.
-                Shape::Table { .. } => Ok(()),
+                Shape::Table { .. } => {
+                    tables_changed = true;
+                    Ok(())
+                }
             };
             match removed {
                 Ok(()) => {
@@ -402,6 +408,9 @@ impl ConnectionFunctions {
                 }
                 Err(_) => complete = false,
             }
+        }
+        if tables_changed {
+            conn.flush_prepared_statement_cache();
         }
         if complete {
             self.seen = changes;

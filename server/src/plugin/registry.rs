@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, Weak};
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::crash::{self, InPlugin};
 use cairn_plugin_api::ffi::host::{
-    ForeignAggregate, ForeignFunction, ForeignJob, ForeignProcedure, ForeignTableFunction,
-    HostTable, LoadError, PluginInstance, PluginLibrary, inspect,
+    CommitBatch, ForeignAggregate, ForeignFunction, ForeignJob, ForeignProcedure,
+    ForeignTableFunction, HostTable, LoadError, PluginInstance, PluginLibrary, StatementRecord,
+    inspect,
 };
 use cairn_plugin_api::{Column, ColumnType, EventKind, PluginError as ApiError, Value};
 use sha2::Digest;
@@ -266,6 +267,8 @@ pub struct Plugins {
     procedures: Mutex<HashMap<String, Arc<RegisteredProcedure>>>,
     /// The scalar SQL functions plugins registered, for every session's connection.
     functions: Arc<super::functions::SqlFunctions>,
+    /// The statements sessions run, for the plugins that subscribed (ABI 1.10).
+    statements: Arc<crate::statements::StatementFeed>,
     jobs: Mutex<HashMap<JobKey, (uuid::Uuid, Arc<JobRunner>)>>,
 }
 
@@ -326,6 +329,7 @@ impl Plugins {
             entries: Mutex::new(BTreeMap::new()),
             procedures: Mutex::new(HashMap::new()),
             functions: Default::default(),
+            statements: Default::default(),
             jobs: Mutex::new(HashMap::new()),
         })
     }
@@ -881,35 +885,96 @@ impl Plugins {
             crate::catalog::validate_identifier("table", table)
                 .map_err(|e| ApiError::InvalidArgument(format!("subscribe_changes: {e}")))?;
         }
-        let (instance, services) = {
-            let entries = lock(&self.entries);
-            let loaded = entries
-                .get(plugin)
-                .and_then(|e| e.loaded.as_ref())
-                .filter(|l| l.generation == generation)
-                .ok_or_else(|| ApiError::Refused("the plugin is not loaded".into()))?;
-            (Arc::clone(&loaded.instance), Arc::clone(&loaded.services))
-        };
+        let (instance, services) = self.loaded_instance(plugin, generation)?;
         if !instance.takes_commits() {
             return Err(ApiError::Refused(
                 "the plugin has no on_commit function to deliver changes to".into(),
             ));
         }
-        let (queue, new) = self
-            .catalog
-            .changes()
-            .subscribe(plugin, generation, databases, tables);
+        let feed = self.catalog.changes();
+        let (queue, new) = feed.subscribe(plugin, generation, databases, tables);
+        // Unloaded meanwhile (its unregistering may have run before this subscription
+        // existed): the subscription goes with it.
+        if !services.attached.load(Ordering::Acquire) {
+            feed.unsubscribe(plugin, generation);
+            return Err(ApiError::Refused("the plugin is being unloaded".into()));
+        }
         if new {
-            self.runtime.spawn(deliver_commits(
-                self.me.clone(),
-                plugin.to_owned(),
-                generation,
-                instance,
-                services,
+            self.runtime.spawn(deliver_feed(
+                Delivery {
+                    plugins: self.me.clone(),
+                    name: plugin.to_owned(),
+                    generation,
+                    instance,
+                    services,
+                    what: "on_commit",
+                },
                 queue,
+                |instance, commit: &CommitBatch| instance.on_commit(commit),
             ));
         }
         Ok(())
+    }
+
+    /// Subscribes instance `generation` of `plugin` to the statements sessions run (ABI
+    /// 1.10); `min_duration_micros` `u64::MAX` ends the subscription.
+    pub(super) fn subscribe_statements(
+        &self,
+        plugin: &str,
+        generation: u64,
+        min_duration_micros: u64,
+    ) -> Result<(), ApiError> {
+        if min_duration_micros == u64::MAX {
+            self.statements.unsubscribe(plugin, generation);
+            return Ok(());
+        }
+        let (instance, services) = self.loaded_instance(plugin, generation)?;
+        if !instance.takes_statements() {
+            return Err(ApiError::Refused(
+                "the plugin has no on_statement function to deliver statements to".into(),
+            ));
+        }
+        let min = std::time::Duration::from_micros(min_duration_micros);
+        let (queue, new) = self.statements.subscribe(plugin, generation, min);
+        if !services.attached.load(Ordering::Acquire) {
+            self.statements.unsubscribe(plugin, generation);
+            return Err(ApiError::Refused("the plugin is being unloaded".into()));
+        }
+        if new {
+            self.runtime.spawn(deliver_feed(
+                Delivery {
+                    plugins: self.me.clone(),
+                    name: plugin.to_owned(),
+                    generation,
+                    instance,
+                    services,
+                    what: "on_statement",
+                },
+                queue,
+                |instance, statement: &StatementRecord| instance.on_statement(statement),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The statements sessions run, for the plugins that subscribed.
+    pub fn statements(&self) -> &Arc<crate::statements::StatementFeed> {
+        &self.statements
+    }
+
+    /// The running instance `generation` of `plugin`, and its services.
+    fn loaded_instance(
+        &self,
+        plugin: &str,
+        generation: u64,
+    ) -> Result<(Arc<PluginInstance>, Arc<PluginServices>), ApiError> {
+        let entries = lock(&self.entries);
+        let loaded = entries
+            .get(plugin)
+            .and_then(|e| e.loaded.as_ref())
+            .filter(|l| l.generation == generation)
+            .ok_or_else(|| ApiError::Refused("the plugin is not loaded".into()))?;
+        Ok((Arc::clone(&loaded.instance), Arc::clone(&loaded.services)))
     }
 
     /// The gauges plugins publish.
@@ -920,6 +985,7 @@ impl Plugins {
     fn unregister(&self, plugin: &str, generation: u64) {
         self.gauges.forget(plugin, generation);
         self.catalog.changes().unsubscribe(plugin, generation);
+        self.statements.unsubscribe(plugin, generation);
         // Dropped outside the lock (and after any call still running): plugin code.
         drop(self.functions.unregister(plugin, generation));
         // Dropped outside the lock: releasing a procedure's context is plugin code.
@@ -1132,6 +1198,14 @@ impl Plugins {
             rows.push([
                 "events".into(),
                 kinds.join(", "),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        if let Some(min) = self.statements.subscribed(plugin, generation) {
+            rows.push([
+                "statements".into(),
+                format!("running at least {} ms", min.as_millis()),
                 String::new(),
                 String::new(),
             ]);
@@ -1560,39 +1634,49 @@ async fn deliver_events(
     }
 }
 
-/// Hands an instance the committed transactions it subscribed to, one at a time, until its
-/// subscription ends (it is unloaded or replaced) or it panics.
-async fn deliver_commits(
+/// Who a feed's items go to.
+struct Delivery {
     plugins: Weak<Plugins>,
     name: String,
     generation: u64,
     instance: Arc<PluginInstance>,
     services: Arc<PluginServices>,
-    queue: Arc<crate::changes::ChangeQueue>,
-) {
-    while let Some(commit) = queue.next().await {
-        if !services.attached.load(Ordering::Acquire) {
+    /// The plugin function called, for logs.
+    what: &'static str,
+}
+
+/// Hands an instance the items of a feed it subscribed to (committed changes, statements),
+/// one at a time, until its subscription ends (it is unloaded or replaced) or it panics.
+async fn deliver_feed<T, F>(
+    to: Delivery,
+    queue: Arc<crate::feed_queue::FeedQueue<T>>,
+    call: impl Fn(&PluginInstance, &T) -> F,
+) where
+    T: crate::feed_queue::Queued,
+    F: std::future::Future<Output = cairn_plugin_api::Outcome> + Send + 'static,
+{
+    while let Some(item) = queue.next().await {
+        if !to.services.attached.load(Ordering::Acquire) {
             break;
         }
-        let what = format!("{} #{}", commit.database, commit.sequence);
-        let outcome = InPlugin::call(&name, "commit handler", &what, || {
-            instance.on_commit(&commit)
+        let outcome = InPlugin::call(&to.name, "feed handler", to.what, || {
+            call(&to.instance, &item)
         })
         .await;
         match outcome {
             Ok(_) => {}
             Err(e) if e.is_panic() => {
-                if let Some(plugins) = plugins.upgrade() {
+                if let Some(plugins) = to.plugins.upgrade() {
                     plugins.fail(
-                        &name,
-                        generation,
-                        &format!("panicked in on_commit: {}", e.message()),
+                        &to.name,
+                        to.generation,
+                        &format!("panicked in {}: {}", to.what, e.message()),
                     );
                 }
                 break;
             }
             Err(e) => {
-                tracing::warn!(plugin = %name, database = %commit.database, sequence = commit.sequence, error = %e, "plugin commit handler failed")
+                tracing::warn!(plugin = %to.name, function = to.what, error = %e, "plugin handler failed")
             }
         }
     }

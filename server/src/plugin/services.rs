@@ -197,6 +197,11 @@ impl HostServices for PluginServices {
             .subscribe_changes(&self.plugin, self.generation, databases, tables)
     }
 
+    fn subscribe_statements(&self, min_duration_micros: u64) -> Result<(), PluginError> {
+        self.registry()?
+            .subscribe_statements(&self.plugin, self.generation, min_duration_micros)
+    }
+
     fn register_procedure(&self, procedure: ForeignProcedure) -> Result<(), PluginError> {
         self.registry()?
             .register_procedure(&self.plugin, self.generation, procedure)

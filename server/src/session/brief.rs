@@ -232,6 +232,7 @@ impl Session {
             BRIEF_VALUE_LIMIT,
         );
         self.deadline.arm(within);
+        let started = super::Started::now();
         let result = self.execute_prepared_inner(prepared, params, &mut watched);
         self.deadline.disarm();
         if let Ok(length) = length {
@@ -261,6 +262,7 @@ impl Session {
         // A write's commit is answered once it is on disk, as in a full run.
         let result = self.once_durable(result);
         outcomes::record(&result);
+        self.report_statement(&prepared.sql, started, &result);
         self.statement_ends();
         let _ = watched.out.finished(result);
         Brief::Done

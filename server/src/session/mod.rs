@@ -345,9 +345,11 @@ impl Session {
         let mut failed = false;
         let mut stopped = false;
         for statement in &statements {
+            let started = Started::now();
             let mut result = self.execute_statement(statement, out);
             result = self.once_durable(result);
             outcomes::record(&result);
+            self.report_statement(statement.text, started, &result);
             failed = result.is_err();
             if implicit && let Ok(executed) = &mut result {
                 // The client saw no BEGIN, so it must see no transaction state change either.
@@ -499,9 +501,11 @@ impl Session {
     ) {
         self.sync_functions();
         self.statement_starts(&prepared.sql);
+        let started = Started::now();
         let result = self.execute_prepared_inner(prepared, params, out);
         let result = self.once_durable(result);
         outcomes::record(&result);
+        self.report_statement(&prepared.sql, started, &result);
         self.statement_ends();
         let _ = out.finished(result);
     }
@@ -1044,6 +1048,26 @@ impl Session {
         }
     }
 
+    /// Hands a statement that ended to the plugins that follow statements (ABI 1.10): one
+    /// atomic load when none does.
+    fn report_statement(&self, text: &str, started: Started, result: &Result<Executed, SqlError>) {
+        let feed = self.plugins.statements();
+        if !feed.wanted() {
+            return;
+        }
+        let outcome = match result {
+            Ok(executed) => Ok(executed.tag.rows.unwrap_or(0) as u64),
+            Err(e) => Err(e.code),
+        };
+        feed.publish(
+            &self.database,
+            &self.user,
+            text,
+            (started.at, started.clock.elapsed()),
+            outcome,
+        );
+    }
+
     /// Why a statement's output stopped taking rows: an interruption, if there was one, else
     /// its reader went away or closed the result.
     fn stopped_error(&self) -> SqlError {
@@ -1474,6 +1498,22 @@ fn transaction_control(tokens: &[Spanned<'_>]) -> Option<Control> {
             Some(Control::Savepoint)
         }
         _ => None,
+    }
+}
+
+/// When a statement started: the wall clock for reports, the monotonic one for its length.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Started {
+    at: SystemTime,
+    clock: std::time::Instant,
+}
+
+impl Started {
+    pub(crate) fn now() -> Started {
+        Started {
+            at: SystemTime::now(),
+            clock: std::time::Instant::now(),
+        }
     }
 }
 
