@@ -514,3 +514,52 @@ async fn a_plugins_table_functions_stream_join_and_go_with_the_plugin() {
     assert!(message(&err).contains("hello_words"), "{}", message(&err));
     assert_eq!(texts(&later, "SELECT count(*) FROM docs").await, [["3"]]);
 }
+
+/// The same functions through the real `psql`, as a user would call them: on two
+/// databases, after a RELOAD, and refused after an UNLOAD with the server still serving.
+#[test]
+fn psql_calls_a_plugins_functions_on_every_database() {
+    let site = site("Howdy");
+    let server = site.start();
+    let psql =
+        |database: &str, sql: &str| crate::psql::psql(&server, database, &["-A", "-t", "-c", sql]);
+    let (ok, _, stderr) = psql("default", "LOAD PLUGIN 'libhello_plugin.so'");
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = psql("default", "CREATE DATABASE other");
+    assert!(ok, "{stderr}");
+    for database in ["default", "other"] {
+        let (ok, stdout, stderr) = psql(
+            database,
+            "SELECT hello_greeting('Ann'), (SELECT sum(value) FROM hello_series(1, 100)), (SELECT hello_stddev(value) IS NOT NULL FROM hello_series(1, 10))",
+        );
+        assert!(ok, "{database}: {stderr}");
+        assert_eq!(stdout.trim(), "Howdy, Ann!|5050|1", "{database}");
+    }
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(
+        site.config_path(),
+        config.replace("greeting = \"Howdy\"", "greeting = \"Hej\""),
+    )
+    .unwrap();
+    let (ok, _, stderr) = psql("other", "RELOAD PLUGIN hello");
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = psql("other", "SELECT hello_greeting('Bo')");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "Hej, Bo!");
+    let (ok, _, stderr) = psql("default", "UNLOAD PLUGIN hello");
+    assert!(ok, "{stderr}");
+    for sql in [
+        "SELECT hello_greeting('Ann')",
+        "SELECT * FROM hello_series(1, 3)",
+    ] {
+        let (ok, _, stderr) = psql("other", sql);
+        assert!(!ok, "{sql} still answered after the unload");
+        assert!(
+            stderr.contains("hello_greeting") || stderr.contains("hello_series"),
+            "{sql}: {stderr}"
+        );
+    }
+    let (ok, stdout, _) = psql("other", "SELECT 'still serving'");
+    assert!(ok);
+    assert_eq!(stdout.trim(), "still serving");
+}
