@@ -284,8 +284,9 @@ pub struct Commit {
     pub sequence: u64,
     /// The changes, in the order they were made.
     pub changes: Vec<Change>,
-    /// Commits dropped just before this one because the plugin's queue was full, or left
-    /// queued for its previous instance (a reload). A report of drops that no commit
+    /// Commits dropped just before this one because the plugin's queue was full, or not
+    /// delivered across a reload (queued for the previous instance, or made before this one
+    /// subscribed). A report of drops that no commit
     /// followed comes with no changes, an empty database and sequence 0.
     pub missed: u64,
     /// Changes of this commit left out because it changed more rows than one commit carries

@@ -62,6 +62,10 @@ pub struct Subscription {
     /// Lowercase; empty: every table.
     tables: Vec<String>,
     queue: Arc<ChangeQueue>,
+    /// What is left of an ended instance's subscription until the plugin subscribes again
+    /// (a reload) or is unloaded: it only counts the commits it would have delivered, so
+    /// that the next instance hears how many it missed.
+    counting: bool,
 }
 
 impl Subscription {
@@ -103,6 +107,8 @@ impl ChangeFeed {
             .subscriptions
             .write()
             .unwrap_or_else(|p| p.into_inner());
+        // The counting remains of the plugin's earlier instances give way to this one.
+        subscriptions.retain(|s| !(s.plugin == plugin && s.counting));
         let existing = subscriptions
             .iter()
             .position(|s| s.plugin == plugin && s.generation == generation);
@@ -122,27 +128,53 @@ impl ChangeFeed {
             databases,
             tables: tables.into_iter().map(|t| t.to_ascii_lowercase()).collect(),
             queue: Arc::clone(&queue),
+            counting: false,
         }));
         self.version.fetch_add(1, Ordering::AcqRel);
         (queue, new)
     }
 
-    /// Ends the subscription of `plugin`'s instance `generation`, if any: its queue closes.
+    /// Ends the subscription of `plugin`'s instance `generation`, if any: its queue closes,
+    /// and what it held is counted for the plugin's next subscription, as is every commit it
+    /// would have delivered from now on, until the plugin subscribes again or is
+    /// [forgotten](ChangeFeed::forget).
     pub fn unsubscribe(&self, plugin: &str, generation: u64) {
         let mut subscriptions = self
             .subscriptions
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        subscriptions.retain(|s| {
-            let gone = s.plugin == plugin && s.generation == generation;
-            if gone {
-                let discarded = s.queue.close();
-                if discarded > 0 {
-                    *lock(&self.discarded).entry(plugin.to_owned()).or_default() += discarded;
-                }
-            }
-            !gone
-        });
+        let Some(i) = subscriptions
+            .iter()
+            .position(|s| s.plugin == plugin && s.generation == generation && !s.counting)
+        else {
+            return;
+        };
+        let ended = subscriptions.remove(i);
+        let discarded = ended.queue.close();
+        if discarded > 0 {
+            *lock(&self.discarded).entry(plugin.to_owned()).or_default() += discarded;
+        }
+        if !subscriptions.iter().any(|s| s.plugin == plugin) {
+            subscriptions.push(Arc::new(Subscription {
+                plugin: ended.plugin.clone(),
+                generation: ended.generation,
+                databases: ended.databases.clone(),
+                tables: ended.tables.clone(),
+                queue: Arc::clone(&ended.queue),
+                counting: true,
+            }));
+        }
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The plugin is unloaded: nothing is counted for it any more.
+    pub fn forget(&self, plugin: &str) {
+        let mut subscriptions = self
+            .subscriptions
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        subscriptions.retain(|s| !(s.plugin == plugin && s.counting));
+        lock(&self.discarded).remove(plugin);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -150,7 +182,7 @@ impl ChangeFeed {
     pub fn subscribed(&self, plugin: &str, generation: u64) -> Option<(Vec<String>, Vec<String>)> {
         self.subscriptions()
             .iter()
-            .find(|s| s.plugin == plugin && s.generation == generation)
+            .find(|s| s.plugin == plugin && s.generation == generation && !s.counting)
             .map(|s| (s.databases.clone(), s.tables.clone()))
     }
 
@@ -202,13 +234,14 @@ impl ChangeFeed {
             }
             let (sequence, staged) = entry.remove_entry();
             if let Staged::Committed(rows, truncated) = staged {
-                deliver(&subscriptions, database, sequence, &rows, truncated);
+                deliver(self, &subscriptions, database, sequence, &rows, truncated);
             }
         }
     }
 }
 
 fn deliver(
+    feed: &ChangeFeed,
     subscriptions: &[Arc<Subscription>],
     database: &str,
     sequence: u64,
@@ -222,6 +255,10 @@ fn deliver(
             .cloned()
             .collect();
         if changes.is_empty() && truncated == 0 {
+            continue;
+        }
+        if s.counting {
+            *lock(&feed.discarded).entry(s.plugin.clone()).or_default() += 1;
             continue;
         }
         s.queue.push(
@@ -590,6 +627,28 @@ mod tests {
         feed.settle("db", after, true);
         let next = drain(&queue);
         assert_eq!((next[0].sequence, next[0].missed), (after, 0));
+    }
+
+    #[test]
+    fn commits_between_two_instances_are_counted_for_the_next() {
+        let feed = ChangeFeed::default();
+        let (old, _) = feed.subscribe("audit", 1, vec![], vec![]);
+        let queued = feed.stage("db", rows(1), 0);
+        feed.settle("db", queued, true);
+        // A reload: the old instance goes, a commit comes, the new one subscribes.
+        feed.unsubscribe("audit", 1);
+        assert!(old.is_empty(), "closed");
+        let unseen = feed.stage("db", rows(2), 0);
+        feed.settle("db", unseen, true);
+        let (new, _) = feed.subscribe("audit", 2, vec![], vec![]);
+        let next = feed.stage("db", rows(1), 0);
+        feed.settle("db", next, true);
+        let got = drain(&new);
+        assert_eq!((got[0].sequence, got[0].missed), (next, 2));
+        // Unloaded for good: nothing is counted any more.
+        feed.unsubscribe("audit", 2);
+        feed.forget("audit");
+        assert!(feed.subscriptions().is_empty());
     }
 
     #[test]

@@ -424,7 +424,12 @@ impl Plugins {
     /// `UNLOAD PLUGIN name`: stops it and unregisters everything it registered.
     pub async fn unload(&self, name: &str) -> Result<(), PluginError> {
         let _claim = self.claim(name, "unloaded")?;
-        self.unload_claimed(name).await
+        let unloaded = self.unload_claimed(name).await;
+        if unloaded.is_ok() {
+            // No next instance will hear of what it missed.
+            self.catalog.changes().forget(name);
+        }
+        unloaded
     }
 
     /// `RELOAD PLUGIN name` (and SIGHUP, for each plugin): re-reads the plugin's config and
@@ -756,6 +761,12 @@ impl Plugins {
                 plugin: name.to_owned(),
                 message,
             });
+        }
+        // Started without following row changes: what an earlier instance left counting
+        // has no one to be told to.
+        let changes = self.catalog.changes();
+        if changes.subscribed(name, generation).is_none() {
+            changes.forget(name);
         }
         tracing::info!(
             plugin = %name,
