@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex, Weak};
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::crash::{self, InPlugin};
 use cairn_plugin_api::ffi::host::{
-    CommitBatch, ForeignAggregate, ForeignFunction, ForeignJob, ForeignProcedure,
-    ForeignTableFunction, HostTable, LoadError, PluginInstance, PluginLibrary, StatementRecord,
-    inspect,
+    CommitBatch, ForeignJob, ForeignProcedure, HostTable, LoadError, PluginInstance, PluginLibrary,
+    StatementRecord, inspect,
 };
 use cairn_plugin_api::{Column, ColumnType, EventKind, PluginError as ApiError, Value};
 use sha2::Digest;
@@ -838,44 +837,16 @@ impl Plugins {
         &self.functions
     }
 
-    pub(super) fn register_function(
+    /// Registers an SQL function (scalar, aggregate or table) of instance `generation` of
+    /// `plugin`.
+    pub(super) fn register_sql_function(
         &self,
         plugin: &str,
         generation: u64,
-        function: ForeignFunction,
+        kind: super::functions::Kind,
     ) -> Result<(), ApiError> {
         self.functions
-            .register(plugin, generation, super::functions::Kind::Scalar(function))
-            .map_err(ApiError::Refused)
-    }
-
-    pub(super) fn register_aggregate(
-        &self,
-        plugin: &str,
-        generation: u64,
-        aggregate: ForeignAggregate,
-    ) -> Result<(), ApiError> {
-        self.functions
-            .register(
-                plugin,
-                generation,
-                super::functions::Kind::Aggregate(Arc::new(aggregate)),
-            )
-            .map_err(ApiError::Refused)
-    }
-
-    pub(super) fn register_table_function(
-        &self,
-        plugin: &str,
-        generation: u64,
-        function: ForeignTableFunction,
-    ) -> Result<(), ApiError> {
-        self.functions
-            .register(
-                plugin,
-                generation,
-                super::functions::Kind::Table(Arc::new(function)),
-            )
+            .register(plugin, generation, kind)
             .map_err(ApiError::Refused)
     }
 

@@ -1,5 +1,6 @@
 //! What the server offers one plugin instance through its host table.
 
+use super::functions::Kind as FunctionKind;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -174,18 +175,27 @@ impl HostServices for PluginServices {
     }
 
     fn register_function(&self, function: ForeignFunction) -> Result<(), PluginError> {
-        self.registry()?
-            .register_function(&self.plugin, self.generation, function)
+        self.registry()?.register_sql_function(
+            &self.plugin,
+            self.generation,
+            FunctionKind::Scalar(function),
+        )
     }
 
     fn register_aggregate(&self, aggregate: ForeignAggregate) -> Result<(), PluginError> {
-        self.registry()?
-            .register_aggregate(&self.plugin, self.generation, aggregate)
+        self.registry()?.register_sql_function(
+            &self.plugin,
+            self.generation,
+            FunctionKind::Aggregate(Arc::new(aggregate)),
+        )
     }
 
     fn register_table_function(&self, function: ForeignTableFunction) -> Result<(), PluginError> {
-        self.registry()?
-            .register_table_function(&self.plugin, self.generation, function)
+        self.registry()?.register_sql_function(
+            &self.plugin,
+            self.generation,
+            FunctionKind::Table(Arc::new(function)),
+        )
     }
 
     fn subscribe_changes(
