@@ -917,3 +917,24 @@ async fn drivers_cast_idioms_stored_null() {
     ]));
     assert!(ok, "{output}");
 }
+
+/// asyncpg's pool resets a connection it takes back with `SELECT pg_advisory_unlock_all();
+/// CLOSE ALL; UNLISTEN *; RESET ALL;`: the first failed ("no such function"), so the pool
+/// threw the connection away at every release, and no advisory lock existed.
+#[tokio::test]
+async fn an_asyncpg_pool_could_not_take_a_connection_back() {
+    let site = Site::standard();
+    let server = site.start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/pools.py");
+    let port = server.port.to_string();
+    let (ok, output) = crate::harness::run(std::process::Command::new("python3").args([
+        script,
+        "127.0.0.1",
+        &port,
+        "admin",
+        ADMIN_PASSWORD,
+        "default",
+    ]));
+    assert!(ok, "{output}");
+    server.assert_still_serving().await;
+}

@@ -278,10 +278,14 @@ impl SqlFunctions {
 }
 
 /// The server's own functions and table functions, which no plugin may take over.
-const SERVER_FUNCTIONS: [&str; 5] = [
+const SERVER_FUNCTIONS: [&str; 9] = [
     "pg_backend_pid",
     "pg_cancel_backend",
     "pg_terminate_backend",
+    "pg_advisory_lock",
+    "pg_try_advisory_lock",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_all",
     "archives",
     "backups",
 ];

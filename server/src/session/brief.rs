@@ -105,10 +105,19 @@ pub(super) fn out_of_time() -> SqlError {
     )
 }
 
-/// The functions a brief run must not call: running one of the first two twice would act
-/// twice, and `archives()` lists a destination, which may wait on the network (a statement
+/// The functions a brief run must not call: running one of the terminating or locking
+/// ones twice would act twice (a lock taken twice stays held once), an advisory lock may
+/// wait, and `archives()` lists a destination, which may wait on the network (a statement
 /// that names a table of one of these names merely runs the usual way).
-const NOT_RUN_BRIEFLY: [&str; 3] = ["pg_cancel_backend", "pg_terminate_backend", "archives"];
+const NOT_RUN_BRIEFLY: [&str; 7] = [
+    "pg_cancel_backend",
+    "pg_terminate_backend",
+    "archives",
+    "pg_advisory_lock",
+    "pg_try_advisory_lock",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_all",
+];
 
 /// Whether, and when, a prepared statement may be run briefly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +133,20 @@ pub(super) enum Briefly {
     WriteOutsideTransaction,
 }
 
+/// Whether these tokens name one of the functions of [`NOT_RUN_BRIEFLY`], which act (cancel,
+/// lock, list a destination) rather than compute: such a statement runs once, the usual
+/// way, and is not stepped ahead of time either (to type its columns).
+pub(super) fn acts(tokens: &[Spanned<'_>]) -> bool {
+    tokens.iter().any(|t| {
+        let name = match &t.token {
+            Token::Word(w) => *w,
+            Token::QuotedIdent(q) => q.as_str(),
+            _ => return false,
+        };
+        NOT_RUN_BRIEFLY.iter().any(|f| name.eq_ignore_ascii_case(f))
+    })
+}
+
 /// How a statement of these tokens may be run briefly; none that names one of the
 /// functions of [`NOT_RUN_BRIEFLY`] may.
 pub(super) fn briefly(tokens: &[Spanned<'_>], readonly: bool, columns: usize) -> Briefly {
@@ -133,15 +156,7 @@ pub(super) fn briefly(tokens: &[Spanned<'_>], readonly: bool, columns: usize) ->
     });
     let starts_with =
         |words: &[&str]| first.is_some_and(|w| words.iter().any(|k| w.eq_ignore_ascii_case(k)));
-    let calls_one_not_run_briefly = tokens.iter().any(|t| {
-        let name = match &t.token {
-            Token::Word(w) => *w,
-            Token::QuotedIdent(q) => q.as_str(),
-            _ => return false,
-        };
-        NOT_RUN_BRIEFLY.iter().any(|f| name.eq_ignore_ascii_case(f))
-    });
-    if calls_one_not_run_briefly {
+    if acts(tokens) {
         Briefly::Never
     } else if readonly && starts_with(&["SELECT", "WITH", "VALUES"]) {
         Briefly::Query

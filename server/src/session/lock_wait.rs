@@ -79,6 +79,18 @@ impl LockWait {
         let _ = self.interrupts.set(activity);
     }
 
+    /// Whether a cancel, a statement timeout or a termination is pending: a wait ends.
+    pub(super) fn interrupted(&self) -> bool {
+        self.interrupts
+            .get()
+            .is_some_and(|a| a.interruption_pending())
+    }
+
+    /// How long a wait for a lock may last.
+    pub(super) fn timeout(&self) -> Duration {
+        Duration::from_micros(self.timeout.load(Ordering::Relaxed))
+    }
+
     /// The lock timeout from now on.
     pub(super) fn set(&self, timeout: Duration) {
         self.timeout.store(micros(timeout), Ordering::Relaxed);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode};
 
+mod advisory;
 mod backup;
 mod brief;
 mod functions;
@@ -133,6 +134,8 @@ enum PreparedKind {
 /// A connected session.
 #[derive(Debug)]
 pub struct Session {
+    /// The advisory locks it holds (let go when it ends).
+    _advisory: advisory::AdvisoryOwner,
     user: String,
     role: Role,
     database: String,
@@ -204,7 +207,15 @@ impl Session {
                     path: catalog.path_of(database),
                     source,
                 })?;
+        let advisory =
+            advisory::install(&conn, database, Arc::clone(&lock_wait)).map_err(|source| {
+                CatalogError::Sqlite {
+                    path: catalog.path_of(database),
+                    source,
+                }
+            })?;
         Ok(Session {
+            _advisory: advisory,
             user: user.to_owned(),
             role,
             database: database.to_owned(),
@@ -449,9 +460,13 @@ impl Session {
                     // Columns without a declared type (expressions, NUMERIC) take the type of
                     // the first row's value, when the statement can be run without parameters
                     // and without side effects; otherwise they are text.
+                    // Not a statement that acts (a lock taken, a backend cancelled):
+                    // stepped here, it would act twice. (A plugin's functions compute, and
+                    // are stepped: their first values type the columns.)
                     let peeked = if count == 0
                         && stmt.readonly()
                         && declared.iter().any(|(_, ty)| ty.is_none())
+                        && !brief::acts(&statement.tokens)
                     {
                         first_row(&mut stmt)
                     } else {
@@ -609,6 +624,19 @@ impl Session {
                 }
                 Ok(Executed::command("SET", None))
             }
+            ServerStatement::ResetAll => {
+                let configured = self.configured;
+                self.apply_lock_timeout(configured.get(Setting::LockTimeout))?;
+                if let Some(activity) = self.activity() {
+                    activity.set_timeouts(configured);
+                }
+                Ok(Executed::command("RESET", None))
+            }
+            // What pools send when a connection comes back (asyncpg: `SELECT
+            // pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`): no cursor is
+            // open and nothing listens, so there is nothing to do but answer.
+            ServerStatement::CloseAll => Ok(Executed::command("CLOSE CURSOR ALL", None)),
+            ServerStatement::UnlistenAll => Ok(Executed::command("UNLISTEN", None)),
             ServerStatement::ShowSetting(setting) => {
                 let value = self
                     .activity()
@@ -1418,7 +1446,10 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
             ("backend_start", SqlType::Text),
         ])),
         ServerStatement::ShowSetting(setting) => Some(columns(&[(setting.name(), SqlType::Text)])),
-        ServerStatement::Set { .. } => None,
+        ServerStatement::Set { .. }
+        | ServerStatement::ResetAll
+        | ServerStatement::CloseAll
+        | ServerStatement::UnlistenAll => None,
         ServerStatement::Backup(_)
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. }

@@ -14,6 +14,12 @@ pub enum ServerStatement {
     },
     ShowDatabases,
     ShowPlugins,
+    /// `RESET ALL`: every setting back to what the config and the startup packet said.
+    ResetAll,
+    /// `CLOSE ALL`: closes every cursor (there are none: portals are the protocol's).
+    CloseAll,
+    /// `UNLISTEN *`: stops listening to every channel (nothing listens).
+    UnlistenAll,
     /// `SHOW PLUGIN name`: what one plugin registered.
     ShowPlugin {
         name: String,
@@ -231,6 +237,15 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         }
         [first, name] if first.is_keyword("show") && setting_of(name).is_some() => {
             setting_of(name).map(|setting| Ok(ServerStatement::ShowSetting(setting)))
+        }
+        [first, all] if first.is_keyword("reset") && all.is_keyword("all") => {
+            Some(Ok(ServerStatement::ResetAll))
+        }
+        [first, all] if first.is_keyword("close") && all.is_keyword("all") => {
+            Some(Ok(ServerStatement::CloseAll))
+        }
+        [first, Token::Punct("*")] if first.is_keyword("unlisten") => {
+            Some(Ok(ServerStatement::UnlistenAll))
         }
         [first, name] if first.is_keyword("reset") && setting_of(name).is_some() => {
             setting_of(name).map(|setting| {
