@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use cairn_plugin_api::abi;
 use cairn_plugin_api::ffi::host::CommitBatch;
 
-use crate::feed_queue::{FeedQueue, Queued};
+use crate::feed_queue::{FeedQueue, Queued, Undelivered};
 
 /// The most changes one commit carries; beyond them its changes are counted, not listed.
 pub const MAX_CHANGES_PER_COMMIT: usize = 16_384;
@@ -49,7 +49,7 @@ pub struct ChangeFeed {
     orders: Mutex<HashMap<String, Arc<Mutex<Order>>>>,
     /// Per plugin: commits an ended subscription discarded, reported as missed to the
     /// plugin's next one (its next instance, after a reload).
-    discarded: Mutex<HashMap<String, u64>>,
+    undelivered: Undelivered,
 }
 
 /// What one plugin instance subscribed to, and its queue.
@@ -114,13 +114,15 @@ impl ChangeFeed {
             .position(|s| s.plugin == plugin && s.generation == generation);
         let (queue, new) = match existing {
             Some(i) => (Arc::clone(&subscriptions.remove(i).queue), false),
-            None => {
-                let queue = new_queue();
-                if let Some(missed) = lock(&self.discarded).remove(plugin) {
-                    queue.count_missed(missed);
-                }
-                (Arc::new(queue), true)
-            }
+            None => (
+                Arc::new(self.undelivered.new_queue(
+                    plugin,
+                    "committed changes",
+                    QUEUE_COMMITS,
+                    QUEUE_CHANGES,
+                )),
+                true,
+            ),
         };
         subscriptions.push(Arc::new(Subscription {
             plugin: plugin.to_owned(),
@@ -150,10 +152,7 @@ impl ChangeFeed {
             return;
         };
         let ended = subscriptions.remove(i);
-        let discarded = ended.queue.close();
-        if discarded > 0 {
-            *lock(&self.discarded).entry(plugin.to_owned()).or_default() += discarded;
-        }
+        self.undelivered.close(plugin, &ended.queue);
         if !subscriptions.iter().any(|s| s.plugin == plugin) {
             subscriptions.push(Arc::new(Subscription {
                 plugin: ended.plugin.clone(),
@@ -174,7 +173,7 @@ impl ChangeFeed {
             .write()
             .unwrap_or_else(|p| p.into_inner());
         subscriptions.retain(|s| !(s.plugin == plugin && s.counting));
-        lock(&self.discarded).remove(plugin);
+        self.undelivered.forget(plugin);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -258,7 +257,7 @@ fn deliver(
             continue;
         }
         if s.counting {
-            *lock(&feed.discarded).entry(s.plugin.clone()).or_default() += 1;
+            feed.undelivered.add(&s.plugin, 1);
             continue;
         }
         s.queue.push(
@@ -295,28 +294,25 @@ impl Queued for CommitBatch {
     }
 }
 
-fn new_queue() -> ChangeQueue {
-    FeedQueue::new("committed changes", QUEUE_COMMITS, QUEUE_CHANGES)
-}
-
 /// One connection's row changes since its transaction began (see the module's comment).
 #[derive(Debug)]
 pub struct Capture {
     feed: Arc<ChangeFeed>,
     database: String,
+    /// The feed's version the hook was last installed or removed for ([`Capture::sync`]
+    /// runs before every statement: one load when nothing changed).
+    synced: AtomicU64,
     state: Mutex<CaptureState>,
 }
 
 #[derive(Debug, Default)]
 struct CaptureState {
-    /// The feed's version the interest below was worked out for (0: never).
-    version: u64,
     /// Whether some subscription wants this database (the hook is installed then).
     wanted: bool,
     /// Per table: its shared name if some subscription wants it.
     tables: HashMap<String, Option<Arc<str>>>,
-    /// The feed's version `tables` was worked out for (apart from `version`, which only
-    /// `sync` moves, so that it still sees a change the hook saw first).
+    /// The feed's version `tables` was worked out for (apart from `Capture::synced`, which
+    /// only `sync` moves, so that it still sees a change the hook saw first).
     tables_version: u64,
     rows: Vec<Row>,
     truncated: u64,
@@ -343,6 +339,7 @@ impl Capture {
         Arc::new(Capture {
             feed,
             database: database.to_owned(),
+            synced: AtomicU64::new(0),
             state: Mutex::new(CaptureState::default()),
         })
     }
@@ -358,16 +355,16 @@ impl Capture {
     /// see. Called before each statement: one atomic load when nothing changed.
     pub fn sync(self: &Arc<Self>, conn: &mut rusqlite::Connection) {
         let version = self.feed.version();
-        let mut state = self.state();
-        if state.version == version {
+        if self.synced.load(Ordering::Acquire) == version {
             return;
         }
+        let mut state = self.state();
         let wanted = self
             .feed
             .subscriptions()
             .iter()
             .any(|s| s.wants_database(&self.database));
-        state.version = version;
+        self.synced.store(version, Ordering::Release);
         let was = std::mem::replace(&mut state.wanted, wanted);
         // Wanted from the middle of a transaction: its earlier rows were not recorded, so
         // its commit says some changes are not listed.
@@ -401,7 +398,7 @@ impl Capture {
     /// something replaced the authorizer).
     pub fn reinstall(&self) {
         let mut state = self.state();
-        state.version = 0;
+        self.synced.store(0, Ordering::Release);
         state.wanted = false;
     }
 

@@ -3,7 +3,7 @@
 //! counted, and the count reaches the plugin with the next item that fits, or alone once the
 //! queue is empty: a loss is always reported, never silent.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 /// What a [`FeedQueue`] carries.
@@ -127,5 +127,48 @@ impl<T: Queued> FeedQueue<T> {
             // One consumer: a push between the check and here leaves a permit.
             self.ready.notified().await;
         }
+    }
+}
+
+/// Per plugin: what its ended subscriptions left undelivered, to be reported as missed to its
+/// next one (its next instance, after a reload).
+#[derive(Debug, Default)]
+pub struct Undelivered(Mutex<HashMap<String, u64>>);
+
+impl Undelivered {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `count` more items for `plugin`.
+    pub fn add(&self, plugin: &str, count: u64) {
+        if count > 0 {
+            *self.lock().entry(plugin.to_owned()).or_default() += count;
+        }
+    }
+
+    /// Closes `plugin`'s ended queue and counts what it held.
+    pub fn close<T: Queued>(&self, plugin: &str, queue: &FeedQueue<T>) {
+        self.add(plugin, queue.close());
+    }
+
+    /// A new queue for `plugin`, its count of missed items starting at what was left.
+    pub fn new_queue<T: Queued>(
+        &self,
+        plugin: &str,
+        what: &'static str,
+        max_items: usize,
+        max_weight: usize,
+    ) -> FeedQueue<T> {
+        let queue = FeedQueue::new(what, max_items, max_weight);
+        if let Some(missed) = self.lock().remove(plugin) {
+            queue.count_missed(missed);
+        }
+        queue
+    }
+
+    /// The plugin is gone: nothing is kept for it.
+    pub fn forget(&self, plugin: &str) {
+        self.lock().remove(plugin);
     }
 }

@@ -4,14 +4,13 @@
 //! a query log with its own writes). Nothing is done per statement while no plugin listens
 //! but one atomic load.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use cairn_plugin_api::ffi::host::StatementRecord;
 
-use crate::feed_queue::{FeedQueue, Queued};
+use crate::feed_queue::{FeedQueue, Queued, Undelivered};
 
 /// The most bytes of a statement's text handed over.
 pub const MAX_TEXT: usize = 4096;
@@ -56,8 +55,8 @@ pub struct StatementFeed {
     subscriptions: RwLock<Vec<Arc<Subscription>>>,
     /// How many subscriptions there are: the one load per statement.
     count: AtomicUsize,
-    /// Per plugin: statements an ended subscription discarded, reported to its next one.
-    discarded: Mutex<HashMap<String, u64>>,
+    /// Per plugin: statements an ended subscription left, reported to its next one.
+    undelivered: Undelivered,
 }
 
 fn cut(text: &str) -> String {
@@ -90,18 +89,15 @@ impl StatementFeed {
             .position(|s| s.plugin == plugin && s.generation == generation);
         let (queue, new) = match existing {
             Some(i) => (Arc::clone(&subscriptions.remove(i).queue), false),
-            None => {
-                let queue = FeedQueue::new("statements", QUEUE_STATEMENTS, QUEUE_BYTES);
-                let discarded = self
-                    .discarded
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(plugin);
-                if let Some(missed) = discarded {
-                    queue.count_missed(missed);
-                }
-                (Arc::new(queue), true)
-            }
+            None => (
+                Arc::new(self.undelivered.new_queue(
+                    plugin,
+                    "statements",
+                    QUEUE_STATEMENTS,
+                    QUEUE_BYTES,
+                )),
+                true,
+            ),
         };
         subscriptions.push(Arc::new(Subscription {
             plugin: plugin.to_owned(),
@@ -123,19 +119,16 @@ impl StatementFeed {
         subscriptions.retain(|s| {
             let gone = s.plugin == plugin && s.generation == generation;
             if gone {
-                let discarded = s.queue.close();
-                if discarded > 0 {
-                    *self
-                        .discarded
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(plugin.to_owned())
-                        .or_default() += discarded;
-                }
+                self.undelivered.close(plugin, &s.queue);
             }
             !gone
         });
         self.count.store(subscriptions.len(), Ordering::Release);
+    }
+
+    /// The plugin is unloaded: what its ended subscriptions left is forgotten.
+    pub fn forget(&self, plugin: &str) {
+        self.undelivered.forget(plugin);
     }
 
     /// The minimum duration `plugin`'s instance `generation` subscribed with.

@@ -905,10 +905,16 @@ async fn malformed_messages_before_login_got_no_answer() {
 async fn drivers_cast_idioms_stored_null() {
     let site = Site::standard();
     let server = site.start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/casts.py");
+    run_client_script(&server, "casts.py");
+}
+
+/// Runs `tests/clients/<script>` (Python, real drivers) against `server` as the admin, on
+/// the database `default`; it fails the test with its output if it fails.
+fn run_client_script(server: &crate::harness::TestServer, script: &str) {
+    let script = format!("{}/../tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let port = server.port.to_string();
     let (ok, output) = crate::harness::run(std::process::Command::new("python3").args([
-        script,
+        script.as_str(),
         "127.0.0.1",
         &port,
         "admin",
@@ -925,16 +931,6 @@ async fn drivers_cast_idioms_stored_null() {
 async fn an_asyncpg_pool_could_not_take_a_connection_back() {
     let site = Site::standard();
     let server = site.start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/clients/pools.py");
-    let port = server.port.to_string();
-    let (ok, output) = crate::harness::run(std::process::Command::new("python3").args([
-        script,
-        "127.0.0.1",
-        &port,
-        "admin",
-        ADMIN_PASSWORD,
-        "default",
-    ]));
-    assert!(ok, "{output}");
+    run_client_script(&server, "pools.py");
     server.assert_still_serving().await;
 }

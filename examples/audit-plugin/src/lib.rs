@@ -157,15 +157,20 @@ impl Plugin for Audit {
 
     async fn on_commit(&self, host: &Host, commit: Commit) -> Result<(), PluginError> {
         let s = &self.settings;
+        // One log row: the commit, then the table (none for a report), op and rowid or count.
+        let row = |table: Option<&str>, op: &str, n: i64| {
+            [
+                Value::Integer(i64::try_from(commit.sequence).unwrap_or(i64::MAX)),
+                Value::Text(commit.database.clone()),
+                table.map_or(Value::Null, |t| Value::Text(t.to_owned())),
+                Value::Text(op.to_owned()),
+                Value::Integer(n),
+            ]
+        };
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let mut rows: Vec<[Value; 5]> = Vec::new();
         if commit.missed > 0 {
-            rows.push([
-                Value::Integer(commit.sequence as i64),
-                Value::Text(commit.database.clone()),
-                Value::Null,
-                Value::Text("missed".into()),
-                Value::Integer(commit.missed as i64),
-            ]);
+            rows.push(row(None, "missed", count(commit.missed)));
         }
         for change in &commit.changes {
             // Its own log's rows are not audited (they would be, with `tables` empty).
@@ -173,22 +178,10 @@ impl Plugin for Audit {
             {
                 continue;
             }
-            rows.push([
-                Value::Integer(commit.sequence as i64),
-                Value::Text(commit.database.clone()),
-                Value::Text(change.table.clone()),
-                Value::Text(change.op.name().into()),
-                Value::Integer(change.rowid),
-            ]);
+            rows.push(row(Some(&change.table), change.op.name(), change.rowid));
         }
         if commit.truncated > 0 {
-            rows.push([
-                Value::Integer(commit.sequence as i64),
-                Value::Text(commit.database.clone()),
-                Value::Null,
-                Value::Text("truncated".into()),
-                Value::Integer(commit.truncated as i64),
-            ]);
+            rows.push(row(None, "truncated", count(commit.truncated)));
         }
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let values: Vec<String> = (0..chunk.len())

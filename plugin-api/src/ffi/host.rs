@@ -1684,22 +1684,43 @@ unsafe fn read_columns(
         .collect()
 }
 
+/// Reads a call's input (`read`: a spec, names), then hands it to this instance's services
+/// (`serve`), catching panics, and answers `output`: how the host functions that register or
+/// subscribe answer.
+///
+/// # Safety
+/// `host` is a table made by [`HostTable::new`]; `output` is null or valid for the call.
+unsafe fn read_and_serve<T>(
+    host: *const CairnHost,
+    output: *const CairnOutput,
+    read: impl FnOnce() -> Result<T, PluginError>,
+    serve: impl FnOnce(&Arc<dyn HostServices>, T) -> Result<(), PluginError>,
+) -> CairnStatus {
+    let outcome = catch(|| {
+        // Read first: a spec's ctx is ours from then on, released if anything fails.
+        let input = read()?;
+        // SAFETY: guaranteed by the caller.
+        let services = unsafe { services(host) }.ok_or_else(no_host)?;
+        serve(services, input).map(|()| Reply::default())
+    });
+    // SAFETY: guaranteed by the caller.
+    unsafe { answer(output, outcome) }
+}
+
 unsafe extern "C" fn host_register_function(
     host: *const CairnHost,
     spec: *const CairnFunctionSpec,
     output: *const CairnOutput,
 ) -> CairnStatus {
-    let outcome = catch(|| {
-        // SAFETY: the ABI: `spec` is valid for the call; from here on we own its ctx.
-        let function = unsafe { read_function(spec) }?;
-        // SAFETY: as in `host_log`.
-        let services = unsafe { services(host) }.ok_or_else(no_host)?;
-        services
-            .register_function(function)
-            .map(|()| Reply::default())
-    });
-    // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { answer(output, outcome) }
+    // SAFETY: the ABI: the table is ours and `output` valid for the call; `spec` is valid for the call.
+    unsafe {
+        read_and_serve(
+            host,
+            output,
+            || read_function(spec),
+            |services, input| services.register_function(input),
+        )
+    }
 }
 
 unsafe extern "C" fn host_register_aggregate(
@@ -1707,17 +1728,15 @@ unsafe extern "C" fn host_register_aggregate(
     spec: *const CairnAggregateSpec,
     output: *const CairnOutput,
 ) -> CairnStatus {
-    let outcome = catch(|| {
-        // SAFETY: the ABI: `spec` is valid for the call; from here on we own its ctx.
-        let aggregate = unsafe { read_aggregate(spec) }?;
-        // SAFETY: as in `host_log`.
-        let services = unsafe { services(host) }.ok_or_else(no_host)?;
-        services
-            .register_aggregate(aggregate)
-            .map(|()| Reply::default())
-    });
-    // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { answer(output, outcome) }
+    // SAFETY: the ABI: the table is ours and `output` valid for the call; `spec` is valid for the call.
+    unsafe {
+        read_and_serve(
+            host,
+            output,
+            || read_aggregate(spec),
+            |services, input| services.register_aggregate(input),
+        )
+    }
 }
 
 unsafe extern "C" fn host_register_table_function(
@@ -1725,17 +1744,15 @@ unsafe extern "C" fn host_register_table_function(
     spec: *const CairnTableFunctionSpec,
     output: *const CairnOutput,
 ) -> CairnStatus {
-    let outcome = catch(|| {
-        // SAFETY: the ABI: `spec` is valid for the call; from here on we own its ctx.
-        let function = unsafe { read_table_function(spec) }?;
-        // SAFETY: as in `host_log`.
-        let services = unsafe { services(host) }.ok_or_else(no_host)?;
-        services
-            .register_table_function(function)
-            .map(|()| Reply::default())
-    });
-    // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { answer(output, outcome) }
+    // SAFETY: the ABI: the table is ours and `output` valid for the call; `spec` is valid for the call.
+    unsafe {
+        read_and_serve(
+            host,
+            output,
+            || read_table_function(spec),
+            |services, input| services.register_table_function(input),
+        )
+    }
 }
 
 /// The most names a change subscription may list.
@@ -1776,22 +1793,21 @@ unsafe extern "C" fn host_subscribe_changes(
     table_count: usize,
     output: *const CairnOutput,
 ) -> CairnStatus {
-    let outcome = catch(|| {
-        // SAFETY: the ABI: the names are borrowed for the call.
-        let (databases, tables) = unsafe {
-            (
-                read_names(databases, database_count, "database names")?,
-                read_names(tables, table_count, "table names")?,
-            )
-        };
-        // SAFETY: as in `host_log`.
-        let services = unsafe { services(host) }.ok_or_else(no_host)?;
-        services
-            .subscribe_changes(databases, tables)
-            .map(|()| Reply::default())
-    });
-    // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { answer(output, outcome) }
+    // SAFETY: the ABI: the table is ours, the names (if any) and `output` are valid for the
+    // call.
+    unsafe {
+        read_and_serve(
+            host,
+            output,
+            || {
+                Ok((
+                    read_names(databases, database_count, "database names")?,
+                    read_names(tables, table_count, "table names")?,
+                ))
+            },
+            |services, (databases, tables)| services.subscribe_changes(databases, tables),
+        )
+    }
 }
 
 unsafe extern "C" fn host_subscribe_statements(
@@ -1799,15 +1815,16 @@ unsafe extern "C" fn host_subscribe_statements(
     min_duration_micros: u64,
     output: *const CairnOutput,
 ) -> CairnStatus {
-    let outcome = catch(|| {
-        // SAFETY: as in `host_log`.
-        let services = unsafe { services(host) }.ok_or_else(no_host)?;
-        services
-            .subscribe_statements(min_duration_micros)
-            .map(|()| Reply::default())
-    });
-    // SAFETY: the ABI: `output` is valid for the call.
-    unsafe { answer(output, outcome) }
+    // SAFETY: the ABI: the table is ours, the names (if any) and `output` are valid for the
+    // call.
+    unsafe {
+        read_and_serve(
+            host,
+            output,
+            || Ok(min_duration_micros),
+            |services, micros| services.subscribe_statements(micros),
+        )
+    }
 }
 
 /// The most arguments a table function may declare.

@@ -427,6 +427,7 @@ impl Plugins {
         if unloaded.is_ok() {
             // No next instance will hear of what it missed.
             self.catalog.changes().forget(name);
+            self.statements.forget(name);
         }
         unloaded
     }
@@ -875,25 +876,52 @@ impl Plugins {
         }
         let feed = self.catalog.changes();
         let (queue, new) = feed.subscribe(plugin, generation, databases, tables);
-        // Unloaded meanwhile (its unregistering may have run before this subscription
-        // existed): the subscription goes with it.
-        if !services.attached.load(Ordering::Acquire) {
-            feed.unsubscribe(plugin, generation);
+        self.deliver_subscribed(
+            self.delivery(plugin, generation, instance, services, "on_commit"),
+            (queue, new),
+            || feed.unsubscribe(plugin, generation),
+            |instance, commit: &CommitBatch| instance.on_commit(commit),
+        )
+    }
+
+    fn delivery(
+        &self,
+        plugin: &str,
+        generation: u64,
+        instance: Arc<PluginInstance>,
+        services: Arc<PluginServices>,
+        what: &'static str,
+    ) -> Delivery {
+        Delivery {
+            plugins: self.me.clone(),
+            name: plugin.to_owned(),
+            generation,
+            instance,
+            services,
+            what,
+        }
+    }
+
+    /// Starts handing a new subscription's queue to its instance. One unloaded meanwhile
+    /// (its unregistering may have run before the subscription existed) has it ended with
+    /// `end` instead.
+    fn deliver_subscribed<T, F>(
+        &self,
+        to: Delivery,
+        (queue, new): (Arc<crate::feed_queue::FeedQueue<T>>, bool),
+        end: impl FnOnce(),
+        call: impl Fn(&PluginInstance, &T) -> F + Send + 'static,
+    ) -> Result<(), ApiError>
+    where
+        T: crate::feed_queue::Queued + 'static,
+        F: std::future::Future<Output = cairn_plugin_api::Outcome> + Send + 'static,
+    {
+        if !to.services.attached.load(Ordering::Acquire) {
+            end();
             return Err(ApiError::Refused("the plugin is being unloaded".into()));
         }
         if new {
-            self.runtime.spawn(deliver_feed(
-                Delivery {
-                    plugins: self.me.clone(),
-                    name: plugin.to_owned(),
-                    generation,
-                    instance,
-                    services,
-                    what: "on_commit",
-                },
-                queue,
-                |instance, commit: &CommitBatch| instance.on_commit(commit),
-            ));
+            self.runtime.spawn(deliver_feed(to, queue, call));
         }
         Ok(())
     }
@@ -917,26 +945,13 @@ impl Plugins {
             ));
         }
         let min = std::time::Duration::from_micros(min_duration_micros);
-        let (queue, new) = self.statements.subscribe(plugin, generation, min);
-        if !services.attached.load(Ordering::Acquire) {
-            self.statements.unsubscribe(plugin, generation);
-            return Err(ApiError::Refused("the plugin is being unloaded".into()));
-        }
-        if new {
-            self.runtime.spawn(deliver_feed(
-                Delivery {
-                    plugins: self.me.clone(),
-                    name: plugin.to_owned(),
-                    generation,
-                    instance,
-                    services,
-                    what: "on_statement",
-                },
-                queue,
-                |instance, statement: &StatementRecord| instance.on_statement(statement),
-            ));
-        }
-        Ok(())
+        let subscribed = self.statements.subscribe(plugin, generation, min);
+        self.deliver_subscribed(
+            self.delivery(plugin, generation, instance, services, "on_statement"),
+            subscribed,
+            || self.statements.unsubscribe(plugin, generation),
+            |instance, statement: &StatementRecord| instance.on_statement(statement),
+        )
     }
 
     /// The statements sessions run, for the plugins that subscribed.
