@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
+use crate::write_turns::WriteTurns;
+
 /// A commit could not be promised durable.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SyncFailed {
@@ -56,6 +58,8 @@ pub struct WalSync {
     wal: PathBuf,
     state: Mutex<State>,
     synced: Condvar,
+    /// The turns of the sessions' brief writes at SQLite's write lock.
+    turns: Arc<WriteTurns>,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +95,7 @@ impl WalSync {
             wal: PathBuf::from(wal),
             state: Mutex::new(State::default()),
             synced: Condvar::new(),
+            turns: Arc::default(),
         }
     }
 
@@ -212,6 +217,11 @@ impl PendingSync {
     /// The failed sync after which no commit to this database is promised durable.
     pub fn failed(&self) -> Option<SyncFailed> {
         self.sync.failed()
+    }
+
+    /// The turns at the database's write lock, which its sessions' brief writes take.
+    pub fn turns(&self) -> Arc<WriteTurns> {
+        Arc::clone(&self.sync.turns)
     }
 
     /// Whether the connection has committed since the last [`PendingSync::wait`].

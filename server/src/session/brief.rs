@@ -14,6 +14,7 @@ use rusqlite::types::Value;
 
 use super::output::{Output, RowValues, Stopped};
 use super::{Column, Executed, Prepared, Session, interruption_error, outcomes, stopped};
+use crate::group_commit::PendingSync;
 use crate::sql::lexer::{Spanned, Token};
 use crate::sqlstate::{self, SqlError};
 
@@ -233,6 +234,17 @@ impl Session {
             }
             Briefly::WriteOutsideTransaction | Briefly::Never => return Brief::TooLong,
         }
+        // A write waits for its turn at the database's write lock within the same deadline.
+        let until = Instant::now() + within;
+        let turns = match prepared.brief {
+            Briefly::WriteOutsideTransaction => self.unsynced.as_ref().map(PendingSync::turns),
+            _ => None,
+        };
+        let turn = match turns.as_deref().map(|turns| turns.take(until)) {
+            Some(None) => return Brief::TooLong,
+            Some(Some(turn)) => Some(turn),
+            None => None,
+        };
         let mut watched = Watched {
             out,
             stopped: false,
@@ -246,9 +258,13 @@ impl Session {
             rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
             BRIEF_VALUE_LIMIT,
         );
-        self.deadline.arm(within);
+        self.deadline
+            .arm(until.saturating_duration_since(Instant::now()));
         let started = super::Started::now();
         let result = self.execute_prepared_inner(prepared, params, &mut watched);
+        // Its commit (if any) is written: the next writer may go while this one waits for
+        // the sync.
+        drop(turn);
         self.deadline.disarm();
         if let Ok(length) = length {
             let _ = self

@@ -1980,7 +1980,8 @@ mod tests {
     }
 
     /// A single write outside a transaction runs briefly and commits, synced as a full run
-    /// is; one given up (its deadline, a lock another connection holds) leaves nothing
+    /// is; one given up (its deadline, a lock another connection holds, the turn at the
+    /// write lock another session's brief write has) leaves nothing
     /// behind, so that running it again the usual way writes it once (issue 22).
     #[test]
     fn a_brief_write_commits_once_and_a_given_up_write_leaves_nothing() {
@@ -2050,6 +2051,31 @@ mod tests {
             .unwrap();
         assert_eq!(count(&mut s), vec![vec![Value::Integer(2)]]);
 
+        // Another session's brief write has the turn at the database's write lock: this one
+        // waits for it until its deadline, then is given up untouched; with the turn given
+        // back, it writes.
+        let turns = s.unsynced.as_ref().unwrap().turns();
+        let held = turns.take(std::time::Instant::now()).unwrap();
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(
+            &insert,
+            &[Value::Text("c".into())],
+            &mut out,
+            Duration::from_millis(20),
+        );
+        assert_eq!(ran, Brief::TooLong);
+        assert!(out.results.is_empty(), "{:?}", out.results);
+        drop(held);
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(
+            &insert,
+            &[Value::Text("c".into())],
+            &mut out,
+            Duration::from_secs(5),
+        );
+        assert_eq!(ran, Brief::Done);
+        assert_eq!(count(&mut s), vec![vec![Value::Integer(3)]]);
+
         // A value longer than a brief run may make is not run briefly (its bind would fail
         // rather than give up), and is written in full the usual way.
         let long = Value::Text("x".repeat(2 << 20));
@@ -2063,7 +2089,7 @@ mod tests {
         assert_eq!(ran, Brief::TooLong);
         assert!(out.results.is_empty(), "{:?}", out.results);
         s.execute_prepared(&insert, &[long]).unwrap();
-        assert_eq!(count(&mut s), vec![vec![Value::Integer(3)]]);
+        assert_eq!(count(&mut s), vec![vec![Value::Integer(4)]]);
     }
 
     /// SQLite looks at the progress handler once more after a statement's last instruction,
