@@ -141,7 +141,11 @@ pub async fn serve<H: PgWireServerHandlers>(
                     None => std::future::pending().await,
                 }
             };
+            // The message first: one already read (a pipeline's Describe, Execute, Sync) is
+            // taken without registering for the termination, which costs a lock each time.
             tokio::select! {
+                biased;
+                next = next_message(&mut socket) => next,
                 () = activity.terminated.cancelled() => {
                     return refuse(&mut socket, terminated_by_admin()).await;
                 }
@@ -150,7 +154,6 @@ pub async fn serve<H: PgWireServerHandlers>(
                     let ended = fatal(sqlstate::IDLE_IN_TRANSACTION_TIMEOUT, "terminating connection due to idle-in-transaction timeout".into());
                     return refuse(&mut socket, ended).await;
                 }
-                next = next_message(&mut socket) => next,
             }
         } else {
             next_message(&mut socket).await
@@ -236,7 +239,10 @@ async fn unless_terminated<T>(
     terminated: &Option<tokio_util::sync::CancellationToken>,
     work: impl std::future::Future<Output = T>,
 ) -> Option<T> {
+    // The work first: most of it finishes at its first poll, without the termination's
+    // waiter being registered (and taken out again) under its lock.
     tokio::select! {
+        biased;
         done = work => Some(done),
         () = async {
             match terminated {

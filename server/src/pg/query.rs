@@ -33,7 +33,8 @@ use crate::sqlstate::SqlError;
 /// A statement parsed by the extended protocol, with the parameter types it is bound with.
 #[derive(Debug, Clone)]
 pub struct ParsedStatement {
-    prepared: Prepared,
+    /// Shared with each execution's thread: an Execute clones no text or columns.
+    prepared: Arc<Prepared>,
     /// The client's type where it gave one, else the inferred type, else text.
     param_types: Vec<Type>,
 }
@@ -422,7 +423,7 @@ impl ExtendedQueryHandler for QueryHandler {
     {
         let statement = &portal.statement.statement;
         let params = encode::parameters(portal, &statement.param_types)?;
-        let prepared = statement.prepared.clone();
+        let prepared = Arc::clone(&statement.prepared);
         let pipe_format = portal.result_column_format.clone();
         // A read-only query, or a single write outside a transaction, is tried on this
         // connection's thread first; one that takes longer, waits for a lock or whose result
@@ -539,7 +540,7 @@ impl QueryParser for Parser {
             })
             .collect();
         Ok(Some(ParsedStatement {
-            prepared,
+            prepared: Arc::new(prepared),
             param_types,
         }))
     }

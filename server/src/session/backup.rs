@@ -439,7 +439,7 @@ impl Session {
                 // The history is the server's own and small: collected, then handed on.
                 let mut collect = super::output::Collect::default();
                 let executed =
-                    self.step_sqlite(&sql, &[], &[], columns.as_deref(), &mut collect)?;
+                    self.step_sqlite(&sql, &super::facts::Facts::of(&[]), &[], columns.as_deref(), &mut collect)?;
                 let _ = super::output::Output::finished(&mut collect, Ok(executed));
                 let mut executed = collect
                     .results

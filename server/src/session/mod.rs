@@ -15,6 +15,7 @@ use rusqlite::{Connection, ErrorCode};
 mod advisory;
 mod backup;
 mod brief;
+mod facts;
 mod functions;
 mod lock_wait;
 pub mod outcomes;
@@ -34,6 +35,7 @@ use crate::sql::settings::{self, Setting, Timeouts};
 use crate::sql::types::{self, SqlType};
 use crate::sqlstate::{self, SqlError};
 pub use brief::Brief;
+use facts::{Control, Facts, is_transaction_control};
 use output::{Collect, Output, Stopped};
 use registry::{Activity, Interruption, Registry, Seat};
 use std::time::{Duration, SystemTime};
@@ -128,7 +130,18 @@ impl Prepared {
 #[derive(Debug, Clone)]
 enum PreparedKind {
     Server(ServerStatement),
-    Sqlite,
+    /// No statement at all (an empty query string).
+    Empty,
+    Sqlite(Box<SqlitePlan>),
+}
+
+/// What a statement SQLite runs keeps from its preparation.
+#[derive(Debug, Clone)]
+struct SqlitePlan {
+    facts: Facts,
+    /// The text SQLite prepares, when it is the same at every run; `None` when it holds
+    /// values of the moment (`sessions()`, `backups()`…) and is rewritten at each.
+    fixed: Option<String>,
 }
 
 /// A connected session.
@@ -277,7 +290,10 @@ impl Session {
             let in_transaction = !self.conn.is_autocommit();
             activity.set(|doing| {
                 doing.state = "active";
-                doing.query = sql.chars().take(1024).collect();
+                // The first 1024 characters, into the text it already has room for.
+                let end = sql.char_indices().nth(1024).map_or(sql.len(), |(i, _)| i);
+                doing.query.clear();
+                doing.query.push_str(&sql[..end]);
                 doing.query_start = Some(now);
                 if !in_transaction {
                     doing.xact_start = Some(now);
@@ -405,7 +421,7 @@ impl Session {
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
                 let sql = self.sqlite_text(statement.text, &statement.tokens)?;
-                self.run_sqlite(&sql, &statement.tokens, &[], None, out)
+                self.run_sqlite(&sql, &Facts::of(&statement.tokens), &[], None, out)
             }
         }
     }
@@ -424,7 +440,7 @@ impl Session {
         let Some(statement) = statements.pop() else {
             return Ok(Prepared {
                 sql: String::new(),
-                kind: PreparedKind::Sqlite,
+                kind: PreparedKind::Empty,
                 param_types: Vec::new(),
                 columns: None,
                 brief: brief::Briefly::Never,
@@ -440,12 +456,15 @@ impl Session {
             }),
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
-                let sql = self.sqlite_text(statement.text, &statement.tokens)?;
+                let facts = Facts::of(&statement.tokens);
+                let (sql, of_the_moment) =
+                    self.sqlite_text_and_moment(statement.text, &statement.tokens)?;
+                let fixed = (!of_the_moment).then(|| sql.clone().into_owned());
                 let mut stmt = self
                     .conn
                     .prepare_cached(&sql)
                     .map_err(|e| self.sql_error(e))?;
-                let count = param_count(&statement.tokens, stmt.parameter_count());
+                let count = facts.param_count(stmt.parameter_count());
                 let mut param_types =
                     params::infer(&statement.tokens, count, &SqliteSchema(&self.conn));
                 for (n, ty) in crate::pgcompat::casts::parameter_types(&statement.tokens) {
@@ -482,9 +501,10 @@ impl Session {
                 if self.functions.named_in(&statement.tokens) {
                     brief = brief::Briefly::Never;
                 }
+                drop(stmt);
                 Ok(Prepared {
                     sql: statement.text.to_owned(),
-                    kind: PreparedKind::Sqlite,
+                    kind: PreparedKind::Sqlite(Box::new(SqlitePlan { facts, fixed })),
                     param_types,
                     columns,
                     brief,
@@ -536,12 +556,16 @@ impl Session {
                 let executed = self.run_server(server)?;
                 emit_rows(executed, out)
             }
-            PreparedKind::Sqlite if prepared.sql.is_empty() => Ok(Executed::empty()),
-            PreparedKind::Sqlite => {
+            PreparedKind::Empty => Ok(Executed::empty()),
+            PreparedKind::Sqlite(plan) => {
+                let described = prepared.columns.as_deref();
+                if let Some(sql) = &plan.fixed {
+                    return self.run_sqlite(sql, &plan.facts, params, described, out);
+                }
                 let tokens = lexer::tokenize(&prepared.sql)
                     .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
                 let sql = self.sqlite_text(&prepared.sql, &tokens)?;
-                self.run_sqlite(&sql, &tokens, params, prepared.columns.as_deref(), out)
+                self.run_sqlite(&sql, &plan.facts, params, described, out)
             }
         }
     }
@@ -778,25 +802,41 @@ impl Session {
         text: &'a str,
         tokens: &[Spanned<'_>],
     ) -> Result<std::borrow::Cow<'a, str>, SqlError> {
+        Ok(self.sqlite_text_and_moment(text, tokens)?.0)
+    }
+
+    /// The text SQLite prepares for a statement, and whether it holds values of the moment
+    /// (`sessions()`, `backups()`, `archives()`, `plugin_functions()` are rewritten to the
+    /// rows they have when the statement runs), so that a prepared statement must be
+    /// rewritten again at each run. Whether a rewrite applies depends on the text alone.
+    fn sqlite_text_and_moment<'a>(
+        &self,
+        text: &'a str,
+        tokens: &[Spanned<'_>],
+    ) -> Result<(std::borrow::Cow<'a, str>, bool), SqlError> {
+        use std::borrow::Cow;
         if let Some(spelling) = sqlite_spelling(tokens, self.role) {
-            return Ok(std::borrow::Cow::Borrowed(spelling));
+            return Ok((Cow::Borrowed(spelling), false));
         }
         let offset = tokens.first().map_or(0, |t| t.start);
         let text = self.rewrite_table_functions(text, offset, tokens)?;
+        let mut of_the_moment = matches!(text, Cow::Owned(_));
         let text = match self.rewrite_sessions_function(&text)? {
-            Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+            Some(rewritten) => Cow::Owned(rewritten),
             None => text,
         };
         let text = match plugin_catalog::rewrite(&self.plugins, &text)? {
-            Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+            Some(rewritten) => Cow::Owned(rewritten),
             None => text,
         };
+        of_the_moment |= matches!(text, Cow::Owned(_));
         let cast = crate::pgcompat::casts::rewrite(&text)
             .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
-        Ok(match cast {
-            std::borrow::Cow::Borrowed(_) => text,
-            std::borrow::Cow::Owned(rewritten) => std::borrow::Cow::Owned(rewritten),
-        })
+        let text = match cast {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(rewritten) => Cow::Owned(rewritten),
+        };
+        Ok((text, of_the_moment))
     }
 
     /// `sessions()`: the rows of SHOW SESSIONS as a table, for the admin, rewritten to a
@@ -859,12 +899,12 @@ impl Session {
     fn run_sqlite(
         &mut self,
         sql: &str,
-        tokens: &[Spanned<'_>],
+        facts: &Facts,
         params: &[Value],
         described: Option<&[Column]>,
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
-        let control = transaction_control(tokens);
+        let control = facts.control;
         if self.failed_transaction {
             return self.in_failed_transaction(control);
         }
@@ -880,12 +920,12 @@ impl Session {
             }
         }
         let mark = self.changes.as_ref().map(|c| c.mark(&self.conn));
-        let result = self.step_sqlite(sql, tokens, params, described, out);
+        let result = self.step_sqlite(sql, facts, params, described, out);
         let now_autocommit = self.conn.is_autocommit();
         if let (Some(changes), Some(mark)) = (&self.changes, mark) {
             match (&result, control) {
                 (Err(_), _) => changes.failed(mark, &self.conn),
-                (Ok(_), Some(Control::Savepoint)) => follow_savepoint(changes, tokens),
+                (Ok(_), Some(Control::Savepoint)) => facts.follow_savepoint(changes),
                 _ => {}
             }
         }
@@ -934,14 +974,18 @@ impl Session {
     fn step_sqlite(
         &mut self,
         sql: &str,
-        tokens: &[Spanned<'_>],
+        facts: &Facts,
         params: &[Value],
         described: Option<&[Column]>,
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
-        crate::sql::pragmas::check(tokens)
-            .map_err(|message| SqlError::new(sqlstate::INSUFFICIENT_PRIVILEGE, message))?;
-        if is_plain_vacuum(tokens) {
+        if let Some(message) = &facts.refused_pragma {
+            return Err(SqlError::new(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                message.clone(),
+            ));
+        }
+        if facts.plain_vacuum {
             return self.vacuum(sql);
         }
         let mut stmt = self
@@ -965,8 +1009,8 @@ impl Session {
         {
             return Err(SqlError::new(sqlstate::IO_ERROR, failed.refusal()));
         }
-        bind(&mut stmt, tokens, params)?;
-        let command = command_name(tokens);
+        bind(&mut stmt, facts, params)?;
+        let command = &facts.command;
         if stmt.column_count() == 0 {
             stmt.raw_execute().map_err(|e| self.sql_error(e))?;
             drop(stmt);
@@ -974,13 +1018,17 @@ impl Session {
                 "INSERT" | "UPDATE" | "DELETE" => Some(self.conn.changes() as usize),
                 _ => None,
             };
-            return Ok(Executed::command(&command, rows));
+            return Ok(Executed::command(command, rows));
         }
-        let declared = declared_columns(&stmt);
-        let width = declared.len();
+        let width = stmt.column_count();
         let command = match command.as_str() {
-            "INSERT" | "UPDATE" | "DELETE" => command,
+            "INSERT" | "UPDATE" | "DELETE" => command.clone(),
             _ => "SELECT".to_owned(),
+        };
+        // A prepared statement's columns were described when it was prepared.
+        let declared = match described {
+            Some(_) => Vec::new(),
+            None => declared_columns(&stmt),
         };
         // Columns without a declared type are typed by the first rows' values, so those are
         // stepped before the columns are described; every other row goes out as it is stepped.
@@ -1508,30 +1556,6 @@ fn sqlite_spelling(tokens: &[Spanned<'_>], role: Role) -> Option<&'static str> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Control {
-    Begin,
-    Commit,
-    Rollback,
-    Savepoint,
-}
-
-fn transaction_control(tokens: &[Spanned<'_>]) -> Option<Control> {
-    let first = tokens.first()?;
-    let second = tokens.get(1).map(|t| &t.token);
-    let to_savepoint = second.is_some_and(|t| t.is_keyword("to"))
-        || tokens.get(2).is_some_and(|t| t.token.is_keyword("to"));
-    match &first.token {
-        t if t.is_keyword("begin") || t.is_keyword("start") => Some(Control::Begin),
-        t if t.is_keyword("commit") || t.is_keyword("end") => Some(Control::Commit),
-        t if t.is_keyword("rollback") && !to_savepoint => Some(Control::Rollback),
-        t if t.is_keyword("rollback") || t.is_keyword("savepoint") || t.is_keyword("release") => {
-            Some(Control::Savepoint)
-        }
-        _ => None,
-    }
-}
-
 /// When a statement started: the wall clock for reports, the monotonic one for its length.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Started {
@@ -1548,107 +1572,12 @@ impl Started {
     }
 }
 
-/// Tells a connection's capture of row changes of a savepoint statement that succeeded:
-/// `SAVEPOINT name`, `RELEASE [SAVEPOINT] name`, `ROLLBACK [TRANSACTION] TO [SAVEPOINT] name`.
-fn follow_savepoint(changes: &crate::changes::Capture, tokens: &[Spanned<'_>]) {
-    let words: Vec<&Token<'_>> = tokens
-        .iter()
-        .map(|t| &t.token)
-        .filter(|t| !t.is_keyword("savepoint") && !t.is_keyword("transaction"))
-        .collect();
-    let name = |t: Option<&&Token<'_>>| t.and_then(|t| t.identifier());
-    match tokens.first().map(|t| &t.token) {
-        Some(t) if t.is_keyword("savepoint") => {
-            if let Some(n) = name(words.first()) {
-                changes.savepoint(&n);
-            }
-        }
-        Some(t) if t.is_keyword("release") => {
-            if let Some(n) = name(words.get(1)) {
-                changes.release(&n);
-            }
-        }
-        Some(t) if t.is_keyword("rollback") => {
-            if words.get(1).is_some_and(|t| t.is_keyword("to"))
-                && let Some(n) = name(words.get(2))
-            {
-                changes.rollback_to(&n);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// `VACUUM` or `VACUUM schema`, not `VACUUM INTO 'file'` (which stays refused).
-fn is_plain_vacuum(tokens: &[Spanned<'_>]) -> bool {
-    tokens.first().is_some_and(|t| t.token.is_keyword("vacuum"))
-        && !tokens.iter().any(|t| t.token.is_keyword("into"))
-}
-
-fn is_transaction_control(tokens: &[Spanned<'_>]) -> bool {
-    transaction_control(tokens).is_some()
-}
-
-/// The command word(s) of a tag: `INSERT`, `CREATE TABLE`, `BEGIN`.
-fn command_name(tokens: &[Spanned<'_>]) -> String {
-    let words: Vec<String> = tokens
-        .iter()
-        .filter_map(|t| match t.token {
-            Token::Word(w) => Some(w.to_ascii_uppercase()),
-            _ => None,
-        })
-        .collect();
-    let first = words.first().cloned().unwrap_or_default();
-    match first.as_str() {
-        "CREATE" | "DROP" | "ALTER" => {
-            let object = words
-                .iter()
-                .skip(1)
-                .find(|w| !matches!(w.as_str(), "TEMP" | "TEMPORARY" | "UNIQUE" | "VIRTUAL"));
-            match object {
-                Some(o) => format!("{first} {o}"),
-                None => first,
-            }
-        }
-        "REPLACE" => "INSERT".into(),
-        "END" => "COMMIT".into(),
-        "START" => "BEGIN".into(),
-        "WITH" => {
-            // WITH … INSERT/UPDATE/DELETE: the first of those at the top level names it.
-            let mut depth = 0i32;
-            for t in tokens {
-                match &t.token {
-                    Token::Punct("(") => depth += 1,
-                    Token::Punct(")") => depth -= 1,
-                    Token::Word(w) if depth == 0 => {
-                        let w = w.to_ascii_uppercase();
-                        if matches!(w.as_str(), "INSERT" | "UPDATE" | "DELETE" | "SELECT") {
-                            return w;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            "SELECT".into()
-        }
-        _ => first,
-    }
-}
-
-/// PostgreSQL counts parameters by the highest `$n`; SQLite-style `?` are counted by SQLite.
-fn param_count(tokens: &[Spanned<'_>], sqlite_count: usize) -> usize {
-    match params::max_param(tokens) {
-        0 => sqlite_count,
-        n => n,
-    }
-}
-
 fn bind(
     stmt: &mut rusqlite::Statement<'_>,
-    tokens: &[Spanned<'_>],
+    facts: &Facts,
     values: &[Value],
 ) -> Result<(), SqlError> {
-    let expected = param_count(tokens, stmt.parameter_count());
+    let expected = facts.param_count(stmt.parameter_count());
     if values.len() != expected {
         return Err(SqlError::new(
             sqlstate::PROTOCOL_VIOLATION,
@@ -1658,7 +1587,7 @@ fn bind(
             ),
         ));
     }
-    let dollar = params::max_param(tokens) > 0;
+    let dollar = facts.max_param > 0;
     // A parameter nobody binds is NULL to SQLite: say so instead of storing NULL.
     for index in 1..=stmt.parameter_count() {
         let name = stmt.parameter_name(index);
@@ -2170,6 +2099,38 @@ mod tests {
         }
         let cached = s.conn.prepare_cached("SELECT count(*) FROM t").unwrap();
         assert_eq!(cached.get_status(rusqlite::StatementStatus::Run), 100);
+    }
+
+    /// Each Execute read the statement's text again (tokens, rewrites, the tag's words) to
+    /// run it (issue 22): what it needs is kept from its preparation, and only a statement
+    /// holding values of the moment (`backups()`, `sessions()`…) is rewritten at each run.
+    #[test]
+    fn a_prepared_statement_is_read_at_its_preparation_unless_it_holds_values_of_the_moment() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)"));
+        let plan = |p: &Prepared| match &p.kind {
+            PreparedKind::Sqlite(plan) => plan.as_ref().clone(),
+            other => panic!("{other:?}"),
+        };
+        let insert = s
+            .prepare("insert into t(a, b) values ($1::int8, $2)")
+            .unwrap();
+        let kept = plan(&insert);
+        assert_eq!(kept.facts.command, "INSERT");
+        assert_eq!(kept.facts.max_param, 2);
+        let fixed = kept.fixed.expect("a statement of plain SQL is fixed");
+        assert!(!fixed.contains("::"), "the cast is rewritten once: {fixed}");
+        let done = s
+            .execute_prepared(&insert, &[Value::Integer(7), Value::Text("x".into())])
+            .unwrap();
+        assert_eq!(done.tag.rows, Some(1));
+
+        let history = s.prepare("SELECT count(*) FROM backups()").unwrap();
+        assert_eq!(plan(&history).fixed, None);
+        for _ in 0..2 {
+            let counted = s.execute_prepared(&history, &[]).unwrap();
+            assert_eq!(counted.rows, vec![vec![Value::Integer(0)]]);
+        }
     }
 
     #[test]
