@@ -10,7 +10,11 @@
 //! next. A turn is a lock in this process, so the next writer is woken as the last one lets
 //! go. Only brief writes take turns (see `session/brief.rs`): each is over within its brief
 //! deadline, so a wait for a turn is bounded too; a longer write, or a write inside a
-//! transaction, meets the others at SQLite's lock as before.
+//! transaction, meets the others at SQLite's lock as before. Not yet done: a commit that
+//! fills the log past SQLite's automatic checkpoint checkpoints inside its own step, after
+//! the commit and with the turn still held (a few milliseconds, fsyncs included, every
+//! thousand pages of log); the other brief writes then give up at their deadline and run the
+//! usual way, at SQLite's lock, which is free by then.
 
 use std::time::Instant;
 

@@ -126,6 +126,12 @@ pub async fn serve<H: PgWireServerHandlers>(
                 next = next_message(&mut socket) => next,
             }
         } else if let Some(activity) = activity.get() {
+            // The selects below take a message already read before the termination (which
+            // they would register for under its lock at each message): a client that keeps
+            // a pipeline full is told here.
+            if activity.terminated.is_cancelled() {
+                return refuse(&mut socket, terminated_by_admin()).await;
+            }
             // Between statements: pg_terminate_backend ends the connection, and so does
             // idling too long inside a transaction (which blocks other writers and pins the log).
             // The transaction status the client was last told: it also counts a transaction

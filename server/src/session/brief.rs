@@ -240,11 +240,7 @@ impl Session {
             Briefly::WriteOutsideTransaction => self.unsynced.as_ref().map(PendingSync::turns),
             _ => None,
         };
-        let turn = match turns.as_deref().map(|turns| turns.take(until)) {
-            Some(None) => return Brief::TooLong,
-            Some(Some(turn)) => Some(turn),
-            None => None,
-        };
+        let turn = turns.as_deref().map(|turns| turns.take(until));
         let mut watched = Watched {
             out,
             stopped: false,
@@ -261,7 +257,12 @@ impl Session {
         self.deadline
             .arm(until.saturating_duration_since(Instant::now()));
         let started = super::Started::now();
-        let result = self.execute_prepared_inner(prepared, params, &mut watched);
+        let result = match &turn {
+            // Another session's write had the turn until the deadline: given up as a run
+            // that ran out of time is (a cancel that came meanwhile still ends it).
+            Some(None) => Err(out_of_time()),
+            _ => self.execute_prepared_inner(prepared, params, &mut watched),
+        };
         // Its commit (if any) is written: the next writer may go while this one waits for
         // the sync.
         drop(turn);

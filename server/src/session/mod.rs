@@ -2101,6 +2101,50 @@ mod tests {
         assert_eq!(cached.get_status(rusqlite::StatementStatus::Run), 100);
     }
 
+    /// A brief write gave up at once when another session's write had the turn until its
+    /// deadline, and the usual run that followed forgot a cancel that had come meanwhile,
+    /// so the canceled insert was written (found in review): the cancel ends it.
+    #[test]
+    fn a_cancel_while_a_write_waited_for_its_turn_was_lost() {
+        let (_dir, mut s) = session(Role::Admin);
+        let registry = Arc::new(Registry::new(5, std::collections::HashMap::new()));
+        let seat = registry
+            .admit(
+                "alice",
+                Role::Admin,
+                "default",
+                "127.0.0.1:5432".parse().unwrap(),
+                Timeouts::default(),
+            )
+            .unwrap();
+        let activity = Arc::clone(&seat.activity);
+        s.take_seat(registry, seat).unwrap();
+        ok(s.execute_query("CREATE TABLE t(v TEXT)"));
+        let insert = s.prepare("INSERT INTO t VALUES ($1)").unwrap();
+        let turns = s.unsynced.as_ref().unwrap().turns();
+        let held = turns.take(std::time::Instant::now()).unwrap();
+        activity.set_busy(true);
+        activity.interrupt(Interruption::Cancel);
+        let mut out = Collect::default();
+        let ran = s.execute_prepared_briefly(
+            &insert,
+            &[Value::Text("canceled".into())],
+            &mut out,
+            Duration::from_millis(20),
+        );
+        activity.set_busy(false);
+        drop(held);
+        assert_eq!(ran, Brief::Done);
+        let error = out.results.pop().unwrap().unwrap_err();
+        assert_eq!(error.code, sqlstate::QUERY_CANCELED, "{error:?}");
+        let count = s
+            .execute_query("SELECT count(*) FROM t")
+            .pop()
+            .unwrap()
+            .unwrap();
+        assert_eq!(count.rows, vec![vec![Value::Integer(0)]]);
+    }
+
     /// Each Execute read the statement's text again (tokens, rewrites, the tag's words) to
     /// run it (issue 22): what it needs is kept from its preparation, and only a statement
     /// holding values of the moment (`backups()`, `sessions()`…) is rewritten at each run.
