@@ -44,6 +44,7 @@ pub const DUPLICATE_FILE: &str = "58P02";
 pub const QUERY_CANCELED: &str = "57014";
 pub const DATA_CORRUPTED: &str = "XX001";
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
+pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
 pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
 pub const NUMERIC_VALUE_OUT_OF_RANGE: &str = "22003";
 pub const UNDEFINED_PARAMETER: &str = "42P02";

@@ -924,6 +924,19 @@ fn run_client_script(server: &crate::harness::TestServer, script: &str) {
     assert!(ok, "{output}");
 }
 
+/// The session SQL drivers and ORMs send at connect and around transactions was a SQLite
+/// syntax error or "no such function": `SET extra_float_digits` (pgJDBC), `set_config`
+/// (Django), `select pg_catalog.version()` and `current_user` (SQLAlchemy), `SHOW`,
+/// `DEALLOCATE ALL` after a rollback (psycopg 3), `DISCARD ALL` (pools). Through psycopg 3
+/// and psycopg2, with no overrides.
+#[tokio::test]
+async fn drivers_session_sql_was_a_syntax_error() {
+    let site = Site::standard();
+    let server = site.start();
+    run_client_script(&server, "session_sql.py");
+    server.assert_still_serving().await;
+}
+
 /// asyncpg's pool resets a connection it takes back with `SELECT pg_advisory_unlock_all();
 /// CLOSE ALL; UNLISTEN *; RESET ALL;`: the first failed ("no such function"), so the pool
 /// threw the connection away at every release, and no advisory lock existed.

@@ -168,6 +168,14 @@ impl Startup {
             })?;
             timeouts.set(setting, value);
         }
+        // The run-time parameters it gives (application_name, DateStyle, TimeZone…), which
+        // SHOW and current_setting() tell back.
+        let given: Vec<(String, String)> = client
+            .metadata()
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "user" | "database" | "options" | "replication"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let seat = self
             .shared
             .registry
@@ -189,6 +197,7 @@ impl Startup {
                 session
                     .take_seat(registry, seat)
                     .map_err(SessionRefusal::Sql)?;
+                session.start_parameters(given.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 Ok(session)
             })
             .await

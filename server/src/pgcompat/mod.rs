@@ -3,3 +3,5 @@
 //! work on one statement's tokens; it never decides what SQL means.
 
 pub mod casts;
+pub mod parameters;
+pub mod spellings;

@@ -110,8 +110,9 @@ pub(super) fn out_of_time() -> SqlError {
 /// ones twice would act twice (a lock taken twice stays held once), an advisory lock may
 /// wait, and `archives()` lists a destination, which may wait on the network (a statement
 /// that names a table of one of these names merely runs the usual way).
-const NOT_RUN_BRIEFLY: [&str; 7] = [
+const NOT_RUN_BRIEFLY: [&str; 8] = [
     "pg_cancel_backend",
+    "set_config",
     "pg_terminate_backend",
     "archives",
     "pg_advisory_lock",

@@ -20,6 +20,7 @@ mod functions;
 mod lock_wait;
 pub mod outcomes;
 pub mod output;
+mod parameters;
 mod plugin_catalog;
 pub mod registry;
 
@@ -173,6 +174,8 @@ pub struct Session {
     lock_wait: Arc<lock_wait::LockWait>,
     /// The plugins' SQL functions its connection has.
     functions: crate::plugin::functions::ConnectionFunctions,
+    /// PostgreSQL's run-time parameters it set, shared with its connection's functions.
+    parameters: Arc<parameters::Shared>,
     _lease: Lease,
 }
 
@@ -227,8 +230,16 @@ impl Session {
                     source,
                 }
             })?;
+        let shared = Arc::new(parameters::Shared::default());
+        parameters::register(&conn, &shared, user, database).map_err(|source| {
+            CatalogError::Sqlite {
+                path: catalog.path_of(database),
+                source,
+            }
+        })?;
         Ok(Session {
             _advisory: advisory,
+            parameters: shared,
             user: user.to_owned(),
             role,
             database: database.to_owned(),
@@ -303,6 +314,7 @@ impl Session {
     }
 
     fn statement_ends(&self) {
+        self.parameters_after_statement();
         if let Some(activity) = self.activity() {
             let state = match (self.conn.is_autocommit(), self.failed_transaction) {
                 (true, _) => "idle",
@@ -649,6 +661,7 @@ impl Session {
                 Ok(Executed::command("SET", None))
             }
             ServerStatement::ResetAll => {
+                self.reset_parameters();
                 let configured = self.configured;
                 self.apply_lock_timeout(configured.get(Setting::LockTimeout))?;
                 if let Some(activity) = self.activity() {
@@ -660,6 +673,19 @@ impl Session {
             // pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`): no cursor is
             // open and nothing listens, so there is nothing to do but answer.
             ServerStatement::CloseAll => Ok(Executed::command("CLOSE CURSOR ALL", None)),
+            ServerStatement::SetParameter { name, value, local } => {
+                self.set_parameter(name, value.as_deref(), *local)
+            }
+            ServerStatement::SetTransaction => Ok(Executed::command("SET", None)),
+            ServerStatement::ShowParameter { name } => self.show_parameter(name),
+            ServerStatement::ShowAll => Ok(self.show_all()),
+            // Prepared statements are the protocol's, kept by the connection: each is
+            // replaced when the client parses one of the same name again.
+            ServerStatement::Deallocate { all } => Ok(Executed::command(
+                if *all { "DEALLOCATE ALL" } else { "DEALLOCATE" },
+                None,
+            )),
+            ServerStatement::Discard(what) => self.discard(*what),
             ServerStatement::UnlistenAll => Ok(Executed::command("UNLISTEN", None)),
             ServerStatement::ShowSetting(setting) => {
                 let value = self
@@ -830,6 +856,10 @@ impl Session {
             None => text,
         };
         of_the_moment |= matches!(text, Cow::Owned(_));
+        let text = match crate::pgcompat::spellings::rewrite(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(rewritten) => Cow::Owned(rewritten),
+        };
         let cast = crate::pgcompat::casts::rewrite(&text)
             .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
         let text = match cast {
@@ -1494,7 +1524,13 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
             ("backend_start", SqlType::Text),
         ])),
         ServerStatement::ShowSetting(setting) => Some(columns(&[(setting.name(), SqlType::Text)])),
+        ServerStatement::ShowParameter { name } => Some(parameters::show_columns(Some(name))),
+        ServerStatement::ShowAll => Some(parameters::show_columns(None)),
         ServerStatement::Set { .. }
+        | ServerStatement::SetParameter { .. }
+        | ServerStatement::SetTransaction
+        | ServerStatement::Deallocate { .. }
+        | ServerStatement::Discard(_)
         | ServerStatement::ResetAll
         | ServerStatement::CloseAll
         | ServerStatement::UnlistenAll => None,

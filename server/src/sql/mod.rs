@@ -5,5 +5,6 @@ pub mod lexer;
 pub mod params;
 pub mod pragmas;
 pub mod server_statement;
+mod session_statements;
 pub mod settings;
 pub mod types;

@@ -1,6 +1,7 @@
 //! The server's own statements. Everything that is not one of these goes to SQLite unchanged.
 
 use super::lexer::{Spanned, Token};
+use super::session_statements;
 
 /// A statement the server executes itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +75,39 @@ pub enum ServerStatement {
     },
     /// `SHOW name`.
     ShowSetting(super::settings::Setting),
+    /// `SET [LOCAL] name = value` of another of PostgreSQL's run-time parameters, or a
+    /// custom one (`a.b`); `None`: DEFAULT, or `RESET name`.
+    SetParameter {
+        name: String,
+        value: Option<String>,
+        local: bool,
+    },
+    /// `SET TRANSACTION …`, `SET SESSION CHARACTERISTICS AS TRANSACTION …`: answered, as
+    /// SQLite's transactions are serializable whatever is asked.
+    SetTransaction,
+    /// `SHOW name` of a run-time parameter.
+    ShowParameter {
+        name: String,
+    },
+    /// `SHOW ALL`.
+    ShowAll,
+    /// `DEALLOCATE [PREPARE] name | ALL`.
+    Deallocate {
+        all: bool,
+    },
+    /// `DISCARD ALL | PLANS | SEQUENCES | TEMP`.
+    Discard(Discard),
+}
+
+/// What `DISCARD` lets go of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    /// Everything below, the parameters set, advisory locks and prepared statements.
+    All,
+    Plans,
+    Sequences,
+    /// The session's temporary tables.
+    Temp,
 }
 
 /// `IMPORT DATABASE name FROM 'file.json.gz' [WITH (replace)]`, or OrientDB's console form
@@ -408,6 +442,16 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
                     describe(extra)
                 )),
             })
+        }
+        // No SQLite statement starts with these words: every one is the server's.
+        [first, rest @ ..] if first.is_keyword("set") => Some(session_statements::set(rest)),
+        [first, rest @ ..] if first.is_keyword("show") => Some(session_statements::show(rest)),
+        [first, rest @ ..] if first.is_keyword("reset") => Some(session_statements::reset(rest)),
+        [first, rest @ ..] if first.is_keyword("deallocate") => {
+            Some(session_statements::deallocate(rest))
+        }
+        [first, rest @ ..] if first.is_keyword("discard") => {
+            Some(session_statements::discard(rest))
         }
         [first, _, ..] => unknown_backup_statement(first).map(Err),
         _ => None,
