@@ -1,6 +1,7 @@
 """PostgreSQL's session SQL as drivers and ORMs send it, against a running Cairn server (run
 by the end-to-end test `hostile::drivers_session_sql_was_a_syntax_error`). Each of these
-failed with a raw SQLite syntax error or "no such function": psycopg 3's `DEALLOCATE ALL`
+failed with a raw SQLite syntax error or "no such function" (or, for the nested
+transaction, with "current transaction is aborted"): psycopg 3's `DEALLOCATE ALL`
 after a rollback, Django's `set_config('TimeZone', …)`, pgJDBC's `SET extra_float_digits`,
 SQLAlchemy's `select pg_catalog.version()`, `current_user`, `SHOW`, `DISCARD ALL`.
 
@@ -80,6 +81,19 @@ def psycopg3():
             cur.execute("INSERT INTO t(v) VALUES (%s)", (f"w{i}",), prepare=True)
         conn.commit()
         assert one(cur, "SELECT count(*) FROM t") == 3
+        # Django's nested atomic(), as psycopg 3's nested transaction(): an error inside the
+        # inner block rolls back to its savepoint, and the outer block commits.
+        conn.commit()
+        with conn.transaction():
+            cur.execute("INSERT INTO t(id, v) VALUES (100, 'outer')")
+            try:
+                with conn.transaction():
+                    cur.execute("INSERT INTO t(id, v) VALUES (100, 'duplicate')")
+            except psycopg.errors.IntegrityError:
+                pass
+            cur.execute("INSERT INTO t(id, v) VALUES (101, 'after')")
+        conn.commit()
+        assert one(cur, "SELECT count(*) FROM t WHERE id >= 100") == 2
         # What a pool sends when a connection comes back.
         cur.execute("CREATE TEMP TABLE scratch(a)")
         conn.commit()

@@ -372,6 +372,47 @@ async fn drop_database_after_a_disconnect_was_refused() {
     }
 }
 
+/// A client gone inside a transaction took the server down (SIGSEGV): its session closed
+/// the connection with the transaction open, and SQLite, closing, rolled it back through a
+/// rollback hook rusqlite had already freed (a write into freed memory, which crashed the
+/// release binary within a few hundred such clients). The sessions' ends are waited for
+/// before the server is asked again.
+#[tokio::test]
+async fn a_client_gone_inside_a_transaction_crashed_the_server() {
+    let site = Site::standard();
+    let server = site.start();
+    let admin = server.admin("default").await;
+    admin.batch_execute("CREATE TABLE t(a)").await.unwrap();
+    for round in 0..300 {
+        let user = server.admin("default").await;
+        user.batch_execute(&format!("BEGIN; INSERT INTO t VALUES ({round})"))
+            .await
+            .unwrap();
+        drop(user);
+    }
+    // Every one of them has ended (its connection closed) once only this one is left.
+    let mut left = usize::MAX;
+    for _ in 0..1000 {
+        let rows = admin
+            .query("SELECT id FROM sessions()", &[])
+            .await
+            .unwrap_or_else(|e| panic!("the server stopped answering: {}", message(&e)));
+        left = rows.len();
+        if left == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(left, 1, "sessions still open");
+    let rows: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "what the gone clients wrote was rolled back");
+    server.assert_still_serving().await;
+}
+
 /// Sends raw bytes on a fresh connection and returns what the server answers.
 async fn raw_exchange(server: &crate::harness::TestServer, bytes: &[u8]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -182,6 +182,20 @@ pub struct Session {
 /// How many statements a session keeps prepared (least recently used go first).
 const STATEMENT_CACHE: usize = 256;
 
+/// A session that ends inside a transaction (its client gone) rolls it back while its
+/// connection's hooks are alive. Closed with the transaction open, SQLite would free the
+/// connection's client data (where rusqlite keeps the hooks) and then roll back, calling the
+/// rollback hook it had freed.
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        // Should the rollback have failed, the close must find no hook to call.
+        let _ = self.conn.rollback_hook(None::<fn()>);
+    }
+}
+
 impl Session {
     /// Connects `user` to `database`; the database must exist.
     pub fn open(
@@ -936,7 +950,16 @@ impl Session {
     ) -> Result<Executed, SqlError> {
         let control = facts.control;
         if self.failed_transaction {
-            return self.in_failed_transaction(control);
+            // PostgreSQL's way out of an error inside a savepoint: the transaction goes on
+            // from it (SQLite undid the failed statement and kept the transaction). A
+            // rollback to a savepoint there is not fails, and the transaction stays failed.
+            let to_savepoint = matches!(facts.savepoint, Some(facts::SavepointStep::RollbackTo(_)));
+            // (An error SQLite answered by rolling the whole transaction back left no
+            // savepoint to go back to: only ROLLBACK gets out then.)
+            if !to_savepoint || self.conn.is_autocommit() {
+                return self.in_failed_transaction(control);
+            }
+            self.failed_transaction = false;
         }
         let was_autocommit = self.conn.is_autocommit();
         // With no transaction open PostgreSQL answers COMMIT and ROLLBACK (warning "there is
@@ -2135,6 +2158,75 @@ mod tests {
         }
         let cached = s.conn.prepare_cached("SELECT count(*) FROM t").unwrap();
         assert_eq!(cached.get_status(rusqlite::StatementStatus::Run), 100);
+    }
+
+    /// A session that ended inside a transaction (its client gone mid-transaction) closed
+    /// its connection with the transaction open: SQLite frees the connection's client data,
+    /// rusqlite's hooks among them, and then rolls back, calling the rollback hook it had
+    /// just freed (a use after free: a crash, or a byte written into freed memory). Found
+    /// when a test failed inside a transaction and took the test binary down with SIGSEGV.
+    #[test]
+    fn a_session_ended_inside_a_transaction_called_a_freed_rollback_hook() {
+        for _ in 0..20 {
+            let (_dir, mut s) = session(Role::Admin);
+            ok(s.execute_query("CREATE TABLE t(a); BEGIN; INSERT INTO t VALUES (1)"));
+            drop(s);
+        }
+    }
+
+    /// An error inside a savepoint left the transaction refusing everything but ROLLBACK,
+    /// ROLLBACK TO SAVEPOINT included, which is PostgreSQL's way out of it (Django's nested
+    /// `atomic()` rolls back to its savepoint and goes on): the transaction goes on from the
+    /// savepoint, and what was written before it is committed.
+    #[test]
+    fn rollback_to_a_savepoint_after_an_error_was_refused() {
+        let (_dir, mut s) = session(Role::Admin);
+        ok(s.execute_query("CREATE TABLE t(id INTEGER PRIMARY KEY)"));
+        ok(s.execute_query("BEGIN"));
+        ok(s.execute_query("INSERT INTO t VALUES (1)"));
+        ok(s.execute_query("SAVEPOINT inner_block"));
+        let duplicate = s.execute_query("INSERT INTO t VALUES (1)").pop().unwrap();
+        assert!(duplicate.is_err());
+        let refused = s.execute_query("INSERT INTO t VALUES (5)").pop().unwrap();
+        assert_eq!(
+            refused.unwrap_err().code,
+            sqlstate::IN_FAILED_SQL_TRANSACTION
+        );
+        // Not a way out: releasing the savepoint, or one that does not exist.
+        let released = s
+            .execute_query("RELEASE SAVEPOINT inner_block")
+            .pop()
+            .unwrap();
+        assert_eq!(
+            released.unwrap_err().code,
+            sqlstate::IN_FAILED_SQL_TRANSACTION
+        );
+        ok(s.execute_query("ROLLBACK TO SAVEPOINT inner_block"));
+        ok(s.execute_query("INSERT INTO t VALUES (2)"));
+        ok(s.execute_query("RELEASE SAVEPOINT inner_block"));
+        ok(s.execute_query("COMMIT"));
+        let rows = s
+            .execute_query("SELECT id FROM t ORDER BY id")
+            .pop()
+            .unwrap()
+            .unwrap()
+            .rows;
+        assert_eq!(rows, vec![vec![Value::Integer(1)], vec![Value::Integer(2)]]);
+        // A ROLLBACK TO a savepoint there is not leaves the transaction failed.
+        ok(s.execute_query("BEGIN"));
+        assert!(s.execute_query("SELECT nothing").pop().unwrap().is_err());
+        assert!(
+            s.execute_query("ROLLBACK TO nowhere")
+                .pop()
+                .unwrap()
+                .is_err()
+        );
+        let refused = s.execute_query("SELECT 1").pop().unwrap();
+        assert_eq!(
+            refused.unwrap_err().code,
+            sqlstate::IN_FAILED_SQL_TRANSACTION
+        );
+        ok(s.execute_query("ROLLBACK"));
     }
 
     /// A brief write gave up at once when another session's write had the turn until its
