@@ -20,8 +20,7 @@ const BARE: &[&str] = &[
 /// `text` with those spellings rewritten; borrowed when there are none (or the text does
 /// not tokenize, which SQLite then reports).
 pub fn rewrite(text: &str) -> Cow<'_, str> {
-    let lower = text.to_ascii_lowercase();
-    if !lower.contains("pg_catalog.") && !BARE.iter().any(|b| lower.contains(b)) {
+    if !super::mentions(text, "pg_catalog.") && !BARE.iter().any(|b| super::mentions(text, b)) {
         return Cow::Borrowed(text);
     }
     let Ok(tokens) = lexer::tokenize(text) else {

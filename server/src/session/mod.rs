@@ -874,6 +874,12 @@ impl Session {
             Cow::Borrowed(_) => text,
             Cow::Owned(rewritten) => Cow::Owned(rewritten),
         };
+        let ddl = crate::pgcompat::ddl::rewrite(&text)
+            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
+        let text = match ddl {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(rewritten) => Cow::Owned(rewritten),
+        };
         let cast = crate::pgcompat::casts::rewrite(&text)
             .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
         let text = match cast {
