@@ -29,6 +29,9 @@ def psycopg3():
     with psycopg.connect(DSN, application_name="session-test") as conn:
         cur = conn.cursor()
         assert one(cur, "SHOW application_name") == "session-test"
+        # What the startup answer reported is what SHOW says.
+        for name in ["TimeZone", "DateStyle", "IntervalStyle", "server_version", "client_encoding"]:
+            assert conn.info.parameter_status(name) == one(cur, f"SHOW {name}"), name
         assert one(cur, "SELECT current_setting('application_name')") == "session-test"
         # SQLAlchemy's first statements.
         version = one(cur, "select pg_catalog.version()")
@@ -44,6 +47,10 @@ def psycopg3():
         assert one(cur, "SHOW TimeZone") == "UTC"
         cur.execute("SET TIME ZONE 'Europe/Paris'")
         assert one(cur, "SHOW TIME ZONE") == "Europe/Paris"
+        # Told to the client, as PostgreSQL tells it (ParameterStatus).
+        assert conn.info.parameter_status("TimeZone") == "Europe/Paris"
+        cur.execute("SET application_name = 'renamed'")
+        assert conn.info.parameter_status("application_name") == "renamed"
         # pgJDBC's startup settings, by SQL.
         cur.execute("SET extra_float_digits = 3")
         assert one(cur, "SHOW extra_float_digits") == "3"
@@ -100,6 +107,8 @@ def psycopg3():
         conn.autocommit = True
         cur.execute("DISCARD ALL")
         assert one(cur, "SHOW TimeZone") == "UTC"
+        assert conn.info.parameter_status("TimeZone") == "UTC"
+        assert conn.info.parameter_status("application_name") == "session-test"
         assert one(cur, "SHOW application_name") == "session-test"
         assert one(cur, "SELECT count(*) FROM temp.sqlite_master") == 0
         assert one(cur, "SELECT current_setting('myapp.tenant', true)") is None

@@ -76,8 +76,17 @@ impl Shared {
         user_timeouts: std::collections::HashMap<String, Timeouts>,
     ) -> Shared {
         let mut parameters = DefaultServerParameterProvider::default();
-        // Clients read the leading number as PostgreSQL's major version to pick features.
-        parameters.server_version = format!("15.0 (Cairn {})", env!("CARGO_PKG_VERSION"));
+        // What the startup answer reports is what SHOW says before a SET.
+        let default = |name| {
+            crate::pgcompat::parameters::default_of(name)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        parameters.server_version = crate::pgcompat::parameters::SERVER_VERSION.to_owned();
+        parameters.time_zone = default("TimeZone");
+        parameters.date_style = default("DateStyle");
+        parameters.interval_style = default("IntervalStyle");
+        parameters.search_path = default("search_path");
         parameters.is_superuser = false;
         let mut scram = ScramAuth::new(Arc::new(startup::ScramSource(Arc::clone(&users))));
         scram.set_iterations(crate::scram::DEFAULT_ITERATIONS);

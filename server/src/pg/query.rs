@@ -100,6 +100,7 @@ impl QueryHandler {
                     match outcome {
                         Some(Ok(executed)) => {
                             status = transaction_status(status, &executed);
+                            report_parameters(client, &executed).await?;
                             let tag = encode::wire_tag(&executed.tag);
                             client
                                 .feed(PgWireBackendMessage::CommandComplete(tag.into()))
@@ -411,7 +412,7 @@ impl ExtendedQueryHandler for QueryHandler {
 
     async fn do_query<C>(
         &self,
-        _client: &mut C,
+        client: &mut C,
         portal: &Portal<Self::Statement>,
         _max_rows: usize,
     ) -> PgWireResult<Response>
@@ -480,7 +481,10 @@ impl ExtendedQueryHandler for QueryHandler {
                 });
                 Ok(Response::Query(response))
             }
-            Some(Reply::Finished(Ok(executed))) => Ok(encode::command_response(&executed)),
+            Some(Reply::Finished(Ok(executed))) => {
+                report_parameters(client, &executed).await?;
+                Ok(encode::command_response(&executed))
+            }
             Some(Reply::Finished(Err(e))) => Err(error_response(e)),
             Some(Reply::Rows(_)) | None => Err(error_response(SqlError::new(
                 crate::sqlstate::INTERNAL_ERROR,
@@ -488,6 +492,22 @@ impl ExtendedQueryHandler for QueryHandler {
             ))),
         }
     }
+}
+
+/// Tells the client of the reported parameters the statement changed (ParameterStatus), as
+/// PostgreSQL does at the end of a statement that set one.
+async fn report_parameters<C>(client: &mut C, executed: &Executed) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    for (name, value) in &executed.reported {
+        let status = pgwire::messages::startup::ParameterStatus::new(name.clone(), value.clone());
+        client
+            .feed(PgWireBackendMessage::ParameterStatus(status))
+            .await?;
+    }
+    Ok(())
 }
 
 fn result_fields(prepared: &Prepared, format: &Format) -> Vec<FieldInfo> {

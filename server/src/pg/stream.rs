@@ -504,6 +504,7 @@ mod tests {
             pipe.row(&row).unwrap();
         }
         let done = Executed {
+            reported: Vec::new(),
             columns: Some(columns.to_vec()),
             rows: Vec::new(),
             tag: CommandTag {

@@ -32,6 +32,10 @@ const fn known(
     }
 }
 
+/// What the server says it is, at startup and in `SHOW server_version`: clients read the
+/// leading number as PostgreSQL's major version to pick features.
+pub const SERVER_VERSION: &str = concat!("15.0 (Cairn ", env!("CARGO_PKG_VERSION"), ")");
+
 /// Sorted by lowercase name.
 const KNOWN: &[Known] = &[
     known(
@@ -146,7 +150,7 @@ const KNOWN: &[Known] = &[
     ),
     known(
         "server_version",
-        "15.0",
+        SERVER_VERSION,
         false,
         "Shows the server version (the PostgreSQL version Cairn answers as).",
     ),
@@ -192,6 +196,21 @@ const KNOWN: &[Known] = &[
         true,
         "Sets the maximum memory to be used for query workspaces.",
     ),
+];
+
+/// The parameters PostgreSQL tells its clients of (ParameterStatus) at startup and
+/// whenever they change.
+const REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "integer_datetimes",
+    "IntervalStyle",
+    "server_encoding",
+    "server_version",
+    "standard_conforming_strings",
+    "TimeZone",
 ];
 
 fn lookup(name: &str) -> Option<&'static Known> {
@@ -336,6 +355,24 @@ impl Parameters {
         rows
     }
 
+    /// The reported parameters with their values now, by the names clients know them by.
+    pub fn reported(&self) -> Vec<(String, String)> {
+        REPORTED
+            .iter()
+            .filter_map(|name| {
+                let value = self.get(name).ok().flatten()?;
+                Some(((*name).to_owned(), value))
+            })
+            .collect()
+    }
+
+    /// `name`'s value now, if clients are told of its changes.
+    pub fn reported_one(&self, name: &str) -> Option<(String, String)> {
+        let known = REPORTED.iter().find(|r| r.eq_ignore_ascii_case(name))?;
+        let value = self.get(known).ok().flatten()?;
+        Some(((*known).to_owned(), value))
+    }
+
     /// The transaction ended: what `SET LOCAL` set is gone.
     pub fn transaction_ended(&mut self) {
         self.local.clear();
@@ -348,8 +385,9 @@ impl Parameters {
     }
 }
 
-/// The parameter's default, if PostgreSQL knows it.
-fn default_of(name: &str) -> Option<&'static str> {
+/// The parameter's default, if PostgreSQL knows it (also what the startup packet's answer
+/// reports, so that SHOW agrees with it).
+pub fn default_of(name: &str) -> Option<&'static str> {
     lookup(name).map(|k| k.default)
 }
 

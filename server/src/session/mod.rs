@@ -72,6 +72,10 @@ pub struct Executed {
     pub rows: Vec<Vec<Value>>,
     pub tag: CommandTag,
     pub transaction: TransactionChange,
+    /// Run-time parameters PostgreSQL reports to its clients (`TimeZone`, `DateStyle`,
+    /// `application_name`…) that the statement changed: name and new value, for a
+    /// ParameterStatus message each.
+    pub reported: Vec<(String, String)>,
 }
 
 impl Executed {
@@ -90,6 +94,7 @@ impl Executed {
             },
             rows,
             transaction: TransactionChange::Unchanged,
+            reported: Vec::new(),
         }
     }
 
@@ -103,6 +108,7 @@ impl Executed {
                 rows,
             },
             transaction: TransactionChange::Unchanged,
+            reported: Vec::new(),
         }
     }
 }
@@ -675,13 +681,16 @@ impl Session {
                 Ok(Executed::command("SET", None))
             }
             ServerStatement::ResetAll => {
-                self.reset_parameters();
+                let reported = self.reset_parameters();
                 let configured = self.configured;
                 self.apply_lock_timeout(configured.get(Setting::LockTimeout))?;
                 if let Some(activity) = self.activity() {
                     activity.set_timeouts(configured);
                 }
-                Ok(Executed::command("RESET", None))
+                Ok(Executed {
+                    reported,
+                    ..Executed::command("RESET", None)
+                })
             }
             // What pools send when a connection comes back (asyncpg: `SELECT
             // pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`): no cursor is
@@ -1139,6 +1148,7 @@ impl Session {
             },
             rows: Vec::new(),
             transaction: TransactionChange::Unchanged,
+            reported: Vec::new(),
         })
     }
 

@@ -91,13 +91,19 @@ impl Session {
         if local && self.conn.is_autocommit() {
             return Ok(Executed::command("SET", None));
         }
-        lock(&self.parameters)
+        let mut parameters = lock(&self.parameters);
+        parameters
             .set(name, value, local)
             .map_err(|e| parameter_error(&e))?;
+        let reported = parameters.reported_one(name).into_iter().collect();
+        drop(parameters);
         if local {
             self.parameters.local.store(true, Ordering::Release);
         }
-        Ok(Executed::command("SET", None))
+        Ok(Executed {
+            reported,
+            ..Executed::command("SET", None)
+        })
     }
 
     /// `SHOW name`.
@@ -144,9 +150,12 @@ impl Session {
         Executed::rows("SHOW", Some(show_columns(None)), rows)
     }
 
-    /// `RESET ALL`'s part: the parameters back to the startup packet's and the defaults.
-    pub(super) fn reset_parameters(&self) {
-        lock(&self.parameters).reset_all();
+    /// `RESET ALL`'s part: the parameters back to the startup packet's and the defaults;
+    /// the reported ones, to tell the client.
+    pub(super) fn reset_parameters(&self) -> Vec<(String, String)> {
+        let mut parameters = lock(&self.parameters);
+        parameters.reset_all();
+        parameters.reported()
     }
 
     /// After each statement: once no transaction is open, what `SET LOCAL` (or
@@ -173,8 +182,11 @@ impl Session {
                 "DISCARD ALL cannot run inside a transaction block".into(),
             ));
         }
+        let mut reported = Vec::new();
         if what == Discard::All {
-            self.run_server(&crate::sql::server_statement::ServerStatement::ResetAll)?;
+            reported = self
+                .run_server(&crate::sql::server_statement::ServerStatement::ResetAll)?
+                .reported;
             self.conn
                 .query_row("SELECT pg_advisory_unlock_all()", [], |_| Ok(()))
                 .map_err(|e| self.sql_error(e))?;
@@ -188,7 +200,10 @@ impl Session {
             Discard::Sequences => "DISCARD SEQUENCES",
             Discard::Temp => "DISCARD TEMP",
         };
-        Ok(Executed::command(tag, None))
+        Ok(Executed {
+            reported,
+            ..Executed::command(tag, None)
+        })
     }
 
     fn drop_temporary_tables(&mut self) -> Result<(), SqlError> {
