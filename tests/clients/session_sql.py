@@ -55,6 +55,9 @@ def psycopg3():
         cur.execute("SET extra_float_digits = 3")
         assert one(cur, "SHOW extra_float_digits") == "3"
         cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        cur.execute("SET statement_timeout = '5s'")
+        assert one(cur, "SELECT current_setting('statement_timeout')") == "5s"
+        cur.execute("RESET statement_timeout")
         # A custom parameter, for the session and for a transaction.
         cur.execute("SET myapp.tenant = 'acme'")
         assert one(cur, "SELECT current_setting('myapp.tenant')") == "acme"
@@ -64,6 +67,11 @@ def psycopg3():
             cur.execute("SET LOCAL myapp.tenant = 'other'")
             assert one(cur, "SHOW myapp.tenant") == "other"
         assert one(cur, "SHOW myapp.tenant") == "acme"
+        conn.commit()
+        conn.autocommit = True
+        cur.execute("BEGIN; SET LOCAL myapp.tenant = 'brief'; COMMIT")
+        assert one(cur, "SHOW myapp.tenant") == "acme"
+        conn.autocommit = False
         # Errors say what; the session goes on.
         for bad, code in [
             ("SET no_such_parameter = 1", "42704"),

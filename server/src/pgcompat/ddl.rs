@@ -81,7 +81,7 @@ pub fn rewrite(text: &str) -> Result<Cow<'_, str>, DdlError> {
 }
 
 /// (start, end, replacement) of each change, in order.
-type Edits = Vec<(usize, usize, &'static str)>;
+type Edits = Vec<(usize, usize, String)>;
 
 fn apply(text: &str, edits: Edits) -> Cow<'_, str> {
     if edits.is_empty() {
@@ -90,8 +90,12 @@ fn apply(text: &str, edits: Edits) -> Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for (start, end, replacement) in edits {
+        // Edits never overlap; one that would is left out rather than cut the text wrongly.
+        if start < at || end < start {
+            continue;
+        }
         out.push_str(&text[at..start]);
-        out.push_str(replacement);
+        out.push_str(&replacement);
         at = end;
     }
     out.push_str(&text[at..]);
@@ -125,26 +129,85 @@ fn elements(tokens: &[Spanned<'_>], open: usize) -> Vec<std::ops::Range<usize>> 
 
 const TABLE_CONSTRAINTS: &[&str] = &["constraint", "primary", "unique", "check", "foreign"];
 
+/// Words that end a column's type and begin its constraints.
+const COLUMN_CONSTRAINTS: &[&str] = &[
+    "constraint",
+    "not",
+    "null",
+    "primary",
+    "unique",
+    "check",
+    "default",
+    "references",
+    "collate",
+    "generated",
+    "as",
+];
+
+/// `GENERATED { ALWAYS | BY DEFAULT } AS IDENTITY` at `g`: the index of IDENTITY.
+fn identity_at(element: &[Spanned<'_>], g: usize) -> Option<usize> {
+    let word = |i: usize, kw: &str| element.get(i).is_some_and(|t| t.token.is_keyword(kw));
+    if !word(g, "generated") {
+        return None;
+    }
+    let after = if word(g + 1, "always") {
+        g + 2
+    } else if word(g + 1, "by") && word(g + 2, "default") {
+        g + 3
+    } else {
+        return None;
+    };
+    (word(after, "as") && word(after + 1, "identity")).then_some(after + 1)
+}
+
+/// The columns of the first `( … )` at or after `from`, without ASC/DESC or a collation.
+fn key_columns(tokens: &[Spanned<'_>], from: usize) -> Vec<String> {
+    let Some(open) = (from..tokens.len()).find(|&i| tokens[i].token == Token::Punct("(")) else {
+        return Vec::new();
+    };
+    let mut columns = Vec::new();
+    let mut expect_name = true;
+    for t in &tokens[open + 1..] {
+        match &t.token {
+            Token::Punct(")") => break,
+            Token::Punct(",") => expect_name = true,
+            token if expect_name => {
+                if let Some(name) = token.identifier() {
+                    columns.push(name);
+                }
+                expect_name = false;
+            }
+            _ => {}
+        }
+    }
+    columns
+}
+
 fn create_table(tokens: &[Spanned<'_>], table_at: usize) -> Result<Edits, DdlError> {
     let Some(open) = (table_at..tokens.len()).find(|&i| tokens[i].token == Token::Punct("("))
     else {
         return Ok(Vec::new());
     };
+    // CREATE TABLE … AS SELECT: no column definitions.
+    if tokens[table_at..open]
+        .iter()
+        .any(|t| t.token.is_keyword("as"))
+    {
+        return Ok(Vec::new());
+    }
     let elements = elements(tokens, open);
+    let close = elements.last().map_or(open, |r| r.end);
+    let without_rowid = tokens[close..].iter().any(|t| t.token.is_keyword("rowid"));
     // The columns a table-level PRIMARY KEY (…) names.
     let mut table_key: Vec<String> = Vec::new();
     for range in &elements {
         let element = &tokens[range.clone()];
-        if let Some(p) = element.iter().position(|t| t.token.is_keyword("primary"))
-            && element
-                .first()
-                .is_some_and(|t| TABLE_CONSTRAINTS.iter().any(|k| t.token.is_keyword(k)))
+        if element
+            .first()
+            .is_some_and(|t| TABLE_CONSTRAINTS.iter().any(|k| t.token.is_keyword(k)))
+            && let Some(p) = element.iter().position(|t| t.token.is_keyword("primary"))
         {
-            table_key = element[p..]
-                .iter()
-                .filter_map(|t| t.token.identifier())
-                .filter(|n| n != "primary" && n != "key")
-                .collect();
+            table_key = key_columns(element, p);
         }
     }
     let mut edits = Edits::new();
@@ -159,20 +222,10 @@ fn create_table(tokens: &[Spanned<'_>], table_at: usize) -> Result<Edits, DdlErr
         let Some(column) = first.token.identifier() else {
             continue;
         };
-        let is_key = element.iter().any(|t| t.token.is_keyword("primary"))
-            || (table_key.len() == 1 && table_key[0] == column);
         let serial = element
             .get(1)
             .filter(|t| SERIALS.iter().any(|s| t.token.is_keyword(s)));
-        let identity = element
-            .iter()
-            .position(|t| t.token.is_keyword("generated"))
-            .filter(|&g| {
-                element[g..]
-                    .iter()
-                    .take(5)
-                    .any(|t| t.token.is_keyword("identity"))
-            });
+        let identity = (1..element.len()).find_map(|g| identity_at(element, g).map(|i| (g, i)));
         if serial.is_none() && identity.is_none() {
             continue;
         }
@@ -181,28 +234,34 @@ fn create_table(tokens: &[Spanned<'_>], table_at: usize) -> Result<Edits, DdlErr
         } else {
             "GENERATED … AS IDENTITY"
         };
-        if !is_key {
+        let is_key = element.iter().any(|t| t.token.is_keyword("primary"))
+            || (table_key.len() == 1 && table_key[0] == column);
+        if !is_key || without_rowid {
             return Err(DdlError::Numbered { construct, column });
         }
-        if let Some(serial) = serial {
-            edits.push((serial.start, serial.end, "INTEGER"));
+        // The type: the words after the name up to its first constraint, as one INTEGER.
+        let type_end = (1..element.len())
+            .find(|&i| {
+                COLUMN_CONSTRAINTS
+                    .iter()
+                    .any(|k| element[i].token.is_keyword(k))
+            })
+            .unwrap_or(element.len());
+        if type_end > 1 {
+            edits.push((
+                element[1].start,
+                element[type_end - 1].end,
+                "INTEGER".into(),
+            ));
+        } else {
+            edits.push((first.end, first.end, " INTEGER".into()));
         }
-        if let Some(g) = identity {
-            // The type: the words between the name and GENERATED, as one INTEGER.
-            if g > 1 {
-                edits.push((element[1].start, element[g - 1].end, "INTEGER"));
-            } else {
-                edits.push((first.end, first.end, " INTEGER"));
-            }
+        if let Some((g, identity)) = identity {
             // GENERATED … IDENTITY, and its sequence options in parentheses if any.
-            let identity_at = g + element[g..]
-                .iter()
-                .position(|t| t.token.is_keyword("identity"))
-                .unwrap_or(0);
-            let mut end = element[identity_at].end;
-            if element.get(identity_at + 1).map(|t| &t.token) == Some(&Token::Punct("(")) {
+            let mut end = element[identity].end;
+            if element.get(identity + 1).map(|t| &t.token) == Some(&Token::Punct("(")) {
                 let mut depth = 0;
-                for t in &element[identity_at + 1..] {
+                for t in &element[identity + 1..] {
                     match t.token {
                         Token::Punct("(") => depth += 1,
                         Token::Punct(")") => depth -= 1,
@@ -214,7 +273,7 @@ fn create_table(tokens: &[Spanned<'_>], table_at: usize) -> Result<Edits, DdlErr
                     }
                 }
             }
-            edits.push((element[g].start, end, ""));
+            edits.push((element[g].start, end, String::new()));
         }
     }
     edits.sort_by_key(|e| e.0);
@@ -229,7 +288,7 @@ fn create_index(tokens: &[Spanned<'_>]) -> Result<Edits, DdlError> {
         return Ok(Vec::new());
     };
     if method.token.is_keyword("btree") || method.token.is_keyword("hash") {
-        Ok(vec![(tokens[using].start, method.end, "")])
+        Ok(vec![(tokens[using].start, method.end, String::new())])
     } else {
         Err(DdlError::IndexMethod(
             method.token.identifier().unwrap_or_default(),
@@ -267,23 +326,50 @@ fn alter_table<'a>(text: &'a str, tokens: &[Spanned<'_>]) -> Result<Cow<'a, str>
     if word(table_at, "only") {
         table_at += 1;
     }
-    let (Some(name), Some(table)) = (name, tokens.get(table_at).filter(|_| add > table_at)) else {
+    let Some(name) = name else {
         return Err(DdlError::AddConstraint("UNIQUE without a name".into()));
     };
-    let columns_from = tokens
-        .iter()
-        .skip(add)
-        .position(|t| t.token == Token::Punct("("))
-        .map(|p| tokens[add + p].start);
-    let Some(columns_from) = columns_from else {
-        return Err(DdlError::AddConstraint("UNIQUE without columns".into()));
-    };
     let span = |t: &Spanned<'_>| &text[t.start..t.end];
+    // The table, and its schema if named: SQLite puts the schema on the index's name, and
+    // has no schema `public` (PostgreSQL's default one is the database itself here).
+    let (schema, table) = match &tokens[table_at..add] {
+        [table] => (None, table),
+        [schema, dot, table] if dot.token == Token::Punct(".") => {
+            let public = schema.token.identifier().as_deref() == Some("public");
+            ((!public).then(|| span(schema)), table)
+        }
+        _ => return Err(DdlError::AddConstraint("UNIQUE on that table name".into())),
+    };
+    // UNIQUE (columns) and nothing else: NULLS NOT DISTINCT, INCLUDE, DEFERRABLE… would be
+    // lost, or weaken the constraint.
+    let unique_at = tokens
+        .iter()
+        .position(|t| t.token.is_keyword("unique"))
+        .unwrap_or(add);
+    let open = unique_at + 1;
+    let close = (open..tokens.len()).find(|&i| tokens[i].token == Token::Punct(")"));
+    let (true, Some(close)) = (
+        tokens.get(open).map(|t| &t.token) == Some(&Token::Punct("(")),
+        close,
+    ) else {
+        return Err(DdlError::AddConstraint(
+            "UNIQUE with options before its columns".into(),
+        ));
+    };
+    if close + 1 != tokens.len() {
+        return Err(DdlError::AddConstraint(format!(
+            "UNIQUE (…) {}",
+            span(&tokens[close + 1])
+        )));
+    }
+    let index = match schema {
+        Some(schema) => format!("{schema}.{}", span(name)),
+        None => span(name).to_owned(),
+    };
     Ok(Cow::Owned(format!(
-        "CREATE UNIQUE INDEX {} ON {} {}",
-        span(name),
-        &text[table.start..tokens[add - 1].end],
-        &text[columns_from..tokens.last().map_or(text.len(), |t| t.end)]
+        "CREATE UNIQUE INDEX {index} ON {} {}",
+        span(table),
+        &text[tokens[open].start..tokens[close].end]
     )))
 }
 
@@ -323,7 +409,26 @@ mod tests {
         );
         assert_eq!(
             sqlite("ALTER TABLE public.t ADD CONSTRAINT t_name_key UNIQUE (name, other)"),
-            "CREATE UNIQUE INDEX t_name_key ON public.t (name, other)"
+            "CREATE UNIQUE INDEX t_name_key ON t (name, other)"
+        );
+        assert_eq!(
+            sqlite("ALTER TABLE ONLY other.t ADD CONSTRAINT k UNIQUE (a)"),
+            "CREATE UNIQUE INDEX other.k ON t (a)"
+        );
+        // Django's and pg_dump's spellings.
+        assert_eq!(
+            sqlite(
+                "CREATE TABLE \"t\" (\"id\" bigint NOT NULL PRIMARY KEY GENERATED BY DEFAULT AS IDENTITY, \"v\" text)"
+            ),
+            "CREATE TABLE \"t\" (\"id\" INTEGER NOT NULL PRIMARY KEY , \"v\" text)"
+        );
+        assert_eq!(
+            sqlite("CREATE TABLE t (id SERIAL GENERATED ALWAYS AS IDENTITY PRIMARY KEY)"),
+            "CREATE TABLE t (id INTEGER  PRIMARY KEY)"
+        );
+        assert_eq!(
+            sqlite("CREATE TABLE t (id serial, PRIMARY KEY (id ASC))"),
+            "CREATE TABLE t (id INTEGER, PRIMARY KEY (id ASC))"
         );
         assert_eq!(
             sqlite("ALTER TABLE ONLY t ADD CONSTRAINT k UNIQUE (a)"),
@@ -331,6 +436,8 @@ mod tests {
         );
         for same in [
             "CREATE TABLE serials(serial TEXT, identity INT)",
+            "CREATE TABLE g (a INT, b INT GENERATED ALWAYS AS (identity * 2))",
+            "CREATE TABLE c AS SELECT count(DISTINCT serial) FROM t",
             "SELECT 'serial' FROM t",
             "ALTER TABLE t ADD COLUMN c INTEGER",
             "CREATE TABLE t(a INTEGER PRIMARY KEY)",
@@ -351,6 +458,14 @@ mod tests {
         let fk =
             rewrite("ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES u(id)").unwrap_err();
         assert!(fk.to_string().contains("FOREIGN"), "{fk}");
+        let rowid = rewrite("CREATE TABLE w (id SERIAL PRIMARY KEY) WITHOUT ROWID").unwrap_err();
+        assert!(matches!(rowid, DdlError::Numbered { .. }), "{rowid}");
+        for weaker in [
+            "ALTER TABLE t ADD CONSTRAINT k UNIQUE NULLS NOT DISTINCT (a)",
+            "ALTER TABLE t ADD CONSTRAINT k UNIQUE (a) DEFERRABLE",
+        ] {
+            assert!(rewrite(weaker).is_err(), "{weaker}");
+        }
         assert_eq!(fk.sqlstate(), "0A000");
     }
 }

@@ -281,25 +281,38 @@ impl Parameters {
             Some(value) => settable(name, value)?,
             None => settable(name, default_of(name).unwrap_or(""))?,
         };
-        let target = if local {
-            &mut self.local
-        } else {
-            // A session value replaces a local one too, as in PostgreSQL.
-            self.local.remove(&key);
-            &mut self.session
-        };
-        match value {
-            Some(value) => {
-                target.insert(key, canonical(name, value));
+        match (value, local) {
+            (Some(value), true) => {
+                self.local.insert(key, canonical(name, value));
             }
-            None => {
-                target.remove(&key);
-                if !local {
-                    self.startup.remove(&key);
+            (Some(value), false) => {
+                // A session value replaces a local one too, as in PostgreSQL.
+                self.local.remove(&key);
+                self.session.insert(key, canonical(name, value));
+            }
+            // RESET, or DEFAULT: back to what the startup packet said, else the default.
+            (None, false) => {
+                self.local.remove(&key);
+                self.session.remove(&key);
+            }
+            (None, true) => match self.reset_value(&key) {
+                Some(reset) => {
+                    self.local.insert(key, reset);
                 }
-            }
+                None => {
+                    self.local.remove(&key);
+                }
+            },
         }
         Ok(())
+    }
+
+    /// What RESET gives `key` back: the startup packet's value, else the default.
+    fn reset_value(&self, key: &str) -> Option<String> {
+        self.startup
+            .get(key)
+            .cloned()
+            .or_else(|| default_of(key).map(str::to_owned))
     }
 
     /// The value `SHOW name` and `current_setting(name)` give; `None` for a custom
@@ -449,8 +462,14 @@ mod tests {
                 .iter()
                 .any(|r| r[0] == "myapp.tenant" && r[1] == "42")
         );
+        // RESET goes back to what the startup packet said, not to the default.
+        p.set("application_name", Some("other"), false).unwrap();
         p.set("application_name", None, false).unwrap();
-        assert_eq!(p.get("application_name").unwrap().as_deref(), Some(""));
+        assert_eq!(p.get("application_name").unwrap().as_deref(), Some("psql"));
+        p.set("TimeZone", None, true).unwrap();
+        assert_eq!(p.get("timezone").unwrap().as_deref(), Some("UTC"));
+        p.transaction_ended();
+        assert_eq!(p.get("timezone").unwrap().as_deref(), Some("Europe/Paris"));
         p.reset_all();
         assert_eq!(p.get("timezone").unwrap().as_deref(), Some("UTC"));
         assert_eq!(Parameters::display_name("timezone"), "TimeZone");

@@ -28,6 +28,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
     };
     // (start, end, replacement) of each change, in order.
     let mut edits: Vec<(usize, usize, &str)> = Vec::new();
+    let before = |i: usize, kw: &str| i > 0 && tokens[i - 1].token.is_keyword(kw);
     for (i, t) in tokens.iter().enumerate() {
         let next = |n: usize| tokens.get(i + n).map(|t| &t.token);
         let after_dot = i > 0 && tokens[i - 1].token == Token::Punct(".");
@@ -38,8 +39,14 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             && next(3) == Some(&Token::Punct("("))
         {
             edits.push((t.start, tokens[i + 1].end, ""));
-        } else if is_bare_call(&tokens, i) && !after_dot {
-            edits.push((t.end, t.end, "()"));
+        } else if is_bare_call(&tokens, i) && !after_dot && !before(i, "as") {
+            // A column default is an expression only in parentheses.
+            if before(i, "default") {
+                edits.push((t.start, t.start, "("));
+                edits.push((t.end, t.end, "())"));
+            } else {
+                edits.push((t.end, t.end, "()"));
+            }
         }
     }
     if edits.is_empty() {
@@ -80,12 +87,17 @@ mod tests {
             rewrite("select pg_catalog.current_setting('a')"),
             "select current_setting('a')"
         );
+        assert_eq!(
+            rewrite("CREATE TABLE t (who TEXT DEFAULT current_user)"),
+            "CREATE TABLE t (who TEXT DEFAULT (current_user()))"
+        );
         // A table of pg_catalog, a quoted name, a column of that name and a string stay.
         for same in [
             "select * from pg_catalog.pg_type",
             "select \"current_user\" from t",
             "select t.current_user from t",
             "select 'current_user'",
+            "select 1 AS current_user",
             "select 1",
         ] {
             assert_eq!(rewrite(same), same);

@@ -286,6 +286,7 @@ impl Session {
         seat.activity
             .set_interrupt(self.conn.get_interrupt_handle());
         self.lock_wait.watch(Arc::clone(&seat.activity));
+        let _ = self.parameters.activity.set(Arc::clone(&seat.activity));
         self.apply_lock_timeout(seat.activity.timeouts().lock)?;
         functions::register(&self.conn, &registry, &seat.activity)
             .map_err(|e| SqlError::from_sqlite(&e))?;
@@ -990,6 +991,7 @@ impl Session {
         let mark = self.changes.as_ref().map(|c| c.mark(&self.conn));
         let result = self.step_sqlite(sql, facts, params, described, out);
         let now_autocommit = self.conn.is_autocommit();
+        self.parameters_after_statement();
         if let (Some(changes), Some(mark)) = (&self.changes, mark) {
             match (&result, control) {
                 (Err(_), _) => changes.failed(mark, &self.conn),

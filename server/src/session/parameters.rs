@@ -25,6 +25,9 @@ pub(super) struct Shared {
     /// Something was set until the transaction ends: looked at after each statement
     /// without taking the lock.
     local: AtomicBool,
+    /// The session's place among the server's, once it has one: its timeouts, which
+    /// `current_setting('statement_timeout')` reads.
+    pub(super) activity: std::sync::OnceLock<Arc<super::registry::Activity>>,
 }
 
 pub(super) fn lock(shared: &Shared) -> MutexGuard<'_, Parameters> {
@@ -210,7 +213,9 @@ impl Session {
         let names: Vec<String> = {
             let mut stmt = self
                 .conn
-                .prepare("SELECT name FROM temp.sqlite_master WHERE type = 'table'")
+                .prepare(
+                    "SELECT name FROM temp.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                )
                 .map_err(|e| self.sql_error(e))?;
             let rows = stmt
                 .query_map([], |row| row.get(0))
@@ -255,6 +260,14 @@ pub(super) fn register(
         conn.create_scalar_function("current_setting", arity, reading, move |ctx| {
             let name: String = ctx.get(0)?;
             let missing_ok = arity == 2 && ctx.get::<Option<bool>>(1)?.unwrap_or(false);
+            if let Some(setting) = Setting::named(&name) {
+                let timeouts = shared
+                    .activity
+                    .get()
+                    .map(|a| a.timeouts())
+                    .unwrap_or_default();
+                return Ok(Some(settings::show(timeouts.get(setting))));
+            }
             match lock(&shared).get(&name) {
                 Ok(Some(value)) => Ok(Some(value)),
                 Ok(None) | Err(_) if missing_ok => Ok(None),
@@ -286,8 +299,9 @@ fn set_config(ctx: &Context<'_>, shared: &Shared) -> rusqlite::Result<Option<Str
         )));
     }
     let mut parameters = lock(shared);
+    // A NULL value resets it, as in PostgreSQL.
     parameters
-        .set(&name, Some(value.as_deref().unwrap_or("")), local)
+        .set(&name, value.as_deref(), local)
         .map_err(|e| user_error(e.to_string()))?;
     if local {
         shared.local.store(true, Ordering::Release);
