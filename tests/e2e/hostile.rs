@@ -372,6 +372,57 @@ async fn drop_database_after_a_disconnect_was_refused() {
     }
 }
 
+/// A BOOLEAN column was int8 on the wire, so `UPDATE t SET flag = $1` with a bool was
+/// refused by asyncpg (the parameter was text), and `count(*)` in a statement with a
+/// parameter came back as text. Declared BOOLEAN columns are PostgreSQL's bool both ways
+/// (stored as SQLite's 0 and 1), and a call whose result type is fixed types its column.
+#[tokio::test]
+async fn a_bool_parameter_was_refused_and_count_with_a_parameter_was_text() {
+    let site = Site::standard();
+    let server = site.start();
+    let client = server.admin("default").await;
+    client
+        .batch_execute(
+            "CREATE TABLE flags (id INTEGER PRIMARY KEY, flag BOOLEAN); INSERT INTO flags VALUES (1, FALSE), (2, TRUE), (3, NULL)",
+        )
+        .await
+        .unwrap();
+    let update = client
+        .prepare("UPDATE flags SET flag = $1 WHERE id = $2")
+        .await
+        .unwrap();
+    assert_eq!(update.params()[0], tokio_postgres::types::Type::BOOL);
+    client.execute(&update, &[&true, &1i64]).await.unwrap();
+    let rows = client
+        .query("SELECT flag FROM flags ORDER BY id", &[])
+        .await
+        .unwrap();
+    let flags: Vec<Option<bool>> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(flags, vec![Some(true), Some(true), None]);
+    let counted = client
+        .prepare("SELECT count(*) FROM flags WHERE flag = $1")
+        .await
+        .unwrap();
+    assert_eq!(
+        counted.columns()[0].type_(),
+        &tokio_postgres::types::Type::INT8
+    );
+    let n: i64 = client.query_one(&counted, &[&true]).await.unwrap().get(0);
+    assert_eq!(n, 2);
+    // The stored values are SQLite's integers, as sqlite3 and backups see them.
+    let stored: Vec<String> = client
+        .simple_query("SELECT typeof(flag) || ':' || flag FROM flags WHERE id = 1")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, vec!["integer:1".to_owned()]);
+}
+
 /// `id SERIAL PRIMARY KEY`, the table ORMs create first, was taken by SQLite as a column of
 /// a type named SERIAL that nothing numbers: every inserted row's id was NULL. It is
 /// SQLite's INTEGER PRIMARY KEY now, and so is an IDENTITY key; the index methods and the

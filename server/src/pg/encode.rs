@@ -18,6 +18,7 @@ pub fn pg_type(ty: SqlType) -> Type {
         SqlType::Float8 => Type::FLOAT8,
         SqlType::Text => Type::TEXT,
         SqlType::Bytea => Type::BYTEA,
+        SqlType::Bool => Type::BOOL,
     }
 }
 
@@ -122,6 +123,28 @@ pub(super) fn encode_value(
         (SqlType::Bytea, ValueRef::Text(t)) => encoder.encode_field(&t),
         (SqlType::Bytea, ValueRef::Integer(i)) => encoder.encode_field(&i.to_string().into_bytes()),
         (SqlType::Bytea, ValueRef::Real(f)) => encoder.encode_field(&f.to_string().into_bytes()),
+        // SQLite keeps a boolean as 0 or 1 (TRUE and FALSE are those integers).
+        (SqlType::Bool, ValueRef::Integer(i)) => encoder.encode_field(&(i != 0)),
+        (SqlType::Bool, ValueRef::Real(f)) => encoder.encode_field(&(f != 0.0)),
+        (SqlType::Bool, ValueRef::Text(t)) => match bool_literal(text(t)?) {
+            Some(b) => encoder.encode_field(&b),
+            None => Err(mismatch("text")),
+        },
+        (SqlType::Bool, ValueRef::Blob(_)) => Err(mismatch("blob")),
+    }
+}
+
+/// PostgreSQL's spellings of a boolean (`t`, `true`, `yes`, `on`, `1`, and their opposites),
+/// as text a BOOLEAN column may hold.
+fn bool_literal(text: &str) -> Option<bool> {
+    let t = text.trim();
+    let is = |words: &[&str]| words.iter().any(|w| t.eq_ignore_ascii_case(w));
+    if is(&["t", "true", "y", "yes", "on", "1"]) {
+        Some(true)
+    } else if is(&["f", "false", "n", "no", "off", "0"]) {
+        Some(false)
+    } else {
+        None
     }
 }
 

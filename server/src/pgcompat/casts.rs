@@ -480,8 +480,9 @@ pub fn parameter_types(tokens: &[Spanned<'_>]) -> Vec<(usize, SqlType)> {
             (Token::Param(n), Token::Punct("::")) => {
                 let (name, _) = type_after(tokens, i + 2)?;
                 let ty = match Target::of(&name)? {
-                    // SQLite stores booleans as integers.
-                    Target::Integer | Target::Boolean => SqlType::Int8,
+                    Target::Integer => SqlType::Int8,
+                    // Sent as PostgreSQL's bool, stored as SQLite's 0 or 1.
+                    Target::Boolean => SqlType::Bool,
                     Target::Real => SqlType::Float8,
                     Target::Bytea => SqlType::Bytea,
                     Target::Numeric | Target::Text | Target::Date | Target::Timestamp => {

@@ -664,7 +664,8 @@ fn reply(executed: Executed) -> Reply {
             .into_iter()
             .map(|c| {
                 let ty = match c.ty {
-                    SqlType::Int8 => ColumnType::Integer,
+                    // A plugin sees SQLite's storage: a boolean is an integer 0 or 1.
+                    SqlType::Int8 | SqlType::Bool => ColumnType::Integer,
                     SqlType::Float8 => ColumnType::Real,
                     SqlType::Text => ColumnType::Text,
                     SqlType::Bytea => ColumnType::Blob,

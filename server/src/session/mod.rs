@@ -1721,10 +1721,11 @@ fn resolve_columns(declared: Vec<(String, Option<SqlType>)>, rows: &[Vec<Value>]
         .into_iter()
         .enumerate()
         .map(|(i, (name, ty))| Column {
-            name,
             ty: ty
                 .or_else(|| rows.iter().find_map(|r| r.get(i).and_then(types::of_value)))
+                .or_else(|| types::of_call(&name))
                 .unwrap_or(SqlType::Text),
+            name,
         })
         .collect()
 }

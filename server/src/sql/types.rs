@@ -14,6 +14,9 @@ pub enum SqlType {
     Text,
     /// SQLite BLOB: PostgreSQL bytea.
     Bytea,
+    /// A column declared BOOLEAN (or BOOL): stored as SQLite's integers 0 and 1, described
+    /// and sent as PostgreSQL's bool.
+    Bool,
 }
 
 /// The type of a column declared as `decl`, by SQLite's affinity rules (section 3.1 of
@@ -21,7 +24,9 @@ pub enum SqlType {
 /// those columns are typed by their values.
 pub fn from_declared(decl: &str) -> Option<SqlType> {
     let decl = decl.to_ascii_uppercase();
-    if decl.contains("INT") {
+    if decl.starts_with("BOOL") {
+        Some(SqlType::Bool)
+    } else if decl.contains("INT") {
         Some(SqlType::Int8)
     } else if decl.contains("CHAR") || decl.contains("CLOB") || decl.contains("TEXT") {
         Some(SqlType::Text)
@@ -29,6 +34,84 @@ pub fn from_declared(decl: &str) -> Option<SqlType> {
         Some(SqlType::Bytea)
     } else if decl.contains("REAL") || decl.contains("FLOA") || decl.contains("DOUB") {
         Some(SqlType::Float8)
+    } else {
+        None
+    }
+}
+
+/// The type of a result column SQLite names after the call that makes it (`count(*)`,
+/// `avg(x)`), for the functions whose result type does not depend on their arguments:
+/// a column no row could type yet (a statement with parameters is not run to describe it).
+/// `None` for anything else (an alias, an expression, a function of any type).
+pub fn of_call(column_name: &str) -> Option<SqlType> {
+    let name = column_name.trim();
+    let (function, rest) = name.split_once('(')?;
+    if !function
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return None;
+    }
+    // One call: its opening parenthesis is closed by the name's last character only.
+    let mut depth = 1usize;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 && i + 1 != rest.len() {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return None;
+    }
+    let is = |names: &[&str]| names.iter().any(|n| function.eq_ignore_ascii_case(n));
+    if is(&[
+        "count",
+        "length",
+        "octet_length",
+        "instr",
+        "unicode",
+        "changes",
+        "total_changes",
+        "last_insert_rowid",
+        "random",
+        "row_number",
+        "rank",
+        "dense_rank",
+        "ntile",
+    ]) {
+        Some(SqlType::Int8)
+    } else if is(&["avg", "total", "percent_rank", "cume_dist"]) {
+        Some(SqlType::Float8)
+    } else if is(&[
+        "lower",
+        "upper",
+        "trim",
+        "ltrim",
+        "rtrim",
+        "substr",
+        "substring",
+        "replace",
+        "hex",
+        "quote",
+        "printf",
+        "format",
+        "group_concat",
+        "string_agg",
+        "typeof",
+        "char",
+        "date",
+        "time",
+        "datetime",
+        "strftime",
+        "sqlite_version",
+    ]) {
+        Some(SqlType::Text)
     } else {
         None
     }
@@ -58,5 +141,15 @@ mod tests {
         assert_eq!(from_declared("DOUBLE PRECISION"), Some(SqlType::Float8));
         assert_eq!(from_declared("NUMERIC"), None);
         assert_eq!(from_declared("DATETIME"), None);
+        assert_eq!(from_declared("boolean"), Some(SqlType::Bool));
+        assert_eq!(from_declared("BOOL"), Some(SqlType::Bool));
+        assert_eq!(of_call("count(*)"), Some(SqlType::Int8));
+        assert_eq!(of_call("AVG(price)"), Some(SqlType::Float8));
+        assert_eq!(of_call("lower(name)"), Some(SqlType::Text));
+        assert_eq!(of_call("max(x)"), None);
+        assert_eq!(of_call("total_count"), None);
+        assert_eq!(of_call("count(*) + 1"), None);
+        assert_eq!(of_call("count(a) - sum(b)"), None);
+        assert_eq!(of_call("count(DISTINCT (a))"), Some(SqlType::Int8));
     }
 }
