@@ -407,6 +407,14 @@ async fn a_bool_parameter_was_refused_and_count_with_a_parameter_was_text() {
         counted.columns()[0].type_(),
         &tokio_postgres::types::Type::INT8
     );
+    // Named as PostgreSQL names it, not after its text (`count(*)`).
+    assert_eq!(counted.columns()[0].name(), "count");
+    let named = client
+        .prepare("SELECT max(id), id + 1, CAST(id AS TEXT), id AS ident FROM flags")
+        .await
+        .unwrap();
+    let names: Vec<&str> = named.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["max", "?column?", "text", "ident"]);
     let n: i64 = client.query_one(&counted, &[&true]).await.unwrap().get(0);
     assert_eq!(n, 2);
     // The stored values are SQLite's integers, as sqlite3 and backups see them.

@@ -38,6 +38,12 @@ pub(super) struct Facts {
     pub command: String,
     /// The savepoint it names, for the capture of row changes.
     pub savepoint: Option<SavepointStep>,
+    /// For a SELECT, PostgreSQL's name of each result column SQLite names differently: an
+    /// expression without an alias is named by SQLite after its text (`count(*)`), by
+    /// PostgreSQL after its function or type (`count`) or `?column?`. `None` at a column
+    /// SQLite names as PostgreSQL does (an alias, a column); no list where the columns
+    /// cannot be matched to the select list (a `*`).
+    pub column_names: Option<Vec<Option<String>>>,
 }
 
 impl Facts {
@@ -53,6 +59,20 @@ impl Facts {
                 Some(Control::Savepoint) => savepoint_step(tokens),
                 _ => None,
             },
+            column_names: super::column_names::of_select(tokens),
+        }
+    }
+
+    /// Renames `columns` (as SQLite named them) as PostgreSQL names them, where it differs.
+    pub fn rename_columns(&self, columns: &mut [super::Column]) {
+        if let Some(names) = &self.column_names
+            && names.len() == columns.len()
+        {
+            for (column, name) in columns.iter_mut().zip(names) {
+                if let Some(name) = name {
+                    column.name.clone_from(name);
+                }
+            }
         }
     }
 

@@ -15,6 +15,7 @@ use rusqlite::{Connection, ErrorCode};
 mod advisory;
 mod backup;
 mod brief;
+mod column_names;
 mod facts;
 mod functions;
 mod lock_wait;
@@ -525,7 +526,9 @@ impl Session {
                         None
                     };
                     let peeked: Vec<Vec<Value>> = peeked.into_iter().collect();
-                    Some(resolve_columns(declared, &peeked))
+                    let mut columns = resolve_columns(declared, &peeked);
+                    facts.rename_columns(&mut columns);
+                    Some(columns)
                 };
                 let mut brief =
                     brief::briefly(&statement.tokens, stmt.readonly(), stmt.column_count());
@@ -1123,7 +1126,11 @@ impl Session {
         }
         let columns = match described {
             Some(described) => described.to_vec(),
-            None => resolve_columns(declared, &first),
+            None => {
+                let mut columns = resolve_columns(declared, &first);
+                facts.rename_columns(&mut columns);
+                columns
+            }
         };
         let why = |_: Stopped| self.stopped_error();
         out.columns(&command, &columns).map_err(why)?;
