@@ -26,7 +26,7 @@ const LIST_ENDS: &[&str] = &[
 /// Words after which an identifier is an operand, not an alias.
 const OPERATOR_WORDS: &[&str] = &[
     "not", "and", "or", "is", "in", "like", "glob", "between", "when", "then", "else", "case",
-    "distinct", "as", "escape", "collate", "select", "all",
+    "distinct", "as", "escape", "collate", "select", "all", "over", "double",
 ];
 
 /// Words that end an expression rather than name it.
@@ -72,7 +72,14 @@ pub(super) fn of_select(tokens: &[Spanned<'_>]) -> Option<Vec<Option<String>>> {
                 end = i;
                 break;
             }
-            Token::Word(_) if depth == 0 && LIST_ENDS.iter().any(|k| t.token.is_keyword(k)) => {
+            // (`a IS [NOT] DISTINCT FROM b` is an operator, not the list's end.)
+            Token::Word(_)
+                if depth == 0
+                    && LIST_ENDS.iter().any(|k| t.token.is_keyword(k))
+                    && !(t.token.is_keyword("from")
+                        && i > 0
+                        && tokens[i - 1].token.is_keyword("distinct")) =>
+            {
                 end = i;
                 break;
             }
@@ -121,6 +128,33 @@ fn first_select(tokens: &[Spanned<'_>]) -> Option<usize> {
 /// a `*` (the whole list then keeps SQLite's names).
 fn name_of(item: &[Spanned<'_>]) -> Option<Option<String>> {
     let words: Vec<&Token<'_>> = item.iter().map(|t| &t.token).collect();
+    // `f(…) OVER …`, `f(…) FILTER (…)` and `x COLLATE c` are named as what comes before.
+    let mut depth = 0i32;
+    for (i, t) in words.iter().enumerate() {
+        match t {
+            Token::Punct("(") => depth += 1,
+            Token::Punct(")") => depth -= 1,
+            _ if depth == 0
+                && i > 0
+                && (t.is_keyword("over") || t.is_keyword("filter") || t.is_keyword("collate")) =>
+            {
+                return name_of(&item[..i]).map(|name| {
+                    // A column stays SQLite's only if SQLite named it so: with a tail, it did not.
+                    name.or_else(|| words[i - 1].identifier())
+                });
+            }
+            _ => {}
+        }
+    }
+    // `x::double precision`, `x::character varying`: type words, not an alias.
+    let typed = words.last().is_some_and(|t| {
+        ["precision", "varying", "zone"]
+            .iter()
+            .any(|k| t.is_keyword(k))
+    });
+    if typed {
+        return Some(Some(expression_name(&words)));
+    }
     match words.as_slice() {
         [] => Some(None),
         [Token::Punct("*")] | [.., Token::Punct("."), Token::Punct("*")] => None,
@@ -169,43 +203,49 @@ fn is_alias(before: &Token<'_>, last: &Token<'_>) -> bool {
 /// PostgreSQL's name for an expression without an alias.
 fn expression_name(words: &[&Token<'_>]) -> String {
     let unknown = || "?column?".to_owned();
-    // A cast at the top level names the column after its type: `x::int`, `CAST(x AS int)`.
+    // A cast the whole expression is: `x::int`, `f(x)::text`, `(a + b)::int`.
     let mut depth = 0i32;
-    let mut last_cast = None;
+    let mut cast_at = None;
     for (i, t) in words.iter().enumerate() {
         match t {
             Token::Punct("(") => depth += 1,
             Token::Punct(")") => depth -= 1,
-            Token::Punct("::") if depth == 0 => last_cast = Some(i),
+            Token::Punct("::") if depth == 0 => cast_at = Some(i),
             _ => {}
         }
     }
-    // Only a cast the expression ends with (its type may have words and a modifier).
-    let last_cast = last_cast.filter(|&i| {
-        words.get(i + 2..).is_some_and(|rest| {
-            rest.iter().all(|t| {
-                matches!(
-                    t,
-                    Token::Word(_) | Token::Number(_) | Token::Punct("(" | ")" | ",")
-                )
-            })
-        })
-    });
-    if let Some(i) = last_cast {
-        return words
-            .get(i + 1)
-            .and_then(|t| t.identifier())
-            .map_or_else(unknown, |ty| type_name(&ty));
+    if let Some(i) = cast_at {
+        let operand = &words[..i];
+        let type_words = &words[i + 1..];
+        let whole_operand = operand.len() == 1 || one_call(operand) || one_group(operand);
+        let only_type = type_words.iter().enumerate().all(|(j, t)| match t {
+            Token::Word(_) if j == 0 => true,
+            Token::Word(_) => ["precision", "varying", "with", "without", "time", "zone"]
+                .iter()
+                .any(|k| t.is_keyword(k)),
+            Token::Number(_) | Token::Punct("(" | ")" | ",") => j > 0,
+            _ => false,
+        });
+        if whole_operand && only_type && !type_words.is_empty() {
+            return type_words[0]
+                .identifier()
+                .map_or_else(unknown, |ty| type_name(&ty));
+        }
+        return unknown();
     }
     match words {
-        [cast, Token::Punct("("), .., Token::Punct(")")] if cast.is_keyword("cast") => {
+        [cast, ..] if cast.is_keyword("cast") && one_call(words) => {
             let as_at = words.iter().rposition(|t| t.is_keyword("as"));
             as_at
                 .and_then(|a| words.get(a + 1))
                 .and_then(|t| t.identifier())
                 .map_or_else(unknown, |ty| type_name(&ty))
         }
-        [case, .., end] if case.is_keyword("case") && end.is_keyword("end") => "case".into(),
+        [case, .., end] if case.is_keyword("case") && end.is_keyword("end") && one_case(words) => {
+            "case".into()
+        }
+        [word] if word.is_keyword("true") || word.is_keyword("false") => "bool".into(),
+        [word] if word.is_keyword("null") => unknown(),
         [word] if NOT_ALIASES.iter().any(|k| word.is_keyword(k)) => {
             word.identifier().unwrap_or_else(unknown)
         }
@@ -228,9 +268,16 @@ fn one_call(words: &[&Token<'_>]) -> bool {
     let Some(open) = words.iter().position(|t| **t == Token::Punct("(")) else {
         return false;
     };
-    if open == 0 || !all_dotted(&words[..open]) {
-        return false;
-    }
+    open > 0 && all_dotted(&words[..open]) && closes_at_end(words, open)
+}
+
+/// Whether the words are one parenthesized group: the first `(` is closed by the last `)`.
+fn one_group(words: &[&Token<'_>]) -> bool {
+    words.first().is_some_and(|t| **t == Token::Punct("(")) && closes_at_end(words, 0)
+}
+
+/// Whether the `(` at `open` is closed by the last word.
+fn closes_at_end(words: &[&Token<'_>], open: usize) -> bool {
     let mut depth = 0i32;
     for (i, t) in words.iter().enumerate().skip(open) {
         match t {
@@ -242,6 +289,22 @@ fn one_call(words: &[&Token<'_>]) -> bool {
                 }
             }
             _ => {}
+        }
+    }
+    false
+}
+
+/// Whether the first CASE is closed by the last END (`CASE … END || CASE … END` is not one).
+fn one_case(words: &[&Token<'_>]) -> bool {
+    let mut depth = 0i32;
+    for (i, t) in words.iter().enumerate() {
+        if t.is_keyword("case") {
+            depth += 1;
+        } else if t.is_keyword("end") {
+            depth -= 1;
+            if depth == 0 {
+                return i + 1 == words.len();
+            }
         }
     }
     false
@@ -302,6 +365,23 @@ mod tests {
         assert_eq!(
             named("SELECT a IS NOT NULL, NOT b FROM t"),
             ["?column?", "?column?"]
+        );
+        // Found in review.
+        assert_eq!(
+            named(
+                "SELECT a IS DISTINCT FROM b AS changed, count(*) OVER (PARTITION BY a), row_number() OVER w FROM t"
+            ),
+            ["(sqlite's)", "count", "row_number"]
+        );
+        assert_eq!(
+            named(
+                "SELECT a + b::int, x::int IS NULL, CAST(a AS TEXT) || CAST(b AS TEXT), CASE WHEN a THEN 1 END || CASE WHEN b THEN 2 END FROM t"
+            ),
+            ["?column?"; 4]
+        );
+        assert_eq!(
+            named("SELECT NULL, TRUE, x::double precision, (a + b)::int, a COLLATE nocase FROM t"),
+            ["?column?", "bool", "float8", "int4", "a"]
         );
         assert_eq!(names("SELECT * FROM t"), None);
         assert_eq!(names("SELECT t.*, 1 FROM t"), None);

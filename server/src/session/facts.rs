@@ -44,6 +44,9 @@ pub(super) struct Facts {
     /// SQLite names as PostgreSQL does (an alias, a column); no list where the columns
     /// cannot be matched to the select list (a `*`).
     pub column_names: Option<Vec<Option<String>>>,
+    /// A compound SELECT (UNION, INTERSECT, EXCEPT at the top level): its arms' columns may
+    /// differ in type, so none is typed by the name of the first arm's call.
+    pub compound: bool,
 }
 
 impl Facts {
@@ -60,6 +63,7 @@ impl Facts {
                 _ => None,
             },
             column_names: super::column_names::of_select(tokens),
+            compound: is_compound(tokens),
         }
     }
 
@@ -94,6 +98,21 @@ impl Facts {
             None => {}
         }
     }
+}
+
+fn is_compound(tokens: &[Spanned<'_>]) -> bool {
+    let mut depth = 0i32;
+    tokens.iter().any(|t| {
+        match t.token {
+            Token::Punct("(") => depth += 1,
+            Token::Punct(")") => depth -= 1,
+            _ => {}
+        }
+        depth == 0
+            && ["union", "intersect", "except"]
+                .iter()
+                .any(|k| t.token.is_keyword(k))
+    })
 }
 
 pub(super) fn transaction_control(tokens: &[Spanned<'_>]) -> Option<Control> {

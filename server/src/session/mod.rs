@@ -526,7 +526,7 @@ impl Session {
                         None
                     };
                     let peeked: Vec<Vec<Value>> = peeked.into_iter().collect();
-                    let mut columns = resolve_columns(declared, &peeked);
+                    let mut columns = resolve_columns(declared, &peeked, !facts.compound);
                     facts.rename_columns(&mut columns);
                     Some(columns)
                 };
@@ -1127,7 +1127,7 @@ impl Session {
         let columns = match described {
             Some(described) => described.to_vec(),
             None => {
-                let mut columns = resolve_columns(declared, &first);
+                let mut columns = resolve_columns(declared, &first, !facts.compound);
                 facts.rename_columns(&mut columns);
                 columns
             }
@@ -1722,15 +1722,20 @@ fn declared_columns(stmt: &rusqlite::Statement<'_>) -> Vec<(String, Option<SqlTy
         .collect()
 }
 
-/// Gives every column a type: its declared one, else the first non-NULL value's, else text.
-fn resolve_columns(declared: Vec<(String, Option<SqlType>)>, rows: &[Vec<Value>]) -> Vec<Column> {
+/// Gives every column a type: its declared one, else the first non-NULL value's, else (with
+/// `by_call`) the type of the call SQLite named it after, else text.
+fn resolve_columns(
+    declared: Vec<(String, Option<SqlType>)>,
+    rows: &[Vec<Value>],
+    by_call: bool,
+) -> Vec<Column> {
     declared
         .into_iter()
         .enumerate()
         .map(|(i, (name, ty))| Column {
             ty: ty
                 .or_else(|| rows.iter().find_map(|r| r.get(i).and_then(types::of_value)))
-                .or_else(|| types::of_call(&name))
+                .or_else(|| by_call.then(|| types::of_call(&name)).flatten())
                 .unwrap_or(SqlType::Text),
             name,
         })

@@ -54,8 +54,12 @@ pub fn of_call(column_name: &str) -> Option<SqlType> {
     }
     // One call: its opening parenthesis is closed by the name's last character only.
     let mut depth = 1usize;
+    let mut quoted = false;
     for (i, c) in rest.char_indices() {
         match c {
+            // Parentheses inside a string are not the call's.
+            '\'' => quoted = !quoted,
+            _ if quoted => {}
             '(' => depth += 1,
             ')' => {
                 depth -= 1;
@@ -150,6 +154,7 @@ mod tests {
         assert_eq!(of_call("total_count"), None);
         assert_eq!(of_call("count(*) + 1"), None);
         assert_eq!(of_call("count(a) - sum(b)"), None);
+        assert_eq!(of_call("count('(') || length(')')"), None);
         assert_eq!(of_call("count(DISTINCT (a))"), Some(SqlType::Int8));
     }
 }
