@@ -73,14 +73,19 @@ pub(super) fn encode_value(
     value: ValueRef<'_>,
     column: &Column,
 ) -> PgWireResult<()> {
+    // An unnamed expression's column is `?column?`: the hint names no column then.
+    let operand = if column.name == "?column?" {
+        "the expression"
+    } else {
+        column.name.as_str()
+    };
     let mismatch = |class: &str| {
         error_response(SqlError::new(
             sqlstate::DATATYPE_MISMATCH,
             format!(
-                "column \"{}\" is described as {} but holds a {class} value that does not convert; CAST it in the query (for example CAST({} AS TEXT))",
+                "column \"{}\" is described as {} but holds a {class} value that does not convert; CAST it in the query (for example CAST({operand} AS TEXT))",
                 column.name,
                 pg_type(column.ty).name(),
-                column.name
             ),
         ))
     };

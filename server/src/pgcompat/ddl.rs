@@ -77,30 +77,11 @@ pub fn rewrite(text: &str) -> Result<Cow<'_, str>, DdlError> {
     } else {
         Vec::new()
     };
-    Ok(apply(text, edits))
+    Ok(super::edited(text, edits))
 }
 
 /// (start, end, replacement) of each change, in order.
 type Edits = Vec<(usize, usize, String)>;
-
-fn apply(text: &str, edits: Edits) -> Cow<'_, str> {
-    if edits.is_empty() {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    for (start, end, replacement) in edits {
-        // Edits never overlap; one that would is left out rather than cut the text wrongly.
-        if start < at || end < start {
-            continue;
-        }
-        out.push_str(&text[at..start]);
-        out.push_str(&replacement);
-        at = end;
-    }
-    out.push_str(&text[at..]);
-    Cow::Owned(out)
-}
 
 /// The top-level elements between `(` at `open` and its `)`: each a range of token indices.
 fn elements(tokens: &[Spanned<'_>], open: usize) -> Vec<std::ops::Range<usize>> {

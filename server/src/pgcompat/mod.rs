@@ -1,6 +1,9 @@
 //! The PostgreSQL compatibility layer: what PostgreSQL clients write that SQLite reads
-//! differently, rewritten to SQLite's spelling before a statement is prepared. Pure text
-//! work on one statement's tokens; it never decides what SQL means.
+//! differently, rewritten to SQLite's spelling before a statement is prepared (`casts`,
+//! `spellings`, `ddl`: pure text work on one statement's tokens, which never decides what
+//! SQL means), and the run-time parameters PostgreSQL clients set and read (`parameters`).
+
+use std::borrow::Cow;
 
 pub mod casts;
 pub mod ddl;
@@ -15,4 +18,25 @@ pub(crate) fn mentions(text: &str, word: &str) -> bool {
         || text
             .windows(word.len())
             .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// `text` with each `(start, end, replacement)` edit made, in order of `start`; borrowed when
+/// there are none. An edit that would overlap the one before is left out rather than cut the
+/// text wrongly.
+pub(crate) fn edited<R: AsRef<str>>(text: &str, edits: Vec<(usize, usize, R)>) -> Cow<'_, str> {
+    if edits.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8 * edits.len());
+    let mut at = 0;
+    for (start, end, replacement) in edits {
+        if start < at || end < start || end > text.len() {
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str(replacement.as_ref());
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Cow::Owned(out)
 }

@@ -232,7 +232,16 @@ pub enum ParameterError {
         value: String,
         why: &'static str,
     },
+    #[error(
+        "too many custom parameters in this session (at most {MAX_CUSTOM}); RESET ALL or DISCARD ALL lets go of them"
+    )]
+    TooMany,
 }
+
+/// How many custom (`a.b`) parameters one session may hold, so that a client setting new
+/// names in a loop cannot grow the server's memory without end. Values are bounded by the
+/// message size limit already.
+pub const MAX_CUSTOM: usize = 1024;
 
 impl ParameterError {
     pub fn sqlstate(&self) -> &'static str {
@@ -240,6 +249,7 @@ impl ParameterError {
             ParameterError::Unknown(_) => crate::sqlstate::UNDEFINED_OBJECT,
             ParameterError::ReadOnly(_) => crate::sqlstate::CANT_CHANGE_RUNTIME_PARAM,
             ParameterError::Invalid { .. } => crate::sqlstate::INVALID_PARAMETER_VALUE,
+            ParameterError::TooMany => crate::sqlstate::PROGRAM_LIMIT_EXCEEDED,
         }
     }
 }
@@ -281,6 +291,14 @@ impl Parameters {
             Some(value) => settable(name, value)?,
             None => settable(name, default_of(name).unwrap_or(""))?,
         };
+        let new_custom = value.is_some()
+            && lookup(&key).is_none()
+            && !self.session.contains_key(&key)
+            && !self.local.contains_key(&key)
+            && !self.startup.contains_key(&key);
+        if new_custom && self.custom_count() >= MAX_CUSTOM {
+            return Err(ParameterError::TooMany);
+        }
         match (value, local) {
             (Some(value), true) => {
                 self.local.insert(key, canonical(name, value));
@@ -305,6 +323,20 @@ impl Parameters {
             },
         }
         Ok(())
+    }
+
+    /// How many distinct custom parameters are held.
+    fn custom_count(&self) -> usize {
+        let mut names: Vec<&String> = self
+            .session
+            .keys()
+            .chain(self.local.keys())
+            .chain(self.startup.keys())
+            .filter(|name| lookup(name).is_none())
+            .collect();
+        names.sort();
+        names.dedup();
+        names.len()
     }
 
     /// What RESET gives `key` back: the startup packet's value, else the default.
@@ -473,6 +505,23 @@ mod tests {
         p.reset_all();
         assert_eq!(p.get("timezone").unwrap().as_deref(), Some("UTC"));
         assert_eq!(Parameters::display_name("timezone"), "TimeZone");
+    }
+
+    #[test]
+    fn a_session_holds_a_bounded_number_of_custom_parameters() {
+        let mut p = Parameters::default();
+        for n in 0..MAX_CUSTOM {
+            p.set(&format!("app.p{n}"), Some("x"), false).unwrap();
+        }
+        assert_eq!(
+            p.set("app.one_more", Some("x"), false),
+            Err(ParameterError::TooMany)
+        );
+        // Setting one it has again, or a known one, still works; RESET ALL lets go.
+        p.set("app.p0", Some("y"), false).unwrap();
+        p.set("TimeZone", Some("UTC"), false).unwrap();
+        p.reset_all();
+        p.set("app.one_more", Some("x"), false).unwrap();
     }
 
     #[test]

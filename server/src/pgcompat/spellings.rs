@@ -49,18 +49,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             }
         }
     }
-    if edits.is_empty() {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 2 * edits.len());
-    let mut at = 0;
-    for (start, end, replacement) in edits {
-        out.push_str(&text[at..start]);
-        out.push_str(replacement);
-        at = end;
-    }
-    out.push_str(&text[at..]);
-    Cow::Owned(out)
+    super::edited(text, edits)
 }
 
 fn is_bare_call(tokens: &[Spanned<'_>], i: usize) -> bool {

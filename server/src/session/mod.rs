@@ -336,7 +336,6 @@ impl Session {
     }
 
     fn statement_ends(&self) {
-        self.parameters_after_statement();
         if let Some(activity) = self.activity() {
             let state = match (self.conn.is_autocommit(), self.failed_transaction) {
                 (true, _) => "idle",
@@ -867,6 +866,7 @@ impl Session {
         text: &'a str,
         tokens: &[Spanned<'_>],
     ) -> Result<(std::borrow::Cow<'a, str>, bool), SqlError> {
+        use crate::pgcompat;
         use std::borrow::Cow;
         if let Some(spelling) = sqlite_spelling(tokens, self.role) {
             return Ok((Cow::Borrowed(spelling), false));
@@ -883,21 +883,22 @@ impl Session {
             None => text,
         };
         of_the_moment |= matches!(text, Cow::Owned(_));
-        let text = match crate::pgcompat::spellings::rewrite(&text) {
-            Cow::Borrowed(_) => text,
+        // Each rewrite below borrows the text it was given when it changed nothing.
+        let text = match pgcompat::spellings::rewrite(&text) {
             Cow::Owned(rewritten) => Cow::Owned(rewritten),
+            Cow::Borrowed(_) => text,
         };
-        let ddl = crate::pgcompat::ddl::rewrite(&text)
-            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
-        let text = match ddl {
-            Cow::Borrowed(_) => text,
+        let text = match pgcompat::ddl::rewrite(&text)
+            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?
+        {
             Cow::Owned(rewritten) => Cow::Owned(rewritten),
+            Cow::Borrowed(_) => text,
         };
-        let cast = crate::pgcompat::casts::rewrite(&text)
-            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?;
-        let text = match cast {
-            Cow::Borrowed(_) => text,
+        let text = match pgcompat::casts::rewrite(&text)
+            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?
+        {
             Cow::Owned(rewritten) => Cow::Owned(rewritten),
+            Cow::Borrowed(_) => text,
         };
         Ok((text, of_the_moment))
     }
@@ -967,6 +968,20 @@ impl Session {
         described: Option<&[Column]>,
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
+        let result = self.run_sqlite_statement(sql, facts, params, described, out);
+        // Transactions begin and end only in SQLite's statements: what SET LOCAL set ends here.
+        self.parameters_after_statement();
+        result
+    }
+
+    fn run_sqlite_statement(
+        &mut self,
+        sql: &str,
+        facts: &Facts,
+        params: &[Value],
+        described: Option<&[Column]>,
+        out: &mut dyn Output,
+    ) -> Result<Executed, SqlError> {
         let control = facts.control;
         if self.failed_transaction {
             // PostgreSQL's way out of an error inside a savepoint: the transaction goes on
@@ -994,7 +1009,6 @@ impl Session {
         let mark = self.changes.as_ref().map(|c| c.mark(&self.conn));
         let result = self.step_sqlite(sql, facts, params, described, out);
         let now_autocommit = self.conn.is_autocommit();
-        self.parameters_after_statement();
         if let (Some(changes), Some(mark)) = (&self.changes, mark) {
             match (&result, control) {
                 (Err(_), _) => changes.failed(mark, &self.conn),

@@ -42,7 +42,8 @@ pub fn from_declared(decl: &str) -> Option<SqlType> {
 /// The type of a result column SQLite names after the call that makes it (`count(*)`,
 /// `avg(x)`), for the functions whose result type does not depend on their arguments:
 /// a column no row could type yet (a statement with parameters is not run to describe it).
-/// `None` for anything else (an alias, an expression, a function of any type).
+/// `None` for anything else (an alias, an expression, a function of any type; a window
+/// function's column is named with its `OVER …`, so it is not a call alone).
 pub fn of_call(column_name: &str) -> Option<SqlType> {
     let name = column_name.trim();
     let (function, rest) = name.split_once('(')?;
@@ -84,13 +85,9 @@ pub fn of_call(column_name: &str) -> Option<SqlType> {
         "total_changes",
         "last_insert_rowid",
         "random",
-        "row_number",
-        "rank",
-        "dense_rank",
-        "ntile",
     ]) {
         Some(SqlType::Int8)
-    } else if is(&["avg", "total", "percent_rank", "cume_dist"]) {
+    } else if is(&["avg", "total"]) {
         Some(SqlType::Float8)
     } else if is(&[
         "lower",
