@@ -89,6 +89,8 @@ pub struct Catalog {
     released: Arc<Condvar>,
     /// Bytes of temporary tables a client connection may hold (`None`: no limit).
     temp_storage_limit: Option<u64>,
+    /// Bytes of each database file a connection reads through a memory map (0: none).
+    mmap_size: u64,
     /// Who must see every commit of some databases (continuous archiving).
     commits: Option<Arc<dyn CommitObserver>>,
     /// The shared log syncs of each database that sessions write to (group commit).
@@ -216,6 +218,7 @@ impl Catalog {
             sessions: Arc::default(),
             released: Arc::default(),
             temp_storage_limit: None,
+            mmap_size: 0,
             commits: None,
             changes: Arc::default(),
             wal_syncs: Mutex::default(),
@@ -565,6 +568,13 @@ impl Catalog {
         }
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite_err)?;
+        if self.mmap_size > 0 {
+            // Reads of pages in the map cost no system call and no copy into this
+            // connection's own cache; every connection shares the kernel's page cache, as
+            // PostgreSQL's backends share their buffers.
+            conn.pragma_update(None, "mmap_size", self.mmap_size as i64)
+                .map_err(sqlite_err)?;
+        }
         let mut conn = conn;
         let database = path
             .file_name()
@@ -615,6 +625,13 @@ impl Catalog {
     /// opened from now on.
     pub fn with_commit_observer(mut self, observer: Arc<dyn CommitObserver>) -> Catalog {
         self.commits = Some(observer);
+        self
+    }
+
+    /// Maps up to `bytes` of each database file into memory on every connection opened
+    /// from now on (SQLite's `mmap_size`; 0 reads with system calls only).
+    pub fn with_mmap_size(mut self, bytes: u64) -> Catalog {
+        self.mmap_size = bytes;
         self
     }
 
@@ -841,6 +858,25 @@ mod tests {
         assert!(catalog.drop_database("sales", false).unwrap());
         assert!(!catalog.drop_database("sales", true).unwrap());
         assert!(!catalog.path_of("sales").exists());
+    }
+
+    #[test]
+    fn connections_map_the_configured_bytes_of_their_database() {
+        let (dir, catalog) = catalog();
+        let (conn, _lease) = catalog.connect(DEFAULT_DATABASE, Access::ReadOnly).unwrap();
+        let mapped = |conn: &Connection| {
+            conn.query_row("PRAGMA mmap_size", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+        };
+        assert_eq!(mapped(&conn), 0);
+        let disk = Arc::new(DataDisk::observing(dir.path()));
+        let catalog = Catalog::open(dir.path(), Duration::from_secs(1), disk)
+            .unwrap()
+            .with_mmap_size(64 << 20);
+        let (conn, _lease) = catalog
+            .connect(DEFAULT_DATABASE, Access::ReadWrite)
+            .unwrap();
+        assert_eq!(mapped(&conn), 64 << 20);
     }
 
     #[test]

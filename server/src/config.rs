@@ -41,6 +41,8 @@ pub struct Config {
     pub reserved_space: u64,
     /// `[server] temp_storage_limit`: bytes of temporary tables per session (`None`: no limit).
     pub temp_storage_limit: Option<u64>,
+    /// `[server] mmap_size`: bytes of each database file read through a memory map.
+    pub mmap_size: u64,
     /// `[server] max_message_size`: the largest message a logged-in client may send.
     pub max_message_size: usize,
     /// `[server] max_connections`: sessions at once, all users together (admins have
@@ -408,6 +410,7 @@ struct RawServer {
     reserved_space: Option<Spanned<RawSize>>,
     max_message_size: Option<Spanned<RawSize>>,
     temp_storage_limit: Option<Spanned<RawSize>>,
+    mmap_size: Option<Spanned<RawSize>>,
     #[serde(default = "default_max_connections")]
     max_connections: Spanned<u64>,
     statement_timeout: Option<Spanned<RawSetting>>,
@@ -425,6 +428,12 @@ enum RawSetting {
 
 /// The default `[server] temp_storage_limit`.
 const DEFAULT_TEMP_STORAGE_LIMIT: u64 = 1 << 30;
+
+/// The default `[server] mmap_size`.
+const DEFAULT_MMAP_SIZE: u64 = 1 << 30;
+/// SQLite's own ceiling on a memory map (`SQLITE_MAX_MMAP_SIZE`); it lowers larger values
+/// without saying so.
+const MAX_MMAP_SIZE: u64 = 0x7fff_0000;
 
 /// PostgreSQL's default.
 fn default_max_connections() -> Spanned<u64> {
@@ -749,6 +758,19 @@ impl Config {
             None => Some(DEFAULT_TEMP_STORAGE_LIMIT),
             Some(value) => Some(size("temp_storage_limit", value)?).filter(|n| *n > 0),
         };
+        let mmap_size = match &raw.server.mmap_size {
+            None => DEFAULT_MMAP_SIZE,
+            Some(value) => {
+                let bytes = size("mmap_size", value)?;
+                if bytes > MAX_MMAP_SIZE {
+                    return Err(located.at(
+                        value,
+                        "mmap_size must be at most 2047MiB (SQLite maps no more); \"0\" maps nothing".into(),
+                    ));
+                }
+                bytes
+            }
+        };
         let timeouts = located.settings([
             &raw.server.statement_timeout,
             &raw.server.lock_timeout,
@@ -777,6 +799,7 @@ impl Config {
             reserved_space,
             max_message_size,
             temp_storage_limit,
+            mmap_size,
             max_connections: max_connections as usize,
             timeouts,
             plugin_dir: normalize(&base.join(&raw.server.plugin_dir)),
@@ -1283,6 +1306,25 @@ password_env = "CAIRN_ADMIN_PASSWORD"
             assert_eq!(line, 5, "{bad}");
             assert_eq!(key.as_deref(), Some("server.reserved_space"), "{bad}");
             assert!(message.contains("reserved_space"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn mmap_size_is_a_size_up_to_sqlites_ceiling_and_defaults_to_1_gib() {
+        assert_eq!(parse(GOOD).unwrap().mmap_size, 1 << 30);
+        let with = |value: &str| {
+            GOOD.replace(
+                "data_dir = \"../data\"",
+                &format!("data_dir = \"../data\"\nmmap_size = {value}"),
+            )
+        };
+        assert_eq!(parse(&with("\"256MiB\"")).unwrap().mmap_size, 256 << 20);
+        assert_eq!(parse(&with("0")).unwrap().mmap_size, 0);
+        for bad in ["\"4GiB\"", "\"lots\"", "-1"] {
+            let (line, _, key, message) = invalid(&with(bad));
+            assert_eq!(line, 5, "{bad}");
+            assert_eq!(key.as_deref(), Some("server.mmap_size"), "{bad}");
+            assert!(message.contains("mmap_size"), "{bad}: {message}");
         }
     }
 

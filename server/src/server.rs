@@ -64,7 +64,8 @@ impl Server {
             .as_ref()
             .map(|c| Arc::new(CommitClocks::new(c.databases.clone())));
         let mut catalog = Catalog::open(&config.data_dir, config.busy_timeout, Arc::clone(&disk))?
-            .with_temp_storage_limit(config.temp_storage_limit);
+            .with_temp_storage_limit(config.temp_storage_limit)
+            .with_mmap_size(config.mmap_size);
         if let Some(clocks) = &clocks {
             catalog = catalog.with_commit_observer(Arc::clone(clocks) as _);
         }
