@@ -69,3 +69,151 @@ fn psql_reports_errors_with_sqlite_messages_and_keeps_going() {
     assert!(ok);
     assert_eq!(stdout.trim(), "42");
 }
+
+/// psql's describe commands (`\dt`, `\d t`, `\di`, `\dn`, `\du`…) read PostgreSQL's
+/// catalogs with PostgreSQL's SQL (`pg_catalog.pg_class`, `OPERATOR(pg_catalog.~)`,
+/// `ARRAY(SELECT …)`, `::regclass`): every one failed with a raw SQLite syntax error. Each
+/// prints what psql prints against PostgreSQL 15 for the same tables (recorded from a
+/// PostgreSQL 15 server with the same statements, owner `admin`), sizes aside.
+#[test]
+fn psqls_describe_commands_were_sqlite_syntax_errors() {
+    let site = Site::standard();
+    let server = site.start();
+    let (ok, _, stderr) = psql(
+        &server,
+        "default",
+        &[
+            "-q",
+            "-c",
+            "CREATE TABLE t(id integer primary key, name text not null, score real default 1.5);
+             CREATE INDEX t_name ON t(name);
+             CREATE TABLE u(code varchar(10) PRIMARY KEY, t_id integer REFERENCES t(id), label text UNIQUE, flag boolean DEFAULT false);
+             CREATE INDEX u_part ON u(label, flag) WHERE flag;
+             CREATE VIEW v AS SELECT id, name FROM t;",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let expected = [
+        (
+            "\\dt",
+            "       List of relations
+ Schema | Name | Type  | Owner
+--------+------+-------+-------
+ public | t    | table | admin
+ public | u    | table | admin
+(2 rows)",
+        ),
+        (
+            "\\di",
+            "              List of relations
+ Schema |    Name     | Type  | Owner | Table
+--------+-------------+-------+-------+-------
+ public | t_name      | index | admin | t
+ public | t_pkey      | index | admin | t
+ public | u_label_key | index | admin | u
+ public | u_part      | index | admin | u
+ public | u_pkey      | index | admin | u
+(5 rows)",
+        ),
+        (
+            "\\dv",
+            "      List of relations
+ Schema | Name | Type | Owner
+--------+------+------+-------
+ public | v    | view | admin
+(1 row)",
+        ),
+        (
+            "\\dn",
+            "      List of schemas
+  Name  |       Owner
+--------+-------------------
+ public | pg_database_owner
+(1 row)",
+        ),
+        (
+            "\\d t",
+            "                 Table \"public.t\"
+ Column |  Type   | Collation | Nullable | Default
+--------+---------+-----------+----------+---------
+ id     | integer |           | not null |
+ name   | text    |           | not null |
+ score  | real    |           |          | 1.5
+Indexes:
+    \"t_pkey\" PRIMARY KEY, btree (id)
+    \"t_name\" btree (name)
+Referenced by:
+    TABLE \"u\" CONSTRAINT \"u_t_id_fkey\" FOREIGN KEY (t_id) REFERENCES t(id)",
+        ),
+        (
+            "\\d u",
+            "                        Table \"public.u\"
+ Column |         Type          | Collation | Nullable | Default
+--------+-----------------------+-----------+----------+---------
+ code   | character varying(10) |           | not null |
+ t_id   | integer               |           |          |
+ label  | text                  |           |          |
+ flag   | boolean               |           |          | false
+Indexes:
+    \"u_pkey\" PRIMARY KEY, btree (code)
+    \"u_label_key\" UNIQUE CONSTRAINT, btree (label)
+    \"u_part\" btree (label, flag) WHERE flag
+Foreign-key constraints:
+    \"u_t_id_fkey\" FOREIGN KEY (t_id) REFERENCES t(id)",
+        ),
+        (
+            "\\d v",
+            "                  View \"public.v\"
+ Column |  Type   | Collation | Nullable | Default
+--------+---------+-----------+----------+---------
+ id     | integer |           |          |
+ name   | text    |           |          |",
+        ),
+        (
+            "\\d u_part",
+            "        Index \"public.u_part\"
+ Column |  Type   | Key? | Definition
+--------+---------+------+------------
+ label  | text    | yes  | label
+ flag   | boolean | yes  | flag
+btree, for table \"public.u\", predicate (flag)",
+        ),
+        (
+            "\\du",
+            "                             List of roles
+ Role name |                  Attributes                   | Member of
+-----------+-----------------------------------------------+-----------
+ admin     | Superuser, Create role, Create DB, Bypass RLS | {}",
+        ),
+    ];
+    let trimmed = |text: &str| {
+        text.lines()
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n")
+            .trim_end()
+            .to_owned()
+    };
+    for (command, printed) in expected {
+        let (ok, stdout, stderr) = psql(&server, "default", &["-c", command]);
+        assert!(ok, "{command}: {stderr}");
+        assert_eq!(trimmed(&stdout), printed, "{command}");
+    }
+    // \l lists the server's databases, and a new table shows at once.
+    let (ok, stdout, stderr) = psql(&server, "default", &["-c", "\\l"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(" default | admin | UTF8     | C.UTF-8 | C.UTF-8 |"),
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = psql(
+        &server,
+        "default",
+        &["-c", "CREATE TABLE w(x INTEGER)", "-c", "\\dt w"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(" public | w    | table | admin"),
+        "{stdout}"
+    );
+}

@@ -60,6 +60,20 @@ enum Target {
     Bytea,
     Date,
     Timestamp,
+    /// An object identifier type: its value names a row of a catalog (`catalogs`).
+    Oid(OidType),
+}
+
+/// PostgreSQL's types whose values are oids shown as names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OidType {
+    /// A table, view or index: `'t'::regclass` is its oid, `oid::regclass` its name.
+    Class,
+    /// A type: `'int4'::regtype` is 23, `23::regtype` is `integer`.
+    Type,
+    Namespace,
+    /// A function: kept as its text (the catalogs list none).
+    Proc,
 }
 
 impl Target {
@@ -96,6 +110,10 @@ impl Target {
             "bytea" => Target::Bytea,
             "date" => Target::Date,
             "timestamp" | "timestamp without time zone" => Target::Timestamp,
+            "regclass" => Target::Oid(OidType::Class),
+            "regtype" => Target::Oid(OidType::Type),
+            "regnamespace" => Target::Oid(OidType::Namespace),
+            "regproc" | "regprocedure" => Target::Oid(OidType::Proc),
             _ => return None,
         })
     }
@@ -111,6 +129,10 @@ impl Target {
             Target::Bytea => "bytea",
             Target::Date => "date",
             Target::Timestamp => "timestamp",
+            Target::Oid(OidType::Class) => "regclass",
+            Target::Oid(OidType::Type) => "regtype",
+            Target::Oid(OidType::Namespace) => "regnamespace",
+            Target::Oid(OidType::Proc) => "regproc",
         }
     }
 
@@ -119,7 +141,7 @@ impl Target {
             Target::Integer | Target::Boolean => "INTEGER",
             Target::Real => "REAL",
             Target::Numeric => "NUMERIC",
-            Target::Text | Target::Date | Target::Timestamp => "TEXT",
+            Target::Text | Target::Date | Target::Timestamp | Target::Oid(_) => "TEXT",
             Target::Bytea => "BLOB",
         }
     }
@@ -168,7 +190,7 @@ pub fn rewrite(text: &str) -> Result<Cow<'_, str>, CastError> {
         if let Some(piece) = pieces.get(keep) {
             first = first.min(piece.first);
         }
-        let (type_name, last) = type_after(&tokens, i + 1).ok_or_else(syntax)?;
+        let (mut type_name, mut last) = type_after(&tokens, i + 1).ok_or_else(syntax)?;
         if let Some(Spanned {
             token: Token::QuotedIdent(_),
             start,
@@ -176,7 +198,13 @@ pub fn rewrite(text: &str) -> Result<Cow<'_, str>, CastError> {
         }) = tokens.get(last + 1)
             && text[*start..].starts_with('[')
         {
-            return Err(CastError::Array(type_name));
+            // Arrays are text in Cairn (`{1,2}`): a value cast to one stays that text. A
+            // parameter of an array type cannot be bound (drivers send arrays in binary).
+            if matches!(&tokens[first..i], [t] if matches!(t.token, Token::Param(_))) {
+                return Err(CastError::Array(type_name));
+            }
+            type_name = "text".into();
+            last += 1;
         }
         let target = Target::of(&type_name).ok_or(CastError::UnknownType(type_name))?;
         let operand_pieces = pieces.split_off(keep);
@@ -485,9 +513,11 @@ pub fn parameter_types(tokens: &[Spanned<'_>]) -> Vec<(usize, SqlType)> {
                     Target::Boolean => SqlType::Bool,
                     Target::Real => SqlType::Float8,
                     Target::Bytea => SqlType::Bytea,
-                    Target::Numeric | Target::Text | Target::Date | Target::Timestamp => {
-                        SqlType::Text
-                    }
+                    Target::Numeric
+                    | Target::Text
+                    | Target::Date
+                    | Target::Timestamp
+                    | Target::Oid(_) => SqlType::Text,
                 };
                 Some((*n, ty))
             }
@@ -517,6 +547,15 @@ fn expression(operand: &str, target: Target, simple: bool) -> String {
         (Target::Boolean, false) => {
             format!("(CASE lower(trim(CAST({operand} AS TEXT))) {WORDS})")
         }
+        // An oid shown as the name of what it identifies. The catalog has an alias of its
+        // own, so the operand's names are the statement's (even `pg_class.oid`).
+        (Target::Oid(OidType::Class), _) => format!(
+            "(SELECT cairn_r.relname FROM pg_class AS cairn_r WHERE cairn_r.oid = ({operand}))"
+        ),
+        (Target::Oid(OidType::Namespace), _) => format!(
+            "(SELECT cairn_n.nspname FROM pg_namespace AS cairn_n WHERE cairn_n.oid = ({operand}))"
+        ),
+        (Target::Oid(OidType::Type), _) => format!("format_type({operand}, NULL)"),
         _ => format!("CAST({operand} AS {})", target.sqlite_name()),
     }
 }
@@ -562,7 +601,7 @@ fn integer(number: &str) -> Option<i64> {
 
 /// The value of an `E'…'` string: `\b \f \n \r \t`, `\\`, `\'`, octal `\ooo` and hex
 /// `\xHH`.
-fn unescape(text: &str) -> Option<String> {
+pub(crate) fn unescape(text: &str) -> Option<String> {
     let mut bytes = Vec::with_capacity(text.len());
     let raw = text.as_bytes();
     let mut i = 0;
@@ -652,11 +691,39 @@ fn literal(value: &str, target: Target) -> Result<String, CastError> {
             quote(&date.format("%Y-%m-%d").to_string())
         }
         Target::Timestamp => quote(&timestamp(trimmed).ok_or_else(invalid)?),
-        Target::Text => quote(value),
+        Target::Text | Target::Oid(OidType::Proc) => quote(value),
+        // A name, to the oid of what it names (NULL if nothing: PostgreSQL's error).
+        // A number written as text is already an oid, as PostgreSQL reads it.
+        Target::Oid(OidType::Class) if trimmed.parse::<i64>().is_ok() => trimmed.to_owned(),
+        Target::Oid(OidType::Class) => format!(
+            "(SELECT cairn_r.oid FROM pg_class AS cairn_r WHERE cairn_r.relname = {})",
+            quote(object_name(trimmed))
+        ),
+        Target::Oid(OidType::Namespace) => format!(
+            "(SELECT cairn_n.oid FROM pg_namespace AS cairn_n WHERE cairn_n.nspname = {})",
+            quote(object_name(trimmed))
+        ),
+        Target::Oid(OidType::Type) => match trimmed.parse::<i64>() {
+            Ok(oid) => oid.to_string(),
+            Err(_) => super::catalogs::declared_type(object_name(trimmed))
+                .0
+                .to_string(),
+        },
     })
 }
 
-fn quote(value: &str) -> String {
+/// The object a name written as text names: `public.t`, `"t"` and `t` are all `t`.
+fn object_name(text: &str) -> &str {
+    let name = text
+        .strip_prefix("public.")
+        .or_else(|| text.strip_prefix("pg_catalog."))
+        .unwrap_or(text);
+    name.strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(name)
+}
+
+pub(crate) fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
@@ -868,6 +935,10 @@ mod tests {
         assert_eq!(
             sqlite("SELECT $1::int[]").unwrap_err(),
             CastError::Array("int".into())
+        );
+        assert_eq!(
+            sqlite("SELECT pr.prattrs::pg_catalog.int2[] FROM pr").unwrap(),
+            "SELECT CAST(pr.prattrs AS TEXT) FROM pr"
         );
         assert!(matches!(
             sqlite("SELECT ::int").unwrap_err(),

@@ -1,13 +1,19 @@
 //! The PostgreSQL compatibility layer: what PostgreSQL clients write that SQLite reads
 //! differently, rewritten to SQLite's spelling before a statement is prepared (`casts`,
-//! `spellings`, `ddl`: pure text work on one statement's tokens, which never decides what
-//! SQL means), and the run-time parameters PostgreSQL clients set and read (`parameters`).
+//! `spellings`, `operators`, `arrays`, `set_returning`, `ddl`: pure text work on one statement's tokens, which never
+//! decides what SQL means), the run-time parameters PostgreSQL clients set and read
+//! (`parameters`), and the system catalogs they query, as tables made from the SQLite
+//! schema (`catalogs`).
 
 use std::borrow::Cow;
 
+pub mod arrays;
 pub mod casts;
+pub mod catalogs;
 pub mod ddl;
+pub mod operators;
 pub mod parameters;
+pub mod set_returning;
 pub mod spellings;
 
 /// Whether `text` contains `word` (ASCII, any case), without a lowercase copy of the text:

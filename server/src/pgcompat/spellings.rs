@@ -1,8 +1,9 @@
-//! PostgreSQL spellings of function calls that SQLite cannot read: a call qualified by its
-//! schema (`pg_catalog.version()`, which SQLAlchemy sends) loses the qualifier, and the SQL
-//! standard's session functions written without parentheses (`current_user`,
-//! `session_user`, `current_role`, `current_schema`, `current_catalog`) get them, so that
-//! they reach the functions the session defines.
+//! PostgreSQL spellings of names SQLite cannot read: a function, table or type qualified by
+//! `pg_catalog` (`pg_catalog.version()`, which SQLAlchemy sends; `pg_catalog.pg_class`, which
+//! psql reads) loses the qualifier, a view of `information_schema` becomes the session's table
+//! standing for it (`catalogs`), and the SQL standard's session functions written without
+//! parentheses (`current_user`, `session_user`, `current_role`, `current_schema`,
+//! `current_catalog`) get them, so that they reach the functions the session defines.
 
 use std::borrow::Cow;
 
@@ -20,32 +21,41 @@ const BARE: &[&str] = &[
 /// `text` with those spellings rewritten; borrowed when there are none (or the text does
 /// not tokenize, which SQLite then reports).
 pub fn rewrite(text: &str) -> Cow<'_, str> {
-    if !super::mentions(text, "pg_catalog.") && !BARE.iter().any(|b| super::mentions(text, b)) {
+    if !super::mentions(text, "pg_catalog.")
+        && !super::mentions(text, "information_schema.")
+        && !BARE.iter().any(|b| super::mentions(text, b))
+    {
         return Cow::Borrowed(text);
     }
     let Ok(tokens) = lexer::tokenize(text) else {
         return Cow::Borrowed(text);
     };
     // (start, end, replacement) of each change, in order.
-    let mut edits: Vec<(usize, usize, &str)> = Vec::new();
+    let mut edits: Vec<(usize, usize, Cow<'_, str>)> = Vec::new();
     let before = |i: usize, kw: &str| i > 0 && tokens[i - 1].token.is_keyword(kw);
     for (i, t) in tokens.iter().enumerate() {
         let next = |n: usize| tokens.get(i + n).map(|t| &t.token);
         let after_dot = i > 0 && tokens[i - 1].token == Token::Punct(".");
-        if t.token.is_keyword("pg_catalog")
-            && !after_dot
-            && next(1) == Some(&Token::Punct("."))
-            && matches!(next(2), Some(Token::Word(_)))
-            && next(3) == Some(&Token::Punct("("))
+        let qualifies = |schema: &str| {
+            t.token.is_keyword(schema)
+                && !after_dot
+                && next(1) == Some(&Token::Punct("."))
+                && matches!(next(2), Some(Token::Word(_) | Token::QuotedIdent(_)))
+        };
+        if qualifies("pg_catalog") {
+            edits.push((t.start, tokens[i + 1].end, Cow::Borrowed("")));
+        } else if qualifies("information_schema")
+            && let Some(view) = tokens[i + 2].token.identifier()
+            && let Some(table) = super::catalogs::information_schema_table(&view)
         {
-            edits.push((t.start, tokens[i + 1].end, ""));
+            edits.push((t.start, tokens[i + 2].end, Cow::Owned(table)));
         } else if is_bare_call(&tokens, i) && !after_dot && !before(i, "as") {
             // A column default is an expression only in parentheses.
             if before(i, "default") {
-                edits.push((t.start, t.start, "("));
-                edits.push((t.end, t.end, "())"));
+                edits.push((t.start, t.start, Cow::Borrowed("(")));
+                edits.push((t.end, t.end, Cow::Borrowed("())")));
             } else {
-                edits.push((t.end, t.end, "()"));
+                edits.push((t.end, t.end, Cow::Borrowed("()")));
             }
         }
     }
@@ -80,9 +90,19 @@ mod tests {
             rewrite("CREATE TABLE t (who TEXT DEFAULT current_user)"),
             "CREATE TABLE t (who TEXT DEFAULT (current_user()))"
         );
-        // A table of pg_catalog, a quoted name, a column of that name and a string stay.
+        assert_eq!(
+            rewrite("select c.relname from pg_catalog.pg_class c where x::pg_catalog.text = ''"),
+            "select c.relname from pg_class c where x::text = ''"
+        );
+        assert_eq!(
+            rewrite(
+                "SELECT table_name FROM information_schema.tables, INFORMATION_SCHEMA.\"columns\""
+            ),
+            "SELECT table_name FROM \"information_schema.tables\", \"information_schema.columns\""
+        );
+        // A quoted name, a column of that name, a string and a view Cairn has not stay.
         for same in [
-            "select * from pg_catalog.pg_type",
+            "select * from information_schema.routines",
             "select \"current_user\" from t",
             "select t.current_user from t",
             "select 'current_user'",

@@ -47,6 +47,8 @@ pub(super) struct Facts {
     /// A compound SELECT (UNION, INTERSECT, EXCEPT at the top level): its arms' columns may
     /// differ in type, so none is typed by the name of the first arm's call.
     pub compound: bool,
+    /// It reads PostgreSQL's catalogs, which the session makes and fills before it runs.
+    pub reads_catalogs: bool,
 }
 
 impl Facts {
@@ -64,6 +66,7 @@ impl Facts {
             },
             column_names: super::column_names::of_select(tokens),
             compound: is_compound(tokens),
+            reads_catalogs: crate::pgcompat::catalogs::reads_catalogs(tokens),
         }
     }
 

@@ -15,6 +15,7 @@ use rusqlite::{Connection, ErrorCode};
 mod advisory;
 mod backup;
 mod brief;
+mod catalogs;
 mod column_names;
 mod facts;
 mod functions;
@@ -183,6 +184,8 @@ pub struct Session {
     functions: crate::plugin::functions::ConnectionFunctions,
     /// PostgreSQL's run-time parameters it set, shared with its connection's functions.
     parameters: Arc<parameters::Shared>,
+    /// What the catalog functions read of its catalogs' last filling.
+    definitions: Arc<catalogs::Definitions>,
     _lease: Lease,
 }
 
@@ -258,9 +261,15 @@ impl Session {
                 source,
             }
         })?;
+        let definitions = Arc::new(catalogs::Definitions::default());
+        catalogs::register(&conn, user, &definitions).map_err(|source| CatalogError::Sqlite {
+            path: catalog.path_of(database),
+            source,
+        })?;
         Ok(Session {
             _advisory: advisory,
             parameters: shared,
+            definitions,
             user: user.to_owned(),
             role,
             database: database.to_owned(),
@@ -493,6 +502,9 @@ impl Session {
                 let (sql, of_the_moment) =
                     self.sqlite_text_and_moment(statement.text, &statement.tokens)?;
                 let fixed = (!of_the_moment).then(|| sql.clone().into_owned());
+                if facts.reads_catalogs {
+                    self.prepare_catalogs()?;
+                }
                 let mut stmt = self
                     .conn
                     .prepare_cached(&sql)
@@ -534,6 +546,10 @@ impl Session {
                 // A plugin's function is one SQLite step the deadline cannot stop, and a run
                 // given up would call it twice: the usual way only.
                 if self.functions.named_in(&statement.tokens) {
+                    brief = brief::Briefly::Never;
+                }
+                // The catalogs may be filled before it runs: a write of their own.
+                if facts.reads_catalogs {
                     brief = brief::Briefly::Never;
                 }
                 drop(stmt);
@@ -884,6 +900,12 @@ impl Session {
         };
         of_the_moment |= matches!(text, Cow::Owned(_));
         // Each rewrite below borrows the text it was given when it changed nothing.
+        // Casts before arrays and set-returning calls, which would read `x::int2[]` as a
+        // subscript.
+        let text = match pgcompat::operators::rewrite(&text) {
+            Cow::Owned(rewritten) => Cow::Owned(rewritten),
+            Cow::Borrowed(_) => text,
+        };
         let text = match pgcompat::spellings::rewrite(&text) {
             Cow::Owned(rewritten) => Cow::Owned(rewritten),
             Cow::Borrowed(_) => text,
@@ -897,6 +919,14 @@ impl Session {
         let text = match pgcompat::casts::rewrite(&text)
             .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?
         {
+            Cow::Owned(rewritten) => Cow::Owned(rewritten),
+            Cow::Borrowed(_) => text,
+        };
+        let text = match pgcompat::set_returning::rewrite(&text) {
+            Cow::Owned(rewritten) => Cow::Owned(rewritten),
+            Cow::Borrowed(_) => text,
+        };
+        let text = match pgcompat::arrays::rewrite(&text) {
             Cow::Owned(rewritten) => Cow::Owned(rewritten),
             Cow::Borrowed(_) => text,
         };
@@ -917,6 +947,35 @@ impl Session {
                 .collect();
             Ok(values_table(&names, &rows))
         })
+    }
+
+    /// Makes and fills the session's catalogs for a statement that reads them (see
+    /// `catalogs::prepare`). Outside a transaction their filling commits on its own, with
+    /// nothing for the log to sync: the commit flag it set is put back.
+    fn prepare_catalogs(&self) -> Result<(), SqlError> {
+        let databases = self
+            .catalog
+            .list()
+            .map(|list| list.into_iter().map(|d| d.name).collect())
+            .unwrap_or_else(|_| vec![self.database.clone()]);
+        let flag = self.unsynced.as_ref().map(PendingSync::commit_flag);
+        let quiet = self.conn.is_autocommit()
+            && !flag
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire));
+        let filled = catalogs::prepare(
+            &self.conn,
+            &catalogs::Filling {
+                user: &self.user,
+                role: self.role,
+                databases,
+                definitions: &self.definitions,
+            },
+        );
+        if quiet && let Some(flag) = flag {
+            flag.store(false, std::sync::atomic::Ordering::Release);
+        }
+        filled.map_err(|e| self.sql_error(e))
     }
 
     fn require_admin(&self, what: &str) -> Result<(), SqlError> {
@@ -1074,6 +1133,9 @@ impl Session {
         }
         if facts.plain_vacuum {
             return self.vacuum(sql);
+        }
+        if facts.reads_catalogs {
+            self.prepare_catalogs()?;
         }
         let mut stmt = self
             .conn

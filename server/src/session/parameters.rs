@@ -175,9 +175,10 @@ impl Session {
         self.activity().map_or(self.configured, |a| a.timeouts())
     }
 
-    /// `DISCARD`: `ALL` is `RESET ALL`, the advisory locks let go, the temporary tables
-    /// dropped (prepared statements are the protocol's: they stay until the client parses
-    /// one of the same name again, or the connection ends).
+    /// `DISCARD`: `ALL` is `RESET ALL`, the advisory locks let go, the temporary tables,
+    /// views and triggers dropped (the session's catalogs too: it makes them again when a
+    /// statement reads one); prepared statements are the protocol's: they stay until the
+    /// client parses one of the same name again, or the connection ends.
     pub(super) fn discard(&mut self, what: Discard) -> Result<Executed, SqlError> {
         if what == Discard::All && !self.conn.is_autocommit() {
             return Err(SqlError::new(
@@ -210,23 +211,29 @@ impl Session {
     }
 
     fn drop_temporary_tables(&mut self) -> Result<(), SqlError> {
-        let names: Vec<String> = {
+        // Views first: a view may read a table; triggers on main's tables are temporary too.
+        let objects: Vec<(String, String)> = {
             let mut stmt = self
                 .conn
                 .prepare(
-                    "SELECT name FROM temp.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+                    "SELECT type, name FROM temp.sqlite_master WHERE type IN ('view', 'trigger', 'table') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type = 'table'",
                 )
                 .map_err(|e| self.sql_error(e))?;
             let rows = stmt
-                .query_map([], |row| row.get(0))
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
                 .map_err(|e| self.sql_error(e))?;
             rows.collect::<Result<_, _>>()
                 .map_err(|e| self.sql_error(e))?
         };
-        for name in names {
+        for (kind, name) in objects {
             let quoted = name.replace('"', "\"\"");
+            let kind = match kind.as_str() {
+                "view" => "VIEW",
+                "trigger" => "TRIGGER",
+                _ => "TABLE",
+            };
             self.conn
-                .execute_batch(&format!("DROP TABLE temp.\"{quoted}\""))
+                .execute_batch(&format!("DROP {kind} IF EXISTS temp.\"{quoted}\""))
                 .map_err(|e| self.sql_error(e))?;
         }
         Ok(())

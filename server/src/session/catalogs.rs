@@ -1,0 +1,406 @@
+//! A session's copy of PostgreSQL's catalogs (`pgcompat::catalogs`): made when a statement
+//! first reads one, filled again before each statement that reads one whenever the schema or
+//! the list of databases changed, and the functions catalog queries call (`format_type`,
+//! `pg_get_indexdef`, `pg_table_is_visible`, the `REGEXP` behind `~`…).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::pgcompat::catalogs;
+use crate::roles::Role;
+
+/// What the functions read of the catalogs' last filling: the definitions of indexes,
+/// constraints and views by oid (`pg_get_indexdef`, `pg_get_constraintdef`,
+/// `pg_get_viewdef`). A function cannot query its own connection.
+#[derive(Debug, Default)]
+pub(super) struct Definitions(Mutex<HashMap<i64, String>>);
+
+impl Definitions {
+    fn get(&self, oid: i64) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&oid)
+            .cloned()
+    }
+
+    fn replace(&self, definitions: HashMap<i64, String>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = definitions;
+    }
+}
+
+/// Who the catalogs are filled for.
+pub(super) struct Filling<'a> {
+    pub user: &'a str,
+    pub role: Role,
+    pub databases: Vec<String>,
+    pub definitions: &'a Definitions,
+}
+
+/// Makes the catalog tables if they are missing and fills them if what they were filled
+/// from has changed. Inside the client's transaction, it is part of it (a rollback takes the
+/// filling back too, and the next statement fills them again); outside one, it is a
+/// transaction of its own on the temporary database, with nothing for the log to sync.
+pub(super) fn prepare(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Result<()> {
+    let made: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM temp.sqlite_schema WHERE name = 'pg_cairn_refreshed'",
+        [],
+        |r| r.get(0),
+    )?;
+    let version: i64 = conn.query_row("PRAGMA main.schema_version", [], |r| r.get(0))?;
+    let key = format!(
+        "{version}|{}|{}|{}",
+        filling.user,
+        filling.role.name(),
+        filling.databases.join(",")
+    );
+    let filled: Option<String> = if made {
+        conn.query_row("SELECT key FROM temp.pg_cairn_refreshed", [], |r| r.get(0))
+            .optional()?
+    } else {
+        None
+    };
+    if filled.as_deref() == Some(key.as_str()) {
+        // Filled in this transaction or a committed one: the definitions are of it too,
+        // unless a rollback undid the filling (the key would differ then).
+        return Ok(());
+    }
+    conn.execute_batch("SAVEPOINT cairn_catalogs")?;
+    let filled = fill(conn, made, filling, &key);
+    match filled {
+        Ok(()) => conn.execute_batch("RELEASE cairn_catalogs")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO cairn_catalogs; RELEASE cairn_catalogs");
+            return Err(e);
+        }
+    }
+    let mut definitions = HashMap::new();
+    let mut stmt = conn.prepare("SELECT oid, def FROM temp.pg_cairn_definitions")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        definitions.insert(row.get::<_, i64>(0)?, row.get::<_, String>(1)?);
+    }
+    filling.definitions.replace(definitions);
+    Ok(())
+}
+
+fn fill(conn: &Connection, made: bool, filling: &Filling<'_>, key: &str) -> rusqlite::Result<()> {
+    if !made {
+        conn.execute_batch(catalogs::CREATE)?;
+        conn.execute_batch(&catalogs::fixed_rows())?;
+    }
+    conn.execute_batch(catalogs::REFRESH)?;
+    conn.execute_batch("DELETE FROM temp.pg_database; DELETE FROM temp.pg_roles;")?;
+    {
+        let mut database = conn.prepare(
+            "INSERT INTO temp.pg_database VALUES (?1, ?2, 10, 6, 'c', 0, 1, -1, 1663, 'C.UTF-8', 'C.UTF-8', NULL, NULL, NULL)",
+        )?;
+        for (i, name) in filling.databases.iter().enumerate() {
+            database.execute(rusqlite::params![20000 + i as i64, name])?;
+        }
+    }
+    let admin = filling.role == Role::Admin;
+    conn.execute(
+        "INSERT INTO temp.pg_roles VALUES (10, ?1, ?2, 1, ?2, ?2, 1, 0, -1, '********', NULL, ?2, NULL)",
+        rusqlite::params![filling.user, admin],
+    )?;
+    conn.execute("DELETE FROM temp.pg_cairn_refreshed", [])?;
+    conn.execute("INSERT INTO temp.pg_cairn_refreshed VALUES (?1)", [key])?;
+    Ok(())
+}
+
+/// Defines the functions catalog queries call on a session's connection.
+pub(super) fn register(
+    conn: &Connection,
+    user: &str,
+    definitions: &Arc<Definitions>,
+) -> rusqlite::Result<()> {
+    let pure = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("regexp", 2, pure, regexp)?;
+    conn.create_scalar_function("cairn_pg_type", 1, pure, |ctx| {
+        Ok(catalogs::declared_type(&text(ctx, 0)?.unwrap_or_default()).0)
+    })?;
+    conn.create_scalar_function("cairn_pg_typmod", 1, pure, |ctx| {
+        Ok(catalogs::declared_type(&text(ctx, 0)?.unwrap_or_default()).1)
+    })?;
+    conn.create_scalar_function("cairn_information_schema_type", 1, pure, |ctx| {
+        Ok(catalogs::information_schema_type(ctx.get::<i64>(0)?))
+    })?;
+    conn.create_scalar_function("format_type", 2, pure, |ctx| {
+        let Some(oid) = ctx.get::<Option<i64>>(0)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            catalogs::format_type(oid, ctx.get::<Option<i64>>(1)?).unwrap_or_else(|| "???".into()),
+        ))
+    })?;
+    for (name, arity) in [
+        ("pg_table_is_visible", 1),
+        ("pg_type_is_visible", 1),
+        ("pg_function_is_visible", 1),
+        ("has_table_privilege", 2),
+        ("has_table_privilege", 3),
+        ("has_schema_privilege", 2),
+        ("has_schema_privilege", 3),
+        ("has_database_privilege", 2),
+        ("has_database_privilege", 3),
+        ("has_column_privilege", 3),
+        ("has_column_privilege", 4),
+    ] {
+        conn.create_scalar_function(name, arity, pure, |_| Ok(true))?;
+    }
+    for (name, arity) in [
+        ("obj_description", 1),
+        ("obj_description", 2),
+        ("col_description", 2),
+        ("shobj_description", 2),
+    ] {
+        conn.create_scalar_function(name, arity, pure, |_| Ok(None::<String>))?;
+    }
+    for name in [
+        "pg_get_function_result",
+        "pg_get_function_arguments",
+        "pg_get_function_identity_arguments",
+    ] {
+        conn.create_scalar_function(name, 1, pure, |_| Ok(String::new()))?;
+    }
+    // Sizes are unknown: SQLite keeps no page count per table, and counting (dbstat) reads
+    // every page of it.
+    for name in [
+        "pg_relation_size",
+        "pg_total_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+    ] {
+        conn.create_scalar_function(name, 1, pure, |_| Ok(None::<i64>))?;
+    }
+    conn.create_scalar_function("pg_relation_is_publishable", 1, pure, |_| Ok(false))?;
+    conn.create_scalar_function("pg_get_triggerdef", 2, pure, |_| Ok(None::<String>))?;
+    // A relation's partition ancestors: Cairn has no partitions, so the relation alone.
+    conn.create_scalar_function("pg_partition_ancestors", 1, pure, |ctx| {
+        Ok(text(ctx, 0)?.and_then(|oid| oid.trim().parse::<i64>().ok()))
+    })?;
+    conn.create_scalar_function("pg_size_pretty", 1, pure, |ctx| {
+        Ok(ctx.get::<Option<i64>>(0)?.map(size_pretty))
+    })?;
+    conn.create_scalar_function("pg_get_statisticsobjdef_columns", 1, pure, |_| {
+        Ok(None::<String>)
+    })?;
+    conn.create_scalar_function("pg_is_in_recovery", 0, pure, |_| Ok(false))?;
+    let owner = user.to_owned();
+    conn.create_scalar_function("pg_get_userbyid", 1, pure, move |ctx| {
+        Ok(match ctx.get::<Option<i64>>(0)? {
+            Some(catalogs::OWNER_OID) => owner.clone(),
+            Some(catalogs::DATABASE_OWNER_OID) => "pg_database_owner".to_owned(),
+            Some(oid) => format!("unknown (OID={oid})"),
+            None => String::new(),
+        })
+    })?;
+    conn.create_scalar_function("pg_encoding_to_char", 1, pure, |ctx| {
+        Ok(if ctx.get::<Option<i64>>(0)? == Some(6) {
+            "UTF8"
+        } else {
+            ""
+        })
+    })?;
+    for arity in [2, 3] {
+        conn.create_scalar_function("pg_get_expr", arity, pure, |ctx| text(ctx, 0))?;
+    }
+    for (name, arities) in [
+        ("pg_get_indexdef", &[1, 3][..]),
+        ("pg_get_constraintdef", &[1, 2][..]),
+        ("pg_get_viewdef", &[1, 2][..]),
+    ] {
+        for &arity in arities {
+            let definitions = Arc::clone(definitions);
+            conn.create_scalar_function(name, arity, FunctionFlags::SQLITE_UTF8, move |ctx| {
+                let definition = ctx
+                    .get::<Option<i64>>(0)?
+                    .and_then(|oid| definitions.get(oid));
+                // pg_get_indexdef(index, column, pretty): that column's part alone.
+                let column = if arity == 3 {
+                    ctx.get::<Option<i64>>(1)?
+                } else {
+                    None
+                };
+                Ok(match column {
+                    Some(n) if n > 0 => definition.and_then(|d| index_column(&d, n)),
+                    _ => definition,
+                })
+            })?;
+        }
+    }
+    for arity in [2, 3] {
+        conn.create_scalar_function("array_to_string", arity, pure, move |ctx| {
+            let Some(array) = text(ctx, 0)? else {
+                return Ok(None);
+            };
+            let separator = text(ctx, 1)?.unwrap_or_default();
+            Ok(Some(array_elements(&array).join(&separator)))
+        })?;
+    }
+    conn.create_scalar_function("cairn_array_json", 1, pure, |ctx| {
+        Ok(text(ctx, 0)?.map(|array| crate::pgcompat::arrays::to_json(&array)))
+    })?;
+    conn.create_scalar_function("cairn_array_element", 2, pure, |ctx| {
+        let (Some(array), Some(index)) = (text(ctx, 0)?, ctx.get::<Option<i64>>(1)?) else {
+            return Ok(Value::Null);
+        };
+        Ok(match crate::pgcompat::arrays::element_at(&array, index) {
+            Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(i) => Value::Integer(i),
+                None => n.as_f64().map_or(Value::Null, Value::Real),
+            },
+            Some(serde_json::Value::String(s)) => Value::Text(s),
+            Some(serde_json::Value::Bool(b)) => Value::Integer(i64::from(b)),
+            Some(other @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+                Value::Text(other.to_string())
+            }
+            Some(serde_json::Value::Null) | None => Value::Null,
+        })
+    })?;
+    // The number of elements (one dimension): NULL for an empty array, as PostgreSQL has it.
+    for (name, arity) in [("array_upper", 2), ("array_length", 2), ("cardinality", 1)] {
+        conn.create_scalar_function(name, arity, pure, move |ctx| {
+            let Some(array) = text(ctx, 0)? else {
+                return Ok(None);
+            };
+            let count = array_elements(&array).len() as i64;
+            Ok((count > 0 || name == "cardinality").then_some(count))
+        })?;
+    }
+    rusqlite::vtab::series::load_module(conn)?;
+    conn.create_scalar_function("quote_ident", 1, pure, |ctx| {
+        Ok(text(ctx, 0)?.map(|name| quote_ident(&name)))
+    })?;
+    Ok(())
+}
+
+/// Argument `i` as text (NULL as `None`; numbers as their text).
+fn text(ctx: &Context<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(match ctx.get_raw(i) {
+        ValueRef::Null => None,
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(r) => Some(r.to_string()),
+    })
+}
+
+/// SQLite's `x REGEXP pattern` (PostgreSQL's `x ~ pattern`): whether the pattern matches
+/// anywhere in `x`; NULL if either is NULL. The compiled pattern is kept for the statement.
+fn regexp(ctx: &Context<'_>) -> rusqlite::Result<Option<bool>> {
+    if let ValueRef::Null = ctx.get_raw(0) {
+        return Ok(None);
+    }
+    let pattern = ctx.get_or_create_aux(0, |value| -> Result<regex::Regex, BoxedError> {
+        match value {
+            ValueRef::Text(t) => Ok(regex::Regex::new(std::str::from_utf8(t)?)
+                .map_err(|e| format!("invalid regular expression: {e}"))?),
+            _ => Err("a regular expression must be text".into()),
+        }
+    });
+    let pattern = pattern?;
+    Ok(match ctx.get_raw(1) {
+        ValueRef::Null => None,
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            Some(pattern.is_match(&String::from_utf8_lossy(t)))
+        }
+        ValueRef::Integer(n) => Some(pattern.is_match(&n.to_string())),
+        ValueRef::Real(r) => Some(pattern.is_match(&r.to_string())),
+    })
+}
+
+type BoxedError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The elements of an array written as PostgreSQL writes one (`{a,b}`) or as JSON
+/// (`["a","b"]`).
+fn array_elements(array: &str) -> Vec<String> {
+    if let Ok(serde_json::Value::Array(items)) = serde_json::from_str(array) {
+        return items
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .map(|v| match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect();
+    }
+    let inner = array
+        .strip_prefix('{')
+        .and_then(|a| a.strip_suffix('}'))
+        .unwrap_or(array);
+    if inner.is_empty() {
+        return Vec::new();
+    }
+    inner
+        .split(',')
+        .map(|e| e.trim_matches('"').to_owned())
+        .collect()
+}
+
+/// Column `n` (from 1) of an index definition `… USING btree (a, b)`.
+fn index_column(definition: &str, n: i64) -> Option<String> {
+    let open = definition.find(" USING btree (")? + " USING btree (".len();
+    let close = open + definition[open..].find(')')?;
+    let at = usize::try_from(n - 1).ok()?;
+    definition[open..close]
+        .split(", ")
+        .nth(at)
+        .map(str::to_owned)
+}
+
+/// PostgreSQL's `pg_size_pretty`: bytes, kB, MB, GB, TB, rounding half up past 10 units.
+fn size_pretty(bytes: i64) -> String {
+    let mut size = bytes;
+    for unit in ["bytes", "kB", "MB", "GB", "TB"] {
+        if size.abs() < 10 * 1024 || unit == "TB" {
+            return format!("{size} {unit}");
+        }
+        size = (size + if size < 0 { -512 } else { 512 }) / 1024;
+    }
+    format!("{size} PB")
+}
+
+/// PostgreSQL's `quote_ident`: quoted unless it is a lowercase name.
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrays_and_identifiers_are_written_as_postgresql_writes_them() {
+        assert_eq!(array_elements("{a,b}"), ["a", "b"]);
+        assert_eq!(array_elements("[\"x\",1]"), ["x", "1"]);
+        assert!(array_elements("{}").is_empty());
+        let def = "CREATE INDEX i ON public.t USING btree (a, b)";
+        assert_eq!(index_column(def, 2).as_deref(), Some("b"));
+        assert_eq!(index_column(def, 3), None);
+        assert_eq!(size_pretty(8192), "8192 bytes");
+        assert_eq!(size_pretty(101_711_872), "97 MB");
+        assert_eq!(size_pretty(6_455_296), "6304 kB");
+        assert_eq!(quote_ident("users"), "users");
+        assert_eq!(quote_ident("Users"), "\"Users\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
