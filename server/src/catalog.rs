@@ -393,6 +393,26 @@ impl Catalog {
             .unwrap_or(0)
     }
 
+    /// Every database's name, sorted: [`Catalog::list`] without the sizes (no `stat`).
+    pub fn names(&self) -> Result<Vec<String>, CatalogError> {
+        let io_err = |source| CatalogError::Io {
+            action: "listing",
+            path: self.dir.clone(),
+            source,
+        };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io_err)? {
+            let file_name = entry.map_err(io_err)?.file_name();
+            if let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(FILE_SUFFIX))
+                && validate_name(name).is_ok()
+            {
+                out.push(name.to_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Every database, sorted by name.
     pub fn list(&self) -> Result<Vec<DatabaseInfo>, CatalogError> {
         let io_err = |source| CatalogError::Io {

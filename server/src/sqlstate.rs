@@ -39,6 +39,7 @@ pub const IO_ERROR: &str = "58030";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const UNDEFINED_OBJECT: &str = "42704";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
 pub const UNDEFINED_FILE: &str = "58P01";
 pub const DUPLICATE_FILE: &str = "58P02";
 pub const QUERY_CANCELED: &str = "57014";

@@ -1105,6 +1105,19 @@ async fn drivers_session_sql_was_a_syntax_error() {
     server.assert_still_serving().await;
 }
 
+/// SQLAlchemy failed at its first catalog query (pg_type, `pg_catalog.version()`), so no
+/// model could be created or reflected. Its ORM now runs with no overrides through the
+/// psycopg2, psycopg 3 and asyncpg dialects: create_all, reflection of columns, keys and
+/// indexes (its pg_catalog queries: `unnest`, `generate_subscripts`, `array_agg` read as
+/// arrays, `ANY(ARRAY[…])`, int2vector), CRUD with a relationship, a rolled-back flush.
+#[tokio::test]
+async fn sqlalchemy_reflection_failed_on_pg_catalog() {
+    let site = Site::standard();
+    let server = site.start();
+    run_client_script(&server, "sqlalchemy_orm.py");
+    server.assert_still_serving().await;
+}
+
 /// asyncpg's pool resets a connection it takes back with `SELECT pg_advisory_unlock_all();
 /// CLOSE ALL; UNLISTEN *; RESET ALL;`: the first failed ("no such function"), so the pool
 /// threw the connection away at every release, and no advisory lock existed.

@@ -19,6 +19,13 @@ pub fn pg_type(ty: SqlType) -> Type {
         SqlType::Text => Type::TEXT,
         SqlType::Bytea => Type::BYTEA,
         SqlType::Bool => Type::BOOL,
+        SqlType::TextArray => Type::TEXT_ARRAY,
+        SqlType::BoolArray => Type::BOOL_ARRAY,
+        SqlType::Int8Array => Type::INT8_ARRAY,
+        SqlType::Float8Array => Type::FLOAT8_ARRAY,
+        SqlType::OidArray => Type::OID_ARRAY,
+        SqlType::Int2Vector => Type::INT2_VECTOR,
+        SqlType::OidVector => Type::OID_VECTOR,
     }
 }
 
@@ -136,6 +143,176 @@ pub(super) fn encode_value(
             None => Err(mismatch("text")),
         },
         (SqlType::Bool, ValueRef::Blob(_)) => Err(mismatch("blob")),
+        (SqlType::TextArray, ValueRef::Text(t)) => {
+            encoder.encode_field(&TextArray(crate::pgcompat::arrays::elements(text(t)?)))
+        }
+        (SqlType::TextArray, ValueRef::Integer(i)) => {
+            encoder.encode_field(&TextArray(vec![Some(i.to_string())]))
+        }
+        (SqlType::TextArray, ValueRef::Real(f)) => {
+            encoder.encode_field(&TextArray(vec![Some(f.to_string())]))
+        }
+        (SqlType::TextArray, ValueRef::Blob(_)) => Err(mismatch("blob")),
+        (SqlType::BoolArray, ValueRef::Text(t)) => {
+            let elements = crate::pgcompat::arrays::elements(text(t)?);
+            let bools: Option<Vec<Option<bool>>> = elements
+                .iter()
+                .map(|e| match e {
+                    None => Some(None),
+                    Some(e) => bool_literal(e).map(Some),
+                })
+                .collect();
+            match bools {
+                Some(bools) => encoder.encode_field(&BoolArray(bools)),
+                None => Err(mismatch("text")),
+            }
+        }
+        (SqlType::BoolArray, _) => Err(mismatch("a value that is not an array")),
+        // Only parameters are typed so; a value read back is its array's text.
+        (SqlType::Int8Array | SqlType::Float8Array | SqlType::OidArray, ValueRef::Text(t)) => {
+            encoder.encode_field(&TextArray(crate::pgcompat::arrays::elements(text(t)?)))
+        }
+        (SqlType::Int2Vector | SqlType::OidVector, ValueRef::Text(t)) => {
+            let numbers: Option<Vec<i64>> = text(t)?
+                .split_whitespace()
+                .map(|n| n.parse().ok())
+                .collect();
+            match numbers {
+                Some(numbers) => encoder.encode_field(&Vector(column.ty, numbers)),
+                None => Err(mismatch("text")),
+            }
+        }
+        (SqlType::Int2Vector | SqlType::OidVector, ValueRef::Integer(i)) => {
+            encoder.encode_field(&Vector(column.ty, vec![i]))
+        }
+        (SqlType::Int2Vector | SqlType::OidVector, _) => {
+            Err(mismatch("a value that is not a vector"))
+        }
+        (SqlType::Int8Array | SqlType::Float8Array | SqlType::OidArray, _) => {
+            Err(mismatch("a value that is not an array"))
+        }
+    }
+}
+
+/// An array's elements, sent as PostgreSQL's text[]: `{a,"b c"}` in the text format, the
+/// array's binary form otherwise.
+#[derive(Debug)]
+struct TextArray(Vec<Option<String>>);
+
+impl postgres_types::ToSql for TextArray {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(&Type::TEXT_ARRAY, out)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+/// An int2vector or oidvector: `1 2` in the text format, a one-dimensional array of int2
+/// or oid (its binary form) otherwise.
+#[derive(Debug)]
+struct Vector(SqlType, Vec<i64>);
+
+impl postgres_types::ToSql for Vector {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if self.0 == SqlType::Int2Vector {
+            let values: Vec<i16> = self
+                .1
+                .iter()
+                .map(|&n| i16::try_from(n))
+                .collect::<Result<_, _>>()?;
+            values.to_sql(&Type::INT2_ARRAY, out)
+        } else {
+            let values: Vec<u32> = self
+                .1
+                .iter()
+                .map(|&n| u32::try_from(n))
+                .collect::<Result<_, _>>()?;
+            values.to_sql(&Type::OID_ARRAY, out)
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl pgwire::types::ToSqlText for Vector {
+    fn to_sql_text(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+        _: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let words: Vec<String> = self.1.iter().map(i64::to_string).collect();
+        out.extend_from_slice(words.join(" ").as_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
+}
+
+/// An array's booleans, sent as PostgreSQL's bool[] (`{t,f}` in the text format).
+#[derive(Debug)]
+struct BoolArray(Vec<Option<bool>>);
+
+impl postgres_types::ToSql for BoolArray {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(&Type::BOOL_ARRAY, out)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl pgwire::types::ToSqlText for BoolArray {
+    fn to_sql_text(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+        _: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let elements: Vec<&str> = self
+            .0
+            .iter()
+            .map(|b| match b {
+                Some(true) => "t",
+                Some(false) => "f",
+                None => "NULL",
+            })
+            .collect();
+        out.extend_from_slice(format!("{{{}}}", elements.join(",")).as_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
+}
+
+impl pgwire::types::ToSqlText for TextArray {
+    fn to_sql_text(
+        &self,
+        _: &Type,
+        out: &mut bytes::BytesMut,
+        _: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(crate::pgcompat::arrays::text(&self.0).as_bytes());
+        Ok(postgres_types::IsNull::No)
     }
 }
 
@@ -179,6 +356,16 @@ pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<
                 Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
                     portal.parameter::<String>(i, ty)?.map(Value::Text)
                 }
+                // An array is kept as its text, `{1,2}`, however it was sent.
+                Type::INT8_ARRAY
+                | Type::INT4_ARRAY
+                | Type::INT2_ARRAY
+                | Type::OID_ARRAY
+                | Type::TEXT_ARRAY
+                | Type::VARCHAR_ARRAY
+                | Type::BOOL_ARRAY
+                | Type::FLOAT8_ARRAY
+                | Type::FLOAT4_ARRAY => array_parameter(portal, i, ty)?.map(Value::Text),
                 _ => {
                     return Err(error_response(SqlError::new(
                         sqlstate::DATATYPE_MISMATCH,
@@ -193,6 +380,68 @@ pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<
             Ok(value.unwrap_or(Value::Null))
         })
         .collect()
+}
+
+/// An array parameter as PostgreSQL's text of it: the text sent, or the binary form read.
+fn array_parameter<S: Clone>(
+    portal: &Portal<S>,
+    i: usize,
+    ty: &Type,
+) -> PgWireResult<Option<String>> {
+    let Some(Some(bytes)) = portal.parameters.get(i) else {
+        return Ok(None);
+    };
+    let invalid = |e: Box<dyn std::error::Error + Sync + Send>| {
+        error_response(SqlError::new(
+            sqlstate::INVALID_BINARY_REPRESENTATION,
+            format!("parameter ${} is not a valid {}: {e}", i + 1, ty.name()),
+        ))
+    };
+    if !portal.parameter_format.is_binary(i) {
+        return std::str::from_utf8(bytes)
+            .map(|t| Some(t.to_owned()))
+            .map_err(|e| invalid(e.into()));
+    }
+    use postgres_types::FromSql;
+    let texts: Vec<Option<String>> = match *ty {
+        Type::INT8_ARRAY => Vec::<Option<i64>>::from_sql(ty, bytes)
+            .map_err(invalid)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        Type::INT4_ARRAY => Vec::<Option<i32>>::from_sql(ty, bytes)
+            .map_err(invalid)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        Type::INT2_ARRAY => Vec::<Option<i16>>::from_sql(ty, bytes)
+            .map_err(invalid)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        Type::OID_ARRAY => Vec::<Option<u32>>::from_sql(ty, bytes)
+            .map_err(invalid)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        Type::BOOL_ARRAY => Vec::<Option<bool>>::from_sql(ty, bytes)
+            .map_err(invalid)?
+            .into_iter()
+            .map(|v| v.map(|v| if v { "t" } else { "f" }.to_owned()))
+            .collect(),
+        Type::FLOAT8_ARRAY => Vec::<Option<f64>>::from_sql(ty, bytes)
+            .map_err(invalid)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        Type::FLOAT4_ARRAY => Vec::<Option<f32>>::from_sql(ty, bytes)
+            .map_err(invalid)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_string()))
+            .collect(),
+        _ => Vec::<Option<String>>::from_sql(ty, bytes).map_err(invalid)?,
+    };
+    Ok(Some(crate::pgcompat::arrays::text(&texts)))
 }
 
 /// The format a statement's result columns are described with before a portal exists.

@@ -16,10 +16,10 @@ use crate::sql::lexer::{self, Spanned, Token};
 /// `text` with its array expressions rewritten; borrowed when it has none (or does not
 /// tokenize, which SQLite then reports).
 pub fn rewrite(text: &str) -> Cow<'_, str> {
-    if !super::mentions(text, "array")
-        && !super::mentions(text, "any")
-        && !super::mentions(text, "all")
-        && !text.contains('[')
+    if !super::mentions_word(text, "array")
+        && !super::mentions_word(text, "any")
+        && !super::mentions_word(text, "all")
+        && !has_subscript(text)
     {
         return Cow::Borrowed(text);
     }
@@ -43,10 +43,12 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             let negated = op != "=";
             let inner = &tokens[i + 3..close];
             let list = match inner {
-                [array, bracket]
-                    if array.token.is_keyword("array") && is_bracket(text, bracket) =>
+                [array, open, .., close]
+                    if array.token.is_keyword("array")
+                        && open.token == Token::Punct("[")
+                        && close.token == Token::Punct("]") =>
                 {
-                    let elements = &text[bracket.start + 1..bracket.end - 1];
+                    let elements = &text[open.end..close.start];
                     format!("({})", rewrite(elements))
                 }
                 _ if !inner.is_empty() => {
@@ -72,7 +74,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             && before.end == t.start
             && !(i >= 2 && tokens[i - 2].token == Token::Punct("::"))
             && (matches!(before.token, Token::QuotedIdent(_) | Token::Punct(")"))
-                || matches!(before.token, Token::Word(w) if !w.eq_ignore_ascii_case("array")))
+                || matches!(before.token, Token::Word(w) if !w.eq_ignore_ascii_case("array") && !super::is_sql_keyword(w)))
         {
             let value_start = subscripted_start(&tokens, i - 1);
             let value = &text[tokens[value_start].start..before.end];
@@ -107,24 +109,34 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                 i = close + 1;
                 continue;
             }
-            // ARRAY[a, b]: the lexer reads the brackets as one quoted name.
-            if let Some(bracket) = tokens.get(i + 1)
-                && is_bracket(text, bracket)
+            // ARRAY[a, b]
+            if tokens
+                .get(i + 1)
+                .is_some_and(|b| b.token == Token::Punct("["))
+                && let Some(close) = matching_bracket(&tokens, i + 1)
             {
-                let elements = rewrite(&text[bracket.start + 1..bracket.end - 1]).into_owned();
+                let elements = rewrite(&text[tokens[i + 1].end..tokens[close].start]).into_owned();
                 let sql = if elements.trim().is_empty() {
                     "'{}'".to_owned()
                 } else {
                     format!("('{{' || concat_ws(',', {elements}) || '}}')")
                 };
-                edits.push((t.start, bracket.end, sql));
-                i += 2;
+                edits.push((t.start, tokens[close].end, sql));
+                i = close + 1;
                 continue;
             }
         }
         i += 1;
     }
     super::edited(text, edits)
+}
+
+/// Whether `text` may hold a subscript: a `[` right after a name or `)`.
+fn has_subscript(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(2).any(|w| {
+        w[1] == b'[' && (w[0].is_ascii_alphanumeric() || matches!(w[0], b'_' | b')' | b'"'))
+    })
 }
 
 /// The first token of the value subscripted at `last`: a qualified name (`t.col`) or a
@@ -174,6 +186,24 @@ fn is_bracket(text: &str, token: &Spanned<'_>) -> bool {
     matches!(token.token, Token::QuotedIdent(_)) && text[token.start..].starts_with('[')
 }
 
+/// The `]` that closes the `ARRAY[` bracket at `open`.
+fn matching_bracket(tokens: &[Spanned<'_>], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (j, t) in tokens.iter().enumerate().skip(open) {
+        match t.token {
+            Token::Punct("[") => depth += 1,
+            Token::Punct("]") => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The `)` that closes the `(` at `open`.
 fn matching_close(tokens: &[Spanned<'_>], open: usize) -> Option<usize> {
     let mut depth = 0usize;
@@ -199,10 +229,14 @@ pub fn to_json(array: &str) -> String {
     if trimmed.starts_with('[') && serde_json::from_str::<serde_json::Value>(trimmed).is_ok() {
         return trimmed.to_owned();
     }
-    let inner = trimmed
-        .strip_prefix('{')
-        .and_then(|a| a.strip_suffix('}'))
-        .unwrap_or(trimmed);
+    let Some(inner) = trimmed.strip_prefix('{').and_then(|a| a.strip_suffix('}')) else {
+        // int2vector and oidvector (`pg_index.indkey`): numbers separated by spaces.
+        let elements: Vec<serde_json::Value> = trimmed
+            .split_whitespace()
+            .map(|e| element(e.to_owned(), false))
+            .collect();
+        return serde_json::Value::Array(elements).to_string();
+    };
     let mut elements = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
@@ -226,6 +260,42 @@ pub fn to_json(array: &str) -> String {
         elements.push(element(current, was_quoted));
     }
     serde_json::Value::Array(elements).to_string()
+}
+
+/// The elements of an array value (as [`to_json`] reads it), as text.
+pub fn elements(array: &str) -> Vec<Option<String>> {
+    match serde_json::from_str(&to_json(array)) {
+        Ok(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(s) => Some(s),
+                other => Some(other.to_string()),
+            })
+            .collect(),
+        _ => vec![Some(array.to_owned())],
+    }
+}
+
+/// An array's text as PostgreSQL writes it: elements quoted where they need it.
+pub fn text(values: &[Option<String>]) -> String {
+    let elements: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            None => "NULL".to_owned(),
+            Some(v)
+                if v.is_empty()
+                    || v.eq_ignore_ascii_case("null")
+                    || v.contains(|c: char| {
+                        matches!(c, ',' | '"' | '\\' | '{' | '}') || c.is_whitespace()
+                    }) =>
+            {
+                format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+            Some(v) => v.clone(),
+        })
+        .collect();
+    format!("{{{}}}", elements.join(","))
 }
 
 /// One element of a PostgreSQL array's text: NULL, a number, or text.
@@ -269,6 +339,10 @@ mod tests {
             "SELECT ('{' || concat_ws(',', 1, 2) || '}')"
         );
         assert_eq!(
+            rewrite("WHERE k = ANY (ARRAY[CAST($1 AS TEXT), t.a[1]])"),
+            "WHERE k IN (CAST($1 AS TEXT), cairn_array_element(t.a, 1))"
+        );
+        assert_eq!(
             rewrite("SELECT 1 = ANY_VALUE(x)"),
             "SELECT 1 = ANY_VALUE(x)"
         );
@@ -278,6 +352,11 @@ mod tests {
             "WHERE attnum = cairn_array_element(pr.prattrs, s) AND x = cairn_array_element((f(y)), 1 + 1)"
         );
         assert_eq!(rewrite("SELECT a [b] FROM t"), "SELECT a [b] FROM t");
+        assert_eq!(
+            rewrite("SELECT[x]FROM(SELECT 1 AS x)"),
+            "SELECT[x]FROM(SELECT 1 AS x)"
+        );
+        assert_eq!(rewrite("SELECT x FROM t AS[s]"), "SELECT x FROM t AS[s]");
     }
 
     #[test]
@@ -287,6 +366,21 @@ mod tests {
         assert_eq!(to_json("{}"), "[]");
         assert_eq!(to_json("[1,2]"), "[1,2]");
         assert_eq!(to_json("{0}"), "[0]");
+        assert_eq!(to_json("1 3"), "[1,3]");
+        assert_eq!(
+            text(&[
+                Some("a".into()),
+                None,
+                Some("b c".into()),
+                Some("x\"y".into())
+            ]),
+            r#"{a,NULL,"b c","x\"y"}"#
+        );
+        assert_eq!(
+            elements(r#"{a,"b c",NULL}"#),
+            [Some("a".into()), Some("b c".into()), None]
+        );
+        assert_eq!(to_json(""), "[]");
         assert_eq!(element_at("{5,6}", 2), Some(6.into()));
         assert_eq!(element_at("{5,6}", 3), None);
         assert_eq!(element_at("{5,6}", 0), None);

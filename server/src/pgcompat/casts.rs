@@ -198,9 +198,9 @@ pub fn rewrite(text: &str) -> Result<Cow<'_, str>, CastError> {
         }) = tokens.get(last + 1)
             && text[*start..].starts_with('[')
         {
-            // Arrays are text in Cairn (`{1,2}`): a value cast to one stays that text. A
-            // parameter of an array type cannot be bound (drivers send arrays in binary).
-            if matches!(&tokens[first..i], [t] if matches!(t.token, Token::Param(_))) {
+            // Arrays are text in Cairn (`{1,2}`): a value cast to one stays that text, and a
+            // parameter of one is taken as an array and kept as its text.
+            if Target::of(&type_name).is_none() {
                 return Err(CastError::Array(type_name));
             }
             type_name = "text".into();
@@ -365,6 +365,19 @@ fn operand_start(tokens: &[Spanned<'_>], at: usize) -> Option<usize> {
             Some(i)
         }
         Token::Number(_) | Token::Param(_) | Token::SqliteParam(_) => Some(i),
+        // ARRAY[…]::text[]
+        Token::Punct("]") => {
+            let mut depth = 0usize;
+            let open = (0..=i).rev().find(|&j| {
+                match tokens[j].token {
+                    Token::Punct("]") => depth += 1,
+                    Token::Punct("[") => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })?;
+            open.checked_sub(1).filter(|&a| is(a, "array"))
+        }
         Token::Word(w) if NOT_FUNCTIONS.iter().any(|k| w.eq_ignore_ascii_case(k)) => None,
         Token::Word(_) | Token::QuotedIdent(_) => {
             // A qualified name: `t.col`, `s.t.col`.
@@ -506,8 +519,24 @@ pub fn parameter_types(tokens: &[Spanned<'_>]) -> Vec<(usize, SqlType)> {
         .enumerate()
         .filter_map(|(i, pair)| match (&pair[0].token, &pair[1].token) {
             (Token::Param(n), Token::Punct("::")) => {
-                let (name, _) = type_after(tokens, i + 2)?;
-                let ty = match Target::of(&name)? {
+                let (name, last) = type_after(tokens, i + 2)?;
+                let array = tokens
+                    .get(last + 1)
+                    .is_some_and(|t| matches!(t.token, Token::QuotedIdent(ref q) if q.is_empty()));
+                let element = Target::of(&name)?;
+                if array {
+                    return Some((
+                        *n,
+                        match element {
+                            _ if name == "oid" => SqlType::OidArray,
+                            Target::Integer | Target::Oid(_) => SqlType::Int8Array,
+                            Target::Real => SqlType::Float8Array,
+                            Target::Boolean => SqlType::BoolArray,
+                            _ => SqlType::TextArray,
+                        },
+                    ));
+                }
+                let ty = match element {
                     Target::Integer => SqlType::Int8,
                     // Sent as PostgreSQL's bool, stored as SQLite's 0 or 1.
                     Target::Boolean => SqlType::Bool,
@@ -933,8 +962,12 @@ mod tests {
             CastError::UnknownType("frobnicate".into())
         );
         assert_eq!(
-            sqlite("SELECT $1::int[]").unwrap_err(),
-            CastError::Array("int".into())
+            sqlite("SELECT $1::frob[]").unwrap_err(),
+            CastError::Array("frob".into())
+        );
+        assert_eq!(
+            sqlite("SELECT $1::int[]").unwrap(),
+            "SELECT CAST($1 AS TEXT)"
         );
         assert_eq!(
             sqlite("SELECT pr.prattrs::pg_catalog.int2[] FROM pr").unwrap(),

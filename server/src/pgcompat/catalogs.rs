@@ -32,6 +32,7 @@ pub const TABLES: &[&str] = &[
     "pg_authid",
     "pg_auth_members",
     "pg_am",
+    "pg_opclass",
     "pg_proc",
     "pg_description",
     "pg_shdescription",
@@ -47,6 +48,7 @@ pub const TABLES: &[&str] = &[
     "pg_rewrite",
     "pg_extension",
     "pg_enum",
+    "pg_range",
     "pg_sequence",
     "pg_settings",
     "pg_tables",
@@ -87,6 +89,87 @@ pub fn reads_catalogs(tokens: &[Spanned<'_>]) -> bool {
     })
 }
 
+/// Why a statement may not run: it writes one of the catalogs (they are the server's; in
+/// PostgreSQL a client may not write them either), or it makes a lasting view or trigger
+/// of the database that reads them (they are the session's temporary tables, which a view
+/// of the database cannot see). `None` for any other statement.
+pub fn refusal(tokens: &[Spanned<'_>]) -> Option<(&'static str, String)> {
+    let word = |i: usize| tokens.get(i).and_then(|t| t.token.identifier());
+    let first = word(0)?;
+    let find = |kw: &str| tokens.iter().position(|t| t.token.is_keyword(kw));
+    let target = match first.as_str() {
+        "insert" | "replace" => find("into").map(|i| i + 1),
+        "update" => Some(if word(1).as_deref() == Some("or") {
+            3
+        } else {
+            1
+        }),
+        "delete" => Some(2),
+        "drop" | "alter" => {
+            let mut i = 2;
+            if word(i).as_deref() == Some("if") {
+                i += 2;
+            }
+            Some(i)
+        }
+        "create" if find("trigger").is_some() || find("index").is_some() => {
+            find("on").map(|i| i + 1)
+        }
+        _ => None,
+    };
+    if let Some(at) = target
+        && let Some(name) = target_name(tokens, at)
+        && is_catalog(&name)
+    {
+        return Some((
+            crate::sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "permission denied for table {name}: it is one of PostgreSQL's catalogs, which the server keeps from the database's schema"
+            ),
+        ));
+    }
+    let temporary = matches!(word(1).as_deref(), Some("temp" | "temporary"));
+    let lasting = first == "create"
+        && !temporary
+        && (find("view").is_some_and(|i| i <= 4) || find("trigger").is_some_and(|i| i <= 4));
+    (lasting && reads_catalogs(tokens)).then(|| {
+        (
+            crate::sqlstate::FEATURE_NOT_SUPPORTED,
+            "a view or trigger of the database cannot read PostgreSQL's catalogs (they are each session's temporary tables): create it with CREATE TEMP".to_owned(),
+        )
+    })
+}
+
+/// The table named at `tokens[at]`, past a `temp.` or `pg_catalog.` qualifier; `None` for
+/// one of `main` (the client's own).
+fn target_name(tokens: &[Spanned<'_>], at: usize) -> Option<String> {
+    let name = tokens.get(at)?.token.identifier()?;
+    if tokens
+        .get(at + 1)
+        .is_some_and(|t| t.token == Token::Punct("."))
+    {
+        return match name.as_str() {
+            "temp" | "pg_catalog" => tokens.get(at + 2)?.token.identifier(),
+            "information_schema" => Some(format!(
+                "information_schema.{}",
+                tokens.get(at + 2)?.token.identifier()?
+            )),
+            _ => None,
+        };
+    }
+    Some(name)
+}
+
+/// Whether `name` is one of the catalog tables (or their helpers).
+fn is_catalog(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    TABLES.contains(&lower.as_str())
+        || lower.starts_with("pg_cairn_")
+        || lower
+            .strip_prefix("information_schema.")
+            .is_some_and(|v| INFORMATION_SCHEMA.contains(&v))
+}
+
 /// The name of the table standing for `information_schema.view`, if it is one of ours.
 pub fn information_schema_table(view: &str) -> Option<String> {
     INFORMATION_SCHEMA
@@ -119,11 +202,18 @@ CREATE TEMP TABLE IF NOT EXISTS pg_cairn_refreshed(key TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_cairn_objects(oid INTEGER, type TEXT, name TEXT, tbl_name TEXT, sql TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_cairn_indexes(oid INTEGER, name TEXT, relid INTEGER, tbl TEXT, is_unique BOOLEAN, is_primary BOOLEAN, origin TEXT, indkey TEXT, columns TEXT, predicate TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_cairn_definitions(oid INTEGER PRIMARY KEY, def TEXT);
+CREATE TEMP TABLE IF NOT EXISTS pg_cairn_fks(relid INTEGER, tbl TEXT, id INTEGER, seq INTEGER, target TEXT, "from" TEXT, "to" TEXT, on_update TEXT, on_delete TEXT);
+CREATE INDEX IF NOT EXISTS temp.pg_cairn_objects_name ON pg_cairn_objects(name);
+CREATE INDEX IF NOT EXISTS temp.pg_cairn_objects_oid ON pg_cairn_objects(oid);
+CREATE INDEX IF NOT EXISTS temp.pg_cairn_indexes_relid ON pg_cairn_indexes(relid);
+CREATE INDEX IF NOT EXISTS temp.pg_cairn_fks_relid ON pg_cairn_fks(relid);
+CREATE INDEX IF NOT EXISTS temp.pg_cairn_fks_target ON pg_cairn_fks(target);
 CREATE TEMP TABLE IF NOT EXISTS pg_namespace(oid INTEGER, nspname TEXT, nspowner INTEGER, nspacl TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_class(oid INTEGER, relname TEXT, relnamespace INTEGER, reltype INTEGER, reloftype INTEGER, relowner INTEGER, relam INTEGER, relfilenode INTEGER, reltablespace INTEGER, relpages INTEGER, reltuples REAL, relallvisible INTEGER, reltoastrelid INTEGER, relhasindex BOOLEAN, relisshared BOOLEAN, relpersistence TEXT, relkind TEXT, relnatts INTEGER, relchecks INTEGER, relhasrules BOOLEAN, relhastriggers BOOLEAN, relhassubclass BOOLEAN, relrowsecurity BOOLEAN, relforcerowsecurity BOOLEAN, relispopulated BOOLEAN, relreplident TEXT, relispartition BOOLEAN, relrewrite INTEGER, relfrozenxid INTEGER, relminmxid INTEGER, relacl TEXT, reloptions TEXT, relpartbound TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_attribute(attrelid INTEGER, attname TEXT, atttypid INTEGER, attstattarget INTEGER, attlen INTEGER, attnum INTEGER, attndims INTEGER, attcacheoff INTEGER, atttypmod INTEGER, attbyval BOOLEAN, attalign TEXT, attstorage TEXT, attcompression TEXT, attnotnull BOOLEAN, atthasdef BOOLEAN, atthasmissing BOOLEAN, attidentity TEXT, attgenerated TEXT, attisdropped BOOLEAN, attislocal BOOLEAN, attinhcount INTEGER, attcollation INTEGER, attacl TEXT, attoptions TEXT, attfdwoptions TEXT, attmissingval TEXT);
+CREATE INDEX IF NOT EXISTS temp.pg_attribute_relid ON pg_attribute(attrelid, attnum);
 CREATE TEMP TABLE IF NOT EXISTS pg_attrdef(oid INTEGER, adrelid INTEGER, adnum INTEGER, adbin TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_index(indexrelid INTEGER, indrelid INTEGER, indnatts INTEGER, indnkeyatts INTEGER, indisunique BOOLEAN, indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN, indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN, indislive BOOLEAN, indisreplident BOOLEAN, indkey TEXT, indcollation TEXT, indclass TEXT, indoption TEXT, indexprs TEXT, indpred TEXT);
+CREATE TEMP TABLE IF NOT EXISTS pg_index(indexrelid INTEGER, indrelid INTEGER, indnatts INTEGER, indnkeyatts INTEGER, indisunique BOOLEAN, indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN, indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN, indislive BOOLEAN, indisreplident BOOLEAN, indkey INT2VECTOR, indcollation OIDVECTOR, indclass OIDVECTOR, indoption INT2VECTOR, indexprs TEXT, indpred TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_constraint(oid INTEGER, conname TEXT, connamespace INTEGER, contype TEXT, condeferrable BOOLEAN, condeferred BOOLEAN, convalidated BOOLEAN, conrelid INTEGER, contypid INTEGER, conindid INTEGER, conparentid INTEGER, confrelid INTEGER, confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT, conislocal BOOLEAN, coninhcount INTEGER, connoinherit BOOLEAN, conkey TEXT, confkey TEXT, conbin TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_type(oid INTEGER, typname TEXT, typnamespace INTEGER, typowner INTEGER, typlen INTEGER, typbyval BOOLEAN, typtype TEXT, typcategory TEXT, typispreferred BOOLEAN, typisdefined BOOLEAN, typdelim TEXT, typrelid INTEGER, typelem INTEGER, typarray INTEGER, typinput TEXT, typoutput TEXT, typreceive TEXT, typsend TEXT, typbasetype INTEGER, typtypmod INTEGER, typndims INTEGER, typcollation INTEGER, typnotnull BOOLEAN, typdefault TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_database(oid INTEGER, datname TEXT, datdba INTEGER, encoding INTEGER, datlocprovider TEXT, datistemplate BOOLEAN, datallowconn BOOLEAN, datconnlimit INTEGER, dattablespace INTEGER, datcollate TEXT, datctype TEXT, daticulocale TEXT, datcollversion TEXT, datacl TEXT);
@@ -132,6 +222,7 @@ CREATE TEMP VIEW IF NOT EXISTS pg_authid AS SELECT * FROM pg_roles;
 CREATE TEMP VIEW IF NOT EXISTS pg_user AS SELECT rolname AS usename, oid AS usesysid, rolcreatedb AS usecreatedb, rolsuper AS usesuper, rolreplication AS userepl, rolbypassrls AS usebypassrls, rolpassword AS passwd, rolvaliduntil AS valuntil, rolconfig AS useconfig FROM pg_roles;
 CREATE TEMP TABLE IF NOT EXISTS pg_auth_members(oid INTEGER, roleid INTEGER, member INTEGER, grantor INTEGER, admin_option BOOLEAN);
 CREATE TEMP TABLE IF NOT EXISTS pg_am(oid INTEGER, amname TEXT, amhandler TEXT, amtype TEXT);
+CREATE TEMP TABLE IF NOT EXISTS pg_opclass(oid INTEGER, opcmethod INTEGER, opcname TEXT, opcnamespace INTEGER, opcowner INTEGER, opcfamily INTEGER, opcintype INTEGER, opcdefault BOOLEAN, opckeytype INTEGER);
 CREATE TEMP TABLE IF NOT EXISTS pg_proc(oid INTEGER, proname TEXT, pronamespace INTEGER, proowner INTEGER, prolang INTEGER, procost REAL, prorows REAL, provariadic INTEGER, prokind TEXT, prosecdef BOOLEAN, proleakproof BOOLEAN, proisstrict BOOLEAN, proretset BOOLEAN, provolatile TEXT, proparallel TEXT, pronargs INTEGER, pronargdefaults INTEGER, prorettype INTEGER, proargtypes TEXT, proallargtypes TEXT, proargmodes TEXT, proargnames TEXT, prosrc TEXT, proacl TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_description(objoid INTEGER, classoid INTEGER, objsubid INTEGER, description TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_shdescription(objoid INTEGER, classoid INTEGER, description TEXT);
@@ -147,6 +238,7 @@ CREATE TEMP TABLE IF NOT EXISTS pg_trigger(oid INTEGER, tgrelid INTEGER, tgparen
 CREATE TEMP TABLE IF NOT EXISTS pg_rewrite(oid INTEGER, rulename TEXT, ev_class INTEGER, ev_type TEXT, ev_enabled TEXT, is_instead BOOLEAN, ev_qual TEXT, ev_action TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_extension(oid INTEGER, extname TEXT, extowner INTEGER, extnamespace INTEGER, extrelocatable BOOLEAN, extversion TEXT, extconfig TEXT, extcondition TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_enum(oid INTEGER, enumtypid INTEGER, enumsortorder REAL, enumlabel TEXT);
+CREATE TEMP TABLE IF NOT EXISTS pg_range(rngtypid INTEGER, rngsubtype INTEGER, rngmultitypid INTEGER, rngcollation INTEGER, rngsubopc INTEGER, rngcanonical TEXT, rngsubdiff TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_sequence(seqrelid INTEGER, seqtypid INTEGER, seqstart INTEGER, seqincrement INTEGER, seqmax INTEGER, seqmin INTEGER, seqcache INTEGER, seqcycle BOOLEAN);
 CREATE TEMP TABLE IF NOT EXISTS pg_foreign_table(ftrelid INTEGER, ftserver INTEGER, ftoptions TEXT);
 CREATE TEMP TABLE IF NOT EXISTS pg_partitioned_table(partrelid INTEGER, partstrat TEXT, partnatts INTEGER, partdefid INTEGER, partattrs TEXT, partclass TEXT, partcollation TEXT, partexprs TEXT);
@@ -175,23 +267,42 @@ INSERT INTO temp.pg_collation VALUES (100, 'default', 11, 10, 'd', 1, -1, NULL, 
 INSERT INTO temp.pg_tablespace VALUES (1663, 'pg_default', 10, NULL, NULL);
 ",
     );
+    // Each type's array type, as drivers look them up to read arrays (asyncpg's codecs).
     for ty in PG_TYPES {
         sql.push_str(&format!(
-            "INSERT INTO temp.pg_type VALUES ({oid}, '{name}', 11, 10, {len}, {byval}, 'b', '{category}', 0, 1, ',', 0, 0, {array}, '{name}in', '{name}out', '{name}recv', '{name}send', 0, -1, 0, 0, 0, NULL);\n",
+            "INSERT INTO temp.pg_type VALUES ({array}, '_{name}', 11, 10, -1, 0, 'b', 'A', 0, 1, ',', 0, {oid}, 0, 'array_in', 'array_out', 'array_recv', 'array_send', 0, -1, 0, 0, 0, NULL);\n",
+            array = ty.array,
+            name = ty.name,
+            oid = ty.oid,
+        ));
+    }
+    for ty in PG_TYPES {
+        sql.push_str(&format!(
+            "INSERT INTO temp.pg_type VALUES ({oid}, '{name}', 11, 10, {len}, {byval}, 'b', '{category}', 0, 1, ',', 0, {elem}, {array}, '{name}in', '{name}out', '{name}recv', '{name}send', 0, -1, 0, 0, 0, NULL);\n",
             oid = ty.oid,
             name = ty.name,
             len = ty.len,
             byval = i32::from(ty.len > 0 && ty.len <= 8),
             category = ty.category,
             array = ty.array,
+            // The vectors are arrays of int2 and oid to a driver.
+            elem = match ty.oid {
+                22 => 21,
+                30 => 26,
+                _ => 0,
+            },
         ));
     }
     sql
 }
 
-/// What is read from the database's schema, filled again when it changes. Every table's
-/// rows come from `sqlite_schema` and SQLite's table-valued pragmas, in one statement each.
+/// What is read from the database's schema, filled again when it changes: first the
+/// objects, keys, indexes and tables' columns (from `sqlite_schema` and SQLite's
+/// table-valued pragmas, one statement each); then each view's columns ([`VIEW_COLUMNS`], one
+/// view at a time, since a view whose tables are gone cannot be described); then the rest
+/// ([`REFRESH_DERIVED`]), from those.
 pub const REFRESH: &str = r#"
+DELETE FROM temp.pg_cairn_fks;
 DELETE FROM temp.pg_cairn_objects;
 DELETE FROM temp.pg_cairn_indexes;
 DELETE FROM temp.pg_cairn_definitions;
@@ -211,6 +322,12 @@ INSERT INTO temp.pg_cairn_objects
   SELECT 16384 + rowid, type, name, tbl_name, sql FROM main.sqlite_schema
   WHERE type IN ('table', 'view', 'index')
     AND (name NOT LIKE 'sqlite!_%' ESCAPE '!' OR name LIKE 'sqlite!_autoindex!_%' ESCAPE '!');
+INSERT INTO temp.pg_cairn_fks
+  SELECT t.oid, t.name, f.id, f.seq, f."table", f."from",
+    coalesce(f."to", (SELECT name FROM pragma_table_info(f."table", 'main') WHERE pk = 1)),
+    f.on_update, f.on_delete
+  FROM temp.pg_cairn_objects t JOIN pragma_foreign_key_list(t.name, 'main') f
+  WHERE t.type = 'table';
 INSERT INTO temp.pg_cairn_indexes
   SELECT o.oid,
     CASE l.origin
@@ -236,17 +353,34 @@ INSERT INTO temp.pg_cairn_definitions
     || coalesce(' WHERE ' || predicate, '')
   FROM temp.pg_cairn_indexes;
 INSERT INTO temp.pg_cairn_definitions
+  SELECT oid, sql FROM temp.pg_cairn_objects WHERE type = 'view';
+INSERT INTO temp.pg_cairn_definitions
   SELECT oid + 2000000000, CASE WHEN is_primary THEN 'PRIMARY KEY (' ELSE 'UNIQUE (' END || columns || ')'
   FROM temp.pg_cairn_indexes WHERE origin IN ('pk', 'u');
+INSERT INTO temp.pg_attribute
+  SELECT o.oid, p.name, cairn_pg_type(p.type), -1, -1, p.cid + 1, 0, -1, cairn_pg_typmod(p.type), 0, 'i', 'p', '',
+    p."notnull" OR p.pk > 0, p.dflt_value IS NOT NULL, 0, '', '', 0, 1, 0, 0, NULL, NULL, NULL, NULL
+  FROM temp.pg_cairn_objects o JOIN pragma_table_info(o.name, 'main') p
+  WHERE o.type = 'table';
+"#;
+
+/// One view's columns (`?1` its oid, `?2` its name); a view that cannot be described (its
+/// tables dropped) has none listed.
+pub const VIEW_COLUMNS: &str = "INSERT INTO temp.pg_attribute
+  SELECT ?1, p.name, cairn_pg_type(p.type), -1, -1, p.cid + 1, 0, -1, cairn_pg_typmod(p.type), 0, 'i', 'p', '',
+    p.\"notnull\", 0, 0, '', '', 0, 1, 0, 0, NULL, NULL, NULL, NULL
+  FROM pragma_table_info(?2, 'main') p";
+
+/// What is made from the schema's rows once they are in (see [`REFRESH`]).
+pub const REFRESH_DERIVED: &str = r#"
 INSERT INTO temp.pg_class
   SELECT o.oid, o.name, 2200, 0, 0, 10, CASE o.type WHEN 'table' THEN 2 ELSE 0 END, o.oid, 0, 0, -1, 0, 0,
     o.type = 'table' AND EXISTS (SELECT 1 FROM temp.pg_cairn_indexes i WHERE i.relid = o.oid), 0, 'p',
     CASE o.type WHEN 'table' THEN 'r' ELSE 'v' END,
-    (SELECT count(*) FROM pragma_table_info(o.name, 'main')), 0, o.type = 'view',
+    (SELECT count(*) FROM temp.pg_attribute a WHERE a.attrelid = o.oid), 0, o.type = 'view',
     -- PostgreSQL's foreign keys are triggers on both tables: psql lists them only then.
-    o.type = 'table' AND (EXISTS (SELECT 1 FROM pragma_foreign_key_list(o.name, 'main'))
-      OR EXISTS (SELECT 1 FROM temp.pg_cairn_objects r JOIN pragma_foreign_key_list(r.name, 'main') f
-                 WHERE r.type = 'table' AND f."table" = o.name)),
+    o.type = 'table' AND (EXISTS (SELECT 1 FROM temp.pg_cairn_fks f WHERE f.relid = o.oid)
+      OR EXISTS (SELECT 1 FROM temp.pg_cairn_fks f WHERE f.target = o.name)),
     0, 0, 0, 1, 'd', 0, 0, 0, 0,
     NULL, NULL, NULL
   FROM temp.pg_cairn_objects o WHERE o.type IN ('table', 'view')
@@ -255,11 +389,6 @@ INSERT INTO temp.pg_class
     length(i.indkey) - length(replace(i.indkey, ' ', '')) + 1, 0, 0, 0, 0, 0, 0, 1, 'n', 0, 0, 0, 0,
     NULL, NULL, NULL
   FROM temp.pg_cairn_indexes i;
-INSERT INTO temp.pg_attribute
-  SELECT o.oid, p.name, cairn_pg_type(p.type), -1, -1, p.cid + 1, 0, -1, cairn_pg_typmod(p.type), 0, 'i', 'p', '',
-    p."notnull" OR p.pk > 0, p.dflt_value IS NOT NULL, 0, '', '', 0, 1, 0, 0, NULL, NULL, NULL, NULL
-  FROM temp.pg_cairn_objects o JOIN pragma_table_info(o.name, 'main') p
-  WHERE o.type IN ('table', 'view');
 INSERT INTO temp.pg_attribute
   SELECT i.oid, a.attname, a.atttypid, -1, a.attlen, k.key + 1, 0, -1, a.atttypmod, 0, 'i', 'p', '',
     0, 0, 0, '', '', 0, 1, 0, 0, NULL, NULL, NULL, NULL
@@ -273,34 +402,36 @@ INSERT INTO temp.pg_attrdef
 INSERT INTO temp.pg_index
   SELECT i.oid, i.relid, length(i.indkey) - length(replace(i.indkey, ' ', '')) + 1,
     length(i.indkey) - length(replace(i.indkey, ' ', '')) + 1,
-    i.is_unique, 0, i.is_primary, 0, 1, 0, 1, 0, 1, 1, 0, i.indkey, '', '', '', NULL, i.predicate
+    i.is_unique, 0, i.is_primary, 0, 1, 0, 1, 0, 1, 1, 0, i.indkey,
+    -- One 0 a column: default collation, operator class and options.
+    rtrim(replace(hex(zeroblob(length(i.indkey) - length(replace(i.indkey, ' ', '')) + 1)), '00', '0 ')),
+    rtrim(replace(hex(zeroblob(length(i.indkey) - length(replace(i.indkey, ' ', '')) + 1)), '00', '0 ')),
+    rtrim(replace(hex(zeroblob(length(i.indkey) - length(replace(i.indkey, ' ', '')) + 1)), '00', '0 ')),
+    NULL, i.predicate
   FROM temp.pg_cairn_indexes i;
 INSERT INTO temp.pg_constraint
   SELECT i.oid + 2000000000, i.name, 2200, CASE i.origin WHEN 'pk' THEN 'p' ELSE 'u' END, 0, 0, 1, i.relid, 0,
     i.oid, 0, 0, ' ', ' ', ' ', 1, 0, 1, '{' || replace(i.indkey, ' ', ',') || '}', NULL, NULL
   FROM temp.pg_cairn_indexes i WHERE i.origin IN ('pk', 'u');
 INSERT INTO temp.pg_constraint
-  SELECT 3000000000 + 100 * t.oid + f.id, t.name || '_' || group_concat(f."from", '_' ORDER BY f.seq) || '_fkey', 2200, 'f',
-    0, 0, 1, t.oid, 0, 0, 0, r.oid,
+  SELECT 3000000000 + 100 * f.relid + f.id, f.tbl || '_' || group_concat(f."from", '_' ORDER BY f.seq) || '_fkey', 2200, 'f',
+    0, 0, 1, f.relid, 0, 0, 0, r.oid,
     CASE max(f.on_update) WHEN 'CASCADE' THEN 'c' WHEN 'SET NULL' THEN 'n' WHEN 'SET DEFAULT' THEN 'd' WHEN 'RESTRICT' THEN 'r' ELSE 'a' END,
     CASE max(f.on_delete) WHEN 'CASCADE' THEN 'c' WHEN 'SET NULL' THEN 'n' WHEN 'SET DEFAULT' THEN 'd' WHEN 'RESTRICT' THEN 'r' ELSE 'a' END,
     's', 1, 0, 1,
-    '{' || group_concat((SELECT cid + 1 FROM pragma_table_info(t.name, 'main') WHERE name = f."from"), ',' ORDER BY f.seq) || '}',
-    '{' || group_concat((SELECT cid + 1 FROM pragma_table_info(f."table", 'main') WHERE name = coalesce(f."to", (SELECT name FROM pragma_table_info(f."table", 'main') WHERE pk = 1))), ',' ORDER BY f.seq) || '}',
+    '{' || group_concat((SELECT a.attnum FROM temp.pg_attribute a WHERE a.attrelid = f.relid AND a.attname = f."from"), ',' ORDER BY f.seq) || '}',
+    '{' || group_concat((SELECT a.attnum FROM temp.pg_attribute a WHERE a.attrelid = r.oid AND a.attname = f."to"), ',' ORDER BY f.seq) || '}',
     NULL
-  FROM temp.pg_cairn_objects t
-    JOIN pragma_foreign_key_list(t.name, 'main') f
-    LEFT JOIN temp.pg_cairn_objects r ON r.name = f."table" AND r.type = 'table'
-  WHERE t.type = 'table'
-  GROUP BY t.oid, f.id;
+  FROM temp.pg_cairn_fks f
+    LEFT JOIN temp.pg_cairn_objects r ON r.name = f.target AND r.type = 'table'
+  GROUP BY f.relid, f.id;
 INSERT INTO temp.pg_cairn_definitions
-  SELECT 3000000000 + 100 * t.oid + f.id,
-    'FOREIGN KEY (' || group_concat(f."from", ', ' ORDER BY f.seq) || ') REFERENCES ' || max(f."table") || '(' || group_concat(coalesce(f."to", (SELECT name FROM pragma_table_info(f."table", 'main') WHERE pk = 1)), ', ' ORDER BY f.seq) || ')'
-      || CASE max(f.on_update) WHEN 'NO ACTION' THEN '' ELSE ' ON UPDATE ' || max(f.on_update) END
-      || CASE max(f.on_delete) WHEN 'NO ACTION' THEN '' ELSE ' ON DELETE ' || max(f.on_delete) END
-  FROM temp.pg_cairn_objects t JOIN pragma_foreign_key_list(t.name, 'main') f
-  WHERE t.type = 'table'
-  GROUP BY t.oid, f.id;
+  SELECT 3000000000 + 100 * relid + id,
+    'FOREIGN KEY (' || group_concat("from", ', ' ORDER BY seq) || ') REFERENCES ' || max(target) || '(' || group_concat("to", ', ' ORDER BY seq) || ')'
+      || CASE max(on_update) WHEN 'NO ACTION' THEN '' ELSE ' ON UPDATE ' || max(on_update) END
+      || CASE max(on_delete) WHEN 'NO ACTION' THEN '' ELSE ' ON DELETE ' || max(on_delete) END
+  FROM temp.pg_cairn_fks
+  GROUP BY relid, id;
 INSERT INTO temp."information_schema.schemata" VALUES
   (current_database(), 'pg_catalog', current_user(), NULL, NULL, NULL, NULL),
   (current_database(), 'public', current_user(), NULL, NULL, NULL, NULL),
@@ -372,9 +503,11 @@ pub const PG_TYPES: &[PgType] = &[
     pg_type(19, "name", "name", 64, 'S', 1003),
     pg_type(20, "int8", "bigint", 8, 'N', 1016),
     pg_type(21, "int2", "smallint", 2, 'N', 1005),
+    pg_type(22, "int2vector", "int2vector", -1, 'A', 1006),
     pg_type(23, "int4", "integer", 4, 'N', 1007),
     pg_type(25, "text", "text", -1, 'S', 1009),
     pg_type(26, "oid", "oid", 4, 'N', 1028),
+    pg_type(30, "oidvector", "oidvector", -1, 'A', 1013),
     pg_type(114, "json", "json", -1, 'U', 199),
     pg_type(700, "float4", "real", 4, 'N', 1021),
     pg_type(701, "float8", "double precision", 8, 'N', 1022),
@@ -436,7 +569,11 @@ pub fn declared_type(decl: &str) -> (i64, i64) {
         .split(',')
         .filter_map(|n| n.trim().parse().ok())
         .collect();
-    let length = || numbers.first().map_or(-1, |n| n + 4);
+    let length = || {
+        numbers
+            .first()
+            .map_or(-1, |n| (*n).clamp(0, 10_485_760) + 4)
+    };
     match base.as_str() {
         "int" | "integer" | "int4" | "mediumint" | "serial" => (23, -1),
         "bigint" | "int8" | "bigserial" => (20, -1),
@@ -447,9 +584,10 @@ pub fn declared_type(decl: &str) -> (i64, i64) {
         "char" | "character" | "nchar" | "bpchar" | "native character" => (1042, length()),
         "real" | "float4" => (700, -1),
         "double" | "double precision" | "float" | "float8" => (701, -1),
+        // PostgreSQL's own limits: precision up to 1000, scale within ±1000.
         "numeric" | "decimal" => match numbers.as_slice() {
-            [p] => (1700, (p << 16) + 4),
-            [p, s] => (1700, (p << 16) + s + 4),
+            [p] if (1..=1000).contains(p) => (1700, (p << 16) + 4),
+            [p, s] if (1..=1000).contains(p) && (0..=*p).contains(s) => (1700, (p << 16) + s + 4),
             _ => (1700, -1),
         },
         "blob" | "bytea" => (17, -1),
@@ -467,8 +605,25 @@ pub fn declared_type(decl: &str) -> (i64, i64) {
             Some(crate::sql::types::SqlType::Bytea) => (17, -1),
             Some(crate::sql::types::SqlType::Bool) => (16, -1),
             Some(crate::sql::types::SqlType::Text) | None => (25, -1),
+            Some(crate::sql::types::SqlType::TextArray) => (1009, -1),
+            Some(crate::sql::types::SqlType::BoolArray) => (1000, -1),
+            Some(crate::sql::types::SqlType::Int8Array) => (1016, -1),
+            Some(crate::sql::types::SqlType::Float8Array) => (1022, -1),
+            Some(crate::sql::types::SqlType::OidArray) => (1028, -1),
+            Some(crate::sql::types::SqlType::Int2Vector) => (22, -1),
+            Some(crate::sql::types::SqlType::OidVector) => (30, -1),
         },
     }
+}
+
+/// The oid of the type named `name` (`int4`, `integer`, `pg_catalog.text`), if listed.
+pub fn type_named(name: &str) -> Option<i64> {
+    let name = name.trim().to_ascii_lowercase();
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    PG_TYPES
+        .iter()
+        .find(|t| t.name == name || t.formatted == name)
+        .map(|t| t.oid)
 }
 
 /// PostgreSQL's `format_type(oid, typmod)`: the type's name as `\d` shows it.
@@ -518,6 +673,41 @@ mod tests {
         assert_eq!(named("UNSIGNED BIG INT"), "bigint");
         assert_eq!(named("whatever"), "text");
         assert_eq!(format_type(99999, None), None);
+        assert_eq!(type_named("pg_catalog.int4"), Some(23));
+        assert_eq!(type_named("hstore"), None);
+    }
+
+    #[test]
+    fn writes_to_catalogs_and_lasting_views_of_them_are_refused() {
+        let refused = |sql: &str| refusal(&tokenize(sql).unwrap()).map(|(code, _)| code);
+        for sql in [
+            "INSERT INTO pg_enum VALUES (1)",
+            "insert or replace into pg_catalog.pg_class values (1)",
+            "UPDATE pg_class SET relname = 'x'",
+            "DELETE FROM temp.pg_cairn_refreshed",
+            "DROP TABLE IF EXISTS pg_attribute",
+            "CREATE TEMP TRIGGER x AFTER INSERT ON pg_cairn_refreshed BEGIN SELECT 1; END",
+            "DELETE FROM information_schema.tables",
+        ] {
+            assert_eq!(
+                refused(sql),
+                Some(crate::sqlstate::INSUFFICIENT_PRIVILEGE),
+                "{sql}"
+            );
+        }
+        assert_eq!(
+            refused("CREATE VIEW v AS SELECT table_name FROM information_schema.tables"),
+            Some(crate::sqlstate::FEATURE_NOT_SUPPORTED)
+        );
+        for sql in [
+            "CREATE TEMP VIEW v AS SELECT relname FROM pg_class",
+            "INSERT INTO main.pg_enum VALUES (1)",
+            "INSERT INTO names SELECT relname FROM pg_class",
+            "CREATE VIEW v AS SELECT 1",
+            "SELECT * FROM pg_class",
+        ] {
+            assert_eq!(refused(sql), None, "{sql}");
+        }
     }
 
     #[test]

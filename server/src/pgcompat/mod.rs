@@ -26,6 +26,78 @@ pub(crate) fn mentions(text: &str, word: &str) -> bool {
             .any(|w| w.eq_ignore_ascii_case(word))
 }
 
+/// Whether `text` contains `word` as a word of its own (not inside `small` for `all`).
+pub(crate) fn mentions_word(text: &str, word: &str) -> bool {
+    let (bytes, w) = (text.as_bytes(), word.as_bytes());
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+    !w.is_empty()
+        && bytes.windows(w.len()).enumerate().any(|(i, window)| {
+            window.eq_ignore_ascii_case(w)
+                && (i == 0 || !is_word(bytes[i - 1]))
+                && bytes.get(i + w.len()).is_none_or(|b| !is_word(*b))
+        })
+}
+
+/// SQL's words that cannot end an operand: after one, `~` is SQLite's bitwise NOT and `[x]`
+/// a quoted name, not PostgreSQL's match and subscript.
+pub(crate) fn is_sql_keyword(word: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "all",
+        "and",
+        "any",
+        "as",
+        "between",
+        "by",
+        "case",
+        "check",
+        "collate",
+        "default",
+        "delete",
+        "distinct",
+        "else",
+        "escape",
+        "except",
+        "exists",
+        "from",
+        "glob",
+        "group",
+        "having",
+        "if",
+        "in",
+        "index",
+        "insert",
+        "intersect",
+        "into",
+        "is",
+        "join",
+        "like",
+        "limit",
+        "match",
+        "not",
+        "offset",
+        "on",
+        "or",
+        "order",
+        "regexp",
+        "return",
+        "returning",
+        "select",
+        "set",
+        "some",
+        "table",
+        "then",
+        "union",
+        "update",
+        "using",
+        "values",
+        "view",
+        "when",
+        "where",
+        "with",
+    ];
+    KEYWORDS.iter().any(|k| word.eq_ignore_ascii_case(k))
+}
+
 /// `text` with each `(start, end, replacement)` edit made, in order of `start`; borrowed when
 /// there are none. An edit that would overlap the one before is left out rather than cut the
 /// text wrongly.

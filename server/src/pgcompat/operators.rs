@@ -11,11 +11,10 @@ use crate::sql::lexer::{self, Spanned, Token};
 /// `text` with those spellings rewritten; borrowed when there are none (or the text does
 /// not tokenize, which SQLite then reports).
 pub fn rewrite(text: &str) -> Cow<'_, str> {
-    let has_e_string = text.contains("E'") || text.contains("e'");
     if !text.contains('~')
         && !super::mentions(text, "collate")
-        && !super::mentions(text, "operator")
-        && !has_e_string
+        && !super::mentions_word(text, "operator")
+        && !has_e_string(text)
     {
         return Cow::Borrowed(text);
     }
@@ -31,8 +30,8 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             && let Some((close, op)) = qualified_operator(text, &tokens, i)
         {
             match regex_operator(&op) {
-                Some(sqlite) => edits.push((t.start, tokens[close].end, sqlite.to_owned())),
-                None => edits.push((t.start, tokens[close].end, op)),
+                Some(sqlite) => edits.push((t.start, tokens[close].end, format!(" {sqlite} "))),
+                None => edits.push((t.start, tokens[close].end, format!(" {op} "))),
             }
             i = close + 1;
             continue;
@@ -49,7 +48,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             if let Some(sqlite) = regex_operator(op)
                 && follows_operand(&tokens, i)
             {
-                edits.push((t.start, tokens[last].end, sqlite.to_owned()));
+                edits.push((t.start, tokens[last].end, format!(" {sqlite} ")));
                 i = last + 1;
                 continue;
             }
@@ -80,6 +79,18 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
     super::edited(text, edits)
 }
 
+/// Whether `text` may hold an escape string: an `E'` not ending a longer word.
+fn has_e_string(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(2).enumerate().any(|(i, w)| {
+        (w == b"E'" || w == b"e'")
+            && (i == 0
+                || !(bytes[i - 1].is_ascii_alphanumeric()
+                    || bytes[i - 1] == b'_'
+                    || bytes[i - 1] == b'\''))
+    })
+}
+
 /// SQLite's spelling of a PostgreSQL pattern-matching operator (the right operand of
 /// `~*` gains `(?i)` through the concatenation that follows it).
 fn regex_operator(op: &str) -> Option<&'static str> {
@@ -88,8 +99,11 @@ fn regex_operator(op: &str) -> Option<&'static str> {
         "!~" => "NOT REGEXP",
         "~*" => "REGEXP '(?i)' ||",
         "!~*" => "NOT REGEXP '(?i)' ||",
-        "~~" | "~~*" => "LIKE",
-        "!~~" | "!~~*" => "NOT LIKE",
+        // LIKE's own spelling is case-sensitive: a GLOB of the pattern made a glob.
+        "~~" => "GLOB cairn_like_glob",
+        "!~~" => "NOT GLOB cairn_like_glob",
+        "~~*" => "LIKE",
+        "!~~*" => "NOT LIKE",
         _ => return None,
     })
 }
@@ -128,25 +142,7 @@ fn follows_operand(tokens: &[Spanned<'_>], at: usize) -> bool {
     };
     match before {
         Token::Punct(p) => *p == ")",
-        Token::Word(w) => !matches!(
-            w.to_ascii_lowercase().as_str(),
-            "select"
-                | "where"
-                | "and"
-                | "or"
-                | "not"
-                | "on"
-                | "when"
-                | "then"
-                | "else"
-                | "case"
-                | "by"
-                | "having"
-                | "set"
-                | "values"
-                | "return"
-                | "returning"
-        ),
+        Token::Word(w) => !super::is_sql_keyword(w),
         _ => true,
     }
 }
@@ -171,20 +167,39 @@ mod tests {
     fn psqls_pattern_operators_become_sqlites() {
         assert_eq!(
             rewrite("WHERE n.nspname !~ '^pg_toast' AND c.relname ~ '^t$'"),
-            "WHERE n.nspname NOT REGEXP '^pg_toast' AND c.relname REGEXP '^t$'"
+            "WHERE n.nspname  NOT REGEXP  '^pg_toast' AND c.relname  REGEXP  '^t$'"
         );
         assert_eq!(
             rewrite("WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default"),
-            "WHERE c.relname REGEXP '^(t)$' "
+            "WHERE c.relname  REGEXP  '^(t)$' "
         );
         assert_eq!(
             rewrite("SELECT name ~* 'ab' FROM t"),
-            "SELECT name REGEXP '(?i)' || 'ab' FROM t"
+            "SELECT name  REGEXP '(?i)' ||  'ab' FROM t"
         );
-        assert_eq!(rewrite("SELECT a ~~ 'x%'"), "SELECT a LIKE 'x%'");
-        assert_eq!(rewrite("SELECT a OPERATOR(pg_catalog.=) 1"), "SELECT a = 1");
-        // SQLite's own bitwise NOT stays.
+        assert_eq!(
+            rewrite("SELECT a ~~ 'x%'"),
+            "SELECT a  GLOB cairn_like_glob  'x%'"
+        );
+        assert_eq!(rewrite("SELECT a ~~* 'x%'"), "SELECT a  LIKE  'x%'");
+        assert_eq!(
+            rewrite("SELECT a OPERATOR(pg_catalog.=) 1"),
+            "SELECT a  =  1"
+        );
+        assert_eq!(rewrite("SELECT name ~$1"), "SELECT name  REGEXP $1");
+        // SQLite's own bitwise NOT stays, after any keyword.
         assert_eq!(rewrite("SELECT ~5, (~x)"), "SELECT ~5, (~x)");
+        for same in [
+            "SELECT DISTINCT ~5",
+            "SELECT 1 IS NOT DISTINCT FROM ~5",
+            "SELECT 3 BETWEEN ~5 AND 5",
+            "SELECT 1 IS ~5",
+            "SELECT 'a' LIKE ~1",
+            "SELECT 1 LIMIT ~-2",
+            "SELECT 'there', 'e''s'",
+        ] {
+            assert_eq!(rewrite(same), same);
+        }
         assert_eq!(rewrite("SELECT 1 WHERE x != 2"), "SELECT 1 WHERE x != 2");
     }
 

@@ -1,9 +1,21 @@
 //! PostgreSQL's set-returning functions in FROM, whose alias names their column:
-//! `FROM generate_series(1, 10) x` has a column `x` (and `AS g(n)` a column `n`), where
-//! SQLite's table-valued `generate_series` has a column `value` whatever the alias. Each
-//! becomes a subquery naming `value` as PostgreSQL would (with `WITH ORDINALITY`, a second
+//! `FROM generate_series(1, 10) x` has a column `x` (and `AS g(n)` a column `n`). Each
+//! becomes a subquery naming its `value` as PostgreSQL would (with `WITH ORDINALITY`, a second
 //! column numbering the rows); `unnest(array)` reads the array's elements (`arrays`), and
 //! `pg_partition_ancestors(rel)` is the relation alone (Cairn has no partitions).
+//!
+//! In a select list, `unnest(x)` and `generate_subscripts(x, 1)` (which PostgreSQL steps
+//! together, one row per element) become the `value` and position of one `json_each` of
+//! `x` joined to the FROM clause, as a lateral join would be: SQLAlchemy reads index
+//! columns that way.
+//!
+//! `generate_series(start, stop[, step])` is a recursive CTE that stops before its next
+//! value would pass `stop` (so it never overflows), refuses a zero step as PostgreSQL does,
+//! and counts down with a negative one. Its arguments are evaluated in the subquery: they
+//! cannot name columns of the FROM items beside it (PostgreSQL's implicit LATERAL).
+//!
+//! A subquery in FROM with a column list, `(VALUES (1, 'a')) AS v(id, name)` (SQLAlchemy's
+//! batched inserts), becomes a CTE with that column list, which SQLite has.
 
 use std::borrow::Cow;
 
@@ -11,7 +23,7 @@ use crate::sql::lexer::{self, Spanned, Token};
 
 /// The functions, and what SQLite reads their rows from.
 const FUNCTIONS: &[(&str, &str)] = &[
-    ("generate_series", "generate_series({})"),
+    ("generate_series", ""),
     ("unnest", "json_each(cairn_array_json({}))"),
     (
         "pg_partition_ancestors",
@@ -48,13 +60,22 @@ const NOT_ALIASES: &[&str] = &[
 
 /// `text` with those calls rewritten; borrowed when it has none.
 pub fn rewrite(text: &str) -> Cow<'_, str> {
+    let text = match column_lists(text) {
+        Cow::Owned(rewritten) => return Cow::Owned(rewrite(&rewritten).into_owned()),
+        Cow::Borrowed(_) => text,
+    };
     if !FUNCTIONS.iter().any(|(f, _)| super::mentions(text, f)) {
         return Cow::Borrowed(text);
     }
     let Ok(tokens) = lexer::tokenize(text) else {
         return Cow::Borrowed(text);
     };
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut edits: Vec<(usize, usize, String)> = in_select_lists(text, &tokens);
+    if !edits.is_empty() {
+        // One kind of rewrite a pass: the select lists' edits span FROM items too.
+        edits.sort_by_key(|e| e.0);
+        return super::edited(text, edits);
+    }
     let mut i = 0;
     while i < tokens.len() {
         let t = &tokens[i];
@@ -117,7 +138,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                 format!(
                     "(SELECT value AS {}{numbered} FROM {}) AS {}",
                     quoted(&value),
-                    source.replace("{}", &rewrite(args)),
+                    source_of(name, source, &rewrite(args)),
                     quoted(&alias)
                 ),
             ));
@@ -127,6 +148,218 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
         i += 1;
     }
     super::edited(text, edits)
+}
+
+/// The edits that join `unnest(x)` and `generate_subscripts(x, 1)` of each select list to
+/// its FROM clause.
+fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, String)> {
+    let mut edits = Vec::new();
+    let mut joined = 0usize;
+    for (at, t) in tokens.iter().enumerate() {
+        if !t.token.is_keyword("select") {
+            continue;
+        }
+        // The list runs to FROM at this depth; the FROM clause to the next clause word.
+        let mut depth = 0i32;
+        let mut from = None;
+        let mut end = tokens.len();
+        let mut calls: Vec<(usize, usize, bool)> = Vec::new();
+        for j in at + 1..tokens.len() {
+            match &tokens[j].token {
+                Token::Punct("(") => depth += 1,
+                Token::Punct(")") => {
+                    if depth == 0 {
+                        end = j;
+                        break;
+                    }
+                    depth -= 1;
+                }
+                Token::Punct(";") if depth == 0 => {
+                    end = j;
+                    break;
+                }
+                Token::Word(w) if depth == 0 => {
+                    let w = w.to_ascii_lowercase();
+                    match w.as_str() {
+                        "from" if from.is_none() => from = Some(j),
+                        "where" | "group" | "having" | "window" | "order" | "limit" | "union"
+                        | "except" | "intersect" => {
+                            end = j;
+                            break;
+                        }
+                        "unnest" | "generate_subscripts"
+                            if from.is_none()
+                                && tokens
+                                    .get(j + 1)
+                                    .is_some_and(|p| p.token == Token::Punct("(")) =>
+                        {
+                            if let Some(close) = matching_close(tokens, j + 1) {
+                                calls.push((j, close, w == "unnest"));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        if calls.is_empty() {
+            continue;
+        }
+        // One join per array: calls over the same array share it, and step together.
+        let mut arrays: Vec<(String, String)> = Vec::new();
+        for (name, close, is_unnest) in calls {
+            let args_start = tokens[name + 1].end;
+            let args = &text[args_start..tokens[close].start];
+            let array = if is_unnest {
+                args.trim()
+            } else {
+                // generate_subscripts(x, dimension): the array before the last comma.
+                args.rsplit_once(',').map_or(args, |(a, _)| a).trim()
+            };
+            let alias = match arrays.iter().find(|(a, _)| a == array) {
+                Some((_, alias)) => alias.clone(),
+                None => {
+                    joined += 1;
+                    let alias = format!("cairn_unnest_{joined}");
+                    arrays.push((array.to_owned(), alias.clone()));
+                    alias
+                }
+            };
+            let column = if is_unnest {
+                format!("{alias}.value")
+            } else {
+                format!("({alias}.key + 1)")
+            };
+            edits.push((tokens[name].start, tokens[close].end, column));
+        }
+        // Different arrays step together too: each further one is joined on the position.
+        let mut joins = String::new();
+        for (n, (array, alias)) in arrays.iter().enumerate() {
+            let each = format!("json_each(cairn_array_json({array})) AS {alias}");
+            match n {
+                0 => joins.push_str(&each),
+                _ => joins.push_str(&format!(
+                    " LEFT JOIN {each} ON {alias}.key = {}.key",
+                    arrays[0].1
+                )),
+            }
+        }
+        let insert_at = match end.checked_sub(1) {
+            Some(last) if end > at + 1 => tokens[last].end,
+            _ => t.end,
+        };
+        let addition = if from.is_some() {
+            format!(", {joins}")
+        } else {
+            format!(" FROM {joins}")
+        };
+        edits.push((insert_at, insert_at, addition));
+    }
+    edits
+}
+
+/// `(subquery) [AS] name(a, b)` in FROM as `(WITH name(a, b) AS (subquery) SELECT * FROM
+/// name) AS name`; borrowed when there is none.
+fn column_lists(text: &str) -> Cow<'_, str> {
+    if !text.contains(')')
+        || !(super::mentions_word(text, "values") || super::mentions_word(text, "select"))
+    {
+        return Cow::Borrowed(text);
+    }
+    let Ok(tokens) = lexer::tokenize(text) else {
+        return Cow::Borrowed(text);
+    };
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    for (open, t) in tokens.iter().enumerate() {
+        let opens_query = t.token == Token::Punct("(")
+            && tokens.get(open + 1).is_some_and(|q| {
+                q.token.is_keyword("select")
+                    || q.token.is_keyword("values")
+                    || q.token.is_keyword("with")
+            });
+        if !opens_query || !in_from(&tokens, open) || edits.last().is_some_and(|e| e.1 > t.start) {
+            continue;
+        }
+        let Some(close) = matching_close(&tokens, open) else {
+            continue;
+        };
+        let mut at = close + 1;
+        if tokens.get(at).is_some_and(|a| a.token.is_keyword("as")) {
+            at += 1;
+        }
+        let Some(alias) = tokens.get(at).and_then(|a| alias_name(&a.token)) else {
+            continue;
+        };
+        if tokens
+            .get(at + 1)
+            .is_none_or(|p| p.token != Token::Punct("("))
+        {
+            continue;
+        }
+        let Some(list_end) = matching_close(&tokens, at + 1) else {
+            continue;
+        };
+        let columns: Vec<String> = tokens[at + 2..list_end]
+            .iter()
+            .filter_map(|c| c.token.identifier())
+            .map(|c| quoted(&c))
+            .collect();
+        let query = &text[tokens[open + 1].start..tokens[close - 1].end];
+        let name = quoted(&alias);
+        edits.push((
+            t.start,
+            tokens[list_end].end,
+            format!(
+                "(WITH {name}({}) AS ({query}) SELECT * FROM {name}) AS {name}",
+                columns.join(", ")
+            ),
+        ));
+    }
+    super::edited(text, edits)
+}
+
+/// What a call's rows are read from, given its arguments' text.
+fn source_of(name: &str, template: &str, args: &str) -> String {
+    if name != "generate_series" {
+        return template.replace("{}", args);
+    }
+    let (start, stop, step) = match split_arguments(args).as_slice() {
+        [start, stop] => (start.clone(), stop.clone(), "1".to_owned()),
+        [start, stop, step] => (
+            start.clone(),
+            stop.clone(),
+            format!("cairn_series_step({step})"),
+        ),
+        // SQLite says what is wrong with the call.
+        _ => return format!("cairn_series_step({args})"),
+    };
+    format!(
+        "(WITH RECURSIVE cairn_series(value) AS (SELECT ({start}) WHERE ({step}) > 0 AND ({start}) <= ({stop}) OR ({step}) < 0 AND ({start}) >= ({stop}) UNION ALL SELECT value + ({step}) FROM cairn_series WHERE ({step}) > 0 AND value <= ({stop}) - ({step}) OR ({step}) < 0 AND value >= ({stop}) - ({step})) SELECT value FROM cairn_series)"
+    )
+}
+
+/// A call's arguments, split at its top-level commas.
+fn split_arguments(args: &str) -> Vec<String> {
+    let Ok(tokens) = lexer::tokenize(args) else {
+        return vec![args.to_owned()];
+    };
+    let mut out = Vec::new();
+    let mut from = 0;
+    let mut depth = 0i32;
+    for t in &tokens {
+        match t.token {
+            Token::Punct("(") => depth += 1,
+            Token::Punct(")") => depth -= 1,
+            Token::Punct(",") if depth == 0 => {
+                out.push(args[from..t.start].trim().to_owned());
+                from = t.end;
+            }
+            _ => {}
+        }
+    }
+    out.push(args[from..].trim().to_owned());
+    out
 }
 
 /// A FROM item's alias, if the token can be one.
@@ -193,18 +426,51 @@ mod tests {
 
     #[test]
     fn set_returning_calls_in_from_name_their_column_after_their_alias() {
+        let series = |start: &str, stop: &str, step: &str| {
+            source_of("generate_series", "", &format!("{start}, {stop}{step}"))
+        };
         assert_eq!(
             rewrite("INSERT INTO t SELECT x, x * 2 FROM generate_series(1, 1000) x"),
-            "INSERT INTO t SELECT x, x * 2 FROM (SELECT value AS \"x\" FROM generate_series(1, 1000)) AS \"x\""
+            format!(
+                "INSERT INTO t SELECT x, x * 2 FROM (SELECT value AS \"x\" FROM {}) AS \"x\"",
+                series("1", "1000", "")
+            )
         );
         assert_eq!(
             rewrite("SELECT n FROM generate_series(1, 3) AS g(n) WHERE n > 1"),
-            "SELECT n FROM (SELECT value AS \"n\" FROM generate_series(1, 3)) AS \"g\" WHERE n > 1"
+            format!(
+                "SELECT n FROM (SELECT value AS \"n\" FROM {}) AS \"g\" WHERE n > 1",
+                series("1", "3", "")
+            )
         );
         assert_eq!(
-            rewrite("SELECT * FROM generate_series(0, 2), t"),
-            "SELECT * FROM (SELECT value AS \"generate_series\" FROM generate_series(0, 2)) AS \"generate_series\", t"
+            rewrite("SELECT * FROM generate_series(0, f(1, 2)), t"),
+            format!(
+                "SELECT * FROM (SELECT value AS \"generate_series\" FROM {}) AS \"generate_series\", t",
+                series("0", "f(1, 2)", "")
+            )
         );
+        assert_eq!(
+            split_arguments("1, f(2, 3), 'a,b'"),
+            ["1", "f(2, 3)", "'a,b'"]
+        );
+    }
+
+    #[test]
+    fn subqueries_in_from_take_their_column_lists() {
+        assert_eq!(
+            rewrite(
+                "INSERT INTO b (t) SELECT p0 FROM (VALUES ('x', 0), ('y', 1)) AS imp_sen(p0, sen_counter) ORDER BY sen_counter"
+            ),
+            "INSERT INTO b (t) SELECT p0 FROM (WITH \"imp_sen\"(\"p0\", \"sen_counter\") AS (VALUES ('x', 0), ('y', 1)) SELECT * FROM \"imp_sen\") AS \"imp_sen\" ORDER BY sen_counter"
+        );
+        // A plain subquery, and an IN list, as they were.
+        for same in [
+            "SELECT * FROM (SELECT 1) AS s",
+            "SELECT 1 WHERE x IN (SELECT 1)",
+        ] {
+            assert_eq!(rewrite(same), same);
+        }
         assert_eq!(
             rewrite("SELECT u FROM unnest('{a,b}') u"),
             "SELECT u FROM (SELECT value AS \"u\" FROM json_each(cairn_array_json('{a,b}'))) AS \"u\""
@@ -215,10 +481,27 @@ mod tests {
             ),
             "FROM u, (SELECT value AS \"relid\", row_number() OVER () AS \"depth\" FROM (SELECT CAST(t.tgrelid AS INTEGER) AS value)) AS \"a\" WHERE"
         );
-        // Not in FROM: as it was.
+    }
+
+    #[test]
+    fn set_returning_calls_in_a_select_list_step_together_over_a_join() {
         assert_eq!(
-            rewrite("SELECT unnest(x) FROM t"),
-            "SELECT unnest(x) FROM t"
+            rewrite(
+                "SELECT c.id, unnest(i.indkey) AS attnum, generate_subscripts(i.indkey, 1) AS ord FROM c JOIN i ON i.x = c.id WHERE c.id IN (1)"
+            ),
+            "SELECT c.id, cairn_unnest_1.value AS attnum, (cairn_unnest_1.key + 1) AS ord FROM c JOIN i ON i.x = c.id, json_each(cairn_array_json(i.indkey)) AS cairn_unnest_1 WHERE c.id IN (1)"
+        );
+        assert_eq!(
+            rewrite("SELECT unnest(i.indkey) AS a, unnest(i.indclass) AS c FROM i"),
+            "SELECT cairn_unnest_1.value AS a, cairn_unnest_2.value AS c FROM i, json_each(cairn_array_json(i.indkey)) AS cairn_unnest_1 LEFT JOIN json_each(cairn_array_json(i.indclass)) AS cairn_unnest_2 ON cairn_unnest_2.key = cairn_unnest_1.key"
+        );
+        assert_eq!(
+            rewrite("SELECT unnest('{1,2}')"),
+            "SELECT cairn_unnest_1.value FROM json_each(cairn_array_json('{1,2}')) AS cairn_unnest_1"
+        );
+        assert_eq!(
+            rewrite("SELECT a FROM (SELECT unnest(x) AS a FROM t) AS s"),
+            "SELECT a FROM (SELECT cairn_unnest_1.value AS a FROM t, json_each(cairn_array_json(x)) AS cairn_unnest_1) AS s"
         );
     }
 }

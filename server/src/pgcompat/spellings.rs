@@ -9,6 +9,22 @@ use std::borrow::Cow;
 
 use crate::sql::lexer::{self, Spanned, Token};
 
+/// PostgreSQL's functions with a SQLite twin of another name (booleans are 0 and 1, so
+/// `bool_and` is their minimum).
+const RENAMED: &[(&str, &str)] = &[
+    ("bool_and", "min"),
+    ("bool_or", "max"),
+    ("every", "min"),
+    ("json_build_object", "json_object"),
+    ("jsonb_build_object", "json_object"),
+    ("json_build_array", "json_array"),
+    ("jsonb_build_array", "json_array"),
+    ("json_agg", "json_group_array"),
+    ("jsonb_agg", "json_group_array"),
+    ("json_object_agg", "json_group_object"),
+    ("jsonb_object_agg", "json_group_object"),
+];
+
 /// The functions SQL writes without parentheses.
 const BARE: &[&str] = &[
     "current_user",
@@ -23,6 +39,9 @@ const BARE: &[&str] = &[
 pub fn rewrite(text: &str) -> Cow<'_, str> {
     if !super::mentions(text, "pg_catalog.")
         && !super::mentions(text, "information_schema.")
+        && !super::mentions(text, "json")
+        && !super::mentions(text, "bool_")
+        && !super::mentions(text, "every")
         && !BARE.iter().any(|b| super::mentions(text, b))
     {
         return Cow::Borrowed(text);
@@ -49,6 +68,12 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             && let Some(table) = super::catalogs::information_schema_table(&view)
         {
             edits.push((t.start, tokens[i + 2].end, Cow::Owned(table)));
+        } else if let Token::Word(word) = t.token
+            && !after_dot
+            && next(1) == Some(&Token::Punct("("))
+            && let Some((_, sqlite)) = RENAMED.iter().find(|(pg, _)| word.eq_ignore_ascii_case(pg))
+        {
+            edits.push((t.start, t.end, Cow::Borrowed(*sqlite)));
         } else if is_bare_call(&tokens, i) && !after_dot && !before(i, "as") {
             // A column default is an expression only in parentheses.
             if before(i, "default") {
@@ -99,6 +124,10 @@ mod tests {
                 "SELECT table_name FROM information_schema.tables, INFORMATION_SCHEMA.\"columns\""
             ),
             "SELECT table_name FROM \"information_schema.tables\", \"information_schema.columns\""
+        );
+        assert_eq!(
+            rewrite("SELECT json_build_object('a', 1), JSONB_AGG(x) FROM t"),
+            "SELECT json_object('a', 1), json_group_array(x) FROM t"
         );
         // A quoted name, a column of that name, a string and a view Cairn has not stay.
         for same in [

@@ -667,7 +667,14 @@ fn reply(executed: Executed) -> Reply {
                     // A plugin sees SQLite's storage: a boolean is an integer 0 or 1.
                     SqlType::Int8 | SqlType::Bool => ColumnType::Integer,
                     SqlType::Float8 => ColumnType::Real,
-                    SqlType::Text => ColumnType::Text,
+                    SqlType::Text
+                    | SqlType::TextArray
+                    | SqlType::BoolArray
+                    | SqlType::Int8Array
+                    | SqlType::Float8Array
+                    | SqlType::OidArray
+                    | SqlType::Int2Vector
+                    | SqlType::OidVector => ColumnType::Text,
                     SqlType::Bytea => ColumnType::Blob,
                 };
                 Column::new(c.name, ty)

@@ -17,22 +17,26 @@ use crate::roles::Role;
 /// constraints and views by oid (`pg_get_indexdef`, `pg_get_constraintdef`,
 /// `pg_get_viewdef`). A function cannot query its own connection.
 #[derive(Debug, Default)]
-pub(super) struct Definitions(Mutex<HashMap<i64, String>>);
+pub(super) struct Definitions(Mutex<(String, HashMap<i64, String>)>);
 
 impl Definitions {
-    fn get(&self, oid: i64) -> Option<String> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (String, HashMap<i64, String>)> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&oid)
-            .cloned()
     }
 
-    fn replace(&self, definitions: HashMap<i64, String>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = definitions;
+    fn get(&self, oid: i64) -> Option<String> {
+        self.lock().1.get(&oid).cloned()
+    }
+
+    /// Whether they were read from the filling with this key.
+    fn are_of(&self, key: &str) -> bool {
+        self.lock().0 == key
+    }
+
+    fn replace(&self, key: &str, definitions: HashMap<i64, String>) {
+        *self.lock() = (key.to_owned(), definitions);
     }
 }
 
@@ -67,36 +71,46 @@ pub(super) fn prepare(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Res
     } else {
         None
     };
-    if filled.as_deref() == Some(key.as_str()) {
-        // Filled in this transaction or a committed one: the definitions are of it too,
-        // unless a rollback undid the filling (the key would differ then).
+    if filled.as_deref() != Some(key.as_str()) {
+        conn.execute_batch("SAVEPOINT cairn_catalogs")?;
+        match fill(conn, filling, &key) {
+            Ok(()) => conn.execute_batch("RELEASE cairn_catalogs")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK TO cairn_catalogs; RELEASE cairn_catalogs");
+                return Err(e);
+            }
+        }
+    } else if filling.definitions.are_of(&key) {
         return Ok(());
     }
-    conn.execute_batch("SAVEPOINT cairn_catalogs")?;
-    let filled = fill(conn, made, filling, &key);
-    match filled {
-        Ok(()) => conn.execute_batch("RELEASE cairn_catalogs")?,
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK TO cairn_catalogs; RELEASE cairn_catalogs");
-            return Err(e);
-        }
-    }
+    // Read again with the tables: a rollback may have taken back a filling whose
+    // definitions were read, and brought back an older one.
     let mut definitions = HashMap::new();
     let mut stmt = conn.prepare("SELECT oid, def FROM temp.pg_cairn_definitions")?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         definitions.insert(row.get::<_, i64>(0)?, row.get::<_, String>(1)?);
     }
-    filling.definitions.replace(definitions);
+    filling.definitions.replace(&key, definitions);
     Ok(())
 }
 
-fn fill(conn: &Connection, made: bool, filling: &Filling<'_>, key: &str) -> rusqlite::Result<()> {
-    if !made {
-        conn.execute_batch(catalogs::CREATE)?;
-        conn.execute_batch(&catalogs::fixed_rows())?;
-    }
+fn fill(conn: &Connection, filling: &Filling<'_>, key: &str) -> rusqlite::Result<()> {
+    // Made again each time: cheap next to a filling, and a table the client dropped is back.
+    conn.execute_batch(catalogs::CREATE)?;
+    conn.execute_batch(&catalogs::fixed_rows())?;
     conn.execute_batch(catalogs::REFRESH)?;
+    let views: Vec<(i64, String)> = {
+        let mut stmt =
+            conn.prepare("SELECT oid, name FROM temp.pg_cairn_objects WHERE type = 'view'")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    for (oid, name) in views {
+        // A view whose tables are gone fails to describe: it is listed without columns.
+        let _ = conn.execute(catalogs::VIEW_COLUMNS, rusqlite::params![oid, name]);
+    }
+    conn.execute_batch(catalogs::REFRESH_DERIVED)?;
     conn.execute_batch("DELETE FROM temp.pg_database; DELETE FROM temp.pg_roles;")?;
     {
         let mut database = conn.prepare(
@@ -183,6 +197,14 @@ pub(super) fn register(
     }
     conn.create_scalar_function("pg_relation_is_publishable", 1, pure, |_| Ok(false))?;
     conn.create_scalar_function("pg_get_triggerdef", 2, pure, |_| Ok(None::<String>))?;
+    // Cairn's keys number rows without sequences.
+    conn.create_scalar_function("pg_get_serial_sequence", 2, pure, |_| Ok(None::<String>))?;
+    conn.create_scalar_function("pg_collation_is_visible", 1, pure, |_| Ok(true))?;
+    // The oid of a type by name; NULL for one Cairn does not have (hstore, citext…).
+    conn.create_scalar_function("to_regtype", 1, pure, |ctx| {
+        Ok(text(ctx, 0)?.and_then(|name| catalogs::type_named(&name)))
+    })?;
+    conn.create_aggregate_function("array_agg", 1, FunctionFlags::SQLITE_UTF8, ArrayAgg)?;
     // A relation's partition ancestors: Cairn has no partitions, so the relation alone.
     conn.create_scalar_function("pg_partition_ancestors", 1, pure, |ctx| {
         Ok(text(ctx, 0)?.and_then(|oid| oid.trim().parse::<i64>().ok()))
@@ -276,11 +298,47 @@ pub(super) fn register(
             Ok((count > 0 || name == "cardinality").then_some(count))
         })?;
     }
-    rusqlite::vtab::series::load_module(conn)?;
+    conn.create_scalar_function("cairn_like_glob", 1, pure, |ctx| {
+        Ok(text(ctx, 0)?.map(|pattern| like_glob(&pattern)))
+    })?;
+    conn.create_scalar_function("cairn_series_step", 1, pure, |ctx| {
+        match ctx.get::<Option<i64>>(0)? {
+            Some(0) => Err(rusqlite::Error::UserFunctionError(
+                "step size cannot equal zero".into(),
+            )),
+            step => Ok(step),
+        }
+    })?;
     conn.create_scalar_function("quote_ident", 1, pure, |ctx| {
         Ok(text(ctx, 0)?.map(|name| quote_ident(&name)))
     })?;
     Ok(())
+}
+
+/// PostgreSQL's `array_agg(x)`: the group's values as an array's text (`{a,NULL,"b c"}`).
+struct ArrayAgg;
+
+impl rusqlite::functions::Aggregate<Vec<Option<String>>, Option<String>> for ArrayAgg {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Vec<Option<String>>> {
+        Ok(Vec::new())
+    }
+
+    fn step(
+        &self,
+        ctx: &mut Context<'_>,
+        values: &mut Vec<Option<String>>,
+    ) -> rusqlite::Result<()> {
+        values.push(text(ctx, 0)?);
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        values: Option<Vec<Option<String>>>,
+    ) -> rusqlite::Result<Option<String>> {
+        Ok(values.map(|values| crate::pgcompat::arrays::text(&values)))
+    }
 }
 
 /// Argument `i` as text (NULL as `None`; numbers as their text).
@@ -356,9 +414,39 @@ fn index_column(definition: &str, n: i64) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A LIKE pattern (`%`, `_`, `\` escaping) as the GLOB pattern matching the same texts,
+/// case and all: PostgreSQL's `~~`.
+fn like_glob(pattern: &str) -> String {
+    let mut glob = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        let literal = match c {
+            '%' => {
+                glob.push('*');
+                continue;
+            }
+            '_' => {
+                glob.push('?');
+                continue;
+            }
+            '\\' => chars.next().unwrap_or('\\'),
+            other => other,
+        };
+        match literal {
+            '*' | '?' | '[' => {
+                glob.push('[');
+                glob.push(literal);
+                glob.push(']');
+            }
+            other => glob.push(other),
+        }
+    }
+    glob
+}
+
 /// PostgreSQL's `pg_size_pretty`: bytes, kB, MB, GB, TB, rounding half up past 10 units.
 fn size_pretty(bytes: i64) -> String {
-    let mut size = bytes;
+    let mut size = i128::from(bytes);
     for unit in ["bytes", "kB", "MB", "GB", "TB"] {
         if size.abs() < 10 * 1024 || unit == "TB" {
             return format!("{size} {unit}");
@@ -397,6 +485,8 @@ mod tests {
         assert_eq!(index_column(def, 2).as_deref(), Some("b"));
         assert_eq!(index_column(def, 3), None);
         assert_eq!(size_pretty(8192), "8192 bytes");
+        assert_eq!(size_pretty(i64::MAX), "8388608 TB");
+        assert_eq!(like_glob("a%b_c\\%*"), "a*b?c%[*]");
         assert_eq!(size_pretty(101_711_872), "97 MB");
         assert_eq!(size_pretty(6_455_296), "6304 kB");
         assert_eq!(quote_ident("users"), "users");

@@ -48,7 +48,19 @@ const NOT_ALIASES: &[&str] = &[
 /// The names of a SELECT's columns, one per item of its (first) select list; `None` when
 /// the statement is not a SELECT or has a `*`.
 pub(super) fn of_select(tokens: &[Spanned<'_>]) -> Option<Vec<Option<String>>> {
-    let select = first_select(tokens)?;
+    items(tokens)?
+        .into_iter()
+        .map(|range| name_of(&tokens[range]))
+        .collect()
+}
+
+/// The token ranges of a SELECT's (first) select list items.
+pub(super) fn items(tokens: &[Spanned<'_>]) -> Option<Vec<std::ops::Range<usize>>> {
+    Some(items_of(tokens, first_select(tokens)?))
+}
+
+/// The token ranges of the items of the select list after the SELECT at `select`.
+pub(super) fn items_of(tokens: &[Spanned<'_>], select: usize) -> Vec<std::ops::Range<usize>> {
     let mut start = select + 1;
     while tokens
         .get(start)
@@ -63,6 +75,11 @@ pub(super) fn of_select(tokens: &[Spanned<'_>]) -> Option<Vec<Option<String>>> {
     for (i, t) in tokens.iter().enumerate().skip(start) {
         match &t.token {
             Token::Punct("(") => depth += 1,
+            // The end of a subquery the list is in.
+            Token::Punct(")") if depth == 0 => {
+                end = i;
+                break;
+            }
             Token::Punct(")") => depth -= 1,
             Token::Punct(",") if depth == 0 => {
                 items.push(from..i);
@@ -88,9 +105,6 @@ pub(super) fn of_select(tokens: &[Spanned<'_>]) -> Option<Vec<Option<String>>> {
     }
     items.push(from..end);
     items
-        .into_iter()
-        .map(|range| name_of(&tokens[range]))
-        .collect()
 }
 
 /// Where the statement's (first) SELECT is: at the start, or after a WITH's definitions.

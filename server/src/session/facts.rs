@@ -49,6 +49,10 @@ pub(super) struct Facts {
     pub compound: bool,
     /// It reads PostgreSQL's catalogs, which the session makes and fills before it runs.
     pub reads_catalogs: bool,
+    /// Why it may not run against the catalogs (SQLSTATE and message), if it may not.
+    pub catalog_refusal: Option<(&'static str, String)>,
+    /// For a SELECT, the array type of each column that is an array (kept as its text).
+    pub array_columns: Option<Vec<Option<crate::sql::types::SqlType>>>,
 }
 
 impl Facts {
@@ -67,11 +71,28 @@ impl Facts {
             column_names: super::column_names::of_select(tokens),
             compound: is_compound(tokens),
             reads_catalogs: crate::pgcompat::catalogs::reads_catalogs(tokens),
+            catalog_refusal: crate::pgcompat::catalogs::refusal(tokens),
+            array_columns: super::column_types::arrays_of_select(tokens),
+        }
+    }
+
+    /// Names and types `columns` (as SQLite described them) as PostgreSQL does, where it
+    /// differs: the names of unaliased expressions, and arrays as `text[]`.
+    pub fn postgres_columns(&self, columns: &mut [super::Column]) {
+        self.rename_columns(columns);
+        if let Some(arrays) = &self.array_columns
+            && arrays.len() == columns.len()
+        {
+            for (column, array) in columns.iter_mut().zip(arrays) {
+                if let Some(ty) = array {
+                    column.ty = *ty;
+                }
+            }
         }
     }
 
     /// Renames `columns` (as SQLite named them) as PostgreSQL names them, where it differs.
-    pub fn rename_columns(&self, columns: &mut [super::Column]) {
+    fn rename_columns(&self, columns: &mut [super::Column]) {
         if let Some(names) = &self.column_names
             && names.len() == columns.len()
         {

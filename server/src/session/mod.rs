@@ -17,6 +17,7 @@ mod backup;
 mod brief;
 mod catalogs;
 mod column_names;
+mod column_types;
 mod facts;
 mod functions;
 mod lock_wait;
@@ -520,7 +521,8 @@ impl Session {
                 let columns = if stmt.column_count() == 0 {
                     None
                 } else {
-                    let declared = declared_columns(&stmt);
+                    let mut declared = declared_columns(&stmt);
+                    column_types::through_aggregates(&self.conn, &sql, &mut declared);
                     // Columns without a declared type (expressions, NUMERIC) take the type of
                     // the first row's value, when the statement can be run without parameters
                     // and without side effects; otherwise they are text.
@@ -538,7 +540,7 @@ impl Session {
                     };
                     let peeked: Vec<Vec<Value>> = peeked.into_iter().collect();
                     let mut columns = resolve_columns(declared, &peeked, !facts.compound);
-                    facts.rename_columns(&mut columns);
+                    facts.postgres_columns(&mut columns);
                     Some(columns)
                 };
                 let mut brief =
@@ -955,8 +957,7 @@ impl Session {
     fn prepare_catalogs(&self) -> Result<(), SqlError> {
         let databases = self
             .catalog
-            .list()
-            .map(|list| list.into_iter().map(|d| d.name).collect())
+            .names()
             .unwrap_or_else(|_| vec![self.database.clone()]);
         let flag = self.unsynced.as_ref().map(PendingSync::commit_flag);
         let quiet = self.conn.is_autocommit()
@@ -1134,6 +1135,9 @@ impl Session {
         if facts.plain_vacuum {
             return self.vacuum(sql);
         }
+        if let Some((code, message)) = &facts.catalog_refusal {
+            return Err(SqlError::new(code, message.clone()));
+        }
         if facts.reads_catalogs {
             self.prepare_catalogs()?;
         }
@@ -1204,7 +1208,7 @@ impl Session {
             Some(described) => described.to_vec(),
             None => {
                 let mut columns = resolve_columns(declared, &first, !facts.compound);
-                facts.rename_columns(&mut columns);
+                facts.postgres_columns(&mut columns);
                 columns
             }
         };
@@ -2285,6 +2289,74 @@ mod tests {
     /// ROLLBACK TO SAVEPOINT included, which is PostgreSQL's way out of it (Django's nested
     /// `atomic()` rolls back to its savepoint and goes on): the transaction goes on from the
     /// savepoint, and what was written before it is committed.
+    /// The review of the catalogs: a view whose table was dropped stopped every catalog
+    /// query of the database; an index definition read in a rolled-back transaction stayed;
+    /// a client's write went into the session's copy of a catalog; `generate_series` ran
+    /// past i64::MAX (a panic with overflow checks) and took a zero step.
+    #[test]
+    fn a_broken_view_a_rollback_and_writes_confused_the_catalogs() {
+        let (_dir, mut s) = session(Role::Admin);
+        let one = |s: &mut Session, sql: &str| -> Vec<Vec<Value>> {
+            s.execute_query(sql).pop().unwrap().unwrap().rows
+        };
+        ok(s.execute_query(
+            "CREATE TABLE gone(a INTEGER); CREATE VIEW w AS SELECT a FROM gone; DROP TABLE gone; CREATE TABLE t(a INTEGER); CREATE INDEX t_a ON t(a)",
+        ));
+        assert_eq!(
+            one(
+                &mut s,
+                "SELECT relname FROM pg_catalog.pg_class ORDER BY relname"
+            ),
+            [
+                [Value::Text("t".into())],
+                [Value::Text("t_a".into())],
+                [Value::Text("w".into())]
+            ]
+        );
+        let definition = "SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 't_a'";
+        let created = vec![vec![Value::Text(
+            "CREATE INDEX t_a ON public.t USING btree (a)".into(),
+        )]];
+        assert_eq!(one(&mut s, definition), created);
+        ok(s.execute_query("BEGIN; DROP INDEX t_a"));
+        assert!(one(&mut s, definition).is_empty());
+        ok(s.execute_query("ROLLBACK"));
+        assert_eq!(one(&mut s, definition), created);
+        let written = s
+            .execute_query("INSERT INTO pg_enum VALUES (1, 2, 3, 'x')")
+            .pop()
+            .unwrap();
+        assert_eq!(written.unwrap_err().code, sqlstate::INSUFFICIENT_PRIVILEGE);
+        let lasting = s
+            .execute_query("CREATE VIEW names AS SELECT table_name FROM information_schema.tables")
+            .pop()
+            .unwrap();
+        assert_eq!(lasting.unwrap_err().code, sqlstate::FEATURE_NOT_SUPPORTED);
+        assert_eq!(
+            one(
+                &mut s,
+                "SELECT count(*), max(x) FROM generate_series(9223372036854775806, 9223372036854775807) x"
+            ),
+            [[Value::Integer(2), Value::Integer(i64::MAX)]]
+        );
+        assert_eq!(
+            one(
+                &mut s,
+                "SELECT group_concat(n) FROM generate_series(5, 1, -2) AS g(n)"
+            ),
+            [[Value::Text("5,3,1".into())]]
+        );
+        let zero = s
+            .execute_query("SELECT * FROM generate_series(1, 5, 0)")
+            .pop()
+            .unwrap();
+        assert!(
+            zero.unwrap_err()
+                .message
+                .contains("step size cannot equal zero")
+        );
+    }
+
     #[test]
     fn rollback_to_a_savepoint_after_an_error_was_refused() {
         let (_dir, mut s) = session(Role::Admin);

@@ -94,6 +94,15 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned<'_>>, LexError> {
                 i = next;
                 Token::QuotedIdent(s)
             }
+            // PostgreSQL's array constructor ARRAY[…]: its brackets hold expressions (casts,
+            // parameters), not a quoted name as SQLite's `[x]`.
+            b'[' if out
+                .last()
+                .is_some_and(|t: &Spanned<'_>| t.token.is_keyword("array")) =>
+            {
+                i += 1;
+                Token::Punct("[")
+            }
             b'[' => {
                 let end = text[i..].find(']').ok_or(LexError {
                     what: "[identifier]",

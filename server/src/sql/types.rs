@@ -17,6 +17,24 @@ pub enum SqlType {
     /// A column declared BOOLEAN (or BOOL): stored as SQLite's integers 0 and 1, described
     /// and sent as PostgreSQL's bool.
     Bool,
+    /// An array (`array_agg(…)`, `ARRAY(SELECT …)`), kept as its text (`{a,b}`): described and
+    /// sent as PostgreSQL's text[].
+    TextArray,
+    /// An array of booleans (`array_agg` of a comparison), kept as its text (`{1,0}`):
+    /// described and sent as PostgreSQL's bool[].
+    BoolArray,
+    /// A parameter cast to an array of integers (`$1::int[]`, `$1::oid[]`): taken as
+    /// PostgreSQL's int8[], kept as its text.
+    Int8Array,
+    /// A parameter cast to an array of reals (`$1::float8[]`): PostgreSQL's float8[].
+    Float8Array,
+    /// PostgreSQL's int2vector (`pg_index.indkey`): numbers separated by spaces, as text.
+    Int2Vector,
+    /// PostgreSQL's oidvector (`pg_index.indclass`).
+    OidVector,
+    /// A parameter cast to `oid[]`: PostgreSQL's oid[] (asyncpg reads its own type lookups
+    /// with one, and knows no other array type before it has looked them up).
+    OidArray,
 }
 
 /// The type of a column declared as `decl`, by SQLite's affinity rules (section 3.1 of
@@ -24,7 +42,11 @@ pub enum SqlType {
 /// those columns are typed by their values.
 pub fn from_declared(decl: &str) -> Option<SqlType> {
     let decl = decl.to_ascii_uppercase();
-    if decl.starts_with("BOOL") {
+    if decl == "INT2VECTOR" {
+        Some(SqlType::Int2Vector)
+    } else if decl == "OIDVECTOR" {
+        Some(SqlType::OidVector)
+    } else if decl.starts_with("BOOL") {
         Some(SqlType::Bool)
     } else if decl.contains("INT") {
         Some(SqlType::Int8)
