@@ -141,4 +141,7 @@ echo "| workload | µs |"
 echo "|---|---|"
 cat "$WORK/cpu.md"
 echo
-echo "Cairn's server resident size after the run: $(awk '/VmHWM/ { print $2 " kB (peak)" }' /proc/$CAIRN_PID/status)"
+# The peak counts the database's pages once for each session that mapped them ([server]
+# mmap_size): they are the kernel's page cache, shared and reclaimable. The server's own
+# memory is its anonymous part.
+echo "Cairn's server resident size after the run: $(awk '/VmHWM/ { print $2 " kB (peak, mapped database pages counted once per session)" }' /proc/$CAIRN_PID/status); its own (anonymous) memory: $(awk '/RssAnon/ { print $2 " kB" }' /proc/$CAIRN_PID/status)"
