@@ -25,6 +25,7 @@ pub const FOREIGN_KEY_VIOLATION: &str = "23503";
 pub const UNIQUE_VIOLATION: &str = "23505";
 pub const CHECK_VIOLATION: &str = "23514";
 pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
+pub const NO_ACTIVE_SQL_TRANSACTION: &str = "25P01";
 pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 pub const OBJECT_IN_USE: &str = "55006";

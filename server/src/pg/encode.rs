@@ -402,6 +402,19 @@ fn array_parameter<S: Clone>(
             .map(|t| Some(t.to_owned()))
             .map_err(|e| invalid(e.into()));
     }
+    // The header's dimensions say how many elements follow: each takes at least its 4-byte
+    // length, so a count the bytes cannot hold is refused before anything is sized by it.
+    let claimed =
+        claimed_elements(bytes).ok_or_else(|| invalid("its header is malformed".into()))?;
+    if claimed.saturating_mul(4) > bytes.len() as u64 {
+        return Err(invalid(
+            format!(
+                "its header claims {claimed} elements in {} bytes",
+                bytes.len()
+            )
+            .into(),
+        ));
+    }
     use postgres_types::FromSql;
     let texts: Vec<Option<String>> = match *ty {
         Type::INT8_ARRAY => Vec::<Option<i64>>::from_sql(ty, bytes)
@@ -427,7 +440,8 @@ fn array_parameter<S: Clone>(
         Type::BOOL_ARRAY => Vec::<Option<bool>>::from_sql(ty, bytes)
             .map_err(invalid)?
             .into_iter()
-            .map(|v| v.map(|v| if v { "t" } else { "f" }.to_owned()))
+            // Booleans are SQLite's 1 and 0, so that `flag = ANY($1::bool[])` compares.
+            .map(|v| v.map(|v| if v { "1" } else { "0" }.to_owned()))
             .collect(),
         Type::FLOAT8_ARRAY => Vec::<Option<f64>>::from_sql(ty, bytes)
             .map_err(invalid)?
@@ -444,6 +458,24 @@ fn array_parameter<S: Clone>(
     Ok(Some(crate::pgcompat::arrays::text(&texts)))
 }
 
+/// The number of elements a binary array's header claims (the product of its dimensions),
+/// if the header is whole.
+fn claimed_elements(bytes: &[u8]) -> Option<u64> {
+    let int = |at: usize| -> Option<i32> {
+        Some(i32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    let dimensions = u64::try_from(int(0)?).ok()?;
+    if dimensions > 6 {
+        return None;
+    }
+    let mut count = if dimensions == 0 { 0 } else { 1u64 };
+    for d in 0..dimensions as usize {
+        let length = u64::try_from(int(12 + 8 * d)?).ok()?;
+        count = count.checked_mul(length)?;
+    }
+    Some(count)
+}
+
 /// The format a statement's result columns are described with before a portal exists.
 pub fn statement_format() -> Format {
     Format::UnifiedText
@@ -452,6 +484,19 @@ pub fn statement_format() -> Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_array_header_claiming_more_elements_than_sent_is_read_as_such() {
+        // One dimension of 0x7fffffff int8s (lower bound 1), and no elements.
+        let mut header = Vec::new();
+        for n in [1i32, 0, 20, 0x7fff_ffff, 1] {
+            header.extend_from_slice(&n.to_be_bytes());
+        }
+        assert_eq!(claimed_elements(&header), Some(0x7fff_ffff));
+        assert_eq!(claimed_elements(&header[..10]), None);
+        let empty: Vec<u8> = [0i32, 0, 20].iter().flat_map(|n| n.to_be_bytes()).collect();
+        assert_eq!(claimed_elements(&empty), Some(0));
+    }
 
     #[test]
     fn bytea_text_form_is_backslash_x_hex() {

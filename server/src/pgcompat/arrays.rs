@@ -102,7 +102,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                     t.start,
                     tokens[close].end,
                     format!(
-                        "(WITH cairn_array(v) AS ({}) SELECT '{{' || coalesce(group_concat(v, ','), '') || '}}' FROM cairn_array)",
+                        "(WITH cairn_array(v) AS ({}) SELECT coalesce(array_agg(v), '{{}}') FROM cairn_array)",
                         rewrite(query)
                     ),
                 ));
@@ -119,7 +119,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                 let sql = if elements.trim().is_empty() {
                     "'{}'".to_owned()
                 } else {
-                    format!("('{{' || concat_ws(',', {elements}) || '}}')")
+                    format!("cairn_array({elements})")
                 };
                 edits.push((t.start, tokens[close].end, sql));
                 i = close + 1;
@@ -332,12 +332,9 @@ mod tests {
         );
         assert_eq!(
             rewrite("SELECT ARRAY(SELECT b.rolname FROM r b) as memberof"),
-            "SELECT (WITH cairn_array(v) AS (SELECT b.rolname FROM r b) SELECT '{' || coalesce(group_concat(v, ','), '') || '}' FROM cairn_array) as memberof"
+            "SELECT (WITH cairn_array(v) AS (SELECT b.rolname FROM r b) SELECT coalesce(array_agg(v), '{}') FROM cairn_array) as memberof"
         );
-        assert_eq!(
-            rewrite("SELECT ARRAY[1, 2]"),
-            "SELECT ('{' || concat_ws(',', 1, 2) || '}')"
-        );
+        assert_eq!(rewrite("SELECT ARRAY[1, 2]"), "SELECT cairn_array(1, 2)");
         assert_eq!(
             rewrite("WHERE k = ANY (ARRAY[CAST($1 AS TEXT), t.a[1]])"),
             "WHERE k IN (CAST($1 AS TEXT), cairn_array_element(t.a, 1))"

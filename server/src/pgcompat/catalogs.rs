@@ -49,6 +49,8 @@ pub const TABLES: &[&str] = &[
     "pg_extension",
     "pg_enum",
     "pg_range",
+    "pg_depend",
+    "pg_init_privs",
     "pg_sequence",
     "pg_settings",
     "pg_tables",
@@ -58,6 +60,37 @@ pub const TABLES: &[&str] = &[
     "pg_stat_activity",
     "pg_foreign_table",
     "pg_partitioned_table",
+    "pg_aggregate",
+    "pg_amop",
+    "pg_amproc",
+    "pg_cast",
+    "pg_conversion",
+    "pg_db_role_setting",
+    "pg_default_acl",
+    "pg_event_trigger",
+    "pg_foreign_data_wrapper",
+    "pg_foreign_server",
+    "pg_language",
+    "pg_largeobject",
+    "pg_largeobject_metadata",
+    "pg_operator",
+    "pg_opfamily",
+    "pg_parameter_acl",
+    "pg_replication_origin",
+    "pg_seclabel",
+    "pg_shdepend",
+    "pg_shseclabel",
+    "pg_statistic",
+    "pg_statistic_ext_data",
+    "pg_subscription",
+    "pg_subscription_rel",
+    "pg_transform",
+    "pg_ts_config",
+    "pg_ts_config_map",
+    "pg_ts_dict",
+    "pg_ts_parser",
+    "pg_ts_template",
+    "pg_user_mapping",
 ];
 
 /// The `information_schema` views a statement may read (as `information_schema.NAME`).
@@ -195,7 +228,8 @@ pub const OWNER_OID: i64 = 10;
 pub const DATABASE_OWNER_OID: i64 = 6171;
 
 /// The tables, made once a session: `IF NOT EXISTS`, so a session whose client dropped one
-/// gets it back. Helpers are `pg_cairn_*`; `pg_cairn_refreshed` holds what the rest was
+/// gets it back. Each catalog has PostgreSQL's system column `tableoid` (pg_dump reads it),
+/// generated, so the fillings' positional rows leave it out. Helpers are `pg_cairn_*`; `pg_cairn_refreshed` holds what the rest was
 /// filled from.
 pub const CREATE: &str = r#"
 CREATE TEMP TABLE IF NOT EXISTS pg_cairn_refreshed(key TEXT);
@@ -208,40 +242,42 @@ CREATE INDEX IF NOT EXISTS temp.pg_cairn_objects_oid ON pg_cairn_objects(oid);
 CREATE INDEX IF NOT EXISTS temp.pg_cairn_indexes_relid ON pg_cairn_indexes(relid);
 CREATE INDEX IF NOT EXISTS temp.pg_cairn_fks_relid ON pg_cairn_fks(relid);
 CREATE INDEX IF NOT EXISTS temp.pg_cairn_fks_target ON pg_cairn_fks(target);
-CREATE TEMP TABLE IF NOT EXISTS pg_namespace(oid INTEGER, nspname TEXT, nspowner INTEGER, nspacl TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_class(oid INTEGER, relname TEXT, relnamespace INTEGER, reltype INTEGER, reloftype INTEGER, relowner INTEGER, relam INTEGER, relfilenode INTEGER, reltablespace INTEGER, relpages INTEGER, reltuples REAL, relallvisible INTEGER, reltoastrelid INTEGER, relhasindex BOOLEAN, relisshared BOOLEAN, relpersistence TEXT, relkind TEXT, relnatts INTEGER, relchecks INTEGER, relhasrules BOOLEAN, relhastriggers BOOLEAN, relhassubclass BOOLEAN, relrowsecurity BOOLEAN, relforcerowsecurity BOOLEAN, relispopulated BOOLEAN, relreplident TEXT, relispartition BOOLEAN, relrewrite INTEGER, relfrozenxid INTEGER, relminmxid INTEGER, relacl TEXT, reloptions TEXT, relpartbound TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_attribute(attrelid INTEGER, attname TEXT, atttypid INTEGER, attstattarget INTEGER, attlen INTEGER, attnum INTEGER, attndims INTEGER, attcacheoff INTEGER, atttypmod INTEGER, attbyval BOOLEAN, attalign TEXT, attstorage TEXT, attcompression TEXT, attnotnull BOOLEAN, atthasdef BOOLEAN, atthasmissing BOOLEAN, attidentity TEXT, attgenerated TEXT, attisdropped BOOLEAN, attislocal BOOLEAN, attinhcount INTEGER, attcollation INTEGER, attacl TEXT, attoptions TEXT, attfdwoptions TEXT, attmissingval TEXT);
+CREATE TEMP TABLE IF NOT EXISTS pg_namespace(oid INTEGER, nspname TEXT, nspowner INTEGER, nspacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (2615) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_class(oid INTEGER, relname TEXT, relnamespace INTEGER, reltype INTEGER, reloftype INTEGER, relowner INTEGER, relam INTEGER, relfilenode INTEGER, reltablespace INTEGER, relpages INTEGER, reltuples REAL, relallvisible INTEGER, reltoastrelid INTEGER, relhasindex BOOLEAN, relisshared BOOLEAN, relpersistence TEXT, relkind TEXT, relnatts INTEGER, relchecks INTEGER, relhasrules BOOLEAN, relhastriggers BOOLEAN, relhassubclass BOOLEAN, relrowsecurity BOOLEAN, relforcerowsecurity BOOLEAN, relispopulated BOOLEAN, relreplident TEXT, relispartition BOOLEAN, relrewrite INTEGER, relfrozenxid INTEGER, relminmxid INTEGER, relacl TEXT, reloptions TEXT, relpartbound TEXT, tableoid INTEGER GENERATED ALWAYS AS (1259) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_attribute(attrelid INTEGER, attname TEXT, atttypid INTEGER, attstattarget INTEGER, attlen INTEGER, attnum INTEGER, attndims INTEGER, attcacheoff INTEGER, atttypmod INTEGER, attbyval BOOLEAN, attalign TEXT, attstorage TEXT, attcompression TEXT, attnotnull BOOLEAN, atthasdef BOOLEAN, atthasmissing BOOLEAN, attidentity TEXT, attgenerated TEXT, attisdropped BOOLEAN, attislocal BOOLEAN, attinhcount INTEGER, attcollation INTEGER, attacl TEXT, attoptions TEXT, attfdwoptions TEXT, attmissingval TEXT, tableoid INTEGER GENERATED ALWAYS AS (1249) VIRTUAL);
 CREATE INDEX IF NOT EXISTS temp.pg_attribute_relid ON pg_attribute(attrelid, attnum);
-CREATE TEMP TABLE IF NOT EXISTS pg_attrdef(oid INTEGER, adrelid INTEGER, adnum INTEGER, adbin TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_index(indexrelid INTEGER, indrelid INTEGER, indnatts INTEGER, indnkeyatts INTEGER, indisunique BOOLEAN, indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN, indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN, indislive BOOLEAN, indisreplident BOOLEAN, indkey INT2VECTOR, indcollation OIDVECTOR, indclass OIDVECTOR, indoption INT2VECTOR, indexprs TEXT, indpred TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_constraint(oid INTEGER, conname TEXT, connamespace INTEGER, contype TEXT, condeferrable BOOLEAN, condeferred BOOLEAN, convalidated BOOLEAN, conrelid INTEGER, contypid INTEGER, conindid INTEGER, conparentid INTEGER, confrelid INTEGER, confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT, conislocal BOOLEAN, coninhcount INTEGER, connoinherit BOOLEAN, conkey TEXT, confkey TEXT, conbin TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_type(oid INTEGER, typname TEXT, typnamespace INTEGER, typowner INTEGER, typlen INTEGER, typbyval BOOLEAN, typtype TEXT, typcategory TEXT, typispreferred BOOLEAN, typisdefined BOOLEAN, typdelim TEXT, typrelid INTEGER, typelem INTEGER, typarray INTEGER, typinput TEXT, typoutput TEXT, typreceive TEXT, typsend TEXT, typbasetype INTEGER, typtypmod INTEGER, typndims INTEGER, typcollation INTEGER, typnotnull BOOLEAN, typdefault TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_database(oid INTEGER, datname TEXT, datdba INTEGER, encoding INTEGER, datlocprovider TEXT, datistemplate BOOLEAN, datallowconn BOOLEAN, datconnlimit INTEGER, dattablespace INTEGER, datcollate TEXT, datctype TEXT, daticulocale TEXT, datcollversion TEXT, datacl TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_roles(oid INTEGER, rolname TEXT, rolsuper BOOLEAN, rolinherit BOOLEAN, rolcreaterole BOOLEAN, rolcreatedb BOOLEAN, rolcanlogin BOOLEAN, rolreplication BOOLEAN, rolconnlimit INTEGER, rolpassword TEXT, rolvaliduntil TEXT, rolbypassrls BOOLEAN, rolconfig TEXT);
+CREATE TEMP TABLE IF NOT EXISTS pg_attrdef(oid INTEGER, adrelid INTEGER, adnum INTEGER, adbin TEXT, tableoid INTEGER GENERATED ALWAYS AS (2604) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_index(indexrelid INTEGER, indrelid INTEGER, indnatts INTEGER, indnkeyatts INTEGER, indisunique BOOLEAN, indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN, indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN, indislive BOOLEAN, indisreplident BOOLEAN, indkey INT2VECTOR, indcollation OIDVECTOR, indclass OIDVECTOR, indoption INT2VECTOR, indexprs TEXT, indpred TEXT, tableoid INTEGER GENERATED ALWAYS AS (2610) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_constraint(oid INTEGER, conname TEXT, connamespace INTEGER, contype TEXT, condeferrable BOOLEAN, condeferred BOOLEAN, convalidated BOOLEAN, conrelid INTEGER, contypid INTEGER, conindid INTEGER, conparentid INTEGER, confrelid INTEGER, confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT, conislocal BOOLEAN, coninhcount INTEGER, connoinherit BOOLEAN, conkey TEXT, confkey TEXT, conbin TEXT, tableoid INTEGER GENERATED ALWAYS AS (2606) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_type(oid INTEGER, typname TEXT, typnamespace INTEGER, typowner INTEGER, typlen INTEGER, typbyval BOOLEAN, typtype TEXT, typcategory TEXT, typispreferred BOOLEAN, typisdefined BOOLEAN, typdelim TEXT, typrelid INTEGER, typelem INTEGER, typarray INTEGER, typinput TEXT, typoutput TEXT, typreceive TEXT, typsend TEXT, typbasetype INTEGER, typtypmod INTEGER, typndims INTEGER, typcollation INTEGER, typnotnull BOOLEAN, typdefault TEXT, tableoid INTEGER GENERATED ALWAYS AS (1247) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_database(oid INTEGER, datname TEXT, datdba INTEGER, encoding INTEGER, datlocprovider TEXT, datistemplate BOOLEAN, datallowconn BOOLEAN, datconnlimit INTEGER, dattablespace INTEGER, datcollate TEXT, datctype TEXT, daticulocale TEXT, datcollversion TEXT, datacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (1262) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_roles(oid INTEGER, rolname TEXT, rolsuper BOOLEAN, rolinherit BOOLEAN, rolcreaterole BOOLEAN, rolcreatedb BOOLEAN, rolcanlogin BOOLEAN, rolreplication BOOLEAN, rolconnlimit INTEGER, rolpassword TEXT, rolvaliduntil TEXT, rolbypassrls BOOLEAN, rolconfig TEXT, tableoid INTEGER GENERATED ALWAYS AS (1260) VIRTUAL);
 CREATE TEMP VIEW IF NOT EXISTS pg_authid AS SELECT * FROM pg_roles;
 CREATE TEMP VIEW IF NOT EXISTS pg_user AS SELECT rolname AS usename, oid AS usesysid, rolcreatedb AS usecreatedb, rolsuper AS usesuper, rolreplication AS userepl, rolbypassrls AS usebypassrls, rolpassword AS passwd, rolvaliduntil AS valuntil, rolconfig AS useconfig FROM pg_roles;
-CREATE TEMP TABLE IF NOT EXISTS pg_auth_members(oid INTEGER, roleid INTEGER, member INTEGER, grantor INTEGER, admin_option BOOLEAN);
-CREATE TEMP TABLE IF NOT EXISTS pg_am(oid INTEGER, amname TEXT, amhandler TEXT, amtype TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_opclass(oid INTEGER, opcmethod INTEGER, opcname TEXT, opcnamespace INTEGER, opcowner INTEGER, opcfamily INTEGER, opcintype INTEGER, opcdefault BOOLEAN, opckeytype INTEGER);
-CREATE TEMP TABLE IF NOT EXISTS pg_proc(oid INTEGER, proname TEXT, pronamespace INTEGER, proowner INTEGER, prolang INTEGER, procost REAL, prorows REAL, provariadic INTEGER, prokind TEXT, prosecdef BOOLEAN, proleakproof BOOLEAN, proisstrict BOOLEAN, proretset BOOLEAN, provolatile TEXT, proparallel TEXT, pronargs INTEGER, pronargdefaults INTEGER, prorettype INTEGER, proargtypes TEXT, proallargtypes TEXT, proargmodes TEXT, proargnames TEXT, prosrc TEXT, proacl TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_description(objoid INTEGER, classoid INTEGER, objsubid INTEGER, description TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_shdescription(objoid INTEGER, classoid INTEGER, description TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_collation(oid INTEGER, collname TEXT, collnamespace INTEGER, collowner INTEGER, collprovider TEXT, collisdeterministic BOOLEAN, collencoding INTEGER, collcollate TEXT, collctype TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_tablespace(oid INTEGER, spcname TEXT, spcowner INTEGER, spcacl TEXT, spcoptions TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_inherits(inhrelid INTEGER, inhparent INTEGER, inhseqno INTEGER, inhdetachpending BOOLEAN);
-CREATE TEMP TABLE IF NOT EXISTS pg_policy(oid INTEGER, polname TEXT, polrelid INTEGER, polcmd TEXT, polpermissive BOOLEAN, polroles TEXT, polqual TEXT, polwithcheck TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_statistic_ext(oid INTEGER, stxrelid INTEGER, stxname TEXT, stxnamespace INTEGER, stxowner INTEGER, stxstattarget INTEGER, stxkeys TEXT, stxkind TEXT, stxexprs TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_publication(oid INTEGER, pubname TEXT, pubowner INTEGER, puballtables BOOLEAN, pubinsert BOOLEAN, pubupdate BOOLEAN, pubdelete BOOLEAN, pubtruncate BOOLEAN, pubviaroot BOOLEAN);
-CREATE TEMP TABLE IF NOT EXISTS pg_publication_rel(oid INTEGER, prpubid INTEGER, prrelid INTEGER, prqual TEXT, prattrs TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_publication_namespace(oid INTEGER, pnpubid INTEGER, pnnspid INTEGER);
-CREATE TEMP TABLE IF NOT EXISTS pg_trigger(oid INTEGER, tgrelid INTEGER, tgparentid INTEGER, tgname TEXT, tgfoid INTEGER, tgtype INTEGER, tgenabled TEXT, tgisinternal BOOLEAN, tgconstrrelid INTEGER, tgconstrindid INTEGER, tgconstraint INTEGER, tgdeferrable BOOLEAN, tginitdeferred BOOLEAN, tgnargs INTEGER, tgattr TEXT, tgargs TEXT, tgqual TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_rewrite(oid INTEGER, rulename TEXT, ev_class INTEGER, ev_type TEXT, ev_enabled TEXT, is_instead BOOLEAN, ev_qual TEXT, ev_action TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_extension(oid INTEGER, extname TEXT, extowner INTEGER, extnamespace INTEGER, extrelocatable BOOLEAN, extversion TEXT, extconfig TEXT, extcondition TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_enum(oid INTEGER, enumtypid INTEGER, enumsortorder REAL, enumlabel TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_range(rngtypid INTEGER, rngsubtype INTEGER, rngmultitypid INTEGER, rngcollation INTEGER, rngsubopc INTEGER, rngcanonical TEXT, rngsubdiff TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_sequence(seqrelid INTEGER, seqtypid INTEGER, seqstart INTEGER, seqincrement INTEGER, seqmax INTEGER, seqmin INTEGER, seqcache INTEGER, seqcycle BOOLEAN);
-CREATE TEMP TABLE IF NOT EXISTS pg_foreign_table(ftrelid INTEGER, ftserver INTEGER, ftoptions TEXT);
-CREATE TEMP TABLE IF NOT EXISTS pg_partitioned_table(partrelid INTEGER, partstrat TEXT, partnatts INTEGER, partdefid INTEGER, partattrs TEXT, partclass TEXT, partcollation TEXT, partexprs TEXT);
+CREATE TEMP TABLE IF NOT EXISTS pg_auth_members(oid INTEGER, roleid INTEGER, member INTEGER, grantor INTEGER, admin_option BOOLEAN, tableoid INTEGER GENERATED ALWAYS AS (1261) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_am(oid INTEGER, amname TEXT, amhandler TEXT, amtype TEXT, tableoid INTEGER GENERATED ALWAYS AS (2601) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_opclass(oid INTEGER, opcmethod INTEGER, opcname TEXT, opcnamespace INTEGER, opcowner INTEGER, opcfamily INTEGER, opcintype INTEGER, opcdefault BOOLEAN, opckeytype INTEGER, tableoid INTEGER GENERATED ALWAYS AS (2616) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_proc(oid INTEGER, proname TEXT, pronamespace INTEGER, proowner INTEGER, prolang INTEGER, procost REAL, prorows REAL, provariadic INTEGER, prokind TEXT, prosecdef BOOLEAN, proleakproof BOOLEAN, proisstrict BOOLEAN, proretset BOOLEAN, provolatile TEXT, proparallel TEXT, pronargs INTEGER, pronargdefaults INTEGER, prorettype INTEGER, proargtypes TEXT, proallargtypes TEXT, proargmodes TEXT, proargnames TEXT, prosrc TEXT, proacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (1255) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_description(objoid INTEGER, classoid INTEGER, objsubid INTEGER, description TEXT, tableoid INTEGER GENERATED ALWAYS AS (2609) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_shdescription(objoid INTEGER, classoid INTEGER, description TEXT, tableoid INTEGER GENERATED ALWAYS AS (2396) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_collation(oid INTEGER, collname TEXT, collnamespace INTEGER, collowner INTEGER, collprovider TEXT, collisdeterministic BOOLEAN, collencoding INTEGER, collcollate TEXT, collctype TEXT, tableoid INTEGER GENERATED ALWAYS AS (3456) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_tablespace(oid INTEGER, spcname TEXT, spcowner INTEGER, spcacl TEXT, spcoptions TEXT, tableoid INTEGER GENERATED ALWAYS AS (1213) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_inherits(inhrelid INTEGER, inhparent INTEGER, inhseqno INTEGER, inhdetachpending BOOLEAN, tableoid INTEGER GENERATED ALWAYS AS (2611) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_policy(oid INTEGER, polname TEXT, polrelid INTEGER, polcmd TEXT, polpermissive BOOLEAN, polroles TEXT, polqual TEXT, polwithcheck TEXT, tableoid INTEGER GENERATED ALWAYS AS (3256) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_statistic_ext(oid INTEGER, stxrelid INTEGER, stxname TEXT, stxnamespace INTEGER, stxowner INTEGER, stxstattarget INTEGER, stxkeys TEXT, stxkind TEXT, stxexprs TEXT, tableoid INTEGER GENERATED ALWAYS AS (3381) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_publication(oid INTEGER, pubname TEXT, pubowner INTEGER, puballtables BOOLEAN, pubinsert BOOLEAN, pubupdate BOOLEAN, pubdelete BOOLEAN, pubtruncate BOOLEAN, pubviaroot BOOLEAN, tableoid INTEGER GENERATED ALWAYS AS (6104) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_publication_rel(oid INTEGER, prpubid INTEGER, prrelid INTEGER, prqual TEXT, prattrs TEXT, tableoid INTEGER GENERATED ALWAYS AS (6106) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_publication_namespace(oid INTEGER, pnpubid INTEGER, pnnspid INTEGER, tableoid INTEGER GENERATED ALWAYS AS (6237) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_trigger(oid INTEGER, tgrelid INTEGER, tgparentid INTEGER, tgname TEXT, tgfoid INTEGER, tgtype INTEGER, tgenabled TEXT, tgisinternal BOOLEAN, tgconstrrelid INTEGER, tgconstrindid INTEGER, tgconstraint INTEGER, tgdeferrable BOOLEAN, tginitdeferred BOOLEAN, tgnargs INTEGER, tgattr TEXT, tgargs TEXT, tgqual TEXT, tableoid INTEGER GENERATED ALWAYS AS (2620) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_rewrite(oid INTEGER, rulename TEXT, ev_class INTEGER, ev_type TEXT, ev_enabled TEXT, is_instead BOOLEAN, ev_qual TEXT, ev_action TEXT, tableoid INTEGER GENERATED ALWAYS AS (2618) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_extension(oid INTEGER, extname TEXT, extowner INTEGER, extnamespace INTEGER, extrelocatable BOOLEAN, extversion TEXT, extconfig TEXT, extcondition TEXT, tableoid INTEGER GENERATED ALWAYS AS (3079) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_enum(oid INTEGER, enumtypid INTEGER, enumsortorder REAL, enumlabel TEXT, tableoid INTEGER GENERATED ALWAYS AS (3501) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_depend(classid INTEGER, objid INTEGER, objsubid INTEGER, refclassid INTEGER, refobjid INTEGER, refobjsubid INTEGER, deptype TEXT, tableoid INTEGER GENERATED ALWAYS AS (2608) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_init_privs(objoid INTEGER, classoid INTEGER, objsubid INTEGER, privtype TEXT, initprivs TEXT, tableoid INTEGER GENERATED ALWAYS AS (3394) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_range(rngtypid INTEGER, rngsubtype INTEGER, rngmultitypid INTEGER, rngcollation INTEGER, rngsubopc INTEGER, rngcanonical TEXT, rngsubdiff TEXT, tableoid INTEGER GENERATED ALWAYS AS (3541) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_sequence(seqrelid INTEGER, seqtypid INTEGER, seqstart INTEGER, seqincrement INTEGER, seqmax INTEGER, seqmin INTEGER, seqcache INTEGER, seqcycle BOOLEAN, tableoid INTEGER GENERATED ALWAYS AS (2224) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_foreign_table(ftrelid INTEGER, ftserver INTEGER, ftoptions TEXT, tableoid INTEGER GENERATED ALWAYS AS (3118) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_partitioned_table(partrelid INTEGER, partstrat TEXT, partnatts INTEGER, partdefid INTEGER, partattrs TEXT, partclass TEXT, partcollation TEXT, partexprs TEXT, tableoid INTEGER GENERATED ALWAYS AS (3350) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_settings(name TEXT, setting TEXT, unit TEXT, category TEXT, short_desc TEXT, extra_desc TEXT, context TEXT, vartype TEXT, source TEXT, min_val TEXT, max_val TEXT, enumvals TEXT, boot_val TEXT, reset_val TEXT, sourcefile TEXT, sourceline INTEGER, pending_restart BOOLEAN);
 CREATE TEMP TABLE IF NOT EXISTS pg_stat_activity(datid INTEGER, datname TEXT, pid INTEGER, usesysid INTEGER, usename TEXT, application_name TEXT, client_addr TEXT, client_port INTEGER, backend_start TEXT, xact_start TEXT, query_start TEXT, state_change TEXT, wait_event_type TEXT, wait_event TEXT, state TEXT, query TEXT, backend_type TEXT);
 CREATE TEMP VIEW IF NOT EXISTS pg_tables AS SELECT 'public' AS schemaname, c.relname AS tablename, r.rolname AS tableowner, NULL AS tablespace, c.relhasindex AS hasindexes, c.relhasrules AS hasrules, c.relhastriggers AS hastriggers, c.relrowsecurity AS rowsecurity FROM pg_class c LEFT JOIN pg_roles r ON r.oid = c.relowner WHERE c.relkind = 'r';
@@ -255,6 +291,43 @@ CREATE TEMP TABLE IF NOT EXISTS "information_schema.table_constraints"(constrain
 CREATE TEMP TABLE IF NOT EXISTS "information_schema.key_column_usage"(constraint_catalog TEXT, constraint_schema TEXT, constraint_name TEXT, table_catalog TEXT, table_schema TEXT, table_name TEXT, column_name TEXT, ordinal_position INTEGER, position_in_unique_constraint INTEGER);
 CREATE TEMP TABLE IF NOT EXISTS "information_schema.referential_constraints"(constraint_catalog TEXT, constraint_schema TEXT, constraint_name TEXT, unique_constraint_catalog TEXT, unique_constraint_schema TEXT, unique_constraint_name TEXT, match_option TEXT, update_rule TEXT, delete_rule TEXT);
 CREATE TEMP TABLE IF NOT EXISTS "information_schema.views"(table_catalog TEXT, table_schema TEXT, table_name TEXT, view_definition TEXT, check_option TEXT, is_updatable TEXT, is_insertable_into TEXT, is_trigger_updatable TEXT, is_trigger_deletable TEXT, is_trigger_insertable_into TEXT);
+"#;
+
+/// PostgreSQL's other catalogs, with its columns, always empty here (Cairn has no casts,
+/// operators, languages, text search, foreign data or subscriptions of its own): pg_dump and
+/// ORMs read them. Generated from a PostgreSQL 15 server's `pg_attribute`.
+pub const EMPTY: &str = r#"
+CREATE TEMP TABLE IF NOT EXISTS pg_aggregate(aggfnoid INTEGER, aggkind TEXT, aggnumdirectargs INTEGER, aggtransfn INTEGER, aggfinalfn INTEGER, aggcombinefn INTEGER, aggserialfn INTEGER, aggdeserialfn INTEGER, aggmtransfn INTEGER, aggminvtransfn INTEGER, aggmfinalfn INTEGER, aggfinalextra BOOLEAN, aggmfinalextra BOOLEAN, aggfinalmodify TEXT, aggmfinalmodify TEXT, aggsortop INTEGER, aggtranstype INTEGER, aggtransspace INTEGER, aggmtranstype INTEGER, aggmtransspace INTEGER, agginitval TEXT, aggminitval TEXT, tableoid INTEGER GENERATED ALWAYS AS (2600) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_amop(oid INTEGER, amopfamily INTEGER, amoplefttype INTEGER, amoprighttype INTEGER, amopstrategy INTEGER, amoppurpose TEXT, amopopr INTEGER, amopmethod INTEGER, amopsortfamily INTEGER, tableoid INTEGER GENERATED ALWAYS AS (2602) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_amproc(oid INTEGER, amprocfamily INTEGER, amproclefttype INTEGER, amprocrighttype INTEGER, amprocnum INTEGER, amproc INTEGER, tableoid INTEGER GENERATED ALWAYS AS (2603) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_cast(oid INTEGER, castsource INTEGER, casttarget INTEGER, castfunc INTEGER, castcontext TEXT, castmethod TEXT, tableoid INTEGER GENERATED ALWAYS AS (2605) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_conversion(oid INTEGER, conname TEXT, connamespace INTEGER, conowner INTEGER, conforencoding INTEGER, contoencoding INTEGER, conproc INTEGER, condefault BOOLEAN, tableoid INTEGER GENERATED ALWAYS AS (2607) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_db_role_setting(setdatabase INTEGER, setrole INTEGER, setconfig TEXT, tableoid INTEGER GENERATED ALWAYS AS (2964) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_default_acl(oid INTEGER, defaclrole INTEGER, defaclnamespace INTEGER, defaclobjtype TEXT, defaclacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (826) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_event_trigger(oid INTEGER, evtname TEXT, evtevent TEXT, evtowner INTEGER, evtfoid INTEGER, evtenabled TEXT, evttags TEXT, tableoid INTEGER GENERATED ALWAYS AS (3466) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_foreign_data_wrapper(oid INTEGER, fdwname TEXT, fdwowner INTEGER, fdwhandler INTEGER, fdwvalidator INTEGER, fdwacl TEXT, fdwoptions TEXT, tableoid INTEGER GENERATED ALWAYS AS (2328) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_foreign_server(oid INTEGER, srvname TEXT, srvowner INTEGER, srvfdw INTEGER, srvtype TEXT, srvversion TEXT, srvacl TEXT, srvoptions TEXT, tableoid INTEGER GENERATED ALWAYS AS (1417) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_language(oid INTEGER, lanname TEXT, lanowner INTEGER, lanispl BOOLEAN, lanpltrusted BOOLEAN, lanplcallfoid INTEGER, laninline INTEGER, lanvalidator INTEGER, lanacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (2612) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_largeobject(loid INTEGER, pageno INTEGER, data TEXT, tableoid INTEGER GENERATED ALWAYS AS (2613) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_largeobject_metadata(oid INTEGER, lomowner INTEGER, lomacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (2995) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_operator(oid INTEGER, oprname TEXT, oprnamespace INTEGER, oprowner INTEGER, oprkind TEXT, oprcanmerge BOOLEAN, oprcanhash BOOLEAN, oprleft INTEGER, oprright INTEGER, oprresult INTEGER, oprcom INTEGER, oprnegate INTEGER, oprcode INTEGER, oprrest INTEGER, oprjoin INTEGER, tableoid INTEGER GENERATED ALWAYS AS (2617) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_opfamily(oid INTEGER, opfmethod INTEGER, opfname TEXT, opfnamespace INTEGER, opfowner INTEGER, tableoid INTEGER GENERATED ALWAYS AS (2753) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_parameter_acl(oid INTEGER, parname TEXT, paracl TEXT, tableoid INTEGER GENERATED ALWAYS AS (6243) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_replication_origin(roident INTEGER, roname TEXT, tableoid INTEGER GENERATED ALWAYS AS (6000) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_seclabel(objoid INTEGER, classoid INTEGER, objsubid INTEGER, provider TEXT, label TEXT, tableoid INTEGER GENERATED ALWAYS AS (3596) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_shdepend(dbid INTEGER, classid INTEGER, objid INTEGER, objsubid INTEGER, refclassid INTEGER, refobjid INTEGER, deptype TEXT, tableoid INTEGER GENERATED ALWAYS AS (1214) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_shseclabel(objoid INTEGER, classoid INTEGER, provider TEXT, label TEXT, tableoid INTEGER GENERATED ALWAYS AS (3592) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_statistic(starelid INTEGER, staattnum INTEGER, stainherit BOOLEAN, stanullfrac REAL, stawidth INTEGER, stadistinct REAL, stakind1 INTEGER, stakind2 INTEGER, stakind3 INTEGER, stakind4 INTEGER, stakind5 INTEGER, staop1 INTEGER, staop2 INTEGER, staop3 INTEGER, staop4 INTEGER, staop5 INTEGER, stacoll1 INTEGER, stacoll2 INTEGER, stacoll3 INTEGER, stacoll4 INTEGER, stacoll5 INTEGER, stanumbers1 TEXT, stanumbers2 TEXT, stanumbers3 TEXT, stanumbers4 TEXT, stanumbers5 TEXT, stavalues1 TEXT, stavalues2 TEXT, stavalues3 TEXT, stavalues4 TEXT, stavalues5 TEXT, tableoid INTEGER GENERATED ALWAYS AS (2619) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_statistic_ext_data(stxoid INTEGER, stxdinherit BOOLEAN, stxdndistinct TEXT, stxddependencies TEXT, stxdmcv TEXT, stxdexpr TEXT, tableoid INTEGER GENERATED ALWAYS AS (3429) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_subscription(oid INTEGER, subdbid INTEGER, subskiplsn INTEGER, subname TEXT, subowner INTEGER, subenabled BOOLEAN, subbinary BOOLEAN, substream BOOLEAN, subtwophasestate TEXT, subdisableonerr BOOLEAN, subconninfo TEXT, subslotname TEXT, subsynccommit TEXT, subpublications TEXT, tableoid INTEGER GENERATED ALWAYS AS (6100) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_subscription_rel(srsubid INTEGER, srrelid INTEGER, srsubstate TEXT, srsublsn INTEGER, tableoid INTEGER GENERATED ALWAYS AS (6102) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_transform(oid INTEGER, trftype INTEGER, trflang INTEGER, trffromsql INTEGER, trftosql INTEGER, tableoid INTEGER GENERATED ALWAYS AS (3576) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_ts_config(oid INTEGER, cfgname TEXT, cfgnamespace INTEGER, cfgowner INTEGER, cfgparser INTEGER, tableoid INTEGER GENERATED ALWAYS AS (3602) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_ts_config_map(mapcfg INTEGER, maptokentype INTEGER, mapseqno INTEGER, mapdict INTEGER, tableoid INTEGER GENERATED ALWAYS AS (3603) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_ts_dict(oid INTEGER, dictname TEXT, dictnamespace INTEGER, dictowner INTEGER, dicttemplate INTEGER, dictinitoption TEXT, tableoid INTEGER GENERATED ALWAYS AS (3600) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_ts_parser(oid INTEGER, prsname TEXT, prsnamespace INTEGER, prsstart INTEGER, prstoken INTEGER, prsend INTEGER, prsheadline INTEGER, prslextype INTEGER, tableoid INTEGER GENERATED ALWAYS AS (3601) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_ts_template(oid INTEGER, tmplname TEXT, tmplnamespace INTEGER, tmplinit INTEGER, tmpllexize INTEGER, tableoid INTEGER GENERATED ALWAYS AS (3764) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_user_mapping(oid INTEGER, umuser INTEGER, umserver INTEGER, umoptions TEXT, tableoid INTEGER GENERATED ALWAYS AS (1418) VIRTUAL);
 "#;
 
 /// The rows that never change: namespaces, access methods, collations, tablespaces, types.

@@ -38,6 +38,44 @@ pub const SERVER_VERSION: &str = concat!("15.0 (Cairn ", env!("CARGO_PKG_VERSION
 
 /// Sorted by lowercase name.
 const KNOWN: &[Known] = &[
+    // What pg_dump sets before it reads the catalogs.
+    known(
+        "check_function_bodies",
+        "on",
+        true,
+        "Check routine bodies during CREATE FUNCTION and CREATE PROCEDURE.",
+    ),
+    known(
+        "default_table_access_method",
+        "heap",
+        true,
+        "Sets the default table access method for new tables.",
+    ),
+    known(
+        "default_tablespace",
+        "",
+        true,
+        "Sets the default tablespace to create tables and indexes in.",
+    ),
+    known(
+        "quote_all_identifiers",
+        "off",
+        true,
+        "When generating SQL fragments, quote all identifiers.",
+    ),
+    known("row_security", "on", true, "Enable row security."),
+    known(
+        "synchronize_seqscans",
+        "on",
+        true,
+        "Enable synchronized sequential scans.",
+    ),
+    known(
+        "xmloption",
+        "content",
+        true,
+        "Sets whether XML data in implicit parsing and serialization operations is to be considered as documents or content fragments.",
+    ),
     known(
         "application_name",
         "",

@@ -72,9 +72,11 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
     };
     let mut edits: Vec<(usize, usize, String)> = in_select_lists(text, &tokens);
     if !edits.is_empty() {
-        // One kind of rewrite a pass: the select lists' edits span FROM items too.
+        // One kind of rewrite a pass: the select lists' edits span FROM items too; the
+        // result (with no set-returning call left in a select list) is read again.
         edits.sort_by_key(|e| e.0);
-        return super::edited(text, edits);
+        let joined = super::edited(text, edits).into_owned();
+        return Cow::Owned(rewrite(&joined).into_owned());
     }
     let mut i = 0;
     while i < tokens.len() {
@@ -182,8 +184,16 @@ fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, Str
                     let w = w.to_ascii_lowercase();
                     match w.as_str() {
                         "from" if from.is_none() => from = Some(j),
+                        // INSERT … SELECT … ON CONFLICT: the upsert's clause.
+                        "on" if tokens
+                            .get(j + 1)
+                            .is_some_and(|c| c.token.is_keyword("conflict")) =>
+                        {
+                            end = j;
+                            break;
+                        }
                         "where" | "group" | "having" | "window" | "order" | "limit" | "union"
-                        | "except" | "intersect" => {
+                        | "except" | "intersect" | "returning" => {
                             end = j;
                             break;
                         }
@@ -306,12 +316,14 @@ fn column_lists(text: &str) -> Cow<'_, str> {
             .map(|c| quoted(&c))
             .collect();
         let query = &text[tokens[open + 1].start..tokens[close - 1].end];
+        // The CTE's own name: the subquery may read a table of the alias's name.
         let name = quoted(&alias);
+        let cte = format!("cairn_columns_{}", edits.len() + 1);
         edits.push((
             t.start,
             tokens[list_end].end,
             format!(
-                "(WITH {name}({}) AS ({query}) SELECT * FROM {name}) AS {name}",
+                "(WITH {cte}({}) AS ({query}) SELECT * FROM {cte}) AS {name}",
                 columns.join(", ")
             ),
         ));
@@ -326,16 +338,13 @@ fn source_of(name: &str, template: &str, args: &str) -> String {
     }
     let (start, stop, step) = match split_arguments(args).as_slice() {
         [start, stop] => (start.clone(), stop.clone(), "1".to_owned()),
-        [start, stop, step] => (
-            start.clone(),
-            stop.clone(),
-            format!("cairn_series_step({step})"),
-        ),
+        [start, stop, step] => (start.clone(), stop.clone(), step.clone()),
         // SQLite says what is wrong with the call.
         _ => return format!("cairn_series_step({args})"),
     };
+    // The arguments once, as integers (a parameter arrives as text), in a seed row.
     format!(
-        "(WITH RECURSIVE cairn_series(value) AS (SELECT ({start}) WHERE ({step}) > 0 AND ({start}) <= ({stop}) OR ({step}) < 0 AND ({start}) >= ({stop}) UNION ALL SELECT value + ({step}) FROM cairn_series WHERE ({step}) > 0 AND value <= ({stop}) - ({step}) OR ({step}) < 0 AND value >= ({stop}) - ({step})) SELECT value FROM cairn_series)"
+        "(WITH RECURSIVE cairn_args(a, b, s) AS (SELECT CAST(({start}) AS INTEGER), CAST(({stop}) AS INTEGER), cairn_series_step(CAST(({step}) AS INTEGER))), cairn_series(value) AS (SELECT a FROM cairn_args WHERE s > 0 AND a <= b OR s < 0 AND a >= b UNION ALL SELECT value + s FROM cairn_series, cairn_args WHERE s > 0 AND value <= b - s OR s < 0 AND value >= b - s) SELECT value FROM cairn_series)"
     )
 }
 
@@ -462,7 +471,7 @@ mod tests {
             rewrite(
                 "INSERT INTO b (t) SELECT p0 FROM (VALUES ('x', 0), ('y', 1)) AS imp_sen(p0, sen_counter) ORDER BY sen_counter"
             ),
-            "INSERT INTO b (t) SELECT p0 FROM (WITH \"imp_sen\"(\"p0\", \"sen_counter\") AS (VALUES ('x', 0), ('y', 1)) SELECT * FROM \"imp_sen\") AS \"imp_sen\" ORDER BY sen_counter"
+            "INSERT INTO b (t) SELECT p0 FROM (WITH cairn_columns_1(\"p0\", \"sen_counter\") AS (VALUES ('x', 0), ('y', 1)) SELECT * FROM cairn_columns_1) AS \"imp_sen\" ORDER BY sen_counter"
         );
         // A plain subquery, and an IN list, as they were.
         for same in [

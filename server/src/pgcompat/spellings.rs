@@ -70,6 +70,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             edits.push((t.start, tokens[i + 2].end, Cow::Owned(table)));
         } else if let Token::Word(word) = t.token
             && !after_dot
+            && !names_object(&tokens, i)
             && next(1) == Some(&Token::Punct("("))
             && let Some((_, sqlite)) = RENAMED.iter().find(|(pg, _)| word.eq_ignore_ascii_case(pg))
         {
@@ -85,6 +86,28 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
         }
     }
     super::edited(text, edits)
+}
+
+/// Whether `tokens[i]` is where a statement names a table, view, index or trigger (`CREATE
+/// TABLE every (…)`, `INSERT INTO every (…)`), not a call.
+fn names_object(tokens: &[Spanned<'_>], i: usize) -> bool {
+    i.checked_sub(1).is_some_and(|j| {
+        [
+            "table",
+            "into",
+            "from",
+            "join",
+            "update",
+            "on",
+            "references",
+            "view",
+            "index",
+            "trigger",
+            "exists",
+        ]
+        .iter()
+        .any(|k| tokens[j].token.is_keyword(k))
+    })
 }
 
 fn is_bare_call(tokens: &[Spanned<'_>], i: usize) -> bool {
@@ -128,6 +151,10 @@ mod tests {
         assert_eq!(
             rewrite("SELECT json_build_object('a', 1), JSONB_AGG(x) FROM t"),
             "SELECT json_object('a', 1), json_group_array(x) FROM t"
+        );
+        assert_eq!(
+            rewrite("CREATE TABLE every (a INT); INSERT INTO every (a) VALUES (1)"),
+            "CREATE TABLE every (a INT); INSERT INTO every (a) VALUES (1)"
         );
         // A quoted name, a column of that name, a string and a view Cairn has not stay.
         for same in [

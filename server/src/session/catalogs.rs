@@ -98,6 +98,7 @@ pub(super) fn prepare(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Res
 fn fill(conn: &Connection, filling: &Filling<'_>, key: &str) -> rusqlite::Result<()> {
     // Made again each time: cheap next to a filling, and a table the client dropped is back.
     conn.execute_batch(catalogs::CREATE)?;
+    conn.execute_batch(catalogs::EMPTY)?;
     conn.execute_batch(&catalogs::fixed_rows())?;
     conn.execute_batch(catalogs::REFRESH)?;
     let views: Vec<(i64, String)> = {
@@ -122,7 +123,7 @@ fn fill(conn: &Connection, filling: &Filling<'_>, key: &str) -> rusqlite::Result
     }
     let admin = filling.role == Role::Admin;
     conn.execute(
-        "INSERT INTO temp.pg_roles VALUES (10, ?1, ?2, 1, ?2, ?2, 1, 0, -1, '********', NULL, ?2, NULL)",
+        "INSERT INTO temp.pg_roles VALUES (10, ?1, ?2, 1, ?2, ?2, 1, 0, -1, '********', NULL, ?2, NULL), (6171, 'pg_database_owner', 0, 1, 0, 0, 0, 0, -1, '********', NULL, 0, NULL)",
         rusqlite::params![filling.user, admin],
     )?;
     conn.execute("DELETE FROM temp.pg_cairn_refreshed", [])?;
@@ -197,6 +198,16 @@ pub(super) fn register(
     }
     conn.create_scalar_function("pg_relation_is_publishable", 1, pure, |_| Ok(false))?;
     conn.create_scalar_function("pg_get_triggerdef", 2, pure, |_| Ok(None::<String>))?;
+    // Cairn keeps no privileges on objects: none are granted beyond their defaults.
+    conn.create_scalar_function("acldefault", 2, pure, |_| Ok(None::<String>))?;
+    for (name, arity) in [
+        ("pg_get_partkeydef", 1),
+        ("pg_get_statisticsobjdef", 1),
+        ("pg_get_ruledef", 2),
+        ("pg_get_function_sqlbody", 1),
+    ] {
+        conn.create_scalar_function(name, arity, pure, |_| Ok(None::<String>))?;
+    }
     // Cairn's keys number rows without sequences.
     conn.create_scalar_function("pg_get_serial_sequence", 2, pure, |_| Ok(None::<String>))?;
     conn.create_scalar_function("pg_collation_is_visible", 1, pure, |_| Ok(true))?;
@@ -268,6 +279,24 @@ pub(super) fn register(
             Ok(Some(array_elements(&array).join(&separator)))
         })?;
     }
+    // ARRAY[a, b]: its elements as an array's text, each quoted where it needs it.
+    conn.create_scalar_function("cairn_array", -1, pure, |ctx| {
+        let elements: Vec<Option<String>> = (0..ctx.len())
+            .map(|i| text(ctx, i))
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(crate::pgcompat::arrays::text(&elements))
+    })?;
+    conn.create_scalar_function("array_remove", 2, pure, |ctx| {
+        let Some(array) = text(ctx, 0)? else {
+            return Ok(None);
+        };
+        let gone = text(ctx, 1)?;
+        let kept: Vec<Option<String>> = crate::pgcompat::arrays::elements(&array)
+            .into_iter()
+            .filter(|e| *e != gone)
+            .collect();
+        Ok(Some(crate::pgcompat::arrays::text(&kept)))
+    })?;
     conn.create_scalar_function("cairn_array_json", 1, pure, |ctx| {
         Ok(text(ctx, 0)?.map(|array| crate::pgcompat::arrays::to_json(&array)))
     })?;
@@ -298,9 +327,6 @@ pub(super) fn register(
             Ok((count > 0 || name == "cardinality").then_some(count))
         })?;
     }
-    conn.create_scalar_function("cairn_like_glob", 1, pure, |ctx| {
-        Ok(text(ctx, 0)?.map(|pattern| like_glob(&pattern)))
-    })?;
     conn.create_scalar_function("cairn_series_step", 1, pure, |ctx| {
         match ctx.get::<Option<i64>>(0)? {
             Some(0) => Err(rusqlite::Error::UserFunctionError(
@@ -414,36 +440,6 @@ fn index_column(definition: &str, n: i64) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A LIKE pattern (`%`, `_`, `\` escaping) as the GLOB pattern matching the same texts,
-/// case and all: PostgreSQL's `~~`.
-fn like_glob(pattern: &str) -> String {
-    let mut glob = String::with_capacity(pattern.len() + 4);
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        let literal = match c {
-            '%' => {
-                glob.push('*');
-                continue;
-            }
-            '_' => {
-                glob.push('?');
-                continue;
-            }
-            '\\' => chars.next().unwrap_or('\\'),
-            other => other,
-        };
-        match literal {
-            '*' | '?' | '[' => {
-                glob.push('[');
-                glob.push(literal);
-                glob.push(']');
-            }
-            other => glob.push(other),
-        }
-    }
-    glob
-}
-
 /// PostgreSQL's `pg_size_pretty`: bytes, kB, MB, GB, TB, rounding half up past 10 units.
 fn size_pretty(bytes: i64) -> String {
     let mut size = i128::from(bytes);
@@ -486,7 +482,6 @@ mod tests {
         assert_eq!(index_column(def, 3), None);
         assert_eq!(size_pretty(8192), "8192 bytes");
         assert_eq!(size_pretty(i64::MAX), "8388608 TB");
-        assert_eq!(like_glob("a%b_c\\%*"), "a*b?c%[*]");
         assert_eq!(size_pretty(101_711_872), "97 MB");
         assert_eq!(size_pretty(6_455_296), "6304 kB");
         assert_eq!(quote_ident("users"), "users");

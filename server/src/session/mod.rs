@@ -522,7 +522,10 @@ impl Session {
                     None
                 } else {
                     let mut declared = declared_columns(&stmt);
-                    column_types::through_aggregates(&self.conn, &sql, &mut declared);
+                    // Without parameters the first row types them (below).
+                    if count > 0 {
+                        column_types::through_aggregates(&self.conn, &sql, &mut declared);
+                    }
                     // Columns without a declared type (expressions, NUMERIC) take the type of
                     // the first row's value, when the statement can be run without parameters
                     // and without side effects; otherwise they are text.
@@ -731,6 +734,11 @@ impl Session {
             )),
             ServerStatement::Discard(what) => self.discard(*what),
             ServerStatement::UnlistenAll => Ok(Executed::command("UNLISTEN", None)),
+            ServerStatement::LockTable if self.conn.is_autocommit() => Err(SqlError::new(
+                sqlstate::NO_ACTIVE_SQL_TRANSACTION,
+                "LOCK TABLE can only be used in transaction blocks".into(),
+            )),
+            ServerStatement::LockTable => Ok(Executed::command("LOCK TABLE", None)),
             ServerStatement::ShowSetting(setting) => {
                 let value = self
                     .activity()
@@ -1661,7 +1669,8 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
         | ServerStatement::Discard(_)
         | ServerStatement::ResetAll
         | ServerStatement::CloseAll
-        | ServerStatement::UnlistenAll => None,
+        | ServerStatement::UnlistenAll
+        | ServerStatement::LockTable => None,
         ServerStatement::Backup(_)
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. }
@@ -2354,6 +2363,38 @@ mod tests {
             zero.unwrap_err()
                 .message
                 .contains("step size cannot equal zero")
+        );
+    }
+
+    /// The second review: `ARRAY['a,b', 'c']` came out as three elements, a series over
+    /// parameters (sent as text) was empty or one row, a column list named like the table
+    /// its subquery reads was a circular CTE, and `CREATE TABLE every` became `min`.
+    #[test]
+    fn arrays_lost_their_quoting_and_a_series_of_parameters_was_empty() {
+        let (_dir, mut s) = session(Role::Admin);
+        let one = |s: &mut Session, sql: &str| -> Vec<Vec<Value>> {
+            s.execute_query(sql).pop().unwrap().unwrap().rows
+        };
+        assert_eq!(
+            one(&mut s, "SELECT ARRAY['a,b', 'c', NULL]"),
+            [[Value::Text("{\"a,b\",c,NULL}".into())]]
+        );
+        let series = s
+            .prepare("SELECT group_concat(x) FROM generate_series($1, $2) x")
+            .unwrap();
+        let out = s
+            .execute_prepared(&series, &[Value::Text("1".into()), Value::Text("3".into())])
+            .unwrap();
+        assert_eq!(out.rows, [[Value::Text("1,2,3".into())]]);
+        ok(s.execute_query("CREATE TABLE t(a INTEGER); INSERT INTO t VALUES (7)"));
+        assert_eq!(
+            one(&mut s, "SELECT x FROM (SELECT a FROM t) AS t(x)"),
+            [[Value::Integer(7)]]
+        );
+        ok(s.execute_query("CREATE TABLE every(a INTEGER); INSERT INTO every VALUES (1)"));
+        assert_eq!(
+            one(&mut s, "SELECT bool_and(a = 1) FROM every"),
+            [[Value::Integer(1)]]
         );
     }
 

@@ -97,6 +97,8 @@ pub enum ServerStatement {
     },
     /// `DISCARD ALL | PLANS | SEQUENCES | TEMP`.
     Discard(Discard),
+    /// `LOCK [TABLE] name, … IN ACCESS SHARE | ROW SHARE MODE`: what pg_dump takes.
+    LockTable,
 }
 
 /// What `DISCARD` lets go of.
@@ -453,6 +455,7 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
         [first, rest @ ..] if first.is_keyword("discard") => {
             Some(session_statements::discard(rest))
         }
+        [first, rest @ ..] if first.is_keyword("lock") => Some(session_statements::lock(rest)),
         [first, _, ..] => unknown_backup_statement(first).map(Err),
         _ => None,
     }

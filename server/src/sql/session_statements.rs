@@ -105,6 +105,49 @@ pub(super) fn discard(rest: &[&Token<'_>]) -> Result<ServerStatement, String> {
 }
 
 /// A parameter's name (`a` or `a.b`, words or quoted) and what follows it.
+/// `LOCK [TABLE] [ONLY] name, … [IN mode MODE] [NOWAIT]`. The modes that only keep a table
+/// from being dropped or altered while a transaction reads it (ACCESS SHARE, ROW SHARE) are
+/// what a transaction's SQLite snapshot gives already; the stronger ones are refused: SQLite
+/// locks the whole database for writing, which `BEGIN IMMEDIATE` takes.
+pub(super) fn lock(rest: &[&Token<'_>]) -> Result<ServerStatement, String> {
+    let words: Vec<String> = rest
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let mode = match words.iter().position(|w| w == "in") {
+        Some(at)
+            if words.last().map(String::as_str) == Some("mode")
+                || words.get(words.len().saturating_sub(2)).map(String::as_str) == Some("mode") =>
+        {
+            let end = words
+                .iter()
+                .rposition(|w| w == "mode")
+                .unwrap_or(words.len());
+            words[at + 1..end].join(" ")
+        }
+        Some(_) => {
+            return Err("syntax error in LOCK: write LOCK TABLE name IN ACCESS SHARE MODE".into());
+        }
+        None => "access exclusive".to_owned(),
+    };
+    match mode.as_str() {
+        "access share" | "row share" => Ok(ServerStatement::LockTable),
+        "row exclusive"
+        | "share update exclusive"
+        | "share"
+        | "share row exclusive"
+        | "exclusive"
+        | "access exclusive" => Err(format!(
+            "LOCK TABLE in {} mode is not supported: SQLite locks the whole database for writing, which BEGIN IMMEDIATE takes; ACCESS SHARE and ROW SHARE are held by any transaction's snapshot",
+            mode.to_uppercase()
+        )),
+        other => Err(format!("unrecognized lock mode \"{other}\"")),
+    }
+}
+
 fn name<'t, 'a>(tokens: &'t [&'t Token<'a>]) -> Option<(String, &'t [&'t Token<'a>])> {
     let part = |t: &Token<'_>| match t {
         Token::Word(w) => Some(w.to_ascii_lowercase()),
