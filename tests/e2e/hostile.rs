@@ -1128,3 +1128,51 @@ async fn an_asyncpg_pool_could_not_take_a_connection_back() {
     run_client_script(&server, "pools.py");
     server.assert_still_serving().await;
 }
+
+/// A binary array parameter whose header claims 2^31 - 1 elements and carries none is
+/// refused as an invalid binary value before anything is sized by its header (the decoder
+/// sizes its buffer from the count: tens of GiB, which on a machine without overcommit is an
+/// allocation failure, an abort of the whole server), and the server goes on.
+#[tokio::test]
+async fn an_array_parameter_claiming_more_elements_than_it_holds_is_refused() {
+    #[derive(Debug)]
+    struct Claiming;
+    impl tokio_postgres::types::ToSql for Claiming {
+        fn to_sql(
+            &self,
+            _: &tokio_postgres::types::Type,
+            out: &mut bytes::BytesMut,
+        ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+        {
+            // One dimension, no NULLs, int8 elements, 0x7fffffff of them from index 1.
+            for n in [1i32, 0, 20, 0x7fff_ffff, 1] {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            Ok(tokio_postgres::types::IsNull::No)
+        }
+        fn accepts(_: &tokio_postgres::types::Type) -> bool {
+            true
+        }
+        tokio_postgres::types::to_sql_checked!();
+    }
+    let site = Site::standard();
+    let server = site.start();
+    let client = server.admin("default").await;
+    let refused = client
+        .query("SELECT 1 WHERE 5 = ANY($1::int8[])", &[&Claiming])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&SqlState::INVALID_BINARY_REPRESENTATION),
+        "{}",
+        message(&refused)
+    );
+    // A real array works, and the server is still there.
+    let rows = client
+        .query("SELECT 1 WHERE 5 = ANY($1::int8[])", &[&vec![4i64, 5]])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    server.assert_still_serving().await;
+}
