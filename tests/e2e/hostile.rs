@@ -1118,6 +1118,27 @@ async fn sqlalchemy_reflection_failed_on_pg_catalog() {
     server.assert_still_serving().await;
 }
 
+/// node-postgres, with no overrides: parameters, RETURNING, a rolled-back transaction,
+/// information_schema and `= ANY($1::int[])` work; and `count(*) OVER () AS total` came
+/// back named `count` (the alias after a window lost to the call's name).
+#[tokio::test]
+async fn node_postgres_read_an_aliased_window_column_by_the_calls_name() {
+    let site = Site::standard();
+    let server = site.start();
+    let script = format!("{}/../tests/clients/node_pg.js", env!("CARGO_MANIFEST_DIR"));
+    let port = server.port.to_string();
+    let (ok, output) = crate::harness::run(std::process::Command::new("node").args([
+        script.as_str(),
+        "127.0.0.1",
+        &port,
+        "admin",
+        ADMIN_PASSWORD,
+        "default",
+    ]));
+    assert!(ok, "{output}");
+    server.assert_still_serving().await;
+}
+
 /// asyncpg's pool resets a connection it takes back with `SELECT pg_advisory_unlock_all();
 /// CLOSE ALL; UNLISTEN *; RESET ALL;`: the first failed ("no such function"), so the pool
 /// threw the connection away at every release, and no advisory lock existed.

@@ -130,29 +130,40 @@ pub fn refusal(tokens: &[Spanned<'_>]) -> Option<(&'static str, String)> {
     let word = |i: usize| tokens.get(i).and_then(|t| t.token.identifier());
     let first = word(0)?;
     let find = |kw: &str| tokens.iter().position(|t| t.token.is_keyword(kw));
-    let target = match first.as_str() {
-        "insert" | "replace" => find("into").map(|i| i + 1),
-        "update" => Some(if word(1).as_deref() == Some("or") {
-            3
-        } else {
-            1
-        }),
-        "delete" => Some(2),
+    // Every table the statement writes, wherever it is (after a WITH, in a trigger's body).
+    let mut targets: Vec<usize> = Vec::new();
+    for (p, t) in tokens.iter().enumerate() {
+        let Token::Word(w) = t.token else { continue };
+        let next = word(p + 1);
+        match w.to_ascii_lowercase().as_str() {
+            "insert" | "replace" => {
+                if let Some(into) = tokens[p..].iter().position(|t| t.token.is_keyword("into")) {
+                    targets.push(p + into + 1);
+                }
+            }
+            "update" if next.as_deref() == Some("or") => targets.push(p + 3),
+            "update" => targets.push(p + 1),
+            "delete" if next.as_deref() == Some("from") => targets.push(p + 2),
+            _ => {}
+        }
+    }
+    match first.as_str() {
         "drop" | "alter" => {
             let mut i = 2;
             if word(i).as_deref() == Some("if") {
                 i += 2;
             }
-            Some(i)
+            targets.push(i);
         }
         "create" if find("trigger").is_some() || find("index").is_some() => {
-            find("on").map(|i| i + 1)
+            targets.extend(find("on").map(|i| i + 1));
         }
-        _ => None,
-    };
-    if let Some(at) = target
-        && let Some(name) = target_name(tokens, at)
-        && is_catalog(&name)
+        _ => {}
+    }
+    if let Some(name) = targets
+        .into_iter()
+        .filter_map(|at| target_name(tokens, at))
+        .find(|name| is_catalog(name))
     {
         return Some((
             crate::sqlstate::INSUFFICIENT_PRIVILEGE,
@@ -761,6 +772,8 @@ mod tests {
             "DROP TABLE IF EXISTS pg_attribute",
             "CREATE TEMP TRIGGER x AFTER INSERT ON pg_cairn_refreshed BEGIN SELECT 1; END",
             "DELETE FROM information_schema.tables",
+            "WITH x AS (SELECT 1) DELETE FROM pg_class",
+            "CREATE TEMP TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM pg_class; END",
         ] {
             assert_eq!(
                 refused(sql),
@@ -777,6 +790,8 @@ mod tests {
             "INSERT INTO main.pg_enum VALUES (1)",
             "INSERT INTO names SELECT relname FROM pg_class",
             "CREATE VIEW v AS SELECT 1",
+            "CREATE TABLE c(p INTEGER REFERENCES p ON DELETE CASCADE ON UPDATE SET NULL)",
+            "SELECT * FROM t FOR UPDATE",
             "SELECT * FROM pg_class",
         ] {
             assert_eq!(refused(sql), None, "{sql}");

@@ -358,8 +358,8 @@ fn split_arguments(args: &str) -> Vec<String> {
     let mut depth = 0i32;
     for t in &tokens {
         match t.token {
-            Token::Punct("(") => depth += 1,
-            Token::Punct(")") => depth -= 1,
+            Token::Punct("(" | "[") => depth += 1,
+            Token::Punct(")" | "]") => depth -= 1,
             Token::Punct(",") if depth == 0 => {
                 out.push(args[from..t.start].trim().to_owned());
                 from = t.end;

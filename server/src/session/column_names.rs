@@ -75,6 +75,9 @@ pub(super) fn items_of(tokens: &[Spanned<'_>], select: usize) -> Vec<std::ops::R
     for (i, t) in tokens.iter().enumerate().skip(start) {
         match &t.token {
             Token::Punct("(") => depth += 1,
+            // ARRAY[a, b]: its commas are its own.
+            Token::Punct("[") => depth += 1,
+            Token::Punct("]") => depth -= 1,
             // The end of a subquery the list is in.
             Token::Punct(")") if depth == 0 => {
                 end = i;
@@ -142,6 +145,13 @@ fn first_select(tokens: &[Spanned<'_>]) -> Option<usize> {
 /// a `*` (the whole list then keeps SQLite's names).
 fn name_of(item: &[Spanned<'_>]) -> Option<Option<String>> {
     let words: Vec<&Token<'_>> = item.iter().map(|t| &t.token).collect();
+    // `… AS name`: the alias, whatever comes before it (`count(*) OVER () AS total`).
+    if let [.., before, last] = words.as_slice()
+        && before.is_keyword("as")
+        && is_column(last)
+    {
+        return Some(None);
+    }
     // `f(…) OVER …`, `f(…) FILTER (…)` and `x COLLATE c` are named as what comes before.
     let mut depth = 0i32;
     for (i, t) in words.iter().enumerate() {
@@ -348,6 +358,16 @@ mod tests {
 
     fn names(sql: &str) -> Option<Vec<Option<String>>> {
         of_select(&lexer::tokenize(sql).unwrap())
+    }
+
+    /// node-postgres read `count(*) OVER () AS total` as `row.count`: the alias after a
+    /// window lost to the call's name; and `ARRAY['a', 'b'] AS x` was split at its commas.
+    #[test]
+    fn an_alias_after_a_window_was_the_calls_name() {
+        assert_eq!(
+            names("SELECT count(*) OVER () AS total, ARRAY['a', 'b'] AS x, 1"),
+            Some(vec![None, None, Some("?column?".into())])
+        );
     }
 
     fn named(sql: &str) -> Vec<String> {

@@ -23,13 +23,17 @@ pub(super) fn arrays_of_select(tokens: &[Spanned<'_>]) -> Option<Vec<Option<SqlT
         return None;
     }
     let top = super::column_names::items(tokens)?;
-    // Every select list's aliased items, to follow a column through subqueries.
+    // Every select list's aliased items, with the alias of the subquery they are in, to
+    // follow a column through subqueries.
     let mut named: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+    let mut in_subquery: Vec<Option<String>> = Vec::new();
     for (at, t) in tokens.iter().enumerate() {
         if t.token.is_keyword("select") {
+            let subquery = subquery_alias(tokens, at);
             for item in super::column_names::items_of(tokens, at) {
                 if let Some((alias, expression)) = aliased(tokens, item) {
                     named.push((alias, expression));
+                    in_subquery.push(subquery.clone());
                 }
             }
         }
@@ -40,9 +44,12 @@ pub(super) fn arrays_of_select(tokens: &[Spanned<'_>]) -> Option<Vec<Option<SqlT
         .map(|(a, _)| a.as_str())
         .collect();
     let array_of = |expression: &[Spanned<'_>]| array_type(expression, &booleans);
-    let arrays: Vec<(&str, SqlType)> = named
+    let arrays: Vec<(&str, Option<&str>, SqlType)> = named
         .iter()
-        .filter_map(|(a, e)| Some((a.as_str(), array_of(&tokens[e.clone()])?)))
+        .zip(&in_subquery)
+        .filter_map(|((a, e), sub)| {
+            Some((a.as_str(), sub.as_deref(), array_of(&tokens[e.clone()])?))
+        })
         .collect();
     let types: Vec<Option<SqlType>> = top
         .into_iter()
@@ -50,8 +57,19 @@ pub(super) fn arrays_of_select(tokens: &[Spanned<'_>]) -> Option<Vec<Option<SqlT
             let expression = aliased(tokens, item.clone()).map_or(item, |(_, e)| e);
             let expression = &tokens[expression];
             array_of(expression).or_else(|| {
+                // `s.col` names the column `col` of the subquery aliased `s` only.
                 let column = last_identifier(expression)?;
-                arrays.iter().find(|(a, _)| *a == column).map(|(_, t)| *t)
+                let qualifier = (expression.len() >= 3)
+                    .then(|| expression[expression.len() - 3].token.identifier())
+                    .flatten();
+                arrays
+                    .iter()
+                    .find(|(a, sub, _)| {
+                        *a == column
+                            && sub.is_some()
+                            && (qualifier.is_none() || qualifier.as_deref() == *sub)
+                    })
+                    .map(|(_, _, t)| *t)
             })
         })
         .collect();
@@ -110,6 +128,32 @@ pub(super) fn through_aggregates(
                 .decl_type()
                 .and_then(crate::sql::types::from_declared);
         }
+    }
+}
+
+/// The alias of the subquery whose SELECT is at `select` (`(SELECT …) AS s`), if it is one.
+fn subquery_alias(tokens: &[Spanned<'_>], select: usize) -> Option<String> {
+    let open = select.checked_sub(1)?;
+    if tokens[open].token != Token::Punct("(") {
+        return None;
+    }
+    let mut depth = 0usize;
+    let close = (open..tokens.len()).find(|&j| {
+        match tokens[j].token {
+            Token::Punct("(") => depth += 1,
+            Token::Punct(")") => depth -= 1,
+            _ => {}
+        }
+        depth == 0
+    })?;
+    let mut at = close + 1;
+    if tokens.get(at).is_some_and(|t| t.token.is_keyword("as")) {
+        at += 1;
+    }
+    match &tokens.get(at)?.token {
+        Token::Word(w) if !crate::pgcompat::is_sql_keyword(w) => tokens[at].token.identifier(),
+        Token::QuotedIdent(_) => tokens[at].token.identifier(),
+        _ => None,
     }
 }
 
@@ -215,6 +259,10 @@ mod tests {
     fn array_columns_are_told_through_subqueries() {
         assert_eq!(arrays("SELECT 1, count(*) FROM t"), None);
         assert_eq!(
+            arrays("SELECT ARRAY['x', 'y z'] AS b, 2"),
+            Some(vec![Some(SqlType::TextArray), None])
+        );
+        assert_eq!(
             arrays("SELECT id, array_agg(name ORDER BY name) AS names FROM t GROUP BY id"),
             Some(vec![None, Some(SqlType::TextArray)])
         );
@@ -227,6 +275,13 @@ mod tests {
                 Some(SqlType::TextArray),
                 Some(SqlType::BoolArray)
             ])
+        );
+        // A table's own column named like a subquery's array is not an array.
+        assert_eq!(
+            arrays(
+                "SELECT t.ok, a.ok FROM t JOIN (SELECT id, array_agg(ok) AS ok FROM (SELECT id, v > 0 AS ok FROM m) s GROUP BY id) a USING (id)"
+            ),
+            Some(vec![None, Some(SqlType::BoolArray)])
         );
         assert_eq!(
             arrays("SELECT ARRAY(SELECT b.rolname FROM r b) as memberof, r.x FROM r"),
