@@ -415,32 +415,20 @@ impl Catalog {
 
     /// Every database, sorted by name.
     pub fn list(&self) -> Result<Vec<DatabaseInfo>, CatalogError> {
-        let io_err = |source| CatalogError::Io {
-            action: "listing",
-            path: self.dir.clone(),
-            source,
-        };
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).map_err(io_err)? {
-            let entry = entry.map_err(io_err)?;
-            let file_name = entry.file_name();
-            let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(FILE_SUFFIX)) else {
-                continue;
-            };
-            if validate_name(name).is_err() {
-                continue;
-            }
-            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-            let path = entry.path();
-            let wal = size(&PathBuf::from(format!("{}-wal", path.display())));
-            out.push(DatabaseInfo {
-                name: name.to_owned(),
-                size_bytes: size(&path) + wal,
-                wal_bytes: wal,
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        Ok(self
+            .names()?
+            .into_iter()
+            .map(|name| {
+                let path = self.path_of(&name);
+                let wal = size(&PathBuf::from(format!("{}-wal", path.display())));
+                DatabaseInfo {
+                    size_bytes: size(&path) + wal,
+                    wal_bytes: wal,
+                    name,
+                }
+            })
+            .collect())
     }
 
     /// Opens a connection for a session and registers the session as a user of the database.

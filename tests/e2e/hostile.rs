@@ -1076,12 +1076,18 @@ async fn drivers_cast_idioms_stored_null() {
     run_client_script(&server, "casts.py");
 }
 
-/// Runs `tests/clients/<script>` (Python, real drivers) against `server` as the admin, on
-/// the database `default`; it fails the test with its output if it fails.
+/// Runs `tests/clients/<script>` (Python, or JavaScript for node; real drivers) against
+/// `server` as the admin, on the database `default`; it fails the test with its output if
+/// it fails.
 fn run_client_script(server: &crate::harness::TestServer, script: &str) {
+    let interpreter = if script.ends_with(".js") {
+        "node"
+    } else {
+        "python3"
+    };
     let script = format!("{}/../tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let port = server.port.to_string();
-    let (ok, output) = crate::harness::run(std::process::Command::new("python3").args([
+    let (ok, output) = crate::harness::run(std::process::Command::new(interpreter).args([
         script.as_str(),
         "127.0.0.1",
         &port,
@@ -1125,17 +1131,7 @@ async fn sqlalchemy_reflection_failed_on_pg_catalog() {
 async fn node_postgres_read_an_aliased_window_column_by_the_calls_name() {
     let site = Site::standard();
     let server = site.start();
-    let script = format!("{}/../tests/clients/node_pg.js", env!("CARGO_MANIFEST_DIR"));
-    let port = server.port.to_string();
-    let (ok, output) = crate::harness::run(std::process::Command::new("node").args([
-        script.as_str(),
-        "127.0.0.1",
-        &port,
-        "admin",
-        ADMIN_PASSWORD,
-        "default",
-    ]));
-    assert!(ok, "{output}");
+    run_client_script(&server, "node_pg.js");
     server.assert_still_serving().await;
 }
 

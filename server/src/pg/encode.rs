@@ -7,6 +7,7 @@ use pgwire::api::results::{FieldInfo, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use rusqlite::types::{Value, ValueRef};
 
+use super::array_values::{self, ArrayValue};
 use crate::session::{Column, CommandTag, Executed, TransactionChange};
 use crate::sql::types::SqlType;
 use crate::sqlstate::{self, SqlError};
@@ -143,14 +144,14 @@ pub(super) fn encode_value(
             None => Err(mismatch("text")),
         },
         (SqlType::Bool, ValueRef::Blob(_)) => Err(mismatch("blob")),
-        (SqlType::TextArray, ValueRef::Text(t)) => {
-            encoder.encode_field(&TextArray(crate::pgcompat::arrays::elements(text(t)?)))
-        }
+        (SqlType::TextArray, ValueRef::Text(t)) => encoder.encode_field(&ArrayValue::Text(
+            crate::pgcompat::arrays::elements(text(t)?),
+        )),
         (SqlType::TextArray, ValueRef::Integer(i)) => {
-            encoder.encode_field(&TextArray(vec![Some(i.to_string())]))
+            encoder.encode_field(&ArrayValue::Text(vec![Some(i.to_string())]))
         }
         (SqlType::TextArray, ValueRef::Real(f)) => {
-            encoder.encode_field(&TextArray(vec![Some(f.to_string())]))
+            encoder.encode_field(&ArrayValue::Text(vec![Some(f.to_string())]))
         }
         (SqlType::TextArray, ValueRef::Blob(_)) => Err(mismatch("blob")),
         (SqlType::BoolArray, ValueRef::Text(t)) => {
@@ -163,14 +164,16 @@ pub(super) fn encode_value(
                 })
                 .collect();
             match bools {
-                Some(bools) => encoder.encode_field(&BoolArray(bools)),
+                Some(bools) => encoder.encode_field(&ArrayValue::Bool(bools)),
                 None => Err(mismatch("text")),
             }
         }
         (SqlType::BoolArray, _) => Err(mismatch("a value that is not an array")),
         // Only parameters are typed so; a value read back is its array's text.
         (SqlType::Int8Array | SqlType::Float8Array | SqlType::OidArray, ValueRef::Text(t)) => {
-            encoder.encode_field(&TextArray(crate::pgcompat::arrays::elements(text(t)?)))
+            encoder.encode_field(&ArrayValue::Text(crate::pgcompat::arrays::elements(text(
+                t,
+            )?)))
         }
         (SqlType::Int2Vector | SqlType::OidVector, ValueRef::Text(t)) => {
             let numbers: Option<Vec<i64>> = text(t)?
@@ -178,12 +181,12 @@ pub(super) fn encode_value(
                 .map(|n| n.parse().ok())
                 .collect();
             match numbers {
-                Some(numbers) => encoder.encode_field(&Vector(column.ty, numbers)),
+                Some(numbers) => encoder.encode_field(&ArrayValue::Vector(column.ty, numbers)),
                 None => Err(mismatch("text")),
             }
         }
         (SqlType::Int2Vector | SqlType::OidVector, ValueRef::Integer(i)) => {
-            encoder.encode_field(&Vector(column.ty, vec![i]))
+            encoder.encode_field(&ArrayValue::Vector(column.ty, vec![i]))
         }
         (SqlType::Int2Vector | SqlType::OidVector, _) => {
             Err(mismatch("a value that is not a vector"))
@@ -191,128 +194,6 @@ pub(super) fn encode_value(
         (SqlType::Int8Array | SqlType::Float8Array | SqlType::OidArray, _) => {
             Err(mismatch("a value that is not an array"))
         }
-    }
-}
-
-/// An array's elements, sent as PostgreSQL's text[]: `{a,"b c"}` in the text format, the
-/// array's binary form otherwise.
-#[derive(Debug)]
-struct TextArray(Vec<Option<String>>);
-
-impl postgres_types::ToSql for TextArray {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        self.0.to_sql(&Type::TEXT_ARRAY, out)
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    postgres_types::to_sql_checked!();
-}
-
-/// An int2vector or oidvector: `1 2` in the text format, a one-dimensional array of int2
-/// or oid (its binary form) otherwise.
-#[derive(Debug)]
-struct Vector(SqlType, Vec<i64>);
-
-impl postgres_types::ToSql for Vector {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        if self.0 == SqlType::Int2Vector {
-            let values: Vec<i16> = self
-                .1
-                .iter()
-                .map(|&n| i16::try_from(n))
-                .collect::<Result<_, _>>()?;
-            values.to_sql(&Type::INT2_ARRAY, out)
-        } else {
-            let values: Vec<u32> = self
-                .1
-                .iter()
-                .map(|&n| u32::try_from(n))
-                .collect::<Result<_, _>>()?;
-            values.to_sql(&Type::OID_ARRAY, out)
-        }
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    postgres_types::to_sql_checked!();
-}
-
-impl pgwire::types::ToSqlText for Vector {
-    fn to_sql_text(
-        &self,
-        _: &Type,
-        out: &mut bytes::BytesMut,
-        _: &pgwire::types::format::FormatOptions,
-    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        let words: Vec<String> = self.1.iter().map(i64::to_string).collect();
-        out.extend_from_slice(words.join(" ").as_bytes());
-        Ok(postgres_types::IsNull::No)
-    }
-}
-
-/// An array's booleans, sent as PostgreSQL's bool[] (`{t,f}` in the text format).
-#[derive(Debug)]
-struct BoolArray(Vec<Option<bool>>);
-
-impl postgres_types::ToSql for BoolArray {
-    fn to_sql(
-        &self,
-        _: &Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        self.0.to_sql(&Type::BOOL_ARRAY, out)
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    postgres_types::to_sql_checked!();
-}
-
-impl pgwire::types::ToSqlText for BoolArray {
-    fn to_sql_text(
-        &self,
-        _: &Type,
-        out: &mut bytes::BytesMut,
-        _: &pgwire::types::format::FormatOptions,
-    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        let elements: Vec<&str> = self
-            .0
-            .iter()
-            .map(|b| match b {
-                Some(true) => "t",
-                Some(false) => "f",
-                None => "NULL",
-            })
-            .collect();
-        out.extend_from_slice(format!("{{{}}}", elements.join(",")).as_bytes());
-        Ok(postgres_types::IsNull::No)
-    }
-}
-
-impl pgwire::types::ToSqlText for TextArray {
-    fn to_sql_text(
-        &self,
-        _: &Type,
-        out: &mut bytes::BytesMut,
-        _: &pgwire::types::format::FormatOptions,
-    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(crate::pgcompat::arrays::text(&self.0).as_bytes());
-        Ok(postgres_types::IsNull::No)
     }
 }
 
@@ -365,7 +246,7 @@ pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<
                 | Type::VARCHAR_ARRAY
                 | Type::BOOL_ARRAY
                 | Type::FLOAT8_ARRAY
-                | Type::FLOAT4_ARRAY => array_parameter(portal, i, ty)?.map(Value::Text),
+                | Type::FLOAT4_ARRAY => array_values::parameter(portal, i, ty)?.map(Value::Text),
                 _ => {
                     return Err(error_response(SqlError::new(
                         sqlstate::DATATYPE_MISMATCH,
@@ -382,100 +263,6 @@ pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<
         .collect()
 }
 
-/// An array parameter as PostgreSQL's text of it: the text sent, or the binary form read.
-fn array_parameter<S: Clone>(
-    portal: &Portal<S>,
-    i: usize,
-    ty: &Type,
-) -> PgWireResult<Option<String>> {
-    let Some(Some(bytes)) = portal.parameters.get(i) else {
-        return Ok(None);
-    };
-    let invalid = |e: Box<dyn std::error::Error + Sync + Send>| {
-        error_response(SqlError::new(
-            sqlstate::INVALID_BINARY_REPRESENTATION,
-            format!("parameter ${} is not a valid {}: {e}", i + 1, ty.name()),
-        ))
-    };
-    if !portal.parameter_format.is_binary(i) {
-        return std::str::from_utf8(bytes)
-            .map(|t| Some(t.to_owned()))
-            .map_err(|e| invalid(e.into()));
-    }
-    // The header's dimensions say how many elements follow: each takes at least its 4-byte
-    // length, so a count the bytes cannot hold is refused before anything is sized by it.
-    let claimed =
-        claimed_elements(bytes).ok_or_else(|| invalid("its header is malformed".into()))?;
-    if claimed.saturating_mul(4) > bytes.len() as u64 {
-        return Err(invalid(
-            format!(
-                "its header claims {claimed} elements in {} bytes",
-                bytes.len()
-            )
-            .into(),
-        ));
-    }
-    use postgres_types::FromSql;
-    let texts: Vec<Option<String>> = match *ty {
-        Type::INT8_ARRAY => Vec::<Option<i64>>::from_sql(ty, bytes)
-            .map_err(invalid)?
-            .into_iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
-        Type::INT4_ARRAY => Vec::<Option<i32>>::from_sql(ty, bytes)
-            .map_err(invalid)?
-            .into_iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
-        Type::INT2_ARRAY => Vec::<Option<i16>>::from_sql(ty, bytes)
-            .map_err(invalid)?
-            .into_iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
-        Type::OID_ARRAY => Vec::<Option<u32>>::from_sql(ty, bytes)
-            .map_err(invalid)?
-            .into_iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
-        Type::BOOL_ARRAY => Vec::<Option<bool>>::from_sql(ty, bytes)
-            .map_err(invalid)?
-            .into_iter()
-            // Booleans are SQLite's 1 and 0, so that `flag = ANY($1::bool[])` compares.
-            .map(|v| v.map(|v| if v { "1" } else { "0" }.to_owned()))
-            .collect(),
-        Type::FLOAT8_ARRAY => Vec::<Option<f64>>::from_sql(ty, bytes)
-            .map_err(invalid)?
-            .into_iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
-        Type::FLOAT4_ARRAY => Vec::<Option<f32>>::from_sql(ty, bytes)
-            .map_err(invalid)?
-            .into_iter()
-            .map(|v| v.map(|v| v.to_string()))
-            .collect(),
-        _ => Vec::<Option<String>>::from_sql(ty, bytes).map_err(invalid)?,
-    };
-    Ok(Some(crate::pgcompat::arrays::text(&texts)))
-}
-
-/// The number of elements a binary array's header claims (the product of its dimensions),
-/// if the header is whole.
-fn claimed_elements(bytes: &[u8]) -> Option<u64> {
-    let int = |at: usize| -> Option<i32> {
-        Some(i32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-    };
-    let dimensions = u64::try_from(int(0)?).ok()?;
-    if dimensions > 6 {
-        return None;
-    }
-    let mut count = if dimensions == 0 { 0 } else { 1u64 };
-    for d in 0..dimensions as usize {
-        let length = u64::try_from(int(12 + 8 * d)?).ok()?;
-        count = count.checked_mul(length)?;
-    }
-    Some(count)
-}
-
 /// The format a statement's result columns are described with before a portal exists.
 pub fn statement_format() -> Format {
     Format::UnifiedText
@@ -484,19 +271,6 @@ pub fn statement_format() -> Format {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_array_header_claiming_more_elements_than_sent_is_read_as_such() {
-        // One dimension of 0x7fffffff int8s (lower bound 1), and no elements.
-        let mut header = Vec::new();
-        for n in [1i32, 0, 20, 0x7fff_ffff, 1] {
-            header.extend_from_slice(&n.to_be_bytes());
-        }
-        assert_eq!(claimed_elements(&header), Some(0x7fff_ffff));
-        assert_eq!(claimed_elements(&header[..10]), None);
-        let empty: Vec<u8> = [0i32, 0, 20].iter().flat_map(|n| n.to_be_bytes()).collect();
-        assert_eq!(claimed_elements(&empty), Some(0));
-    }
 
     #[test]
     fn bytea_text_form_is_backslash_x_hex() {

@@ -2,6 +2,7 @@
 //! protocol. Each accepted socket gets its own [`ConnectionHandlers`], which owns that client's
 //! [`Session`](crate::session::Session) once it has logged in.
 
+mod array_values;
 mod connection;
 mod corked;
 mod encode;

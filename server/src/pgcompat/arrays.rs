@@ -38,7 +38,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             && tokens
                 .get(i + 2)
                 .is_some_and(|p| p.token == Token::Punct("("))
-            && let Some(close) = matching_close(&tokens, i + 2)
+            && let Some(close) = super::closing(&tokens, i + 2)
         {
             let negated = op != "=";
             let inner = &tokens[i + 3..close];
@@ -95,7 +95,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                 && tokens
                     .get(i + 2)
                     .is_some_and(|s| s.token.is_keyword("select") || s.token.is_keyword("with"))
-                && let Some(close) = matching_close(&tokens, i + 1)
+                && let Some(close) = super::closing(&tokens, i + 1)
             {
                 let query = &text[tokens[i + 2].start..tokens[close - 1].end];
                 edits.push((
@@ -113,7 +113,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             if tokens
                 .get(i + 1)
                 .is_some_and(|b| b.token == Token::Punct("["))
-                && let Some(close) = matching_bracket(&tokens, i + 1)
+                && let Some(close) = super::closing(&tokens, i + 1)
             {
                 let elements = rewrite(&text[tokens[i + 1].end..tokens[close].start]).into_owned();
                 let sql = if elements.trim().is_empty() {
@@ -184,42 +184,6 @@ pub fn element_at(array: &str, index: i64) -> Option<serde_json::Value> {
 /// Whether `token` is `[…]`, which the lexer reads as a quoted name.
 fn is_bracket(text: &str, token: &Spanned<'_>) -> bool {
     matches!(token.token, Token::QuotedIdent(_)) && text[token.start..].starts_with('[')
-}
-
-/// The `]` that closes the `ARRAY[` bracket at `open`.
-fn matching_bracket(tokens: &[Spanned<'_>], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (j, t) in tokens.iter().enumerate().skip(open) {
-        match t.token {
-            Token::Punct("[") => depth += 1,
-            Token::Punct("]") => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(j);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The `)` that closes the `(` at `open`.
-fn matching_close(tokens: &[Spanned<'_>], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (j, t) in tokens.iter().enumerate().skip(open) {
-        match t.token {
-            Token::Punct("(") => depth += 1,
-            Token::Punct(")") => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(j);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// The elements of an array value as a JSON array (for `json_each`): PostgreSQL's `{a,b}`

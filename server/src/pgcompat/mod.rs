@@ -38,6 +38,31 @@ pub(crate) fn mentions_word(text: &str, word: &str) -> bool {
         })
 }
 
+/// The index of the token that closes the `open` punctuation (`(`, `[`) at `tokens[at]`, its
+/// nested pairs counted.
+pub(crate) fn closing(tokens: &[crate::sql::lexer::Spanned<'_>], at: usize) -> Option<usize> {
+    use crate::sql::lexer::Token;
+    let (open, close) = match tokens.get(at)?.token {
+        Token::Punct("(") => ("(", ")"),
+        Token::Punct("[") => ("[", "]"),
+        _ => return None,
+    };
+    let mut depth = 0usize;
+    for (j, t) in tokens.iter().enumerate().skip(at) {
+        match t.token {
+            Token::Punct(p) if p == open => depth += 1,
+            Token::Punct(p) if p == close => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// SQL's words that cannot end an operand: after one, `~` is SQLite's bitwise NOT and `[x]`
 /// a quoted name, not PostgreSQL's match and subscript.
 pub(crate) fn is_sql_keyword(word: &str) -> bool {

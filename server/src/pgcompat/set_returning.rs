@@ -87,7 +87,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                 .get(i + 1)
                 .is_some_and(|p| p.token == Token::Punct("("))
             && in_from(&tokens, i)
-            && let Some(close) = matching_close(&tokens, i + 1)
+            && let Some(close) = super::closing(&tokens, i + 1)
         {
             let args = if close > i + 2 {
                 &text[tokens[i + 2].start..tokens[close - 1].end]
@@ -118,7 +118,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                 if tokens
                     .get(at + 1)
                     .is_some_and(|p| p.token == Token::Punct("("))
-                    && let Some(list_end) = matching_close(&tokens, at + 1)
+                    && let Some(list_end) = super::closing(&tokens, at + 1)
                 {
                     columns = tokens[at + 2..list_end]
                         .iter()
@@ -203,7 +203,7 @@ fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, Str
                                     .get(j + 1)
                                     .is_some_and(|p| p.token == Token::Punct("(")) =>
                         {
-                            if let Some(close) = matching_close(tokens, j + 1) {
+                            if let Some(close) = super::closing(tokens, j + 1) {
                                 calls.push((j, close, w == "unnest"));
                             }
                         }
@@ -291,7 +291,7 @@ fn column_lists(text: &str) -> Cow<'_, str> {
         if !opens_query || !in_from(&tokens, open) || edits.last().is_some_and(|e| e.1 > t.start) {
             continue;
         }
-        let Some(close) = matching_close(&tokens, open) else {
+        let Some(close) = super::closing(&tokens, open) else {
             continue;
         };
         let mut at = close + 1;
@@ -307,7 +307,7 @@ fn column_lists(text: &str) -> Cow<'_, str> {
         {
             continue;
         }
-        let Some(list_end) = matching_close(&tokens, at + 1) else {
+        let Some(list_end) = super::closing(&tokens, at + 1) else {
             continue;
         };
         let columns: Vec<String> = tokens[at + 2..list_end]
@@ -410,23 +410,6 @@ fn in_from(tokens: &[Spanned<'_>], at: usize) -> bool {
         }
     }
     false
-}
-
-fn matching_close(tokens: &[Spanned<'_>], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (j, t) in tokens.iter().enumerate().skip(open) {
-        match t.token {
-            Token::Punct("(") => depth += 1,
-            Token::Punct(")") => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(j);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -137,15 +137,7 @@ fn subquery_alias(tokens: &[Spanned<'_>], select: usize) -> Option<String> {
     if tokens[open].token != Token::Punct("(") {
         return None;
     }
-    let mut depth = 0usize;
-    let close = (open..tokens.len()).find(|&j| {
-        match tokens[j].token {
-            Token::Punct("(") => depth += 1,
-            Token::Punct(")") => depth -= 1,
-            _ => {}
-        }
-        depth == 0
-    })?;
+    let close = crate::pgcompat::closing(tokens, open)?;
     let mut at = close + 1;
     if tokens.get(at).is_some_and(|t| t.token.is_keyword("as")) {
         at += 1;
