@@ -768,6 +768,7 @@ mod tests {
             "INSERT INTO pg_enum VALUES (1)",
             "insert or replace into pg_catalog.pg_class values (1)",
             "UPDATE pg_class SET relname = 'x'",
+            "UPDATE pg_settings SET setting = 'x' WHERE name = 'TimeZone'",
             "DELETE FROM temp.pg_cairn_refreshed",
             "DROP TABLE IF EXISTS pg_attribute",
             "CREATE TEMP TRIGGER x AFTER INSERT ON pg_cairn_refreshed BEGIN SELECT 1; END",

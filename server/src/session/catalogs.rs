@@ -46,6 +46,9 @@ pub(super) struct Filling<'a> {
     pub role: Role,
     pub databases: Vec<String>,
     pub definitions: &'a Definitions,
+    /// The session's run-time parameters (name, value, description), for a statement that
+    /// reads `pg_settings`: they change without the schema, so they are written each time.
+    pub settings: Option<Vec<Vec<rusqlite::types::Value>>>,
 }
 
 /// Makes the catalog tables if they are missing and fills them if what they were filled
@@ -81,7 +84,7 @@ pub(super) fn prepare(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Res
             }
         }
     } else if filling.definitions.are_of(&key) {
-        return Ok(());
+        return fill_settings(conn, filling);
     }
     // Read again with the tables: a rollback may have taken back a filling whose
     // definitions were read, and brought back an older one.
@@ -92,7 +95,31 @@ pub(super) fn prepare(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Res
         definitions.insert(row.get::<_, i64>(0)?, row.get::<_, String>(1)?);
     }
     filling.definitions.replace(&key, definitions);
-    Ok(())
+    fill_settings(conn, filling)
+}
+
+/// `pg_settings` as `SHOW ALL` has it, when the statement reads it.
+fn fill_settings(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Result<()> {
+    let Some(settings) = &filling.settings else {
+        return Ok(());
+    };
+    conn.execute_batch("SAVEPOINT cairn_settings; DELETE FROM temp.pg_settings")?;
+    let filled = (|| {
+        let mut insert = conn.prepare(
+            "INSERT INTO temp.pg_settings VALUES (?1, ?2, NULL, 'Cairn', ?3, NULL, 'user', 'string', 'session', NULL, NULL, NULL, ?2, ?2, NULL, NULL, 0)",
+        )?;
+        for row in settings {
+            insert.execute(rusqlite::params_from_iter(row.iter().take(3)))?;
+        }
+        Ok(())
+    })();
+    match filled {
+        Ok(()) => conn.execute_batch("RELEASE cairn_settings"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK TO cairn_settings; RELEASE cairn_settings");
+            Err(e)
+        }
+    }
 }
 
 fn fill(conn: &Connection, filling: &Filling<'_>, key: &str) -> rusqlite::Result<()> {

@@ -49,6 +49,8 @@ pub(super) struct Facts {
     pub compound: bool,
     /// It reads PostgreSQL's catalogs, which the session makes and fills before it runs.
     pub reads_catalogs: bool,
+    /// It reads `pg_settings`, which is written from the session's parameters before it runs.
+    pub reads_settings: bool,
     /// Why it may not run against the catalogs (SQLSTATE and message), if it may not.
     pub catalog_refusal: Option<(&'static str, String)>,
     /// For a SELECT, the array type of each column that is an array (kept as its text).
@@ -72,6 +74,7 @@ impl Facts {
             compound: is_compound(tokens),
             reads_catalogs: crate::pgcompat::catalogs::reads_catalogs(tokens),
             catalog_refusal: crate::pgcompat::catalogs::refusal(tokens),
+            reads_settings: tokens.iter().any(|t| t.token.is_keyword("pg_settings")),
             array_columns: super::column_types::arrays_of_select(tokens),
         }
     }

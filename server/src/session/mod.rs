@@ -504,7 +504,7 @@ impl Session {
                     self.sqlite_text_and_moment(statement.text, &statement.tokens)?;
                 let fixed = (!of_the_moment).then(|| sql.clone().into_owned());
                 if facts.reads_catalogs {
-                    self.prepare_catalogs()?;
+                    self.prepare_catalogs(facts.reads_settings)?;
                 }
                 let mut stmt = self
                     .conn
@@ -962,7 +962,7 @@ impl Session {
     /// Makes and fills the session's catalogs for a statement that reads them (see
     /// `catalogs::prepare`). Outside a transaction their filling commits on its own, with
     /// nothing for the log to sync: the commit flag it set is put back.
-    fn prepare_catalogs(&self) -> Result<(), SqlError> {
+    fn prepare_catalogs(&self, with_settings: bool) -> Result<(), SqlError> {
         let databases = self
             .catalog
             .names()
@@ -979,6 +979,7 @@ impl Session {
                 role: self.role,
                 databases,
                 definitions: &self.definitions,
+                settings: with_settings.then(|| self.show_all().rows),
             },
         );
         if quiet && let Some(flag) = flag {
@@ -1147,7 +1148,7 @@ impl Session {
             return Err(SqlError::new(code, message.clone()));
         }
         if facts.reads_catalogs {
-            self.prepare_catalogs()?;
+            self.prepare_catalogs(facts.reads_settings)?;
         }
         let mut stmt = self
             .conn
@@ -2354,6 +2355,14 @@ mod tests {
                 "SELECT group_concat(n) FROM generate_series(5, 1, -2) AS g(n)"
             ),
             [[Value::Text("5,3,1".into())]]
+        );
+        ok(s.execute_query("SET application_name = 'reporting'"));
+        assert_eq!(
+            one(
+                &mut s,
+                "SELECT setting FROM pg_settings WHERE name = 'application_name'"
+            ),
+            [[Value::Text("reporting".into())]]
         );
         let zero = s
             .execute_query("SELECT * FROM generate_series(1, 5, 0)")
