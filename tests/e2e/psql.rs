@@ -217,3 +217,53 @@ btree, for table \"public.u\", predicate (flag)",
         "{stdout}"
     );
 }
+
+/// `pg_dump --schema-only` failed at its first SET (`synchronize_seqscans`), then at the
+/// catalogs it reads (`tableoid`, `pg_depend`, `LOCK TABLE … IN ACCESS SHARE MODE`,
+/// `pg_options_to_table`, `current_schemas`…). It dumps the tables, keys, indexes, foreign
+/// keys and views in PostgreSQL's words.
+#[test]
+fn pg_dump_schema_only_stopped_at_its_first_set() {
+    let site = Site::standard();
+    let server = site.start();
+    let (ok, _, stderr) = psql(
+        &server,
+        "default",
+        &[
+            "-q",
+            "-c",
+            "CREATE TABLE t(id integer primary key, name text not null, score real default 1.5);
+             CREATE INDEX t_name ON t(name);
+             CREATE TABLE u(code varchar(10) PRIMARY KEY, t_id integer REFERENCES t(id), label text UNIQUE);
+             CREATE VIEW v AS SELECT id, name FROM t;",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let out = Command::new("pg_dump")
+        .arg(format!(
+            "postgresql://admin@127.0.0.1:{}/default",
+            server.port
+        ))
+        .arg("--schema-only")
+        .env("PGPASSWORD", ADMIN_PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "30")
+        .output()
+        .expect("pg_dump must be installed (.ci/run installs postgresql-client)");
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "CREATE TABLE public.t (\n    id integer NOT NULL,\n    name text NOT NULL,\n    score real DEFAULT 1.5\n);",
+        "CREATE TABLE public.u (\n    code character varying(10) NOT NULL,\n    t_id integer,\n    label text\n);",
+        "ADD CONSTRAINT t_pkey PRIMARY KEY (id);",
+        "ADD CONSTRAINT u_label_key UNIQUE (label);",
+        "CREATE INDEX t_name ON public.t USING btree (name);",
+        "ADD CONSTRAINT u_t_id_fkey FOREIGN KEY (t_id) REFERENCES t(id);",
+        "CREATE VIEW public.v AS\nSELECT id, name FROM t;",
+    ] {
+        assert!(dump.contains(expected), "{expected:?} not in:\n{dump}");
+    }
+}

@@ -57,6 +57,7 @@ pub const TABLES: &[&str] = &[
     "pg_views",
     "pg_indexes",
     "pg_matviews",
+    "pg_seclabels",
     "pg_stat_activity",
     "pg_foreign_table",
     "pg_partitioned_table",
@@ -240,7 +241,8 @@ pub const DATABASE_OWNER_OID: i64 = 6171;
 
 /// The tables, made once a session: `IF NOT EXISTS`, so a session whose client dropped one
 /// gets it back. Each catalog has PostgreSQL's system column `tableoid` (pg_dump reads it),
-/// generated, so the fillings' positional rows leave it out. Helpers are `pg_cairn_*`; `pg_cairn_refreshed` holds what the rest was
+/// and the columns of PostgreSQL's that Cairn has nothing for, generated with their
+/// constant, so the fillings' positional rows leave them out. Helpers are `pg_cairn_*`; `pg_cairn_refreshed` holds what the rest was
 /// filled from.
 pub const CREATE: &str = r#"
 CREATE TEMP TABLE IF NOT EXISTS pg_cairn_refreshed(key TEXT);
@@ -259,19 +261,19 @@ CREATE TEMP TABLE IF NOT EXISTS pg_attribute(attrelid INTEGER, attname TEXT, att
 CREATE INDEX IF NOT EXISTS temp.pg_attribute_relid ON pg_attribute(attrelid, attnum);
 CREATE TEMP TABLE IF NOT EXISTS pg_attrdef(oid INTEGER, adrelid INTEGER, adnum INTEGER, adbin TEXT, tableoid INTEGER GENERATED ALWAYS AS (2604) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_index(indexrelid INTEGER, indrelid INTEGER, indnatts INTEGER, indnkeyatts INTEGER, indisunique BOOLEAN, indnullsnotdistinct BOOLEAN, indisprimary BOOLEAN, indisexclusion BOOLEAN, indimmediate BOOLEAN, indisclustered BOOLEAN, indisvalid BOOLEAN, indcheckxmin BOOLEAN, indisready BOOLEAN, indislive BOOLEAN, indisreplident BOOLEAN, indkey INT2VECTOR, indcollation OIDVECTOR, indclass OIDVECTOR, indoption INT2VECTOR, indexprs TEXT, indpred TEXT, tableoid INTEGER GENERATED ALWAYS AS (2610) VIRTUAL);
-CREATE TEMP TABLE IF NOT EXISTS pg_constraint(oid INTEGER, conname TEXT, connamespace INTEGER, contype TEXT, condeferrable BOOLEAN, condeferred BOOLEAN, convalidated BOOLEAN, conrelid INTEGER, contypid INTEGER, conindid INTEGER, conparentid INTEGER, confrelid INTEGER, confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT, conislocal BOOLEAN, coninhcount INTEGER, connoinherit BOOLEAN, conkey TEXT, confkey TEXT, conbin TEXT, tableoid INTEGER GENERATED ALWAYS AS (2606) VIRTUAL);
-CREATE TEMP TABLE IF NOT EXISTS pg_type(oid INTEGER, typname TEXT, typnamespace INTEGER, typowner INTEGER, typlen INTEGER, typbyval BOOLEAN, typtype TEXT, typcategory TEXT, typispreferred BOOLEAN, typisdefined BOOLEAN, typdelim TEXT, typrelid INTEGER, typelem INTEGER, typarray INTEGER, typinput TEXT, typoutput TEXT, typreceive TEXT, typsend TEXT, typbasetype INTEGER, typtypmod INTEGER, typndims INTEGER, typcollation INTEGER, typnotnull BOOLEAN, typdefault TEXT, tableoid INTEGER GENERATED ALWAYS AS (1247) VIRTUAL);
-CREATE TEMP TABLE IF NOT EXISTS pg_database(oid INTEGER, datname TEXT, datdba INTEGER, encoding INTEGER, datlocprovider TEXT, datistemplate BOOLEAN, datallowconn BOOLEAN, datconnlimit INTEGER, dattablespace INTEGER, datcollate TEXT, datctype TEXT, daticulocale TEXT, datcollversion TEXT, datacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (1262) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_constraint(oid INTEGER, conname TEXT, connamespace INTEGER, contype TEXT, condeferrable BOOLEAN, condeferred BOOLEAN, convalidated BOOLEAN, conrelid INTEGER, contypid INTEGER, conindid INTEGER, conparentid INTEGER, confrelid INTEGER, confupdtype TEXT, confdeltype TEXT, confmatchtype TEXT, conislocal BOOLEAN, coninhcount INTEGER, connoinherit BOOLEAN, conkey TEXT, confkey TEXT, conbin TEXT, tableoid INTEGER GENERATED ALWAYS AS (2606) VIRTUAL, conpfeqop TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, conppeqop TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, conffeqop TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, confdelsetcols TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, conexclop TEXT GENERATED ALWAYS AS (NULL) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_type(oid INTEGER, typname TEXT, typnamespace INTEGER, typowner INTEGER, typlen INTEGER, typbyval BOOLEAN, typtype TEXT, typcategory TEXT, typispreferred BOOLEAN, typisdefined BOOLEAN, typdelim TEXT, typrelid INTEGER, typelem INTEGER, typarray INTEGER, typinput TEXT, typoutput TEXT, typreceive TEXT, typsend TEXT, typbasetype INTEGER, typtypmod INTEGER, typndims INTEGER, typcollation INTEGER, typnotnull BOOLEAN, typdefault TEXT, tableoid INTEGER GENERATED ALWAYS AS (1247) VIRTUAL, typsubscript TEXT GENERATED ALWAYS AS ('-') VIRTUAL, typmodin TEXT GENERATED ALWAYS AS ('-') VIRTUAL, typmodout TEXT GENERATED ALWAYS AS ('-') VIRTUAL, typanalyze TEXT GENERATED ALWAYS AS ('-') VIRTUAL, typalign TEXT GENERATED ALWAYS AS ('i') VIRTUAL, typstorage TEXT GENERATED ALWAYS AS ('p') VIRTUAL, typdefaultbin TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, typacl TEXT GENERATED ALWAYS AS (NULL) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_database(oid INTEGER, datname TEXT, datdba INTEGER, encoding INTEGER, datlocprovider TEXT, datistemplate BOOLEAN, datallowconn BOOLEAN, datconnlimit INTEGER, dattablespace INTEGER, datcollate TEXT, datctype TEXT, daticulocale TEXT, datcollversion TEXT, datacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (1262) VIRTUAL, datfrozenxid INTEGER GENERATED ALWAYS AS (0) VIRTUAL, datminmxid INTEGER GENERATED ALWAYS AS (1) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_roles(oid INTEGER, rolname TEXT, rolsuper BOOLEAN, rolinherit BOOLEAN, rolcreaterole BOOLEAN, rolcreatedb BOOLEAN, rolcanlogin BOOLEAN, rolreplication BOOLEAN, rolconnlimit INTEGER, rolpassword TEXT, rolvaliduntil TEXT, rolbypassrls BOOLEAN, rolconfig TEXT, tableoid INTEGER GENERATED ALWAYS AS (1260) VIRTUAL);
 CREATE TEMP VIEW IF NOT EXISTS pg_authid AS SELECT * FROM pg_roles;
 CREATE TEMP VIEW IF NOT EXISTS pg_user AS SELECT rolname AS usename, oid AS usesysid, rolcreatedb AS usecreatedb, rolsuper AS usesuper, rolreplication AS userepl, rolbypassrls AS usebypassrls, rolpassword AS passwd, rolvaliduntil AS valuntil, rolconfig AS useconfig FROM pg_roles;
 CREATE TEMP TABLE IF NOT EXISTS pg_auth_members(oid INTEGER, roleid INTEGER, member INTEGER, grantor INTEGER, admin_option BOOLEAN, tableoid INTEGER GENERATED ALWAYS AS (1261) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_am(oid INTEGER, amname TEXT, amhandler TEXT, amtype TEXT, tableoid INTEGER GENERATED ALWAYS AS (2601) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_opclass(oid INTEGER, opcmethod INTEGER, opcname TEXT, opcnamespace INTEGER, opcowner INTEGER, opcfamily INTEGER, opcintype INTEGER, opcdefault BOOLEAN, opckeytype INTEGER, tableoid INTEGER GENERATED ALWAYS AS (2616) VIRTUAL);
-CREATE TEMP TABLE IF NOT EXISTS pg_proc(oid INTEGER, proname TEXT, pronamespace INTEGER, proowner INTEGER, prolang INTEGER, procost REAL, prorows REAL, provariadic INTEGER, prokind TEXT, prosecdef BOOLEAN, proleakproof BOOLEAN, proisstrict BOOLEAN, proretset BOOLEAN, provolatile TEXT, proparallel TEXT, pronargs INTEGER, pronargdefaults INTEGER, prorettype INTEGER, proargtypes TEXT, proallargtypes TEXT, proargmodes TEXT, proargnames TEXT, prosrc TEXT, proacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (1255) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_proc(oid INTEGER, proname TEXT, pronamespace INTEGER, proowner INTEGER, prolang INTEGER, procost REAL, prorows REAL, provariadic INTEGER, prokind TEXT, prosecdef BOOLEAN, proleakproof BOOLEAN, proisstrict BOOLEAN, proretset BOOLEAN, provolatile TEXT, proparallel TEXT, pronargs INTEGER, pronargdefaults INTEGER, prorettype INTEGER, proargtypes TEXT, proallargtypes TEXT, proargmodes TEXT, proargnames TEXT, prosrc TEXT, proacl TEXT, tableoid INTEGER GENERATED ALWAYS AS (1255) VIRTUAL, prosupport TEXT GENERATED ALWAYS AS ('-') VIRTUAL, proargdefaults TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, protrftypes TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, probin TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, prosqlbody TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, proconfig TEXT GENERATED ALWAYS AS (NULL) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_description(objoid INTEGER, classoid INTEGER, objsubid INTEGER, description TEXT, tableoid INTEGER GENERATED ALWAYS AS (2609) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_shdescription(objoid INTEGER, classoid INTEGER, description TEXT, tableoid INTEGER GENERATED ALWAYS AS (2396) VIRTUAL);
-CREATE TEMP TABLE IF NOT EXISTS pg_collation(oid INTEGER, collname TEXT, collnamespace INTEGER, collowner INTEGER, collprovider TEXT, collisdeterministic BOOLEAN, collencoding INTEGER, collcollate TEXT, collctype TEXT, tableoid INTEGER GENERATED ALWAYS AS (3456) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_collation(oid INTEGER, collname TEXT, collnamespace INTEGER, collowner INTEGER, collprovider TEXT, collisdeterministic BOOLEAN, collencoding INTEGER, collcollate TEXT, collctype TEXT, tableoid INTEGER GENERATED ALWAYS AS (3456) VIRTUAL, colliculocale TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, collversion TEXT GENERATED ALWAYS AS (NULL) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_tablespace(oid INTEGER, spcname TEXT, spcowner INTEGER, spcacl TEXT, spcoptions TEXT, tableoid INTEGER GENERATED ALWAYS AS (1213) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_inherits(inhrelid INTEGER, inhparent INTEGER, inhseqno INTEGER, inhdetachpending BOOLEAN, tableoid INTEGER GENERATED ALWAYS AS (2611) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_policy(oid INTEGER, polname TEXT, polrelid INTEGER, polcmd TEXT, polpermissive BOOLEAN, polroles TEXT, polqual TEXT, polwithcheck TEXT, tableoid INTEGER GENERATED ALWAYS AS (3256) VIRTUAL);
@@ -279,7 +281,7 @@ CREATE TEMP TABLE IF NOT EXISTS pg_statistic_ext(oid INTEGER, stxrelid INTEGER, 
 CREATE TEMP TABLE IF NOT EXISTS pg_publication(oid INTEGER, pubname TEXT, pubowner INTEGER, puballtables BOOLEAN, pubinsert BOOLEAN, pubupdate BOOLEAN, pubdelete BOOLEAN, pubtruncate BOOLEAN, pubviaroot BOOLEAN, tableoid INTEGER GENERATED ALWAYS AS (6104) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_publication_rel(oid INTEGER, prpubid INTEGER, prrelid INTEGER, prqual TEXT, prattrs TEXT, tableoid INTEGER GENERATED ALWAYS AS (6106) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_publication_namespace(oid INTEGER, pnpubid INTEGER, pnnspid INTEGER, tableoid INTEGER GENERATED ALWAYS AS (6237) VIRTUAL);
-CREATE TEMP TABLE IF NOT EXISTS pg_trigger(oid INTEGER, tgrelid INTEGER, tgparentid INTEGER, tgname TEXT, tgfoid INTEGER, tgtype INTEGER, tgenabled TEXT, tgisinternal BOOLEAN, tgconstrrelid INTEGER, tgconstrindid INTEGER, tgconstraint INTEGER, tgdeferrable BOOLEAN, tginitdeferred BOOLEAN, tgnargs INTEGER, tgattr TEXT, tgargs TEXT, tgqual TEXT, tableoid INTEGER GENERATED ALWAYS AS (2620) VIRTUAL);
+CREATE TEMP TABLE IF NOT EXISTS pg_trigger(oid INTEGER, tgrelid INTEGER, tgparentid INTEGER, tgname TEXT, tgfoid INTEGER, tgtype INTEGER, tgenabled TEXT, tgisinternal BOOLEAN, tgconstrrelid INTEGER, tgconstrindid INTEGER, tgconstraint INTEGER, tgdeferrable BOOLEAN, tginitdeferred BOOLEAN, tgnargs INTEGER, tgattr TEXT, tgargs TEXT, tgqual TEXT, tableoid INTEGER GENERATED ALWAYS AS (2620) VIRTUAL, tgoldtable TEXT GENERATED ALWAYS AS (NULL) VIRTUAL, tgnewtable TEXT GENERATED ALWAYS AS (NULL) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_rewrite(oid INTEGER, rulename TEXT, ev_class INTEGER, ev_type TEXT, ev_enabled TEXT, is_instead BOOLEAN, ev_qual TEXT, ev_action TEXT, tableoid INTEGER GENERATED ALWAYS AS (2618) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_extension(oid INTEGER, extname TEXT, extowner INTEGER, extnamespace INTEGER, extrelocatable BOOLEAN, extversion TEXT, extconfig TEXT, extcondition TEXT, tableoid INTEGER GENERATED ALWAYS AS (3079) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_enum(oid INTEGER, enumtypid INTEGER, enumsortorder REAL, enumlabel TEXT, tableoid INTEGER GENERATED ALWAYS AS (3501) VIRTUAL);
@@ -294,6 +296,7 @@ CREATE TEMP TABLE IF NOT EXISTS pg_stat_activity(datid INTEGER, datname TEXT, pi
 CREATE TEMP VIEW IF NOT EXISTS pg_tables AS SELECT 'public' AS schemaname, c.relname AS tablename, r.rolname AS tableowner, NULL AS tablespace, c.relhasindex AS hasindexes, c.relhasrules AS hasrules, c.relhastriggers AS hastriggers, c.relrowsecurity AS rowsecurity FROM pg_class c LEFT JOIN pg_roles r ON r.oid = c.relowner WHERE c.relkind = 'r';
 CREATE TEMP VIEW IF NOT EXISTS pg_views AS SELECT 'public' AS schemaname, o.name AS viewname, r.rolname AS viewowner, o.sql AS definition FROM pg_cairn_objects o LEFT JOIN pg_roles r ON r.oid = 10 WHERE o.type = 'view';
 CREATE TEMP VIEW IF NOT EXISTS pg_indexes AS SELECT 'public' AS schemaname, i.tbl AS tablename, i.name AS indexname, NULL AS tablespace, d.def AS indexdef FROM pg_cairn_indexes i JOIN pg_cairn_definitions d ON d.oid = i.oid;
+CREATE TEMP VIEW IF NOT EXISTS pg_seclabels AS SELECT objoid, classoid, objsubid, NULL AS objtype, NULL AS objnamespace, NULL AS objname, provider, label FROM pg_seclabel;
 CREATE TEMP TABLE IF NOT EXISTS pg_matviews(schemaname TEXT, matviewname TEXT, matviewowner TEXT, tablespace TEXT, hasindexes BOOLEAN, ispopulated BOOLEAN, definition TEXT);
 CREATE TEMP TABLE IF NOT EXISTS "information_schema.schemata"(catalog_name TEXT, schema_name TEXT, schema_owner TEXT, default_character_set_catalog TEXT, default_character_set_schema TEXT, default_character_set_name TEXT, sql_path TEXT);
 CREATE TEMP TABLE IF NOT EXISTS "information_schema.tables"(table_catalog TEXT, table_schema TEXT, table_name TEXT, table_type TEXT, self_referencing_column_name TEXT, reference_generation TEXT, user_defined_type_catalog TEXT, user_defined_type_schema TEXT, user_defined_type_name TEXT, is_insertable_into TEXT, is_typed TEXT, commit_action TEXT);
@@ -349,6 +352,8 @@ INSERT INTO temp.pg_namespace VALUES (11, 'pg_catalog', 10, NULL), (2200, 'publi
 INSERT INTO temp.pg_am VALUES (2, 'heap', 'heap_tableam_handler', 't'), (403, 'btree', 'bthandler', 'i');
 INSERT INTO temp.pg_collation VALUES (100, 'default', 11, 10, 'd', 1, -1, NULL, NULL);
 INSERT INTO temp.pg_tablespace VALUES (1663, 'pg_default', 10, NULL, NULL);
+DELETE FROM temp.pg_description;
+INSERT INTO temp.pg_description VALUES (2200, 2615, 0, 'standard public schema');
 ",
     );
     // Each type's array type, as drivers look them up to read arrays (asyncpg's codecs).
@@ -437,7 +442,8 @@ INSERT INTO temp.pg_cairn_definitions
     || coalesce(' WHERE ' || predicate, '')
   FROM temp.pg_cairn_indexes;
 INSERT INTO temp.pg_cairn_definitions
-  SELECT oid, sql FROM temp.pg_cairn_objects WHERE type = 'view';
+  -- As PostgreSQL's pg_get_viewdef: the query alone, ended by a semicolon.
+  SELECT oid, ltrim(substr(sql, instr(upper(sql), ' AS ') + 4)) || ';' FROM temp.pg_cairn_objects WHERE type = 'view';
 INSERT INTO temp.pg_cairn_definitions
   SELECT oid + 2000000000, CASE WHEN is_primary THEN 'PRIMARY KEY (' ELSE 'UNIQUE (' END || columns || ')'
   FROM temp.pg_cairn_indexes WHERE origin IN ('pk', 'u');

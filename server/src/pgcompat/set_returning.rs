@@ -29,6 +29,8 @@ const FUNCTIONS: &[(&str, &str)] = &[
         "pg_partition_ancestors",
         "(SELECT CAST({} AS INTEGER) AS value)",
     ),
+    // The options of a foreign-data wrapper, server or table: Cairn has none.
+    ("pg_options_to_table", ""),
 ];
 
 /// Words that end a FROM item rather than alias it.
@@ -126,6 +128,18 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                         .collect();
                     end = list_end;
                 }
+            }
+            if *name == "pg_options_to_table" {
+                edits.push((
+                    t.start,
+                    tokens[end].end,
+                    format!(
+                        "(SELECT CAST(NULL AS TEXT) AS option_name, CAST(NULL AS TEXT) AS option_value WHERE 0) AS {}",
+                        quoted(&alias)
+                    ),
+                ));
+                i = end + 1;
+                continue;
             }
             let value = columns.first().cloned().unwrap_or_else(|| alias.clone());
             let numbered = if ordinality {

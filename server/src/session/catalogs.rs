@@ -362,6 +362,17 @@ pub(super) fn register(
             step => Ok(step),
         }
     })?;
+    // The search path: pg_catalog (when asked for implicit schemas too), then public.
+    conn.create_scalar_function("current_schemas", 1, pure, |ctx| {
+        Ok(if ctx.get::<Option<bool>>(0)?.unwrap_or(false) {
+            "{pg_catalog,public}"
+        } else {
+            "{public}"
+        })
+    })?;
+    conn.create_scalar_function("quote_literal", 1, pure, |ctx| {
+        Ok(text(ctx, 0)?.map(|value| crate::pgcompat::casts::quote(&value)))
+    })?;
     conn.create_scalar_function("quote_ident", 1, pure, |ctx| {
         Ok(text(ctx, 0)?.map(|name| quote_ident(&name)))
     })?;
