@@ -137,8 +137,12 @@ pub fn refusal(tokens: &[Spanned<'_>]) -> Option<(&'static str, String)> {
         let Token::Word(w) = t.token else { continue };
         let next = word(p + 1);
         match w.to_ascii_lowercase().as_str() {
+            // INSERT [OR …] INTO, REPLACE INTO (not the function replace(…)).
             "insert" | "replace" => {
-                if let Some(into) = tokens[p..].iter().position(|t| t.token.is_keyword("into")) {
+                if let Some(into) = tokens[p..tokens.len().min(p + 4)]
+                    .iter()
+                    .position(|t| t.token.is_keyword("into"))
+                {
                     targets.push(p + into + 1);
                 }
             }

@@ -103,8 +103,9 @@ fn fill_settings(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Result<(
     let Some(settings) = &filling.settings else {
         return Ok(());
     };
-    conn.execute_batch("SAVEPOINT cairn_settings; DELETE FROM temp.pg_settings")?;
+    conn.execute_batch("SAVEPOINT cairn_settings")?;
     let filled = (|| {
+        conn.execute_batch("DELETE FROM temp.pg_settings")?;
         let mut insert = conn.prepare(
             "INSERT INTO temp.pg_settings VALUES (?1, ?2, NULL, 'Cairn', ?3, NULL, 'user', 'string', 'session', NULL, NULL, NULL, ?2, ?2, NULL, NULL, 0)",
         )?;

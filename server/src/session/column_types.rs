@@ -65,9 +65,8 @@ pub(super) fn arrays_of_select(tokens: &[Spanned<'_>]) -> Option<Vec<Option<SqlT
                 arrays
                     .iter()
                     .find(|(a, sub, _)| {
-                        *a == column
-                            && sub.is_some()
-                            && (qualifier.is_none() || qualifier.as_deref() == *sub)
+                        // Unqualified, any subquery's (or CTE's) column of that name.
+                        *a == column && (qualifier.is_none() || qualifier.as_deref() == *sub)
                     })
                     .map(|(_, _, t)| *t)
             })
