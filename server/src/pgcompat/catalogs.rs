@@ -9,10 +9,11 @@
 //! the schema qualifier is dropped (`spellings`); `information_schema.tables` is the table
 //! named `"information_schema.tables"`.
 //!
-//! Object identifiers: a table, view or index is `16384 + its rowid in sqlite_schema`; the
-//! index an `INTEGER PRIMARY KEY` is (SQLite's rowid, with no index of its own) is
-//! `PK_INDEX_BASE + the table's oid`; a constraint is `CONSTRAINT_BASE + its index's oid`,
-//! a foreign key `FOREIGN_KEY_BASE + 100 × the table's oid + its number`. They are stable
+//! Object identifiers (written in the filling's SQL): a table, view or index is `16384 +
+//! its rowid in sqlite_schema`; the index an `INTEGER PRIMARY KEY` is (SQLite's rowid, with
+//! no index of its own) is `1000000000 + the table's oid`; a constraint is `2000000000 +
+//! its index's oid`, a foreign key `3000000000 + 100 × the table's oid + its number`;
+//! namespaces have PostgreSQL's (`pg_catalog` 11, `public` 2200). They are stable
 //! while the schema is; an oid read before a DDL may name nothing after it.
 
 use crate::sql::lexer::{Spanned, Token};
@@ -227,17 +228,6 @@ pub fn information_schema_table(view: &str) -> Option<String> {
         .map(|v| format!("\"information_schema.{v}\""))
 }
 
-/// The oid of the index standing for a table's `INTEGER PRIMARY KEY` is this plus the
-/// table's oid.
-pub const PK_INDEX_BASE: i64 = 1_000_000_000;
-/// A primary key or unique constraint's oid is this plus its index's oid.
-pub const CONSTRAINT_BASE: i64 = 2_000_000_000;
-/// A foreign key's oid is this plus 100 × its table's oid plus its number.
-pub const FOREIGN_KEY_BASE: i64 = 3_000_000_000;
-
-/// The namespaces: PostgreSQL's oids for `pg_catalog` and `public`.
-pub const PG_CATALOG_OID: i64 = 11;
-pub const PUBLIC_OID: i64 = 2200;
 /// The oid every object's owner has: the session's user, the only role the catalogs list.
 pub const OWNER_OID: i64 = 10;
 /// PostgreSQL's owner of schema `public` since version 15.

@@ -909,37 +909,18 @@ impl Session {
             None => text,
         };
         of_the_moment |= matches!(text, Cow::Owned(_));
-        // Each rewrite below borrows the text it was given when it changed nothing.
-        // Casts before arrays and set-returning calls, which would read `x::int2[]` as a
-        // subscript.
-        let text = match pgcompat::operators::rewrite(&text) {
-            Cow::Owned(rewritten) => Cow::Owned(rewritten),
-            Cow::Borrowed(_) => text,
-        };
-        let text = match pgcompat::spellings::rewrite(&text) {
-            Cow::Owned(rewritten) => Cow::Owned(rewritten),
-            Cow::Borrowed(_) => text,
-        };
-        let text = match pgcompat::ddl::rewrite(&text)
-            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?
-        {
-            Cow::Owned(rewritten) => Cow::Owned(rewritten),
-            Cow::Borrowed(_) => text,
-        };
-        let text = match pgcompat::casts::rewrite(&text)
-            .map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))?
-        {
-            Cow::Owned(rewritten) => Cow::Owned(rewritten),
-            Cow::Borrowed(_) => text,
-        };
-        let text = match pgcompat::set_returning::rewrite(&text) {
-            Cow::Owned(rewritten) => Cow::Owned(rewritten),
-            Cow::Borrowed(_) => text,
-        };
-        let text = match pgcompat::arrays::rewrite(&text) {
-            Cow::Owned(rewritten) => Cow::Owned(rewritten),
-            Cow::Borrowed(_) => text,
-        };
+        // Each rewrite below borrows the text it was given when it changed nothing. Casts
+        // before arrays and set-returning calls, which would read `x::int2[]` as a subscript.
+        let text = then(text, |t| Ok(pgcompat::operators::rewrite(t)))?;
+        let text = then(text, |t| Ok(pgcompat::spellings::rewrite(t)))?;
+        let text = then(text, |t| {
+            pgcompat::ddl::rewrite(t).map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))
+        })?;
+        let text = then(text, |t| {
+            pgcompat::casts::rewrite(t).map_err(|e| SqlError::new(e.sqlstate(), e.to_string()))
+        })?;
+        let text = then(text, |t| Ok(pgcompat::set_returning::rewrite(t)))?;
+        let text = then(text, |t| Ok(pgcompat::arrays::rewrite(t)))?;
         Ok((text, of_the_moment))
     }
 
@@ -1799,6 +1780,17 @@ fn bind(
             .map_err(|e| SqlError::from_sqlite(&e))?;
     }
     Ok(())
+}
+
+/// `text` after `rewrite`: its own text again when the rewrite changed nothing.
+fn then<'a>(
+    text: std::borrow::Cow<'a, str>,
+    rewrite: impl for<'t> FnOnce(&'t str) -> Result<std::borrow::Cow<'t, str>, SqlError>,
+) -> Result<std::borrow::Cow<'a, str>, SqlError> {
+    Ok(match rewrite(&text)? {
+        std::borrow::Cow::Owned(rewritten) => std::borrow::Cow::Owned(rewritten),
+        std::borrow::Cow::Borrowed(_) => text,
+    })
 }
 
 fn declared_columns(stmt: &rusqlite::Statement<'_>) -> Vec<(String, Option<SqlType>)> {
