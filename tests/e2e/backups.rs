@@ -523,7 +523,7 @@ async fn a_backup_paused_holds_still_and_resumed_finishes_a_good_archive() {
         async move { !["running", "paused"].contains(&status.await[0].as_str()) }
     })
     .await;
-    assert_eq!(status_of(id.clone()).await, ["complete", "100.0"]);
+    assert_eq!(status_of(id.clone()).await, ["complete", "100"]);
     let archive = dir.join("paused.zip");
     let (ok, out) = run(Command::new("unzip").arg("-t").arg(&archive));
     assert!(ok, "unzip -t: {out}");

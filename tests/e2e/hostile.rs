@@ -1076,6 +1076,19 @@ async fn drivers_cast_idioms_stored_null() {
     run_client_script(&server, "casts.py");
 }
 
+/// COPY was a SQLite syntax error through every driver: psycopg 3's `cursor.copy()` both
+/// ways, psycopg2's `copy_expert`, asyncpg's `copy_records_to_table` (binary format),
+/// `copy_to_table` and `copy_from_query`; a bad row and a client's CopyFail leave nothing,
+/// a COPY inside a transaction is the transaction's, and a client gone in the middle of its
+/// data leaves nothing either (the script says what to install if a driver is missing).
+#[tokio::test]
+async fn copy_was_a_sqlite_syntax_error_through_the_drivers() {
+    let site = Site::standard();
+    let server = site.start();
+    run_client_script(&server, "copy_both_ways.py");
+    server.assert_still_serving().await;
+}
+
 /// Runs `tests/clients/<script>` (Python, or JavaScript for node; real drivers) against
 /// `server` as the admin, on the database `default`; it fails the test with its output if
 /// it fails.

@@ -267,3 +267,93 @@ fn pg_dump_schema_only_stopped_at_its_first_set() {
         assert!(dump.contains(expected), "{expected:?} not in:\n{dump}");
     }
 }
+
+/// COPY was a SQLite syntax error: psql's `\copy` in and out failed, and so did pg_dump's
+/// data. `\copy` reads a CSV file with a header into a table and writes the table back out
+/// byte for byte; text format keeps tabs, newlines and NULLs; a bad row leaves none of the
+/// COPY's rows behind and says which line; a file on the server is refused.
+#[test]
+fn psqls_copy_was_a_sqlite_syntax_error() {
+    let site = Site::standard();
+    let server = site.start();
+    let (ok, _, stderr) = psql(
+        &server,
+        "default",
+        &[
+            "-q",
+            "-c",
+            "CREATE TABLE t(id integer primary key, name text, ok boolean, score real)",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let csv =
+        "id,name,ok,score\n1,plain,t,1.5\n2,\"with, comma\",f,\n3,\"two\nlines\",,-2\n4,\"\",t,0\n";
+    let input = site.dir.path().join("in.csv");
+    std::fs::write(&input, csv).unwrap();
+    let copy_in = format!(
+        "\\copy t from '{}' with (format csv, header)",
+        input.display()
+    );
+    let (ok, stdout, stderr) = psql(&server, "default", &["-c", &copy_in]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "COPY 4");
+    let output = site.dir.path().join("out.csv");
+    let copy_out = format!("\\copy t to '{}' csv header", output.display());
+    let (ok, stdout, stderr) = psql(&server, "default", &["-c", &copy_out]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "COPY 4");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), csv);
+    // Text format: PostgreSQL's escapes and \N.
+    let (ok, stdout, stderr) = psql(
+        &server,
+        "default",
+        &[
+            "-c",
+            "COPY (SELECT id, name, ok FROM t WHERE id > 1 ORDER BY id) TO STDOUT",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "2\twith, comma\tf\n3\ttwo\\nlines\t\\N\n4\t\tt\n");
+    // A bad row: the COPY's rows before it are gone too, and the error names the line.
+    let bad = site.dir.path().join("bad.csv");
+    std::fs::write(&bad, "10,fine,t,1\n11,bad,maybe,1\n").unwrap();
+    let copy_bad = format!("\\copy t from '{}' csv", bad.display());
+    let (ok, _, stderr) = psql(&server, "default", &["-c", &copy_bad]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("invalid input syntax for type boolean: \"maybe\"")
+            && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = psql(
+        &server,
+        "default",
+        &["-A", "-t", "-c", "SELECT count(*) FROM t"],
+    );
+    assert!(ok);
+    assert_eq!(stdout.trim(), "4");
+    let (ok, _, stderr) = psql(&server, "default", &["-c", "COPY t FROM '/etc/passwd'"]);
+    assert!(!ok);
+    assert!(stderr.contains("\\copy"), "{stderr}");
+    // pg_dump's data is COPY … TO stdout.
+    let out = Command::new("pg_dump")
+        .arg(format!(
+            "postgresql://admin@127.0.0.1:{}/default",
+            server.port
+        ))
+        .args(["--data-only", "--table", "t"])
+        .env("PGPASSWORD", ADMIN_PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "30")
+        .output()
+        .expect("pg_dump must be installed (.ci/run installs postgresql-client)");
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dump.contains("COPY public.t (id, name, ok, score) FROM stdin;\n1\tplain\tt\t1.5\n"),
+        "{dump}"
+    );
+}

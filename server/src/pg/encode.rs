@@ -121,10 +121,10 @@ pub(super) fn encode_value(
         },
         (SqlType::Int8, ValueRef::Real(_)) => Err(mismatch("real")),
         (SqlType::Int8, ValueRef::Blob(_)) => Err(mismatch("blob")),
-        (SqlType::Float8, ValueRef::Real(f)) => encoder.encode_field(&f),
-        (SqlType::Float8, ValueRef::Integer(i)) => encoder.encode_field(&(i as f64)),
+        (SqlType::Float8, ValueRef::Real(f)) => encoder.encode_field(&Float8(f)),
+        (SqlType::Float8, ValueRef::Integer(i)) => encoder.encode_field(&Float8(i as f64)),
         (SqlType::Float8, ValueRef::Text(t)) => match text(t)?.trim().parse::<f64>() {
-            Ok(f) => encoder.encode_field(&f),
+            Ok(f) => encoder.encode_field(&Float8(f)),
             Err(_) => Err(mismatch("text")),
         },
         (SqlType::Float8, ValueRef::Blob(_)) => Err(mismatch("blob")),
@@ -211,6 +211,84 @@ fn bool_literal(text: &str) -> Option<bool> {
     }
 }
 
+/// A float8 as PostgreSQL writes it: with `extra_float_digits` at 1 or more (its default
+/// since PostgreSQL 12), the shortest digits that read back the same value, in `%g`'s
+/// layout (`1`, `-2.5`, `1e+21`, `1e-05`, `Infinity`); below that, as pgwire rounds it.
+#[derive(Debug, Clone, Copy)]
+struct Float8(f64);
+
+impl postgres_types::ToSql for Float8 {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <f64 as postgres_types::ToSql>::accepts(ty)
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl pgwire::types::ToSqlText for Float8 {
+    fn to_sql_text(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+        format_options: &pgwire::types::format::FormatOptions,
+    ) -> Result<postgres_types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if format_options.extra_float_digits < 1 {
+            return self.0.to_sql_text(ty, out, format_options);
+        }
+        out.extend_from_slice(float8_text(self.0).as_bytes());
+        Ok(postgres_types::IsNull::No)
+    }
+}
+
+/// PostgreSQL's shortest text of a float8 (float8out with extra_float_digits ≥ 1).
+pub(super) fn float8_text(value: f64) -> String {
+    if value.is_nan() {
+        return "NaN".into();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Rust's `{:e}` gives the shortest digits that read back the same value.
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    // PostgreSQL's layout is %g's with 15 digits: exponential below 1e-4 and from 1e15.
+    if !(-4..15).contains(&exponent) {
+        let (esign, magnitude) = if exponent < 0 {
+            ('-', -exponent)
+        } else {
+            ('+', exponent)
+        };
+        return format!("{sign}{mantissa}e{esign}{magnitude:02}");
+    }
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let point = exponent + 1;
+    let fixed = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else if digits.len() <= point as usize {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        let (whole, fraction) = digits.split_at(point as usize);
+        format!("{whole}.{fraction}")
+    };
+    format!("{sign}{fixed}")
+}
+
 /// PostgreSQL's text form of bytea: `\x` and lowercase hex.
 fn hex_escape(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(2 + bytes.len() * 2);
@@ -271,6 +349,29 @@ pub fn statement_format() -> Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn float8_text_was_not_what_postgresql_writes() {
+        for (value, text) in [
+            (1.0, "1"),
+            (-2.0, "-2"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (1e21, "1e+21"),
+            (1e15, "1e+15"),
+            (123456789012345.0, "123456789012345"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (-1.25e-300, "-1.25e-300"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+            (f64::NAN, "NaN"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(float8_text(value), text, "{value:?}");
+        }
+    }
 
     #[test]
     fn bytea_text_form_is_backslash_x_hex() {

@@ -4,6 +4,7 @@
 
 mod array_values;
 mod connection;
+mod copy;
 mod corked;
 mod encode;
 pub mod limits;
@@ -276,6 +277,8 @@ pub struct Slots {
     /// The result suspended in a portal, whose thread holds the session until it is read
     /// to its end or closed.
     open_result: Arc<Mutex<Option<stream::OpenResult>>>,
+    /// A simple query's answer paused at its `COPY … FROM STDIN` for the client's data.
+    copy_in: copy::PausedSlot,
 }
 
 impl Slots {
@@ -284,6 +287,14 @@ impl Slots {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    fn copy_in_paused(&self, paused: copy::Paused) {
+        *self.copy_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(paused);
+    }
+
+    fn paused_copy(&self) -> &copy::PausedSlot {
+        &self.copy_in
     }
 
     fn set_open_result(&self, open: stream::OpenResult) {
@@ -370,5 +381,9 @@ impl PgWireServerHandlers for ConnectionHandlers {
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
         Arc::clone(&self.cancel)
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        Arc::clone(&self.query)
     }
 }

@@ -24,6 +24,7 @@ use pgwire::messages::extendedquery::{PortalSuspended, Sync as SyncMessage};
 use pgwire::messages::response::{EmptyQueryResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 
+use super::copy;
 use super::encode::{self, error_response, pg_type};
 use super::stream::{self, Pipe, Reply};
 use super::{Shared, Slots};
@@ -72,7 +73,7 @@ impl QueryHandler {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut status = client.transaction_status();
-        let (tx, mut rx) = stream::channel();
+        let (tx, rx) = stream::channel();
         let runtime = self.shared.runtime.clone();
         let sql = query.query;
         let started = self.shared.start(&self.slots, move |session, stop| {
@@ -86,58 +87,13 @@ impl QueryHandler {
                 status = status.to_error_state();
             }
             Ok(task) => {
-                let mut answered = false;
-                while let Some(reply) = rx.recv().await {
-                    answered = true;
-                    let outcome = match reply {
-                        Reply::Columns { fields, .. } => {
-                            client.feed(stream::row_description(&fields)).await?;
-                            stream::forward_rows(client, &mut rx).await?.1
-                        }
-                        Reply::Finished(outcome) => Some(outcome),
-                        Reply::Rows(_) => None,
-                    };
-                    match outcome {
-                        Some(Ok(executed)) => {
-                            status = transaction_status(status, &executed);
-                            report_parameters(client, &executed).await?;
-                            let tag = encode::wire_tag(&executed.tag);
-                            client
-                                .feed(PgWireBackendMessage::CommandComplete(tag.into()))
-                                .await?;
-                        }
-                        Some(Err(e)) => {
-                            send_error(client, e).await?;
-                            status = status.to_error_state();
-                        }
-                        None => {
-                            // The statement stopped without its outcome reaching us.
-                            let lost = SqlError::new(
-                                crate::sqlstate::QUERY_CANCELED,
-                                "canceling statement: its result could not be delivered".into(),
-                            );
-                            send_error(client, lost).await?;
-                            status = status.to_error_state();
-                            break;
-                        }
-                    }
-                }
-                if !answered {
-                    client
-                        .feed(PgWireBackendMessage::EmptyQueryResponse(
-                            EmptyQueryResponse::new(),
-                        ))
-                        .await?;
-                }
-                if let Err(e) = task.await {
-                    send_error(
-                        client,
-                        SqlError::new(
-                            crate::sqlstate::INTERNAL_ERROR,
-                            format!("statement failed unexpectedly: {e}"),
-                        ),
-                    )
-                    .await?;
+                if let Some(paused) = self.answer(client, rx, task, &mut status, false).await? {
+                    // The rest of the answer comes once the client's COPY data has (see
+                    // `copy`): no ReadyForQuery yet.
+                    self.slots.copy_in_paused(paused);
+                    client.set_state(PgWireConnectionState::CopyInProgress(false));
+                    client.set_transaction_status(status);
+                    return Ok(());
                 }
             }
         }
@@ -149,6 +105,101 @@ impl QueryHandler {
             )))
             .await?;
         Ok(())
+    }
+}
+
+impl QueryHandler {
+    /// Writes each statement's rows, tag or error from `rx` as the session produces them,
+    /// until the session's work ends, keeping `status` up to date; or until a `COPY … FROM
+    /// STDIN` waits for the client's data: then the answer pauses, and is returned to be
+    /// resumed. `answered`: something of this query's answer went out already.
+    pub(super) async fn answer<C>(
+        &self,
+        client: &mut C,
+        mut rx: tokio::sync::mpsc::Receiver<Reply>,
+        task: tokio::task::JoinHandle<Result<(), SqlError>>,
+        status: &mut TransactionStatus,
+        mut answered: bool,
+    ) -> PgWireResult<Option<copy::Paused>>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        while let Some(reply) = rx.recv().await {
+            answered = true;
+            let outcome = match reply {
+                Reply::Columns { fields, .. } => {
+                    client.feed(stream::row_description(&fields)).await?;
+                    stream::forward_rows(client, &mut rx).await?.1
+                }
+                Reply::CopyOut { format, fields } => {
+                    copy::send_copy_out(client, &format, &fields, &mut rx).await?
+                }
+                Reply::CopyIn {
+                    binary,
+                    columns,
+                    data,
+                } => {
+                    client.feed(copy::copy_in_response(binary, columns)).await?;
+                    client.flush().await?;
+                    return Ok(Some(copy::Paused {
+                        data,
+                        replies: rx,
+                        task,
+                    }));
+                }
+                Reply::Finished(outcome) => Some(outcome),
+                Reply::Rows(_) => None,
+            };
+            match outcome {
+                Some(Ok(executed)) => {
+                    *status = transaction_status(*status, &executed);
+                    report_parameters(client, &executed).await?;
+                    let tag = encode::wire_tag(&executed.tag);
+                    client
+                        .feed(PgWireBackendMessage::CommandComplete(tag.into()))
+                        .await?;
+                }
+                Some(Err(e)) => {
+                    send_error(client, e).await?;
+                    *status = status.to_error_state();
+                }
+                None => {
+                    // The statement stopped without its outcome reaching us.
+                    let lost = SqlError::new(
+                        crate::sqlstate::QUERY_CANCELED,
+                        "canceling statement: its result could not be delivered".into(),
+                    );
+                    send_error(client, lost).await?;
+                    *status = status.to_error_state();
+                    break;
+                }
+            }
+        }
+        if !answered {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+        }
+        if let Err(e) = task.await {
+            send_error(
+                client,
+                SqlError::new(
+                    crate::sqlstate::INTERNAL_ERROR,
+                    format!("statement failed unexpectedly: {e}"),
+                ),
+            )
+            .await?;
+        }
+        Ok(None)
+    }
+
+    /// Where this connection keeps a COPY's paused answer.
+    pub(super) fn paused(&self) -> &copy::PausedSlot {
+        self.slots.paused_copy()
     }
 }
 
@@ -486,10 +537,12 @@ impl ExtendedQueryHandler for QueryHandler {
                 Ok(encode::command_response(&executed))
             }
             Some(Reply::Finished(Err(e))) => Err(error_response(e)),
-            Some(Reply::Rows(_)) | None => Err(error_response(SqlError::new(
-                crate::sqlstate::INTERNAL_ERROR,
-                "the statement ended without an answer".into(),
-            ))),
+            Some(Reply::Rows(_) | Reply::CopyOut { .. } | Reply::CopyIn { .. }) | None => {
+                Err(error_response(SqlError::new(
+                    crate::sqlstate::INTERNAL_ERROR,
+                    "the statement ended without an answer".into(),
+                )))
+            }
         }
     }
 }

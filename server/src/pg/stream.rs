@@ -18,8 +18,10 @@ use postgres_types::{IsNull, ToSql};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::copy::Incoming;
 use super::encode;
-use crate::session::output::{Output, RowValues, Stopped};
+use crate::pgcompat::copy::CopyFormat;
+use crate::session::output::{CopyData, CopyInput, Output, RowValues, Stopped};
 use crate::session::{Column, Executed};
 use crate::sqlstate::SqlError;
 
@@ -44,6 +46,17 @@ pub(super) enum Reply {
     Rows(RowBatch),
     /// The statement's outcome, after its last row.
     Finished(Result<Executed, SqlError>),
+    /// A `COPY … TO STDOUT`: its rows follow, encoded as text, to be written in `format`.
+    CopyOut {
+        format: CopyFormat,
+        fields: Arc<Vec<FieldInfo>>,
+    },
+    /// A `COPY … FROM STDIN` waits for the client's data, to be sent to `data`.
+    CopyIn {
+        binary: bool,
+        columns: usize,
+        data: mpsc::Sender<CopyInput>,
+    },
 }
 
 /// Rows of one result, encoded: their `DataRow` bodies back to back in one buffer, so that a
@@ -210,6 +223,8 @@ pub(super) struct Pipe {
     /// The reader went away or the result was preempted: nothing more is sent, so the
     /// reader's end says how the result ended.
     stopped: bool,
+    /// The client's data for the `COPY … FROM STDIN` running.
+    incoming: Option<Incoming>,
 }
 
 impl Pipe {
@@ -247,6 +262,7 @@ impl Pipe {
             batch: RowBatch::new(FIRST_BATCH_BYTES),
             failed: false,
             stopped: false,
+            incoming: None,
         }
     }
 
@@ -319,6 +335,35 @@ impl Output for Pipe {
             },
             ROOM_FOR_THE_END,
         )
+    }
+
+    fn copy_out(&mut self, format: &CopyFormat, columns: &[Column]) -> Result<(), Stopped> {
+        self.flush(ROOM_FOR_THE_END)?;
+        // Rows as text whatever the portal asked: COPY writes their text.
+        let fields = Arc::new(encode::fields(columns, &Format::UnifiedText));
+        self.fields = Some(Arc::clone(&fields));
+        self.columns = columns.to_vec();
+        self.failed = false;
+        self.send(
+            Reply::CopyOut {
+                format: format.clone(),
+                fields,
+            },
+            ROOM_FOR_THE_END,
+        )
+    }
+
+    fn copy_in(&mut self, format: &CopyFormat, columns: usize) -> Option<&mut dyn CopyData> {
+        // A brief run never copies: it has no thread to wait for the client on.
+        let runtime = self.runtime.clone()?;
+        let (data, incoming) = Incoming::channel(runtime, self.stop.clone());
+        let reply = Reply::CopyIn {
+            binary: format.is_binary(),
+            columns,
+            data,
+        };
+        self.send(reply, ROOM_FOR_THE_END).ok()?;
+        Some(self.incoming.insert(incoming))
     }
 
     fn row(&mut self, row: &dyn RowValues) -> Result<(), Stopped> {
@@ -423,7 +468,9 @@ where
             Reply::Finished(result) => return Ok((sent, Some(result))),
             // A new statement's columns before the last one finished cannot happen: the
             // session finishes each statement before the next.
-            Reply::Columns { .. } => return Ok((sent, None)),
+            Reply::Columns { .. } | Reply::CopyOut { .. } | Reply::CopyIn { .. } => {
+                return Ok((sent, None));
+            }
         }
     }
     Ok((sent, None))
@@ -456,7 +503,8 @@ pub(super) fn portal_rows(
                     Some(Reply::Finished(Err(e))) => {
                         return Some((Err(encode::error_response(e)), (rx, pending, true)));
                     }
-                    Some(Reply::Columns { .. }) | None => {
+                    Some(Reply::Columns { .. } | Reply::CopyOut { .. } | Reply::CopyIn { .. })
+                    | None => {
                         let lost = SqlError::new(
                             crate::sqlstate::OBJECT_IN_USE,
                             "portal closed before its last row: another statement ran on this connection while it was suspended, or the statement was canceled; fetch a portal to its end (or use a second connection) before running the next statement".into(),

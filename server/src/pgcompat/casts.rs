@@ -770,7 +770,7 @@ fn parse_bool(text: &str) -> Option<bool> {
 }
 
 /// bytea input: `\x` followed by hex digit pairs, or the escape format (`\\`, `\ooo`).
-fn bytea(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn bytea(text: &str) -> Option<Vec<u8>> {
     if let Some(digits) = text
         .strip_prefix("\\x")
         .or_else(|| text.strip_prefix("\\X"))

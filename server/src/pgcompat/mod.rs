@@ -10,6 +10,7 @@ use std::borrow::Cow;
 pub mod arrays;
 pub mod casts;
 pub mod catalogs;
+pub mod copy;
 pub mod ddl;
 pub mod operators;
 pub mod parameters;

@@ -18,6 +18,7 @@ mod brief;
 mod catalogs;
 mod column_names;
 mod column_types;
+mod copy;
 mod facts;
 mod functions;
 mod lock_wait;
@@ -414,9 +415,10 @@ impl Session {
         }
         let mut failed = false;
         let mut stopped = false;
-        for statement in &statements {
+        for (i, statement) in statements.iter().enumerate() {
             let started = Started::now();
-            let mut result = self.execute_statement(statement, out);
+            let last = i + 1 == statements.len();
+            let mut result = self.execute_statement(statement, last, out);
             result = self.once_durable(result);
             outcomes::record(&result);
             self.report_statement(statement.text, started, &result);
@@ -454,8 +456,13 @@ impl Session {
     fn execute_statement(
         &mut self,
         statement: &lexer::Statement<'_>,
+        last: bool,
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
+        if let Some(copy) = crate::pgcompat::copy::parse(statement.text, &statement.tokens) {
+            let copy = copy.map_err(|e| SqlError::new(e.code, e.message))?;
+            return self.copy(&copy, last, out);
+        }
         match server_statement::parse(&statement.tokens) {
             Some(Ok(server)) => {
                 let executed = self.run_server(&server)?;
@@ -489,6 +496,14 @@ impl Session {
                 brief: brief::Briefly::Never,
             });
         };
+        if crate::pgcompat::copy::parse(statement.text, &statement.tokens).is_some() {
+            // Its data (or its rows) go in CopyData messages, which Cairn reads only after a
+            // simple query, as psql, psycopg, asyncpg and node-postgres send COPY.
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "COPY in the extended query protocol is not supported: send it as a simple query (without parameters)".into(),
+            ));
+        }
         match server_statement::parse(&statement.tokens) {
             Some(Ok(server)) => Ok(Prepared {
                 sql: sql.to_owned(),

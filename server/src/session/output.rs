@@ -5,6 +5,7 @@
 use rusqlite::types::{Value, ValueRef};
 
 use super::{Column, Executed};
+use crate::pgcompat::copy::CopyFormat;
 use crate::sqlstate::SqlError;
 
 /// The receiver of a result stopped taking rows (the client went away, or the portal was
@@ -27,6 +28,34 @@ pub trait Output {
     fn failed(&self) -> bool {
         false
     }
+    /// A `COPY … TO STDOUT` result starts: its rows follow, as a result's rows follow
+    /// `columns`, to be written in `format`.
+    fn copy_out(&mut self, _format: &CopyFormat, columns: &[Column]) -> Result<(), Stopped> {
+        self.columns("COPY", columns)
+    }
+    /// A `COPY … FROM STDIN` of `columns` columns is ready for its data: the client is told
+    /// so, and the data is read from what this returns. `None`: no client can send any here.
+    fn copy_in(&mut self, _format: &CopyFormat, _columns: usize) -> Option<&mut dyn CopyData> {
+        None
+    }
+}
+
+/// The data a client sends for `COPY … FROM STDIN`, piece by piece.
+pub trait CopyData {
+    /// Waits for the next piece.
+    fn next(&mut self) -> CopyInput;
+}
+
+/// What a client sent next during `COPY … FROM STDIN`.
+#[derive(Debug)]
+pub enum CopyInput {
+    Data(bytes::Bytes),
+    /// CopyDone: the data is complete.
+    Done,
+    /// CopyFail, with the client's reason.
+    Failed(String),
+    /// The statement was stopped (a cancel, its timeout), or the client went away.
+    Stopped,
 }
 
 /// A row's values, read where they are: SQLite's current row, or values the server made.

@@ -52,7 +52,9 @@ pub fn from_declared(decl: &str) -> Option<SqlType> {
         Some(SqlType::Int8)
     } else if decl.contains("CHAR") || decl.contains("CLOB") || decl.contains("TEXT") {
         Some(SqlType::Text)
-    } else if decl.contains("BLOB") {
+    } else if decl.contains("BLOB") || decl == "BYTEA" {
+        // PostgreSQL's BYTEA has SQLite's NUMERIC affinity, which keeps a blob a blob:
+        // its values are the blobs clients stored (asyncpg sends them only to a bytea).
         Some(SqlType::Bytea)
     } else if decl.contains("REAL") || decl.contains("FLOA") || decl.contains("DOUB") {
         Some(SqlType::Float8)
@@ -161,6 +163,7 @@ mod tests {
         assert_eq!(from_declared("bigint"), Some(SqlType::Int8));
         assert_eq!(from_declared("VARCHAR(20)"), Some(SqlType::Text));
         assert_eq!(from_declared("BLOB"), Some(SqlType::Bytea));
+        assert_eq!(from_declared("bytea"), Some(SqlType::Bytea));
         assert_eq!(from_declared("DOUBLE PRECISION"), Some(SqlType::Float8));
         assert_eq!(from_declared("NUMERIC"), None);
         assert_eq!(from_declared("DATETIME"), None);
