@@ -190,6 +190,25 @@ fn copy_line(row: &DataRow, format: &CopyFormat, forced: &[bool]) -> PgWireResul
     Ok(line)
 }
 
+/// Ends a COPY whose client sent something else than its data (pgwire answered the
+/// message with an error): the session's thread waits for the data no more, and lets go
+/// of the session and of its transaction's write lock.
+pub(super) async fn end_paused(slot: &PausedSlot) {
+    let paused = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let Some(paused) = paused else {
+        return;
+    };
+    let _ = paused
+        .data
+        .send(CopyInput::Failed(
+            "the client sent another message in the middle of its COPY data".into(),
+        ))
+        .await;
+    let mut replies = paused.replies;
+    while replies.recv().await.is_some() {}
+    let _ = paused.task.await;
+}
+
 impl QueryHandler {
     fn take_paused(&self) -> Option<Paused> {
         self.paused()
@@ -215,7 +234,7 @@ impl CopyHandler for QueryHandler {
             return Ok(());
         };
         // A COPY that already failed (a bad row) reads no more: its data is dropped until
-        // CopyDone, where its error is answered, as PostgreSQL does.
+        // CopyDone, where its error is answered (PostgreSQL answers it at once).
         let _ = paused.data.send(CopyInput::Data(copy_data.data)).await;
         self.put_paused(paused);
         Ok(())

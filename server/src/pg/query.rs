@@ -71,6 +71,7 @@ impl QueryHandler {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
+        copy::end_paused(&self.slots.copy_in).await;
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut status = client.transaction_status();
         let (tx, rx) = stream::channel();
@@ -217,6 +218,7 @@ impl QueryHandler {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
+        copy::end_paused(&self.slots.copy_in).await;
         let mut status = client.transaction_status();
         client.set_state(PgWireConnectionState::QueryInProgress);
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
@@ -591,6 +593,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        copy::end_paused(&self.slots.copy_in).await;
         let text = sql.to_owned();
         let prepared = self
             .shared

@@ -73,7 +73,7 @@ impl CopyFormat {
             || self
                 .force_quote
                 .as_ref()
-                .is_some_and(|names| names.iter().any(|n| n == name))
+                .is_some_and(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
     }
 }
 
@@ -232,7 +232,16 @@ fn options(tokens: &[Spanned<'_>]) -> Result<CopyFormat, CopyError> {
         if close + 1 != tokens.len() {
             return Err(where_refusal(&tokens[close + 1..]));
         }
-        for option in tokens[1..close].split(|t| t.token == Token::Punct(",")) {
+        let mut depth = 0i32;
+        let at_top_comma = |t: &Spanned<'_>| {
+            match t.token {
+                Token::Punct("(") => depth += 1,
+                Token::Punct(")") => depth -= 1,
+                _ => {}
+            }
+            depth == 0 && t.token == Token::Punct(",")
+        };
+        for option in tokens[1..close].split(at_top_comma) {
             let Some(name) = option.first().and_then(|t| t.token.identifier()) else {
                 return Err(syntax("COPY … WITH (…): an option's name is missing"));
             };
@@ -271,7 +280,12 @@ fn options(tokens: &[Spanned<'_>]) -> Result<CopyFormat, CopyError> {
                 "escape" => explicit.escape = Some(one_byte("ESCAPE", &string(&mut at)?)?),
                 "force" => {
                     let quote = tokens.get(at).is_some_and(|t| t.token.is_keyword("quote"));
-                    at += if quote { 1 } else { 2 };
+                    if !quote {
+                        return Err(unsupported(
+                            "COPY option FORCE NOT NULL is not supported: say NULL 'string' for what reads as NULL",
+                        ));
+                    }
+                    at += 1;
                     let (names, used) = column_names_or_star(&tokens[at.min(tokens.len())..])?;
                     at += used;
                     if quote {
@@ -363,6 +377,16 @@ impl Explicit {
             return Err(syntax(
                 "COPY delimiter cannot be newline, carriage return or backslash",
             ));
+        }
+        if format.kind == FormatKind::Text
+            && (format.delimiter.is_ascii_alphanumeric() || format.delimiter == b'.')
+        {
+            return Err(syntax(
+                "COPY delimiter cannot be a letter, a digit or '.' in text format",
+            ));
+        }
+        if format.kind == FormatKind::Csv && format.delimiter == format.quote {
+            return Err(syntax("COPY delimiter and quote must be different"));
         }
         if format.null.contains(&format.delimiter) {
             return Err(syntax(
@@ -465,7 +489,14 @@ fn set_option(
             }
         }
         // Accepted for what they mean on the way in; every value is checked anyway.
-        "force_not_null" | "force_null" | "freeze" => {}
+        "force_not_null" | "force_null" => {
+            return Err(unsupported(format!(
+                "COPY option {} is not supported: say NULL 'string' for what reads as NULL",
+                name.to_ascii_uppercase()
+            )));
+        }
+        // A hint about visibility, which SQLite's transactions need none of.
+        "freeze" => {}
         other => return Err(syntax(format!("COPY option \"{other}\" not recognized"))),
     }
     Ok(())
@@ -491,6 +522,10 @@ pub struct Decoder {
     ended: bool,
     /// Binary: the file header was read.
     binary_started: bool,
+    /// How far past `read` the current line was scanned for its end, and whether the scan
+    /// stopped inside CSV quotes: a long line arriving in many pieces is scanned once.
+    scanned: usize,
+    scan_quoted: bool,
 }
 
 const BINARY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
@@ -504,6 +539,8 @@ impl Decoder {
             line: 0,
             ended: false,
             binary_started: false,
+            scanned: 0,
+            scan_quoted: false,
         }
     }
 
@@ -527,7 +564,7 @@ impl Decoder {
                 return Ok(None);
             }
             let row = match self.format.kind {
-                FormatKind::Binary => return self.binary_row(last),
+                FormatKind::Binary => self.binary_row(last)?,
                 FormatKind::Text | FormatKind::Csv => self.line_row(last)?,
             };
             let Some(row) = row else {
@@ -543,6 +580,9 @@ impl Decoder {
                 }
                 return Ok(None);
             };
+            if self.format.is_binary() {
+                return Ok(Some(row));
+            }
             self.line += 1;
             if self.line == 1 && self.format.header {
                 continue;
@@ -560,8 +600,8 @@ impl Decoder {
         let csv = self.format.kind == FormatKind::Csv;
         // The line's end: the first newline (in CSV, outside quotes).
         let mut end = None;
-        let mut quoted = false;
-        let mut i = 0;
+        let mut quoted = self.scan_quoted;
+        let mut i = self.scanned;
         while i < data.len() {
             let b = data[i];
             if csv && quoted && b == self.format.escape && self.format.escape != self.format.quote {
@@ -583,8 +623,16 @@ impl Decoder {
         let (line, used) = match end {
             Some(end) => (&data[..end], end + 1),
             None if last => (data, data.len()),
-            None => return Ok(None),
+            None => {
+                // An escape's second byte may not have come yet: `i` is then past the end,
+                // where the scan goes on.
+                self.scanned = i;
+                self.scan_quoted = quoted;
+                return Ok(None);
+            }
         };
+        self.scanned = 0;
+        self.scan_quoted = false;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line == b"\\." {
             self.ended = true;
@@ -629,6 +677,11 @@ impl Decoder {
             let extension =
                 u32::from_be_bytes([data[at + 4], data[at + 5], data[at + 6], data[at + 7]])
                     as usize;
+            if extension > MAX_ROW_BYTES {
+                return Err(bad_data(
+                    "COPY binary header extension is longer than a row may be",
+                ));
+            }
             if data.len() < at + 8 + extension {
                 return if last {
                     Err(short("its header"))
@@ -785,8 +838,12 @@ fn csv_fields(line: &[u8], format: &CopyFormat, number: u64) -> Result<Vec<Field
         while i < line.len() {
             let b = line[i];
             if quoted {
-                if b == format.escape && line.get(i + 1) == Some(&format.quote) {
-                    field.push(format.quote);
+                let next = line.get(i + 1).copied();
+                if b == format.escape
+                    && (next == Some(format.quote)
+                        || (format.escape != format.quote && next == Some(format.escape)))
+                {
+                    field.extend(next);
                     i += 2;
                     continue;
                 }
@@ -861,7 +918,7 @@ pub fn write_field(
                     b'\\' => out.extend_from_slice(b"\\\\"),
                     b'\n' => out.extend_from_slice(b"\\n"),
                     b'\r' => out.extend_from_slice(b"\\r"),
-                    b'\t' if format.delimiter != b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
                     8 => out.extend_from_slice(b"\\b"),
                     12 => out.extend_from_slice(b"\\f"),
                     11 => out.extend_from_slice(b"\\v"),
@@ -1006,6 +1063,37 @@ mod tests {
             }
             line.push(b'\n');
             assert_eq!(rows(&format, &[&line]).unwrap(), vec![values], "{sql}");
+        }
+    }
+
+    /// Found in review: two escapes inside quotes are one escape (its own writer wrote them
+    /// so), a tab in a value was written as a backslash and a tab, options with a column
+    /// list lost their commas' nesting, and FORCE_NOT_NULL was taken and ignored.
+    #[test]
+    fn csv_escapes_tabs_nested_options_and_ignored_options_went_wrong() {
+        let format = parsed("COPY t FROM STDIN (FORMAT csv, ESCAPE '\\')")
+            .unwrap()
+            .format;
+        let mut line = Vec::new();
+        write_field(&format, &mut line, Some(b"a\\\"q\""), false);
+        line.extend_from_slice(b",b\n");
+        assert_eq!(line, b"\"a\\\\\\\"q\\\"\",b\n");
+        assert_eq!(
+            rows(&format, &[&line]).unwrap(),
+            vec![vec![s("a\\\"q\""), s("b")]]
+        );
+        let mut out = Vec::new();
+        write_field(&CopyFormat::text(), &mut out, Some(b"a\tb"), false);
+        assert_eq!(out, b"a\\tb");
+        let copy = parsed("COPY t TO STDOUT (FORMAT csv, FORCE_QUOTE (a, b), HEADER)").unwrap();
+        assert!(copy.format.forces_quote("B") && copy.format.header);
+        for refused in [
+            "COPY t FROM STDIN (FORMAT csv, FORCE_NOT_NULL (b))",
+            "COPY t FROM STDIN CSV FORCE NOT NULL b",
+            "COPY t FROM STDIN (DELIMITER 'n')",
+            "COPY t FROM STDIN (FORMAT csv, DELIMITER '\"')",
+        ] {
+            assert!(parsed(refused).is_err(), "{refused}");
         }
     }
 

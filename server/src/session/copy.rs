@@ -30,13 +30,36 @@ impl Session {
                     "COPY … FROM STDIN must be the last statement of its query string: its data follows it".into(),
                 ));
             }
-            self.copy_from_client(copy, out)
+            let copied = self.copy_from_client(copy, out);
+            // As any failed statement, it fails the transaction it is in (its own, if it
+            // had one, is rolled back already).
+            if copied.is_err() && !self.conn.is_autocommit() {
+                self.failed_transaction = true;
+            }
+            copied
         } else {
             self.copy_to_client(copy, out)
         }
     }
 
     fn copy_to_client(
+        &mut self,
+        copy: &CopyStatement,
+        out: &mut dyn Output,
+    ) -> Result<Executed, SqlError> {
+        let copied = self.copy_query_to_client(copy, out);
+        // An error before the query ran fails the transaction too (run_sqlite saw to the
+        // query's own errors, and to a reader that stopped, which fails nothing).
+        if let Err(e) = &copied
+            && *e != super::stopped(Stopped)
+            && !self.conn.is_autocommit()
+        {
+            self.failed_transaction = true;
+        }
+        copied
+    }
+
+    fn copy_query_to_client(
         &mut self,
         copy: &CopyStatement,
         out: &mut dyn Output,
@@ -67,6 +90,17 @@ impl Session {
         let sql = self
             .sqlite_text(statement.text, &statement.tokens)?
             .into_owned();
+        let returns_rows = self
+            .conn
+            .prepare_cached(&sql)
+            .map(|stmt| stmt.column_count() > 0)
+            .map_err(|e| self.sql_error(e))?;
+        if !returns_rows {
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "COPY (query) TO STDOUT needs a query that returns rows (a SELECT, or a write with RETURNING)".into(),
+            ));
+        }
         let facts = super::Facts::of(&statement.tokens);
         let mut rows = CopyOut {
             out,
@@ -400,6 +434,23 @@ impl Output for CopyOut<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found in review: a COPY refused before its data (an unknown table) left the
+    /// transaction it was in going, and its COMMIT kept the rows written before.
+    #[test]
+    fn a_copy_refused_inside_a_transaction_did_not_fail_it() {
+        let (_dir, mut session) = super::super::tests::session(crate::roles::Role::Admin);
+        let results = session.execute_query(
+            "CREATE TABLE t(a INTEGER); BEGIN; INSERT INTO t VALUES (1); COPY nowhere FROM STDIN",
+        );
+        assert!(results.last().is_some_and(Result::is_err), "{results:?}");
+        session.execute_query("COMMIT");
+        let count = session.execute_query("SELECT count(*) FROM t");
+        let Some(Ok(executed)) = count.first() else {
+            panic!("{count:?}");
+        };
+        assert_eq!(executed.rows, vec![vec![Value::Integer(0)]]);
+    }
 
     #[test]
     fn postgresql_spellings_become_what_sqlite_stores() {

@@ -460,7 +460,12 @@ impl Session {
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         if let Some(copy) = crate::pgcompat::copy::parse(statement.text, &statement.tokens) {
-            let copy = copy.map_err(|e| SqlError::new(e.code, e.message))?;
+            let copy = copy.map_err(|e| {
+                if !self.conn.is_autocommit() {
+                    self.failed_transaction = true;
+                }
+                SqlError::new(e.code, e.message)
+            })?;
             return self.copy(&copy, last, out);
         }
         match server_statement::parse(&statement.tokens) {
@@ -1872,7 +1877,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn session(role: Role) -> (tempfile::TempDir, Session) {
+    pub(super) fn session(role: Role) -> (tempfile::TempDir, Session) {
         let dir = tempfile::tempdir().unwrap();
         let disk = Arc::new(crate::disk_space::DataDisk::observing(dir.path()));
         let catalog = Arc::new(Catalog::open(dir.path(), Duration::from_secs(1), disk).unwrap());
