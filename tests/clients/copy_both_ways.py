@@ -1,13 +1,17 @@
 """COPY through real drivers against a running Cairn server (run by the end-to-end test
-`psql::copy_was_a_sqlite_syntax_error`): psycopg 3's `cursor.copy()` both ways,
-psycopg2's `copy_expert`, asyncpg's `copy_records_to_table` (binary), `copy_to_table` and
-`copy_from_query`; a bad row, a client's CopyFail and a COPY inside a transaction.
+`hostile::copy_was_a_sqlite_syntax_error_through_the_drivers`): psycopg 3's
+`cursor.copy()` both ways, psycopg2's `copy_expert`, asyncpg's `copy_records_to_table`
+(binary), `copy_to_table` and `copy_from_query`; a bad row, a client's CopyFail, a COPY
+inside a transaction, a client gone in the middle of its data and one that sent another
+message there.
 
 Usage: python3 copy_both_ways.py HOST PORT USER PASSWORD DATABASE
 """
 
 import asyncio
 import io
+import os
+import struct
 import sys
 
 try:
@@ -84,6 +88,27 @@ def with_psycopg3():
         conn.execute("INSERT INTO p3 (id) VALUES (200)")
         ids = [r[0] for r in conn.execute("SELECT id FROM p3 WHERE id >= 100").fetchall()]
         assert ids == [200], ids
+    # A client that sends another message in the middle of its data (written past libpq,
+    # which refuses to): the COPY ends with it, and lets go of its write lock, which the
+    # write below waits for (it failed at the lock's timeout while the COPY waited on).
+    stray = psycopg.connect(
+        host=HOST, port=PORT, user=USER, password=PASSWORD, dbname=DATABASE, autocommit=True
+    )
+    pgconn = stray.pgconn
+    pgconn.send_query(b"COPY p3 (id) FROM STDIN")
+    result = pgconn.get_result()
+    assert result.status == psycopg.pq.ExecStatus.COPY_IN, result.status
+    pgconn.put_copy_data(b"300\n")
+    pgconn.flush()
+    query = b"SELECT 1\0"
+    os.write(pgconn.socket, b"Q" + struct.pack("!i", len(query) + 4) + query)
+    with psycopg.connect(
+        host=HOST, port=PORT, user=USER, password=PASSWORD, dbname=DATABASE, autocommit=True
+    ) as conn:
+        conn.execute("INSERT INTO p3 (id) VALUES (301)")
+        ids = [r[0] for r in conn.execute("SELECT id FROM p3 WHERE id >= 300").fetchall()]
+        assert ids == [301], ids
+    stray.close()
 
 
 def with_psycopg2():

@@ -5,17 +5,36 @@ use std::process::Command;
 use crate::harness::{ADMIN_PASSWORD, Site, TestServer};
 
 pub(crate) fn psql(server: &TestServer, database: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("psql")
+    let mut all = vec!["-X", "-v", "ON_ERROR_STOP=1"];
+    all.extend_from_slice(args);
+    postgresql_client("psql", server, database, &all)
+}
+
+/// pg_dump of the database `default`, as psql's `psql` is run.
+fn pg_dump(server: &TestServer, args: &[&str]) -> (bool, String, String) {
+    postgresql_client("pg_dump", server, "default", args)
+}
+
+/// Runs one of PostgreSQL's client programs against `database` as the admin: whether it
+/// succeeded, its output and its errors.
+fn postgresql_client(
+    program: &str,
+    server: &TestServer,
+    database: &str,
+    args: &[&str],
+) -> (bool, String, String) {
+    let out = Command::new(program)
         .arg(format!(
             "postgresql://admin@127.0.0.1:{}/{database}",
             server.port
         ))
-        .args(["-X", "-v", "ON_ERROR_STOP=1"])
         .args(args)
         .env("PGPASSWORD", ADMIN_PASSWORD)
         .env("PGCONNECT_TIMEOUT", "30")
         .output()
-        .expect("psql must be installed (.ci/run installs postgresql-client)");
+        .unwrap_or_else(|e| {
+            panic!("{program} did not run ({e}): .ci/run installs postgresql-client")
+        });
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -239,22 +258,8 @@ fn pg_dump_schema_only_stopped_at_its_first_set() {
         ],
     );
     assert!(ok, "{stderr}");
-    let out = Command::new("pg_dump")
-        .arg(format!(
-            "postgresql://admin@127.0.0.1:{}/default",
-            server.port
-        ))
-        .arg("--schema-only")
-        .env("PGPASSWORD", ADMIN_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "30")
-        .output()
-        .expect("pg_dump must be installed (.ci/run installs postgresql-client)");
-    let dump = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, dump, stderr) = pg_dump(&server, &["--schema-only"]);
+    assert!(ok, "{stderr}");
     for expected in [
         "CREATE TABLE public.t (\n    id integer NOT NULL,\n    name text NOT NULL,\n    score real DEFAULT 1.5\n);",
         "CREATE TABLE public.u (\n    code character varying(10) NOT NULL,\n    t_id integer,\n    label text\n);",
@@ -336,22 +341,8 @@ fn psqls_copy_was_a_sqlite_syntax_error() {
     assert!(!ok);
     assert!(stderr.contains("\\copy"), "{stderr}");
     // pg_dump's data is COPY … TO stdout.
-    let out = Command::new("pg_dump")
-        .arg(format!(
-            "postgresql://admin@127.0.0.1:{}/default",
-            server.port
-        ))
-        .args(["--data-only", "--table", "t"])
-        .env("PGPASSWORD", ADMIN_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "30")
-        .output()
-        .expect("pg_dump must be installed (.ci/run installs postgresql-client)");
-    let dump = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, dump, stderr) = pg_dump(&server, &["--data-only", "--table", "t"]);
+    assert!(ok, "{stderr}");
     assert!(
         dump.contains("COPY public.t (id, name, ok, score) FROM stdin;\n1\tplain\tt\t1.5\n"),
         "{dump}"

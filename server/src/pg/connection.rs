@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use tokio_util::task::TaskTracker;
 
-use super::ActivitySlot;
+use super::Slots;
 use super::corked::{self, Corked};
 use super::limits::{LimitError, LimitedStream, Limits};
 use super::startup::fatal;
@@ -37,10 +37,11 @@ pub async fn serve<H: PgWireServerHandlers>(
     handlers: Arc<H>,
     limits: Limits,
     logged_in: Arc<AtomicBool>,
-    activity: ActivitySlot,
+    slots: Slots,
     logging_in: Arc<AtomicUsize>,
     statements: TaskTracker,
 ) -> std::io::Result<()> {
+    let activity = &slots.activity;
     let peer = tcp.peer_addr()?;
     tcp.set_nodelay(true)?;
     // Connections that have not logged in yet are counted too: each holds a socket and
@@ -189,6 +190,21 @@ pub async fn serve<H: PgWireServerHandlers>(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
+        if matches!(socket.state(), PgWireConnectionState::CopyInProgress(_))
+            && !matches!(
+                message,
+                PgWireFrontendMessage::CopyData(_)
+                    | PgWireFrontendMessage::CopyDone(_)
+                    | PgWireFrontendMessage::CopyFail(_)
+                    | PgWireFrontendMessage::Flush(_)
+                    | PgWireFrontendMessage::Sync(_)
+            )
+        {
+            // pgwire refuses anything else during COPY data and leaves COPY: so does the
+            // session's thread, which would otherwise wait on for the data, holding the
+            // session and its transaction's write lock.
+            super::copy::abandon(&slots.copy_in);
+        }
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
         answer_now = matches!(
             message,

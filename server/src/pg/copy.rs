@@ -70,7 +70,10 @@ impl output::CopyData for Incoming {
                 biased;
                 () = stop.cancelled() => CopyInput::Stopped,
                 next = rx.recv() => next.unwrap_or_else(|| {
-                    CopyInput::Failed("the client's connection ended before its data did".into())
+                    CopyInput::Failed(
+                        "the client left its data unfinished (it went away, or sent another message)"
+                            .into(),
+                    )
                 }),
             }
         })
@@ -190,36 +193,35 @@ fn copy_line(row: &DataRow, format: &CopyFormat, forced: &[bool]) -> PgWireResul
     Ok(line)
 }
 
-/// Ends a COPY whose client sent something else than its data (pgwire answered the
-/// message with an error): the session's thread waits for the data no more, and lets go
-/// of the session and of its transaction's write lock.
-pub(super) async fn end_paused(slot: &PausedSlot) {
-    let paused = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-    let Some(paused) = paused else {
-        return;
-    };
-    let _ = paused
-        .data
-        .send(CopyInput::Failed(
-            "the client sent another message in the middle of its COPY data".into(),
-        ))
-        .await;
-    let mut replies = paused.replies;
-    while replies.recv().await.is_some() {}
-    let _ = paused.task.await;
+/// Keeps a simple query's answer paused at its COPY until the client's next COPY message.
+pub(super) fn pause(slot: &PausedSlot, paused: Paused) {
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(paused);
 }
 
-impl QueryHandler {
-    fn take_paused(&self) -> Option<Paused> {
-        self.paused()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-    }
+fn take(slot: &PausedSlot) -> Option<Paused> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
 
-    fn put_paused(&self, paused: Paused) {
-        *self.paused().lock().unwrap_or_else(|p| p.into_inner()) = Some(paused);
+/// Gives up the paused COPY (the client sent something else than its data, which pgwire
+/// refuses): the session's thread, its data channel closed, rolls the COPY back and lets go
+/// of the session.
+pub(super) fn abandon(slot: &PausedSlot) {
+    drop(take(slot));
+}
+
+/// Tells the session's thread the data failed, and waits for the rest of its answer: the
+/// session's error, if it said one.
+async fn give_up(paused: Paused, why: String) -> Option<SqlError> {
+    let _ = paused.data.send(CopyInput::Failed(why)).await;
+    let mut replies = paused.replies;
+    let mut error = None;
+    while let Some(reply) = replies.recv().await {
+        if let Reply::Finished(Err(e)) = reply {
+            error = Some(e);
+        }
     }
+    let _ = paused.task.await;
+    error
 }
 
 #[async_trait]
@@ -230,13 +232,18 @@ impl CopyHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let Some(paused) = self.take_paused() else {
-            return Ok(());
-        };
+        let data = self
+            .slots
+            .copy_in
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|paused| paused.data.clone());
         // A COPY that already failed (a bad row) reads no more: its data is dropped until
         // CopyDone, where its error is answered (PostgreSQL answers it at once).
-        let _ = paused.data.send(CopyInput::Data(copy_data.data)).await;
-        self.put_paused(paused);
+        if let Some(data) = data {
+            let _ = data.send(CopyInput::Data(copy_data.data)).await;
+        }
         Ok(())
     }
 
@@ -246,55 +253,40 @@ impl CopyHandler for QueryHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let Some(paused) = self.take_paused() else {
+        let Some(paused) = take(&self.slots.copy_in) else {
             return Ok(());
         };
         let _ = paused.data.send(CopyInput::Done).await;
         let mut status = client.transaction_status();
-        if let Some(again) = self
+        // Nothing can pause the answer again: a COPY FROM STDIN ends its query string.
+        let _ = self
             .answer(client, paused.replies, paused.task, &mut status, true)
-            .await?
-        {
-            // The session runs no statement after a COPY FROM STDIN of its query string.
-            again.task.abort();
-        }
+            .await?;
         // pgwire sends ReadyForQuery with this status once this returns.
         client.set_transaction_status(status);
         client.set_state(PgWireConnectionState::ReadyForQuery);
         Ok(())
     }
 
-    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    async fn on_copy_fail<C>(&self, _client: &mut C, fail: CopyFail) -> PgWireError
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let failed = SqlError::new(
-            crate::sqlstate::QUERY_CANCELED,
-            format!("COPY from stdin failed: {}", fail.message),
-        );
-        let Some(paused) = self.take_paused() else {
-            return error_response(failed);
+        let failed = || {
+            SqlError::new(
+                crate::sqlstate::QUERY_CANCELED,
+                format!("COPY from stdin failed: {}", fail.message),
+            )
         };
-        let _ = paused.data.send(CopyInput::Failed(fail.message)).await;
         // The session's own words for the failure (it rolled back) are the answer; pgwire
-        // sends it, then ReadyForQuery.
-        let mut replies = paused.replies;
-        let mut error = failed;
-        while let Some(reply) = replies.recv().await {
-            if let Reply::Finished(Err(e)) = reply {
-                error = e;
-            }
-        }
-        let _ = paused.task.await;
-        if matches!(
-            client.transaction_status(),
-            pgwire::messages::response::TransactionStatus::Transaction
-        ) {
-            client.set_transaction_status(pgwire::messages::response::TransactionStatus::Error);
-        }
-        error_response(error)
+        // sends it, then ReadyForQuery (in a transaction, its failed state).
+        let error = match take(&self.slots.copy_in) {
+            Some(paused) => give_up(paused, fail.message.clone()).await,
+            None => None,
+        };
+        error_response(error.unwrap_or_else(failed))
     }
 }
 

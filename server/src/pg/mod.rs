@@ -289,14 +289,6 @@ impl Slots {
             .take()
     }
 
-    fn copy_in_paused(&self, paused: copy::Paused) {
-        *self.copy_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(paused);
-    }
-
-    fn paused_copy(&self) -> &copy::PausedSlot {
-        &self.copy_in
-    }
-
     fn set_open_result(&self, open: stream::OpenResult) {
         *self.open_result.lock().unwrap_or_else(|p| p.into_inner()) = Some(open);
     }
@@ -347,11 +339,11 @@ impl ConnectionHandlers {
             let _ = self.slots.peer.set(peer);
         }
         let logged_in = Arc::clone(&self.logged_in);
-        let activity = Arc::clone(&self.slots.activity);
+        let slots = self.slots.clone();
         let logging_in = Arc::clone(&self.logging_in);
         let statements = self.statements.clone();
         connection::serve(
-            socket, self, limits, logged_in, activity, logging_in, statements,
+            socket, self, limits, logged_in, slots, logging_in, statements,
         )
         .await
     }

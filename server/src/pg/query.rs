@@ -43,7 +43,7 @@ pub struct ParsedStatement {
 #[derive(Debug)]
 pub(super) struct QueryHandler {
     shared: Arc<Shared>,
-    slots: Slots,
+    pub(super) slots: Slots,
     parser: Arc<Parser>,
 }
 
@@ -71,7 +71,6 @@ impl QueryHandler {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
-        copy::end_paused(&self.slots.copy_in).await;
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut status = client.transaction_status();
         let (tx, rx) = stream::channel();
@@ -91,7 +90,7 @@ impl QueryHandler {
                 if let Some(paused) = self.answer(client, rx, task, &mut status, false).await? {
                     // The rest of the answer comes once the client's COPY data has (see
                     // `copy`): no ReadyForQuery yet.
-                    self.slots.copy_in_paused(paused);
+                    copy::pause(&self.slots.copy_in, paused);
                     client.set_state(PgWireConnectionState::CopyInProgress(false));
                     client.set_transaction_status(status);
                     return Ok(());
@@ -197,11 +196,6 @@ impl QueryHandler {
         }
         Ok(None)
     }
-
-    /// Where this connection keeps a COPY's paused answer.
-    pub(super) fn paused(&self) -> &copy::PausedSlot {
-        self.slots.paused_copy()
-    }
 }
 
 impl QueryHandler {
@@ -218,7 +212,6 @@ impl QueryHandler {
         if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
             return Err(PgWireError::NotReadyForQuery);
         }
-        copy::end_paused(&self.slots.copy_in).await;
         let mut status = client.transaction_status();
         client.set_state(PgWireConnectionState::QueryInProgress);
         let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
@@ -593,7 +586,6 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        copy::end_paused(&self.slots.copy_in).await;
         let text = sql.to_owned();
         let prepared = self
             .shared

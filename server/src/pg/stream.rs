@@ -307,6 +307,19 @@ impl Pipe {
         sent
     }
 
+    /// A new result of `columns`, described as `fields`, begins: the last one's rows go.
+    fn begin_result(
+        &mut self,
+        columns: &[Column],
+        fields: &Arc<Vec<FieldInfo>>,
+    ) -> Result<(), Stopped> {
+        self.flush(ROOM_FOR_THE_END)?;
+        self.fields = Some(Arc::clone(fields));
+        self.columns = columns.to_vec();
+        self.failed = false;
+        Ok(())
+    }
+
     /// Sends the rows batched so far, keeping `keep` slots free (see [`Pipe::send`]).
     fn flush(&mut self, keep: usize) -> Result<(), Stopped> {
         if self.batch.is_empty() {
@@ -323,11 +336,8 @@ impl Pipe {
 
 impl Output for Pipe {
     fn columns(&mut self, command: &str, columns: &[Column]) -> Result<(), Stopped> {
-        self.flush(ROOM_FOR_THE_END)?;
         let fields = Arc::new(encode::fields(columns, &self.format));
-        self.fields = Some(Arc::clone(&fields));
-        self.columns = columns.to_vec();
-        self.failed = false;
+        self.begin_result(columns, &fields)?;
         self.send(
             Reply::Columns {
                 command: command.to_owned(),
@@ -338,12 +348,9 @@ impl Output for Pipe {
     }
 
     fn copy_out(&mut self, format: &CopyFormat, columns: &[Column]) -> Result<(), Stopped> {
-        self.flush(ROOM_FOR_THE_END)?;
         // Rows as text whatever the portal asked: COPY writes their text.
         let fields = Arc::new(encode::fields(columns, &Format::UnifiedText));
-        self.fields = Some(Arc::clone(&fields));
-        self.columns = columns.to_vec();
-        self.failed = false;
+        self.begin_result(columns, &fields)?;
         self.send(
             Reply::CopyOut {
                 format: format.clone(),

@@ -37,8 +37,8 @@ pub struct CopyFormat {
     pub header: bool,
     pub quote: u8,
     pub escape: u8,
-    /// CSV: the columns always quoted when written (`FORCE_QUOTE`); `None` for `*`.
-    pub force_quote: Option<Vec<String>>,
+    /// CSV: the columns always quoted when written (`FORCE_QUOTE`), or all (`*`).
+    force_quote: Vec<String>,
     force_quote_all: bool,
 }
 
@@ -58,7 +58,7 @@ impl CopyFormat {
             header: false,
             quote: b'"',
             escape: b'"',
-            force_quote: Some(Vec::new()),
+            force_quote: Vec::new(),
             force_quote_all: false,
         }
     }
@@ -72,8 +72,8 @@ impl CopyFormat {
         self.force_quote_all
             || self
                 .force_quote
-                .as_ref()
-                .is_some_and(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
     }
 }
 
@@ -101,13 +101,10 @@ fn unsupported(message: impl Into<String>) -> CopyError {
 
 fn bad_data(message: impl Into<String>) -> CopyError {
     CopyError {
-        code: BAD_COPY_FILE_FORMAT,
+        code: crate::sqlstate::BAD_COPY_FILE_FORMAT,
         message: message.into(),
     }
 }
-
-/// PostgreSQL's bad_copy_file_format.
-const BAD_COPY_FILE_FORMAT: &str = "22P04";
 
 /// The statement, if it is a `COPY`.
 pub fn parse(text: &str, tokens: &[Spanned<'_>]) -> Option<Result<CopyStatement, CopyError>> {
@@ -290,7 +287,7 @@ fn options(tokens: &[Spanned<'_>]) -> Result<CopyFormat, CopyError> {
                     at += used;
                     if quote {
                         match names {
-                            Some(names) => format.force_quote = Some(names),
+                            Some(names) => format.force_quote = names,
                             None => format.force_quote_all = true,
                         }
                     }
@@ -484,7 +481,7 @@ fn set_option(
         "force_quote" => {
             let (names, _) = column_names_or_star(value)?;
             match names {
-                Some(names) => format.force_quote = Some(names),
+                Some(names) => format.force_quote = names,
                 None => format.force_quote_all = true,
             }
         }
@@ -1115,5 +1112,13 @@ mod tests {
         data.truncate(data.len() - 6);
         assert!(rows(&format, &[&data]).is_err());
         assert!(rows(&format, &[b"NOTPGCOPYxxxxxxxxxxxxxxxx"]).is_err());
+        // Found in review: a header claiming a 4 GiB extension was waited for, buffering
+        // whatever the client sent; it is refused at once.
+        let mut huge = BINARY_SIGNATURE.to_vec();
+        huge.extend_from_slice(&0u32.to_be_bytes());
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        let mut decoder = Decoder::new(format.clone());
+        decoder.feed(&huge);
+        assert!(decoder.next_row(false).is_err());
     }
 }

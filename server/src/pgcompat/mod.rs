@@ -17,6 +17,11 @@ pub mod parameters;
 pub mod set_returning;
 pub mod spellings;
 
+/// An SQL identifier in double quotes (its own quotes doubled).
+pub(crate) fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Whether `text` contains `word` (ASCII, any case), without a lowercase copy of the text:
 /// the rewrites look for their words in every statement before tokenizing one.
 pub(crate) fn mentions(text: &str, word: &str) -> bool {

@@ -19,6 +19,7 @@
 
 use std::borrow::Cow;
 
+use super::quoted;
 use crate::sql::lexer::{self, Spanned, Token};
 
 /// The functions, and what SQLite reads their rows from.
@@ -392,10 +393,6 @@ fn alias_name(token: &Token<'_>) -> Option<String> {
         Token::Word(_) | Token::QuotedIdent(_) => token.identifier(),
         _ => None,
     }
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Whether the call at `at` is a FROM item: the nearest clause word before it, at its own

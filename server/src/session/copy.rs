@@ -7,49 +7,34 @@ use rusqlite::types::Value;
 use super::output::{CopyData, CopyInput, Output, RowValues, Stopped};
 use super::{Column, Executed, Session};
 use crate::pgcompat::copy::{CopyError, CopyFormat, CopySource, CopyStatement, Decoder, Field};
+use crate::pgcompat::quoted;
 use crate::sql::lexer;
 use crate::sql::types::{self, SqlType};
 use crate::sqlstate::{self, SqlError};
 
 impl Session {
-    /// Runs a `COPY`. `last`: it is its query string's last statement (a `COPY FROM STDIN`
-    /// must be: the client's data follows the query).
+    /// Runs a `COPY` (or says why `parse` refused it). `last`: it is its query string's
+    /// last statement (a `COPY FROM STDIN` must be: the client's data follows the query).
     pub(super) fn copy(
         &mut self,
-        copy: &CopyStatement,
+        parsed: Result<CopyStatement, CopyError>,
         last: bool,
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         if self.failed_transaction {
             return self.in_failed_transaction(None);
         }
-        if copy.from_client {
-            if !last {
-                return Err(SqlError::new(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    "COPY … FROM STDIN must be the last statement of its query string: its data follows it".into(),
-                ));
-            }
-            let copied = self.copy_from_client(copy, out);
-            // As any failed statement, it fails the transaction it is in (its own, if it
-            // had one, is rolled back already).
-            if copied.is_err() && !self.conn.is_autocommit() {
-                self.failed_transaction = true;
-            }
-            copied
-        } else {
-            self.copy_to_client(copy, out)
-        }
-    }
-
-    fn copy_to_client(
-        &mut self,
-        copy: &CopyStatement,
-        out: &mut dyn Output,
-    ) -> Result<Executed, SqlError> {
-        let copied = self.copy_query_to_client(copy, out);
-        // An error before the query ran fails the transaction too (run_sqlite saw to the
-        // query's own errors, and to a reader that stopped, which fails nothing).
+        let copied = match parsed {
+            Err(e) => Err(SqlError::new(e.code, e.message)),
+            Ok(copy) if !copy.from_client => self.copy_query_to_client(&copy, out),
+            Ok(_) if !last => Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "COPY … FROM STDIN must be the last statement of its query string: its data follows it".into(),
+            )),
+            Ok(copy) => self.copy_from_client(&copy, out),
+        };
+        // As any failed statement, it fails the transaction it is in (a COPY's own is rolled
+        // back already); a reader that stopped fails nothing, as a closed portal does not.
         if let Err(e) = &copied
             && *e != super::stopped(Stopped)
             && !self.conn.is_autocommit()
@@ -176,13 +161,9 @@ impl Session {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 Ok(())
             }
-            // Inside a transaction, as PostgreSQL: a failed COPY fails the transaction,
-            // whose only ways out (ROLLBACK, or back to an earlier savepoint) undo its rows.
-            (Err(_), false) => {
-                self.failed_transaction = true;
-                Ok(())
-            }
-            (Ok(_), false) => Ok(()),
+            // Inside a transaction a failed COPY fails it (see `copy`), and its only ways
+            // out (ROLLBACK, or back to an earlier savepoint) undo the rows.
+            (_, false) => Ok(()),
         };
         if ended.is_err() && own_transaction && !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -224,10 +205,7 @@ impl Session {
                         format!("COPY from stdin failed: {why}"),
                     ));
                 }
-                CopyInput::Stopped => {
-                    drop(stmt);
-                    return Err(self.stopped_error());
-                }
+                CopyInput::Stopped => return Err(self.stopped_error()),
             };
             while let Some(row) = decoder.next_row(last).map_err(copy_error)? {
                 values.clear();
@@ -290,10 +268,6 @@ fn copy_error(e: CopyError) -> SqlError {
     SqlError::new(e.code, e.message)
 }
 
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// A row's fields as the values SQLite stores for the columns' types: PostgreSQL's
 /// spellings of booleans and byte strings read as SQLite keeps them; numbers checked, as
 /// PostgreSQL checks them.
@@ -310,19 +284,14 @@ fn row_values(
             }
             _ => "extra data after last expected column".to_owned(),
         };
-        return Err(SqlError::new(BAD_COPY_FILE_FORMAT, message));
+        return Err(SqlError::new(sqlstate::BAD_COPY_FILE_FORMAT, message));
     }
     for (field, (name, ty)) in row.iter().zip(columns) {
         let value = match field {
             None => Value::Null,
             Some(bytes) if binary => binary_value(bytes, *ty, name)?,
             Some(bytes) => {
-                let text = std::str::from_utf8(bytes).map_err(|_| {
-                    SqlError::new(
-                        CHARACTER_NOT_IN_REPERTOIRE,
-                        format!("invalid byte sequence for encoding \"UTF8\" in column \"{name}\""),
-                    )
-                })?;
+                let text = std::str::from_utf8(bytes).map_err(|_| not_utf8(name))?;
                 text_value(text, *ty, name)?
             }
         };
@@ -331,9 +300,12 @@ fn row_values(
     Ok(())
 }
 
-/// PostgreSQL's bad_copy_file_format and character_not_in_repertoire.
-const BAD_COPY_FILE_FORMAT: &str = "22P04";
-const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+fn not_utf8(column: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+        format!("invalid byte sequence for encoding \"UTF8\" in column \"{column}\""),
+    )
+}
 
 fn invalid(ty: &str, text: &str, column: &str) -> SqlError {
     SqlError::new(
@@ -354,14 +326,12 @@ fn text_value(text: &str, ty: Option<SqlType>, column: &str) -> Result<Value, Sq
                 .parse()
                 .map_err(|_| invalid("bigint", text, column))?,
         ),
-        Some(SqlType::Float8) => Value::Real(match text.trim().to_ascii_lowercase().as_str() {
-            "infinity" | "inf" | "+infinity" => f64::INFINITY,
-            "-infinity" | "-inf" => f64::NEG_INFINITY,
-            "nan" => f64::NAN,
-            t => t
+        // Rust reads PostgreSQL's Infinity, -Infinity and NaN too (any case).
+        Some(SqlType::Float8) => Value::Real(
+            text.trim()
                 .parse()
                 .map_err(|_| invalid("double precision", text, column))?,
-        }),
+        ),
         Some(SqlType::Bytea) => Value::Blob(
             crate::pgcompat::casts::bytea(text).ok_or_else(|| invalid("bytea", text, column))?,
         ),
@@ -398,12 +368,7 @@ fn binary_value(bytes: &[u8], ty: Option<SqlType>, column: &str) -> Result<Value
             _ => return Err(wrong()),
         }),
         Some(SqlType::Bytea) => Value::Blob(bytes.to_vec()),
-        _ => Value::Text(String::from_utf8(bytes.to_vec()).map_err(|_| {
-            SqlError::new(
-                CHARACTER_NOT_IN_REPERTOIRE,
-                format!("invalid byte sequence for encoding \"UTF8\" in column \"{column}\""),
-            )
-        })?),
+        _ => Value::Text(String::from_utf8(bytes.to_vec()).map_err(|_| not_utf8(column))?),
     })
 }
 
@@ -452,6 +417,24 @@ mod tests {
         assert_eq!(executed.rows, vec![vec![Value::Integer(0)]]);
     }
 
+    /// Found in review: `COPY (statement) TO STDOUT` ran a statement that returns no rows
+    /// (here a CREATE TABLE) and answered `COPY 0`; PostgreSQL refuses it.
+    #[test]
+    fn a_copy_of_a_statement_without_rows_ran_it() {
+        let (_dir, mut session) = super::super::tests::session(crate::roles::Role::Admin);
+        let results = session.execute_query("COPY (CREATE TABLE made(a INTEGER)) TO STDOUT");
+        let Some(Err(e)) = results.first() else {
+            panic!("{results:?}");
+        };
+        assert_eq!(e.code, sqlstate::FEATURE_NOT_SUPPORTED, "{}", e.message);
+        let tables =
+            session.execute_query("SELECT count(*) FROM sqlite_schema WHERE name = 'made'");
+        let Some(Ok(executed)) = tables.first() else {
+            panic!("{tables:?}");
+        };
+        assert_eq!(executed.rows, vec![vec![Value::Integer(0)]]);
+    }
+
     #[test]
     fn postgresql_spellings_become_what_sqlite_stores() {
         let bool_ty = Some(SqlType::Bool);
@@ -469,6 +452,15 @@ mod tests {
             text_value("a\\\\\\001", Some(SqlType::Bytea), "x").unwrap(),
             Value::Blob(vec![b'a', b'\\', 1])
         );
+        for (text, value) in [
+            ("Infinity", f64::INFINITY),
+            ("-infinity", f64::NEG_INFINITY),
+        ] {
+            assert_eq!(
+                text_value(text, Some(SqlType::Float8), "x").unwrap(),
+                Value::Real(value)
+            );
+        }
         let err = text_value("12x", Some(SqlType::Int8), "n").unwrap_err();
         assert_eq!(err.code, sqlstate::INVALID_TEXT_REPRESENTATION);
         assert!(err.message.contains("\"12x\""), "{}", err.message);

@@ -460,13 +460,7 @@ impl Session {
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         if let Some(copy) = crate::pgcompat::copy::parse(statement.text, &statement.tokens) {
-            let copy = copy.map_err(|e| {
-                if !self.conn.is_autocommit() {
-                    self.failed_transaction = true;
-                }
-                SqlError::new(e.code, e.message)
-            })?;
-            return self.copy(&copy, last, out);
+            return self.copy(copy, last, out);
         }
         match server_statement::parse(&statement.tokens) {
             Some(Ok(server)) => {
