@@ -1,20 +1,26 @@
-//! Turning the configured users into SCRAM verifiers at start-up.
+//! Who may log in: the users of the config, whose passwords are turned into SCRAM
+//! verifiers at start-up, and the users made in SQL (`CREATE USER`, kept by
+//! [`UserStore`]).
 //!
-//! A user's password comes from an environment variable or is given as a SCRAM verifier. When
-//! a `password_env` variable is unset, the server does not fall back to a default password:
-//! it generates a random one once, stores it in `<data_dir>/credentials/<user>.password` with
-//! mode 0600, logs where it is, and reuses that file on later starts until the variable is set.
+//! A config user's password comes from an environment variable or is given as a SCRAM
+//! verifier. When a `password_env` variable is unset, the server does not fall back to a
+//! default password: it generates a random one once, stores it in
+//! `<data_dir>/credentials/<user>.password` with mode 0600, logs where it is, and reuses that
+//! file on later starts until the variable is set.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use rand::distr::{Alphanumeric, SampleString};
 
 use crate::config::{CredentialSource, UserConfig};
 use crate::roles::Role;
 use crate::scram::ScramVerifier;
+use crate::user_store::{StoredUser, UserStore, UserStoreError};
 
 const GENERATED_PASSWORD_LEN: usize = 24;
 
@@ -27,6 +33,23 @@ pub struct CredentialError {
     source: std::io::Error,
 }
 
+/// Why a user could not be made, changed or dropped in SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum UserChangeError {
+    #[error("role \"{0}\" already exists")]
+    Exists(String),
+    #[error("role \"{0}\" does not exist")]
+    NotFound(String),
+    #[error(
+        "user \"{0}\" is defined in the config file ([users.{0}]): change or remove it there and restart; SQL manages only the users it made"
+    )]
+    Configured(String),
+    #[error("this server keeps no users made in SQL")]
+    NoStore,
+    #[error(transparent)]
+    Store(#[from] UserStoreError),
+}
+
 /// A user who may log in.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -34,10 +57,24 @@ pub struct User {
     pub verifier: ScramVerifier,
 }
 
+/// Where a user comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Sql,
+}
+
 /// Every user who may log in, by name.
 #[derive(Debug)]
 pub struct UserDirectory {
-    users: HashMap<String, User>,
+    /// The config's users: fixed while the server runs.
+    configured: HashMap<String, User>,
+    /// The users made in SQL, as their store holds them.
+    made: RwLock<HashMap<String, StoredUser>>,
+    /// Where those are kept; held while one changes, so the store and `made` agree.
+    store: Option<Mutex<UserStore>>,
+    /// Counts changes to `made`, so that a session's catalogs know to list users again.
+    version: AtomicU64,
     /// Unknown user names are answered with a verifier derived from this secret, so a login
     /// attempt cannot tell "no such user" from "wrong password" (see `ScramVerifier::decoy`).
     decoy_secret: String,
@@ -81,22 +118,129 @@ impl UserDirectory {
         // tell unknown names apart.
         let decoy_secret = read_or_generate(&data_dir.join("credentials").join(".decoy-secret"))?;
         Ok(UserDirectory {
-            users: resolved,
+            configured: resolved,
+            made: RwLock::default(),
+            store: None,
+            version: AtomicU64::new(0),
             decoy_secret,
         })
     }
 
-    /// The user named `name`, if configured.
-    pub fn get(&self, name: &str) -> Option<&User> {
-        self.users.get(name)
+    /// Adds the users made in SQL that `store` keeps, and keeps the ones made from now on
+    /// there. A config user of the same name wins (the config says who an operator trusts).
+    pub fn with_store(mut self, store: UserStore) -> Result<UserDirectory, UserStoreError> {
+        let mut made = HashMap::new();
+        for user in store.load()? {
+            if self.configured.contains_key(&user.name) {
+                tracing::warn!(user = %user.name, store = %store.path().display(), "a user made in SQL has the name of a config user, which is the one that logs in; DROP USER it after removing [users.{}] to use it again", user.name);
+                continue;
+            }
+            made.insert(user.name.clone(), user);
+        }
+        self.made = RwLock::new(made);
+        self.store = Some(Mutex::new(store));
+        Ok(self)
     }
 
-    /// The verifier to run the SCRAM exchange with: the user's, or the name's decoy.
-    pub fn verifier_for(&self, name: &str) -> ScramVerifier {
-        match self.users.get(name) {
-            Some(user) => user.verifier.clone(),
-            None => ScramVerifier::decoy(self.decoy_secret.as_bytes(), name),
+    fn made(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, StoredUser>> {
+        self.made.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The role of the user named `name`, if there is one.
+    pub fn role_of(&self, name: &str) -> Option<Role> {
+        match self.configured.get(name) {
+            Some(user) => Some(user.role),
+            None => self.made().get(name).map(|u| u.role),
         }
+    }
+
+    /// Where the user named `name` comes from, if there is one.
+    pub fn origin_of(&self, name: &str) -> Option<Origin> {
+        if self.configured.contains_key(name) {
+            Some(Origin::Config)
+        } else {
+            self.made().contains_key(name).then_some(Origin::Sql)
+        }
+    }
+
+    /// The verifier to run the SCRAM exchange with: the user's, or the name's decoy (also
+    /// for a user made without a password, whom no password lets in).
+    pub fn verifier_for(&self, name: &str) -> ScramVerifier {
+        let verifier = match self.configured.get(name) {
+            Some(user) => Some(user.verifier.clone()),
+            None => self.made().get(name).and_then(|u| u.verifier.clone()),
+        };
+        verifier.unwrap_or_else(|| ScramVerifier::decoy(self.decoy_secret.as_bytes(), name))
+    }
+
+    /// Every user and their role, by name.
+    pub fn list(&self) -> Vec<(String, Role)> {
+        let mut all: Vec<(String, Role)> = self
+            .configured
+            .iter()
+            .map(|(name, user)| (name.clone(), user.role))
+            .chain(self.made().values().map(|u| (u.name.clone(), u.role)))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Changes so far to the users made in SQL.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Runs `change` on the store and, once it is on disk, on the users in memory.
+    fn change<T>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&UserStore, &mut HashMap<String, StoredUser>) -> Result<T, UserChangeError>,
+    ) -> Result<T, UserChangeError> {
+        if self.configured.contains_key(name) {
+            return Err(UserChangeError::Configured(name.to_owned()));
+        }
+        let store = self.store.as_ref().ok_or(UserChangeError::NoStore)?;
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut made = self.made.write().unwrap_or_else(|p| p.into_inner());
+        let done = change(&store, &mut made)?;
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(done)
+    }
+
+    /// Makes `user` (`by`: who made it, as the store records).
+    pub fn create(&self, user: StoredUser, by: &str) -> Result<(), UserChangeError> {
+        let name = user.name.clone();
+        self.change(&name, |store, made| {
+            if !store.insert(&user, by)? {
+                return Err(UserChangeError::Exists(name.clone()));
+            }
+            made.insert(name.clone(), user);
+            Ok(())
+        })
+    }
+
+    /// Gives the user `name` made in SQL a new verifier (`None`: no password lets it in).
+    pub fn set_verifier(
+        &self,
+        name: &str,
+        verifier: Option<ScramVerifier>,
+    ) -> Result<(), UserChangeError> {
+        self.change(name, |store, made| {
+            let Some(user) = made.get_mut(name) else {
+                return Err(UserChangeError::NotFound(name.to_owned()));
+            };
+            store.set_verifier(name, verifier.as_ref())?;
+            user.verifier = verifier;
+            Ok(())
+        })
+    }
+
+    /// Drops the user `name` made in SQL; `Ok(false)` if there is none.
+    pub fn remove(&self, name: &str) -> Result<bool, UserChangeError> {
+        self.change(name, |store, made| {
+            store.delete(name)?;
+            Ok(made.remove(name).is_some())
+        })
     }
 }
 
@@ -199,13 +343,96 @@ mod tests {
     }
 
     #[test]
+    fn users_made_in_sql_come_back_after_a_restart_and_the_configs_stay_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = admin(CredentialSource::Env("PW".into()));
+        let env = |_: &str| Some("secret".to_owned());
+        let open = || {
+            UserDirectory::resolve(&users, dir.path(), env)
+                .unwrap()
+                .with_store(UserStore::open(dir.path()).unwrap())
+                .unwrap()
+        };
+        let directory = open();
+        let decoy = directory.verifier_for("alice");
+        let verifier = ScramVerifier::from_password("pencil");
+        let alice = StoredUser {
+            name: "alice".into(),
+            role: Role::Readwrite,
+            verifier: None,
+        };
+        directory.create(alice.clone(), "admin").unwrap();
+        assert_eq!(
+            directory.verifier_for("alice"),
+            decoy,
+            "no password, no login"
+        );
+        assert!(matches!(
+            directory.create(alice, "admin"),
+            Err(UserChangeError::Exists(_))
+        ));
+        let version = directory.version();
+        directory
+            .set_verifier("alice", Some(verifier.clone()))
+            .unwrap();
+        assert!(directory.version() > version);
+        for refused in [
+            directory.set_verifier("admin", None).map(|_| false),
+            directory.remove("admin"),
+        ] {
+            assert!(matches!(refused, Err(UserChangeError::Configured(_))));
+        }
+        assert!(matches!(
+            directory.set_verifier("bob", None),
+            Err(UserChangeError::NotFound(_))
+        ));
+        drop(directory);
+
+        let directory = open();
+        assert_eq!(directory.role_of("alice"), Some(Role::Readwrite));
+        assert_eq!(directory.verifier_for("alice"), verifier);
+        assert_eq!(
+            directory.list(),
+            vec![
+                ("admin".into(), Role::Admin),
+                ("alice".into(), Role::Readwrite)
+            ]
+        );
+        assert!(directory.remove("alice").unwrap());
+        assert!(!directory.remove("alice").unwrap());
+        drop(directory);
+        assert_eq!(open().role_of("alice"), None);
+    }
+
+    /// A user made in SQL whose name a config user took since is the config's.
+    #[test]
+    fn a_config_user_wins_over_a_stored_one_of_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = UserStore::open(dir.path()).unwrap();
+        let stored = StoredUser {
+            name: "admin".into(),
+            role: Role::Readonly,
+            verifier: Some(ScramVerifier::from_password("other")),
+        };
+        store.insert(&stored, "someone").unwrap();
+        let users = admin(CredentialSource::Env("PW".into()));
+        let directory = UserDirectory::resolve(&users, dir.path(), |_| Some("secret".into()))
+            .unwrap()
+            .with_store(store)
+            .unwrap();
+        assert_eq!(directory.role_of("admin"), Some(Role::Admin));
+        assert_ne!(directory.verifier_for("admin"), stored.verifier.unwrap());
+        assert_eq!(directory.list().len(), 1);
+    }
+
+    #[test]
     fn set_variable_writes_no_file() {
         let dir = tempfile::tempdir().unwrap();
         let users = admin(CredentialSource::Env("PW".into()));
         let directory =
             UserDirectory::resolve(&users, dir.path(), |_| Some("secret".into())).unwrap();
         assert!(!generated_password_file(dir.path(), "admin").exists());
-        assert_eq!(directory.get("admin").unwrap().role, Role::Admin);
-        assert!(directory.get("nobody").is_none());
+        assert_eq!(directory.role_of("admin"), Some(Role::Admin));
+        assert!(directory.role_of("nobody").is_none());
     }
 }

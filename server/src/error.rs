@@ -16,6 +16,8 @@ pub enum Error {
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     #[error(transparent)]
+    UserStore(#[from] crate::user_store::UserStoreError),
+    #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
     #[error("{0}")]
     Destination(String),

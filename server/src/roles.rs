@@ -27,6 +27,16 @@ impl Role {
         }
     }
 
+    /// The role written `name` (as in the config, any case).
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Every role, from the most to the least it may do.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Backup, Role::Readwrite, Role::Readonly];
+
     /// Whether SQL from this role may change a database file.
     pub fn may_write(self) -> bool {
         matches!(self, Role::Admin | Role::Readwrite)

@@ -24,6 +24,7 @@ use crate::error::Error;
 use crate::pg::{ConnectionHandlers, Shared, own_thread};
 use crate::plugin::Plugins;
 use crate::session::registry::Registry;
+use crate::user_store::UserStore;
 use cairn_plugin_api::EventKind;
 
 /// Entry point of the server library.
@@ -70,11 +71,12 @@ impl Server {
             catalog = catalog.with_commit_observer(Arc::clone(clocks) as _);
         }
         let catalog = Arc::new(catalog);
-        let users = Arc::new(UserDirectory::resolve(
-            &config.users,
-            &config.data_dir,
-            |var| std::env::var(var).ok(),
-        )?);
+        let users = Arc::new(
+            UserDirectory::resolve(&config.users, &config.data_dir, |var| {
+                std::env::var(var).ok()
+            })?
+            .with_store(UserStore::open(&config.data_dir)?)?,
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Listen {

@@ -160,3 +160,140 @@ async fn a_login_to_an_unknown_database_left_no_trace() {
     );
     assert!(!line.contains("ErrorInfo"), "{line}");
 }
+
+/// A user could be added, or a password changed, only by editing the config and restarting.
+/// Now an admin makes users in SQL (psql's `\du` lists them with their role), a user changes
+/// their own password with psql's `\password` (a SCRAM verifier crosses the wire, never the
+/// password), users made in SQL survive a restart, and DROP USER ends the user's sessions.
+/// The config's users stay as the config says.
+#[tokio::test]
+async fn users_could_only_be_added_by_editing_the_config() {
+    use crate::psql::psql_as;
+    let site = Site::standard();
+    let server = site.start();
+    let admin = ("admin", ADMIN_PASSWORD);
+    let (ok, _, stderr) = psql_as(
+        &server,
+        admin,
+        "default",
+        &[
+            "-c",
+            "CREATE TABLE t(x INTEGER)",
+            "-c",
+            "CREATE USER alice WITH PASSWORD 'alice-1' IN ROLE readwrite",
+            "-c",
+            "CREATE ROLE bob LOGIN PASSWORD 'bob-1'",
+        ],
+        b"",
+    );
+    assert!(ok, "{stderr}");
+    let (ok, stdout, stderr) = psql_as(&server, admin, "default", &["-c", "\\du"], b"");
+    assert!(ok, "{stderr}");
+    for row in [
+        " alice     |                                               | {pg_read_all_data,pg_write_all_data}",
+        " bob       |                                               | {pg_read_all_data}",
+        " reader    |                                               | {pg_read_all_data}",
+    ] {
+        assert!(stdout.contains(row), "{row}\n{stdout}");
+    }
+
+    // alice writes (readwrite); bob only reads (readonly, the default) and may not make users.
+    let alice = server.connect("alice", "alice-1", "default").await.unwrap();
+    alice
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    let bob = server.connect("bob", "bob-1", "default").await.unwrap();
+    let err = bob
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::READ_ONLY_SQL_TRANSACTION));
+    for statement in [
+        "CREATE USER eve PASSWORD 'x'",
+        "ALTER USER alice PASSWORD 'x'",
+        "DROP USER alice",
+    ] {
+        let err = bob.batch_execute(statement).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{statement}"
+        );
+        assert!(message(&err).contains("needs the admin role"), "{err}");
+    }
+
+    // alice's own \password: psql asks twice and sends ALTER USER … PASSWORD 'SCRAM-SHA-256$…'.
+    let (ok, _, stderr) = psql_as(
+        &server,
+        ("alice", "alice-1"),
+        "default",
+        &["-c", "\\password"],
+        b"alice-2\nalice-2\n",
+    );
+    assert!(ok, "{stderr}");
+    let store = site.data_dir().join("system").join("users.sqlite");
+    let stored = std::fs::read(&store).unwrap();
+    assert!(
+        !stored.windows(7).any(|w| w == b"alice-2"),
+        "a password was stored"
+    );
+
+    // The config's users are the config's.
+    for statement in [
+        "ALTER USER reader PASSWORD 'x'",
+        "DROP USER reader",
+        "CREATE USER reader",
+    ] {
+        let (ok, _, stderr) = psql_as(&server, admin, "default", &["-c", statement], b"");
+        assert!(!ok);
+        assert!(stderr.contains("[users.reader]"), "{statement}: {stderr}");
+    }
+
+    drop((alice, bob));
+    drop(server);
+    let server = site.start();
+    let err = server
+        .connect("alice", "alice-1", "default")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INVALID_PASSWORD),
+        "the old password"
+    );
+    let alice = server.connect("alice", "alice-2", "default").await.unwrap();
+    let n: i64 = alice
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    server
+        .connect("reader", READER_PASSWORD, "default")
+        .await
+        .unwrap();
+
+    // DROP USER ends alice's session, and she cannot log in again.
+    let (ok, stdout, stderr) = psql_as(
+        &server,
+        admin,
+        "default",
+        &["-c", "DROP USER alice, bob"],
+        b"",
+    );
+    assert!(ok && stdout.contains("DROP ROLE"), "{stderr}");
+    let err = alice.simple_query("SELECT 1").await.unwrap_err();
+    assert!(
+        err.is_closed() || err.code() == Some(&SqlState::ADMIN_SHUTDOWN),
+        "{err:?}"
+    );
+    let err = server
+        .connect("alice", "alice-2", "default")
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD));
+    server.assert_still_serving().await;
+}

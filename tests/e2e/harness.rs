@@ -22,14 +22,23 @@ pub fn cairn() -> Command {
 
 /// Runs `command` with `input` on its standard input; returns its output.
 pub fn output_with_input(command: &mut Command, input: &[u8]) -> std::process::Output {
+    try_output_with_input(command, input).unwrap()
+}
+
+/// Runs `command` with `input` on its standard input; its output, or why it did not start.
+pub fn try_output_with_input(
+    command: &mut Command,
+    input: &[u8],
+) -> std::io::Result<std::process::Output> {
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input)?;
+    }
+    child.wait_with_output()
 }
 
 /// A SCRAM secret printed by `cairn passwd`.

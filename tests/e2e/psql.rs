@@ -23,18 +23,50 @@ fn postgresql_client(
     database: &str,
     args: &[&str],
 ) -> (bool, String, String) {
-    let out = Command::new(program)
+    let mut command = Command::new(program);
+    command.args(args);
+    client_as(
+        &mut command,
+        server,
+        ("admin", ADMIN_PASSWORD),
+        database,
+        b"",
+    )
+}
+
+/// psql as `user` (name and password) with `input` on its standard input, in a session of
+/// its own: without a terminal to ask on, psql's prompts (`\password`) read that input.
+pub(crate) fn psql_as(
+    server: &TestServer,
+    user: (&str, &str),
+    database: &str,
+    args: &[&str],
+    input: &[u8],
+) -> (bool, String, String) {
+    let mut command = Command::new("setsid");
+    command.args(["--wait", "psql", "-X", "-v", "ON_ERROR_STOP=1"]);
+    command.args(args);
+    client_as(&mut command, server, user, database, input)
+}
+
+fn client_as(
+    command: &mut Command,
+    server: &TestServer,
+    (user, password): (&str, &str),
+    database: &str,
+    input: &[u8],
+) -> (bool, String, String) {
+    let program = command.get_program().to_string_lossy().into_owned();
+    command
         .arg(format!(
-            "postgresql://admin@127.0.0.1:{}/{database}",
+            "postgresql://{user}@127.0.0.1:{}/{database}",
             server.port
         ))
-        .args(args)
-        .env("PGPASSWORD", ADMIN_PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "30")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("{program} did not run ({e}): .ci/run installs postgresql-client")
-        });
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "30");
+    let out = crate::harness::try_output_with_input(command, input).unwrap_or_else(|e| {
+        panic!("{program} did not run ({e}): .ci/run installs postgresql-client")
+    });
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -199,10 +231,12 @@ btree, for table \"public.u\", predicate (flag)",
         ),
         (
             "\\du",
-            "                             List of roles
- Role name |                  Attributes                   | Member of
------------+-----------------------------------------------+-----------
- admin     | Superuser, Create role, Create DB, Bypass RLS | {}",
+            "                                          List of roles
+ Role name |                  Attributes                   |              Member of
+-----------+-----------------------------------------------+--------------------------------------
+ admin     | Superuser, Create role, Create DB, Bypass RLS | {}
+ reader    |                                               | {pg_read_all_data}
+ writer    |                                               | {pg_read_all_data,pg_write_all_data}",
         ),
     ];
     let trimmed = |text: &str| {

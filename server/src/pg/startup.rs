@@ -143,7 +143,7 @@ impl Startup {
             .get(METADATA_DATABASE)
             .cloned()
             .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-        let Some(role) = self.shared.users.get(&user).map(|u| u.role) else {
+        let Some(role) = self.shared.users.role_of(&user) else {
             return Err(PgWireError::InvalidPassword(user));
         };
         // The user's timeouts (or the server's), then what the startup packet asks for.
@@ -186,6 +186,7 @@ impl Startup {
         let catalog = Arc::clone(&self.shared.catalog);
         let plugins = Arc::clone(&self.shared.plugins);
         let backups = Arc::clone(&self.shared.backups);
+        let users = Arc::clone(&self.shared.users);
         let (user_c, database_c) = (user.clone(), database.clone());
         let opened = self
             .shared
@@ -197,6 +198,7 @@ impl Startup {
                 session
                     .take_seat(registry, seat)
                     .map_err(SessionRefusal::Sql)?;
+                session.manage_users(users);
                 session.start_parameters(given.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                 Ok(session)
             })

@@ -173,6 +173,12 @@ const KNOWN: &[Known] = &[
         false,
         "Shows the maximum identifier length.",
     ),
+    known(
+        "password_encryption",
+        "scram-sha-256",
+        true,
+        "Chooses the algorithm for encrypting passwords (Cairn keeps SCRAM-SHA-256 verifiers only).",
+    ),
     known("row_security", "on", true, "Enable row security."),
     known(
         "search_path",
@@ -491,6 +497,16 @@ fn settable(name: &str, value: &str) -> Result<String, ParameterError> {
                     why: "Cairn speaks UTF8 only; set the client's encoding to UTF8",
                 })
             }
+        }
+        Some(known)
+            if known.name == "password_encryption"
+                && !value.eq_ignore_ascii_case("scram-sha-256") =>
+        {
+            Err(ParameterError::Invalid {
+                name: known.name.to_owned(),
+                value: value.to_owned(),
+                why: "Cairn keeps SCRAM-SHA-256 verifiers only; set it to scram-sha-256",
+            })
         }
         Some(known) => Ok(known.name.to_ascii_lowercase()),
         None if name.contains('.') && !name.starts_with('.') && !name.ends_with('.') => {

@@ -45,6 +45,8 @@ pub(super) struct Filling<'a> {
     pub user: &'a str,
     pub role: Role,
     pub databases: Vec<String>,
+    /// The users it may see, with their roles: every one for an admin, else only itself.
+    pub users: Vec<(String, Role)>,
     pub definitions: &'a Definitions,
     /// The session's run-time parameters (name, value, description), for a statement that
     /// reads `pg_settings`: they change without the schema, so they are written each time.
@@ -62,11 +64,17 @@ pub(super) fn prepare(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Res
         |r| r.get(0),
     )?;
     let version: i64 = conn.query_row("PRAGMA main.schema_version", [], |r| r.get(0))?;
+    let users: Vec<String> = filling
+        .users
+        .iter()
+        .map(|(name, role)| format!("{name}:{}", role.name()))
+        .collect();
     let key = format!(
-        "{version}|{}|{}|{}",
+        "{version}|{}|{}|{}|{}",
         filling.user,
         filling.role.name(),
-        filling.databases.join(",")
+        filling.databases.join(","),
+        users.join(",")
     );
     let filled: Option<String> = if made {
         conn.query_row("SELECT key FROM temp.pg_cairn_refreshed", [], |r| r.get(0))
@@ -149,13 +157,53 @@ fn fill(conn: &Connection, filling: &Filling<'_>, key: &str) -> rusqlite::Result
             database.execute(rusqlite::params![20000 + i as i64, name])?;
         }
     }
-    let admin = filling.role == Role::Admin;
-    conn.execute(
-        "INSERT INTO temp.pg_roles VALUES (10, ?1, ?2, 1, ?2, ?2, 1, 0, -1, '********', NULL, ?2, NULL), (6171, 'pg_database_owner', 0, 1, 0, 0, 0, 0, -1, '********', NULL, 0, NULL)",
-        rusqlite::params![filling.user, admin],
-    )?;
+    fill_roles(conn, filling)?;
     conn.execute("DELETE FROM temp.pg_cairn_refreshed", [])?;
     conn.execute("INSERT INTO temp.pg_cairn_refreshed VALUES (?1)", [key])?;
+    Ok(())
+}
+
+/// PostgreSQL's predefined roles that Cairn's roles stand for, with their oids there.
+const READ_ALL_DATA: (i64, &str) = (6181, "pg_read_all_data");
+const WRITE_ALL_DATA: (i64, &str) = (6182, "pg_write_all_data");
+
+/// `pg_roles` and `pg_auth_members`: the users, the session's own at oid 10 (it owns every
+/// object), each with its Cairn role in PostgreSQL's words: admin a superuser, backup a
+/// replication user, and every role but admin a member of `pg_read_all_data`, readwrite of
+/// `pg_write_all_data` too (`\du` prints those under "Member of").
+fn fill_roles(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Result<()> {
+    conn.execute_batch("DELETE FROM temp.pg_auth_members")?;
+    let mut role = conn.prepare(
+        "INSERT INTO temp.pg_roles VALUES (?1, ?2, ?3, 1, ?3, ?3, ?4, ?5, -1, '********', NULL, ?3, NULL)",
+    )?;
+    for (oid, name) in [(6171, "pg_database_owner"), READ_ALL_DATA, WRITE_ALL_DATA] {
+        role.execute(rusqlite::params![oid, name, false, false, false])?;
+    }
+    let mut member =
+        conn.prepare("INSERT INTO temp.pg_auth_members VALUES (NULL, ?1, ?2, 10, 0)")?;
+    let mut next_oid = 16384;
+    for (name, user_role) in &filling.users {
+        let oid = if *name == filling.user {
+            10
+        } else {
+            next_oid += 1;
+            next_oid - 1
+        };
+        let admin = *user_role == Role::Admin;
+        role.execute(rusqlite::params![
+            oid,
+            name,
+            admin,
+            true,
+            *user_role == Role::Backup
+        ])?;
+        if !admin {
+            member.execute([READ_ALL_DATA.0, oid])?;
+        }
+        if *user_role == Role::Readwrite {
+            member.execute([WRITE_ALL_DATA.0, oid])?;
+        }
+    }
     Ok(())
 }
 

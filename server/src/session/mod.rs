@@ -27,6 +27,7 @@ pub mod output;
 mod parameters;
 mod plugin_catalog;
 pub mod registry;
+mod users;
 
 use crate::backup::Backups;
 use crate::catalog::{Access, Catalog, CatalogError, Lease};
@@ -188,6 +189,9 @@ pub struct Session {
     parameters: Arc<parameters::Shared>,
     /// What the catalog functions read of its catalogs' last filling.
     definitions: Arc<catalogs::Definitions>,
+    /// The server's users, for the statements on users and the catalogs that list them
+    /// (none for a plugin's session).
+    users: Option<Arc<crate::credentials::UserDirectory>>,
     _lease: Lease,
 }
 
@@ -287,8 +291,14 @@ impl Session {
             functions: Default::default(),
             unsynced,
             changes,
+            users: None,
             _lease: lease,
         })
+    }
+
+    /// Lets the session run the statements on users, against `users`.
+    pub fn manage_users(&mut self, users: Arc<crate::credentials::UserDirectory>) {
+        self.users = Some(users);
     }
 
     /// Joins the server's sessions: cancel requests, timeouts and the admin's functions
@@ -332,6 +342,7 @@ impl Session {
         if let Some(activity) = self.activity() {
             let now = SystemTime::now();
             let in_transaction = !self.conn.is_autocommit();
+            let sql = users::shown_text(sql);
             activity.set(|doing| {
                 doing.state = "active";
                 // The first 1024 characters, into the text it already has room for.
@@ -645,6 +656,7 @@ impl Session {
             return Err(aborted_transaction());
         }
         match statement {
+            ServerStatement::User(statement) => self.run_user_statement(statement),
             ServerStatement::ShowDatabases => {
                 let list = self.catalog.list().map_err(catalog_error)?;
                 let rows: Vec<Vec<Value>> = list
@@ -973,6 +985,7 @@ impl Session {
                 user: &self.user,
                 role: self.role,
                 databases,
+                users: self.visible_users(),
                 definitions: &self.definitions,
                 settings: with_settings.then(|| self.show_all().rows),
             },
@@ -981,6 +994,14 @@ impl Session {
             flag.store(false, std::sync::atomic::Ordering::Release);
         }
         filled.map_err(|e| self.sql_error(e))
+    }
+
+    /// The users the catalogs list: every one for an admin, else only the session's own.
+    fn visible_users(&self) -> Vec<(String, Role)> {
+        match &self.users {
+            Some(users) if self.role == Role::Admin => users.list(),
+            _ => vec![(self.user.clone(), self.role)],
+        }
     }
 
     fn require_admin(&self, what: &str) -> Result<(), SqlError> {
@@ -1666,7 +1687,8 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
         | ServerStatement::ResetAll
         | ServerStatement::CloseAll
         | ServerStatement::UnlistenAll
-        | ServerStatement::LockTable => None,
+        | ServerStatement::LockTable
+        | ServerStatement::User(_) => None,
         ServerStatement::Backup(_)
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. }

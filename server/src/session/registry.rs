@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
@@ -173,6 +173,8 @@ pub struct Registry {
     max_connections: usize,
     per_user: HashMap<String, usize>,
     sessions: Mutex<HashMap<i32, Arc<Activity>>>,
+    /// Told whenever a session leaves.
+    left: Condvar,
     next_id: AtomicI32,
 }
 
@@ -183,6 +185,7 @@ impl Registry {
             max_connections,
             per_user,
             sessions: Mutex::default(),
+            left: Condvar::new(),
             next_id: AtomicI32::new(1),
         }
     }
@@ -253,6 +256,22 @@ impl Registry {
     pub fn get(&self, id: i32) -> Option<Arc<Activity>> {
         lock(&self.sessions).get(&id).cloned()
     }
+
+    /// Ends every session of `user` and waits until they are gone, up to `patience`: the
+    /// sessions of `user` still there then.
+    pub fn end_sessions_of(&self, user: &str, patience: std::time::Duration) -> usize {
+        let sessions = lock(&self.sessions);
+        for activity in sessions.values().filter(|a| a.user == user) {
+            activity.interrupt(Interruption::Terminate);
+        }
+        let (sessions, _) = self
+            .left
+            .wait_timeout_while(sessions, patience, |sessions| {
+                sessions.values().any(|a| a.user == user)
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        sessions.values().filter(|a| a.user == user).count()
+    }
 }
 
 /// A session's place in the registry.
@@ -265,6 +284,7 @@ pub struct Seat {
 impl Drop for Seat {
     fn drop(&mut self) {
         lock(&self.registry.sessions).remove(&self.activity.id);
+        self.registry.left.notify_all();
     }
 }
 

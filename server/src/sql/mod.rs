@@ -8,3 +8,4 @@ pub mod server_statement;
 mod session_statements;
 pub mod settings;
 pub mod types;
+pub mod user_statement;

@@ -99,6 +99,8 @@ pub enum ServerStatement {
     Discard(Discard),
     /// `LOCK [TABLE] name, … IN ACCESS SHARE | ROW SHARE MODE`: what pg_dump takes.
     LockTable,
+    /// `CREATE USER`, `ALTER USER … PASSWORD`, `DROP USER`.
+    User(super::user_statement::UserStatement),
 }
 
 /// What `DISCARD` lets go of.
@@ -232,6 +234,9 @@ impl std::fmt::Display for Literal {
 /// like one of ours but is malformed; the message says what was expected.
 pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> {
     let words: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();
+    if let Some(user) = super::user_statement::parse(&words) {
+        return Some(user.map(ServerStatement::User));
+    }
     match words.as_slice() {
         [first, second, rest @ ..]
             if first.is_keyword("create") && second.is_keyword("database") =>
@@ -1243,7 +1248,7 @@ fn set_target<'t, 'a>(
     }
 }
 
-fn describe(token: &Token<'_>) -> String {
+pub(super) fn describe(token: &Token<'_>) -> String {
     match token {
         Token::Word(w) | Token::Number(w) | Token::Punct(w) | Token::SqliteParam(w) => {
             format!("`{w}`")

@@ -99,6 +99,8 @@ fn of_server(e: &ServerError) -> Failure {
         ServerError::Catalog(e) => of_catalog(e),
         // Reading or writing the generated password file: the disk, not the config.
         ServerError::Credentials(_) => Failure::Io,
+        // The users made in SQL: unreadable (the disk) or holding a row it cannot read.
+        ServerError::UserStore(_) => Failure::Io,
         ServerError::Destination(_) | ServerError::Keys(_) => Failure::Usage,
         ServerError::Backup(e) => of_backup(e),
         ServerError::DataDir { source, .. } => of_io(source),
