@@ -31,6 +31,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `[server.http] listen`: where `/metrics` and `/health` are served (none if absent).
     pub http_listen: Option<SocketAddr>,
+    /// `[server.tls]`: TLS for client connections (none: plain TCP only).
+    pub tls: Option<TlsConfig>,
     /// The data directory: databases, credentials, the lock file.
     pub data_dir: PathBuf,
     /// How long a statement waits for another connection's write lock before failing.
@@ -225,6 +227,26 @@ struct RawContinuous {
     max_wal: Option<Spanned<RawSize>>,
 }
 
+/// `[server.tls]`: TLS for client connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// A PEM file: the server's certificate, then any intermediates.
+    pub certificate: PathBuf,
+    /// A PEM file: its private key.
+    pub private_key: PathBuf,
+    /// Clients that do not ask for TLS are refused.
+    pub required: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    certificate: Spanned<String>,
+    private_key: Spanned<String>,
+    #[serde(default)]
+    required: bool,
+}
+
 /// `[server.http]`: the metrics and health endpoint.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -400,6 +422,8 @@ struct RawServer {
     listen: Spanned<String>,
     #[serde(default)]
     http: Option<RawHttp>,
+    #[serde(default)]
+    tls: Option<RawTls>,
     data_dir: Spanned<String>,
     #[serde(default = "default_busy_timeout_ms")]
     busy_timeout_ms: Spanned<u64>,
@@ -500,6 +524,23 @@ impl Config {
         let http_listen = match &raw.server.http {
             Some(http) => {
                 Some(parse_listen(&http.listen).map_err(|m| located.at(&http.listen, m))?)
+            }
+            None => None,
+        };
+        let tls = match &raw.server.tls {
+            Some(tls) => {
+                let path = |key: &Spanned<String>| {
+                    if key.get_ref().trim().is_empty() {
+                        Err(located.at(key, "a path to a PEM file is needed here".into()))
+                    } else {
+                        Ok(normalize(&base.join(key.get_ref())))
+                    }
+                };
+                Some(TlsConfig {
+                    certificate: path(&tls.certificate)?,
+                    private_key: path(&tls.private_key)?,
+                    required: tls.required,
+                })
             }
             None => None,
         };
@@ -806,6 +847,7 @@ impl Config {
             plugins,
             listen,
             http_listen,
+            tls,
             data_dir,
             busy_timeout: Duration::from_millis(*raw.server.busy_timeout_ms.get_ref()),
             shutdown_grace: Duration::from_millis(raw.server.shutdown_grace_ms),
@@ -1061,6 +1103,22 @@ password_env = "CAIRN_ADMIN_PASSWORD"
             }) => (line, column, key, message),
             other => panic!("expected an invalid-config error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config_and_both_are_needed() {
+        assert_eq!(parse(GOOD).unwrap().tls, None);
+        let config = parse(&format!(
+            "{GOOD}\n[server.tls]\ncertificate = \"tls/server.crt\"\nprivate_key = \"/etc/k.pem\"\n"
+        ))
+        .unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.certificate, Path::new("/etc/cairn/tls/server.crt"));
+        assert_eq!(tls.private_key, Path::new("/etc/k.pem"));
+        assert!(!tls.required);
+        let (_, _, key, message) = invalid(&format!("{GOOD}\n[server.tls]\ncertificate = \"a\"\n"));
+        assert_eq!(key.as_deref(), Some("server.tls"));
+        assert!(message.contains("private_key"), "{message}");
     }
 
     #[test]

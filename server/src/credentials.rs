@@ -36,15 +36,19 @@ pub struct CredentialError {
 /// Why a user could not be made, changed or dropped in SQL.
 #[derive(Debug, thiserror::Error)]
 pub enum UserChangeError {
-    #[error("role \"{0}\" already exists")]
+    #[error(
+        "role \"{0}\" already exists; choose another name, or change its password with ALTER USER {0} PASSWORD '…'"
+    )]
     Exists(String),
-    #[error("role \"{0}\" does not exist")]
+    #[error(
+        "role \"{0}\" does not exist; \\du lists the users (DROP USER IF EXISTS skips a missing one)"
+    )]
     NotFound(String),
     #[error(
         "user \"{0}\" is defined in the config file ([users.{0}]): change or remove it there and restart; SQL manages only the users it made"
     )]
     Configured(String),
-    #[error("this server keeps no users made in SQL")]
+    #[error("this server keeps no users made in SQL; add the user as [users.NAME] in the config")]
     NoStore,
     #[error(transparent)]
     Store(#[from] UserStoreError),
@@ -190,19 +194,24 @@ impl UserDirectory {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Runs `change` on the store and, once it is on disk, on the users in memory.
+    /// Runs `on_disk` with the store held (one change at a time), then, once it is on disk,
+    /// `in_memory`: logins read the users in memory meanwhile, and wait only for that.
     fn change<T>(
         &self,
-        name: &str,
-        change: impl FnOnce(&UserStore, &mut HashMap<String, StoredUser>) -> Result<T, UserChangeError>,
+        names: &[String],
+        on_disk: impl FnOnce(&UserStore, &HashMap<String, StoredUser>) -> Result<T, UserChangeError>,
+        in_memory: impl FnOnce(&mut HashMap<String, StoredUser>, &T),
     ) -> Result<T, UserChangeError> {
-        if self.configured.contains_key(name) {
-            return Err(UserChangeError::Configured(name.to_owned()));
+        if let Some(name) = names.iter().find(|n| self.configured.contains_key(*n)) {
+            return Err(UserChangeError::Configured(name.clone()));
         }
         let store = self.store.as_ref().ok_or(UserChangeError::NoStore)?;
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
-        let mut made = self.made.write().unwrap_or_else(|p| p.into_inner());
-        let done = change(&store, &mut made)?;
+        let done = on_disk(&store, &self.made())?;
+        in_memory(
+            &mut self.made.write().unwrap_or_else(|p| p.into_inner()),
+            &done,
+        );
         self.version.fetch_add(1, Ordering::AcqRel);
         Ok(done)
     }
@@ -210,13 +219,18 @@ impl UserDirectory {
     /// Makes `user` (`by`: who made it, as the store records).
     pub fn create(&self, user: StoredUser, by: &str) -> Result<(), UserChangeError> {
         let name = user.name.clone();
-        self.change(&name, |store, made| {
-            if !store.insert(&user, by)? {
-                return Err(UserChangeError::Exists(name.clone()));
-            }
-            made.insert(name.clone(), user);
-            Ok(())
-        })
+        self.change(
+            std::slice::from_ref(&name),
+            |store, made| {
+                if made.contains_key(&name) || !store.insert(&user, by)? {
+                    return Err(UserChangeError::Exists(name.clone()));
+                }
+                Ok(())
+            },
+            |made, ()| {
+                made.insert(name.clone(), user.clone());
+            },
+        )
     }
 
     /// Gives the user `name` made in SQL a new verifier (`None`: no password lets it in).
@@ -225,22 +239,35 @@ impl UserDirectory {
         name: &str,
         verifier: Option<ScramVerifier>,
     ) -> Result<(), UserChangeError> {
-        self.change(name, |store, made| {
-            let Some(user) = made.get_mut(name) else {
-                return Err(UserChangeError::NotFound(name.to_owned()));
-            };
-            store.set_verifier(name, verifier.as_ref())?;
-            user.verifier = verifier;
-            Ok(())
-        })
+        let named = name.to_owned();
+        self.change(
+            std::slice::from_ref(&named),
+            |store, made| {
+                // A row missing on disk is missing: memory must not say otherwise.
+                if !made.contains_key(name) || !store.set_verifier(name, verifier.as_ref())? {
+                    return Err(UserChangeError::NotFound(named.clone()));
+                }
+                Ok(())
+            },
+            |made, ()| {
+                if let Some(user) = made.get_mut(name) {
+                    user.verifier = verifier.clone();
+                }
+            },
+        )
     }
 
-    /// Drops the user `name` made in SQL; `Ok(false)` if there is none.
-    pub fn remove(&self, name: &str) -> Result<bool, UserChangeError> {
-        self.change(name, |store, made| {
-            store.delete(name)?;
-            Ok(made.remove(name).is_some())
-        })
+    /// Drops the users `names` made in SQL, all or none: the ones there were.
+    pub fn remove(&self, names: &[String]) -> Result<Vec<String>, UserChangeError> {
+        self.change(
+            names,
+            |store, _| Ok(store.delete(names)?),
+            |made, removed| {
+                for name in removed {
+                    made.remove(name);
+                }
+            },
+        )
     }
 }
 
@@ -378,7 +405,7 @@ mod tests {
         assert!(directory.version() > version);
         for refused in [
             directory.set_verifier("admin", None).map(|_| false),
-            directory.remove("admin"),
+            directory.remove(&["admin".into()]).map(|_| false),
         ] {
             assert!(matches!(refused, Err(UserChangeError::Configured(_))));
         }
@@ -398,8 +425,9 @@ mod tests {
                 ("alice".into(), Role::Readwrite)
             ]
         );
-        assert!(directory.remove("alice").unwrap());
-        assert!(!directory.remove("alice").unwrap());
+        let both = ["alice".to_owned(), "nobody".to_owned()];
+        assert_eq!(directory.remove(&both).unwrap(), vec!["alice".to_owned()]);
+        assert!(directory.remove(&both).unwrap().is_empty());
         drop(directory);
         assert_eq!(open().role_of("alice"), None);
     }

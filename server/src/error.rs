@@ -16,6 +16,8 @@ pub enum Error {
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     #[error(transparent)]
+    Tls(#[from] crate::pg::tls::TlsError),
+    #[error(transparent)]
     UserStore(#[from] crate::user_store::UserStoreError),
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),

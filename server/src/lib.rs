@@ -25,6 +25,7 @@ pub mod session;
 pub mod sql;
 pub mod sqlstate;
 pub mod statements;
+pub mod system_db;
 pub mod user_store;
 pub mod write_turns;
 

@@ -71,6 +71,15 @@ impl Server {
             catalog = catalog.with_commit_observer(Arc::clone(clocks) as _);
         }
         let catalog = Arc::new(catalog);
+        // Before the socket is bound: a certificate that cannot be used stops the start.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::pg::tls::Tls::load)
+            .transpose()?;
+        if let Some(t) = &config.tls {
+            tracing::info!(certificate = %t.certificate.display(), required = t.required, "TLS for client connections");
+        }
         let users = Arc::new(
             UserDirectory::resolve(&config.users, &config.data_dir, |var| {
                 std::env::var(var).ok()
@@ -159,7 +168,7 @@ impl Server {
                 (u.name.clone(), timeouts)
             })
             .collect();
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             Arc::clone(&catalog),
             plugins,
             backups,
@@ -167,7 +176,11 @@ impl Server {
             registry,
             config.timeouts,
             user_timeouts,
-        ));
+        );
+        if let Some(tls) = tls {
+            shared = shared.with_tls(tls)?;
+        }
+        let shared = Arc::new(shared);
         // The operators' endpoint answers until the server has stopped, so that `/health/ready`
         // says "shutting down" during the grace period.
         let http_stop = CancellationToken::new();

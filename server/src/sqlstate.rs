@@ -7,6 +7,7 @@ use rusqlite::ffi;
 
 pub const PROTOCOL_VIOLATION: &str = "08P01";
 pub const INVALID_CATALOG_NAME: &str = "3D000";
+pub const INVALID_AUTHORIZATION_SPECIFICATION: &str = "28000";
 pub const INVALID_NAME: &str = "42602";
 pub const DUPLICATE_DATABASE: &str = "42P04";
 pub const SYNTAX_ERROR: &str = "42601";
@@ -17,6 +18,7 @@ pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
 pub const UNDEFINED_COLUMN: &str = "42703";
 pub const UNDEFINED_FUNCTION: &str = "42883";
 pub const DUPLICATE_OBJECT: &str = "42710";
+pub const RESERVED_NAME: &str = "42939";
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const DATATYPE_MISMATCH: &str = "42804";
 pub const INTEGRITY_CONSTRAINT_VIOLATION: &str = "23000";

@@ -22,11 +22,8 @@ CREATE TABLE IF NOT EXISTS users (
 /// The store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum UserStoreError {
-    #[error("creating {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("the user store: {0}")]
+    Open(#[from] crate::system_db::SystemDbError),
     #[error("the user store {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -59,30 +56,7 @@ pub struct UserStore {
 impl UserStore {
     /// Opens (or creates) the store under `data_dir`.
     pub fn open(data_dir: &Path) -> Result<UserStore, UserStoreError> {
-        let dir = data_dir.join("system");
-        std::fs::create_dir_all(&dir).map_err(|source| UserStoreError::Create {
-            path: dir.clone(),
-            source,
-        })?;
-        let path = dir.join("users.sqlite");
-        if !path.exists() {
-            // Owner-only from its first byte, as every file of the server.
-            crate::new_file::create_new(&path).map_err(|source| UserStoreError::Create {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        let err = |source| UserStoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        // A user is answered as made only once it is on disk.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.execute_batch(CREATE).map_err(err)?;
+        let (conn, path) = crate::system_db::open(data_dir, "users.sqlite", CREATE)?;
         Ok(UserStore { conn, path })
     }
 
@@ -162,12 +136,20 @@ impl UserStore {
             .map_err(|e| self.sqlite(e))
     }
 
-    /// Removes `name`; `Ok(false)` if no such user is stored.
-    pub fn delete(&self, name: &str) -> Result<bool, UserStoreError> {
-        self.conn
-            .execute("DELETE FROM users WHERE name = ?1", [name])
-            .map(|changed| changed == 1)
-            .map_err(|e| self.sqlite(e))
+    /// Removes the users `names`, in one transaction: the ones that were stored.
+    pub fn delete(&self, names: &[String]) -> Result<Vec<String>, UserStoreError> {
+        let deleted = (|| {
+            let transaction = self.conn.unchecked_transaction()?;
+            let mut deleted = Vec::new();
+            for name in names {
+                if transaction.execute("DELETE FROM users WHERE name = ?1", [name])? == 1 {
+                    deleted.push(name.clone());
+                }
+            }
+            transaction.commit()?;
+            Ok(deleted)
+        })();
+        deleted.map_err(|e| self.sqlite(e))
     }
 }
 
@@ -203,8 +185,9 @@ mod tests {
         assert!(store.set_verifier("alice", None).unwrap());
         assert_eq!(store.load().unwrap()[0].verifier, None);
         assert!(!store.set_verifier("bob", Some(&verifier)).unwrap());
-        assert!(store.delete("alice").unwrap());
-        assert!(!store.delete("alice").unwrap());
+        let names = ["alice".to_owned(), "bob".to_owned()];
+        assert_eq!(store.delete(&names).unwrap(), vec!["alice".to_owned()]);
+        assert!(store.delete(&names).unwrap().is_empty());
         assert!(store.load().unwrap().is_empty());
     }
 

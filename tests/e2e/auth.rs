@@ -232,12 +232,37 @@ async fn users_could_only_be_added_by_editing_the_config() {
         b"alice-2\nalice-2\n",
     );
     assert!(ok, "{stderr}");
-    let store = site.data_dir().join("system").join("users.sqlite");
-    let stored = std::fs::read(&store).unwrap();
-    assert!(
-        !stored.windows(7).any(|w| w == b"alice-2"),
-        "a password was stored"
-    );
+    for file in ["users.sqlite", "users.sqlite-wal"] {
+        let stored = std::fs::read(site.data_dir().join("system").join(file)).unwrap_or_default();
+        assert!(
+            !stored.windows(7).any(|w| w == b"alice-2"),
+            "a password was stored in {file}"
+        );
+    }
+
+    // bob changes his own password; its text is not shown to an admin who looks.
+    bob.batch_execute("ALTER USER CURRENT_USER PASSWORD 'bob-2'")
+        .await
+        .unwrap();
+    let admin_client = server.admin("default").await;
+    let sessions = admin_client.simple_query("SHOW SESSIONS").await.unwrap();
+    let shown: Vec<String> = sessions
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => {
+                Some(format!("{} {}", row.get("user")?, row.get("query")?))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(shown.iter().any(|s| s.starts_with("bob ")), "{shown:?}");
+    assert!(!shown.iter().any(|s| s.contains("bob-2")), "{shown:?}");
+    let err = admin_client
+        .batch_execute("BEGIN; CREATE USER zed")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::ACTIVE_SQL_TRANSACTION));
+    drop(admin_client);
 
     // The config's users are the config's.
     for statement in [
@@ -270,6 +295,7 @@ async fn users_could_only_be_added_by_editing_the_config() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+    server.connect("bob", "bob-2", "default").await.unwrap();
     server
         .connect("reader", READER_PASSWORD, "default")
         .await
@@ -295,5 +321,23 @@ async fn users_could_only_be_added_by_editing_the_config() {
         .err()
         .unwrap();
     assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD));
+    // DROP USER answered once her sessions had ended: none is left to see.
+    let admin_client = server.admin("default").await;
+    let sessions = admin_client.simple_query("SHOW SESSIONS").await.unwrap();
+    let users: Vec<&str> = sessions
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get("user"),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !users.contains(&"alice") && !users.contains(&"bob"),
+        "{users:?}"
+    );
+    admin_client
+        .batch_execute("DROP USER IF EXISTS alice")
+        .await
+        .unwrap();
     server.assert_still_serving().await;
 }

@@ -1093,6 +1093,15 @@ async fn copy_was_a_sqlite_syntax_error_through_the_drivers() {
 /// `server` as the admin, on the database `default`; it fails the test with its output if
 /// it fails.
 fn run_client_script(server: &crate::harness::TestServer, script: &str) {
+    run_client_script_with_env(server, script, &[]);
+}
+
+/// Runs a client script as [`run_client_script`] does, with `env` set for it.
+pub(crate) fn run_client_script_with_env(
+    server: &crate::harness::TestServer,
+    script: &str,
+    env: &[(&str, &str)],
+) {
     let interpreter = if script.ends_with(".js") {
         "node"
     } else {
@@ -1100,14 +1109,18 @@ fn run_client_script(server: &crate::harness::TestServer, script: &str) {
     };
     let script = format!("{}/../tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let port = server.port.to_string();
-    let (ok, output) = crate::harness::run(std::process::Command::new(interpreter).args([
-        script.as_str(),
-        "127.0.0.1",
-        &port,
-        "admin",
-        ADMIN_PASSWORD,
-        "default",
-    ]));
+    let (ok, output) = crate::harness::run(
+        std::process::Command::new(interpreter)
+            .args([
+                script.as_str(),
+                "127.0.0.1",
+                &port,
+                "admin",
+                ADMIN_PASSWORD,
+                "default",
+            ])
+            .envs(env.iter().copied()),
+    );
     assert!(ok, "{output}");
 }
 

@@ -30,4 +30,5 @@ mod psql;
 mod query_path;
 mod service;
 mod tables;
+mod tls;
 mod unattended;

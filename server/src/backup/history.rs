@@ -123,33 +123,25 @@ impl History {
     /// Opens (or creates) the history under `data_dir`. Rows still `running` (or `paused`)
     /// belong to a server that stopped without finishing them: they become `failed`.
     pub fn open(data_dir: &Path) -> Result<History, BackupError> {
-        let dir = data_dir.join("system");
-        std::fs::create_dir_all(&dir).map_err(|source| BackupError::Io {
-            action: "creating directory",
-            path: dir.clone(),
-            source,
-        })?;
-        let path = dir.join("backups.sqlite");
+        let (conn, path) =
+            crate::system_db::open(data_dir, "backups.sqlite", CREATE).map_err(|e| match e {
+                crate::system_db::SystemDbError::Create {
+                    action,
+                    path,
+                    source,
+                } => BackupError::Io {
+                    action,
+                    path,
+                    source,
+                },
+                crate::system_db::SystemDbError::Sqlite { path, source } => {
+                    BackupError::History { path, source }
+                }
+            })?;
         let err = |source| BackupError::History {
             path: path.clone(),
             source,
         };
-        if !path.exists() {
-            // Owner-only from the start, as every file of the server (SQLite keeps the mode).
-            crate::new_file::create_new(&path).map_err(|source| BackupError::Io {
-                action: "creating",
-                path: path.clone(),
-                source,
-            })?;
-        }
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.execute_batch(CREATE).map_err(err)?;
         // Written only once: a start on a full disk must not need to write.
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -6,7 +6,7 @@
 //! version, a decoder that panics) instead of a silent close.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -18,37 +18,41 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiati
 use pgwire::tokio::server::{PgWireMessageServerCodec, process_error, process_message};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
-use tokio_util::task::TaskTracker;
 
-use super::Slots;
+use super::ConnectionHandlers;
 use super::corked::{self, Corked};
 use super::limits::{LimitError, LimitedStream, Limits};
 use super::startup::fatal;
+use super::tls::Transport;
 use crate::sqlstate;
 
 /// PostgreSQL's authentication_timeout: a client has this long to log in.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-type Socket<S> = Framed<Corked<LimitedStream<TcpStream>>, PgWireMessageServerCodec<S>>;
+type Socket<S> = Framed<Corked<LimitedStream<Transport>>, PgWireMessageServerCodec<S>>;
 
 /// Serves one accepted socket until the client leaves or the connection fails.
-pub async fn serve<H: PgWireServerHandlers>(
+pub(super) async fn serve(
     tcp: TcpStream,
-    handlers: Arc<H>,
+    handlers: Arc<ConnectionHandlers>,
     limits: Limits,
-    logged_in: Arc<AtomicBool>,
-    slots: Slots,
-    logging_in: Arc<AtomicUsize>,
-    statements: TaskTracker,
 ) -> std::io::Result<()> {
+    let logged_in = Arc::clone(&handlers.logged_in);
+    let slots = handlers.slots.clone();
+    let statements = handlers.statements.clone();
+    let tls = handlers.tls.clone();
     let activity = &slots.activity;
     let peer = tcp.peer_addr()?;
     tcp.set_nodelay(true)?;
     // Connections that have not logged in yet are counted too: each holds a socket and
     // may wait up to the startup timeout.
-    let waiting = Waiting::enter(&logging_in);
+    let waiting = Waiting::enter(&handlers.logging_in);
     let too_many = waiting.count > limits.logging_in;
-    let stream = Corked::new(LimitedStream::new(tcp, limits, Arc::clone(&logged_in)));
+    let stream = Corked::new(LimitedStream::new(
+        Transport::Plain(tcp),
+        limits,
+        Arc::clone(&logged_in),
+    ));
     let mut socket: Socket<_> = Framed::new(
         stream,
         PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
@@ -56,7 +60,8 @@ pub async fn serve<H: PgWireServerHandlers>(
     let startup = tokio::time::sleep(STARTUP_TIMEOUT);
     tokio::pin!(startup);
 
-    // SSL and GSS encryption are refused; the client then goes on in plain text.
+    // TLS is started when the client asks and [server.tls] is on (else refused, and the
+    // client goes on in plain text or leaves); GSS encryption is refused.
     loop {
         let next = tokio::select! {
             () = &mut startup => return Ok(()),
@@ -65,11 +70,35 @@ pub async fn serve<H: PgWireServerHandlers>(
         match next {
             Ok(Some(PgWireFrontendMessage::SslNegotiation(
                 SslNegotiationMetaMessage::PostgresSsl(_),
-            ))) => {
-                socket
-                    .send(PgWireBackendMessage::SslResponse(SslResponse::Refuse))
-                    .await?;
-            }
+            ))) => match &tls {
+                Some(tls) if !socket.get_ref().get_ref().get_ref().is_tls() => {
+                    if !socket.read_buffer().is_empty() {
+                        // What came before the handshake was not encrypted (CVE-2021-23214).
+                        let injected = fatal(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "received unencrypted data after SSL request".into(),
+                        );
+                        return refuse(&mut socket, injected).await;
+                    }
+                    socket
+                        .send(PgWireBackendMessage::SslResponse(SslResponse::Accept))
+                        .await?;
+                    let handshake = tokio::select! {
+                        () = &mut startup => return Ok(()),
+                        done = socket.get_mut().get_mut().get_mut().start_tls(tls) => done,
+                    };
+                    if let Err(e) = handshake {
+                        tracing::info!(%peer, error = %e, "TLS handshake failed");
+                        return Ok(());
+                    }
+                    socket.codec_mut().client_info.is_secure = true;
+                }
+                _ => {
+                    socket
+                        .send(PgWireBackendMessage::SslResponse(SslResponse::Refuse))
+                        .await?;
+                }
+            },
             Ok(Some(PgWireFrontendMessage::SslNegotiation(
                 SslNegotiationMetaMessage::PostgresGss(_),
             ))) => {

@@ -38,6 +38,10 @@ impl<S> Corked<S> {
         }
     }
 
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }

@@ -114,6 +114,14 @@ impl<S> LimitedStream<S> {
         }
     }
 
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// After the decoder took a message, with `unread` bytes left in its buffer: it must
     /// have consumed whole messages as their lengths announced them. pgwire's decoders read
     /// some bodies by their contents (up to a NUL, the first empty parameter name) rather

@@ -12,6 +12,7 @@ pub mod own_thread;
 mod query;
 mod startup;
 mod stream;
+pub mod tls;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -57,6 +58,11 @@ pub struct Shared {
     pub stopping: CancellationToken,
     auth_driver: AuthDriver<Arc<DefaultServerParameterProvider>>,
     scram: ScramAuth,
+    /// `[server.tls]`, if on.
+    tls: Option<Arc<tls::Tls>>,
+    /// SCRAM for logins over TLS: bound to the certificate when a client asks
+    /// (SCRAM-SHA-256-PLUS), which a plain connection has none of.
+    scram_over_tls: Option<ScramAuth>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -107,7 +113,20 @@ impl Shared {
             auth_driver: AuthDriver::new(Arc::new(parameters))
                 .with_pid_secret_key_generator(Arc::new(startup::SessionKeys)),
             scram,
+            tls: None,
+            scram_over_tls: None,
         }
+    }
+
+    /// Clients may ask for TLS (and must, if `tls.required`).
+    pub fn with_tls(mut self, tls: tls::Tls) -> Result<Shared, tls::TlsError> {
+        let mut scram = self.scram.clone();
+        scram
+            .configure_certificate(&tls.certificate_pem)
+            .map_err(|e| tls.unusable(e.to_string()))?;
+        self.scram_over_tls = Some(scram);
+        self.tls = Some(Arc::new(tls));
+        Ok(self)
     }
 
     /// Runs session work on a blocking thread (SQLite calls block, up to the busy timeout),
@@ -307,6 +326,8 @@ pub struct ConnectionHandlers {
     logging_in: Arc<std::sync::atomic::AtomicUsize>,
     /// What shutdown waits for: each message's answer holds a token until it is written.
     statements: TaskTracker,
+    /// `[server.tls]`, if on.
+    tls: Option<Arc<tls::Tls>>,
 }
 
 impl ConnectionHandlers {
@@ -322,6 +343,7 @@ impl ConnectionHandlers {
             )),
             cancel: Arc::new(startup::CancelByKey(Arc::clone(&shared.registry))),
             statements: shared.statements.clone(),
+            tls: shared.tls.clone(),
             query: Arc::new(query::QueryHandler::new(shared, slots.clone())),
             logged_in,
             slots,
@@ -338,14 +360,7 @@ impl ConnectionHandlers {
         if let Ok(peer) = watch_handle(&socket) {
             let _ = self.slots.peer.set(peer);
         }
-        let logged_in = Arc::clone(&self.logged_in);
-        let slots = self.slots.clone();
-        let logging_in = Arc::clone(&self.logging_in);
-        let statements = self.statements.clone();
-        connection::serve(
-            socket, self, limits, logged_in, slots, logging_in, statements,
-        )
-        .await
+        connection::serve(socket, self, limits).await
     }
 }
 

@@ -181,6 +181,11 @@ impl Startup {
             .registry
             .admit(&user, role, &database, client.socket_addr(), timeouts)
             .map_err(|e| fatal(sqlstate::TOO_MANY_CONNECTIONS, e.to_string()))?;
+        // A DROP USER between the password check and the seat ends the sessions it finds
+        // in the registry, which this one was not in yet: it looks again, now it is.
+        if self.shared.users.role_of(&user) != Some(role) {
+            return Err(PgWireError::InvalidPassword(user));
+        }
         let activity = Arc::clone(&seat.activity);
         let registry = Arc::clone(&self.shared.registry);
         let catalog = Arc::clone(&self.shared.catalog);
@@ -238,7 +243,7 @@ impl Startup {
 /// The first password message must be a SCRAM-SHA-256 SASLInitialResponse: a mechanism name,
 /// then the length of the client's first message and that many bytes. pgwire's decoder
 /// assumes that shape (and panics on a cleartext password); refuse anything else in words.
-fn check_initial_response(message: &PasswordMessageFamily) -> PgWireResult<()> {
+fn check_initial_response(message: &PasswordMessageFamily, plus: bool) -> PgWireResult<()> {
     let PasswordMessageFamily::Raw(body) = message else {
         return Ok(());
     };
@@ -253,7 +258,9 @@ fn check_initial_response(message: &PasswordMessageFamily) -> PgWireResult<()> {
     let Some(end) = body.iter().position(|b| *b == 0) else {
         return refuse("invalid authentication message");
     };
-    if &body[..end] != b"SCRAM-SHA-256" {
+    let offered =
+        &body[..end] == b"SCRAM-SHA-256" || (plus && &body[..end] == b"SCRAM-SHA-256-PLUS");
+    if !offered {
         return refuse(&format!(
             "authentication mechanism {:?} is not offered",
             String::from_utf8_lossy(&body[..end])
@@ -311,7 +318,24 @@ impl StartupHandler for Startup {
                         "the server is shutting down".into(),
                     ));
                 }
-                let mechanism = self.shared.scram.create();
+                let tls = self.shared.tls.as_ref();
+                if tls.is_some_and(|t| t.required) && !client.is_secure() {
+                    let user = client
+                        .metadata()
+                        .get(METADATA_USER)
+                        .cloned()
+                        .unwrap_or_default();
+                    return Err(fatal(
+                        sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
+                        format!(
+                            "connection of user \"{user}\" without encryption refused: this server takes TLS connections only ([server.tls] required = true); connect with sslmode=require or verify-full"
+                        ),
+                    ));
+                }
+                let mechanism = match &self.shared.scram_over_tls {
+                    Some(scram) if client.is_secure() => scram.create(),
+                    _ => self.shared.scram.create(),
+                };
                 self.shared
                     .auth_driver
                     .begin_authentication(client, mechanism)
@@ -319,7 +343,8 @@ impl StartupHandler for Startup {
             }
             PgWireFrontendMessage::PasswordMessageFamily(message) => {
                 let first = !self.sasl_started.swap(true, Ordering::AcqRel);
-                match first.then(|| check_initial_response(&message)) {
+                let plus = client.is_secure() && self.shared.scram_over_tls.is_some();
+                match first.then(|| check_initial_response(&message, plus)) {
                     Some(Err(refused)) => Err(refused),
                     _ => {
                         self.shared

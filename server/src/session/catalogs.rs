@@ -45,8 +45,11 @@ pub(super) struct Filling<'a> {
     pub user: &'a str,
     pub role: Role,
     pub databases: Vec<String>,
-    /// The users it may see, with their roles: every one for an admin, else only itself.
+    /// The users it may see, with their roles, by name: every one for an admin, else only
+    /// itself.
     pub users: Vec<(String, Role)>,
+    /// Changes so far to the users (the key of their filling).
+    pub users_version: u64,
     pub definitions: &'a Definitions,
     /// The session's run-time parameters (name, value, description), for a statement that
     /// reads `pg_settings`: they change without the schema, so they are written each time.
@@ -64,17 +67,12 @@ pub(super) fn prepare(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Res
         |r| r.get(0),
     )?;
     let version: i64 = conn.query_row("PRAGMA main.schema_version", [], |r| r.get(0))?;
-    let users: Vec<String> = filling
-        .users
-        .iter()
-        .map(|(name, role)| format!("{name}:{}", role.name()))
-        .collect();
     let key = format!(
         "{version}|{}|{}|{}|{}",
         filling.user,
         filling.role.name(),
         filling.databases.join(","),
-        users.join(",")
+        filling.users_version
     );
     let filled: Option<String> = if made {
         conn.query_row("SELECT key FROM temp.pg_cairn_refreshed", [], |r| r.get(0))
@@ -181,13 +179,16 @@ fn fill_roles(conn: &Connection, filling: &Filling<'_>) -> rusqlite::Result<()> 
     }
     let mut member =
         conn.prepare("INSERT INTO temp.pg_auth_members VALUES (NULL, ?1, ?2, 10, 0)")?;
-    let mut next_oid = 16384;
-    for (name, user_role) in &filling.users {
+    // The session's own user is 10 (every object's owner) even if it is gone from the list;
+    // the others are numbered by their place among every user, the same in every session.
+    let own = (filling.user.to_owned(), filling.role);
+    let listed = filling.users.iter().any(|(name, _)| name == filling.user);
+    let users = filling.users.iter().chain((!listed).then_some(&own));
+    for (place, (name, user_role)) in users.enumerate() {
         let oid = if *name == filling.user {
             10
         } else {
-            next_oid += 1;
-            next_oid - 1
+            16384 + place as i64
         };
         let admin = *user_role == Role::Admin;
         role.execute(rusqlite::params![

@@ -986,6 +986,7 @@ impl Session {
                 role: self.role,
                 databases,
                 users: self.visible_users(),
+                users_version: self.users.as_ref().map_or(0, |u| u.version()),
                 definitions: &self.definitions,
                 settings: with_settings.then(|| self.show_all().rows),
             },
@@ -1321,7 +1322,7 @@ impl Session {
         feed.publish(
             &self.database,
             &self.user,
-            text,
+            users::shown_text(text),
             (started.at, started.clock.elapsed()),
             outcome,
         );

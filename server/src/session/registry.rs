@@ -260,13 +260,19 @@ impl Registry {
     /// Ends every session of `user` and waits until they are gone, up to `patience`: the
     /// sessions of `user` still there then.
     pub fn end_sessions_of(&self, user: &str, patience: std::time::Duration) -> usize {
-        let sessions = lock(&self.sessions);
-        for activity in sessions.values().filter(|a| a.user == user) {
+        // Interrupted outside the lock, which admits and lists every session.
+        let ending: Vec<Arc<Activity>> = lock(&self.sessions)
+            .values()
+            .filter(|a| a.user == user)
+            .cloned()
+            .collect();
+        for activity in &ending {
             activity.interrupt(Interruption::Terminate);
         }
+        drop(ending);
         let (sessions, _) = self
             .left
-            .wait_timeout_while(sessions, patience, |sessions| {
+            .wait_timeout_while(lock(&self.sessions), patience, |sessions| {
                 sessions.values().any(|a| a.user == user)
             })
             .unwrap_or_else(|p| p.into_inner());

@@ -17,9 +17,7 @@ impl Session {
         statement: &UserStatement,
     ) -> Result<Executed, SqlError> {
         match statement {
-            UserStatement::Unsupported(why) => {
-                Err(SqlError::new(sqlstate::FEATURE_NOT_SUPPORTED, why.clone()))
-            }
+            UserStatement::Refused { code, message } => Err(SqlError::new(code, message.clone())),
             UserStatement::Create {
                 name,
                 password,
@@ -74,11 +72,9 @@ impl Session {
                         None => return Err(change_error(UserChangeError::NotFound(name.clone()))),
                     }
                 }
-                for name in names {
-                    if users.remove(name).map_err(change_error)? {
-                        tracing::info!(user = %name, by = %self.user, "user dropped");
-                        self.end_sessions_of(name);
-                    }
+                for name in users.remove(names).map_err(change_error)? {
+                    tracing::info!(user = %name, by = %self.user, "user dropped");
+                    self.end_sessions_of(&name);
                 }
                 Ok(Executed::command("DROP ROLE", None))
             }
@@ -107,22 +103,28 @@ impl Session {
     }
 }
 
-/// The text SHOW SESSIONS and `pg_stat_activity` show of a statement: a statement on users
-/// that may hold a password is not shown (PostgreSQL shows it to superusers). A CREATE or
-/// ALTER of anything that mentions a password is hidden too: a cheap test, on every statement.
+/// The text SHOW SESSIONS, `pg_stat_activity` and the plugins' statement feed are given of
+/// a query string: one that holds a statement on users is not shown, as it may hold a
+/// password (PostgreSQL shows it to superusers and logs it). Only a text that says
+/// "password" somewhere is read further, so other statements pay one scan.
 pub(super) fn shown_text(sql: &str) -> &str {
-    let head = sql.trim_start().as_bytes();
-    let starts = |word: &str| {
-        head.get(..word.len())
-            .is_some_and(|h| h.eq_ignore_ascii_case(word.as_bytes()))
+    let says_password = sql
+        .as_bytes()
+        .windows(8)
+        .any(|w| w.eq_ignore_ascii_case(b"password"));
+    if !says_password {
+        return sql;
+    }
+    let holds_one = match crate::sql::lexer::split(sql) {
+        Ok(statements) => statements.iter().any(|statement| {
+            let words: Vec<_> = statement.tokens.iter().map(|t| &t.token).collect();
+            crate::sql::user_statement::parse(&words).is_some()
+        }),
+        // Unreadable: not shown either, it may be one.
+        Err(_) => true,
     };
-    let may_hold_a_password = (starts("create") || starts("alter"))
-        && sql
-            .as_bytes()
-            .windows(8)
-            .any(|w| w.eq_ignore_ascii_case(b"password"));
-    if may_hold_a_password {
-        "<not shown: a CREATE or ALTER that may hold a password>"
+    if holds_one {
+        "<not shown: a statement on users, which may hold a password>"
     } else {
         sql
     }
@@ -181,10 +183,39 @@ mod tests {
 
     #[test]
     fn a_password_stayed_in_show_sessions_after_alter_user() {
-        assert!(!shown_text("ALTER USER a PASSWORD 'secret'").contains("secret"));
-        assert!(!shown_text("  create role a login password 'secret'").contains("secret"));
-        assert_eq!(shown_text("SELECT 'password'"), "SELECT 'password'");
-        assert_eq!(shown_text("CREATE TABLE t(x)"), "CREATE TABLE t(x)");
-        assert_eq!(shown_text("é"), "é");
+        for hidden in [
+            "ALTER USER a PASSWORD 'secret'",
+            "  create role a login password 'secret'",
+            "SELECT 1; ALTER USER a PASSWORD 'secret'",
+            "/* c */ ALTER USER a PASSWORD 'secret'",
+            "-- c\nCREATE USER a PASSWORD 'secret'",
+            "ALTER USER a PASSWORD 'unterminated",
+        ] {
+            assert!(!shown_text(hidden).contains("secret"), "{hidden}");
+        }
+        for shown in [
+            "SELECT 'password'",
+            "CREATE TABLE t(password TEXT)",
+            "CREATE TABLE t(x)",
+            "é",
+        ] {
+            assert_eq!(shown_text(shown), shown);
+        }
+    }
+
+    /// psql's `\password` sends a verifier: it is kept as sent, never hashed as a password.
+    #[test]
+    fn a_scram_verifier_sent_as_the_password_is_kept_as_sent() {
+        let sent = ScramVerifier::from_password("pencil").to_string();
+        let kept = verifier_of(&Password::Given(sent.clone()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.to_string(), sent);
+        assert_eq!(verifier_of(&Password::Null).unwrap(), None);
+        let md5 = format!("md5{}", "a".repeat(32));
+        assert_eq!(
+            verifier_of(&Password::Given(md5)).unwrap_err().code,
+            sqlstate::FEATURE_NOT_SUPPORTED
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use super::lexer::Token;
 use crate::roles::Role;
+use crate::sqlstate;
 
 /// A statement on users.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,8 +19,9 @@ pub enum UserStatement {
     SetPassword { name: Target, password: Password },
     /// `DROP USER [IF EXISTS] name [, …]`.
     Drop { names: Vec<String>, if_exists: bool },
-    /// Well formed, but asks for what Cairn does not have: the reason, for a 0A000.
-    Unsupported(String),
+    /// Well formed, but asks for what Cairn does not have or refuses: the SQLSTATE (0A000,
+    /// 42939 for a reserved name, 42704 for an unknown role) and why.
+    Refused { code: &'static str, message: String },
 }
 
 /// Whose password `ALTER USER` changes.
@@ -76,8 +78,28 @@ fn create(rest: &[&Token<'_>], role_word: bool) -> Result<UserStatement, String>
         rest = if let Some((given, tail)) = password_clause(rest)? {
             password = given;
             tail
-        } else if option.is_keyword("in") && tail.first().is_some_and(|t| t.is_keyword("role")) {
-            let (named, tail) = role_list(&tail[1..])?;
+        } else if option.is_keyword("in") {
+            let [role_word, named, tail @ ..] = tail else {
+                return Err(format!("IN takes ROLE and a role; syntax: {CREATE_SYNTAX}"));
+            };
+            if !role_word.is_keyword("role") {
+                return Err(format!("IN takes ROLE and a role; syntax: {CREATE_SYNTAX}"));
+            }
+            let Some(named) = named.identifier().as_deref().and_then(Role::from_name) else {
+                return Ok(UserStatement::Refused {
+                    code: sqlstate::UNDEFINED_OBJECT,
+                    message: format!(
+                        "role {} does not exist: a Cairn user has one of the roles admin, backup, readwrite, readonly",
+                        super::server_statement::describe(named)
+                    ),
+                });
+            };
+            if let [Token::Punct(","), ..] = tail {
+                return Err(
+                    "a Cairn user has exactly one role: IN ROLE takes one of admin, backup, readwrite, readonly"
+                        .into(),
+                );
+            }
             if role.replace(named).is_some() {
                 return Err(format!("IN ROLE is given twice; syntax: {CREATE_SYNTAX}"));
             }
@@ -86,7 +108,7 @@ fn create(rest: &[&Token<'_>], role_word: bool) -> Result<UserStatement, String>
             login |= option.is_keyword("login");
             tail
         } else if option.is_keyword("superuser") {
-            return Ok(UserStatement::Unsupported(
+            return Ok(unsupported(
                 "SUPERUSER is written IN ROLE admin in Cairn (a user has one of the roles admin, backup, readwrite, readonly)".into(),
             ));
         } else {
@@ -94,9 +116,17 @@ fn create(rest: &[&Token<'_>], role_word: bool) -> Result<UserStatement, String>
         };
     }
     if !login {
-        return Ok(UserStatement::Unsupported(format!(
+        return Ok(unsupported(format!(
             "a role that cannot log in (a group) has no Cairn meaning: Cairn's roles are admin, backup, readwrite and readonly, each given to a user; make a user with CREATE USER {name} PASSWORD '…' IN ROLE readonly (or CREATE ROLE {name} LOGIN …)"
         )));
+    }
+    if is_reserved(&name) {
+        return Ok(UserStatement::Refused {
+            code: sqlstate::RESERVED_NAME,
+            message: format!(
+                "role name \"{name}\" is reserved (PostgreSQL's names pg_…, public, current_user, session_user, current_role, none); choose another name"
+            ),
+        });
     }
     Ok(UserStatement::Create {
         name,
@@ -122,7 +152,7 @@ fn alter(rest: &[&Token<'_>]) -> Result<UserStatement, String> {
     if let [first, ..] = rest
         && (first.is_keyword("rename") || first.is_keyword("set") || first.is_keyword("reset"))
     {
-        return Ok(UserStatement::Unsupported(format!(
+        return Ok(unsupported(format!(
             "ALTER USER … {} is not supported: Cairn changes a user's password only (a user's settings and timeouts are set in its [users.NAME] of the config)",
             first_word(first)
         )));
@@ -130,6 +160,7 @@ fn alter(rest: &[&Token<'_>]) -> Result<UserStatement, String> {
     let rest = skip_with(rest);
     match password_clause(rest)? {
         Some((password, [])) => Ok(UserStatement::SetPassword { name, password }),
+        Some((_, [option @ Token::Word(_), ..])) => Ok(unsupported_option(option, "ALTER")),
         Some((_, [extra, ..])) => Err(format!(
             "unexpected {} after the password; syntax: {ALTER_SYNTAX}",
             super::server_statement::describe(extra)
@@ -213,30 +244,25 @@ fn password_clause<'t, 'a>(
     }
 }
 
-/// `IN ROLE r`: exactly one of Cairn's roles.
-fn role_list<'t, 'a>(rest: &'t [&'t Token<'a>]) -> Result<(Role, &'t [&'t Token<'a>]), String> {
-    let Some((first, tail)) = rest.split_first() else {
-        return Err(format!(
-            "IN ROLE takes one of admin, backup, readwrite, readonly; syntax: {CREATE_SYNTAX}"
-        ));
-    };
-    let role = first
-        .identifier()
-        .as_deref()
-        .and_then(Role::from_name)
-        .ok_or_else(|| {
-            format!(
-                "unknown role {}: a Cairn user has one of the roles admin, backup, readwrite, readonly",
-                super::server_statement::describe(first)
-            )
-        })?;
-    if let [Token::Punct(","), ..] = tail {
-        return Err(
-            "a Cairn user has exactly one role: IN ROLE takes one of admin, backup, readwrite, readonly"
-                .into(),
-        );
+/// Names PostgreSQL keeps for itself: its predefined roles (which `\\du` lists beside the
+/// users) and the words that stand for a role.
+fn is_reserved(name: &str) -> bool {
+    name.starts_with("pg_")
+        || [
+            "public",
+            "current_user",
+            "session_user",
+            "current_role",
+            "none",
+        ]
+        .contains(&name)
+}
+
+fn unsupported(message: String) -> UserStatement {
+    UserStatement::Refused {
+        code: sqlstate::FEATURE_NOT_SUPPORTED,
+        message,
     }
-    Ok((role, tail))
 }
 
 fn first_word(token: &Token<'_>) -> String {
@@ -247,7 +273,7 @@ fn first_word(token: &Token<'_>) -> String {
 }
 
 fn unsupported_option(option: &Token<'_>, verb: &str) -> UserStatement {
-    UserStatement::Unsupported(format!(
+    unsupported(format!(
         "{verb} USER option {} is not supported: a Cairn user takes PASSWORD, and IN ROLE admin | backup | readwrite | readonly when made; connection limits and timeouts of a user are set in its [users.NAME] of the config",
         first_word(option)
     ))
@@ -310,7 +336,7 @@ mod tests {
     #[test]
     fn what_cairn_users_cannot_be_is_refused_by_name() {
         let refusal = |sql| match parsed(sql) {
-            Some(Ok(UserStatement::Unsupported(why))) => why,
+            Some(Ok(UserStatement::Refused { message, .. })) => message,
             other => panic!("{sql}: {other:?}"),
         };
         assert!(refusal("CREATE USER a CREATEDB").contains("CREATEDB"));
@@ -319,7 +345,11 @@ mod tests {
         assert!(refusal("ALTER USER a RENAME TO b").contains("RENAME"));
         assert!(refusal("ALTER USER a CONNECTION LIMIT 3").contains("CONNECTION"));
         let error = |sql| parsed(sql).unwrap().unwrap_err();
-        assert!(error("CREATE USER a IN ROLE wizard").contains("`wizard`"));
+        assert!(refusal("CREATE USER a IN ROLE wizard").contains("`wizard`"));
+        assert!(refusal("CREATE USER pg_monitor").contains("reserved"));
+        assert!(refusal("CREATE USER \"public\"").contains("reserved"));
+        assert!(refusal("ALTER USER a PASSWORD 'x' VALID UNTIL 'infinity'").contains("VALID"));
+        assert!(error("CREATE USER a IN readonly").contains("IN takes ROLE"));
         assert!(error("CREATE USER a IN ROLE readonly, backup").contains("exactly one"));
         assert!(error("CREATE USER 'a'").contains("expected a user name"));
         assert!(error("CREATE USER \"a/b\"").contains("invalid user name"));

@@ -101,6 +101,8 @@ fn of_server(e: &ServerError) -> Failure {
         ServerError::Credentials(_) => Failure::Io,
         // The users made in SQL: unreadable (the disk) or holding a row it cannot read.
         ServerError::UserStore(_) => Failure::Io,
+        // A certificate or key that cannot be read or used: the config names them.
+        ServerError::Tls(_) => Failure::Usage,
         ServerError::Destination(_) | ServerError::Keys(_) => Failure::Usage,
         ServerError::Backup(e) => of_backup(e),
         ServerError::DataDir { source, .. } => of_io(source),
