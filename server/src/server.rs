@@ -178,7 +178,7 @@ impl Server {
             user_timeouts,
         );
         if let Some(tls) = tls {
-            shared = shared.with_tls(tls)?;
+            shared = shared.with_tls(tls);
         }
         let shared = Arc::new(shared);
         // The operators' endpoint answers until the server has stopped, so that `/health/ready`

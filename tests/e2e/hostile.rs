@@ -1102,15 +1102,19 @@ pub(crate) fn run_client_script_with_env(
     script: &str,
     env: &[(&str, &str)],
 ) {
-    let interpreter = if script.ends_with(".js") {
-        "node"
+    // A Java client runs as a single source file, with Debian's pgJDBC.
+    let (interpreter, first): (&str, &[&str]) = if script.ends_with(".js") {
+        ("node", &[])
+    } else if script.ends_with(".java") {
+        ("java", &["-cp", "/usr/share/java/postgresql.jar"])
     } else {
-        "python3"
+        ("python3", &[])
     };
     let script = format!("{}/../tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let port = server.port.to_string();
     let (ok, output) = crate::harness::run(
         std::process::Command::new(interpreter)
+            .args(first)
             .args([
                 script.as_str(),
                 "127.0.0.1",
@@ -1122,6 +1126,18 @@ pub(crate) fn run_client_script_with_env(
             .envs(env.iter().copied()),
     );
     assert!(ok, "{output}");
+}
+
+/// pgJDBC's DatabaseMetaData.getPrimaryKeys and getIndexInfo were SQLite syntax errors
+/// (`(information_schema._pg_expandarray(i.indkey)).n`, `(keys).x`, `trim(both '"' from
+/// …)`); with them, what an unmodified pgJDBC does: typed parameters, a batch, a savepoint,
+/// a fetch size, getTables and getColumns.
+#[tokio::test]
+async fn pgjdbcs_key_and_index_metadata_were_syntax_errors() {
+    let site = Site::standard();
+    let server = site.start();
+    run_client_script(&server, "PgJdbc.java");
+    server.assert_still_serving().await;
 }
 
 /// The session SQL drivers and ORMs send at connect and around transactions was a SQLite

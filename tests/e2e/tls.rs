@@ -218,3 +218,57 @@ fn a_missing_certificate_or_an_open_key_stops_the_start_naming_it() {
         "{logs}"
     );
 }
+
+/// A client could choose SCRAM-SHA-256-PLUS on a plain connection, or claim channel binding
+/// (`p=`) under plain SCRAM-SHA-256: pgwire took either. PostgreSQL refuses both; so does
+/// Cairn, before any password is checked.
+#[tokio::test]
+async fn a_scram_mechanism_and_its_binding_flag_could_disagree() {
+    let (site, _) = tls_site(false);
+    let server = site.start();
+    for (mechanism, first) in [
+        (
+            "SCRAM-SHA-256-PLUS",
+            "p=tls-server-end-point,,n=,r=abcdefgh",
+        ),
+        ("SCRAM-SHA-256", "p=tls-server-end-point,,n=,r=abcdefgh"),
+    ] {
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let startup = b"\0\x03\0\0user\0admin\0database\0default\0\0";
+        let mut sent = ((startup.len() + 4) as u32).to_be_bytes().to_vec();
+        sent.extend_from_slice(startup);
+        socket.write_all(&sent).unwrap();
+        // AuthenticationSASL: 'R', its length, then the mechanisms.
+        let mut header = [0u8; 5];
+        socket.read_exact(&mut header).unwrap();
+        assert_eq!(header[0], b'R');
+        let mut body =
+            vec![
+                0u8;
+                u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize - 4
+            ];
+        socket.read_exact(&mut body).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&body).contains("PLUS"),
+            "PLUS offered in plain"
+        );
+        let mut payload = mechanism.as_bytes().to_vec();
+        payload.push(0);
+        payload.extend_from_slice(&(first.len() as u32).to_be_bytes());
+        payload.extend_from_slice(first.as_bytes());
+        let mut message = vec![b'p'];
+        message.extend_from_slice(&((payload.len() + 4) as u32).to_be_bytes());
+        message.extend_from_slice(&payload);
+        socket.write_all(&message).unwrap();
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        let expected = if mechanism.ends_with("PLUS") {
+            "SCRAM-SHA-256-PLUS needs TLS"
+        } else {
+            "channel binding flag does not match"
+        };
+        assert!(text.contains(expected), "{mechanism}: {text}");
+    }
+    server.assert_still_serving().await;
+}

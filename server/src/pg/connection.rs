@@ -71,7 +71,14 @@ pub(super) async fn serve(
             Ok(Some(PgWireFrontendMessage::SslNegotiation(
                 SslNegotiationMetaMessage::PostgresSsl(_),
             ))) => match &tls {
-                Some(tls) if !socket.get_ref().get_ref().get_ref().is_tls() => {
+                _ if socket.get_ref().get_ref().get_ref().is_tls() => {
+                    let twice = fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "SSL request inside TLS: the connection is encrypted already".into(),
+                    );
+                    return refuse(&mut socket, twice).await;
+                }
+                Some(tls) => {
                     if !socket.read_buffer().is_empty() {
                         // What came before the handshake was not encrypted (CVE-2021-23214).
                         let injected = fatal(

@@ -118,15 +118,15 @@ impl Shared {
         }
     }
 
-    /// Clients may ask for TLS (and must, if `tls.required`).
-    pub fn with_tls(mut self, tls: tls::Tls) -> Result<Shared, tls::TlsError> {
+    /// Clients may ask for TLS (and must, if `tls.required`); logins over it may bind SCRAM
+    /// to the certificate when its signature allows (see `Tls::binds_scram`).
+    pub fn with_tls(mut self, tls: tls::Tls) -> Shared {
         let mut scram = self.scram.clone();
-        scram
-            .configure_certificate(&tls.certificate_pem)
-            .map_err(|e| tls.unusable(e.to_string()))?;
-        self.scram_over_tls = Some(scram);
+        if tls.binds_scram && scram.configure_certificate(&tls.certificate_pem).is_ok() {
+            self.scram_over_tls = Some(scram);
+        }
         self.tls = Some(Arc::new(tls));
-        Ok(self)
+        self
     }
 
     /// Runs session work on a blocking thread (SQLite calls block, up to the busy timeout),

@@ -240,9 +240,11 @@ impl Startup {
     }
 }
 
-/// The first password message must be a SCRAM-SHA-256 SASLInitialResponse: a mechanism name,
-/// then the length of the client's first message and that many bytes. pgwire's decoder
-/// assumes that shape (and panics on a cleartext password); refuse anything else in words.
+/// The first password message must be a SCRAM-SHA-256 (or, over TLS with binding, -PLUS)
+/// SASLInitialResponse: a mechanism name, then the length of the client's first message and
+/// that many bytes. pgwire's decoder assumes that shape (and panics on a cleartext
+/// password); refuse anything else in words. The mechanism and the first message's channel
+/// binding flag must agree (`p=` with -PLUS only), as PostgreSQL checks and pgwire does not.
 fn check_initial_response(message: &PasswordMessageFamily, plus: bool) -> PgWireResult<()> {
     let PasswordMessageFamily::Raw(body) = message else {
         return Ok(());
@@ -258,8 +260,14 @@ fn check_initial_response(message: &PasswordMessageFamily, plus: bool) -> PgWire
     let Some(end) = body.iter().position(|b| *b == 0) else {
         return refuse("invalid authentication message");
     };
-    let offered =
-        &body[..end] == b"SCRAM-SHA-256" || (plus && &body[..end] == b"SCRAM-SHA-256-PLUS");
+    let mechanism = &body[..end];
+    if mechanism == b"SCRAM-SHA-256-PLUS" && !plus {
+        return Err(fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "SCRAM-SHA-256-PLUS needs TLS, with [server.tls] on: connect with sslmode=require, or without channel_binding=require".into(),
+        ));
+    }
+    let offered = mechanism == b"SCRAM-SHA-256" || mechanism == b"SCRAM-SHA-256-PLUS";
     if !offered {
         return refuse(&format!(
             "authentication mechanism {:?} is not offered",
@@ -275,6 +283,13 @@ fn check_initial_response(message: &PasswordMessageFamily, plus: bool) -> PgWire
     };
     if length < 0 || rest.len() - 4 < length as usize {
         return refuse("invalid authentication message");
+    }
+    let binds = rest[4..].starts_with(b"p=");
+    if binds != (mechanism == b"SCRAM-SHA-256-PLUS") {
+        return Err(fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            "invalid SCRAM message: the channel binding flag does not match the mechanism chosen (p= goes with SCRAM-SHA-256-PLUS only)".into(),
+        ));
     }
     Ok(())
 }

@@ -18,7 +18,8 @@ use tokio_rustls::server::TlsStream;
 
 use crate::config::TlsConfig;
 
-const KEY: &str = "a PKCS#8, PKCS#1 or SEC1 private key, mode 0600 or 0640";
+const CERTIFICATE: &str = "the server's certificate, then any intermediates";
+const KEY: &str = "an unencrypted PKCS#8, PKCS#1 or SEC1 private key that only its owner may read (its group too) and change";
 
 /// The certificate or key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +44,13 @@ pub enum TlsError {
 /// TLS as the config asks for it, ready for connections.
 pub struct Tls {
     acceptor: TlsAcceptor,
-    certificate: PathBuf,
-    private_key: PathBuf,
     /// The certificate chain as read, for SCRAM's channel binding.
     pub certificate_pem: Vec<u8>,
     /// Clients without TLS are refused.
     pub required: bool,
+    /// SCRAM logins over TLS may be bound to the certificate (SCRAM-SHA-256-PLUS): its
+    /// signature is RSA or ECDSA with SHA-256, 384 or 512, whose hash binding uses.
+    pub binds_scram: bool,
 }
 
 impl std::fmt::Debug for Tls {
@@ -68,52 +70,40 @@ impl Tls {
             what,
             why,
         };
-        let certificate_pem = std::fs::read(&config.certificate).map_err(|e| {
-            file(
-                "certificate",
-                &config.certificate,
-                "the server's certificate, then any intermediates",
-                e.to_string(),
-            )
-        })?;
+        let certificate = |why: String| file("certificate", &config.certificate, CERTIFICATE, why);
+        let certificate_pem =
+            std::fs::read(&config.certificate).map_err(|e| certificate(e.to_string()))?;
         let chain = CertificateDer::pem_slice_iter(&certificate_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                file(
-                    "certificate",
-                    &config.certificate,
-                    "the server's certificate, then any intermediates",
-                    e.to_string(),
-                )
-            })?;
+            .map_err(|e| certificate(e.to_string()))?;
         if chain.is_empty() {
-            return Err(file(
-                "certificate",
-                &config.certificate,
-                "the server's certificate, then any intermediates",
-                "it holds no CERTIFICATE block".into(),
-            ));
+            return Err(certificate("it holds no CERTIFICATE block".into()));
         }
-        // As PostgreSQL: a key others may read is refused, not used.
+        // As PostgreSQL: a key others may read is refused, not used. Checked on the file that
+        // is then read, not on its path again.
+        let key = |why: String| file("private_key", &config.private_key, KEY, why);
+        let mut key_file =
+            std::fs::File::open(&config.private_key).map_err(|e| key(e.to_string()))?;
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&config.private_key)
-            .map_err(|e| file("private_key", &config.private_key, KEY, e.to_string()))?
+        let mode = key_file
+            .metadata()
+            .map_err(|e| key(e.to_string()))?
             .permissions()
             .mode();
         if mode & 0o037 != 0 {
-            return Err(file(
-                "private_key",
-                &config.private_key,
-                KEY,
-                format!(
-                    "others than its owner may read or change it (mode {:o}); chmod 600 {}",
-                    mode & 0o777,
-                    config.private_key.display()
-                ),
-            ));
+            return Err(key(format!(
+                "others than its owner (and its group, reading) may use it (mode {:o}); chmod 600 {}",
+                mode & 0o777,
+                config.private_key.display()
+            )));
         }
-        let key = PrivateKeyDer::from_pem_file(&config.private_key)
-            .map_err(|e| file("private_key", &config.private_key, KEY, e.to_string()))?;
+        let mut key_pem = Vec::new();
+        std::io::Read::read_to_end(&mut key_file, &mut key_pem).map_err(|e| key(e.to_string()))?;
+        let private_key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+            key(format!(
+                "{e} (an encrypted key is not read: decrypt it with `openssl pkey -in KEY -out KEY`)"
+            ))
+        })?;
         let pair = |why: String| TlsError::Pair {
             certificate: config.certificate.clone(),
             private_key: config.private_key.clone(),
@@ -124,26 +114,20 @@ impl Tls {
             .with_safe_default_protocol_versions()
             .map_err(|e| pair(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(chain, key)
+            .with_single_cert(chain, private_key)
             .map_err(|e| pair(e.to_string()))?;
+        let binds_scram = pgwire::api::auth::sasl::scram::ScramServerAuth::new()
+            .configure_certificate(&certificate_pem)
+            .is_ok();
+        if !binds_scram {
+            tracing::warn!(certificate = %config.certificate.display(), "logins over TLS cannot bind SCRAM to this certificate (SCRAM-SHA-256-PLUS needs one signed with RSA or ECDSA and SHA-256, 384 or 512): clients asking channel_binding=require are refused");
+        }
         Ok(Tls {
+            binds_scram,
             acceptor: TlsAcceptor::from(Arc::new(server)),
-            certificate: config.certificate.clone(),
-            private_key: config.private_key.clone(),
             certificate_pem,
             required: config.required,
         })
-    }
-}
-
-impl Tls {
-    /// The certificate cannot be used for SCRAM's channel binding either.
-    pub fn unusable(&self, why: String) -> TlsError {
-        TlsError::Pair {
-            certificate: self.certificate.clone(),
-            private_key: self.private_key.clone(),
-            why,
-        }
     }
 }
 

@@ -63,11 +63,20 @@ const NOT_ALIASES: &[&str] = &[
 
 /// `text` with those calls rewritten; borrowed when it has none.
 pub fn rewrite(text: &str) -> Cow<'_, str> {
+    match calls(text) {
+        Cow::Owned(rewritten) => Cow::Owned(fields(&rewritten).into_owned()),
+        Cow::Borrowed(text) => fields(text),
+    }
+}
+
+fn calls(text: &str) -> Cow<'_, str> {
     let text = match column_lists(text) {
-        Cow::Owned(rewritten) => return Cow::Owned(rewrite(&rewritten).into_owned()),
+        Cow::Owned(rewritten) => return Cow::Owned(calls(&rewritten).into_owned()),
         Cow::Borrowed(_) => text,
     };
-    if !FUNCTIONS.iter().any(|(f, _)| super::mentions(text, f)) {
+    if !FUNCTIONS.iter().any(|(f, _)| super::mentions(text, f))
+        && !super::mentions(text, "_pg_expandarray")
+    {
         return Cow::Borrowed(text);
     }
     let Ok(tokens) = lexer::tokenize(text) else {
@@ -167,8 +176,20 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
     super::edited(text, edits)
 }
 
-/// The edits that join `unnest(x)` and `generate_subscripts(x, 1)` of each select list to
-/// its FROM clause.
+/// What a set-returning call of a select list gives of each element it steps over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stepped {
+    /// `unnest(x)`: the element.
+    Element,
+    /// `generate_subscripts(x, 1)`: its position, from 1.
+    Subscript,
+    /// `information_schema._pg_expandarray(x)` (pgJDBC's key columns): a row of both,
+    /// `(x, n)`.
+    Both,
+}
+
+/// The edits that join `unnest(x)`, `generate_subscripts(x, 1)` and `_pg_expandarray(x)` of
+/// each select list to its FROM clause.
 fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, String)> {
     let mut edits = Vec::new();
     let mut joined = 0usize;
@@ -180,7 +201,7 @@ fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, Str
         let mut depth = 0i32;
         let mut from = None;
         let mut end = tokens.len();
-        let mut calls: Vec<(usize, usize, bool)> = Vec::new();
+        let mut calls: Vec<(usize, usize, Stepped)> = Vec::new();
         for j in at + 1..tokens.len() {
             match &tokens[j].token {
                 Token::Punct("(") => depth += 1,
@@ -195,7 +216,13 @@ fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, Str
                     end = j;
                     break;
                 }
-                Token::Word(w) if depth == 0 => {
+                // `(_pg_expandarray(x)).n`: the call alone in parentheses of this list.
+                Token::Word(w)
+                    if depth == 0
+                        || (depth == 1
+                            && w.eq_ignore_ascii_case("_pg_expandarray")
+                            && tokens[j - 1].token == Token::Punct("(")) =>
+                {
                     let w = w.to_ascii_lowercase();
                     match w.as_str() {
                         "from" if from.is_none() => from = Some(j),
@@ -212,14 +239,19 @@ fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, Str
                             end = j;
                             break;
                         }
-                        "unnest" | "generate_subscripts"
+                        "unnest" | "generate_subscripts" | "_pg_expandarray"
                             if from.is_none()
                                 && tokens
                                     .get(j + 1)
                                     .is_some_and(|p| p.token == Token::Punct("(")) =>
                         {
                             if let Some(close) = super::closing(tokens, j + 1) {
-                                calls.push((j, close, w == "unnest"));
+                                let kind = match w.as_str() {
+                                    "unnest" => Stepped::Element,
+                                    "generate_subscripts" => Stepped::Subscript,
+                                    _ => Stepped::Both,
+                                };
+                                calls.push((j, close, kind));
                             }
                         }
                         _ => {}
@@ -233,14 +265,14 @@ fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, Str
         }
         // One join per array: calls over the same array share it, and step together.
         let mut arrays: Vec<(String, String)> = Vec::new();
-        for (name, close, is_unnest) in calls {
+        for (name, close, kind) in calls {
             let args_start = tokens[name + 1].end;
             let args = &text[args_start..tokens[close].start];
-            let array = if is_unnest {
-                args.trim()
-            } else {
+            let array = if kind == Stepped::Subscript {
                 // generate_subscripts(x, dimension): the array before the last comma.
                 args.rsplit_once(',').map_or(args, |(a, _)| a).trim()
+            } else {
+                args.trim()
             };
             let alias = match arrays.iter().find(|(a, _)| a == array) {
                 Some((_, alias)) => alias.clone(),
@@ -251,10 +283,13 @@ fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, Str
                     alias
                 }
             };
-            let column = if is_unnest {
-                format!("{alias}.value")
-            } else {
-                format!("({alias}.key + 1)")
+            let column = match kind {
+                Stepped::Element => format!("{alias}.value"),
+                Stepped::Subscript => format!("({alias}.key + 1)"),
+                // A row of both, which `(row).x` and `(row).n` read (see `fields`).
+                Stepped::Both => {
+                    format!("json_object('x', {alias}.value, 'n', {alias}.key + 1)")
+                }
             };
             edits.push((tokens[name].start, tokens[close].end, column));
         }
@@ -282,6 +317,85 @@ fn in_select_lists(text: &str, tokens: &[Spanned<'_>]) -> Vec<(usize, usize, Str
         edits.push((insert_at, insert_at, addition));
     }
     edits
+}
+
+/// Keywords after which a parenthesis opens an expression, not a call's arguments.
+const EXPRESSION_FOLLOWS: &[&str] = &[
+    "select",
+    "where",
+    "and",
+    "or",
+    "not",
+    "on",
+    "when",
+    "then",
+    "else",
+    "by",
+    "case",
+    "as",
+    "having",
+    "distinct",
+    "all",
+    "set",
+    "values",
+    "returning",
+    "is",
+    "like",
+    "between",
+];
+
+/// A field of a row value, `(row).name`, as SQLite reads the JSON object the rows above are
+/// made of: `json_extract(row, '$.name')`. SQLite has no such syntax, so no statement of
+/// its own changes.
+fn fields(text: &str) -> Cow<'_, str> {
+    if !text.contains(").") {
+        return Cow::Borrowed(text);
+    }
+    let Ok(tokens) = lexer::tokenize(text) else {
+        return Cow::Borrowed(text);
+    };
+    let mut edits = Vec::new();
+    let mut open: Vec<usize> = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        match &t.token {
+            Token::Punct("(") => open.push(i),
+            Token::Punct(")") => {
+                let Some(start) = open.pop() else { continue };
+                // A word before the parenthesis names a function, unless it is a keyword an
+                // expression can follow.
+                let called = start
+                    .checked_sub(1)
+                    .is_some_and(|b| match &tokens[b].token {
+                        Token::QuotedIdent(_) => true,
+                        Token::Word(w) => {
+                            !EXPRESSION_FOLLOWS.iter().any(|k| w.eq_ignore_ascii_case(k))
+                        }
+                        _ => false,
+                    });
+                let field = match (tokens.get(i + 1), tokens.get(i + 2)) {
+                    (Some(dot), Some(name)) if dot.token == Token::Punct(".") => {
+                        name.token.identifier()
+                    }
+                    _ => None,
+                };
+                if let Some(field) = field.filter(|_| !called && i > start + 1) {
+                    edits.push((
+                        tokens[start].start,
+                        tokens[start].end,
+                        "json_extract(".to_owned(),
+                    ));
+                    edits.push((
+                        t.start,
+                        tokens[i + 2].end,
+                        format!(", '$.{}')", field.replace('\'', "''")),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    edits.sort_by_key(|e| e.0);
+    super::edited(text, edits)
 }
 
 /// `(subquery) [AS] name(a, b)` in FROM as `(WITH name(a, b) AS (subquery) SELECT * FROM
@@ -484,6 +598,23 @@ mod tests {
             ),
             "FROM u, (SELECT value AS \"relid\", row_number() OVER () AS \"depth\" FROM (SELECT CAST(t.tgrelid AS INTEGER) AS value)) AS \"a\" WHERE"
         );
+    }
+
+    /// pgJDBC's getPrimaryKeys and getIndexInfo read key columns through
+    /// `information_schema._pg_expandarray(indkey)`, a row `(x, n)` per element, and its
+    /// fields `(keys).x`: a syntax error for SQLite.
+    #[test]
+    fn pgjdbc_s_expandarray_and_its_fields_were_syntax_errors() {
+        assert_eq!(
+            rewrite(
+                "SELECT r.a FROM (SELECT (_pg_expandarray(i.k)).n AS a, _pg_expandarray(i.k) AS keys FROM i) r WHERE r.b = (r.keys).x"
+            ),
+            "SELECT r.a FROM (SELECT json_extract(json_object('x', cairn_unnest_1.value, 'n', cairn_unnest_1.key + 1), '$.n') AS a, json_object('x', cairn_unnest_1.value, 'n', cairn_unnest_1.key + 1) AS keys FROM i, json_each(cairn_array_json(i.k)) AS cairn_unnest_1) r WHERE r.b = json_extract(r.keys, '$.x')"
+        );
+        // A call's parentheses, and SQLite's own syntax, stay as they are.
+        for same in ["SELECT f(x).y FROM t", "SELECT (a + b) AS c FROM t"] {
+            assert_eq!(rewrite(same), same);
+        }
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
         && !super::mentions(text, "json")
         && !super::mentions(text, "bool_")
         && !super::mentions(text, "every")
+        && !super::mentions(text, "trim")
         && !BARE.iter().any(|b| super::mentions(text, b))
     {
         return Cow::Borrowed(text);
@@ -61,7 +62,13 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
                 && next(1) == Some(&Token::Punct("."))
                 && matches!(next(2), Some(Token::Word(_) | Token::QuotedIdent(_)))
         };
-        if qualifies("pg_catalog") {
+        if let Some(trim) = standard_trim(text, &tokens, i) {
+            edits.extend(trim);
+        } else if qualifies("pg_catalog")
+            || (qualifies("information_schema")
+                && tokens[i + 2].token.is_keyword("_pg_expandarray"))
+        {
+            // (`_pg_expandarray`, a function, is read in select lists by set_returning.)
             edits.push((t.start, tokens[i + 1].end, Cow::Borrowed("")));
         } else if qualifies("information_schema")
             && let Some(view) = tokens[i + 2].token.identifier()
@@ -85,7 +92,57 @@ pub fn rewrite(text: &str) -> Cow<'_, str> {
             }
         }
     }
+    // A trim's closing edit comes before those inside it.
+    edits.sort_by_key(|e| e.0);
     super::edited(text, edits)
+}
+
+/// SQL's `trim([BOTH | LEADING | TRAILING] ['chars'] FROM x)` (pgJDBC's index columns) as
+/// SQLite's `trim`, `ltrim` or `rtrim(x[, 'chars'])`: the edits, if `tokens[i]` starts one.
+fn standard_trim<'t>(
+    text: &'t str,
+    tokens: &[Spanned<'t>],
+    i: usize,
+) -> Option<[(usize, usize, Cow<'t, str>); 2]> {
+    if !tokens[i].token.is_keyword("trim") || tokens.get(i + 1)?.token != Token::Punct("(") {
+        return None;
+    }
+    let close = super::closing(tokens, i + 1)?;
+    let mut at = i + 2;
+    let function = match &tokens.get(at)?.token {
+        t if t.is_keyword("both") => "trim",
+        t if t.is_keyword("leading") => "ltrim",
+        t if t.is_keyword("trailing") => "rtrim",
+        _ => "trim",
+    };
+    if ["both", "leading", "trailing"]
+        .iter()
+        .any(|k| tokens[at].token.is_keyword(k))
+    {
+        at += 1;
+    }
+    let chars = match &tokens.get(at)?.token {
+        Token::Str(_) => {
+            at += 1;
+            Some(&text[tokens[at - 1].start..tokens[at - 1].end])
+        }
+        _ => None,
+    };
+    if at >= close || !tokens[at].token.is_keyword("from") {
+        return None;
+    }
+    let tail = match chars {
+        Some(chars) => Cow::Owned(format!(", {chars})")),
+        None => Cow::Borrowed(")"),
+    };
+    Some([
+        (
+            tokens[i].start,
+            tokens[at].end,
+            Cow::Owned(format!("{function}(")),
+        ),
+        (tokens[close].start, tokens[close].end, tail),
+    ])
 }
 
 /// Whether `tokens[i]` is where a statement names a table, view, index or trigger (`CREATE
@@ -122,6 +179,20 @@ fn is_bare_call(tokens: &[Spanned<'_>], i: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_trim_was_a_syntax_error() {
+        assert_eq!(
+            rewrite("SELECT trim(both '\"' from pg_get_indexdef(1, 2, false)) AS c"),
+            "SELECT trim( pg_get_indexdef(1, 2, false), '\"') AS c"
+        );
+        assert_eq!(rewrite("SELECT trim(leading from x)"), "SELECT ltrim( x)");
+        assert_eq!(
+            rewrite("SELECT trim(trailing 'x' from pg_catalog.lower(y))"),
+            "SELECT rtrim( lower(y), 'x')"
+        );
+        assert_eq!(rewrite("SELECT trim(x)"), "SELECT trim(x)");
+    }
 
     #[test]
     fn qualified_calls_lose_their_schema_and_bare_session_functions_gain_parentheses() {
