@@ -1128,6 +1128,18 @@ pub(crate) fn run_client_script_with_env(
     assert!(ok, "{output}");
 }
 
+/// Server-side cursors were SQLite syntax errors (`DECLARE … CURSOR`, `FETCH FORWARD n`),
+/// so psycopg2's and psycopg 3's named cursors and SQLAlchemy's `stream_results` failed at
+/// once. Each now reads every row, in order, with its types; a cursor WITH HOLD outlives
+/// its commit.
+#[tokio::test]
+async fn named_cursors_were_a_syntax_error() {
+    let site = Site::standard();
+    let server = site.start();
+    run_client_script(&server, "cursors.py");
+    server.assert_still_serving().await;
+}
+
 /// pgJDBC's DatabaseMetaData.getPrimaryKeys and getIndexInfo were SQLite syntax errors
 /// (`(information_schema._pg_expandarray(i.indkey)).n`, `(keys).x`, `trim(both '"' from
 /// …)`); with them, what an unmodified pgJDBC does: typed parameters, a batch, a savepoint,

@@ -419,6 +419,42 @@ impl ExtendedQueryHandler for QueryHandler {
         Ok(())
     }
 
+    /// A SQL cursor is a portal too, as in PostgreSQL: a Describe of a portal by its name
+    /// describes it (psycopg 3's server-side cursors ask so after their DECLARE).
+    async fn on_describe<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::extendedquery::Describe,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.clone().unwrap_or_default();
+        let a_cursor = message.target_type == b'P'
+            && !name.is_empty()
+            && client.portal_store().get_portal(&name).is_none();
+        if !a_cursor {
+            return self._on_describe(client, message).await;
+        }
+        let looked_up = name.clone();
+        let columns = self
+            .shared
+            .run(&self.slots, move |session| {
+                Ok(session.cursor_columns(&looked_up))
+            })
+            .await
+            .map_err(error_response)?;
+        let Some(columns) = columns else {
+            return Err(PgWireError::PortalNotFound(name));
+        };
+        let fields = encode::fields(&columns, &Format::UnifiedText);
+        pgwire::api::query::send_describe_response(client, &DescribePortalResponse::new(fields))
+            .await
+    }
+
     async fn do_describe_statement<C>(
         &self,
         _client: &mut C,

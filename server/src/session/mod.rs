@@ -19,6 +19,7 @@ mod catalogs;
 mod column_names;
 mod column_types;
 mod copy;
+mod cursors;
 mod facts;
 mod functions;
 mod lock_wait;
@@ -34,6 +35,7 @@ use crate::catalog::{Access, Catalog, CatalogError, Lease};
 use crate::group_commit::PendingSync;
 use crate::plugin::Plugins;
 use crate::roles::Role;
+use crate::sql::cursor_statement::CursorStatement;
 use crate::sql::lexer::{self, Spanned, Token};
 use crate::sql::params::{self, Schema};
 use crate::sql::server_statement::{self, Literal, ServerStatement};
@@ -192,6 +194,9 @@ pub struct Session {
     /// The server's users, for the statements on users and the catalogs that list them
     /// (none for a plugin's session).
     users: Option<Arc<crate::credentials::UserDirectory>>,
+    /// Its open SQL cursors, by name, and how many it has made (each names its table).
+    cursors: std::collections::HashMap<String, cursors::Cursor>,
+    cursors_made: u64,
     _lease: Lease,
 }
 
@@ -292,6 +297,8 @@ impl Session {
             unsynced,
             changes,
             users: None,
+            cursors: Default::default(),
+            cursors_made: 0,
             _lease: lease,
         })
     }
@@ -474,6 +481,9 @@ impl Session {
             return self.copy(copy, last, out);
         }
         match server_statement::parse(&statement.tokens) {
+            Some(Ok(ServerStatement::Cursor(cursor))) => {
+                self.run_cursor(&cursor, statement.text, &[], out)
+            }
             Some(Ok(server)) => {
                 let executed = self.run_server(&server)?;
                 emit_rows(executed, out)
@@ -515,13 +525,23 @@ impl Session {
             ));
         }
         match server_statement::parse(&statement.tokens) {
-            Some(Ok(server)) => Ok(Prepared {
-                sql: sql.to_owned(),
-                columns: self.server_columns(&server),
-                kind: PreparedKind::Server(server),
-                param_types: Vec::new(),
-                brief: brief::Briefly::Never,
-            }),
+            Some(Ok(server)) => {
+                // A DECLARE takes its query's parameters (psycopg's server-side cursors).
+                let param_types = match &server {
+                    ServerStatement::Cursor(CursorStatement::Declare { query_at, .. }) => {
+                        let query = statement.text.get(*query_at..).unwrap_or_default();
+                        self.prepare(query)?.param_types
+                    }
+                    _ => Vec::new(),
+                };
+                Ok(Prepared {
+                    sql: sql.to_owned(),
+                    columns: self.server_columns(&server),
+                    kind: PreparedKind::Server(server),
+                    param_types,
+                    brief: brief::Briefly::Never,
+                })
+            }
             Some(Err(message)) => Err(SqlError::new(sqlstate::SYNTAX_ERROR, message)),
             None => {
                 let facts = Facts::of(&statement.tokens);
@@ -633,6 +653,12 @@ impl Session {
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         match &prepared.kind {
+            PreparedKind::Server(ServerStatement::Cursor(cursor)) => {
+                let statements = lexer::split(&prepared.sql)
+                    .map_err(|e| SqlError::new(sqlstate::SYNTAX_ERROR, e.to_string()))?;
+                let text = statements.first().map_or("", |s| s.text);
+                self.run_cursor(cursor, text, params, out)
+            }
             PreparedKind::Server(server) => {
                 let executed = self.run_server(server)?;
                 emit_rows(executed, out)
@@ -657,6 +683,11 @@ impl Session {
         }
         match statement {
             ServerStatement::User(statement) => self.run_user_statement(statement),
+            // Run with the statement's text and parameters (`run_cursor`), not here.
+            ServerStatement::Cursor(_) => Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "cursors are declared and fetched by a client's session".into(),
+            )),
             ServerStatement::ShowDatabases => {
                 let list = self.catalog.list().map_err(catalog_error)?;
                 let rows: Vec<Vec<Value>> = list
@@ -745,7 +776,10 @@ impl Session {
             // What pools send when a connection comes back (asyncpg: `SELECT
             // pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`): no cursor is
             // open and nothing listens, so there is nothing to do but answer.
-            ServerStatement::CloseAll => Ok(Executed::command("CLOSE CURSOR ALL", None)),
+            ServerStatement::CloseAll => {
+                self.close_all_cursors();
+                Ok(Executed::command("CLOSE CURSOR ALL", None))
+            }
             ServerStatement::SetParameter { name, value, local } => {
                 self.set_parameter(name, value.as_deref(), *local)
             }
@@ -974,27 +1008,33 @@ impl Session {
             .catalog
             .names()
             .unwrap_or_else(|_| vec![self.database.clone()]);
+        let filling = catalogs::Filling {
+            user: &self.user,
+            role: self.role,
+            databases,
+            users: self.visible_users(),
+            users_version: self.users.as_ref().map_or(0, |u| u.version()),
+            definitions: &self.definitions,
+            settings: with_settings.then(|| self.show_all().rows),
+        };
+        self.on_temp_only(|conn| catalogs::prepare(conn, &filling))
+            .map_err(|e| self.sql_error(e))
+    }
+
+    /// Runs `work`, which writes only the temporary database: outside a transaction it
+    /// commits on its own with nothing for the log to sync, so the commit flag it set (which
+    /// would make the client wait for a sync) is put back.
+    fn on_temp_only<T>(&self, work: impl FnOnce(&Connection) -> T) -> T {
         let flag = self.unsynced.as_ref().map(PendingSync::commit_flag);
         let quiet = self.conn.is_autocommit()
             && !flag
                 .as_ref()
                 .is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire));
-        let filled = catalogs::prepare(
-            &self.conn,
-            &catalogs::Filling {
-                user: &self.user,
-                role: self.role,
-                databases,
-                users: self.visible_users(),
-                users_version: self.users.as_ref().map_or(0, |u| u.version()),
-                definitions: &self.definitions,
-                settings: with_settings.then(|| self.show_all().rows),
-            },
-        );
+        let done = work(&self.conn);
         if quiet && let Some(flag) = flag {
             flag.store(false, std::sync::atomic::Ordering::Release);
         }
-        filled.map_err(|e| self.sql_error(e))
+        done
     }
 
     /// The users the catalogs list: every one for an admin, else only the session's own.
@@ -1016,6 +1056,11 @@ impl Session {
                 .plugins
                 .procedure_columns(&call.plugin, &call.procedure)
                 .map(|columns| columns.into_iter().map(plugin_column).collect()),
+            ServerStatement::Cursor(CursorStatement::Fetch {
+                name,
+                moving: false,
+                ..
+            }) => self.cursor_columns(name),
             other => server_columns(other),
         }
     }
@@ -1055,8 +1100,10 @@ impl Session {
         out: &mut dyn Output,
     ) -> Result<Executed, SqlError> {
         let result = self.run_sqlite_statement(sql, facts, params, described, out);
-        // Transactions begin and end only in SQLite's statements: what SET LOCAL set ends here.
+        // Transactions begin and end only in SQLite's statements: what SET LOCAL set ends
+        // here, and so do the cursors of the transaction.
         self.parameters_after_statement();
+        self.cursors_after_statement();
         result
     }
 
@@ -1201,7 +1248,8 @@ impl Session {
         }
         let width = stmt.column_count();
         let command = match command.as_str() {
-            "INSERT" | "UPDATE" | "DELETE" => command.clone(),
+            // (FETCH: a cursor's rows, read from its table.)
+            "INSERT" | "UPDATE" | "DELETE" | "FETCH" => command.clone(),
             _ => "SELECT".to_owned(),
         };
         // A prepared statement's columns were described when it was prepared.
@@ -1689,7 +1737,8 @@ fn server_columns(statement: &ServerStatement) -> Option<Vec<Column>> {
         | ServerStatement::CloseAll
         | ServerStatement::UnlistenAll
         | ServerStatement::LockTable
-        | ServerStatement::User(_) => None,
+        | ServerStatement::User(_)
+        | ServerStatement::Cursor(_) => None,
         ServerStatement::Backup(_)
         | ServerStatement::BackupAbort
         | ServerStatement::CancelBackup { .. }

@@ -196,6 +196,8 @@ impl Session {
                 .map_err(|e| self.sql_error(e))?;
         }
         if matches!(what, Discard::All | Discard::Temp) {
+            // The cursors' rows are temporary tables too.
+            self.close_all_cursors();
             self.drop_temporary_tables()?;
         }
         let tag = match what {

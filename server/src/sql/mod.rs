@@ -1,6 +1,7 @@
 //! Reading SQL text: splitting, the server's own statements, result and parameter types.
 //! SQLite decides what SQL means; this module only reads enough to route and describe it.
 
+pub mod cursor_statement;
 pub mod lexer;
 pub mod params;
 pub mod pragmas;

@@ -17,7 +17,7 @@ pub enum ServerStatement {
     ShowPlugins,
     /// `RESET ALL`: every setting back to what the config and the startup packet said.
     ResetAll,
-    /// `CLOSE ALL`: closes every cursor (there are none: portals are the protocol's).
+    /// `CLOSE ALL`: closes every cursor.
     CloseAll,
     /// `UNLISTEN *`: stops listening to every channel (nothing listens).
     UnlistenAll,
@@ -101,6 +101,8 @@ pub enum ServerStatement {
     LockTable,
     /// `CREATE USER`, `ALTER USER … PASSWORD`, `DROP USER`.
     User(super::user_statement::UserStatement),
+    /// `DECLARE … CURSOR`, `FETCH`, `MOVE`, `CLOSE name`.
+    Cursor(super::cursor_statement::CursorStatement),
 }
 
 /// What `DISCARD` lets go of.
@@ -236,6 +238,9 @@ pub fn parse(tokens: &[Spanned<'_>]) -> Option<Result<ServerStatement, String>> 
     let words: Vec<&Token<'_>> = tokens.iter().map(|t| &t.token).collect();
     if let Some(user) = super::user_statement::parse(&words) {
         return Some(user.map(ServerStatement::User));
+    }
+    if let Some(cursor) = super::cursor_statement::parse(tokens) {
+        return Some(cursor.map(ServerStatement::Cursor));
     }
     match words.as_slice() {
         [first, second, rest @ ..]
