@@ -55,7 +55,7 @@ const SERIALS: &[&str] = &[
 pub fn rewrite(text: &str) -> Result<Cow<'_, str>, DdlError> {
     let has = |word| super::mentions(text, word);
     let create = has("create");
-    let maybe = (create && (has("serial") || has("identity") || has("using")))
+    let maybe = (create && (has("serial") || has("identity") || has("using") || has("_ops")))
         || (has("alter") && has("add"));
     if !maybe {
         return Ok(Cow::Borrowed(text));
@@ -262,14 +262,27 @@ fn create_table(tokens: &[Spanned<'_>], table_at: usize) -> Result<Edits, DdlErr
 }
 
 fn create_index(tokens: &[Spanned<'_>]) -> Result<Edits, DdlError> {
+    // An operator class after a column (Django's `varchar_pattern_ops` for LIKE 'x%'):
+    // SQLite has none, so it goes. The index still serves equality and ranges; SQLite's
+    // case-insensitive LIKE does not use it.
+    let mut edits: Edits = tokens
+        .windows(2)
+        .filter(|w| {
+            matches!(&w[1].token, Token::Word(class) if class.to_ascii_lowercase().ends_with("_ops"))
+                && matches!(w[0].token, Token::Word(_) | Token::QuotedIdent(_) | Token::Punct(")"))
+        })
+        .map(|w| (w[1].start, w[1].end, String::new()))
+        .collect();
     let Some(using) = tokens.iter().position(|t| t.token.is_keyword("using")) else {
-        return Ok(Vec::new());
+        return Ok(edits);
     };
     let Some(method) = tokens.get(using + 1) else {
-        return Ok(Vec::new());
+        return Ok(edits);
     };
     if method.token.is_keyword("btree") || method.token.is_keyword("hash") {
-        Ok(vec![(tokens[using].start, method.end, String::new())])
+        edits.push((tokens[using].start, method.end, String::new()));
+        edits.sort_by_key(|e| e.0);
+        Ok(edits)
     } else {
         Err(DdlError::IndexMethod(
             method.token.identifier().unwrap_or_default(),
@@ -425,6 +438,19 @@ mod tests {
         ] {
             assert_eq!(sqlite(same), same);
         }
+    }
+
+    /// Django's index for `LIKE 'x%'` names an operator class: a syntax error for SQLite.
+    #[test]
+    fn an_operator_class_in_an_index_was_a_syntax_error() {
+        assert_eq!(
+            sqlite("CREATE INDEX \"c_like\" ON \"c\" (\"name\" varchar_pattern_ops)"),
+            "CREATE INDEX \"c_like\" ON \"c\" (\"name\" )"
+        );
+        assert_eq!(
+            sqlite("CREATE INDEX ix ON t USING btree (a text_pattern_ops, b)"),
+            "CREATE INDEX ix ON t  (a , b)"
+        );
     }
 
     #[test]
