@@ -197,6 +197,8 @@ pub struct Session {
     /// Its open SQL cursors, by name, and how many it has made (each names its table).
     cursors: std::collections::HashMap<String, cursors::Cursor>,
     cursors_made: u64,
+    /// Tables of closed cursors, dropped once no transaction is open.
+    closed_cursors: Vec<String>,
     _lease: Lease,
 }
 
@@ -299,6 +301,7 @@ impl Session {
             users: None,
             cursors: Default::default(),
             cursors_made: 0,
+            closed_cursors: Vec::new(),
             _lease: lease,
         })
     }
@@ -529,7 +532,7 @@ impl Session {
                 // A DECLARE takes its query's parameters (psycopg's server-side cursors).
                 let param_types = match &server {
                     ServerStatement::Cursor(CursorStatement::Declare { query_at, .. }) => {
-                        let query = statement.text.get(*query_at..).unwrap_or_default();
+                        let query = cursors::declared_query(statement.text, *query_at)?;
                         self.prepare(query)?.param_types
                     }
                     _ => Vec::new(),
@@ -1425,7 +1428,7 @@ impl Session {
                 return SqlError::new(
                     sqlstate::CONFIGURATION_LIMIT_EXCEEDED,
                     format!(
-                        "temporary storage of this session is full: its temporary tables may hold {} MiB ([server] temp_storage_limit), or the disk of temporary files is full; drop temporary tables (DROP TABLE temp.name) or ask the operator to raise the limit",
+                        "temporary storage of this session is full: its temporary tables may hold {} MiB ([server] temp_storage_limit), or the disk of temporary files is full; drop temporary tables (DROP TABLE temp.name), close cursors (CLOSE name: a cursor holds its query's rows) or ask the operator to raise the limit",
                         (limit >> 20).max(1)
                     ),
                 );
