@@ -71,6 +71,14 @@ def psycopg3_server_cursor():
             got = [row for row in cur]
             assert len(got) == 2500 and got[0] == (ROWS - 2499, (ROWS - 2499) % 2 == 0), got[:2]
             assert isinstance(got[0][1], bool)
+        # pg_cursors lists the open ones; a named cursor closed before any use looks there.
+        with conn.cursor(name="listed") as cur:
+            cur.execute("SELECT 1")
+            names = [r[0] for r in conn.execute("SELECT name FROM pg_catalog.pg_cursors ORDER BY name")]
+            assert names == ["listed"], names
+        with conn.cursor(name="never"):
+            pass
+        assert conn.execute("SELECT count(*) FROM pg_cursors").fetchone()[0] == 0
 
 
 def sqlalchemy_stream():

@@ -60,6 +60,7 @@ pub const TABLES: &[&str] = &[
     "pg_matviews",
     "pg_seclabels",
     "pg_stat_activity",
+    "pg_cursors",
     "pg_foreign_table",
     "pg_partitioned_table",
     "pg_aggregate",
@@ -304,6 +305,9 @@ CREATE TEMP TABLE IF NOT EXISTS "information_schema.views"(table_catalog TEXT, t
 /// PostgreSQL's other catalogs, with its columns, always empty here (Cairn has no casts,
 /// operators, languages, text search, foreign data or subscriptions of its own): pg_dump and
 /// ORMs read them. Generated from a PostgreSQL 15 server's `pg_attribute`.
+/// The session's open SQL cursors, as `session::cursors` keeps them (a row each).
+pub const CURSORS: &str = "CREATE TEMP TABLE IF NOT EXISTS pg_cursors(name TEXT, statement TEXT, is_holdable BOOLEAN, is_binary BOOLEAN, is_scrollable BOOLEAN, creation_time TEXT);";
+
 pub const EMPTY: &str = r#"
 CREATE TEMP TABLE IF NOT EXISTS pg_aggregate(aggfnoid INTEGER, aggkind TEXT, aggnumdirectargs INTEGER, aggtransfn INTEGER, aggfinalfn INTEGER, aggcombinefn INTEGER, aggserialfn INTEGER, aggdeserialfn INTEGER, aggmtransfn INTEGER, aggminvtransfn INTEGER, aggmfinalfn INTEGER, aggfinalextra BOOLEAN, aggmfinalextra BOOLEAN, aggfinalmodify TEXT, aggmfinalmodify TEXT, aggsortop INTEGER, aggtranstype INTEGER, aggtransspace INTEGER, aggmtranstype INTEGER, aggmtransspace INTEGER, agginitval TEXT, aggminitval TEXT, tableoid INTEGER GENERATED ALWAYS AS (2600) VIRTUAL);
 CREATE TEMP TABLE IF NOT EXISTS pg_amop(oid INTEGER, amopfamily INTEGER, amoplefttype INTEGER, amoprighttype INTEGER, amopstrategy INTEGER, amoppurpose TEXT, amopopr INTEGER, amopmethod INTEGER, amopsortfamily INTEGER, tableoid INTEGER GENERATED ALWAYS AS (2602) VIRTUAL);

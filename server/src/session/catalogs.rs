@@ -133,6 +133,7 @@ fn fill(conn: &Connection, filling: &Filling<'_>, key: &str) -> rusqlite::Result
     // Made again each time: cheap next to a filling, and a table the client dropped is back.
     conn.execute_batch(catalogs::CREATE)?;
     conn.execute_batch(catalogs::EMPTY)?;
+    conn.execute_batch(catalogs::CURSORS)?;
     conn.execute_batch(&catalogs::fixed_rows())?;
     conn.execute_batch(catalogs::REFRESH)?;
     let views: Vec<(i64, String)> = {

@@ -126,11 +126,22 @@ impl Session {
             slots.join(", ")
         );
         let fill = format!("INSERT INTO temp.\"{table}\"({}) {sql}", slots.join(", "));
+        let declared_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let total = self.on_temp_only(|conn| -> Result<usize, SqlError> {
             conn.execute_batch(&create).map_err(|e| self.sql_error(e))?;
             let mut insert = conn.prepare(&fill).map_err(|e| self.sql_error(e))?;
             super::bind(&mut insert, &facts, params)?;
-            insert.raw_execute().map_err(|e| self.sql_error(e))
+            let total = insert.raw_execute().map_err(|e| self.sql_error(e))?;
+            // Listed in pg_cursors (psycopg looks there before it closes a cursor).
+            conn.execute_batch(crate::pgcompat::catalogs::CURSORS)
+                .and_then(|()| {
+                    conn.execute(
+                        "INSERT INTO temp.pg_cursors VALUES (?1, ?2, ?3, 0, 0, ?4)",
+                        rusqlite::params![name, query, hold, declared_at],
+                    )
+                })
+                .map_err(|e| self.sql_error(e))?;
+            Ok(total)
         })?;
         self.cursors.insert(
             name.to_owned(),
@@ -232,6 +243,9 @@ impl Session {
                 self.closed_cursors.push(cursor.table);
             }
         }
+        if !self.closed_cursors.is_empty() {
+            self.unlist_cursors();
+        }
         for table in std::mem::take(&mut self.closed_cursors) {
             let drop = format!("DROP TABLE IF EXISTS temp.\"{table}\"");
             if let Err(e) = self.on_temp_only(|conn| conn.execute_batch(&drop)) {
@@ -240,9 +254,23 @@ impl Session {
         }
     }
 
-    /// A closed cursor's table goes once no transaction is open (see above).
+    /// A closed cursor's table goes once no transaction is open (see above); its row of
+    /// pg_cursors goes now.
     fn drop_later(&mut self, cursor: Cursor) {
         self.closed_cursors.push(cursor.table);
+        self.unlist_cursors();
+    }
+
+    /// pg_cursors lists the open cursors only.
+    fn unlist_cursors(&self) {
+        let open: Vec<&str> = self.cursors.keys().map(String::as_str).collect();
+        let open = serde_json::to_string(&open).unwrap_or_else(|_| "[]".into());
+        let _ = self.on_temp_only(|conn| {
+            conn.execute(
+                "DELETE FROM temp.pg_cursors WHERE name NOT IN (SELECT value FROM json_each(?1))",
+                [open],
+            )
+        });
     }
 
     /// Whether its table is there; when that cannot be read, it is taken to be.
