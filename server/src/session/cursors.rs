@@ -407,6 +407,13 @@ mod tests {
         assert!(values(&ok(s.execute_query("FETCH q")).remove(0)).is_empty());
         ok(s.execute_query("COMMIT"));
 
+        // In one query string, PostgreSQL's implicit transaction holds the cursor, and ends it.
+        let done = ok(s.execute_query(
+            "DECLARE m CURSOR FOR SELECT 5 UNION ALL SELECT 6; FETCH 1 FROM m; FETCH 1 FROM m",
+        ));
+        assert_eq!((values(&done[1]), values(&done[2])), (vec![5], vec![6]));
+        assert_eq!(code(&mut s, "FETCH m"), sqlstate::INVALID_CURSOR_NAME);
+
         // Outside a transaction, without HOLD: refused, as in PostgreSQL.
         let refused = s
             .execute_query("DECLARE o CURSOR FOR SELECT 1")

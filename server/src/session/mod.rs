@@ -423,7 +423,12 @@ impl Session {
             && self.conn.is_autocommit()
             && !self.failed_transaction
             && statements.iter().all(|s| {
-                !is_transaction_control(&s.tokens) && server_statement::parse(&s.tokens).is_none()
+                // Cursors are a transaction's own (`DECLARE …; FETCH …` in one query).
+                !is_transaction_control(&s.tokens)
+                    && matches!(
+                        server_statement::parse(&s.tokens),
+                        None | Some(Ok(ServerStatement::Cursor(_)))
+                    )
             });
         let begin = if self.role.may_write() {
             "BEGIN IMMEDIATE"
@@ -471,6 +476,8 @@ impl Session {
             {
                 let _ = out.finished(Err(e));
             }
+            // Its cursors end with it.
+            self.cursors_after_statement();
         }
     }
 
