@@ -1140,6 +1140,17 @@ async fn named_cursors_were_a_syntax_error() {
     server.assert_still_serving().await;
 }
 
+/// psycopg 3 names a date, timestamp, timestamptz, time, uuid, jsonb or numeric parameter's
+/// type in its Parse, and Cairn refused each ("has type date, which Cairn does not take").
+/// They are stored as PostgreSQL's text forms and compare as such.
+#[tokio::test]
+async fn psycopg3s_date_uuid_and_json_parameters_were_refused() {
+    let site = Site::standard();
+    let server = site.start();
+    run_client_script(&server, "typed_parameters.py");
+    server.assert_still_serving().await;
+}
+
 /// pgJDBC's DatabaseMetaData.getPrimaryKeys and getIndexInfo were SQLite syntax errors
 /// (`(information_schema._pg_expandarray(i.indkey)).n`, `(keys).x`, `trim(both '"' from
 /// …)`); with them, what an unmodified pgJDBC does: typed parameters, a batch, a savepoint,

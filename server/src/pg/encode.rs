@@ -8,6 +8,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use rusqlite::types::{Value, ValueRef};
 
 use super::array_values::{self, ArrayValue};
+use super::typed_parameters;
 use crate::session::{Column, CommandTag, Executed, TransactionChange};
 use crate::sql::types::SqlType;
 use crate::sqlstate::{self, SqlError};
@@ -325,11 +326,29 @@ pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<
                 | Type::BOOL_ARRAY
                 | Type::FLOAT8_ARRAY
                 | Type::FLOAT4_ARRAY => array_values::parameter(portal, i, ty)?.map(Value::Text),
+                _ if let Some(Some(raw)) = portal.parameters.get(i)
+                    && let Some(text) =
+                        typed_parameters::text_of(ty, sent_binary(&portal.parameter_format, i), raw) =>
+                {
+                    let text = text.map_err(|why| {
+                        error_response(SqlError::new(
+                            sqlstate::INVALID_BINARY_REPRESENTATION,
+                            format!("parameter ${}: {why}", i + 1),
+                        ))
+                    })?;
+                    Some(Value::Text(text))
+                }
+                // NULL of one of those types.
+                _ if matches!(portal.parameters.get(i), Some(None))
+                    && typed_parameters::text_of(ty, false, &bytes::Bytes::new()).is_some() =>
+                {
+                    None
+                }
                 _ => {
                     return Err(error_response(SqlError::new(
                         sqlstate::DATATYPE_MISMATCH,
                         format!(
-                            "parameter ${} has type {}, which Cairn does not take; send it as int8, float8, text, bytea or bool",
+                            "parameter ${} has type {}, which Cairn does not take; send it as int8, float8, numeric, text, bytea, bool, date, time, timestamp, timestamptz, uuid or json",
                             i + 1,
                             ty.name()
                         ),
@@ -339,6 +358,16 @@ pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<
             Ok(value.unwrap_or(Value::Null))
         })
         .collect()
+}
+
+/// Whether parameter `i` came in binary (without pgwire's indexing, which a Bind with fewer
+/// format codes than parameters would make panic).
+fn sent_binary(format: &Format, i: usize) -> bool {
+    match format {
+        Format::UnifiedBinary => true,
+        Format::UnifiedText => false,
+        Format::Individual(codes) => codes.get(i) == Some(&1),
+    }
 }
 
 /// The format a statement's result columns are described with before a portal exists.

@@ -13,6 +13,7 @@ mod query;
 mod startup;
 mod stream;
 pub mod tls;
+mod typed_parameters;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
