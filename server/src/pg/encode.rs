@@ -302,6 +302,9 @@ fn hex_escape(bytes: &[u8]) -> String {
 
 /// Reads the bound parameters as SQLite values, decoding each by its type.
 pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<Vec<Value>> {
+    // What the typed parameters' texts may add up to in one Bind: a numeric's text can be
+    // far longer than its binary form (its weight stands for zeros).
+    let mut typed_text_left: usize = 64 * 1024 * 1024;
     (0..portal.parameter_len())
         .map(|i| {
             let ty = types.get(i).unwrap_or(&Type::TEXT);
@@ -334,6 +337,12 @@ pub fn parameters<S: Clone>(portal: &Portal<S>, types: &[Type]) -> PgWireResult<
                         error_response(SqlError::new(
                             sqlstate::INVALID_BINARY_REPRESENTATION,
                             format!("parameter ${}: {why}", i + 1),
+                        ))
+                    })?;
+                    typed_text_left = typed_text_left.checked_sub(text.len()).ok_or_else(|| {
+                        error_response(SqlError::new(
+                            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                            format!("parameter ${}: the numeric, date and json parameters of one statement may make at most 64 MiB of text", i + 1),
                         ))
                     })?;
                     Some(Value::Text(text))

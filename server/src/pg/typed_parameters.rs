@@ -31,11 +31,11 @@ pub fn text_of(ty: &Type, binary: bool, raw: &Bytes) -> Option<Result<String, St
         );
     }
     Some(match *ty {
-        Type::DATE => fixed::<4>(raw, ty).map(|b| date(i32::from_be_bytes(b))),
-        Type::TIME => fixed::<8>(raw, ty).map(|b| time_of_day(i64::from_be_bytes(b))),
-        Type::TIMESTAMP => fixed::<8>(raw, ty).map(|b| timestamp(i64::from_be_bytes(b))),
+        Type::DATE => fixed::<4>(raw, ty).and_then(|b| date(i32::from_be_bytes(b))),
+        Type::TIME => fixed::<8>(raw, ty).and_then(|b| time_of_day(i64::from_be_bytes(b))),
+        Type::TIMESTAMP => fixed::<8>(raw, ty).and_then(|b| timestamp(i64::from_be_bytes(b), "")),
         Type::TIMESTAMPTZ => {
-            fixed::<8>(raw, ty).map(|b| format!("{}+00", timestamp(i64::from_be_bytes(b))))
+            fixed::<8>(raw, ty).and_then(|b| timestamp(i64::from_be_bytes(b), "+00"))
         }
         Type::UUID => fixed::<16>(raw, ty).map(|b| uuid::Uuid::from_bytes(b).to_string()),
         Type::JSON => json_text(raw),
@@ -71,35 +71,65 @@ fn epoch() -> chrono::NaiveDateTime {
         .unwrap_or_default()
 }
 
-fn date(days: i32) -> String {
-    match epoch()
+fn date(days: i32) -> Result<String, String> {
+    match days {
+        i32::MAX => return Ok("infinity".into()),
+        i32::MIN => return Ok("-infinity".into()),
+        _ => {}
+    }
+    epoch()
         .date()
         .checked_add_signed(chrono::Duration::days(days.into()))
-    {
-        Some(day) => day.format("%Y-%m-%d").to_string(),
-        // PostgreSQL's ±infinity are the extremes.
-        None if days > 0 => "infinity".into(),
-        None => "-infinity".into(),
+        .map(|day| calendar(&day))
+        .ok_or_else(|| "a date parameter is out of range".into())
+}
+
+/// `at` (microseconds from 2000) with `zone` after the time, as PostgreSQL writes it.
+fn timestamp(micros: i64, zone: &str) -> Result<String, String> {
+    match micros {
+        i64::MAX => return Ok("infinity".into()),
+        i64::MIN => return Ok("-infinity".into()),
+        _ => {}
+    }
+    let at = epoch()
+        .checked_add_signed(chrono::Duration::microseconds(micros))
+        .ok_or_else(|| "a timestamp parameter is out of range".to_owned())?;
+    let day = calendar(&at.date());
+    let (day, era) = split_era(&day);
+    let clock = trim_fraction(at.format("%H:%M:%S%.6f").to_string());
+    Ok(format!("{day} {clock}{zone}{era}"))
+}
+
+/// A day as PostgreSQL writes it: `2024-01-02`, `10000-01-01`, `0044-03-15 BC`.
+fn calendar(day: &chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    let (year, era) = match day.year() {
+        y if y <= 0 => (1 - y, " BC"),
+        y => (y, ""),
+    };
+    format!("{year:04}-{:02}-{:02}{era}", day.month(), day.day())
+}
+
+/// `0044-03-15 BC` as its day and ` BC`, which goes after the time.
+fn split_era(day: &str) -> (&str, &str) {
+    match day.strip_suffix(" BC") {
+        Some(day) => (day, " BC"),
+        None => (day, ""),
     }
 }
 
-fn timestamp(micros: i64) -> String {
-    match epoch().checked_add_signed(chrono::Duration::microseconds(micros)) {
-        Some(at) => trim_fraction(at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
-        None if micros > 0 => "infinity".into(),
-        None => "-infinity".into(),
+fn time_of_day(micros: i64) -> Result<String, String> {
+    if !(0..=86_400_000_000).contains(&micros) {
+        return Err("a time parameter is out of range (00:00:00 to 24:00:00)".into());
     }
-}
-
-fn time_of_day(micros: i64) -> String {
-    let seconds = micros.div_euclid(1_000_000);
-    let fraction = micros.rem_euclid(1_000_000);
-    trim_fraction(format!(
+    let seconds = micros / 1_000_000;
+    let fraction = micros % 1_000_000;
+    Ok(trim_fraction(format!(
         "{:02}:{:02}:{:02}.{fraction:06}",
         seconds / 3600,
         seconds / 60 % 60,
         seconds % 60
-    ))
+    )))
 }
 
 /// `03:04:05.500000` as PostgreSQL writes it: `03:04:05.5`, and no fraction when it is 0.
@@ -129,6 +159,13 @@ fn numeric(raw: &[u8]) -> Result<String, String> {
     let weight = word(2)? as i16 as i32;
     let sign = word(4)?;
     let scale = word(6)? as usize;
+    // PostgreSQL's own bounds, which also bound the text made here.
+    if scale > 0x3FFF || !(-0x3FFF..=0x3FFF).contains(&weight) {
+        return Err("a numeric parameter's scale or weight is out of range".into());
+    }
+    if raw.len() != 8 + 2 * count {
+        return Err("a numeric parameter in binary has bytes past its digits".into());
+    }
     match sign {
         0xC000 => return Ok("NaN".into()),
         0xD000 => return Ok("Infinity".into()),
@@ -179,7 +216,8 @@ fn numeric(raw: &[u8]) -> Result<String, String> {
         w -= 1;
     }
     fraction.truncate(scale);
-    let sign = if sign == 0x4000 { "-" } else { "" };
+    let nonzero = whole.bytes().chain(fraction.bytes()).any(|b| b != b'0');
+    let sign = if sign == 0x4000 && nonzero { "-" } else { "" };
     Ok(if scale == 0 {
         format!("{sign}{whole}")
     } else {
@@ -235,6 +273,30 @@ mod tests {
         assert_eq!(numeric(&[12], -1, true, 4), "-0.0012");
         assert_eq!(numeric(&[1, 0], 1, false, 0), "10000");
         assert_eq!(numeric(&[], 0, false, 0), "0");
+        assert_eq!(numeric(&[12], -1, true, 2), "0.00", "no negative zero");
+        // PostgreSQL's infinities and eras; out-of-range values refused.
+        assert_eq!(binary(Type::DATE, &i32::MAX.to_be_bytes()), "infinity");
+        assert_eq!(
+            binary(Type::TIMESTAMPTZ, &i64::MIN.to_be_bytes()),
+            "-infinity"
+        );
+        let bc: i32 = -(730_120 + 44 * 365);
+        assert!(binary(Type::DATE, &bc.to_be_bytes()).ends_with(" BC"));
+        assert!(
+            text_of(
+                &Type::TIME,
+                true,
+                &Bytes::copy_from_slice(&(-1i64).to_be_bytes())
+            )
+            .unwrap()
+            .is_err()
+        );
+        let huge = [0u8, 1, 0x7f, 0xff, 0, 0, 0xff, 0xff, 0, 1];
+        assert!(
+            text_of(&Type::NUMERIC, true, &Bytes::copy_from_slice(&huge))
+                .unwrap()
+                .is_err()
+        );
         // Text forms are kept as sent; broken ones are refused, saying what.
         assert_eq!(
             text_of(&Type::DATE, false, &Bytes::from_static(b"2024-01-02")),

@@ -427,7 +427,7 @@ impl Session {
                 !is_transaction_control(&s.tokens)
                     && matches!(
                         server_statement::parse(&s.tokens),
-                        None | Some(Ok(ServerStatement::Cursor(_)))
+                        None | Some(Ok(ServerStatement::Cursor(_) | ServerStatement::CloseAll))
                     )
             });
         let begin = if self.role.may_write() {
