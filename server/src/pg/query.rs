@@ -433,7 +433,8 @@ impl ExtendedQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = message.name.clone().unwrap_or_default();
-        let a_cursor = message.target_type == b'P'
+        let a_cursor = message.target_type
+            == pgwire::messages::extendedquery::TARGET_TYPE_BYTE_PORTAL
             && !name.is_empty()
             && client.portal_store().get_portal(&name).is_none();
         if !a_cursor {

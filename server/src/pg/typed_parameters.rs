@@ -183,15 +183,18 @@ fn numeric(raw: &[u8]) -> Result<String, String> {
     if digits.iter().any(|d| *d > 9999) {
         return Err("a numeric parameter has a digit above 9999".into());
     }
-    // The integer part: base-10000 digits at weights weight..=0.
-    let mut whole = String::new();
-    for w in (0..=weight.max(0)).rev() {
-        let index = weight - w;
-        let digit = usize::try_from(index)
+    // The base-10000 digit at weight `w` (0 past those sent).
+    let digit_at = |w: i32| {
+        usize::try_from(weight - w)
             .ok()
             .and_then(|i| digits.get(i))
             .copied()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    };
+    // The integer part: weights weight..=0.
+    let mut whole = String::new();
+    for w in (0..=weight.max(0)).rev() {
+        let digit = digit_at(w);
         if whole.is_empty() {
             if digit != 0 || w == 0 {
                 whole.push_str(&digit.to_string());
@@ -206,13 +209,7 @@ fn numeric(raw: &[u8]) -> Result<String, String> {
     let mut fraction = String::new();
     let mut w = -1;
     while fraction.len() < scale {
-        let index = weight - w;
-        let digit = usize::try_from(index)
-            .ok()
-            .and_then(|i| digits.get(i))
-            .copied()
-            .unwrap_or(0);
-        fraction.push_str(&format!("{digit:04}"));
+        fraction.push_str(&format!("{:04}", digit_at(w)));
         w -= 1;
     }
     fraction.truncate(scale);

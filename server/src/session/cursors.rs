@@ -20,7 +20,7 @@ pub(super) struct Cursor {
     /// Its rows, in the session's temporary database, numbered by `cairn_position`.
     table: String,
     /// As the query described them.
-    pub columns: Vec<Column>,
+    columns: Vec<Column>,
     /// Rows fetched or moved over so far, and in all.
     read: u64,
     total: u64,
